@@ -1,0 +1,139 @@
+//! Tests of the generator itself: drift detection, determinism, and clear
+//! errors (with JSON pointers) for what it does not support.
+
+// Helpers outside #[test] fns unwrap too: a panic is a failure with a location.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+
+use xtask::codegen::{self, Outcome, Target};
+
+/// `cargo test` catches a stale `generated/` just like `cargo xtask codegen --check`.
+#[test]
+fn generated_code_is_up_to_date() {
+    if let Err(e) = codegen::codegen(true) {
+        panic!("{e:#}");
+    }
+}
+
+fn copy_target(tmp: &Path, spec: &str) -> Target {
+    std::fs::create_dir_all(tmp.join("spec")).unwrap();
+    std::fs::write(tmp.join("spec/openapi.yaml"), spec).unwrap();
+    Target { spec: "spec/openapi.yaml".into(), out: "generated/server".into(), crate_name: "t".into() }
+}
+
+fn spec_text() -> String {
+    std::fs::read_to_string(codegen::workspace_root().join("spec/openapi.yaml")).unwrap()
+}
+
+fn tempdir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("xtask-codegen-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+#[test]
+fn check_fails_after_a_schema_edit_and_names_the_file() {
+    let dir = tempdir("drift");
+    let t = copy_target(&dir, &spec_text());
+    codegen::run_target(&dir, &t, false, &mut Outcome::default()).unwrap();
+    let mut clean = Outcome::default();
+    codegen::run_target(&dir, &t, true, &mut clean).unwrap();
+    assert!(clean.stale.is_empty(), "a fresh generation is not stale");
+
+    // Tighten one constraint in one schema.
+    let edited = spec_text().replacen("maxLength: 50", "maxLength: 40", 1);
+    assert_ne!(edited, spec_text());
+    let t = copy_target(&dir, &edited);
+    let mut out = Outcome::default();
+    codegen::run_target(&dir, &t, true, &mut out).unwrap();
+    let stale: Vec<String> = out.stale.iter().map(|(p, _)| p.display().to_string()).collect();
+    assert!(stale.iter().any(|p| p.ends_with("models.rs")), "{stale:?}");
+    let diff = &out.stale.iter().find(|(p, _)| p.ends_with("models.rs")).unwrap().1;
+    assert!(diff.contains("-") && diff.contains("max = 40"), "diff shows the change:\n{diff}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn output_is_deterministic() {
+    let doc = codegen::parse_spec(&spec_text()).unwrap();
+    let a = codegen::render_server(&doc, Path::new("spec/openapi.yaml"), "x").unwrap();
+    let b = codegen::render_server(&doc, Path::new("spec/openapi.yaml"), "x").unwrap();
+    assert_eq!(a, b);
+    for (path, text) in &a {
+        assert!(
+            text.starts_with("// @generated") || text.starts_with("# @generated"),
+            "{} lacks the header",
+            path.display()
+        );
+        assert!(text.contains("cargo xtask codegen"), "{} header names the command", path.display());
+    }
+}
+
+/// Generation errors name the JSON pointer of the offending construct.
+fn gen_error(spec: &str) -> String {
+    let doc = codegen::parse_spec(spec).unwrap();
+    match codegen::render_server(&doc, Path::new("s.yaml"), "x") {
+        Ok(_) => panic!("generation should fail"),
+        Err(e) => format!("{e:#}"),
+    }
+}
+
+const REGISTRY: &str = r#"
+x-error-codes:
+  - {name: ValidationFailed, code: 1001, status: 400, message: bad}
+  - {name: MissingToken, code: 1002, status: 401, message: no token}
+  - {name: MalformedBody, code: 1008, status: 400, message: bad json}
+  - {name: UnsupportedMediaType, code: 1009, status: 400, message: bad type}
+  - {name: PayloadTooLarge, code: 1010, status: 400, message: too big}
+  - {name: RouteNotFound, code: 1011, status: 404, message: no route}
+  - {name: MethodNotAllowed, code: 1012, status: 405, message: no method}
+  - {name: Internal, code: 5000, status: 500, message: oops}
+"#;
+
+fn tiny(paths: &str, schemas: &str) -> String {
+    format!(
+        "openapi: 3.0.3\ninfo: {{title: t, version: '1'}}\npaths:\n{paths}\ncomponents:\n  schemas:\n{schemas}\n{REGISTRY}"
+    )
+}
+
+#[test]
+fn unsupported_constructs_fail_with_their_pointer() {
+    let e = gen_error(&tiny(
+        "  /a:\n    get:\n      operationId: a\n      responses:\n        '200': {description: ok}",
+        "    X:\n      not: {type: string}",
+    ));
+    assert!(e.contains("#/components/schemas/X") && e.contains("`not`"), "{e}");
+
+    let e = gen_error(&tiny(
+        "  /a:\n    get:\n      operationId: a\n      responses:\n        default: {description: ok}",
+        "    X: {type: object, properties: {a: {type: string}}}",
+    ));
+    assert!(e.contains("#/paths/~1a/get/responses/default"), "{e}");
+
+    let e = gen_error(&tiny(
+        "  /a:\n    get:\n      operationId: a\n      parameters:\n        - {name: q, in: query, schema: {type: integer}}\n      responses:\n        '200': {description: ok}",
+        "    X: {type: object, properties: {a: {type: string}}}",
+    ));
+    assert!(e.contains("#/paths/~1a/get/responses") && e.contains("no 400"), "{e}");
+
+    let e = gen_error(&tiny(
+        "  /a:\n    get:\n      operationId: a\n      responses:\n        '200': {description: ok}",
+        "    X: {type: object, properties: {a: {type: string, pattern: '^(?=x)'}}}",
+    ));
+    assert!(e.contains("#/components/schemas/X/properties/a/pattern"), "{e}");
+
+    let e = gen_error(&tiny(
+        "  /a:\n    get:\n      operationId: a\n      responses:\n        '200': {description: ok, content: {application/json: {schema: {$ref: '#/components/schemas/Nope'}}}}",
+        "    X: {type: object, properties: {a: {type: string}}}",
+    ));
+    assert!(e.contains("#/components/schemas/Nope"), "{e}");
+
+    let no_registry = tiny(
+        "  /a:\n    get:\n      operationId: a\n      responses:\n        '200': {description: ok}",
+        "    X: {type: object, properties: {a: {type: string}}}",
+    )
+    .replace("  - {name: Internal, code: 5000, status: 500, message: oops}\n", "");
+    let e = gen_error(&no_registry);
+    assert!(e.contains("#/x-error-codes") && e.contains("Internal"), "{e}");
+}
