@@ -12,6 +12,7 @@
 //!   sorted, defaults are dropped (`deprecated: false`, `required: false`,
 //!   query `explode: true`), parameters become a map keyed `in:name`, tags a
 //!   map keyed by name;
+//! - path-level `parameters` are copied into each operation of the path;
 //! - the `openapi` version string and top-level `x-` extensions are dropped.
 //!
 //! Anything left is a real difference.
@@ -70,9 +71,32 @@ fn resolve<'a>(v: &'a Value, components: &'a Value) -> &'a Value {
 fn paths(v: &Value, c: &Value) -> Value {
     let mut out = Map::new();
     for (path, item) in v.as_object().into_iter().flatten() {
+        // Path-level parameters apply to every operation of the path (an
+        // operation's own parameter of the same name and location wins).
+        let shared: Vec<Value> = item.get("parameters").and_then(Value::as_array).cloned().unwrap_or_default();
         let mut ops = Map::new();
         for (method, op) in item.as_object().into_iter().flatten() {
-            ops.insert(method.clone(), operation(op, c));
+            if method == "parameters" || method == "summary" || method == "description" {
+                continue;
+            }
+            let mut op = op.clone();
+            if !shared.is_empty()
+                && let Some(o) = op.as_object_mut()
+            {
+                let own = o.entry("parameters").or_insert_with(|| Value::Array(vec![]));
+                if let Some(list) = own.as_array_mut() {
+                    let key = |p: &Value| {
+                        let p = resolve(p, c);
+                        (p.get("in").cloned(), p.get("name").cloned())
+                    };
+                    for sp in &shared {
+                        if !list.iter().any(|p| key(p) == key(sp)) {
+                            list.push(sp.clone());
+                        }
+                    }
+                }
+            }
+            ops.insert(method.clone(), operation(&op, c));
         }
         out.insert(path.clone(), Value::Object(ops));
     }

@@ -94,7 +94,10 @@ fn join(parent: &str, name: &str) -> String {
 pub enum Shape {
     Any,
     Bool,
-    Integer { min: i64, max: i64 },
+    Integer {
+        min: i64,
+        max: i64,
+    },
     Number,
     String(StrFormat),
     Enum(&'static [&'static str]),
@@ -102,7 +105,10 @@ pub enum Shape {
     Object(&'static [Prop]),
     Map(&'static Shape),
     Nullable(&'static Shape),
+    /// Exactly one member must match.
     OneOf(&'static [&'static Shape]),
+    /// At least one member must match.
+    AnyOf(&'static [&'static Shape]),
 }
 
 /// String formats that change the Rust type (and so must parse).
@@ -141,7 +147,9 @@ impl Shape {
             Shape::Object(props) => Value::Object(
                 props.iter().filter(|p| p.required).map(|p| (p.name.to_owned(), p.shape.placeholder())).collect(),
             ),
-            Shape::OneOf(variants) => variants.first().map_or(Value::Null, |s| s.placeholder()),
+            Shape::OneOf(variants) | Shape::AnyOf(variants) => {
+                variants.first().map_or(Value::Null, |s| s.placeholder())
+            }
         }
     }
 
@@ -229,14 +237,23 @@ impl Shape {
                 }
                 true
             }
-            Shape::OneOf(variants) => {
-                // A value matches when some variant accepts it without errors.
-                let ok = variants.iter().any(|s| {
-                    let mut probe = value.clone();
-                    let mut scratch = FieldErrors::default();
-                    s.check(&mut probe, path, &mut scratch) && scratch.is_empty()
-                });
-                expect(ok, path, "does not match any allowed schema", errs)
+            Shape::OneOf(variants) | Shape::AnyOf(variants) => {
+                // A member matches when it accepts the value without errors.
+                let matching = variants
+                    .iter()
+                    .filter(|s| {
+                        let mut probe = value.clone();
+                        let mut scratch = FieldErrors::default();
+                        s.check(&mut probe, path, &mut scratch) && scratch.is_empty()
+                    })
+                    .count();
+                match (self, matching) {
+                    (_, 0) => expect(false, path, "does not match any of the allowed schemas", errs),
+                    (Shape::OneOf(_), n) if n > 1 => {
+                        expect(false, path, "matches more than one of the allowed schemas (oneOf)", errs)
+                    }
+                    _ => true,
+                }
             }
         }
     }

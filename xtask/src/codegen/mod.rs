@@ -33,11 +33,18 @@ pub struct Target {
 /// Every crate `cargo xtask codegen` owns: the service's server crate and
 /// the generator's fixture crates (compiled by the workspace build).
 pub fn targets() -> Vec<Target> {
-    vec![Target {
-        spec: "spec/openapi.yaml".into(),
-        out: "generated/server".into(),
-        crate_name: "spec-api-server".into(),
-    }]
+    vec![
+        Target {
+            spec: "spec/openapi.yaml".into(),
+            out: "generated/server".into(),
+            crate_name: "spec-api-server".into(),
+        },
+        Target {
+            spec: "xtask/tests/fixtures/rich/openapi.yaml".into(),
+            out: "xtask/tests/fixtures/rich/server".into(),
+            crate_name: "fixture-rich-server".into(),
+        },
+    ]
 }
 
 /// What a run did.

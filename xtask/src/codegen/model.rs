@@ -148,6 +148,8 @@ pub struct Api {
     pub tags: Vec<Tag>,
     pub operations: Vec<Operation>,
     pub types: IndexMap<String, TypeDef>,
+    /// Components that are only a `$ref` to another → the final target.
+    pub aliases: IndexMap<String, String>,
     pub security: Vec<SecurityScheme>,
     pub error_codes: Vec<ErrorCodeDef>,
 }
@@ -431,11 +433,14 @@ pub fn build(doc: &oa::OpenAPI) -> Result<Api> {
         Builder { r: Resolver::new(doc), types: IndexMap::new(), enums: Vec::new(), components: IndexMap::new() };
 
     // Components first, in document order, so their names win.
+    let mut aliases = IndexMap::new();
     if let Some(c) = &doc.components {
         for name in c.schemas.keys() {
             let canon = b.r.canonical(name)?;
             if canon == *name {
                 b.component_rust(name)?;
+            } else {
+                aliases.insert(name.clone(), canon);
             }
         }
     }
@@ -502,6 +507,7 @@ pub fn build(doc: &oa::OpenAPI) -> Result<Api> {
         tags,
         operations,
         types: b.types,
+        aliases,
         security,
         error_codes,
     })

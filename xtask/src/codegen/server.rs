@@ -189,8 +189,8 @@ fn json_lit(v: &Value) -> TokenStream {
 fn meta_ref(api: &Api, s: &Sch) -> TokenStream {
     match s {
         Sch::Ref(name) => {
-            let n = lit(name);
-            let _ = api;
+            // poem-openapi registers types, not aliases: point at the target.
+            let n = lit(api.aliases.get(name).unwrap_or(name));
             quote!(::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from(#n)))
         }
         Sch::Inline(node) => {
@@ -312,7 +312,7 @@ fn meta_schema(api: &Api, n: &Node) -> TokenStream {
 fn refs_in(api: &Api, s: &Sch, out: &mut BTreeSet<String>) {
     match s {
         Sch::Ref(name) => {
-            out.insert(name.clone());
+            out.insert(api.aliases.get(name).unwrap_or(name).clone());
         }
         Sch::Inline(n) => refs_in_node(api, n, out),
     }
@@ -332,6 +332,7 @@ fn refs_in_node(api: &Api, n: &Node, out: &mut BTreeSet<String>) {
 
 /// Rust type of a component name (after alias chains).
 fn component_type(api: &Api, name: &str) -> Option<String> {
+    let name = api.aliases.get(name).map_or(name, String::as_str);
     api.types.values().find(|t| t.component.as_deref() == Some(name)).map(|t| t.rust.clone())
 }
 
@@ -822,7 +823,11 @@ fn value_rules(api: &Api, ty: &RTy, n: &Node) -> Result<Vec<TokenStream>> {
                 None => Node::default(),
             };
             let inner = value_rules(api, item, &item_node)?;
-            if !inner.is_empty() {
+            if inner.iter().any(|r| r.to_string() == "dive") {
+                // garde validates `Vec<T: Validate>` itself; `dive` is only
+                // allowed at field level.
+                rules.push(quote!(dive));
+            } else if !inner.is_empty() {
                 rules.push(quote!(inner(#(#inner),*)));
             }
         }
@@ -865,7 +870,11 @@ fn shape_of_node(api: &Api, n: &Node) -> TokenStream {
             quote!(&#s)
         }
     });
-    quote!(rt::Shape::OneOf(&[#(#shapes),*]))
+    if n.one_of.is_empty() {
+        quote!(rt::Shape::AnyOf(&[#(#shapes),*]))
+    } else {
+        quote!(rt::Shape::OneOf(&[#(#shapes),*]))
+    }
 }
 
 fn rty_of_inline(n: &Node) -> RTy {
@@ -1490,8 +1499,14 @@ fn lib_rs(api: &Api) -> Result<TokenStream> {
         quote!(#doc #[oai(rename = #nl)] #v,)
     });
 
-    let servers_ty = tags.iter().map(|t| format_ident!("{}Server", type_name(t)));
-    let servers_ty2 = servers_ty.clone();
+    let servers_ty: Vec<_> = tags.iter().map(|t| format_ident!("{}Server", type_name(t))).collect();
+    // poem-openapi implements `OpenApi` for tuples of two or more.
+    let (services_ty, services_val) = if servers_ty.len() == 1 {
+        let s = &servers_ty[0];
+        (quote!(#s<A>), quote!(#s(app)))
+    } else {
+        (quote!((#(#servers_ty<A>,)*)), quote!((#(#servers_ty(::std::clone::Clone::clone(&app)),)*)))
+    };
     let traits: Vec<_> = tags.iter().map(|t| format_ident!("{}Api", type_name(t))).collect();
 
     let auth = if api.security.is_empty() {
@@ -1576,11 +1591,11 @@ fn lib_rs(api: &Api) -> Result<TokenStream> {
         impl<A: #(#traits)+*> Api for A {}
 
         /// The services of every tag over one application.
-        pub type Services<A> = (#(#servers_ty<A>,)*);
+        pub type Services<A> = #services_ty;
 
         /// The OpenAPI service (document, routes) over `app`.
         pub fn openapi_service<A: Api>(app: ::std::sync::Arc<A>) -> ::poem_openapi::OpenApiService<Services<A>, ()> {
-            let svc = ::poem_openapi::OpenApiService::new((#(#servers_ty2(::std::clone::Clone::clone(&app)),)*), TITLE, VERSION);
+            let svc = ::poem_openapi::OpenApiService::new(#services_val, TITLE, VERSION);
             #description
             #contact
             #(#servers)*
