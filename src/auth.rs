@@ -1,0 +1,387 @@
+//! Operator-token authentication: `sk_…` tokens verified through a short-lived Redis cache in
+//! front of PostgreSQL (`db::tokens`). Revocation is immediate; when neither store can answer,
+//! verification fails closed with [`AuthError::Unavailable`].
+
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use bb8_redis::{RedisConnectionManager, redis};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+
+use crate::db::{Pool, tokens};
+
+/// Who a verified token belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub token_id: i64,
+    pub name: String,
+}
+
+/// Why a token was not accepted. Only `Unavailable` is the server's fault (503); the others
+/// are the caller's (401). Details of an `Unavailable` are logged where it happens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("invalid token")]
+    Invalid,
+    #[error("token expired")]
+    Expired,
+    #[error("token revoked")]
+    Revoked,
+    #[error("token store unavailable")]
+    Unavailable,
+}
+
+/// `revoke` is an operator action, not the hot path: it may wait for a Redis that is just
+/// coming back (bb8 reconnects with backoff) rather than fail and need a re-run.
+const REVOKE_REDIS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the cache holds under `<prefix>auth:token:<sha256 hex>`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "lowercase")]
+enum CacheEntry {
+    /// Checked against PostgreSQL less than a cache TTL ago. The expiry is re-checked on every
+    /// hit, since the key's TTL is rounded and a clock may have moved.
+    Valid { id: i64, name: String, hash: String, expires_at: Option<DateTime<Utc>> },
+    /// Written by `revoke` in place of the positive entry; see there.
+    Revoked,
+}
+
+/// Verifies operator tokens. Cheap to clone; every clone shares both pools.
+///
+/// For the hot path, give it a Redis pool built with `test_on_check_out(false)`: otherwise every
+/// checkout costs a PING, doubling the round trips of a cache hit.
+#[derive(Clone)]
+pub struct TokenVerifier {
+    pg: Pool,
+    redis: bb8::Pool<RedisConnectionManager>,
+    /// Put before every key, so that several deployments (or tests) can share one Redis.
+    prefix: String,
+    /// How long a positive result is trusted without asking PostgreSQL. Also the longest a
+    /// revocation made through `db::tokens::token_revoke` (not through `revoke`) can go unseen.
+    cache_ttl: Duration,
+    /// Redis answers in well under a millisecond when healthy; past this we go to PostgreSQL
+    /// rather than make every request wait for a dead cache.
+    redis_timeout: Duration,
+}
+
+impl TokenVerifier {
+    /// With a 60 s cache TTL and a 300 ms Redis timeout.
+    pub fn new(pg: Pool, redis: bb8::Pool<RedisConnectionManager>, prefix: impl Into<String>) -> Self {
+        Self {
+            pg,
+            redis,
+            prefix: prefix.into(),
+            cache_ttl: Duration::from_secs(60),
+            redis_timeout: Duration::from_millis(300),
+        }
+    }
+
+    pub fn with_cache_ttl(mut self, cache_ttl: Duration) -> Self {
+        self.cache_ttl = cache_ttl;
+        self
+    }
+
+    pub fn with_redis_timeout(mut self, redis_timeout: Duration) -> Self {
+        self.redis_timeout = redis_timeout;
+        self
+    }
+
+    fn cache_key(&self, hash: &str) -> String {
+        format!("{}auth:token:{hash}", self.prefix)
+    }
+
+    /// Checks a token: the Redis cache first, PostgreSQL on a miss (or when Redis is down),
+    /// caching what PostgreSQL confirms. With PostgreSQL down, tokens cached in the last
+    /// `cache_ttl` still pass; everything else is `Unavailable`.
+    pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        if !tokens::token_well_formed(token) {
+            return Err(AuthError::Invalid);
+        }
+        let hash = tokens::token_hash(token);
+        let key = self.cache_key(&hash);
+
+        match self.cache_get(&key).await {
+            Ok(Some(raw)) => match serde_json::from_str::<CacheEntry>(&raw) {
+                Ok(entry) => return check_cached(entry, &hash, Utc::now()),
+                Err(e) => tracing::warn!(error = %e, "unreadable token cache entry; asking PostgreSQL"),
+            },
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = format!("{e:#}"), "token cache unavailable; asking PostgreSQL"),
+        }
+
+        let record = tokens::token_find_by_hash(&self.pg, &hash)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = format!("{:#}", anyhow!(e)), "cannot verify a token: PostgreSQL failed");
+                AuthError::Unavailable
+            })?
+            .ok_or(AuthError::Invalid)?;
+        // The row was found by this very hash, so this only fails if the lookup matched more
+        // loosely than byte equality; it is constant-time so that it leaks nothing either way.
+        if !bool::from(record.token_hash.as_bytes().ct_eq(hash.as_bytes())) {
+            return Err(AuthError::Invalid);
+        }
+        if record.revoked_at.is_some() {
+            return Err(AuthError::Revoked);
+        }
+        let now = Utc::now();
+        if record.expires_at.is_some_and(|at| at <= now) {
+            return Err(AuthError::Expired);
+        }
+
+        if let Err(e) = self.cache_put(&key, &record, now).await {
+            tracing::warn!(error = format!("{e:#}"), "could not cache a verified token");
+        }
+        if let Err(e) = tokens::token_touch(&self.pg, record.id).await {
+            tracing::warn!(error = format!("{:#}", anyhow!(e)), "could not record a token's use");
+        }
+        Ok(Principal { token_id: record.id, name: record.name })
+    }
+
+    /// Revokes a token by id or name, effective at once for every verifier sharing this Redis
+    /// and prefix. `Ok(true)` when this call revoked it, `Ok(false)` when there is no such token
+    /// or it was revoked before. An error after the database step says so: run it again.
+    pub async fn revoke(&self, id_or_name: &str) -> anyhow::Result<bool> {
+        let Some((hash, newly_revoked)) = tokens::token_revoke_returning_hash(&self.pg, id_or_name)
+            .await
+            .with_context(|| format!("revoking token {id_or_name:?} in PostgreSQL"))?
+        else {
+            return Ok(false);
+        };
+        // A tombstone rather than a DEL: a `verify` that read the row just before the revoke
+        // could otherwise cache it as valid just after. Its `SET NX` cannot replace this, and
+        // the tombstone outlives any such in-flight verification.
+        let entry = serde_json::to_string(&CacheEntry::Revoked).context("encoding a tombstone")?;
+        self.cache_set(&self.cache_key(&hash), &entry, self.cache_ttl * 2, false, REVOKE_REDIS_TIMEOUT)
+            .await
+            .with_context(|| {
+                format!(
+                    "token {id_or_name:?} is revoked in PostgreSQL, but its cache entry could not \
+                     be replaced; it may pass for up to {:?} more",
+                    self.cache_ttl
+                )
+            })?;
+        Ok(newly_revoked)
+    }
+
+    async fn cache_get(&self, key: &str) -> anyhow::Result<Option<String>> {
+        let get = async {
+            let mut conn = self.redis.get().await.context("getting a Redis connection")?;
+            let value: Option<String> = redis::cmd("GET").arg(key).query_async(&mut *conn).await.context("GET")?;
+            Ok(value)
+        };
+        tokio::time::timeout(self.redis_timeout, get)
+            .await
+            .map_err(|_| anyhow!("no answer from Redis within {:?}", self.redis_timeout))?
+    }
+
+    /// Caches a confirmed token, never for longer than it has left to live.
+    async fn cache_put(&self, key: &str, record: &tokens::TokenRecord, now: DateTime<Utc>) -> anyhow::Result<()> {
+        let mut ttl = self.cache_ttl;
+        if let Some(expires_at) = record.expires_at {
+            let left = (expires_at - now).to_std().unwrap_or(Duration::ZERO);
+            ttl = ttl.min(left);
+        }
+        if ttl < Duration::from_millis(1) {
+            return Ok(());
+        }
+        let entry = serde_json::to_string(&CacheEntry::Valid {
+            id: record.id,
+            name: record.name.clone(),
+            hash: record.token_hash.clone(),
+            expires_at: record.expires_at,
+        })
+        .context("encoding a cache entry")?;
+        self.cache_set(key, &entry, ttl, true, self.redis_timeout).await
+    }
+
+    async fn cache_set(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: Duration,
+        only_if_absent: bool,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let set = async {
+            let mut conn = self.redis.get().await.context("getting a Redis connection")?;
+            let mut cmd = redis::cmd("SET");
+            cmd.arg(key).arg(value).arg("PX").arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1));
+            if only_if_absent {
+                cmd.arg("NX");
+            }
+            // `SET … NX` answers nil when the key exists: not an error.
+            let _: Option<String> = cmd.query_async(&mut *conn).await.context("SET")?;
+            Ok(())
+        };
+        tokio::time::timeout(timeout, set).await.map_err(|_| anyhow!("no answer from Redis within {timeout:?}"))?
+    }
+}
+
+fn check_cached(entry: CacheEntry, hash: &str, now: DateTime<Utc>) -> Result<Principal, AuthError> {
+    match entry {
+        CacheEntry::Revoked => Err(AuthError::Revoked),
+        CacheEntry::Valid { id, name, hash: cached_hash, expires_at } => {
+            if !bool::from(cached_hash.as_bytes().ct_eq(hash.as_bytes())) {
+                return Err(AuthError::Invalid);
+            }
+            if expires_at.is_some_and(|at| at <= now) {
+                return Err(AuthError::Expired);
+            }
+            Ok(Principal { token_id: id, name })
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use super::*;
+    use crate::db::tokens::token_issue;
+    use crate::devsvc::{PrivatePostgres, PrivateRedis, TestDb, TestRedis, test_database, test_redis};
+
+    async fn redis_pool(url: &str) -> bb8::Pool<RedisConnectionManager> {
+        bb8::Pool::builder()
+            .max_size(4)
+            .connection_timeout(Duration::from_secs(2))
+            .build(RedisConnectionManager::new(url).unwrap())
+            .await
+            .unwrap()
+    }
+
+    async fn setup() -> (TestDb, TestRedis, TokenVerifier) {
+        let db = test_database().await.unwrap();
+        let redis = test_redis().await.unwrap();
+        let verifier = TokenVerifier::new(db.pool().clone(), redis.pool().await.unwrap(), redis.prefix());
+        (db, redis, verifier)
+    }
+
+    async fn pttl(verifier: &TokenVerifier, token: &str) -> i64 {
+        let mut conn = verifier.redis.get().await.unwrap();
+        redis::cmd("PTTL").arg(verifier.cache_key(&tokens::token_hash(token))).query_async(&mut *conn).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn issued_tokens_verify_and_get_cached() {
+        let (db, _redis, verifier) = setup().await;
+        let (id, token) = token_issue(db.pool(), "deploy-bot", None).await.unwrap();
+        let expected = Principal { token_id: id, name: "deploy-bot".into() };
+        assert_eq!(verifier.verify(&token).await, Ok(expected.clone()));
+        let ttl = pttl(&verifier, &token).await;
+        assert!(ttl > 0 && ttl <= 60_000, "cached for at most the cache TTL: {ttl}");
+        // A hit answers the same.
+        assert_eq!(verifier.verify(&token).await, Ok(expected));
+        let listed = tokens::tokens_list(db.pool()).await.unwrap();
+        assert!(listed[0].last_used_at.is_some());
+    }
+
+    #[tokio::test]
+    async fn wrong_tokens_are_invalid() {
+        let (db, _redis, verifier) = setup().await;
+        let (_, token) = token_issue(db.pool(), "real", None).await.unwrap();
+        let mut altered = token.clone();
+        let last = if altered.ends_with('A') { "B" } else { "A" };
+        altered.replace_range(altered.len() - 1.., last);
+        assert_eq!(verifier.verify(&altered).await, Err(AuthError::Invalid));
+        assert_eq!(verifier.verify("").await, Err(AuthError::Invalid));
+        assert_eq!(verifier.verify("not-a-token").await, Err(AuthError::Invalid));
+        assert_eq!(verifier.verify(&format!("{token} ")).await, Err(AuthError::Invalid));
+        assert_eq!(pttl(&verifier, &altered).await, -2, "failures are not cached");
+    }
+
+    #[tokio::test]
+    async fn expired_tokens_are_rejected_and_never_cached_beyond_expiry() {
+        let (db, _redis, verifier) = setup().await;
+        let ttl = Duration::from_millis(800);
+        let (_, token) = token_issue(db.pool(), "short", Some(ttl)).await.unwrap();
+        assert!(verifier.verify(&token).await.is_ok());
+        let cached = pttl(&verifier, &token).await;
+        assert!(cached > 0 && cached <= 800, "cache TTL capped by the token's life: {cached}");
+        // Waiting on the token's expiry (not on a start-up): nothing to poll.
+        tokio::time::sleep(ttl + Duration::from_millis(100)).await;
+        assert_eq!(verifier.verify(&token).await, Err(AuthError::Expired));
+
+        let (_, gone) = token_issue(db.pool(), "born-expired", Some(Duration::ZERO)).await.unwrap();
+        assert_eq!(verifier.verify(&gone).await, Err(AuthError::Expired));
+    }
+
+    #[test]
+    fn a_cache_hit_rechecks_expiry_and_hash() {
+        let now = Utc::now();
+        let entry = |expires_at| CacheEntry::Valid { id: 1, name: "x".into(), hash: "ab".into(), expires_at };
+        assert_eq!(check_cached(entry(Some(now - chrono::Duration::seconds(1))), "ab", now), Err(AuthError::Expired));
+        assert!(check_cached(entry(Some(now + chrono::Duration::seconds(1))), "ab", now).is_ok());
+        assert!(check_cached(entry(None), "ab", now).is_ok());
+        assert_eq!(check_cached(entry(None), "cd", now), Err(AuthError::Invalid));
+        assert_eq!(check_cached(CacheEntry::Revoked, "ab", now), Err(AuthError::Revoked));
+    }
+
+    #[tokio::test]
+    async fn revocation_takes_effect_at_once_even_when_cached() {
+        let (db, redis, verifier) = setup().await;
+        let (id, token) = token_issue(db.pool(), "leaky", None).await.unwrap();
+        let (_, other) = token_issue(db.pool(), "fine", None).await.unwrap();
+        assert!(verifier.verify(&token).await.is_ok());
+        assert!(verifier.verify(&other).await.is_ok());
+        assert!(pttl(&verifier, &token).await > 0, "cached before the revoke");
+
+        // A second verifier (another instance) sharing the cache sees it too.
+        let peer = TokenVerifier::new(db.pool().clone(), redis.pool().await.unwrap(), redis.prefix());
+        assert!(verifier.revoke(&id.to_string()).await.unwrap());
+        assert_eq!(verifier.verify(&token).await, Err(AuthError::Revoked));
+        assert_eq!(peer.verify(&token).await, Err(AuthError::Revoked));
+        assert!(verifier.verify(&other).await.is_ok(), "other tokens unaffected");
+
+        assert!(!verifier.revoke("leaky").await.unwrap(), "already revoked");
+        assert!(!verifier.revoke("no-such-token").await.unwrap());
+        assert_eq!(verifier.verify(&token).await, Err(AuthError::Revoked));
+    }
+
+    #[tokio::test]
+    async fn redis_down_falls_back_to_postgres() {
+        let db = test_database().await.unwrap();
+        let mut redis = PrivateRedis::start().unwrap();
+        let verifier = TokenVerifier::new(db.pool().clone(), redis_pool(&redis.url()).await, "t:");
+        let (_, token) = token_issue(db.pool(), "a", None).await.unwrap();
+        let (_, revoked) = token_issue(db.pool(), "b", None).await.unwrap();
+        assert!(verifier.verify(&token).await.is_ok());
+        assert!(verifier.verify(&revoked).await.is_ok());
+
+        redis.stop().unwrap();
+        assert!(verifier.verify(&token).await.is_ok(), "verified through PostgreSQL");
+        assert_eq!(verifier.verify("sk_nope").await, Err(AuthError::Invalid));
+        // The revoke lands in PostgreSQL but reports that the cache was not reached...
+        let err = verifier.revoke("b").await.unwrap_err();
+        assert!(format!("{err:#}").contains("cache entry could not"), "{err:#}");
+        assert_eq!(verifier.verify(&revoked).await, Err(AuthError::Revoked));
+        // ...and running it again once Redis is back finishes the job.
+        redis.restart().unwrap();
+        assert!(!verifier.revoke("b").await.unwrap());
+        assert_eq!(verifier.verify(&revoked).await, Err(AuthError::Revoked));
+        assert!(verifier.verify(&token).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn both_stores_down_fails_closed() {
+        // Private servers: these get stopped, the shared ones must not be.
+        let mut pg = PrivatePostgres::start().unwrap();
+        let mut redis = PrivateRedis::start().unwrap();
+        let pool = crate::db::pool(&pg.url(), 2, Duration::from_secs(1), Duration::from_secs(5)).unwrap();
+        crate::db::migrate::migrate(&mut pool.get().await.unwrap()).await.unwrap();
+        let verifier = TokenVerifier::new(pool.clone(), redis_pool(&redis.url()).await, "t:");
+        let (_, cached) = token_issue(&pool, "cached", None).await.unwrap();
+        let (_, uncached) = token_issue(&pool, "uncached", None).await.unwrap();
+        assert!(verifier.verify(&cached).await.is_ok());
+
+        pg.stop().unwrap();
+        assert!(verifier.verify(&cached).await.is_ok(), "a cache hit needs no PostgreSQL");
+        assert_eq!(verifier.verify(&uncached).await, Err(AuthError::Unavailable));
+
+        redis.stop().unwrap();
+        assert_eq!(verifier.verify(&cached).await, Err(AuthError::Unavailable));
+        assert_eq!(verifier.verify(&uncached).await, Err(AuthError::Unavailable));
+        assert!(verifier.revoke("cached").await.is_err());
+    }
+}

@@ -1,0 +1,263 @@
+//! PostgreSQL access: the pool, migrations and one store module per table (`users`, `tokens`).
+//! Store functions return [`StoreError`]; database errors are classified here, in one place.
+
+pub mod migrate;
+pub mod tokens;
+pub mod users;
+
+use std::{
+    future::Future,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context;
+pub use deadpool_postgres::Pool;
+use deadpool_postgres::{
+    HookError, Manager, ManagerConfig, Object, PoolError, RecyclingMethod, Runtime,
+    tokio_postgres::{self, Row, error::SqlState, types::ToSql},
+};
+
+/// Queries slower than this are logged (the original service's threshold).
+pub const SLOW_QUERY: Duration = Duration::from_millis(100);
+
+/// Connections are replaced once this old, at their next recycle: server-side memory held by a
+/// long-lived backend is returned and settings changes are picked up (the original used 5 min).
+pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(5 * 60);
+
+/// A pool of lazily opened connections: nothing connects until the first `get`.
+///
+/// `acquire_timeout` bounds both waiting for a free connection and opening a new one, so a
+/// dead or hanging server turns into [`StoreError::Unavailable`] instead of a stuck request.
+/// `statement_timeout` is set on every connection at start-up, so no query holds a pooled
+/// connection forever.
+pub fn pool(
+    url: &str,
+    max_size: usize,
+    acquire_timeout: Duration,
+    statement_timeout: Duration,
+) -> anyhow::Result<Pool> {
+    let mut config: tokio_postgres::Config = url.parse().context("parsing the PostgreSQL URL")?;
+    let timeout_option = format!("-c statement_timeout={}", statement_timeout.as_millis());
+    let options = match config.get_options() {
+        Some(given) => format!("{given} {timeout_option}"),
+        None => timeout_option,
+    };
+    config.options(options);
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(acquire_timeout);
+    }
+    let manager = Manager::from_config(
+        config,
+        tokio_postgres::NoTls,
+        // Fast: no test query on checkout; a broken connection surfaces as an error on use,
+        // is classified `Unavailable`, and deadpool drops it because it is closed.
+        ManagerConfig { recycling_method: RecyclingMethod::Fast },
+    );
+    Pool::builder(manager)
+        .max_size(max_size)
+        .wait_timeout(Some(acquire_timeout))
+        .create_timeout(Some(acquire_timeout))
+        .recycle_timeout(Some(acquire_timeout))
+        .runtime(Runtime::Tokio1)
+        .pre_recycle(deadpool_postgres::Hook::sync_fn(|_, metrics| {
+            if metrics.age() > MAX_CONNECTION_AGE {
+                Err(HookError::message("connection reached its maximum age"))
+            } else {
+                Ok(())
+            }
+        }))
+        .build()
+        .context("building the PostgreSQL pool")
+}
+
+/// What a store function can fail with; the HTTP layer maps each variant to one status.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No such row, or it is soft-deleted (404).
+    #[error("not found")]
+    NotFound,
+    /// A unique index rejected the row; `field` names the API field at fault (409).
+    #[error("{field} is already taken")]
+    Conflict { field: &'static str },
+    /// The database could not be reached or did not answer in time (503). The text is for
+    /// logs, never for clients.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else: a bug or a schema mismatch (500). The source carries the details.
+    #[error("internal database error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
+}
+
+impl StoreError {
+    pub(crate) fn internal(message: impl Into<String>) -> Self {
+        Self::Internal(message.into().into())
+    }
+}
+
+/// The API field behind each unique constraint: the one place that knows this mapping.
+/// A unique violation of a constraint not listed here is a bug, hence `Internal`.
+fn conflict_field(constraint: &str) -> Option<&'static str> {
+    match constraint {
+        "users_username_key" => Some("username"),
+        "users_email_key" => Some("email"),
+        "api_tokens_name_key" => Some("name"),
+        "api_tokens_token_hash_key" => Some("token"),
+        _ => None,
+    }
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        if let Some(db) = e.as_db_error() {
+            let code = db.code();
+            if *code == SqlState::UNIQUE_VIOLATION
+                && let Some(field) = db.constraint().and_then(conflict_field)
+            {
+                return Self::Conflict { field };
+            }
+            // Class 08 is "connection exception"; the others mean the server is going away,
+            // overloaded, or our statement_timeout fired: all worth a retry later, not a 500.
+            let unavailable = code.code().starts_with("08")
+                || [
+                    SqlState::ADMIN_SHUTDOWN,
+                    SqlState::CRASH_SHUTDOWN,
+                    SqlState::CANNOT_CONNECT_NOW,
+                    SqlState::TOO_MANY_CONNECTIONS,
+                    SqlState::QUERY_CANCELED,
+                ]
+                .contains(code);
+            if unavailable {
+                return Self::Unavailable(format!("{} ({})", db.message(), code.code()));
+            }
+            return Self::Internal(Box::new(e));
+        }
+        let io_error =
+            std::error::Error::source(&e).is_some_and(|source| source.downcast_ref::<std::io::Error>().is_some());
+        if e.is_closed() || io_error {
+            return Self::Unavailable(format!("{e}"));
+        }
+        Self::Internal(Box::new(e))
+    }
+}
+
+impl From<PoolError> for StoreError {
+    fn from(e: PoolError) -> Self {
+        match e {
+            PoolError::Timeout(kind) => Self::Unavailable(format!("timed out getting a connection ({kind:?})")),
+            PoolError::Backend(e) => e.into(),
+            PoolError::Closed => Self::Unavailable("the pool is closed".into()),
+            other => Self::Internal(Box::new(other)),
+        }
+    }
+}
+
+/// A pooled connection, with pool errors classified.
+pub(crate) async fn conn(pool: &Pool) -> Result<Object, StoreError> {
+    Ok(pool.get().await?)
+}
+
+/// Runs one query future, logging it when slower than [`SLOW_QUERY`]. `name` identifies the
+/// statement in logs (`users.get`), so no SQL or parameters end up there.
+async fn timed<T>(
+    name: &'static str,
+    query: impl Future<Output = Result<T, tokio_postgres::Error>>,
+) -> Result<T, StoreError> {
+    let started = Instant::now();
+    let result = query.await;
+    let elapsed = started.elapsed();
+    if elapsed >= SLOW_QUERY {
+        tracing::warn!(
+            query = name,
+            elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+            ok = result.is_ok(),
+            "slow query"
+        );
+    }
+    Ok(result?)
+}
+
+/// All rows of a statement, prepared through the connection's statement cache.
+pub(crate) async fn query(
+    client: &Object,
+    name: &'static str,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Vec<Row>, StoreError> {
+    timed(name, async {
+        let statement = client.prepare_cached(sql).await?;
+        client.query(&statement, params).await
+    })
+    .await
+}
+
+/// At most one row (an error if the statement returns more).
+pub(crate) async fn query_opt(
+    client: &Object,
+    name: &'static str,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Option<Row>, StoreError> {
+    timed(name, async {
+        let statement = client.prepare_cached(sql).await?;
+        client.query_opt(&statement, params).await
+    })
+    .await
+}
+
+/// The number of rows a statement changed.
+pub(crate) async fn execute(
+    client: &Object,
+    name: &'static str,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<u64, StoreError> {
+    timed(name, async {
+        let statement = client.prepare_cached(sql).await?;
+        client.execute(&statement, params).await
+    })
+    .await
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use super::*;
+    use crate::devsvc::test_database;
+
+    #[tokio::test]
+    async fn statement_timeout_is_set_and_reported_as_unavailable() {
+        let db = test_database().await.unwrap();
+        let pool = pool(db.url(), 2, Duration::from_secs(5), Duration::from_millis(50)).unwrap();
+        let client = conn(&pool).await.unwrap();
+        let err = query(&client, "test.sleep", "SELECT pg_sleep(1)", &[]).await.unwrap_err();
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn unreachable_server_is_unavailable_within_the_acquire_timeout() {
+        // Nothing listens on a port we just bound and released.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+        let pool = pool(&url, 2, Duration::from_millis(500), Duration::from_secs(1)).unwrap();
+        let started = Instant::now();
+        let err = conn(&pool).await.unwrap_err();
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+        assert!(started.elapsed() < Duration::from_secs(3));
+    }
+
+    #[test]
+    fn every_unique_constraint_in_the_schema_has_a_field() {
+        // A unique index added without a mapping would turn a 409 into a 500.
+        for migration in migrate::MIGRATIONS {
+            for line in migration.sql.lines() {
+                let line = line.trim();
+                let Some(rest) = line.strip_prefix("CREATE UNIQUE INDEX ") else {
+                    continue;
+                };
+                let name = rest.split_whitespace().next().unwrap();
+                assert!(conflict_field(name).is_some(), "{name} has no conflict field");
+            }
+        }
+        assert_eq!(conflict_field("users_pkey"), None);
+    }
+}

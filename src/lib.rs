@@ -1,0 +1,6 @@
+//! The hand-written half of the service: handlers implementing the traits
+//! generated from `spec/openapi.yaml`, the PostgreSQL store, the Redis queue.
+
+pub mod auth;
+pub mod db;
+pub mod devsvc;
