@@ -4,3 +4,4 @@
 pub mod auth;
 pub mod db;
 pub mod devsvc;
+pub mod queue;

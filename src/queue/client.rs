@@ -1,0 +1,452 @@
+//! `Queue`: the client half of the queue (enqueue, dequeue, lease, ack, fail,
+//! maintenance, inspection). Every state change is one Lua script call.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::Value;
+use uuid::Uuid;
+
+use super::backend::{Backend, BlockingConn};
+use super::batch::Batcher;
+use super::config::{Clock, PriorityMode, QueueConfig, RetryPolicy};
+use super::error::{QueueError, Result};
+use super::scripts::{Keys, SCRIPTS};
+use super::task::{
+    Data, Enqueued, FailOutcome, Leased, Meta, NewTask, Priority, Stats, TaskRecord, ms_to_time, parse_priority_name,
+};
+
+/// Most delayed/retry tasks promoted per dequeue call, and most records a
+/// reap or janitor call handles; bounds the time one script blocks Redis.
+const STEP_LIMIT: usize = 1000;
+
+/// Most tasks one `dequeue` call leases (keeps script arguments and Lua's
+/// `unpack` within limits).
+pub const MAX_DEQUEUE: usize = 1000;
+
+/// A handle to one logical queue. Cheap to clone; all clones share the
+/// batchers. Must be created inside a tokio runtime.
+#[derive(Clone, Debug)]
+pub struct Queue {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    backend: Backend,
+    cfg: QueueConfig,
+    keys: Keys,
+    enqueue: Batcher<EnqueueItem, Option<String>>,
+    ack: Batcher<AckItem, bool>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue").field("prefix", &self.cfg.prefix).field("backend", &self.backend).finish()
+    }
+}
+
+/// One task, encoded for the enqueue script.
+struct EnqueueItem {
+    id: String,
+    data: String,
+    priority: usize,
+    max_retries: u32,
+    timeout_ms: u64,
+    unique: String,
+    run_at: i64,
+}
+
+struct AckItem {
+    id: String,
+    token: String,
+    result: Option<String>,
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn bad(script: &'static str, e: impl std::fmt::Display) -> QueueError {
+    QueueError::protocol(script, e.to_string())
+}
+
+impl Queue {
+    /// Creates the queue handle and spawns its enqueue and ack batchers.
+    pub fn new(backend: impl Into<Backend>, cfg: QueueConfig) -> Queue {
+        let backend = backend.into();
+        let keys = Keys::new(&cfg.prefix);
+        let enqueue = {
+            let (backend, keys, clock) = (backend.clone(), keys.clone(), cfg.clock.clone());
+            let (uttl, wake_cap) = (ms(cfg.unique_ttl), cfg.wake_cap.max(1));
+            Batcher::spawn(cfg.max_batch, cfg.max_inflight_batches, move |items| {
+                let (backend, keys, clock) = (backend.clone(), keys.clone(), clock.clone());
+                async move { run_enqueue(&backend, &keys, &*clock, uttl, wake_cap, items).await }
+            })
+        };
+        let ack = {
+            let (backend, keys, clock) = (backend.clone(), keys.clone(), cfg.clock.clone());
+            let retention = ms(cfg.completed_retention);
+            Batcher::spawn(cfg.max_batch, cfg.max_inflight_batches, move |items| {
+                let (backend, keys, clock) = (backend.clone(), keys.clone(), clock.clone());
+                async move { run_ack(&backend, &keys, &*clock, retention, items).await }
+            })
+        };
+        Queue { inner: Arc::new(Inner { backend, cfg, keys, enqueue, ack }) }
+    }
+
+    pub fn config(&self) -> &QueueConfig {
+        &self.inner.cfg
+    }
+
+    fn now(&self) -> i64 {
+        self.inner.cfg.clock.now_ms()
+    }
+
+    /// Stores a task (pending, or scheduled if it runs later). Concurrent
+    /// calls are coalesced into one script call.
+    pub async fn enqueue(&self, task: NewTask) -> Result<Enqueued> {
+        if task.kind.is_empty() {
+            return Err(QueueError::Invalid("task kind is empty"));
+        }
+        let cfg = &self.inner.cfg;
+        let id = Uuid::new_v4();
+        let data = serde_json::to_string(&Data { kind: task.kind, payload: task.payload })
+            .map_err(|e| QueueError::Encode(Arc::new(e)))?;
+        let mut run_at = task.run_at.map(|t| t.timestamp_millis()).unwrap_or(0);
+        if let Some(d) = task.run_after {
+            run_at = run_at.max(self.now().saturating_add(ms(d) as i64));
+        }
+        let item = EnqueueItem {
+            id: id.to_string(),
+            data,
+            priority: task.priority.index(),
+            max_retries: task.max_retries.unwrap_or(cfg.retry.max_retries),
+            timeout_ms: task.timeout.map(ms).unwrap_or(0),
+            unique: task.unique_key.unwrap_or_default(),
+            run_at,
+        };
+        let dup = self.inner.enqueue.submit(item).await?;
+        let duplicate_of = match dup {
+            None => None,
+            Some(s) => Some(Uuid::parse_str(&s).map_err(|e| bad("enqueue", e))?),
+        };
+        Ok(Enqueued { id, duplicate_of })
+    }
+
+    /// Leases up to `n` (at most `MAX_DEQUEUE`) ready tasks, after
+    /// promoting due delayed and retry tasks, choosing priorities by the
+    /// configured mode.
+    pub async fn dequeue(&self, n: usize) -> Result<Vec<Leased>> {
+        let n = n.min(MAX_DEQUEUE);
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let cfg = &self.inner.cfg;
+        let orders = priority_orders(cfg.mode, n);
+        let token_base = Uuid::new_v4().simple().to_string();
+        let mut inv = SCRIPTS.dequeue.prepare_invoke();
+        inv.key(&self.inner.keys.all)
+            .arg(self.now())
+            .arg(n)
+            .arg(ms(cfg.lease))
+            .arg(&token_base)
+            .arg(orders)
+            .arg(STEP_LIMIT);
+        let reply: Vec<Value> = self.inner.backend.invoke(&inv).await?;
+        if !reply.len().is_multiple_of(7) {
+            return Err(bad("dequeue", format!("{} fields", reply.len())));
+        }
+        let mut out = Vec::with_capacity(reply.len() / 7);
+        for f in reply.chunks_exact(7) {
+            let id: String = field(&f[0], "dequeue")?;
+            let data: String = field(&f[6], "dequeue")?;
+            let data: Data = serde_json::from_str(&data).map_err(|e| bad("dequeue", e))?;
+            let timeout_ms: i64 = field(&f[4], "dequeue")?;
+            let prio: i64 = field(&f[3], "dequeue")?;
+            out.push(Leased {
+                id: Uuid::parse_str(&id).map_err(|e| bad("dequeue", e))?,
+                token: field(&f[1], "dequeue")?,
+                kind: data.kind,
+                payload: data.payload,
+                priority: Priority::from_index(prio).ok_or_else(|| bad("dequeue", "priority out of range"))?,
+                attempt: field(&f[2], "dequeue")?,
+                max_retries: field(&f[5], "dequeue")?,
+                timeout: if timeout_ms > 0 { Duration::from_millis(timeout_ms as u64) } else { cfg.default_timeout },
+            });
+        }
+        Ok(out)
+    }
+
+    /// Pushes the lease deadline to now + `QueueConfig::lease`. Returns
+    /// false if the lease was lost (the token is stale).
+    pub async fn extend(&self, task: &Leased) -> Result<bool> {
+        let mut inv = SCRIPTS.extend.prepare_invoke();
+        inv.key(&self.inner.keys.all)
+            .arg(self.now())
+            .arg(task.id.to_string())
+            .arg(&task.token)
+            .arg(ms(self.inner.cfg.lease));
+        let r: i64 = self.inner.backend.invoke(&inv).await?;
+        Ok(r == 1)
+    }
+
+    /// Marks the task completed (kept for `completed_retention`) and releases
+    /// its unique key. Returns false if the token is stale. Batched.
+    pub async fn ack(&self, task: &Leased, result: Option<String>) -> Result<bool> {
+        self.inner.ack.submit(AckItem { id: task.id.to_string(), token: task.token.clone(), result }).await
+    }
+
+    /// Records a failed attempt: retry after the backoff, or move to dead
+    /// when retries are exhausted or `permanent` is set.
+    pub async fn fail(&self, task: &Leased, error: &str, permanent: bool) -> Result<FailOutcome> {
+        let r = &self.inner.cfg.retry;
+        let mut inv = SCRIPTS.fail.prepare_invoke();
+        inv.key(&self.inner.keys.all)
+            .arg(self.now())
+            .arg(task.id.to_string())
+            .arg(&task.token)
+            .arg(error)
+            .arg(if permanent { "1" } else { "0" });
+        backoff_args(&mut inv, r);
+        let at: i64 = self.inner.backend.invoke(&inv).await?;
+        Ok(match at {
+            -2 => FailOutcome::Stale,
+            -1 => FailOutcome::Dead,
+            at => FailOutcome::Retrying { at: ms_to_time(at as f64) },
+        })
+    }
+
+    /// Puts a leased task back at the head of its priority without counting
+    /// the attempt (graceful shutdown). Returns false if the token is stale.
+    pub async fn requeue_front(&self, task: &Leased) -> Result<bool> {
+        let mut inv = SCRIPTS.requeue.prepare_invoke();
+        inv.key(&self.inner.keys.all).arg(self.now()).arg(task.id.to_string()).arg(&task.token);
+        let r: i64 = self.inner.backend.invoke(&inv).await?;
+        Ok(r == 1)
+    }
+
+    /// Moves tasks whose lease expired to retry (or dead), counting the
+    /// attempt. Returns `None` if another caller reaped within
+    /// `maintenance_interval`, else how many were reaped.
+    pub async fn reap(&self) -> Result<Option<usize>> {
+        let mut inv = SCRIPTS.reap.prepare_invoke();
+        inv.key(&self.inner.keys.all).arg(self.now()).arg(ms(self.inner.cfg.maintenance_interval)).arg(STEP_LIMIT);
+        backoff_args(&mut inv, &self.inner.cfg.retry);
+        let n: i64 = self.inner.backend.invoke(&inv).await?;
+        Ok(usize::try_from(n).ok())
+    }
+
+    /// Removes completed and dead tasks past retention, dead tasks beyond
+    /// `dead_max`, and lapsed unique locks. Returns `None` if another caller
+    /// ran it within `maintenance_interval`, else the number removed.
+    pub async fn janitor(&self) -> Result<Option<JanitorReport>> {
+        let cfg = &self.inner.cfg;
+        let mut inv = SCRIPTS.janitor.prepare_invoke();
+        inv.key(&self.inner.keys.all)
+            .arg(self.now())
+            .arg(ms(cfg.maintenance_interval))
+            .arg(ms(cfg.dead_retention))
+            .arg(cfg.dead_max)
+            .arg(STEP_LIMIT);
+        let v: Value = self.inner.backend.invoke(&inv).await?;
+        if let Value::Int(-1) = v {
+            return Ok(None);
+        }
+        let (completed, dead, unique_locks): (u64, u64, u64) =
+            redis::from_redis_value(v).map_err(|e| bad("janitor", e))?;
+        Ok(Some(JanitorReport { completed, dead, unique_locks }))
+    }
+
+    /// The stored record of a task, if it exists (completed and dead tasks
+    /// disappear after their retention).
+    pub async fn get(&self, id: Uuid) -> Result<Option<TaskRecord>> {
+        let mut inv = SCRIPTS.get.prepare_invoke();
+        inv.key(&self.inner.keys.all).arg(id.to_string());
+        let (meta, data): (Option<String>, Option<String>) = self.inner.backend.invoke(&inv).await?;
+        let (Some(meta), Some(data)) = (meta, data) else {
+            return Ok(None);
+        };
+        let meta: Meta = serde_json::from_str(&meta).map_err(|e| bad("get", e))?;
+        let data: Data = serde_json::from_str(&data).map_err(|e| bad("get", e))?;
+        Ok(Some(TaskRecord::from_parts(id, meta, data)))
+    }
+
+    /// Stops dequeueing from one priority (tasks keep accumulating).
+    pub async fn pause(&self, p: Priority) -> Result<()> {
+        let mut cmd = redis::cmd("SADD");
+        cmd.arg(self.inner.keys.paused()).arg(p.as_str());
+        self.inner.backend.query::<i64>(&cmd).await.map(drop)
+    }
+
+    pub async fn resume(&self, p: Priority) -> Result<()> {
+        let mut cmd = redis::cmd("SREM");
+        cmd.arg(self.inner.keys.paused()).arg(p.as_str());
+        self.inner.backend.query::<i64>(&cmd).await?;
+        // Idle workers may be blocked with work now visible: wake one.
+        let mut wake = redis::cmd("LPUSH");
+        wake.arg(self.inner.keys.wake()).arg("1");
+        self.inner.backend.query::<i64>(&wake).await.map(drop)
+    }
+
+    /// Queue depth per priority and counts per state.
+    pub async fn stats(&self) -> Result<Stats> {
+        let mut inv = SCRIPTS.stats.prepare_invoke();
+        inv.key(&self.inner.keys.all);
+        let v: Vec<Value> = self.inner.backend.invoke(&inv).await?;
+        if v.len() != 10 {
+            return Err(bad("stats", format!("{} fields", v.len())));
+        }
+        let n = |i: usize| -> Result<u64> { field(&v[i], "stats") };
+        let mut pending = BTreeMap::new();
+        for p in Priority::ALL {
+            pending.insert(p, n(p.index())?);
+        }
+        let paused_names: Vec<String> = field(&v[8], "stats")?;
+        let counters: BTreeMap<String, u64> = field(&v[9], "stats")?;
+        let counter = |k: &str| counters.get(k).copied().unwrap_or(0);
+        Ok(Stats {
+            pending,
+            scheduled: n(3)?,
+            retry: n(4)?,
+            active: n(5)?,
+            completed: n(6)?,
+            dead: n(7)?,
+            paused: paused_names.iter().filter_map(|s| parse_priority_name(s)).collect(),
+            total_completed: counter("completed"),
+            total_failed: counter("failed"),
+            total_dead: counter("dead"),
+        })
+    }
+
+    /// Opens a dedicated connection for `wait_for_work` (workers hold one).
+    pub(crate) async fn waiter(&self, wait: Duration) -> Result<BlockingConn> {
+        self.inner.backend.blocking(wait).await
+    }
+
+    /// Blocks up to `wait` for an enqueue's wake token. True if woken.
+    pub(crate) async fn wait_for_work(&self, conn: &mut BlockingConn, wait: Duration) -> Result<bool> {
+        conn.blpop(self.inner.keys.wake(), wait).await
+    }
+}
+
+/// What one `janitor` run removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JanitorReport {
+    pub completed: u64,
+    pub dead: u64,
+    pub unique_locks: u64,
+}
+
+fn field<T: redis::FromRedisValue>(v: &Value, script: &'static str) -> Result<T> {
+    redis::from_redis_value_ref(v).map_err(|e| bad(script, e))
+}
+
+fn backoff_args(inv: &mut redis::ScriptInvocation<'_>, r: &RetryPolicy) {
+    inv.arg(ms(r.base)).arg(r.factor).arg(ms(r.cap)).arg(r.jitter.clamp(0.0, 1.0)).arg(fastrand::f64());
+}
+
+/// Priority preference per slot, as digits: one triple for strict mode,
+/// one weighted-random triple per slot otherwise.
+fn priority_orders(mode: PriorityMode, n: usize) -> String {
+    let PriorityMode::Weighted { critical, default, low } = mode else {
+        return "012".to_owned();
+    };
+    if critical + default + low == 0 {
+        return "012".to_owned();
+    }
+    let mut s = String::with_capacity(n * 3);
+    for _ in 0..n {
+        // Weighted sampling without replacement: the first pick decides the
+        // share; the rest only matter when the preferred list is empty.
+        let mut left = [(0u8, critical), (1, default), (2, low)];
+        let mut len = 3;
+        while len > 0 {
+            let total: u32 = left[..len].iter().map(|x| x.1).sum();
+            let j = if total == 0 {
+                0
+            } else {
+                let mut r = fastrand::u32(0..total);
+                let mut j = 0;
+                while r >= left[j].1 {
+                    r -= left[j].1;
+                    j += 1;
+                }
+                j
+            };
+            s.push(char::from(b'0' + left[j].0));
+            left[j..len].rotate_left(1);
+            len -= 1;
+        }
+    }
+    s
+}
+
+async fn run_enqueue(
+    backend: &Backend,
+    keys: &Keys,
+    clock: &dyn Clock,
+    unique_ttl_ms: u64,
+    wake_cap: usize,
+    items: Vec<EnqueueItem>,
+) -> Result<Vec<Option<String>>> {
+    let mut inv = SCRIPTS.enqueue.prepare_invoke();
+    inv.key(&keys.all).arg(clock.now_ms()).arg(items.len()).arg(unique_ttl_ms).arg(wake_cap);
+    for it in &items {
+        inv.arg(&it.id)
+            .arg(&it.data)
+            .arg(it.priority)
+            .arg(it.max_retries)
+            .arg(it.timeout_ms)
+            .arg(&it.unique)
+            .arg(it.run_at);
+    }
+    let out: Vec<String> = backend.invoke(&inv).await?;
+    Ok(out.into_iter().map(|s| if s.is_empty() { None } else { Some(s) }).collect())
+}
+
+async fn run_ack(
+    backend: &Backend,
+    keys: &Keys,
+    clock: &dyn Clock,
+    retention_ms: u64,
+    items: Vec<AckItem>,
+) -> Result<Vec<bool>> {
+    let mut inv = SCRIPTS.ack.prepare_invoke();
+    inv.key(&keys.all).arg(clock.now_ms()).arg(retention_ms).arg(items.len());
+    for it in &items {
+        // '=' marks a present result so an empty string stays distinguishable.
+        let result = it.result.as_ref().map(|r| format!("={r}")).unwrap_or_default();
+        inv.arg(&it.id).arg(&it.token).arg(result);
+    }
+    let out: Vec<i64> = backend.invoke(&inv).await?;
+    Ok(out.into_iter().map(|x| x == 1).collect())
+}
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+
+    #[test]
+    fn strict_order_is_one_triple() {
+        assert_eq!(priority_orders(PriorityMode::Strict, 5), "012");
+    }
+
+    #[test]
+    fn weighted_orders_are_permutations() {
+        let s = priority_orders(PriorityMode::default(), 200);
+        assert_eq!(s.len(), 600);
+        for t in s.as_bytes().chunks(3) {
+            let mut t = t.to_vec();
+            t.sort();
+            assert_eq!(t, b"012");
+        }
+    }
+
+    #[test]
+    fn zero_weight_is_never_first() {
+        let mode = PriorityMode::Weighted { critical: 1, default: 0, low: 1 };
+        let s = priority_orders(mode, 500);
+        assert!(s.as_bytes().chunks(3).all(|t| t[0] != b'1'));
+    }
+}

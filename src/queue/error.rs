@@ -1,0 +1,52 @@
+//! The queue's error type. It is `Clone` because one failed batched script
+//! call is reported to every producer whose item was in the batch.
+
+use std::sync::Arc;
+
+/// Everything a queue operation can fail with.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum QueueError {
+    /// Redis refused or failed a command (also: connection lost mid-call).
+    #[error("redis command failed")]
+    Redis(#[source] Arc<redis::RedisError>),
+    /// No pooled connection could be obtained within the pool's timeout.
+    #[error("timed out waiting for a redis connection from the pool")]
+    PoolTimeout,
+    /// A script replied with something the client does not understand; this
+    /// means the scripts and this code disagree (a bug), not a user error.
+    #[error("unexpected reply from queue script `{script}`: {detail}")]
+    Protocol { script: &'static str, detail: String },
+    /// The task could not be serialized for storage.
+    #[error("could not encode the task")]
+    Encode(#[source] Arc<serde_json::Error>),
+    /// The task is not valid (e.g. an empty kind).
+    #[error("invalid task: {0}")]
+    Invalid(&'static str),
+    /// The queue's background batcher has stopped (runtime shutting down).
+    #[error("the queue's background batcher has stopped")]
+    Closed,
+}
+
+impl From<redis::RedisError> for QueueError {
+    fn from(e: redis::RedisError) -> Self {
+        QueueError::Redis(Arc::new(e))
+    }
+}
+
+impl From<bb8::RunError<redis::RedisError>> for QueueError {
+    fn from(e: bb8::RunError<redis::RedisError>) -> Self {
+        match e {
+            bb8::RunError::User(e) => e.into(),
+            bb8::RunError::TimedOut => QueueError::PoolTimeout,
+        }
+    }
+}
+
+impl QueueError {
+    pub(crate) fn protocol(script: &'static str, detail: impl Into<String>) -> Self {
+        QueueError::Protocol { script, detail: detail.into() }
+    }
+}
+
+/// Shorthand used throughout the queue.
+pub type Result<T, E = QueueError> = std::result::Result<T, E>;

@@ -1,0 +1,57 @@
+-- ack: ARGV now, retention_ms, n, then per task 3 fields: id, token, result
+-- ('' = none, otherwise '=' followed by the result). Returns per task 1
+-- (completed) or 0 (stale token: the lease was lost, nothing changed).
+local now = tonumber(ARGV[1])
+local retention = tonumber(ARGV[2])
+local n = tonumber(ARGV[3])
+local ids = {}
+for i = 0, n - 1 do
+  ids[i + 1] = ARGV[4 + i * 3]
+end
+local metas = redis.call('HMGET', K_META, unpack(ids))
+local out = {}
+local hset = {}
+local zrem = {}
+local zadd = {}
+local gone = {}
+-- A task acked twice in one batch counts once; the second ack is stale.
+local seen = {}
+for i = 1, n do
+  local id = ids[i]
+  local token = ARGV[4 + (i - 1) * 3 + 1]
+  local res = ARGV[4 + (i - 1) * 3 + 2]
+  local m = metas[i] and unpack_meta(metas[i])
+  if m and not seen[id] and m.state == 'active' and m.token == token then
+    seen[id] = true
+    m.state = 'completed'
+    m.token = nil
+    m.updated = now
+    m.finished = now
+    if res ~= '' then
+      m.result = string.sub(res, 2)
+    end
+    release_unique(id, m)
+    zrem[#zrem + 1] = id
+    if retention > 0 then
+      hset[#hset + 1] = id
+      hset[#hset + 1] = pack_meta(m)
+      zadd[#zadd + 1] = now + retention
+      zadd[#zadd + 1] = id
+    else
+      gone[#gone + 1] = id
+    end
+    out[i] = 1
+  else
+    out[i] = 0
+  end
+end
+if #zrem > 0 then
+  redis.call('ZREM', K_LEASE, unpack(zrem))
+  redis.call('HINCRBY', K_COUNTERS, 'completed', #zrem)
+end
+if #hset > 0 then
+  redis.call('HSET', K_META, unpack(hset))
+  redis.call('ZADD', K_DONE, unpack(zadd))
+end
+delete_tasks(gone)
+return out

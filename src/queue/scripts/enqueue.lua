@@ -1,0 +1,75 @@
+-- enqueue: ARGV now, count, unique_ttl_ms, wake_cap, then per task 7 fields:
+-- id, data, priority (0..2), max_retries, timeout_ms, unique key ('' = none),
+-- run_at ms (0 = now). Returns per task '' (stored) or the id of the task
+-- holding its unique key (rejected duplicate).
+local now = tonumber(ARGV[1])
+local n = tonumber(ARGV[2])
+local uttl = tonumber(ARGV[3])
+local wake_cap = tonumber(ARGV[4])
+local out = {}
+local ready = 0
+for i = 0, n - 1 do
+  local b = 5 + i * 7
+  local id = ARGV[b]
+  local prio = tonumber(ARGV[b + 2])
+  local unique = ARGV[b + 5]
+  local run_at = tonumber(ARGV[b + 6])
+  local dup = nil
+  if unique ~= '' then
+    local holder = redis.call('HGET', K_UNIQ, unique)
+    if holder then
+      local exp = tonumber(redis.call('ZSCORE', K_UNIQEXP, unique) or '0')
+      local hm = load(holder)
+      -- A lock whose TTL lapsed or whose holder finished (or vanished) is free:
+      -- it can never block re-enqueueing forever.
+      if exp > now and hm and hm.state ~= 'completed' and hm.state ~= 'dead' then
+        dup = holder
+      end
+    end
+  end
+  if dup then
+    out[i + 1] = dup
+  else
+    local m = {
+      priority = prio,
+      attempt = 0,
+      max_retries = tonumber(ARGV[b + 3]),
+      timeout = tonumber(ARGV[b + 4]),
+      created = now,
+      updated = now,
+    }
+    if unique ~= '' then
+      m.unique = unique
+      local start = run_at
+      if start < now then
+        start = now
+      end
+      redis.call('HSET', K_UNIQ, unique, id)
+      redis.call('ZADD', K_UNIQEXP, start + uttl, unique)
+    end
+    redis.call('HSET', K_DATA, id, ARGV[b + 1])
+    if run_at > now then
+      m.state = 'scheduled'
+      m.run_at = run_at
+      redis.call('ZADD', K_SCHED, run_at, id)
+    else
+      m.state = 'pending'
+      redis.call('RPUSH', K_LISTS[prio + 1], id)
+      ready = ready + 1
+    end
+    save(id, m)
+    out[i + 1] = ''
+  end
+end
+if ready > 0 then
+  -- One token per ready task wakes that many idle workers; the list is
+  -- trimmed so it stays small when nobody is blocked on it.
+  local k = math.min(ready, wake_cap)
+  local tokens = {}
+  for j = 1, k do
+    tokens[j] = '1'
+  end
+  redis.call('LPUSH', K_WAKE, unpack(tokens))
+  redis.call('LTRIM', K_WAKE, 0, wake_cap - 1)
+end
+return out

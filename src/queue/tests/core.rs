@@ -1,0 +1,475 @@
+//! Queue operations driven directly (no worker), mostly with a fake clock.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use super::server::RedisServer;
+use crate::queue::*;
+
+const T0: i64 = 1_700_000_000_000;
+
+fn unique_prefix(name: &str) -> String {
+    format!("t-{name}-{}", Uuid::new_v4().simple())
+}
+
+/// A queue over a private server with a fake clock and a 1 s lease.
+async fn setup(name: &str, tune: impl FnOnce(&mut QueueConfig)) -> (RedisServer, Queue, FakeClock) {
+    let server = RedisServer::start();
+    let clock = FakeClock::new(T0);
+    let mut cfg = QueueConfig::new(unique_prefix(name));
+    cfg.clock = std::sync::Arc::new(clock.clone());
+    cfg.lease = Duration::from_secs(1);
+    tune(&mut cfg);
+    let queue = Queue::new(server.pool().await, cfg);
+    (server, queue, clock)
+}
+
+fn task(kind: &str, n: u64) -> NewTask {
+    NewTask::new(kind, serde_json::json!({ "n": n }))
+}
+
+fn n_of(t: &Leased) -> u64 {
+    t.payload["n"].as_u64().expect("payload n")
+}
+
+async fn state(q: &Queue, id: Uuid) -> Option<TaskState> {
+    q.get(id).await.expect("get").map(|r| r.state)
+}
+
+#[tokio::test]
+async fn enqueue_dequeue_ack_round_trip() {
+    let (_s, q, clock) = setup("roundtrip", |_| {}).await;
+    let e = q.enqueue(task("email", 7).priority(Priority::Critical).timeout(Duration::from_secs(3))).await.unwrap();
+    assert_eq!(e.duplicate_of, None);
+    let rec = q.get(e.id).await.unwrap().unwrap();
+    assert_eq!(rec.state, TaskState::Pending);
+    assert_eq!(rec.kind, "email");
+    assert_eq!(rec.priority, Priority::Critical);
+    assert_eq!(rec.max_retries, 5);
+    assert_eq!(rec.attempts, 0);
+    assert_eq!(rec.created_at.timestamp_millis(), T0);
+
+    let leased = q.dequeue(10).await.unwrap();
+    assert_eq!(leased.len(), 1);
+    let t = &leased[0];
+    assert_eq!((t.id, t.attempt, t.kind.as_str(), n_of(t)), (e.id, 1, "email", 7));
+    assert_eq!(t.timeout, Duration::from_secs(3));
+    assert_eq!(state(&q, e.id).await, Some(TaskState::Active));
+    assert_eq!(q.stats().await.unwrap().active, 1);
+
+    clock.advance(Duration::from_millis(250));
+    assert!(q.ack(t, Some("ok!".into())).await.unwrap());
+    let rec = q.get(e.id).await.unwrap().unwrap();
+    assert_eq!(rec.state, TaskState::Completed);
+    assert_eq!(rec.result.as_deref(), Some("ok!"));
+    assert_eq!(rec.started_at.map(|t| t.timestamp_millis()), Some(T0));
+    assert_eq!(rec.completed_at.map(|t| t.timestamp_millis()), Some(T0 + 250));
+    let stats = q.stats().await.unwrap();
+    assert_eq!((stats.active, stats.completed, stats.total_completed), (0, 1, 1));
+    assert!(q.dequeue(10).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn strict_priority_order_and_fifo() {
+    let (_s, q, _) = setup("strict", |c| c.mode = PriorityMode::Strict).await;
+    let mut n = 0;
+    for p in [Priority::Low, Priority::Default, Priority::Critical] {
+        for _ in 0..5 {
+            n += 1;
+            q.enqueue(task("k", n).priority(p)).await.unwrap();
+        }
+    }
+    let got: Vec<u64> = q.dequeue(100).await.unwrap().iter().map(n_of).collect();
+    // Critical (11..=15) first, then default (6..=10), then low (1..=5), each FIFO.
+    let want: Vec<u64> = (11..=15).chain(6..=10).chain(1..=5).collect();
+    assert_eq!(got, want);
+}
+
+#[tokio::test]
+async fn fifo_within_priority_across_batches() {
+    let (_s, q, _) = setup("fifo", |_| {}).await;
+    let futs: Vec<_> = (0..200).map(|i| q.enqueue(task("k", i))).collect();
+    // Sequential awaits keep submission order through the batcher.
+    for f in futs {
+        f.await.unwrap();
+    }
+    let mut got = Vec::new();
+    while got.len() < 200 {
+        let batch = q.dequeue(7).await.unwrap();
+        assert!(!batch.is_empty());
+        got.extend(batch.iter().map(n_of));
+    }
+    assert_eq!(got, (0..200).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn weighted_shares_and_no_starvation() {
+    let (_s, q, _) = setup("weighted", |_| {}).await;
+    for p in Priority::ALL {
+        let futs: Vec<_> = (0..2500).map(|i| q.enqueue(task("k", i).priority(p))).collect();
+        for r in futures_util::future::join_all(futs).await {
+            r.unwrap();
+        }
+    }
+    let mut counts: HashMap<Priority, usize> = HashMap::new();
+    let mut total = 0;
+    while total < 2000 {
+        for t in q.dequeue(10).await.unwrap() {
+            *counts.entry(t.priority).or_default() += 1;
+            total += 1;
+        }
+    }
+    let share = |p| counts.get(&p).copied().unwrap_or(0) as f64 / total as f64;
+    // Expected 0.6 / 0.3 / 0.1; tolerances are > 4 standard deviations.
+    assert!((share(Priority::Critical) - 0.6).abs() < 0.05, "{counts:?}");
+    assert!((share(Priority::Default) - 0.3).abs() < 0.05, "{counts:?}");
+    assert!((share(Priority::Low) - 0.1).abs() < 0.04, "{counts:?}");
+}
+
+#[tokio::test]
+async fn delayed_task_hidden_until_due() {
+    let (_s, q, clock) = setup("delayed", |_| {}).await;
+    let later = q.enqueue(task("k", 1).run_after(Duration::from_secs(10))).await.unwrap();
+    let at = chrono::DateTime::from_timestamp_millis(T0 + 20_000).unwrap();
+    let much_later = q.enqueue(task("k", 2).run_at(at)).await.unwrap();
+    assert_eq!(state(&q, later.id).await, Some(TaskState::Scheduled));
+    assert_eq!(q.stats().await.unwrap().scheduled, 2);
+    assert!(q.dequeue(10).await.unwrap().is_empty());
+
+    clock.advance(Duration::from_millis(9_999));
+    assert!(q.dequeue(10).await.unwrap().is_empty());
+    clock.advance(Duration::from_millis(1));
+    let got = q.dequeue(10).await.unwrap();
+    assert_eq!(got.iter().map(|t| t.id).collect::<Vec<_>>(), vec![later.id]);
+
+    clock.advance(Duration::from_secs(10));
+    let got = q.dequeue(10).await.unwrap();
+    assert_eq!(got.iter().map(|t| t.id).collect::<Vec<_>>(), vec![much_later.id]);
+}
+
+#[tokio::test]
+async fn exact_retry_schedule_then_dead_with_history() {
+    let (_s, q, clock) = setup("retry", |_| {}).await;
+    let e = q.enqueue(task("k", 1).priority(Priority::Low)).await.unwrap();
+    let mut delays = Vec::new();
+    for attempt in 1..=6u32 {
+        let leased = q.dequeue(1).await.unwrap();
+        assert_eq!(leased.len(), 1, "attempt {attempt}");
+        let t = &leased[0];
+        assert_eq!(t.attempt, attempt);
+        assert_eq!(t.priority, Priority::Low, "a retry keeps its priority");
+        match q.fail(t, &format!("boom {attempt}"), false).await.unwrap() {
+            FailOutcome::Retrying { at } => {
+                let delay = at.timestamp_millis() - clock.now_ms();
+                delays.push(delay);
+                let rec = q.get(e.id).await.unwrap().unwrap();
+                assert_eq!(rec.state, TaskState::Retry);
+                // Not visible a millisecond early.
+                clock.advance(Duration::from_millis(delay as u64 - 1));
+                assert!(q.dequeue(1).await.unwrap().is_empty());
+                clock.advance(Duration::from_millis(1));
+            }
+            FailOutcome::Dead => assert_eq!(attempt, 6),
+            FailOutcome::Stale => panic!("stale"),
+        }
+    }
+    assert_eq!(delays, vec![1000, 2000, 4000, 8000, 16000]);
+    let rec = q.get(e.id).await.unwrap().unwrap();
+    assert_eq!(rec.state, TaskState::Dead);
+    assert_eq!(rec.attempts, 6);
+    assert_eq!(rec.last_error.as_deref(), Some("boom 6"));
+    let hist: Vec<(u32, String)> = rec.history.iter().map(|h| (h.attempt, h.error.clone())).collect();
+    let want: Vec<(u32, String)> = (1..=6).map(|a| (a, format!("boom {a}"))).collect();
+    assert_eq!(hist, want);
+    let stats = q.stats().await.unwrap();
+    assert_eq!((stats.dead, stats.total_dead, stats.total_failed), (1, 1, 6));
+}
+
+#[tokio::test]
+async fn backoff_cap_and_jitter_bounds() {
+    let (_s, q, clock) = setup("jitter", |c| {
+        c.retry = RetryPolicy {
+            max_retries: 10,
+            base: Duration::from_millis(100),
+            factor: 3.0,
+            cap: Duration::from_millis(1000),
+            jitter: 0.5,
+        }
+    })
+    .await;
+    q.enqueue(task("k", 1)).await.unwrap();
+    for attempt in 1..=5u32 {
+        let t = q.dequeue(1).await.unwrap().pop().unwrap();
+        let FailOutcome::Retrying { at } = q.fail(&t, "x", false).await.unwrap() else {
+            panic!("expected a retry");
+        };
+        let delay = (at.timestamp_millis() - clock.now_ms()) as f64;
+        let nominal = (100.0 * 3f64.powi(attempt as i32 - 1)).min(1000.0);
+        assert!(delay >= nominal * 0.5 - 1.0 && delay <= nominal * 1.5, "{delay} vs {nominal}");
+        clock.advance(Duration::from_millis(delay as u64 + 1));
+    }
+}
+
+#[tokio::test]
+async fn fail_permanent_goes_straight_to_dead() {
+    let (_s, q, _) = setup("permanent", |_| {}).await;
+    let e = q.enqueue(task("k", 1)).await.unwrap();
+    let t = q.dequeue(1).await.unwrap().pop().unwrap();
+    assert_eq!(q.fail(&t, "bad input", true).await.unwrap(), FailOutcome::Dead);
+    let rec = q.get(e.id).await.unwrap().unwrap();
+    assert_eq!((rec.state, rec.attempts), (TaskState::Dead, 1));
+    assert_eq!(rec.last_error.as_deref(), Some("bad input"));
+}
+
+#[tokio::test]
+async fn stale_token_is_refused_everywhere() {
+    let (_s, q, clock) = setup("stale", |c| c.retry.base = Duration::from_millis(10)).await;
+    let e = q.enqueue(task("k", 1)).await.unwrap();
+    let old = q.dequeue(1).await.unwrap().pop().unwrap();
+    assert!(q.extend(&old).await.unwrap());
+
+    // Lease expires and is reaped; the task runs again under a new token.
+    clock.advance(Duration::from_millis(1001));
+    assert_eq!(q.reap().await.unwrap(), Some(1));
+    assert!(!q.extend(&old).await.unwrap());
+    assert!(!q.ack(&old, None).await.unwrap());
+    clock.advance(Duration::from_millis(10));
+    let new = q.dequeue(1).await.unwrap().pop().unwrap();
+    assert_eq!((new.id, new.attempt), (e.id, 2));
+    assert_ne!(new.token, old.token);
+
+    assert!(!q.extend(&old).await.unwrap());
+    assert!(!q.ack(&old, None).await.unwrap());
+    assert_eq!(q.fail(&old, "late", false).await.unwrap(), FailOutcome::Stale);
+    assert!(!q.requeue_front(&old).await.unwrap());
+    assert_eq!(state(&q, e.id).await, Some(TaskState::Active));
+
+    assert!(q.ack(&new, None).await.unwrap());
+    assert!(!q.ack(&new, None).await.unwrap(), "second ack is stale");
+    let rec = q.get(e.id).await.unwrap().unwrap();
+    assert_eq!(rec.history.len(), 1);
+    assert_eq!(rec.history[0].error, "lease expired");
+}
+
+#[tokio::test]
+async fn extend_keeps_task_from_being_reaped() {
+    let (_s, q, clock) = setup("extend", |c| c.maintenance_interval = Duration::from_millis(1)).await;
+    q.enqueue(task("k", 1)).await.unwrap();
+    let t = q.dequeue(1).await.unwrap().pop().unwrap();
+    for _ in 0..5 {
+        clock.advance(Duration::from_millis(800));
+        assert!(q.extend(&t).await.unwrap());
+        assert_eq!(q.reap().await.unwrap(), Some(0));
+    }
+    clock.advance(Duration::from_millis(1001));
+    assert_eq!(q.reap().await.unwrap(), Some(1));
+}
+
+#[tokio::test]
+async fn reaper_is_guarded_per_interval() {
+    let (_s, q, clock) = setup("guard", |_| {}).await;
+    assert_eq!(q.reap().await.unwrap(), Some(0));
+    assert_eq!(q.reap().await.unwrap(), None);
+    assert!(q.janitor().await.unwrap().is_some());
+    assert!(q.janitor().await.unwrap().is_none());
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(q.reap().await.unwrap(), Some(0));
+}
+
+#[tokio::test]
+async fn crashed_worker_task_is_reaped_and_runs_again() {
+    let (_s, q, clock) = setup("reap", |c| c.retry.base = Duration::from_millis(500)).await;
+    let e = q.enqueue(task("k", 1).priority(Priority::Critical)).await.unwrap();
+    let _crashed = q.dequeue(1).await.unwrap().pop().unwrap();
+    clock.advance(Duration::from_millis(999));
+    assert_eq!(q.reap().await.unwrap(), Some(0));
+    assert!(q.dequeue(1).await.unwrap().is_empty());
+    clock.advance(Duration::from_millis(1001));
+    assert_eq!(q.reap().await.unwrap(), Some(1));
+    assert_eq!(state(&q, e.id).await, Some(TaskState::Retry));
+    clock.advance(Duration::from_millis(500));
+    let again = q.dequeue(1).await.unwrap().pop().unwrap();
+    assert_eq!((again.id, again.attempt, again.priority), (e.id, 2, Priority::Critical));
+    assert!(q.ack(&again, None).await.unwrap());
+}
+
+#[tokio::test]
+async fn unique_key_dedup_and_release_on_success() {
+    let (_s, q, _) = setup("unique-ok", |_| {}).await;
+    let first = q.enqueue(task("k", 1).unique_key("user:1")).await.unwrap();
+    let dup = q.enqueue(task("k", 2).unique_key("user:1")).await.unwrap();
+    assert_eq!(dup.duplicate_of, Some(first.id));
+    assert_eq!(q.get(dup.id).await.unwrap(), None, "a duplicate is not stored");
+    let other = q.enqueue(task("k", 3).unique_key("user:2")).await.unwrap();
+    assert_eq!(other.duplicate_of, None);
+
+    // Still held while active.
+    let leased = q.dequeue(10).await.unwrap();
+    assert_eq!(leased.len(), 2);
+    let t = leased.iter().find(|t| t.id == first.id).unwrap();
+    let dup = q.enqueue(task("k", 4).unique_key("user:1")).await.unwrap();
+    assert_eq!(dup.duplicate_of, Some(first.id));
+
+    assert!(q.ack(t, None).await.unwrap());
+    let again = q.enqueue(task("k", 5).unique_key("user:1")).await.unwrap();
+    assert_eq!(again.duplicate_of, None);
+}
+
+#[tokio::test]
+async fn unique_key_held_through_retry_released_on_dead() {
+    let (_s, q, clock) = setup("unique-dead", |c| {
+        c.retry.max_retries = 1;
+        c.retry.base = Duration::from_millis(10);
+    })
+    .await;
+    let first = q.enqueue(task("k", 1).unique_key("job")).await.unwrap();
+    let t = q.dequeue(1).await.unwrap().pop().unwrap();
+    assert!(matches!(q.fail(&t, "e1", false).await.unwrap(), FailOutcome::Retrying { .. }));
+    let dup = q.enqueue(task("k", 2).unique_key("job")).await.unwrap();
+    assert_eq!(dup.duplicate_of, Some(first.id), "held while waiting to retry");
+
+    clock.advance(Duration::from_millis(10));
+    let t = q.dequeue(1).await.unwrap().pop().unwrap();
+    assert_eq!(q.fail(&t, "e2", false).await.unwrap(), FailOutcome::Dead);
+    let again = q.enqueue(task("k", 3).unique_key("job")).await.unwrap();
+    assert_eq!(again.duplicate_of, None, "released when dead");
+}
+
+#[tokio::test]
+async fn unique_key_lapses_after_ttl() {
+    let (_s, q, clock) = setup("unique-ttl", |c| c.unique_ttl = Duration::from_secs(60)).await;
+    let first = q.enqueue(task("k", 1).unique_key("u")).await.unwrap();
+    clock.advance(Duration::from_secs(59));
+    let dup = q.enqueue(task("k", 2).unique_key("u")).await.unwrap();
+    assert_eq!(dup.duplicate_of, Some(first.id));
+    clock.advance(Duration::from_secs(1));
+    let again = q.enqueue(task("k", 3).unique_key("u")).await.unwrap();
+    assert_eq!(again.duplicate_of, None);
+}
+
+#[tokio::test]
+async fn duplicates_within_one_batch() {
+    let (_s, q, _) = setup("unique-batch", |_| {}).await;
+    let futs: Vec<_> = (0..20).map(|i| q.enqueue(task("k", i).unique_key("same"))).collect();
+    let results = futures_util::future::join_all(futs).await;
+    let stored: Vec<_> = results.iter().map(|r| r.as_ref().unwrap()).filter(|e| e.duplicate_of.is_none()).collect();
+    assert_eq!(stored.len(), 1);
+    for r in &results {
+        let e = r.as_ref().unwrap();
+        if let Some(d) = e.duplicate_of {
+            assert_eq!(d, stored[0].id);
+        }
+    }
+    assert_eq!(q.stats().await.unwrap().pending_total(), 1);
+}
+
+#[tokio::test]
+async fn janitor_applies_retention() {
+    let (_s, q, clock) = setup("janitor", |c| {
+        c.completed_retention = Duration::from_secs(60);
+        c.dead_retention = Duration::from_secs(600);
+        c.dead_max = 2;
+    })
+    .await;
+    let done = q.enqueue(task("k", 0)).await.unwrap();
+    let t = q.dequeue(1).await.unwrap().pop().unwrap();
+    assert!(q.ack(&t, None).await.unwrap());
+    let mut dead = Vec::new();
+    for i in 1..=3 {
+        dead.push(q.enqueue(task("k", i)).await.unwrap().id);
+        let t = q.dequeue(1).await.unwrap().pop().unwrap();
+        assert_eq!(q.fail(&t, "x", true).await.unwrap(), FailOutcome::Dead);
+        clock.advance(Duration::from_millis(1));
+    }
+    // Dead is capped by count: the oldest of three goes first.
+    let r = q.janitor().await.unwrap().unwrap();
+    assert_eq!((r.completed, r.dead), (0, 1));
+    assert_eq!(q.get(dead[0]).await.unwrap(), None);
+    assert!(q.get(done.id).await.unwrap().is_some());
+
+    clock.advance(Duration::from_secs(60));
+    let r = q.janitor().await.unwrap().unwrap();
+    assert_eq!((r.completed, r.dead), (1, 0));
+    assert_eq!(q.get(done.id).await.unwrap(), None);
+    assert!(q.get(dead[1]).await.unwrap().is_some());
+
+    clock.advance(Duration::from_secs(600));
+    let r = q.janitor().await.unwrap().unwrap();
+    assert_eq!(r.dead, 2);
+    let stats = q.stats().await.unwrap();
+    assert_eq!((stats.completed, stats.dead), (0, 0));
+    assert_eq!(stats.total_completed, 1);
+}
+
+#[tokio::test]
+async fn zero_retention_deletes_on_ack() {
+    let (_s, q, _) = setup("noretain", |c| c.completed_retention = Duration::ZERO).await;
+    let e = q.enqueue(task("k", 0)).await.unwrap();
+    let t = q.dequeue(1).await.unwrap().pop().unwrap();
+    assert!(q.ack(&t, None).await.unwrap());
+    assert_eq!(q.get(e.id).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn pause_and_resume_per_priority() {
+    let (_s, q, _) = setup("pause", |c| c.mode = PriorityMode::Strict).await;
+    q.pause(Priority::Critical).await.unwrap();
+    let c = q.enqueue(task("k", 1).priority(Priority::Critical)).await.unwrap();
+    let d = q.enqueue(task("k", 2)).await.unwrap();
+    let stats = q.stats().await.unwrap();
+    assert_eq!(stats.paused, vec![Priority::Critical]);
+    assert_eq!(stats.pending[&Priority::Critical], 1);
+    assert_eq!(stats.pending[&Priority::Default], 1);
+
+    let got = q.dequeue(10).await.unwrap();
+    assert_eq!(got.iter().map(|t| t.id).collect::<Vec<_>>(), vec![d.id]);
+    assert!(q.dequeue(10).await.unwrap().is_empty());
+    q.resume(Priority::Critical).await.unwrap();
+    let got = q.dequeue(10).await.unwrap();
+    assert_eq!(got.iter().map(|t| t.id).collect::<Vec<_>>(), vec![c.id]);
+    assert!(q.stats().await.unwrap().paused.is_empty());
+}
+
+#[tokio::test]
+async fn requeue_front_goes_to_head_without_attempt() {
+    let (_s, q, _) = setup("requeue", |_| {}).await;
+    let a = q.enqueue(task("k", 1)).await.unwrap();
+    let b = q.enqueue(task("k", 2)).await.unwrap();
+    let t = q.dequeue(1).await.unwrap().pop().unwrap();
+    assert_eq!(t.id, a.id);
+    assert!(q.requeue_front(&t).await.unwrap());
+    assert!(!q.ack(&t, None).await.unwrap());
+    let got = q.dequeue(2).await.unwrap();
+    assert_eq!(got.iter().map(|t| t.id).collect::<Vec<_>>(), vec![a.id, b.id]);
+    assert_eq!(got[0].attempt, 1, "the interrupted run is not counted");
+}
+
+#[tokio::test]
+async fn scripts_reload_after_script_flush() {
+    let (s, q, _) = setup("flush", |_| {}).await;
+    q.enqueue(task("k", 1)).await.unwrap();
+    assert!(super::server::raw_command(s.port, "SCRIPT FLUSH").is_some_and(|r| r.starts_with("+OK")));
+    let t = q.dequeue(1).await.unwrap().pop().unwrap();
+    assert!(super::server::raw_command(s.port, "SCRIPT FLUSH").is_some_and(|r| r.starts_with("+OK")));
+    assert!(q.ack(&t, None).await.unwrap());
+}
+
+#[tokio::test]
+async fn every_key_shares_one_hash_tag() {
+    let (s, q, _) = setup("keys", |_| {}).await;
+    q.enqueue(task("k", 1).unique_key("u").priority(Priority::Low)).await.unwrap();
+    q.enqueue(task("k", 2).run_after(Duration::from_secs(5))).await.unwrap();
+    let t = q.dequeue(1).await.unwrap().pop().unwrap();
+    q.fail(&t, "x", true).await.unwrap();
+    q.pause(Priority::Low).await.unwrap();
+    q.reap().await.unwrap();
+    let keys = super::server::raw_command(s.port, "KEYS *").unwrap();
+    let prefix = format!("{{{}}}:", q.config().prefix);
+    let names: Vec<&str> = keys.lines().filter(|l| !l.starts_with(['*', '$'])).collect();
+    assert!(names.len() >= 6, "{keys}");
+    for n in names {
+        assert!(n.starts_with(&prefix), "{n} outside the hash tag");
+    }
+}

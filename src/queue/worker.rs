@@ -1,0 +1,365 @@
+//! `Worker::run`: a task processor over a `Queue`. It blocks on the wake list
+//! when idle, leases tasks in batches up to its free slots, runs each under a
+//! timeout with a lease-extending heartbeat, and shuts down gracefully.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::backend::BlockingConn;
+use super::client::Queue;
+use super::error::Result;
+use super::task::Leased;
+
+/// Why a handler did not complete its task.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct TaskError {
+    pub message: String,
+    /// Skip remaining retries and move the task straight to dead.
+    pub permanent: bool,
+}
+
+impl TaskError {
+    /// A failure worth retrying (with backoff, up to `max_retries`).
+    pub fn retry(message: impl Into<String>) -> Self {
+        TaskError { message: message.into(), permanent: false }
+    }
+
+    /// A failure no retry can fix.
+    pub fn permanent(message: impl Into<String>) -> Self {
+        TaskError { message: message.into(), permanent: true }
+    }
+}
+
+/// Boxed so `Handler` stays dyn-compatible (`Arc<dyn Handler>`).
+pub type HandlerFuture<'a> = Pin<Box<dyn Future<Output = Result<Option<String>, TaskError>> + Send + 'a>>;
+
+/// Runs tasks. Delivery is at-least-once: a task can run again after a lost
+/// lease or a crash, so handlers key their side effects by `task.id`.
+pub trait Handler: Send + Sync + 'static {
+    /// `Ok(result)` completes the task, storing `result` in its record.
+    fn handle<'a>(&'a self, task: &'a Leased) -> HandlerFuture<'a>;
+}
+
+/// A `Handler` from an async closure taking an owned `Leased`.
+pub struct FnHandler<F>(pub F);
+
+impl<F, Fut> Handler for FnHandler<F>
+where
+    F: Fn(Leased) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Option<String>, TaskError>> + Send + 'static,
+{
+    fn handle<'a>(&'a self, task: &'a Leased) -> HandlerFuture<'a> {
+        Box::pin((self.0)(task.clone()))
+    }
+}
+
+/// Worker tuning. The lease length itself is `QueueConfig::lease`.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Tasks run at once.
+    pub concurrency: usize,
+    /// How often a running task's lease is extended; `lease / 3` if unset.
+    pub heartbeat: Option<Duration>,
+    /// On shutdown, how long running tasks may finish before they are
+    /// interrupted and requeued at the head of their priority.
+    pub grace: Duration,
+    /// Longest BLPOP on the wake list; also how late an idle worker notices
+    /// a delayed task or retry coming due.
+    pub poll: Duration,
+    /// How often this worker calls `reap` and `janitor` (the queue's guard
+    /// makes them run once per `maintenance_interval` across all workers).
+    pub maintenance: Duration,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            concurrency: 10,
+            heartbeat: None,
+            grace: Duration::from_secs(8),
+            poll: Duration::from_secs(1),
+            maintenance: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Most tasks leased by one dequeue call.
+const WORKER_BATCH: usize = 256;
+
+/// Exponential backoff for reconnecting after Redis errors.
+struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    const MIN: Duration = Duration::from_millis(50);
+    const MAX: Duration = Duration::from_secs(2);
+
+    fn new() -> Self {
+        Backoff { next: Self::MIN }
+    }
+    fn reset(&mut self) {
+        self.next = Self::MIN;
+    }
+    fn step(&mut self) -> Duration {
+        let d = self.next;
+        self.next = (self.next * 2).min(Self::MAX);
+        d
+    }
+}
+
+pub struct Worker;
+
+impl Worker {
+    /// Processes tasks until `shutdown` resolves, then stops taking work,
+    /// lets running tasks finish for up to `grace`, requeues the rest at the
+    /// head of their priority and returns. Redis errors are logged and
+    /// retried with backoff; they never end the loop.
+    pub async fn run<S>(queue: Queue, handler: Arc<dyn Handler>, cfg: WorkerConfig, shutdown: S)
+    where
+        S: Future<Output = ()>,
+    {
+        let concurrency = cfg.concurrency.max(1);
+        let heartbeat = cfg.heartbeat.unwrap_or(queue.config().lease / 3).max(Duration::from_millis(10));
+        let slots = Arc::new(Semaphore::new(concurrency));
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut running: JoinSet<()> = JoinSet::new();
+        let mut shutdown = pin!(shutdown);
+        let mut waiter: Option<BlockingConn> = None;
+        let mut backoff = Backoff::new();
+        let mut next_maintenance = Instant::now();
+
+        loop {
+            while let Some(done) = running.try_join_next() {
+                if let Err(e) = done {
+                    tracing::error!(error = %e, "task runner ended abnormally");
+                }
+            }
+            if Instant::now() >= next_maintenance {
+                maintenance(&queue).await;
+                next_maintenance = Instant::now() + cfg.maintenance;
+            }
+
+            // Wait for a free slot, still running maintenance while full.
+            let first = tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                p = slots.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
+                () = tokio::time::sleep_until(next_maintenance) => continue,
+            };
+            // Let tasks that are finishing at the same moment (one batched
+            // ack reply wakes many) free their slots, so we dequeue a batch.
+            tokio::task::yield_now().await;
+            let mut permits = vec![first];
+            while permits.len() < WORKER_BATCH {
+                match slots.clone().try_acquire_owned() {
+                    Ok(p) => permits.push(p),
+                    Err(_) => break,
+                }
+            }
+
+            let batch = tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                r = queue.dequeue(permits.len()) => r,
+            };
+            match batch {
+                Ok(tasks) if !tasks.is_empty() => {
+                    backoff.reset();
+                    // Unused permits go back to the semaphore when dropped.
+                    for (task, permit) in tasks.into_iter().zip(permits) {
+                        running.spawn(run_task(
+                            queue.clone(),
+                            handler.clone(),
+                            task,
+                            permit,
+                            stop_rx.clone(),
+                            heartbeat,
+                        ));
+                    }
+                }
+                Ok(_) => {
+                    drop(permits);
+                    let conn = match waiter.as_mut() {
+                        Some(c) => c,
+                        None => match queue.waiter(cfg.poll).await {
+                            Ok(c) => waiter.insert(c),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "cannot open wake connection");
+                                if pause(&mut shutdown, backoff.step()).await {
+                                    break;
+                                }
+                                continue;
+                            }
+                        },
+                    };
+                    let woke = tokio::select! {
+                        biased;
+                        () = &mut shutdown => break,
+                        r = queue.wait_for_work(conn, cfg.poll) => r,
+                    };
+                    if let Err(e) = woke {
+                        // Re-established on the next idle turn, after a pause.
+                        tracing::warn!(error = %e, "wake connection failed");
+                        waiter = None;
+                        if pause(&mut shutdown, backoff.step()).await {
+                            break;
+                        }
+                    } else {
+                        backoff.reset();
+                    }
+                }
+                Err(e) => {
+                    drop(permits);
+                    tracing::warn!(error = %e, "dequeue failed");
+                    if pause(&mut shutdown, backoff.step()).await {
+                        break;
+                    }
+                }
+            }
+        }
+
+        drop(waiter);
+        let drained = tokio::time::timeout(cfg.grace, async { while running.join_next().await.is_some() {} }).await;
+        if drained.is_err() {
+            let _ = stop_tx.send(true);
+            while running.join_next().await.is_some() {}
+        }
+    }
+}
+
+/// Sleeps for `d`; true if shutdown fired meanwhile.
+async fn pause<S: Future<Output = ()>>(shutdown: &mut Pin<&mut S>, d: Duration) -> bool {
+    tokio::select! {
+        biased;
+        () = shutdown.as_mut() => true,
+        () = tokio::time::sleep(d) => false,
+    }
+}
+
+async fn maintenance(queue: &Queue) {
+    if let Err(e) = queue.reap().await {
+        tracing::warn!(error = %e, "reap failed");
+    }
+    if let Err(e) = queue.janitor().await {
+        tracing::warn!(error = %e, "janitor failed");
+    }
+}
+
+enum Outcome {
+    Done(Result<Option<String>, TaskError>),
+    TimedOut,
+    Interrupted,
+}
+
+async fn run_task(
+    queue: Queue,
+    handler: Arc<dyn Handler>,
+    task: Leased,
+    slot: OwnedSemaphorePermit,
+    mut stop: watch::Receiver<bool>,
+    heartbeat: Duration,
+) {
+    // Inside an async block so a panic while creating the future is caught too.
+    let handled = AssertUnwindSafe(async { handler.handle(&task).await }).catch_unwind();
+    let work = tokio::time::timeout(task.timeout, handled);
+    let beat = async {
+        let mut every = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
+        loop {
+            every.tick().await;
+            match queue.extend(&task).await {
+                Ok(true) => {}
+                // Someone else may run it now; our ack will be refused.
+                Ok(false) => {
+                    tracing::warn!(task = %task.id, "lease lost while running");
+                    break;
+                }
+                Err(e) => tracing::warn!(task = %task.id, error = %e, "lease extend failed"),
+            }
+        }
+        // Nothing left to extend; never finish (finishing means interrupted).
+        std::future::pending::<()>().await;
+    };
+    let interrupted = async {
+        if stop.wait_for(|s| *s).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let outcome = tokio::select! {
+        r = work => match r {
+            Ok(Ok(r)) => Outcome::Done(r),
+            Ok(Err(_)) => Outcome::Done(Err(TaskError::retry("handler panicked"))),
+            Err(_) => Outcome::TimedOut,
+        },
+        () = beat => Outcome::Interrupted,
+        () = interrupted => Outcome::Interrupted,
+    };
+
+    // The slot bounds running handlers; the (batched) ack need not hold it.
+    drop(slot);
+
+    // Finishing calls are retried briefly (Redis blips); if they still fail
+    // the lease expires and the reaper hands the task out again.
+    let deadline = Instant::now() + queue.config().lease / 2;
+    match outcome {
+        Outcome::Done(Ok(result)) => {
+            let r = retrying(deadline, || queue.ack(&task, result.clone())).await;
+            match r {
+                Ok(true) => {}
+                Ok(false) => tracing::warn!(task = %task.id, "ack refused: lease was lost"),
+                Err(e) => tracing::warn!(task = %task.id, error = %e, "ack failed"),
+            }
+        }
+        Outcome::Done(Err(e)) => {
+            let r = retrying(deadline, || queue.fail(&task, &e.message, e.permanent)).await;
+            if let Err(e) = r {
+                tracing::warn!(task = %task.id, error = %e, "fail failed");
+            }
+        }
+        Outcome::TimedOut => {
+            let msg = format!("timed out after {:?}", task.timeout);
+            let r = retrying(deadline, || queue.fail(&task, &msg, false)).await;
+            if let Err(e) = r {
+                tracing::warn!(task = %task.id, error = %e, "fail failed");
+            }
+        }
+        Outcome::Interrupted => {
+            let r = retrying(deadline, || queue.requeue_front(&task)).await;
+            if let Err(e) = r {
+                tracing::warn!(task = %task.id, error = %e, "requeue failed");
+            }
+        }
+    }
+}
+
+async fn retrying<T, F, Fut>(deadline: Instant, mut call: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let mut backoff = Backoff::new();
+    loop {
+        match call().await {
+            Ok(v) => return Ok(v),
+            Err(e) => {
+                let wait = backoff.step();
+                if Instant::now() + wait > deadline {
+                    return Err(e);
+                }
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+}
