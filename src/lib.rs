@@ -2,6 +2,9 @@
 //! generated from `spec/openapi.yaml`, the PostgreSQL store, the Redis queue.
 
 pub mod auth;
+pub mod config;
 pub mod db;
 pub mod devsvc;
+pub mod http;
 pub mod queue;
+pub mod server;

@@ -1,1 +1,134 @@
-fn main() {}
+//! `spec-server`: the service binary. Subcommands: `serve` (default),
+//! `dev`, `migrate`, `token issue|list|revoke`. See `--help`.
+
+use std::{sync::Arc, time::Duration};
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use spec_server::{
+    config::Config,
+    db::tokens,
+    server::{self, Backends, Pools},
+};
+
+#[derive(Parser)]
+#[command(name = "spec-server", version, about = "Spec-first API server over PostgreSQL and Redis")]
+struct Cli {
+    #[command(flatten)]
+    config: Config,
+    #[command(subcommand)]
+    command: Option<Cmd>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Migrate, then serve the API (the default).
+    Serve,
+    /// For development: private PostgreSQL/Redis when no URLs are set,
+    /// migrations, a fresh 24 h token printed once, then serve.
+    Dev,
+    /// Apply pending migrations from sql/ and exit.
+    Migrate,
+    /// Manage operator tokens (stored hashed; printed only when issued).
+    #[command(subcommand)]
+    Token(TokenCmd),
+}
+
+#[derive(Subcommand)]
+enum TokenCmd {
+    /// Issue a token and print it once.
+    Issue {
+        /// A unique label, e.g. the client's name.
+        #[arg(long)]
+        name: String,
+        /// Lifetime, e.g. `24h`, `30m`, `90d`; none = no expiry.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        ttl: Option<Duration>,
+    },
+    /// List tokens (never their values).
+    List,
+    /// Revoke a token by id or label; effective at once.
+    Revoke { id_or_name: String },
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tokio_postgres=warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    init_logging();
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let cfg = cli.config;
+    let backends = Backends::resolve(&cfg).await?;
+    let pools = Pools::new(&cfg, &backends)?;
+    match cli.command.unwrap_or(Cmd::Serve) {
+        Cmd::Migrate => {
+            let applied = pools.migrate().await?;
+            println!("applied {} migration(s): {}", applied.len(), applied.join(", "));
+            Ok(())
+        }
+        Cmd::Token(t) => token(&pools, &cfg, t).await,
+        Cmd::Serve => serve(&pools, &cfg, None).await,
+        Cmd::Dev => {
+            pools.migrate().await?;
+            let name = format!("dev-{}", chrono::Utc::now().format("%Y%m%d%H%M%S%3f"));
+            let (_, token) = tokens::token_issue(&pools.pg, &name, Some(Duration::from_secs(24 * 3600)))
+                .await
+                .context("issuing the dev token")?;
+            serve(&pools, &cfg, Some(token)).await
+        }
+    }
+}
+
+async fn serve(pools: &Pools, cfg: &Config, dev_token: Option<String>) -> Result<()> {
+    let applied = pools.migrate().await?;
+    if !applied.is_empty() {
+        tracing::info!(migrations = ?applied, "applied migrations");
+    }
+    let acceptor = server::bind(cfg).await?;
+    let base = format!("http://{}", cfg.listen_addr);
+    println!("API:     {base}{}", api_server::BASE_PATH);
+    println!("Docs:    {base}/docs");
+    if let Some(token) = dev_token {
+        println!("Token:   {token}   (send it as the `token` header; valid 24 h)");
+        println!("Try:     curl -H 'token: {token}' {base}{}/users", api_server::BASE_PATH);
+    }
+    server::serve(acceptor, Arc::new(pools.app(cfg)), cfg, server::shutdown_signal()).await
+}
+
+async fn token(pools: &Pools, cfg: &Config, cmd: TokenCmd) -> Result<()> {
+    pools.migrate().await?;
+    match cmd {
+        TokenCmd::Issue { name, ttl } => {
+            let (id, token) = tokens::token_issue(&pools.pg, &name, ttl).await.context("issuing a token")?;
+            println!("{token}");
+            eprintln!("issued token #{id} {name:?}; it is shown only now");
+        }
+        TokenCmd::List => {
+            for t in tokens::tokens_list(&pools.pg).await.context("listing tokens")? {
+                println!("{t:?}");
+            }
+        }
+        TokenCmd::Revoke { id_or_name } => {
+            if pools.tokens(cfg).revoke(&id_or_name).await? {
+                println!("revoked {id_or_name}");
+            } else {
+                anyhow::bail!("no active token {id_or_name:?}");
+            }
+        }
+    }
+    Ok(())
+}

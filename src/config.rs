@@ -1,0 +1,82 @@
+//! The one configuration struct, read from the environment (and flags).
+//! Every variable is listed, with its default, in the README.
+
+use std::{net::SocketAddr, time::Duration};
+
+use clap::Args;
+
+/// Settings shared by every subcommand.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// PostgreSQL URL. Unset: a private PostgreSQL is started from the local
+    /// binaries for the life of the process (dev and tests).
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// Redis URL. Unset: a private redis-server is started likewise.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// Address the HTTP server listens on.
+    #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:8080")]
+    pub listen_addr: SocketAddr,
+
+    /// Most PostgreSQL connections in the pool.
+    #[arg(long, env = "PG_POOL_MAX", default_value_t = 25)]
+    pub pg_pool_max: usize,
+
+    /// Longest wait for a pooled PostgreSQL connection (or a new one), in ms.
+    #[arg(long, env = "PG_ACQUIRE_TIMEOUT_MS", default_value_t = 2000)]
+    pub pg_acquire_timeout_ms: u64,
+
+    /// Server-side `statement_timeout` for every query, in ms.
+    #[arg(long, env = "PG_STATEMENT_TIMEOUT_MS", default_value_t = 5000)]
+    pub pg_statement_timeout_ms: u64,
+
+    /// Most Redis connections in the pool (blocking worker connections are extra).
+    #[arg(long, env = "REDIS_POOL_MAX", default_value_t = 32)]
+    pub redis_pool_max: u32,
+
+    /// Prefix of every Redis key this service writes (queue and token cache).
+    #[arg(long, env = "REDIS_PREFIX", default_value = "spec-server")]
+    pub redis_prefix: String,
+
+    /// How long a verified token stays cached in Redis, in seconds.
+    #[arg(long, env = "TOKEN_CACHE_TTL_SECS", default_value_t = 60)]
+    pub token_cache_ttl_secs: u64,
+
+    /// Per-dependency timeout of `/health`, in ms (both run concurrently, so
+    /// the answer comes within about this long even when one hangs).
+    #[arg(long, env = "HEALTH_TIMEOUT_MS", default_value_t = 500)]
+    pub health_timeout_ms: u64,
+
+    /// Largest request body accepted, in bytes; larger ones get a 400 envelope (code 1010).
+    #[arg(long, env = "BODY_LIMIT_BYTES", default_value_t = 1024 * 1024)]
+    pub body_limit_bytes: usize,
+
+    /// How long in-flight requests may finish after SIGTERM/SIGINT, in seconds.
+    #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 10)]
+    pub shutdown_grace_secs: u64,
+}
+
+impl Config {
+    pub fn pg_acquire_timeout(&self) -> Duration {
+        Duration::from_millis(self.pg_acquire_timeout_ms)
+    }
+
+    pub fn pg_statement_timeout(&self) -> Duration {
+        Duration::from_millis(self.pg_statement_timeout_ms)
+    }
+
+    pub fn health_timeout(&self) -> Duration {
+        Duration::from_millis(self.health_timeout_ms)
+    }
+
+    pub fn token_cache_ttl(&self) -> Duration {
+        Duration::from_secs(self.token_cache_ttl_secs)
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+}

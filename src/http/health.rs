@@ -1,0 +1,73 @@
+//! `GET /health`: PostgreSQL and Redis checked concurrently, each under its
+//! own timeout, so a hung dependency still gets an answer in time.
+
+use api_server::{
+    HealthApi, HealthCheck200Response, HealthCheck200ResponseStatus, HealthCheck503Response,
+    HealthCheck503ResponseStatus, HealthCheckResponse, Postgres as DependencyState,
+};
+use bb8_redis::redis;
+
+use super::App;
+
+impl App {
+    async fn postgres_up(&self) -> Result<(), String> {
+        let check = async {
+            let client = self.pg.get().await.map_err(|e| e.to_string())?;
+            client.simple_query("SELECT 1").await.map_err(|e| e.to_string())?;
+            Ok(())
+        };
+        match tokio::time::timeout(self.health_timeout, check).await {
+            Ok(r) => r,
+            Err(_) => Err(format!("no answer within {:?}", self.health_timeout)),
+        }
+    }
+
+    async fn redis_up(&self) -> Result<(), String> {
+        let check = async {
+            let mut conn = self.redis.get().await.map_err(|e| e.to_string())?;
+            redis::cmd("PING").query_async::<String>(&mut *conn).await.map_err(|e| e.to_string())?;
+            Ok(())
+        };
+        match tokio::time::timeout(self.health_timeout, check).await {
+            Ok(r) => r,
+            Err(_) => Err(format!("no answer within {:?}", self.health_timeout)),
+        }
+    }
+}
+
+fn state(r: &Result<(), String>) -> DependencyState {
+    if r.is_ok() { DependencyState::Up } else { DependencyState::Down }
+}
+
+impl HealthApi for App {
+    async fn health_check(&self) -> HealthCheckResponse {
+        let (pg, redis) = tokio::join!(self.postgres_up(), self.redis_up());
+        if pg.is_ok() && redis.is_ok() {
+            return HealthCheckResponse::Ok(HealthCheck200Response {
+                status: Some(HealthCheck200ResponseStatus::Ok),
+                postgres: Some(DependencyState::Up),
+                redis: Some(DependencyState::Up),
+            });
+        }
+        let mut errors = Vec::new();
+        if let Err(e) = &pg {
+            tracing::warn!(error = %e, "health: PostgreSQL down");
+            errors.push("数据库连接失败 (PostgreSQL)");
+        }
+        if let Err(e) = &redis {
+            tracing::warn!(error = %e, "health: Redis down");
+            errors.push("Redis 连接失败");
+        }
+        let status = if pg.is_err() && redis.is_err() {
+            HealthCheck503ResponseStatus::Unavailable
+        } else {
+            HealthCheck503ResponseStatus::Degraded
+        };
+        HealthCheckResponse::ServiceUnavailable(HealthCheck503Response {
+            status: Some(status),
+            postgres: Some(state(&pg)),
+            redis: Some(state(&redis)),
+            error: Some(errors.join("; ")),
+        })
+    }
+}

@@ -1,0 +1,173 @@
+//! Wiring: backends (configured or private), pools, migrations, the HTTP
+//! server with its access log and graceful shutdown. `main` stays thin.
+
+use std::{future::Future, sync::Arc, time::Instant};
+
+use anyhow::{Context, Result};
+use api_server::rt::BodyLimit;
+use bb8_redis::RedisConnectionManager;
+use poem::{
+    Endpoint, EndpointExt, IntoResponse, Request, Response,
+    http::HeaderValue,
+    listener::{Acceptor, Listener, TcpListener},
+};
+use tracing::Instrument;
+
+use crate::{
+    auth::TokenVerifier,
+    config::Config,
+    db,
+    devsvc::{PrivatePostgres, PrivateRedis},
+    http::{App, Throughput},
+    queue::{Queue, QueueConfig},
+};
+
+/// The URLs in use, and the private instances behind them when none were
+/// configured (stopped when this is dropped).
+pub struct Backends {
+    pub database_url: String,
+    pub redis_url: String,
+    pub private_postgres: Option<PrivatePostgres>,
+    pub private_redis: Option<PrivateRedis>,
+}
+
+impl Backends {
+    /// Uses `DATABASE_URL`/`REDIS_URL`, starting a private instance for each
+    /// one that is unset.
+    pub async fn resolve(cfg: &Config) -> Result<Backends> {
+        let (database_url, private_postgres) = match &cfg.database_url {
+            Some(url) => (url.clone(), None),
+            None => {
+                tracing::warn!("DATABASE_URL is not set: starting a private PostgreSQL (its data is temporary)");
+                let pg = tokio::task::spawn_blocking(PrivatePostgres::start).await??;
+                (pg.url(), Some(pg))
+            }
+        };
+        let (redis_url, private_redis) = match &cfg.redis_url {
+            Some(url) => (url.clone(), None),
+            None => {
+                tracing::warn!("REDIS_URL is not set: starting a private redis-server (its data is temporary)");
+                let r = tokio::task::spawn_blocking(PrivateRedis::start).await??;
+                (r.url(), Some(r))
+            }
+        };
+        Ok(Backends { database_url, redis_url, private_postgres, private_redis })
+    }
+}
+
+/// One pool per backend.
+pub struct Pools {
+    pub pg: db::Pool,
+    pub redis: bb8::Pool<RedisConnectionManager>,
+}
+
+impl Pools {
+    /// Builds both pools lazily: nothing connects until first use, so the
+    /// server starts (and `/health` reports) even with a dependency down.
+    pub fn new(cfg: &Config, b: &Backends) -> Result<Pools> {
+        let pg = db::pool(&b.database_url, cfg.pg_pool_max, cfg.pg_acquire_timeout(), cfg.pg_statement_timeout())?;
+        let manager = RedisConnectionManager::new(b.redis_url.as_str()).context("parsing REDIS_URL")?;
+        let redis = bb8::Pool::builder()
+            .max_size(cfg.redis_pool_max)
+            .connection_timeout(cfg.pg_acquire_timeout())
+            .build_unchecked(manager);
+        Ok(Pools { pg, redis })
+    }
+
+    /// Applies pending migrations from `sql/`.
+    pub async fn migrate(&self) -> Result<Vec<&'static str>> {
+        let mut client = self.pg.get().await.context("connecting to PostgreSQL to migrate")?;
+        db::migrate::migrate(&mut client).await
+    }
+
+    pub fn queue(&self, cfg: &Config) -> Queue {
+        Queue::new(self.redis.clone(), QueueConfig::new(format!("{}:queue", cfg.redis_prefix)))
+    }
+
+    pub fn tokens(&self, cfg: &Config) -> TokenVerifier {
+        TokenVerifier::new(self.pg.clone(), self.redis.clone(), format!("{}:", cfg.redis_prefix))
+            .with_cache_ttl(cfg.token_cache_ttl())
+    }
+
+    pub fn app(&self, cfg: &Config) -> App {
+        App {
+            pg: self.pg.clone(),
+            redis: self.redis.clone(),
+            tokens: self.tokens(cfg),
+            queue: self.queue(cfg),
+            health_timeout: cfg.health_timeout(),
+            throughput: Arc::new(Throughput::default()),
+        }
+    }
+}
+
+/// The whole HTTP endpoint: the generated application plus the body limit
+/// and one access-log line per request, tagged with a request id.
+pub fn endpoint(app: Arc<App>, cfg: &Config) -> impl Endpoint<Output = Response> + use<> {
+    api_server::app(app).data(BodyLimit(cfg.body_limit_bytes)).around(access_log)
+}
+
+async fn access_log<E: Endpoint<Output = Response>>(next: Arc<E>, req: Request) -> poem::Result<Response> {
+    let request_id = req
+        .header("x-request-id")
+        .filter(|v| v.len() <= 128)
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let span = tracing::info_span!("request", request_id = %request_id);
+    let start = Instant::now();
+    let mut resp = next.get_response(req).instrument(span.clone()).await.into_response();
+    let status = resp.status().as_u16();
+    let latency_ms = start.elapsed().as_secs_f64() * 1000.0;
+    span.in_scope(|| tracing::info!(%method, %path, status, latency_ms, "access"));
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    Ok(resp)
+}
+
+/// A bound listener, so callers (and tests, with port 0) know the address
+/// before serving.
+pub async fn bind(cfg: &Config) -> Result<impl Acceptor + use<>> {
+    TcpListener::bind(cfg.listen_addr).into_acceptor().await.with_context(|| format!("binding {}", cfg.listen_addr))
+}
+
+/// Serves until `shutdown` resolves, then stops accepting and lets in-flight
+/// requests finish for up to the configured grace period.
+pub async fn serve(
+    acceptor: impl Acceptor + 'static,
+    app: Arc<App>,
+    cfg: &Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    poem::Server::new_with_acceptor(acceptor)
+        .run_with_graceful_shutdown(endpoint(app, cfg), shutdown, Some(cfg.shutdown_grace()))
+        .await
+        .context("HTTP server")
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; Ctrl-C only");
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+    tracing::info!("shutting down: no new connections, finishing in-flight requests");
+}
