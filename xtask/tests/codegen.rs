@@ -19,7 +19,12 @@ fn generated_code_is_up_to_date() {
 fn copy_target(tmp: &Path, spec: &str) -> Target {
     std::fs::create_dir_all(tmp.join("spec")).unwrap();
     std::fs::write(tmp.join("spec/openapi.yaml"), spec).unwrap();
-    Target { spec: "spec/openapi.yaml".into(), out: "generated/server".into(), crate_name: "t".into() }
+    Target {
+        kind: codegen::Kind::Server,
+        spec: "spec/openapi.yaml".into(),
+        out: "generated/server".into(),
+        crate_name: "t".into(),
+    }
 }
 
 fn spec_text() -> String {

@@ -4,6 +4,7 @@
 //! Stages: [`schema`] (openapiv3 → one normalized schema tree), [`model`]
 //! (operations, responses, Rust types), [`server`] (tokens).
 
+pub mod client;
 pub mod model;
 pub mod schema;
 pub mod server;
@@ -20,9 +21,17 @@ use anyhow::{Context, Result, bail};
 /// The runtime module copied into every generated server crate.
 const RT_TEMPLATE: &str = include_str!("../../templates/rt.rs");
 
+/// What a target generates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Server,
+    Client,
+}
+
 /// One crate to generate.
 #[derive(Debug, Clone)]
 pub struct Target {
+    pub kind: Kind,
     /// The contract, relative to the workspace root.
     pub spec: PathBuf,
     /// The crate directory, relative to the workspace root.
@@ -35,11 +44,19 @@ pub struct Target {
 pub fn targets() -> Vec<Target> {
     vec![
         Target {
+            kind: Kind::Server,
             spec: "spec/openapi.yaml".into(),
             out: "generated/server".into(),
             crate_name: "spec-api-server".into(),
         },
         Target {
+            kind: Kind::Client,
+            spec: "spec/openapi.yaml".into(),
+            out: "generated/client".into(),
+            crate_name: "spec-api-client".into(),
+        },
+        Target {
+            kind: Kind::Server,
             spec: "xtask/tests/fixtures/rich/openapi.yaml".into(),
             out: "xtask/tests/fixtures/rich/server".into(),
             crate_name: "fixture-rich-server".into(),
@@ -91,6 +108,18 @@ pub fn render_server(doc: &openapiv3::OpenAPI, spec_rel: &Path, crate_name: &str
     }
     files.push((PathBuf::from("src/rt.rs"), format!("{head}{}", rustfmt(RT_TEMPLATE)?)));
     files.push((PathBuf::from("Cargo.toml"), cargo_toml(crate_name, spec_rel)));
+    files.sort();
+    Ok(files)
+}
+
+/// Generates every file of the client crate, formatted.
+pub fn render_client(doc: &openapiv3::OpenAPI, spec_rel: &Path, crate_name: &str) -> Result<Vec<(PathBuf, String)>> {
+    let head = header(spec_rel);
+    let mut files = Vec::new();
+    for (path, text, is_rust) in client::render(doc, crate_name, &spec_rel.display().to_string())? {
+        let text = if is_rust { format!("{head}{}", rustfmt(&text)?) } else { text };
+        files.push((PathBuf::from(path), text));
+    }
     files.sort();
     Ok(files)
 }
@@ -148,7 +177,10 @@ fn rustfmt(src: &str) -> Result<String> {
 /// Generates (or checks) one target under `root`.
 pub fn run_target(root: &Path, t: &Target, check: bool, outcome: &mut Outcome) -> Result<()> {
     let doc = load_spec(&root.join(&t.spec))?;
-    let files = render_server(&doc, &t.spec, &t.crate_name)?;
+    let files = match t.kind {
+        Kind::Server => render_server(&doc, &t.spec, &t.crate_name)?,
+        Kind::Client => render_client(&doc, &t.spec, &t.crate_name)?,
+    };
     let out_dir = root.join(&t.out);
     // Files the generator no longer produces are stale too.
     let mut existing = Vec::new();

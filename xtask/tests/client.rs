@@ -1,0 +1,287 @@
+//! The generated client (`generated/client`) against a real HTTP server
+//! implemented here over the generated server traits: every documented
+//! status of every operation must decode into the right Rust type — the 200
+//! of `listUsers` and the 503 of `healthCheck` included (progenitor alone
+//! gets both wrong on this contract) — and the token must be sent on
+//! secured operations only.
+
+// Helpers outside #[test] fns unwrap too: a panic is a failure with a location.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::{
+    Arc, Mutex,
+    atomic::{AtomicBool, Ordering},
+};
+
+use api_server::{rt::AuthRejection, rt::ErrorEnvelope, *};
+use poem::{
+    Endpoint,
+    listener::{Acceptor, Listener},
+};
+use spec_api_client::{Client, Credentials, Error, types};
+
+/// A server whose answers are chosen by magic inputs: id 404/409/500,
+/// username or subject "conflict"/"fail", health toggled by a flag.
+#[derive(Default)]
+struct Scripted {
+    health_down: AtomicBool,
+    /// `token` header values seen on every request (None = absent).
+    seen_tokens: Mutex<Vec<(String, Option<String>)>>,
+}
+
+fn err(code: ErrorCode) -> ErrorResponse {
+    ErrorResponse::from_code(code)
+}
+
+fn user(id: i64) -> UserResponse {
+    let now = chrono::Utc::now();
+    UserResponse {
+        id,
+        username: "alice".into(),
+        email: "a@example.com".into(),
+        status: Status::Suspended,
+        created_at: now,
+        updated_at: now,
+        last_login_at: Some(None),
+    }
+}
+
+impl Auth for Scripted {
+    type Principal = ();
+    async fn authenticate_token_auth(&self, token: &str) -> Result<(), AuthRejection> {
+        if token == "good" { Ok(()) } else { Err(AuthRejection::new(ErrorCode::InvalidToken)) }
+    }
+}
+
+impl HealthApi for Scripted {
+    async fn health_check(&self) -> HealthCheckResponse {
+        if self.health_down.load(Ordering::SeqCst) {
+            HealthCheckResponse::ServiceUnavailable(HealthCheck503Response {
+                status: Some(HealthCheck503ResponseStatus::Degraded),
+                postgres: Some(Postgres::Down),
+                redis: Some(Postgres::Up),
+                error: Some("数据库连接失败".into()),
+            })
+        } else {
+            HealthCheckResponse::Ok(HealthCheck200Response {
+                status: Some(HealthCheck200ResponseStatus::Ok),
+                postgres: Some(Postgres::Up),
+                redis: Some(Postgres::Up),
+            })
+        }
+    }
+}
+
+macro_rules! ok {
+    ($ty:ident, $data:expr) => {
+        $ty { code: 0, msg: "success".into(), data: Some($data), timestamp: chrono::Utc::now() }
+    };
+}
+
+impl UsersApi for Scripted {
+    async fn list_users(&self, _: (), p: ListUsersParams) -> ListUsersApiResponse {
+        if p.page == 500 {
+            return ListUsersApiResponse::InternalServerError(err(ErrorCode::Internal));
+        }
+        ListUsersApiResponse::Ok(ok!(
+            ListUsers200Response,
+            ListUsersResponse { users: vec![user(1)], page: p.page, page_size: p.page_size, total: 41, total_pages: 3 }
+        ))
+    }
+    async fn create_user(&self, _: (), b: CreateUserRequest) -> CreateUserResponse {
+        match b.username.as_str() {
+            "conflict" => CreateUserResponse::Conflict(ErrorResponse::with_msg(ErrorCode::Conflict, "用户名已存在")),
+            "fail" => CreateUserResponse::InternalServerError(err(ErrorCode::Internal)),
+            _ => CreateUserResponse::Ok(ok!(CreateUser200Response, user(7))),
+        }
+    }
+    async fn get_user_by_id(&self, _: (), p: GetUserByIdParams) -> GetUserByIdResponse {
+        match p.id {
+            404 => GetUserByIdResponse::NotFound(err(ErrorCode::UserNotFound)),
+            500 => GetUserByIdResponse::InternalServerError(err(ErrorCode::Internal)),
+            id => GetUserByIdResponse::Ok(ok!(GetUserById200Response, user(id))),
+        }
+    }
+    async fn update_user(&self, _: (), p: UpdateUserParams, _b: UpdateUserRequest) -> UpdateUserResponse {
+        match p.id {
+            404 => UpdateUserResponse::NotFound(err(ErrorCode::UserNotFound)),
+            409 => UpdateUserResponse::Conflict(ErrorResponse::with_msg(ErrorCode::Conflict, "邮箱已存在")),
+            500 => UpdateUserResponse::InternalServerError(err(ErrorCode::Internal)),
+            id => UpdateUserResponse::Ok(ok!(UpdateUser200Response, user(id))),
+        }
+    }
+    async fn delete_user(&self, _: (), p: DeleteUserParams) -> DeleteUserResponse {
+        match p.id {
+            404 => DeleteUserResponse::NotFound(err(ErrorCode::UserNotFound)),
+            500 => DeleteUserResponse::InternalServerError(err(ErrorCode::Internal)),
+            _ => DeleteUserResponse::Ok(SuccessResponse {
+                code: 0,
+                msg: "success".into(),
+                data: None,
+                timestamp: chrono::Utc::now(),
+            }),
+        }
+    }
+}
+
+impl TasksApi for Scripted {
+    async fn submit_email_task(&self, _: (), b: EmailTaskRequest) -> SubmitEmailTaskResponse {
+        if b.subject == "fail" {
+            return SubmitEmailTaskResponse::InternalServerError(err(ErrorCode::Internal));
+        }
+        let t = TaskResponse {
+            task_id: uuid::Uuid::new_v4(),
+            queue: b.priority,
+            estimated_time: Some("immediately".into()),
+        };
+        SubmitEmailTaskResponse::Ok(ok!(SubmitEmailTask200Response, t))
+    }
+    async fn submit_sync_task(&self, _: (), b: SyncTaskRequest) -> SubmitSyncTaskResponse {
+        if b.batch_size == 999 {
+            return SubmitSyncTaskResponse::InternalServerError(err(ErrorCode::Internal));
+        }
+        let t = TaskResponse { task_id: uuid::Uuid::new_v4(), queue: b.priority, estimated_time: None };
+        SubmitSyncTaskResponse::Ok(ok!(SubmitSyncTask200Response, t))
+    }
+}
+
+/// Serves `Scripted` on a free loopback port; returns its base URL.
+async fn start() -> (String, Arc<Scripted>) {
+    let app = Arc::new(Scripted::default());
+    let acceptor = poem::listener::TcpListener::bind("127.0.0.1:0").into_acceptor().await.unwrap();
+    let addr = acceptor.local_addr()[0].as_socket_addr().copied().unwrap();
+    let seen = app.clone();
+    let ep = poem::EndpointExt::around(api_server::app(app.clone()), move |next, req: poem::Request| {
+        let seen = seen.clone();
+        async move {
+            let token = req.header("token").map(str::to_owned);
+            seen.seen_tokens.lock().unwrap().push((req.uri().path().to_owned(), token));
+            next.call(req).await
+        }
+    });
+    tokio::spawn(async move { poem::Server::new_with_acceptor(acceptor).run(ep).await });
+    (format!("http://{addr}{}", api_server::BASE_PATH), app)
+}
+
+/// The envelope of an error response, or a panic naming what came instead.
+fn envelope<T: std::fmt::Debug>(r: Result<T, Error<types::ErrorResponse>>, status: u16) -> types::ErrorResponse {
+    match r {
+        Err(Error::ErrorResponse(v)) => {
+            assert_eq!(v.status().as_u16(), status);
+            v.into_inner()
+        }
+        other => panic!("expected a {status} envelope, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn every_documented_status_decodes() {
+    let (base, app) = start().await;
+    let c = Client::new(&base, Credentials::default()).with_token("good");
+    let anon = Client::new(&base, Credentials::default());
+    let bad = Client::new(&base, Credentials::token("bad"));
+
+    // healthCheck: 200 and 503, two distinct types.
+    let h = c.health_check().send().await.unwrap();
+    assert_eq!(h.status.map(|s| s.to_string()), Some("ok".into()));
+    app.health_down.store(true, Ordering::SeqCst);
+    match c.health_check().send().await {
+        Err(Error::ErrorResponse(v)) => {
+            assert_eq!(v.status().as_u16(), 503);
+            assert_eq!(v.status.map(|s| s.to_string()), Some("degraded".into()));
+            assert_eq!(v.postgres.map(|s| s.to_string()), Some("down".into()));
+        }
+        other => panic!("503 should decode as HealthCheck503Body: {other:?}"),
+    }
+
+    // listUsers: 200 (the envelope, not ListUsersResponse), 400, 401, 500.
+    let l = c.list_users().page(2u64).page_size(20u64).status(types::ListUsersStatus::Active).send().await.unwrap();
+    let data = l.into_inner().data.unwrap();
+    assert_eq!((data.page, data.total, data.users.len()), (2, 41, 1));
+    assert_eq!(envelope(anon.list_users().send().await, 401).code, 1002);
+    assert_eq!(envelope(bad.list_users().send().await, 401).code, 1005);
+    assert_eq!(envelope(c.list_users().page(500u64).send().await, 500).code, 5000);
+    assert_eq!(envelope(c.list_users().page_size(1000u64).send().await, 400).code, 1001);
+
+    // createUser: 200, 400, 401, 409, 500.
+    let new = |name: &str, email: &str| types::CreateUserRequest {
+        username: name.parse().unwrap(),
+        email: email.parse().unwrap(),
+        password: "password123".parse().unwrap(),
+    };
+    let u = c.create_user().body(new("alice", "a@example.com")).send().await.unwrap().into_inner();
+    assert_eq!(u.data.unwrap().status, types::UserResponseStatus::Suspended);
+    let e = envelope(c.create_user().body(new("alice", "not-an-email")).send().await, 400);
+    assert_eq!(e.code, 1001);
+    assert!(e.data.unwrap()["errors"][0]["field"] == "email");
+    assert_eq!(envelope(anon.create_user().body(new("alice", "a@example.com")).send().await, 401).code, 1002);
+    let e = envelope(c.create_user().body(new("conflict", "a@example.com")).send().await, 409);
+    assert_eq!((e.code, e.msg.as_str()), (1004, "用户名已存在"));
+    assert_eq!(envelope(c.create_user().body(new("fail", "a@example.com")).send().await, 500).code, 5000);
+
+    // getUserById: 200, 400, 401, 404, 500.
+    assert_eq!(c.get_user_by_id().id(5u64).send().await.unwrap().into_inner().data.unwrap().id, 5);
+    assert_eq!(envelope(anon.get_user_by_id().id(5u64).send().await, 401).code, 1002);
+    assert_eq!(envelope(c.get_user_by_id().id(404u64).send().await, 404).code, 1003);
+    assert_eq!(envelope(c.get_user_by_id().id(500u64).send().await, 500).code, 5000);
+    assert_eq!(envelope(c.get_user_by_id().id(u64::MAX).send().await, 400).code, 1001);
+
+    // updateUser: 200, 400, 401, 404, 409, 500.
+    let upd = || types::UpdateUserRequest { email: None, status: Some(types::UpdateUserRequestStatus::Inactive) };
+    assert!(c.update_user().id(3u64).body(upd()).send().await.is_ok());
+    let bad_email = types::UpdateUserRequest { email: Some("nope".parse().unwrap()), status: None };
+    assert_eq!(envelope(c.update_user().id(3u64).body(bad_email).send().await, 400).code, 1001);
+    assert_eq!(envelope(anon.update_user().id(3u64).body(upd()).send().await, 401).code, 1002);
+    assert_eq!(envelope(c.update_user().id(404u64).body(upd()).send().await, 404).code, 1003);
+    assert_eq!(envelope(c.update_user().id(409u64).body(upd()).send().await, 409).code, 1004);
+    assert_eq!(envelope(c.update_user().id(500u64).body(upd()).send().await, 500).code, 5000);
+
+    // deleteUser: 200, 400, 401, 404, 500.
+    let d = c.delete_user().id(3u64).send().await.unwrap().into_inner();
+    assert_eq!(*d.code, 0);
+    assert!(d.data.is_empty(), "no data on delete");
+    assert_eq!(envelope(c.delete_user().id(u64::MAX).send().await, 400).code, 1001);
+    assert_eq!(envelope(anon.delete_user().id(3u64).send().await, 401).code, 1002);
+    assert_eq!(envelope(c.delete_user().id(404u64).send().await, 404).code, 1003);
+    assert_eq!(envelope(c.delete_user().id(500u64).send().await, 500).code, 5000);
+
+    // submitEmailTask: 200, 400, 401, 500.
+    let email = |subject: &str, to: &str| types::EmailTaskRequest {
+        to: to.into(),
+        subject: subject.parse().unwrap(),
+        body: "b".into(),
+        cc: vec!["cc@example.com".into()],
+        priority: types::EmailTaskRequestPriority::Critical,
+    };
+    let t = c.submit_email_task().body(email("hi", "to@example.com")).send().await.unwrap().into_inner();
+    assert_eq!(t.data.unwrap().queue, types::TaskResponseQueue::Critical);
+    assert_eq!(envelope(c.submit_email_task().body(email("hi", "nope")).send().await, 400).code, 1001);
+    assert_eq!(envelope(anon.submit_email_task().body(email("hi", "to@example.com")).send().await, 401).code, 1002);
+    assert_eq!(envelope(c.submit_email_task().body(email("fail", "to@example.com")).send().await, 500).code, 5000);
+
+    // submitSyncTask: 200, 400, 401, 500.
+    let sync = |start: &str, batch: u64| types::SyncTaskRequest {
+        sync_type: types::SyncTaskRequestSyncType::FlowUsage,
+        start_date: start.parse().unwrap(),
+        end_date: "2025-11-12".parse().unwrap(),
+        batch_size: std::num::NonZeroU64::new(batch).unwrap(),
+        priority: types::SyncTaskRequestPriority::Low,
+    };
+    let t = c.submit_sync_task().body(sync("2025-11-01", 10)).send().await.unwrap().into_inner();
+    assert_eq!(t.data.unwrap().queue, types::TaskResponseQueue::Low);
+    assert_eq!(envelope(c.submit_sync_task().body(sync("2025-11-01", 5000)).send().await, 400).code, 1001);
+    assert_eq!(envelope(anon.submit_sync_task().body(sync("2025-11-01", 10)).send().await, 401).code, 1002);
+    assert_eq!(envelope(c.submit_sync_task().body(sync("2025-11-01", 999)).send().await, 500).code, 5000);
+}
+
+#[tokio::test]
+async fn token_goes_to_secured_operations_only() {
+    let (base, app) = start().await;
+    let c = Client::new(&base, Credentials::default()).with_token("good");
+    c.health_check().send().await.unwrap();
+    c.get_user_by_id().id(9u64).send().await.unwrap();
+    let seen = app.seen_tokens.lock().unwrap().clone();
+    assert_eq!(seen[0], ("/api/v1/health".to_owned(), None), "no token on /health");
+    assert_eq!(seen[1], ("/api/v1/users/9".to_owned(), Some("good".to_owned())));
+    assert!(!format!("{:?}", Credentials::token("secret-value")).contains("secret-value"));
+}
