@@ -2,8 +2,8 @@
 //! own timeout, so a hung dependency still gets an answer in time.
 
 use api_server::{
-    HealthApi, HealthCheck200Response, HealthCheck200ResponseStatus, HealthCheck503Response,
-    HealthCheck503ResponseStatus, HealthCheckResponse, Postgres as DependencyState,
+    DependencyState, HealthApi, HealthCheck200Response, HealthCheck503Response, HealthCheckResponse, HealthDegraded,
+    HealthOk,
 };
 use bb8_redis::redis;
 
@@ -44,7 +44,7 @@ impl HealthApi for App {
         let (pg, redis) = tokio::join!(self.postgres_up(), self.redis_up());
         if pg.is_ok() && redis.is_ok() {
             return HealthCheckResponse::Ok(HealthCheck200Response {
-                status: Some(HealthCheck200ResponseStatus::Ok),
+                status: Some(HealthOk::Ok),
                 postgres: Some(DependencyState::Up),
                 redis: Some(DependencyState::Up),
             });
@@ -58,11 +58,7 @@ impl HealthApi for App {
             tracing::warn!(error = %e, "health: Redis down");
             errors.push("Redis 连接失败");
         }
-        let status = if pg.is_err() && redis.is_err() {
-            HealthCheck503ResponseStatus::Unavailable
-        } else {
-            HealthCheck503ResponseStatus::Degraded
-        };
+        let status = if pg.is_err() && redis.is_err() { HealthDegraded::Unavailable } else { HealthDegraded::Degraded };
         HealthCheckResponse::ServiceUnavailable(HealthCheck503Response {
             status: Some(status),
             postgres: Some(state(&pg)),

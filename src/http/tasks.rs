@@ -8,20 +8,35 @@ use std::{
 };
 
 use api_server::{
-    EmailTaskRequest, ErrorCode, Priority as ApiPriority, SubmitEmailTaskResponse, SubmitSyncTaskResponse,
-    SyncTaskRequest, TaskResponse, TasksApi, rt::FromErrorCode,
+    EmailTaskRequest, ErrorCode, GetTaskParams, GetTaskResponse, Priority as ApiPriority, SubmitEmailTaskParams,
+    SubmitEmailTaskResponse, SubmitSyncTaskParams, SubmitSyncTaskResponse, SyncTaskRequest, TaskAttemptError,
+    TaskResponse, TaskState as ApiTaskState, TaskStatusResponse, TaskType, TasksApi, rt::FromErrorCode,
 };
 use serde_json::json;
 
 use super::{App, internal, success};
 use crate::{
     auth::Principal,
-    queue::{NewTask, Priority, Stats},
+    queue::{NewTask, Priority, Stats, TaskRecord, TaskState},
 };
 
 /// Task kinds, as workers dispatch on them.
 pub const EMAIL: &str = "email";
 pub const SYNC: &str = "sync";
+
+fn api_priority(p: Priority) -> ApiPriority {
+    match p {
+        Priority::Critical => ApiPriority::Critical,
+        Priority::Default => ApiPriority::Default,
+        Priority::Low => ApiPriority::Low,
+    }
+}
+
+/// The unique key of a submission: the client's `Idempotency-Key`, scoped
+/// to the task kind so an email and a sync task never collide.
+fn unique_key(kind: &str, key: Option<String>) -> Option<String> {
+    key.map(|k| format!("{kind}:{k}"))
+}
 
 fn priority(p: ApiPriority) -> Priority {
     match p {
@@ -98,28 +113,38 @@ impl App {
                 None
             }
         };
-        let queue = match p {
-            Priority::Critical => ApiPriority::Critical,
-            Priority::Default => ApiPriority::Default,
-            Priority::Low => ApiPriority::Low,
-        };
-        Ok(TaskResponse { task_id: enqueued.duplicate_of.unwrap_or(enqueued.id), queue, estimated_time })
+        Ok(TaskResponse {
+            task_id: enqueued.duplicate_of.unwrap_or(enqueued.id),
+            queue: api_priority(p),
+            estimated_time,
+        })
     }
 }
 
 impl TasksApi for App {
-    async fn submit_email_task(&self, _who: Principal, body: EmailTaskRequest) -> SubmitEmailTaskResponse {
+    async fn submit_email_task(
+        &self,
+        _who: Principal,
+        params: SubmitEmailTaskParams,
+        body: EmailTaskRequest,
+    ) -> SubmitEmailTaskResponse {
         let payload = json!({
             "to": body.to, "cc": body.cc.unwrap_or_default(), "subject": body.subject, "body": body.body,
         });
-        let task = NewTask::new(EMAIL, payload).priority(priority(body.priority));
+        let mut task = NewTask::new(EMAIL, payload).priority(priority(body.priority));
+        task.unique_key = unique_key(EMAIL, params.idempotency_key);
         match self.submit::<SubmitEmailTaskResponse>("submitEmailTask", task).await {
             Ok(t) => SubmitEmailTaskResponse::Ok(success!(SubmitEmailTask200Response, t)),
             Err(r) => r,
         }
     }
 
-    async fn submit_sync_task(&self, _who: Principal, body: SyncTaskRequest) -> SubmitSyncTaskResponse {
+    async fn submit_sync_task(
+        &self,
+        _who: Principal,
+        params: SubmitSyncTaskParams,
+        body: SyncTaskRequest,
+    ) -> SubmitSyncTaskResponse {
         if body.end_date < body.start_date {
             let data = json!({ "errors": [{ "field": "end_date", "message": "must not be before start_date" }] });
             return SubmitSyncTaskResponse::from_error(ErrorCode::ValidationFailed, None, Some(data));
@@ -128,12 +153,62 @@ impl TasksApi for App {
             "sync_type": body.sync_type.as_str(), "start_date": body.start_date, "end_date": body.end_date,
             "batch_size": body.batch_size,
         });
-        let task = NewTask::new(SYNC, payload).priority(priority(body.priority));
+        let mut task = NewTask::new(SYNC, payload).priority(priority(body.priority));
+        task.unique_key = unique_key(SYNC, params.idempotency_key);
         match self.submit::<SubmitSyncTaskResponse>("submitSyncTask", task).await {
             Ok(t) => SubmitSyncTaskResponse::Ok(success!(SubmitSyncTask200Response, t)),
             Err(r) => r,
         }
     }
+
+    async fn get_task(&self, _who: Principal, params: GetTaskParams) -> GetTaskResponse {
+        match self.queue.get(params.task_id).await {
+            Ok(Some(record)) => match task_status(record) {
+                Some(t) => GetTaskResponse::Ok(success!(GetTask200Response, t)),
+                None => GetTaskResponse::from_error(ErrorCode::TaskNotFound, None, None),
+            },
+            Ok(None) => GetTaskResponse::from_error(ErrorCode::TaskNotFound, None, None),
+            Err(e) => internal("getTask", &e),
+        }
+    }
+}
+
+/// The API view of a queue record; `None` for a kind the contract does not
+/// know (never written by this service).
+fn task_status(r: TaskRecord) -> Option<TaskStatusResponse> {
+    let kind = match r.kind.as_str() {
+        EMAIL => TaskType::Email,
+        SYNC => TaskType::Sync,
+        _ => return None,
+    };
+    let state = match r.state {
+        TaskState::Pending => ApiTaskState::Pending,
+        TaskState::Scheduled => ApiTaskState::Scheduled,
+        TaskState::Active => ApiTaskState::Active,
+        TaskState::Retry => ApiTaskState::Retry,
+        TaskState::Completed => ApiTaskState::Completed,
+        TaskState::Dead => ApiTaskState::Dead,
+    };
+    Some(TaskStatusResponse {
+        task_id: r.id,
+        type_: kind,
+        state,
+        queue: api_priority(r.priority),
+        attempts: i64::from(r.attempts),
+        max_retries: i64::from(r.max_retries),
+        last_error: Some(r.last_error),
+        errors: r
+            .history
+            .into_iter()
+            .map(|e| TaskAttemptError { attempt: i64::from(e.attempt), error: e.error, at: e.at })
+            .collect(),
+        result: Some(r.result),
+        created_at: r.created_at,
+        updated_at: r.updated_at,
+        started_at: Some(r.started_at),
+        completed_at: Some(r.completed_at),
+        run_at: Some(r.run_at),
+    })
 }
 
 #[cfg(test)]

@@ -57,16 +57,16 @@ impl HealthApi for Scripted {
     async fn health_check(&self) -> HealthCheckResponse {
         if self.health_down.load(Ordering::SeqCst) {
             HealthCheckResponse::ServiceUnavailable(HealthCheck503Response {
-                status: Some(HealthCheck503ResponseStatus::Degraded),
-                postgres: Some(Postgres::Down),
-                redis: Some(Postgres::Up),
+                status: Some(HealthDegraded::Degraded),
+                postgres: Some(DependencyState::Down),
+                redis: Some(DependencyState::Up),
                 error: Some("数据库连接失败".into()),
             })
         } else {
             HealthCheckResponse::Ok(HealthCheck200Response {
-                status: Some(HealthCheck200ResponseStatus::Ok),
-                postgres: Some(Postgres::Up),
-                redis: Some(Postgres::Up),
+                status: Some(HealthOk::Ok),
+                postgres: Some(DependencyState::Up),
+                redis: Some(DependencyState::Up),
             })
         }
     }
@@ -125,23 +125,54 @@ impl UsersApi for Scripted {
 }
 
 impl TasksApi for Scripted {
-    async fn submit_email_task(&self, _: (), b: EmailTaskRequest) -> SubmitEmailTaskResponse {
+    async fn submit_email_task(&self, _: (), p: SubmitEmailTaskParams, b: EmailTaskRequest) -> SubmitEmailTaskResponse {
         if b.subject == "fail" {
             return SubmitEmailTaskResponse::InternalServerError(err(ErrorCode::Internal));
         }
-        let t = TaskResponse {
-            task_id: uuid::Uuid::new_v4(),
-            queue: b.priority,
-            estimated_time: Some("immediately".into()),
+        // A repeated Idempotency-Key gets the same id back.
+        let task_id = match p.idempotency_key.as_deref() {
+            Some(k) => {
+                uuid::Uuid::from_u128(k.bytes().fold(7u128, |h, b| h.wrapping_mul(31).wrapping_add(u128::from(b))))
+            }
+            None => uuid::Uuid::new_v4(),
         };
+        let t = TaskResponse { task_id, queue: b.priority, estimated_time: Some("immediately".into()) };
         SubmitEmailTaskResponse::Ok(ok!(SubmitEmailTask200Response, t))
     }
-    async fn submit_sync_task(&self, _: (), b: SyncTaskRequest) -> SubmitSyncTaskResponse {
+    async fn submit_sync_task(&self, _: (), _p: SubmitSyncTaskParams, b: SyncTaskRequest) -> SubmitSyncTaskResponse {
         if b.batch_size == 999 {
             return SubmitSyncTaskResponse::InternalServerError(err(ErrorCode::Internal));
         }
         let t = TaskResponse { task_id: uuid::Uuid::new_v4(), queue: b.priority, estimated_time: None };
         SubmitSyncTaskResponse::Ok(ok!(SubmitSyncTask200Response, t))
+    }
+    async fn get_task(&self, _: (), p: GetTaskParams) -> GetTaskResponse {
+        if p.task_id.is_nil() {
+            return GetTaskResponse::NotFound(err(ErrorCode::TaskNotFound));
+        }
+        if p.task_id.as_u128() == 500 {
+            return GetTaskResponse::InternalServerError(err(ErrorCode::Internal));
+        }
+        let now = chrono::Utc::now();
+        GetTaskResponse::Ok(ok!(
+            GetTask200Response,
+            TaskStatusResponse {
+                task_id: p.task_id,
+                type_: TaskType::Email,
+                state: TaskState::Dead,
+                queue: Priority::Low,
+                attempts: 6,
+                max_retries: 5,
+                last_error: Some(Some("550 mailbox unavailable".into())),
+                errors: vec![TaskAttemptError { attempt: 1, error: "timeout".into(), at: now }],
+                result: Some(None),
+                created_at: now,
+                updated_at: now,
+                started_at: Some(Some(now)),
+                completed_at: Some(Some(now)),
+                run_at: Some(None),
+            }
+        ))
     }
 }
 
@@ -272,6 +303,24 @@ async fn every_documented_status_decodes() {
     assert_eq!(envelope(c.submit_sync_task().body(sync("2025-11-01", 5000)).send().await, 400).code, 1001);
     assert_eq!(envelope(anon.submit_sync_task().body(sync("2025-11-01", 10)).send().await, 401).code, 1002);
     assert_eq!(envelope(c.submit_sync_task().body(sync("2025-11-01", 999)).send().await, 500).code, 5000);
+
+    // getTask: 200, 400, 401, 404, 500.
+    let id = uuid::Uuid::new_v4();
+    let t = c.get_task().task_id(id).send().await.unwrap().into_inner().data.unwrap();
+    assert_eq!((t.task_id, t.state, t.attempts, t.errors.len()), (id, types::TaskState::Dead, 6, 1));
+    assert_eq!(t.last_error.as_deref(), Some("550 mailbox unavailable"));
+    assert_eq!(envelope(anon.get_task().task_id(id).send().await, 401).code, 1002);
+    assert_eq!(envelope(c.get_task().task_id(uuid::Uuid::nil()).send().await, 404).code, 1013);
+    assert_eq!(envelope(c.get_task().task_id(uuid::Uuid::from_u128(500)).send().await, 500).code, 5000);
+    let raw =
+        reqwest::Client::new().get(format!("{base}/tasks/not-a-uuid")).header("token", "good").send().await.unwrap();
+    assert_eq!(raw.status().as_u16(), 400);
+    assert_eq!(raw.json::<serde_json::Value>().await.unwrap()["data"]["errors"][0]["field"], "task_id");
+
+    // Idempotency-Key: the same key gives the same task id.
+    let first = c.submit_email_task().idempotency_key("k-1").body(email("hi", "to@example.com")).send().await.unwrap();
+    let again = c.submit_email_task().idempotency_key("k-1").body(email("hi", "to@example.com")).send().await.unwrap();
+    assert_eq!(first.into_inner().data.unwrap().task_id, again.into_inner().data.unwrap().task_id);
 }
 
 #[tokio::test]

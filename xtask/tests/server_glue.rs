@@ -56,9 +56,9 @@ fn user(id: i64, username: &str, email: &str) -> UserResponse {
 impl HealthApi for Stub {
     async fn health_check(&self) -> HealthCheckResponse {
         HealthCheckResponse::Ok(HealthCheck200Response {
-            status: Some(HealthCheck200ResponseStatus::Ok),
-            postgres: Some(Postgres::Up),
-            redis: Some(Postgres::Up),
+            status: Some(HealthOk::Ok),
+            postgres: Some(DependencyState::Up),
+            redis: Some(DependencyState::Up),
         })
     }
 }
@@ -127,7 +127,12 @@ impl UsersApi for Stub {
 }
 
 impl TasksApi for Stub {
-    async fn submit_email_task(&self, _who: String, body: EmailTaskRequest) -> SubmitEmailTaskResponse {
+    async fn submit_email_task(
+        &self,
+        _who: String,
+        _p: SubmitEmailTaskParams,
+        body: EmailTaskRequest,
+    ) -> SubmitEmailTaskResponse {
         self.calls.fetch_add(1, Ordering::SeqCst);
         SubmitEmailTaskResponse::Ok(SubmitEmailTask200Response {
             code: 0,
@@ -137,7 +142,12 @@ impl TasksApi for Stub {
         })
     }
 
-    async fn submit_sync_task(&self, _who: String, body: SyncTaskRequest) -> SubmitSyncTaskResponse {
+    async fn submit_sync_task(
+        &self,
+        _who: String,
+        _p: SubmitSyncTaskParams,
+        body: SyncTaskRequest,
+    ) -> SubmitSyncTaskResponse {
         self.calls.fetch_add(1, Ordering::SeqCst);
         SubmitSyncTaskResponse::Ok(SubmitSyncTask200Response {
             code: 0,
@@ -145,6 +155,13 @@ impl TasksApi for Stub {
             data: Some(TaskResponse { task_id: uuid::Uuid::nil(), queue: body.priority, estimated_time: None }),
             timestamp: chrono::Utc::now(),
         })
+    }
+
+    async fn get_task(&self, _who: String, params: GetTaskParams) -> GetTaskResponse {
+        GetTaskResponse::NotFound(<ErrorResponse as rt::ErrorEnvelope>::with_msg(
+            ErrorCode::TaskNotFound,
+            format!("no task {}", params.task_id),
+        ))
     }
 }
 

@@ -233,6 +233,44 @@ pub mod types {
                 .map_err(|e: self::error::ConversionError| <D::Error as ::serde::de::Error>::custom(e.to_string()))
         }
     }
+    ///PostgreSQL 连接状态
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+    pub enum DependencyState {
+        #[serde(rename = "up")]
+        Up,
+        #[serde(rename = "down")]
+        Down,
+    }
+    impl ::std::fmt::Display for DependencyState {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            match *self {
+                Self::Up => f.write_str("up"),
+                Self::Down => f.write_str("down"),
+            }
+        }
+    }
+    impl ::std::str::FromStr for DependencyState {
+        type Err = self::error::ConversionError;
+        fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+            match value {
+                "up" => Ok(Self::Up),
+                "down" => Ok(Self::Down),
+                _ => Err("invalid value".into()),
+            }
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for DependencyState {
+        type Error = self::error::ConversionError;
+        fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for DependencyState {
+        type Error = self::error::ConversionError;
+        fn try_from(value: ::std::string::String) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
     ///`EmailTaskRequest`
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct EmailTaskRequest {
@@ -364,6 +402,53 @@ pub mod types {
             Default::default()
         }
     }
+    ///`GetTask200Body`
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct GetTask200Body {
+        ///响应码(0 表示成功)
+        pub code: GetTask200BodyCode,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub data: ::std::option::Option<TaskStatusResponse>,
+        ///响应消息
+        pub msg: ::std::string::String,
+        ///响应时间戳(ISO 8601 格式)
+        pub timestamp: ::chrono::DateTime<::chrono::offset::Utc>,
+    }
+    impl GetTask200Body {
+        pub fn builder() -> builder::GetTask200Body {
+            Default::default()
+        }
+    }
+    ///响应码(0 表示成功)
+    #[derive(::serde::Serialize, Clone, Debug, PartialEq)]
+    #[serde(transparent)]
+    pub struct GetTask200BodyCode(i64);
+    impl ::std::ops::Deref for GetTask200BodyCode {
+        type Target = i64;
+        fn deref(&self) -> &i64 {
+            &self.0
+        }
+    }
+    impl ::std::convert::From<GetTask200BodyCode> for i64 {
+        fn from(value: GetTask200BodyCode) -> Self {
+            value.0
+        }
+    }
+    impl ::std::convert::TryFrom<i64> for GetTask200BodyCode {
+        type Error = self::error::ConversionError;
+        fn try_from(value: i64) -> ::std::result::Result<Self, self::error::ConversionError> {
+            if ![0_i64].contains(&value) { Err("invalid value".into()) } else { Ok(Self(value)) }
+        }
+    }
+    impl<'de> ::serde::Deserialize<'de> for GetTask200BodyCode {
+        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+        where
+            D: ::serde::Deserializer<'de>,
+        {
+            Self::try_from(<i64>::deserialize(deserializer)?)
+                .map_err(|e| <D::Error as ::serde::de::Error>::custom(e.to_string()))
+        }
+    }
     ///`GetUserById200Body`
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct GetUserById200Body {
@@ -416,127 +501,17 @@ pub mod types {
     pub struct HealthCheck200Body {
         ///PostgreSQL 连接状态
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        pub postgres: ::std::option::Option<HealthCheck200BodyPostgres>,
+        pub postgres: ::std::option::Option<DependencyState>,
         ///Redis 连接状态
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        pub redis: ::std::option::Option<HealthCheck200BodyRedis>,
+        pub redis: ::std::option::Option<DependencyState>,
         ///系统整体状态
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        pub status: ::std::option::Option<HealthCheck200BodyStatus>,
+        pub status: ::std::option::Option<HealthOk>,
     }
     impl HealthCheck200Body {
         pub fn builder() -> builder::HealthCheck200Body {
             Default::default()
-        }
-    }
-    ///PostgreSQL 连接状态
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
-    pub enum HealthCheck200BodyPostgres {
-        #[serde(rename = "up")]
-        Up,
-        #[serde(rename = "down")]
-        Down,
-    }
-    impl ::std::fmt::Display for HealthCheck200BodyPostgres {
-        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-            match *self {
-                Self::Up => f.write_str("up"),
-                Self::Down => f.write_str("down"),
-            }
-        }
-    }
-    impl ::std::str::FromStr for HealthCheck200BodyPostgres {
-        type Err = self::error::ConversionError;
-        fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-            match value {
-                "up" => Ok(Self::Up),
-                "down" => Ok(Self::Down),
-                _ => Err("invalid value".into()),
-            }
-        }
-    }
-    impl ::std::convert::TryFrom<&str> for HealthCheck200BodyPostgres {
-        type Error = self::error::ConversionError;
-        fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl ::std::convert::TryFrom<::std::string::String> for HealthCheck200BodyPostgres {
-        type Error = self::error::ConversionError;
-        fn try_from(value: ::std::string::String) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    ///Redis 连接状态
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
-    pub enum HealthCheck200BodyRedis {
-        #[serde(rename = "up")]
-        Up,
-        #[serde(rename = "down")]
-        Down,
-    }
-    impl ::std::fmt::Display for HealthCheck200BodyRedis {
-        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-            match *self {
-                Self::Up => f.write_str("up"),
-                Self::Down => f.write_str("down"),
-            }
-        }
-    }
-    impl ::std::str::FromStr for HealthCheck200BodyRedis {
-        type Err = self::error::ConversionError;
-        fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-            match value {
-                "up" => Ok(Self::Up),
-                "down" => Ok(Self::Down),
-                _ => Err("invalid value".into()),
-            }
-        }
-    }
-    impl ::std::convert::TryFrom<&str> for HealthCheck200BodyRedis {
-        type Error = self::error::ConversionError;
-        fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl ::std::convert::TryFrom<::std::string::String> for HealthCheck200BodyRedis {
-        type Error = self::error::ConversionError;
-        fn try_from(value: ::std::string::String) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    ///系统整体状态
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
-    pub enum HealthCheck200BodyStatus {
-        #[serde(rename = "ok")]
-        Ok,
-    }
-    impl ::std::fmt::Display for HealthCheck200BodyStatus {
-        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-            match *self {
-                Self::Ok => f.write_str("ok"),
-            }
-        }
-    }
-    impl ::std::str::FromStr for HealthCheck200BodyStatus {
-        type Err = self::error::ConversionError;
-        fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-            match value {
-                "ok" => Ok(Self::Ok),
-                _ => Err("invalid value".into()),
-            }
-        }
-    }
-    impl ::std::convert::TryFrom<&str> for HealthCheck200BodyStatus {
-        type Error = self::error::ConversionError;
-        fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl ::std::convert::TryFrom<::std::string::String> for HealthCheck200BodyStatus {
-        type Error = self::error::ConversionError;
-        fn try_from(value: ::std::string::String) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
         }
     }
     ///`HealthCheck503Body`
@@ -546,102 +521,26 @@ pub mod types {
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub error: ::std::option::Option<::std::string::String>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        pub postgres: ::std::option::Option<HealthCheck503BodyPostgres>,
+        pub postgres: ::std::option::Option<DependencyState>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        pub redis: ::std::option::Option<HealthCheck503BodyRedis>,
+        pub redis: ::std::option::Option<DependencyState>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        pub status: ::std::option::Option<HealthCheck503BodyStatus>,
+        pub status: ::std::option::Option<HealthDegraded>,
     }
     impl HealthCheck503Body {
         pub fn builder() -> builder::HealthCheck503Body {
             Default::default()
         }
     }
-    ///`HealthCheck503BodyPostgres`
+    ///`HealthDegraded`
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
-    pub enum HealthCheck503BodyPostgres {
-        #[serde(rename = "up")]
-        Up,
-        #[serde(rename = "down")]
-        Down,
-    }
-    impl ::std::fmt::Display for HealthCheck503BodyPostgres {
-        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-            match *self {
-                Self::Up => f.write_str("up"),
-                Self::Down => f.write_str("down"),
-            }
-        }
-    }
-    impl ::std::str::FromStr for HealthCheck503BodyPostgres {
-        type Err = self::error::ConversionError;
-        fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-            match value {
-                "up" => Ok(Self::Up),
-                "down" => Ok(Self::Down),
-                _ => Err("invalid value".into()),
-            }
-        }
-    }
-    impl ::std::convert::TryFrom<&str> for HealthCheck503BodyPostgres {
-        type Error = self::error::ConversionError;
-        fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl ::std::convert::TryFrom<::std::string::String> for HealthCheck503BodyPostgres {
-        type Error = self::error::ConversionError;
-        fn try_from(value: ::std::string::String) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    ///`HealthCheck503BodyRedis`
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
-    pub enum HealthCheck503BodyRedis {
-        #[serde(rename = "up")]
-        Up,
-        #[serde(rename = "down")]
-        Down,
-    }
-    impl ::std::fmt::Display for HealthCheck503BodyRedis {
-        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-            match *self {
-                Self::Up => f.write_str("up"),
-                Self::Down => f.write_str("down"),
-            }
-        }
-    }
-    impl ::std::str::FromStr for HealthCheck503BodyRedis {
-        type Err = self::error::ConversionError;
-        fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-            match value {
-                "up" => Ok(Self::Up),
-                "down" => Ok(Self::Down),
-                _ => Err("invalid value".into()),
-            }
-        }
-    }
-    impl ::std::convert::TryFrom<&str> for HealthCheck503BodyRedis {
-        type Error = self::error::ConversionError;
-        fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl ::std::convert::TryFrom<::std::string::String> for HealthCheck503BodyRedis {
-        type Error = self::error::ConversionError;
-        fn try_from(value: ::std::string::String) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    ///`HealthCheck503BodyStatus`
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
-    pub enum HealthCheck503BodyStatus {
+    pub enum HealthDegraded {
         #[serde(rename = "degraded")]
         Degraded,
         #[serde(rename = "unavailable")]
         Unavailable,
     }
-    impl ::std::fmt::Display for HealthCheck503BodyStatus {
+    impl ::std::fmt::Display for HealthDegraded {
         fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
             match *self {
                 Self::Degraded => f.write_str("degraded"),
@@ -649,7 +548,7 @@ pub mod types {
             }
         }
     }
-    impl ::std::str::FromStr for HealthCheck503BodyStatus {
+    impl ::std::str::FromStr for HealthDegraded {
         type Err = self::error::ConversionError;
         fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
             match value {
@@ -659,13 +558,47 @@ pub mod types {
             }
         }
     }
-    impl ::std::convert::TryFrom<&str> for HealthCheck503BodyStatus {
+    impl ::std::convert::TryFrom<&str> for HealthDegraded {
         type Error = self::error::ConversionError;
         fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
             value.parse()
         }
     }
-    impl ::std::convert::TryFrom<::std::string::String> for HealthCheck503BodyStatus {
+    impl ::std::convert::TryFrom<::std::string::String> for HealthDegraded {
+        type Error = self::error::ConversionError;
+        fn try_from(value: ::std::string::String) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    ///系统整体状态
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+    pub enum HealthOk {
+        #[serde(rename = "ok")]
+        Ok,
+    }
+    impl ::std::fmt::Display for HealthOk {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            match *self {
+                Self::Ok => f.write_str("ok"),
+            }
+        }
+    }
+    impl ::std::str::FromStr for HealthOk {
+        type Err = self::error::ConversionError;
+        fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+            match value {
+                "ok" => Ok(Self::Ok),
+                _ => Err("invalid value".into()),
+            }
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for HealthOk {
+        type Error = self::error::ConversionError;
+        fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for HealthOk {
         type Error = self::error::ConversionError;
         fn try_from(value: ::std::string::String) -> ::std::result::Result<Self, self::error::ConversionError> {
             value.parse()
@@ -826,6 +759,55 @@ pub mod types {
                 .map_err(|e| <D::Error as ::serde::de::Error>::custom(e.to_string()))
         }
     }
+    ///`SubmitEmailTaskIdempotencyKey`
+    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+    #[serde(transparent)]
+    pub struct SubmitEmailTaskIdempotencyKey(::std::string::String);
+    impl ::std::ops::Deref for SubmitEmailTaskIdempotencyKey {
+        type Target = ::std::string::String;
+        fn deref(&self) -> &::std::string::String {
+            &self.0
+        }
+    }
+    impl ::std::convert::From<SubmitEmailTaskIdempotencyKey> for ::std::string::String {
+        fn from(value: SubmitEmailTaskIdempotencyKey) -> Self {
+            value.0
+        }
+    }
+    impl ::std::str::FromStr for SubmitEmailTaskIdempotencyKey {
+        type Err = self::error::ConversionError;
+        fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+            if value.chars().count() > 128usize {
+                return Err("longer than 128 characters".into());
+            }
+            if value.chars().count() < 1usize {
+                return Err("shorter than 1 characters".into());
+            }
+            Ok(Self(value.to_string()))
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for SubmitEmailTaskIdempotencyKey {
+        type Error = self::error::ConversionError;
+        fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for SubmitEmailTaskIdempotencyKey {
+        type Error = self::error::ConversionError;
+        fn try_from(value: ::std::string::String) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl<'de> ::serde::Deserialize<'de> for SubmitEmailTaskIdempotencyKey {
+        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+        where
+            D: ::serde::Deserializer<'de>,
+        {
+            ::std::string::String::deserialize(deserializer)?
+                .parse()
+                .map_err(|e: self::error::ConversionError| <D::Error as ::serde::de::Error>::custom(e.to_string()))
+        }
+    }
     ///`SubmitSyncTask200Body`
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct SubmitSyncTask200Body {
@@ -871,6 +853,55 @@ pub mod types {
         {
             Self::try_from(<i64>::deserialize(deserializer)?)
                 .map_err(|e| <D::Error as ::serde::de::Error>::custom(e.to_string()))
+        }
+    }
+    ///`SubmitSyncTaskIdempotencyKey`
+    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+    #[serde(transparent)]
+    pub struct SubmitSyncTaskIdempotencyKey(::std::string::String);
+    impl ::std::ops::Deref for SubmitSyncTaskIdempotencyKey {
+        type Target = ::std::string::String;
+        fn deref(&self) -> &::std::string::String {
+            &self.0
+        }
+    }
+    impl ::std::convert::From<SubmitSyncTaskIdempotencyKey> for ::std::string::String {
+        fn from(value: SubmitSyncTaskIdempotencyKey) -> Self {
+            value.0
+        }
+    }
+    impl ::std::str::FromStr for SubmitSyncTaskIdempotencyKey {
+        type Err = self::error::ConversionError;
+        fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+            if value.chars().count() > 128usize {
+                return Err("longer than 128 characters".into());
+            }
+            if value.chars().count() < 1usize {
+                return Err("shorter than 1 characters".into());
+            }
+            Ok(Self(value.to_string()))
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for SubmitSyncTaskIdempotencyKey {
+        type Error = self::error::ConversionError;
+        fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for SubmitSyncTaskIdempotencyKey {
+        type Error = self::error::ConversionError;
+        fn try_from(value: ::std::string::String) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl<'de> ::serde::Deserialize<'de> for SubmitSyncTaskIdempotencyKey {
+        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+        where
+            D: ::serde::Deserializer<'de>,
+        {
+            ::std::string::String::deserialize(deserializer)?
+                .parse()
+                .map_err(|e: self::error::ConversionError| <D::Error as ::serde::de::Error>::custom(e.to_string()))
         }
     }
     ///`SuccessResponse`
@@ -1031,6 +1062,18 @@ pub mod types {
             value.parse()
         }
     }
+    ///`TaskAttemptError`
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct TaskAttemptError {
+        pub at: ::chrono::DateTime<::chrono::offset::Utc>,
+        pub attempt: i64,
+        pub error: ::std::string::String,
+    }
+    impl TaskAttemptError {
+        pub fn builder() -> builder::TaskAttemptError {
+            Default::default()
+        }
+    }
     ///`TaskResponse`
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct TaskResponse {
@@ -1084,6 +1127,179 @@ pub mod types {
         }
     }
     impl ::std::convert::TryFrom<::std::string::String> for TaskResponseQueue {
+        type Error = self::error::ConversionError;
+        fn try_from(value: ::std::string::String) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    ///任务状态(dead 表示重试耗尽或永久失败)
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+    pub enum TaskState {
+        #[serde(rename = "pending")]
+        Pending,
+        #[serde(rename = "scheduled")]
+        Scheduled,
+        #[serde(rename = "active")]
+        Active,
+        #[serde(rename = "retry")]
+        Retry,
+        #[serde(rename = "completed")]
+        Completed,
+        #[serde(rename = "dead")]
+        Dead,
+    }
+    impl ::std::fmt::Display for TaskState {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            match *self {
+                Self::Pending => f.write_str("pending"),
+                Self::Scheduled => f.write_str("scheduled"),
+                Self::Active => f.write_str("active"),
+                Self::Retry => f.write_str("retry"),
+                Self::Completed => f.write_str("completed"),
+                Self::Dead => f.write_str("dead"),
+            }
+        }
+    }
+    impl ::std::str::FromStr for TaskState {
+        type Err = self::error::ConversionError;
+        fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+            match value {
+                "pending" => Ok(Self::Pending),
+                "scheduled" => Ok(Self::Scheduled),
+                "active" => Ok(Self::Active),
+                "retry" => Ok(Self::Retry),
+                "completed" => Ok(Self::Completed),
+                "dead" => Ok(Self::Dead),
+                _ => Err("invalid value".into()),
+            }
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for TaskState {
+        type Error = self::error::ConversionError;
+        fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for TaskState {
+        type Error = self::error::ConversionError;
+        fn try_from(value: ::std::string::String) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    ///`TaskStatusResponse`
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct TaskStatusResponse {
+        ///已开始的执行次数
+        pub attempts: i64,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub completed_at: ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+        pub created_at: ::chrono::DateTime<::chrono::offset::Utc>,
+        ///每次失败的记录
+        pub errors: ::std::vec::Vec<TaskAttemptError>,
+        ///最近一次失败的原因
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub last_error: ::std::option::Option<::std::string::String>,
+        ///最多重试次数
+        pub max_retries: i64,
+        ///任务所在队列
+        pub queue: TaskStatusResponseQueue,
+        ///成功时的结果摘要
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub result: ::std::option::Option<::std::string::String>,
+        ///等待中的下一次执行时间
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub run_at: ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub started_at: ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+        ///任务状态(dead 表示重试耗尽或永久失败)
+        pub state: TaskState,
+        ///任务唯一 ID
+        pub task_id: ::uuid::Uuid,
+        ///任务类型
+        #[serde(rename = "type")]
+        pub type_: TaskType,
+        pub updated_at: ::chrono::DateTime<::chrono::offset::Utc>,
+    }
+    impl TaskStatusResponse {
+        pub fn builder() -> builder::TaskStatusResponse {
+            Default::default()
+        }
+    }
+    ///任务所在队列
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+    pub enum TaskStatusResponseQueue {
+        #[serde(rename = "critical")]
+        Critical,
+        #[serde(rename = "default")]
+        Default,
+        #[serde(rename = "low")]
+        Low,
+    }
+    impl ::std::fmt::Display for TaskStatusResponseQueue {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            match *self {
+                Self::Critical => f.write_str("critical"),
+                Self::Default => f.write_str("default"),
+                Self::Low => f.write_str("low"),
+            }
+        }
+    }
+    impl ::std::str::FromStr for TaskStatusResponseQueue {
+        type Err = self::error::ConversionError;
+        fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+            match value {
+                "critical" => Ok(Self::Critical),
+                "default" => Ok(Self::Default),
+                "low" => Ok(Self::Low),
+                _ => Err("invalid value".into()),
+            }
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for TaskStatusResponseQueue {
+        type Error = self::error::ConversionError;
+        fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for TaskStatusResponseQueue {
+        type Error = self::error::ConversionError;
+        fn try_from(value: ::std::string::String) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    ///任务类型
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+    pub enum TaskType {
+        #[serde(rename = "email")]
+        Email,
+        #[serde(rename = "sync")]
+        Sync,
+    }
+    impl ::std::fmt::Display for TaskType {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            match *self {
+                Self::Email => f.write_str("email"),
+                Self::Sync => f.write_str("sync"),
+            }
+        }
+    }
+    impl ::std::str::FromStr for TaskType {
+        type Err = self::error::ConversionError;
+        fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+            match value {
+                "email" => Ok(Self::Email),
+                "sync" => Ok(Self::Sync),
+                _ => Err("invalid value".into()),
+            }
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for TaskType {
+        type Error = self::error::ConversionError;
+        fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for TaskType {
         type Error = self::error::ConversionError;
         fn try_from(value: ::std::string::String) -> ::std::result::Result<Self, self::error::ConversionError> {
             value.parse()
@@ -1579,6 +1795,69 @@ pub mod types {
             }
         }
         #[derive(Clone, Debug)]
+        pub struct GetTask200Body {
+            code: ::std::result::Result<super::GetTask200BodyCode, ::std::string::String>,
+            data: ::std::result::Result<::std::option::Option<super::TaskStatusResponse>, ::std::string::String>,
+            msg: ::std::result::Result<::std::string::String, ::std::string::String>,
+            timestamp: ::std::result::Result<::chrono::DateTime<::chrono::offset::Utc>, ::std::string::String>,
+        }
+        impl ::std::default::Default for GetTask200Body {
+            fn default() -> Self {
+                Self {
+                    code: Err("no value supplied for code".to_string()),
+                    data: Ok(Default::default()),
+                    msg: Err("no value supplied for msg".to_string()),
+                    timestamp: Err("no value supplied for timestamp".to_string()),
+                }
+            }
+        }
+        impl GetTask200Body {
+            pub fn code<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::GetTask200BodyCode>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.code = value.try_into().map_err(|e| format!("error converting supplied value for code: {e}"));
+                self
+            }
+            pub fn data<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<super::TaskStatusResponse>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.data = value.try_into().map_err(|e| format!("error converting supplied value for data: {e}"));
+                self
+            }
+            pub fn msg<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.msg = value.try_into().map_err(|e| format!("error converting supplied value for msg: {e}"));
+                self
+            }
+            pub fn timestamp<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::chrono::DateTime<::chrono::offset::Utc>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.timestamp =
+                    value.try_into().map_err(|e| format!("error converting supplied value for timestamp: {e}"));
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<GetTask200Body> for super::GetTask200Body {
+            type Error = super::error::ConversionError;
+            fn try_from(value: GetTask200Body) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self { code: value.code?, data: value.data?, msg: value.msg?, timestamp: value.timestamp? })
+            }
+        }
+        impl ::std::convert::From<super::GetTask200Body> for GetTask200Body {
+            fn from(value: super::GetTask200Body) -> Self {
+                Self { code: Ok(value.code), data: Ok(value.data), msg: Ok(value.msg), timestamp: Ok(value.timestamp) }
+            }
+        }
+        #[derive(Clone, Debug)]
         pub struct GetUserById200Body {
             code: ::std::result::Result<super::GetUserById200BodyCode, ::std::string::String>,
             data: ::std::result::Result<::std::option::Option<super::UserResponse>, ::std::string::String>,
@@ -1643,11 +1922,9 @@ pub mod types {
         }
         #[derive(Clone, Debug)]
         pub struct HealthCheck200Body {
-            postgres:
-                ::std::result::Result<::std::option::Option<super::HealthCheck200BodyPostgres>, ::std::string::String>,
-            redis: ::std::result::Result<::std::option::Option<super::HealthCheck200BodyRedis>, ::std::string::String>,
-            status:
-                ::std::result::Result<::std::option::Option<super::HealthCheck200BodyStatus>, ::std::string::String>,
+            postgres: ::std::result::Result<::std::option::Option<super::DependencyState>, ::std::string::String>,
+            redis: ::std::result::Result<::std::option::Option<super::DependencyState>, ::std::string::String>,
+            status: ::std::result::Result<::std::option::Option<super::HealthOk>, ::std::string::String>,
         }
         impl ::std::default::Default for HealthCheck200Body {
             fn default() -> Self {
@@ -1657,7 +1934,7 @@ pub mod types {
         impl HealthCheck200Body {
             pub fn postgres<T>(mut self, value: T) -> Self
             where
-                T: ::std::convert::TryInto<::std::option::Option<super::HealthCheck200BodyPostgres>>,
+                T: ::std::convert::TryInto<::std::option::Option<super::DependencyState>>,
                 T::Error: ::std::fmt::Display,
             {
                 self.postgres =
@@ -1666,7 +1943,7 @@ pub mod types {
             }
             pub fn redis<T>(mut self, value: T) -> Self
             where
-                T: ::std::convert::TryInto<::std::option::Option<super::HealthCheck200BodyRedis>>,
+                T: ::std::convert::TryInto<::std::option::Option<super::DependencyState>>,
                 T::Error: ::std::fmt::Display,
             {
                 self.redis = value.try_into().map_err(|e| format!("error converting supplied value for redis: {e}"));
@@ -1674,7 +1951,7 @@ pub mod types {
             }
             pub fn status<T>(mut self, value: T) -> Self
             where
-                T: ::std::convert::TryInto<::std::option::Option<super::HealthCheck200BodyStatus>>,
+                T: ::std::convert::TryInto<::std::option::Option<super::HealthOk>>,
                 T::Error: ::std::fmt::Display,
             {
                 self.status = value.try_into().map_err(|e| format!("error converting supplied value for status: {e}"));
@@ -1695,11 +1972,9 @@ pub mod types {
         #[derive(Clone, Debug)]
         pub struct HealthCheck503Body {
             error: ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            postgres:
-                ::std::result::Result<::std::option::Option<super::HealthCheck503BodyPostgres>, ::std::string::String>,
-            redis: ::std::result::Result<::std::option::Option<super::HealthCheck503BodyRedis>, ::std::string::String>,
-            status:
-                ::std::result::Result<::std::option::Option<super::HealthCheck503BodyStatus>, ::std::string::String>,
+            postgres: ::std::result::Result<::std::option::Option<super::DependencyState>, ::std::string::String>,
+            redis: ::std::result::Result<::std::option::Option<super::DependencyState>, ::std::string::String>,
+            status: ::std::result::Result<::std::option::Option<super::HealthDegraded>, ::std::string::String>,
         }
         impl ::std::default::Default for HealthCheck503Body {
             fn default() -> Self {
@@ -1722,7 +1997,7 @@ pub mod types {
             }
             pub fn postgres<T>(mut self, value: T) -> Self
             where
-                T: ::std::convert::TryInto<::std::option::Option<super::HealthCheck503BodyPostgres>>,
+                T: ::std::convert::TryInto<::std::option::Option<super::DependencyState>>,
                 T::Error: ::std::fmt::Display,
             {
                 self.postgres =
@@ -1731,7 +2006,7 @@ pub mod types {
             }
             pub fn redis<T>(mut self, value: T) -> Self
             where
-                T: ::std::convert::TryInto<::std::option::Option<super::HealthCheck503BodyRedis>>,
+                T: ::std::convert::TryInto<::std::option::Option<super::DependencyState>>,
                 T::Error: ::std::fmt::Display,
             {
                 self.redis = value.try_into().map_err(|e| format!("error converting supplied value for redis: {e}"));
@@ -1739,7 +2014,7 @@ pub mod types {
             }
             pub fn status<T>(mut self, value: T) -> Self
             where
-                T: ::std::convert::TryInto<::std::option::Option<super::HealthCheck503BodyStatus>>,
+                T: ::std::convert::TryInto<::std::option::Option<super::HealthDegraded>>,
                 T::Error: ::std::fmt::Display,
             {
                 self.status = value.try_into().map_err(|e| format!("error converting supplied value for status: {e}"));
@@ -2193,6 +2468,59 @@ pub mod types {
             }
         }
         #[derive(Clone, Debug)]
+        pub struct TaskAttemptError {
+            at: ::std::result::Result<::chrono::DateTime<::chrono::offset::Utc>, ::std::string::String>,
+            attempt: ::std::result::Result<i64, ::std::string::String>,
+            error: ::std::result::Result<::std::string::String, ::std::string::String>,
+        }
+        impl ::std::default::Default for TaskAttemptError {
+            fn default() -> Self {
+                Self {
+                    at: Err("no value supplied for at".to_string()),
+                    attempt: Err("no value supplied for attempt".to_string()),
+                    error: Err("no value supplied for error".to_string()),
+                }
+            }
+        }
+        impl TaskAttemptError {
+            pub fn at<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::chrono::DateTime<::chrono::offset::Utc>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.at = value.try_into().map_err(|e| format!("error converting supplied value for at: {e}"));
+                self
+            }
+            pub fn attempt<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<i64>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.attempt =
+                    value.try_into().map_err(|e| format!("error converting supplied value for attempt: {e}"));
+                self
+            }
+            pub fn error<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.error = value.try_into().map_err(|e| format!("error converting supplied value for error: {e}"));
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<TaskAttemptError> for super::TaskAttemptError {
+            type Error = super::error::ConversionError;
+            fn try_from(value: TaskAttemptError) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self { at: value.at?, attempt: value.attempt?, error: value.error? })
+            }
+        }
+        impl ::std::convert::From<super::TaskAttemptError> for TaskAttemptError {
+            fn from(value: super::TaskAttemptError) -> Self {
+                Self { at: Ok(value.at), attempt: Ok(value.attempt), error: Ok(value.error) }
+            }
+        }
+        #[derive(Clone, Debug)]
         pub struct TaskResponse {
             estimated_time: ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
             queue: ::std::result::Result<super::TaskResponseQueue, ::std::string::String>,
@@ -2244,6 +2572,215 @@ pub mod types {
         impl ::std::convert::From<super::TaskResponse> for TaskResponse {
             fn from(value: super::TaskResponse) -> Self {
                 Self { estimated_time: Ok(value.estimated_time), queue: Ok(value.queue), task_id: Ok(value.task_id) }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct TaskStatusResponse {
+            attempts: ::std::result::Result<i64, ::std::string::String>,
+            completed_at: ::std::result::Result<
+                ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+                ::std::string::String,
+            >,
+            created_at: ::std::result::Result<::chrono::DateTime<::chrono::offset::Utc>, ::std::string::String>,
+            errors: ::std::result::Result<::std::vec::Vec<super::TaskAttemptError>, ::std::string::String>,
+            last_error: ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
+            max_retries: ::std::result::Result<i64, ::std::string::String>,
+            queue: ::std::result::Result<super::TaskStatusResponseQueue, ::std::string::String>,
+            result: ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
+            run_at: ::std::result::Result<
+                ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+                ::std::string::String,
+            >,
+            started_at: ::std::result::Result<
+                ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+                ::std::string::String,
+            >,
+            state: ::std::result::Result<super::TaskState, ::std::string::String>,
+            task_id: ::std::result::Result<::uuid::Uuid, ::std::string::String>,
+            type_: ::std::result::Result<super::TaskType, ::std::string::String>,
+            updated_at: ::std::result::Result<::chrono::DateTime<::chrono::offset::Utc>, ::std::string::String>,
+        }
+        impl ::std::default::Default for TaskStatusResponse {
+            fn default() -> Self {
+                Self {
+                    attempts: Err("no value supplied for attempts".to_string()),
+                    completed_at: Ok(Default::default()),
+                    created_at: Err("no value supplied for created_at".to_string()),
+                    errors: Err("no value supplied for errors".to_string()),
+                    last_error: Ok(Default::default()),
+                    max_retries: Err("no value supplied for max_retries".to_string()),
+                    queue: Err("no value supplied for queue".to_string()),
+                    result: Ok(Default::default()),
+                    run_at: Ok(Default::default()),
+                    started_at: Ok(Default::default()),
+                    state: Err("no value supplied for state".to_string()),
+                    task_id: Err("no value supplied for task_id".to_string()),
+                    type_: Err("no value supplied for type_".to_string()),
+                    updated_at: Err("no value supplied for updated_at".to_string()),
+                }
+            }
+        }
+        impl TaskStatusResponse {
+            pub fn attempts<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<i64>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.attempts =
+                    value.try_into().map_err(|e| format!("error converting supplied value for attempts: {e}"));
+                self
+            }
+            pub fn completed_at<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.completed_at =
+                    value.try_into().map_err(|e| format!("error converting supplied value for completed_at: {e}"));
+                self
+            }
+            pub fn created_at<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::chrono::DateTime<::chrono::offset::Utc>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.created_at =
+                    value.try_into().map_err(|e| format!("error converting supplied value for created_at: {e}"));
+                self
+            }
+            pub fn errors<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<super::TaskAttemptError>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.errors = value.try_into().map_err(|e| format!("error converting supplied value for errors: {e}"));
+                self
+            }
+            pub fn last_error<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.last_error =
+                    value.try_into().map_err(|e| format!("error converting supplied value for last_error: {e}"));
+                self
+            }
+            pub fn max_retries<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<i64>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.max_retries =
+                    value.try_into().map_err(|e| format!("error converting supplied value for max_retries: {e}"));
+                self
+            }
+            pub fn queue<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::TaskStatusResponseQueue>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.queue = value.try_into().map_err(|e| format!("error converting supplied value for queue: {e}"));
+                self
+            }
+            pub fn result<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.result = value.try_into().map_err(|e| format!("error converting supplied value for result: {e}"));
+                self
+            }
+            pub fn run_at<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.run_at = value.try_into().map_err(|e| format!("error converting supplied value for run_at: {e}"));
+                self
+            }
+            pub fn started_at<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.started_at =
+                    value.try_into().map_err(|e| format!("error converting supplied value for started_at: {e}"));
+                self
+            }
+            pub fn state<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::TaskState>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.state = value.try_into().map_err(|e| format!("error converting supplied value for state: {e}"));
+                self
+            }
+            pub fn task_id<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::uuid::Uuid>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.task_id =
+                    value.try_into().map_err(|e| format!("error converting supplied value for task_id: {e}"));
+                self
+            }
+            pub fn type_<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::TaskType>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.type_ = value.try_into().map_err(|e| format!("error converting supplied value for type_: {e}"));
+                self
+            }
+            pub fn updated_at<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::chrono::DateTime<::chrono::offset::Utc>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.updated_at =
+                    value.try_into().map_err(|e| format!("error converting supplied value for updated_at: {e}"));
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<TaskStatusResponse> for super::TaskStatusResponse {
+            type Error = super::error::ConversionError;
+            fn try_from(value: TaskStatusResponse) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    attempts: value.attempts?,
+                    completed_at: value.completed_at?,
+                    created_at: value.created_at?,
+                    errors: value.errors?,
+                    last_error: value.last_error?,
+                    max_retries: value.max_retries?,
+                    queue: value.queue?,
+                    result: value.result?,
+                    run_at: value.run_at?,
+                    started_at: value.started_at?,
+                    state: value.state?,
+                    task_id: value.task_id?,
+                    type_: value.type_?,
+                    updated_at: value.updated_at?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::TaskStatusResponse> for TaskStatusResponse {
+            fn from(value: super::TaskStatusResponse) -> Self {
+                Self {
+                    attempts: Ok(value.attempts),
+                    completed_at: Ok(value.completed_at),
+                    created_at: Ok(value.created_at),
+                    errors: Ok(value.errors),
+                    last_error: Ok(value.last_error),
+                    max_retries: Ok(value.max_retries),
+                    queue: Ok(value.queue),
+                    result: Ok(value.result),
+                    run_at: Ok(value.run_at),
+                    started_at: Ok(value.started_at),
+                    state: Ok(value.state),
+                    task_id: Ok(value.task_id),
+                    type_: Ok(value.type_),
+                    updated_at: Ok(value.updated_at),
+                }
             }
         }
         #[derive(Clone, Debug)]
@@ -2723,8 +3260,15 @@ impl Client {
 
     Sends a `POST` request to `/tasks/email`
 
+    Arguments:
+    - `idempotency_key`: Optional. While a task submitted with the same key is pending or
+    running, a repeat submission returns that task instead of adding
+    another. The key is released when the task completes or dies.
+
+    - `body`
     ```ignore
     let response = client.submit_email_task()
+        .idempotency_key(idempotency_key)
         .body(body)
         .send()
         .await;
@@ -2744,14 +3288,40 @@ impl Client {
 
     Sends a `POST` request to `/tasks/sync`
 
+    Arguments:
+    - `idempotency_key`: Optional. While a task submitted with the same key is pending or
+    running, a repeat submission returns that task instead of adding
+    another. The key is released when the task completes or dies.
+
+    - `body`
     ```ignore
     let response = client.submit_sync_task()
+        .idempotency_key(idempotency_key)
         .body(body)
         .send()
         .await;
     ```*/
     pub fn submit_sync_task(&self) -> builder::SubmitSyncTask<'_> {
         builder::SubmitSyncTask::new(self)
+    }
+    /**查询任务状态
+
+    任务的当前状态、优先级、尝试次数、最后错误与时间戳。已完成和已失败
+    (dead)的任务在保留期内可查询,之后返回 404。
+
+
+    Sends a `GET` request to `/tasks/{task_id}`
+
+    Arguments:
+    - `task_id`: 任务 ID(提交任务时返回的 task_id)
+    ```ignore
+    let response = client.get_task()
+        .task_id(task_id)
+        .send()
+        .await;
+    ```*/
+    pub fn get_task(&self) -> builder::GetTask<'_> {
+        builder::GetTask::new(self)
     }
 }
 /// Types for composing operation parameters.
@@ -3140,11 +3710,22 @@ pub mod builder {
     #[derive(Debug, Clone)]
     pub struct SubmitEmailTask<'a> {
         client: &'a super::Client,
+        idempotency_key: Result<Option<types::SubmitEmailTaskIdempotencyKey>, String>,
         body: Result<types::builder::EmailTaskRequest, String>,
     }
     impl<'a> SubmitEmailTask<'a> {
         pub fn new(client: &'a super::Client) -> Self {
-            Self { client: client, body: Ok(::std::default::Default::default()) }
+            Self { client: client, idempotency_key: Ok(None), body: Ok(::std::default::Default::default()) }
+        }
+        pub fn idempotency_key<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::SubmitEmailTaskIdempotencyKey>,
+        {
+            self.idempotency_key = value
+                .try_into()
+                .map(Some)
+                .map_err(|_| "conversion to `SubmitEmailTaskIdempotencyKey` for idempotency_key failed".to_string());
+            self
         }
         pub fn body<V>(mut self, value: V) -> Self
         where
@@ -3166,16 +3747,20 @@ pub mod builder {
         }
         ///Sends a `POST` request to `/tasks/email`
         pub async fn send(self) -> Result<ResponseValue<types::SubmitEmailTask200Body>, Error<types::ErrorResponse>> {
-            let Self { client, body } = self;
+            let Self { client, idempotency_key, body } = self;
+            let idempotency_key = idempotency_key.map_err(Error::InvalidRequest)?;
             let body = body
                 .and_then(|v| types::EmailTaskRequest::try_from(v).map_err(|e| e.to_string()))
                 .map_err(Error::InvalidRequest)?;
             let url = format!("{}/tasks/email", client.baseurl,);
-            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(2usize);
             header_map.append(
                 ::reqwest::header::HeaderName::from_static("api-version"),
                 ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
             );
+            if let Some(value) = idempotency_key {
+                header_map.append("Idempotency-Key", value.to_string().try_into()?);
+            }
             #[allow(unused_mut)]
             let mut request = client
                 .client
@@ -3205,11 +3790,22 @@ pub mod builder {
     #[derive(Debug, Clone)]
     pub struct SubmitSyncTask<'a> {
         client: &'a super::Client,
+        idempotency_key: Result<Option<types::SubmitSyncTaskIdempotencyKey>, String>,
         body: Result<types::builder::SyncTaskRequest, String>,
     }
     impl<'a> SubmitSyncTask<'a> {
         pub fn new(client: &'a super::Client) -> Self {
-            Self { client: client, body: Ok(::std::default::Default::default()) }
+            Self { client: client, idempotency_key: Ok(None), body: Ok(::std::default::Default::default()) }
+        }
+        pub fn idempotency_key<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::SubmitSyncTaskIdempotencyKey>,
+        {
+            self.idempotency_key = value
+                .try_into()
+                .map(Some)
+                .map_err(|_| "conversion to `SubmitSyncTaskIdempotencyKey` for idempotency_key failed".to_string());
+            self
         }
         pub fn body<V>(mut self, value: V) -> Self
         where
@@ -3231,16 +3827,20 @@ pub mod builder {
         }
         ///Sends a `POST` request to `/tasks/sync`
         pub async fn send(self) -> Result<ResponseValue<types::SubmitSyncTask200Body>, Error<types::ErrorResponse>> {
-            let Self { client, body } = self;
+            let Self { client, idempotency_key, body } = self;
+            let idempotency_key = idempotency_key.map_err(Error::InvalidRequest)?;
             let body = body
                 .and_then(|v| types::SyncTaskRequest::try_from(v).map_err(|e| e.to_string()))
                 .map_err(Error::InvalidRequest)?;
             let url = format!("{}/tasks/sync", client.baseurl,);
-            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(2usize);
             header_map.append(
                 ::reqwest::header::HeaderName::from_static("api-version"),
                 ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
             );
+            if let Some(value) = idempotency_key {
+                header_map.append("Idempotency-Key", value.to_string().try_into()?);
+            }
             #[allow(unused_mut)]
             let mut request = client
                 .client
@@ -3259,6 +3859,59 @@ pub mod builder {
                 200u16 => ResponseValue::from_response(response).await,
                 400u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                500u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::get_task`]
+
+    [`Client::get_task`]: super::Client::get_task*/
+    #[derive(Debug, Clone)]
+    pub struct GetTask<'a> {
+        client: &'a super::Client,
+        task_id: Result<::uuid::Uuid, String>,
+    }
+    impl<'a> GetTask<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self { client: client, task_id: Err("task_id was not initialized".to_string()) }
+        }
+        pub fn task_id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::uuid::Uuid>,
+        {
+            self.task_id =
+                value.try_into().map_err(|_| "conversion to `:: uuid :: Uuid` for task_id failed".to_string());
+            self
+        }
+        ///Sends a `GET` request to `/tasks/{task_id}`
+        pub async fn send(self) -> Result<ResponseValue<types::GetTask200Body>, Error<types::ErrorResponse>> {
+            let Self { client, task_id } = self;
+            let task_id = task_id.map_err(Error::InvalidRequest)?;
+            let url = format!("{}/tasks/{}", client.baseurl, encode_path(&task_id.to_string()),);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map.append(
+                ::reqwest::header::HeaderName::from_static("api-version"),
+                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
+            );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .get(url)
+                .header(::reqwest::header::ACCEPT, ::reqwest::header::HeaderValue::from_static("application/json"))
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo { operation_id: "get_task" };
+            (crate::auth::attach_token)(&client.inner, &mut request);
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
+                400u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                404u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 500u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 _ => Err(Error::UnexpectedResponse(response)),
             }

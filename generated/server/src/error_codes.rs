@@ -57,6 +57,10 @@ pub enum ErrorCode {
     ///
     /// An unexpected failure; details are logged, never returned.
     Internal,
+    /// 1013 — HTTP 404: 任务不存在
+    ///
+    /// No task with that id, or its retention period has passed.
+    TaskNotFound,
     /// 5001 — HTTP 500: 认证服务不可用
     ///
     /// Neither token store could answer; requests fail closed.
@@ -78,6 +82,7 @@ impl ErrorCode {
         Self::RouteNotFound,
         Self::MethodNotAllowed,
         Self::Internal,
+        Self::TaskNotFound,
         Self::AuthUnavailable,
     ];
     /// The envelope's `code`.
@@ -96,6 +101,7 @@ impl ErrorCode {
             Self::RouteNotFound => 1011,
             Self::MethodNotAllowed => 1012,
             Self::Internal => 5000,
+            Self::TaskNotFound => 1013,
             Self::AuthUnavailable => 5001,
         }
     }
@@ -115,6 +121,7 @@ impl ErrorCode {
             Self::RouteNotFound => 404,
             Self::MethodNotAllowed => 405,
             Self::Internal => 500,
+            Self::TaskNotFound => 404,
             Self::AuthUnavailable => 500,
         }
     }
@@ -134,6 +141,7 @@ impl ErrorCode {
             Self::RouteNotFound => "接口不存在",
             Self::MethodNotAllowed => "请求方法不被允许",
             Self::Internal => "服务器内部错误",
+            Self::TaskNotFound => "任务不存在",
             Self::AuthUnavailable => "认证服务不可用",
         }
     }

@@ -47,6 +47,9 @@ impl ::poem_openapi::ApiResponse for HealthCheckResponse {
                                         ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
                                             ::poem_openapi::registry::MetaSchema {
                                                 ty: "string",
+                                                title: ::std::option::Option::Some(::std::string::String::from(
+                                                    "HealthOk"
+                                                )),
                                                 description: ::std::option::Option::Some("系统整体状态"),
                                                 enum_items: ::std::vec![crate::rt::json("\"ok\"")],
                                                 ..::poem_openapi::registry::MetaSchema::ANY
@@ -58,6 +61,9 @@ impl ::poem_openapi::ApiResponse for HealthCheckResponse {
                                         ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
                                             ::poem_openapi::registry::MetaSchema {
                                                 ty: "string",
+                                                title: ::std::option::Option::Some(::std::string::String::from(
+                                                    "DependencyState"
+                                                )),
                                                 description: ::std::option::Option::Some("PostgreSQL 连接状态"),
                                                 enum_items: ::std::vec![
                                                     crate::rt::json("\"up\""),
@@ -72,6 +78,9 @@ impl ::poem_openapi::ApiResponse for HealthCheckResponse {
                                         ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
                                             ::poem_openapi::registry::MetaSchema {
                                                 ty: "string",
+                                                title: ::std::option::Option::Some(::std::string::String::from(
+                                                    "DependencyState"
+                                                )),
                                                 description: ::std::option::Option::Some("Redis 连接状态"),
                                                 enum_items: ::std::vec![
                                                     crate::rt::json("\"up\""),
@@ -103,6 +112,9 @@ impl ::poem_openapi::ApiResponse for HealthCheckResponse {
                                         ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
                                             ::poem_openapi::registry::MetaSchema {
                                                 ty: "string",
+                                                title: ::std::option::Option::Some(::std::string::String::from(
+                                                    "HealthDegraded"
+                                                )),
                                                 enum_items: ::std::vec![
                                                     crate::rt::json("\"degraded\""),
                                                     crate::rt::json("\"unavailable\"")
@@ -116,6 +128,9 @@ impl ::poem_openapi::ApiResponse for HealthCheckResponse {
                                         ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
                                             ::poem_openapi::registry::MetaSchema {
                                                 ty: "string",
+                                                title: ::std::option::Option::Some(::std::string::String::from(
+                                                    "DependencyState"
+                                                )),
                                                 enum_items: ::std::vec![
                                                     crate::rt::json("\"up\""),
                                                     crate::rt::json("\"down\"")
@@ -129,6 +144,9 @@ impl ::poem_openapi::ApiResponse for HealthCheckResponse {
                                         ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
                                             ::poem_openapi::registry::MetaSchema {
                                                 ty: "string",
+                                                title: ::std::option::Option::Some(::std::string::String::from(
+                                                    "DependencyState"
+                                                )),
                                                 enum_items: ::std::vec![
                                                     crate::rt::json("\"up\""),
                                                     crate::rt::json("\"down\"")

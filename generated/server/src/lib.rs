@@ -28,6 +28,7 @@ pub const ALLOW: rt::AllowTable = &[
     ("/users/{id}", "GET, PUT, DELETE"),
     ("/tasks/email", "POST"),
     ("/tasks/sync", "POST"),
+    ("/tasks/{task_id}", "GET"),
 ];
 /// Verifies credentials for secured operations; runs before the
 /// handler, which never sees an unauthenticated request.

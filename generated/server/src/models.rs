@@ -1022,18 +1022,461 @@ rt::impl_type!(
         });
     }
 );
+/// Schema `#/components/schemas/TaskStatusResponse`.
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+pub struct TaskStatusResponse {
+    /// 任务唯一 ID
+    pub task_id: ::uuid::Uuid,
+    /// 任务类型
+    #[serde(rename = "type")]
+    pub type_: TaskType,
+    /// 任务状态(dead 表示重试耗尽或永久失败)
+    pub state: TaskState,
+    /// 任务所在队列
+    pub queue: Priority,
+    /// 已开始的执行次数
+    pub attempts: i64,
+    /// 最多重试次数
+    pub max_retries: i64,
+    /// 最近一次失败的原因
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "rt::double_option")]
+    pub last_error: ::std::option::Option<::std::option::Option<::std::string::String>>,
+    /// 每次失败的记录
+    pub errors: ::std::vec::Vec<TaskAttemptError>,
+    /// 成功时的结果摘要
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "rt::double_option")]
+    pub result: ::std::option::Option<::std::option::Option<::std::string::String>>,
+    pub created_at: ::chrono::DateTime<::chrono::Utc>,
+    pub updated_at: ::chrono::DateTime<::chrono::Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "rt::double_option")]
+    pub started_at: ::std::option::Option<::std::option::Option<::chrono::DateTime<::chrono::Utc>>>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "rt::double_option")]
+    pub completed_at: ::std::option::Option<::std::option::Option<::chrono::DateTime<::chrono::Utc>>>,
+    /// 等待中的下一次执行时间
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "rt::double_option")]
+    pub run_at: ::std::option::Option<::std::option::Option<::chrono::DateTime<::chrono::Utc>>>,
+}
+rt::impl_type!(
+    TaskStatusResponse,
+    "TaskStatusResponse",
+    ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from("TaskStatusResponse")),
+    |registry| {
+        registry.create_schema::<TaskStatusResponse, _>(
+            ::std::string::String::from("TaskStatusResponse"),
+            |registry| {
+                let _ = &registry;
+                ::poem_openapi::registry::MetaSchema {
+                    ty: "object",
+                    required: ::std::vec![
+                        "task_id",
+                        "type",
+                        "state",
+                        "queue",
+                        "attempts",
+                        "max_retries",
+                        "errors",
+                        "created_at",
+                        "updated_at"
+                    ],
+                    properties: ::std::vec![
+                        (
+                            "task_id",
+                            ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                                ::poem_openapi::registry::MetaSchema {
+                                    ty: "string",
+                                    format: ::std::option::Option::Some("uuid"),
+                                    description: ::std::option::Option::Some("任务唯一 ID"),
+                                    ..::poem_openapi::registry::MetaSchema::ANY
+                                }
+                            ))
+                        ),
+                        (
+                            "type",
+                            ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                                ::poem_openapi::registry::MetaSchema {
+                                    ty: "string",
+                                    title: ::std::option::Option::Some(::std::string::String::from("TaskType")),
+                                    description: ::std::option::Option::Some("任务类型"),
+                                    enum_items: ::std::vec![crate::rt::json("\"email\""), crate::rt::json("\"sync\"")],
+                                    ..::poem_openapi::registry::MetaSchema::ANY
+                                }
+                            ))
+                        ),
+                        (
+                            "state",
+                            ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                                ::poem_openapi::registry::MetaSchema {
+                                    ty: "string",
+                                    title: ::std::option::Option::Some(::std::string::String::from("TaskState")),
+                                    description: ::std::option::Option::Some("任务状态(dead 表示重试耗尽或永久失败)"),
+                                    enum_items: ::std::vec![
+                                        crate::rt::json("\"pending\""),
+                                        crate::rt::json("\"scheduled\""),
+                                        crate::rt::json("\"active\""),
+                                        crate::rt::json("\"retry\""),
+                                        crate::rt::json("\"completed\""),
+                                        crate::rt::json("\"dead\"")
+                                    ],
+                                    ..::poem_openapi::registry::MetaSchema::ANY
+                                }
+                            ))
+                        ),
+                        (
+                            "queue",
+                            ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                                ::poem_openapi::registry::MetaSchema {
+                                    ty: "string",
+                                    description: ::std::option::Option::Some("任务所在队列"),
+                                    enum_items: ::std::vec![
+                                        crate::rt::json("\"critical\""),
+                                        crate::rt::json("\"default\""),
+                                        crate::rt::json("\"low\"")
+                                    ],
+                                    ..::poem_openapi::registry::MetaSchema::ANY
+                                }
+                            ))
+                        ),
+                        (
+                            "attempts",
+                            ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                                ::poem_openapi::registry::MetaSchema {
+                                    ty: "integer",
+                                    description: ::std::option::Option::Some("已开始的执行次数"),
+                                    ..::poem_openapi::registry::MetaSchema::ANY
+                                }
+                            ))
+                        ),
+                        (
+                            "max_retries",
+                            ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                                ::poem_openapi::registry::MetaSchema {
+                                    ty: "integer",
+                                    description: ::std::option::Option::Some("最多重试次数"),
+                                    ..::poem_openapi::registry::MetaSchema::ANY
+                                }
+                            ))
+                        ),
+                        (
+                            "last_error",
+                            ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                                ::poem_openapi::registry::MetaSchema {
+                                    ty: "string",
+                                    description: ::std::option::Option::Some("最近一次失败的原因"),
+                                    nullable: true,
+                                    ..::poem_openapi::registry::MetaSchema::ANY
+                                }
+                            ))
+                        ),
+                        (
+                            "errors",
+                            ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                                ::poem_openapi::registry::MetaSchema {
+                                    ty: "array",
+                                    description: ::std::option::Option::Some("每次失败的记录"),
+                                    items: ::std::option::Option::Some(::std::boxed::Box::new(
+                                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                                            ::poem_openapi::registry::MetaSchema {
+                                                ty: "object",
+                                                title: ::std::option::Option::Some(::std::string::String::from(
+                                                    "TaskAttemptError"
+                                                )),
+                                                required: ::std::vec!["attempt", "error", "at"],
+                                                properties: ::std::vec![
+                                                    (
+                                                        "attempt",
+                                                        ::poem_openapi::registry::MetaSchemaRef::Inline(
+                                                            ::std::boxed::Box::new(
+                                                                ::poem_openapi::registry::MetaSchema {
+                                                                    ty: "integer",
+                                                                    ..::poem_openapi::registry::MetaSchema::ANY
+                                                                }
+                                                            )
+                                                        )
+                                                    ),
+                                                    (
+                                                        "error",
+                                                        ::poem_openapi::registry::MetaSchemaRef::Inline(
+                                                            ::std::boxed::Box::new(
+                                                                ::poem_openapi::registry::MetaSchema {
+                                                                    ty: "string",
+                                                                    ..::poem_openapi::registry::MetaSchema::ANY
+                                                                }
+                                                            )
+                                                        )
+                                                    ),
+                                                    (
+                                                        "at",
+                                                        ::poem_openapi::registry::MetaSchemaRef::Inline(
+                                                            ::std::boxed::Box::new(
+                                                                ::poem_openapi::registry::MetaSchema {
+                                                                    ty: "string",
+                                                                    format: ::std::option::Option::Some("date-time"),
+                                                                    ..::poem_openapi::registry::MetaSchema::ANY
+                                                                }
+                                                            )
+                                                        )
+                                                    )
+                                                ],
+                                                ..::poem_openapi::registry::MetaSchema::ANY
+                                            }
+                                        ))
+                                    )),
+                                    ..::poem_openapi::registry::MetaSchema::ANY
+                                }
+                            ))
+                        ),
+                        (
+                            "result",
+                            ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                                ::poem_openapi::registry::MetaSchema {
+                                    ty: "string",
+                                    description: ::std::option::Option::Some("成功时的结果摘要"),
+                                    nullable: true,
+                                    ..::poem_openapi::registry::MetaSchema::ANY
+                                }
+                            ))
+                        ),
+                        (
+                            "created_at",
+                            ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                                ::poem_openapi::registry::MetaSchema {
+                                    ty: "string",
+                                    format: ::std::option::Option::Some("date-time"),
+                                    ..::poem_openapi::registry::MetaSchema::ANY
+                                }
+                            ))
+                        ),
+                        (
+                            "updated_at",
+                            ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                                ::poem_openapi::registry::MetaSchema {
+                                    ty: "string",
+                                    format: ::std::option::Option::Some("date-time"),
+                                    ..::poem_openapi::registry::MetaSchema::ANY
+                                }
+                            ))
+                        ),
+                        (
+                            "started_at",
+                            ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                                ::poem_openapi::registry::MetaSchema {
+                                    ty: "string",
+                                    format: ::std::option::Option::Some("date-time"),
+                                    nullable: true,
+                                    ..::poem_openapi::registry::MetaSchema::ANY
+                                }
+                            ))
+                        ),
+                        (
+                            "completed_at",
+                            ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                                ::poem_openapi::registry::MetaSchema {
+                                    ty: "string",
+                                    format: ::std::option::Option::Some("date-time"),
+                                    nullable: true,
+                                    ..::poem_openapi::registry::MetaSchema::ANY
+                                }
+                            ))
+                        ),
+                        (
+                            "run_at",
+                            ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                                ::poem_openapi::registry::MetaSchema {
+                                    ty: "string",
+                                    format: ::std::option::Option::Some("date-time"),
+                                    description: ::std::option::Option::Some("等待中的下一次执行时间"),
+                                    nullable: true,
+                                    ..::poem_openapi::registry::MetaSchema::ANY
+                                }
+                            ))
+                        )
+                    ],
+                    ..::poem_openapi::registry::MetaSchema::ANY
+                }
+            },
+        );
+    }
+);
+/// 任务类型
+///
+/// Inline schema at `#/components/schemas/TaskStatusResponse/properties/type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, ::serde::Serialize, ::serde::Deserialize)]
+pub enum TaskType {
+    #[serde(rename = "email")]
+    Email,
+    #[serde(rename = "sync")]
+    Sync,
+}
+impl TaskType {
+    /// Every value, in the contract's order.
+    pub const ALL: &'static [Self] = &[Self::Email, Self::Sync];
+    /// The wire value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Email => "email",
+            Self::Sync => "sync",
+        }
+    }
+}
+impl ::std::fmt::Display for TaskType {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+impl ::std::str::FromStr for TaskType {
+    type Err = ::std::string::String;
+    fn from_str(s: &str) -> ::std::result::Result<Self, Self::Err> {
+        match s {
+            "email" => ::std::result::Result::Ok(Self::Email),
+            "sync" => ::std::result::Result::Ok(Self::Sync),
+            other => ::std::result::Result::Err(::std::format!("unknown value {other:?}")),
+        }
+    }
+}
+rt::impl_type!(
+    TaskType,
+    "TaskType",
+    ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(::poem_openapi::registry::MetaSchema {
+        ty: "string",
+        title: ::std::option::Option::Some(::std::string::String::from("TaskType")),
+        description: ::std::option::Option::Some("任务类型"),
+        enum_items: ::std::vec![crate::rt::json("\"email\""), crate::rt::json("\"sync\"")],
+        ..::poem_openapi::registry::MetaSchema::ANY
+    })),
+    |registry| {
+        let _ = &registry;
+    }
+);
+/// 任务状态(dead 表示重试耗尽或永久失败)
+///
+/// Inline schema at `#/components/schemas/TaskStatusResponse/properties/state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, ::serde::Serialize, ::serde::Deserialize)]
+pub enum TaskState {
+    #[serde(rename = "pending")]
+    Pending,
+    #[serde(rename = "scheduled")]
+    Scheduled,
+    #[serde(rename = "active")]
+    Active,
+    #[serde(rename = "retry")]
+    Retry,
+    #[serde(rename = "completed")]
+    Completed,
+    #[serde(rename = "dead")]
+    Dead,
+}
+impl TaskState {
+    /// Every value, in the contract's order.
+    pub const ALL: &'static [Self] =
+        &[Self::Pending, Self::Scheduled, Self::Active, Self::Retry, Self::Completed, Self::Dead];
+    /// The wire value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Scheduled => "scheduled",
+            Self::Active => "active",
+            Self::Retry => "retry",
+            Self::Completed => "completed",
+            Self::Dead => "dead",
+        }
+    }
+}
+impl ::std::fmt::Display for TaskState {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+impl ::std::str::FromStr for TaskState {
+    type Err = ::std::string::String;
+    fn from_str(s: &str) -> ::std::result::Result<Self, Self::Err> {
+        match s {
+            "pending" => ::std::result::Result::Ok(Self::Pending),
+            "scheduled" => ::std::result::Result::Ok(Self::Scheduled),
+            "active" => ::std::result::Result::Ok(Self::Active),
+            "retry" => ::std::result::Result::Ok(Self::Retry),
+            "completed" => ::std::result::Result::Ok(Self::Completed),
+            "dead" => ::std::result::Result::Ok(Self::Dead),
+            other => ::std::result::Result::Err(::std::format!("unknown value {other:?}")),
+        }
+    }
+}
+rt::impl_type!(
+    TaskState,
+    "TaskState",
+    ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(::poem_openapi::registry::MetaSchema {
+        ty: "string",
+        title: ::std::option::Option::Some(::std::string::String::from("TaskState")),
+        description: ::std::option::Option::Some("任务状态(dead 表示重试耗尽或永久失败)"),
+        enum_items: ::std::vec![
+            crate::rt::json("\"pending\""),
+            crate::rt::json("\"scheduled\""),
+            crate::rt::json("\"active\""),
+            crate::rt::json("\"retry\""),
+            crate::rt::json("\"completed\""),
+            crate::rt::json("\"dead\"")
+        ],
+        ..::poem_openapi::registry::MetaSchema::ANY
+    })),
+    |registry| {
+        let _ = &registry;
+    }
+);
+/// Inline schema at `#/components/schemas/TaskStatusResponse/properties/errors/items`.
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+pub struct TaskAttemptError {
+    pub attempt: i64,
+    pub error: ::std::string::String,
+    pub at: ::chrono::DateTime<::chrono::Utc>,
+}
+rt::impl_type!(
+    TaskAttemptError,
+    "TaskAttemptError",
+    ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(::poem_openapi::registry::MetaSchema {
+        ty: "object",
+        title: ::std::option::Option::Some(::std::string::String::from("TaskAttemptError")),
+        required: ::std::vec!["attempt", "error", "at"],
+        properties: ::std::vec![
+            (
+                "attempt",
+                ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                    ::poem_openapi::registry::MetaSchema { ty: "integer", ..::poem_openapi::registry::MetaSchema::ANY }
+                ))
+            ),
+            (
+                "error",
+                ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                    ::poem_openapi::registry::MetaSchema { ty: "string", ..::poem_openapi::registry::MetaSchema::ANY }
+                ))
+            ),
+            (
+                "at",
+                ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                    ::poem_openapi::registry::MetaSchema {
+                        ty: "string",
+                        format: ::std::option::Option::Some("date-time"),
+                        ..::poem_openapi::registry::MetaSchema::ANY
+                    }
+                ))
+            )
+        ],
+        ..::poem_openapi::registry::MetaSchema::ANY
+    })),
+    |registry| {
+        let _ = &registry;
+    }
+);
 /// Inline schema at `#/paths/~1health/get/responses/200/content/application~1json/schema`.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct HealthCheck200Response {
     /// 系统整体状态
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: ::std::option::Option<HealthCheck200ResponseStatus>,
+    pub status: ::std::option::Option<HealthOk>,
     /// PostgreSQL 连接状态
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub postgres: ::std::option::Option<Postgres>,
+    pub postgres: ::std::option::Option<DependencyState>,
     /// Redis 连接状态
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub redis: ::std::option::Option<Postgres>,
+    pub redis: ::std::option::Option<DependencyState>,
 }
 rt::impl_type!(
     HealthCheck200Response,
@@ -1046,6 +1489,7 @@ rt::impl_type!(
                 ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
                     ::poem_openapi::registry::MetaSchema {
                         ty: "string",
+                        title: ::std::option::Option::Some(::std::string::String::from("HealthOk")),
                         description: ::std::option::Option::Some("系统整体状态"),
                         enum_items: ::std::vec![crate::rt::json("\"ok\"")],
                         ..::poem_openapi::registry::MetaSchema::ANY
@@ -1057,6 +1501,7 @@ rt::impl_type!(
                 ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
                     ::poem_openapi::registry::MetaSchema {
                         ty: "string",
+                        title: ::std::option::Option::Some(::std::string::String::from("DependencyState")),
                         description: ::std::option::Option::Some("PostgreSQL 连接状态"),
                         enum_items: ::std::vec![crate::rt::json("\"up\""), crate::rt::json("\"down\"")],
                         ..::poem_openapi::registry::MetaSchema::ANY
@@ -1068,6 +1513,7 @@ rt::impl_type!(
                 ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
                     ::poem_openapi::registry::MetaSchema {
                         ty: "string",
+                        title: ::std::option::Option::Some(::std::string::String::from("DependencyState")),
                         description: ::std::option::Option::Some("Redis 连接状态"),
                         enum_items: ::std::vec![crate::rt::json("\"up\""), crate::rt::json("\"down\"")],
                         ..::poem_openapi::registry::MetaSchema::ANY
@@ -1085,11 +1531,11 @@ rt::impl_type!(
 ///
 /// Inline schema at `#/paths/~1health/get/responses/200/content/application~1json/schema/properties/status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, ::serde::Serialize, ::serde::Deserialize)]
-pub enum HealthCheck200ResponseStatus {
+pub enum HealthOk {
     #[serde(rename = "ok")]
     Ok,
 }
-impl HealthCheck200ResponseStatus {
+impl HealthOk {
     /// Every value, in the contract's order.
     pub const ALL: &'static [Self] = &[Self::Ok];
     /// The wire value.
@@ -1099,12 +1545,12 @@ impl HealthCheck200ResponseStatus {
         }
     }
 }
-impl ::std::fmt::Display for HealthCheck200ResponseStatus {
+impl ::std::fmt::Display for HealthOk {
     fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
         f.write_str(self.as_str())
     }
 }
-impl ::std::str::FromStr for HealthCheck200ResponseStatus {
+impl ::std::str::FromStr for HealthOk {
     type Err = ::std::string::String;
     fn from_str(s: &str) -> ::std::result::Result<Self, Self::Err> {
         match s {
@@ -1114,10 +1560,11 @@ impl ::std::str::FromStr for HealthCheck200ResponseStatus {
     }
 }
 rt::impl_type!(
-    HealthCheck200ResponseStatus,
-    "HealthCheck200ResponseStatus",
+    HealthOk,
+    "HealthOk",
     ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(::poem_openapi::registry::MetaSchema {
         ty: "string",
+        title: ::std::option::Option::Some(::std::string::String::from("HealthOk")),
         description: ::std::option::Option::Some("系统整体状态"),
         enum_items: ::std::vec![crate::rt::json("\"ok\"")],
         ..::poem_openapi::registry::MetaSchema::ANY
@@ -1130,13 +1577,13 @@ rt::impl_type!(
 ///
 /// Inline schema at `#/paths/~1health/get/responses/200/content/application~1json/schema/properties/postgres`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, ::serde::Serialize, ::serde::Deserialize)]
-pub enum Postgres {
+pub enum DependencyState {
     #[serde(rename = "up")]
     Up,
     #[serde(rename = "down")]
     Down,
 }
-impl Postgres {
+impl DependencyState {
     /// Every value, in the contract's order.
     pub const ALL: &'static [Self] = &[Self::Up, Self::Down];
     /// The wire value.
@@ -1147,12 +1594,12 @@ impl Postgres {
         }
     }
 }
-impl ::std::fmt::Display for Postgres {
+impl ::std::fmt::Display for DependencyState {
     fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
         f.write_str(self.as_str())
     }
 }
-impl ::std::str::FromStr for Postgres {
+impl ::std::str::FromStr for DependencyState {
     type Err = ::std::string::String;
     fn from_str(s: &str) -> ::std::result::Result<Self, Self::Err> {
         match s {
@@ -1163,10 +1610,11 @@ impl ::std::str::FromStr for Postgres {
     }
 }
 rt::impl_type!(
-    Postgres,
-    "Postgres",
+    DependencyState,
+    "DependencyState",
     ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(::poem_openapi::registry::MetaSchema {
         ty: "string",
+        title: ::std::option::Option::Some(::std::string::String::from("DependencyState")),
         description: ::std::option::Option::Some("PostgreSQL 连接状态"),
         enum_items: ::std::vec![crate::rt::json("\"up\""), crate::rt::json("\"down\"")],
         ..::poem_openapi::registry::MetaSchema::ANY
@@ -1179,11 +1627,11 @@ rt::impl_type!(
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct HealthCheck503Response {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: ::std::option::Option<HealthCheck503ResponseStatus>,
+    pub status: ::std::option::Option<HealthDegraded>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub postgres: ::std::option::Option<Postgres>,
+    pub postgres: ::std::option::Option<DependencyState>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub redis: ::std::option::Option<Postgres>,
+    pub redis: ::std::option::Option<DependencyState>,
     /// 错误详情
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: ::std::option::Option<::std::string::String>,
@@ -1199,6 +1647,7 @@ rt::impl_type!(
                 ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
                     ::poem_openapi::registry::MetaSchema {
                         ty: "string",
+                        title: ::std::option::Option::Some(::std::string::String::from("HealthDegraded")),
                         enum_items: ::std::vec![crate::rt::json("\"degraded\""), crate::rt::json("\"unavailable\"")],
                         ..::poem_openapi::registry::MetaSchema::ANY
                     }
@@ -1209,6 +1658,7 @@ rt::impl_type!(
                 ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
                     ::poem_openapi::registry::MetaSchema {
                         ty: "string",
+                        title: ::std::option::Option::Some(::std::string::String::from("DependencyState")),
                         enum_items: ::std::vec![crate::rt::json("\"up\""), crate::rt::json("\"down\"")],
                         ..::poem_openapi::registry::MetaSchema::ANY
                     }
@@ -1219,6 +1669,7 @@ rt::impl_type!(
                 ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
                     ::poem_openapi::registry::MetaSchema {
                         ty: "string",
+                        title: ::std::option::Option::Some(::std::string::String::from("DependencyState")),
                         enum_items: ::std::vec![crate::rt::json("\"up\""), crate::rt::json("\"down\"")],
                         ..::poem_openapi::registry::MetaSchema::ANY
                     }
@@ -1243,13 +1694,13 @@ rt::impl_type!(
 );
 /// Inline schema at `#/paths/~1health/get/responses/503/content/application~1json/schema/properties/status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, ::serde::Serialize, ::serde::Deserialize)]
-pub enum HealthCheck503ResponseStatus {
+pub enum HealthDegraded {
     #[serde(rename = "degraded")]
     Degraded,
     #[serde(rename = "unavailable")]
     Unavailable,
 }
-impl HealthCheck503ResponseStatus {
+impl HealthDegraded {
     /// Every value, in the contract's order.
     pub const ALL: &'static [Self] = &[Self::Degraded, Self::Unavailable];
     /// The wire value.
@@ -1260,12 +1711,12 @@ impl HealthCheck503ResponseStatus {
         }
     }
 }
-impl ::std::fmt::Display for HealthCheck503ResponseStatus {
+impl ::std::fmt::Display for HealthDegraded {
     fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
         f.write_str(self.as_str())
     }
 }
-impl ::std::str::FromStr for HealthCheck503ResponseStatus {
+impl ::std::str::FromStr for HealthDegraded {
     type Err = ::std::string::String;
     fn from_str(s: &str) -> ::std::result::Result<Self, Self::Err> {
         match s {
@@ -1276,10 +1727,11 @@ impl ::std::str::FromStr for HealthCheck503ResponseStatus {
     }
 }
 rt::impl_type!(
-    HealthCheck503ResponseStatus,
-    "HealthCheck503ResponseStatus",
+    HealthDegraded,
+    "HealthDegraded",
     ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(::poem_openapi::registry::MetaSchema {
         ty: "string",
+        title: ::std::option::Option::Some(::std::string::String::from("HealthDegraded")),
         enum_items: ::std::vec![crate::rt::json("\"degraded\""), crate::rt::json("\"unavailable\"")],
         ..::poem_openapi::registry::MetaSchema::ANY
     })),
@@ -1660,5 +2112,70 @@ rt::impl_type!(
     |registry| {
         let _ = &registry;
         <crate::models::TaskResponse as ::poem_openapi::types::Type>::register(registry);
+    }
+);
+/// Inline schema at `#/paths/~1tasks~1{task_id}/get/responses/200/content/application~1json/schema`.
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+pub struct GetTask200Response {
+    /// 响应码(0 表示成功)
+    pub code: i64,
+    /// 响应消息
+    pub msg: ::std::string::String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: ::std::option::Option<TaskStatusResponse>,
+    /// 响应时间戳(ISO 8601 格式)
+    pub timestamp: ::chrono::DateTime<::chrono::Utc>,
+}
+rt::impl_type!(
+    GetTask200Response,
+    "GetTask200Response",
+    ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(::poem_openapi::registry::MetaSchema {
+        ty: "object",
+        required: ::std::vec!["code", "msg", "timestamp"],
+        properties: ::std::vec![
+            (
+                "code",
+                ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                    ::poem_openapi::registry::MetaSchema {
+                        ty: "integer",
+                        description: ::std::option::Option::Some("响应码(0 表示成功)"),
+                        enum_items: ::std::vec![crate::rt::json("0")],
+                        ..::poem_openapi::registry::MetaSchema::ANY
+                    }
+                ))
+            ),
+            (
+                "msg",
+                ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                    ::poem_openapi::registry::MetaSchema {
+                        ty: "string",
+                        description: ::std::option::Option::Some("响应消息"),
+                        example: ::std::option::Option::Some(crate::rt::json("\"success\"")),
+                        ..::poem_openapi::registry::MetaSchema::ANY
+                    }
+                ))
+            ),
+            (
+                "data",
+                ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from("TaskStatusResponse"))
+            ),
+            (
+                "timestamp",
+                ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                    ::poem_openapi::registry::MetaSchema {
+                        ty: "string",
+                        format: ::std::option::Option::Some("date-time"),
+                        description: ::std::option::Option::Some("响应时间戳(ISO 8601 格式)"),
+                        example: ::std::option::Option::Some(crate::rt::json("\"2025-11-12T16:00:00+08:00\"")),
+                        ..::poem_openapi::registry::MetaSchema::ANY
+                    }
+                ))
+            )
+        ],
+        ..::poem_openapi::registry::MetaSchema::ANY
+    })),
+    |registry| {
+        let _ = &registry;
+        <crate::models::TaskStatusResponse as ::poem_openapi::types::Type>::register(registry);
     }
 );

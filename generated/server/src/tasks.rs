@@ -22,6 +22,7 @@ pub trait TasksApi: crate::Auth {
     fn submit_email_task(
         &self,
         principal: Self::Principal,
+        params: SubmitEmailTaskParams,
         body: crate::models::EmailTaskRequest,
     ) -> impl ::std::future::Future<Output = SubmitEmailTaskResponse> + ::std::marker::Send;
     /// 提交数据同步任务
@@ -37,8 +38,20 @@ pub trait TasksApi: crate::Auth {
     fn submit_sync_task(
         &self,
         principal: Self::Principal,
+        params: SubmitSyncTaskParams,
         body: crate::models::SyncTaskRequest,
     ) -> impl ::std::future::Future<Output = SubmitSyncTaskResponse> + ::std::marker::Send;
+    /// 查询任务状态
+    ///
+    /// 任务的当前状态、优先级、尝试次数、最后错误与时间戳。已完成和已失败
+    /// (dead)的任务在保留期内可查询,之后返回 404。
+    ///
+    /// `GET /tasks/{task_id}` (`getTask`).
+    fn get_task(
+        &self,
+        principal: Self::Principal,
+        params: GetTaskParams,
+    ) -> impl ::std::future::Future<Output = GetTaskResponse> + ::std::marker::Send;
 }
 /// Every response `submitEmailTask` documents, one variant per status.
 #[derive(Debug, Clone, PartialEq)]
@@ -183,6 +196,42 @@ impl rt::FromErrorCode for SubmitEmailTaskResponse {
             401 => Self::Unauthorized(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
             _ => Self::InternalServerError(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
         }
+    }
+}
+/// The parameters of `submitEmailTask`, parsed and validated.
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::garde::Validate)]
+pub struct SubmitEmailTaskParams {
+    #[serde(rename = "Idempotency-Key", default, skip_serializing_if = "Option::is_none")]
+    #[garde(length(chars, min = 1, max = 128))]
+    pub idempotency_key: ::std::option::Option<::std::string::String>,
+}
+impl rt::Model for SubmitEmailTaskParams {
+    const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[rt::Prop {
+        name: "Idempotency-Key",
+        required: false,
+        shape: &rt::Shape::String(rt::StrFormat::Plain),
+    }]);
+    const RENAMES: &'static [(&'static str, &'static str)] = &[("idempotency_key", "Idempotency-Key")];
+}
+impl rt::ParamSet for SubmitEmailTaskParams {
+    const REQUIRED: &'static [bool] = &[false];
+    fn schema(index: usize) -> ::poem_openapi::registry::MetaSchemaRef {
+        match index {
+            0 => ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                ::poem_openapi::registry::MetaSchema {
+                    ty: "string",
+                    min_length: ::std::option::Option::Some(1usize),
+                    max_length: ::std::option::Option::Some(128usize),
+                    ..::poem_openapi::registry::MetaSchema::ANY
+                },
+            )),
+            _ => ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                ::poem_openapi::registry::MetaSchema::ANY,
+            )),
+        }
+    }
+    fn register(registry: &mut ::poem_openapi::registry::Registry) {
+        let _ = &registry;
     }
 }
 /// Every response `submitSyncTask` documents, one variant per status.
@@ -330,6 +379,236 @@ impl rt::FromErrorCode for SubmitSyncTaskResponse {
         }
     }
 }
+/// The parameters of `submitSyncTask`, parsed and validated.
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::garde::Validate)]
+pub struct SubmitSyncTaskParams {
+    #[serde(rename = "Idempotency-Key", default, skip_serializing_if = "Option::is_none")]
+    #[garde(length(chars, min = 1, max = 128))]
+    pub idempotency_key: ::std::option::Option<::std::string::String>,
+}
+impl rt::Model for SubmitSyncTaskParams {
+    const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[rt::Prop {
+        name: "Idempotency-Key",
+        required: false,
+        shape: &rt::Shape::String(rt::StrFormat::Plain),
+    }]);
+    const RENAMES: &'static [(&'static str, &'static str)] = &[("idempotency_key", "Idempotency-Key")];
+}
+impl rt::ParamSet for SubmitSyncTaskParams {
+    const REQUIRED: &'static [bool] = &[false];
+    fn schema(index: usize) -> ::poem_openapi::registry::MetaSchemaRef {
+        match index {
+            0 => ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                ::poem_openapi::registry::MetaSchema {
+                    ty: "string",
+                    min_length: ::std::option::Option::Some(1usize),
+                    max_length: ::std::option::Option::Some(128usize),
+                    ..::poem_openapi::registry::MetaSchema::ANY
+                },
+            )),
+            _ => ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                ::poem_openapi::registry::MetaSchema::ANY,
+            )),
+        }
+    }
+    fn register(registry: &mut ::poem_openapi::registry::Registry) {
+        let _ = &registry;
+    }
+}
+/// Every response `getTask` documents, one variant per status.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GetTaskResponse {
+    /// 200 查询成功
+    Ok(GetTask200Response),
+    /// 400 请求参数错误
+    BadRequest(ErrorResponse),
+    /// 401 未授权或令牌无效
+    Unauthorized(ErrorResponse),
+    /// 404 资源不存在
+    NotFound(ErrorResponse),
+    /// 500 服务器内部错误
+    InternalServerError(ErrorResponse),
+}
+impl ::poem_openapi::ApiResponse for GetTaskResponse {
+    fn meta() -> ::poem_openapi::registry::MetaResponses {
+        ::poem_openapi::registry::MetaResponses {
+            responses: ::std::vec![
+                ::poem_openapi::registry::MetaResponse {
+                    description: "查询成功",
+                    status: ::std::option::Option::Some(200),
+                    status_range: ::std::option::Option::None,
+                    content: ::std::vec![::poem_openapi::registry::MetaMediaType {
+                        content_type: rt::JSON,
+                        schema: ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                            ::poem_openapi::registry::MetaSchema {
+                                ty: "object",
+                                required: ::std::vec!["code", "msg", "timestamp"],
+                                properties: ::std::vec![
+                                    (
+                                        "code",
+                                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                                            ::poem_openapi::registry::MetaSchema {
+                                                ty: "integer",
+                                                description: ::std::option::Option::Some("响应码(0 表示成功)"),
+                                                enum_items: ::std::vec![crate::rt::json("0")],
+                                                ..::poem_openapi::registry::MetaSchema::ANY
+                                            }
+                                        ))
+                                    ),
+                                    (
+                                        "msg",
+                                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                                            ::poem_openapi::registry::MetaSchema {
+                                                ty: "string",
+                                                description: ::std::option::Option::Some("响应消息"),
+                                                example: ::std::option::Option::Some(crate::rt::json("\"success\"")),
+                                                ..::poem_openapi::registry::MetaSchema::ANY
+                                            }
+                                        ))
+                                    ),
+                                    (
+                                        "data",
+                                        ::poem_openapi::registry::MetaSchemaRef::Reference(
+                                            ::std::string::String::from("TaskStatusResponse")
+                                        )
+                                    ),
+                                    (
+                                        "timestamp",
+                                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                                            ::poem_openapi::registry::MetaSchema {
+                                                ty: "string",
+                                                format: ::std::option::Option::Some("date-time"),
+                                                description: ::std::option::Option::Some("响应时间戳(ISO 8601 格式)"),
+                                                example: ::std::option::Option::Some(crate::rt::json(
+                                                    "\"2025-11-12T16:00:00+08:00\""
+                                                )),
+                                                ..::poem_openapi::registry::MetaSchema::ANY
+                                            }
+                                        ))
+                                    )
+                                ],
+                                ..::poem_openapi::registry::MetaSchema::ANY
+                            }
+                        ))
+                    }],
+                    headers: ::std::vec::Vec::new(),
+                },
+                ::poem_openapi::registry::MetaResponse {
+                    description: "请求参数错误",
+                    status: ::std::option::Option::Some(400),
+                    status_range: ::std::option::Option::None,
+                    content: ::std::vec![::poem_openapi::registry::MetaMediaType {
+                        content_type: rt::JSON,
+                        schema: ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from(
+                            "ErrorResponse"
+                        ))
+                    }],
+                    headers: ::std::vec::Vec::new(),
+                },
+                ::poem_openapi::registry::MetaResponse {
+                    description: "未授权或令牌无效",
+                    status: ::std::option::Option::Some(401),
+                    status_range: ::std::option::Option::None,
+                    content: ::std::vec![::poem_openapi::registry::MetaMediaType {
+                        content_type: rt::JSON,
+                        schema: ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from(
+                            "ErrorResponse"
+                        ))
+                    }],
+                    headers: ::std::vec::Vec::new(),
+                },
+                ::poem_openapi::registry::MetaResponse {
+                    description: "资源不存在",
+                    status: ::std::option::Option::Some(404),
+                    status_range: ::std::option::Option::None,
+                    content: ::std::vec![::poem_openapi::registry::MetaMediaType {
+                        content_type: rt::JSON,
+                        schema: ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from(
+                            "ErrorResponse"
+                        ))
+                    }],
+                    headers: ::std::vec::Vec::new(),
+                },
+                ::poem_openapi::registry::MetaResponse {
+                    description: "服务器内部错误",
+                    status: ::std::option::Option::Some(500),
+                    status_range: ::std::option::Option::None,
+                    content: ::std::vec![::poem_openapi::registry::MetaMediaType {
+                        content_type: rt::JSON,
+                        schema: ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from(
+                            "ErrorResponse"
+                        ))
+                    }],
+                    headers: ::std::vec::Vec::new(),
+                }
+            ],
+        }
+    }
+    fn register(registry: &mut ::poem_openapi::registry::Registry) {
+        let _ = &registry;
+        <crate::models::ErrorResponse as ::poem_openapi::types::Type>::register(registry);
+        <crate::models::TaskStatusResponse as ::poem_openapi::types::Type>::register(registry);
+    }
+}
+impl ::poem::IntoResponse for GetTaskResponse {
+    fn into_response(self) -> ::poem::Response {
+        match self {
+            Self::Ok(body) => rt::json_response(200, &body),
+            Self::BadRequest(body) => rt::json_response(400, &body),
+            Self::Unauthorized(body) => rt::json_response(401, &body),
+            Self::NotFound(body) => rt::json_response(404, &body),
+            Self::InternalServerError(body) => rt::json_response(500, &body),
+        }
+    }
+}
+impl rt::FromErrorCode for GetTaskResponse {
+    fn from_error(
+        code: crate::ErrorCode,
+        msg: ::std::option::Option<::std::string::String>,
+        data: ::std::option::Option<::serde_json::Value>,
+    ) -> Self {
+        let msg = msg.unwrap_or_else(|| ::std::borrow::ToOwned::to_owned(code.message()));
+        match code.status() {
+            400 => Self::BadRequest(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
+            401 => Self::Unauthorized(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
+            404 => Self::NotFound(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
+            _ => Self::InternalServerError(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
+        }
+    }
+}
+/// The parameters of `getTask`, parsed and validated.
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::garde::Validate)]
+pub struct GetTaskParams {
+    #[garde(skip)]
+    pub task_id: ::uuid::Uuid,
+}
+impl rt::Model for GetTaskParams {
+    const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[rt::Prop {
+        name: "task_id",
+        required: true,
+        shape: &rt::Shape::String(rt::StrFormat::Uuid),
+    }]);
+}
+impl rt::ParamSet for GetTaskParams {
+    const REQUIRED: &'static [bool] = &[true];
+    fn schema(index: usize) -> ::poem_openapi::registry::MetaSchemaRef {
+        match index {
+            0 => ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                ::poem_openapi::registry::MetaSchema {
+                    ty: "string",
+                    format: ::std::option::Option::Some("uuid"),
+                    ..::poem_openapi::registry::MetaSchema::ANY
+                },
+            )),
+            _ => ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                ::poem_openapi::registry::MetaSchema::ANY,
+            )),
+        }
+    }
+    fn register(registry: &mut ::poem_openapi::registry::Registry) {
+        let _ = &registry;
+    }
+}
 /// The poem-openapi service for this tag over an implementation `A`.
 pub struct TasksServer<A>(pub ::std::sync::Arc<A>);
 impl<A> ::std::clone::Clone for TasksServer<A> {
@@ -351,6 +630,11 @@ impl<A: TasksApi> TasksServer<A> {
     async fn submit_email_task(
         &self,
         auth: rt::ApiKey<crate::TokenAuthScheme>,
+        /// Optional. While a task submitted with the same key is pending or
+        /// running, a repeat submission returns that task instead of adding
+        /// another. The key is released when the task completes or dies.
+        #[oai(name = "Idempotency-Key")]
+        p_idempotency_key: rt::Header<SubmitEmailTaskParams, 0>,
         body: rt::JsonBody<crate::models::EmailTaskRequest>,
     ) -> SubmitEmailTaskResponse {
         let principal = match auth.0 {
@@ -373,6 +657,11 @@ impl<A: TasksApi> TasksServer<A> {
             },
         };
         let mut errs = rt::FieldErrors::default();
+        let params = rt::validate_value::<SubmitEmailTaskParams>(
+            rt::params_object(&[("Idempotency-Key", p_idempotency_key.0, rt::Coerce::String)]),
+            "",
+            &mut errs,
+        );
         let body = match body.0 {
             ::std::result::Result::Ok(::std::option::Option::Some(v)) => {
                 rt::validate_value::<crate::models::EmailTaskRequest>(v, "", &mut errs)
@@ -393,7 +682,7 @@ impl<A: TasksApi> TasksServer<A> {
                 );
             }
         };
-        let (::std::option::Option::Some(body),) = (body,) else {
+        let (::std::option::Option::Some(params), ::std::option::Option::Some(body)) = (params, body) else {
             return <SubmitEmailTaskResponse as rt::FromErrorCode>::from_error(
                 crate::ErrorCode::ValidationFailed,
                 ::std::option::Option::None,
@@ -407,7 +696,7 @@ impl<A: TasksApi> TasksServer<A> {
                 ::std::option::Option::Some(errs.to_data()),
             );
         }
-        TasksApi::submit_email_task(&*self.0, principal, body).await
+        TasksApi::submit_email_task(&*self.0, principal, params, body).await
     }
     /// 提交数据同步任务
     ///
@@ -421,6 +710,11 @@ impl<A: TasksApi> TasksServer<A> {
     async fn submit_sync_task(
         &self,
         auth: rt::ApiKey<crate::TokenAuthScheme>,
+        /// Optional. While a task submitted with the same key is pending or
+        /// running, a repeat submission returns that task instead of adding
+        /// another. The key is released when the task completes or dies.
+        #[oai(name = "Idempotency-Key")]
+        p_idempotency_key: rt::Header<SubmitSyncTaskParams, 0>,
         body: rt::JsonBody<crate::models::SyncTaskRequest>,
     ) -> SubmitSyncTaskResponse {
         let principal = match auth.0 {
@@ -443,6 +737,11 @@ impl<A: TasksApi> TasksServer<A> {
             },
         };
         let mut errs = rt::FieldErrors::default();
+        let params = rt::validate_value::<SubmitSyncTaskParams>(
+            rt::params_object(&[("Idempotency-Key", p_idempotency_key.0, rt::Coerce::String)]),
+            "",
+            &mut errs,
+        );
         let body = match body.0 {
             ::std::result::Result::Ok(::std::option::Option::Some(v)) => {
                 rt::validate_value::<crate::models::SyncTaskRequest>(v, "", &mut errs)
@@ -463,7 +762,7 @@ impl<A: TasksApi> TasksServer<A> {
                 );
             }
         };
-        let (::std::option::Option::Some(body),) = (body,) else {
+        let (::std::option::Option::Some(params), ::std::option::Option::Some(body)) = (params, body) else {
             return <SubmitSyncTaskResponse as rt::FromErrorCode>::from_error(
                 crate::ErrorCode::ValidationFailed,
                 ::std::option::Option::None,
@@ -477,7 +776,60 @@ impl<A: TasksApi> TasksServer<A> {
                 ::std::option::Option::Some(errs.to_data()),
             );
         }
-        TasksApi::submit_sync_task(&*self.0, principal, body).await
+        TasksApi::submit_sync_task(&*self.0, principal, params, body).await
+    }
+    /// 查询任务状态
+    ///
+    /// 任务的当前状态、优先级、尝试次数、最后错误与时间戳。已完成和已失败
+    /// (dead)的任务在保留期内可查询,之后返回 404。
+    #[oai(path = "/tasks/:task_id", method = "get", operation_id = "getTask", tag = "crate::ApiTags::Tasks")]
+    async fn get_task(
+        &self,
+        auth: rt::ApiKey<crate::TokenAuthScheme>,
+        /// 任务 ID(提交任务时返回的 task_id)
+        #[oai(name = "task_id")]
+        p_task_id: rt::Path<GetTaskParams, 0>,
+    ) -> GetTaskResponse {
+        let principal = match auth.0 {
+            ::std::option::Option::None => {
+                return <GetTaskResponse as rt::FromErrorCode>::from_error(
+                    crate::ErrorCode::MissingToken,
+                    ::std::option::Option::None,
+                    ::std::option::Option::None,
+                );
+            }
+            ::std::option::Option::Some(token) => match crate::Auth::authenticate_token_auth(&*self.0, &token).await {
+                ::std::result::Result::Ok(p) => p,
+                ::std::result::Result::Err(r) => {
+                    return <GetTaskResponse as rt::FromErrorCode>::from_error(
+                        r.code,
+                        r.msg,
+                        ::std::option::Option::None,
+                    );
+                }
+            },
+        };
+        let mut errs = rt::FieldErrors::default();
+        let params = rt::validate_value::<GetTaskParams>(
+            rt::params_object(&[("task_id", p_task_id.0, rt::Coerce::String)]),
+            "",
+            &mut errs,
+        );
+        let (::std::option::Option::Some(params),) = (params,) else {
+            return <GetTaskResponse as rt::FromErrorCode>::from_error(
+                crate::ErrorCode::ValidationFailed,
+                ::std::option::Option::None,
+                ::std::option::Option::Some(errs.to_data()),
+            );
+        };
+        if !errs.is_empty() {
+            return <GetTaskResponse as rt::FromErrorCode>::from_error(
+                crate::ErrorCode::ValidationFailed,
+                ::std::option::Option::None,
+                ::std::option::Option::Some(errs.to_data()),
+            );
+        }
+        TasksApi::get_task(&*self.0, principal, params).await
     }
 }
 const _: crate::ApiTags = crate::ApiTags::Tasks;

@@ -198,11 +198,14 @@ pub fn type_name(s: &str) -> String {
     n
 }
 
+/// A string enum's identity for reuse: its title and its values.
+type EnumKey = (Option<String>, Vec<String>);
+
 struct Builder<'a> {
     r: Resolver<'a>,
     types: IndexMap<String, TypeDef>,
-    /// Structural key of inline string enums → their type, for reuse.
-    enums: Vec<(Vec<String>, String)>,
+    /// (title, values) of string enums → their type, for reuse.
+    enums: Vec<(EnumKey, String)>,
     /// Component name → Rust name.
     components: IndexMap<String, String>,
 }
@@ -247,9 +250,10 @@ impl<'a> Builder<'a> {
             Some("string") if !node.enum_values.is_empty() => {
                 let values: Vec<String> =
                     node.enum_values.iter().map(|v| v.as_str().unwrap_or_default().to_owned()).collect();
-                if node.title.is_none()
-                    && let Some((_, existing)) = self.enums.iter().find(|(k, _)| *k == values)
-                {
+                // Identical enums share one type; a `title` names it (and
+                // only enums with the same title share).
+                let key = (node.title.clone(), values.clone());
+                if let Some((_, existing)) = self.enums.iter().find(|(k, _)| *k == key) {
                     return Ok(RTy::Named(existing.clone()));
                 }
                 let base = match (&node.title, prop) {
@@ -258,7 +262,7 @@ impl<'a> Builder<'a> {
                     _ => hint.to_owned(),
                 };
                 let name = self.unique_name(base);
-                self.enums.push((values.clone(), name.clone()));
+                self.enums.push((key, name.clone()));
                 self.str_enum(node, &name, None, &values)?;
                 RTy::Named(name)
             }
@@ -300,7 +304,7 @@ impl<'a> Builder<'a> {
         } else if node.ty == Some("string") && !node.enum_values.is_empty() {
             let values: Vec<String> =
                 node.enum_values.iter().map(|v| v.as_str().unwrap_or_default().to_owned()).collect();
-            self.enums.push((values.clone(), rust.clone()));
+            self.enums.push(((None, values.clone()), rust.clone()));
             self.str_enum(&node, &rust, Some(name), &values)?;
         } else if node.ty == Some("object") && !node.properties.is_empty() {
             self.object(&node, &rust, Some(name))?;
