@@ -1,5 +1,6 @@
 //! `cargo xtask ci`: the one command CI (and a contributor) runs. Each step
-//! streams its output; the first failure stops the run with its name.
+//! streams its output; the first failure stops the run with its name. Also
+//! the thin `dev` and `bench` launchers, so every entry point is `cargo xtask`.
 
 use std::process::Command;
 
@@ -26,4 +27,19 @@ pub fn run() -> Result<()> {
     crate::codegen::codegen(true)?;
     cargo(&["test", "--workspace", "--locked"])?;
     Ok(())
+}
+
+/// `cargo xtask dev [ARGS]`: `spec-server dev` through cargo.
+pub fn dev(args: &[String]) -> Result<()> {
+    let mut all = vec!["run", "--quiet", "-p", "spec-server", "--", "dev"];
+    all.extend(args.iter().map(String::as_str));
+    cargo(&all)
+}
+
+/// `cargo xtask bench NAME`: the `benches/NAME.rs` target, optimized.
+pub fn bench(which: &str) -> Result<()> {
+    match which {
+        "http" | "queue" => cargo(&["bench", "-p", "spec-server", "--bench", which]),
+        other => bail!("unknown benchmark {other:?}: expected `http` or `queue`"),
+    }
 }

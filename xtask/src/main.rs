@@ -21,6 +21,19 @@ enum Cmd {
     /// codegen --check, and the whole test suite (starting private
     /// PostgreSQL/Redis instances when no URLs are configured).
     Ci,
+    /// Run the service for development: private PostgreSQL/Redis when
+    /// DATABASE_URL/REDIS_URL are unset, migrations, a fresh token printed
+    /// once, the server and an in-process worker. Extra args go to `spec-server dev`.
+    Dev {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Run a benchmark in release mode and print one JSON object per
+    /// measurement (`name`, `value`, `unit`, `baseline`, `ratio`).
+    Bench {
+        /// Which: `http` (users endpoints vs pgbench) or `queue` (vs raw Redis).
+        which: String,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -28,6 +41,8 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Cmd::Codegen { check } => xtask::codegen::codegen(check).map(|_| ()),
         Cmd::Ci => xtask::ci::run(),
+        Cmd::Dev { args } => xtask::ci::dev(&args),
+        Cmd::Bench { which } => xtask::ci::bench(&which),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
