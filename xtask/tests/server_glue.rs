@@ -331,6 +331,9 @@ async fn secured_operations_authenticate_before_the_handler() {
     // Auth comes before validation: a bad body without a token is still 401.
     let (s, h, b) = send(cli.post("/api/v1/users").body_json(&json!({}))).await;
     assert_envelope(s, &h, &b, StatusCode::UNAUTHORIZED, 1002);
+    // An empty header is a missing token, not a wrong one.
+    let (s, h, b) = send(cli.post("/api/v1/users").header("token", "").body_json(&body)).await;
+    assert_envelope(s, &h, &b, StatusCode::UNAUTHORIZED, 1002);
     let (s, h, b) = send(cli.post("/api/v1/users").header("token", "nope").body_json(&body)).await;
     assert_envelope(s, &h, &b, StatusCode::UNAUTHORIZED, 1005);
     let (s, h, b) = send(cli.get("/api/v1/users").header("token", "expired")).await;

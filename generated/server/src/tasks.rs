@@ -637,7 +637,7 @@ impl<A: TasksApi> TasksServer<A> {
         p_idempotency_key: rt::Header<SubmitEmailTaskParams, 0>,
         body: rt::JsonBody<crate::models::EmailTaskRequest>,
     ) -> SubmitEmailTaskResponse {
-        let principal = match auth.0 {
+        let principal = match auth.0.filter(|t| !t.trim().is_empty()) {
             ::std::option::Option::None => {
                 return <SubmitEmailTaskResponse as rt::FromErrorCode>::from_error(
                     crate::ErrorCode::MissingToken,
@@ -717,7 +717,7 @@ impl<A: TasksApi> TasksServer<A> {
         p_idempotency_key: rt::Header<SubmitSyncTaskParams, 0>,
         body: rt::JsonBody<crate::models::SyncTaskRequest>,
     ) -> SubmitSyncTaskResponse {
-        let principal = match auth.0 {
+        let principal = match auth.0.filter(|t| !t.trim().is_empty()) {
             ::std::option::Option::None => {
                 return <SubmitSyncTaskResponse as rt::FromErrorCode>::from_error(
                     crate::ErrorCode::MissingToken,
@@ -790,7 +790,7 @@ impl<A: TasksApi> TasksServer<A> {
         #[oai(name = "task_id")]
         p_task_id: rt::Path<GetTaskParams, 0>,
     ) -> GetTaskResponse {
-        let principal = match auth.0 {
+        let principal = match auth.0.filter(|t| !t.trim().is_empty()) {
             ::std::option::Option::None => {
                 return <GetTaskResponse as rt::FromErrorCode>::from_error(
                     crate::ErrorCode::MissingToken,

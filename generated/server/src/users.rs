@@ -1045,7 +1045,7 @@ impl<A: UsersApi> UsersServer<A> {
         #[oai(name = "status")]
         p_status: rt::Query<ListUsersParams, 2>,
     ) -> ListUsersApiResponse {
-        let principal = match auth.0 {
+        let principal = match auth.0.filter(|t| !t.trim().is_empty()) {
             ::std::option::Option::None => {
                 return <ListUsersApiResponse as rt::FromErrorCode>::from_error(
                     crate::ErrorCode::MissingToken,
@@ -1104,7 +1104,7 @@ impl<A: UsersApi> UsersServer<A> {
         auth: rt::ApiKey<crate::TokenAuthScheme>,
         body: rt::JsonBody<crate::models::CreateUserRequest>,
     ) -> CreateUserResponse {
-        let principal = match auth.0 {
+        let principal = match auth.0.filter(|t| !t.trim().is_empty()) {
             ::std::option::Option::None => {
                 return <CreateUserResponse as rt::FromErrorCode>::from_error(
                     crate::ErrorCode::MissingToken,
@@ -1175,7 +1175,7 @@ impl<A: UsersApi> UsersServer<A> {
         #[oai(name = "id")]
         p_id: rt::Path<GetUserByIdParams, 0>,
     ) -> GetUserByIdResponse {
-        let principal = match auth.0 {
+        let principal = match auth.0.filter(|t| !t.trim().is_empty()) {
             ::std::option::Option::None => {
                 return <GetUserByIdResponse as rt::FromErrorCode>::from_error(
                     crate::ErrorCode::MissingToken,
@@ -1232,7 +1232,7 @@ impl<A: UsersApi> UsersServer<A> {
         p_id: rt::Path<UpdateUserParams, 0>,
         body: rt::JsonBody<crate::models::UpdateUserRequest>,
     ) -> UpdateUserResponse {
-        let principal = match auth.0 {
+        let principal = match auth.0.filter(|t| !t.trim().is_empty()) {
             ::std::option::Option::None => {
                 return <UpdateUserResponse as rt::FromErrorCode>::from_error(
                     crate::ErrorCode::MissingToken,
@@ -1308,7 +1308,7 @@ impl<A: UsersApi> UsersServer<A> {
         #[oai(name = "id")]
         p_id: rt::Path<DeleteUserParams, 0>,
     ) -> DeleteUserResponse {
-        let principal = match auth.0 {
+        let principal = match auth.0.filter(|t| !t.trim().is_empty()) {
             ::std::option::Option::None => {
                 return <DeleteUserResponse as rt::FromErrorCode>::from_error(
                     crate::ErrorCode::MissingToken,

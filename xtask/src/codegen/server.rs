@@ -1340,7 +1340,8 @@ fn server_method(api: &Api, op: &Operation) -> Result<TokenStream> {
         let am = auth_method(scheme);
         args.push(quote!(auth: rt::ApiKey<crate::#st>));
         prelude.push(quote! {
-            let principal = match auth.0 {
+            // An empty header is a missing credential, not a wrong one.
+            let principal = match auth.0.filter(|t| !t.trim().is_empty()) {
                 ::std::option::Option::None => return <#resp as rt::FromErrorCode>::from_error(crate::ErrorCode::MissingToken, ::std::option::Option::None, ::std::option::Option::None),
                 ::std::option::Option::Some(token) => match crate::Auth::#am(&*self.0, &token).await {
                     ::std::result::Result::Ok(p) => p,
