@@ -1,9 +1,11 @@
 //! The one configuration struct, read from the environment (and flags).
 //! Every variable is listed, with its default, in the README.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::Args;
+
+use crate::queue::QueueConfig;
 
 /// Settings shared by every subcommand.
 #[derive(Debug, Clone, Args)]
@@ -57,6 +59,45 @@ pub struct Config {
     /// How long in-flight requests may finish after SIGTERM/SIGINT, in seconds.
     #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,
+
+    /// SMTP server for email tasks: `smtp://host:port` (plain),
+    /// `smtp://host:587?tls=required` (STARTTLS), `smtps://host:465` (TLS);
+    /// `user:pass@` for authentication. Unset: messages are written to `MAIL_DIR`.
+    #[arg(long, env = "SMTP_URL")]
+    pub smtp_url: Option<String>,
+
+    /// Sender address of email tasks (`From`, and the domain of each `Message-ID`).
+    #[arg(long, env = "MAIL_FROM", default_value = "spec-server@localhost")]
+    pub mail_from: String,
+
+    /// Without `SMTP_URL`, each email task is written here as `<task id>.eml`
+    /// (a retry overwrites its own file), so no message is silently dropped.
+    #[arg(long, env = "MAIL_DIR", default_value = "./var/mail")]
+    pub mail_dir: PathBuf,
+
+    /// Base URL of the upstream that sync tasks page through (see the README's
+    /// sync protocol). Unset: sync tasks fail permanently, saying so.
+    #[arg(long, env = "SYNC_SOURCE_URL")]
+    pub sync_source_url: Option<String>,
+
+    /// Timeout of each request to `SYNC_SOURCE_URL`, in ms; a timeout is retried.
+    #[arg(long, env = "SYNC_HTTP_TIMEOUT_MS", default_value_t = 30_000)]
+    pub sync_http_timeout_ms: u64,
+
+    /// Tasks one worker process runs at once.
+    #[arg(long, env = "WORKER_CONCURRENCY", default_value_t = 10)]
+    pub worker_concurrency: usize,
+
+    /// How long running tasks may finish after SIGTERM/SIGINT, in seconds;
+    /// the rest are requeued at the head of their priority.
+    #[arg(long, env = "WORKER_GRACE_SECS", default_value_t = 10)]
+    pub worker_grace_secs: u64,
+
+    /// How long a worker holds a task without renewing its lease, in seconds.
+    /// Running tasks renew it every third of this; a crashed worker's tasks
+    /// run again about this long after the crash.
+    #[arg(long, env = "QUEUE_LEASE_SECS", default_value_t = 30)]
+    pub queue_lease_secs: u64,
 }
 
 impl Config {
@@ -78,5 +119,22 @@ impl Config {
 
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_secs)
+    }
+
+    pub fn sync_http_timeout(&self) -> Duration {
+        Duration::from_millis(self.sync_http_timeout_ms)
+    }
+
+    pub fn worker_grace(&self) -> Duration {
+        Duration::from_secs(self.worker_grace_secs)
+    }
+
+    /// The task queue's settings: the key prefix every process must share
+    /// (`<REDIS_PREFIX>:queue`) and the lease. At least one second of
+    /// lease, since running tasks renew it every third of its length.
+    pub fn queue_config(&self) -> QueueConfig {
+        let mut q = QueueConfig::new(format!("{}:queue", self.redis_prefix));
+        q.lease = Duration::from_secs(self.queue_lease_secs.max(1));
+        q
     }
 }

@@ -220,7 +220,7 @@ pub struct PrivatePostgres {
 
 /// Finds `initdb` and `postgres`: `$PG_BINDIR`, then `pg_config --bindir`, then the newest
 /// `/usr/lib/postgresql/<major>/bin` (Debian's `pg_config` may be missing or point elsewhere).
-fn pg_bindir() -> anyhow::Result<PathBuf> {
+pub fn pg_bindir() -> anyhow::Result<PathBuf> {
     let usable = |dir: &Path| dir.join("initdb").is_file() && dir.join("postgres").is_file();
     if let Some(dir) = std::env::var_os("PG_BINDIR").map(PathBuf::from) {
         if usable(&dir) {
@@ -463,7 +463,7 @@ impl PrivatePostgres {
             // No fsync, so only an OS crash can lose data; commits still reach the OS before
             // they return, so `kill_hard` loses nothing (synchronous_commit=off would).
             .args(["-c", "fsync=off", "-c", "full_page_writes=off"])
-            .args(["-c", "max_connections=200"])
+            .args(["-c", "max_connections=300"])
             .stdout(out)
             .stderr(err)
             // Out of the terminal's process group: a Ctrl-C kills the tests, and the watchdog

@@ -8,3 +8,5 @@ pub mod devsvc;
 pub mod http;
 pub mod queue;
 pub mod server;
+pub mod tasks;
+pub mod worker;

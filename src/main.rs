@@ -1,5 +1,5 @@
 //! `spec-server`: the service binary. Subcommands: `serve` (default),
-//! `dev`, `migrate`, `token issue|list|revoke`. See `--help`.
+//! `worker`, `dev`, `migrate`, `token issue|list|revoke`. See `--help`.
 
 use std::{sync::Arc, time::Duration};
 
@@ -9,6 +9,7 @@ use spec_server::{
     config::Config,
     db::tokens,
     server::{self, Backends, Pools},
+    worker,
 };
 
 #[derive(Parser)]
@@ -24,8 +25,12 @@ struct Cli {
 enum Cmd {
     /// Migrate, then serve the API (the default).
     Serve,
+    /// Migrate, then process queued tasks (email, sync) until SIGTERM/SIGINT.
+    /// Run as many worker processes as needed.
+    Worker,
     /// For development: private PostgreSQL/Redis when no URLs are set,
-    /// migrations, a fresh 24 h token printed once, then serve.
+    /// migrations, a fresh 24 h token printed once, then serve, with a
+    /// worker processing tasks in the same process.
     Dev,
     /// Apply pending migrations from sql/ and exit.
     Migrate,
@@ -81,19 +86,27 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Cmd::Token(t) => token(&pools, &cfg, t).await,
-        Cmd::Serve => serve(&pools, &cfg, None).await,
+        Cmd::Serve => serve(&pools, &cfg, None, false).await,
+        Cmd::Worker => {
+            let applied = pools.migrate().await?;
+            if !applied.is_empty() {
+                tracing::info!(migrations = ?applied, "applied migrations");
+            }
+            worker::run(&pools, &cfg, server::shutdown_signal()).await
+        }
         Cmd::Dev => {
             pools.migrate().await?;
             let name = format!("dev-{}", chrono::Utc::now().format("%Y%m%d%H%M%S%3f"));
             let (_, token) = tokens::token_issue(&pools.pg, &name, Some(Duration::from_secs(24 * 3600)))
                 .await
                 .context("issuing the dev token")?;
-            serve(&pools, &cfg, Some(token)).await
+            serve(&pools, &cfg, Some(token), true).await
         }
     }
 }
 
-async fn serve(pools: &Pools, cfg: &Config, dev_token: Option<String>) -> Result<()> {
+/// Serves the API; `dev_token` is printed, and `with_worker` runs a worker beside the server.
+async fn serve(pools: &Pools, cfg: &Config, dev_token: Option<String>, with_worker: bool) -> Result<()> {
     let applied = pools.migrate().await?;
     if !applied.is_empty() {
         tracing::info!(migrations = ?applied, "applied migrations");
@@ -106,7 +119,24 @@ async fn serve(pools: &Pools, cfg: &Config, dev_token: Option<String>) -> Result
         println!("Token:   {token}   (send it as the `token` header; valid 24 h)");
         println!("Try:     curl -H 'token: {token}' {base}{}/users", api_server::BASE_PATH);
     }
-    server::serve(acceptor, Arc::new(pools.app(cfg)), cfg, server::shutdown_signal()).await
+    let app = Arc::new(pools.app(cfg));
+    if !with_worker {
+        return server::serve(acceptor, app, cfg, server::shutdown_signal()).await;
+    }
+    // One signal stops both the server and the worker.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        server::shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    tokio::try_join!(
+        server::serve(acceptor, app, cfg, stopped(stop_rx.clone())),
+        worker::run(pools, cfg, stopped(stop_rx)),
+    )?;
+    Ok(())
 }
 
 async fn token(pools: &Pools, cfg: &Config, cmd: TokenCmd) -> Result<()> {

@@ -25,7 +25,8 @@ macro_rules! migration {
 }
 
 /// Every migration, in order. A test checks this list against the `sql/` directory.
-pub const MIGRATIONS: &[Migration] = &[migration!(1, "0001_users.sql"), migration!(2, "0002_api_tokens.sql")];
+pub const MIGRATIONS: &[Migration] =
+    &[migration!(1, "0001_users.sql"), migration!(2, "0002_api_tokens.sql"), migration!(3, "0003_sync.sql")];
 
 /// Key of the session-level advisory lock held while migrating ("SPECMIGR").
 const MIGRATION_LOCK: i64 = 0x5350_4543_4d49_4752;
@@ -141,7 +142,7 @@ mod tests {
         let db = test_empty_database().await.unwrap();
         let mut client = db.connect().await.unwrap();
         let first = migrate(&mut client).await.unwrap();
-        assert_eq!(first, vec!["0001_users.sql", "0002_api_tokens.sql"]);
+        assert_eq!(first, vec!["0001_users.sql", "0002_api_tokens.sql", "0003_sync.sql"]);
         let second = migrate(&mut client).await.unwrap();
         assert!(second.is_empty());
         let rows = client.query("SELECT name, checksum FROM schema_migrations ORDER BY version", &[]).await.unwrap();
@@ -150,6 +151,8 @@ mod tests {
         // The schema is really there.
         client.execute("SELECT id, username FROM users", &[]).await.unwrap();
         client.execute("SELECT id, token_hash FROM api_tokens", &[]).await.unwrap();
+        client.execute("SELECT task_id, rows FROM sync_runs", &[]).await.unwrap();
+        client.execute("SELECT sync_type, external_id FROM sync_records", &[]).await.unwrap();
     }
 
     #[tokio::test]
@@ -207,9 +210,9 @@ mod tests {
         let (ra, rb) = (ra.unwrap().unwrap(), rb.unwrap().unwrap());
         let mut all: Vec<&str> = ra.into_iter().chain(rb).collect();
         all.sort();
-        assert_eq!(all, vec!["0001_users.sql", "0002_api_tokens.sql"]);
+        assert_eq!(all, vec!["0001_users.sql", "0002_api_tokens.sql", "0003_sync.sql"]);
         let client = db.connect().await.unwrap();
         let count: i64 = client.query_one("SELECT count(*) FROM schema_migrations", &[]).await.unwrap().get(0);
-        assert_eq!(count, 2);
+        assert_eq!(count, 3);
     }
 }

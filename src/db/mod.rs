@@ -2,6 +2,7 @@
 //! Store functions return [`StoreError`]; database errors are classified here, in one place.
 
 pub mod migrate;
+pub mod sync;
 pub mod tokens;
 pub mod users;
 

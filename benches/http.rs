@@ -1,0 +1,235 @@
+//! `cargo xtask bench http`: throughput and latency of getUserById,
+//! listUsers and createUser at 64 and 256 concurrent connections, against
+//! `pgbench -S -M prepared` on the same private PostgreSQL in the same run.
+//! One JSON object per measurement on stdout; progress on stderr.
+
+use std::{
+    process::Command,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use poem::listener::{Acceptor, Listener};
+use serde_json::json;
+use spec_server::{
+    config::Config,
+    db::{tokens, users},
+    devsvc::{self, PrivatePostgres, PrivateRedis},
+    server::{self, Backends, Pools},
+};
+
+/// How long each measurement runs (after a short warm-up).
+const RUN: Duration = Duration::from_secs(5);
+const WARMUP: Duration = Duration::from_millis(500);
+const SEED_USERS: i64 = 2000;
+
+#[derive(Parser)]
+struct Cli {
+    #[command(flatten)]
+    config: Config,
+}
+
+fn emit(name: &str, value: f64, unit: &str, baseline: Option<f64>) {
+    let ratio = baseline.filter(|b| *b > 0.0).map(|b| value / b);
+    println!(
+        "{}",
+        json!({ "name": name, "value": round(value), "unit": unit, "baseline": baseline.map(round), "ratio": ratio.map(round) })
+    );
+}
+
+fn round(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
+}
+
+/// `pgbench -S -M prepared` TPS at `clients` on the same server.
+fn pgbench(pg: &PrivatePostgres, clients: usize) -> Result<(f64, f64)> {
+    let bin = devsvc::pg_bindir()?.join("pgbench");
+    let url = devsvc::url_with_database(&pg.url(), "pgbench")?;
+    let out = Command::new(&bin)
+        .args(["-S", "-M", "prepared", "-n", "-j", "2", "-T", "5"])
+        .arg("-c")
+        .arg(clients.to_string())
+        .arg(&url)
+        .output()
+        .with_context(|| format!("running {}", bin.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!("pgbench failed: {}{}", text, String::from_utf8_lossy(&out.stderr));
+    }
+    let field = |prefix: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(prefix))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    let tps = field("tps = ").context("pgbench printed no tps")?;
+    let latency = field("latency average = ").unwrap_or(0.0);
+    Ok((tps, latency))
+}
+
+struct Sample {
+    ok: u64,
+    errors: u64,
+    latencies_us: Vec<u64>,
+}
+
+/// Runs `make` repeatedly on `conns` connections for `RUN`; each connection
+/// is its own client (one TCP connection, like a pool of distinct callers).
+async fn load<F>(conns: usize, make: F) -> Sample
+where
+    F: Fn(&reqwest::Client, u64) -> reqwest::RequestBuilder + Send + Sync + 'static,
+{
+    let make = Arc::new(make);
+    let start = Instant::now();
+    let measure_from = start + WARMUP;
+    let until = measure_from + RUN;
+    let mut tasks = Vec::new();
+    for c in 0..conns {
+        let make = make.clone();
+        tasks.push(tokio::spawn(async move {
+            let client = reqwest::Client::builder().pool_max_idle_per_host(1).build().expect("client");
+            let mut s = Sample { ok: 0, errors: 0, latencies_us: Vec::new() };
+            let mut i = c as u64;
+            loop {
+                let t0 = Instant::now();
+                if t0 >= until {
+                    break;
+                }
+                let ok = match make(&client, i).send().await {
+                    Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+                    Err(_) => false,
+                };
+                if t0 >= measure_from {
+                    if ok {
+                        s.ok += 1;
+                        s.latencies_us.push(t0.elapsed().as_micros() as u64);
+                    } else {
+                        s.errors += 1;
+                    }
+                }
+                i += conns as u64;
+            }
+            s
+        }));
+    }
+    let mut all = Sample { ok: 0, errors: 0, latencies_us: Vec::new() };
+    for t in tasks {
+        if let Ok(s) = t.await {
+            all.ok += s.ok;
+            all.errors += s.errors;
+            all.latencies_us.extend(s.latencies_us);
+        }
+    }
+    all.latencies_us.sort_unstable();
+    all
+}
+
+fn pct(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i] as f64 / 1000.0
+}
+
+fn report(
+    name: &str,
+    conns: usize,
+    s: &Sample,
+    baseline_tps: Option<f64>,
+    baseline_latency_ms: Option<f64>,
+) -> Result<()> {
+    if s.ok == 0 {
+        bail!("{name} at {conns} connections: no request succeeded ({} errors)", s.errors);
+    }
+    let rps = s.ok as f64 / RUN.as_secs_f64();
+    emit(&format!("{name}.c{conns}.throughput"), rps, "req/s", baseline_tps);
+    emit(&format!("{name}.c{conns}.p50"), pct(&s.latencies_us, 0.50), "ms", baseline_latency_ms);
+    emit(&format!("{name}.c{conns}.p99"), pct(&s.latencies_us, 0.99), "ms", None);
+    if s.errors > 0 {
+        emit(&format!("{name}.c{conns}.errors"), s.errors as f64, "count", None);
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    eprintln!("starting private PostgreSQL and Redis…");
+    let pg = tokio::task::spawn_blocking(PrivatePostgres::start).await??;
+    let redis = tokio::task::spawn_blocking(PrivateRedis::start).await??;
+
+    // pgbench's own database, initialised at scale 10.
+    let bindir = devsvc::pg_bindir()?;
+    let admin = devsvc::url_with_database(&pg.url(), "postgres")?;
+    let status = Command::new(bindir.join("psql")).arg(&admin).args(["-qc", "CREATE DATABASE pgbench"]).status()?;
+    if !status.success() {
+        bail!("creating the pgbench database failed");
+    }
+    let init = Command::new(bindir.join("pgbench"))
+        .args(["-i", "-q", "-s", "10"])
+        .arg(devsvc::url_with_database(&pg.url(), "pgbench")?)
+        .output()?;
+    if !init.status.success() {
+        bail!("pgbench -i failed: {}", String::from_utf8_lossy(&init.stderr));
+    }
+
+    let mut cfg = Cli::try_parse_from(["bench", "--listen-addr", "127.0.0.1:0"])?.config;
+    cfg.database_url = Some(pg.url());
+    cfg.redis_url = Some(redis.url());
+    let backends =
+        Backends { database_url: pg.url(), redis_url: redis.url(), private_postgres: None, private_redis: None };
+    let pools = Pools::new(&cfg, &backends)?;
+    pools.migrate().await?;
+    for i in 0..SEED_USERS {
+        let new = users::NewUser {
+            username: format!("seed{i}"),
+            email: format!("seed{i}@example.com"),
+            password_hash: "x".into(),
+        };
+        users::user_create(&pools.pg, new).await?;
+    }
+    let (_, token) = tokens::token_issue(&pools.pg, "bench", None).await?;
+
+    let acceptor = poem::listener::TcpListener::bind("127.0.0.1:0").into_acceptor().await?;
+    let addr = acceptor.local_addr()[0].as_socket_addr().copied().context("no local address")?;
+    let app = Arc::new(pools.app(&cfg));
+    let ep = server::endpoint(app, &cfg);
+    tokio::spawn(async move { poem::Server::new_with_acceptor(acceptor).run(ep).await });
+    let base = format!("http://{addr}/api/v1");
+    eprintln!("server on {base}; {SEED_USERS} users seeded");
+
+    for conns in [64usize, 256] {
+        eprintln!("pgbench -S -M prepared -c {conns}…");
+        let (tps, pg_latency) = pgbench(&pg, conns)?;
+        emit(&format!("pgbench.select_only.c{conns}"), tps, "tps", None);
+
+        eprintln!("getUserById at {conns} connections…");
+        let (b, t) = (base.clone(), token.clone());
+        let s =
+            load(conns, move |c, i| c.get(format!("{b}/users/{}", 1 + (i as i64 % SEED_USERS))).header("token", &t))
+                .await;
+        report("http.get_user_by_id", conns, &s, Some(tps), Some(pg_latency))?;
+
+        eprintln!("listUsers at {conns} connections…");
+        let (b, t) = (base.clone(), token.clone());
+        let s =
+            load(conns, move |c, i| c.get(format!("{b}/users?page={}&page_size=20", 1 + i % 50)).header("token", &t))
+                .await;
+        report("http.list_users", conns, &s, Some(tps), Some(pg_latency))?;
+
+        eprintln!("createUser at {conns} connections (argon2id-bound)…");
+        let (b, t) = (base.clone(), token.clone());
+        let s = load(conns, move |c, i| {
+            c.post(format!("{b}/users")).header("token", &t).json(&json!({
+                "username": format!("new{conns}_{i}"), "email": format!("new{conns}_{i}@example.com"), "password": "password123"
+            }))
+        })
+        .await;
+        report("http.create_user", conns, &s, Some(tps), Some(pg_latency))?;
+    }
+    drop(pools);
+    drop((pg, redis));
+    Ok(())
+}

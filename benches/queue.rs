@@ -1,0 +1,265 @@
+//! `cargo xtask bench queue`: the Redis queue through its full path beside plain Redis commands,
+//! measured in one run on one private redis-server (the machine is shared, so only side-by-side
+//! figures compare). Prints one JSON object per line: `name`, `value`, `unit`, `baseline`, `ratio`.
+//!
+//! Measurements and their baselines (plain commands, 50 connections, one command per round trip):
+//! - `enqueue`: tasks/s from 50 concurrent producers calling `Queue::enqueue` — vs `LPUSH`/s.
+//! - `processed`: tasks/s of `Worker::run` (concurrency 50, no-op handler: lease, ack, retention)
+//!   draining that backlog — vs `RPOP`/s draining the LPUSH list.
+//! - `critical_pickup_p50`/`_p99`: ms from `enqueue` of a critical task to its handler starting,
+//!   while the worker churns through 100k pending low tasks — vs `LPUSH` → `BRPOP` hand-off on a
+//!   separate list while 50 connections `RPOP` a 100k list (a two-list priority queue).
+
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+use bb8_redis::RedisConnectionManager;
+use redis::aio::MultiplexedConnection;
+use serde_json::json;
+use spec_server::{
+    devsvc::PrivateRedis,
+    queue::{FnHandler, Handler, Leased, NewTask, Priority, Queue, QueueConfig, TaskError, Worker, WorkerConfig},
+};
+use tokio::{sync::oneshot, task::JoinSet};
+
+const CLIENTS: usize = 50;
+const TASKS: usize = 50_000;
+const LOW_BACKLOG: usize = 100_000;
+const CRITICAL: usize = 500;
+/// Between two critical submissions: spread over a second, well within the backlog's drain.
+const CRITICAL_EVERY: Duration = Duration::from_millis(2);
+
+type Pool = bb8::Pool<RedisConnectionManager>;
+
+fn main() -> Result<()> {
+    // `cargo bench` passes `--bench`; there is nothing to choose.
+    let redis = PrivateRedis::start().context("starting a private redis-server")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(run(&redis.url()))
+}
+
+fn emit(name: &str, value: f64, unit: &str, baseline: f64) {
+    let ratio = if baseline > 0.0 { value / baseline } else { f64::NAN };
+    let num = |x: f64| json!((x * 1000.0).round() / 1000.0);
+    // Built by hand to keep the documented key order (serde_json sorts keys).
+    println!(
+        r#"{{"name":{},"value":{},"unit":{},"baseline":{},"ratio":{}}}"#,
+        json!(name),
+        num(value),
+        json!(unit),
+        num(baseline),
+        num(ratio)
+    );
+}
+
+async fn run(url: &str) -> Result<()> {
+    let manager = RedisConnectionManager::new(url)?;
+    let pool: Pool = bb8::Pool::builder().max_size(CLIENTS as u32).build(manager).await?;
+    let started = Instant::now();
+
+    let lpush = per_connection(&pool, TASKS, |mut c, n| async move {
+        for i in 0..n {
+            redis::cmd("LPUSH").arg("base:list").arg(i).query_async::<i64>(&mut c).await?;
+        }
+        Ok(())
+    })
+    .await?;
+    let rpop = per_connection(&pool, TASKS, |mut c, _| async move {
+        while redis::cmd("RPOP").arg("base:list").query_async::<Option<String>>(&mut c).await?.is_some() {}
+        Ok(())
+    })
+    .await?;
+
+    let queue = Queue::new(pool.clone(), QueueConfig::new("bench:full"));
+    let enqueue = enqueue_all(&queue, TASKS, Priority::Default, "noop").await?;
+    let noop: Arc<dyn Handler> = Arc::new(FnHandler(|_t: Leased| async { Ok::<_, TaskError>(None) }));
+    let t = Instant::now();
+    let (stop, worker) = start_worker(&queue, noop);
+    wait_for(&queue, TASKS).await?;
+    let processed = TASKS as f64 / t.elapsed().as_secs_f64();
+    stop_worker(stop, worker).await?;
+    emit("enqueue", enqueue, "tasks/s", lpush);
+    emit("processed", processed, "tasks/s", rpop);
+
+    let (base_p50, base_p99) = handoff_baseline(&pool).await?;
+    let (p50, p99, low_left) = critical_pickup(&pool).await?;
+    emit("critical_pickup_p50", p50, "ms", base_p50);
+    emit("critical_pickup_p99", p99, "ms", base_p99);
+    eprintln!(
+        "tasks={TASKS} low_backlog={LOW_BACKLOG} (still pending after the critical phase: {low_left}) \
+         critical={CRITICAL} total={:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    if low_left == 0 {
+        eprintln!("warning: the low backlog drained before the last critical task; pickup was not all under load");
+    }
+    Ok(())
+}
+
+/// Runs `f(connection, n / CLIENTS)` on `CLIENTS` dedicated connections at once; ops/s for `n`.
+async fn per_connection<F, Fut>(pool: &Pool, n: usize, f: F) -> Result<f64>
+where
+    F: Fn(MultiplexedConnection, usize) -> Fut,
+    Fut: Future<Output = redis::RedisResult<()>> + Send + 'static,
+{
+    let mut conns = Vec::with_capacity(CLIENTS);
+    for _ in 0..CLIENTS {
+        conns.push(pool.dedicated_connection().await?);
+    }
+    let t = Instant::now();
+    let mut js = JoinSet::new();
+    for c in conns {
+        js.spawn(f(c, n / CLIENTS));
+    }
+    for r in js.join_all().await {
+        r?;
+    }
+    Ok(n as f64 / t.elapsed().as_secs_f64())
+}
+
+/// Enqueues `n` tasks from `CLIENTS` concurrent producers; tasks/s.
+async fn enqueue_all(queue: &Queue, n: usize, priority: Priority, kind: &'static str) -> Result<f64> {
+    let t = Instant::now();
+    let mut js = JoinSet::new();
+    for p in 0..CLIENTS {
+        let q = queue.clone();
+        js.spawn(async move {
+            for i in 0..n / CLIENTS {
+                q.enqueue(NewTask::new(kind, json!({ "p": p, "i": i })).priority(priority)).await?;
+            }
+            Ok::<_, spec_server::queue::QueueError>(())
+        });
+    }
+    for r in js.join_all().await {
+        r?;
+    }
+    Ok(n as f64 / t.elapsed().as_secs_f64())
+}
+
+fn start_worker(queue: &Queue, handler: Arc<dyn Handler>) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = oneshot::channel::<()>();
+    let wc = WorkerConfig { concurrency: 50, ..WorkerConfig::default() };
+    let worker = tokio::spawn(Worker::run(queue.clone(), handler, wc, async {
+        let _ = rx.await;
+    }));
+    (tx, worker)
+}
+
+async fn stop_worker(stop: oneshot::Sender<()>, worker: tokio::task::JoinHandle<()>) -> Result<()> {
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(30), worker).await.context("the worker did not stop")??;
+    Ok(())
+}
+
+/// Polls the queue's counters until `n` tasks completed (60 s at most).
+async fn wait_for(queue: &Queue, n: usize) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while queue.stats().await?.total_completed < n as u64 {
+        if Instant::now() > deadline {
+            bail!("{n} tasks were not processed within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(())
+}
+
+fn percentiles(mut ms: Vec<f64>) -> (f64, f64) {
+    ms.sort_by(f64::total_cmp);
+    let at = |p: f64| ms[((ms.len() - 1) as f64 * p).round() as usize];
+    (at(0.50), at(0.99))
+}
+
+/// Critical tasks submitted every `CRITICAL_EVERY` while a worker drains 100k low tasks:
+/// p50/p99 ms from `enqueue` to the handler starting, and the low tasks still pending at the end.
+async fn critical_pickup(pool: &Pool) -> Result<(f64, f64, u64)> {
+    let queue = Queue::new(pool.clone(), QueueConfig::new("bench:pickup"));
+    enqueue_all(&queue, LOW_BACKLOG, Priority::Low, "low").await?;
+    let origin = Instant::now();
+    let latencies = Arc::new(Mutex::new(Vec::with_capacity(CRITICAL)));
+    let seen = latencies.clone();
+    let handler: Arc<dyn Handler> = Arc::new(FnHandler(move |t: Leased| {
+        let seen = seen.clone();
+        async move {
+            if t.kind == "critical" {
+                let sent = Duration::from_nanos(t.payload["sent_ns"].as_u64().unwrap_or_default());
+                let ms = origin.elapsed().saturating_sub(sent).as_secs_f64() * 1000.0;
+                seen.lock().map_err(|_| TaskError::retry("poisoned"))?.push(ms);
+            }
+            Ok(None)
+        }
+    }));
+    let (stop, worker) = start_worker(&queue, handler);
+    let mut ticker = tokio::time::interval(CRITICAL_EVERY);
+    for _ in 0..CRITICAL {
+        ticker.tick().await;
+        let sent_ns = u64::try_from(origin.elapsed().as_nanos())?;
+        let q = queue.clone();
+        // Spawned, so a slow enqueue does not delay the next submission.
+        tokio::spawn(async move {
+            q.enqueue(NewTask::new("critical", json!({ "sent_ns": sent_ns })).priority(Priority::Critical)).await
+        });
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while latencies.lock().map(|l| l.len()).unwrap_or(0) < CRITICAL {
+        if Instant::now() > deadline {
+            bail!("not every critical task ran within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let low_left = queue.stats().await?.pending.get(&Priority::Low).copied().unwrap_or(0);
+    stop_worker(stop, worker).await?;
+    let ms = latencies.lock().map(|l| l.clone()).unwrap_or_default();
+    let (p50, p99) = percentiles(ms);
+    Ok((p50, p99, low_left))
+}
+
+/// The same shape with plain commands: `LPUSH` on one list, a `BRPOP` consumer timing each
+/// hand-off, while `CLIENTS` connections `RPOP` a 100k list. p50/p99 ms.
+async fn handoff_baseline(pool: &Pool) -> Result<(f64, f64)> {
+    let mut fill = pool.dedicated_connection().await?;
+    let mut pipe = redis::pipe();
+    for i in 0..LOW_BACKLOG {
+        pipe.cmd("LPUSH").arg("base:low").arg(i).ignore();
+    }
+    pipe.query_async::<()>(&mut fill).await?;
+
+    let mut drainers = JoinSet::new();
+    for _ in 0..CLIENTS {
+        let mut c = pool.dedicated_connection().await?;
+        drainers.spawn(async move {
+            while redis::cmd("RPOP").arg("base:low").query_async::<Option<String>>(&mut c).await?.is_some() {}
+            Ok::<_, redis::RedisError>(())
+        });
+    }
+    let origin = Instant::now();
+    let mut consumer = pool.dedicated_connection().await?;
+    consumer.set_response_timeout(Duration::from_secs(10));
+    let consume = tokio::spawn(async move {
+        let mut ms = Vec::with_capacity(CRITICAL);
+        while ms.len() < CRITICAL {
+            let got: Option<(String, u64)> =
+                redis::cmd("BRPOP").arg("base:critical").arg(5).query_async(&mut consumer).await?;
+            let Some((_, sent_ns)) = got else { break };
+            ms.push(origin.elapsed().saturating_sub(Duration::from_nanos(sent_ns)).as_secs_f64() * 1000.0);
+        }
+        Ok::<_, redis::RedisError>(ms)
+    });
+    let mut producer = pool.dedicated_connection().await?;
+    let mut ticker = tokio::time::interval(CRITICAL_EVERY);
+    for _ in 0..CRITICAL {
+        ticker.tick().await;
+        let sent_ns = u64::try_from(origin.elapsed().as_nanos())?;
+        redis::cmd("LPUSH").arg("base:critical").arg(sent_ns).query_async::<i64>(&mut producer).await?;
+    }
+    let ms = consume.await??;
+    for r in drainers.join_all().await {
+        r?;
+    }
+    if ms.len() < CRITICAL {
+        bail!("the baseline consumer saw {} of {CRITICAL} hand-offs", ms.len());
+    }
+    Ok(percentiles(ms))
+}
