@@ -3,4 +3,5 @@
 
 pub mod ci;
 pub mod codegen;
+pub mod contract;
 pub mod spec_norm;

@@ -1,0 +1,59 @@
+//! Contract verification: responses of a running deployment checked against
+//! `spec/openapi.yaml` as read at run time, by a scenario that drives every
+//! operation to every documented status (`cargo xtask contract`, `tests/contract.rs`).
+
+pub mod checker;
+pub mod negative;
+pub mod recorder;
+pub mod report;
+pub mod scenario;
+pub mod validate;
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+
+pub use checker::Contract;
+pub use report::Report;
+pub use scenario::{Harness, Options};
+
+/// `cargo xtask contract`: the scenario against any running deployment, with
+/// no control over its dependencies (the 5xx statuses are marked unreachable).
+pub fn command(opts: &Options, spec: Option<PathBuf>, junit: Option<PathBuf>) -> Result<()> {
+    let contract = match spec {
+        Some(path) => Contract::load(&path)?,
+        None => Contract::workspace()?,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the Tokio runtime")?;
+    let report = runtime.block_on(scenario::run(&contract, opts, None))?;
+    print(&report);
+    if let Some(path) = junit {
+        std::fs::write(&path, report.junit()).with_context(|| format!("writing {}", path.display()))?;
+        println!("JUnit XML: {}", path.display());
+    }
+    if !report.passed() {
+        bail!("the deployment does not conform to the contract: {}", report.summary());
+    }
+    Ok(())
+}
+
+/// The coverage table, then every failure and gap.
+pub fn print(report: &Report) {
+    println!("{}", report.table());
+    for c in report.failed_checks() {
+        if let report::Outcome::Fail(reasons) = &c.outcome {
+            println!("FAIL {}", c.name);
+            for r in reasons {
+                println!("     {r}");
+            }
+        }
+    }
+    for gap in report.gaps() {
+        println!("NOT EXERCISED {gap}");
+    }
+    println!("{}", report.summary());
+}

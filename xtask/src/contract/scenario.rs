@@ -1,0 +1,693 @@
+//! The contract scenario, shared by `cargo xtask contract` and the root
+//! package's `tests/contract.rs`: every operation driven to every documented
+//! status against a base URL and token, every response through the checker,
+//! and a coverage report. It creates only its own data and deletes it.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use serde_json::{Value, json};
+use spec_api_client::{Client, Credentials, Error as ClientError, ResponseValue, types};
+
+use super::{
+    checker::{Contract, Response},
+    negative::{Case, Generator, Request, TokenUse, VALIDATION_FAILED},
+    recorder::{Exchange, Recorder},
+    report::{Check, Outcome, Report},
+};
+
+/// How often state is polled while waiting for it to change (a dependency
+/// going down or back up, a token expiring, a task completing).
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Longest wait for such a change.
+const POLL_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// What a run may do beyond HTTP. Only a caller that owns the deployment
+/// (the integration test) has one; methods block, so the scenario calls them
+/// through `block_in_place` and needs a multi-threaded runtime.
+pub trait Harness {
+    /// A token of this deployment living `ttl` (used to obtain an expired one).
+    fn issue_token(&mut self, ttl: Duration) -> Result<String>;
+    fn stop_postgres(&mut self) -> Result<()>;
+    fn start_postgres(&mut self) -> Result<()>;
+    fn stop_redis(&mut self) -> Result<()>;
+    fn start_redis(&mut self) -> Result<()>;
+    /// Whether a worker runs, so that submitted tasks must reach `completed`.
+    fn worker_running(&self) -> bool {
+        false
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// The API's base URL, e.g. `http://127.0.0.1:8080/api/v1`.
+    pub base_url: String,
+    /// A valid token; without one only the open operations and the 401s run.
+    pub token: Option<String>,
+    /// An expired token, for runs without a harness to issue one.
+    pub expired_token: Option<String>,
+}
+
+/// Runs everything against `opts.base_url`; `Err` only when the run could
+/// not start at all. Needs a multi-threaded Tokio runtime when a harness is given.
+pub async fn run(contract: &Contract, opts: &Options, mut harness: Option<&mut dyn Harness>) -> Result<Report> {
+    let rec = Recorder::start(&opts.base_url).await?;
+    let unique = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
+    let token = opts.token.clone().unwrap_or_default();
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
+    let api = Client::new_with_client(rec.base_url(), http.clone(), Credentials::default()).with_token(token.clone());
+    let mut run = Run {
+        contract,
+        base: rec.base_url().to_owned(),
+        rec,
+        http,
+        api,
+        token,
+        unique,
+        report: Report::new(contract),
+        created: Vec::new(),
+        gone_user: None,
+        email_task: None,
+        answered: false,
+    };
+    if !run.health_up("all dependencies up").await {
+        let why = match run.report.failed_checks().next().map(|c| &c.outcome) {
+            Some(Outcome::Fail(reasons)) => reasons.join("; "),
+            _ => "no response".to_owned(),
+        };
+        anyhow::bail!("{} does not answer: {why}", opts.base_url);
+    }
+    if opts.token.is_none() {
+        for op in contract.operations().iter().filter(|o| o.auth_header.is_some()) {
+            for (status, _) in &op.responses {
+                if let Ok(s) = status.parse::<u16>()
+                    && s != 401
+                {
+                    run.report.not_exercised(&op.id, s, "no token given (--token)");
+                }
+            }
+        }
+        run.negative(None, false).await;
+        if harness.is_none() {
+            run.dependencies_not_controlled();
+        }
+        return Ok(run.report);
+    }
+    run.users().await;
+    run.tasks(harness.as_deref().is_some_and(|h| h.worker_running())).await;
+    let expired = match (&opts.expired_token, harness.as_deref_mut()) {
+        (Some(t), _) => Some(t.clone()),
+        (None, Some(h)) => run.expire_token(h).await,
+        (None, None) => None,
+    };
+    run.negative(expired, true).await;
+    match harness {
+        Some(h) => {
+            run.postgres_down(h).await;
+            run.redis_down(h).await;
+        }
+        None => run.dependencies_not_controlled(),
+    }
+    run.cleanup().await;
+    Ok(run.report)
+}
+
+/// A check of a response body beyond the contract (`Err` says what differs).
+type BodyCheck = Box<dyn Fn(&Value) -> Result<(), String>>;
+
+/// What a step expects: the operation, status, registry code and more.
+struct Want {
+    op: String,
+    status: u16,
+    /// An `x-error-codes` name; its number is looked up in the contract.
+    code: Option<&'static str>,
+    body: Vec<BodyCheck>,
+}
+
+impl Want {
+    fn new(op: &str, status: u16) -> Want {
+        Want { op: op.to_owned(), status, code: None, body: Vec::new() }
+    }
+
+    fn code(mut self, name: &'static str) -> Want {
+        self.code = Some(name);
+        self
+    }
+
+    /// The value at `pointer` in the body must be `expected`.
+    fn field(mut self, pointer: &'static str, expected: Value) -> Want {
+        self.body.push(Box::new(move |b: &Value| match b.pointer(pointer) {
+            Some(v) if *v == expected => Ok(()),
+            got => {
+                Err(format!("{pointer}: expected {expected}, got {}", got.map_or("nothing".into(), Value::to_string)))
+            }
+        }));
+        self
+    }
+
+    fn check(mut self, f: impl Fn(&Value) -> Result<(), String> + 'static) -> Want {
+        self.body.push(Box::new(f));
+        self
+    }
+}
+
+/// What one exchange showed.
+struct Verdict {
+    status: Option<u16>,
+    /// Contract mismatches: never tolerated, not even while polling.
+    contract: Vec<String>,
+    /// The step's own expectations (status, code, values).
+    expectation: Vec<String>,
+    body: Option<Value>,
+}
+
+struct Run<'a> {
+    contract: &'a Contract,
+    /// The recorder's base URL (every request goes through it).
+    base: String,
+    rec: Recorder,
+    http: reqwest::Client,
+    api: Client,
+    token: String,
+    unique: String,
+    report: Report,
+    /// Users this run created and has not deleted yet.
+    created: Vec<i64>,
+    /// A user this run deleted: known not to exist.
+    gone_user: Option<i64>,
+    email_task: Option<uuid::Uuid>,
+    /// Whether the last request got a response.
+    answered: bool,
+}
+
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    tokio::task::block_in_place(f)
+}
+
+/// One line for a typed-client error, without its (unprintable) payload types.
+fn client_error<E>(e: &ClientError<E>) -> String {
+    match e {
+        ClientError::InvalidRequest(s) => format!("the typed client refused the request: {s}"),
+        ClientError::CommunicationError(e) | ClientError::InvalidUpgrade(e) | ClientError::ResponseBodyError(e) => {
+            format!("the typed client could not talk to the server: {e}")
+        }
+        ClientError::ErrorResponse(v) => format!("the typed client got an error status {}", v.status()),
+        ClientError::InvalidResponsePayload(_, e) => format!("the typed client could not decode the body: {e}"),
+        ClientError::UnexpectedResponse(r) => format!("the typed client got an undocumented status {}", r.status()),
+        ClientError::Custom(s) => format!("the typed client failed: {s}"),
+    }
+}
+
+impl Run<'_> {
+    /// Judges the one exchange the last request made (without recording it).
+    fn verdict(&mut self, want: &Want, send_error: Option<String>) -> Verdict {
+        let exchanges = self.rec.take();
+        self.answered = exchanges.last().is_some_and(|ex| ex.error.is_none());
+        let mut v = Verdict { status: None, contract: Vec::new(), expectation: Vec::new(), body: None };
+        let Some(ex) = exchanges.last() else {
+            let why = send_error.unwrap_or_else(|| "the client sent nothing".into());
+            v.expectation.push(format!("no request reached the server: {why}"));
+            return v;
+        };
+        if exchanges.len() > 1 {
+            v.expectation.push(format!("expected one request, the client sent {}", exchanges.len()));
+        }
+        if let Some(e) = &ex.error {
+            v.expectation.push(format!("no response from the server: {e}"));
+            return v;
+        }
+        v.status = Some(ex.status);
+        let resp = Response { status: ex.status, content_type: ex.content_type.as_deref(), body: &ex.body };
+        if let Err(mismatches) = self.contract.check_request(&ex.method, &ex.path, resp) {
+            v.contract.extend(mismatches.iter().map(ToString::to_string));
+        }
+        match self.contract.find(&ex.method, &ex.path) {
+            Some(op) if op.id == want.op => {}
+            other => v.expectation.push(format!(
+                "{} {}: expected operation {}, got {}",
+                ex.method,
+                ex.path,
+                want.op,
+                other.map_or("none", |o| o.id.as_str())
+            )),
+        }
+        if ex.status != want.status {
+            v.expectation.push(format!("expected status {}, got {}: {}", want.status, ex.status, body_text(ex)));
+        }
+        let body: Option<Value> = serde_json::from_slice(&ex.body).ok();
+        if let Some(name) = want.code {
+            match (self.contract.error_code(name), body.as_ref().and_then(|b| b.get("code"))) {
+                (None, _) => v.expectation.push(format!("x-error-codes has no {name}")),
+                (Some(c), got) if got.and_then(Value::as_i64) != Some(c.code) => v.expectation.push(format!(
+                    "/code: expected {} ({name}), got {}",
+                    c.code,
+                    got.map_or("nothing".into(), Value::to_string)
+                )),
+                _ => {}
+            }
+        }
+        if ex.status == want.status {
+            for check in &want.body {
+                if let Err(e) = body.as_ref().map_or_else(|| Err("the body is not JSON".to_owned()), check) {
+                    v.expectation.push(e);
+                }
+            }
+        }
+        // Whatever created a user (a wrongly accepted negative case
+        // included) is deleted at the end.
+        if want.op == "createUser"
+            && ex.status == 200
+            && let Some(id) = body.as_ref().and_then(|b| b.pointer("/data/id")).and_then(Value::as_i64)
+            && !self.created.contains(&id)
+        {
+            self.created.push(id);
+        }
+        v.body = body;
+        v
+    }
+
+    fn record(&mut self, what: &str, want: &Want, v: Verdict) -> Option<Value> {
+        let mut reasons = v.contract;
+        reasons.extend(v.expectation);
+        let outcome = if reasons.is_empty() { Outcome::Pass } else { Outcome::Fail(reasons) };
+        self.report.push(Check {
+            name: format!("{} {} {what}", want.op, want.status),
+            operation: want.op.clone(),
+            status: Some(want.status),
+            outcome,
+        });
+        v.body
+    }
+
+    /// Records a typed call; returns its decoded value on success.
+    fn typed<T, E>(&mut self, what: &str, want: Want, r: Result<ResponseValue<T>, ClientError<E>>) -> Option<T> {
+        let send_error = r.as_ref().err().map(client_error);
+        let mut v = self.verdict(&want, send_error);
+        let value = match r {
+            Ok(value) => Some(value.into_inner()),
+            Err(ClientError::ErrorResponse(_)) if want.status >= 400 => None,
+            // The checker has a word on the response itself; this is the
+            // typed client's (e.g. a body it cannot decode).
+            Err(e) => {
+                if v.status.is_some() {
+                    v.expectation.push(client_error(&e));
+                }
+                None
+            }
+        };
+        self.record(what, &want, v);
+        value
+    }
+
+    /// A raw request relative to the base URL, through the recorder.
+    fn request(&self, req: &Request, token: Option<&str>, auth_header: Option<&str>) -> reqwest::RequestBuilder {
+        let method = reqwest::Method::from_bytes(req.method.as_bytes()).unwrap_or(reqwest::Method::GET);
+        let mut b = self.http.request(method, format!("{}{}", self.base, req.path));
+        if !req.query.is_empty() {
+            b = b.query(&req.query);
+        }
+        for (k, v) in &req.headers {
+            b = b.header(k, v);
+        }
+        if let (Some(h), Some(t)) = (auth_header, token) {
+            b = b.header(h, t);
+        }
+        if let Some(body) = &req.body {
+            b = b.json(body);
+        }
+        b
+    }
+
+    async fn raw(&mut self, what: &str, want: Want, b: reqwest::RequestBuilder) -> Option<Value> {
+        let send_error = b.send().await.err().map(|e| e.to_string());
+        let v = self.verdict(&want, send_error);
+        self.record(what, &want, v)
+    }
+
+    /// Repeats a request until it meets `want` or `POLL_TIMEOUT` passes; a
+    /// contract mismatch on the way ends it at once.
+    async fn poll(&mut self, what: &str, want: Want, make: impl Fn(&Self) -> reqwest::RequestBuilder) -> Option<Value> {
+        let deadline = Instant::now() + POLL_TIMEOUT;
+        loop {
+            let send_error = make(self).send().await.err().map(|e| e.to_string());
+            let mut v = self.verdict(&want, send_error);
+            let done = v.contract.is_empty() && v.expectation.is_empty();
+            if done || !v.contract.is_empty() || Instant::now() >= deadline {
+                if !done && v.contract.is_empty() {
+                    v.expectation.push(format!("still not so after {POLL_TIMEOUT:?}"));
+                }
+                return self.record(what, &want, v);
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+
+    fn secured(&self, op: &str) -> Option<String> {
+        self.contract.operation(op).and_then(|o| o.auth_header.clone())
+    }
+
+    fn get(&self, path: &str, token: Option<&str>, op: &str) -> reqwest::RequestBuilder {
+        let req = Request { method: "GET".into(), path: path.into(), query: vec![], headers: vec![], body: None };
+        self.request(&req, token, self.secured(op).as_deref())
+    }
+
+    /// Whether the server answered at all.
+    async fn health_up(&mut self, what: &str) -> bool {
+        let want = Want::new("healthCheck", 200).field("/status", json!("ok"));
+        let r = self.api.health_check().send().await;
+        self.typed(what, want, r);
+        self.answered
+    }
+
+    async fn create_user(&mut self, what: &str, want: Want, name: &str, email: &str) -> Option<types::UserResponse> {
+        let body = types::CreateUserRequest::builder().username(name).email(email).password("password123");
+        let r = self.api.create_user().body(body).send().await;
+        self.typed(what, want, r).and_then(|b| b.data)
+    }
+
+    async fn users(&mut self) {
+        let u = self.unique.clone();
+        let (a_name, a_email) = (format!("ct_{u}_a"), format!("ct_{u}_a@example.com"));
+        let (b_name, b_email) = (format!("ct_{u}_b"), format!("ct_{u}_b@example.com"));
+        let want = Want::new("createUser", 200).field("/data/status", json!("active"));
+        let a = self.create_user("creates user A", want, &a_name, &a_email).await;
+        let b = self.create_user("creates user B", Want::new("createUser", 200), &b_name, &b_email).await;
+        let (Some(a), Some(b)) = (a, b) else {
+            self.report.skip("createUser", "users: the rest of the CRUD steps".into(), "creating the users failed");
+            return;
+        };
+        let (a_id, b_id) = (id_param(a.id), id_param(b.id));
+
+        let want = Want::new("getUserById", 200).field("/data/username", json!(a_name));
+        let r = self.api.get_user_by_id().id(a_id).send().await;
+        self.typed("reads user A", want, r);
+
+        let want = Want::new("listUsers", 200).field("/data/page", json!(1)).field("/data/page_size", json!(100));
+        let r = self.api.list_users().page(1u64).page_size(100u64).status(types::ListUsersStatus::Active).send().await;
+        self.typed("lists active users", want, r);
+
+        let want = Want::new("updateUser", 200).field("/data/status", json!("inactive"));
+        let body = types::UpdateUserRequest::builder().status(Some(types::UpdateUserRequestStatus::Inactive));
+        let r = self.api.update_user().id(a_id).body(body).send().await;
+        self.typed("deactivates user A", want, r);
+
+        let conflict = || Want::new("createUser", 409).code("Conflict");
+        self.create_user("duplicate username", conflict(), &a_name, &format!("ct_{u}_c@example.com")).await;
+        self.create_user("duplicate email", conflict(), &format!("ct_{u}_c"), &a_email).await;
+        let taken = types::UpdateUserRequestEmail::try_from(a_email.as_str()).ok();
+        let body = types::UpdateUserRequest::builder().email(taken);
+        let r = self.api.update_user().id(b_id).body(body).send().await;
+        self.typed("email taken by another user", Want::new("updateUser", 409).code("Conflict"), r);
+
+        let r = self.api.delete_user().id(b_id).send().await;
+        if self.typed("deletes user B", Want::new("deleteUser", 200), r).is_some() {
+            self.created.retain(|id| *id != b.id);
+            self.gone_user = Some(b.id);
+        }
+        let not_found = |op: &str| Want::new(op, 404).code("UserNotFound");
+        let r = self.api.get_user_by_id().id(b_id).send().await;
+        self.typed("deleted user", not_found("getUserById"), r);
+        let body = types::UpdateUserRequest::builder().status(Some(types::UpdateUserRequestStatus::Active));
+        let r = self.api.update_user().id(b_id).body(body).send().await;
+        self.typed("deleted user", not_found("updateUser"), r);
+        let r = self.api.delete_user().id(b_id).send().await;
+        self.typed("deleted user", not_found("deleteUser"), r);
+        // Far beyond any id a real deployment hands out.
+        let unknown = i64::MAX.unsigned_abs();
+        let r = self.api.get_user_by_id().id(unknown).send().await;
+        self.typed("unknown id", not_found("getUserById"), r);
+        let r = self.api.delete_user().id(unknown).send().await;
+        self.typed("unknown id", not_found("deleteUser"), r);
+    }
+
+    fn email_task(&self) -> types::builder::EmailTaskRequest {
+        types::EmailTaskRequest::builder()
+            .to(format!("ct{}@example.com", self.unique))
+            .subject("contract check")
+            .body("sent by the contract suite; nobody reads it")
+            .cc(Vec::<String>::new())
+            .priority(types::EmailTaskRequestPriority::Low)
+    }
+
+    /// One day far in the future, in one page: against a real deployment the
+    /// worker finds nothing to pull.
+    fn sync_task(&self) -> types::builder::SyncTaskRequest {
+        let day = chrono::NaiveDate::from_ymd_opt(2099, 1, 1).unwrap_or_default();
+        types::SyncTaskRequest::builder()
+            .sync_type(types::SyncTaskRequestSyncType::SimStatus)
+            .start_date(day)
+            .end_date(day)
+            .batch_size(std::num::NonZeroU64::new(1000).unwrap_or(std::num::NonZeroU64::MIN))
+            .priority(types::SyncTaskRequestPriority::Low)
+    }
+
+    async fn tasks(&mut self, worker: bool) {
+        let key = format!("ct-{}-email", self.unique);
+        let want = || Want::new("submitEmailTask", 200).field("/data/queue", json!("low"));
+        let r = self.api.submit_email_task().idempotency_key(key.as_str()).body(self.email_task()).send().await;
+        let first = self.typed("submits an email task", want(), r).and_then(|t| t.data).map(|t| t.task_id);
+        if let Some(id) = first {
+            let r = self.api.submit_email_task().idempotency_key(key.as_str()).body(self.email_task()).send().await;
+            let again = self.typed("same Idempotency-Key again", want(), r).and_then(|t| t.data).map(|t| t.task_id);
+            // The same task while it is pending or running; the key is released
+            // when it finishes, which a fast worker may manage in between.
+            if again.is_some_and(|again| again != id) {
+                let want =
+                    Want::new("getTask", 200).check(|b| match b.pointer("/data/state").and_then(Value::as_str) {
+                        Some("completed" | "dead") => Ok(()),
+                        other => Err(format!("a repeated Idempotency-Key got a new task while the first is {other:?}")),
+                    });
+                let r = self.api.get_task().task_id(id).send().await;
+                self.typed("a new task for a repeated key only once the first finished", want, r);
+            }
+        }
+        let want = Want::new("submitSyncTask", 200).field("/data/queue", json!("low"));
+        let r = self.api.submit_sync_task().body(self.sync_task()).send().await;
+        self.typed("submits a sync task", want, r);
+
+        if let Some(id) = first {
+            self.email_task = Some(id);
+            let want = Want::new("getTask", 200).field("/data/task_id", json!(id)).field("/data/type", json!("email"));
+            let r = self.api.get_task().task_id(id).send().await;
+            self.typed("reads the email task", want, r);
+            if worker {
+                let want = Want::new("getTask", 200).field("/data/state", json!("completed"));
+                let path = format!("/tasks/{id}");
+                let token = self.token.clone();
+                self.poll("the worker completes the email task", want, |run| run.get(&path, Some(&token), "getTask"))
+                    .await;
+            }
+        }
+        let r = self.api.get_task().task_id(uuid::Uuid::new_v4()).send().await;
+        self.typed("unknown task id", Want::new("getTask", 404).code("TaskNotFound"), r);
+
+        // A rule the schema cannot state: the handler checks date order.
+        let body = json!({"sync_type": "sim_status", "start_date": "2025-11-12", "end_date": "2025-11-01"});
+        let req = Request {
+            method: "POST".into(),
+            path: "/tasks/sync".into(),
+            query: vec![],
+            headers: vec![],
+            body: Some(body),
+        };
+        let b = self.request(&req, Some(&self.token), self.secured("submitSyncTask").as_deref());
+        let want = Want::new("submitSyncTask", 400).code(VALIDATION_FAILED).check(|b| {
+            let named = b.pointer("/data/errors/0/field").and_then(Value::as_str);
+            if named == Some("end_date") {
+                Ok(())
+            } else {
+                Err(format!("data.errors[0].field: expected \"end_date\", got {named:?}"))
+            }
+        });
+        self.raw("end_date before start_date", want, b).await;
+    }
+
+    /// Issues a token living 1 s and waits until the server calls it expired.
+    async fn expire_token(&mut self, h: &mut dyn Harness) -> Option<String> {
+        let token = match blocking(|| h.issue_token(Duration::from_secs(1))) {
+            Ok(t) => t,
+            Err(e) => {
+                self.harness_failed("listUsers", "issue a 1 s token", &e);
+                return None;
+            }
+        };
+        let want = Want::new("listUsers", 401).code("ExpiredToken");
+        let req = Request {
+            method: "GET".into(),
+            path: "/users".into(),
+            query: vec![("page_size".into(), "1".into())],
+            headers: vec![],
+            body: None,
+        };
+        let header = self.secured("listUsers");
+        let t = token.clone();
+        self.poll("a 1 s token expires", want, |run| run.request(&req, Some(&t), header.as_deref())).await;
+        Some(token)
+    }
+
+    /// The generated negative cases; `with_token` runs the 400s too.
+    async fn negative(&mut self, expired: Option<String>, with_token: bool) {
+        // An id known not to exist, so even a wrongly accepted request changes nothing.
+        let id = self.gone_user.unwrap_or(i64::MAX);
+        let generator = Generator::new(self.contract, &self.unique, vec![("id".into(), json!(id))]);
+        let built = generator.cases(expired.is_some());
+        for (op, why) in built.problems {
+            self.report.push(Check {
+                name: format!("{op} negative cases"),
+                operation: op,
+                status: None,
+                outcome: Outcome::Fail(vec![why]),
+            });
+        }
+        if expired.is_none() {
+            for op in self.contract.operations().iter().filter(|o| o.auth_header.is_some()) {
+                let reason = "no expired token: no harness to issue one and no --expired-token";
+                self.report.skip(&op.id, format!("{} 401 expired token", op.id), reason);
+            }
+        }
+        for case in built.cases {
+            if case.token == TokenUse::Valid && !with_token {
+                continue;
+            }
+            self.negative_case(&case, expired.as_deref()).await;
+        }
+    }
+
+    async fn negative_case(&mut self, case: &Case, expired: Option<&str>) {
+        let Some(op) = self.contract.operation(&case.operation) else { return };
+        let header = op.auth_header.clone();
+        let wrong = wrong_token(&self.token);
+        let token = match case.token {
+            TokenUse::Valid => Some(self.token.as_str()),
+            TokenUse::Absent => None,
+            TokenUse::Empty => Some(""),
+            TokenUse::Wrong => Some(wrong.as_str()),
+            TokenUse::Expired => expired,
+        };
+        let code = match &case.expect {
+            super::negative::Expect::Invalid { .. } => VALIDATION_FAILED,
+            super::negative::Expect::Unauthorized { code } => code,
+        };
+        let check = case.clone();
+        let want = Want::new(&case.operation, case.status()).code(code).check(move |b| check.check_body(b));
+        let b = self.request(&case.request, token, header.as_deref());
+        let what = case.name.splitn(3, ' ').nth(2).unwrap_or(&case.name).to_owned();
+        self.raw(&what, want, b).await;
+    }
+
+    fn harness_failed(&mut self, op: &str, what: &str, e: &anyhow::Error) {
+        self.report.push(Check {
+            name: format!("harness: {what}"),
+            operation: op.to_owned(),
+            status: None,
+            outcome: Outcome::Fail(vec![format!("{e:#}")]),
+        });
+    }
+
+    async fn health_poll(&mut self, what: &str, status: u16, postgres: &str, redis: &str) {
+        let mut want =
+            Want::new("healthCheck", status).field("/postgres", json!(postgres)).field("/redis", json!(redis));
+        if status == 503 {
+            want = want.field("/status", json!("degraded"));
+        }
+        self.poll(what, want, |run| run.get("/health", None, "healthCheck")).await;
+    }
+
+    /// PostgreSQL stopped: health degrades, users operations answer 500
+    /// (the token still passes from the Redis cache); started again, health
+    /// recovers without restarting the server.
+    async fn postgres_down(&mut self, h: &mut dyn Harness) {
+        if let Err(e) = blocking(|| h.stop_postgres()) {
+            self.harness_failed("healthCheck", "stop PostgreSQL", &e);
+            return;
+        }
+        self.health_poll("PostgreSQL stopped", 503, "down", "up").await;
+        let internal = |op: &str| Want::new(op, 500).code("Internal");
+        let id = id_param(self.created.first().copied().unwrap_or(1));
+        let r = self.api.list_users().send().await;
+        self.typed("PostgreSQL stopped", internal("listUsers"), r);
+        let name = format!("ct_{}_d", self.unique);
+        self.create_user("PostgreSQL stopped", internal("createUser"), &name, &format!("{name}@example.com")).await;
+        let r = self.api.get_user_by_id().id(id).send().await;
+        self.typed("PostgreSQL stopped", internal("getUserById"), r);
+        let body = types::UpdateUserRequest::builder().status(Some(types::UpdateUserRequestStatus::Active));
+        let r = self.api.update_user().id(id).body(body).send().await;
+        self.typed("PostgreSQL stopped", internal("updateUser"), r);
+        let r = self.api.delete_user().id(id).send().await;
+        self.typed("PostgreSQL stopped", internal("deleteUser"), r);
+        if let Err(e) = blocking(|| h.start_postgres()) {
+            self.harness_failed("healthCheck", "start PostgreSQL again", &e);
+            return;
+        }
+        self.health_poll("PostgreSQL started again", 200, "up", "up").await;
+    }
+
+    /// Redis stopped: health degrades and the task operations answer 500
+    /// (authentication falls back to PostgreSQL).
+    async fn redis_down(&mut self, h: &mut dyn Harness) {
+        if let Err(e) = blocking(|| h.stop_redis()) {
+            self.harness_failed("healthCheck", "stop Redis", &e);
+            return;
+        }
+        self.health_poll("Redis stopped", 503, "up", "down").await;
+        let internal = |op: &str| Want::new(op, 500).code("Internal");
+        let r = self.api.submit_email_task().body(self.email_task()).send().await;
+        self.typed("Redis stopped", internal("submitEmailTask"), r);
+        let r = self.api.submit_sync_task().body(self.sync_task()).send().await;
+        self.typed("Redis stopped", internal("submitSyncTask"), r);
+        let r = self.api.get_task().task_id(self.email_task.unwrap_or_else(uuid::Uuid::new_v4)).send().await;
+        self.typed("Redis stopped", internal("getTask"), r);
+        if let Err(e) = blocking(|| h.start_redis()) {
+            self.harness_failed("healthCheck", "start Redis again", &e);
+            return;
+        }
+        self.health_poll("Redis started again", 200, "up", "up").await;
+    }
+
+    /// Without a harness no 5xx can be provoked: every one needs a
+    /// dependency stopped.
+    fn dependencies_not_controlled(&mut self) {
+        let reason = "needs PostgreSQL/Redis stopped; this run does not control the deployment's dependencies";
+        for op in self.contract.operations() {
+            for (status, _) in &op.responses {
+                if let Ok(s) = status.parse::<u16>()
+                    && s >= 500
+                {
+                    self.report.unreachable(&op.id, s, reason);
+                    self.report.skip(&op.id, format!("{} {s} dependency down", op.id), reason);
+                }
+            }
+        }
+    }
+
+    /// Deletes what this run created.
+    async fn cleanup(&mut self) {
+        for id in std::mem::take(&mut self.created) {
+            let r = self.api.delete_user().id(id_param(id)).send().await;
+            self.typed(&format!("cleanup: deletes user {id}"), Want::new("deleteUser", 200), r);
+        }
+    }
+}
+
+/// User ids travel as `u64` in the typed client (`minimum: 1`).
+fn id_param(id: i64) -> u64 {
+    id.unsigned_abs()
+}
+
+/// A token of the same shape that was never issued.
+fn wrong_token(token: &str) -> String {
+    match token.char_indices().last() {
+        Some((i, c)) => format!("{}{}", &token[..i], if c == 'A' { 'B' } else { 'A' }),
+        None => format!("sk_{}", "A".repeat(43)),
+    }
+}
+
+fn body_text(ex: &Exchange) -> String {
+    let text = String::from_utf8_lossy(&ex.body);
+    if text.chars().count() > 200 {
+        format!("{}…", text.chars().take(200).collect::<String>())
+    } else {
+        text.into_owned()
+    }
+}
