@@ -1,5 +1,5 @@
 //! The contract suite against the real `spec-server` binary: private PostgreSQL and Redis,
-//! migrations and a token through the CLI, then the whole scenario of `xtask::contract`,
+//! migrations and a token through the CLI, then the whole scenario of `spec_contract`,
 //! including PostgreSQL and Redis stopped and started again under the running server.
 //! `CONTRACT_JUNIT=<file>` also writes the report as JUnit XML.
 
@@ -15,8 +15,8 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
+use spec_contract::{Contract, Harness, Options, scenario};
 use spec_server::devsvc::{PrivatePostgres, PrivateRedis};
-use xtask::contract::{Contract, Harness, Options, scenario};
 
 const BIN: &str = env!("CARGO_BIN_EXE_spec-server");
 
@@ -193,7 +193,7 @@ fn the_server_conforms_to_the_contract() {
     let opts = Options { base_url, token: Some(token), expired_token: None };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let report = runtime.block_on(scenario::run(&contract, &opts, Some(&mut local))).unwrap();
-    xtask::contract::print(&report);
+    spec_contract::print(&report);
     if let Some(path) = std::env::var_os("CONTRACT_JUNIT") {
         std::fs::write(&path, report.junit()).unwrap();
     }

@@ -43,3 +43,11 @@ pub fn bench(which: &str) -> Result<()> {
         other => bail!("unknown benchmark {other:?}: expected `http` or `queue`"),
     }
 }
+
+/// `cargo xtask contract ARGS`: the `spec-contract` binary, which lives in
+/// its own crate so that this one never depends on generated code.
+pub fn contract(args: &[String]) -> Result<()> {
+    let mut all = vec!["run", "--quiet", "-p", "spec-contract", "--"];
+    all.extend(args.iter().map(String::as_str));
+    cargo(&all)
+}

@@ -3,5 +3,4 @@
 
 pub mod ci;
 pub mod codegen;
-pub mod contract;
 pub mod spec_norm;

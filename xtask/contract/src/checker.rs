@@ -95,7 +95,7 @@ impl fmt::Display for Mismatch {
 impl Contract {
     /// The workspace's `spec/openapi.yaml`.
     pub fn workspace() -> Result<Contract> {
-        Contract::load(&crate::codegen::workspace_root().join("spec/openapi.yaml"))
+        Contract::load(&crate::workspace_root().join("spec/openapi.yaml"))
     }
 
     pub fn load(path: &Path) -> Result<Contract> {

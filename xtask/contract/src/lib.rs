@@ -1,6 +1,10 @@
 //! Contract verification: responses of a running deployment checked against
 //! `spec/openapi.yaml` as read at run time, by a scenario that drives every
 //! operation to every documented status (`cargo xtask contract`, `tests/contract.rs`).
+//!
+//! A crate of its own, apart from `xtask`: it uses the generated client, and
+//! `cargo xtask codegen` must build even when a spec change has just broken
+//! what was generated from the previous one.
 
 pub mod checker;
 pub mod negative;
@@ -9,13 +13,19 @@ pub mod report;
 pub mod scenario;
 pub mod validate;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
 pub use checker::Contract;
 pub use report::Report;
 pub use scenario::{Harness, Options};
+
+/// The workspace root (two levels above this crate).
+pub fn workspace_root() -> PathBuf {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    here.parent().and_then(Path::parent).map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
 
 /// `cargo xtask contract`: the scenario against any running deployment, with
 /// no control over its dependencies (the 5xx statuses are marked unreachable).
