@@ -73,13 +73,52 @@ struct Sample {
     ok: u64,
     errors: u64,
     latencies_us: Vec<u64>,
+    /// What the failures were (status or error), for the report.
+    kinds: std::collections::BTreeMap<String, u64>,
 }
 
-/// Runs `make` repeatedly on `conns` connections for `RUN`; each connection
-/// is its own client (one TCP connection, like a pool of distinct callers).
-async fn load<F>(conns: usize, make: F) -> Sample
+/// One request on a raw HTTP/1.1 keep-alive connection: a hand-rolled client
+/// so that the load generator, sharing the machine's two cores with the
+/// server, costs as little CPU as possible (a full client stack would be
+/// measured as much as the server).
+async fn roundtrip(stream: &mut tokio::net::TcpStream, request: &[u8], buf: &mut Vec<u8>) -> Result<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.write_all(request).await?;
+    buf.clear();
+    let mut chunk = [0u8; 16384];
+    // Read the head, then exactly Content-Length bytes of body.
+    let (head_end, status, len) = loop {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            bail!("connection closed");
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = std::str::from_utf8(&buf[..i])?;
+            let status: u16 = head.get(9..12).context("no status")?.parse()?;
+            let len = head
+                .lines()
+                .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("content-length")))
+                .map(|(_, v)| v.trim().parse::<usize>())
+                .transpose()?
+                .unwrap_or(0);
+            break (i + 4, status, len);
+        }
+    };
+    while buf.len() < head_end + len {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            bail!("connection closed mid-body");
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    Ok(status)
+}
+
+/// Runs requests made by `make` on `conns` keep-alive connections for `RUN`.
+async fn load<F>(addr: std::net::SocketAddr, conns: usize, make: F) -> Sample
 where
-    F: Fn(&reqwest::Client, u64) -> reqwest::RequestBuilder + Send + Sync + 'static,
+    F: Fn(u64) -> Vec<u8> + Send + Sync + 'static,
 {
     let make = Arc::new(make);
     let start = Instant::now();
@@ -89,24 +128,43 @@ where
     for c in 0..conns {
         let make = make.clone();
         tasks.push(tokio::spawn(async move {
-            let client = reqwest::Client::builder().pool_max_idle_per_host(1).build().expect("client");
-            let mut s = Sample { ok: 0, errors: 0, latencies_us: Vec::new() };
+            let mut s = Sample { ok: 0, errors: 0, latencies_us: Vec::new(), kinds: Default::default() };
+            let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
+                s.errors += 1;
+                return s;
+            };
+            let _ = stream.set_nodelay(true);
+            let mut buf = Vec::with_capacity(32 * 1024);
             let mut i = c as u64;
             loop {
                 let t0 = Instant::now();
                 if t0 >= until {
                     break;
                 }
-                let ok = match make(&client, i).send().await {
-                    Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
-                    Err(_) => false,
-                };
+                let request = make(i);
+                let result = roundtrip(&mut stream, &request, &mut buf).await;
+                let ok = matches!(result, Ok(200));
                 if t0 >= measure_from {
                     if ok {
                         s.ok += 1;
                         s.latencies_us.push(t0.elapsed().as_micros() as u64);
                     } else {
                         s.errors += 1;
+                        let kind = match &result {
+                            Ok(status) => format!(
+                                "status {status}: {}",
+                                String::from_utf8_lossy(&buf[buf.len().saturating_sub(120)..])
+                            ),
+                            Err(e) => e.to_string(),
+                        };
+                        *s.kinds.entry(kind).or_default() += 1;
+                    }
+                }
+                if !ok {
+                    // Start over on a fresh connection after any failure.
+                    match tokio::net::TcpStream::connect(addr).await {
+                        Ok(fresh) => stream = fresh,
+                        Err(_) => break,
                     }
                 }
                 i += conns as u64;
@@ -114,16 +172,31 @@ where
             s
         }));
     }
-    let mut all = Sample { ok: 0, errors: 0, latencies_us: Vec::new() };
+    let mut all = Sample { ok: 0, errors: 0, latencies_us: Vec::new(), kinds: Default::default() };
     for t in tasks {
         if let Ok(s) = t.await {
             all.ok += s.ok;
             all.errors += s.errors;
             all.latencies_us.extend(s.latencies_us);
+            for (k, n) in s.kinds {
+                *all.kinds.entry(k).or_default() += n;
+            }
         }
     }
     all.latencies_us.sort_unstable();
     all
+}
+
+fn get(path: &str, token: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nhost: bench\r\ntoken: {token}\r\n\r\n").into_bytes()
+}
+
+fn post(path: &str, token: &str, body: &str) -> Vec<u8> {
+    format!(
+        "POST {path} HTTP/1.1\r\nhost: bench\r\ntoken: {token}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
 }
 
 fn pct(sorted: &[u64], p: f64) -> f64 {
@@ -148,6 +221,9 @@ fn report(
     emit(&format!("{name}.c{conns}.throughput"), rps, "req/s", baseline_tps);
     emit(&format!("{name}.c{conns}.p50"), pct(&s.latencies_us, 0.50), "ms", baseline_latency_ms);
     emit(&format!("{name}.c{conns}.p99"), pct(&s.latencies_us, 0.99), "ms", None);
+    for (kind, n) in &s.kinds {
+        eprintln!("  {n} × {kind}");
+    }
     if s.errors > 0 {
         emit(&format!("{name}.c{conns}.errors"), s.errors as f64, "count", None);
     }
@@ -194,37 +270,37 @@ async fn main() -> Result<()> {
 
     let acceptor = poem::listener::TcpListener::bind("127.0.0.1:0").into_acceptor().await?;
     let addr = acceptor.local_addr()[0].as_socket_addr().copied().context("no local address")?;
-    let app = Arc::new(pools.app(&cfg));
+    let app = Arc::new(pools.app(&cfg)?);
     let ep = server::endpoint(app, &cfg);
     tokio::spawn(async move { poem::Server::new_with_acceptor(acceptor).run(ep).await });
-    let base = format!("http://{addr}/api/v1");
-    eprintln!("server on {base}; {SEED_USERS} users seeded");
+    eprintln!("server on http://{addr}/api/v1; {SEED_USERS} users seeded");
 
-    for conns in [64usize, 256] {
+    let quick = std::env::var_os("BENCH_QUICK").is_some();
+    for conns in if quick { vec![64usize] } else { vec![64usize, 256] } {
         eprintln!("pgbench -S -M prepared -c {conns}…");
         let (tps, pg_latency) = pgbench(&pg, conns)?;
         emit(&format!("pgbench.select_only.c{conns}"), tps, "tps", None);
 
         eprintln!("getUserById at {conns} connections…");
-        let (b, t) = (base.clone(), token.clone());
-        let s =
-            load(conns, move |c, i| c.get(format!("{b}/users/{}", 1 + (i as i64 % SEED_USERS))).header("token", &t))
-                .await;
+        let t = token.clone();
+        let s = load(addr, conns, move |i| get(&format!("/api/v1/users/{}", 1 + (i as i64 % SEED_USERS)), &t)).await;
         report("http.get_user_by_id", conns, &s, Some(tps), Some(pg_latency))?;
 
+        if quick {
+            continue;
+        }
         eprintln!("listUsers at {conns} connections…");
-        let (b, t) = (base.clone(), token.clone());
-        let s =
-            load(conns, move |c, i| c.get(format!("{b}/users?page={}&page_size=20", 1 + i % 50)).header("token", &t))
-                .await;
+        let t = token.clone();
+        let s = load(addr, conns, move |i| get(&format!("/api/v1/users?page={}&page_size=20", 1 + i % 50), &t)).await;
         report("http.list_users", conns, &s, Some(tps), Some(pg_latency))?;
 
         eprintln!("createUser at {conns} connections (argon2id-bound)…");
-        let (b, t) = (base.clone(), token.clone());
-        let s = load(conns, move |c, i| {
-            c.post(format!("{b}/users")).header("token", &t).json(&json!({
+        let t = token.clone();
+        let s = load(addr, conns, move |i| {
+            let body = json!({
                 "username": format!("new{conns}_{i}"), "email": format!("new{conns}_{i}@example.com"), "password": "password123"
-            }))
+            });
+            post("/api/v1/users", &t, &body.to_string())
         })
         .await;
         report("http.create_user", conns, &s, Some(tps), Some(pg_latency))?;

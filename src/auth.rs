@@ -2,7 +2,14 @@
 //! front of PostgreSQL (`db::tokens`). Revocation is immediate; when neither store can answer,
 //! verification fails closed with [`AuthError::Unavailable`].
 
-use std::time::Duration;
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex, Weak,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
 use anyhow::{Context, anyhow};
 use bb8_redis::{RedisConnectionManager, redis};
@@ -64,6 +71,110 @@ pub struct TokenVerifier {
     /// Redis answers in well under a millisecond when healthy; past this we go to PostgreSQL
     /// rather than make every request wait for a dead cache.
     redis_timeout: Duration,
+    /// Tokens this process verified recently, so the hot path needs no round trip at all.
+    local: Arc<LocalCache>,
+    /// How long a local entry is trusted; zero (the default) turns the local cache off.
+    local_ttl: Duration,
+}
+
+/// The process-local layer in front of Redis. Its entries are trusted only while a listener is
+/// subscribed to the revocation channel, so a `revoke` anywhere reaches them; when the listener
+/// is not connected the layer is bypassed and emptied.
+#[derive(Default)]
+struct LocalCache {
+    entries: Mutex<HashMap<String, LocalEntry>>,
+    /// Bumped by every revocation message and every (re)subscription. A verification that began
+    /// before a bump does not fill the cache: it may have read a token that was just revoked.
+    epoch: AtomicU64,
+    live: AtomicBool,
+}
+
+struct LocalEntry {
+    principal: Principal,
+    expires_at: Option<DateTime<Utc>>,
+    cached_at: Instant,
+}
+
+/// Most tokens kept locally; past this the map is simply cleared (operator tokens are few).
+const LOCAL_MAX_ENTRIES: usize = 10_000;
+
+impl LocalCache {
+    fn get(&self, hash: &str, ttl: Duration) -> Option<(Principal, Option<DateTime<Utc>>)> {
+        if !self.live.load(Ordering::Acquire) {
+            return None;
+        }
+        let entries = self.entries.lock().ok()?;
+        let e = entries.get(hash)?;
+        (e.cached_at.elapsed() < ttl).then(|| (e.principal.clone(), e.expires_at))
+    }
+
+    fn put(&self, hash: &str, principal: &Principal, expires_at: Option<DateTime<Utc>>, epoch: u64) {
+        if !self.live.load(Ordering::Acquire) {
+            return;
+        }
+        if let Ok(mut entries) = self.entries.lock() {
+            // Checked under the lock that invalidation also takes: no revoke slips in between.
+            if self.epoch.load(Ordering::Acquire) != epoch {
+                return;
+            }
+            if entries.len() >= LOCAL_MAX_ENTRIES {
+                entries.clear();
+            }
+            entries.insert(
+                hash.to_owned(),
+                LocalEntry { principal: principal.clone(), expires_at, cached_at: Instant::now() },
+            );
+        }
+    }
+
+    fn invalidate(&self, hash: Option<&str>) {
+        if let Ok(mut entries) = self.entries.lock() {
+            self.epoch.fetch_add(1, Ordering::AcqRel);
+            match hash {
+                Some(h) => {
+                    entries.remove(h);
+                }
+                None => entries.clear(),
+            }
+        }
+    }
+}
+
+/// Keeps `local` subscribed to revocations until the verifier is dropped, reconnecting with
+/// backoff; while disconnected the local layer is off.
+async fn listen_for_revocations(client: redis::Client, channel: String, local: Weak<LocalCache>) {
+    use futures_util::StreamExt;
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        match client.get_async_pubsub().await {
+            Ok(mut pubsub) => match pubsub.subscribe(&channel).await {
+                Ok(()) => {
+                    let Some(cache) = local.upgrade() else { return };
+                    cache.invalidate(None);
+                    cache.live.store(true, Ordering::Release);
+                    drop(cache);
+                    backoff = Duration::from_millis(50);
+                    let mut messages = pubsub.on_message();
+                    while let Some(msg) = messages.next().await {
+                        let Some(cache) = local.upgrade() else { return };
+                        match msg.get_payload::<String>() {
+                            Ok(hash) => cache.invalidate(Some(&hash)),
+                            Err(_) => cache.invalidate(None),
+                        }
+                    }
+                    tracing::warn!("token revocation listener disconnected; local token cache off");
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot subscribe to token revocations"),
+            },
+            Err(e) => tracing::debug!(error = %e, "cannot connect the token revocation listener"),
+        }
+        let Some(cache) = local.upgrade() else { return };
+        cache.live.store(false, Ordering::Release);
+        cache.invalidate(None);
+        drop(cache);
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
 }
 
 impl TokenVerifier {
@@ -75,7 +186,24 @@ impl TokenVerifier {
             prefix: prefix.into(),
             cache_ttl: Duration::from_secs(60),
             redis_timeout: Duration::from_millis(300),
+            local: Arc::new(LocalCache::default()),
+            local_ttl: Duration::ZERO,
         }
+    }
+
+    /// Turns on the process-local cache (entries trusted for `ttl`), with a task subscribed to
+    /// the revocation channel on `redis_url`. A revocation reaches it as one pub/sub message,
+    /// within milliseconds; while the subscription is down the local cache is off, and `ttl`
+    /// bounds how long an entry can outlive a lost message. Must be called inside a Tokio runtime.
+    pub fn with_local_cache(mut self, redis_url: &str, ttl: Duration) -> anyhow::Result<Self> {
+        let client = redis::Client::open(redis_url).context("parsing the Redis URL for revocations")?;
+        tokio::spawn(listen_for_revocations(client, self.revocation_channel(), Arc::downgrade(&self.local)));
+        self.local_ttl = ttl;
+        Ok(self)
+    }
+
+    fn revocation_channel(&self) -> String {
+        format!("{}auth:revoked", self.prefix)
     }
 
     pub fn with_cache_ttl(mut self, cache_ttl: Duration) -> Self {
@@ -100,11 +228,24 @@ impl TokenVerifier {
             return Err(AuthError::Invalid);
         }
         let hash = tokens::token_hash(token);
+        if !self.local_ttl.is_zero()
+            && let Some((principal, expires_at)) = self.local.get(&hash, self.local_ttl)
+        {
+            if expires_at.is_some_and(|at| at <= Utc::now()) {
+                return Err(AuthError::Expired);
+            }
+            return Ok(principal);
+        }
+        let epoch = self.local.epoch.load(Ordering::Acquire);
         let key = self.cache_key(&hash);
 
         match self.cache_get(&key).await {
             Ok(Some(raw)) => match serde_json::from_str::<CacheEntry>(&raw) {
-                Ok(entry) => return check_cached(entry, &hash, Utc::now()),
+                Ok(entry) => {
+                    let (principal, expires_at) = check_cached(entry, &hash, Utc::now())?;
+                    self.remember(&hash, &principal, expires_at, epoch);
+                    return Ok(principal);
+                }
                 Err(e) => tracing::warn!(error = %e, "unreadable token cache entry; asking PostgreSQL"),
             },
             Ok(None) => {}
@@ -137,7 +278,15 @@ impl TokenVerifier {
         if let Err(e) = tokens::token_touch(&self.pg, record.id).await {
             tracing::warn!(error = format!("{:#}", anyhow!(e)), "could not record a token's use");
         }
-        Ok(Principal { token_id: record.id, name: record.name })
+        let principal = Principal { token_id: record.id, name: record.name };
+        self.remember(&hash, &principal, record.expires_at, epoch);
+        Ok(principal)
+    }
+
+    fn remember(&self, hash: &str, principal: &Principal, expires_at: Option<DateTime<Utc>>, epoch: u64) {
+        if !self.local_ttl.is_zero() {
+            self.local.put(hash, principal, expires_at, epoch);
+        }
     }
 
     /// Revokes a token by id or name, effective at once for every verifier sharing this Redis
@@ -163,7 +312,28 @@ impl TokenVerifier {
                     self.cache_ttl
                 )
             })?;
+        // Every process's local cache drops the token on this message.
+        self.local.invalidate(Some(&hash));
+        self.publish_revocation(&hash).await.with_context(|| {
+            format!("token {id_or_name:?} is revoked, but other processes may accept it for a few more seconds")
+        })?;
         Ok(newly_revoked)
+    }
+
+    async fn publish_revocation(&self, hash: &str) -> anyhow::Result<()> {
+        let publish = async {
+            let mut conn = self.redis.get().await.context("getting a Redis connection")?;
+            let _: i64 = redis::cmd("PUBLISH")
+                .arg(self.revocation_channel())
+                .arg(hash)
+                .query_async(&mut *conn)
+                .await
+                .context("PUBLISH")?;
+            Ok(())
+        };
+        tokio::time::timeout(REVOKE_REDIS_TIMEOUT, publish)
+            .await
+            .map_err(|_| anyhow!("no answer from Redis within {REVOKE_REDIS_TIMEOUT:?}"))?
     }
 
     async fn cache_get(&self, key: &str) -> anyhow::Result<Option<String>> {
@@ -220,7 +390,11 @@ impl TokenVerifier {
     }
 }
 
-fn check_cached(entry: CacheEntry, hash: &str, now: DateTime<Utc>) -> Result<Principal, AuthError> {
+fn check_cached(
+    entry: CacheEntry,
+    hash: &str,
+    now: DateTime<Utc>,
+) -> Result<(Principal, Option<DateTime<Utc>>), AuthError> {
     match entry {
         CacheEntry::Revoked => Err(AuthError::Revoked),
         CacheEntry::Valid { id, name, hash: cached_hash, expires_at } => {
@@ -230,7 +404,7 @@ fn check_cached(entry: CacheEntry, hash: &str, now: DateTime<Utc>) -> Result<Pri
             if expires_at.is_some_and(|at| at <= now) {
                 return Err(AuthError::Expired);
             }
-            Ok(Principal { token_id: id, name })
+            Ok((Principal { token_id: id, name }, expires_at))
         }
     }
 }
@@ -249,6 +423,35 @@ mod tests {
             .build(RedisConnectionManager::new(url).unwrap())
             .await
             .unwrap()
+    }
+
+    #[tokio::test]
+    async fn local_cache_serves_verified_tokens_and_hears_revocations() {
+        let (db, redis, plain) = setup().await;
+        let cached = plain.clone().with_local_cache(redis.url(), Duration::from_secs(30)).unwrap();
+        let (_, token) = token_issue(db.pool(), "local", None).await.unwrap();
+        // Wait (bounded) until the listener is subscribed; before that the layer is off.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !cached.local.live.load(Ordering::Acquire) {
+            assert!(std::time::Instant::now() < deadline, "listener never subscribed");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(cached.verify(&token).await.is_ok());
+        // Served locally: even with the Redis entry gone it still passes without a lookup.
+        let key = cached.cache_key(&tokens::token_hash(&token));
+        let mut conn = redis.pool().await.unwrap().get_owned().await.unwrap();
+        let _: i64 = redis::cmd("DEL").arg(&key).query_async(&mut *conn).await.unwrap();
+        assert!(cached.local.get(&tokens::token_hash(&token), cached.local_ttl).is_some());
+        // Another process revokes: the message empties this process's entry.
+        assert!(plain.revoke("local").await.unwrap());
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            match cached.verify(&token).await {
+                Err(AuthError::Revoked) => break,
+                other => assert!(std::time::Instant::now() < deadline, "still {other:?}"),
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     async fn setup() -> (TestDb, TestRedis, TokenVerifier) {

@@ -47,6 +47,11 @@ pub struct Config {
     #[arg(long, env = "TOKEN_CACHE_TTL_SECS", default_value_t = 60)]
     pub token_cache_ttl_secs: u64,
 
+    /// How long this process trusts a token it verified, without asking Redis, in ms (0 = off).
+    /// Revocations reach every process at once over Redis pub/sub; this bounds a lost message.
+    #[arg(long, env = "TOKEN_LOCAL_CACHE_MS", default_value_t = 5000)]
+    pub token_local_cache_ms: u64,
+
     /// Per-dependency timeout of `/health`, in ms (both run concurrently, so
     /// the answer comes within about this long even when one hangs).
     #[arg(long, env = "HEALTH_TIMEOUT_MS", default_value_t = 500)]
@@ -107,6 +112,10 @@ impl Config {
 
     pub fn pg_statement_timeout(&self) -> Duration {
         Duration::from_millis(self.pg_statement_timeout_ms)
+    }
+
+    pub fn token_local_cache(&self) -> Duration {
+        Duration::from_millis(self.token_local_cache_ms)
     }
 
     pub fn health_timeout(&self) -> Duration {

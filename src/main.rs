@@ -119,7 +119,7 @@ async fn serve(pools: &Pools, cfg: &Config, dev_token: Option<String>, with_work
         println!("Token:   {token}   (send it as the `token` header; valid 24 h)");
         println!("Try:     curl -H 'token: {token}' {base}{}/users", api_server::BASE_PATH);
     }
-    let app = Arc::new(pools.app(cfg));
+    let app = Arc::new(pools.app(cfg)?);
     if !with_worker {
         return server::serve(acceptor, app, cfg, server::shutdown_signal()).await;
     }

@@ -59,6 +59,8 @@ impl Backends {
 pub struct Pools {
     pub pg: db::Pool,
     pub redis: bb8::Pool<RedisConnectionManager>,
+    /// For the connections a pool cannot lend: the token revocation subscription.
+    redis_url: String,
 }
 
 impl Pools {
@@ -71,7 +73,7 @@ impl Pools {
             .max_size(cfg.redis_pool_max)
             .connection_timeout(cfg.pg_acquire_timeout())
             .build_unchecked(manager);
-        Ok(Pools { pg, redis })
+        Ok(Pools { pg, redis, redis_url: b.redis_url.clone() })
     }
 
     /// Applies pending migrations from `sql/`.
@@ -89,15 +91,18 @@ impl Pools {
             .with_cache_ttl(cfg.token_cache_ttl())
     }
 
-    pub fn app(&self, cfg: &Config) -> App {
-        App {
+    /// The application state. Its token verifier also keeps recently verified tokens in
+    /// process, invalidated by Redis pub/sub, so the hot path needs no round trip to verify.
+    pub fn app(&self, cfg: &Config) -> Result<App> {
+        let tokens = self.tokens(cfg).with_local_cache(&self.redis_url, cfg.token_local_cache())?;
+        Ok(App {
             pg: self.pg.clone(),
             redis: self.redis.clone(),
-            tokens: self.tokens(cfg),
+            tokens,
             queue: self.queue(cfg),
             health_timeout: cfg.health_timeout(),
             throughput: Arc::new(Throughput::default()),
-        }
+        })
     }
 }
 

@@ -204,6 +204,13 @@ pub async fn user_delete(pool: &Pool, id: i64) -> Result<(), StoreError> {
 /// Runs on the blocking pool: a hash takes tens of milliseconds of CPU by design.
 pub async fn hash_password(password: String) -> Result<String, StoreError> {
     use argon2::{Argon2, password_hash::PasswordHasher};
+    // argon2id takes 19 MiB and tens of milliseconds of one core per hash: unbounded, a burst of
+    // sign-ups would hold gigabytes and starve every other request of CPU. One hash per core at
+    // a time; the rest wait their turn (their latency grows, nothing else's does).
+    static HASHING: std::sync::LazyLock<tokio::sync::Semaphore> = std::sync::LazyLock::new(|| {
+        tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get))
+    });
+    let _permit = HASHING.acquire().await.map_err(|e| StoreError::Internal(Box::new(e)))?;
     tokio::task::spawn_blocking(move || {
         Argon2::default()
             .hash_password(password.as_bytes())
