@@ -107,6 +107,20 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(listener.local_addr().context("reading the bound port")?.port())
 }
 
+/// Starts a server on a port found free, trying another (three times) when some other process
+/// takes the port between the pick and the bind.
+fn start_on_free_port(what: &str, mut start: impl FnMut(u16) -> Result<(), StartFailure>) -> anyhow::Result<()> {
+    let mut attempts = 0;
+    loop {
+        match start(free_port()?) {
+            Ok(()) => return Ok(()),
+            Err(StartFailure::Exited(why)) if attempts < 3 && why.contains("Address already in use") => attempts += 1,
+            Err(StartFailure::Exited(why)) => bail!("{what} exited while starting: {why}"),
+            Err(StartFailure::Other(e)) => return Err(e.context(format!("starting {what}"))),
+        }
+    }
+}
+
 fn pid_of(child: &Child) -> Pid {
     Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX))
 }
@@ -296,19 +310,11 @@ impl PrivatePostgres {
         // Before initdb, so that even a death during initdb leaves no temp dir behind.
         pg.watchdog = Some(Watchdog::spawn(&pg.pid_file(), pg.dir.path(), "QUIT")?);
         pg.initdb()?;
-        // A port found free can be taken before postgres binds it; then try another one.
-        let mut attempts = 0;
-        loop {
-            pg.port = free_port()?;
-            match pg.spawn_and_wait() {
-                Ok(()) => return Ok(pg),
-                Err(StartFailure::Exited(why)) if attempts < 3 && why.contains("Address already in use") => {
-                    attempts += 1;
-                }
-                Err(StartFailure::Exited(why)) => bail!("postgres exited while starting: {why}"),
-                Err(StartFailure::Other(e)) => return Err(e.context("starting postgres")),
-            }
-        }
+        start_on_free_port("postgres", |port| {
+            pg.port = port;
+            pg.spawn_and_wait()
+        })?;
+        Ok(pg)
     }
 
     /// `postgres://postgres@127.0.0.1:PORT/postgres` (trust auth, no password).
@@ -554,18 +560,11 @@ impl PrivateRedis {
         let dir = tempfile::Builder::new().prefix("spec-redis-").tempdir().context("creating the Redis temp dir")?;
         let mut redis = Self { port: 0, program: PathBuf::from(program), persistent, child: None, watchdog: None, dir };
         redis.watchdog = Some(Watchdog::spawn(&redis.pid_file(), redis.dir.path(), "KILL")?);
-        let mut attempts = 0;
-        loop {
-            redis.port = free_port()?;
-            match redis.spawn_and_wait() {
-                Ok(()) => return Ok(redis),
-                Err(StartFailure::Exited(why)) if attempts < 3 && why.contains("Address already in use") => {
-                    attempts += 1;
-                }
-                Err(StartFailure::Exited(why)) => bail!("redis-server exited while starting: {why}"),
-                Err(StartFailure::Other(e)) => return Err(e.context("starting redis-server")),
-            }
-        }
+        start_on_free_port("redis-server", |port| {
+            redis.port = port;
+            redis.spawn_and_wait()
+        })?;
+        Ok(redis)
     }
 
     /// `redis://127.0.0.1:PORT`
