@@ -20,6 +20,11 @@ use spec_server::{
     server::{self, Backends, Pools},
 };
 
+/// The request path allocates a lot of small, short-lived objects (parsing, JSON, futures);
+/// mimalloc handles that pattern with less time in the allocator than glibc's malloc.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// How long each measurement runs (after a short warm-up).
 const RUN: Duration = Duration::from_secs(5);
 const WARMUP: Duration = Duration::from_millis(500);
@@ -115,8 +120,22 @@ async fn roundtrip(stream: &mut tokio::net::TcpStream, request: &[u8], buf: &mut
     Ok(status)
 }
 
+/// Runs the load on its own runtime threads, as pgbench runs as its own process: sharing the
+/// server's runtime would make the two compete inside one scheduler instead of in the OS's.
+async fn load<F>(addr: std::net::SocketAddr, conns: usize, make: F) -> Result<Sample>
+where
+    F: Fn(u64) -> Vec<u8> + Send + Sync + 'static,
+{
+    tokio::task::spawn_blocking(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+        anyhow::Ok(rt.block_on(load_on(addr, conns, make)))
+    })
+    .await
+    .context("the load generator thread failed")?
+}
+
 /// Runs requests made by `make` on `conns` keep-alive connections for `RUN`.
-async fn load<F>(addr: std::net::SocketAddr, conns: usize, make: F) -> Sample
+async fn load_on<F>(addr: std::net::SocketAddr, conns: usize, make: F) -> Sample
 where
     F: Fn(u64) -> Vec<u8> + Send + Sync + 'static,
 {
@@ -283,7 +302,7 @@ async fn main() -> Result<()> {
 
         eprintln!("getUserById at {conns} connections…");
         let t = token.clone();
-        let s = load(addr, conns, move |i| get(&format!("/api/v1/users/{}", 1 + (i as i64 % SEED_USERS)), &t)).await;
+        let s = load(addr, conns, move |i| get(&format!("/api/v1/users/{}", 1 + (i as i64 % SEED_USERS)), &t)).await?;
         report("http.get_user_by_id", conns, &s, Some(tps), Some(pg_latency))?;
 
         if quick {
@@ -291,7 +310,7 @@ async fn main() -> Result<()> {
         }
         eprintln!("listUsers at {conns} connections…");
         let t = token.clone();
-        let s = load(addr, conns, move |i| get(&format!("/api/v1/users?page={}&page_size=20", 1 + i % 50), &t)).await;
+        let s = load(addr, conns, move |i| get(&format!("/api/v1/users?page={}&page_size=20", 1 + i % 50), &t)).await?;
         report("http.list_users", conns, &s, Some(tps), Some(pg_latency))?;
 
         eprintln!("createUser at {conns} connections (argon2id-bound)…");
@@ -302,7 +321,7 @@ async fn main() -> Result<()> {
             });
             post("/api/v1/users", &t, &body.to_string())
         })
-        .await;
+        .await?;
         report("http.create_user", conns, &s, Some(tps), Some(pg_latency))?;
     }
     drop(pools);
