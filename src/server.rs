@@ -19,7 +19,7 @@ use crate::{
     db,
     devsvc::{PrivatePostgres, PrivateRedis},
     http::{App, Throughput},
-    queue::{Queue, QueueConfig},
+    queue::Queue,
 };
 
 /// The URLs in use, and the private instances behind them when none were
@@ -83,7 +83,7 @@ impl Pools {
     }
 
     pub fn queue(&self, cfg: &Config) -> Queue {
-        Queue::new(self.redis.clone(), QueueConfig::new(format!("{}:queue", cfg.redis_prefix)))
+        Queue::new(self.redis.clone(), cfg.queue_config())
     }
 
     pub fn tokens(&self, cfg: &Config) -> TokenVerifier {

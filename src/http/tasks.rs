@@ -18,11 +18,8 @@ use super::{App, internal, success};
 use crate::{
     auth::Principal,
     queue::{NewTask, Priority, Stats, TaskRecord, TaskState},
+    tasks::{EMAIL, SYNC},
 };
-
-/// Task kinds, as workers dispatch on them.
-pub const EMAIL: &str = "email";
-pub const SYNC: &str = "sync";
 
 fn api_priority(p: Priority) -> ApiPriority {
     match p {
