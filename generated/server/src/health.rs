@@ -38,62 +38,7 @@ impl ::poem_openapi::ApiResponse for HealthCheckResponse {
                     status_range: ::std::option::Option::None,
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
                         content_type: rt::JSON,
-                        schema: ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                            ::poem_openapi::registry::MetaSchema {
-                                ty: "object",
-                                properties: ::std::vec![
-                                    (
-                                        "status",
-                                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                                            ::poem_openapi::registry::MetaSchema {
-                                                ty: "string",
-                                                title: ::std::option::Option::Some(::std::string::String::from(
-                                                    "HealthOk"
-                                                )),
-                                                description: ::std::option::Option::Some("系统整体状态"),
-                                                enum_items: ::std::vec![crate::rt::json("\"ok\"")],
-                                                ..::poem_openapi::registry::MetaSchema::ANY
-                                            }
-                                        ))
-                                    ),
-                                    (
-                                        "postgres",
-                                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                                            ::poem_openapi::registry::MetaSchema {
-                                                ty: "string",
-                                                title: ::std::option::Option::Some(::std::string::String::from(
-                                                    "DependencyState"
-                                                )),
-                                                description: ::std::option::Option::Some("PostgreSQL 连接状态"),
-                                                enum_items: ::std::vec![
-                                                    crate::rt::json("\"up\""),
-                                                    crate::rt::json("\"down\"")
-                                                ],
-                                                ..::poem_openapi::registry::MetaSchema::ANY
-                                            }
-                                        ))
-                                    ),
-                                    (
-                                        "redis",
-                                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                                            ::poem_openapi::registry::MetaSchema {
-                                                ty: "string",
-                                                title: ::std::option::Option::Some(::std::string::String::from(
-                                                    "DependencyState"
-                                                )),
-                                                description: ::std::option::Option::Some("Redis 连接状态"),
-                                                enum_items: ::std::vec![
-                                                    crate::rt::json("\"up\""),
-                                                    crate::rt::json("\"down\"")
-                                                ],
-                                                ..::poem_openapi::registry::MetaSchema::ANY
-                                            }
-                                        ))
-                                    )
-                                ],
-                                ..::poem_openapi::registry::MetaSchema::ANY
-                            }
-                        ))
+                        schema: <crate::models::HealthCheck200Response as ::poem_openapi::types::Type>::schema_ref()
                     }],
                     headers: ::std::vec::Vec::new(),
                 },
@@ -103,72 +48,7 @@ impl ::poem_openapi::ApiResponse for HealthCheckResponse {
                     status_range: ::std::option::Option::None,
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
                         content_type: rt::JSON,
-                        schema: ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                            ::poem_openapi::registry::MetaSchema {
-                                ty: "object",
-                                properties: ::std::vec![
-                                    (
-                                        "status",
-                                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                                            ::poem_openapi::registry::MetaSchema {
-                                                ty: "string",
-                                                title: ::std::option::Option::Some(::std::string::String::from(
-                                                    "HealthDegraded"
-                                                )),
-                                                enum_items: ::std::vec![
-                                                    crate::rt::json("\"degraded\""),
-                                                    crate::rt::json("\"unavailable\"")
-                                                ],
-                                                ..::poem_openapi::registry::MetaSchema::ANY
-                                            }
-                                        ))
-                                    ),
-                                    (
-                                        "postgres",
-                                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                                            ::poem_openapi::registry::MetaSchema {
-                                                ty: "string",
-                                                title: ::std::option::Option::Some(::std::string::String::from(
-                                                    "DependencyState"
-                                                )),
-                                                enum_items: ::std::vec![
-                                                    crate::rt::json("\"up\""),
-                                                    crate::rt::json("\"down\"")
-                                                ],
-                                                ..::poem_openapi::registry::MetaSchema::ANY
-                                            }
-                                        ))
-                                    ),
-                                    (
-                                        "redis",
-                                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                                            ::poem_openapi::registry::MetaSchema {
-                                                ty: "string",
-                                                title: ::std::option::Option::Some(::std::string::String::from(
-                                                    "DependencyState"
-                                                )),
-                                                enum_items: ::std::vec![
-                                                    crate::rt::json("\"up\""),
-                                                    crate::rt::json("\"down\"")
-                                                ],
-                                                ..::poem_openapi::registry::MetaSchema::ANY
-                                            }
-                                        ))
-                                    ),
-                                    (
-                                        "error",
-                                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                                            ::poem_openapi::registry::MetaSchema {
-                                                ty: "string",
-                                                description: ::std::option::Option::Some("错误详情"),
-                                                ..::poem_openapi::registry::MetaSchema::ANY
-                                            }
-                                        ))
-                                    )
-                                ],
-                                ..::poem_openapi::registry::MetaSchema::ANY
-                            }
-                        ))
+                        schema: <crate::models::HealthCheck503Response as ::poem_openapi::types::Type>::schema_ref()
                     }],
                     headers: ::std::vec::Vec::new(),
                 }
@@ -177,6 +57,8 @@ impl ::poem_openapi::ApiResponse for HealthCheckResponse {
     }
     fn register(registry: &mut ::poem_openapi::registry::Registry) {
         let _ = &registry;
+        <crate::models::HealthCheck200Response as ::poem_openapi::types::Type>::register(registry);
+        <crate::models::HealthCheck503Response as ::poem_openapi::types::Type>::register(registry);
     }
 }
 impl ::poem::IntoResponse for HealthCheckResponse {

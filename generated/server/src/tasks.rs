@@ -75,57 +75,8 @@ impl ::poem_openapi::ApiResponse for SubmitEmailTaskResponse {
                     status_range: ::std::option::Option::None,
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
                         content_type: rt::JSON,
-                        schema: ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                            ::poem_openapi::registry::MetaSchema {
-                                ty: "object",
-                                required: ::std::vec!["code", "msg", "timestamp"],
-                                properties: ::std::vec![
-                                    (
-                                        "code",
-                                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                                            ::poem_openapi::registry::MetaSchema {
-                                                ty: "integer",
-                                                description: ::std::option::Option::Some("响应码(0 表示成功)"),
-                                                enum_items: ::std::vec![crate::rt::json("0")],
-                                                ..::poem_openapi::registry::MetaSchema::ANY
-                                            }
-                                        ))
-                                    ),
-                                    (
-                                        "msg",
-                                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                                            ::poem_openapi::registry::MetaSchema {
-                                                ty: "string",
-                                                description: ::std::option::Option::Some("响应消息"),
-                                                example: ::std::option::Option::Some(crate::rt::json("\"success\"")),
-                                                ..::poem_openapi::registry::MetaSchema::ANY
-                                            }
-                                        ))
-                                    ),
-                                    (
-                                        "data",
-                                        ::poem_openapi::registry::MetaSchemaRef::Reference(
-                                            ::std::string::String::from("TaskResponse")
-                                        )
-                                    ),
-                                    (
-                                        "timestamp",
-                                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                                            ::poem_openapi::registry::MetaSchema {
-                                                ty: "string",
-                                                format: ::std::option::Option::Some("date-time"),
-                                                description: ::std::option::Option::Some("响应时间戳(ISO 8601 格式)"),
-                                                example: ::std::option::Option::Some(crate::rt::json(
-                                                    "\"2025-11-12T16:00:00+08:00\""
-                                                )),
-                                                ..::poem_openapi::registry::MetaSchema::ANY
-                                            }
-                                        ))
-                                    )
-                                ],
-                                ..::poem_openapi::registry::MetaSchema::ANY
-                            }
-                        ))
+                        schema: <crate::models::SubmitEmailTask200Response as ::poem_openapi::types::Type>::schema_ref(
+                        )
                     }],
                     headers: ::std::vec::Vec::new(),
                 },
@@ -135,9 +86,7 @@ impl ::poem_openapi::ApiResponse for SubmitEmailTaskResponse {
                     status_range: ::std::option::Option::None,
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
                         content_type: rt::JSON,
-                        schema: ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from(
-                            "ErrorResponse"
-                        ))
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
                     }],
                     headers: ::std::vec::Vec::new(),
                 },
@@ -147,9 +96,7 @@ impl ::poem_openapi::ApiResponse for SubmitEmailTaskResponse {
                     status_range: ::std::option::Option::None,
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
                         content_type: rt::JSON,
-                        schema: ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from(
-                            "ErrorResponse"
-                        ))
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
                     }],
                     headers: ::std::vec::Vec::new(),
                 },
@@ -159,9 +106,7 @@ impl ::poem_openapi::ApiResponse for SubmitEmailTaskResponse {
                     status_range: ::std::option::Option::None,
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
                         content_type: rt::JSON,
-                        schema: ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from(
-                            "ErrorResponse"
-                        ))
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
                     }],
                     headers: ::std::vec::Vec::new(),
                 }
@@ -171,7 +116,7 @@ impl ::poem_openapi::ApiResponse for SubmitEmailTaskResponse {
     fn register(registry: &mut ::poem_openapi::registry::Registry) {
         let _ = &registry;
         <crate::models::ErrorResponse as ::poem_openapi::types::Type>::register(registry);
-        <crate::models::TaskResponse as ::poem_openapi::types::Type>::register(registry);
+        <crate::models::SubmitEmailTask200Response as ::poem_openapi::types::Type>::register(registry);
     }
 }
 impl ::poem::IntoResponse for SubmitEmailTaskResponse {
@@ -256,57 +201,7 @@ impl ::poem_openapi::ApiResponse for SubmitSyncTaskResponse {
                     status_range: ::std::option::Option::None,
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
                         content_type: rt::JSON,
-                        schema: ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                            ::poem_openapi::registry::MetaSchema {
-                                ty: "object",
-                                required: ::std::vec!["code", "msg", "timestamp"],
-                                properties: ::std::vec![
-                                    (
-                                        "code",
-                                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                                            ::poem_openapi::registry::MetaSchema {
-                                                ty: "integer",
-                                                description: ::std::option::Option::Some("响应码(0 表示成功)"),
-                                                enum_items: ::std::vec![crate::rt::json("0")],
-                                                ..::poem_openapi::registry::MetaSchema::ANY
-                                            }
-                                        ))
-                                    ),
-                                    (
-                                        "msg",
-                                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                                            ::poem_openapi::registry::MetaSchema {
-                                                ty: "string",
-                                                description: ::std::option::Option::Some("响应消息"),
-                                                example: ::std::option::Option::Some(crate::rt::json("\"success\"")),
-                                                ..::poem_openapi::registry::MetaSchema::ANY
-                                            }
-                                        ))
-                                    ),
-                                    (
-                                        "data",
-                                        ::poem_openapi::registry::MetaSchemaRef::Reference(
-                                            ::std::string::String::from("TaskResponse")
-                                        )
-                                    ),
-                                    (
-                                        "timestamp",
-                                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                                            ::poem_openapi::registry::MetaSchema {
-                                                ty: "string",
-                                                format: ::std::option::Option::Some("date-time"),
-                                                description: ::std::option::Option::Some("响应时间戳(ISO 8601 格式)"),
-                                                example: ::std::option::Option::Some(crate::rt::json(
-                                                    "\"2025-11-12T16:00:00+08:00\""
-                                                )),
-                                                ..::poem_openapi::registry::MetaSchema::ANY
-                                            }
-                                        ))
-                                    )
-                                ],
-                                ..::poem_openapi::registry::MetaSchema::ANY
-                            }
-                        ))
+                        schema: <crate::models::SubmitSyncTask200Response as ::poem_openapi::types::Type>::schema_ref()
                     }],
                     headers: ::std::vec::Vec::new(),
                 },
@@ -316,9 +211,7 @@ impl ::poem_openapi::ApiResponse for SubmitSyncTaskResponse {
                     status_range: ::std::option::Option::None,
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
                         content_type: rt::JSON,
-                        schema: ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from(
-                            "ErrorResponse"
-                        ))
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
                     }],
                     headers: ::std::vec::Vec::new(),
                 },
@@ -328,9 +221,7 @@ impl ::poem_openapi::ApiResponse for SubmitSyncTaskResponse {
                     status_range: ::std::option::Option::None,
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
                         content_type: rt::JSON,
-                        schema: ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from(
-                            "ErrorResponse"
-                        ))
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
                     }],
                     headers: ::std::vec::Vec::new(),
                 },
@@ -340,9 +231,7 @@ impl ::poem_openapi::ApiResponse for SubmitSyncTaskResponse {
                     status_range: ::std::option::Option::None,
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
                         content_type: rt::JSON,
-                        schema: ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from(
-                            "ErrorResponse"
-                        ))
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
                     }],
                     headers: ::std::vec::Vec::new(),
                 }
@@ -352,7 +241,7 @@ impl ::poem_openapi::ApiResponse for SubmitSyncTaskResponse {
     fn register(registry: &mut ::poem_openapi::registry::Registry) {
         let _ = &registry;
         <crate::models::ErrorResponse as ::poem_openapi::types::Type>::register(registry);
-        <crate::models::TaskResponse as ::poem_openapi::types::Type>::register(registry);
+        <crate::models::SubmitSyncTask200Response as ::poem_openapi::types::Type>::register(registry);
     }
 }
 impl ::poem::IntoResponse for SubmitSyncTaskResponse {
@@ -439,57 +328,7 @@ impl ::poem_openapi::ApiResponse for GetTaskResponse {
                     status_range: ::std::option::Option::None,
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
                         content_type: rt::JSON,
-                        schema: ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                            ::poem_openapi::registry::MetaSchema {
-                                ty: "object",
-                                required: ::std::vec!["code", "msg", "timestamp"],
-                                properties: ::std::vec![
-                                    (
-                                        "code",
-                                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                                            ::poem_openapi::registry::MetaSchema {
-                                                ty: "integer",
-                                                description: ::std::option::Option::Some("响应码(0 表示成功)"),
-                                                enum_items: ::std::vec![crate::rt::json("0")],
-                                                ..::poem_openapi::registry::MetaSchema::ANY
-                                            }
-                                        ))
-                                    ),
-                                    (
-                                        "msg",
-                                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                                            ::poem_openapi::registry::MetaSchema {
-                                                ty: "string",
-                                                description: ::std::option::Option::Some("响应消息"),
-                                                example: ::std::option::Option::Some(crate::rt::json("\"success\"")),
-                                                ..::poem_openapi::registry::MetaSchema::ANY
-                                            }
-                                        ))
-                                    ),
-                                    (
-                                        "data",
-                                        ::poem_openapi::registry::MetaSchemaRef::Reference(
-                                            ::std::string::String::from("TaskStatusResponse")
-                                        )
-                                    ),
-                                    (
-                                        "timestamp",
-                                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                                            ::poem_openapi::registry::MetaSchema {
-                                                ty: "string",
-                                                format: ::std::option::Option::Some("date-time"),
-                                                description: ::std::option::Option::Some("响应时间戳(ISO 8601 格式)"),
-                                                example: ::std::option::Option::Some(crate::rt::json(
-                                                    "\"2025-11-12T16:00:00+08:00\""
-                                                )),
-                                                ..::poem_openapi::registry::MetaSchema::ANY
-                                            }
-                                        ))
-                                    )
-                                ],
-                                ..::poem_openapi::registry::MetaSchema::ANY
-                            }
-                        ))
+                        schema: <crate::models::GetTask200Response as ::poem_openapi::types::Type>::schema_ref()
                     }],
                     headers: ::std::vec::Vec::new(),
                 },
@@ -499,9 +338,7 @@ impl ::poem_openapi::ApiResponse for GetTaskResponse {
                     status_range: ::std::option::Option::None,
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
                         content_type: rt::JSON,
-                        schema: ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from(
-                            "ErrorResponse"
-                        ))
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
                     }],
                     headers: ::std::vec::Vec::new(),
                 },
@@ -511,9 +348,7 @@ impl ::poem_openapi::ApiResponse for GetTaskResponse {
                     status_range: ::std::option::Option::None,
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
                         content_type: rt::JSON,
-                        schema: ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from(
-                            "ErrorResponse"
-                        ))
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
                     }],
                     headers: ::std::vec::Vec::new(),
                 },
@@ -523,9 +358,7 @@ impl ::poem_openapi::ApiResponse for GetTaskResponse {
                     status_range: ::std::option::Option::None,
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
                         content_type: rt::JSON,
-                        schema: ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from(
-                            "ErrorResponse"
-                        ))
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
                     }],
                     headers: ::std::vec::Vec::new(),
                 },
@@ -535,9 +368,7 @@ impl ::poem_openapi::ApiResponse for GetTaskResponse {
                     status_range: ::std::option::Option::None,
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
                         content_type: rt::JSON,
-                        schema: ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from(
-                            "ErrorResponse"
-                        ))
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
                     }],
                     headers: ::std::vec::Vec::new(),
                 }
@@ -547,7 +378,7 @@ impl ::poem_openapi::ApiResponse for GetTaskResponse {
     fn register(registry: &mut ::poem_openapi::registry::Registry) {
         let _ = &registry;
         <crate::models::ErrorResponse as ::poem_openapi::types::Type>::register(registry);
-        <crate::models::TaskStatusResponse as ::poem_openapi::types::Type>::register(registry);
+        <crate::models::GetTask200Response as ::poem_openapi::types::Type>::register(registry);
     }
 }
 impl ::poem::IntoResponse for GetTaskResponse {

@@ -105,57 +105,7 @@ impl ::poem_openapi::ApiResponse for ListUsersApiResponse {
                     status_range: ::std::option::Option::None,
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
                         content_type: rt::JSON,
-                        schema: ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                            ::poem_openapi::registry::MetaSchema {
-                                ty: "object",
-                                required: ::std::vec!["code", "msg", "timestamp"],
-                                properties: ::std::vec![
-                                    (
-                                        "code",
-                                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                                            ::poem_openapi::registry::MetaSchema {
-                                                ty: "integer",
-                                                description: ::std::option::Option::Some("响应码(0 表示成功)"),
-                                                enum_items: ::std::vec![crate::rt::json("0")],
-                                                ..::poem_openapi::registry::MetaSchema::ANY
-                                            }
-                                        ))
-                                    ),
-                                    (
-                                        "msg",
-                                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                                            ::poem_openapi::registry::MetaSchema {
-                                                ty: "string",
-                                                description: ::std::option::Option::Some("响应消息"),
-                                                example: ::std::option::Option::Some(crate::rt::json("\"success\"")),
-                                                ..::poem_openapi::registry::MetaSchema::ANY
-                                            }
-                                        ))
-                                    ),
-                                    (
-                                        "data",
-                                        ::poem_openapi::registry::MetaSchemaRef::Reference(
-                                            ::std::string::String::from("ListUsersResponse")
-                                        )
-                                    ),
-                                    (
-                                        "timestamp",
-                                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                                            ::poem_openapi::registry::MetaSchema {
-                                                ty: "string",
-                                                format: ::std::option::Option::Some("date-time"),
-                                                description: ::std::option::Option::Some("响应时间戳(ISO 8601 格式)"),
-                                                example: ::std::option::Option::Some(crate::rt::json(
-                                                    "\"2025-11-12T16:00:00+08:00\""
-                                                )),
-                                                ..::poem_openapi::registry::MetaSchema::ANY
-                                            }
-                                        ))
-                                    )
-                                ],
-                                ..::poem_openapi::registry::MetaSchema::ANY
-                            }
-                        ))
+                        schema: <crate::models::ListUsers200Response as ::poem_openapi::types::Type>::schema_ref()
                     }],
                     headers: ::std::vec::Vec::new(),
                 },
@@ -165,9 +115,7 @@ impl ::poem_openapi::ApiResponse for ListUsersApiResponse {
                     status_range: ::std::option::Option::None,
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
                         content_type: rt::JSON,
-                        schema: ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from(
-                            "ErrorResponse"
-                        ))
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
                     }],
                     headers: ::std::vec::Vec::new(),
                 },
@@ -177,9 +125,7 @@ impl ::poem_openapi::ApiResponse for ListUsersApiResponse {
                     status_range: ::std::option::Option::None,
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
                         content_type: rt::JSON,
-                        schema: ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from(
-                            "ErrorResponse"
-                        ))
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
                     }],
                     headers: ::std::vec::Vec::new(),
                 },
@@ -189,9 +135,7 @@ impl ::poem_openapi::ApiResponse for ListUsersApiResponse {
                     status_range: ::std::option::Option::None,
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
                         content_type: rt::JSON,
-                        schema: ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from(
-                            "ErrorResponse"
-                        ))
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
                     }],
                     headers: ::std::vec::Vec::new(),
                 }
@@ -201,7 +145,7 @@ impl ::poem_openapi::ApiResponse for ListUsersApiResponse {
     fn register(registry: &mut ::poem_openapi::registry::Registry) {
         let _ = &registry;
         <crate::models::ErrorResponse as ::poem_openapi::types::Type>::register(registry);
-        <crate::models::ListUsersResponse as ::poem_openapi::types::Type>::register(registry);
+        <crate::models::ListUsers200Response as ::poem_openapi::types::Type>::register(registry);
     }
 }
 impl ::poem::IntoResponse for ListUsersApiResponse {
@@ -327,57 +271,7 @@ impl ::poem_openapi::ApiResponse for CreateUserResponse {
                     status_range: ::std::option::Option::None,
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
                         content_type: rt::JSON,
-                        schema: ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                            ::poem_openapi::registry::MetaSchema {
-                                ty: "object",
-                                required: ::std::vec!["code", "msg", "timestamp"],
-                                properties: ::std::vec![
-                                    (
-                                        "code",
-                                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                                            ::poem_openapi::registry::MetaSchema {
-                                                ty: "integer",
-                                                description: ::std::option::Option::Some("响应码(0 表示成功)"),
-                                                enum_items: ::std::vec![crate::rt::json("0")],
-                                                ..::poem_openapi::registry::MetaSchema::ANY
-                                            }
-                                        ))
-                                    ),
-                                    (
-                                        "msg",
-                                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                                            ::poem_openapi::registry::MetaSchema {
-                                                ty: "string",
-                                                description: ::std::option::Option::Some("响应消息"),
-                                                example: ::std::option::Option::Some(crate::rt::json("\"success\"")),
-                                                ..::poem_openapi::registry::MetaSchema::ANY
-                                            }
-                                        ))
-                                    ),
-                                    (
-                                        "data",
-                                        ::poem_openapi::registry::MetaSchemaRef::Reference(
-                                            ::std::string::String::from("UserResponse")
-                                        )
-                                    ),
-                                    (
-                                        "timestamp",
-                                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                                            ::poem_openapi::registry::MetaSchema {
-                                                ty: "string",
-                                                format: ::std::option::Option::Some("date-time"),
-                                                description: ::std::option::Option::Some("响应时间戳(ISO 8601 格式)"),
-                                                example: ::std::option::Option::Some(crate::rt::json(
-                                                    "\"2025-11-12T16:00:00+08:00\""
-                                                )),
-                                                ..::poem_openapi::registry::MetaSchema::ANY
-                                            }
-                                        ))
-                                    )
-                                ],
-                                ..::poem_openapi::registry::MetaSchema::ANY
-                            }
-                        ))
+                        schema: <crate::models::CreateUser200Response as ::poem_openapi::types::Type>::schema_ref()
                     }],
                     headers: ::std::vec::Vec::new(),
                 },
@@ -387,9 +281,7 @@ impl ::poem_openapi::ApiResponse for CreateUserResponse {
                     status_range: ::std::option::Option::None,
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
                         content_type: rt::JSON,
-                        schema: ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from(
-                            "ErrorResponse"
-                        ))
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
                     }],
                     headers: ::std::vec::Vec::new(),
                 },
@@ -399,9 +291,7 @@ impl ::poem_openapi::ApiResponse for CreateUserResponse {
                     status_range: ::std::option::Option::None,
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
                         content_type: rt::JSON,
-                        schema: ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from(
-                            "ErrorResponse"
-                        ))
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
                     }],
                     headers: ::std::vec::Vec::new(),
                 },
@@ -411,9 +301,7 @@ impl ::poem_openapi::ApiResponse for CreateUserResponse {
                     status_range: ::std::option::Option::None,
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
                         content_type: rt::JSON,
-                        schema: ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from(
-                            "ErrorResponse"
-                        ))
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
                     }],
                     headers: ::std::vec::Vec::new(),
                 },
@@ -423,9 +311,7 @@ impl ::poem_openapi::ApiResponse for CreateUserResponse {
                     status_range: ::std::option::Option::None,
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
                         content_type: rt::JSON,
-                        schema: ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from(
-                            "ErrorResponse"
-                        ))
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
                     }],
                     headers: ::std::vec::Vec::new(),
                 }
@@ -434,8 +320,8 @@ impl ::poem_openapi::ApiResponse for CreateUserResponse {
     }
     fn register(registry: &mut ::poem_openapi::registry::Registry) {
         let _ = &registry;
+        <crate::models::CreateUser200Response as ::poem_openapi::types::Type>::register(registry);
         <crate::models::ErrorResponse as ::poem_openapi::types::Type>::register(registry);
-        <crate::models::UserResponse as ::poem_openapi::types::Type>::register(registry);
     }
 }
 impl ::poem::IntoResponse for CreateUserResponse {
@@ -488,57 +374,7 @@ impl ::poem_openapi::ApiResponse for GetUserByIdResponse {
                     status_range: ::std::option::Option::None,
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
                         content_type: rt::JSON,
-                        schema: ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                            ::poem_openapi::registry::MetaSchema {
-                                ty: "object",
-                                required: ::std::vec!["code", "msg", "timestamp"],
-                                properties: ::std::vec![
-                                    (
-                                        "code",
-                                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                                            ::poem_openapi::registry::MetaSchema {
-                                                ty: "integer",
-                                                description: ::std::option::Option::Some("响应码(0 表示成功)"),
-                                                enum_items: ::std::vec![crate::rt::json("0")],
-                                                ..::poem_openapi::registry::MetaSchema::ANY
-                                            }
-                                        ))
-                                    ),
-                                    (
-                                        "msg",
-                                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                                            ::poem_openapi::registry::MetaSchema {
-                                                ty: "string",
-                                                description: ::std::option::Option::Some("响应消息"),
-                                                example: ::std::option::Option::Some(crate::rt::json("\"success\"")),
-                                                ..::poem_openapi::registry::MetaSchema::ANY
-                                            }
-                                        ))
-                                    ),
-                                    (
-                                        "data",
-                                        ::poem_openapi::registry::MetaSchemaRef::Reference(
-                                            ::std::string::String::from("UserResponse")
-                                        )
-                                    ),
-                                    (
-                                        "timestamp",
-                                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                                            ::poem_openapi::registry::MetaSchema {
-                                                ty: "string",
-                                                format: ::std::option::Option::Some("date-time"),
-                                                description: ::std::option::Option::Some("响应时间戳(ISO 8601 格式)"),
-                                                example: ::std::option::Option::Some(crate::rt::json(
-                                                    "\"2025-11-12T16:00:00+08:00\""
-                                                )),
-                                                ..::poem_openapi::registry::MetaSchema::ANY
-                                            }
-                                        ))
-                                    )
-                                ],
-                                ..::poem_openapi::registry::MetaSchema::ANY
-                            }
-                        ))
+                        schema: <crate::models::GetUserById200Response as ::poem_openapi::types::Type>::schema_ref()
                     }],
                     headers: ::std::vec::Vec::new(),
                 },
@@ -548,9 +384,7 @@ impl ::poem_openapi::ApiResponse for GetUserByIdResponse {
                     status_range: ::std::option::Option::None,
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
                         content_type: rt::JSON,
-                        schema: ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from(
-                            "ErrorResponse"
-                        ))
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
                     }],
                     headers: ::std::vec::Vec::new(),
                 },
@@ -560,9 +394,7 @@ impl ::poem_openapi::ApiResponse for GetUserByIdResponse {
                     status_range: ::std::option::Option::None,
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
                         content_type: rt::JSON,
-                        schema: ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from(
-                            "ErrorResponse"
-                        ))
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
                     }],
                     headers: ::std::vec::Vec::new(),
                 },
@@ -572,9 +404,7 @@ impl ::poem_openapi::ApiResponse for GetUserByIdResponse {
                     status_range: ::std::option::Option::None,
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
                         content_type: rt::JSON,
-                        schema: ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from(
-                            "ErrorResponse"
-                        ))
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
                     }],
                     headers: ::std::vec::Vec::new(),
                 },
@@ -584,9 +414,7 @@ impl ::poem_openapi::ApiResponse for GetUserByIdResponse {
                     status_range: ::std::option::Option::None,
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
                         content_type: rt::JSON,
-                        schema: ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from(
-                            "ErrorResponse"
-                        ))
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
                     }],
                     headers: ::std::vec::Vec::new(),
                 }
@@ -596,7 +424,7 @@ impl ::poem_openapi::ApiResponse for GetUserByIdResponse {
     fn register(registry: &mut ::poem_openapi::registry::Registry) {
         let _ = &registry;
         <crate::models::ErrorResponse as ::poem_openapi::types::Type>::register(registry);
-        <crate::models::UserResponse as ::poem_openapi::types::Type>::register(registry);
+        <crate::models::GetUserById200Response as ::poem_openapi::types::Type>::register(registry);
     }
 }
 impl ::poem::IntoResponse for GetUserByIdResponse {
@@ -684,57 +512,7 @@ impl ::poem_openapi::ApiResponse for UpdateUserResponse {
                     status_range: ::std::option::Option::None,
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
                         content_type: rt::JSON,
-                        schema: ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                            ::poem_openapi::registry::MetaSchema {
-                                ty: "object",
-                                required: ::std::vec!["code", "msg", "timestamp"],
-                                properties: ::std::vec![
-                                    (
-                                        "code",
-                                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                                            ::poem_openapi::registry::MetaSchema {
-                                                ty: "integer",
-                                                description: ::std::option::Option::Some("响应码(0 表示成功)"),
-                                                enum_items: ::std::vec![crate::rt::json("0")],
-                                                ..::poem_openapi::registry::MetaSchema::ANY
-                                            }
-                                        ))
-                                    ),
-                                    (
-                                        "msg",
-                                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                                            ::poem_openapi::registry::MetaSchema {
-                                                ty: "string",
-                                                description: ::std::option::Option::Some("响应消息"),
-                                                example: ::std::option::Option::Some(crate::rt::json("\"success\"")),
-                                                ..::poem_openapi::registry::MetaSchema::ANY
-                                            }
-                                        ))
-                                    ),
-                                    (
-                                        "data",
-                                        ::poem_openapi::registry::MetaSchemaRef::Reference(
-                                            ::std::string::String::from("UserResponse")
-                                        )
-                                    ),
-                                    (
-                                        "timestamp",
-                                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                                            ::poem_openapi::registry::MetaSchema {
-                                                ty: "string",
-                                                format: ::std::option::Option::Some("date-time"),
-                                                description: ::std::option::Option::Some("响应时间戳(ISO 8601 格式)"),
-                                                example: ::std::option::Option::Some(crate::rt::json(
-                                                    "\"2025-11-12T16:00:00+08:00\""
-                                                )),
-                                                ..::poem_openapi::registry::MetaSchema::ANY
-                                            }
-                                        ))
-                                    )
-                                ],
-                                ..::poem_openapi::registry::MetaSchema::ANY
-                            }
-                        ))
+                        schema: <crate::models::UpdateUser200Response as ::poem_openapi::types::Type>::schema_ref()
                     }],
                     headers: ::std::vec::Vec::new(),
                 },
@@ -744,9 +522,7 @@ impl ::poem_openapi::ApiResponse for UpdateUserResponse {
                     status_range: ::std::option::Option::None,
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
                         content_type: rt::JSON,
-                        schema: ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from(
-                            "ErrorResponse"
-                        ))
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
                     }],
                     headers: ::std::vec::Vec::new(),
                 },
@@ -756,9 +532,7 @@ impl ::poem_openapi::ApiResponse for UpdateUserResponse {
                     status_range: ::std::option::Option::None,
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
                         content_type: rt::JSON,
-                        schema: ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from(
-                            "ErrorResponse"
-                        ))
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
                     }],
                     headers: ::std::vec::Vec::new(),
                 },
@@ -768,9 +542,7 @@ impl ::poem_openapi::ApiResponse for UpdateUserResponse {
                     status_range: ::std::option::Option::None,
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
                         content_type: rt::JSON,
-                        schema: ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from(
-                            "ErrorResponse"
-                        ))
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
                     }],
                     headers: ::std::vec::Vec::new(),
                 },
@@ -780,9 +552,7 @@ impl ::poem_openapi::ApiResponse for UpdateUserResponse {
                     status_range: ::std::option::Option::None,
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
                         content_type: rt::JSON,
-                        schema: ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from(
-                            "ErrorResponse"
-                        ))
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
                     }],
                     headers: ::std::vec::Vec::new(),
                 },
@@ -792,9 +562,7 @@ impl ::poem_openapi::ApiResponse for UpdateUserResponse {
                     status_range: ::std::option::Option::None,
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
                         content_type: rt::JSON,
-                        schema: ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from(
-                            "ErrorResponse"
-                        ))
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
                     }],
                     headers: ::std::vec::Vec::new(),
                 }
@@ -804,7 +572,7 @@ impl ::poem_openapi::ApiResponse for UpdateUserResponse {
     fn register(registry: &mut ::poem_openapi::registry::Registry) {
         let _ = &registry;
         <crate::models::ErrorResponse as ::poem_openapi::types::Type>::register(registry);
-        <crate::models::UserResponse as ::poem_openapi::types::Type>::register(registry);
+        <crate::models::UpdateUser200Response as ::poem_openapi::types::Type>::register(registry);
     }
 }
 impl ::poem::IntoResponse for UpdateUserResponse {
@@ -892,9 +660,7 @@ impl ::poem_openapi::ApiResponse for DeleteUserResponse {
                     status_range: ::std::option::Option::None,
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
                         content_type: rt::JSON,
-                        schema: ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from(
-                            "SuccessResponse"
-                        ))
+                        schema: <crate::models::SuccessResponse as ::poem_openapi::types::Type>::schema_ref()
                     }],
                     headers: ::std::vec::Vec::new(),
                 },
@@ -904,9 +670,7 @@ impl ::poem_openapi::ApiResponse for DeleteUserResponse {
                     status_range: ::std::option::Option::None,
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
                         content_type: rt::JSON,
-                        schema: ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from(
-                            "ErrorResponse"
-                        ))
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
                     }],
                     headers: ::std::vec::Vec::new(),
                 },
@@ -916,9 +680,7 @@ impl ::poem_openapi::ApiResponse for DeleteUserResponse {
                     status_range: ::std::option::Option::None,
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
                         content_type: rt::JSON,
-                        schema: ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from(
-                            "ErrorResponse"
-                        ))
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
                     }],
                     headers: ::std::vec::Vec::new(),
                 },
@@ -928,9 +690,7 @@ impl ::poem_openapi::ApiResponse for DeleteUserResponse {
                     status_range: ::std::option::Option::None,
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
                         content_type: rt::JSON,
-                        schema: ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from(
-                            "ErrorResponse"
-                        ))
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
                     }],
                     headers: ::std::vec::Vec::new(),
                 },
@@ -940,9 +700,7 @@ impl ::poem_openapi::ApiResponse for DeleteUserResponse {
                     status_range: ::std::option::Option::None,
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
                         content_type: rt::JSON,
-                        schema: ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from(
-                            "ErrorResponse"
-                        ))
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
                     }],
                     headers: ::std::vec::Vec::new(),
                 }

@@ -1051,6 +1051,18 @@ fn response_type_in(api: &Api, op: &Operation) -> proc_macro2::Ident {
     }
 }
 
+/// The schema of a response body: a named type's own `schema_ref()` (so
+/// the schema is emitted once, with the type), else built from the spec.
+fn body_schema_ref(api: &Api, sch: &Sch, ty: &RTy) -> TokenStream {
+    match ty {
+        RTy::Named(t) => {
+            let t = ident(t);
+            quote!(<crate::models::#t as ::poem_openapi::types::Type>::schema_ref())
+        }
+        _ => meta_ref(api, sch),
+    }
+}
+
 fn is_envelope_type(api: &Api, ty: &RTy) -> bool {
     let RTy::Named(n) = ty else { return false };
     let Some(Kind::Struct(fields)) = api.types.get(n).map(|t| &t.kind) else { return false };
@@ -1075,8 +1087,8 @@ fn response_enum(api: &Api, op: &Operation) -> TokenStream {
         let status = Literal::u16_unsuffixed(r.status);
         let desc = lit(&r.description);
         let content = match &r.body {
-            Some((sch, _)) => {
-                let m = meta_ref(api, sch);
+            Some((sch, ty)) => {
+                let m = body_schema_ref(api, sch, ty);
                 quote!(::std::vec![::poem_openapi::registry::MetaMediaType { content_type: rt::JSON, schema: #m }])
             }
             None => quote!(::std::vec::Vec::new()),
@@ -1089,14 +1101,25 @@ fn response_enum(api: &Api, op: &Operation) -> TokenStream {
             headers: ::std::vec::Vec::new(),
         })
     });
+    // A named body type registers itself (and what it references); only
+    // unnamed bodies (arrays, scalars) list their references here.
     let mut refs = BTreeSet::new();
+    let mut named = BTreeSet::new();
     for r in &op.responses {
-        if let Some((sch, _)) = &r.body {
-            refs_in(api, sch, &mut refs);
+        match &r.body {
+            Some((_, RTy::Named(t))) => {
+                named.insert(t.clone());
+            }
+            Some((sch, _)) => refs_in(api, sch, &mut refs),
+            None => {}
         }
     }
-    // Inline bodies are hoisted types whose own registration covers nested refs.
+    let named_regs = named.iter().map(|t| {
+        let t = ident(t);
+        quote!(<crate::models::#t as ::poem_openapi::types::Type>::register(registry);)
+    });
     let regs = register_calls(api, &refs);
+    let regs = quote!(#(#named_regs)* #regs);
     let into_arms = op.responses.iter().map(|r| {
         let v = ident(&variant_name(r.status));
         let status = Literal::u16_unsuffixed(r.status);
@@ -1119,7 +1142,6 @@ fn response_enum(api: &Api, op: &Operation) -> TokenStream {
         quote!()
     } else {
         let fallback = error_variants.iter().find(|r| r.status == 500).or(error_variants.last()).map(|r| r.status);
-        let body_ty = error_variants.first().and_then(|r| r.body.as_ref()).map(|(_, t)| rty_tokens(t));
         let arms = error_variants.iter().map(|r| {
             let v = ident(&variant_name(r.status));
             let t = r.body.as_ref().map(|(_, t)| rty_tokens(t));
@@ -1133,7 +1155,6 @@ fn response_enum(api: &Api, op: &Operation) -> TokenStream {
         // The fallback arm must come last.
         let mut arms: Vec<TokenStream> = arms.collect();
         arms.sort_by_key(|a| a.to_string().starts_with('_'));
-        let _ = body_ty;
         quote! {
             impl rt::FromErrorCode for #name {
                 fn from_error(code: crate::ErrorCode, msg: ::std::option::Option<::std::string::String>, data: ::std::option::Option<::serde_json::Value>) -> Self {
@@ -1231,7 +1252,6 @@ fn tag_rs(api: &Api, tag: &str) -> Result<TokenStream> {
     let secured = ops.iter().any(|o| o.security.is_some());
     let supertrait =
         if secured { quote!(crate::Auth) } else { quote!(::std::marker::Send + ::std::marker::Sync + 'static) };
-    let tag_desc = api.tags.iter().find(|t| t.name == tag).and_then(|t| t.description.clone());
 
     let mut trait_methods = Vec::new();
     let mut server_methods = Vec::new();
@@ -1274,7 +1294,6 @@ fn tag_rs(api: &Api, tag: &str) -> Result<TokenStream> {
     }
 
     let tag_variant = format_ident!("{}", type_name(tag));
-    let _ = tag_desc;
     Ok(quote! {
         //! Operations tagged the same in the contract: the trait to implement,
         //! a response enum per operation, and the HTTP glue.
@@ -1429,7 +1448,6 @@ fn server_method(api: &Api, op: &Operation) -> Result<TokenStream> {
     };
     let tag = op_tag(op);
     let trait_name = format_ident!("{}Api", type_name(&tag));
-    let _ = api;
     Ok(quote! {
         #doc
         #[oai(path = #path, method = #method, operation_id = #op_id, #(#tags,)* #deprecated)]
