@@ -74,7 +74,7 @@ async fn main() -> Result<()> {
         to: "someone@example.com".into(),
         cc: vec!["manager@example.com".into()],
         subject: "Welcome".parse().map_err(|e| anyhow::anyhow!("{e}"))?,
-        body: "Thank you for signing up!".into(),
+        body: "Thank you for signing up!".parse()?,
         priority: types::EmailTaskRequestPriority::Critical,
     };
     let submitted = client.submit_email_task().body(task).send().await?.into_inner().data.context("no task data")?;

@@ -5,7 +5,16 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::Args;
 
-use crate::queue::QueueConfig;
+use crate::{listener, queue::QueueConfig};
+
+/// The soft open-file limit, raised to the hard one first (the default soft
+/// limit is often 1024, far below what a server needs).
+fn open_file_limit() -> Option<usize> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).ok()?;
+    let soft = if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() { hard } else { soft };
+    usize::try_from(soft).ok()
+}
 
 /// Settings shared by every subcommand.
 #[derive(Debug, Clone, Args)]
@@ -60,6 +69,34 @@ pub struct Config {
     /// Largest request body accepted, in bytes; larger ones get a 400 envelope (code 1010).
     #[arg(long, env = "BODY_LIMIT_BYTES", default_value_t = 1024 * 1024)]
     pub body_limit_bytes: usize,
+
+    /// Longest time a request body may take to arrive, in ms; a slower one
+    /// gets a 400 envelope (code 1008).
+    #[arg(long, env = "BODY_READ_TIMEOUT_MS", default_value_t = 30_000)]
+    pub body_read_timeout_ms: u64,
+
+    /// Longest request line plus headers, in bytes; larger ones get a 431
+    /// envelope (code 1015). Heads over four times this are refused by the
+    /// HTTP layer itself (an empty 431) before any buffer grows further.
+    #[arg(long, env = "HEADER_LIMIT_BYTES", default_value_t = 16 * 1024)]
+    pub header_limit_bytes: usize,
+
+    /// Longest time a client may take to send a request's line and headers,
+    /// in ms, once it started; then the connection is closed.
+    #[arg(long, env = "HEADER_READ_TIMEOUT_MS", default_value_t = 10_000)]
+    pub header_read_timeout_ms: u64,
+
+    /// A connection with no request running and no byte moving for this
+    /// long is closed, in ms (idle keep-alive, or a client not reading its
+    /// response).
+    #[arg(long, env = "IDLE_TIMEOUT_MS", default_value_t = 60_000)]
+    pub idle_timeout_ms: u64,
+
+    /// Most client connections served at once. Past it the server stops
+    /// accepting and new connections wait in the kernel's backlog. Lowered
+    /// at start if the process may not open that many files.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
 
     /// How long in-flight requests may finish after SIGTERM/SIGINT, in seconds.
     #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 10)]
@@ -124,6 +161,37 @@ impl Config {
 
     pub fn token_cache_ttl(&self) -> Duration {
         Duration::from_secs(self.token_cache_ttl_secs)
+    }
+
+    pub fn body_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.body_read_timeout_ms)
+    }
+
+    /// The listener's limits. `max_connections` is capped so that the
+    /// connections, the pools and a margin fit in the open-file limit: past
+    /// it `accept` would fail with EMFILE instead of connections waiting.
+    pub fn listener_limits(&self) -> listener::Limits {
+        let reserved = self.pg_pool_max + self.redis_pool_max as usize + 64;
+        let files = open_file_limit();
+        let max_connections = match files {
+            Some(n) if self.max_connections + reserved > n => {
+                let capped = n.saturating_sub(reserved).max(1);
+                tracing::warn!(
+                    configured = self.max_connections,
+                    capped,
+                    open_file_limit = n,
+                    "MAX_CONNECTIONS lowered to fit the open-file limit (raise `ulimit -n` for more)"
+                );
+                capped
+            }
+            _ => self.max_connections.max(1),
+        };
+        listener::Limits {
+            max_connections,
+            header_read_timeout: Duration::from_millis(self.header_read_timeout_ms.max(1)),
+            idle_timeout: Duration::from_millis(self.idle_timeout_ms.max(1)),
+            max_head_bytes: self.header_limit_bytes.saturating_mul(4),
+        }
     }
 
     pub fn shutdown_grace(&self) -> Duration {

@@ -6,6 +6,7 @@ pub mod config;
 pub mod db;
 pub mod devsvc;
 pub mod http;
+pub mod listener;
 pub mod queue;
 pub mod server;
 pub mod tasks;

@@ -4,13 +4,13 @@
 use std::{future::Future, sync::Arc, time::Instant};
 
 use anyhow::{Context, Result};
-use api_server::rt::BodyLimit;
+use api_server::{ErrorCode, rt};
 use bb8_redis::RedisConnectionManager;
 use poem::{
     Endpoint, EndpointExt, IntoResponse, Request, Response,
-    http::HeaderValue,
-    listener::{Acceptor, Listener, TcpListener},
+    http::{HeaderValue, StatusCode},
 };
+use tokio::net::TcpListener;
 use tracing::Instrument;
 
 use crate::{
@@ -19,6 +19,7 @@ use crate::{
     db,
     devsvc::{PrivatePostgres, PrivateRedis},
     http::{App, Throughput},
+    listener,
     queue::Queue,
 };
 
@@ -106,11 +107,42 @@ impl Pools {
     }
 }
 
-/// The whole HTTP endpoint: the generated application plus the body limit
-/// and one access-log line per request, tagged with a request id.
+/// The whole HTTP endpoint: the generated application plus the body
+/// limits, the header limit and one access-log line per request, tagged
+/// with a request id.
 pub fn endpoint(app: Arc<App>, cfg: &Config) -> impl Endpoint<Output = Response> + use<> {
-    api_server::app(app).data(BodyLimit(cfg.body_limit_bytes)).around(access_log)
+    let limits = rt::BodyLimits { max_bytes: cfg.body_limit_bytes, read_timeout: cfg.body_read_timeout() };
+    let header_limit = cfg.header_limit_bytes;
+    api_server::app(app)
+        .data(limits)
+        .around(move |next, req| header_limit_check(next, req, header_limit))
+        .around(access_log)
 }
+
+/// Answers `431` in the contract's envelope when the request line and
+/// headers exceed `HEADER_LIMIT_BYTES`. `/health` documents no `431` and reads
+/// no header, so it is left to hyper's hard cap (`listener::Limits`).
+async fn header_limit_check<E: Endpoint<Output = Response>>(
+    next: Arc<E>,
+    req: Request,
+    limit: usize,
+) -> poem::Result<Response> {
+    let size = req.uri().path().len()
+        + req.uri().query().map_or(0, str::len)
+        + req.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum::<usize>();
+    if size > limit && req.uri().path() != HEALTH_PATH.as_str() {
+        return Ok(rt::envelope_response(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ErrorCode::HeadersTooLarge,
+            Some(format!("request line and headers take {size} bytes; at most {limit} are accepted")),
+            None,
+        ));
+    }
+    next.call(req).await
+}
+
+static HEALTH_PATH: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("{}/health", api_server::BASE_PATH));
 
 async fn access_log<E: Endpoint<Output = Response>>(next: Arc<E>, req: Request) -> poem::Result<Response> {
     let request_id = req
@@ -134,20 +166,19 @@ async fn access_log<E: Endpoint<Output = Response>>(next: Arc<E>, req: Request) 
 
 /// A bound listener, so callers (and tests, with port 0) know the address
 /// before serving.
-pub async fn bind(cfg: &Config) -> Result<impl Acceptor + use<>> {
-    TcpListener::bind(cfg.listen_addr).into_acceptor().await.with_context(|| format!("binding {}", cfg.listen_addr))
+pub async fn bind(cfg: &Config) -> Result<TcpListener> {
+    TcpListener::bind(cfg.listen_addr).await.with_context(|| format!("binding {}", cfg.listen_addr))
 }
 
 /// Serves until `shutdown` resolves, then stops accepting and lets in-flight
 /// requests finish for up to the configured grace period.
 pub async fn serve(
-    acceptor: impl Acceptor + 'static,
+    listener: TcpListener,
     app: Arc<App>,
     cfg: &Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    poem::Server::new_with_acceptor(acceptor)
-        .run_with_graceful_shutdown(endpoint(app, cfg), shutdown, Some(cfg.shutdown_grace()))
+    listener::serve(listener, endpoint(app, cfg), cfg.listener_limits(), shutdown, cfg.shutdown_grace())
         .await
         .context("HTTP server")
 }

@@ -365,3 +365,53 @@ async fn wait_for_ok(h: &Harness) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn an_oversized_request_head_is_a_431_envelope() {
+    let (h, _db) = harness().await;
+    let big = "a".repeat(h.cfg.header_limit_bytes);
+    let (s, b) = send(h.cli.get("/api/v1/users").header("token", &h.token).header("x-padding", &big)).await;
+    assert_eq!((s, b["code"].clone()), (StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, json!(1015)), "{b}");
+    assert!(b["msg"].as_str().unwrap().contains(&h.cfg.header_limit_bytes.to_string()), "{b}");
+    // Just under the limit is served.
+    let fits = "a".repeat(h.cfg.header_limit_bytes / 2);
+    let (s, _) = send(h.cli.get("/api/v1/users").header("token", &h.token).header("x-padding", &fits)).await;
+    assert_eq!(s, StatusCode::OK);
+    // /health documents no 431 and reads no header.
+    let (s, _) = send(h.cli.get("/api/v1/health").header("x-padding", &big)).await;
+    assert_eq!(s, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn idempotency_keys_are_per_token_and_refuse_a_different_body() {
+    let (h, _db) = harness().await;
+    let (_, other) =
+        tokens::token_issue(&h.pools.pg, &format!("o{}", uuid::Uuid::new_v4().simple()), None).await.unwrap();
+    let email = |subject: &str, priority: &str| json!({"to": "a@example.com", "subject": subject, "body": "b", "priority": priority});
+    let submit = |token: &str, body: Value| {
+        let req =
+            h.cli.post("/api/v1/tasks/email").header("token", token).header("Idempotency-Key", "k1").body_json(&body);
+        send(req)
+    };
+    let (s, first) = submit(&h.token, email("hello", "low")).await;
+    assert_eq!(s, StatusCode::OK, "{first}");
+    let id = first["data"]["task_id"].clone();
+    // The same request again: the same task, described as it is.
+    let (s, again) = submit(&h.token, email("hello", "low")).await;
+    assert_eq!(
+        (s, again["data"]["task_id"].clone(), again["data"]["queue"].clone()),
+        (StatusCode::OK, id.clone(), json!("low"))
+    );
+    // Another body (or priority) under the same key: refused, nothing added.
+    for body in [email("other", "low"), email("hello", "critical")] {
+        let (s, b) = submit(&h.token, body).await;
+        assert_eq!((s, b["code"].clone()), (StatusCode::UNPROCESSABLE_ENTITY, json!(1014)), "{b}");
+    }
+    // Another token's key of the same name is its own.
+    let (s, theirs) = submit(&other, email("other", "critical")).await;
+    assert_eq!(s, StatusCode::OK, "{theirs}");
+    assert_ne!(theirs["data"]["task_id"], id);
+    assert_eq!(theirs["data"]["queue"], "critical");
+    let stats = h.pools.queue(&h.cfg).stats().await.unwrap();
+    assert_eq!(stats.pending.values().sum::<u64>(), 2);
+}

@@ -30,9 +30,10 @@ fn api_priority(p: Priority) -> ApiPriority {
 }
 
 /// The unique key of a submission: the client's `Idempotency-Key`, scoped
-/// to the task kind so an email and a sync task never collide.
-fn unique_key(kind: &str, key: Option<String>) -> Option<String> {
-    key.map(|k| format!("{kind}:{k}"))
+/// to the token that sent it (one client cannot see or block another's
+/// tasks) and to the task kind.
+fn unique_key(kind: &str, who: &Principal, key: &str) -> String {
+    format!("{kind}:{}:{key}", who.token_id)
 }
 
 fn priority(p: ApiPriority) -> Priority {
@@ -97,13 +98,36 @@ fn ahead_of(stats: &Stats, p: Priority) -> u64 {
 }
 
 impl App {
-    async fn submit<R: FromErrorCode>(&self, op: &str, task: NewTask) -> Result<TaskResponse, R> {
-        let p = task.priority;
+    /// Enqueues `task`; with an `Idempotency-Key`, a pending or running task
+    /// of the same token and key is answered instead when it is the same
+    /// request, and a different request under that key is refused.
+    async fn submit<R: FromErrorCode>(
+        &self,
+        op: &str,
+        who: &Principal,
+        mut task: NewTask,
+        idempotency_key: Option<String>,
+    ) -> Result<TaskResponse, R> {
+        let request = idempotency_key.map(|key| {
+            task.unique_key = Some(unique_key(&task.kind, who, &key));
+            (task.payload.clone(), task.priority)
+        });
+        let mut priority = task.priority;
         let enqueued = self.queue.enqueue(task).await.map_err(|e| internal::<R>(op, &e))?;
+        if let (Some(existing), Some((payload, requested))) = (enqueued.duplicate_of, request) {
+            match self.queue.get(existing).await.map_err(|e| internal::<R>(op, &e))? {
+                // Finished since (its payload may be gone): the key named it.
+                Some(rec) if matches!(rec.state, TaskState::Completed | TaskState::Dead) => priority = rec.priority,
+                Some(rec) if rec.payload == payload && rec.priority == requested => priority = rec.priority,
+                Some(_) => return Err(R::from_error(ErrorCode::IdempotencyKeyReused, None, None)),
+                // Gone past its retention in between: still the task the key named.
+                None => {}
+            }
+        }
         let estimated_time = match self.queue.stats().await {
             Ok(stats) => {
                 let rate = self.throughput.observe(stats.total_completed);
-                Some(estimate(ahead_of(&stats, p).saturating_sub(1), rate))
+                Some(estimate(ahead_of(&stats, priority).saturating_sub(1), rate))
             }
             Err(e) => {
                 tracing::warn!(error = %e, "queue stats unavailable for the estimate");
@@ -112,7 +136,7 @@ impl App {
         };
         Ok(TaskResponse {
             task_id: enqueued.duplicate_of.unwrap_or(enqueued.id),
-            queue: api_priority(p),
+            queue: api_priority(priority),
             estimated_time,
         })
     }
@@ -121,16 +145,15 @@ impl App {
 impl TasksApi for App {
     async fn submit_email_task(
         &self,
-        _who: Principal,
+        who: Principal,
         params: SubmitEmailTaskParams,
         body: EmailTaskRequest,
     ) -> SubmitEmailTaskResponse {
         let payload = json!({
             "to": body.to, "cc": body.cc.unwrap_or_default(), "subject": body.subject, "body": body.body,
         });
-        let mut task = NewTask::new(EMAIL, payload).priority(priority(body.priority));
-        task.unique_key = unique_key(EMAIL, params.idempotency_key);
-        match self.submit::<SubmitEmailTaskResponse>("submitEmailTask", task).await {
+        let task = NewTask::new(EMAIL, payload).priority(priority(body.priority));
+        match self.submit::<SubmitEmailTaskResponse>("submitEmailTask", &who, task, params.idempotency_key).await {
             Ok(t) => SubmitEmailTaskResponse::Ok(success!(SubmitEmailTask200Response, t)),
             Err(r) => r,
         }
@@ -138,7 +161,7 @@ impl TasksApi for App {
 
     async fn submit_sync_task(
         &self,
-        _who: Principal,
+        who: Principal,
         params: SubmitSyncTaskParams,
         body: SyncTaskRequest,
     ) -> SubmitSyncTaskResponse {
@@ -150,9 +173,8 @@ impl TasksApi for App {
             "sync_type": body.sync_type.as_str(), "start_date": body.start_date, "end_date": body.end_date,
             "batch_size": body.batch_size,
         });
-        let mut task = NewTask::new(SYNC, payload).priority(priority(body.priority));
-        task.unique_key = unique_key(SYNC, params.idempotency_key);
-        match self.submit::<SubmitSyncTaskResponse>("submitSyncTask", task).await {
+        let task = NewTask::new(SYNC, payload).priority(priority(body.priority));
+        match self.submit::<SubmitSyncTaskResponse>("submitSyncTask", &who, task, params.idempotency_key).await {
             Ok(t) => SubmitSyncTaskResponse::Ok(success!(SubmitSyncTask200Response, t)),
             Err(r) => r,
         }

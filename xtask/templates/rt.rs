@@ -3,7 +3,13 @@
 //! once), the structural pass over JSON that precedes `garde` validation, the
 //! error envelope, and the middleware that turns every framework error into it.
 
-use std::{fmt, marker::PhantomData, sync::Arc};
+use std::{
+    collections::HashSet,
+    fmt,
+    hash::{BuildHasher, RandomState},
+    marker::PhantomData,
+    sync::Arc,
+};
 
 use poem::{
     Endpoint, EndpointExt, IntoResponse, Request, RequestBody, Response,
@@ -23,17 +29,41 @@ use crate::error_codes::ErrorCode;
 /// The only media type the contract speaks.
 pub const JSON: &str = "application/json";
 
-/// Default cap on request bodies; override by attaching a [`BodyLimit`] with
-/// `Route::data` (the service's config does).
-pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
-
-/// Largest request body accepted, in bytes.
+/// How request bodies are read; attach one with `Route::data` to override
+/// the defaults (the service's config does).
 #[derive(Debug, Clone, Copy)]
-pub struct BodyLimit(pub usize);
+pub struct BodyLimits {
+    /// Largest body accepted, in bytes.
+    pub max_bytes: usize,
+    /// Longest time the whole body may take to arrive, so a client trickling
+    /// bytes cannot hold a connection and its buffer.
+    pub read_timeout: std::time::Duration,
+}
+
+impl Default for BodyLimits {
+    fn default() -> Self {
+        BodyLimits { max_bytes: 1024 * 1024, read_timeout: std::time::Duration::from_secs(10) }
+    }
+}
+
+/// Bodies at least this large are parsed and validated on a blocking
+/// thread, so a big request never stalls the async threads.
+pub const INLINE_PARSE_LIMIT: usize = 16 * 1024;
+
+/// At most this many large bodies are parsed at once (one per core): a
+/// parsed JSON tree takes several times the body's size in memory.
+fn parse_permits() -> &'static tokio::sync::Semaphore {
+    static PERMITS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    PERMITS.get_or_init(|| tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())))
+}
 
 // ---------------------------------------------------------------------------
 // Field errors
 // ---------------------------------------------------------------------------
+
+/// Most field errors one 400 lists; the rest are only counted (`omitted`),
+/// so the answer to a huge bad request stays small.
+pub const MAX_LISTED_ERRORS: usize = 100;
 
 /// One failing field, by its JSON path (`cc[1]`, `page_size`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,44 +72,177 @@ pub struct FieldError {
     pub message: String,
 }
 
-/// Every failure of one request, in the order found.
-#[derive(Debug, Default, Clone)]
-pub struct FieldErrors(Vec<FieldError>);
+/// Every failure of one request: the first [`MAX_LISTED_ERRORS`] in the
+/// order found, and the count of all. Recording a failure costs time in the
+/// length of its path, whatever came before, so collecting is linear.
+#[derive(Debug)]
+pub struct FieldErrors {
+    listed: Vec<FieldError>,
+    total: usize,
+    /// Hashes of the locations the structural pass replaced by placeholders:
+    /// garde's findings at or below them are about the placeholder, not user
+    /// input. Keyed per request, so a client cannot aim for collisions.
+    replaced: HashSet<u64>,
+    keys: RandomState,
+    /// Probing a oneOf member only needs to know whether anything failed.
+    count_only: bool,
+}
 
-impl FieldErrors {
-    pub fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
-        self.0.push(FieldError {
-            field: field.into(),
-            message: message.into(),
-        });
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    pub fn into_vec(self) -> Vec<FieldError> {
-        self.0
-    }
-
-    /// True when `path` or one of its parents already failed the structural
-    /// pass: garde then saw a placeholder there, not user input.
-    fn covers(&self, path: &str) -> bool {
-        self.0.iter().any(|e| is_same_or_child(path, &e.field))
-    }
-
-    /// The `data` member of a 400 envelope.
-    pub fn to_data(&self) -> Value {
-        serde_json::json!({ "errors": self.0 })
+impl Default for FieldErrors {
+    fn default() -> Self {
+        FieldErrors {
+            listed: Vec::new(),
+            total: 0,
+            replaced: HashSet::new(),
+            keys: RandomState::new(),
+            count_only: false,
+        }
     }
 }
 
-fn is_same_or_child(path: &str, parent: &str) -> bool {
-    parent.is_empty()
-        || path == parent
-        || path
-            .strip_prefix(parent)
-            .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
+impl FieldErrors {
+    fn probe() -> Self {
+        FieldErrors { count_only: true, keys: RandomState::new(), ..FieldErrors::default() }
+    }
+
+    /// Records a failure at a path given as text (parameters, the body).
+    pub fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.total += 1;
+        if !self.count_only && self.listed.len() < MAX_LISTED_ERRORS {
+            self.listed.push(FieldError { field: field.into(), message: message.into() });
+        }
+    }
+
+    /// Records a structural failure at `loc`, whose value is then replaced.
+    fn fail(&mut self, loc: &Loc<'_>, message: impl fmt::Display) {
+        self.total += 1;
+        if self.count_only {
+            return;
+        }
+        self.replaced.insert(loc.hash);
+        if self.listed.len() < MAX_LISTED_ERRORS {
+            self.listed.push(FieldError { field: loc.render(), message: message.to_string() });
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+
+    /// How many failures were found, listed or not.
+    pub fn total(&self) -> usize {
+        self.total
+    }
+
+    pub fn into_vec(self) -> Vec<FieldError> {
+        self.listed
+    }
+
+    /// The `data` member of a 400 envelope: `errors` (at most
+    /// [`MAX_LISTED_ERRORS`]) and, when some were left out, `omitted`.
+    pub fn to_data(&self) -> Value {
+        let omitted = self.total - self.listed.len();
+        if omitted == 0 {
+            serde_json::json!({ "errors": self.listed })
+        } else {
+            serde_json::json!({ "errors": self.listed, "omitted": omitted })
+        }
+    }
+
+    fn child_hash(&self, parent: u64, seg: Seg<'_>) -> u64 {
+        match seg {
+            Seg::Key(k) => self.keys.hash_one((parent, 0u8, k)),
+            Seg::Index(i) => self.keys.hash_one((parent, 1u8, i)),
+        }
+    }
+
+    /// True when a garde finding at `path` (below `base`) is at or under a
+    /// location the structural pass replaced.
+    fn covers(&self, base: &str, path: &garde::Path, renames: &[(&str, &str)]) -> bool {
+        if self.replaced.is_empty() {
+            return false;
+        }
+        let mut h = 0;
+        if !base.is_empty() {
+            h = self.child_hash(h, Seg::Key(base));
+        }
+        if self.replaced.contains(&h) {
+            return true;
+        }
+        for (kind, component) in path.__iter().rev() {
+            let seg = match kind {
+                garde::error::Kind::None => continue,
+                garde::error::Kind::Key => {
+                    let json = renames.iter().find(|(r, _)| *r == component.as_str()).map_or(component.as_str(), |(_, j)| *j);
+                    Seg::Key(json)
+                }
+                garde::error::Kind::Index => match component.parse::<usize>() {
+                    Ok(i) => Seg::Index(i),
+                    Err(_) => Seg::Key(component.as_str()),
+                },
+            };
+            h = self.child_hash(h, seg);
+            if self.replaced.contains(&h) {
+                return true;
+            }
+        }
+        false
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Seg<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// A location in the value being checked: a chain on the stack, rendered
+/// as text only for the errors that are listed.
+struct Loc<'a> {
+    parent: Option<&'a Loc<'a>>,
+    seg: Option<Seg<'a>>,
+    hash: u64,
+}
+
+impl<'a> Loc<'a> {
+    fn root(base: &'a str, errs: &FieldErrors) -> Loc<'a> {
+        if base.is_empty() {
+            Loc { parent: None, seg: None, hash: 0 }
+        } else {
+            Loc { parent: None, seg: Some(Seg::Key(base)), hash: errs.child_hash(0, Seg::Key(base)) }
+        }
+    }
+
+    fn child(&'a self, seg: Seg<'a>, errs: &FieldErrors) -> Loc<'a> {
+        Loc { parent: Some(self), seg: Some(seg), hash: errs.child_hash(self.hash, seg) }
+    }
+
+    /// `owner.since`, `cc[1]`.
+    fn render(&self) -> String {
+        let mut segs = Vec::new();
+        let mut at = Some(self);
+        while let Some(loc) = at {
+            segs.extend(loc.seg);
+            at = loc.parent;
+        }
+        let mut out = String::new();
+        for seg in segs.iter().rev() {
+            match seg {
+                Seg::Key(k) => {
+                    if !out.is_empty() {
+                        out.push('.');
+                    }
+                    out.push_str(k);
+                }
+                Seg::Index(i) => {
+                    out.push('[');
+                    out.push_str(&i.to_string());
+                    out.push(']');
+                }
+            }
+        }
+        out
+    }
 }
 
 fn join(parent: &str, name: &str) -> String {
@@ -162,51 +325,55 @@ impl Shape {
 
     /// Checks `value` in place. Bad members are reported and replaced by
     /// placeholders; returns false when `value` itself has the wrong type.
-    pub fn check(&self, value: &mut Value, path: &str, errs: &mut FieldErrors) -> bool {
+    /// Time is linear in the size of `value` (times the nesting of oneOf
+    /// members in the schema, a constant).
+    pub fn check(&self, value: &mut Value, base: &str, errs: &mut FieldErrors) -> bool {
+        let root = Loc::root(base, errs);
+        self.check_at(value, &root, errs)
+    }
+
+    fn check_at(&self, value: &mut Value, loc: &Loc<'_>, errs: &mut FieldErrors) -> bool {
         match self {
             Shape::Any => true,
-            Shape::Nullable(inner) => value.is_null() || inner.check(value, path, errs),
-            _ if value.is_null() => {
-                errs.push(path, "must not be null");
-                false
-            }
-            Shape::Bool => expect(value.is_boolean(), path, "must be a boolean", errs),
-            Shape::Number => expect(value.is_number(), path, "must be a number", errs),
+            Shape::Nullable(inner) => value.is_null() || inner.check_at(value, loc, errs),
+            _ if value.is_null() => expect(false, loc, "must not be null", errs),
+            Shape::Bool => expect(value.is_boolean(), loc, "must be a boolean", errs),
+            Shape::Number => expect(value.is_number(), loc, "must be a number", errs),
             Shape::Integer { min, max } => match value.as_i64() {
                 Some(v) if (*min..=*max).contains(&v) => true,
-                Some(_) => expect(false, path, &format!("must be an integer between {min} and {max}"), errs),
-                None if value.is_u64() => expect(false, path, "integer is out of range", errs),
-                None => expect(false, path, "must be an integer", errs),
+                Some(_) => expect(false, loc, format_args!("must be an integer between {min} and {max}"), errs),
+                None if value.is_u64() => expect(false, loc, "integer is out of range", errs),
+                None => expect(false, loc, "must be an integer", errs),
             },
             Shape::String(format) => match value.as_str() {
-                None => expect(false, path, "must be a string", errs),
+                None => expect(false, loc, "must be a string", errs),
                 Some(s) => match format {
                     StrFormat::Plain => true,
                     StrFormat::Date => expect(
-                        chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok() && s.len() == 10,
-                        path,
+                        s.len() == 10 && chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok(),
+                        loc,
                         "must be a calendar date (YYYY-MM-DD)",
                         errs,
                     ),
                     StrFormat::DateTime => expect(
                         chrono::DateTime::parse_from_rfc3339(s).is_ok(),
-                        path,
+                        loc,
                         "must be an RFC 3339 date-time",
                         errs,
                     ),
-                    StrFormat::Uuid => expect(uuid::Uuid::parse_str(s).is_ok(), path, "must be a UUID", errs),
+                    StrFormat::Uuid => expect(uuid::Uuid::parse_str(s).is_ok(), loc, "must be a UUID", errs),
                 },
             },
             Shape::Enum(values) => {
                 let ok = value.as_str().is_some_and(|s| values.contains(&s));
-                expect(ok, path, &format!("must be one of: {}", values.join(", ")), errs)
+                expect(ok, loc, format_args!("must be one of: {}", values.join(", ")), errs)
             }
             Shape::Array(item) => {
                 let Some(items) = value.as_array_mut() else {
-                    return expect(false, path, "must be an array", errs);
+                    return expect(false, loc, "must be an array", errs);
                 };
                 for (i, v) in items.iter_mut().enumerate() {
-                    if !item.check(v, &format!("{path}[{i}]"), errs) {
+                    if !item.check_at(v, &loc.child(Seg::Index(i), errs), errs) {
                         *v = item.placeholder();
                     }
                 }
@@ -214,10 +381,10 @@ impl Shape {
             }
             Shape::Map(item) => {
                 let Some(map) = value.as_object_mut() else {
-                    return expect(false, path, "must be an object", errs);
+                    return expect(false, loc, "must be an object", errs);
                 };
                 for (k, v) in map.iter_mut() {
-                    if !item.check(v, &join(path, k), errs) {
+                    if !item.check_at(v, &loc.child(Seg::Key(k), errs), errs) {
                         *v = item.placeholder();
                     }
                 }
@@ -225,18 +392,17 @@ impl Shape {
             }
             Shape::Object(props) => {
                 let Some(map) = value.as_object_mut() else {
-                    return expect(false, path, "must be an object", errs);
+                    return expect(false, loc, "must be an object", errs);
                 };
                 for prop in props.iter() {
-                    let field = join(path, prop.name);
                     match map.get_mut(prop.name) {
                         None if prop.required => {
-                            errs.push(field, "is required");
+                            errs.fail(&loc.child(Seg::Key(prop.name), errs), "is required");
                             map.insert(prop.name.to_owned(), prop.shape.placeholder());
                         }
                         None => {}
                         Some(v) => {
-                            if !prop.shape.check(v, &field, errs) {
+                            if !prop.shape.check_at(v, &loc.child(Seg::Key(prop.name), errs), errs) {
                                 *v = prop.shape.placeholder();
                             }
                         }
@@ -250,14 +416,15 @@ impl Shape {
                     .iter()
                     .filter(|s| {
                         let mut probe = value.clone();
-                        let mut scratch = FieldErrors::default();
-                        s.check(&mut probe, path, &mut scratch) && scratch.is_empty()
+                        let mut scratch = FieldErrors::probe();
+                        let root = Loc::root("", &scratch);
+                        s.check_at(&mut probe, &root, &mut scratch) && scratch.is_empty()
                     })
                     .count();
                 match (self, matching) {
-                    (_, 0) => expect(false, path, "does not match any of the allowed schemas", errs),
+                    (_, 0) => expect(false, loc, "does not match any of the allowed schemas", errs),
                     (Shape::OneOf(_), n) if n > 1 => {
-                        expect(false, path, "matches more than one of the allowed schemas (oneOf)", errs)
+                        expect(false, loc, "matches more than one of the allowed schemas (oneOf)", errs)
                     }
                     _ => true,
                 }
@@ -266,9 +433,9 @@ impl Shape {
     }
 }
 
-fn expect(ok: bool, path: &str, message: &str, errs: &mut FieldErrors) -> bool {
+fn expect(ok: bool, loc: &Loc<'_>, message: impl fmt::Display, errs: &mut FieldErrors) -> bool {
     if !ok {
-        errs.push(path, message);
+        errs.fail(loc, message);
     }
     ok
 }
@@ -299,10 +466,15 @@ pub fn validate_value<T: Model>(mut value: Value, base: &str, errs: &mut FieldEr
     };
     if let Err(report) = parsed.validate() {
         for (path, error) in report.iter() {
-            let path = rename_path(&path.to_string(), T::RENAMES);
-            let path = if base.is_empty() { path } else { join(base, &path) };
-            if !errs.covers(&path) {
+            if errs.covers(base, path, T::RENAMES) {
+                continue;
+            }
+            if errs.listed.len() < MAX_LISTED_ERRORS {
+                let path = rename_path(&path.to_string(), T::RENAMES);
+                let path = if base.is_empty() { path } else { join(base, &path) };
                 errs.push(path, error.message().to_string());
+            } else {
+                errs.total += 1;
             }
         }
     }
@@ -499,8 +671,26 @@ impl BodyError {
     }
 }
 
-/// A JSON request body of model `T`, read but not yet validated.
-pub struct JsonBody<T, const REQUIRED: bool = true>(pub Result<Option<Value>, BodyError>, PhantomData<T>);
+/// What reading and validating a request body found.
+#[derive(Debug)]
+pub enum BodyOutcome<T> {
+    /// No body was sent.
+    Empty,
+    /// The body is JSON but fails the schema; the failures are in the errors.
+    Invalid,
+    Valid(T),
+}
+
+/// A JSON request body of model `T`, not yet read: the generated operation
+/// reads it only after the credentials were accepted, so an unauthenticated
+/// client costs no body buffer and no parsing.
+pub struct JsonBody<T, const REQUIRED: bool = true> {
+    body: Option<poem::Body>,
+    limits: BodyLimits,
+    content_type: String,
+    declared_len: Option<usize>,
+    _model: PhantomData<T>,
+}
 
 impl<'a, T: poem_openapi::types::Type, const REQUIRED: bool> ApiExtractor<'a> for JsonBody<T, REQUIRED> {
     const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::RequestObject];
@@ -527,38 +717,84 @@ impl<'a, T: poem_openapi::types::Type, const REQUIRED: bool> ApiExtractor<'a> fo
         body: &mut RequestBody,
         _opts: ExtractParamOptions<()>,
     ) -> poem::Result<Self> {
-        Ok(Self(read_json(request, body).await, PhantomData))
+        Ok(Self {
+            body: body.take().ok(),
+            limits: request.data::<BodyLimits>().copied().unwrap_or_default(),
+            content_type: request.content_type().unwrap_or_default().to_owned(),
+            declared_len: request
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<usize>().ok()),
+            _model: PhantomData,
+        })
     }
 }
 
-async fn read_json(request: &Request, body: &mut RequestBody) -> Result<Option<Value>, BodyError> {
-    let limit = request.data::<BodyLimit>().map_or(DEFAULT_BODY_LIMIT, |l| l.0);
-    let declared_len = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared_len.is_some_and(|n| n > limit) {
-        return Err(BodyError::TooLarge(limit));
+impl<T: Model + Send + 'static, const REQUIRED: bool> JsonBody<T, REQUIRED> {
+    /// Reads the body within the size limit and read timeout, then parses
+    /// and validates it as `T`, adding every failure to `errs`.
+    pub async fn read(self, errs: &mut FieldErrors) -> Result<BodyOutcome<T>, BodyError> {
+        let limit = self.limits.max_bytes;
+        if self.declared_len.is_some_and(|n| n > limit) {
+            return Err(BodyError::TooLarge(limit));
+        }
+        let Some(body) = self.body else {
+            return Err(BodyError::Missing);
+        };
+        let bytes = match tokio::time::timeout(self.limits.read_timeout, body.into_bytes_limit(limit)).await {
+            Err(_) => {
+                return Err(BodyError::Read(format!(
+                    "the body did not arrive within {} ms",
+                    self.limits.read_timeout.as_millis()
+                )));
+            }
+            Ok(read) => read.map_err(|e| match e {
+                poem::error::ReadBodyError::PayloadTooLarge => BodyError::TooLarge(limit),
+                other => BodyError::Read(other.to_string()),
+            })?,
+        };
+        if bytes.is_empty() {
+            return Ok(BodyOutcome::Empty);
+        }
+        let essence = self.content_type.split(';').next().unwrap_or_default().trim();
+        if !(essence.eq_ignore_ascii_case(JSON) || essence.to_ascii_lowercase().ends_with("+json")) {
+            return Err(BodyError::ContentType(self.content_type));
+        }
+        if bytes.len() < INLINE_PARSE_LIMIT {
+            return parse_and_validate(&bytes, errs);
+        }
+        let permit = parse_permits()
+            .acquire()
+            .await
+            .map_err(|_| BodyError::Read("the server is shutting down".into()))?;
+        let mut moved = std::mem::take(errs);
+        let job = tokio::task::spawn_blocking(move || {
+            let outcome = parse_and_validate::<T>(&bytes, &mut moved);
+            (outcome, moved)
+        });
+        let joined = job.await;
+        drop(permit);
+        match joined {
+            Ok((outcome, back)) => {
+                *errs = back;
+                outcome
+            }
+            // A panic in validation is a bug: let the panic middleware answer 500.
+            Err(e) => match e.try_into_panic() {
+                Ok(panic) => std::panic::resume_unwind(panic),
+                Err(_) => Err(BodyError::Read("the server is shutting down".into())),
+            },
+        }
     }
-    let bytes = match body.take() {
-        Ok(b) => b.into_bytes_limit(limit).await.map_err(|e| match e {
-            poem::error::ReadBodyError::PayloadTooLarge => BodyError::TooLarge(limit),
-            other => BodyError::Read(other.to_string()),
-        })?,
-        Err(_) => return Err(BodyError::Missing),
-    };
-    if bytes.is_empty() {
-        return Ok(None);
-    }
-    let content_type = request.content_type().unwrap_or_default();
-    let essence = content_type.split(';').next().unwrap_or_default().trim();
-    if !(essence.eq_ignore_ascii_case(JSON) || essence.to_ascii_lowercase().ends_with("+json")) {
-        return Err(BodyError::ContentType(content_type.to_owned()));
-    }
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|e| BodyError::Malformed(e.to_string()))
+}
+
+fn parse_and_validate<T: Model>(bytes: &[u8], errs: &mut FieldErrors) -> Result<BodyOutcome<T>, BodyError> {
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| BodyError::Malformed(e.to_string()))?;
+    Ok(match validate_value::<T>(value, "", errs) {
+        Some(v) => BodyOutcome::Valid(v),
+        None => BodyOutcome::Invalid,
+    })
 }
 
 /// Describes an `apiKey` security scheme carried in a header.
@@ -871,14 +1107,33 @@ mod tests {
         assert_eq!(rename_path("items[1].user_name", renames), "items[1].userName");
     }
 
+    static CC: Shape = Shape::Object(&[Prop { name: "cc", required: false, shape: &Shape::Array(&Shape::String(StrFormat::Plain)) }]);
+
     #[test]
-    fn coverage_is_by_path_prefix() {
+    fn coverage_is_by_location() {
         let mut errs = FieldErrors::default();
-        errs.push("cc[1]", "must be a string");
-        assert!(errs.covers("cc[1]"));
-        assert!(errs.covers("cc[1].x"));
-        assert!(!errs.covers("cc"));
-        assert!(!errs.covers("cc[10]"));
-        assert!(!errs.covers("subject"));
+        let mut v = serde_json::json!({ "cc": ["a", 1] });
+        assert!(CC.check(&mut v, "", &mut errs));
+        assert_eq!(errs.total(), 1);
+        let cc = garde::Path::new("cc");
+        assert!(errs.covers("", &cc.join(1usize), &[]));
+        assert!(errs.covers("", &cc.join(1usize).join("x"), &[]));
+        assert!(!errs.covers("", &cc, &[]));
+        assert!(!errs.covers("", &cc.join(10usize), &[]));
+        assert!(!errs.covers("", &garde::Path::new("subject"), &[]));
+        assert!(!errs.covers("body", &cc.join(1usize), &[]));
+        assert_eq!(errs.into_vec()[0].field, "cc[1]");
+    }
+
+    #[test]
+    fn lists_at_most_the_cap_and_counts_the_rest() {
+        let mut errs = FieldErrors::default();
+        let mut v = serde_json::json!({ "cc": vec![0; MAX_LISTED_ERRORS + 150] });
+        CC.check(&mut v, "", &mut errs);
+        assert_eq!(errs.total(), MAX_LISTED_ERRORS + 150);
+        let data = errs.to_data();
+        assert_eq!(data["errors"].as_array().map(Vec::len), Some(MAX_LISTED_ERRORS));
+        assert_eq!(data["errors"][MAX_LISTED_ERRORS - 1]["field"], format!("cc[{}]", MAX_LISTED_ERRORS - 1));
+        assert_eq!(data["omitted"], 150);
     }
 }

@@ -280,7 +280,7 @@ async fn every_documented_status_decodes() {
     let email = |subject: &str, to: &str| types::EmailTaskRequest {
         to: to.into(),
         subject: subject.parse().unwrap(),
-        body: "b".into(),
+        body: "b".parse().expect("a short body is valid"),
         cc: vec!["cc@example.com".into()],
         priority: types::EmailTaskRequestPriority::Critical,
     };

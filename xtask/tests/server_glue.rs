@@ -14,6 +14,7 @@ use std::sync::{
 };
 
 use api_server::{rt::AuthRejection, *};
+use futures_util::StreamExt;
 use poem::{
     Endpoint,
     http::{HeaderMap, StatusCode},
@@ -350,6 +351,67 @@ async fn secured_operations_authenticate_before_the_handler() {
     // Health is not secured.
     let (s, _, b) = send(cli.get("/api/v1/health")).await;
     assert_eq!((s, b["status"].clone()), (StatusCode::OK, json!("ok")));
+}
+
+/// A body that sends its first bytes and then nothing, ever.
+fn stalled_body() -> poem::Body {
+    let chunks = futures_util::stream::iter([Ok::<_, std::io::Error>(b"{\"to\": ".to_vec())])
+        .chain(futures_util::stream::pending());
+    poem::Body::from_bytes_stream(chunks)
+}
+
+#[tokio::test]
+async fn credentials_are_checked_before_the_body_is_read() {
+    let (cli, stub) = client();
+    // Reading this body never ends: only an operation that refuses the
+    // credential first can answer at all (the timeout only keeps a broken
+    // build from hanging the suite).
+    for token in [None, Some("nope")] {
+        let mut req = cli.post("/api/v1/tasks/email").content_type("application/json").body(stalled_body());
+        if let Some(t) = token {
+            req = req.header("token", t);
+        }
+        let (s, h, b) = tokio::time::timeout(std::time::Duration::from_secs(30), send(req))
+            .await
+            .expect("answered without reading the body");
+        assert_envelope(s, &h, &b, StatusCode::UNAUTHORIZED, if token.is_some() { 1005 } else { 1002 });
+    }
+    assert_eq!(stub.calls.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_body_that_stops_arriving_is_a_400_after_the_read_timeout() {
+    let stub = Arc::new(Stub::default());
+    let limits = rt::BodyLimits { max_bytes: 1024, read_timeout: std::time::Duration::from_millis(50) };
+    let cli = TestClient::new(poem::EndpointExt::data(app(stub.clone()), limits));
+    let req =
+        cli.post("/api/v1/tasks/email").header("token", "good").content_type("application/json").body(stalled_body());
+    let (s, h, b) = tokio::time::timeout(std::time::Duration::from_secs(30), send(req)).await.expect("answered");
+    assert_eq!(assert_envelope(s, &h, &b, StatusCode::BAD_REQUEST, 1008), vec!["body"]);
+    assert!(b["data"]["errors"][0]["message"].as_str().unwrap().contains("did not arrive"), "{b}");
+    assert_eq!(stub.calls.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_huge_invalid_body_lists_the_first_hundred_errors_and_counts_the_rest() {
+    let (cli, stub) = client();
+    // The request that once took minutes: 200,000 empty cc entries, each
+    // an invalid email, plus the list's own maxItems.
+    let n = 200_000;
+    let body = json!({ "to": "a@example.com", "subject": "s", "body": "b", "cc": vec![""; n] });
+    let (s, h, b) = send(cli.post("/api/v1/tasks/email").header("token", "good").body_json(&body)).await;
+    let fields = assert_envelope(s, &h, &b, StatusCode::BAD_REQUEST, 1001);
+    assert_eq!(fields.len(), rt::MAX_LISTED_ERRORS, "{}", &b.to_string()[..500]);
+    assert_eq!(b["data"]["omitted"], n + 1 - rt::MAX_LISTED_ERRORS);
+    assert_eq!(fields[0], "cc[0]");
+    assert_eq!(stub.calls.load(Ordering::SeqCst), 0);
+
+    // Type errors are replaced and reported once each, never again by garde.
+    let body = json!({ "to": "a@example.com", "subject": "s", "body": "b", "cc": vec![7; 30] });
+    let (s, h, b) = send(cli.post("/api/v1/tasks/email").header("token", "good").body_json(&body)).await;
+    let fields = assert_envelope(s, &h, &b, StatusCode::BAD_REQUEST, 1001);
+    assert_eq!(fields, (0..30).map(|i| format!("cc[{i}]")).collect::<Vec<_>>());
+    assert_eq!(b["data"].get("omitted"), None);
 }
 
 #[tokio::test]

@@ -274,9 +274,9 @@ pub mod types {
     ///`EmailTaskRequest`
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct EmailTaskRequest {
-        ///邮件正文
-        pub body: ::std::string::String,
-        ///抄送列表
+        ///邮件正文(最多 500,000 个字符)
+        pub body: EmailTaskRequestBody,
+        ///抄送列表(最多 49 个,连同收件人每封邮件最多 50 个地址)
         #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
         pub cc: ::std::vec::Vec<::std::string::String>,
         ///任务优先级
@@ -290,6 +290,52 @@ pub mod types {
     impl EmailTaskRequest {
         pub fn builder() -> builder::EmailTaskRequest {
             Default::default()
+        }
+    }
+    ///邮件正文(最多 500,000 个字符)
+    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+    #[serde(transparent)]
+    pub struct EmailTaskRequestBody(::std::string::String);
+    impl ::std::ops::Deref for EmailTaskRequestBody {
+        type Target = ::std::string::String;
+        fn deref(&self) -> &::std::string::String {
+            &self.0
+        }
+    }
+    impl ::std::convert::From<EmailTaskRequestBody> for ::std::string::String {
+        fn from(value: EmailTaskRequestBody) -> Self {
+            value.0
+        }
+    }
+    impl ::std::str::FromStr for EmailTaskRequestBody {
+        type Err = self::error::ConversionError;
+        fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+            if value.chars().count() > 500000usize {
+                return Err("longer than 500000 characters".into());
+            }
+            Ok(Self(value.to_string()))
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for EmailTaskRequestBody {
+        type Error = self::error::ConversionError;
+        fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for EmailTaskRequestBody {
+        type Error = self::error::ConversionError;
+        fn try_from(value: ::std::string::String) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl<'de> ::serde::Deserialize<'de> for EmailTaskRequestBody {
+        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+        where
+            D: ::serde::Deserializer<'de>,
+        {
+            ::std::string::String::deserialize(deserializer)?
+                .parse()
+                .map_err(|e: self::error::ConversionError| <D::Error as ::serde::de::Error>::custom(e.to_string()))
         }
     }
     ///任务优先级
@@ -1642,7 +1688,7 @@ pub mod types {
         }
         #[derive(Clone, Debug)]
         pub struct EmailTaskRequest {
-            body: ::std::result::Result<::std::string::String, ::std::string::String>,
+            body: ::std::result::Result<super::EmailTaskRequestBody, ::std::string::String>,
             cc: ::std::result::Result<::std::vec::Vec<::std::string::String>, ::std::string::String>,
             priority: ::std::result::Result<super::EmailTaskRequestPriority, ::std::string::String>,
             subject: ::std::result::Result<super::EmailTaskRequestSubject, ::std::string::String>,
@@ -1662,7 +1708,7 @@ pub mod types {
         impl EmailTaskRequest {
             pub fn body<T>(mut self, value: T) -> Self
             where
-                T: ::std::convert::TryInto<::std::string::String>,
+                T: ::std::convert::TryInto<super::EmailTaskRequestBody>,
                 T::Error: ::std::fmt::Display,
             {
                 self.body = value.try_into().map_err(|e| format!("error converting supplied value for body: {e}"));
@@ -3261,9 +3307,12 @@ impl Client {
     Sends a `POST` request to `/tasks/email`
 
     Arguments:
-    - `idempotency_key`: Optional. While a task submitted with the same key is pending or
-    running, a repeat submission returns that task instead of adding
-    another. The key is released when the task completes or dies.
+    - `idempotency_key`: Optional, scoped to the token. While a task submitted with the
+    same token and key is pending or running, a repeat submission
+    with the same body returns that task (its own id, type and
+    queue) instead of adding another; a different body with the same
+    key is refused with 422 (code 1014). The key is released when the
+    task completes or dies.
 
     - `body`
     ```ignore
@@ -3289,9 +3338,12 @@ impl Client {
     Sends a `POST` request to `/tasks/sync`
 
     Arguments:
-    - `idempotency_key`: Optional. While a task submitted with the same key is pending or
-    running, a repeat submission returns that task instead of adding
-    another. The key is released when the task completes or dies.
+    - `idempotency_key`: Optional, scoped to the token. While a task submitted with the
+    same token and key is pending or running, a repeat submission
+    with the same body returns that task (its own id, type and
+    queue) instead of adding another; a different body with the same
+    key is refused with 422 (code 1014). The key is released when the
+    task completes or dies.
 
     - `body`
     ```ignore
@@ -3446,6 +3498,7 @@ pub mod builder {
                 200u16 => ResponseValue::from_response(response).await,
                 400u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                431u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 500u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 _ => Err(Error::UnexpectedResponse(response)),
             }
@@ -3512,6 +3565,7 @@ pub mod builder {
                 400u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 409u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                431u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 500u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 _ => Err(Error::UnexpectedResponse(response)),
             }
@@ -3565,6 +3619,7 @@ pub mod builder {
                 400u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 404u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                431u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 500u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 _ => Err(Error::UnexpectedResponse(response)),
             }
@@ -3646,6 +3701,7 @@ pub mod builder {
                 401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 404u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 409u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                431u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 500u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 _ => Err(Error::UnexpectedResponse(response)),
             }
@@ -3699,6 +3755,7 @@ pub mod builder {
                 400u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 404u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                431u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 500u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 _ => Err(Error::UnexpectedResponse(response)),
             }
@@ -3779,6 +3836,8 @@ pub mod builder {
                 200u16 => ResponseValue::from_response(response).await,
                 400u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                422u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                431u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 500u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 _ => Err(Error::UnexpectedResponse(response)),
             }
@@ -3859,6 +3918,8 @@ pub mod builder {
                 200u16 => ResponseValue::from_response(response).await,
                 400u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                422u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                431u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 500u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 _ => Err(Error::UnexpectedResponse(response)),
             }
@@ -3912,6 +3973,7 @@ pub mod builder {
                 400u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 404u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                431u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 500u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 _ => Err(Error::UnexpectedResponse(response)),
             }

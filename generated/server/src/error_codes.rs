@@ -7,7 +7,7 @@
 pub enum ErrorCode {
     /// 1001 — HTTP 400: 参数验证失败
     ///
-    /// A parameter or body field failed a constraint; data.errors lists every failing field.
+    /// A parameter or body field failed a constraint; data.errors lists the failing fields (the first 100; data.omitted counts the rest).
     ValidationFailed,
     /// 1002 — HTTP 401: 缺失认证令牌
     ///
@@ -65,6 +65,14 @@ pub enum ErrorCode {
     ///
     /// Neither token store could answer; requests fail closed.
     AuthUnavailable,
+    /// 1014 — HTTP 422: Idempotency-Key 已用于不同的请求
+    ///
+    /// The Idempotency-Key of this token already names a pending or running task with a different request body.
+    IdempotencyKeyReused,
+    /// 1015 — HTTP 431: 请求头过大
+    ///
+    /// The request line and headers together exceed the configured limit.
+    HeadersTooLarge,
 }
 impl ErrorCode {
     /// The whole registry, in the spec's order.
@@ -84,6 +92,8 @@ impl ErrorCode {
         Self::Internal,
         Self::TaskNotFound,
         Self::AuthUnavailable,
+        Self::IdempotencyKeyReused,
+        Self::HeadersTooLarge,
     ];
     /// The envelope's `code`.
     pub const fn code(self) -> i64 {
@@ -103,6 +113,8 @@ impl ErrorCode {
             Self::Internal => 5000,
             Self::TaskNotFound => 1013,
             Self::AuthUnavailable => 5001,
+            Self::IdempotencyKeyReused => 1014,
+            Self::HeadersTooLarge => 1015,
         }
     }
     /// The HTTP status this code is answered with.
@@ -123,6 +135,8 @@ impl ErrorCode {
             Self::Internal => 500,
             Self::TaskNotFound => 404,
             Self::AuthUnavailable => 500,
+            Self::IdempotencyKeyReused => 422,
+            Self::HeadersTooLarge => 431,
         }
     }
     /// The registry's message (the envelope's default `msg`).
@@ -143,6 +157,8 @@ impl ErrorCode {
             Self::Internal => "服务器内部错误",
             Self::TaskNotFound => "任务不存在",
             Self::AuthUnavailable => "认证服务不可用",
+            Self::IdempotencyKeyReused => "Idempotency-Key 已用于不同的请求",
+            Self::HeadersTooLarge => "请求头过大",
         }
     }
     /// The entry with envelope code `code`.

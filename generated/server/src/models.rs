@@ -584,12 +584,12 @@ pub struct EmailTaskRequest {
     /// 邮件主题
     #[garde(length(chars, max = 200))]
     pub subject: ::std::string::String,
-    /// 邮件正文
-    #[garde(skip)]
+    /// 邮件正文(最多 500,000 个字符)
+    #[garde(length(chars, max = 500000))]
     pub body: ::std::string::String,
-    /// 抄送列表
+    /// 抄送列表(最多 49 个,连同收件人每封邮件最多 50 个地址)
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[garde(inner(inner(email)))]
+    #[garde(length(max = 49), inner(inner(email)))]
     pub cc: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     /// 任务优先级
     #[serde(default = "default_email_task_request_priority")]
@@ -648,8 +648,9 @@ rt::impl_type!(
                         ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
                             ::poem_openapi::registry::MetaSchema {
                                 ty: "string",
-                                description: ::std::option::Option::Some("邮件正文"),
+                                description: ::std::option::Option::Some("邮件正文(最多 500,000 个字符)"),
                                 example: ::std::option::Option::Some(crate::rt::json("\"Thank you for signing up!\"")),
+                                max_length: ::std::option::Option::Some(500000usize),
                                 ..::poem_openapi::registry::MetaSchema::ANY
                             }
                         ))
@@ -659,7 +660,9 @@ rt::impl_type!(
                         ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
                             ::poem_openapi::registry::MetaSchema {
                                 ty: "array",
-                                description: ::std::option::Option::Some("抄送列表"),
+                                description: ::std::option::Option::Some(
+                                    "抄送列表(最多 49 个,连同收件人每封邮件最多 50 个地址)"
+                                ),
                                 example: ::std::option::Option::Some(crate::rt::json("[\"manager@example.com\"]")),
                                 items: ::std::option::Option::Some(::std::boxed::Box::new(
                                     ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
@@ -670,6 +673,7 @@ rt::impl_type!(
                                         }
                                     ))
                                 )),
+                                max_items: ::std::option::Option::Some(49usize),
                                 ..::poem_openapi::registry::MetaSchema::ANY
                             }
                         ))

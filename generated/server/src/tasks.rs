@@ -62,6 +62,10 @@ pub enum SubmitEmailTaskResponse {
     BadRequest(ErrorResponse),
     /// 401 未授权或令牌无效
     Unauthorized(ErrorResponse),
+    /// 422 同一 Idempotency-Key 已用于内容不同的请求
+    UnprocessableEntity(ErrorResponse),
+    /// 431 请求头过大(超过服务器配置的上限)
+    Status431(ErrorResponse),
     /// 500 服务器内部错误
     InternalServerError(ErrorResponse),
 }
@@ -101,6 +105,26 @@ impl ::poem_openapi::ApiResponse for SubmitEmailTaskResponse {
                     headers: ::std::vec::Vec::new(),
                 },
                 ::poem_openapi::registry::MetaResponse {
+                    description: "同一 Idempotency-Key 已用于内容不同的请求",
+                    status: ::std::option::Option::Some(422),
+                    status_range: ::std::option::Option::None,
+                    content: ::std::vec![::poem_openapi::registry::MetaMediaType {
+                        content_type: rt::JSON,
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
+                    }],
+                    headers: ::std::vec::Vec::new(),
+                },
+                ::poem_openapi::registry::MetaResponse {
+                    description: "请求头过大(超过服务器配置的上限)",
+                    status: ::std::option::Option::Some(431),
+                    status_range: ::std::option::Option::None,
+                    content: ::std::vec![::poem_openapi::registry::MetaMediaType {
+                        content_type: rt::JSON,
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
+                    }],
+                    headers: ::std::vec::Vec::new(),
+                },
+                ::poem_openapi::registry::MetaResponse {
                     description: "服务器内部错误",
                     status: ::std::option::Option::Some(500),
                     status_range: ::std::option::Option::None,
@@ -125,6 +149,8 @@ impl ::poem::IntoResponse for SubmitEmailTaskResponse {
             Self::Ok(body) => rt::json_response(200, &body),
             Self::BadRequest(body) => rt::json_response(400, &body),
             Self::Unauthorized(body) => rt::json_response(401, &body),
+            Self::UnprocessableEntity(body) => rt::json_response(422, &body),
+            Self::Status431(body) => rt::json_response(431, &body),
             Self::InternalServerError(body) => rt::json_response(500, &body),
         }
     }
@@ -139,6 +165,8 @@ impl rt::FromErrorCode for SubmitEmailTaskResponse {
         match code.status() {
             400 => Self::BadRequest(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
             401 => Self::Unauthorized(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
+            422 => Self::UnprocessableEntity(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
+            431 => Self::Status431(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
             _ => Self::InternalServerError(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
         }
     }
@@ -188,6 +216,10 @@ pub enum SubmitSyncTaskResponse {
     BadRequest(ErrorResponse),
     /// 401 未授权或令牌无效
     Unauthorized(ErrorResponse),
+    /// 422 同一 Idempotency-Key 已用于内容不同的请求
+    UnprocessableEntity(ErrorResponse),
+    /// 431 请求头过大(超过服务器配置的上限)
+    Status431(ErrorResponse),
     /// 500 服务器内部错误
     InternalServerError(ErrorResponse),
 }
@@ -226,6 +258,26 @@ impl ::poem_openapi::ApiResponse for SubmitSyncTaskResponse {
                     headers: ::std::vec::Vec::new(),
                 },
                 ::poem_openapi::registry::MetaResponse {
+                    description: "同一 Idempotency-Key 已用于内容不同的请求",
+                    status: ::std::option::Option::Some(422),
+                    status_range: ::std::option::Option::None,
+                    content: ::std::vec![::poem_openapi::registry::MetaMediaType {
+                        content_type: rt::JSON,
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
+                    }],
+                    headers: ::std::vec::Vec::new(),
+                },
+                ::poem_openapi::registry::MetaResponse {
+                    description: "请求头过大(超过服务器配置的上限)",
+                    status: ::std::option::Option::Some(431),
+                    status_range: ::std::option::Option::None,
+                    content: ::std::vec![::poem_openapi::registry::MetaMediaType {
+                        content_type: rt::JSON,
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
+                    }],
+                    headers: ::std::vec::Vec::new(),
+                },
+                ::poem_openapi::registry::MetaResponse {
                     description: "服务器内部错误",
                     status: ::std::option::Option::Some(500),
                     status_range: ::std::option::Option::None,
@@ -250,6 +302,8 @@ impl ::poem::IntoResponse for SubmitSyncTaskResponse {
             Self::Ok(body) => rt::json_response(200, &body),
             Self::BadRequest(body) => rt::json_response(400, &body),
             Self::Unauthorized(body) => rt::json_response(401, &body),
+            Self::UnprocessableEntity(body) => rt::json_response(422, &body),
+            Self::Status431(body) => rt::json_response(431, &body),
             Self::InternalServerError(body) => rt::json_response(500, &body),
         }
     }
@@ -264,6 +318,8 @@ impl rt::FromErrorCode for SubmitSyncTaskResponse {
         match code.status() {
             400 => Self::BadRequest(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
             401 => Self::Unauthorized(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
+            422 => Self::UnprocessableEntity(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
+            431 => Self::Status431(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
             _ => Self::InternalServerError(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
         }
     }
@@ -315,6 +371,8 @@ pub enum GetTaskResponse {
     Unauthorized(ErrorResponse),
     /// 404 资源不存在
     NotFound(ErrorResponse),
+    /// 431 请求头过大(超过服务器配置的上限)
+    Status431(ErrorResponse),
     /// 500 服务器内部错误
     InternalServerError(ErrorResponse),
 }
@@ -363,6 +421,16 @@ impl ::poem_openapi::ApiResponse for GetTaskResponse {
                     headers: ::std::vec::Vec::new(),
                 },
                 ::poem_openapi::registry::MetaResponse {
+                    description: "请求头过大(超过服务器配置的上限)",
+                    status: ::std::option::Option::Some(431),
+                    status_range: ::std::option::Option::None,
+                    content: ::std::vec![::poem_openapi::registry::MetaMediaType {
+                        content_type: rt::JSON,
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
+                    }],
+                    headers: ::std::vec::Vec::new(),
+                },
+                ::poem_openapi::registry::MetaResponse {
                     description: "服务器内部错误",
                     status: ::std::option::Option::Some(500),
                     status_range: ::std::option::Option::None,
@@ -388,6 +456,7 @@ impl ::poem::IntoResponse for GetTaskResponse {
             Self::BadRequest(body) => rt::json_response(400, &body),
             Self::Unauthorized(body) => rt::json_response(401, &body),
             Self::NotFound(body) => rt::json_response(404, &body),
+            Self::Status431(body) => rt::json_response(431, &body),
             Self::InternalServerError(body) => rt::json_response(500, &body),
         }
     }
@@ -403,6 +472,7 @@ impl rt::FromErrorCode for GetTaskResponse {
             400 => Self::BadRequest(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
             401 => Self::Unauthorized(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
             404 => Self::NotFound(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
+            431 => Self::Status431(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
             _ => Self::InternalServerError(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
         }
     }
@@ -461,9 +531,12 @@ impl<A: TasksApi> TasksServer<A> {
     async fn submit_email_task(
         &self,
         auth: rt::ApiKey<crate::TokenAuthScheme>,
-        /// Optional. While a task submitted with the same key is pending or
-        /// running, a repeat submission returns that task instead of adding
-        /// another. The key is released when the task completes or dies.
+        /// Optional, scoped to the token. While a task submitted with the
+        /// same token and key is pending or running, a repeat submission
+        /// with the same body returns that task (its own id, type and
+        /// queue) instead of adding another; a different body with the same
+        /// key is refused with 422 (code 1014). The key is released when the
+        /// task completes or dies.
         #[oai(name = "Idempotency-Key")]
         p_idempotency_key: rt::Header<SubmitEmailTaskParams, 0>,
         body: rt::JsonBody<crate::models::EmailTaskRequest>,
@@ -493,11 +566,10 @@ impl<A: TasksApi> TasksServer<A> {
             "",
             &mut errs,
         );
-        let body = match body.0 {
-            ::std::result::Result::Ok(::std::option::Option::Some(v)) => {
-                rt::validate_value::<crate::models::EmailTaskRequest>(v, "", &mut errs)
-            }
-            ::std::result::Result::Ok(::std::option::Option::None) => {
+        let body = match body.read(&mut errs).await {
+            ::std::result::Result::Ok(rt::BodyOutcome::Valid(v)) => ::std::option::Option::Some(v),
+            ::std::result::Result::Ok(rt::BodyOutcome::Invalid) => ::std::option::Option::None,
+            ::std::result::Result::Ok(rt::BodyOutcome::Empty) => {
                 errs.push("body", "request body is required");
                 ::std::option::Option::None
             }
@@ -541,9 +613,12 @@ impl<A: TasksApi> TasksServer<A> {
     async fn submit_sync_task(
         &self,
         auth: rt::ApiKey<crate::TokenAuthScheme>,
-        /// Optional. While a task submitted with the same key is pending or
-        /// running, a repeat submission returns that task instead of adding
-        /// another. The key is released when the task completes or dies.
+        /// Optional, scoped to the token. While a task submitted with the
+        /// same token and key is pending or running, a repeat submission
+        /// with the same body returns that task (its own id, type and
+        /// queue) instead of adding another; a different body with the same
+        /// key is refused with 422 (code 1014). The key is released when the
+        /// task completes or dies.
         #[oai(name = "Idempotency-Key")]
         p_idempotency_key: rt::Header<SubmitSyncTaskParams, 0>,
         body: rt::JsonBody<crate::models::SyncTaskRequest>,
@@ -573,11 +648,10 @@ impl<A: TasksApi> TasksServer<A> {
             "",
             &mut errs,
         );
-        let body = match body.0 {
-            ::std::result::Result::Ok(::std::option::Option::Some(v)) => {
-                rt::validate_value::<crate::models::SyncTaskRequest>(v, "", &mut errs)
-            }
-            ::std::result::Result::Ok(::std::option::Option::None) => {
+        let body = match body.read(&mut errs).await {
+            ::std::result::Result::Ok(rt::BodyOutcome::Valid(v)) => ::std::option::Option::Some(v),
+            ::std::result::Result::Ok(rt::BodyOutcome::Invalid) => ::std::option::Option::None,
+            ::std::result::Result::Ok(rt::BodyOutcome::Empty) => {
                 errs.push("body", "request body is required");
                 ::std::option::Option::None
             }

@@ -92,6 +92,8 @@ pub enum ListUsersApiResponse {
     BadRequest(ErrorResponse),
     /// 401 未授权或令牌无效
     Unauthorized(ErrorResponse),
+    /// 431 请求头过大(超过服务器配置的上限)
+    Status431(ErrorResponse),
     /// 500 服务器内部错误
     InternalServerError(ErrorResponse),
 }
@@ -130,6 +132,16 @@ impl ::poem_openapi::ApiResponse for ListUsersApiResponse {
                     headers: ::std::vec::Vec::new(),
                 },
                 ::poem_openapi::registry::MetaResponse {
+                    description: "请求头过大(超过服务器配置的上限)",
+                    status: ::std::option::Option::Some(431),
+                    status_range: ::std::option::Option::None,
+                    content: ::std::vec![::poem_openapi::registry::MetaMediaType {
+                        content_type: rt::JSON,
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
+                    }],
+                    headers: ::std::vec::Vec::new(),
+                },
+                ::poem_openapi::registry::MetaResponse {
                     description: "服务器内部错误",
                     status: ::std::option::Option::Some(500),
                     status_range: ::std::option::Option::None,
@@ -154,6 +166,7 @@ impl ::poem::IntoResponse for ListUsersApiResponse {
             Self::Ok(body) => rt::json_response(200, &body),
             Self::BadRequest(body) => rt::json_response(400, &body),
             Self::Unauthorized(body) => rt::json_response(401, &body),
+            Self::Status431(body) => rt::json_response(431, &body),
             Self::InternalServerError(body) => rt::json_response(500, &body),
         }
     }
@@ -168,6 +181,7 @@ impl rt::FromErrorCode for ListUsersApiResponse {
         match code.status() {
             400 => Self::BadRequest(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
             401 => Self::Unauthorized(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
+            431 => Self::Status431(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
             _ => Self::InternalServerError(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
         }
     }
@@ -258,6 +272,8 @@ pub enum CreateUserResponse {
     Unauthorized(ErrorResponse),
     /// 409 资源冲突(如用户名已存在)
     Conflict(ErrorResponse),
+    /// 431 请求头过大(超过服务器配置的上限)
+    Status431(ErrorResponse),
     /// 500 服务器内部错误
     InternalServerError(ErrorResponse),
 }
@@ -306,6 +322,16 @@ impl ::poem_openapi::ApiResponse for CreateUserResponse {
                     headers: ::std::vec::Vec::new(),
                 },
                 ::poem_openapi::registry::MetaResponse {
+                    description: "请求头过大(超过服务器配置的上限)",
+                    status: ::std::option::Option::Some(431),
+                    status_range: ::std::option::Option::None,
+                    content: ::std::vec![::poem_openapi::registry::MetaMediaType {
+                        content_type: rt::JSON,
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
+                    }],
+                    headers: ::std::vec::Vec::new(),
+                },
+                ::poem_openapi::registry::MetaResponse {
                     description: "服务器内部错误",
                     status: ::std::option::Option::Some(500),
                     status_range: ::std::option::Option::None,
@@ -331,6 +357,7 @@ impl ::poem::IntoResponse for CreateUserResponse {
             Self::BadRequest(body) => rt::json_response(400, &body),
             Self::Unauthorized(body) => rt::json_response(401, &body),
             Self::Conflict(body) => rt::json_response(409, &body),
+            Self::Status431(body) => rt::json_response(431, &body),
             Self::InternalServerError(body) => rt::json_response(500, &body),
         }
     }
@@ -346,6 +373,7 @@ impl rt::FromErrorCode for CreateUserResponse {
             400 => Self::BadRequest(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
             401 => Self::Unauthorized(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
             409 => Self::Conflict(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
+            431 => Self::Status431(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
             _ => Self::InternalServerError(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
         }
     }
@@ -361,6 +389,8 @@ pub enum GetUserByIdResponse {
     Unauthorized(ErrorResponse),
     /// 404 资源不存在
     NotFound(ErrorResponse),
+    /// 431 请求头过大(超过服务器配置的上限)
+    Status431(ErrorResponse),
     /// 500 服务器内部错误
     InternalServerError(ErrorResponse),
 }
@@ -409,6 +439,16 @@ impl ::poem_openapi::ApiResponse for GetUserByIdResponse {
                     headers: ::std::vec::Vec::new(),
                 },
                 ::poem_openapi::registry::MetaResponse {
+                    description: "请求头过大(超过服务器配置的上限)",
+                    status: ::std::option::Option::Some(431),
+                    status_range: ::std::option::Option::None,
+                    content: ::std::vec![::poem_openapi::registry::MetaMediaType {
+                        content_type: rt::JSON,
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
+                    }],
+                    headers: ::std::vec::Vec::new(),
+                },
+                ::poem_openapi::registry::MetaResponse {
                     description: "服务器内部错误",
                     status: ::std::option::Option::Some(500),
                     status_range: ::std::option::Option::None,
@@ -434,6 +474,7 @@ impl ::poem::IntoResponse for GetUserByIdResponse {
             Self::BadRequest(body) => rt::json_response(400, &body),
             Self::Unauthorized(body) => rt::json_response(401, &body),
             Self::NotFound(body) => rt::json_response(404, &body),
+            Self::Status431(body) => rt::json_response(431, &body),
             Self::InternalServerError(body) => rt::json_response(500, &body),
         }
     }
@@ -449,6 +490,7 @@ impl rt::FromErrorCode for GetUserByIdResponse {
             400 => Self::BadRequest(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
             401 => Self::Unauthorized(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
             404 => Self::NotFound(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
+            431 => Self::Status431(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
             _ => Self::InternalServerError(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
         }
     }
@@ -499,6 +541,8 @@ pub enum UpdateUserResponse {
     NotFound(ErrorResponse),
     /// 409 资源冲突(如用户名已存在)
     Conflict(ErrorResponse),
+    /// 431 请求头过大(超过服务器配置的上限)
+    Status431(ErrorResponse),
     /// 500 服务器内部错误
     InternalServerError(ErrorResponse),
 }
@@ -557,6 +601,16 @@ impl ::poem_openapi::ApiResponse for UpdateUserResponse {
                     headers: ::std::vec::Vec::new(),
                 },
                 ::poem_openapi::registry::MetaResponse {
+                    description: "请求头过大(超过服务器配置的上限)",
+                    status: ::std::option::Option::Some(431),
+                    status_range: ::std::option::Option::None,
+                    content: ::std::vec![::poem_openapi::registry::MetaMediaType {
+                        content_type: rt::JSON,
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
+                    }],
+                    headers: ::std::vec::Vec::new(),
+                },
+                ::poem_openapi::registry::MetaResponse {
                     description: "服务器内部错误",
                     status: ::std::option::Option::Some(500),
                     status_range: ::std::option::Option::None,
@@ -583,6 +637,7 @@ impl ::poem::IntoResponse for UpdateUserResponse {
             Self::Unauthorized(body) => rt::json_response(401, &body),
             Self::NotFound(body) => rt::json_response(404, &body),
             Self::Conflict(body) => rt::json_response(409, &body),
+            Self::Status431(body) => rt::json_response(431, &body),
             Self::InternalServerError(body) => rt::json_response(500, &body),
         }
     }
@@ -599,6 +654,7 @@ impl rt::FromErrorCode for UpdateUserResponse {
             401 => Self::Unauthorized(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
             404 => Self::NotFound(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
             409 => Self::Conflict(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
+            431 => Self::Status431(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
             _ => Self::InternalServerError(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
         }
     }
@@ -647,6 +703,8 @@ pub enum DeleteUserResponse {
     Unauthorized(ErrorResponse),
     /// 404 资源不存在
     NotFound(ErrorResponse),
+    /// 431 请求头过大(超过服务器配置的上限)
+    Status431(ErrorResponse),
     /// 500 服务器内部错误
     InternalServerError(ErrorResponse),
 }
@@ -695,6 +753,16 @@ impl ::poem_openapi::ApiResponse for DeleteUserResponse {
                     headers: ::std::vec::Vec::new(),
                 },
                 ::poem_openapi::registry::MetaResponse {
+                    description: "请求头过大(超过服务器配置的上限)",
+                    status: ::std::option::Option::Some(431),
+                    status_range: ::std::option::Option::None,
+                    content: ::std::vec![::poem_openapi::registry::MetaMediaType {
+                        content_type: rt::JSON,
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
+                    }],
+                    headers: ::std::vec::Vec::new(),
+                },
+                ::poem_openapi::registry::MetaResponse {
                     description: "服务器内部错误",
                     status: ::std::option::Option::Some(500),
                     status_range: ::std::option::Option::None,
@@ -720,6 +788,7 @@ impl ::poem::IntoResponse for DeleteUserResponse {
             Self::BadRequest(body) => rt::json_response(400, &body),
             Self::Unauthorized(body) => rt::json_response(401, &body),
             Self::NotFound(body) => rt::json_response(404, &body),
+            Self::Status431(body) => rt::json_response(431, &body),
             Self::InternalServerError(body) => rt::json_response(500, &body),
         }
     }
@@ -735,6 +804,7 @@ impl rt::FromErrorCode for DeleteUserResponse {
             400 => Self::BadRequest(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
             401 => Self::Unauthorized(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
             404 => Self::NotFound(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
+            431 => Self::Status431(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
             _ => Self::InternalServerError(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
         }
     }
@@ -882,11 +952,10 @@ impl<A: UsersApi> UsersServer<A> {
             },
         };
         let mut errs = rt::FieldErrors::default();
-        let body = match body.0 {
-            ::std::result::Result::Ok(::std::option::Option::Some(v)) => {
-                rt::validate_value::<crate::models::CreateUserRequest>(v, "", &mut errs)
-            }
-            ::std::result::Result::Ok(::std::option::Option::None) => {
+        let body = match body.read(&mut errs).await {
+            ::std::result::Result::Ok(rt::BodyOutcome::Valid(v)) => ::std::option::Option::Some(v),
+            ::std::result::Result::Ok(rt::BodyOutcome::Invalid) => ::std::option::Option::None,
+            ::std::result::Result::Ok(rt::BodyOutcome::Empty) => {
                 errs.push("body", "request body is required");
                 ::std::option::Option::None
             }
@@ -1015,11 +1084,10 @@ impl<A: UsersApi> UsersServer<A> {
             "",
             &mut errs,
         );
-        let body = match body.0 {
-            ::std::result::Result::Ok(::std::option::Option::Some(v)) => {
-                rt::validate_value::<crate::models::UpdateUserRequest>(v, "", &mut errs)
-            }
-            ::std::result::Result::Ok(::std::option::Option::None) => {
+        let body = match body.read(&mut errs).await {
+            ::std::result::Result::Ok(rt::BodyOutcome::Valid(v)) => ::std::option::Option::Some(v),
+            ::std::result::Result::Ok(rt::BodyOutcome::Invalid) => ::std::option::Option::None,
+            ::std::result::Result::Ok(rt::BodyOutcome::Empty) => {
                 errs.push("body", "request body is required");
                 ::std::option::Option::None
             }

@@ -96,6 +96,7 @@ pub async fn run(contract: &Contract, opts: &Options, mut harness: Option<&mut d
     }
     run.users().await;
     run.tasks(harness.as_deref().is_some_and(|h| h.worker_running())).await;
+    run.oversized_heads().await;
     let expired = match (&opts.expired_token, harness.as_deref_mut()) {
         (Some(t), _) => Some(t.clone()),
         (None, Some(h)) => run.expire_token(h).await,
@@ -462,6 +463,7 @@ impl Run<'_> {
                 self.typed("a new task for a repeated key only once the first finished", want, r);
             }
         }
+        self.idempotency_key_reused().await;
         let want = Want::new("submitSyncTask", 200).field("/data/queue", json!("low"));
         let r = self.api.submit_sync_task().body(self.sync_task()).send().await;
         self.typed("submits a sync task", want, r);
@@ -501,6 +503,109 @@ impl Run<'_> {
             }
         });
         self.raw("end_date before start_date", want, b).await;
+    }
+
+    /// The same `Idempotency-Key` with a different body is refused while
+    /// the first task is pending or running. A fast worker may finish it
+    /// before the second request (releasing the key), so a few keys are
+    /// tried; a 200 is accepted only when the first task had finished.
+    async fn idempotency_key_reused(&mut self) {
+        let day = "2099-01-01";
+        let cases = [
+            (
+                "submitEmailTask",
+                "/tasks/email",
+                json!({"to": format!("ct{}@example.com", self.unique), "subject": "contract check", "body": "first", "priority": "low"}),
+                json!({"to": format!("ct{}@example.com", self.unique), "subject": "contract check", "body": "second", "priority": "low"}),
+            ),
+            (
+                "submitSyncTask",
+                "/tasks/sync",
+                json!({"sync_type": "sim_status", "start_date": day, "end_date": day, "batch_size": 1000, "priority": "low"}),
+                json!({"sync_type": "sim_status", "start_date": day, "end_date": day, "batch_size": 999, "priority": "low"}),
+            ),
+        ];
+        for (op, path, first, second) in cases {
+            for attempt in 0..5 {
+                let key = format!("ct-{}-reuse-{attempt}", self.unique);
+                let submit = |run: &Self, body: &Value| {
+                    let req = Request {
+                        method: "POST".into(),
+                        path: path.into(),
+                        query: vec![],
+                        headers: vec![("Idempotency-Key".into(), key.clone())],
+                        body: Some(body.clone()),
+                    };
+                    run.request(&req, Some(&run.token), run.secured(op).as_deref())
+                };
+                let what = "submits a task whose Idempotency-Key is then reused";
+                let Some(id) = self.raw(what, Want::new(op, 200), submit(self, &first)).await.and_then(|b| {
+                    b.pointer("/data/task_id").and_then(Value::as_str).and_then(|s| uuid::Uuid::parse_str(s).ok())
+                }) else {
+                    break;
+                };
+                let sent = submit(self, &second).send().await;
+                let status = sent.as_ref().map(|r| r.status().as_u16()).ok();
+                let send_error = sent.err().map(|e| e.to_string());
+                if status != Some(200) {
+                    let want = Want::new(op, 422).code("IdempotencyKeyReused");
+                    let v = self.verdict(&want, send_error);
+                    self.record("same Idempotency-Key, different body", &want, v);
+                    break;
+                }
+                let want = Want::new(op, 200);
+                let v = self.verdict(&want, send_error);
+                self.record("same Idempotency-Key, different body, after the first task finished", &want, v);
+                let want =
+                    Want::new("getTask", 200).check(|b| match b.pointer("/data/state").and_then(Value::as_str) {
+                        Some("completed" | "dead") => Ok(()),
+                        other => Err(format!(
+                            "a reused Idempotency-Key with another body was accepted while the first task is {other:?}"
+                        )),
+                    });
+                let r = self.api.get_task().task_id(id).send().await;
+                if self.typed("the first task had finished", want, r).is_none() {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Every operation documenting `431` gets a request whose headers are
+    /// far over any sensible limit (32 KiB of padding), with a valid token.
+    async fn oversized_heads(&mut self) {
+        let padding = "a".repeat(32 * 1024);
+        let ops: Vec<_> = self
+            .contract
+            .operations()
+            .iter()
+            .filter(|o| o.responses.iter().any(|(s, _)| s == "431"))
+            .cloned()
+            .collect();
+        for op in ops {
+            let mut path = op.path.clone();
+            for p in op.parameters.iter().filter(|p| p.location == "path") {
+                let sample = match (
+                    p.schema.get("type").and_then(Value::as_str),
+                    p.schema.get("format").and_then(Value::as_str),
+                ) {
+                    (_, Some("uuid")) => uuid::Uuid::new_v4().to_string(),
+                    (Some("integer"), _) => "1".to_owned(),
+                    _ => "x".to_owned(),
+                };
+                path = path.replace(&format!("{{{}}}", p.name), &sample);
+            }
+            let req = Request {
+                method: op.method.clone(),
+                path,
+                query: vec![],
+                headers: vec![("x-padding".into(), padding.clone())],
+                body: None,
+            };
+            let b = self.request(&req, Some(&self.token), op.auth_header.as_deref());
+            let want = Want::new(&op.id, 431).code("HeadersTooLarge");
+            self.raw("request headers over the limit", want, b).await;
+        }
     }
 
     /// Issues a token living 1 s and waits until the server calls it expired.

@@ -148,6 +148,7 @@ poem.workspace = true
 poem-openapi.workspace = true
 serde.workspace = true
 serde_json.workspace = true
+tokio.workspace = true
 uuid.workspace = true
 "#,
         spec = spec.display()

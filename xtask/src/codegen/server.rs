@@ -1409,15 +1409,17 @@ fn server_method(api: &Api, op: &Operation) -> Result<TokenStream> {
         } else {
             quote!(::std::option::Option::Some(::std::option::Option::None))
         };
-        let parse = if *required {
-            quote!(rt::validate_value::<crate::models::#bt>(v, "", &mut errs))
+        let valid = if *required {
+            quote!(::std::option::Option::Some(v))
         } else {
-            quote!(rt::validate_value::<crate::models::#bt>(v, "", &mut errs).map(::std::option::Option::Some))
+            quote!(::std::option::Option::Some(::std::option::Option::Some(v)))
         };
+        // Read only now: after authentication and the parameters.
         prelude.push(quote! {
-            let body = match body.0 {
-                ::std::result::Result::Ok(::std::option::Option::Some(v)) => #parse,
-                ::std::result::Result::Ok(::std::option::Option::None) => #missing,
+            let body = match body.read(&mut errs).await {
+                ::std::result::Result::Ok(rt::BodyOutcome::Valid(v)) => #valid,
+                ::std::result::Result::Ok(rt::BodyOutcome::Invalid) => ::std::option::Option::None,
+                ::std::result::Result::Ok(rt::BodyOutcome::Empty) => #missing,
                 ::std::result::Result::Err(e) => {
                     let (code, message) = e.into_error();
                     let data = ::serde_json::json!({ "errors": [{ "field": "body", "message": message }] });
