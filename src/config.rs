@@ -48,6 +48,12 @@ pub struct Config {
     #[arg(long, env = "REDIS_POOL_MAX", default_value_t = 32)]
     pub redis_pool_max: u32,
 
+    /// Start even when Redis may lose accepted tasks (an eviction policy
+    /// other than `noeviction`, or no AOF and no snapshots). For
+    /// development only; `serve` and `worker` refuse such a Redis otherwise.
+    #[arg(long, env = "REDIS_ALLOW_VOLATILE", default_value_t = false, action = clap::ArgAction::Set)]
+    pub redis_allow_volatile: bool,
+
     /// Prefix of every Redis key this service writes (queue and token cache).
     #[arg(long, env = "REDIS_PREFIX", default_value = "spec-server")]
     pub redis_prefix: String,

@@ -82,9 +82,15 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> Result<()> {
     let cfg = cli.config;
-    let backends = Backends::resolve(&cfg).await?;
+    let command = cli.command.unwrap_or(Cmd::Serve);
+    let dev = matches!(command, Cmd::Dev);
+    let backends = Backends::resolve(&cfg, dev).await?;
     let pools = Pools::new(&cfg, &backends)?;
-    match cli.command.unwrap_or(Cmd::Serve) {
+    // A private Redis is volatile by design ("its data is temporary").
+    if matches!(command, Cmd::Serve | Cmd::Worker | Cmd::Dev) && backends.private_redis.is_none() {
+        pools.check_redis_durability(&cfg).await?;
+    }
+    match command {
         Cmd::Migrate => {
             let applied = pools.migrate().await?;
             println!("applied {} migration(s): {}", applied.len(), applied.join(", "));

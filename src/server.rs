@@ -5,7 +5,7 @@ use std::{future::Future, sync::Arc, time::Instant};
 
 use anyhow::{Context, Result};
 use api_server::{ErrorCode, rt};
-use bb8_redis::RedisConnectionManager;
+use bb8_redis::{RedisConnectionManager, redis};
 use poem::{
     Endpoint, EndpointExt, IntoResponse, Request, Response,
     http::{HeaderValue, StatusCode},
@@ -33,9 +33,26 @@ pub struct Backends {
 }
 
 impl Backends {
-    /// Uses `DATABASE_URL`/`REDIS_URL`, starting a private instance for each
-    /// one that is unset.
-    pub async fn resolve(cfg: &Config) -> Result<Backends> {
+    /// Uses `DATABASE_URL`/`REDIS_URL`. With `private` (only `dev`), an
+    /// unset one gets a private instance; otherwise unset is an error:
+    /// `serve` and `worker` are separate processes, and private instances
+    /// of their own could not see each other's users or tasks.
+    pub async fn resolve(cfg: &Config, private: bool) -> Result<Backends> {
+        if !private {
+            let missing: Vec<&str> =
+                [("DATABASE_URL", cfg.database_url.is_none()), ("REDIS_URL", cfg.redis_url.is_none())]
+                    .into_iter()
+                    .filter_map(|(name, unset)| unset.then_some(name))
+                    .collect();
+            if !missing.is_empty() {
+                anyhow::bail!(
+                    "{} not set. Separate `serve` and `worker` processes must share one PostgreSQL and one Redis, \
+                     so they do not start private ones; set the URL(s), or run `spec-server dev` \
+                     (server and worker in one process over private instances)",
+                    missing.join(" and ")
+                );
+            }
+        }
         let (database_url, private_postgres) = match &cfg.database_url {
             Some(url) => (url.clone(), None),
             None => {
@@ -56,10 +73,13 @@ impl Backends {
     }
 }
 
-/// One pool per backend.
+/// One pool per backend, plus two tiny ones that only `/health` uses, so a
+/// saturated request pool is not reported as a dependency that is down.
 pub struct Pools {
     pub pg: db::Pool,
     pub redis: bb8::Pool<RedisConnectionManager>,
+    health_pg: db::Pool,
+    health_redis: bb8::Pool<RedisConnectionManager>,
     /// For the connections a pool cannot lend: the token revocation subscription.
     redis_url: String,
 }
@@ -73,8 +93,57 @@ impl Pools {
         let redis = bb8::Pool::builder()
             .max_size(cfg.redis_pool_max)
             .connection_timeout(cfg.pg_acquire_timeout())
+            .build_unchecked(manager.clone());
+        let health_pg = db::pool(&b.database_url, HEALTH_POOL_MAX, cfg.health_timeout(), cfg.health_timeout())?;
+        let health_redis = bb8::Pool::builder()
+            .max_size(HEALTH_POOL_MAX as u32)
+            .connection_timeout(cfg.health_timeout())
             .build_unchecked(manager);
-        Ok(Pools { pg, redis, redis_url: b.redis_url.clone() })
+        Ok(Pools { pg, redis, health_pg, health_redis, redis_url: b.redis_url.clone() })
+    }
+
+    /// Refuses (unless `REDIS_ALLOW_VOLATILE`) a Redis that may lose
+    /// accepted tasks: an eviction policy other than `noeviction` drops
+    /// queue keys under memory pressure, and without AOF or RDB snapshots a
+    /// restart empties the queue. Where `CONFIG GET` is not allowed (some
+    /// managed services), a warning instead.
+    pub async fn check_redis_durability(&self, cfg: &Config) -> Result<()> {
+        let mut conn = self.redis.get().await.context("connecting to Redis to check its settings")?;
+        let mut get = async |name: &str| -> redis::RedisResult<String> {
+            let pair: Vec<String> = redis::cmd("CONFIG").arg("GET").arg(name).query_async(&mut *conn).await?;
+            Ok(pair.get(1).cloned().unwrap_or_default())
+        };
+        let (policy, aof, save) = match (get("maxmemory-policy").await, get("appendonly").await, get("save").await) {
+            (Ok(p), Ok(a), Ok(s)) => (p, a, s),
+            (Err(e), ..) | (_, Err(e), _) | (.., Err(e)) => {
+                tracing::warn!(error = %e, "cannot read the Redis configuration (CONFIG GET refused?): make sure it runs with maxmemory-policy noeviction and AOF or snapshots, or accepted tasks can be lost");
+                return Ok(());
+            }
+        };
+        let mut problems = Vec::new();
+        if policy != "noeviction" {
+            problems.push(format!(
+                "maxmemory-policy is {policy:?} (it must be \"noeviction\": any other policy may delete queued tasks)"
+            ));
+        }
+        if aof != "yes" && save.trim().is_empty() {
+            problems.push(
+                "neither appendonly (AOF) nor save (RDB snapshots) is on, so a restart loses every task".to_owned(),
+            );
+        }
+        if problems.is_empty() {
+            return Ok(());
+        }
+        let problems = problems.join("; ");
+        if cfg.redis_allow_volatile {
+            tracing::warn!(%problems, "Redis may lose accepted tasks; allowed by REDIS_ALLOW_VOLATILE");
+            return Ok(());
+        }
+        anyhow::bail!(
+            "Redis may lose accepted tasks: {problems}. Fix the Redis configuration \
+             (`CONFIG SET maxmemory-policy noeviction`, `CONFIG SET appendonly yes`), \
+             or set REDIS_ALLOW_VOLATILE=true for development"
+        )
     }
 
     /// Applies pending migrations from `sql/`.
@@ -99,6 +168,8 @@ impl Pools {
         Ok(App {
             pg: self.pg.clone(),
             redis: self.redis.clone(),
+            health_pg: self.health_pg.clone(),
+            health_redis: self.health_redis.clone(),
             tokens,
             queue: self.queue(cfg),
             health_timeout: cfg.health_timeout(),
@@ -106,6 +177,10 @@ impl Pools {
         })
     }
 }
+
+/// Connections of each `/health` pool: concurrent health checks share them
+/// (each waits at most `HEALTH_TIMEOUT_MS`).
+const HEALTH_POOL_MAX: usize = 2;
 
 /// The whole HTTP endpoint: the generated application plus the body
 /// limits, the header limit and one access-log line per request, tagged

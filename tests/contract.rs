@@ -168,6 +168,11 @@ fn the_server_conforms_to_the_contract() {
         ("DATABASE_URL".to_owned(), pg.url()),
         ("REDIS_URL".to_owned(), redis.url()),
         ("REDIS_PREFIX".to_owned(), format!("contract-{}", std::process::id())),
+        // The private test Redis keeps nothing on disk.
+        ("REDIS_ALLOW_VOLATILE".to_owned(), "true".to_owned()),
+        // Nothing listens there: sync tasks wait for retries instead of dying
+        // at once, so a reused Idempotency-Key meets its first task still held.
+        ("SYNC_SOURCE_URL".to_owned(), "http://127.0.0.1:9".to_owned()),
         // The PostgreSQL-down phase relies on the token staying cached in
         // Redis; a slow machine must not outlive the default 60 s cache.
         ("TOKEN_CACHE_TTL_SECS".to_owned(), "600".to_owned()),

@@ -8,6 +8,7 @@
 
 use std::{sync::Arc, time::Duration};
 
+use bb8_redis::redis;
 use clap::Parser;
 use poem::{
     Endpoint,
@@ -414,4 +415,31 @@ async fn idempotency_keys_are_per_token_and_refuse_a_different_body() {
     assert_eq!(theirs["data"]["queue"], "critical");
     let stats = h.pools.queue(&h.cfg).stats().await.unwrap();
     assert_eq!(stats.pending.values().sum::<u64>(), 2);
+}
+
+#[tokio::test]
+async fn a_redis_that_can_lose_tasks_is_refused_and_separate_processes_need_urls() {
+    // An instance of its own: the test changes its configuration.
+    let db = devsvc::test_database().await.unwrap();
+    let own = tokio::task::spawn_blocking(PrivateRedis::start).await.unwrap().unwrap();
+    let mut h = harness_for(&config(db.url(), &own.url(), "durability")).await;
+    let mut conn = h.pools.redis.get().await.unwrap();
+    let set = |name: &'static str, value: &'static str| redis::cmd("CONFIG").arg("SET").arg(name).arg(value).clone();
+    // The test instance keeps nothing on disk.
+    set("appendonly", "no").query_async::<()>(&mut *conn).await.unwrap();
+    let e = h.pools.check_redis_durability(&h.cfg).await.unwrap_err().to_string();
+    assert!(e.contains("appendonly") && e.contains("REDIS_ALLOW_VOLATILE"), "{e}");
+    set("appendonly", "yes").query_async::<()>(&mut *conn).await.unwrap();
+    h.pools.check_redis_durability(&h.cfg).await.unwrap();
+    set("maxmemory-policy", "allkeys-lru").query_async::<()>(&mut *conn).await.unwrap();
+    let e = h.pools.check_redis_durability(&h.cfg).await.unwrap_err().to_string();
+    assert!(e.contains("maxmemory-policy is \"allkeys-lru\""), "{e}");
+    h.cfg.redis_allow_volatile = true;
+    h.pools.check_redis_durability(&h.cfg).await.unwrap();
+
+    let mut unset = h.cfg.clone();
+    unset.database_url = None;
+    unset.redis_url = None;
+    let e = Backends::resolve(&unset, false).await.err().unwrap().to_string();
+    assert!(e.contains("DATABASE_URL and REDIS_URL not set") && e.contains("spec-server dev"), "{e}");
 }

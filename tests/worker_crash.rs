@@ -180,6 +180,7 @@ async fn a_sigkilled_workers_sync_task_is_finished_by_another_worker_once() {
         ("DATABASE_URL", db.url()),
         ("REDIS_URL", redis.url()),
         ("REDIS_PREFIX", prefix.as_str()),
+        ("REDIS_ALLOW_VOLATILE", "true"),
         ("SYNC_SOURCE_URL", source.as_str()),
     ];
     let queue = queue_for(redis.pool().await.unwrap(), &prefix);
@@ -217,6 +218,7 @@ async fn the_worker_survives_a_redis_restart_and_stops_gracefully_on_sigterm() {
     let mut redis = tokio::task::spawn_blocking(PrivateRedis::with_persistence).await.unwrap().unwrap();
     let redis_url = redis.url();
     let dir = tempfile::tempdir().unwrap();
+    // With AOF on, the worker's start-up check of Redis passes unaided.
     let env = [("DATABASE_URL", db.url()), ("REDIS_URL", redis_url.as_str()), ("REDIS_PREFIX", "crash")];
     let manager = bb8_redis::RedisConnectionManager::new(redis_url.as_str()).unwrap();
     let pool = bb8::Pool::builder().max_size(4).connection_timeout(Duration::from_secs(2)).build_unchecked(manager);

@@ -71,6 +71,13 @@ pub fn pool(
         .context("building the PostgreSQL pool")
 }
 
+/// One round trip to PostgreSQL on a connection of `pool` (for `/health`).
+pub async fn ping(pool: &Pool) -> Result<(), StoreError> {
+    let client = pool.get().await?;
+    client.simple_query("SELECT 1").await?;
+    Ok(())
+}
+
 /// What a store function can fail with; the HTTP layer maps each variant to one status.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -1,5 +1,6 @@
 //! `GET /health`: PostgreSQL and Redis checked concurrently, each under its
-//! own timeout, so a hung dependency still gets an answer in time.
+//! own timeout and on connections of its own (not the request pools, which
+//! a load can exhaust), so a hung dependency still gets an answer in time.
 
 use api_server::{
     DependencyState, HealthApi, HealthCheck200Response, HealthCheck503Response, HealthCheckResponse, HealthDegraded,
@@ -11,11 +12,7 @@ use super::App;
 
 impl App {
     async fn postgres_up(&self) -> Result<(), String> {
-        let check = async {
-            let client = self.pg.get().await.map_err(|e| e.to_string())?;
-            client.simple_query("SELECT 1").await.map_err(|e| e.to_string())?;
-            Ok(())
-        };
+        let check = async { crate::db::ping(&self.health_pg).await.map_err(|e| crate::http::error_chain(&e)) };
         match tokio::time::timeout(self.health_timeout, check).await {
             Ok(r) => r,
             Err(_) => Err(format!("no answer within {:?}", self.health_timeout)),
@@ -24,7 +21,7 @@ impl App {
 
     async fn redis_up(&self) -> Result<(), String> {
         let check = async {
-            let mut conn = self.redis.get().await.map_err(|e| e.to_string())?;
+            let mut conn = self.health_redis.get().await.map_err(|e| e.to_string())?;
             redis::cmd("PING").query_async::<String>(&mut *conn).await.map_err(|e| e.to_string())?;
             Ok(())
         };

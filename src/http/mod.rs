@@ -24,6 +24,9 @@ pub use tasks::Throughput;
 pub struct App {
     pub pg: Pool,
     pub redis: bb8::Pool<RedisConnectionManager>,
+    /// `/health`'s own connections, apart from the request pools.
+    pub health_pg: Pool,
+    pub health_redis: bb8::Pool<RedisConnectionManager>,
     pub tokens: TokenVerifier,
     pub queue: Queue,
     pub health_timeout: Duration,

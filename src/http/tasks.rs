@@ -116,9 +116,12 @@ impl App {
         let enqueued = self.queue.enqueue(task).await.map_err(|e| internal::<R>(op, &e))?;
         if let (Some(existing), Some((payload, requested))) = (enqueued.duplicate_of, request) {
             match self.queue.get(existing).await.map_err(|e| internal::<R>(op, &e))? {
-                // Finished since (its payload may be gone): the key named it.
-                Some(rec) if matches!(rec.state, TaskState::Completed | TaskState::Dead) => priority = rec.priority,
                 Some(rec) if rec.payload == payload && rec.priority == requested => priority = rec.priority,
+                // Finished since, and its payload dropped: nothing left to
+                // compare with, and the key named that task.
+                Some(rec) if rec.payload.is_null() && matches!(rec.state, TaskState::Completed | TaskState::Dead) => {
+                    priority = rec.priority
+                }
                 Some(_) => return Err(R::from_error(ErrorCode::IdempotencyKeyReused, None, None)),
                 // Gone past its retention in between: still the task the key named.
                 None => {}
