@@ -443,3 +443,19 @@ async fn a_redis_that_can_lose_tasks_is_refused_and_separate_processes_need_urls
     let e = Backends::resolve(&unset, false).await.err().unwrap().to_string();
     assert!(e.contains("DATABASE_URL and REDIS_URL not set") && e.contains("spec-server dev"), "{e}");
 }
+
+#[tokio::test]
+async fn health_has_its_own_connections_so_a_saturated_pool_is_not_a_dependency_down() {
+    let db = devsvc::test_database().await.unwrap();
+    let redis = devsvc::test_redis().await.unwrap();
+    let mut cfg = config(db.url(), redis.url(), redis.prefix());
+    cfg.pg_pool_max = 2;
+    cfg.redis_pool_max = 2;
+    let h = harness_for(&cfg).await;
+    // Every request connection is taken, as under a load.
+    let held_pg = [h.pools.pg.get().await.unwrap(), h.pools.pg.get().await.unwrap()];
+    let held_redis = [h.pools.redis.get().await.unwrap(), h.pools.redis.get().await.unwrap()];
+    let (s, b) = send(h.cli.get("/api/v1/health")).await;
+    assert_eq!((s, b["postgres"].clone(), b["redis"].clone()), (StatusCode::OK, json!("up"), json!("up")), "{b}");
+    drop((held_pg, held_redis));
+}
