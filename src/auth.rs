@@ -276,7 +276,8 @@ impl TokenVerifier {
 
     /// Checks a token: the Redis cache first, PostgreSQL on a miss (or when Redis is down),
     /// caching what PostgreSQL confirms. With PostgreSQL down, tokens cached in the last
-    /// `cache_ttl` still pass; everything else is `Unavailable`.
+    /// `cache_ttl` still pass and refusals of the last [`REFUSAL_TTL`] still hold; everything
+    /// else is `Unavailable`.
     pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
         // Random and mistyped strings end here: a wrong checksum (or shape) needs no store.
         // Pre-checksum tokens have nothing to check locally and go on to the lookups.
