@@ -219,7 +219,7 @@ async fn apply_pending(client: &mut Client, migrations: &[Migration]) -> anyhow:
 #[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use super::*;
-    use crate::devsvc::test_empty_database;
+    use crate::devsvc::{LogCapture, test_empty_database};
 
     #[test]
     fn the_list_matches_the_sql_directory() {
@@ -324,32 +324,6 @@ mod tests {
         assert_eq!(count, 3);
     }
 
-    /// Captures what `tracing` logs inside one future.
-    #[derive(Clone, Default)]
-    struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Logs {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl Logs {
-        fn text(&self) -> String {
-            String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-        }
-
-        fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync + 'static {
-            let logs = self.clone();
-            tracing_subscriber::fmt().with_ansi(false).with_writer(move || logs.clone()).finish()
-        }
-    }
-
     /// `url` with a session `statement_timeout` of `ms`, as a request connection would have.
     fn with_statement_timeout(url: &str, ms: u64) -> String {
         let separator = if url.contains('?') { '&' } else { '?' };
@@ -371,7 +345,7 @@ mod tests {
         let other = db.connect().await.unwrap();
         other.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).await.unwrap();
 
-        let logs = Logs::default();
+        let logs = LogCapture::default();
         // A tiny statement timeout on the session: the wait must not be cut short by it.
         let url = with_statement_timeout(db.url(), 50);
         let migrating = tokio::spawn(

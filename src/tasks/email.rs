@@ -147,7 +147,7 @@ fn smtp_error(e: lettre::transport::smtp::Error) -> Failure {
 /// Writes `dir/<task id>.eml` through a temporary file and a rename, so a reader never sees
 /// half a message and a retry replaces the file instead of adding one.
 async fn write_eml(dir: &Path, task_id: Uuid, bytes: Vec<u8>) -> Result<PathBuf, Failure> {
-    let dir_shown = dir.to_owned();
+    let shown = dir.display().to_string();
     let dir = dir.to_owned();
     let written = tokio::task::spawn_blocking(move || -> std::io::Result<PathBuf> {
         use std::io::Write;
@@ -165,7 +165,7 @@ async fn write_eml(dir: &Path, task_id: Uuid, bytes: Vec<u8>) -> Result<PathBuf,
         // A full or read-only disk may be fixed before the next attempt.
         Ok(Err(e)) => Err(Failure::retry(
             "could not write the message file (temporary)",
-            format!("cannot write the message to {}: {e}", dir_shown.display()),
+            format!("cannot write the message to {shown}: {e}"),
         )),
         Err(e) => Err(Failure::retry(
             "could not write the message file (temporary)",

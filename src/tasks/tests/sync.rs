@@ -8,6 +8,7 @@ use uuid::Uuid;
 use super::{Harness, Setup, upstream::Upstream};
 use crate::{
     db::sync::{RunState, sync_record_get, sync_records_count, sync_run_get},
+    devsvc::LogCapture,
     queue::{NewTask, TaskState},
     tasks::{
         SYNC,
@@ -89,6 +90,9 @@ async fn an_upstream_5xx_is_retried_and_resumes_at_the_failed_page() {
 #[tokio::test]
 async fn an_upstream_4xx_fails_permanently() {
     let upstream = Upstream::start(25, &[Some(404)]).await;
+    // The test's runtime runs every task on this thread, the worker's included.
+    let logs = LogCapture::default();
+    let _logging = tracing::subscriber::set_default(logs.subscriber());
     let (h, _dir) = harness(Some(&upstream)).await;
     let id = h.enqueue(sync_task("real_name", 10)).await;
     let r = h.finished(id).await;
@@ -101,6 +105,12 @@ async fn an_upstream_4xx_fails_permanently() {
     }
     let run = sync_run_get(h.db.pool(), id).await.unwrap().unwrap();
     assert_eq!((run.state, run.error.as_deref()), (RunState::Failed, Some(&*error)));
+    // The operator's log has all of it, on the line of this task.
+    let log = logs.text();
+    let line = log.lines().find(|l| l.contains("task failed")).unwrap_or_else(|| panic!("no failure logged: {log}"));
+    for needle in [&*format!("task={id}"), &*format!("{}/api/records", upstream.addr), "scripted failure"] {
+        assert!(line.contains(needle), "{needle:?} missing from {line}");
+    }
 }
 
 #[tokio::test]
