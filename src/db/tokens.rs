@@ -22,7 +22,7 @@ const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnop
 
 /// Tokens issued before the checksum: `sk_` + 32 random bytes in URL-safe base64 (43 chars).
 /// Still accepted; told apart from current tokens by their length alone (43 characters after
-/// the prefix instead of 49), and by `-`/`_`, which base62 never has.
+/// the prefix instead of 49). Having no checksum, they are always looked up.
 const LEGACY_CHARS: usize = 43;
 
 /// A token's metadata; neither the token nor its hash.
@@ -53,7 +53,7 @@ pub fn token_hash(token: &str) -> String {
 }
 
 /// `sk_` + 43 random base62 characters from the OS-seeded CSPRNG + the CRC32 of everything
-/// before it in 6 base62 digits (the scheme of GitHub's tokens). The checksum is no secret: it
+/// before it in 6 base62 digits (after GitHub's tokens). The checksum is no secret: it
 /// lets a verifier refuse random or mistyped strings without asking any store.
 pub(crate) fn token_generate() -> String {
     let mut token = String::with_capacity(TOKEN_PREFIX.len() + RANDOM_CHARS + CHECKSUM_CHARS);
