@@ -1,6 +1,10 @@
 //! Operator-token authentication: `sk_…` tokens verified through a short-lived Redis cache in
 //! front of PostgreSQL (`db::tokens`). Revocation is immediate; when neither store can answer,
 //! verification fails closed with [`AuthError::Unavailable`].
+//!
+//! Floods of bad tokens stay cheap: a string without a valid checksum is refused before any
+//! store is asked; what PostgreSQL refused is remembered in process for a short while; and at
+//! most a few PostgreSQL lookups run at once, so no flood can take the pool from requests.
 
 use std::{
     collections::HashMap,
@@ -75,6 +79,11 @@ pub struct TokenVerifier {
     local: Arc<LocalCache>,
     /// How long a local entry is trusted; zero (the default) turns the local cache off.
     local_ttl: Duration,
+    /// What PostgreSQL refused lately; always on (see [`Refusals`]).
+    refusals: Arc<Refusals>,
+    /// Slots for PostgreSQL lookups, shared by every clone.
+    lookups: Arc<tokio::sync::Semaphore>,
+    lookup_wait: Duration,
 }
 
 /// The process-local layer in front of Redis. Its entries are trusted only while a listener is
@@ -97,6 +106,48 @@ struct LocalEntry {
 
 /// Most tokens kept locally; past this the map is simply cleared (operator tokens are few).
 const LOCAL_MAX_ENTRIES: usize = 10_000;
+
+/// How long a refusal from PostgreSQL (unknown, revoked, expired) is remembered.
+const REFUSAL_TTL: Duration = Duration::from_secs(30);
+
+/// Most refusals remembered; past this the map is simply cleared. A flood of distinct strings
+/// gains nothing from the map anyway; it is for the same strings sent again and again.
+const REFUSAL_MAX_ENTRIES: usize = 10_000;
+
+/// Most PostgreSQL token lookups one process runs at once. Tokens in use are served from the
+/// caches, so lookups are rare unless someone sends tokens that were never issued; this keeps
+/// such a flood to a few of the pool's connections.
+const MAX_LOOKUPS: usize = 4;
+
+/// How long a verification waits for a lookup slot before failing closed (`Unavailable`).
+const LOOKUP_WAIT: Duration = Duration::from_secs(1);
+
+/// Refusals PostgreSQL gave recently, by token hash, so that the same strings sent again cost no
+/// lookup. They need no invalidation, because each answer is final: a revoked or expired token
+/// never becomes valid again, and an unknown one becomes valid only by being issued, which
+/// draws its 256 random bits at that moment: nobody can have sent that token before (and its
+/// plaintext exists only once its row is committed, so no lookup can race the issue).
+#[derive(Default)]
+struct Refusals {
+    entries: Mutex<HashMap<String, (AuthError, Instant)>>,
+}
+
+impl Refusals {
+    fn get(&self, hash: &str, now: Instant) -> Option<AuthError> {
+        let entries = self.entries.lock().ok()?;
+        let &(refusal, at) = entries.get(hash)?;
+        (now.saturating_duration_since(at) < REFUSAL_TTL).then_some(refusal)
+    }
+
+    fn put(&self, hash: &str, refusal: AuthError, now: Instant) {
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= REFUSAL_MAX_ENTRIES {
+                entries.clear();
+            }
+            entries.insert(hash.to_owned(), (refusal, now));
+        }
+    }
+}
 
 impl LocalCache {
     fn get(&self, hash: &str, ttl: Duration) -> Option<(Principal, Option<DateTime<Utc>>)> {
@@ -188,6 +239,9 @@ impl TokenVerifier {
             redis_timeout: Duration::from_millis(300),
             local: Arc::new(LocalCache::default()),
             local_ttl: Duration::ZERO,
+            refusals: Arc::new(Refusals::default()),
+            lookups: Arc::new(tokio::sync::Semaphore::new(MAX_LOOKUPS)),
+            lookup_wait: LOOKUP_WAIT,
         }
     }
 
@@ -222,9 +276,12 @@ impl TokenVerifier {
 
     /// Checks a token: the Redis cache first, PostgreSQL on a miss (or when Redis is down),
     /// caching what PostgreSQL confirms. With PostgreSQL down, tokens cached in the last
-    /// `cache_ttl` still pass; everything else is `Unavailable`.
+    /// `cache_ttl` still pass and refusals of the last [`REFUSAL_TTL`] still hold; everything
+    /// else is `Unavailable`.
     pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
-        if !tokens::token_well_formed(token) {
+        // Random and mistyped strings end here: a wrong checksum (or shape) needs no store.
+        // Pre-checksum tokens have nothing to check locally and go on to the lookups.
+        if tokens::token_shape(token).is_none() {
             return Err(AuthError::Invalid);
         }
         let hash = tokens::token_hash(token);
@@ -235,6 +292,9 @@ impl TokenVerifier {
                 return Err(AuthError::Expired);
             }
             return Ok(principal);
+        }
+        if let Some(refusal) = self.refusals.get(&hash, Instant::now()) {
+            return Err(refusal);
         }
         let epoch = self.local.epoch.load(Ordering::Acquire);
         let key = self.cache_key(&hash);
@@ -252,24 +312,20 @@ impl TokenVerifier {
             Err(e) => tracing::warn!(error = format!("{e:#}"), "token cache unavailable; asking PostgreSQL"),
         }
 
-        let record = tokens::token_find_by_hash(&self.pg, &hash)
-            .await
-            .map_err(|e| {
-                tracing::error!(error = format!("{:#}", anyhow!(e)), "cannot verify a token: PostgreSQL failed");
-                AuthError::Unavailable
-            })?
-            .ok_or(AuthError::Invalid)?;
+        let Some(record) = self.lookup(&hash).await? else {
+            return Err(self.refuse(&hash, AuthError::Invalid));
+        };
         // The row was found by this very hash, so this only fails if the lookup matched more
         // loosely than byte equality; it is constant-time so that it leaks nothing either way.
         if !bool::from(record.token_hash.as_bytes().ct_eq(hash.as_bytes())) {
             return Err(AuthError::Invalid);
         }
         if record.revoked_at.is_some() {
-            return Err(AuthError::Revoked);
+            return Err(self.refuse(&hash, AuthError::Revoked));
         }
         let now = Utc::now();
         if record.expires_at.is_some_and(|at| at <= now) {
-            return Err(AuthError::Expired);
+            return Err(self.refuse(&hash, AuthError::Expired));
         }
 
         if let Err(e) = self.cache_put(&key, &record, now).await {
@@ -281,6 +337,31 @@ impl TokenVerifier {
         let principal = Principal { token_id: record.id, name: record.name };
         self.remember(&hash, &principal, record.expires_at, epoch);
         Ok(principal)
+    }
+
+    /// The token's row, through one of the few lookup slots.
+    async fn lookup(&self, hash: &str) -> Result<Option<tokens::TokenRecord>, AuthError> {
+        static REFUSED: AtomicU64 = AtomicU64::new(0);
+        let Ok(Ok(_slot)) = tokio::time::timeout(self.lookup_wait, self.lookups.acquire()).await else {
+            // Under a flood this happens for every request: say so once in a while, not each time.
+            let refused = REFUSED.fetch_add(1, Ordering::Relaxed);
+            if refused.is_multiple_of(1000) {
+                tracing::warn!(
+                    refused_total = refused + 1,
+                    "token lookups in PostgreSQL are all busy (a flood of unknown tokens?); failing closed"
+                );
+            }
+            return Err(AuthError::Unavailable);
+        };
+        tokens::token_find_by_hash(&self.pg, hash).await.map_err(|e| {
+            tracing::error!(error = format!("{:#}", anyhow!(e)), "cannot verify a token: PostgreSQL failed");
+            AuthError::Unavailable
+        })
+    }
+
+    fn refuse(&self, hash: &str, refusal: AuthError) -> AuthError {
+        self.refusals.put(hash, refusal, Instant::now());
+        refusal
     }
 
     fn remember(&self, hash: &str, principal: &Principal, expires_at: Option<DateTime<Utc>>, epoch: u64) {
@@ -586,5 +667,111 @@ mod tests {
         assert_eq!(verifier.verify(&cached).await, Err(AuthError::Unavailable));
         assert_eq!(verifier.verify(&uncached).await, Err(AuthError::Unavailable));
         assert!(verifier.revoke("cached").await.is_err());
+    }
+
+    /// A PostgreSQL pool and a Redis pool whose servers are not there: any lookup fails.
+    fn unreachable_stores() -> (Pool, bb8::Pool<RedisConnectionManager>) {
+        // Nothing listens on a port we just bound and released.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let pg = crate::db::pool(
+            &format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+            2,
+            Duration::from_millis(500),
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        let redis = bb8::Pool::builder()
+            .connection_timeout(Duration::from_millis(500))
+            .build_unchecked(RedisConnectionManager::new(format!("redis://127.0.0.1:{port}")).unwrap());
+        (pg, redis)
+    }
+
+    /// `token` with its character at `i` replaced.
+    fn typo(token: &str, i: usize) -> String {
+        let mut bytes = token.as_bytes().to_vec();
+        bytes[i] = if bytes[i] == b'Q' { b'R' } else { b'Q' };
+        String::from_utf8(bytes).unwrap()
+    }
+
+    #[tokio::test]
+    async fn random_and_mistyped_tokens_are_refused_without_asking_any_store() {
+        let (pg, redis) = unreachable_stores();
+        let verifier = TokenVerifier::new(pg, redis, "t:");
+        let issued = tokens::token_generate();
+        for i in [3, 20, issued.len() - 1] {
+            assert_eq!(verifier.verify(&typo(&issued, i)).await, Err(AuthError::Invalid), "typo at {i}");
+        }
+        // Random strings of the right length and alphabet: the checksum refuses them.
+        for _ in 0..20 {
+            let random = typo(&tokens::token_generate(), 10);
+            assert_eq!(verifier.verify(&random).await, Err(AuthError::Invalid), "{random}");
+        }
+        // The stores really are down: a well-formed token needs them, and fails closed.
+        assert_eq!(verifier.verify(&issued).await, Err(AuthError::Unavailable));
+    }
+
+    #[tokio::test]
+    async fn refusals_from_postgres_are_remembered_and_issued_tokens_are_not_shadowed() {
+        let (db, _redis, verifier) = setup().await;
+        let unknown = tokens::token_generate();
+        let unknown_legacy = tokens::tests::legacy_token();
+        assert_eq!(verifier.verify(&unknown).await, Err(AuthError::Invalid));
+        assert_eq!(verifier.verify(&unknown_legacy).await, Err(AuthError::Invalid));
+        let (_, revoked) = token_issue(db.pool(), "gone", None).await.unwrap();
+        assert!(tokens::token_revoke(db.pool(), "gone").await.unwrap(), "in PostgreSQL only");
+        assert_eq!(verifier.verify(&revoked).await, Err(AuthError::Revoked));
+
+        // The same verifier cut off from both stores still answers those, from memory...
+        let (pg, redis) = unreachable_stores();
+        let cut_off = TokenVerifier { pg, redis, ..verifier.clone() };
+        assert_eq!(cut_off.verify(&unknown).await, Err(AuthError::Invalid));
+        assert_eq!(cut_off.verify(&unknown_legacy).await, Err(AuthError::Invalid));
+        assert_eq!(cut_off.verify(&revoked).await, Err(AuthError::Revoked));
+        // ...but only those: anything else still needs a store.
+        assert_eq!(cut_off.verify(&tokens::token_generate()).await, Err(AuthError::Unavailable));
+
+        // A token issued after refusals works at once: it cannot have been refused before.
+        let (id, fresh) = token_issue(db.pool(), "fresh", None).await.unwrap();
+        assert_eq!(verifier.verify(&fresh).await, Ok(Principal { token_id: id, name: "fresh".into() }));
+    }
+
+    #[test]
+    fn refusals_expire_and_the_map_stays_bounded() {
+        let refusals = Refusals::default();
+        let t0 = Instant::now();
+        refusals.put("a", AuthError::Invalid, t0);
+        assert_eq!(refusals.get("a", t0 + REFUSAL_TTL - Duration::from_millis(1)), Some(AuthError::Invalid));
+        assert_eq!(refusals.get("a", t0 + REFUSAL_TTL), None);
+        assert_eq!(refusals.get("b", t0), None);
+        for i in 0..REFUSAL_MAX_ENTRIES + 10 {
+            refusals.put(&i.to_string(), AuthError::Invalid, t0);
+            assert!(refusals.entries.lock().unwrap().len() <= REFUSAL_MAX_ENTRIES);
+        }
+    }
+
+    #[tokio::test]
+    async fn tokens_issued_in_the_old_format_still_verify_and_revoke() {
+        let (db, _redis, verifier) = setup().await;
+        let legacy = tokens::tests::legacy_token();
+        assert_eq!(tokens::token_shape(&legacy), Some(tokens::TokenShape::Legacy));
+        let id = tokens::tests::insert_token(db.pool(), "old-ci", &legacy).await;
+        let expected = Principal { token_id: id, name: "old-ci".into() };
+        assert_eq!(verifier.verify(&legacy).await, Ok(expected.clone()));
+        assert_eq!(verifier.verify(&legacy).await, Ok(expected), "from the cache too");
+        assert_eq!(verifier.verify(&typo(&legacy, 10)).await, Err(AuthError::Invalid));
+        assert!(verifier.revoke("old-ci").await.unwrap());
+        assert_eq!(verifier.verify(&legacy).await, Err(AuthError::Revoked));
+    }
+
+    #[tokio::test]
+    async fn postgres_lookups_are_bounded_and_fail_closed_when_all_are_busy() {
+        let (db, _redis, verifier) = setup().await;
+        let verifier = TokenVerifier { lookup_wait: Duration::from_millis(50), ..verifier };
+        let (_, token) = token_issue(db.pool(), "busy", None).await.unwrap();
+        // As if a flood of unknown tokens held every slot.
+        let flood = verifier.lookups.clone().acquire_many_owned(u32::try_from(MAX_LOOKUPS).unwrap()).await.unwrap();
+        assert_eq!(verifier.verify(&token).await, Err(AuthError::Unavailable));
+        drop(flood);
+        assert!(verifier.verify(&token).await.is_ok());
     }
 }

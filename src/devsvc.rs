@@ -1,5 +1,6 @@
 //! Private PostgreSQL and Redis servers started from local binaries, for dev and tests,
-//! plus the test fixtures `test_database()` and `test_redis()` built on them.
+//! plus the test fixtures `test_database()` and `test_redis()` built on them (and, for unit
+//! tests, `LogCapture`, to check what a future logs).
 //! Every server gets a free loopback port, its own temp dir and a watchdog that stops it when we die.
 
 use std::{
@@ -933,6 +934,38 @@ pub async fn test_redis() -> anyhow::Result<TestRedis> {
     .await
     .context("the test Redis set-up task failed")??;
     Ok(TestRedis { url, prefix: format!("t{}:", unique_suffix()) })
+}
+
+/// Captures what `tracing` logs inside the futures it is attached to
+/// (`fut.with_subscriber(logs.subscriber())`), for tests that check a log line.
+#[cfg(test)]
+#[derive(Clone, Default)]
+pub(crate) struct LogCapture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+#[cfg(test)]
+impl Write for LogCapture {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().map_err(|_| std::io::Error::other("log capture poisoned"))?.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+impl LogCapture {
+    /// Everything logged so far.
+    pub(crate) fn text(&self) -> String {
+        self.0.lock().map(|bytes| String::from_utf8_lossy(&bytes).into_owned()).unwrap_or_default()
+    }
+
+    /// A subscriber writing every event, without colours, into this capture.
+    pub(crate) fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync + 'static {
+        let logs = self.clone();
+        tracing_subscriber::fmt().with_ansi(false).with_writer(move || logs.clone()).finish()
+    }
 }
 
 #[cfg(test)]

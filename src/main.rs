@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use spec_server::{
     config::Config,
-    db::tokens,
+    db::{migrate, tokens},
     server::{self, Backends, Pools},
     worker,
 };
@@ -86,27 +86,24 @@ async fn run(cli: Cli) -> Result<()> {
     let dev = matches!(command, Cmd::Dev);
     let backends = Backends::resolve(&cfg, dev).await?;
     let pools = Pools::new(&cfg, &backends)?;
+    // Every command needs the current schema. Not through the pool: see `migrate_database`.
+    let applied = migrate::migrate_database(&backends.database_url, cfg.pg_acquire_timeout()).await?;
+    if !applied.is_empty() && !matches!(command, Cmd::Migrate) {
+        tracing::info!(migrations = ?applied, "applied migrations");
+    }
     // A private Redis is volatile by design ("its data is temporary").
     if matches!(command, Cmd::Serve | Cmd::Worker | Cmd::Dev) && backends.private_redis.is_none() {
         pools.check_redis_durability(&cfg).await?;
     }
     match command {
         Cmd::Migrate => {
-            let applied = pools.migrate().await?;
             println!("applied {} migration(s): {}", applied.len(), applied.join(", "));
             Ok(())
         }
         Cmd::Token(t) => token(&pools, &cfg, t).await,
         Cmd::Serve => serve(&pools, &cfg, None, false).await,
-        Cmd::Worker => {
-            let applied = pools.migrate().await?;
-            if !applied.is_empty() {
-                tracing::info!(migrations = ?applied, "applied migrations");
-            }
-            worker::run(&pools, &cfg, server::shutdown_signal()).await
-        }
+        Cmd::Worker => worker::run(&pools, &cfg, server::shutdown_signal()).await,
         Cmd::Dev => {
-            pools.migrate().await?;
             let name = format!("dev-{}", chrono::Utc::now().format("%Y%m%d%H%M%S%3f"));
             let (_, token) = tokens::token_issue(&pools.pg, &name, Some(Duration::from_secs(24 * 3600)))
                 .await
@@ -118,10 +115,6 @@ async fn run(cli: Cli) -> Result<()> {
 
 /// Serves the API; `dev_token` is printed, and `with_worker` runs a worker beside the server.
 async fn serve(pools: &Pools, cfg: &Config, dev_token: Option<String>, with_worker: bool) -> Result<()> {
-    let applied = pools.migrate().await?;
-    if !applied.is_empty() {
-        tracing::info!(migrations = ?applied, "applied migrations");
-    }
     let acceptor = server::bind(cfg).await?;
     let base = format!("http://{}", cfg.listen_addr);
     println!("API:     {base}{}", api_server::BASE_PATH);
@@ -151,7 +144,6 @@ async fn serve(pools: &Pools, cfg: &Config, dev_token: Option<String>, with_work
 }
 
 async fn token(pools: &Pools, cfg: &Config, cmd: TokenCmd) -> Result<()> {
-    pools.migrate().await?;
     match cmd {
         TokenCmd::Issue { name, ttl } => {
             let (id, token) = tokens::token_issue(&pools.pg, &name, ttl).await.context("issuing a token")?;

@@ -344,10 +344,16 @@ async fn health_reports_stopped_and_hung_dependencies_and_recovers() {
     pg.stop().unwrap();
     let (s, b) = health().await;
     assert_eq!((s, state(&b)), (StatusCode::SERVICE_UNAVAILABLE, (json!("unavailable"), json!("down"), json!("down"))));
-    // Neither token store answers: authentication fails closed.
+    // Neither token store answers: authentication fails closed (an unknown token of the
+    // pre-checksum shape, which only a lookup can judge).
     let well_formed_unknown = format!("sk_{}", "A".repeat(43));
     let (s, b) = send(h.cli.get("/api/v1/users").header("token", well_formed_unknown)).await;
     assert_eq!((s, b["code"].clone()), (StatusCode::INTERNAL_SERVER_ERROR, json!(5001)));
+    // A mistyped token fails its checksum: refused (1005) without any store, so even now.
+    let mut mistyped = h.token.clone().into_bytes();
+    mistyped[10] = if mistyped[10] == b'Q' { b'R' } else { b'Q' };
+    let (s, b) = send(h.cli.get("/api/v1/users").header("token", String::from_utf8(mistyped).unwrap())).await;
+    assert_eq!((s, b["code"].clone()), (StatusCode::UNAUTHORIZED, json!(1005)));
 
     redis.restart().unwrap();
     pg.start_again().unwrap();

@@ -1,12 +1,14 @@
 //! Schema migrations: the versioned SQL files in `sql/`, embedded in the binary and applied in
-//! order, each in its own transaction. Instances starting together serialize on an advisory lock;
-//! editing a file after it was applied is an error, never silently ignored.
+//! order, each in its own transaction. Instances starting together serialize on an advisory lock
+//! (a waiting instance says so in the log, and waits as long as it takes); editing a file after
+//! it was applied is an error, never silently ignored. Migrations run without a statement
+//! timeout, on a connection of their own ([`migrate_database`]), not a pooled request one.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, time::Duration};
 
 use anyhow::{Context, bail};
 use sha2::{Digest, Sha256};
-use tokio_postgres::Client;
+use tokio_postgres::{Client, NoTls};
 
 /// One embedded `sql/NNNN_name.sql` file.
 #[derive(Debug, Clone, Copy)]
@@ -36,17 +38,123 @@ pub fn checksum(sql: &str) -> String {
     hex::encode(Sha256::digest(sql.as_bytes()))
 }
 
+/// While waiting for another instance's migrations, say so this often.
+const WAIT_REPORT_EVERY: Duration = Duration::from_secs(10);
+
+/// Opens a connection of its own to `url` and applies every pending migration (see
+/// [`migrate`]). Not a pooled connection: those carry the request `statement_timeout`, and a
+/// migration (or the wait for another instance's) may take far longer than any request.
+pub async fn migrate_database(url: &str, connect_timeout: Duration) -> anyhow::Result<Vec<&'static str>> {
+    migrate_database_with(url, connect_timeout, MIGRATIONS).await
+}
+
+async fn migrate_database_with(
+    url: &str,
+    connect_timeout: Duration,
+    migrations: &[Migration],
+) -> anyhow::Result<Vec<&'static str>> {
+    let mut config: tokio_postgres::Config = url.parse().context("parsing the PostgreSQL URL")?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(connect_timeout);
+    }
+    config.application_name("spec-server migrate");
+    let (mut client, connection) = config.connect(NoTls).await.context("connecting to PostgreSQL to migrate")?;
+    let connection = tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::warn!(error = %e, "the migration connection failed");
+        }
+    });
+    let result = run(&mut client, migrations).await;
+    drop(client);
+    // The connection ends once the client is gone; a join error only means it panicked.
+    let _ = connection.await;
+    result
+}
+
 /// Applies every pending migration and returns the names of those it applied (empty when the
 /// schema was current). Safe to call from several instances at once: the advisory lock makes
 /// them take turns, and the later ones find nothing left to do.
+///
+/// The session's `statement_timeout` is lifted for the duration and reset afterwards, so this is
+/// also safe on a pooled connection; [`migrate_database`] is the one to use in production.
 pub async fn migrate(client: &mut Client) -> anyhow::Result<Vec<&'static str>> {
-    client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).await.context("taking the migration lock")?;
-    let result = apply_pending(client, MIGRATIONS).await;
+    run(client, MIGRATIONS).await
+}
+
+async fn run(client: &mut Client, migrations: &[Migration]) -> anyhow::Result<Vec<&'static str>> {
+    client.batch_execute("SET statement_timeout = 0").await.context("lifting the statement timeout to migrate")?;
+    let result = locked(client, migrations).await;
+    // RESET goes back to the session's start-up value: a pooled connection gets its request
+    // timeout back.
+    let reset = client.batch_execute("RESET statement_timeout").await;
+    let applied = result?;
+    reset.context("resetting the statement timeout after migrating")?;
+    Ok(applied)
+}
+
+async fn locked(client: &mut Client, migrations: &[Migration]) -> anyhow::Result<Vec<&'static str>> {
+    lock(client).await?;
+    let result = apply_pending(client, migrations).await;
     // Unlocked on failure too: the client may be a pooled connection that lives on.
     let unlocked = client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]).await;
     let applied = result?;
     unlocked.context("releasing the migration lock")?;
     Ok(applied)
+}
+
+/// Takes the migration lock, waiting for as long as another instance holds it (its migrations
+/// may take minutes: failing instead would crash-loop this instance), and saying so meanwhile.
+async fn lock(client: &Client) -> anyhow::Result<()> {
+    let got: bool = client
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .await
+        .and_then(|row| row.try_get(0))
+        .context("taking the migration lock")?;
+    if got {
+        return Ok(());
+    }
+    // Best effort: who holds it helps an operator find a stuck migration, but is not needed.
+    let holder = client
+        .query_opt(
+            "SELECT a.pid, coalesce(a.application_name, ''), coalesce(host(a.client_addr), 'local'),
+                    coalesce(a.backend_start::text, '')
+             FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+             WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+               AND l.classid = ($1::bigint >> 32)::oid AND l.objid = ($1::bigint & 4294967295)::oid
+             LIMIT 1",
+            &[&MIGRATION_LOCK],
+        )
+        .await
+        .ok()
+        .flatten()
+        .and_then(|row| {
+            let (pid, app, addr, since): (i32, String, String, String) =
+                (row.try_get(0).ok()?, row.try_get(1).ok()?, row.try_get(2).ok()?, row.try_get(3).ok()?);
+            let app = if app.is_empty() { String::new() } else { format!(" ({app})") };
+            Some(format!("pid {pid}{app} from {addr}, connected since {since}"))
+        })
+        .unwrap_or_else(|| "unknown".to_owned());
+    tracing::warn!(%holder, "another instance is applying migrations (it holds the migration lock); waiting for it to finish");
+    let wait = client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]);
+    tokio::pin!(wait);
+    let started = tokio::time::Instant::now();
+    let mut report = tokio::time::interval_at(started + WAIT_REPORT_EVERY, WAIT_REPORT_EVERY);
+    loop {
+        tokio::select! {
+            taken = &mut wait => {
+                taken.context("waiting for the migration lock")?;
+                break;
+            }
+            _ = report.tick() => {
+                tracing::warn!(%holder, waited_secs = started.elapsed().as_secs(), "still waiting for another instance's migrations");
+            }
+        }
+    }
+    tracing::info!(
+        waited_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        "got the migration lock"
+    );
+    Ok(())
 }
 
 async fn apply_pending(client: &mut Client, migrations: &[Migration]) -> anyhow::Result<Vec<&'static str>> {
@@ -111,7 +219,7 @@ async fn apply_pending(client: &mut Client, migrations: &[Migration]) -> anyhow:
 #[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use super::*;
-    use crate::devsvc::test_empty_database;
+    use crate::devsvc::{LogCapture, test_empty_database};
 
     #[test]
     fn the_list_matches_the_sql_directory() {
@@ -214,5 +322,81 @@ mod tests {
         let client = db.connect().await.unwrap();
         let count: i64 = client.query_one("SELECT count(*) FROM schema_migrations", &[]).await.unwrap().get(0);
         assert_eq!(count, 3);
+    }
+
+    /// `url` with a session `statement_timeout` of `ms`, as a request connection would have.
+    fn with_statement_timeout(url: &str, ms: u64) -> String {
+        let separator = if url.contains('?') { '&' } else { '?' };
+        format!("{url}{separator}options=-c%20statement_timeout%3D{ms}")
+    }
+
+    async fn wait_until(what: &str, mut done: impl AsyncFnMut() -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !done().await {
+            assert!(std::time::Instant::now() < deadline, "timed out waiting until {what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn waits_for_another_instance_saying_so_then_proceeds() {
+        use tracing::instrument::WithSubscriber;
+        let db = test_empty_database().await.unwrap();
+        let other = db.connect().await.unwrap();
+        other.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).await.unwrap();
+
+        let logs = LogCapture::default();
+        // A tiny statement timeout on the session: the wait must not be cut short by it.
+        let url = with_statement_timeout(db.url(), 50);
+        let migrating = tokio::spawn(
+            async move { migrate_database(&url, Duration::from_secs(5)).await }.with_subscriber(logs.subscriber()),
+        );
+        wait_until("it reports the wait", async || logs.text().contains("another instance is applying migrations"))
+            .await;
+        wait_until("it waits on the lock", async || {
+            let waiting: i64 = other
+                .query_one("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted", &[])
+                .await
+                .unwrap()
+                .get(0);
+            waiting == 1
+        })
+        .await;
+        // Longer than the statement timeout, which must not apply to the wait.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!migrating.is_finished(), "gave up waiting: {:?}", migrating.await);
+        let text = logs.text();
+        assert!(text.contains("holder=pid "), "the holder is named: {text}");
+
+        other.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]).await.unwrap();
+        let applied = migrating.await.unwrap().unwrap();
+        assert_eq!(applied, vec!["0001_users.sql", "0002_api_tokens.sql", "0003_sync.sql"]);
+        assert!(logs.text().contains("got the migration lock"), "{}", logs.text());
+    }
+
+    /// The real migrations, then one that takes longer than the statement timeouts below.
+    fn with_a_slow_migration() -> Vec<Migration> {
+        let mut migrations = MIGRATIONS.to_vec();
+        migrations.push(Migration { version: 4, name: "0004_slow.sql", sql: "SELECT pg_sleep(0.3);" });
+        migrations
+    }
+
+    #[tokio::test]
+    async fn a_migration_may_run_longer_than_the_statement_timeout() {
+        let migrations = with_a_slow_migration();
+        // Its own connection, even when the URL itself asks for a short timeout.
+        let db = test_empty_database().await.unwrap();
+        let url = with_statement_timeout(db.url(), 50);
+        let applied = migrate_database_with(&url, Duration::from_secs(5), &migrations).await.unwrap();
+        assert_eq!(applied.last(), Some(&"0004_slow.sql"));
+
+        // A pooled request connection: the timeout is lifted while migrating, then restored.
+        let db = test_empty_database().await.unwrap();
+        let pool = crate::db::pool(db.url(), 1, Duration::from_secs(5), Duration::from_millis(50)).unwrap();
+        let mut client = pool.get().await.unwrap();
+        let applied = run(&mut client, &migrations).await.unwrap();
+        assert_eq!(applied.len(), 4);
+        let timeout: String = client.query_one("SHOW statement_timeout", &[]).await.unwrap().get(0);
+        assert_eq!(timeout, "50ms");
     }
 }

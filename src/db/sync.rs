@@ -212,6 +212,10 @@ pub async fn sync_page_commit(
 
 /// One entry per external id, the newest (by `updated_at`, then position) winning: a single
 /// `INSERT … ON CONFLICT DO UPDATE` may not touch the same row twice.
+///
+/// Sorted by id: the upsert locks rows in the order it is given them, so two overlapping runs
+/// writing the same records in different orders could each hold a row the other waits for
+/// (a deadlock, 40P01). In one global order, the later one simply waits.
 fn dedup(records: &[SyncRecord]) -> (Vec<&str>, Vec<&serde_json::Value>, Vec<DateTime<Utc>>) {
     let mut index: HashMap<&str, usize> = HashMap::with_capacity(records.len());
     let mut kept: Vec<&SyncRecord> = Vec::with_capacity(records.len());
@@ -225,6 +229,7 @@ fn dedup(records: &[SyncRecord]) -> (Vec<&str>, Vec<&serde_json::Value>, Vec<Dat
             }
         }
     }
+    kept.sort_unstable_by(|a, b| a.external_id.cmp(&b.external_id));
     (
         kept.iter().map(|r| r.external_id.as_str()).collect(),
         kept.iter().map(|r| &r.data).collect(),
@@ -395,5 +400,62 @@ mod tests {
         assert_eq!((a.data["v"].as_i64(), a.task_id), (Some(2), first.task_id));
         assert_eq!((b.data["v"].as_i64(), b.task_id), (Some(3), second.task_id));
         assert_eq!(sync_records_count(pool, "real_name").await.unwrap(), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn overlapping_runs_writing_the_same_records_in_opposite_orders_do_not_deadlock() {
+        let db = test_database().await.unwrap();
+        let pool = db.pool();
+        let old = "2025-10-01T00:00:00Z";
+        let ids: Vec<String> = (0..21).map(|i| format!("k{i:02}")).collect();
+        let setup = new_run("overlap");
+        sync_run_begin(pool, &setup).await.unwrap();
+        let existing: Vec<SyncRecord> = ids.iter().map(|id| record(id, old, 0)).collect();
+        sync_page_commit(pool, setup.task_id, 0, &existing, None).await.unwrap().unwrap();
+
+        // A third session holds the middle record, so both runs stop there: one holding the
+        // records before it, the other (writing backwards) those after it. Whoever gets the
+        // middle one next needs the other's records: unless both lock in the same order.
+        let middle = &ids[ids.len() / 2];
+        let mut blocker = db.connect().await.unwrap();
+        let tx = blocker.transaction().await.unwrap();
+        tx.execute("SELECT 1 FROM sync_records WHERE sync_type = 'overlap' AND external_id = $1 FOR UPDATE", &[middle])
+            .await
+            .unwrap();
+
+        let forward: Vec<SyncRecord> = ids.iter().map(|id| record(id, "2025-11-01T00:00:00Z", 1)).collect();
+        let backward: Vec<SyncRecord> = forward.iter().rev().cloned().collect();
+        let (a, b) = (new_run("overlap"), new_run("overlap"));
+        sync_run_begin(pool, &a).await.unwrap();
+        sync_run_begin(pool, &b).await.unwrap();
+        let (pa, pb) = (pool.clone(), pool.clone());
+        let run_a = tokio::spawn(async move { sync_page_commit(&pa, a.task_id, 0, &forward, None).await });
+        let run_b = tokio::spawn(async move { sync_page_commit(&pb, b.task_id, 0, &backward, None).await });
+
+        // Both are waiting on a row lock before the blocker lets go.
+        let watcher = db.connect().await.unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let waiting: i64 = watcher
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity
+                     WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if waiting == 2 {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{waiting} sessions waiting on a lock");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        tx.commit().await.unwrap();
+
+        let (ra, rb) = (run_a.await.unwrap(), run_b.await.unwrap());
+        assert!(ra.as_ref().is_ok_and(Option::is_some), "{ra:?}");
+        assert!(rb.as_ref().is_ok_and(Option::is_some), "{rb:?}");
+        assert_eq!(sync_records_count(pool, "overlap").await.unwrap(), 21);
     }
 }

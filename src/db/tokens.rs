@@ -1,9 +1,9 @@
-//! The `api_tokens` store: operator tokens, kept only as SHA-256 hashes. Verification with a
-//! cache in front lives in `crate::auth`; this module is the PostgreSQL side of it.
+//! The `api_tokens` store: operator tokens, kept only as SHA-256 hashes, and the token format
+//! (`sk_` + random base62 + a CRC32 checksum; the pre-checksum format is still recognised).
+//! Verification with caches in front lives in `crate::auth`; this is the PostgreSQL side of it.
 
 use std::time::Duration;
 
-use base64::Engine;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
@@ -12,8 +12,18 @@ use super::{Pool, StoreError, conn, execute, query, query_opt};
 /// Every token starts with this, so a leaked one is easy to recognise (and to grep for).
 pub const TOKEN_PREFIX: &str = "sk_";
 
-/// Random bytes per token: 256 bits, far beyond guessing.
-const TOKEN_BYTES: usize = 32;
+/// Random base62 characters per token: 43 × log2(62) ≈ 256 bits, far beyond guessing.
+const RANDOM_CHARS: usize = 43;
+
+/// The checksum's base62 digits: 62^6 > 2^32, so any CRC32 fits.
+const CHECKSUM_CHARS: usize = 6;
+
+const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/// Tokens issued before the checksum: `sk_` + 32 random bytes in URL-safe base64 (43 chars).
+/// Still accepted; told apart from current tokens by their length alone (43 characters after
+/// the prefix instead of 49). Having no checksum, they are always looked up.
+const LEGACY_CHARS: usize = 43;
 
 /// A token's metadata; neither the token nor its hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,18 +52,71 @@ pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-/// `sk_` + 32 random bytes from the OS-seeded CSPRNG, URL-safe base64 without padding.
-fn token_generate() -> String {
-    let mut bytes = [0u8; TOKEN_BYTES];
-    rand::fill(&mut bytes);
-    format!("{TOKEN_PREFIX}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+/// `sk_` + 43 random base62 characters from the OS-seeded CSPRNG + the CRC32 of everything
+/// before it in 6 base62 digits (after GitHub's tokens). The checksum is no secret: it
+/// lets a verifier refuse random or mistyped strings without asking any store.
+pub(crate) fn token_generate() -> String {
+    let mut token = String::with_capacity(TOKEN_PREFIX.len() + RANDOM_CHARS + CHECKSUM_CHARS);
+    token.push_str(TOKEN_PREFIX);
+    let mut bytes = [0u8; 64];
+    while token.len() < TOKEN_PREFIX.len() + RANDOM_CHARS {
+        rand::fill(&mut bytes);
+        // Only bytes below 4 × 62 map evenly onto the alphabet; the others are skipped.
+        for &b in bytes.iter().filter(|&&b| b < 248) {
+            if token.len() == TOKEN_PREFIX.len() + RANDOM_CHARS {
+                break;
+            }
+            token.push(char::from(BASE62[usize::from(b % 62)]));
+        }
+    }
+    let checksum = base62_checksum(crc32(token.as_bytes()));
+    token.push_str(&checksum);
+    token
 }
 
-/// Whether `token` has the shape of one we issue, so junk is rejected without a lookup.
-pub(crate) fn token_well_formed(token: &str) -> bool {
-    token.strip_prefix(TOKEN_PREFIX).is_some_and(|rest| {
-        rest.len() == 43 && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    })
+/// How a presented token is to be checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TokenShape {
+    /// The current format, its checksum correct.
+    Checksummed,
+    /// The pre-checksum format: nothing to check locally, only a lookup can tell.
+    Legacy,
+}
+
+/// The shape of `token`, or `None` when it cannot be a token we issued (wrong prefix, length,
+/// alphabet or checksum), so it is refused without a lookup.
+pub(crate) fn token_shape(token: &str) -> Option<TokenShape> {
+    let rest = token.strip_prefix(TOKEN_PREFIX)?;
+    if rest.len() == RANDOM_CHARS + CHECKSUM_CHARS && rest.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        let (body, checksum) = token.split_at(TOKEN_PREFIX.len() + RANDOM_CHARS);
+        // Not constant-time, nor need it be: the checksum is public, derived from the token.
+        return (base62_checksum(crc32(body.as_bytes())) == checksum).then_some(TokenShape::Checksummed);
+    }
+    let legacy =
+        rest.len() == LEGACY_CHARS && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    legacy.then_some(TokenShape::Legacy)
+}
+
+/// CRC-32 (IEEE 802.3, as in zlib and GitHub's tokens), bit by bit: a token is 52 bytes.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = (crc >> 1) ^ (0xEDB8_8320 & (crc & 1).wrapping_neg());
+        }
+    }
+    !crc
+}
+
+/// `n` in base62, most significant digit first, zero-padded to 6 digits.
+fn base62_checksum(mut n: u32) -> String {
+    let mut digits = [b'0'; CHECKSUM_CHARS];
+    for d in digits.iter_mut().rev() {
+        *d = BASE62[usize::try_from(n % 62).unwrap_or(0)];
+        n /= 62;
+    }
+    digits.iter().map(|&d| char::from(d)).collect()
 }
 
 /// Issues a token named `name`, valid for `ttl` (or until revoked). Returns its id and the
@@ -186,20 +249,67 @@ pub(crate) async fn token_touch(pool: &Pool, id: i64) -> Result<(), StoreError> 
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::devsvc::test_database;
 
+    /// A token as issued before the checksum: `sk_` + 32 random bytes, URL-safe base64.
+    pub(crate) fn legacy_token() -> String {
+        use base64::Engine;
+        let mut bytes = [0u8; 32];
+        rand::fill(&mut bytes);
+        format!("{TOKEN_PREFIX}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+    }
+
+    /// Stores `token` as `token_issue` stores one, for tokens made outside it.
+    pub(crate) async fn insert_token(pool: &Pool, name: &str, token: &str) -> i64 {
+        let client = conn(pool).await.unwrap();
+        query_opt(
+            &client,
+            "tokens.test_insert",
+            "INSERT INTO api_tokens (name, token_hash) VALUES ($1, $2) RETURNING id",
+            &[&name, &token_hash(token)],
+        )
+        .await
+        .unwrap()
+        .unwrap()
+        .get(0)
+    }
+
     #[test]
-    fn generated_tokens_are_well_formed_and_distinct() {
+    fn generated_tokens_are_checksummed_and_distinct() {
         let a = token_generate();
         let b = token_generate();
-        assert!(token_well_formed(&a), "{a}");
+        assert_eq!(token_shape(&a), Some(TokenShape::Checksummed), "{a}");
+        assert_eq!(a.len(), 3 + 43 + 6);
         assert_ne!(a, b);
         assert_eq!(token_hash(&a).len(), 64);
-        assert!(!token_well_formed("sk_short"));
-        assert!(!token_well_formed(&a.replacen("sk_", "pk_", 1)));
-        assert!(!token_well_formed(&format!("{a}=")));
+        assert_eq!(token_shape("sk_short"), None);
+        assert_eq!(token_shape(&a.replacen("sk_", "pk_", 1)), None);
+        assert_eq!(token_shape(&format!("{a}=")), None);
+        // Any one character changed breaks the checksum.
+        for i in 3..a.len() {
+            let mut typo = a.clone().into_bytes();
+            typo[i] = if typo[i] == b'x' { b'y' } else { b'x' };
+            assert_eq!(token_shape(std::str::from_utf8(&typo).unwrap()), None, "{i}");
+        }
+    }
+
+    #[test]
+    fn crc32_is_the_standard_one() {
+        // The check value of CRC-32/ISO-HDLC.
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+        assert_eq!(base62_checksum(0), "000000");
+        assert_eq!(base62_checksum(u32::MAX), "4gfFC3");
+    }
+
+    #[test]
+    fn legacy_tokens_are_told_apart_by_length() {
+        for _ in 0..100 {
+            assert_eq!(token_shape(&legacy_token()), Some(TokenShape::Legacy));
+        }
+        assert_eq!(token_shape(&format!("sk_{}", "-".repeat(49))), None, "base62 has no '-'");
+        assert_eq!(token_shape(&format!("sk_{}", "a".repeat(44))), None);
     }
 
     #[tokio::test]
@@ -208,7 +318,7 @@ mod tests {
         let pool = db.pool();
         let (ci, ci_token) = token_issue(pool, "ci", None).await.unwrap();
         let (ops, _) = token_issue(pool, "ops", Some(Duration::from_secs(3600))).await.unwrap();
-        assert!(token_well_formed(&ci_token));
+        assert_eq!(token_shape(&ci_token), Some(TokenShape::Checksummed));
 
         // Only the hash is stored.
         let client = db.connect().await.unwrap();

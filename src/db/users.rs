@@ -210,15 +210,30 @@ pub async fn hash_password(password: String) -> Result<String, StoreError> {
     static HASHING: std::sync::LazyLock<tokio::sync::Semaphore> = std::sync::LazyLock::new(|| {
         tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get))
     });
-    let _permit = HASHING.acquire().await.map_err(|e| StoreError::Internal(Box::new(e)))?;
-    tokio::task::spawn_blocking(move || {
+    run_limited(&HASHING, move || {
         Argon2::default()
             .hash_password(password.as_bytes())
             .map(|hash| hash.to_string())
             .map_err(|e| StoreError::internal(format!("hashing a password: {e}")))
     })
+    .await?
+}
+
+/// Runs `job` on the blocking pool once `limit` grants a permit, and keeps that permit until
+/// `job` returns. The permit moves into the job, not the caller's future: a blocking job cannot
+/// be cancelled, so if the caller went away (a client disconnecting mid-sign-up) and released
+/// the permit, the job would go on hashing outside the limit.
+async fn run_limited<T: Send + 'static>(
+    limit: &'static tokio::sync::Semaphore,
+    job: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, StoreError> {
+    let permit = limit.acquire().await.map_err(|e| StoreError::Internal(Box::new(e)))?;
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        job()
+    })
     .await
-    .map_err(|e| StoreError::Internal(Box::new(e)))?
+    .map_err(|e| StoreError::Internal(Box::new(e)))
 }
 
 #[cfg(test)]
@@ -413,5 +428,31 @@ mod tests {
         assert!(Argon2::default().verify_password(b"correct horse", &parsed).is_ok());
         assert!(Argon2::default().verify_password(b"wrong", &parsed).is_err());
         assert_ne!(hash, hash_password("correct horse".into()).await.unwrap(), "salted");
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_hash_keeps_its_permit_until_the_job_ends() {
+        static LIMIT: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+        let (finish_tx, finish_rx) = std::sync::mpsc::channel::<()>();
+        let caller = tokio::spawn(run_limited(&LIMIT, move || {
+            let _ = started_tx.send(());
+            // Stands in for a hash that is still running: ends when the test says so.
+            let _ = finish_rx.recv();
+        }));
+        started_rx.await.unwrap();
+        assert_eq!(LIMIT.available_permits(), 0);
+
+        // The client went away: its request future is dropped mid-hash.
+        caller.abort();
+        assert!(caller.await.unwrap_err().is_cancelled());
+        assert_eq!(LIMIT.available_permits(), 0, "the running job still holds the permit");
+
+        finish_tx.send(()).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while LIMIT.available_permits() == 0 {
+            assert!(std::time::Instant::now() < deadline, "the permit never came back");
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
     }
 }

@@ -1,6 +1,8 @@
 //! Email tasks: one message per task, sent over SMTP (`SMTP_URL`) or, without a server,
 //! written to `MAIL_DIR/<task id>.eml`. The task id is in the `Message-ID` and an
 //! `X-Correlation-ID` header, so a retried delivery is recognisable as the same message.
+//! Failures say what failed in plain words; the SMTP server's reply text, connection details
+//! and file paths go only to the log (see [`Failure`]).
 
 use std::{
     error::Error as StdError,
@@ -19,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::queue::TaskError;
+use super::Failure;
 
 /// An email task's payload, as the HTTP layer enqueues it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,9 +85,10 @@ impl Mailer {
     }
 
     /// The message of task `task_id`. Invalid addresses are permanent failures.
-    pub fn message(&self, task_id: Uuid, p: &EmailPayload) -> Result<Message, TaskError> {
-        let address = |field: &str, s: &str| -> Result<Mailbox, TaskError> {
-            s.parse().map_err(|e| TaskError::permanent(format!("invalid {field} address {s:?}: {e}")))
+    pub fn message(&self, task_id: Uuid, p: &EmailPayload) -> Result<Message, Failure> {
+        // The address is the client's own input: fine to show back.
+        let address = |field: &str, s: &str| -> Result<Mailbox, Failure> {
+            s.parse().map_err(|e| Failure::permanent_plain(format!("invalid {field} address {s:?}: {e}")))
         };
         let mut builder = Message::builder()
             .from(self.from.clone())
@@ -99,21 +102,25 @@ impl Mailer {
         for cc in &p.cc {
             builder = builder.cc(address("cc", cc)?);
         }
-        builder.body(p.body.clone()).map_err(|e| TaskError::permanent(format!("cannot build the message: {e}")))
+        builder.body(p.body.clone()).map_err(|e| Failure::permanent_plain(format!("cannot build the message: {e}")))
     }
 
-    /// Delivers task `task_id`'s message. The result (stored with the completed task) says how.
-    pub async fn run(&self, task_id: Uuid, p: EmailPayload) -> Result<Option<String>, TaskError> {
+    /// Delivers task `task_id`'s message. The result (stored with the completed task, and shown
+    /// to API clients) says how: the SMTP reply code, or the file's name within `MAIL_DIR`.
+    pub async fn run(&self, task_id: Uuid, p: EmailPayload) -> Result<Option<String>, Failure> {
         let message = self.message(task_id, &p)?;
         let result = match &self.delivery {
             Delivery::Smtp(transport) => {
                 let response = transport.send(message).await.map_err(smtp_error)?;
                 let reply = response.message().collect::<Vec<_>>().join(" ");
-                json!({ "delivery": "smtp", "reply": format!("{} {reply}", response.code()) })
+                tracing::info!(task = %task_id, reply = %format!("{} {reply}", response.code()), "email accepted");
+                json!({ "delivery": "smtp", "reply": response.code().to_string() })
             }
             Delivery::Dir(dir) => {
                 let path = write_eml(dir, task_id, message.formatted()).await?;
-                json!({ "delivery": "file", "path": path.display().to_string() })
+                tracing::info!(task = %task_id, path = %path.display(), "email written to MAIL_DIR");
+                let file = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+                json!({ "delivery": "file", "file": file })
             }
         };
         Ok(Some(result.to_string()))
@@ -121,18 +128,26 @@ impl Mailer {
 }
 
 /// A 5xx reply is the server's final word on this message: no retry can change it. Everything
-/// else (4xx, connection, TLS, timeouts, garbled replies) may pass, so it is retried.
-fn smtp_error(e: lettre::transport::smtp::Error) -> TaskError {
-    if e.is_permanent() {
-        TaskError::permanent(format!("SMTP server rejected the message: {e}"))
-    } else {
-        TaskError::retry(format!("SMTP delivery failed: {e}"))
+/// else (4xx, connection, TLS, timeouts, garbled replies) may pass, so it is retried. The reply
+/// code is shown; the reply text (which may name hosts or mailboxes) and I/O errors are not.
+fn smtp_error(e: lettre::transport::smtp::Error) -> Failure {
+    let detail = format!("SMTP delivery failed: {}", super::chain(&e));
+    match e.status() {
+        Some(code) if e.is_permanent() => {
+            Failure::permanent(format!("SMTP server refused the message (reply {code}, permanent)"), detail)
+        }
+        Some(code) => {
+            Failure::retry(format!("SMTP server refused the message for now (reply {code}, temporary)"), detail)
+        }
+        None if e.is_permanent() => Failure::permanent("SMTP server refused the message (permanent)", detail),
+        None => Failure::retry("could not hand the message to the SMTP server (temporary)", detail),
     }
 }
 
 /// Writes `dir/<task id>.eml` through a temporary file and a rename, so a reader never sees
 /// half a message and a retry replaces the file instead of adding one.
-async fn write_eml(dir: &Path, task_id: Uuid, bytes: Vec<u8>) -> Result<PathBuf, TaskError> {
+async fn write_eml(dir: &Path, task_id: Uuid, bytes: Vec<u8>) -> Result<PathBuf, Failure> {
+    let shown = dir.display().to_string();
     let dir = dir.to_owned();
     let written = tokio::task::spawn_blocking(move || -> std::io::Result<PathBuf> {
         use std::io::Write;
@@ -148,7 +163,13 @@ async fn write_eml(dir: &Path, task_id: Uuid, bytes: Vec<u8>) -> Result<PathBuf,
     match written {
         Ok(Ok(path)) => Ok(path),
         // A full or read-only disk may be fixed before the next attempt.
-        Ok(Err(e)) => Err(TaskError::retry(format!("cannot write the message to MAIL_DIR: {e}"))),
-        Err(e) => Err(TaskError::retry(format!("the mail writer task failed: {e}"))),
+        Ok(Err(e)) => Err(Failure::retry(
+            "could not write the message file (temporary)",
+            format!("cannot write the message to {shown}: {e}"),
+        )),
+        Err(e) => Err(Failure::retry(
+            "could not write the message file (temporary)",
+            format!("the mail writer task failed: {e}"),
+        )),
     }
 }

@@ -14,6 +14,9 @@
 //! resuming at the failed page); any other status, or a body that is not such a page, fails the
 //! task permanently. A cursor must stay valid until the run finishes, or at least for the
 //! queue's retry window.
+//!
+//! Failures name "the upstream sync source" and the status it answered, never its URL or its
+//! body, nor database errors: those go to the log (see [`Failure`]).
 
 use std::time::Duration;
 
@@ -24,13 +27,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::{
-    db::{
-        Pool, StoreError,
-        sync::{NewSyncRun, RunState, SyncRecord, SyncRun, sync_page_commit, sync_run_begin, sync_run_fail},
-    },
-    queue::TaskError,
+use crate::db::{
+    Pool, StoreError,
+    sync::{NewSyncRun, RunState, SyncRecord, SyncRun, sync_page_commit, sync_run_begin, sync_run_fail},
 };
+
+use super::{Failure, chain};
 
 /// Largest page body accepted: 1000 records of a few KB each fit with room to spare, and a
 /// misbehaving upstream cannot make a worker buffer without bound.
@@ -116,9 +118,9 @@ impl Syncer {
 
     /// Runs (or resumes) task `task_id`'s sync to completion. The result, stored with the
     /// completed task, counts the run's pages and records.
-    pub async fn run(&self, task_id: Uuid, p: SyncPayload) -> Result<Option<String>, TaskError> {
+    pub async fn run(&self, task_id: Uuid, p: SyncPayload) -> Result<Option<String>, Failure> {
         let Some(source) = &self.source else {
-            return Err(TaskError::permanent(
+            return Err(Failure::permanent_plain(
                 "SYNC_SOURCE_URL is not configured: this service has no upstream to sync from",
             ));
         };
@@ -130,7 +132,7 @@ impl Syncer {
             end_date: p.end_date,
             batch_size,
         };
-        let run = sync_run_begin(&self.pg, &new).await.map_err(|e| store_error("starting the sync run", &e))?;
+        let run = sync_run_begin(&self.pg, &new).await.map_err(|e| store_error("start the sync run", &e))?;
         match self.pages(source, &p, run).await {
             Ok(run) => Ok(Some(json!({ "pages": run.pages, "rows": run.rows }).to_string())),
             Err(e) => {
@@ -144,34 +146,37 @@ impl Syncer {
     }
 
     /// Fetches and commits pages from the run's cursor until the upstream says there are no more.
-    async fn pages(&self, source: &Source, p: &SyncPayload, mut run: SyncRun) -> Result<SyncRun, TaskError> {
+    async fn pages(&self, source: &Source, p: &SyncPayload, mut run: SyncRun) -> Result<SyncRun, Failure> {
         while run.state != RunState::Completed {
             let page = source.fetch(p, run.next_cursor.as_deref(), run.batch_size).await?;
             if page.next_cursor.is_some() && page.next_cursor == run.next_cursor {
-                return Err(TaskError::permanent(format!(
-                    "{} returned the cursor it was given as next_cursor; the run would never end",
-                    source.shown
-                )));
+                return Err(Failure::permanent(
+                    "the upstream sync source returned the cursor it was given as next_cursor; the run would never end",
+                    format!("{} repeated cursor {:?}", source.shown, page.next_cursor),
+                ));
             }
             let records = page
                 .records
                 .into_iter()
                 .map(|r| {
                     if r.id.is_empty() {
-                        return Err(TaskError::permanent(format!(
-                            "{} returned a record with an empty id",
-                            source.shown
-                        )));
+                        return Err(Failure::permanent(
+                            "the upstream sync source returned a record with an empty id",
+                            format!("{} returned a record with an empty id", source.shown),
+                        ));
                     }
                     Ok(SyncRecord { external_id: r.id, updated_at: r.updated_at, data: r.data })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             let committed = sync_page_commit(&self.pg, run.task_id, run.pages, &records, page.next_cursor.as_deref())
                 .await
-                .map_err(|e| store_error("committing a sync page", &e))?;
+                .map_err(|e| store_error("store the sync page", &e))?;
             run = committed.ok_or_else(|| {
                 // Only another attempt of this same task moves its run: ours lost its lease.
-                TaskError::retry("another attempt of this task committed the same page first")
+                Failure::retry(
+                    "another attempt of this task stored the same page first",
+                    "the page fence did not match: this attempt lost its lease",
+                )
             })?;
         }
         Ok(run)
@@ -179,37 +184,26 @@ impl Syncer {
 }
 
 /// The payload's checks (the HTTP layer makes the same ones; the queue may be fed otherwise).
-fn validate(p: &SyncPayload) -> Result<i32, TaskError> {
+fn validate(p: &SyncPayload) -> Result<i32, Failure> {
     if p.sync_type.is_empty() {
-        return Err(TaskError::permanent("sync_type is empty"));
+        return Err(Failure::permanent_plain("sync_type is empty"));
     }
     if p.end_date < p.start_date {
-        return Err(TaskError::permanent(format!("end_date {} is before start_date {}", p.end_date, p.start_date)));
+        return Err(Failure::permanent_plain(format!("end_date {} is before start_date {}", p.end_date, p.start_date)));
     }
     if !BATCH_SIZE.contains(&p.batch_size) {
-        return Err(TaskError::permanent(format!("batch_size {} is outside 1..=1000", p.batch_size)));
+        return Err(Failure::permanent_plain(format!("batch_size {} is outside 1..=1000", p.batch_size)));
     }
-    i32::try_from(p.batch_size).map_err(|_| TaskError::permanent("batch_size out of range"))
+    i32::try_from(p.batch_size).map_err(|_| Failure::permanent_plain("batch_size out of range"))
 }
 
 /// Database trouble is worth retrying: an outage ends, a missing migration gets applied.
-fn store_error(what: &str, e: &StoreError) -> TaskError {
-    TaskError::retry(format!("{what}: {}", chain(e)))
-}
-
-/// `e` and its causes, `: `-separated (reqwest's own Display stops at the top level).
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut message = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        message.push_str(&format!(": {s}"));
-        source = s.source();
-    }
-    message
+fn store_error(what: &str, e: &StoreError) -> Failure {
+    Failure::retry(format!("could not {what} (temporary)"), format!("{what}: {}", chain(e)))
 }
 
 impl Source {
-    async fn fetch(&self, p: &SyncPayload, cursor: Option<&str>, limit: i32) -> Result<Page, TaskError> {
+    async fn fetch(&self, p: &SyncPayload, cursor: Option<&str>, limit: i32) -> Result<Page, Failure> {
         let (start, end, limit) = (p.start_date.to_string(), p.end_date.to_string(), limit.to_string());
         let mut query = vec![("type", p.sync_type.as_str()), ("start", &start), ("end", &end), ("limit", &limit)];
         if let Some(cursor) = cursor {
@@ -223,29 +217,46 @@ impl Source {
             .send()
             .await
             // without_url: the URL may hold credentials; `shown` does not.
-            .map_err(|e| TaskError::retry(format!("GET {shown} failed: {}", chain(&e.without_url()))))?;
+            .map_err(|e| {
+                Failure::retry(
+                    "could not reach the upstream sync source (temporary)",
+                    format!("GET {shown} failed: {}", chain(&e.without_url())),
+                )
+            })?;
         let status = response.status();
         let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| TaskError::retry(format!("reading the answer of GET {shown}: {}", chain(&e.without_url()))))?
-        {
+        while let Some(chunk) = response.chunk().await.map_err(|e| {
+            Failure::retry(
+                "the upstream sync source's answer broke off (temporary)",
+                format!("reading the answer of GET {shown}: {}", chain(&e.without_url())),
+            )
+        })? {
             if body.len() + chunk.len() > MAX_PAGE_BYTES {
-                return Err(TaskError::permanent(format!("GET {shown} answered more than {MAX_PAGE_BYTES} bytes")));
+                return Err(Failure::permanent(
+                    format!("the upstream sync source answered more than {MAX_PAGE_BYTES} bytes (permanent)"),
+                    format!("GET {shown} answered more than {MAX_PAGE_BYTES} bytes"),
+                ));
             }
             body.extend_from_slice(&chunk);
         }
         if !status.is_success() {
             let snippet: String = String::from_utf8_lossy(&body).chars().take(200).collect();
-            let message = format!("GET {shown} answered {status}: {snippet}");
+            let detail = format!("GET {shown} answered {status}: {snippet}");
+            let code = status.as_u16();
             let transient = status.is_server_error()
                 || status == StatusCode::REQUEST_TIMEOUT
                 || status == StatusCode::TOO_MANY_REQUESTS;
-            return Err(if transient { TaskError::retry(message) } else { TaskError::permanent(message) });
+            return Err(if transient {
+                Failure::retry(format!("the upstream sync source answered {code} (temporary)"), detail)
+            } else {
+                Failure::permanent(format!("the upstream sync source answered {code} (permanent)"), detail)
+            });
         }
         serde_json::from_slice(&body).map_err(|e| {
-            TaskError::permanent(format!("GET {shown} answered something that is not a records page: {e}"))
+            Failure::permanent(
+                "the upstream sync source answered something that is not a records page (permanent)",
+                format!("GET {shown} answered something that is not a records page: {e}"),
+            )
         })
     }
 }

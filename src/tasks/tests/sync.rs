@@ -8,6 +8,7 @@ use uuid::Uuid;
 use super::{Harness, Setup, upstream::Upstream};
 use crate::{
     db::sync::{RunState, sync_record_get, sync_records_count, sync_run_get},
+    devsvc::LogCapture,
     queue::{NewTask, TaskState},
     tasks::{
         SYNC,
@@ -75,7 +76,7 @@ async fn an_upstream_5xx_is_retried_and_resumes_at_the_failed_page() {
     let id = h.enqueue(sync_task("flow_usage", 10)).await;
     let r = h.finished(id).await;
     assert_eq!((r.state, r.attempts), (TaskState::Completed, 2), "{r:?}");
-    assert!(r.history[0].error.contains("503"), "{r:?}");
+    assert_eq!(r.history[0].error, "the upstream sync source answered 503 (temporary)");
     assert_eq!(r.result.as_deref(), Some(r#"{"pages":3,"rows":25}"#));
 
     let cursors: Vec<Option<String>> = upstream.log().iter().map(|q| q.get("cursor").cloned()).collect();
@@ -89,14 +90,27 @@ async fn an_upstream_5xx_is_retried_and_resumes_at_the_failed_page() {
 #[tokio::test]
 async fn an_upstream_4xx_fails_permanently() {
     let upstream = Upstream::start(25, &[Some(404)]).await;
+    // The test's runtime runs every task on this thread, the worker's included.
+    let logs = LogCapture::default();
+    let _logging = tracing::subscriber::set_default(logs.subscriber());
     let (h, _dir) = harness(Some(&upstream)).await;
     let id = h.enqueue(sync_task("real_name", 10)).await;
     let r = h.finished(id).await;
     assert_eq!((r.state, r.attempts), (TaskState::Dead, 1), "{r:?}");
     let error = r.last_error.unwrap();
-    assert!(error.contains("404") && error.contains("/api/records"), "{error}");
+    assert_eq!(error, "the upstream sync source answered 404 (permanent)");
+    // Neither where the upstream is nor what it said: those are in the log only.
+    for secret in ["127.0.0.1", &upstream.addr.port().to_string(), "/api", "scripted failure"] {
+        assert!(!error.contains(secret), "{secret:?} in {error}");
+    }
     let run = sync_run_get(h.db.pool(), id).await.unwrap().unwrap();
     assert_eq!((run.state, run.error.as_deref()), (RunState::Failed, Some(&*error)));
+    // The operator's log has all of it, on the line of this task.
+    let log = logs.text();
+    let line = log.lines().find(|l| l.contains("task failed")).unwrap_or_else(|| panic!("no failure logged: {log}"));
+    for needle in [&*format!("task={id}"), &*format!("{}/api/records", upstream.addr), "scripted failure"] {
+        assert!(line.contains(needle), "{needle:?} missing from {line}");
+    }
 }
 
 #[tokio::test]
@@ -121,7 +135,9 @@ async fn timeouts_and_refused_connections_are_retryable() {
         let syncer = Syncer::new(db.pool().clone(), Some(&url), Duration::from_millis(300)).unwrap();
         let id = Uuid::new_v4();
         let e = syncer.run(id, payload.clone()).await.unwrap_err();
-        assert!(!e.permanent && e.message.contains("GET"), "{url}: {e:?}");
+        assert!(!e.permanent, "{url}: {e:?}");
+        assert_eq!(e.message, "could not reach the upstream sync source (temporary)");
+        assert!(e.detail.contains(&url[7..]), "the log gets the details: {e:?}");
         let run = sync_run_get(db.pool(), id).await.unwrap().unwrap();
         assert_eq!((run.state, run.pages), (RunState::Failed, 0));
     }
@@ -147,7 +163,21 @@ async fn invalid_payloads_and_pages_fail_permanently() {
     let syncer = Syncer::new(db.pool().clone(), Some(&garbled.url()), Duration::from_secs(5)).unwrap();
     let e = syncer.run(Uuid::new_v4(), good).await.unwrap_err();
     assert!(e.permanent && e.message.contains("not a records page"), "{e:?}");
+    assert!(!e.message.contains("scripted failure") && !e.message.contains("127.0.0.1"), "{e:?}");
 
     let e = Syncer::new(db.pool().clone(), Some("ftp://example.com"), Duration::from_secs(1)).err().unwrap();
     assert!(format!("{e:#}").contains("SYNC_SOURCE_URL"), "{e:#}");
+}
+
+#[tokio::test]
+async fn a_database_failure_is_recorded_without_the_sql_error() {
+    let upstream = Upstream::start(5, &[]).await;
+    let (h, _dir) = harness(Some(&upstream)).await;
+    // As if the schema were missing: the run cannot be started.
+    let client = h.db.connect().await.unwrap();
+    client.batch_execute("ALTER TABLE sync_runs RENAME TO sync_runs_gone").await.unwrap();
+    let id = h.enqueue(sync_task("sim_status", 10).max_retries(0)).await;
+    let r = h.finished(id).await;
+    assert_eq!(r.state, TaskState::Dead, "{r:?}");
+    assert_eq!(r.last_error.as_deref(), Some("could not start the sync run (temporary)"));
 }
