@@ -3,15 +3,13 @@
 //! `pgbench -S -M prepared` on the same private PostgreSQL in the same run.
 //! One JSON object per measurement on stdout; progress on stderr.
 
-use std::{
-    process::Command,
-    sync::Arc,
-    time::{Duration, Instant},
-};
+mod common;
+
+use std::{process::Command, sync::Arc};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use poem::listener::{Acceptor, Listener};
+use common::{RUN, Sample, emit, get, load, pct, post};
 use serde_json::json;
 use spec_server::{
     config::Config,
@@ -25,27 +23,12 @@ use spec_server::{
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// How long each measurement runs (after a short warm-up).
-const RUN: Duration = Duration::from_secs(5);
-const WARMUP: Duration = Duration::from_millis(500);
 const SEED_USERS: i64 = 2000;
 
 #[derive(Parser)]
 struct Cli {
     #[command(flatten)]
     config: Config,
-}
-
-fn emit(name: &str, value: f64, unit: &str, baseline: Option<f64>) {
-    let ratio = baseline.filter(|b| *b > 0.0).map(|b| value / b);
-    println!(
-        "{}",
-        json!({ "name": name, "value": round(value), "unit": unit, "baseline": baseline.map(round), "ratio": ratio.map(round) })
-    );
-}
-
-fn round(v: f64) -> f64 {
-    (v * 100.0).round() / 100.0
 }
 
 /// `pgbench -S -M prepared` TPS at `clients` on the same server.
@@ -72,158 +55,6 @@ fn pgbench(pg: &PrivatePostgres, clients: usize) -> Result<(f64, f64)> {
     let tps = field("tps = ").context("pgbench printed no tps")?;
     let latency = field("latency average = ").unwrap_or(0.0);
     Ok((tps, latency))
-}
-
-struct Sample {
-    ok: u64,
-    errors: u64,
-    latencies_us: Vec<u64>,
-    /// What the failures were (status or error), for the report.
-    kinds: std::collections::BTreeMap<String, u64>,
-}
-
-/// One request on a raw HTTP/1.1 keep-alive connection: a hand-rolled client
-/// so that the load generator, sharing the machine's two cores with the
-/// server, costs as little CPU as possible (a full client stack would be
-/// measured as much as the server).
-async fn roundtrip(stream: &mut tokio::net::TcpStream, request: &[u8], buf: &mut Vec<u8>) -> Result<u16> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    stream.write_all(request).await?;
-    buf.clear();
-    let mut chunk = [0u8; 16384];
-    // Read the head, then exactly Content-Length bytes of body.
-    let (head_end, status, len) = loop {
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            bail!("connection closed");
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = std::str::from_utf8(&buf[..i])?;
-            let status: u16 = head.get(9..12).context("no status")?.parse()?;
-            let len = head
-                .lines()
-                .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("content-length")))
-                .map(|(_, v)| v.trim().parse::<usize>())
-                .transpose()?
-                .unwrap_or(0);
-            break (i + 4, status, len);
-        }
-    };
-    while buf.len() < head_end + len {
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            bail!("connection closed mid-body");
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    Ok(status)
-}
-
-/// Runs the load on its own runtime threads, as pgbench runs as its own process: sharing the
-/// server's runtime would make the two compete inside one scheduler instead of in the OS's.
-async fn load<F>(addr: std::net::SocketAddr, conns: usize, make: F) -> Result<Sample>
-where
-    F: Fn(u64) -> Vec<u8> + Send + Sync + 'static,
-{
-    tokio::task::spawn_blocking(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-        anyhow::Ok(rt.block_on(load_on(addr, conns, make)))
-    })
-    .await
-    .context("the load generator thread failed")?
-}
-
-/// Runs requests made by `make` on `conns` keep-alive connections for `RUN`.
-async fn load_on<F>(addr: std::net::SocketAddr, conns: usize, make: F) -> Sample
-where
-    F: Fn(u64) -> Vec<u8> + Send + Sync + 'static,
-{
-    let make = Arc::new(make);
-    let start = Instant::now();
-    let measure_from = start + WARMUP;
-    let until = measure_from + RUN;
-    let mut tasks = Vec::new();
-    for c in 0..conns {
-        let make = make.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut s = Sample { ok: 0, errors: 0, latencies_us: Vec::new(), kinds: Default::default() };
-            let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
-                s.errors += 1;
-                return s;
-            };
-            let _ = stream.set_nodelay(true);
-            let mut buf = Vec::with_capacity(32 * 1024);
-            let mut i = c as u64;
-            loop {
-                let t0 = Instant::now();
-                if t0 >= until {
-                    break;
-                }
-                let request = make(i);
-                let result = roundtrip(&mut stream, &request, &mut buf).await;
-                let ok = matches!(result, Ok(200));
-                if t0 >= measure_from {
-                    if ok {
-                        s.ok += 1;
-                        s.latencies_us.push(t0.elapsed().as_micros() as u64);
-                    } else {
-                        s.errors += 1;
-                        let kind = match &result {
-                            Ok(status) => format!(
-                                "status {status}: {}",
-                                String::from_utf8_lossy(&buf[buf.len().saturating_sub(120)..])
-                            ),
-                            Err(e) => e.to_string(),
-                        };
-                        *s.kinds.entry(kind).or_default() += 1;
-                    }
-                }
-                if !ok {
-                    // Start over on a fresh connection after any failure.
-                    match tokio::net::TcpStream::connect(addr).await {
-                        Ok(fresh) => stream = fresh,
-                        Err(_) => break,
-                    }
-                }
-                i += conns as u64;
-            }
-            s
-        }));
-    }
-    let mut all = Sample { ok: 0, errors: 0, latencies_us: Vec::new(), kinds: Default::default() };
-    for t in tasks {
-        if let Ok(s) = t.await {
-            all.ok += s.ok;
-            all.errors += s.errors;
-            all.latencies_us.extend(s.latencies_us);
-            for (k, n) in s.kinds {
-                *all.kinds.entry(k).or_default() += n;
-            }
-        }
-    }
-    all.latencies_us.sort_unstable();
-    all
-}
-
-fn get(path: &str, token: &str) -> Vec<u8> {
-    format!("GET {path} HTTP/1.1\r\nhost: bench\r\ntoken: {token}\r\n\r\n").into_bytes()
-}
-
-fn post(path: &str, token: &str, body: &str) -> Vec<u8> {
-    format!(
-        "POST {path} HTTP/1.1\r\nhost: bench\r\ntoken: {token}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
-}
-
-fn pct(sorted: &[u64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i] as f64 / 1000.0
 }
 
 fn report(
@@ -287,11 +118,12 @@ async fn main() -> Result<()> {
     }
     let (_, token) = tokens::token_issue(&pools.pg, "bench", None).await?;
 
-    let acceptor = poem::listener::TcpListener::bind("127.0.0.1:0").into_acceptor().await?;
-    let addr = acceptor.local_addr()[0].as_socket_addr().copied().context("no local address")?;
+    // The real listener, with its limits, as `spec-server serve` runs it.
+    let listener = server::bind(&cfg).await?;
+    let addr = listener.local_addr()?;
     let app = Arc::new(pools.app(&cfg)?);
-    let ep = server::endpoint(app, &cfg);
-    tokio::spawn(async move { poem::Server::new_with_acceptor(acceptor).run(ep).await });
+    let serve_cfg = cfg.clone();
+    tokio::spawn(async move { server::serve(listener, app, &serve_cfg, std::future::pending()).await });
     eprintln!("server on http://{addr}/api/v1; {SEED_USERS} users seeded");
 
     let quick = std::env::var_os("BENCH_QUICK").is_some();
@@ -302,7 +134,8 @@ async fn main() -> Result<()> {
 
         eprintln!("getUserById at {conns} connections…");
         let t = token.clone();
-        let s = load(addr, conns, move |i| get(&format!("/api/v1/users/{}", 1 + (i as i64 % SEED_USERS)), &t)).await?;
+        let s =
+            load(addr, conns, 200, move |i| get(&format!("/api/v1/users/{}", 1 + (i as i64 % SEED_USERS)), &t)).await?;
         report("http.get_user_by_id", conns, &s, Some(tps), Some(pg_latency))?;
 
         if quick {
@@ -310,12 +143,13 @@ async fn main() -> Result<()> {
         }
         eprintln!("listUsers at {conns} connections…");
         let t = token.clone();
-        let s = load(addr, conns, move |i| get(&format!("/api/v1/users?page={}&page_size=20", 1 + i % 50), &t)).await?;
+        let s = load(addr, conns, 200, move |i| get(&format!("/api/v1/users?page={}&page_size=20", 1 + i % 50), &t))
+            .await?;
         report("http.list_users", conns, &s, Some(tps), Some(pg_latency))?;
 
         eprintln!("createUser at {conns} connections (argon2id-bound)…");
         let t = token.clone();
-        let s = load(addr, conns, move |i| {
+        let s = load(addr, conns, 200, move |i| {
             let body = json!({
                 "username": format!("new{conns}_{i}"), "email": format!("new{conns}_{i}@example.com"), "password": "password123"
             });

@@ -31,7 +31,7 @@ enum Cmd {
     /// Run a benchmark in release mode and print one JSON object per
     /// measurement (`name`, `value`, `unit`, `baseline`, `ratio`).
     Bench {
-        /// Which: `http` (users endpoints vs pgbench) or `queue` (vs raw Redis).
+        /// Which: `http` (users endpoints vs pgbench), `queue` (vs raw Redis) or `abuse` (attack costs vs quiet baselines).
         which: String,
     },
     /// Check a running deployment against spec/openapi.yaml (see

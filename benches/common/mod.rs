@@ -1,0 +1,180 @@
+//! Shared by the HTTP benchmarks: a minimal HTTP/1.1 load generator on its
+//! own runtime (so it competes with the server in the OS's scheduler, as a
+//! separate process would) and the one-JSON-object-per-line output.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+use serde_json::json;
+
+/// How long each measurement runs (after a short warm-up).
+pub const RUN: Duration = Duration::from_secs(5);
+const WARMUP: Duration = Duration::from_millis(500);
+
+pub fn emit(name: &str, value: f64, unit: &str, baseline: Option<f64>) {
+    let ratio = baseline.filter(|b| *b > 0.0).map(|b| value / b);
+    println!(
+        "{}",
+        json!({ "name": name, "value": round(value), "unit": unit, "baseline": baseline.map(round), "ratio": ratio.map(round) })
+    );
+}
+
+pub fn round(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
+}
+
+pub struct Sample {
+    pub ok: u64,
+    pub errors: u64,
+    pub latencies_us: Vec<u64>,
+    /// What the failures were (status or error), for the report.
+    pub kinds: std::collections::BTreeMap<String, u64>,
+}
+
+/// One request on a raw HTTP/1.1 keep-alive connection: a hand-rolled client
+/// so that the load generator, sharing the machine's two cores with the
+/// server, costs as little CPU as possible (a full client stack would be
+/// measured as much as the server).
+async fn roundtrip(stream: &mut tokio::net::TcpStream, request: &[u8], buf: &mut Vec<u8>) -> Result<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.write_all(request).await?;
+    buf.clear();
+    let mut chunk = [0u8; 16384];
+    // Read the head, then exactly Content-Length bytes of body.
+    let (head_end, status, len) = loop {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            bail!("connection closed");
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = std::str::from_utf8(&buf[..i])?;
+            let status: u16 = head.get(9..12).context("no status")?.parse()?;
+            let len = head
+                .lines()
+                .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("content-length")))
+                .map(|(_, v)| v.trim().parse::<usize>())
+                .transpose()?
+                .unwrap_or(0);
+            break (i + 4, status, len);
+        }
+    };
+    while buf.len() < head_end + len {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            bail!("connection closed mid-body");
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    Ok(status)
+}
+
+/// Runs the load on its own runtime threads, as pgbench runs as its own process: sharing the
+/// server's runtime would make the two compete inside one scheduler instead of in the OS's.
+pub async fn load<F>(addr: std::net::SocketAddr, conns: usize, expect: u16, make: F) -> Result<Sample>
+where
+    F: Fn(u64) -> Vec<u8> + Send + Sync + 'static,
+{
+    tokio::task::spawn_blocking(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+        anyhow::Ok(rt.block_on(load_on(addr, conns, expect, make)))
+    })
+    .await
+    .context("the load generator thread failed")?
+}
+
+/// Runs requests made by `make` on `conns` keep-alive connections for `RUN`;
+/// a response with status `expect` counts as a success.
+async fn load_on<F>(addr: std::net::SocketAddr, conns: usize, expect: u16, make: F) -> Sample
+where
+    F: Fn(u64) -> Vec<u8> + Send + Sync + 'static,
+{
+    let make = Arc::new(make);
+    let start = Instant::now();
+    let measure_from = start + WARMUP;
+    let until = measure_from + RUN;
+    let mut tasks = Vec::new();
+    for c in 0..conns {
+        let make = make.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut s = Sample { ok: 0, errors: 0, latencies_us: Vec::new(), kinds: Default::default() };
+            let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
+                s.errors += 1;
+                return s;
+            };
+            let _ = stream.set_nodelay(true);
+            let mut buf = Vec::with_capacity(32 * 1024);
+            let mut i = c as u64;
+            loop {
+                let t0 = Instant::now();
+                if t0 >= until {
+                    break;
+                }
+                let request = make(i);
+                let result = roundtrip(&mut stream, &request, &mut buf).await;
+                let ok = matches!(result, Ok(s) if s == expect);
+                if t0 >= measure_from {
+                    if ok {
+                        s.ok += 1;
+                        s.latencies_us.push(t0.elapsed().as_micros() as u64);
+                    } else {
+                        s.errors += 1;
+                        let kind = match &result {
+                            Ok(status) => format!(
+                                "status {status}: {}",
+                                String::from_utf8_lossy(&buf[buf.len().saturating_sub(120)..])
+                            ),
+                            Err(e) => e.to_string(),
+                        };
+                        *s.kinds.entry(kind).or_default() += 1;
+                    }
+                }
+                if !ok {
+                    // Start over on a fresh connection after any failure.
+                    match tokio::net::TcpStream::connect(addr).await {
+                        Ok(fresh) => stream = fresh,
+                        Err(_) => break,
+                    }
+                }
+                i += conns as u64;
+            }
+            s
+        }));
+    }
+    let mut all = Sample { ok: 0, errors: 0, latencies_us: Vec::new(), kinds: Default::default() };
+    for t in tasks {
+        if let Ok(s) = t.await {
+            all.ok += s.ok;
+            all.errors += s.errors;
+            all.latencies_us.extend(s.latencies_us);
+            for (k, n) in s.kinds {
+                *all.kinds.entry(k).or_default() += n;
+            }
+        }
+    }
+    all.latencies_us.sort_unstable();
+    all
+}
+
+pub fn get(path: &str, token: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nhost: bench\r\ntoken: {token}\r\n\r\n").into_bytes()
+}
+
+pub fn post(path: &str, token: &str, body: &str) -> Vec<u8> {
+    format!(
+        "POST {path} HTTP/1.1\r\nhost: bench\r\ntoken: {token}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+pub fn pct(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i] as f64 / 1000.0
+}
