@@ -76,6 +76,12 @@ pub struct Config {
     #[arg(long, env = "BODY_LIMIT_BYTES", default_value_t = 1024 * 1024)]
     pub body_limit_bytes: usize,
 
+    /// Most request-body bytes all requests together may buffer at once;
+    /// a request waits for room (within its body read timeout). Bounds
+    /// memory however many connections upload at once.
+    #[arg(long, env = "BODY_BUFFER_TOTAL_BYTES", default_value_t = 256 * 1024 * 1024)]
+    pub body_buffer_total_bytes: usize,
+
     /// Longest time a request body may take to arrive, in ms; a slower one
     /// gets a 400 envelope (code 1008).
     #[arg(long, env = "BODY_READ_TIMEOUT_MS", default_value_t = 30_000)]

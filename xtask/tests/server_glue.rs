@@ -382,7 +382,7 @@ async fn credentials_are_checked_before_the_body_is_read() {
 #[tokio::test]
 async fn a_body_that_stops_arriving_is_a_400_after_the_read_timeout() {
     let stub = Arc::new(Stub::default());
-    let limits = rt::BodyLimits { max_bytes: 1024, read_timeout: std::time::Duration::from_millis(50) };
+    let limits = rt::BodyLimits::new(1024, std::time::Duration::from_millis(50), 1024 * 1024);
     let cli = TestClient::new(poem::EndpointExt::data(app(stub.clone()), limits));
     let req =
         cli.post("/api/v1/tasks/email").header("token", "good").content_type("application/json").body(stalled_body());
@@ -390,6 +390,44 @@ async fn a_body_that_stops_arriving_is_a_400_after_the_read_timeout() {
     assert_eq!(assert_envelope(s, &h, &b, StatusCode::BAD_REQUEST, 1008), vec!["body"]);
     assert!(b["data"]["errors"][0]["message"].as_str().unwrap().contains("did not arrive"), "{b}");
     assert_eq!(stub.calls.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn bodies_wait_for_room_in_the_shared_buffer() {
+    let stub = Arc::new(Stub::default());
+    // Room for one 1 KiB body at a time, shared by two sets of limits.
+    let quick = rt::BodyLimits::new(1024, std::time::Duration::from_millis(300), 1024);
+    let mut patient = quick.clone();
+    patient.read_timeout = std::time::Duration::from_secs(60);
+    let slow_ep = poem::EndpointExt::data(app(stub.clone()), patient);
+    let stalled = tokio::spawn(async move {
+        let req = poem::Request::builder()
+            .method(poem::http::Method::POST)
+            .uri(poem::http::Uri::from_static("/api/v1/tasks/email"))
+            .header("token", "good")
+            .content_type("application/json")
+            .header("content-length", "1000")
+            .body(stalled_body());
+        poem::Endpoint::get_response(&slow_ep, req).await
+    });
+    tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while quick.room_available_kib() > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the stalled body reserved its room");
+    // A small, complete body finds no room while the stalled one holds it.
+    let cli = TestClient::new(poem::EndpointExt::data(app(stub.clone()), quick.clone()));
+    let body = json!({"to": "a@example.com", "subject": "s", "body": "b"});
+    let (s, h, b) = send(cli.post("/api/v1/tasks/email").header("token", "good").body_json(&body)).await;
+    assert_envelope(s, &h, &b, StatusCode::BAD_REQUEST, 1008);
+    // The stalled client goes away: its room is free, the same request passes.
+    stalled.abort();
+    let _ = stalled.await;
+    assert_eq!(quick.room_available_kib(), 1);
+    let (s, _, b) = send(cli.post("/api/v1/tasks/email").header("token", "good").body_json(&body)).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
 }
 
 #[tokio::test]

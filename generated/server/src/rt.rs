@@ -32,18 +32,36 @@ pub const JSON: &str = "application/json";
 
 /// How request bodies are read; attach one with `Route::data` to override
 /// the defaults (the service's config does).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct BodyLimits {
     /// Largest body accepted, in bytes.
     pub max_bytes: usize,
-    /// Longest time the whole body may take to arrive, so a client trickling
-    /// bytes cannot hold a connection and its buffer.
+    /// Longest time the whole body may take to arrive (waiting for buffer
+    /// room included), so a client trickling bytes cannot hold a connection
+    /// and its buffer.
     pub read_timeout: std::time::Duration,
+    /// Room shared by every request using these limits, in KiB: each body
+    /// reserves its declared length (or `max_bytes`) before it is read.
+    room: Arc<tokio::sync::Semaphore>,
+    room_kib: u32,
 }
 
-impl Default for BodyLimits {
-    fn default() -> Self {
-        BodyLimits { max_bytes: 1024 * 1024, read_timeout: std::time::Duration::from_secs(10) }
+impl BodyLimits {
+    /// `max_buffered_bytes` bounds what all requests together may buffer.
+    pub fn new(max_bytes: usize, read_timeout: std::time::Duration, max_buffered_bytes: usize) -> Self {
+        let room_kib = u32::try_from(max_buffered_bytes / 1024).unwrap_or(u32::MAX).max(1);
+        BodyLimits { max_bytes, read_timeout, room: Arc::new(tokio::sync::Semaphore::new(room_kib as usize)), room_kib }
+    }
+
+    /// KiB of body buffer not reserved right now.
+    pub fn room_available_kib(&self) -> usize {
+        self.room.available_permits()
+    }
+
+    /// The limits of requests that carry none: one room for all of them.
+    fn fallback() -> &'static BodyLimits {
+        static DEFAULT: std::sync::OnceLock<BodyLimits> = std::sync::OnceLock::new();
+        DEFAULT.get_or_init(|| BodyLimits::new(1024 * 1024, std::time::Duration::from_secs(10), 256 * 1024 * 1024))
     }
 }
 
@@ -701,7 +719,7 @@ impl<'a, T: poem_openapi::types::Type, const REQUIRED: bool> ApiExtractor<'a> fo
     ) -> poem::Result<Self> {
         Ok(Self {
             body: body.take().ok(),
-            limits: request.data::<BodyLimits>().copied().unwrap_or_default(),
+            limits: request.data::<BodyLimits>().unwrap_or_else(|| BodyLimits::fallback()).clone(),
             content_type: request.content_type().unwrap_or_default().to_owned(),
             declared_len: request
                 .headers()
@@ -724,13 +742,22 @@ impl<T: Model + Send + 'static, const REQUIRED: bool> JsonBody<T, REQUIRED> {
         let Some(body) = self.body else {
             return Err(BodyError::Missing);
         };
-        let bytes = match tokio::time::timeout(self.limits.read_timeout, body.into_bytes_limit(limit)).await {
-            Err(_) => {
-                return Err(BodyError::Read(format!(
-                    "the body did not arrive within {} ms",
-                    self.limits.read_timeout.as_millis()
-                )));
-            }
+        let deadline = tokio::time::Instant::now() + self.limits.read_timeout;
+        let timed_out =
+            || BodyError::Read(format!("the body did not arrive within {} ms", self.limits.read_timeout.as_millis()));
+        // Room for the whole body before reading any of it, so many slow
+        // uploads cannot add up to more memory than the configured total.
+        let reserve = self.declared_len.unwrap_or(limit).min(limit).div_ceil(1024).max(1);
+        // A body larger than the whole room (a configuration slip) takes all of it.
+        let reserve = u32::try_from(reserve).unwrap_or(u32::MAX).min(self.limits.room_kib);
+        let _room = match tokio::time::timeout_at(deadline, self.limits.room.clone().acquire_many_owned(reserve)).await
+        {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_)) => return Err(BodyError::Read("the server is shutting down".into())),
+            Err(_) => return Err(timed_out()),
+        };
+        let bytes = match tokio::time::timeout_at(deadline, body.into_bytes_limit(limit)).await {
+            Err(_) => return Err(timed_out()),
             Ok(read) => read.map_err(|e| match e {
                 poem::error::ReadBodyError::PayloadTooLarge => BodyError::TooLarge(limit),
                 other => BodyError::Read(other.to_string()),
