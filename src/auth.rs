@@ -30,8 +30,8 @@ pub struct Principal {
     pub name: String,
 }
 
-/// Why a token was not accepted. Only `Unavailable` is the server's fault (503); the others
-/// are the caller's (401). Details of an `Unavailable` are logged where it happens.
+/// Why a token was not accepted. Only `Unavailable` is the server's fault (500, code 5001:
+/// requests fail closed); the others are the caller's (401). Details of an `Unavailable` are logged where it happens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
     #[error("invalid token")]

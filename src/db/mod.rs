@@ -18,11 +18,12 @@ use deadpool_postgres::{
     tokio_postgres::{self, Row, error::SqlState, types::ToSql},
 };
 
-/// Queries slower than this are logged (the original service's threshold).
+/// Queries slower than this are logged with their name: well above an indexed lookup here
+/// (under 1 ms), well below what a client notices.
 pub const SLOW_QUERY: Duration = Duration::from_millis(100);
 
 /// Connections are replaced once this old, at their next recycle: server-side memory held by a
-/// long-lived backend is returned and settings changes are picked up (the original used 5 min).
+/// long-lived backend is returned and settings changes are picked up.
 pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(5 * 60);
 
 /// A pool of lazily opened connections: nothing connects until the first `get`.
@@ -87,8 +88,9 @@ pub enum StoreError {
     /// A unique index rejected the row; `field` names the API field at fault (409).
     #[error("{field} is already taken")]
     Conflict { field: &'static str },
-    /// The database could not be reached or did not answer in time (503). The text is for
-    /// logs, never for clients.
+    /// The database could not be reached or did not answer in time (answered 500, code
+    /// 5000: the contract documents no 503 for these operations). The text is for logs, never
+    /// for clients.
     #[error("database unavailable: {0}")]
     Unavailable(String),
     /// Anything else: a bug or a schema mismatch (500). The source carries the details.
