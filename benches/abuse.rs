@@ -7,8 +7,9 @@
 //! - `abuse.health_during_huge.p50/p99`: `/health` latency while two
 //!   clients send that request back to back — vs `/health` alone;
 //! - `abuse.token_flood.*.p99`: getUserById p99 at 16 connections while 48
-//!   more send random tokens (random strings, and random tokens of the
-//!   pre-checksum shape, which must be looked up) — vs no flood;
+//!   more send tokens — valid ones (the cost of any flood on two shared
+//!   cores), random strings, random tokens of the pre-checksum shape (which
+//!   must be looked up) — vs no flood, and each attack vs the valid flood;
 //! - `abuse.redis_memory.*`: Redis `used_memory` while producers and a
 //!   no-op worker run flat out for 60 s with 10 s retention — the value at
 //!   the end vs the value when the retention window first filled.
@@ -135,23 +136,38 @@ async fn token_flood(addr: std::net::SocketAddr, token: &str) -> Result<()> {
     let base = pct(&quiet.latencies_us, 0.99);
     emit("abuse.token_flood.none.p99", base, "ms", None);
     emit("abuse.token_flood.none.throughput", quiet.ok as f64 / RUN.as_secs_f64(), "req/s", None);
-    // Random strings fail the checksum; pre-checksum-shaped ones (`sk_` and
-    // 43 base64url characters) can only be refused by a lookup.
-    let floods: [(&str, TokenMaker); 2] = [
-        ("random", |i| format!("sk_{:049x}", fastrand_u128(i))),
-        ("old_shape", |i| {
-            let hex = format!("{:032x}{:032x}", fastrand_u128(i), fastrand_u128(i ^ 0x5555));
-            format!("sk_{}", &hex[..43])
-        }),
+    // The same number of connections sending a valid token is the cost of
+    // any flood on two shared cores; random strings fail the checksum, and
+    // pre-checksum-shaped ones (`sk_` and 43 base64url characters) can only
+    // be refused by a lookup.
+    let valid = token.to_owned();
+    let floods: [(&str, u16, TokenMaker); 3] = [
+        ("valid", 200, Arc::new(move |_| valid.clone())),
+        ("random", 401, Arc::new(|i| format!("sk_{:049x}", fastrand_u128(i)))),
+        (
+            "old_shape",
+            401,
+            Arc::new(|i| {
+                let hex = format!("{:032x}{:032x}", fastrand_u128(i), fastrand_u128(i ^ 0x5555));
+                format!("sk_{}", &hex[..43])
+            }),
+        ),
     ];
-    for (name, make_token) in floods {
+    let mut valid_flood_p99 = None;
+    for (name, status, make_token) in floods {
         eprintln!("getUserById at 16 connections while 48 send {name} tokens…");
-        let flood = tokio::spawn(load(addr, 48, 401, move |i| get("/api/v1/users/1", &make_token(i))));
+        let flood = tokio::spawn(load(addr, 48, status, move |i| get("/api/v1/users/1", &make_token(i))));
         let s = load(addr, 16, 200, good(token.to_owned())).await?;
         let flood = flood.await??;
-        emit(&format!("abuse.token_flood.{name}.p99"), pct(&s.latencies_us, 0.99), "ms", Some(base));
+        let p99 = pct(&s.latencies_us, 0.99);
+        emit(&format!("abuse.token_flood.{name}.p99"), p99, "ms", Some(base));
+        if let Some(v) = valid_flood_p99 {
+            emit(&format!("abuse.token_flood.{name}.p99_vs_valid_flood"), p99, "ms", Some(v));
+        } else {
+            valid_flood_p99 = Some(p99);
+        }
         emit(&format!("abuse.token_flood.{name}.errors"), s.errors as f64, "count", None);
-        emit(&format!("abuse.token_flood.{name}.refused"), flood.ok as f64 / RUN.as_secs_f64(), "req/s", None);
+        emit(&format!("abuse.token_flood.{name}.flood_answered"), flood.ok as f64 / RUN.as_secs_f64(), "req/s", None);
         for (kind, n) in s.kinds.iter().take(3) {
             eprintln!("  legitimate: {n} × {kind}");
         }
@@ -160,7 +176,7 @@ async fn token_flood(addr: std::net::SocketAddr, token: &str) -> Result<()> {
 }
 
 /// Makes the `i`-th token of a flood.
-type TokenMaker = fn(u64) -> String;
+type TokenMaker = Arc<dyn Fn(u64) -> String + Send + Sync>;
 
 /// A cheap, well-spread pseudo-random value for token `i` (splitmix).
 fn fastrand_u128(i: u64) -> u128 {
