@@ -936,11 +936,30 @@ pub async fn test_redis() -> anyhow::Result<TestRedis> {
     Ok(TestRedis { url, prefix: format!("t{}:", unique_suffix()) })
 }
 
-/// Captures what `tracing` logs inside the futures it is attached to
-/// (`fut.with_subscriber(logs.subscriber())`), for tests that check a log line.
+/// Captures what `tracing` logs, for tests that check a log line. There is one
+/// capture per test process, also installed as the global default: a
+/// subscriber set only for one thread or future misses events whose callsite
+/// interest another test thread cached first, so tests find their own lines
+/// by what they contain (a task id), not by being alone in the capture.
 #[cfg(test)]
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub(crate) struct LogCapture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+#[cfg(test)]
+impl Default for LogCapture {
+    fn default() -> Self {
+        static GLOBAL: std::sync::OnceLock<LogCapture> = std::sync::OnceLock::new();
+        GLOBAL
+            .get_or_init(|| {
+                let capture = LogCapture(std::sync::Arc::default());
+                // Fails only if another global subscriber came first; then the
+                // scoped `subscriber()` is all there is.
+                let _ = tracing::subscriber::set_global_default(capture.subscriber());
+                capture
+            })
+            .clone()
+    }
+}
 
 #[cfg(test)]
 impl Write for LogCapture {

@@ -107,7 +107,11 @@ async fn an_upstream_4xx_fails_permanently() {
     assert_eq!((run.state, run.error.as_deref()), (RunState::Failed, Some(&*error)));
     // The operator's log has all of it, on the line of this task.
     let log = logs.text();
-    let line = log.lines().find(|l| l.contains("task failed")).unwrap_or_else(|| panic!("no failure logged: {log}"));
+    let tagged = format!("task={id}");
+    let line = log
+        .lines()
+        .find(|l| l.contains("task failed") && l.contains(&tagged))
+        .unwrap_or_else(|| panic!("no failure logged: {log}"));
     for needle in [&*format!("task={id}"), &*format!("{}/api/records", upstream.addr), "scripted failure"] {
         assert!(line.contains(needle), "{needle:?} missing from {line}");
     }
