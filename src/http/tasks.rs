@@ -18,7 +18,7 @@ use super::{App, internal, success};
 use crate::{
     auth::Principal,
     queue::{NewTask, Priority, Stats, TaskRecord, TaskState},
-    tasks::{EMAIL, SYNC},
+    tasks::{EMAIL, SYNC, email::EmailPayload, sync::SyncPayload},
 };
 
 fn api_priority(p: Priority) -> ApiPriority {
@@ -145,6 +145,11 @@ impl App {
     }
 }
 
+/// A task of `kind` carrying the typed payload the worker's handler reads.
+fn task_of<R: FromErrorCode>(kind: &'static str, payload: &impl serde::Serialize) -> Result<NewTask, R> {
+    serde_json::to_value(payload).map(|v| NewTask::new(kind, v)).map_err(|e| internal("submitting a task", &e))
+}
+
 impl TasksApi for App {
     async fn submit_email_task(
         &self,
@@ -152,10 +157,12 @@ impl TasksApi for App {
         params: SubmitEmailTaskParams,
         body: EmailTaskRequest,
     ) -> SubmitEmailTaskResponse {
-        let payload = json!({
-            "to": body.to, "cc": body.cc.unwrap_or_default(), "subject": body.subject, "body": body.body,
-        });
-        let task = NewTask::new(EMAIL, payload).priority(priority(body.priority));
+        let payload =
+            EmailPayload { to: body.to, cc: body.cc.unwrap_or_default(), subject: body.subject, body: body.body };
+        let task = match task_of(EMAIL, &payload) {
+            Ok(t) => t.priority(priority(body.priority)),
+            Err(r) => return r,
+        };
         match self.submit::<SubmitEmailTaskResponse>("submitEmailTask", &who, task, params.idempotency_key).await {
             Ok(t) => SubmitEmailTaskResponse::Ok(success!(SubmitEmailTask200Response, t)),
             Err(r) => r,
@@ -168,15 +175,22 @@ impl TasksApi for App {
         params: SubmitSyncTaskParams,
         body: SyncTaskRequest,
     ) -> SubmitSyncTaskResponse {
-        if body.end_date < body.start_date {
-            let data = json!({ "errors": [{ "field": "end_date", "message": "must not be before start_date" }] });
+        let payload = SyncPayload {
+            sync_type: body.sync_type.as_str().to_owned(),
+            start_date: body.start_date,
+            end_date: body.end_date,
+            batch_size: body.batch_size,
+        };
+        let problems = payload.problems();
+        if !problems.is_empty() {
+            let errors: Vec<_> = problems.iter().map(|(f, m)| json!({ "field": f, "message": m })).collect();
+            let data = json!({ "errors": errors });
             return SubmitSyncTaskResponse::from_error(ErrorCode::ValidationFailed, None, Some(data));
         }
-        let payload = json!({
-            "sync_type": body.sync_type.as_str(), "start_date": body.start_date, "end_date": body.end_date,
-            "batch_size": body.batch_size,
-        });
-        let task = NewTask::new(SYNC, payload).priority(priority(body.priority));
+        let task = match task_of(SYNC, &payload) {
+            Ok(t) => t.priority(priority(body.priority)),
+            Err(r) => return r,
+        };
         match self.submit::<SubmitSyncTaskResponse>("submitSyncTask", &who, task, params.idempotency_key).await {
             Ok(t) => SubmitSyncTaskResponse::Ok(success!(SubmitSyncTask200Response, t)),
             Err(r) => r,

@@ -183,16 +183,30 @@ impl Syncer {
     }
 }
 
-/// The payload's checks (the HTTP layer makes the same ones; the queue may be fed otherwise).
+impl SyncPayload {
+    /// What is wrong with the payload beyond what the contract's schema
+    /// says, as (field, message); empty when it can run. The HTTP layer
+    /// answers these as a 400, the worker as a permanent failure (the queue
+    /// may be fed by other producers).
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if self.sync_type.is_empty() {
+            out.push(("sync_type", "must not be empty".to_owned()));
+        }
+        if self.end_date < self.start_date {
+            out.push(("end_date", "must not be before start_date".to_owned()));
+        }
+        if !BATCH_SIZE.contains(&self.batch_size) {
+            out.push(("batch_size", format!("{} is outside 1..=1000", self.batch_size)));
+        }
+        out
+    }
+}
+
+/// The batch size, once [`SyncPayload::problems`] finds nothing.
 fn validate(p: &SyncPayload) -> Result<i32, Failure> {
-    if p.sync_type.is_empty() {
-        return Err(Failure::permanent_plain("sync_type is empty"));
-    }
-    if p.end_date < p.start_date {
-        return Err(Failure::permanent_plain(format!("end_date {} is before start_date {}", p.end_date, p.start_date)));
-    }
-    if !BATCH_SIZE.contains(&p.batch_size) {
-        return Err(Failure::permanent_plain(format!("batch_size {} is outside 1..=1000", p.batch_size)));
+    if let Some((field, message)) = p.problems().into_iter().next() {
+        return Err(Failure::permanent_plain(format!("{field} {message}")));
     }
     i32::try_from(p.batch_size).map_err(|_| Failure::permanent_plain("batch_size out of range"))
 }
