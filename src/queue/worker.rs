@@ -1,6 +1,7 @@
 //! `Worker::run`: a task processor over a `Queue`. It blocks on the wake list
-//! when idle, leases tasks in batches up to its free slots, runs each under a
-//! timeout with a lease-extending heartbeat, and shuts down gracefully.
+//! when idle, leases tasks in batches up to its free slots, confirms their
+//! start, runs each under a timeout with a lease-extending heartbeat, and
+//! shuts down gracefully.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -175,6 +176,15 @@ impl Worker {
                 () = &mut shutdown => break,
                 r = queue.dequeue(permits.len()) => r,
             };
+            let batch = match batch {
+                Ok(tasks) if !tasks.is_empty() => match queue.started(&tasks).await {
+                    Ok(ours) => Ok(tasks.into_iter().zip(ours).filter(|(_, ours)| *ours).map(|(t, _)| t).collect()),
+                    // Not run: unconfirmed, these leases come back uncharged
+                    // when they expire.
+                    Err(e) => Err(e),
+                },
+                other => other,
+            };
             match batch {
                 Ok(tasks) if !tasks.is_empty() => {
                     backoff.reset();
@@ -272,14 +282,15 @@ async fn run_task(
     mut stop: watch::Receiver<bool>,
     heartbeat: Duration,
 ) {
+    let task = &task;
     // Inside an async block so a panic while creating the future is caught too.
-    let handled = AssertUnwindSafe(async { handler.handle(&task).await }).catch_unwind();
+    let handled = AssertUnwindSafe(async { handler.handle(task).await }).catch_unwind();
     let work = tokio::time::timeout(task.timeout, handled);
     let beat = async {
         let mut every = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
         loop {
             every.tick().await;
-            match queue.extend(&task).await {
+            match queue.extend(task).await {
                 Ok(true) => {}
                 // Someone else may run it now; our ack will be refused.
                 Ok(false) => {
@@ -310,12 +321,13 @@ async fn run_task(
     // The slot bounds running handlers; the (batched) ack need not hold it.
     drop(slot);
 
-    // Finishing calls are retried briefly (Redis blips); if they still fail
-    // the lease expires and the reaper hands the task out again.
+    // Finishing calls are safe to repeat, so they are retried (on top of the
+    // backend's own retries) for half a lease; if they still fail the lease
+    // expires and the reaper hands the task out again.
     let deadline = Instant::now() + queue.config().lease / 2;
     match outcome {
         Outcome::Done(Ok(result)) => {
-            let r = retrying(deadline, || queue.ack(&task, result.clone())).await;
+            let r = retrying(deadline, || queue.ack(task, result.clone())).await;
             match r {
                 Ok(true) => {}
                 Ok(false) => tracing::warn!(task = %task.id, "ack refused: lease was lost"),
@@ -323,20 +335,20 @@ async fn run_task(
             }
         }
         Outcome::Done(Err(e)) => {
-            let r = retrying(deadline, || queue.fail(&task, &e.message, e.permanent)).await;
+            let r = retrying(deadline, || queue.fail(task, &e.message, e.permanent)).await;
             if let Err(e) = r {
                 tracing::warn!(task = %task.id, error = %e, "fail failed");
             }
         }
         Outcome::TimedOut => {
             let msg = format!("timed out after {:?}", task.timeout);
-            let r = retrying(deadline, || queue.fail(&task, &msg, false)).await;
+            let r = retrying(deadline, || queue.fail(task, &msg, false)).await;
             if let Err(e) = r {
                 tracing::warn!(task = %task.id, error = %e, "fail failed");
             }
         }
         Outcome::Interrupted => {
-            let r = retrying(deadline, || queue.requeue_front(&task)).await;
+            let r = retrying(deadline, || queue.requeue_front(task)).await;
             if let Err(e) = r {
                 tracing::warn!(task = %task.id, error = %e, "requeue failed");
             }

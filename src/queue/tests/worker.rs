@@ -213,6 +213,7 @@ async fn crashed_lease_is_reaped_and_rerun_by_worker() {
     // A "worker" leases the task and dies without acking.
     let lost = q.dequeue(1).await.unwrap().pop().unwrap();
     assert_eq!(lost.id, id);
+    assert_eq!(q.started(std::slice::from_ref(&lost)).await.unwrap(), vec![true]);
     let seen = Seen::default();
     let w = spawn_worker(&q, recording(seen.clone(), |_| Ok(None)), fast_worker());
     eventually(20, "completed after reap", || async { state(&q, id).await == Some(TaskState::Completed) }).await;
@@ -348,6 +349,57 @@ async fn redis_restart_mid_run_loses_nothing() {
     w.shutdown().await;
     assert!(all_in(&q, &ids, TaskState::Completed).await);
     // At-least-once: every task ran; some may have run twice around the crash.
+    let ran: HashSet<Uuid> = seen.lock().unwrap().iter().map(|(id, _)| *id).collect();
+    assert_eq!(ran.len(), ids.len());
+}
+
+/// Write pauses longer than the response timeout while tasks stream in and
+/// run: every enqueue succeeds, every task completes once per lease, none is
+/// stranded active or charged for a lease no handler started.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_pauses_longer_than_the_response_timeout_strand_nothing() {
+    let server = RedisServer::start();
+    let mut cfg = config("pause");
+    cfg.lease = Duration::from_secs(30);
+    cfg.response_timeout = Duration::from_millis(200);
+    cfg.retry_window = Duration::from_secs(10);
+    let q = Queue::new(server.pool().await, cfg);
+    let seen = Seen::default();
+    let s2 = seen.clone();
+    let handler: Arc<dyn Handler> = Arc::new(FnHandler(move |t: Leased| {
+        let seen = s2.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            seen.lock().unwrap().push((t.id, t.attempt));
+            Ok(None)
+        }
+    }));
+    let w = spawn_worker(&q, handler, WorkerConfig { concurrency: 16, ..fast_worker() });
+    let q2 = q.clone();
+    let producer = tokio::spawn(async move {
+        let mut ids = Vec::new();
+        for n in 0..2000 {
+            ids.push(q2.enqueue(NewTask::new("k", serde_json::json!(n))).await.expect("enqueue").id);
+            if n % 10 == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        ids
+    });
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(raw_command(server.port, "CLIENT PAUSE 1000 WRITE").is_some_and(|r| r.starts_with("+OK")));
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+    let ids = producer.await.unwrap();
+    // Far less than the 30 s lease: nothing may wait for a lease to expire.
+    eventually(20, "every task completed", || async {
+        matches!(q.stats().await, Ok(s) if s.total_completed as usize >= ids.len())
+    })
+    .await;
+    w.shutdown().await;
+    let stats = q.stats().await.unwrap();
+    assert_eq!((stats.active, stats.total_failed, stats.total_completed as usize), (0, 0, ids.len()));
     let ran: HashSet<Uuid> = seen.lock().unwrap().iter().map(|(id, _)| *id).collect();
     assert_eq!(ran.len(), ids.len());
 }
