@@ -353,6 +353,84 @@ async fn redis_restart_mid_run_loses_nothing() {
     assert_eq!(ran.len(), ids.len());
 }
 
+/// Sets its flag when dropped: a handler cancelled mid-run drops its future.
+struct OnDrop(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for OnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Attempt 1 hands its lease to the test and never finishes on its own (it
+/// would send the email after the lease is gone); later attempts succeed.
+fn hangs_first_time(
+    leases: tokio::sync::mpsc::UnboundedSender<Leased>,
+    cancelled: Arc<std::sync::atomic::AtomicBool>,
+) -> Arc<dyn Handler> {
+    Arc::new(FnHandler(move |t: Leased| {
+        let (leases, cancelled) = (leases.clone(), cancelled.clone());
+        async move {
+            if t.attempt > 1 {
+                return Ok(Some("second".into()));
+            }
+            let _guard = OnDrop(cancelled);
+            let _ = leases.send(t);
+            std::future::pending::<()>().await;
+            Ok(Some("first".into()))
+        }
+    }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_lease_cancels_the_handler() {
+    let server = RedisServer::start();
+    let mut cfg = config("lost-lease");
+    cfg.lease = Duration::from_millis(600);
+    let q = Queue::new(server.pool().await, cfg);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let cancelled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let wc = WorkerConfig { heartbeat: Some(Duration::from_millis(50)), ..fast_worker() };
+    let w = spawn_worker(&q, hangs_first_time(tx, cancelled.clone()), wc);
+    let id = q.enqueue(NewTask::new("k", serde_json::json!(0))).await.unwrap().id;
+    let leased = tokio::time::timeout(Duration::from_secs(20), rx.recv()).await.unwrap().unwrap();
+    // Someone else ends the lease (as a reaper on the far side of a partition would).
+    assert_eq!(q.fail(&leased, "taken away", true).await.unwrap(), FailOutcome::Dead);
+    eventually(20, "the handler cancelled", || async { cancelled.load(std::sync::atomic::Ordering::SeqCst) }).await;
+    w.shutdown().await;
+    let rec = q.get(id).await.unwrap().unwrap();
+    assert_eq!((rec.state, rec.result), (TaskState::Dead, None), "no ack after the lease was lost");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_unreachable_past_the_lease_cancels_the_handler() {
+    let server = RedisServer::start();
+    let mut cfg = config("unreachable");
+    cfg.lease = Duration::from_millis(400);
+    cfg.response_timeout = Duration::from_millis(50);
+    cfg.retry_window = Duration::from_millis(100);
+    // The test's own calls wait the pause out.
+    let observer =
+        Queue::new(server.pool().await, QueueConfig { retry_window: Duration::from_secs(20), ..cfg.clone() });
+    let q = Queue::new(server.pool().await, cfg);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let cancelled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let wc = WorkerConfig { heartbeat: Some(Duration::from_millis(50)), ..fast_worker() };
+    let w = spawn_worker(&q, hangs_first_time(tx, cancelled.clone()), wc);
+    let id = q.enqueue(NewTask::new("k", serde_json::json!(0))).await.unwrap().id;
+    tokio::time::timeout(Duration::from_secs(20), rx.recv()).await.unwrap().unwrap();
+    // Every extend now goes unanswered for several lease lengths.
+    assert!(raw_command(server.port, "CLIENT PAUSE 3000 WRITE").is_some_and(|r| r.starts_with("+OK")));
+    eventually(20, "the handler cancelled", || async { cancelled.load(std::sync::atomic::Ordering::SeqCst) }).await;
+    eventually(30, "completed by the next attempt", || async {
+        state(&observer, id).await == Some(TaskState::Completed)
+    })
+    .await;
+    w.shutdown().await;
+    let rec = observer.get(id).await.unwrap().unwrap();
+    assert_eq!((rec.attempts, rec.result.as_deref()), (2, Some("second")));
+}
+
 /// Write pauses longer than the response timeout while tasks stream in and
 /// run: every enqueue succeeds, every task completes once per lease, none is
 /// stranded active or charged for a lease no handler started.
