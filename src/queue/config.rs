@@ -53,7 +53,7 @@ pub struct RetryPolicy {
     pub base: Duration,
     pub factor: f64,
     pub cap: Duration,
-    /// Fraction in `[0, 1]`; 0 gives the exact schedule.
+    /// Fraction in `[0, 1]`; 0 gives the exact schedule. Default 0.25.
     pub jitter: f64,
 }
 
@@ -64,7 +64,9 @@ impl Default for RetryPolicy {
             base: Duration::from_secs(1),
             factor: 2.0,
             cap: Duration::from_secs(3600),
-            jitter: 0.0,
+            // Spreads the retries of tasks that failed together (an outage
+            // fails a whole batch at once) so they do not return together.
+            jitter: 0.25,
         }
     }
 }

@@ -36,9 +36,9 @@
 //!   `completed_retention` 0 a repeated enqueue of an already completed and
 //!   deleted task would store it again.
 //! - Retries: `max_retries` (default 5) after the first attempt, backoff
-//!   `min(cap, base * factor^(n-1))` ± jitter (1, 2, 4, 8, 16 s by default);
-//!   a retry keeps its priority. Then the task is `dead`, with its history.
-//!   The dead set is bounded by count and bytes (oldest go first).
+//!   `min(cap, base * factor^(n-1))` ± 25 % jitter (about 1, 2, 4, 8, 16 s by
+//!   default); a retry keeps its priority. Then the task is `dead`, with its
+//!   history. The dead set is bounded by count and bytes (oldest go first).
 //! - Memory: a completed task's payload is dropped at once; its record stays
 //!   for `completed_retention`, and every ack removes up to twice as many
 //!   expired records as it completes, so cleanup keeps pace at any rate.

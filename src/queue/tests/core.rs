@@ -662,3 +662,8 @@ async fn dead_set_is_bounded_by_bytes() {
     assert!(stats.dead >= 1 && stats.dead <= 4, "{}", stats.dead);
     assert_eq!(stats.total_dead, 20);
 }
+
+#[test]
+fn retries_are_jittered_by_default() {
+    assert!(RetryPolicy::default().jitter > 0.0);
+}
