@@ -667,3 +667,17 @@ async fn dead_set_is_bounded_by_bytes() {
 fn retries_are_jittered_by_default() {
     assert!(RetryPolicy::default().jitter > 0.0);
 }
+
+#[tokio::test]
+async fn the_response_timeout_is_applied_to_pooled_connections() {
+    let (s, q, _) = setup("timeout", |c| {
+        c.response_timeout = Duration::from_millis(100);
+        c.retry_window = Duration::ZERO;
+    })
+    .await;
+    let eager = eager_twin(&s, &q).await;
+    // Longer than this queue's timeout, shorter than redis-rs's 500 ms default.
+    stall_server(&s, 300);
+    let e = eager.stats().await.expect_err("a reply later than the response timeout");
+    assert!(e.is_transient(), "{e:?}");
+}
