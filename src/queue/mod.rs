@@ -65,7 +65,7 @@
 //!
 //! # Files
 //! `client.rs` (Queue), `worker.rs` (Worker, Handler), `task.rs` (API
-//! values), `config.rs` (config, clocks), `backend.rs` (pool or cluster
+//! values), `config.rs` (config, test clock), `backend.rs` (pool or cluster
 //! connections), `batch.rs` (call coalescing), `scripts.rs` + `scripts/*.lua`,
 //! `error.rs`, `tests/` (against private redis-server instances).
 

@@ -84,7 +84,7 @@ pub struct NewTask {
     /// to retry, enqueueing another is rejected with the first one's id.
     pub unique_key: Option<String>,
     pub run_at: Option<DateTime<Utc>>,
-    /// Delay from enqueue time (by the queue's clock); the later of
+    /// Delay from enqueue time (in Redis time); the later of
     /// `run_at` and `now + run_after` wins when both are set.
     pub run_after: Option<Duration>,
 }

@@ -27,6 +27,10 @@ for i, id in ipairs(ids) do
     redis.call('HINCRBY', K_COUNTERS, 'unstarted', 1)
     woken = woken + 1
   else
+    -- The reaper, not a lease holder, ends this attempt: a late repeat of an
+    -- earlier lease's fail must not be answered with this outcome.
+    m.fin = nil
+    m.fin_op = nil
     -- Spread the jitter of one batch with the golden-ratio sequence.
     local ri = (bo.r + i * 0.6180339887) % 1
     fail_task(id, m, now, 'lease expired', false, bo, ri)

@@ -681,3 +681,19 @@ async fn the_response_timeout_is_applied_to_pooled_connections() {
     let e = eager.stats().await.expect_err("a reply later than the response timeout");
     assert!(e.is_transient(), "{e:?}");
 }
+
+#[tokio::test]
+async fn a_late_fail_repeat_after_a_reap_is_stale() {
+    let (_s, q, clock) = setup("fin-reap", |c| c.retry.jitter = 0.0).await;
+    q.enqueue(task("k", 1)).await.unwrap();
+    let a = q.dequeue(1).await.unwrap();
+    q.started(&a).await.unwrap();
+    assert!(matches!(q.fail(&a[0], "first", false).await.unwrap(), FailOutcome::Retrying { .. }));
+    clock.advance(Duration::from_secs(1));
+    let b = q.dequeue(1).await.unwrap();
+    q.started(&b).await.unwrap();
+    clock.advance(Duration::from_millis(1001));
+    assert_eq!(q.reap().await.unwrap(), Some(1));
+    // The reaper ended attempt 2; the first lease's repeat is not its owner.
+    assert_eq!(q.fail(&a[0], "first", false).await.unwrap(), FailOutcome::Stale);
+}
