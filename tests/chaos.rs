@@ -1,6 +1,6 @@
 //! `cargo xtask chaos`: email tasks submitted and processed by `spec-server worker` processes
 //! while workers are SIGKILLed, Redis pauses writes for longer than the response timeout and
-//! Redis restarts (append-only file), all on loopback. Deliveries are counted per task id by an
+//! Redis restarts (SIGTERM, then up again on its append-only file), all on loopback. Deliveries are counted per task id by an
 //! SMTP sink in this process. Prints accepted / completed / lost / duplicate deliveries /
 //! dead-without-running and fails unless nothing was lost and nothing died without running.
 //! `#[ignore]`d: it runs for about a minute (`CHAOS_SECS` of submission, default 40).
