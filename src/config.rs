@@ -54,6 +54,14 @@ pub struct Config {
     #[arg(long, env = "REDIS_ALLOW_VOLATILE", default_value_t = false, action = clap::ArgAction::Set)]
     pub redis_allow_volatile: bool,
 
+    /// How long a task-queue call waits for Redis's reply, in ms, before it
+    /// counts as failed in transit and is repeated (queue calls are safe to
+    /// repeat). Applied to the pooled connections the queue uses and, on top
+    /// of the wait, to the workers' blocking ones. redis-rs would use 500 ms,
+    /// which an fsync stall or a long script can exceed on a healthy server.
+    #[arg(long, env = "REDIS_RESPONSE_TIMEOUT_MS", default_value_t = 2000)]
+    pub redis_response_timeout_ms: u64,
+
     /// Prefix of every Redis key this service writes (queue and token cache).
     #[arg(long, env = "REDIS_PREFIX", default_value = "spec-server")]
     pub redis_prefix: String,
@@ -219,11 +227,34 @@ impl Config {
     }
 
     /// The task queue's settings: the key prefix every process must share
-    /// (`<REDIS_PREFIX>:queue`) and the lease. At least one second of
-    /// lease, since running tasks renew it every third of its length.
+    /// (`<REDIS_PREFIX>:queue`), the lease and the Redis response timeout. At
+    /// least one second of lease, since running tasks renew it every third
+    /// of its length.
     pub fn queue_config(&self) -> QueueConfig {
         let mut q = QueueConfig::new(format!("{}:queue", self.redis_prefix));
         q.lease = Duration::from_secs(self.queue_lease_secs.max(1));
+        q.response_timeout = Duration::from_millis(self.redis_response_timeout_ms.max(1));
         q
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: Config,
+    }
+
+    #[test]
+    fn redis_response_timeout_reaches_the_queue() {
+        let cfg = Cli::try_parse_from(["t", "--redis-response-timeout-ms", "750"]).expect("flags parse").config;
+        assert_eq!(cfg.queue_config().response_timeout, Duration::from_millis(750));
+        let default = Cli::try_parse_from(["t"]).expect("flags parse").config;
+        assert_eq!(default.queue_config().response_timeout, Duration::from_secs(2));
     }
 }

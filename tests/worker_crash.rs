@@ -56,7 +56,10 @@ impl WorkerProcess {
     fn spawn(dir: &Path, name: &str, env: &[(&str, &str)]) -> WorkerProcess {
         let log = dir.join(format!("{name}.log"));
         let out = std::fs::File::create(&log).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_spec-server"));
+        // `SPEC_SERVER_BIN` overrides Cargo's build: a target directory shared between
+        // checkouts holds whichever built last under the plain name.
+        let bin = std::env::var("SPEC_SERVER_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_spec-server").to_owned());
+        let mut cmd = Command::new(bin);
         cmd.arg("worker")
             // Nothing from the developer's shell leaks in: these decide what a task does.
             .env_remove("SMTP_URL")

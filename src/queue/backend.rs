@@ -1,6 +1,9 @@
 //! The Redis connection the queue runs over: a bb8 pool for a single server,
 //! or an async cluster connection. Blocking waits (BLPOP on the wake list)
-//! get a dedicated connection of their own, never a pooled one.
+//! get a dedicated connection of their own, never a pooled one. Every call
+//! has a deliberate response timeout and is retried while it fails in
+//! transit: the scripts are written so that a repeat has the effect of one
+//! call, and a late reply must never be read as "it did not run".
 
 use std::fmt;
 use std::time::Duration;
@@ -10,13 +13,27 @@ use redis::aio::MultiplexedConnection;
 use redis::cluster::{ClusterClient, ClusterConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, FromRedisValue, ScriptInvocation};
+use tokio::time::Instant;
 
 use super::error::Result;
 
 /// Connection source for a `Queue`: `Backend::from(pool)` (or pass the pool
 /// to `Queue::new` directly) or `Backend::cluster(client)`.
 #[derive(Clone)]
-pub struct Backend(Conn);
+pub struct Backend(Conn, Tuning);
+
+/// Set by `Queue::new` from its `QueueConfig`.
+#[derive(Clone, Copy)]
+struct Tuning {
+    response_timeout: Duration,
+    retry_window: Duration,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning { response_timeout: Duration::from_secs(2), retry_window: Duration::from_secs(5) }
+    }
+}
 
 #[derive(Clone)]
 enum Conn {
@@ -40,7 +57,7 @@ impl fmt::Debug for Backend {
 
 impl From<bb8::Pool<RedisConnectionManager>> for Backend {
     fn from(p: bb8::Pool<RedisConnectionManager>) -> Self {
-        Backend(Conn::Pool(p))
+        Backend(Conn::Pool(p), Tuning::default())
     }
 }
 
@@ -48,34 +65,71 @@ impl Backend {
     /// Connects to a Redis Cluster through the given client.
     pub async fn cluster(client: ClusterClient) -> Result<Self> {
         let conn = client.get_async_connection().await?;
-        Ok(Backend(Conn::Cluster(Box::new((client, conn)))))
+        Ok(Backend(Conn::Cluster(Box::new((client, conn))), Tuning::default()))
     }
 
-    /// EVALSHA, loading the script on NOSCRIPT (handled by `redis::Script`).
+    /// The response timeout of every call (on a cluster, the cluster
+    /// client's own setting governs the shared connection) and how long a
+    /// call failing in transit is retried.
+    pub(crate) fn tuned(mut self, response_timeout: Duration, retry_window: Duration) -> Self {
+        self.1 = Tuning { response_timeout: response_timeout.max(Duration::from_millis(1)), retry_window };
+        self
+    }
+
+    /// EVALSHA, loading the script on NOSCRIPT (handled by `redis::Script`),
+    /// retried while it fails in transit.
     pub(crate) async fn invoke<T: FromRedisValue>(&self, inv: &ScriptInvocation<'_>) -> Result<T> {
-        match &self.0 {
-            Conn::Pool(pool) => {
-                let mut conn = pool.get().await?;
-                Ok(inv.invoke_async(&mut *conn).await?)
+        self.retrying(|| async {
+            match &self.0 {
+                Conn::Pool(pool) => {
+                    let mut conn = pool.get().await?;
+                    conn.set_response_timeout(self.1.response_timeout);
+                    Ok(inv.invoke_async(&mut *conn).await?)
+                }
+                Conn::Cluster(c) => Ok(inv.invoke_async(&mut c.1.clone()).await?),
             }
-            Conn::Cluster(c) => Ok(inv.invoke_async(&mut c.1.clone()).await?),
-        }
+        })
+        .await
     }
 
+    /// One command (all of them idempotent: SADD, SREM, LPUSH of a wake token).
     pub(crate) async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {
-        match &self.0 {
-            Conn::Pool(pool) => {
-                let mut conn = pool.get().await?;
-                Ok(cmd.query_async(&mut *conn).await?)
+        self.retrying(|| async {
+            match &self.0 {
+                Conn::Pool(pool) => {
+                    let mut conn = pool.get().await?;
+                    conn.set_response_timeout(self.1.response_timeout);
+                    Ok(cmd.query_async(&mut *conn).await?)
+                }
+                Conn::Cluster(c) => Ok(cmd.query_async(&mut c.1.clone()).await?),
             }
-            Conn::Cluster(c) => Ok(cmd.query_async(&mut c.1.clone()).await?),
+        })
+        .await
+    }
+
+    async fn retrying<T, F, Fut>(&self, mut call: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let deadline = Instant::now() + self.1.retry_window;
+        let mut wait = Duration::from_millis(20);
+        loop {
+            match call().await {
+                Err(e) if e.is_transient() && Instant::now() + wait < deadline => {
+                    tracing::debug!(error = %e, "redis call failed in transit; repeating it");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_millis(500));
+                }
+                r => return r,
+            }
         }
     }
 
     /// Opens a connection for blocking commands that wait up to `wait`; its
     /// response timeout is longer than that so the server always answers first.
     pub(crate) async fn blocking(&self, wait: Duration) -> Result<BlockingConn> {
-        let timeout = wait + Duration::from_secs(2);
+        let timeout = wait + self.1.response_timeout;
         match &self.0 {
             Conn::Pool(pool) => {
                 let mut conn = pool.dedicated_connection().await?;
@@ -92,6 +146,8 @@ impl Backend {
 
 /// A connection reserved for one blocking waiter.
 pub(crate) enum BlockingConn {
+    // Not retried on failure: the worker reopens it, and a lost wake token
+    // only costs one poll interval.
     Single(MultiplexedConnection),
     Cluster(ClusterConnection),
 }

@@ -1,5 +1,7 @@
 //! `Queue`: the client half of the queue (enqueue, dequeue, lease, ack, fail,
-//! maintenance, inspection). Every state change is one Lua script call.
+//! maintenance, inspection). Every state change is one Lua script call,
+//! named by an id the client chose (task id, call token, lease token), so the
+//! backend can repeat a call whose reply was lost.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -10,7 +12,7 @@ use uuid::Uuid;
 
 use super::backend::{Backend, BlockingConn};
 use super::batch::Batcher;
-use super::config::{Clock, PriorityMode, QueueConfig, RetryPolicy};
+use super::config::{FakeClock, PriorityMode, QueueConfig, RetryPolicy};
 use super::error::{QueueError, Result};
 use super::scripts::{Keys, SCRIPTS};
 use super::task::{
@@ -49,12 +51,14 @@ impl std::fmt::Debug for Inner {
 /// One task, encoded for the enqueue script.
 struct EnqueueItem {
     id: String,
+    kind: String,
     data: String,
     priority: usize,
     max_retries: u32,
     timeout_ms: u64,
     unique: String,
     run_at: i64,
+    delay_ms: u64,
 }
 
 struct AckItem {
@@ -74,22 +78,22 @@ fn bad(script: &'static str, e: impl std::fmt::Display) -> QueueError {
 impl Queue {
     /// Creates the queue handle and spawns its enqueue and ack batchers.
     pub fn new(backend: impl Into<Backend>, cfg: QueueConfig) -> Queue {
-        let backend = backend.into();
+        let backend = backend.into().tuned(cfg.response_timeout, cfg.retry_window);
         let keys = Keys::new(&cfg.prefix);
         let enqueue = {
-            let (backend, keys, clock) = (backend.clone(), keys.clone(), cfg.clock.clone());
+            let (backend, keys, clock) = (backend.clone(), keys.clone(), cfg.fake_clock.clone());
             let (uttl, wake_cap) = (ms(cfg.unique_ttl), cfg.wake_cap.max(1));
             Batcher::spawn(cfg.max_batch, cfg.max_inflight_batches, move |items| {
                 let (backend, keys, clock) = (backend.clone(), keys.clone(), clock.clone());
-                async move { run_enqueue(&backend, &keys, &*clock, uttl, wake_cap, items).await }
+                async move { run_enqueue(&backend, &keys, clock.as_ref(), uttl, wake_cap, items).await }
             })
         };
         let ack = {
-            let (backend, keys, clock) = (backend.clone(), keys.clone(), cfg.clock.clone());
+            let (backend, keys, clock) = (backend.clone(), keys.clone(), cfg.fake_clock.clone());
             let retention = ms(cfg.completed_retention);
             Batcher::spawn(cfg.max_batch, cfg.max_inflight_batches, move |items| {
                 let (backend, keys, clock) = (backend.clone(), keys.clone(), clock.clone());
-                async move { run_ack(&backend, &keys, &*clock, retention, items).await }
+                async move { run_ack(&backend, &keys, clock.as_ref(), retention, items).await }
             })
         };
         Queue { inner: Arc::new(Inner { backend, cfg, keys, enqueue, ack }) }
@@ -99,8 +103,10 @@ impl Queue {
         &self.inner.cfg
     }
 
-    fn now(&self) -> i64 {
-        self.inner.cfg.clock.now_ms()
+    /// The `now` argument of a timed script: empty (the script reads Redis
+    /// `TIME`) unless a test set a fake clock.
+    fn now(&self) -> String {
+        now_arg(self.inner.cfg.fake_clock.as_ref())
     }
 
     /// Stores a task (pending, or scheduled if it runs later). Concurrent
@@ -111,20 +117,18 @@ impl Queue {
         }
         let cfg = &self.inner.cfg;
         let id = Uuid::new_v4();
-        let data = serde_json::to_string(&Data { kind: task.kind, payload: task.payload })
+        let data = serde_json::to_string(&Data { kind: task.kind.clone(), payload: task.payload })
             .map_err(|e| QueueError::Encode(Arc::new(e)))?;
-        let mut run_at = task.run_at.map(|t| t.timestamp_millis()).unwrap_or(0);
-        if let Some(d) = task.run_after {
-            run_at = run_at.max(self.now().saturating_add(ms(d) as i64));
-        }
         let item = EnqueueItem {
             id: id.to_string(),
+            kind: task.kind.clone(),
             data,
             priority: task.priority.index(),
             max_retries: task.max_retries.unwrap_or(cfg.retry.max_retries),
             timeout_ms: task.timeout.map(ms).unwrap_or(0),
             unique: task.unique_key.unwrap_or_default(),
-            run_at,
+            run_at: task.run_at.map(|t| t.timestamp_millis()).unwrap_or(0),
+            delay_ms: task.run_after.map(ms).unwrap_or(0),
         };
         let dup = self.inner.enqueue.submit(item).await?;
         let duplicate_of = match dup {
@@ -136,7 +140,9 @@ impl Queue {
 
     /// Leases up to `n` (at most `MAX_DEQUEUE`) ready tasks, after
     /// promoting due delayed and retry tasks, choosing priorities by the
-    /// configured mode.
+    /// configured mode. Confirm with [`Queue::started`] before running them:
+    /// an expired lease that was never confirmed returns to the queue without
+    /// counting an attempt.
     pub async fn dequeue(&self, n: usize) -> Result<Vec<Leased>> {
         let n = n.min(MAX_DEQUEUE);
         if n == 0 {
@@ -146,7 +152,10 @@ impl Queue {
         let orders = priority_orders(cfg.mode, n);
         let token_base = Uuid::new_v4().simple().to_string();
         let mut inv = SCRIPTS.dequeue.prepare_invoke();
+        // The token base names the call: repeated after a lost reply, the
+        // script returns what the first try leased.
         inv.key(&self.inner.keys.all)
+            .key(self.inner.keys.call(&token_base))
             .arg(self.now())
             .arg(n)
             .arg(ms(cfg.lease))
@@ -178,6 +187,28 @@ impl Queue {
         Ok(out)
     }
 
+    /// Confirms that handlers are about to run these leases (from one or more
+    /// `dequeue` calls): their expiry will now count as a failed attempt.
+    /// Returns, per task, whether the lease is still ours; run only those.
+    pub async fn started(&self, tasks: &[Leased]) -> Result<Vec<bool>> {
+        let mut out = vec![false; tasks.len()];
+        let mut by_call: BTreeMap<&str, Vec<(usize, usize)>> = BTreeMap::new();
+        for (i, t) in tasks.iter().enumerate() {
+            let (base, pos) = t.token.rsplit_once(':').ok_or_else(|| bad("started", format!("token {:?}", t.token)))?;
+            let pos: usize = pos.parse().map_err(|e| bad("started", e))?;
+            by_call.entry(base).or_default().push((i, pos));
+        }
+        for (base, members) in by_call {
+            let mut inv = SCRIPTS.started.prepare_invoke();
+            inv.key(&self.inner.keys.all).key(self.inner.keys.call(base)).arg(base);
+            let flags: Vec<i64> = self.inner.backend.invoke(&inv).await?;
+            for (i, pos) in members {
+                out[i] = pos >= 1 && flags.get(pos - 1) == Some(&1);
+            }
+        }
+        Ok(out)
+    }
+
     /// Pushes the lease deadline to now + `QueueConfig::lease`. Returns
     /// false if the lease was lost (the token is stale).
     pub async fn extend(&self, task: &Leased) -> Result<bool> {
@@ -191,8 +222,9 @@ impl Queue {
         Ok(r == 1)
     }
 
-    /// Marks the task completed (kept for `completed_retention`) and releases
-    /// its unique key. Returns false if the token is stale. Batched.
+    /// Marks the task completed (its record kept for `completed_retention`,
+    /// its payload dropped) and releases its unique key. Returns false if the
+    /// token is stale; true again for a repeat with the same token. Batched.
     pub async fn ack(&self, task: &Leased, result: Option<String>) -> Result<bool> {
         self.inner.ack.submit(AckItem { id: task.id.to_string(), token: task.token.clone(), result }).await
     }
@@ -208,7 +240,7 @@ impl Queue {
             .arg(&task.token)
             .arg(error)
             .arg(if permanent { "1" } else { "0" });
-        backoff_args(&mut inv, r);
+        policy_args(&mut inv, r, &self.inner.cfg);
         let at: i64 = self.inner.backend.invoke(&inv).await?;
         Ok(match at {
             -2 => FailOutcome::Stale,
@@ -227,12 +259,13 @@ impl Queue {
     }
 
     /// Moves tasks whose lease expired to retry (or dead), counting the
-    /// attempt. Returns `None` if another caller reaped within
+    /// attempt, or back to pending uncharged if their start was never
+    /// confirmed. Returns `None` if another caller reaped within
     /// `maintenance_interval`, else how many were reaped.
     pub async fn reap(&self) -> Result<Option<usize>> {
         let mut inv = SCRIPTS.reap.prepare_invoke();
         inv.key(&self.inner.keys.all).arg(self.now()).arg(ms(self.inner.cfg.maintenance_interval)).arg(STEP_LIMIT);
-        backoff_args(&mut inv, &self.inner.cfg.retry);
+        policy_args(&mut inv, &self.inner.cfg.retry, &self.inner.cfg);
         let n: i64 = self.inner.backend.invoke(&inv).await?;
         Ok(usize::try_from(n).ok())
     }
@@ -248,7 +281,8 @@ impl Queue {
             .arg(ms(cfg.maintenance_interval))
             .arg(ms(cfg.dead_retention))
             .arg(cfg.dead_max)
-            .arg(STEP_LIMIT);
+            .arg(STEP_LIMIT)
+            .arg(cfg.dead_max_bytes);
         let v: Value = self.inner.backend.invoke(&inv).await?;
         if let Value::Int(-1) = v {
             return Ok(None);
@@ -264,11 +298,11 @@ impl Queue {
         let mut inv = SCRIPTS.get.prepare_invoke();
         inv.key(&self.inner.keys.all).arg(id.to_string());
         let (meta, data): (Option<String>, Option<String>) = self.inner.backend.invoke(&inv).await?;
-        let (Some(meta), Some(data)) = (meta, data) else {
+        let Some(meta) = meta else {
             return Ok(None);
         };
         let meta: Meta = serde_json::from_str(&meta).map_err(|e| bad("get", e))?;
-        let data: Data = serde_json::from_str(&data).map_err(|e| bad("get", e))?;
+        let data: Option<Data> = data.map(|d| serde_json::from_str(&d)).transpose().map_err(|e| bad("get", e))?;
         Ok(Some(TaskRecord::from_parts(id, meta, data)))
     }
 
@@ -316,6 +350,7 @@ impl Queue {
             total_completed: counter("completed"),
             total_failed: counter("failed"),
             total_dead: counter("dead"),
+            total_unstarted: counter("unstarted"),
         })
     }
 
@@ -342,8 +377,19 @@ fn field<T: redis::FromRedisValue>(v: &Value, script: &'static str) -> Result<T>
     redis::from_redis_value_ref(v).map_err(|e| bad(script, e))
 }
 
-fn backoff_args(inv: &mut redis::ScriptInvocation<'_>, r: &RetryPolicy) {
-    inv.arg(ms(r.base)).arg(r.factor).arg(ms(r.cap)).arg(r.jitter.clamp(0.0, 1.0)).arg(fastrand::f64());
+/// The arguments `policy` in common.lua reads.
+fn policy_args(inv: &mut redis::ScriptInvocation<'_>, r: &RetryPolicy, cfg: &QueueConfig) {
+    inv.arg(ms(r.base))
+        .arg(r.factor)
+        .arg(ms(r.cap))
+        .arg(r.jitter.clamp(0.0, 1.0))
+        .arg(fastrand::f64())
+        .arg(cfg.dead_max)
+        .arg(cfg.dead_max_bytes);
+}
+
+fn now_arg(clock: Option<&FakeClock>) -> String {
+    clock.map(|c| c.now_ms().to_string()).unwrap_or_default()
 }
 
 /// Priority preference per slot, as digits: one triple for strict mode,
@@ -385,13 +431,13 @@ fn priority_orders(mode: PriorityMode, n: usize) -> String {
 async fn run_enqueue(
     backend: &Backend,
     keys: &Keys,
-    clock: &dyn Clock,
+    clock: Option<&FakeClock>,
     unique_ttl_ms: u64,
     wake_cap: usize,
     items: Vec<EnqueueItem>,
 ) -> Result<Vec<Option<String>>> {
     let mut inv = SCRIPTS.enqueue.prepare_invoke();
-    inv.key(&keys.all).arg(clock.now_ms()).arg(items.len()).arg(unique_ttl_ms).arg(wake_cap);
+    inv.key(&keys.all).arg(now_arg(clock)).arg(items.len()).arg(unique_ttl_ms).arg(wake_cap);
     for it in &items {
         inv.arg(&it.id)
             .arg(&it.data)
@@ -399,7 +445,9 @@ async fn run_enqueue(
             .arg(it.max_retries)
             .arg(it.timeout_ms)
             .arg(&it.unique)
-            .arg(it.run_at);
+            .arg(it.run_at)
+            .arg(it.delay_ms)
+            .arg(&it.kind);
     }
     let out: Vec<String> = backend.invoke(&inv).await?;
     Ok(out.into_iter().map(|s| if s.is_empty() { None } else { Some(s) }).collect())
@@ -408,12 +456,12 @@ async fn run_enqueue(
 async fn run_ack(
     backend: &Backend,
     keys: &Keys,
-    clock: &dyn Clock,
+    clock: Option<&FakeClock>,
     retention_ms: u64,
     items: Vec<AckItem>,
 ) -> Result<Vec<bool>> {
     let mut inv = SCRIPTS.ack.prepare_invoke();
-    inv.key(&keys.all).arg(clock.now_ms()).arg(retention_ms).arg(items.len());
+    inv.key(&keys.all).arg(now_arg(clock)).arg(retention_ms).arg(items.len());
     for it in &items {
         // '=' marks a present result so an empty string stays distinguishable.
         let result = it.result.as_ref().map(|r| format!("={r}")).unwrap_or_default();

@@ -1,32 +1,14 @@
-//! Queue configuration and the clock every script receives its time from.
+//! Queue configuration, and the test clock the scripts can be told to use.
 
-use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-/// Source of "now" (ms since the Unix epoch) passed to every script as an
-/// argument. Scripts never read the server clock, so tests can drive time.
-pub trait Clock: Send + Sync + fmt::Debug {
-    fn now_ms(&self) -> i64;
-}
-
-/// Production clock: this process's system time.
-///
-/// Chosen over Redis `TIME` because it costs no extra round trip. Leases,
-/// backoffs and retention are seconds long, so the milliseconds of skew NTP
-/// leaves between hosts do not matter; hosts with badly skewed clocks would
-/// reap each other's leases early or late (still at-least-once, never lost).
-#[derive(Debug, Default, Clone, Copy)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now_ms(&self) -> i64 {
-        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-    }
-}
-
-/// A clock that only moves when told to (tests).
+/// A clock that only moves when told to, for tests. Production passes no
+/// clock: every script reads Redis `TIME`, the one clock every worker
+/// shares, so a host whose clock is off can neither reap the fleet's leases
+/// early nor block maintenance. With a `FakeClock` in
+/// [`QueueConfig::fake_clock`] the scripts use its time instead.
 #[derive(Debug, Clone)]
 pub struct FakeClock(Arc<AtomicI64>);
 
@@ -40,10 +22,7 @@ impl FakeClock {
     pub fn set(&self, ms: i64) {
         self.0.store(ms, Ordering::SeqCst);
     }
-}
-
-impl Clock for FakeClock {
-    fn now_ms(&self) -> i64 {
+    pub fn now_ms(&self) -> i64 {
         self.0.load(Ordering::SeqCst)
     }
 }
@@ -74,7 +53,7 @@ pub struct RetryPolicy {
     pub base: Duration,
     pub factor: f64,
     pub cap: Duration,
-    /// Fraction in `[0, 1]`; 0 gives the exact schedule.
+    /// Fraction in `[0, 1]`; 0 gives the exact schedule. Default 0.25.
     pub jitter: f64,
 }
 
@@ -85,7 +64,9 @@ impl Default for RetryPolicy {
             base: Duration::from_secs(1),
             factor: 2.0,
             cap: Duration::from_secs(3600),
-            jitter: 0.0,
+            // Spreads the retries of tasks that failed together (an outage
+            // fails a whole batch at once) so they do not return together.
+            jitter: 0.25,
         }
     }
 }
@@ -104,14 +85,17 @@ pub struct QueueConfig {
     pub default_timeout: Duration,
     /// How long completed tasks stay visible to `get` (0 = deleted on ack).
     pub completed_retention: Duration,
-    /// How long dead tasks are kept, and how many at most.
+    /// How long dead tasks are kept, how many at most, and at most how many
+    /// bytes of records and payloads: beyond either bound the oldest go first,
+    /// trimmed as tasks die, so the dead set stays bounded at any failure rate.
     pub dead_retention: Duration,
     pub dead_max: usize,
+    pub dead_max_bytes: u64,
     /// Upper bound on how long a unique key can block re-enqueueing, counted
     /// from the task's run time, in case its release is somehow missed.
     pub unique_ttl: Duration,
     /// `reap` and `janitor` do their work at most once per interval across
-    /// all workers (a guard key in Redis, in clock time).
+    /// all workers (a guard in Redis, in Redis time).
     pub maintenance_interval: Duration,
     /// Most tasks coalesced into one enqueue or ack script call.
     pub max_batch: usize,
@@ -119,7 +103,16 @@ pub struct QueueConfig {
     pub max_inflight_batches: usize,
     /// Cap on queued wake tokens (about the most idle workers expected).
     pub wake_cap: usize,
-    pub clock: Arc<dyn Clock>,
+    /// How long one Redis call may wait for its reply before it counts as
+    /// failed (redis-rs would otherwise use 500 ms). Blocking waits get this on
+    /// top of their wait.
+    pub response_timeout: Duration,
+    /// How long a call that failed in transit (timeout, dropped connection,
+    /// Redis loading) is retried. Every script is safe to repeat: a retry
+    /// after a lost reply has the effect of one call.
+    pub retry_window: Duration,
+    /// Tests only: the time every script uses instead of Redis `TIME`.
+    pub fake_clock: Option<FakeClock>,
 }
 
 impl QueueConfig {
@@ -139,12 +132,15 @@ impl Default for QueueConfig {
             completed_retention: Duration::from_secs(3600),
             dead_retention: Duration::from_secs(7 * 24 * 3600),
             dead_max: 10_000,
+            dead_max_bytes: 64 * 1024 * 1024,
             unique_ttl: Duration::from_secs(24 * 3600),
             maintenance_interval: Duration::from_secs(1),
             max_batch: 512,
             max_inflight_batches: 4,
             wake_cap: 256,
-            clock: Arc::new(SystemClock),
+            response_timeout: Duration::from_secs(2),
+            retry_window: Duration::from_secs(5),
+            fake_clock: None,
         }
     }
 }

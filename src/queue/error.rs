@@ -43,6 +43,28 @@ impl From<bb8::RunError<redis::RedisError>> for QueueError {
 }
 
 impl QueueError {
+    /// The call may not have reached Redis, or its reply may have been lost:
+    /// repeating it is right (every queue call is safe to repeat).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            QueueError::PoolTimeout => true,
+            QueueError::Redis(e) => {
+                e.is_timeout()
+                    || e.is_io_error()
+                    || e.is_connection_dropped()
+                    || e.is_connection_refusal()
+                    || matches!(
+                        e.retry_method(),
+                        redis::RetryMethod::WaitAndRetry
+                            | redis::RetryMethod::Reconnect
+                            | redis::RetryMethod::ReconnectFromInitialConnections
+                            | redis::RetryMethod::RetryImmediately
+                    )
+            }
+            _ => false,
+        }
+    }
+
     pub(crate) fn protocol(script: &'static str, detail: impl Into<String>) -> Self {
         QueueError::Protocol { script, detail: detail.into() }
     }

@@ -8,7 +8,8 @@
 //! - [`Queue::enqueue`]`(NewTask) -> Enqueued { id, duplicate_of }`: concurrent
 //!   calls are coalesced into one script call by a background batcher.
 //! - [`Queue::dequeue`]`(n) -> Vec<Leased>`: leases up to `n` tasks, each with a
-//!   random token; [`Queue::extend`] / [`Queue::ack`] / [`Queue::fail`] /
+//!   random token; [`Queue::started`] confirms a handler is about to run them;
+//!   [`Queue::extend`] / [`Queue::ack`] / [`Queue::fail`] /
 //!   [`Queue::requeue_front`] are refused for a stale token (fencing). Acks
 //!   are batched like enqueues.
 //! - [`Queue::reap`] (expired leases → retry/dead), [`Queue::janitor`]
@@ -25,15 +26,28 @@
 //!   mode always takes the highest non-empty priority.
 //! - Delivery is at-least-once: a task whose lease expires (worker crash,
 //!   lost heartbeat) counts as a failed attempt and runs again, so handlers
-//!   must be idempotent.
+//!   must be idempotent. A lease whose start was never confirmed (the
+//!   dequeue reply was lost) returns to the head of its priority uncharged.
+//! - Lost replies: every call is named by an id the client chose (the task
+//!   id for enqueue, a call token for dequeue, the lease token for the rest)
+//!   and is repeated while it fails in transit (`response_timeout`,
+//!   `retry_window`); a repeat has the effect of one call (an ack repeated
+//!   with the same token is one ack, still answered `true`). With
+//!   `completed_retention` 0 a repeated enqueue of an already completed and
+//!   deleted task would store it again.
 //! - Retries: `max_retries` (default 5) after the first attempt, backoff
-//!   `min(cap, base * factor^(n-1))` ± jitter (1, 2, 4, 8, 16 s by default);
-//!   a retry keeps its priority. Then the task is `dead`, with its history.
+//!   `min(cap, base * factor^(n-1))` ± 25 % jitter (about 1, 2, 4, 8, 16 s by
+//!   default); a retry keeps its priority. Then the task is `dead`, with its
+//!   history. The dead set is bounded by count and bytes (oldest go first).
+//! - Memory: a completed task's payload is dropped at once; its record stays
+//!   for `completed_retention`, and every ack removes up to twice as many
+//!   expired records as it completes, so cleanup keeps pace at any rate.
 //! - A unique key rejects duplicates while its holder is pending, scheduled,
 //!   active or retrying; it is released on completion and on death, and
 //!   lapses after `unique_ttl` past the task's run time regardless.
-//! - All time comes from `QueueConfig::clock` (system time in production,
-//!   see [`SystemClock`]), passed to scripts as `now_ms`.
+//! - All time is Redis `TIME`, read inside the scripts: leases, reaping and
+//!   the maintenance guards agree across hosts whatever their clocks say.
+//!   Tests pass a [`FakeClock`] (`QueueConfig::fake_clock`) instead.
 //!
 //! # Redis layout and settings
 //! Keys `{<prefix>}:p:critical|p:default|p:low` (lists of ids), `sched` and
@@ -41,7 +55,9 @@
 //! running tasks), `meta` (hash id → MessagePack record), `data` (hash id → kind and
 //! payload), `done` (zset by expiry), `dead` (zset by death time), `uniq` /
 //! `uniqexp` (unique locks and their expiry), `paused`, `wake` (list idle
-//! workers BLPOP), `guards`, `counters`. Run Redis with
+//! workers BLPOP), `guards`, `counters`, `unstarted` (leases not yet
+//! confirmed started), `call:<token>` (what one dequeue call leased, kept a
+//! lease length). Run Redis with
 //! `maxmemory-policy noeviction` and AOF (`appendfsync everysec` or `always`).
 //! Keep bb8's default `test_on_check_out(true)` on the pool: bb8-redis never
 //! reports a connection broken, so the checkout PING is what replaces
@@ -49,7 +65,7 @@
 //!
 //! # Files
 //! `client.rs` (Queue), `worker.rs` (Worker, Handler), `task.rs` (API
-//! values), `config.rs` (config, clocks), `backend.rs` (pool or cluster
+//! values), `config.rs` (config, test clock), `backend.rs` (pool or cluster
 //! connections), `batch.rs` (call coalescing), `scripts.rs` + `scripts/*.lua`,
 //! `error.rs`, `tests/` (against private redis-server instances).
 
@@ -67,7 +83,7 @@ mod tests;
 
 pub use backend::Backend;
 pub use client::{JanitorReport, MAX_DEQUEUE, Queue};
-pub use config::{Clock, FakeClock, PriorityMode, QueueConfig, RetryPolicy, SystemClock};
+pub use config::{FakeClock, PriorityMode, QueueConfig, RetryPolicy};
 pub use error::{QueueError, Result};
 pub use task::{AttemptError, Enqueued, FailOutcome, Leased, NewTask, Priority, Stats, TaskRecord, TaskState};
 pub use worker::{FnHandler, Handler, HandlerFuture, TaskError, Worker, WorkerConfig};

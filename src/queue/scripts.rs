@@ -19,6 +19,7 @@ pub(crate) struct Scripts {
     pub fail: Script,
     pub extend: Script,
     pub requeue: Script,
+    pub started: Script,
     pub reap: Script,
     pub janitor: Script,
     pub get: Script,
@@ -32,6 +33,7 @@ pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     fail: with_prelude(include_str!("scripts/fail.lua")),
     extend: with_prelude(include_str!("scripts/extend.lua")),
     requeue: with_prelude(include_str!("scripts/requeue.lua")),
+    started: with_prelude(include_str!("scripts/started.lua")),
     reap: with_prelude(include_str!("scripts/reap.lua")),
     janitor: with_prelude(include_str!("scripts/janitor.lua")),
     get: with_prelude(include_str!("scripts/get.lua")),
@@ -39,8 +41,9 @@ pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
 });
 
 /// Key names, in the order `common.lua` reads them from KEYS. Every script
-/// receives all of them, so no script can touch an undeclared key.
-const NAMES: [&str; 16] = [
+/// receives all of them, so no script can touch an undeclared key; `dequeue`
+/// and `started` also get their call's key (`Keys::call`) as KEYS[18].
+const NAMES: [&str; 17] = [
     "p:critical",
     "p:default",
     "p:low",
@@ -57,17 +60,25 @@ const NAMES: [&str; 16] = [
     "wake",
     "guards",
     "counters",
+    "unstarted",
 ];
 
 /// The keys of one queue, all under the hash tag `{<prefix>}`.
 #[derive(Debug, Clone)]
 pub(crate) struct Keys {
     pub all: Vec<String>,
+    prefix: String,
 }
 
 impl Keys {
     pub fn new(prefix: &str) -> Self {
-        Keys { all: NAMES.iter().map(|n| format!("{{{prefix}}}:{n}")).collect() }
+        Keys { all: NAMES.iter().map(|n| format!("{{{prefix}}}:{n}")).collect(), prefix: prefix.to_owned() }
+    }
+
+    /// What one dequeue call (named by its token base) leased, kept for a
+    /// lease length so a repeat of the call returns the same leases.
+    pub fn call(&self, token_base: &str) -> String {
+        format!("{{{}}}:call:{token_base}", self.prefix)
     }
 
     pub fn wake(&self) -> &str {

@@ -84,7 +84,7 @@ pub struct NewTask {
     /// to retry, enqueueing another is rejected with the first one's id.
     pub unique_key: Option<String>,
     pub run_at: Option<DateTime<Utc>>,
-    /// Delay from enqueue time (by the queue's clock); the later of
+    /// Delay from enqueue time (in Redis time); the later of
     /// `run_at` and `now + run_after` wins when both are set.
     pub run_after: Option<Duration>,
 }
@@ -177,6 +177,9 @@ pub struct AttemptError {
 pub struct TaskRecord {
     pub id: Uuid,
     pub kind: String,
+    /// `Null` once the task completed: payloads are dropped at completion
+    /// (the record stays for the retention time), so memory does not grow
+    /// with throughput.
     pub payload: serde_json::Value,
     pub state: TaskState,
     pub priority: Priority,
@@ -212,10 +215,12 @@ pub struct Stats {
     pub dead: u64,
     pub paused: Vec<Priority>,
     /// Totals since the queue was created: tasks completed, failed
-    /// attempts (including expired leases), tasks moved to dead.
+    /// attempts (including expired leases), tasks moved to dead, expired
+    /// leases whose handler never started (returned uncharged).
     pub total_completed: u64,
     pub total_failed: u64,
     pub total_dead: u64,
+    pub total_unstarted: u64,
 }
 
 impl Stats {
@@ -230,6 +235,9 @@ impl Stats {
 #[derive(Debug, Deserialize)]
 pub(crate) struct Meta {
     pub state: TaskState,
+    /// Absent in records written before payloads were dropped on completion.
+    #[serde(default)]
+    pub kind: Option<String>,
     pub priority: f64,
     pub attempt: f64,
     pub max_retries: f64,
@@ -286,11 +294,12 @@ pub(crate) fn ms_to_time(ms: f64) -> DateTime<Utc> {
 }
 
 impl TaskRecord {
-    pub(crate) fn from_parts(id: Uuid, meta: Meta, data: Data) -> Self {
+    pub(crate) fn from_parts(id: Uuid, meta: Meta, data: Option<Data>) -> Self {
+        let (data_kind, payload) = data.map_or((None, serde_json::Value::Null), |d| (Some(d.kind), d.payload));
         TaskRecord {
             id,
-            kind: data.kind,
-            payload: data.payload,
+            kind: meta.kind.or(data_kind).unwrap_or_default(),
+            payload,
             state: meta.state,
             priority: Priority::from_index(meta.priority as i64).unwrap_or_default(),
             attempts: meta.attempt as u32,

@@ -1,6 +1,8 @@
 //! `Worker::run`: a task processor over a `Queue`. It blocks on the wake list
-//! when idle, leases tasks in batches up to its free slots, runs each under a
-//! timeout with a lease-extending heartbeat, and shuts down gracefully.
+//! when idle, leases tasks in batches up to its free slots, confirms their
+//! start, runs each under a timeout with a lease-extending heartbeat, cancels
+//! a handler whose lease is lost (or, with Redis unreachable, has run out by
+//! this worker's own monotonic estimate), and shuts down gracefully.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -170,24 +172,30 @@ impl Worker {
                 }
             }
 
+            // Before the call: the leases it grants end no earlier than this
+            // plus the lease length, whichever try of the call ran.
+            let asked = Instant::now();
             let batch = tokio::select! {
                 biased;
                 () = &mut shutdown => break,
                 r = queue.dequeue(permits.len()) => r,
+            };
+            let batch = match batch {
+                Ok(tasks) if !tasks.is_empty() => match queue.started(&tasks).await {
+                    Ok(ours) => Ok(tasks.into_iter().zip(ours).filter(|(_, ours)| *ours).map(|(t, _)| t).collect()),
+                    // Not run: unconfirmed, these leases come back uncharged
+                    // when they expire.
+                    Err(e) => Err(e),
+                },
+                other => other,
             };
             match batch {
                 Ok(tasks) if !tasks.is_empty() => {
                     backoff.reset();
                     // Unused permits go back to the semaphore when dropped.
                     for (task, permit) in tasks.into_iter().zip(permits) {
-                        running.spawn(run_task(
-                            queue.clone(),
-                            handler.clone(),
-                            task,
-                            permit,
-                            stop_rx.clone(),
-                            heartbeat,
-                        ));
+                        let lease = Lease { task, valid_until: asked + queue.config().lease, heartbeat };
+                        running.spawn(run_task(queue.clone(), handler.clone(), lease, permit, stop_rx.clone()));
                     }
                 }
                 Ok(_) => {
@@ -262,36 +270,67 @@ enum Outcome {
     Done(Result<Option<String>, TaskError>),
     TimedOut,
     Interrupted,
+    /// The lease is gone: the handler was cancelled, and nothing is reported
+    /// (the task belongs to the reaper, or another worker, now).
+    LeaseEnded,
+}
+
+/// A leased task and this worker's estimate of how long the lease holds.
+struct Lease {
+    task: Leased,
+    /// No later than the lease's deadline in Redis: measured from before the
+    /// call that set it, on this process's monotonic clock.
+    valid_until: Instant,
+    heartbeat: Duration,
+}
+
+/// Extends the lease every `heartbeat`; returns only when the lease is over:
+/// refused by Redis (lost for certain), or Redis unreachable until the lease
+/// ran out by our own estimate (so another worker may take it from then on).
+async fn keep_lease(queue: &Queue, lease: &Lease) {
+    let task = &lease.task;
+    let mut valid_until = lease.valid_until;
+    let mut next = Instant::now() + lease.heartbeat;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep_until(valid_until) => break,
+            () = tokio::time::sleep_until(next) => {}
+        }
+        let sent = Instant::now();
+        let r = tokio::select! {
+            () = tokio::time::sleep_until(valid_until) => break,
+            r = queue.extend(task) => r,
+        };
+        match r {
+            Ok(true) => {
+                valid_until = sent + queue.config().lease;
+                next = sent + lease.heartbeat;
+            }
+            Ok(false) => {
+                tracing::warn!(task = %task.id, "lease lost while running: cancelling the handler");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(task = %task.id, error = %e, "lease extend failed; trying again");
+                next = Instant::now() + (lease.heartbeat / 4).max(Duration::from_millis(10));
+            }
+        }
+    }
+    tracing::warn!(task = %task.id, "lease ran out with Redis unreachable: cancelling the handler");
 }
 
 async fn run_task(
     queue: Queue,
     handler: Arc<dyn Handler>,
-    task: Leased,
+    lease: Lease,
     slot: OwnedSemaphorePermit,
     mut stop: watch::Receiver<bool>,
-    heartbeat: Duration,
 ) {
+    let task = &lease.task;
     // Inside an async block so a panic while creating the future is caught too.
-    let handled = AssertUnwindSafe(async { handler.handle(&task).await }).catch_unwind();
+    let handled = AssertUnwindSafe(async { handler.handle(task).await }).catch_unwind();
     let work = tokio::time::timeout(task.timeout, handled);
-    let beat = async {
-        let mut every = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
-        loop {
-            every.tick().await;
-            match queue.extend(&task).await {
-                Ok(true) => {}
-                // Someone else may run it now; our ack will be refused.
-                Ok(false) => {
-                    tracing::warn!(task = %task.id, "lease lost while running");
-                    break;
-                }
-                Err(e) => tracing::warn!(task = %task.id, error = %e, "lease extend failed"),
-            }
-        }
-        // Nothing left to extend; never finish (finishing means interrupted).
-        std::future::pending::<()>().await;
-    };
+    let beat = keep_lease(&queue, &lease);
     let interrupted = async {
         if stop.wait_for(|s| *s).await.is_err() {
             std::future::pending::<()>().await;
@@ -303,19 +342,21 @@ async fn run_task(
             Ok(Err(_)) => Outcome::Done(Err(TaskError::retry("handler panicked"))),
             Err(_) => Outcome::TimedOut,
         },
-        () = beat => Outcome::Interrupted,
+        () = beat => Outcome::LeaseEnded,
         () = interrupted => Outcome::Interrupted,
     };
 
     // The slot bounds running handlers; the (batched) ack need not hold it.
     drop(slot);
 
-    // Finishing calls are retried briefly (Redis blips); if they still fail
-    // the lease expires and the reaper hands the task out again.
+    // Finishing calls are safe to repeat, so they are retried (on top of the
+    // backend's own retries) for half a lease; if they still fail the lease
+    // expires and the reaper hands the task out again.
     let deadline = Instant::now() + queue.config().lease / 2;
     match outcome {
+        Outcome::LeaseEnded => {}
         Outcome::Done(Ok(result)) => {
-            let r = retrying(deadline, || queue.ack(&task, result.clone())).await;
+            let r = retrying(deadline, || queue.ack(task, result.clone())).await;
             match r {
                 Ok(true) => {}
                 Ok(false) => tracing::warn!(task = %task.id, "ack refused: lease was lost"),
@@ -323,20 +364,20 @@ async fn run_task(
             }
         }
         Outcome::Done(Err(e)) => {
-            let r = retrying(deadline, || queue.fail(&task, &e.message, e.permanent)).await;
+            let r = retrying(deadline, || queue.fail(task, &e.message, e.permanent)).await;
             if let Err(e) = r {
                 tracing::warn!(task = %task.id, error = %e, "fail failed");
             }
         }
         Outcome::TimedOut => {
             let msg = format!("timed out after {:?}", task.timeout);
-            let r = retrying(deadline, || queue.fail(&task, &msg, false)).await;
+            let r = retrying(deadline, || queue.fail(task, &msg, false)).await;
             if let Err(e) = r {
                 tracing::warn!(task = %task.id, error = %e, "fail failed");
             }
         }
         Outcome::Interrupted => {
-            let r = retrying(deadline, || queue.requeue_front(&task)).await;
+            let r = retrying(deadline, || queue.requeue_front(task)).await;
             if let Err(e) = r {
                 tracing::warn!(task = %task.id, error = %e, "requeue failed");
             }

@@ -34,6 +34,14 @@ enum Cmd {
         /// Which: `http` (users endpoints vs pgbench), `queue` (vs raw Redis) or `abuse` (attack costs vs quiet baselines).
         which: String,
     },
+    /// The task queue's failure drill: `spec-server worker` processes SIGKILLed, Redis writes
+    /// paused past the response timeout and Redis restarted while email tasks are submitted;
+    /// prints accepted / completed / lost / duplicate deliveries / dead-without-running.
+    Chaos {
+        /// Seconds of submission under chaos (default 40; settling takes up to 90 more).
+        #[arg(long)]
+        secs: Option<u64>,
+    },
     /// Check a running deployment against spec/openapi.yaml (see
     /// `cargo xtask contract --help`): every operation driven to every
     /// documented status it can reach, every response checked, negative
@@ -53,6 +61,7 @@ fn main() -> std::process::ExitCode {
         Cmd::Dev { args } => xtask::ci::dev(&args),
         Cmd::Bench { which } => xtask::ci::bench(&which),
         Cmd::Contract { args } => xtask::ci::contract(&args),
+        Cmd::Chaos { secs } => xtask::chaos::run(secs),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,7 +1,11 @@
 -- ack: ARGV now, retention_ms, n, then per task 3 fields: id, token, result
 -- ('' = none, otherwise '=' followed by the result). Returns per task 1
--- (completed) or 0 (stale token: the lease was lost, nothing changed).
-local now = tonumber(ARGV[1])
+-- (completed, also when this lease already completed it: a repeat after a
+-- lost reply) or 0 (stale token: the lease was lost, nothing changed).
+-- The payload goes at once; the record stays for the retention. Each call
+-- also removes up to twice as many expired completed tasks as it completes,
+-- so cleanup keeps pace with any completion rate.
+local now = clock(ARGV[1])
 local retention = tonumber(ARGV[2])
 local n = tonumber(ARGV[3])
 local ids = {}
@@ -14,17 +18,20 @@ local hset = {}
 local zrem = {}
 local zadd = {}
 local gone = {}
--- A task acked twice in one batch counts once; the second ack is stale.
 local seen = {}
 for i = 1, n do
   local id = ids[i]
   local token = ARGV[4 + (i - 1) * 3 + 1]
   local res = ARGV[4 + (i - 1) * 3 + 2]
   local m = metas[i] and unpack_meta(metas[i])
-  if m and not seen[id] and m.state == 'active' and m.token == token then
-    seen[id] = true
+  if seen[id] == token then
+    out[i] = 1
+  elseif m and not seen[id] and m.state == 'active' and m.token == token then
+    seen[id] = token
     m.state = 'completed'
     m.token = nil
+    m.fin = token
+    m.fin_op = 'a'
     m.updated = now
     m.finished = now
     if res ~= '' then
@@ -41,17 +48,28 @@ for i = 1, n do
       gone[#gone + 1] = id
     end
     out[i] = 1
+  elseif m and m.fin == token and m.fin_op == 'a' then
+    out[i] = 1
   else
     out[i] = 0
   end
 end
 if #zrem > 0 then
   redis.call('ZREM', K_LEASE, unpack(zrem))
+  redis.call('SREM', K_UNSTARTED, unpack(zrem))
   redis.call('HINCRBY', K_COUNTERS, 'completed', #zrem)
 end
 if #hset > 0 then
   redis.call('HSET', K_META, unpack(hset))
+  redis.call('HDEL', K_DATA, unpack(zrem))
   redis.call('ZADD', K_DONE, unpack(zadd))
 end
 delete_tasks(gone)
+if #zrem > 0 then
+  local expired = redis.call('ZRANGEBYSCORE', K_DONE, '-inf', now, 'LIMIT', 0, 2 * #zrem)
+  if #expired > 0 then
+    redis.call('ZREM', K_DONE, unpack(expired))
+    delete_tasks(expired)
+  end
+end
 return out

@@ -1,7 +1,10 @@
 -- Shared prelude, prepended to every queue script (see scripts.rs).
 -- Every key is passed in KEYS, in the order of `Keys::all`, and all share one
--- hash tag, so the scripts run unchanged on Redis Cluster. Time is ARGV-supplied
--- (`now` in ms from the caller's Clock), never read from the server.
+-- hash tag, so the scripts run unchanged on Redis Cluster. Time is Redis TIME
+-- (see `clock`), so every caller shares one clock whatever its host's says.
+-- Every script is safe to repeat after a lost reply: a repeat has the effect
+-- of one call (enqueue by task id, dequeue by call token, the rest by lease
+-- token, see `m.fin`).
 local K_LISTS = { KEYS[1], KEYS[2], KEYS[3] }
 local K_SCHED = KEYS[4]
 local K_RETRY = KEYS[5]
@@ -16,6 +19,9 @@ local K_PAUSED = KEYS[13]
 local K_WAKE = KEYS[14]
 local K_GUARDS = KEYS[15]
 local K_COUNTERS = KEYS[16]
+-- Ids leased by a dequeue whose handler has not been confirmed started:
+-- if such a lease expires, no handler ran, so no attempt is charged.
+local K_UNSTARTED = KEYS[17]
 
 local PRIO_NAMES = { 'critical', 'default', 'low' }
 
@@ -23,6 +29,16 @@ local PRIO_NAMES = { 'critical', 'default', 'low' }
 -- JSON on the hot path; `get` converts a record to JSON for the client.
 local pack_meta = cmsgpack.pack
 local unpack_meta = cmsgpack.unpack
+
+-- ARGV[1] of a timed script: '' in production (Redis TIME), or a test's
+-- fake time in ms.
+local function clock(arg)
+  if arg and arg ~= '' then
+    return tonumber(arg)
+  end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
 
 local function load(id)
   local raw = redis.call('HGET', K_META, id)
@@ -54,7 +70,46 @@ local function delete_tasks(ids)
   end
 end
 
-local function to_dead(id, m, now)
+-- The fields a dequeue returns per leased task.
+local function emit(out, id, m, data)
+  local o = #out
+  out[o + 1] = id
+  out[o + 2] = m.token
+  out[o + 3] = m.attempt
+  out[o + 4] = m.priority
+  out[o + 5] = m.timeout
+  out[o + 6] = m.max_retries
+  out[o + 7] = data
+end
+
+-- Removes dead tasks, keeping the byte count of the dead set true.
+local function remove_dead(ids)
+  if #ids == 0 then
+    return
+  end
+  local bytes = 0
+  for _, id in ipairs(ids) do
+    bytes = bytes + redis.call('HSTRLEN', K_META, id) + redis.call('HSTRLEN', K_DATA, id)
+  end
+  redis.call('ZREM', K_DEAD, unpack(ids))
+  redis.call('HINCRBY', K_COUNTERS, 'dead_bytes', -bytes)
+  delete_tasks(ids)
+end
+
+-- Oldest first, until the dead set is within both bounds. A few per death
+-- is enough to keep pace, since each death adds one.
+local function trim_dead(max_count, max_bytes)
+  for _ = 1, 8 do
+    local n = redis.call('ZCARD', K_DEAD)
+    local bytes = tonumber(redis.call('HGET', K_COUNTERS, 'dead_bytes') or '0')
+    if n == 0 or (n <= max_count and bytes <= max_bytes) then
+      return
+    end
+    remove_dead(redis.call('ZRANGE', K_DEAD, 0, 0))
+  end
+end
+
+local function to_dead(id, m, now, limits)
   m.state = 'dead'
   m.token = nil
   m.run_at = nil
@@ -64,6 +119,9 @@ local function to_dead(id, m, now)
   redis.call('ZADD', K_DEAD, now, id)
   redis.call('HINCRBY', K_COUNTERS, 'dead', 1)
   save(id, m)
+  local bytes = redis.call('HSTRLEN', K_META, id) + redis.call('HSTRLEN', K_DATA, id)
+  redis.call('HINCRBY', K_COUNTERS, 'dead_bytes', bytes)
+  trim_dead(limits.dead_max, limits.dead_bytes)
 end
 
 local function backoff_ms(attempt, base, factor, cap, jitter, r)
@@ -80,18 +138,35 @@ local function backoff_ms(attempt, base, factor, cap, jitter, r)
   return math.floor(d)
 end
 
+-- The retry policy and dead-set bounds, from ARGV[i..i+6]: base_ms, factor,
+-- cap_ms, jitter, random in [0,1), dead_max, dead_max_bytes.
+local function policy(i)
+  return {
+    base = tonumber(ARGV[i]),
+    factor = tonumber(ARGV[i + 1]),
+    cap = tonumber(ARGV[i + 2]),
+    jitter = tonumber(ARGV[i + 3]),
+    r = tonumber(ARGV[i + 4]),
+    dead_max = tonumber(ARGV[i + 5]),
+    dead_bytes = tonumber(ARGV[i + 6]),
+  }
+end
+
 -- Attempt `m.attempt` of an active task failed: schedule a retry (keeping the
 -- priority, which lives in the record) or move it to dead. Returns the retry
--- time in ms, or -1 when the task is dead.
+-- time in ms, or -1 when the task is dead; kept in `m.fin_at` so a repeated
+-- `fail` of the same lease answers the same.
 local function fail_task(id, m, now, err, permanent, bo, r)
   redis.call('ZREM', K_LEASE, id)
+  redis.call('SREM', K_UNSTARTED, id)
   m.last_error = err
   local h = m.history or {}
   h[#h + 1] = { attempt = m.attempt, error = err, at = now }
   m.history = h
   redis.call('HINCRBY', K_COUNTERS, 'failed', 1)
   if permanent or m.attempt > m.max_retries then
-    to_dead(id, m, now)
+    m.fin_at = -1
+    to_dead(id, m, now, bo)
     return -1
   end
   local at = now + backoff_ms(m.attempt, bo.base, bo.factor, bo.cap, bo.jitter, r)
@@ -99,12 +174,13 @@ local function fail_task(id, m, now, err, permanent, bo, r)
   m.token = nil
   m.run_at = at
   m.updated = now
+  m.fin_at = at
   redis.call('ZADD', K_RETRY, at, id)
   save(id, m)
   return at
 end
 
--- Runs the body only if the named guard has lapsed (in caller time), so a
+-- Runs the body only if the named guard has lapsed (in Redis time), so a
 -- step called by every worker does its work once per interval.
 local function take_guard(name, now, interval)
   local until_ms = tonumber(redis.call('HGET', K_GUARDS, name) or '0')

@@ -1,14 +1,35 @@
--- dequeue: ARGV now, n, lease_ms, token_base, orders, promote_limit.
--- `orders` holds 3 digits (priority indexes) per slot, or 3 digits used for
--- every slot. Promotes due delayed/retry tasks, then leases up to n tasks.
+-- dequeue: KEYS + the call key; ARGV now, n, lease_ms, token_base, orders,
+-- promote_limit. `orders` holds 3 digits (priority indexes) per slot, or 3
+-- digits used for every slot. Promotes due delayed/retry tasks, then leases
+-- up to n tasks, each marked unstarted until the worker confirms (started.lua).
 -- Returns 7 fields per task: id, token, attempt, priority, timeout_ms,
--- max_retries, data.
-local now = tonumber(ARGV[1])
+-- max_retries, data. The call key (`token_base`, chosen by the caller)
+-- remembers what this call leased for a lease length, so a repeat after a
+-- lost reply returns the same leases instead of leasing more.
+local K_CALL = KEYS[18]
+local now = clock(ARGV[1])
 local n = tonumber(ARGV[2])
 local lease_ms = tonumber(ARGV[3])
 local token_base = ARGV[4]
 local orders = ARGV[5]
 local limit = tonumber(ARGV[6])
+
+local prev = redis.call('GET', K_CALL)
+if prev then
+  local ids = cmsgpack.unpack(prev)
+  local out = {}
+  local metas = redis.call('HMGET', K_META, unpack(ids))
+  local datas = redis.call('HMGET', K_DATA, unpack(ids))
+  for i, id in ipairs(ids) do
+    if metas[i] and datas[i] then
+      local m = unpack_meta(metas[i])
+      if m.state == 'active' and m.token == token_base .. ':' .. i then
+        emit(out, id, m, datas[i])
+      end
+    end
+  end
+  return out
+end
 
 local function promote(zkey)
   local ids = redis.call('ZRANGEBYSCORE', zkey, '-inf', now, 'LIMIT', 0, limit)
@@ -75,6 +96,7 @@ local metas = redis.call('HMGET', K_META, unpack(ids))
 local datas = redis.call('HMGET', K_DATA, unpack(ids))
 local hset = {}
 local zadd = {}
+local started = {}
 local deadline = now + lease_ms
 for i, id in ipairs(ids) do
   -- A list entry without a record (deleted by hand) is dropped, not leased.
@@ -89,18 +111,14 @@ for i, id in ipairs(ids) do
     hset[#hset + 1] = pack_meta(m)
     zadd[#zadd + 1] = deadline
     zadd[#zadd + 1] = id
-    local o = #out
-    out[o + 1] = id
-    out[o + 2] = m.token
-    out[o + 3] = m.attempt
-    out[o + 4] = m.priority
-    out[o + 5] = m.timeout
-    out[o + 6] = m.max_retries
-    out[o + 7] = datas[i]
+    started[#started + 1] = id
+    emit(out, id, m, datas[i])
   end
 end
 if #hset > 0 then
   redis.call('HSET', K_META, unpack(hset))
   redis.call('ZADD', K_LEASE, unpack(zadd))
+  redis.call('SADD', K_UNSTARTED, unpack(started))
+  redis.call('SET', K_CALL, cmsgpack.pack(ids), 'PX', lease_ms)
 end
 return out

@@ -1,21 +1,30 @@
--- enqueue: ARGV now, count, unique_ttl_ms, wake_cap, then per task 7 fields:
+-- enqueue: ARGV now, count, unique_ttl_ms, wake_cap, then per task 9 fields:
 -- id, data, priority (0..2), max_retries, timeout_ms, unique key ('' = none),
--- run_at ms (0 = now). Returns per task '' (stored) or the id of the task
--- holding its unique key (rejected duplicate).
-local now = tonumber(ARGV[1])
+-- run_at ms (0 = now), delay_ms (run no earlier than now + this), kind.
+-- Returns per task '' (stored) or the id of the task holding its unique key
+-- (rejected duplicate). The id is the caller's: a task already stored under
+-- it (an earlier try of this call whose reply was lost) is not stored again.
+local now = clock(ARGV[1])
 local n = tonumber(ARGV[2])
 local uttl = tonumber(ARGV[3])
 local wake_cap = tonumber(ARGV[4])
 local out = {}
 local ready = 0
 for i = 0, n - 1 do
-  local b = 5 + i * 7
+  local b = 5 + i * 9
   local id = ARGV[b]
   local prio = tonumber(ARGV[b + 2])
   local unique = ARGV[b + 5]
   local run_at = tonumber(ARGV[b + 6])
+  local delay = tonumber(ARGV[b + 7])
+  if delay > 0 and now + delay > run_at then
+    run_at = now + delay
+  end
   local dup = nil
-  if unique ~= '' then
+  local stored = redis.call('HEXISTS', K_META, id) == 1
+  if stored then
+    dup = ''
+  elseif unique ~= '' then
     local holder = redis.call('HGET', K_UNIQ, unique)
     if holder then
       local exp = tonumber(redis.call('ZSCORE', K_UNIQEXP, unique) or '0')
@@ -31,6 +40,7 @@ for i = 0, n - 1 do
     out[i + 1] = dup
   else
     local m = {
+      kind = ARGV[b + 8],
       priority = prio,
       attempt = 0,
       max_retries = tonumber(ARGV[b + 3]),

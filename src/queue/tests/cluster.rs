@@ -76,6 +76,7 @@ async fn queue_runs_on_redis_cluster() {
 
         let leased = q.dequeue(100).await.unwrap();
         assert_eq!(leased.len(), 51);
+        assert!(q.started(&leased).await.unwrap().iter().all(|ok| *ok));
         let (first, rest): (Vec<Leased>, Vec<Leased>) =
             leased.into_iter().partition(|t| t.kind == "k" && t.payload == 0);
         let first = &first[0];

@@ -19,7 +19,7 @@ async fn setup(name: &str, tune: impl FnOnce(&mut QueueConfig)) -> (RedisServer,
     let server = RedisServer::start();
     let clock = FakeClock::new(T0);
     let mut cfg = QueueConfig::new(unique_prefix(name));
-    cfg.clock = std::sync::Arc::new(clock.clone());
+    cfg.fake_clock = Some(clock.clone());
     cfg.lease = Duration::from_secs(1);
     tune(&mut cfg);
     let queue = Queue::new(server.pool().await, cfg);
@@ -151,7 +151,7 @@ async fn delayed_task_hidden_until_due() {
 
 #[tokio::test]
 async fn exact_retry_schedule_then_dead_with_history() {
-    let (_s, q, clock) = setup("retry", |_| {}).await;
+    let (_s, q, clock) = setup("retry", |c| c.retry.jitter = 0.0).await;
     let e = q.enqueue(task("k", 1).priority(Priority::Low)).await.unwrap();
     let mut delays = Vec::new();
     for attempt in 1..=6u32 {
@@ -225,7 +225,11 @@ async fn fail_permanent_goes_straight_to_dead() {
 
 #[tokio::test]
 async fn stale_token_is_refused_everywhere() {
-    let (_s, q, clock) = setup("stale", |c| c.retry.base = Duration::from_millis(10)).await;
+    let (_s, q, clock) = setup("stale", |c| {
+        c.retry.base = Duration::from_millis(10);
+        c.retry.jitter = 0.0;
+    })
+    .await;
     let e = q.enqueue(task("k", 1)).await.unwrap();
     let old = q.dequeue(1).await.unwrap().pop().unwrap();
     assert!(q.extend(&old).await.unwrap());
@@ -247,7 +251,8 @@ async fn stale_token_is_refused_everywhere() {
     assert_eq!(state(&q, e.id).await, Some(TaskState::Active));
 
     assert!(q.ack(&new, None).await.unwrap());
-    assert!(!q.ack(&new, None).await.unwrap(), "second ack is stale");
+    assert!(q.ack(&new, None).await.unwrap(), "a repeated ack is answered like the first");
+    assert_eq!(q.stats().await.unwrap().total_completed, 1, "and counts once");
     let rec = q.get(e.id).await.unwrap().unwrap();
     assert_eq!(rec.history.len(), 1);
     assert_eq!(rec.history[0].error, "lease expired");
@@ -280,9 +285,14 @@ async fn reaper_is_guarded_per_interval() {
 
 #[tokio::test]
 async fn crashed_worker_task_is_reaped_and_runs_again() {
-    let (_s, q, clock) = setup("reap", |c| c.retry.base = Duration::from_millis(500)).await;
+    let (_s, q, clock) = setup("reap", |c| {
+        c.retry.base = Duration::from_millis(500);
+        c.retry.jitter = 0.0;
+    })
+    .await;
     let e = q.enqueue(task("k", 1).priority(Priority::Critical)).await.unwrap();
-    let _crashed = q.dequeue(1).await.unwrap().pop().unwrap();
+    let crashed = q.dequeue(1).await.unwrap();
+    assert_eq!(q.started(&crashed).await.unwrap(), vec![true]);
     clock.advance(Duration::from_millis(999));
     assert_eq!(q.reap().await.unwrap(), Some(0));
     assert!(q.dequeue(1).await.unwrap().is_empty());
@@ -322,6 +332,7 @@ async fn unique_key_held_through_retry_released_on_dead() {
     let (_s, q, clock) = setup("unique-dead", |c| {
         c.retry.max_retries = 1;
         c.retry.base = Duration::from_millis(10);
+        c.retry.jitter = 0.0;
     })
     .await;
     let first = q.enqueue(task("k", 1).unique_key("job")).await.unwrap();
@@ -383,10 +394,11 @@ async fn janitor_applies_retention() {
         assert_eq!(q.fail(&t, "x", true).await.unwrap(), FailOutcome::Dead);
         clock.advance(Duration::from_millis(1));
     }
-    // Dead is capped by count: the oldest of three goes first.
-    let r = q.janitor().await.unwrap().unwrap();
-    assert_eq!((r.completed, r.dead), (0, 1));
+    // Dead is capped by count as tasks die: the oldest of three went first.
+    assert_eq!(q.stats().await.unwrap().dead, 2);
     assert_eq!(q.get(dead[0]).await.unwrap(), None);
+    let r = q.janitor().await.unwrap().unwrap();
+    assert_eq!((r.completed, r.dead), (0, 0));
     assert!(q.get(done.id).await.unwrap().is_some());
 
     clock.advance(Duration::from_secs(60));
@@ -472,4 +484,216 @@ async fn every_key_shares_one_hash_tag() {
     for n in names {
         assert!(n.starts_with(&prefix), "{n} outside the hash tag");
     }
+}
+
+/// Holds every write on the server for `ms` (the reply of a call sent now
+/// comes after that), like a Redis stalled on fsync or a failover.
+fn pause_writes(s: &RedisServer, ms: u64) {
+    let r = super::server::raw_command(s.port, &format!("CLIENT PAUSE {ms} WRITE"));
+    assert!(r.as_deref().is_some_and(|r| r.starts_with("+OK")), "{r:?}");
+}
+
+/// Keeps the server busy for `ms` in a script of its own: calls sent
+/// meanwhile wait in their sockets and run afterwards, however long ago their
+/// callers gave up on the reply (and even if they closed the connection).
+fn stall_server(s: &RedisServer, ms: u64) {
+    const BUSY: &str = "local function us() local t = redis.call('TIME') return t[1] * 1000000 + t[2] end \
+        local t0 = us() while us() - t0 < tonumber(ARGV[1]) * 1000 do end return 1";
+    let port = s.port;
+    std::thread::spawn(move || {
+        let _ = super::server::raw_command(port, &format!("EVAL \"{BUSY}\" 0 {ms}"));
+    });
+    // Let the script start before the call under test is sent.
+    std::thread::sleep(Duration::from_millis(50));
+}
+
+/// The same queue over a pool that sends calls without a PING first, so a
+/// call goes out on a connection even while the server is stalled.
+async fn eager_twin(s: &RedisServer, q: &Queue) -> Queue {
+    let manager = bb8_redis::RedisConnectionManager::new(s.url()).expect("redis url");
+    let pool = bb8::Pool::builder().max_size(1).test_on_check_out(false).build(manager).await.expect("pool");
+    let twin = Queue::new(pool, q.config().clone());
+    twin.stats().await.expect("connection open, scripts loaded");
+    twin
+}
+
+/// Replies later than the response timeout: every call below times out at
+/// least once and is repeated, while its first try still runs on the server.
+fn late_replies(c: &mut QueueConfig) {
+    c.response_timeout = Duration::from_millis(100);
+    c.retry_window = Duration::from_secs(20);
+}
+
+#[tokio::test]
+async fn enqueue_with_a_late_reply_stores_one_task_and_succeeds() {
+    let (s, q, _) = setup("late-enqueue", late_replies).await;
+    let eager = eager_twin(&s, &q).await;
+    q.enqueue(task("k", 0)).await.unwrap(); // loads the script
+    stall_server(&s, 800);
+    let e = eager.enqueue(task("k", 1)).await.expect("a late reply is not a failure");
+    let stats = q.stats().await.unwrap();
+    assert_eq!(stats.pending_total(), 2, "the repeat did not store a second task");
+    assert_eq!(state(&q, e.id).await, Some(TaskState::Pending));
+}
+
+#[tokio::test]
+async fn dequeue_with_a_late_reply_returns_the_leases_it_made() {
+    let (s, q, _) = setup("late-dequeue", late_replies).await;
+    assert!(q.dequeue(1).await.unwrap().is_empty()); // loads the script
+    for i in 0..3 {
+        q.enqueue(task("k", i)).await.unwrap();
+    }
+    let eager = eager_twin(&s, &q).await;
+    stall_server(&s, 800);
+    let got = eager.dequeue(10).await.expect("a late reply is not a failure");
+    assert_eq!(got.iter().map(n_of).collect::<Vec<_>>(), vec![0, 1, 2], "the first try's leases");
+    assert_eq!(q.started(&got).await.unwrap(), vec![true; 3]);
+    let stats = q.stats().await.unwrap();
+    assert_eq!((stats.active, stats.pending_total()), (3, 0), "nothing leased to a token nobody holds");
+    for t in &got {
+        assert!(q.ack(t, None).await.unwrap());
+    }
+}
+
+#[tokio::test]
+async fn finishing_calls_with_late_replies_take_effect_once() {
+    let (s, q, _) = setup("late-finish", late_replies).await;
+    let a = q.enqueue(task("k", 1)).await.unwrap();
+    let b = q.enqueue(task("k", 2)).await.unwrap();
+    let c = q.enqueue(task("k", 3)).await.unwrap();
+    let got = q.dequeue(3).await.unwrap();
+    q.started(&got).await.unwrap();
+    let by_id = |id| got.iter().find(|t| t.id == id).unwrap();
+
+    pause_writes(&s, 400);
+    assert!(q.extend(by_id(a.id)).await.unwrap());
+    assert!(q.ack(by_id(a.id), Some("r".into())).await.unwrap(), "the late ack's repeat answers true");
+    pause_writes(&s, 400);
+    let FailOutcome::Retrying { at } = q.fail(by_id(b.id), "boom", false).await.unwrap() else {
+        panic!("a repeated fail must answer like the first");
+    };
+    assert_eq!(q.fail(by_id(b.id), "boom", false).await.unwrap(), FailOutcome::Retrying { at });
+    pause_writes(&s, 400);
+    assert!(q.requeue_front(by_id(c.id)).await.unwrap());
+    assert!(q.requeue_front(by_id(c.id)).await.unwrap());
+
+    let stats = q.stats().await.unwrap();
+    assert_eq!((stats.total_completed, stats.total_failed), (1, 1));
+    assert_eq!(q.get(b.id).await.unwrap().unwrap().history.len(), 1);
+    assert_eq!(stats.pending_total(), 1, "requeued once, not pushed twice");
+    let again = q.dequeue(10).await.unwrap();
+    assert_eq!(again.iter().map(|t| t.id).collect::<Vec<_>>(), vec![c.id]);
+}
+
+#[tokio::test]
+async fn a_lease_never_started_is_not_charged() {
+    let (_s, q, clock) = setup("unstarted", |_| {}).await;
+    let e = q.enqueue(task("k", 1)).await.unwrap();
+    // Leased, but the reply never reached a worker: nobody confirmed a start.
+    let lost = q.dequeue(1).await.unwrap();
+    clock.advance(Duration::from_millis(1001));
+    assert_eq!(q.reap().await.unwrap(), Some(1));
+    let rec = q.get(e.id).await.unwrap().unwrap();
+    assert_eq!((rec.state, rec.attempts), (TaskState::Pending, 0));
+    assert!(rec.history.is_empty());
+    let stats = q.stats().await.unwrap();
+    assert_eq!((stats.total_failed, stats.total_unstarted), (0, 1));
+    let t = q.dequeue(1).await.unwrap();
+    assert_eq!(t[0].attempt, 1);
+    // A late confirmation of the lost call finds nothing of its own.
+    assert_eq!(q.started(&lost).await.unwrap(), vec![false]);
+}
+
+#[tokio::test]
+async fn scripts_use_redis_time_not_the_callers() {
+    let server = RedisServer::start();
+    let mut cfg = QueueConfig::new(unique_prefix("time"));
+    cfg.lease = Duration::from_secs(30);
+    let q = Queue::new(server.pool().await, cfg);
+    let e = q.enqueue(task("k", 1)).await.unwrap();
+    let t = q.dequeue(1).await.unwrap();
+    q.started(&t).await.unwrap();
+    let time = super::server::raw_command(server.port, "TIME").unwrap();
+    let secs: i64 = time.lines().nth(2).unwrap().trim().parse().unwrap();
+    let rec = q.get(e.id).await.unwrap().unwrap();
+    // Within a few seconds of the server's clock (the test just read it).
+    assert!((rec.created_at.timestamp() - secs).abs() <= 5, "{} vs {secs}", rec.created_at);
+    assert_eq!(q.reap().await.unwrap(), Some(0), "a fresh lease is not expired in Redis time");
+}
+
+#[tokio::test]
+async fn completed_payloads_are_dropped_and_acks_trim_expired_records() {
+    let (s, q, clock) = setup("trim", |c| c.completed_retention = Duration::from_secs(1)).await;
+    let mut first = Vec::new();
+    for i in 0..40 {
+        first.push(q.enqueue(task("k", i)).await.unwrap().id);
+    }
+    for t in q.dequeue(40).await.unwrap() {
+        assert!(q.ack(&t, Some("ok".into())).await.unwrap());
+    }
+    let rec = q.get(first[0]).await.unwrap().unwrap();
+    assert_eq!((rec.state, rec.kind.as_str(), rec.result.as_deref()), (TaskState::Completed, "k", Some("ok")));
+    assert_eq!(rec.payload, serde_json::Value::Null, "the payload went with completion");
+    let data_len = super::server::raw_command(s.port, &format!("HLEN {{{}}}:data", q.config().prefix)).unwrap();
+    assert_eq!(data_len.trim(), ":0");
+
+    // Past retention, 20 more completions remove 40 expired records: no janitor needed.
+    clock.advance(Duration::from_secs(2));
+    for i in 0..20 {
+        q.enqueue(task("k", i)).await.unwrap();
+    }
+    for t in q.dequeue(20).await.unwrap() {
+        assert!(q.ack(&t, None).await.unwrap());
+    }
+    assert_eq!(q.stats().await.unwrap().completed, 20);
+    assert_eq!(q.get(first[0]).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn dead_set_is_bounded_by_bytes() {
+    let (_s, q, _) = setup("dead-bytes", |c| c.dead_max_bytes = 4000).await;
+    let big = "x".repeat(1000);
+    for i in 0..20 {
+        q.enqueue(NewTask::new("k", serde_json::json!({ "n": i, "pad": big }))).await.unwrap();
+        let t = q.dequeue(1).await.unwrap().pop().unwrap();
+        assert_eq!(q.fail(&t, "no", true).await.unwrap(), FailOutcome::Dead);
+    }
+    let stats = q.stats().await.unwrap();
+    assert!(stats.dead >= 1 && stats.dead <= 4, "{}", stats.dead);
+    assert_eq!(stats.total_dead, 20);
+}
+
+#[test]
+fn retries_are_jittered_by_default() {
+    assert!(RetryPolicy::default().jitter > 0.0);
+}
+
+#[tokio::test]
+async fn the_response_timeout_is_applied_to_pooled_connections() {
+    let (s, q, _) = setup("timeout", |c| {
+        c.response_timeout = Duration::from_millis(100);
+        c.retry_window = Duration::ZERO;
+    })
+    .await;
+    let eager = eager_twin(&s, &q).await;
+    // Longer than this queue's timeout, shorter than redis-rs's 500 ms default.
+    stall_server(&s, 300);
+    let e = eager.stats().await.expect_err("a reply later than the response timeout");
+    assert!(e.is_transient(), "{e:?}");
+}
+
+#[tokio::test]
+async fn a_late_fail_repeat_after_a_reap_is_stale() {
+    let (_s, q, clock) = setup("fin-reap", |c| c.retry.jitter = 0.0).await;
+    q.enqueue(task("k", 1)).await.unwrap();
+    let a = q.dequeue(1).await.unwrap();
+    q.started(&a).await.unwrap();
+    assert!(matches!(q.fail(&a[0], "first", false).await.unwrap(), FailOutcome::Retrying { .. }));
+    clock.advance(Duration::from_secs(1));
+    let b = q.dequeue(1).await.unwrap();
+    q.started(&b).await.unwrap();
+    clock.advance(Duration::from_millis(1001));
+    assert_eq!(q.reap().await.unwrap(), Some(1));
+    // The reaper ended attempt 2; the first lease's repeat is not its owner.
+    assert_eq!(q.fail(&a[0], "first", false).await.unwrap(), FailOutcome::Stale);
 }

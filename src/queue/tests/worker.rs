@@ -213,6 +213,7 @@ async fn crashed_lease_is_reaped_and_rerun_by_worker() {
     // A "worker" leases the task and dies without acking.
     let lost = q.dequeue(1).await.unwrap().pop().unwrap();
     assert_eq!(lost.id, id);
+    assert_eq!(q.started(std::slice::from_ref(&lost)).await.unwrap(), vec![true]);
     let seen = Seen::default();
     let w = spawn_worker(&q, recording(seen.clone(), |_| Ok(None)), fast_worker());
     eventually(20, "completed after reap", || async { state(&q, id).await == Some(TaskState::Completed) }).await;
@@ -348,6 +349,135 @@ async fn redis_restart_mid_run_loses_nothing() {
     w.shutdown().await;
     assert!(all_in(&q, &ids, TaskState::Completed).await);
     // At-least-once: every task ran; some may have run twice around the crash.
+    let ran: HashSet<Uuid> = seen.lock().unwrap().iter().map(|(id, _)| *id).collect();
+    assert_eq!(ran.len(), ids.len());
+}
+
+/// Sets its flag when dropped: a handler cancelled mid-run drops its future.
+struct OnDrop(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for OnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Attempt 1 hands its lease to the test and never finishes on its own (it
+/// would send the email after the lease is gone); later attempts succeed.
+fn hangs_first_time(
+    leases: tokio::sync::mpsc::UnboundedSender<Leased>,
+    cancelled: Arc<std::sync::atomic::AtomicBool>,
+) -> Arc<dyn Handler> {
+    Arc::new(FnHandler(move |t: Leased| {
+        let (leases, cancelled) = (leases.clone(), cancelled.clone());
+        async move {
+            if t.attempt > 1 {
+                return Ok(Some("second".into()));
+            }
+            let _guard = OnDrop(cancelled);
+            let _ = leases.send(t);
+            std::future::pending::<()>().await;
+            Ok(Some("first".into()))
+        }
+    }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_lease_cancels_the_handler() {
+    let server = RedisServer::start();
+    let mut cfg = config("lost-lease");
+    cfg.lease = Duration::from_millis(600);
+    let q = Queue::new(server.pool().await, cfg);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let cancelled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let wc = WorkerConfig { heartbeat: Some(Duration::from_millis(50)), ..fast_worker() };
+    let w = spawn_worker(&q, hangs_first_time(tx, cancelled.clone()), wc);
+    let id = q.enqueue(NewTask::new("k", serde_json::json!(0))).await.unwrap().id;
+    let leased = tokio::time::timeout(Duration::from_secs(20), rx.recv()).await.unwrap().unwrap();
+    // Someone else ends the lease (as a reaper on the far side of a partition would).
+    assert_eq!(q.fail(&leased, "taken away", true).await.unwrap(), FailOutcome::Dead);
+    eventually(20, "the handler cancelled", || async { cancelled.load(std::sync::atomic::Ordering::SeqCst) }).await;
+    w.shutdown().await;
+    let rec = q.get(id).await.unwrap().unwrap();
+    assert_eq!((rec.state, rec.result), (TaskState::Dead, None), "no ack after the lease was lost");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_unreachable_past_the_lease_cancels_the_handler() {
+    let server = RedisServer::start();
+    let mut cfg = config("unreachable");
+    cfg.lease = Duration::from_millis(400);
+    cfg.response_timeout = Duration::from_millis(50);
+    cfg.retry_window = Duration::from_millis(100);
+    // The test's own calls wait the pause out.
+    let observer =
+        Queue::new(server.pool().await, QueueConfig { retry_window: Duration::from_secs(20), ..cfg.clone() });
+    let q = Queue::new(server.pool().await, cfg);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let cancelled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let wc = WorkerConfig { heartbeat: Some(Duration::from_millis(50)), ..fast_worker() };
+    let w = spawn_worker(&q, hangs_first_time(tx, cancelled.clone()), wc);
+    let id = q.enqueue(NewTask::new("k", serde_json::json!(0))).await.unwrap().id;
+    tokio::time::timeout(Duration::from_secs(20), rx.recv()).await.unwrap().unwrap();
+    // Every extend now goes unanswered for several lease lengths.
+    assert!(raw_command(server.port, "CLIENT PAUSE 3000 WRITE").is_some_and(|r| r.starts_with("+OK")));
+    eventually(20, "the handler cancelled", || async { cancelled.load(std::sync::atomic::Ordering::SeqCst) }).await;
+    eventually(30, "completed by the next attempt", || async {
+        state(&observer, id).await == Some(TaskState::Completed)
+    })
+    .await;
+    w.shutdown().await;
+    let rec = observer.get(id).await.unwrap().unwrap();
+    assert_eq!((rec.attempts, rec.result.as_deref()), (2, Some("second")));
+}
+
+/// Write pauses longer than the response timeout while tasks stream in and
+/// run: every enqueue succeeds, every task completes once per lease, none is
+/// stranded active or charged for a lease no handler started.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_pauses_longer_than_the_response_timeout_strand_nothing() {
+    let server = RedisServer::start();
+    let mut cfg = config("pause");
+    cfg.lease = Duration::from_secs(30);
+    cfg.response_timeout = Duration::from_millis(200);
+    cfg.retry_window = Duration::from_secs(10);
+    let q = Queue::new(server.pool().await, cfg);
+    let seen = Seen::default();
+    let s2 = seen.clone();
+    let handler: Arc<dyn Handler> = Arc::new(FnHandler(move |t: Leased| {
+        let seen = s2.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            seen.lock().unwrap().push((t.id, t.attempt));
+            Ok(None)
+        }
+    }));
+    let w = spawn_worker(&q, handler, WorkerConfig { concurrency: 16, ..fast_worker() });
+    let q2 = q.clone();
+    let producer = tokio::spawn(async move {
+        let mut ids = Vec::new();
+        for n in 0..2000 {
+            ids.push(q2.enqueue(NewTask::new("k", serde_json::json!(n))).await.expect("enqueue").id);
+            if n % 10 == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        ids
+    });
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(raw_command(server.port, "CLIENT PAUSE 1000 WRITE").is_some_and(|r| r.starts_with("+OK")));
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+    let ids = producer.await.unwrap();
+    // Far less than the 30 s lease: nothing may wait for a lease to expire.
+    eventually(20, "every task completed", || async {
+        matches!(q.stats().await, Ok(s) if s.total_completed as usize >= ids.len())
+    })
+    .await;
+    w.shutdown().await;
+    let stats = q.stats().await.unwrap();
+    assert_eq!((stats.active, stats.total_failed, stats.total_completed as usize), (0, 0, ids.len()));
     let ran: HashSet<Uuid> = seen.lock().unwrap().iter().map(|(id, _)| *id).collect();
     assert_eq!(ran.len(), ids.len());
 }
