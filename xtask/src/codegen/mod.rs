@@ -1,12 +1,11 @@
 //! `cargo xtask codegen`: spec → model → Rust source → formatted files,
 //! written to disk or, with `--check`, compared with what is there.
 //!
-//! Stages: [`schema`] (openapiv3 → one normalized schema tree), [`model`]
-//! (operations, responses, Rust types), [`server`] (tokens).
+//! Stages: [`ir`] (openapiv3 → the intermediate representation, one module
+//! per concept), [`server`] (tokens), then rustfmt.
 
 pub mod client;
-pub mod model;
-pub mod schema;
+pub mod ir;
 pub mod server;
 
 use std::{
@@ -97,7 +96,7 @@ pub fn parse_spec(text: &str) -> Result<openapiv3::OpenAPI> {
 
 /// Generates every file of one server crate from a parsed spec, formatted.
 pub fn render_server(doc: &openapiv3::OpenAPI, spec_rel: &Path, crate_name: &str) -> Result<Vec<(PathBuf, String)>> {
-    let api = model::build(doc)?;
+    let api = ir::build(doc)?;
     let head = header(spec_rel);
     let mut files = Vec::new();
     for (path, tokens) in server::emit(&api)? {

@@ -9,8 +9,10 @@ use quote::{format_ident, quote};
 use serde_json::Value;
 use std::collections::BTreeSet;
 
-use super::model::{Api, Field, Kind, Operation, ParamIn, RTy, TypeDef, type_name};
-use super::schema::{Node, Sch};
+use super::ir::names::type_name;
+use super::ir::schema::{AdditionalProperties, Schema, SchemaNode};
+use super::ir::types::{EnumVariant, Field, Optionality, RustType, TypeDef, TypeKind, UnionVariant};
+use super::ir::{Api, Operation, ParamIn};
 
 /// Files of the server crate, path (relative to the crate) → contents
 /// before formatting.
@@ -77,70 +79,50 @@ fn doc_attrs(parts: &[Option<&str>]) -> TokenStream {
 // Types
 // ---------------------------------------------------------------------------
 
-fn rty_tokens(t: &RTy) -> TokenStream {
+fn rust_type_tokens(t: &RustType) -> TokenStream {
     match t {
-        RTy::Named(n) => {
+        RustType::Named(n) => {
             let n = ident(n);
             quote!(#n)
         }
-        RTy::String => quote!(::std::string::String),
-        RTy::Password => quote!(crate::rt::Password),
-        RTy::Date => quote!(::chrono::NaiveDate),
-        RTy::DateTime => quote!(::chrono::DateTime<::chrono::Utc>),
-        RTy::Uuid => quote!(::uuid::Uuid),
-        RTy::I32 => quote!(i32),
-        RTy::I64 => quote!(i64),
-        RTy::F32 => quote!(f32),
-        RTy::F64 => quote!(f64),
-        RTy::Bool => quote!(bool),
-        RTy::Vec(i) => {
-            let i = rty_tokens(i);
+        RustType::String => quote!(::std::string::String),
+        RustType::Password => quote!(crate::rt::Password),
+        RustType::Date => quote!(::chrono::NaiveDate),
+        RustType::DateTime => quote!(::chrono::DateTime<::chrono::Utc>),
+        RustType::Uuid => quote!(::uuid::Uuid),
+        RustType::I32 => quote!(i32),
+        RustType::I64 => quote!(i64),
+        RustType::F32 => quote!(f32),
+        RustType::F64 => quote!(f64),
+        RustType::Bool => quote!(bool),
+        RustType::Vec(i) => {
+            let i = rust_type_tokens(i);
             quote!(::std::vec::Vec<#i>)
         }
-        RTy::Map(i) => {
-            let i = rty_tokens(i);
+        RustType::Map(i) => {
+            let i = rust_type_tokens(i);
             quote!(::std::collections::BTreeMap<::std::string::String, #i>)
         }
-        RTy::JsonObject => quote!(::serde_json::Map<::std::string::String, ::serde_json::Value>),
-        RTy::Any => quote!(::serde_json::Value),
-    }
-}
-
-/// How a field is wrapped, from required/nullable/default.
-#[derive(Clone, Copy, PartialEq)]
-enum Wrap {
-    Plain,
-    /// Required but nullable, or optional without default.
-    Option,
-    /// Optional and nullable: absent and `null` differ.
-    DoubleOption,
-}
-
-fn wrap_of(f: &Field) -> Wrap {
-    match (f.required, f.nullable, f.default.is_some()) {
-        (true, false, _) => Wrap::Plain,
-        (true, true, _) => Wrap::Option,
-        (false, false, true) => Wrap::Plain,
-        (false, false, false) => Wrap::Option,
-        (false, true, _) => Wrap::DoubleOption,
+        RustType::JsonObject => quote!(::serde_json::Map<::std::string::String, ::serde_json::Value>),
+        RustType::Any => quote!(::serde_json::Value),
     }
 }
 
 fn field_type(f: &Field) -> TokenStream {
-    let t = rty_tokens(&f.ty);
-    match wrap_of(f) {
-        Wrap::Plain => t,
-        Wrap::Option => quote!(::std::option::Option<#t>),
-        Wrap::DoubleOption => quote!(::std::option::Option<::std::option::Option<#t>>),
+    let t = rust_type_tokens(&f.ty);
+    match f.optionality() {
+        Optionality::Plain => t,
+        Optionality::Option => quote!(::std::option::Option<#t>),
+        Optionality::DoubleOption => quote!(::std::option::Option<::std::option::Option<#t>>),
     }
 }
 
 /// Types reachable from request bodies and parameters: these get garde
 /// rules, shapes and `rt::Model`.
 fn request_reachable(api: &Api) -> Result<BTreeSet<String>> {
-    fn walk(api: &Api, t: &RTy, out: &mut BTreeSet<String>, stack: &mut Vec<String>) -> Result<()> {
+    fn walk(api: &Api, t: &RustType, out: &mut BTreeSet<String>, stack: &mut Vec<String>) -> Result<()> {
         match t {
-            RTy::Named(n) => {
+            RustType::Named(n) => {
                 if stack.contains(n) {
                     bail!("{}: recursive request schemas are not supported", api.types[n].node.pointer);
                 }
@@ -149,32 +131,32 @@ fn request_reachable(api: &Api) -> Result<BTreeSet<String>> {
                 }
                 stack.push(n.clone());
                 match &api.types[n].kind {
-                    Kind::Struct(fields) => {
+                    TypeKind::Struct(fields) => {
                         for f in fields {
                             walk(api, &f.ty, out, stack)?;
                         }
                     }
-                    Kind::Union(vs) => {
-                        for (_, t, _) in vs {
-                            walk(api, t, out, stack)?;
+                    TypeKind::Union(vs) => {
+                        for v in vs {
+                            walk(api, &v.ty, out, stack)?;
                         }
                     }
-                    Kind::StrEnum(_) => {}
+                    TypeKind::StrEnum(_) => {}
                 }
                 stack.pop();
                 Ok(())
             }
-            RTy::Vec(i) | RTy::Map(i) => walk(api, i, out, stack),
+            RustType::Vec(i) | RustType::Map(i) => walk(api, i, out, stack),
             _ => Ok(()),
         }
     }
     let mut out = BTreeSet::new();
     for op in &api.operations {
         if let Some((b, _)) = &op.body {
-            walk(api, &RTy::Named(b.clone()), &mut out, &mut Vec::new())?;
+            walk(api, &RustType::Named(b.clone()), &mut out, &mut Vec::new())?;
         }
         if let Some(p) = &op.params_type {
-            walk(api, &RTy::Named(p.clone()), &mut out, &mut Vec::new())?;
+            walk(api, &RustType::Named(p.clone()), &mut out, &mut Vec::new())?;
         }
     }
     Ok(out)
@@ -186,21 +168,21 @@ fn json_lit(v: &Value) -> TokenStream {
 }
 
 /// `MetaSchemaRef` for a schema, exactly as the contract writes it.
-fn meta_ref(api: &Api, s: &Sch) -> TokenStream {
+fn meta_ref(api: &Api, s: &Schema) -> TokenStream {
     match s {
-        Sch::Ref(name) => {
+        Schema::Ref(name) => {
             // poem-openapi registers types, not aliases: point at the target.
             let n = lit(api.aliases.get(name).unwrap_or(name));
             quote!(::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from(#n)))
         }
-        Sch::Inline(node) => {
+        Schema::Inline(node) => {
             let m = meta_schema(api, node);
             quote!(::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(#m)))
         }
     }
 }
 
-fn meta_schema(api: &Api, n: &Node) -> TokenStream {
+fn meta_schema(api: &Api, n: &SchemaNode) -> TokenStream {
     let mut sets = Vec::new();
     if let Some(t) = n.ty {
         sets.push(quote!(ty: #t,));
@@ -234,9 +216,9 @@ fn meta_schema(api: &Api, n: &Node) -> TokenStream {
         sets.push(quote!(required: ::std::vec![#(#rs),*],));
     }
     if !n.properties.is_empty() {
-        let ps = n.properties.iter().map(|(k, s)| {
-            let k = lit(k);
-            let m = meta_ref(api, s);
+        let ps = n.properties.iter().map(|p| {
+            let k = lit(&p.name);
+            let m = meta_ref(api, &p.schema);
             quote!((#k, #m))
         });
         sets.push(quote!(properties: ::std::vec![#(#ps),*],));
@@ -246,11 +228,11 @@ fn meta_schema(api: &Api, n: &Node) -> TokenStream {
         sets.push(quote!(items: ::std::option::Option::Some(::std::boxed::Box::new(#m)),));
     }
     match &n.additional_properties {
-        Some(Some(s)) => {
+        Some(AdditionalProperties::Schema(s)) => {
             let m = meta_ref(api, s);
             sets.push(quote!(additional_properties: ::std::option::Option::Some(::std::boxed::Box::new(#m)),));
         }
-        Some(None) => sets.push(quote!(additional_properties: ::std::option::Option::Some(::std::boxed::Box::new(
+        Some(AdditionalProperties::Any) => sets.push(quote!(additional_properties: ::std::option::Option::Some(::std::boxed::Box::new(
             ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(::poem_openapi::registry::MetaSchema::ANY))
         )),)),
         None => {}
@@ -309,23 +291,23 @@ fn meta_schema(api: &Api, n: &Node) -> TokenStream {
 }
 
 /// Components referenced anywhere under `s`, to register with the document.
-fn refs_in(api: &Api, s: &Sch, out: &mut BTreeSet<String>) {
+fn refs_in(api: &Api, s: &Schema, out: &mut BTreeSet<String>) {
     match s {
-        Sch::Ref(name) => {
+        Schema::Ref(name) => {
             out.insert(api.aliases.get(name).unwrap_or(name).clone());
         }
-        Sch::Inline(n) => refs_in_node(api, n, out),
+        Schema::Inline(n) => refs_in_node(api, n, out),
     }
 }
 
-fn refs_in_node(api: &Api, n: &Node, out: &mut BTreeSet<String>) {
-    for (_, p) in &n.properties {
-        refs_in(api, p, out);
+fn refs_in_node(api: &Api, n: &SchemaNode, out: &mut BTreeSet<String>) {
+    for p in &n.properties {
+        refs_in(api, &p.schema, out);
     }
     for s in n.items.iter().chain(n.one_of.iter()).chain(n.any_of.iter()) {
         refs_in(api, s, out);
     }
-    if let Some(Some(s)) = &n.additional_properties {
+    if let Some(AdditionalProperties::Schema(s)) = &n.additional_properties {
         refs_in(api, s, out);
     }
 }
@@ -333,7 +315,7 @@ fn refs_in_node(api: &Api, n: &Node, out: &mut BTreeSet<String>) {
 /// Rust type of a component name (after alias chains).
 fn component_type(api: &Api, name: &str) -> Option<String> {
     let name = api.aliases.get(name).map_or(name, String::as_str);
-    api.types.values().find(|t| t.component.as_deref() == Some(name)).map(|t| t.rust.clone())
+    api.types.values().find(|t| t.component.as_deref() == Some(name)).map(|t| t.rust_name.clone())
 }
 
 fn register_calls(api: &Api, refs: &BTreeSet<String>) -> TokenStream {
@@ -348,10 +330,10 @@ fn models_rs(api: &Api, request: &BTreeSet<String>) -> Result<TokenStream> {
     let mut items = Vec::new();
     for t in api.types.values() {
         // Params structs live with their operation's tag module.
-        if api.operations.iter().any(|o| o.params_type.as_deref() == Some(&t.rust)) {
+        if api.operations.iter().any(|o| o.params_type.as_deref() == Some(&t.rust_name)) {
             continue;
         }
-        items.push(type_def(api, t, request.contains(&t.rust))?);
+        items.push(type_def(api, t, request.contains(&t.rust_name))?);
     }
     Ok(quote! {
         //! Models for every schema of the contract, component or inline.
@@ -370,33 +352,33 @@ fn type_doc(t: &TypeDef) -> TokenStream {
 }
 
 fn type_def(api: &Api, t: &TypeDef, request: bool) -> Result<TokenStream> {
-    let name = ident(&t.rust);
+    let name = ident(&t.rust_name);
     let doc = type_doc(t);
     let type_impl = type_impl(api, t);
     Ok(match &t.kind {
-        Kind::StrEnum(variants) => {
-            let vs = variants.iter().map(|(v, w)| {
+        TypeKind::StrEnum(variants) => {
+            let vs = variants.iter().map(|EnumVariant { rust_name: v, wire: w }| {
                 let v = ident(v);
                 let w = lit(w);
                 quote!(#[serde(rename = #w)] #v,)
             });
-            let arms = variants.iter().map(|(v, w)| {
+            let arms = variants.iter().map(|EnumVariant { rust_name: v, wire: w }| {
                 let v = ident(v);
                 let w = lit(w);
                 quote!(Self::#v => #w,)
             });
-            let parse_arms = variants.iter().map(|(v, w)| {
+            let parse_arms = variants.iter().map(|EnumVariant { rust_name: v, wire: w }| {
                 let v = ident(v);
                 let w = lit(w);
                 quote!(#w => ::std::result::Result::Ok(Self::#v),)
             });
-            let all = variants.iter().map(|(v, _)| {
-                let v = ident(v);
+            let all = variants.iter().map(|e| {
+                let v = ident(&e.rust_name);
                 quote!(Self::#v)
             });
             let default_impl = t.node.default.as_ref().and_then(Value::as_str).and_then(|d| {
-                variants.iter().find(|(_, w)| w == d).map(|(v, _)| {
-                    let v = ident(v);
+                variants.iter().find(|e| e.wire == d).map(|e| {
+                    let v = ident(&e.rust_name);
                     quote! {
                         impl ::std::default::Default for #name {
                             fn default() -> Self { Self::#v }
@@ -438,10 +420,10 @@ fn type_def(api: &Api, t: &TypeDef, request: bool) -> Result<TokenStream> {
                 #type_impl
             }
         }
-        Kind::Union(variants) => {
-            let vs = variants.iter().map(|(v, ty, _)| {
-                let v = ident(v);
-                let ty = rty_tokens(ty);
+        TypeKind::Union(variants) => {
+            let vs = variants.iter().map(|u| {
+                let v = ident(&u.rust_name);
+                let ty = rust_type_tokens(&u.ty);
                 quote!(#v(#ty),)
             });
             let model = if request { union_model_impl(api, t, variants) } else { quote!() };
@@ -454,21 +436,21 @@ fn type_def(api: &Api, t: &TypeDef, request: bool) -> Result<TokenStream> {
                 #type_impl
             }
         }
-        Kind::Struct(fields) => struct_def(api, t, fields, request, &doc, &type_impl)?,
+        TypeKind::Struct(fields) => struct_def(api, t, fields, request, &doc, &type_impl)?,
     })
 }
 
-fn is_struct(api: &Api, t: &RTy) -> bool {
-    matches!(t, RTy::Named(n) if matches!(api.types.get(n).map(|t| &t.kind), Some(Kind::Struct(_)) | Some(Kind::Union(_))))
+fn is_struct(api: &Api, t: &RustType) -> bool {
+    matches!(t, RustType::Named(n) if matches!(api.types.get(n).map(|t| &t.kind), Some(TypeKind::Struct(_)) | Some(TypeKind::Union(_))))
 }
 
 /// Unions validate structurally (the shape); garde sees each variant's own
 /// rules through `dive`.
-fn union_model_impl(api: &Api, t: &TypeDef, variants: &[(String, RTy, Sch)]) -> TokenStream {
-    let name = ident(&t.rust);
-    let arms = variants.iter().map(|(v, ty, _)| {
-        let v = ident(v);
-        if is_struct(api, ty) {
+fn union_model_impl(api: &Api, t: &TypeDef, variants: &[UnionVariant]) -> TokenStream {
+    let name = ident(&t.rust_name);
+    let arms = variants.iter().map(|u| {
+        let v = ident(&u.rust_name);
+        if is_struct(api, &u.ty) {
             quote!(Self::#v(inner) => ::garde::Validate::validate_into(inner, ctx, parent, report),)
         } else {
             quote!(Self::#v(_) => {})
@@ -489,7 +471,7 @@ fn union_model_impl(api: &Api, t: &TypeDef, variants: &[(String, RTy, Sch)]) -> 
 }
 
 fn type_impl(api: &Api, t: &TypeDef) -> TokenStream {
-    let name = ident(&t.rust);
+    let name = ident(&t.rust_name);
     let mut refs = BTreeSet::new();
     refs_in_node(api, &t.node, &mut refs);
     let meta = meta_schema(api, &t.node);
@@ -512,7 +494,7 @@ fn type_impl(api: &Api, t: &TypeDef) -> TokenStream {
         }
         None => {
             let regs = register_calls(api, &refs);
-            let n = lit(&t.rust);
+            let n = lit(&t.rust_name);
             quote! {
                 rt::impl_type!(#name, #n,
                     ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(#meta)),
@@ -530,30 +512,33 @@ fn default_expr(api: &Api, f: &Field) -> Result<TokenStream> {
     let v = f.default.as_ref().map_or(&Value::Null, |v| v);
     let bad = || anyhow::anyhow!("{}: default {v} does not fit the schema", f.node.pointer);
     Ok(match &f.ty {
-        RTy::Named(n) => match api.types.get(n).map(|t| &t.kind) {
-            Some(Kind::StrEnum(vs)) => {
+        RustType::Named(n) => match api.types.get(n).map(|t| &t.kind) {
+            Some(TypeKind::StrEnum(vs)) => {
                 let w = v.as_str().ok_or_else(bad)?;
-                let (var, _) = vs.iter().find(|(_, x)| x == w).ok_or_else(bad)?;
+                let var = &vs.iter().find(|e| e.wire == w).ok_or_else(bad)?.rust_name;
                 let (n, var) = (ident(n), ident(var));
                 quote!(#n::#var)
             }
             _ => bail!("{}: defaults are supported on scalars and string enums", f.node.pointer),
         },
-        RTy::String => {
+        RustType::String => {
             let s = lit(v.as_str().ok_or_else(bad)?);
             quote!(::std::string::String::from(#s))
         }
-        RTy::I64 | RTy::I32 => {
+        RustType::I64 | RustType::I32 => {
             let i = v.as_i64().ok_or_else(bad)?;
-            let l =
-                if f.ty == RTy::I32 { Literal::i32_unsuffixed(i32::try_from(i)?) } else { Literal::i64_unsuffixed(i) };
+            let l = if f.ty == RustType::I32 {
+                Literal::i32_unsuffixed(i32::try_from(i)?)
+            } else {
+                Literal::i64_unsuffixed(i)
+            };
             quote!(#l)
         }
-        RTy::F64 | RTy::F32 => {
+        RustType::F64 | RustType::F32 => {
             let x = Literal::f64_unsuffixed(v.as_f64().ok_or_else(bad)?);
             quote!(#x)
         }
-        RTy::Bool => {
+        RustType::Bool => {
             if v.as_bool().ok_or_else(bad)? {
                 quote!(true)
             } else {
@@ -572,24 +557,24 @@ fn struct_def(
     doc: &TokenStream,
     type_impl: &TokenStream,
 ) -> Result<TokenStream> {
-    let name = ident(&t.rust);
+    let name = ident(&t.rust_name);
     let mut fs = Vec::new();
     let mut defaults = Vec::new();
     let mut renames = Vec::new();
     for f in fields {
-        let fname = ident(&f.rust);
+        let fname = ident(&f.rust_name);
         let fty = field_type(f);
         let fdoc = doc_attrs(&[f.description.as_deref()]);
         let mut serde_attrs = Vec::new();
-        if f.rust != f.json {
-            let j = lit(&f.json);
+        if f.rust_name != f.json_name {
+            let j = lit(&f.json_name);
             serde_attrs.push(quote!(rename = #j));
-            let r = lit(&f.rust);
+            let r = lit(&f.rust_name);
             renames.push(quote!((#r, #j)));
         }
-        match wrap_of(f) {
-            Wrap::Plain if f.default.is_some() => {
-                let dfn = default_fn_name(&t.rust, &f.rust);
+        match f.optionality() {
+            Optionality::Plain if f.default.is_some() => {
+                let dfn = default_fn_name(&t.rust_name, &f.rust_name);
                 let dfs = lit(&dfn.to_string());
                 serde_attrs.push(quote!(default = #dfs));
                 let e = default_expr(api, f)?;
@@ -597,12 +582,12 @@ fn struct_def(
                     fn #dfn() -> #fty { #e }
                 });
             }
-            Wrap::Plain => {}
-            Wrap::Option if f.required => {}
-            Wrap::Option => {
+            Optionality::Plain => {}
+            Optionality::Option if f.required => {}
+            Optionality::Option => {
                 serde_attrs.push(quote!(default, skip_serializing_if = "Option::is_none"));
             }
-            Wrap::DoubleOption => {
+            Optionality::DoubleOption => {
                 serde_attrs.push(quote!(default, skip_serializing_if = "Option::is_none", with = "rt::double_option"));
             }
         }
@@ -650,27 +635,27 @@ fn struct_def(
 /// An object with `code`, `msg`, `timestamp` and a free-form `data` is the
 /// error envelope: generated code can then build it for framework errors.
 fn envelope_impl(t: &TypeDef, fields: &[Field]) -> TokenStream {
-    let get = |n: &str| fields.iter().find(|f| f.json == n);
+    let get = |n: &str| fields.iter().find(|f| f.json_name == n);
     let (Some(code), Some(msg), Some(ts)) = (get("code"), get("msg"), get("timestamp")) else {
         return quote!();
     };
     let data = get("data");
-    let ok = code.ty == RTy::I64
+    let ok = code.ty == RustType::I64
         && code.required
         && code.node.enum_values.is_empty()
-        && msg.ty == RTy::String
+        && msg.ty == RustType::String
         && msg.required
-        && ts.ty == RTy::DateTime
+        && ts.ty == RustType::DateTime
         && ts.required
         && fields.len() == 3 + usize::from(data.is_some())
-        && data.is_none_or(|d| d.ty == RTy::JsonObject && !d.required);
+        && data.is_none_or(|d| d.ty == RustType::JsonObject && !d.required);
     if !ok {
         return quote!();
     }
-    let name = ident(&t.rust);
-    let data_set = match data.map(wrap_of) {
+    let name = ident(&t.rust_name);
+    let data_set = match data.map(Field::optionality) {
         None => quote!(),
-        Some(Wrap::DoubleOption) => quote!(data: data.map(|d| match d {
+        Some(Optionality::DoubleOption) => quote!(data: data.map(|d| match d {
             ::serde_json::Value::Object(m) => ::std::option::Option::Some(m),
             _ => ::std::option::Option::None,
         }),),
@@ -705,10 +690,10 @@ fn garde_rules(api: &Api, f: &Field) -> Result<TokenStream> {
     let mut rules = value_rules(api, &f.ty, &f.node)?;
     // Options are transparent to garde's rules except `inner`, which would
     // otherwise apply to the `Some` value instead of the items.
-    let depth = match wrap_of(f) {
-        Wrap::Plain => 0,
-        Wrap::Option => 1,
-        Wrap::DoubleOption => 2,
+    let depth = match f.optionality() {
+        Optionality::Plain => 0,
+        Optionality::Option => 1,
+        Optionality::DoubleOption => 2,
     };
     for r in rules.iter_mut() {
         if r.to_string().starts_with("inner") {
@@ -723,10 +708,10 @@ fn garde_rules(api: &Api, f: &Field) -> Result<TokenStream> {
     Ok(quote!(#[garde(#(#rules),*)]))
 }
 
-fn value_rules(api: &Api, ty: &RTy, n: &Node) -> Result<Vec<TokenStream>> {
+fn value_rules(api: &Api, ty: &RustType, n: &SchemaNode) -> Result<Vec<TokenStream>> {
     let mut rules = Vec::new();
     match ty {
-        RTy::String | RTy::Password => {
+        RustType::String | RustType::Password => {
             match (n.min_length, n.max_length) {
                 (None, None) => {}
                 (min, max) => {
@@ -750,15 +735,15 @@ fn value_rules(api: &Api, ty: &RTy, n: &Node) -> Result<Vec<TokenStream>> {
                 rules.push(quote!(email));
             }
         }
-        RTy::Date | RTy::DateTime | RTy::Uuid => {
+        RustType::Date | RustType::DateTime | RustType::Uuid => {
             if n.min_length.is_some() || n.max_length.is_some() {
                 bail!("{}: length limits on formatted strings are not supported", n.pointer);
             }
             // A pattern on a date (the contract's `^\d{4}-\d{2}-\d{2}$`) is
             // enforced by the shape's strict YYYY-MM-DD parse.
         }
-        RTy::I64 | RTy::I32 | RTy::F64 | RTy::F32 => {
-            let int = matches!(ty, RTy::I64 | RTy::I32);
+        RustType::I64 | RustType::I32 | RustType::F64 | RustType::F32 => {
+            let int = matches!(ty, RustType::I64 | RustType::I32);
             let mut args = Vec::new();
             if let Some(m) = n.minimum {
                 if n.exclusive_minimum && !int {
@@ -793,7 +778,7 @@ fn value_rules(api: &Api, ty: &RTy, n: &Node) -> Result<Vec<TokenStream>> {
                 bail!("{}: multipleOf is not supported", n.pointer);
             }
         }
-        RTy::Vec(item) => {
+        RustType::Vec(item) => {
             match (n.min_items, n.max_items) {
                 (None, None) => {}
                 (min, max) => {
@@ -813,14 +798,14 @@ fn value_rules(api: &Api, ty: &RTy, n: &Node) -> Result<Vec<TokenStream>> {
                 bail!("{}: uniqueItems is not supported", n.pointer);
             }
             let item_node = match &n.items {
-                Some(Sch::Inline(i)) => (**i).clone(),
-                Some(Sch::Ref(name)) => api
+                Some(Schema::Inline(i)) => (**i).clone(),
+                Some(Schema::Ref(name)) => api
                     .types
                     .values()
                     .find(|t| t.component.as_deref() == Some(name))
                     .map(|t| t.node.clone())
                     .unwrap_or_default(),
-                None => Node::default(),
+                None => SchemaNode::default(),
             };
             let inner = value_rules(api, item, &item_node)?;
             if inner.iter().any(|r| r.to_string() == "dive") {
@@ -831,19 +816,19 @@ fn value_rules(api: &Api, ty: &RTy, n: &Node) -> Result<Vec<TokenStream>> {
                 rules.push(quote!(inner(#(#inner),*)));
             }
         }
-        RTy::Named(name) => {
-            if matches!(api.types.get(name).map(|t| &t.kind), Some(Kind::Struct(_) | Kind::Union(_))) {
+        RustType::Named(name) => {
+            if matches!(api.types.get(name).map(|t| &t.kind), Some(TypeKind::Struct(_) | TypeKind::Union(_))) {
                 rules.push(quote!(dive));
             }
         }
-        RTy::Map(_) | RTy::JsonObject | RTy::Any | RTy::Bool => {}
+        RustType::Map(_) | RustType::JsonObject | RustType::Any | RustType::Bool => {}
     }
     Ok(rules)
 }
 
 fn shape_of_fields(api: &Api, fields: &[Field]) -> TokenStream {
     let props = fields.iter().map(|f| {
-        let name = lit(&f.json);
+        let name = lit(&f.json_name);
         let required = f.required;
         let mut shape = shape_of(api, &f.ty, &f.node);
         if f.nullable {
@@ -854,17 +839,17 @@ fn shape_of_fields(api: &Api, fields: &[Field]) -> TokenStream {
     quote!(rt::Shape::Object(&[#(#props),*]))
 }
 
-fn shape_of_node(api: &Api, n: &Node) -> TokenStream {
+fn shape_of_node(api: &Api, n: &SchemaNode) -> TokenStream {
     let members = if n.one_of.is_empty() { &n.any_of } else { &n.one_of };
     let shapes = members.iter().map(|m| match m {
-        Sch::Ref(name) => match component_type(api, name) {
+        Schema::Ref(name) => match component_type(api, name) {
             Some(t) => {
                 let t = ident(&t);
                 quote!(<#t as rt::Model>::SHAPE)
             }
             None => quote!(&rt::Shape::Any),
         },
-        Sch::Inline(node) => {
+        Schema::Inline(node) => {
             let ty = rty_of_inline(node);
             let s = shape_of(api, &ty, node);
             quote!(&#s)
@@ -877,25 +862,25 @@ fn shape_of_node(api: &Api, n: &Node) -> TokenStream {
     }
 }
 
-fn rty_of_inline(n: &Node) -> RTy {
+fn rty_of_inline(n: &SchemaNode) -> RustType {
     match (n.ty, n.format.as_deref()) {
-        (Some("integer"), Some("int32")) => RTy::I32,
-        (Some("integer"), _) => RTy::I64,
-        (Some("number"), _) => RTy::F64,
-        (Some("boolean"), _) => RTy::Bool,
-        (Some("string"), Some("date")) => RTy::Date,
-        (Some("string"), Some("date-time")) => RTy::DateTime,
-        (Some("string"), Some("uuid")) => RTy::Uuid,
-        (Some("string"), _) => RTy::String,
-        _ => RTy::Any,
+        (Some("integer"), Some("int32")) => RustType::I32,
+        (Some("integer"), _) => RustType::I64,
+        (Some("number"), _) => RustType::F64,
+        (Some("boolean"), _) => RustType::Bool,
+        (Some("string"), Some("date")) => RustType::Date,
+        (Some("string"), Some("date-time")) => RustType::DateTime,
+        (Some("string"), Some("uuid")) => RustType::Uuid,
+        (Some("string"), _) => RustType::String,
+        _ => RustType::Any,
     }
 }
 
-fn shape_of(api: &Api, ty: &RTy, n: &Node) -> TokenStream {
+fn shape_of(api: &Api, ty: &RustType, n: &SchemaNode) -> TokenStream {
     match ty {
-        RTy::Named(name) => match api.types.get(name).map(|t| &t.kind) {
-            Some(Kind::StrEnum(vs)) => {
-                let ws = vs.iter().map(|(_, w)| lit(w));
+        RustType::Named(name) => match api.types.get(name).map(|t| &t.kind) {
+            Some(TypeKind::StrEnum(vs)) => {
+                let ws = vs.iter().map(|e| lit(&e.wire));
                 quote!(rt::Shape::Enum(&[#(#ws),*]))
             }
             _ => {
@@ -903,18 +888,18 @@ fn shape_of(api: &Api, ty: &RTy, n: &Node) -> TokenStream {
                 quote!(*<#t as rt::Model>::SHAPE)
             }
         },
-        RTy::String | RTy::Password => quote!(rt::Shape::String(rt::StrFormat::Plain)),
-        RTy::Date => quote!(rt::Shape::String(rt::StrFormat::Date)),
-        RTy::DateTime => quote!(rt::Shape::String(rt::StrFormat::DateTime)),
-        RTy::Uuid => quote!(rt::Shape::String(rt::StrFormat::Uuid)),
-        RTy::I32 => int_shape(n, i32::MIN as i64, i32::MAX as i64),
-        RTy::I64 => int_shape(n, i64::MIN, i64::MAX),
-        RTy::F32 | RTy::F64 => quote!(rt::Shape::Number),
-        RTy::Bool => quote!(rt::Shape::Bool),
-        RTy::Vec(item) => {
+        RustType::String | RustType::Password => quote!(rt::Shape::String(rt::StrFormat::Plain)),
+        RustType::Date => quote!(rt::Shape::String(rt::StrFormat::Date)),
+        RustType::DateTime => quote!(rt::Shape::String(rt::StrFormat::DateTime)),
+        RustType::Uuid => quote!(rt::Shape::String(rt::StrFormat::Uuid)),
+        RustType::I32 => int_shape(n, i32::MIN as i64, i32::MAX as i64),
+        RustType::I64 => int_shape(n, i64::MIN, i64::MAX),
+        RustType::F32 | RustType::F64 => quote!(rt::Shape::Number),
+        RustType::Bool => quote!(rt::Shape::Bool),
+        RustType::Vec(item) => {
             let item_node = match &n.items {
-                Some(Sch::Inline(i)) => (**i).clone(),
-                _ => Node::default(),
+                Some(Schema::Inline(i)) => (**i).clone(),
+                _ => SchemaNode::default(),
             };
             let mut s = shape_of(api, item, &item_node);
             if item_node.nullable {
@@ -922,20 +907,20 @@ fn shape_of(api: &Api, ty: &RTy, n: &Node) -> TokenStream {
             }
             quote!(rt::Shape::Array(&#s))
         }
-        RTy::Map(item) => {
+        RustType::Map(item) => {
             let item_node = match &n.additional_properties {
-                Some(Some(Sch::Inline(i))) => (**i).clone(),
-                _ => Node::default(),
+                Some(AdditionalProperties::Schema(Schema::Inline(i))) => (**i).clone(),
+                _ => SchemaNode::default(),
             };
             let s = shape_of(api, item, &item_node);
             quote!(rt::Shape::Map(&#s))
         }
-        RTy::JsonObject => quote!(rt::Shape::Map(&rt::Shape::Any)),
-        RTy::Any => quote!(rt::Shape::Any),
+        RustType::JsonObject => quote!(rt::Shape::Map(&rt::Shape::Any)),
+        RustType::Any => quote!(rt::Shape::Any),
     }
 }
 
-fn int_shape(n: &Node, lo: i64, hi: i64) -> TokenStream {
+fn int_shape(n: &SchemaNode, lo: i64, hi: i64) -> TokenStream {
     if !n.enum_values.is_empty() {
         // Integer enums: the shape's range cannot express them, garde has no
         // rule for them; a one-value enum (the envelope's `code: 0`) is the
@@ -1053,9 +1038,9 @@ fn response_type_in(api: &Api, op: &Operation) -> proc_macro2::Ident {
 
 /// The schema of a response body: a named type's own `schema_ref()` (so
 /// the schema is emitted once, with the type), else built from the spec.
-fn body_schema_ref(api: &Api, sch: &Sch, ty: &RTy) -> TokenStream {
+fn body_schema_ref(api: &Api, sch: &Schema, ty: &RustType) -> TokenStream {
     match ty {
-        RTy::Named(t) => {
+        RustType::Named(t) => {
             let t = ident(t);
             quote!(<crate::models::#t as ::poem_openapi::types::Type>::schema_ref())
         }
@@ -1063,9 +1048,9 @@ fn body_schema_ref(api: &Api, sch: &Sch, ty: &RTy) -> TokenStream {
     }
 }
 
-fn is_envelope_type(api: &Api, ty: &RTy) -> bool {
-    let RTy::Named(n) = ty else { return false };
-    let Some(Kind::Struct(fields)) = api.types.get(n).map(|t| &t.kind) else { return false };
+fn is_envelope_type(api: &Api, ty: &RustType) -> bool {
+    let RustType::Named(n) = ty else { return false };
+    let Some(TypeKind::Struct(fields)) = api.types.get(n).map(|t| &t.kind) else { return false };
     !envelope_impl(&api.types[n], fields).is_empty()
 }
 
@@ -1077,7 +1062,7 @@ fn response_enum(api: &Api, op: &Operation) -> TokenStream {
         let d = doc_attrs(&[Some(&format!("{} {}", r.status, r.description))]);
         match &r.body {
             Some((_, ty)) => {
-                let t = rty_tokens(ty);
+                let t = rust_type_tokens(ty);
                 quote!(#d #v(#t),)
             }
             None => quote!(#d #v,),
@@ -1107,7 +1092,7 @@ fn response_enum(api: &Api, op: &Operation) -> TokenStream {
     let mut named = BTreeSet::new();
     for r in &op.responses {
         match &r.body {
-            Some((_, RTy::Named(t))) => {
+            Some((_, RustType::Named(t))) => {
                 named.insert(t.clone());
             }
             Some((sch, _)) => refs_in(api, sch, &mut refs),
@@ -1144,7 +1129,7 @@ fn response_enum(api: &Api, op: &Operation) -> TokenStream {
         let fallback = error_variants.iter().find(|r| r.status == 500).or(error_variants.last()).map(|r| r.status);
         let arms = error_variants.iter().map(|r| {
             let v = ident(&variant_name(r.status));
-            let t = r.body.as_ref().map(|(_, t)| rty_tokens(t));
+            let t = r.body.as_ref().map(|(_, t)| rust_type_tokens(t));
             let s = Literal::u16_unsuffixed(r.status);
             if Some(r.status) == fallback {
                 quote!(_ => Self::#v(<#t as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),)
@@ -1191,19 +1176,19 @@ fn response_enum(api: &Api, op: &Operation) -> TokenStream {
 fn params_def(api: &Api, op: &Operation) -> Result<TokenStream> {
     let Some(pt) = &op.params_type else { return Ok(quote!()) };
     let t = &api.types[pt];
-    let Kind::Struct(fields) = &t.kind else { bail!("params type is not a struct") };
+    let TypeKind::Struct(fields) = &t.kind else { bail!("params type is not a struct") };
     let doc = doc_attrs(&[Some(&format!("The parameters of `{}`, parsed and validated.", op.id))]);
     let def = struct_def(api, t, fields, true, &doc, &quote!())?;
     let name = ident(pt);
     let required = op.params.iter().map(|p| p.field.required && p.field.default.is_none());
     let schema_arms = op.params.iter().enumerate().map(|(i, p)| {
         let i = Literal::usize_unsuffixed(i);
-        let m = meta_ref(api, &p.field.sch);
+        let m = meta_ref(api, &p.field.schema);
         quote!(#i => #m,)
     });
     let mut refs = BTreeSet::new();
     for p in &op.params {
-        refs_in(api, &p.field.sch, &mut refs);
+        refs_in(api, &p.field.schema, &mut refs);
     }
     let regs = register_calls(api, &refs);
     Ok(quote! {
@@ -1224,12 +1209,12 @@ fn params_def(api: &Api, op: &Operation) -> Result<TokenStream> {
     })
 }
 
-fn coerce_of(ty: &RTy) -> TokenStream {
+fn coerce_of(ty: &RustType) -> TokenStream {
     match ty {
-        RTy::I32 | RTy::I64 => quote!(rt::Coerce::Integer),
-        RTy::F32 | RTy::F64 => quote!(rt::Coerce::Number),
-        RTy::Bool => quote!(rt::Coerce::Bool),
-        RTy::Vec(i) => {
+        RustType::I32 | RustType::I64 => quote!(rt::Coerce::Integer),
+        RustType::F32 | RustType::F64 => quote!(rt::Coerce::Number),
+        RustType::Bool => quote!(rt::Coerce::Bool),
+        RustType::Vec(i) => {
             let c = coerce_of(i);
             quote!(rt::Coerce::Array(&#c))
         }
@@ -1377,8 +1362,8 @@ fn server_method(api: &Api, op: &Operation) -> Result<TokenStream> {
         let pt_i = ident(pt);
         let mut entries = Vec::new();
         for (i, p) in op.params.iter().enumerate() {
-            let arg = format_ident!("p_{}", p.field.rust);
-            let json = lit(&p.field.json);
+            let arg = format_ident!("p_{}", p.field.rust_name);
+            let json = lit(&p.field.json_name);
             let idx = Literal::usize_unsuffixed(i);
             let extractor = match p.location {
                 ParamIn::Query => quote!(rt::Query<#pt_i, #idx>),

@@ -2,68 +2,19 @@
 //! their parameters, bodies and per-status responses, the Rust types every
 //! schema becomes, the security schemes and the error-code registry.
 
+pub mod names;
+pub mod schema;
+pub mod types;
+
 use anyhow::{Context, Result, bail};
-use heck::{ToSnakeCase, ToUpperCamelCase};
+use heck::ToSnakeCase;
 use indexmap::IndexMap;
 use openapiv3 as oa;
 use serde_json::Value;
 
-use super::schema::{Node, Resolver, Sch, ptr_seg};
-
-/// A Rust type a schema maps to.
-#[derive(Debug, Clone, PartialEq)]
-pub enum RTy {
-    Named(String),
-    String,
-    Password,
-    Date,
-    DateTime,
-    Uuid,
-    I32,
-    I64,
-    F32,
-    F64,
-    Bool,
-    Vec(Box<RTy>),
-    Map(Box<RTy>),
-    JsonObject,
-    Any,
-}
-
-/// One generated struct field.
-#[derive(Debug, Clone)]
-pub struct Field {
-    pub json: String,
-    pub rust: String,
-    pub ty: RTy,
-    pub required: bool,
-    pub nullable: bool,
-    pub default: Option<Value>,
-    /// The property's schema (for validation rules and shapes).
-    pub sch: Sch,
-    pub node: Node,
-    pub description: Option<String>,
-}
-
-#[derive(Debug, Clone)]
-pub enum Kind {
-    Struct(Vec<Field>),
-    /// (variant, wire value)
-    StrEnum(Vec<(String, String)>),
-    /// (variant, type)
-    Union(Vec<(String, RTy, Sch)>),
-}
-
-/// One generated Rust type.
-#[derive(Debug, Clone)]
-pub struct TypeDef {
-    pub rust: String,
-    /// The component name when this type is `#/components/schemas/<name>`;
-    /// otherwise it is emitted inline in the document.
-    pub component: Option<String>,
-    pub kind: Kind,
-    pub node: Node,
-}
+use names::{pointer_segment as ptr_seg, type_name};
+use schema::{Resolver, Schema, SchemaNode};
+use types::{Field, RustType, TypeBuilder, TypeDef};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ParamIn {
@@ -85,7 +36,7 @@ pub struct Response {
     pub status: u16,
     pub description: String,
     /// Body schema and its Rust type; `None` for an empty body.
-    pub body: Option<(Sch, RTy)>,
+    pub body: Option<(Schema, RustType)>,
 }
 
 #[derive(Debug, Clone)]
@@ -167,254 +118,6 @@ pub const FRAMEWORK_CODES: &[&str] = &[
     "Internal",
 ];
 
-const RUST_KEYWORDS: &[&str] = &[
-    "as", "async", "await", "break", "const", "continue", "crate", "dyn", "else", "enum", "extern", "false", "fn",
-    "for", "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut", "pub", "ref", "return", "self", "Self",
-    "static", "struct", "super", "trait", "true", "type", "unsafe", "use", "where", "while", "abstract", "become",
-    "box", "do", "final", "macro", "override", "priv", "typeof", "unsized", "virtual", "yield", "try", "gen",
-];
-
-/// A Rust field name for a JSON property name.
-pub fn field_name(json: &str) -> String {
-    let mut s = json.to_snake_case();
-    if s.is_empty() || s.starts_with(|c: char| c.is_ascii_digit()) {
-        s = format!("f_{s}");
-    }
-    if RUST_KEYWORDS.contains(&s.as_str()) {
-        s.push('_');
-    }
-    s
-}
-
-/// A Rust type or variant name.
-pub fn type_name(s: &str) -> String {
-    let mut n = s.to_upper_camel_case();
-    if n.is_empty() || n.starts_with(|c: char| c.is_ascii_digit()) {
-        n = format!("V{n}");
-    }
-    if RUST_KEYWORDS.contains(&n.as_str()) {
-        n.push('_');
-    }
-    n
-}
-
-/// A string enum's identity for reuse: its title and its values.
-type EnumKey = (Option<String>, Vec<String>);
-
-struct Builder<'a> {
-    r: Resolver<'a>,
-    types: IndexMap<String, TypeDef>,
-    /// (title, values) of string enums → their type, for reuse.
-    enums: Vec<(EnumKey, String)>,
-    /// Component name → Rust name.
-    components: IndexMap<String, String>,
-}
-
-impl<'a> Builder<'a> {
-    fn unique_name(&self, base: String) -> String {
-        if !self.types.contains_key(&base) && !self.components.values().any(|v| *v == base) {
-            return base;
-        }
-        (2..)
-            .map(|i| format!("{base}{i}"))
-            .find(|n| !self.types.contains_key(n) && !self.components.values().any(|v| v == n))
-            .unwrap_or(base)
-    }
-
-    /// The Rust type of `sch`; inline objects, enums and unions become named
-    /// types called `hint` (or the name of their `title`).
-    fn rty(&mut self, sch: &Sch, hint: &str, prop: Option<&str>) -> Result<RTy> {
-        let node = match sch {
-            Sch::Ref(name) => {
-                let canon = self.r.canonical(name)?;
-                return Ok(RTy::Named(self.component_rust(&canon)?));
-            }
-            Sch::Inline(n) => n.as_ref(),
-        };
-        if !node.one_of.is_empty() || !node.any_of.is_empty() {
-            let name = self.unique_name(node.title.as_deref().map_or_else(|| hint.to_owned(), type_name));
-            self.union(node, &name, None)?;
-            return Ok(RTy::Named(name));
-        }
-        Ok(match node.ty {
-            None => RTy::Any,
-            Some("boolean") => RTy::Bool,
-            Some("integer") => match node.format.as_deref() {
-                Some("int32") => RTy::I32,
-                _ => RTy::I64,
-            },
-            Some("number") => match node.format.as_deref() {
-                Some("float") => RTy::F32,
-                _ => RTy::F64,
-            },
-            Some("string") if !node.enum_values.is_empty() => {
-                let values: Vec<String> =
-                    node.enum_values.iter().map(|v| v.as_str().unwrap_or_default().to_owned()).collect();
-                // Identical enums share one type; a `title` names it (and
-                // only enums with the same title share).
-                let key = (node.title.clone(), values.clone());
-                if let Some((_, existing)) = self.enums.iter().find(|(k, _)| *k == key) {
-                    return Ok(RTy::Named(existing.clone()));
-                }
-                let base = match (&node.title, prop) {
-                    (Some(t), _) => type_name(t),
-                    (None, Some(p)) if !self.types.contains_key(&type_name(p)) => type_name(p),
-                    _ => hint.to_owned(),
-                };
-                let name = self.unique_name(base);
-                self.enums.push((key, name.clone()));
-                self.str_enum(node, &name, None, &values)?;
-                RTy::Named(name)
-            }
-            Some("string") => match node.format.as_deref() {
-                Some("date") => RTy::Date,
-                Some("date-time") => RTy::DateTime,
-                Some("uuid") => RTy::Uuid,
-                Some("password") => RTy::Password,
-                _ => RTy::String,
-            },
-            Some("array") => {
-                let items = node.items.as_ref().context("array without items")?;
-                RTy::Vec(Box::new(self.rty(items, &format!("{hint}Item"), None)?))
-            }
-            Some("object") if node.properties.is_empty() => match &node.additional_properties {
-                Some(Some(v)) => RTy::Map(Box::new(self.rty(v, &format!("{hint}Value"), None)?)),
-                _ => RTy::JsonObject,
-            },
-            Some("object") => {
-                let name = self.unique_name(node.title.as_deref().map_or_else(|| hint.to_owned(), type_name));
-                self.object(node, &name, None)?;
-                RTy::Named(name)
-            }
-            Some(other) => bail!("{}: unsupported type {other}", node.pointer),
-        })
-    }
-
-    fn component_rust(&mut self, name: &str) -> Result<String> {
-        if let Some(r) = self.components.get(name) {
-            return Ok(r.clone());
-        }
-        let rust = self.unique_name(type_name(name));
-        self.components.insert(name.to_owned(), rust.clone());
-        let pointer = format!("#/components/schemas/{}", ptr_seg(name));
-        let sch = self.r.convert(self.r.component(name)?, &pointer)?;
-        let node = self.r.resolve(&sch)?;
-        if !node.one_of.is_empty() || !node.any_of.is_empty() {
-            self.union(&node, &rust, Some(name))?;
-        } else if node.ty == Some("string") && !node.enum_values.is_empty() {
-            let values: Vec<String> =
-                node.enum_values.iter().map(|v| v.as_str().unwrap_or_default().to_owned()).collect();
-            self.enums.push(((None, values.clone()), rust.clone()));
-            self.str_enum(&node, &rust, Some(name), &values)?;
-        } else if node.ty == Some("object") && !node.properties.is_empty() {
-            self.object(&node, &rust, Some(name))?;
-        } else {
-            // A component that is a plain scalar or array: a transparent
-            // newtype would hide nothing useful, so it is an alias in Rust.
-            bail!("{pointer}: components that are not objects, string enums or unions are not supported yet");
-        }
-        Ok(rust)
-    }
-
-    fn str_enum(&mut self, node: &Node, name: &str, component: Option<&str>, values: &[String]) -> Result<()> {
-        let mut variants: Vec<(String, String)> = Vec::new();
-        for v in values {
-            let mut var = type_name(v);
-            while variants.iter().any(|(n, _)| *n == var) {
-                var.push('_');
-            }
-            variants.push((var, v.clone()));
-        }
-        self.types.insert(
-            name.to_owned(),
-            TypeDef {
-                rust: name.to_owned(),
-                component: component.map(str::to_owned),
-                kind: Kind::StrEnum(variants),
-                node: node.clone(),
-            },
-        );
-        Ok(())
-    }
-
-    fn union(&mut self, node: &Node, name: &str, component: Option<&str>) -> Result<()> {
-        // Reserve the name before recursing so nested names stay stable.
-        self.types.insert(
-            name.to_owned(),
-            TypeDef {
-                rust: name.to_owned(),
-                component: component.map(str::to_owned),
-                kind: Kind::Union(vec![]),
-                node: node.clone(),
-            },
-        );
-        let members = if node.one_of.is_empty() { &node.any_of } else { &node.one_of };
-        let mut variants = Vec::new();
-        for (i, m) in members.iter().enumerate() {
-            let ty = self.rty(m, &format!("{name}V{}", i + 1), None)?;
-            let var = match &ty {
-                RTy::Named(n) => n.clone(),
-                RTy::String => "String".into(),
-                RTy::I64 | RTy::I32 => "Integer".into(),
-                RTy::F64 | RTy::F32 => "Number".into(),
-                RTy::Bool => "Bool".into(),
-                RTy::Vec(_) => "Array".into(),
-                _ => format!("V{}", i + 1),
-            };
-            let var = if variants.iter().any(|(v, _, _): &(String, RTy, Sch)| *v == var) {
-                format!("{var}{}", i + 1)
-            } else {
-                var
-            };
-            variants.push((var, ty, m.clone()));
-        }
-        if let Some(t) = self.types.get_mut(name) {
-            t.kind = Kind::Union(variants);
-        }
-        Ok(())
-    }
-
-    fn object(&mut self, node: &Node, name: &str, component: Option<&str>) -> Result<()> {
-        self.types.insert(
-            name.to_owned(),
-            TypeDef {
-                rust: name.to_owned(),
-                component: component.map(str::to_owned),
-                kind: Kind::Struct(vec![]),
-                node: node.clone(),
-            },
-        );
-        let mut fields = Vec::new();
-        for (json, sch) in &node.properties {
-            fields.push(self.field(json, sch, node.required.contains(json), name)?);
-        }
-        if let Some(t) = self.types.get_mut(name) {
-            t.kind = Kind::Struct(fields);
-        }
-        Ok(())
-    }
-
-    fn field(&mut self, json: &str, sch: &Sch, required: bool, parent: &str) -> Result<Field> {
-        let ty = self.rty(sch, &format!("{parent}{}", type_name(json)), Some(json))?;
-        let node = self.r.resolve(sch)?;
-        let default = match sch {
-            Sch::Inline(n) => n.default.clone(),
-            Sch::Ref(_) => None,
-        };
-        Ok(Field {
-            json: json.to_owned(),
-            rust: field_name(json),
-            ty,
-            required,
-            nullable: node.nullable,
-            default,
-            description: node.description.clone(),
-            sch: sch.clone(),
-            node,
-        })
-    }
-}
-
 fn method_name(m: &str) -> &'static str {
     match m {
         "get" => "get",
@@ -433,16 +136,15 @@ pub fn build(doc: &oa::OpenAPI) -> Result<Api> {
     if !doc.openapi.starts_with("3.0") {
         bail!("#/openapi: only OpenAPI 3.0.x is supported, found {}", doc.openapi);
     }
-    let mut b =
-        Builder { r: Resolver::new(doc), types: IndexMap::new(), enums: Vec::new(), components: IndexMap::new() };
+    let mut b = TypeBuilder::new(Resolver::new(doc));
 
     // Components first, in document order, so their names win.
     let mut aliases = IndexMap::new();
     if let Some(c) = &doc.components {
         for name in c.schemas.keys() {
-            let canon = b.r.canonical(name)?;
+            let canon = b.resolver.canonical(name)?;
             if canon == *name {
-                b.component_rust(name)?;
+                b.component(name)?;
             } else {
                 aliases.insert(name.clone(), canon);
             }
@@ -526,7 +228,7 @@ pub fn base_path_of(url: &str) -> String {
 
 #[allow(clippy::too_many_arguments)]
 fn operation(
-    b: &mut Builder<'_>,
+    b: &mut TypeBuilder<'_>,
     doc: &oa::OpenAPI,
     path: &str,
     method: &'static str,
@@ -568,14 +270,14 @@ fn operation(
             oa::Parameter::Cookie { .. } => bail!("{pp}: cookie parameters are not supported"),
         };
         let sch = match &data.format {
-            oa::ParameterSchemaOrContent::Schema(s) => b.r.convert(s, &format!("{pp}/schema"))?,
+            oa::ParameterSchemaOrContent::Schema(s) => b.resolver.convert(s, &format!("{pp}/schema"))?,
             oa::ParameterSchemaOrContent::Content(_) => bail!("{pp}: parameters with `content` are not supported"),
         };
-        let node = b.r.resolve(&sch)?;
+        let node = b.resolver.resolve(&sch)?;
         match node.ty {
             Some("string" | "integer" | "number" | "boolean") => {}
             Some("array") => {
-                let item = b.r.resolve(node.items.as_ref().context("array without items")?)?;
+                let item = b.resolver.resolve(node.items.as_ref().context("array without items")?)?;
                 if !matches!(item.ty, Some("string" | "integer" | "number" | "boolean")) {
                     bail!("{pp}: array parameters must have scalar items");
                 }
@@ -596,7 +298,7 @@ fn operation(
     }
     for seg in path.split('/').filter(|s| s.starts_with('{')) {
         let name = seg.trim_start_matches('{').trim_end_matches('}');
-        if !params.iter().any(|p| p.location == ParamIn::Path && p.field.json == name) {
+        if !params.iter().any(|p| p.location == ParamIn::Path && p.field.json_name == name) {
             bail!("{pointer}: path parameter {name:?} is not declared");
         }
     }
@@ -605,16 +307,8 @@ fn operation(
         None
     } else {
         let name = b.unique_name(format!("{op_type}Params"));
-        let node = Node { pointer: format!("{pointer}/parameters"), ty: Some("object"), ..Node::default() };
-        b.types.insert(
-            name.clone(),
-            TypeDef {
-                rust: name.clone(),
-                component: None,
-                kind: Kind::Struct(params.iter().map(|p| p.field.clone()).collect()),
-                node,
-            },
-        );
+        let node = SchemaNode { pointer: format!("{pointer}/parameters"), ty: Some("object"), ..SchemaNode::default() };
+        b.synthetic_struct(&name, params.iter().map(|p| p.field.clone()).collect(), node);
         Some(name)
     };
 
@@ -634,13 +328,13 @@ fn operation(
                 bail!("{bp}/content: media type {mt:?} is not supported (application/json only)");
             }
             let s = media.schema.as_ref().with_context(|| format!("{bp}: media type without schema"))?;
-            let sch = b.r.convert(s, &format!("{bp}/content/application~1json/schema"))?;
-            let node = b.r.resolve(&sch)?;
+            let sch = b.resolver.convert(s, &format!("{bp}/content/application~1json/schema"))?;
+            let node = b.resolver.resolve(&sch)?;
             if node.ty != Some("object") || node.properties.is_empty() {
                 bail!("{bp}: the request body must be an object with properties");
             }
-            let ty = match b.rty(&sch, &format!("{op_type}Request"), None)? {
-                RTy::Named(n) => n,
+            let ty = match b.rust_type(&sch, &format!("{op_type}Request"), None)? {
+                RustType::Named(n) => n,
                 _ => bail!("{bp}: the request body must be an object"),
             };
             (Some((ty, rb.required)), rb.description.clone())
@@ -681,8 +375,8 @@ fn operation(
                     bail!("{rp}/content: media type {mt:?} is not supported (application/json only)");
                 }
                 let s = media.schema.as_ref().with_context(|| format!("{rp}: media type without schema"))?;
-                let sch = b.r.convert(s, &format!("{rp}/content/application~1json/schema"))?;
-                let ty = b.rty(&sch, &format!("{op_type}{status}Response"), None)?;
+                let sch = b.resolver.convert(s, &format!("{rp}/content/application~1json/schema"))?;
+                let ty = b.rust_type(&sch, &format!("{op_type}{status}Response"), None)?;
                 Some((sch, ty))
             }
             _ => bail!("{rp}: one media type per response is supported"),

@@ -1,21 +1,23 @@
-//! The first stage of the generator: `openapiv3` schemas become one plain tree
-//! (`Sch`), with `allOf` flattened and every reference checked, so that the
-//! emitters never see the many spellings OpenAPI allows for the same thing.
+//! Schemas: `openapiv3` schemas become one plain tree ([`Schema`]), with
+//! `allOf` flattened and every reference checked, so that the rest of the
+//! generator never sees the many spellings OpenAPI allows for the same thing.
 
 use anyhow::{Context, Result, bail};
 use openapiv3 as oa;
 use serde_json::Value;
 
+use super::names::pointer_segment;
+
 /// A schema: a reference to a component, or an inline node.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Sch {
+pub enum Schema {
     Ref(String),
-    Inline(Box<Node>),
+    Inline(Box<SchemaNode>),
 }
 
 /// One inline schema with the constraints the generator understands.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Node {
+pub struct SchemaNode {
     /// JSON pointer into the spec, for error messages.
     pub pointer: String,
     pub ty: Option<&'static str>,
@@ -40,18 +42,28 @@ pub struct Node {
     pub min_items: Option<usize>,
     pub max_items: Option<usize>,
     pub unique_items: bool,
-    pub items: Option<Sch>,
-    pub properties: Vec<(String, Sch)>,
+    pub items: Option<Schema>,
+    pub properties: Vec<Property>,
     pub required: Vec<String>,
-    /// `None`: not given; `Some(None)`: `true` (any value); `Some(Some(s))`.
-    pub additional_properties: Option<Option<Sch>>,
-    pub one_of: Vec<Sch>,
-    pub any_of: Vec<Sch>,
+    /// `None` when the keyword is absent.
+    pub additional_properties: Option<AdditionalProperties>,
+    pub one_of: Vec<Schema>,
+    pub any_of: Vec<Schema>,
 }
 
-/// Escapes one JSON-pointer segment.
-pub fn ptr_seg(s: &str) -> String {
-    s.replace('~', "~0").replace('/', "~1")
+/// One property of an object schema, in the spec's order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Property {
+    pub name: String,
+    pub schema: Schema,
+}
+
+/// What `additionalProperties` allows.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AdditionalProperties {
+    /// `additionalProperties: true`.
+    Any,
+    Schema(Schema),
 }
 
 /// Resolves component references against one document.
@@ -77,44 +89,44 @@ impl<'a> Resolver<'a> {
             .components
             .as_ref()
             .and_then(|c| c.schemas.get(name))
-            .with_context(|| format!("#/components/schemas/{}: referenced but not defined", ptr_seg(name)))
+            .with_context(|| format!("#/components/schemas/{}: referenced but not defined", pointer_segment(name)))
     }
 
-    pub fn convert(&self, s: &oa::ReferenceOr<oa::Schema>, pointer: &str) -> Result<Sch> {
+    pub fn convert(&self, s: &oa::ReferenceOr<oa::Schema>, pointer: &str) -> Result<Schema> {
         match s {
             oa::ReferenceOr::Reference { reference } => {
                 let name = Self::component_name(reference, pointer)?;
                 self.component(&name)?;
-                Ok(Sch::Ref(name))
+                Ok(Schema::Ref(name))
             }
-            oa::ReferenceOr::Item(schema) => Ok(Sch::Inline(Box::new(self.node(schema, pointer)?))),
+            oa::ReferenceOr::Item(schema) => Ok(Schema::Inline(Box::new(self.node(schema, pointer)?))),
         }
     }
 
-    pub fn convert_boxed(&self, s: &oa::ReferenceOr<Box<oa::Schema>>, pointer: &str) -> Result<Sch> {
+    pub fn convert_boxed(&self, s: &oa::ReferenceOr<Box<oa::Schema>>, pointer: &str) -> Result<Schema> {
         match s {
             oa::ReferenceOr::Reference { reference } => {
                 let name = Self::component_name(reference, pointer)?;
                 self.component(&name)?;
-                Ok(Sch::Ref(name))
+                Ok(Schema::Ref(name))
             }
-            oa::ReferenceOr::Item(schema) => Ok(Sch::Inline(Box::new(self.node(schema, pointer)?))),
+            oa::ReferenceOr::Item(schema) => Ok(Schema::Inline(Box::new(self.node(schema, pointer)?))),
         }
     }
 
     /// The node a schema stands for, following references (through chains of
     /// components that are themselves references).
-    pub fn resolve(&self, s: &Sch) -> Result<Node> {
+    pub fn resolve(&self, s: &Schema) -> Result<SchemaNode> {
         let mut seen = Vec::new();
         let mut cur = s.clone();
         loop {
             match cur {
-                Sch::Inline(n) => return Ok(*n),
-                Sch::Ref(name) => {
+                Schema::Inline(n) => return Ok(*n),
+                Schema::Ref(name) => {
                     if seen.contains(&name) {
-                        bail!("#/components/schemas/{}: $ref cycle", ptr_seg(&name));
+                        bail!("#/components/schemas/{}: $ref cycle", pointer_segment(&name));
                     }
-                    let pointer = format!("#/components/schemas/{}", ptr_seg(&name));
+                    let pointer = format!("#/components/schemas/{}", pointer_segment(&name));
                     cur = self.convert(self.component(&name)?, &pointer)?;
                     seen.push(name);
                 }
@@ -128,15 +140,16 @@ impl<'a> Resolver<'a> {
         for _ in 0..64 {
             match self.component(&name)? {
                 oa::ReferenceOr::Reference { reference } => {
-                    name = Self::component_name(reference, &format!("#/components/schemas/{}", ptr_seg(&name)))?;
+                    name =
+                        Self::component_name(reference, &format!("#/components/schemas/{}", pointer_segment(&name)))?;
                 }
                 oa::ReferenceOr::Item(_) => return Ok(name),
             }
         }
-        bail!("#/components/schemas/{}: $ref chain too long", ptr_seg(&name))
+        bail!("#/components/schemas/{}: $ref chain too long", pointer_segment(&name))
     }
 
-    fn node(&self, schema: &oa::Schema, pointer: &str) -> Result<Node> {
+    fn node(&self, schema: &oa::Schema, pointer: &str) -> Result<SchemaNode> {
         let d = &schema.schema_data;
         if d.discriminator.is_some() {
             bail!("{pointer}: `discriminator` is not supported by the generator");
@@ -145,7 +158,7 @@ impl<'a> Resolver<'a> {
             // Harmless, but poem-openapi cannot emit it on schemas: say so.
             bail!("{pointer}: `externalDocs` on schemas is not supported");
         }
-        let mut n = Node {
+        let mut n = SchemaNode {
             pointer: pointer.to_owned(),
             title: d.title.clone(),
             description: d.description.clone(),
@@ -155,7 +168,7 @@ impl<'a> Resolver<'a> {
             read_only: d.read_only,
             write_only: d.write_only,
             deprecated: d.deprecated,
-            ..Node::default()
+            ..SchemaNode::default()
         };
         match &schema.schema_kind {
             oa::SchemaKind::Type(t) => self.typed(t, &mut n, pointer)?,
@@ -197,7 +210,7 @@ impl<'a> Resolver<'a> {
         Ok(n)
     }
 
-    fn typed(&self, t: &oa::Type, n: &mut Node, pointer: &str) -> Result<()> {
+    fn typed(&self, t: &oa::Type, n: &mut SchemaNode, pointer: &str) -> Result<()> {
         match t {
             oa::Type::String(s) => {
                 n.ty = Some("string");
@@ -283,8 +296,8 @@ impl<'a> Resolver<'a> {
             oa::Type::Object(o) => {
                 n.ty = Some("object");
                 for (name, prop) in &o.properties {
-                    let p = format!("{pointer}/properties/{}", ptr_seg(name));
-                    n.properties.push((name.clone(), self.convert_boxed(prop, &p)?));
+                    let p = format!("{pointer}/properties/{}", pointer_segment(name));
+                    n.properties.push(Property { name: name.clone(), schema: self.convert_boxed(prop, &p)? });
                 }
                 for r in &o.required {
                     if !o.properties.contains_key(r) {
@@ -294,12 +307,12 @@ impl<'a> Resolver<'a> {
                 n.required = o.required.clone();
                 n.additional_properties = match &o.additional_properties {
                     None => None,
-                    Some(oa::AdditionalProperties::Any(true)) => Some(None),
+                    Some(oa::AdditionalProperties::Any(true)) => Some(AdditionalProperties::Any),
                     Some(oa::AdditionalProperties::Any(false)) => {
                         bail!("{pointer}: `additionalProperties: false` is not supported yet")
                     }
                     Some(oa::AdditionalProperties::Schema(s)) => {
-                        Some(Some(self.convert(s, &format!("{pointer}/additionalProperties"))?))
+                        Some(AdditionalProperties::Schema(self.convert(s, &format!("{pointer}/additionalProperties"))?))
                     }
                 };
                 if o.min_properties.is_some() || o.max_properties.is_some() {
@@ -315,7 +328,7 @@ impl<'a> Resolver<'a> {
 /// define the same property, a bare `type: object` yields to the more
 /// specific schema (the contract's envelope pattern); any other disagreement
 /// is an error rather than a guess.
-fn flatten_all_of(n: &mut Node, members: Vec<(String, Node)>, pointer: &str) -> Result<()> {
+fn flatten_all_of(n: &mut SchemaNode, members: Vec<(String, SchemaNode)>, pointer: &str) -> Result<()> {
     n.ty = Some("object");
     for (p, m) in members {
         if m.ty.is_some_and(|t| t != "object") || !m.one_of.is_empty() || !m.any_of.is_empty() {
@@ -324,14 +337,14 @@ fn flatten_all_of(n: &mut Node, members: Vec<(String, Node)>, pointer: &str) -> 
         if n.description.is_none() {
             n.description = m.description.clone();
         }
-        for (name, sch) in m.properties {
-            match n.properties.iter_mut().find(|(k, _)| *k == name) {
-                None => n.properties.push((name, sch)),
-                Some((_, existing)) => {
-                    if is_bare_object(existing) {
-                        *existing = sch;
-                    } else if !is_bare_object(&sch) && *existing != sch {
-                        bail!("{pointer}: allOf members disagree on property {name:?}");
+        for prop in m.properties {
+            match n.properties.iter_mut().find(|p| p.name == prop.name) {
+                None => n.properties.push(prop),
+                Some(existing) => {
+                    if is_bare_object(&existing.schema) {
+                        existing.schema = prop.schema;
+                    } else if !is_bare_object(&prop.schema) && existing.schema != prop.schema {
+                        bail!("{pointer}: allOf members disagree on property {:?}", prop.name);
                     }
                 }
             }
@@ -348,10 +361,10 @@ fn flatten_all_of(n: &mut Node, members: Vec<(String, Node)>, pointer: &str) -> 
     Ok(())
 }
 
-fn is_bare_object(s: &Sch) -> bool {
+fn is_bare_object(s: &Schema) -> bool {
     match s {
-        Sch::Inline(n) => n.ty == Some("object") && n.properties.is_empty() && n.additional_properties.is_none(),
-        Sch::Ref(_) => false,
+        Schema::Inline(n) => n.ty == Some("object") && n.properties.is_empty() && n.additional_properties.is_none(),
+        Schema::Ref(_) => false,
     }
 }
 
