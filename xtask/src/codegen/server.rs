@@ -9,10 +9,14 @@ use quote::{format_ident, quote};
 use serde_json::Value;
 use std::collections::BTreeSet;
 
+use super::ir::media::MediaType;
 use super::ir::names::type_name;
+use super::ir::operations::Operation;
+use super::ir::params::ParamLocation;
+use super::ir::responses::StatusKey;
 use super::ir::schema::{AdditionalProperties, Schema, SchemaNode};
 use super::ir::types::{EnumVariant, Field, Optionality, RustType, TypeDef, TypeKind, UnionVariant};
-use super::ir::{Api, Operation, ParamIn};
+use super::ir::{Api, Contact};
 
 /// Files of the server crate, path (relative to the crate) → contents
 /// before formatting.
@@ -152,8 +156,8 @@ fn request_reachable(api: &Api) -> Result<BTreeSet<String>> {
     }
     let mut out = BTreeSet::new();
     for op in &api.operations {
-        if let Some((b, _)) = &op.body {
-            walk(api, &RustType::Named(b.clone()), &mut out, &mut Vec::new())?;
+        if let Some(rb) = &op.request_body {
+            walk(api, &RustType::Named(rb.model.clone()), &mut out, &mut Vec::new())?;
         }
         if let Some(p) = &op.params_type {
             walk(api, &RustType::Named(p.clone()), &mut out, &mut Vec::new())?;
@@ -1025,15 +1029,21 @@ fn variant_name(status: u16) -> String {
     }
 }
 
-/// `{Op}Response`, or `{Op}ApiResponse` when a model already has that name
-/// (the contract's `listUsers` vs its `ListUsersResponse` schema).
-fn response_type_in(api: &Api, op: &Operation) -> proc_macro2::Ident {
-    let name = format!("{}Response", type_name(&op.id));
-    if api.types.contains_key(&name) {
-        format_ident!("{}ApiResponse", type_name(&op.id))
-    } else {
-        format_ident!("{}", name)
-    }
+/// A response with an exact status, which is every response the IR admits.
+struct Documented<'a> {
+    status: u16,
+    description: &'a str,
+    body: Option<&'a MediaType>,
+}
+
+fn documented(op: &Operation) -> Vec<Documented<'_>> {
+    op.responses
+        .iter()
+        .filter_map(|r| match r.status {
+            StatusKey::Code(status) => Some(Documented { status, description: &r.description, body: r.body() }),
+            StatusKey::Range(_) | StatusKey::Default => None,
+        })
+        .collect()
 }
 
 /// The schema of a response body: a named type's own `schema_ref()` (so
@@ -1055,25 +1065,26 @@ fn is_envelope_type(api: &Api, ty: &RustType) -> bool {
 }
 
 fn response_enum(api: &Api, op: &Operation) -> TokenStream {
-    let name = response_type_in(api, op);
+    let name = ident(&op.result_type);
+    let responses = documented(op);
     let doc = doc_attrs(&[Some(&format!("Every response `{}` documents, one variant per status.", op.id))]);
-    let variants = op.responses.iter().map(|r| {
+    let variants = responses.iter().map(|r| {
         let v = ident(&variant_name(r.status));
         let d = doc_attrs(&[Some(&format!("{} {}", r.status, r.description))]);
-        match &r.body {
-            Some((_, ty)) => {
-                let t = rust_type_tokens(ty);
+        match r.body {
+            Some(m) => {
+                let t = rust_type_tokens(&m.rust_type);
                 quote!(#d #v(#t),)
             }
             None => quote!(#d #v,),
         }
     });
-    let metas = op.responses.iter().map(|r| {
+    let metas = responses.iter().map(|r| {
         let status = Literal::u16_unsuffixed(r.status);
-        let desc = lit(&r.description);
-        let content = match &r.body {
-            Some((sch, ty)) => {
-                let m = body_schema_ref(api, sch, ty);
+        let desc = lit(r.description);
+        let content = match r.body {
+            Some(m) => {
+                let m = body_schema_ref(api, &m.schema, &m.rust_type);
                 quote!(::std::vec![::poem_openapi::registry::MetaMediaType { content_type: rt::JSON, schema: #m }])
             }
             None => quote!(::std::vec::Vec::new()),
@@ -1090,12 +1101,12 @@ fn response_enum(api: &Api, op: &Operation) -> TokenStream {
     // unnamed bodies (arrays, scalars) list their references here.
     let mut refs = BTreeSet::new();
     let mut named = BTreeSet::new();
-    for r in &op.responses {
-        match &r.body {
+    for r in &responses {
+        match r.body.map(|m| (&m.schema, &m.rust_type)) {
             Some((_, RustType::Named(t))) => {
                 named.insert(t.clone());
             }
-            Some((sch, _)) => refs_in(api, sch, &mut refs),
+            Some((schema, _)) => refs_in(api, schema, &mut refs),
             None => {}
         }
     }
@@ -1105,7 +1116,7 @@ fn response_enum(api: &Api, op: &Operation) -> TokenStream {
     });
     let regs = register_calls(api, &refs);
     let regs = quote!(#(#named_regs)* #regs);
-    let into_arms = op.responses.iter().map(|r| {
+    let into_arms = responses.iter().map(|r| {
         let v = ident(&variant_name(r.status));
         let status = Literal::u16_unsuffixed(r.status);
         match &r.body {
@@ -1117,11 +1128,10 @@ fn response_enum(api: &Api, op: &Operation) -> TokenStream {
             },
         }
     });
-    let error_variants: Vec<_> = op
-        .responses
+    let error_variants: Vec<_> = responses
         .iter()
         .filter(|r| r.status >= 400)
-        .filter(|r| r.body.as_ref().is_some_and(|(_, t)| is_envelope_type(api, t)))
+        .filter(|r| r.body.is_some_and(|m| is_envelope_type(api, &m.rust_type)))
         .collect();
     let from_error = if error_variants.is_empty() {
         quote!()
@@ -1129,7 +1139,7 @@ fn response_enum(api: &Api, op: &Operation) -> TokenStream {
         let fallback = error_variants.iter().find(|r| r.status == 500).or(error_variants.last()).map(|r| r.status);
         let arms = error_variants.iter().map(|r| {
             let v = ident(&variant_name(r.status));
-            let t = r.body.as_ref().map(|(_, t)| rust_type_tokens(t));
+            let t = r.body.map(|m| rust_type_tokens(&m.rust_type));
             let s = Literal::u16_unsuffixed(r.status);
             if Some(r.status) == fallback {
                 quote!(_ => Self::#v(<#t as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),)
@@ -1234,7 +1244,7 @@ fn tag_rs(api: &Api, tag: &str) -> Result<TokenStream> {
     let ops: Vec<&Operation> = api.operations.iter().filter(|o| op_tag(o) == tag).collect();
     let trait_name = format_ident!("{}Api", type_name(tag));
     let server_name = format_ident!("{}Server", type_name(tag));
-    let secured = ops.iter().any(|o| o.security.is_some());
+    let secured = ops.iter().any(|o| o.security_scheme().is_some());
     let supertrait =
         if secured { quote!(crate::Auth) } else { quote!(::std::marker::Send + ::std::marker::Sync + 'static) };
 
@@ -1242,11 +1252,11 @@ fn tag_rs(api: &Api, tag: &str) -> Result<TokenStream> {
     let mut server_methods = Vec::new();
     let mut extra = Vec::new();
     for op in &ops {
-        let m = ident(&op.rust);
-        let resp = response_type_in(api, op);
+        let m = ident(&op.fn_name);
+        let resp = ident(&op.result_type);
         let mut args = Vec::new();
         let mut call_args = Vec::new();
-        if op.security.is_some() {
+        if op.security_scheme().is_some() {
             args.push(quote!(principal: Self::Principal));
             call_args.push(quote!(principal));
         }
@@ -1255,9 +1265,9 @@ fn tag_rs(api: &Api, tag: &str) -> Result<TokenStream> {
             args.push(quote!(params: #pt));
             call_args.push(quote!(params));
         }
-        if let Some((bt, required)) = &op.body {
-            let bt = ident(bt);
-            if *required {
+        if let Some(rb) = &op.request_body {
+            let bt = ident(&rb.model);
+            if rb.required {
                 args.push(quote!(body: crate::models::#bt));
             } else {
                 args.push(quote!(body: ::std::option::Option<crate::models::#bt>));
@@ -1275,7 +1285,7 @@ fn tag_rs(api: &Api, tag: &str) -> Result<TokenStream> {
         });
         extra.push(response_enum(api, op));
         extra.push(params_def(api, op)?);
-        server_methods.push(server_method(api, op)?);
+        server_methods.push(server_method(op)?);
     }
 
     let tag_variant = format_ident!("{}", type_name(tag));
@@ -1310,9 +1320,9 @@ fn tag_rs(api: &Api, tag: &str) -> Result<TokenStream> {
     })
 }
 
-fn server_method(api: &Api, op: &Operation) -> Result<TokenStream> {
-    let m = ident(&op.rust);
-    let resp = response_type_in(api, op);
+fn server_method(op: &Operation) -> Result<TokenStream> {
+    let m = ident(&op.fn_name);
+    let resp = ident(&op.result_type);
     let path = lit(&op
         .path
         .split('/')
@@ -1339,7 +1349,7 @@ fn server_method(api: &Api, op: &Operation) -> Result<TokenStream> {
     let mut args = Vec::new();
     let mut prelude = Vec::new();
     let mut call = Vec::new();
-    if let Some(scheme) = &op.security {
+    if let Some(scheme) = op.security_scheme() {
         let st = scheme_type(scheme);
         let am = auth_method(scheme);
         args.push(quote!(auth: rt::ApiKey<crate::#st>));
@@ -1355,7 +1365,7 @@ fn server_method(api: &Api, op: &Operation) -> Result<TokenStream> {
         });
         call.push(quote!(principal));
     }
-    if op.params_type.is_some() || op.body.is_some() {
+    if op.params_type.is_some() || op.request_body.is_some() {
         prelude.push(quote!(let mut errs = rt::FieldErrors::default();));
     }
     if let Some(pt) = &op.params_type {
@@ -1366,9 +1376,10 @@ fn server_method(api: &Api, op: &Operation) -> Result<TokenStream> {
             let json = lit(&p.field.json_name);
             let idx = Literal::usize_unsuffixed(i);
             let extractor = match p.location {
-                ParamIn::Query => quote!(rt::Query<#pt_i, #idx>),
-                ParamIn::Path => quote!(rt::Path<#pt_i, #idx>),
-                ParamIn::Header => quote!(rt::Header<#pt_i, #idx>),
+                ParamLocation::Query => quote!(rt::Query<#pt_i, #idx>),
+                ParamLocation::Path => quote!(rt::Path<#pt_i, #idx>),
+                ParamLocation::Header => quote!(rt::Header<#pt_i, #idx>),
+                ParamLocation::Cookie => bail!("{}: cookie parameters are not supported", p.pointer),
             };
             let pdoc = doc_attrs(&[p.description.as_deref()]);
             let deprecated = if p.deprecated { quote!(, deprecated) } else { quote!() };
@@ -1381,9 +1392,10 @@ fn server_method(api: &Api, op: &Operation) -> Result<TokenStream> {
         });
         call.push(quote!(params));
     }
-    if let Some((bt, required)) = &op.body {
-        let bt = ident(bt);
-        let bdoc = doc_attrs(&[op.body_description.as_deref()]);
+    if let Some(rb) = &op.request_body {
+        let required = &rb.required;
+        let bt = ident(&rb.model);
+        let bdoc = doc_attrs(&[rb.description.as_deref()]);
         let req = if *required { quote!() } else { quote!(, false) };
         args.push(quote!(#bdoc body: rt::JsonBody<crate::models::#bt #req>));
         let missing = if *required {
@@ -1414,7 +1426,7 @@ fn server_method(api: &Api, op: &Operation) -> Result<TokenStream> {
         });
         call.push(quote!(body));
     }
-    let needs_validation = op.params_type.is_some() || op.body.is_some();
+    let needs_validation = op.params_type.is_some() || op.request_body.is_some();
     let checks = if needs_validation {
         let pats: Vec<TokenStream> = call
             .iter()
@@ -1463,7 +1475,7 @@ fn lib_rs(api: &Api) -> Result<TokenStream> {
         let d = lit(d);
         quote!(let svc = svc.description(#d);)
     });
-    let contact = api.contact.as_ref().map(|(name, url, email)| {
+    let contact = api.contact.as_ref().map(|Contact { name, url, email }| {
         let mut c = quote!(::poem_openapi::ContactObject::new());
         if let Some(n) = name {
             let n = lit(n);
@@ -1515,19 +1527,25 @@ fn lib_rs(api: &Api) -> Result<TokenStream> {
     };
     let traits: Vec<_> = tags.iter().map(|t| format_ident!("{}Api", type_name(t))).collect();
 
-    let auth = if api.security.is_empty() {
+    // The IR admits header API keys only.
+    let schemes: Vec<(&str, &str, Option<&str>)> = api
+        .security_schemes
+        .iter()
+        .filter_map(|s| s.api_key_header().map(|h| (s.name.as_str(), h, s.description.as_deref())))
+        .collect();
+    let auth = if schemes.is_empty() {
         quote!()
     } else {
-        let methods = api.security.iter().map(|s| {
-            let m = auth_method(&s.name);
-            let d = doc_attrs(&[Some(&format!("Verifies a credential of the `{}` scheme (header `{}`). Answer an `rt::AuthRejection` whose code has status 401 for a bad credential, or 500 when the credential store cannot answer (fail closed).", s.name, s.header))]);
+        let methods = schemes.iter().map(|&(name, header, _)| {
+            let m = auth_method(name);
+            let d = doc_attrs(&[Some(&format!("Verifies a credential of the `{name}` scheme (header `{header}`). Answer an `rt::AuthRejection` whose code has status 401 for a bad credential, or 500 when the credential store cannot answer (fail closed)."))]);
             quote!(#d fn #m(&self, token: &str) -> impl ::std::future::Future<Output = ::std::result::Result<Self::Principal, rt::AuthRejection>> + ::std::marker::Send;)
         });
-        let specs = api.security.iter().map(|s| {
-            let st = scheme_type(&s.name);
-            let n = lit(&s.name);
-            let h = lit(&s.header);
-            let d = opt_lit(s.description.as_deref());
+        let specs = schemes.iter().map(|&(name, header, description)| {
+            let st = scheme_type(name);
+            let n = lit(name);
+            let h = lit(header);
+            let d = opt_lit(description);
             quote! {
                 /// The security scheme as declared in the contract.
                 pub struct #st;
