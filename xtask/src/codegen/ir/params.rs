@@ -29,6 +29,21 @@ pub enum ParamStyle {
     Simple,
 }
 
+/// As the spec spells it, for error messages.
+impl std::fmt::Display for ParamStyle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Form => "form",
+            Self::SpaceDelimited => "spaceDelimited",
+            Self::PipeDelimited => "pipeDelimited",
+            Self::DeepObject => "deepObject",
+            Self::Matrix => "matrix",
+            Self::Label => "label",
+            Self::Simple => "simple",
+        })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Parameter {
     /// The parameter as a field of the operation's params struct.
@@ -171,7 +186,7 @@ fn require_default_style(location: ParamLocation, style: ParamStyle, pointer: &s
         ParamLocation::Path | ParamLocation::Header => ParamStyle::Simple,
     };
     if style != expected {
-        bail!("{pointer}/style: style {style:?} is not supported here (only {expected:?})");
+        bail!("{pointer}/style: `{style}` is not supported here, only `{expected}`");
     }
     Ok(())
 }
