@@ -1,0 +1,84 @@
+//! The server emitter: the IR becomes the token streams of the server
+//! crate's files, one module per kind of file or construct emitted. Shared
+//! token helpers live here.
+
+mod cargo_toml;
+mod error_codes;
+mod lib_rs;
+mod models;
+mod operations;
+mod params;
+mod responses;
+mod schema_meta;
+mod validation;
+
+pub use cargo_toml::cargo_toml;
+
+use anyhow::Result;
+use heck::ToSnakeCase;
+use proc_macro2::{Literal, TokenStream};
+use quote::{format_ident, quote};
+
+use super::ir::Api;
+use super::ir::operations::Operation;
+
+/// Files of the server crate, path (relative to the crate) → contents
+/// before formatting.
+pub fn emit(api: &Api) -> Result<Vec<(String, TokenStream)>> {
+    let request_types = models::request_reachable(api)?;
+    let mut files = Vec::new();
+    files.push(("src/lib.rs".to_owned(), lib_rs::lib_rs(api)?));
+    files.push(("src/error_codes.rs".to_owned(), error_codes::error_codes_rs(api)));
+    files.push(("src/models.rs".to_owned(), models::models_rs(api, &request_types)?));
+    for tag in tag_modules(api) {
+        files.push((format!("src/{}.rs", tag.to_snake_case()), operations::tag_rs(api, &tag)?));
+    }
+    Ok(files)
+}
+
+/// The trait (tag) an operation belongs to.
+pub(super) fn op_tag(op: &Operation) -> String {
+    op.tags.first().cloned().unwrap_or_else(|| "Default".to_owned())
+}
+
+pub(super) fn tag_modules(api: &Api) -> Vec<String> {
+    let mut tags: Vec<String> = Vec::new();
+    for op in &api.operations {
+        let t = op_tag(op);
+        if !tags.contains(&t) {
+            tags.push(t);
+        }
+    }
+    tags
+}
+
+pub(super) fn ident(s: &str) -> proc_macro2::Ident {
+    format_ident!("{}", s)
+}
+
+pub(super) fn lit(s: &str) -> Literal {
+    Literal::string(s)
+}
+
+pub(super) fn opt_lit(s: Option<&str>) -> TokenStream {
+    match s {
+        Some(s) => {
+            let l = lit(s);
+            quote!(::std::option::Option::Some(#l))
+        }
+        None => quote!(::std::option::Option::None),
+    }
+}
+
+pub(super) fn doc_attrs(parts: &[Option<&str>]) -> TokenStream {
+    let text: Vec<&str> = parts.iter().flatten().map(|s| s.trim_end()).filter(|s| !s.is_empty()).collect();
+    if text.is_empty() {
+        return quote!();
+    }
+    let joined = text.join("\n\n");
+    let lines = joined.lines().map(|l| {
+        let l = lit(&format!(" {l}"));
+        quote!(#[doc = #l])
+    });
+    quote!(#(#lines)*)
+}
