@@ -27,7 +27,7 @@ use super::ir::operations::Operation;
 pub fn emit(api: &Api) -> Result<Vec<(String, TokenStream)>> {
     let request_types = models::request_reachable(api)?;
     let mut files = Vec::new();
-    files.push(("src/lib.rs".to_owned(), lib_rs::lib_rs(api)?));
+    files.push(("src/lib.rs".to_owned(), lib_rs::lib_rs(api)));
     files.push(("src/error_codes.rs".to_owned(), error_codes::error_codes_rs(api)));
     files.push(("src/models.rs".to_owned(), models::models_rs(api, &request_types)?));
     for tag in tag_modules(api) {

@@ -13,10 +13,10 @@ use crate::codegen::ir::Api;
 use crate::codegen::ir::media::MediaType;
 use crate::codegen::ir::operations::Operation;
 use crate::codegen::ir::responses::StatusKey;
-use crate::codegen::ir::schema::Schema;
 use crate::codegen::ir::types::{RustType, TypeKind};
 
-pub(super) fn variant_name(status: u16) -> String {
+/// The variant of a status, named as the HTTP reason phrase.
+fn variant_name(status: u16) -> String {
     match status {
         200 => "Ok".into(),
         201 => "Created".into(),
@@ -43,13 +43,13 @@ pub(super) fn variant_name(status: u16) -> String {
 }
 
 /// A response with an exact status, which is every response the IR admits.
-pub(super) struct Documented<'a> {
+struct Documented<'a> {
     status: u16,
     description: &'a str,
     body: Option<&'a MediaType>,
 }
 
-pub(super) fn documented(op: &Operation) -> Vec<Documented<'_>> {
+fn documented(op: &Operation) -> Vec<Documented<'_>> {
     op.responses
         .iter()
         .filter_map(|r| match r.status {
@@ -59,24 +59,9 @@ pub(super) fn documented(op: &Operation) -> Vec<Documented<'_>> {
         .collect()
 }
 
-/// The schema of a response body: a named type's own `schema_ref()` (so
-/// the schema is emitted once, with the type), else built from the spec.
-pub(super) fn body_schema_ref(api: &Api, sch: &Schema, ty: &RustType) -> TokenStream {
-    match ty {
-        RustType::Named(t) => {
-            let t = ident(t);
-            quote!(<crate::models::#t as ::poem_openapi::types::Type>::schema_ref())
-        }
-        _ => meta_ref(api, sch),
-    }
-}
-
-pub(super) fn is_envelope_type(api: &Api, ty: &RustType) -> bool {
-    let RustType::Named(n) = ty else { return false };
-    let Some(TypeKind::Struct(fields)) = api.types.get(n).map(|t| &t.kind) else { return false };
-    !envelope_impl(&api.types[n], fields).is_empty()
-}
-
+/// The operation's result type with its `ApiResponse` (document),
+/// `IntoResponse` (HTTP) and, when it can carry envelopes,
+/// `FromErrorCode` (framework errors) impls.
 pub(super) fn response_enum(api: &Api, op: &Operation) -> TokenStream {
     let name = ident(&op.result_type);
     let responses = documented(op);
@@ -92,86 +77,10 @@ pub(super) fn response_enum(api: &Api, op: &Operation) -> TokenStream {
             None => quote!(#d #v,),
         }
     });
-    let metas = responses.iter().map(|r| {
-        let status = Literal::u16_unsuffixed(r.status);
-        let desc = lit(r.description);
-        let content = match r.body {
-            Some(m) => {
-                let m = body_schema_ref(api, &m.schema, &m.rust_type);
-                quote!(::std::vec![::poem_openapi::registry::MetaMediaType { content_type: rt::JSON, schema: #m }])
-            }
-            None => quote!(::std::vec::Vec::new()),
-        };
-        quote!(::poem_openapi::registry::MetaResponse {
-            description: #desc,
-            status: ::std::option::Option::Some(#status),
-            status_range: ::std::option::Option::None,
-            content: #content,
-            headers: ::std::vec::Vec::new(),
-        })
-    });
-    // A named body type registers itself (and what it references); only
-    // unnamed bodies (arrays, scalars) list their references here.
-    let mut refs = BTreeSet::new();
-    let mut named = BTreeSet::new();
-    for r in &responses {
-        match r.body.map(|m| (&m.schema, &m.rust_type)) {
-            Some((_, RustType::Named(t))) => {
-                named.insert(t.clone());
-            }
-            Some((schema, _)) => refs_in(api, schema, &mut refs),
-            None => {}
-        }
-    }
-    let named_regs = named.iter().map(|t| {
-        let t = ident(t);
-        quote!(<crate::models::#t as ::poem_openapi::types::Type>::register(registry);)
-    });
-    let regs = register_calls(api, &refs);
-    let regs = quote!(#(#named_regs)* #regs);
-    let into_arms = responses.iter().map(|r| {
-        let v = ident(&variant_name(r.status));
-        let status = Literal::u16_unsuffixed(r.status);
-        match &r.body {
-            Some(_) => quote!(Self::#v(body) => rt::json_response(#status, &body),),
-            None => quote! {
-                Self::#v => ::poem::Response::builder()
-                    .status(::poem::http::StatusCode::from_u16(#status).unwrap_or(::poem::http::StatusCode::INTERNAL_SERVER_ERROR))
-                    .finish(),
-            },
-        }
-    });
-    let error_variants: Vec<_> = responses
-        .iter()
-        .filter(|r| r.status >= 400)
-        .filter(|r| r.body.is_some_and(|m| is_envelope_type(api, &m.rust_type)))
-        .collect();
-    let from_error = if error_variants.is_empty() {
-        quote!()
-    } else {
-        let fallback = error_variants.iter().find(|r| r.status == 500).or(error_variants.last()).map(|r| r.status);
-        let arms = error_variants.iter().map(|r| {
-            let v = ident(&variant_name(r.status));
-            let t = r.body.map(|m| rust_type_tokens(&m.rust_type));
-            let s = Literal::u16_unsuffixed(r.status);
-            if Some(r.status) == fallback {
-                quote!(_ => Self::#v(<#t as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),)
-            } else {
-                quote!(#s => Self::#v(<#t as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),)
-            }
-        });
-        // The fallback arm must come last.
-        let mut arms: Vec<TokenStream> = arms.collect();
-        arms.sort_by_key(|a| a.to_string().starts_with('_'));
-        quote! {
-            impl rt::FromErrorCode for #name {
-                fn from_error(code: crate::ErrorCode, msg: ::std::option::Option<::std::string::String>, data: ::std::option::Option<::serde_json::Value>) -> Self {
-                    let msg = msg.unwrap_or_else(|| ::std::borrow::ToOwned::to_owned(code.message()));
-                    match code.status() { #(#arms)* }
-                }
-            }
-        }
-    };
+    let metas = responses.iter().map(|r| response_meta(api, r));
+    let regs = registrations(api, &responses);
+    let into_arms = responses.iter().map(into_response_arm);
+    let from_error = from_error_impl(api, &name, &responses);
     quote! {
         #doc
         #[derive(Debug, Clone, PartialEq)]
@@ -193,5 +102,115 @@ pub(super) fn response_enum(api: &Api, op: &Operation) -> TokenStream {
             }
         }
         #from_error
+    }
+}
+
+fn response_meta(api: &Api, r: &Documented<'_>) -> TokenStream {
+    let status = Literal::u16_unsuffixed(r.status);
+    let desc = lit(r.description);
+    let content = match r.body {
+        Some(m) => {
+            let m = body_schema_ref(api, m);
+            quote!(::std::vec![::poem_openapi::registry::MetaMediaType { content_type: rt::JSON, schema: #m }])
+        }
+        None => quote!(::std::vec::Vec::new()),
+    };
+    quote!(::poem_openapi::registry::MetaResponse {
+        description: #desc,
+        status: ::std::option::Option::Some(#status),
+        status_range: ::std::option::Option::None,
+        content: #content,
+        headers: ::std::vec::Vec::new(),
+    })
+}
+
+/// The schema of a response body: a named type's own `schema_ref()` (so
+/// the schema is emitted once, with the type), else built from the spec.
+fn body_schema_ref(api: &Api, body: &MediaType) -> TokenStream {
+    match &body.rust_type {
+        RustType::Named(t) => {
+            let t = ident(t);
+            quote!(<crate::models::#t as ::poem_openapi::types::Type>::schema_ref())
+        }
+        _ => meta_ref(api, &body.schema),
+    }
+}
+
+/// A named body type registers itself (and what it references); only
+/// unnamed bodies (arrays, scalars) list their references here.
+fn registrations(api: &Api, responses: &[Documented<'_>]) -> TokenStream {
+    let mut refs = BTreeSet::new();
+    let mut named = BTreeSet::new();
+    for body in responses.iter().filter_map(|r| r.body) {
+        match &body.rust_type {
+            RustType::Named(t) => {
+                named.insert(t.clone());
+            }
+            _ => refs_in(api, &body.schema, &mut refs),
+        }
+    }
+    let named_regs = named.iter().map(|t| {
+        let t = ident(t);
+        quote!(<crate::models::#t as ::poem_openapi::types::Type>::register(registry);)
+    });
+    let regs = register_calls(api, &refs);
+    quote!(#(#named_regs)* #regs)
+}
+
+fn into_response_arm(r: &Documented<'_>) -> TokenStream {
+    let v = ident(&variant_name(r.status));
+    let status = Literal::u16_unsuffixed(r.status);
+    match r.body {
+        Some(_) => quote!(Self::#v(body) => rt::json_response(#status, &body),),
+        None => quote! {
+            Self::#v => ::poem::Response::builder()
+                .status(::poem::http::StatusCode::from_u16(#status).unwrap_or(::poem::http::StatusCode::INTERNAL_SERVER_ERROR))
+                .finish(),
+        },
+    }
+}
+
+fn is_envelope_type(api: &Api, ty: &RustType) -> bool {
+    let RustType::Named(n) = ty else { return false };
+    let Some(TypeKind::Struct(fields)) = api.types.get(n).map(|t| &t.kind) else { return false };
+    !envelope_impl(&api.types[n], fields).is_empty()
+}
+
+/// Framework errors (validation, authentication, body) become the variant
+/// documented for their status; a status the operation does not document
+/// falls back to its 500, else to its last error variant, so a handler's
+/// enum is never bypassed.
+fn from_error_impl(api: &Api, name: &proc_macro2::Ident, responses: &[Documented<'_>]) -> TokenStream {
+    let error_variants: Vec<_> = responses
+        .iter()
+        .filter(|r| r.status >= 400)
+        .filter(|r| r.body.is_some_and(|m| is_envelope_type(api, &m.rust_type)))
+        .collect();
+    if error_variants.is_empty() {
+        return quote!();
+    }
+    let fallback = error_variants.iter().find(|r| r.status == 500).or(error_variants.last()).map(|r| r.status);
+    let mut arms: Vec<TokenStream> = error_variants
+        .iter()
+        .map(|r| {
+            let v = ident(&variant_name(r.status));
+            let t = r.body.map(|m| rust_type_tokens(&m.rust_type));
+            let s = Literal::u16_unsuffixed(r.status);
+            if Some(r.status) == fallback {
+                quote!(_ => Self::#v(<#t as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),)
+            } else {
+                quote!(#s => Self::#v(<#t as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),)
+            }
+        })
+        .collect();
+    // The fallback arm must come last.
+    arms.sort_by_key(|a| a.to_string().starts_with('_'));
+    quote! {
+        impl rt::FromErrorCode for #name {
+            fn from_error(code: crate::ErrorCode, msg: ::std::option::Option<::std::string::String>, data: ::std::option::Option<::serde_json::Value>) -> Self {
+                let msg = msg.unwrap_or_else(|| ::std::borrow::ToOwned::to_owned(code.message()));
+                match code.status() { #(#arms)* }
+            }
+        }
     }
 }

@@ -45,120 +45,126 @@ pub(super) fn garde_rules(api: &Api, f: &Field) -> Result<TokenStream> {
     Ok(quote!(#[garde(#(#rules),*)]))
 }
 
-pub(super) fn value_rules(api: &Api, ty: &RustType, n: &SchemaNode) -> Result<Vec<TokenStream>> {
-    let mut rules = Vec::new();
+/// garde rules for a value of type `ty` constrained by `n`. A constraint
+/// neither garde nor the shape can check exactly is refused.
+fn value_rules(api: &Api, ty: &RustType, n: &SchemaNode) -> Result<Vec<TokenStream>> {
     match ty {
-        RustType::String | RustType::Password => {
-            match (n.min_length, n.max_length) {
-                (None, None) => {}
-                (min, max) => {
-                    let mut args = vec![quote!(chars)];
-                    if let Some(m) = min {
-                        let m = Literal::usize_unsuffixed(m);
-                        args.push(quote!(min = #m));
-                    }
-                    if let Some(m) = max {
-                        let m = Literal::usize_unsuffixed(m);
-                        args.push(quote!(max = #m));
-                    }
-                    rules.push(quote!(length(#(#args),*)));
-                }
-            }
-            if let Some(p) = &n.pattern {
-                let p = lit(p);
-                rules.push(quote!(pattern(#p)));
-            }
-            if n.format.as_deref() == Some("email") {
-                rules.push(quote!(email));
-            }
-        }
+        RustType::String | RustType::Password => Ok(string_rules(n)),
         RustType::Date | RustType::DateTime | RustType::Uuid => {
             if n.min_length.is_some() || n.max_length.is_some() {
                 bail!("{}: length limits on formatted strings are not supported", n.pointer);
             }
             // A pattern on a date (the contract's `^\d{4}-\d{2}-\d{2}$`) is
             // enforced by the shape's strict YYYY-MM-DD parse.
+            Ok(Vec::new())
         }
-        RustType::I64 | RustType::I32 | RustType::F64 | RustType::F32 => {
-            let int = matches!(ty, RustType::I64 | RustType::I32);
-            let mut args = Vec::new();
-            if let Some(m) = n.minimum {
-                if n.exclusive_minimum && !int {
-                    bail!("{}: exclusiveMinimum on numbers is not supported", n.pointer);
-                }
-                let m = if n.exclusive_minimum { m + 1.0 } else { m };
-                let m = if int {
-                    f64_lit_int(m)
-                } else {
-                    let l = Literal::f64_unsuffixed(m);
-                    quote!(#l)
-                };
-                args.push(quote!(min = #m));
-            }
-            if let Some(m) = n.maximum {
-                if n.exclusive_maximum && !int {
-                    bail!("{}: exclusiveMaximum on numbers is not supported", n.pointer);
-                }
-                let m = if n.exclusive_maximum { m - 1.0 } else { m };
-                let m = if int {
-                    f64_lit_int(m)
-                } else {
-                    let l = Literal::f64_unsuffixed(m);
-                    quote!(#l)
-                };
-                args.push(quote!(max = #m));
-            }
-            if !args.is_empty() {
-                rules.push(quote!(range(#(#args),*)));
-            }
-            if n.multiple_of.is_some() {
-                bail!("{}: multipleOf is not supported", n.pointer);
-            }
-        }
-        RustType::Vec(item) => {
-            match (n.min_items, n.max_items) {
-                (None, None) => {}
-                (min, max) => {
-                    let mut args = Vec::new();
-                    if let Some(m) = min {
-                        let m = Literal::usize_unsuffixed(m);
-                        args.push(quote!(min = #m));
-                    }
-                    if let Some(m) = max {
-                        let m = Literal::usize_unsuffixed(m);
-                        args.push(quote!(max = #m));
-                    }
-                    rules.push(quote!(length(#(#args),*)));
-                }
-            }
-            if n.unique_items {
-                bail!("{}: uniqueItems is not supported", n.pointer);
-            }
-            let item_node = match &n.items {
-                Some(Schema::Inline(i)) => (**i).clone(),
-                Some(Schema::Ref(name)) => api
-                    .types
-                    .values()
-                    .find(|t| t.component.as_deref() == Some(name))
-                    .map(|t| t.node.clone())
-                    .unwrap_or_default(),
-                None => SchemaNode::default(),
-            };
-            let inner = value_rules(api, item, &item_node)?;
-            if inner.iter().any(|r| r.to_string() == "dive") {
-                // garde validates `Vec<T: Validate>` itself; `dive` is only
-                // allowed at field level.
-                rules.push(quote!(dive));
-            } else if !inner.is_empty() {
-                rules.push(quote!(inner(#(#inner),*)));
-            }
-        }
+        RustType::I64 | RustType::I32 => number_rules(n, true),
+        RustType::F64 | RustType::F32 => number_rules(n, false),
+        RustType::Vec(item) => array_rules(api, item, n),
         RustType::Named(name) => {
             if matches!(api.types.get(name).map(|t| &t.kind), Some(TypeKind::Struct(_) | TypeKind::Union(_))) {
-                rules.push(quote!(dive));
+                Ok(vec![quote!(dive)])
+            } else {
+                Ok(Vec::new())
             }
         }
-        RustType::Map(_) | RustType::JsonObject | RustType::Any | RustType::Bool => {}
+        RustType::Map(_) | RustType::JsonObject | RustType::Any | RustType::Bool => Ok(Vec::new()),
+    }
+}
+
+/// `min = …, max = …` for whichever bounds are given.
+fn bounds(min: Option<usize>, max: Option<usize>) -> Vec<TokenStream> {
+    let mut args = Vec::new();
+    if let Some(m) = min {
+        let m = Literal::usize_unsuffixed(m);
+        args.push(quote!(min = #m));
+    }
+    if let Some(m) = max {
+        let m = Literal::usize_unsuffixed(m);
+        args.push(quote!(max = #m));
+    }
+    args
+}
+
+fn string_rules(n: &SchemaNode) -> Vec<TokenStream> {
+    let mut rules = Vec::new();
+    if n.min_length.is_some() || n.max_length.is_some() {
+        // JSON Schema counts characters, not bytes.
+        let args = std::iter::once(quote!(chars)).chain(bounds(n.min_length, n.max_length));
+        rules.push(quote!(length(#(#args),*)));
+    }
+    if let Some(p) = &n.pattern {
+        let p = lit(p);
+        rules.push(quote!(pattern(#p)));
+    }
+    if n.format.as_deref() == Some("email") {
+        rules.push(quote!(email));
+    }
+    rules
+}
+
+/// A range rule. Exclusive bounds are exact only for integers (a bound
+/// moves by one); on floats they are refused rather than approximated.
+fn number_rules(n: &SchemaNode, int: bool) -> Result<Vec<TokenStream>> {
+    let literal = |v: f64| {
+        if int {
+            f64_lit_int(v)
+        } else {
+            let l = Literal::f64_unsuffixed(v);
+            quote!(#l)
+        }
+    };
+    let mut args = Vec::new();
+    if let Some(m) = n.minimum {
+        if n.exclusive_minimum && !int {
+            bail!("{}: exclusiveMinimum on numbers is not supported", n.pointer);
+        }
+        let m = literal(if n.exclusive_minimum { m + 1.0 } else { m });
+        args.push(quote!(min = #m));
+    }
+    if let Some(m) = n.maximum {
+        if n.exclusive_maximum && !int {
+            bail!("{}: exclusiveMaximum on numbers is not supported", n.pointer);
+        }
+        let m = literal(if n.exclusive_maximum { m - 1.0 } else { m });
+        args.push(quote!(max = #m));
+    }
+    let mut rules = Vec::new();
+    if !args.is_empty() {
+        rules.push(quote!(range(#(#args),*)));
+    }
+    if n.multiple_of.is_some() {
+        bail!("{}: multipleOf is not supported", n.pointer);
+    }
+    Ok(rules)
+}
+
+fn array_rules(api: &Api, item: &RustType, n: &SchemaNode) -> Result<Vec<TokenStream>> {
+    let mut rules = Vec::new();
+    if n.min_items.is_some() || n.max_items.is_some() {
+        let args = bounds(n.min_items, n.max_items);
+        rules.push(quote!(length(#(#args),*)));
+    }
+    if n.unique_items {
+        bail!("{}: uniqueItems is not supported", n.pointer);
+    }
+    let item_node = match &n.items {
+        Some(Schema::Inline(i)) => (**i).clone(),
+        Some(Schema::Ref(name)) => api
+            .types
+            .values()
+            .find(|t| t.component.as_deref() == Some(name))
+            .map(|t| t.node.clone())
+            .unwrap_or_default(),
+        None => SchemaNode::default(),
+    };
+    let inner = value_rules(api, item, &item_node)?;
+    if inner.iter().any(|r| r.to_string() == "dive") {
+        // garde validates `Vec<T: Validate>` itself; `dive` is only
+        // allowed at field level.
+        rules.push(quote!(dive));
+    } else if !inner.is_empty() {
+        rules.push(quote!(inner(#(#inner),*)));
     }
     Ok(rules)
 }
