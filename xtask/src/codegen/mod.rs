@@ -100,7 +100,7 @@ pub fn render_server(doc: &openapiv3::OpenAPI, spec_rel: &Path, crate_name: &str
     let api = ir::build(doc)?;
     let head = header(spec_rel);
     let mut files = Vec::new();
-    for (path, tokens) in emit::emit(&api)? {
+    for emit::EmittedFile { path, tokens } in emit::emit(&api)? {
         let file: syn::File =
             syn::parse2(tokens).with_context(|| format!("generated {path} is not valid Rust (generator bug)"))?;
         let pretty = prettyplease::unparse(&file);

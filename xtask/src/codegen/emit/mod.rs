@@ -22,16 +22,25 @@ use quote::{format_ident, quote};
 use super::ir::Api;
 use super::ir::operations::Operation;
 
-/// Files of the server crate, path (relative to the crate) → contents
-/// before formatting.
-pub fn emit(api: &Api) -> Result<Vec<(String, TokenStream)>> {
+/// One Rust file of the server crate, before formatting.
+pub struct EmittedFile {
+    /// Relative to the crate directory.
+    pub path: String,
+    pub tokens: TokenStream,
+}
+
+/// The Rust files of the server crate (`rt.rs` and `Cargo.toml` are added
+/// by the caller: they are not built from the IR).
+pub fn emit(api: &Api) -> Result<Vec<EmittedFile>> {
     let request_types = models::request_reachable(api)?;
-    let mut files = Vec::new();
-    files.push(("src/lib.rs".to_owned(), lib_rs::lib_rs(api)));
-    files.push(("src/error_codes.rs".to_owned(), error_codes::error_codes_rs(api)));
-    files.push(("src/models.rs".to_owned(), models::models_rs(api, &request_types)?));
+    let file = |path: &str, tokens| EmittedFile { path: path.to_owned(), tokens };
+    let mut files = vec![
+        file("src/lib.rs", lib_rs::lib_rs(api)),
+        file("src/error_codes.rs", error_codes::error_codes_rs(api)),
+        file("src/models.rs", models::models_rs(api, &request_types)?),
+    ];
     for tag in tag_modules(api) {
-        files.push((format!("src/{}.rs", tag.to_snake_case()), operations::tag_rs(api, &tag)?));
+        files.push(file(&format!("src/{}.rs", tag.to_snake_case()), operations::tag_rs(api, &tag)?));
     }
     Ok(files)
 }

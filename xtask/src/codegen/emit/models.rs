@@ -44,7 +44,7 @@ pub(super) fn rust_type_tokens(t: &RustType) -> TokenStream {
     }
 }
 
-pub(super) fn field_type(f: &Field) -> TokenStream {
+fn field_type(f: &Field) -> TokenStream {
     let t = rust_type_tokens(&f.ty);
     match f.optionality() {
         Optionality::Plain => t,
@@ -115,7 +115,7 @@ pub(super) fn models_rs(api: &Api, request: &BTreeSet<String>) -> Result<TokenSt
     })
 }
 
-pub(super) fn type_doc(t: &TypeDef) -> TokenStream {
+fn type_doc(t: &TypeDef) -> TokenStream {
     let origin = match &t.component {
         Some(c) => format!("Schema `#/components/schemas/{c}`."),
         None => format!("Inline schema at `{}`.", t.node.pointer),
@@ -123,76 +123,13 @@ pub(super) fn type_doc(t: &TypeDef) -> TokenStream {
     doc_attrs(&[t.node.description.as_deref(), Some(&origin)])
 }
 
-pub(super) fn type_def(api: &Api, t: &TypeDef, request: bool) -> Result<TokenStream> {
-    let name = ident(&t.rust_name);
+fn type_def(api: &Api, t: &TypeDef, request: bool) -> Result<TokenStream> {
     let doc = type_doc(t);
     let type_impl = type_impl(api, t);
     Ok(match &t.kind {
-        TypeKind::StrEnum(variants) => {
-            let vs = variants.iter().map(|EnumVariant { rust_name: v, wire: w }| {
-                let v = ident(v);
-                let w = lit(w);
-                quote!(#[serde(rename = #w)] #v,)
-            });
-            let arms = variants.iter().map(|EnumVariant { rust_name: v, wire: w }| {
-                let v = ident(v);
-                let w = lit(w);
-                quote!(Self::#v => #w,)
-            });
-            let parse_arms = variants.iter().map(|EnumVariant { rust_name: v, wire: w }| {
-                let v = ident(v);
-                let w = lit(w);
-                quote!(#w => ::std::result::Result::Ok(Self::#v),)
-            });
-            let all = variants.iter().map(|e| {
-                let v = ident(&e.rust_name);
-                quote!(Self::#v)
-            });
-            let default_impl = t.node.default.as_ref().and_then(Value::as_str).and_then(|d| {
-                variants.iter().find(|e| e.wire == d).map(|e| {
-                    let v = ident(&e.rust_name);
-                    quote! {
-                        impl ::std::default::Default for #name {
-                            fn default() -> Self { Self::#v }
-                        }
-                    }
-                })
-            });
-            quote! {
-                #doc
-                #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, ::serde::Serialize, ::serde::Deserialize)]
-                pub enum #name { #(#vs)* }
-
-                impl #name {
-                    /// Every value, in the contract's order.
-                    pub const ALL: &'static [Self] = &[#(#all),*];
-
-                    /// The wire value.
-                    pub const fn as_str(self) -> &'static str {
-                        match self { #(#arms)* }
-                    }
-                }
-
-                impl ::std::fmt::Display for #name {
-                    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-                        f.write_str(self.as_str())
-                    }
-                }
-
-                impl ::std::str::FromStr for #name {
-                    type Err = ::std::string::String;
-                    fn from_str(s: &str) -> ::std::result::Result<Self, Self::Err> {
-                        match s {
-                            #(#parse_arms)*
-                            other => ::std::result::Result::Err(::std::format!("unknown value {other:?}")),
-                        }
-                    }
-                }
-                #default_impl
-                #type_impl
-            }
-        }
+        TypeKind::StrEnum(variants) => str_enum_def(t, variants, &doc, &type_impl),
         TypeKind::Union(variants) => {
+            let name = ident(&t.rust_name);
             let vs = variants.iter().map(|u| {
                 let v = ident(&u.rust_name);
                 let ty = rust_type_tokens(&u.ty);
@@ -212,13 +149,81 @@ pub(super) fn type_def(api: &Api, t: &TypeDef, request: bool) -> Result<TokenStr
     })
 }
 
-pub(super) fn is_struct(api: &Api, t: &RustType) -> bool {
+/// A string enum with its wire values, `ALL`, `Display`, `FromStr` and,
+/// when the schema has one, its default.
+fn str_enum_def(t: &TypeDef, variants: &[EnumVariant], doc: &TokenStream, type_impl: &TokenStream) -> TokenStream {
+    let name = ident(&t.rust_name);
+    let vs = variants.iter().map(|EnumVariant { rust_name: v, wire: w }| {
+        let v = ident(v);
+        let w = lit(w);
+        quote!(#[serde(rename = #w)] #v,)
+    });
+    let arms = variants.iter().map(|EnumVariant { rust_name: v, wire: w }| {
+        let v = ident(v);
+        let w = lit(w);
+        quote!(Self::#v => #w,)
+    });
+    let parse_arms = variants.iter().map(|EnumVariant { rust_name: v, wire: w }| {
+        let v = ident(v);
+        let w = lit(w);
+        quote!(#w => ::std::result::Result::Ok(Self::#v),)
+    });
+    let all = variants.iter().map(|e| {
+        let v = ident(&e.rust_name);
+        quote!(Self::#v)
+    });
+    let default_impl = t.node.default.as_ref().and_then(Value::as_str).and_then(|d| {
+        variants.iter().find(|e| e.wire == d).map(|e| {
+            let v = ident(&e.rust_name);
+            quote! {
+                impl ::std::default::Default for #name {
+                    fn default() -> Self { Self::#v }
+                }
+            }
+        })
+    });
+    quote! {
+        #doc
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, ::serde::Serialize, ::serde::Deserialize)]
+        pub enum #name { #(#vs)* }
+
+        impl #name {
+            /// Every value, in the contract's order.
+            pub const ALL: &'static [Self] = &[#(#all),*];
+
+            /// The wire value.
+            pub const fn as_str(self) -> &'static str {
+                match self { #(#arms)* }
+            }
+        }
+
+        impl ::std::fmt::Display for #name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl ::std::str::FromStr for #name {
+            type Err = ::std::string::String;
+            fn from_str(s: &str) -> ::std::result::Result<Self, Self::Err> {
+                match s {
+                    #(#parse_arms)*
+                    other => ::std::result::Result::Err(::std::format!("unknown value {other:?}")),
+                }
+            }
+        }
+        #default_impl
+        #type_impl
+    }
+}
+
+fn is_struct(api: &Api, t: &RustType) -> bool {
     matches!(t, RustType::Named(n) if matches!(api.types.get(n).map(|t| &t.kind), Some(TypeKind::Struct(_)) | Some(TypeKind::Union(_))))
 }
 
 /// Unions validate structurally (the shape); garde sees each variant's own
 /// rules through `dive`.
-pub(super) fn union_model_impl(api: &Api, t: &TypeDef, variants: &[UnionVariant]) -> TokenStream {
+fn union_model_impl(api: &Api, t: &TypeDef, variants: &[UnionVariant]) -> TokenStream {
     let name = ident(&t.rust_name);
     let arms = variants.iter().map(|u| {
         let v = ident(&u.rust_name);
@@ -242,7 +247,7 @@ pub(super) fn union_model_impl(api: &Api, t: &TypeDef, variants: &[UnionVariant]
     }
 }
 
-pub(super) fn type_impl(api: &Api, t: &TypeDef) -> TokenStream {
+fn type_impl(api: &Api, t: &TypeDef) -> TokenStream {
     let name = ident(&t.rust_name);
     let mut refs = BTreeSet::new();
     refs_in_node(api, &t.node, &mut refs);
@@ -276,11 +281,11 @@ pub(super) fn type_impl(api: &Api, t: &TypeDef) -> TokenStream {
     }
 }
 
-pub(super) fn default_fn_name(t: &str, f: &str) -> proc_macro2::Ident {
+fn default_fn_name(t: &str, f: &str) -> proc_macro2::Ident {
     format_ident!("default_{}_{}", t.to_snake_case(), f)
 }
 
-pub(super) fn default_expr(api: &Api, f: &Field) -> Result<TokenStream> {
+fn default_expr(api: &Api, f: &Field) -> Result<TokenStream> {
     let v = f.default.as_ref().map_or(&Value::Null, |v| v);
     let bad = || anyhow::anyhow!("{}: default {v} does not fit the schema", f.node.pointer);
     Ok(match &f.ty {
@@ -321,6 +326,8 @@ pub(super) fn default_expr(api: &Api, f: &Field) -> Result<TokenStream> {
     })
 }
 
+/// A struct with serde attributes per field and, for request types, garde
+/// rules, `rt::Model` (shape and renames) for the structural pass.
 pub(super) fn struct_def(
     api: &Api,
     t: &TypeDef,
@@ -332,65 +339,13 @@ pub(super) fn struct_def(
     let name = ident(&t.rust_name);
     let mut fs = Vec::new();
     let mut defaults = Vec::new();
-    let mut renames = Vec::new();
     for f in fields {
-        let fname = ident(&f.rust_name);
-        let fty = field_type(f);
-        let fdoc = doc_attrs(&[f.description.as_deref()]);
-        let mut serde_attrs = Vec::new();
-        if f.rust_name != f.json_name {
-            let j = lit(&f.json_name);
-            serde_attrs.push(quote!(rename = #j));
-            let r = lit(&f.rust_name);
-            renames.push(quote!((#r, #j)));
-        }
-        match f.optionality() {
-            Optionality::Plain if f.default.is_some() => {
-                let dfn = default_fn_name(&t.rust_name, &f.rust_name);
-                let dfs = lit(&dfn.to_string());
-                serde_attrs.push(quote!(default = #dfs));
-                let e = default_expr(api, f)?;
-                defaults.push(quote! {
-                    fn #dfn() -> #fty { #e }
-                });
-            }
-            Optionality::Plain => {}
-            Optionality::Option if f.required => {}
-            Optionality::Option => {
-                serde_attrs.push(quote!(default, skip_serializing_if = "Option::is_none"));
-            }
-            Optionality::DoubleOption => {
-                serde_attrs.push(quote!(default, skip_serializing_if = "Option::is_none", with = "rt::double_option"));
-            }
-        }
-        let serde_attr = if serde_attrs.is_empty() { quote!() } else { quote!(#[serde(#(#serde_attrs),*)]) };
-        let garde_attr = if request { garde_rules(api, f)? } else { quote!() };
-        fs.push(quote! {
-            #fdoc
-            #serde_attr
-            #garde_attr
-            pub #fname: #fty,
-        });
+        let StructField { field, default_fn } = struct_field(api, t, f, request)?;
+        fs.push(field);
+        defaults.extend(default_fn);
     }
-    let (derive_garde, model) = if request {
-        let shape = shape_of_fields(api, fields);
-        let renames = if renames.is_empty() {
-            quote!()
-        } else {
-            quote!(const RENAMES: &'static [(&'static str, &'static str)] = &[#(#renames),*];)
-        };
-        (
-            quote!(#[derive(::garde::Validate)]),
-            quote! {
-                impl rt::Model for #name {
-                    const SHAPE: &'static rt::Shape = &#shape;
-                    #renames
-                }
-            },
-        )
-    } else {
-        (quote!(), quote!())
-    };
+    let (derive_garde, model) =
+        if request { (quote!(#[derive(::garde::Validate)]), model_impl(api, t, fields)) } else { (quote!(), quote!()) };
     let envelope = envelope_impl(t, fields);
     Ok(quote! {
         #doc
@@ -402,6 +357,80 @@ pub(super) fn struct_def(
         #envelope
         #type_impl
     })
+}
+
+/// One field's declaration, and the function serde calls for its default.
+struct StructField {
+    field: TokenStream,
+    default_fn: Option<TokenStream>,
+}
+
+fn struct_field(api: &Api, t: &TypeDef, f: &Field, request: bool) -> Result<StructField> {
+    let fname = ident(&f.rust_name);
+    let fty = field_type(f);
+    let fdoc = doc_attrs(&[f.description.as_deref()]);
+    let mut serde_attrs = Vec::new();
+    let mut default_fn = None;
+    if f.rust_name != f.json_name {
+        let j = lit(&f.json_name);
+        serde_attrs.push(quote!(rename = #j));
+    }
+    match f.optionality() {
+        Optionality::Plain if f.default.is_some() => {
+            let dfn = default_fn_name(&t.rust_name, &f.rust_name);
+            let dfs = lit(&dfn.to_string());
+            serde_attrs.push(quote!(default = #dfs));
+            let e = default_expr(api, f)?;
+            default_fn = Some(quote! {
+                fn #dfn() -> #fty { #e }
+            });
+        }
+        Optionality::Plain => {}
+        Optionality::Option if f.required => {}
+        Optionality::Option => {
+            serde_attrs.push(quote!(default, skip_serializing_if = "Option::is_none"));
+        }
+        Optionality::DoubleOption => {
+            serde_attrs.push(quote!(default, skip_serializing_if = "Option::is_none", with = "rt::double_option"));
+        }
+    }
+    let serde_attr = if serde_attrs.is_empty() { quote!() } else { quote!(#[serde(#(#serde_attrs),*)]) };
+    let garde_attr = if request { garde_rules(api, f)? } else { quote!() };
+    Ok(StructField {
+        field: quote! {
+            #fdoc
+            #serde_attr
+            #garde_attr
+            pub #fname: #fty,
+        },
+        default_fn,
+    })
+}
+
+/// `rt::Model`: the shape checked before garde, and the Rust → JSON names
+/// that let garde's paths be reported in the contract's spelling.
+fn model_impl(api: &Api, t: &TypeDef, fields: &[Field]) -> TokenStream {
+    let name = ident(&t.rust_name);
+    let shape = shape_of_fields(api, fields);
+    let renames: Vec<TokenStream> = fields
+        .iter()
+        .filter(|f| f.rust_name != f.json_name)
+        .map(|f| {
+            let (r, j) = (lit(&f.rust_name), lit(&f.json_name));
+            quote!((#r, #j))
+        })
+        .collect();
+    let renames = if renames.is_empty() {
+        quote!()
+    } else {
+        quote!(const RENAMES: &'static [(&'static str, &'static str)] = &[#(#renames),*];)
+    };
+    quote! {
+        impl rt::Model for #name {
+            const SHAPE: &'static rt::Shape = &#shape;
+            #renames
+        }
+    }
 }
 
 /// An object with `code`, `msg`, `timestamp` and a free-form `data` is the

@@ -11,7 +11,7 @@ use super::{ident, lit};
 use crate::codegen::ir::Api;
 use crate::codegen::ir::schema::{AdditionalProperties, Schema, SchemaNode};
 
-pub(super) fn json_lit(v: &Value) -> TokenStream {
+fn json_lit(v: &Value) -> TokenStream {
     let s = lit(&v.to_string());
     quote!(crate::rt::json(#s))
 }
@@ -31,8 +31,18 @@ pub(super) fn meta_ref(api: &Api, s: &Schema) -> TokenStream {
     }
 }
 
+/// `MetaSchema` for an inline schema: one field set per keyword present,
+/// in a fixed order so the output is stable.
 pub(super) fn meta_schema(api: &Api, n: &SchemaNode) -> TokenStream {
     let mut sets = Vec::new();
+    annotations(n, &mut sets);
+    structure(api, n, &mut sets);
+    constraints(n, &mut sets);
+    quote!(::poem_openapi::registry::MetaSchema { #(#sets)* ..::poem_openapi::registry::MetaSchema::ANY })
+}
+
+/// Type, format and the keywords that describe rather than constrain.
+fn annotations(n: &SchemaNode, sets: &mut Vec<TokenStream>) {
     if let Some(t) = n.ty {
         sets.push(quote!(ty: #t,));
     }
@@ -60,6 +70,10 @@ pub(super) fn meta_schema(api: &Api, n: &SchemaNode) -> TokenStream {
         let vs = n.enum_values.iter().map(json_lit);
         sets.push(quote!(enum_items: ::std::vec![#(#vs),*],));
     }
+}
+
+/// Keywords holding other schemas: properties, items, unions.
+fn structure(api: &Api, n: &SchemaNode, sets: &mut Vec<TokenStream>) {
     if !n.required.is_empty() {
         let rs = n.required.iter().map(|r| lit(r));
         sets.push(quote!(required: ::std::vec![#(#rs),*],));
@@ -93,6 +107,10 @@ pub(super) fn meta_schema(api: &Api, n: &SchemaNode) -> TokenStream {
             sets.push(quote!(#k: ::std::vec![#(#ms),*],));
         }
     }
+}
+
+/// Flags and the validation keywords.
+fn constraints(n: &SchemaNode, sets: &mut Vec<TokenStream>) {
     for (key, on) in [
         ("nullable", n.nullable),
         ("read_only", n.read_only),
@@ -136,7 +154,6 @@ pub(super) fn meta_schema(api: &Api, n: &SchemaNode) -> TokenStream {
     if n.unique_items {
         sets.push(quote!(unique_items: ::std::option::Option::Some(true),));
     }
-    quote!(::poem_openapi::registry::MetaSchema { #(#sets)* ..::poem_openapi::registry::MetaSchema::ANY })
 }
 
 /// Components referenced anywhere under `s`, to register with the document.

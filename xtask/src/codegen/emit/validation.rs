@@ -12,7 +12,7 @@ use crate::codegen::ir::Api;
 use crate::codegen::ir::schema::{AdditionalProperties, Schema, SchemaNode};
 use crate::codegen::ir::types::{Field, Optionality, RustType, TypeKind};
 
-pub(super) fn f64_lit_int(v: f64) -> TokenStream {
+fn f64_lit_int(v: f64) -> TokenStream {
     if v.fract() == 0.0 && v.abs() < 9.0e15 {
         let l = Literal::i64_unsuffixed(v as i64);
         quote!(#l)
@@ -205,7 +205,7 @@ pub(super) fn shape_of_node(api: &Api, n: &SchemaNode) -> TokenStream {
     }
 }
 
-pub(super) fn rty_of_inline(n: &SchemaNode) -> RustType {
+fn rty_of_inline(n: &SchemaNode) -> RustType {
     match (n.ty, n.format.as_deref()) {
         (Some("integer"), Some("int32")) => RustType::I32,
         (Some("integer"), _) => RustType::I64,
@@ -219,7 +219,7 @@ pub(super) fn rty_of_inline(n: &SchemaNode) -> RustType {
     }
 }
 
-pub(super) fn shape_of(api: &Api, ty: &RustType, n: &SchemaNode) -> TokenStream {
+fn shape_of(api: &Api, ty: &RustType, n: &SchemaNode) -> TokenStream {
     match ty {
         RustType::Named(name) => match api.types.get(name).map(|t| &t.kind) {
             Some(TypeKind::StrEnum(vs)) => {
@@ -263,7 +263,7 @@ pub(super) fn shape_of(api: &Api, ty: &RustType, n: &SchemaNode) -> TokenStream 
     }
 }
 
-pub(super) fn int_shape(n: &SchemaNode, lo: i64, hi: i64) -> TokenStream {
+fn int_shape(n: &SchemaNode, lo: i64, hi: i64) -> TokenStream {
     if !n.enum_values.is_empty() {
         // Integer enums: the shape's range cannot express them, garde has no
         // rule for them; a one-value enum (the envelope's `code: 0`) is the
