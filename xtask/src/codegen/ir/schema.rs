@@ -212,73 +212,9 @@ impl<'a> Resolver<'a> {
 
     fn typed(&self, t: &oa::Type, n: &mut SchemaNode, pointer: &str) -> Result<()> {
         match t {
-            oa::Type::String(s) => {
-                n.ty = Some("string");
-                n.format = match &s.format {
-                    oa::VariantOrUnknownOrEmpty::Item(f) => Some(
-                        match f {
-                            oa::StringFormat::Date => "date",
-                            oa::StringFormat::DateTime => "date-time",
-                            oa::StringFormat::Password => "password",
-                            oa::StringFormat::Byte => "byte",
-                            oa::StringFormat::Binary => "binary",
-                        }
-                        .to_owned(),
-                    ),
-                    oa::VariantOrUnknownOrEmpty::Unknown(f) => Some(f.clone()),
-                    oa::VariantOrUnknownOrEmpty::Empty => None,
-                };
-                n.pattern = s.pattern.clone();
-                if let Some(p) = &n.pattern {
-                    regex_syntax_check(p)
-                        .with_context(|| format!("{pointer}/pattern: not a valid regular expression"))?;
-                }
-                n.min_length = s.min_length;
-                n.max_length = s.max_length;
-                for v in &s.enumeration {
-                    match v {
-                        Some(v) => n.enum_values.push(Value::from(v.clone())),
-                        None => bail!("{pointer}/enum: `null` enum values are not supported"),
-                    }
-                }
-            }
-            oa::Type::Number(x) => {
-                n.ty = Some("number");
-                n.format = match &x.format {
-                    oa::VariantOrUnknownOrEmpty::Item(oa::NumberFormat::Float) => Some("float".into()),
-                    oa::VariantOrUnknownOrEmpty::Item(oa::NumberFormat::Double) => Some("double".into()),
-                    oa::VariantOrUnknownOrEmpty::Unknown(f) => Some(f.clone()),
-                    oa::VariantOrUnknownOrEmpty::Empty => None,
-                };
-                n.minimum = x.minimum;
-                n.maximum = x.maximum;
-                n.exclusive_minimum = x.exclusive_minimum;
-                n.exclusive_maximum = x.exclusive_maximum;
-                n.multiple_of = x.multiple_of;
-                if !x.enumeration.is_empty() {
-                    bail!("{pointer}/enum: enums of numbers are not supported");
-                }
-            }
-            oa::Type::Integer(x) => {
-                n.ty = Some("integer");
-                n.format = match &x.format {
-                    oa::VariantOrUnknownOrEmpty::Item(oa::IntegerFormat::Int32) => Some("int32".into()),
-                    oa::VariantOrUnknownOrEmpty::Item(oa::IntegerFormat::Int64) => Some("int64".into()),
-                    oa::VariantOrUnknownOrEmpty::Unknown(f) => Some(f.clone()),
-                    oa::VariantOrUnknownOrEmpty::Empty => None,
-                };
-                n.minimum = x.minimum.map(|v| v as f64);
-                n.maximum = x.maximum.map(|v| v as f64);
-                n.exclusive_minimum = x.exclusive_minimum;
-                n.exclusive_maximum = x.exclusive_maximum;
-                n.multiple_of = x.multiple_of.map(|v| v as f64);
-                for v in &x.enumeration {
-                    match v {
-                        Some(v) => n.enum_values.push(Value::from(*v)),
-                        None => bail!("{pointer}/enum: `null` enum values are not supported"),
-                    }
-                }
-            }
+            oa::Type::String(s) => string(s, n, pointer)?,
+            oa::Type::Number(x) => number(x, n, pointer)?,
+            oa::Type::Integer(x) => integer(x, n, pointer)?,
             oa::Type::Boolean(b) => {
                 n.ty = Some("boolean");
                 if !b.enumeration.is_empty() {
@@ -293,35 +229,112 @@ impl<'a> Resolver<'a> {
                 let items = a.items.as_ref().with_context(|| format!("{pointer}: an array needs `items`"))?;
                 n.items = Some(self.convert_boxed(items, &format!("{pointer}/items"))?);
             }
-            oa::Type::Object(o) => {
-                n.ty = Some("object");
-                for (name, prop) in &o.properties {
-                    let p = format!("{pointer}/properties/{}", pointer_segment(name));
-                    n.properties.push(Property { name: name.clone(), schema: self.convert_boxed(prop, &p)? });
-                }
-                for r in &o.required {
-                    if !o.properties.contains_key(r) {
-                        bail!("{pointer}/required: {r:?} is required but not a property");
-                    }
-                }
-                n.required = o.required.clone();
-                n.additional_properties = match &o.additional_properties {
-                    None => None,
-                    Some(oa::AdditionalProperties::Any(true)) => Some(AdditionalProperties::Any),
-                    Some(oa::AdditionalProperties::Any(false)) => {
-                        bail!("{pointer}: `additionalProperties: false` is not supported yet")
-                    }
-                    Some(oa::AdditionalProperties::Schema(s)) => {
-                        Some(AdditionalProperties::Schema(self.convert(s, &format!("{pointer}/additionalProperties"))?))
-                    }
-                };
-                if o.min_properties.is_some() || o.max_properties.is_some() {
-                    bail!("{pointer}: minProperties/maxProperties are not supported");
-                }
-            }
+            oa::Type::Object(o) => self.object(o, n, pointer)?,
         }
         Ok(())
     }
+
+    fn object(&self, o: &oa::ObjectType, n: &mut SchemaNode, pointer: &str) -> Result<()> {
+        n.ty = Some("object");
+        for (name, prop) in &o.properties {
+            let p = format!("{pointer}/properties/{}", pointer_segment(name));
+            n.properties.push(Property { name: name.clone(), schema: self.convert_boxed(prop, &p)? });
+        }
+        for r in &o.required {
+            if !o.properties.contains_key(r) {
+                bail!("{pointer}/required: {r:?} is required but not a property");
+            }
+        }
+        n.required = o.required.clone();
+        n.additional_properties = match &o.additional_properties {
+            None => None,
+            Some(oa::AdditionalProperties::Any(true)) => Some(AdditionalProperties::Any),
+            Some(oa::AdditionalProperties::Any(false)) => {
+                bail!("{pointer}: `additionalProperties: false` is not supported yet")
+            }
+            Some(oa::AdditionalProperties::Schema(s)) => {
+                Some(AdditionalProperties::Schema(self.convert(s, &format!("{pointer}/additionalProperties"))?))
+            }
+        };
+        if o.min_properties.is_some() || o.max_properties.is_some() {
+            bail!("{pointer}: minProperties/maxProperties are not supported");
+        }
+        Ok(())
+    }
+}
+
+fn string(s: &oa::StringType, n: &mut SchemaNode, pointer: &str) -> Result<()> {
+    n.ty = Some("string");
+    n.format = match &s.format {
+        oa::VariantOrUnknownOrEmpty::Item(f) => Some(
+            match f {
+                oa::StringFormat::Date => "date",
+                oa::StringFormat::DateTime => "date-time",
+                oa::StringFormat::Password => "password",
+                oa::StringFormat::Byte => "byte",
+                oa::StringFormat::Binary => "binary",
+            }
+            .to_owned(),
+        ),
+        oa::VariantOrUnknownOrEmpty::Unknown(f) => Some(f.clone()),
+        oa::VariantOrUnknownOrEmpty::Empty => None,
+    };
+    n.pattern = s.pattern.clone();
+    if let Some(p) = &n.pattern {
+        regex_syntax_check(p).with_context(|| format!("{pointer}/pattern: not a valid regular expression"))?;
+    }
+    n.min_length = s.min_length;
+    n.max_length = s.max_length;
+    for v in &s.enumeration {
+        match v {
+            Some(v) => n.enum_values.push(Value::from(v.clone())),
+            None => bail!("{pointer}/enum: `null` enum values are not supported"),
+        }
+    }
+    Ok(())
+}
+
+fn number(x: &oa::NumberType, n: &mut SchemaNode, pointer: &str) -> Result<()> {
+    n.ty = Some("number");
+    n.format = match &x.format {
+        oa::VariantOrUnknownOrEmpty::Item(oa::NumberFormat::Float) => Some("float".into()),
+        oa::VariantOrUnknownOrEmpty::Item(oa::NumberFormat::Double) => Some("double".into()),
+        oa::VariantOrUnknownOrEmpty::Unknown(f) => Some(f.clone()),
+        oa::VariantOrUnknownOrEmpty::Empty => None,
+    };
+    n.minimum = x.minimum;
+    n.maximum = x.maximum;
+    n.exclusive_minimum = x.exclusive_minimum;
+    n.exclusive_maximum = x.exclusive_maximum;
+    n.multiple_of = x.multiple_of;
+    if !x.enumeration.is_empty() {
+        bail!("{pointer}/enum: enums of numbers are not supported");
+    }
+    Ok(())
+}
+
+fn integer(x: &oa::IntegerType, n: &mut SchemaNode, pointer: &str) -> Result<()> {
+    n.ty = Some("integer");
+    n.format = match &x.format {
+        oa::VariantOrUnknownOrEmpty::Item(oa::IntegerFormat::Int32) => Some("int32".into()),
+        oa::VariantOrUnknownOrEmpty::Item(oa::IntegerFormat::Int64) => Some("int64".into()),
+        oa::VariantOrUnknownOrEmpty::Unknown(f) => Some(f.clone()),
+        oa::VariantOrUnknownOrEmpty::Empty => None,
+    };
+    // Schema bounds are kept as f64 for every numeric type; i64 bounds
+    // beyond 2^53 would lose precision, which no contract here needs.
+    n.minimum = x.minimum.map(|v| v as f64);
+    n.maximum = x.maximum.map(|v| v as f64);
+    n.exclusive_minimum = x.exclusive_minimum;
+    n.exclusive_maximum = x.exclusive_maximum;
+    n.multiple_of = x.multiple_of.map(|v| v as f64);
+    for v in &x.enumeration {
+        match v {
+            Some(v) => n.enum_values.push(Value::from(*v)),
+            None => bail!("{pointer}/enum: `null` enum values are not supported"),
+        }
+    }
+    Ok(())
 }
 
 /// Merges the members of an `allOf` into one object node. Where two members
