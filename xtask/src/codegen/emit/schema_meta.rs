@@ -44,6 +44,7 @@ pub(super) fn meta_schema(api: &Api, n: &SchemaNode) -> TokenStream {
 /// Type, format and the keywords that describe rather than constrain.
 fn annotations(n: &SchemaNode, sets: &mut Vec<TokenStream>) {
     if let Some(t) = n.ty {
+        let t = t.as_str();
         sets.push(quote!(ty: #t,));
     }
     if let Some(f) = &n.format {

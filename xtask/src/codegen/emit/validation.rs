@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::schema_meta::component_type;
 use super::{ident, lit};
 use crate::codegen::ir::Api;
-use crate::codegen::ir::schema::{AdditionalProperties, Schema, SchemaNode};
+use crate::codegen::ir::schema::{AdditionalProperties, JsonType, Schema, SchemaNode};
 use crate::codegen::ir::types::{Field, Optionality, RustType, TypeKind};
 
 fn f64_lit_int(v: f64) -> TokenStream {
@@ -207,14 +207,14 @@ pub(super) fn shape_of_node(api: &Api, n: &SchemaNode) -> TokenStream {
 
 fn rty_of_inline(n: &SchemaNode) -> RustType {
     match (n.ty, n.format.as_deref()) {
-        (Some("integer"), Some("int32")) => RustType::I32,
-        (Some("integer"), _) => RustType::I64,
-        (Some("number"), _) => RustType::F64,
-        (Some("boolean"), _) => RustType::Bool,
-        (Some("string"), Some("date")) => RustType::Date,
-        (Some("string"), Some("date-time")) => RustType::DateTime,
-        (Some("string"), Some("uuid")) => RustType::Uuid,
-        (Some("string"), _) => RustType::String,
+        (Some(JsonType::Integer), Some("int32")) => RustType::I32,
+        (Some(JsonType::Integer), _) => RustType::I64,
+        (Some(JsonType::Number), _) => RustType::F64,
+        (Some(JsonType::Boolean), _) => RustType::Bool,
+        (Some(JsonType::String), Some("date")) => RustType::Date,
+        (Some(JsonType::String), Some("date-time")) => RustType::DateTime,
+        (Some(JsonType::String), Some("uuid")) => RustType::Uuid,
+        (Some(JsonType::String), _) => RustType::String,
         _ => RustType::Any,
     }
 }

@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 use openapiv3 as oa;
 
 use super::operations::OperationSite;
-use super::schema::{Schema, SchemaNode};
+use super::schema::{JsonType, Schema, SchemaNode};
 use super::types::{Field, TypeBuilder};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,10 +165,10 @@ fn parameter(b: &mut TypeBuilder<'_>, p: &oa::Parameter, pointer: String, op_typ
 fn require_scalar_or_array(b: &TypeBuilder<'_>, schema: &Schema, pointer: &str) -> Result<()> {
     let node = b.resolver.resolve(schema)?;
     match node.ty {
-        Some("string" | "integer" | "number" | "boolean") => Ok(()),
-        Some("array") => {
+        Some(JsonType::String | JsonType::Integer | JsonType::Number | JsonType::Boolean) => Ok(()),
+        Some(JsonType::Array) => {
             let item = b.resolver.resolve(node.items.as_ref().context("array without items")?)?;
-            if !matches!(item.ty, Some("string" | "integer" | "number" | "boolean")) {
+            if !matches!(item.ty, Some(JsonType::String | JsonType::Integer | JsonType::Number | JsonType::Boolean)) {
                 bail!("{pointer}: array parameters must have scalar items");
             }
             Ok(())
@@ -198,7 +198,8 @@ pub fn params_struct(b: &mut TypeBuilder<'_>, params: &[Parameter], pointer: &st
         return None;
     }
     let name = b.unique_name(format!("{op_type}Params"));
-    let node = SchemaNode { pointer: format!("{pointer}/parameters"), ty: Some("object"), ..SchemaNode::default() };
+    let node =
+        SchemaNode { pointer: format!("{pointer}/parameters"), ty: Some(JsonType::Object), ..SchemaNode::default() };
     b.synthetic_struct(&name, params.iter().map(|p| p.field.clone()).collect(), node);
     Some(name)
 }

@@ -6,6 +6,7 @@ use anyhow::{Context, Result, bail};
 use openapiv3 as oa;
 
 use super::media::{JSON, MediaType};
+use super::schema::JsonType;
 use super::types::{RustType, TypeBuilder};
 
 #[derive(Debug, Clone)]
@@ -40,7 +41,7 @@ pub fn request_body(
     let s = media.schema.as_ref().with_context(|| format!("{bp}: media type without schema"))?;
     let schema = b.resolver.convert(s, &format!("{bp}/content/application~1json/schema"))?;
     let node = b.resolver.resolve(&schema)?;
-    if node.ty != Some("object") || node.properties.is_empty() {
+    if node.ty != Some(JsonType::Object) || node.properties.is_empty() {
         bail!("{bp}: the request body must be an object with properties");
     }
     let rust_type = b.rust_type(&schema, &format!("{op_type}Request"), None)?;

@@ -15,12 +15,38 @@ pub enum Schema {
     Inline(Box<SchemaNode>),
 }
 
+/// A schema's `type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JsonType {
+    String,
+    Number,
+    Integer,
+    Boolean,
+    Array,
+    Object,
+}
+
+impl JsonType {
+    /// As the spec spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::String => "string",
+            Self::Number => "number",
+            Self::Integer => "integer",
+            Self::Boolean => "boolean",
+            Self::Array => "array",
+            Self::Object => "object",
+        }
+    }
+}
+
 /// One inline schema with the constraints the generator understands.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SchemaNode {
     /// JSON pointer into the spec, for error messages.
     pub pointer: String,
-    pub ty: Option<&'static str>,
+    /// `None` for a schema without `type` (any value, or a union).
+    pub ty: Option<JsonType>,
     pub format: Option<String>,
     pub title: Option<String>,
     pub description: Option<String>,
@@ -216,13 +242,13 @@ impl<'a> Resolver<'a> {
             oa::Type::Number(x) => number(x, n, pointer)?,
             oa::Type::Integer(x) => integer(x, n, pointer)?,
             oa::Type::Boolean(b) => {
-                n.ty = Some("boolean");
+                n.ty = Some(JsonType::Boolean);
                 if !b.enumeration.is_empty() {
                     bail!("{pointer}/enum: enums of booleans are not supported");
                 }
             }
             oa::Type::Array(a) => {
-                n.ty = Some("array");
+                n.ty = Some(JsonType::Array);
                 n.min_items = a.min_items;
                 n.max_items = a.max_items;
                 n.unique_items = a.unique_items;
@@ -235,7 +261,7 @@ impl<'a> Resolver<'a> {
     }
 
     fn object(&self, o: &oa::ObjectType, n: &mut SchemaNode, pointer: &str) -> Result<()> {
-        n.ty = Some("object");
+        n.ty = Some(JsonType::Object);
         for (name, prop) in &o.properties {
             let p = format!("{pointer}/properties/{}", pointer_segment(name));
             n.properties.push(Property { name: name.clone(), schema: self.convert_boxed(prop, &p)? });
@@ -264,7 +290,7 @@ impl<'a> Resolver<'a> {
 }
 
 fn string(s: &oa::StringType, n: &mut SchemaNode, pointer: &str) -> Result<()> {
-    n.ty = Some("string");
+    n.ty = Some(JsonType::String);
     n.format = match &s.format {
         oa::VariantOrUnknownOrEmpty::Item(f) => Some(
             match f {
@@ -295,7 +321,7 @@ fn string(s: &oa::StringType, n: &mut SchemaNode, pointer: &str) -> Result<()> {
 }
 
 fn number(x: &oa::NumberType, n: &mut SchemaNode, pointer: &str) -> Result<()> {
-    n.ty = Some("number");
+    n.ty = Some(JsonType::Number);
     n.format = match &x.format {
         oa::VariantOrUnknownOrEmpty::Item(oa::NumberFormat::Float) => Some("float".into()),
         oa::VariantOrUnknownOrEmpty::Item(oa::NumberFormat::Double) => Some("double".into()),
@@ -314,7 +340,7 @@ fn number(x: &oa::NumberType, n: &mut SchemaNode, pointer: &str) -> Result<()> {
 }
 
 fn integer(x: &oa::IntegerType, n: &mut SchemaNode, pointer: &str) -> Result<()> {
-    n.ty = Some("integer");
+    n.ty = Some(JsonType::Integer);
     n.format = match &x.format {
         oa::VariantOrUnknownOrEmpty::Item(oa::IntegerFormat::Int32) => Some("int32".into()),
         oa::VariantOrUnknownOrEmpty::Item(oa::IntegerFormat::Int64) => Some("int64".into()),
@@ -342,9 +368,9 @@ fn integer(x: &oa::IntegerType, n: &mut SchemaNode, pointer: &str) -> Result<()>
 /// specific schema (the contract's envelope pattern); any other disagreement
 /// is an error rather than a guess.
 fn flatten_all_of(n: &mut SchemaNode, members: Vec<(String, SchemaNode)>, pointer: &str) -> Result<()> {
-    n.ty = Some("object");
+    n.ty = Some(JsonType::Object);
     for (p, m) in members {
-        if m.ty.is_some_and(|t| t != "object") || !m.one_of.is_empty() || !m.any_of.is_empty() {
+        if m.ty.is_some_and(|t| t != JsonType::Object) || !m.one_of.is_empty() || !m.any_of.is_empty() {
             bail!("{p}: allOf members must be objects");
         }
         if n.description.is_none() {
@@ -376,7 +402,9 @@ fn flatten_all_of(n: &mut SchemaNode, members: Vec<(String, SchemaNode)>, pointe
 
 fn is_bare_object(s: &Schema) -> bool {
     match s {
-        Schema::Inline(n) => n.ty == Some("object") && n.properties.is_empty() && n.additional_properties.is_none(),
+        Schema::Inline(n) => {
+            n.ty == Some(JsonType::Object) && n.properties.is_empty() && n.additional_properties.is_none()
+        }
         Schema::Ref(_) => false,
     }
 }

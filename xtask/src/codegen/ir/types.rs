@@ -7,7 +7,7 @@ use indexmap::IndexMap;
 use serde_json::Value;
 
 use super::names::{field_name, pointer_segment, type_name};
-use super::schema::{AdditionalProperties, Resolver, Schema, SchemaNode};
+use super::schema::{AdditionalProperties, JsonType, Resolver, Schema, SchemaNode};
 
 /// A Rust type a schema maps to.
 #[derive(Debug, Clone, PartialEq)]
@@ -111,13 +111,18 @@ struct EnumKey {
     values: Vec<String>,
 }
 
+struct SharedEnum {
+    key: EnumKey,
+    rust_name: String,
+}
+
 /// Turns schemas into Rust types, collecting every named type it creates.
 pub struct TypeBuilder<'a> {
     pub resolver: Resolver<'a>,
     /// Every generated type by Rust name, in creation order.
     pub types: IndexMap<String, TypeDef>,
-    /// String enums created so far, for reuse.
-    enums: Vec<(EnumKey, String)>,
+    /// String enums created so far, for reuse; the first match wins.
+    enums: Vec<SharedEnum>,
     /// Component name → Rust name.
     components: IndexMap<String, String>,
 }
@@ -156,47 +161,48 @@ impl<'a> TypeBuilder<'a> {
         }
         Ok(match node.ty {
             None => RustType::Any,
-            Some("boolean") => RustType::Bool,
-            Some("integer") => match node.format.as_deref() {
+            Some(JsonType::Boolean) => RustType::Bool,
+            Some(JsonType::Integer) => match node.format.as_deref() {
                 Some("int32") => RustType::I32,
                 _ => RustType::I64,
             },
-            Some("number") => match node.format.as_deref() {
+            Some(JsonType::Number) => match node.format.as_deref() {
                 Some("float") => RustType::F32,
                 _ => RustType::F64,
             },
-            Some("string") if !node.enum_values.is_empty() => RustType::Named(self.inline_enum(node, hint, prop)?),
-            Some("string") => match node.format.as_deref() {
+            Some(JsonType::String) if !node.enum_values.is_empty() => {
+                RustType::Named(self.inline_enum(node, hint, prop)?)
+            }
+            Some(JsonType::String) => match node.format.as_deref() {
                 Some("date") => RustType::Date,
                 Some("date-time") => RustType::DateTime,
                 Some("uuid") => RustType::Uuid,
                 Some("password") => RustType::Password,
                 _ => RustType::String,
             },
-            Some("array") => {
+            Some(JsonType::Array) => {
                 let items = node.items.as_ref().context("array without items")?;
                 RustType::Vec(Box::new(self.rust_type(items, &format!("{hint}Item"), None)?))
             }
-            Some("object") if node.properties.is_empty() => match &node.additional_properties {
+            Some(JsonType::Object) if node.properties.is_empty() => match &node.additional_properties {
                 Some(AdditionalProperties::Schema(v)) => {
                     RustType::Map(Box::new(self.rust_type(v, &format!("{hint}Value"), None)?))
                 }
                 _ => RustType::JsonObject,
             },
-            Some("object") => {
+            Some(JsonType::Object) => {
                 let name = self.unique_name(node.title.as_deref().map_or_else(|| hint.to_owned(), type_name));
                 self.object(node, &name, None)?;
                 RustType::Named(name)
             }
-            Some(other) => bail!("{}: unsupported type {other}", node.pointer),
         })
     }
 
     fn inline_enum(&mut self, node: &SchemaNode, hint: &str, prop: Option<&str>) -> Result<String> {
         let values = enum_strings(node);
         let key = EnumKey { title: node.title.clone(), values: values.clone() };
-        if let Some((_, existing)) = self.enums.iter().find(|(k, _)| *k == key) {
-            return Ok(existing.clone());
+        if let Some(existing) = self.enums.iter().find(|e| e.key == key) {
+            return Ok(existing.rust_name.clone());
         }
         let base = match (&node.title, prop) {
             (Some(t), _) => type_name(t),
@@ -204,7 +210,7 @@ impl<'a> TypeBuilder<'a> {
             _ => hint.to_owned(),
         };
         let name = self.unique_name(base);
-        self.enums.push((key, name.clone()));
+        self.enums.push(SharedEnum { key, rust_name: name.clone() });
         self.str_enum(node, &name, None, &values);
         Ok(name)
     }
@@ -221,11 +227,12 @@ impl<'a> TypeBuilder<'a> {
         let node = self.resolver.resolve(&schema)?;
         if !node.one_of.is_empty() || !node.any_of.is_empty() {
             self.union(&node, &rust, Some(name))?;
-        } else if node.ty == Some("string") && !node.enum_values.is_empty() {
+        } else if node.ty == Some(JsonType::String) && !node.enum_values.is_empty() {
             let values = enum_strings(&node);
-            self.enums.push((EnumKey { title: None, values: values.clone() }, rust.clone()));
+            self.enums
+                .push(SharedEnum { key: EnumKey { title: None, values: values.clone() }, rust_name: rust.clone() });
             self.str_enum(&node, &rust, Some(name), &values);
-        } else if node.ty == Some("object") && !node.properties.is_empty() {
+        } else if node.ty == Some(JsonType::Object) && !node.properties.is_empty() {
             self.object(&node, &rust, Some(name))?;
         } else {
             // A component that is a plain scalar or array: a transparent
