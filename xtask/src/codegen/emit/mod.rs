@@ -50,6 +50,7 @@ pub(super) fn op_tag(op: &Operation) -> String {
     op.tags.first().cloned().unwrap_or_else(|| "Default".to_owned())
 }
 
+/// One module per tag, in order of first use, so file lists are stable.
 pub(super) fn tag_modules(api: &Api) -> Vec<String> {
     let mut tags: Vec<String> = Vec::new();
     for op in &api.operations {
@@ -79,6 +80,8 @@ pub(super) fn opt_lit(s: Option<&str>) -> TokenStream {
     }
 }
 
+/// `#[doc]` attributes from optional paragraphs, empty ones dropped. Each
+/// line gets a leading space so the formatted output reads like `///`.
 pub(super) fn doc_attrs(parts: &[Option<&str>]) -> TokenStream {
     let text: Vec<&str> = parts.iter().flatten().map(|s| s.trim_end()).filter(|s| !s.is_empty()).collect();
     if text.is_empty() {
