@@ -1,0 +1,96 @@
+//! The server emitter: the IR becomes the token streams of the server
+//! crate's files, one module per kind of file or construct emitted. Shared
+//! token helpers live here.
+
+mod cargo_toml;
+mod error_codes;
+mod lib_rs;
+mod models;
+mod operations;
+mod params;
+mod responses;
+mod schema_meta;
+mod validation;
+
+pub use cargo_toml::cargo_toml;
+
+use anyhow::Result;
+use heck::ToSnakeCase;
+use proc_macro2::{Literal, TokenStream};
+use quote::{format_ident, quote};
+
+use super::ir::Api;
+use super::ir::operations::Operation;
+
+/// One Rust file of the server crate, before formatting.
+pub struct EmittedFile {
+    /// Relative to the crate directory.
+    pub path: String,
+    pub tokens: TokenStream,
+}
+
+/// The Rust files of the server crate (`rt.rs` and `Cargo.toml` are added
+/// by the caller: they are not built from the IR).
+pub fn emit(api: &Api) -> Result<Vec<EmittedFile>> {
+    let request_types = models::request_reachable(api)?;
+    let file = |path: &str, tokens| EmittedFile { path: path.to_owned(), tokens };
+    let mut files = vec![
+        file("src/lib.rs", lib_rs::lib_rs(api)),
+        file("src/error_codes.rs", error_codes::error_codes_rs(api)),
+        file("src/models.rs", models::models_rs(api, &request_types)?),
+    ];
+    for tag in tag_modules(api) {
+        files.push(file(&format!("src/{}.rs", tag.to_snake_case()), operations::tag_rs(api, &tag)?));
+    }
+    Ok(files)
+}
+
+/// The trait (tag) an operation belongs to.
+pub(super) fn op_tag(op: &Operation) -> String {
+    op.tags.first().cloned().unwrap_or_else(|| "Default".to_owned())
+}
+
+/// One module per tag, in order of first use, so file lists are stable.
+pub(super) fn tag_modules(api: &Api) -> Vec<String> {
+    let mut tags: Vec<String> = Vec::new();
+    for op in &api.operations {
+        let t = op_tag(op);
+        if !tags.contains(&t) {
+            tags.push(t);
+        }
+    }
+    tags
+}
+
+pub(super) fn ident(s: &str) -> proc_macro2::Ident {
+    format_ident!("{}", s)
+}
+
+pub(super) fn lit(s: &str) -> Literal {
+    Literal::string(s)
+}
+
+pub(super) fn opt_lit(s: Option<&str>) -> TokenStream {
+    match s {
+        Some(s) => {
+            let l = lit(s);
+            quote!(::std::option::Option::Some(#l))
+        }
+        None => quote!(::std::option::Option::None),
+    }
+}
+
+/// `#[doc]` attributes from optional paragraphs, empty ones dropped. Each
+/// line gets a leading space so the formatted output reads like `///`.
+pub(super) fn doc_attrs(parts: &[Option<&str>]) -> TokenStream {
+    let text: Vec<&str> = parts.iter().flatten().map(|s| s.trim_end()).filter(|s| !s.is_empty()).collect();
+    if text.is_empty() {
+        return quote!();
+    }
+    let joined = text.join("\n\n");
+    let lines = joined.lines().map(|l| {
+        let l = lit(&format!(" {l}"));
+        quote!(#[doc = #l])
+    });
+    quote!(#(#lines)*)
+}

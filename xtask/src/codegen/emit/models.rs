@@ -1,0 +1,477 @@
+//! `models.rs`: one Rust type per schema (structs, string enums, untagged
+//! unions) with its serde attributes, its exact schema for the document, and,
+//! for types a request can carry, garde rules and the structural shape.
+
+use anyhow::{Result, bail};
+use heck::ToSnakeCase;
+use proc_macro2::{Literal, TokenStream};
+use quote::{format_ident, quote};
+use serde_json::Value;
+use std::collections::BTreeSet;
+
+use super::schema_meta::{meta_schema, refs_in_node, register_calls};
+use super::validation::{garde_rules, shape_of_fields, shape_of_node};
+use super::{doc_attrs, ident, lit};
+use crate::codegen::ir::Api;
+use crate::codegen::ir::types::{EnumVariant, Field, Optionality, RustType, TypeDef, TypeKind, UnionVariant};
+
+pub(super) fn rust_type_tokens(t: &RustType) -> TokenStream {
+    match t {
+        RustType::Named(n) => {
+            let n = ident(n);
+            quote!(#n)
+        }
+        RustType::String => quote!(::std::string::String),
+        RustType::Password => quote!(crate::rt::Password),
+        RustType::Date => quote!(::chrono::NaiveDate),
+        RustType::DateTime => quote!(::chrono::DateTime<::chrono::Utc>),
+        RustType::Uuid => quote!(::uuid::Uuid),
+        RustType::I32 => quote!(i32),
+        RustType::I64 => quote!(i64),
+        RustType::F32 => quote!(f32),
+        RustType::F64 => quote!(f64),
+        RustType::Bool => quote!(bool),
+        RustType::Vec(i) => {
+            let i = rust_type_tokens(i);
+            quote!(::std::vec::Vec<#i>)
+        }
+        RustType::Map(i) => {
+            let i = rust_type_tokens(i);
+            quote!(::std::collections::BTreeMap<::std::string::String, #i>)
+        }
+        RustType::JsonObject => quote!(::serde_json::Map<::std::string::String, ::serde_json::Value>),
+        RustType::Any => quote!(::serde_json::Value),
+    }
+}
+
+fn field_type(f: &Field) -> TokenStream {
+    let t = rust_type_tokens(&f.ty);
+    match f.optionality() {
+        Optionality::Plain => t,
+        Optionality::Option => quote!(::std::option::Option<#t>),
+        Optionality::DoubleOption => quote!(::std::option::Option<::std::option::Option<#t>>),
+    }
+}
+
+/// Types reachable from request bodies and parameters: these get garde
+/// rules, shapes and `rt::Model`.
+pub(super) fn request_reachable(api: &Api) -> Result<BTreeSet<String>> {
+    fn walk(api: &Api, t: &RustType, out: &mut BTreeSet<String>, stack: &mut Vec<String>) -> Result<()> {
+        match t {
+            RustType::Named(n) => {
+                if stack.contains(n) {
+                    bail!("{}: recursive request schemas are not supported", api.types[n].node.pointer);
+                }
+                if !out.insert(n.clone()) {
+                    return Ok(());
+                }
+                stack.push(n.clone());
+                match &api.types[n].kind {
+                    TypeKind::Struct(fields) => {
+                        for f in fields {
+                            walk(api, &f.ty, out, stack)?;
+                        }
+                    }
+                    TypeKind::Union(vs) => {
+                        for v in vs {
+                            walk(api, &v.ty, out, stack)?;
+                        }
+                    }
+                    TypeKind::StrEnum(_) => {}
+                }
+                stack.pop();
+                Ok(())
+            }
+            RustType::Vec(i) | RustType::Map(i) => walk(api, i, out, stack),
+            _ => Ok(()),
+        }
+    }
+    let mut out = BTreeSet::new();
+    for op in &api.operations {
+        if let Some(rb) = &op.request_body {
+            walk(api, &RustType::Named(rb.model.clone()), &mut out, &mut Vec::new())?;
+        }
+        if let Some(p) = &op.params_type {
+            walk(api, &RustType::Named(p.clone()), &mut out, &mut Vec::new())?;
+        }
+    }
+    Ok(out)
+}
+
+pub(super) fn models_rs(api: &Api, request: &BTreeSet<String>) -> Result<TokenStream> {
+    let mut items = Vec::new();
+    for t in api.types.values() {
+        // Params structs live with their operation's tag module.
+        if api.operations.iter().any(|o| o.params_type.as_deref() == Some(&t.rust_name)) {
+            continue;
+        }
+        items.push(type_def(api, t, request.contains(&t.rust_name))?);
+    }
+    Ok(quote! {
+        //! Models for every schema of the contract, component or inline.
+        #![allow(clippy::large_enum_variant, clippy::derivable_impls)]
+        use crate::rt;
+        #(#items)*
+    })
+}
+
+fn type_doc(t: &TypeDef) -> TokenStream {
+    let origin = match &t.component {
+        Some(c) => format!("Schema `#/components/schemas/{c}`."),
+        None => format!("Inline schema at `{}`.", t.node.pointer),
+    };
+    doc_attrs(&[t.node.description.as_deref(), Some(&origin)])
+}
+
+fn type_def(api: &Api, t: &TypeDef, request: bool) -> Result<TokenStream> {
+    let doc = type_doc(t);
+    let type_impl = type_impl(api, t);
+    Ok(match &t.kind {
+        TypeKind::StrEnum(variants) => str_enum_def(t, variants, &doc, &type_impl),
+        TypeKind::Union(variants) => {
+            let name = ident(&t.rust_name);
+            let vs = variants.iter().map(|u| {
+                let v = ident(&u.rust_name);
+                let ty = rust_type_tokens(&u.ty);
+                quote!(#v(#ty),)
+            });
+            let model = if request { union_model_impl(api, t, variants) } else { quote!() };
+            quote! {
+                #doc
+                #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+                #[serde(untagged)]
+                pub enum #name { #(#vs)* }
+                #model
+                #type_impl
+            }
+        }
+        TypeKind::Struct(fields) => struct_def(api, t, fields, request, &doc, &type_impl)?,
+    })
+}
+
+/// A string enum with its wire values, `ALL`, `Display`, `FromStr` and,
+/// when the schema has one, its default.
+fn str_enum_def(t: &TypeDef, variants: &[EnumVariant], doc: &TokenStream, type_impl: &TokenStream) -> TokenStream {
+    let name = ident(&t.rust_name);
+    let vs = variants.iter().map(|EnumVariant { rust_name: v, wire: w }| {
+        let v = ident(v);
+        let w = lit(w);
+        quote!(#[serde(rename = #w)] #v,)
+    });
+    let arms = variants.iter().map(|EnumVariant { rust_name: v, wire: w }| {
+        let v = ident(v);
+        let w = lit(w);
+        quote!(Self::#v => #w,)
+    });
+    let parse_arms = variants.iter().map(|EnumVariant { rust_name: v, wire: w }| {
+        let v = ident(v);
+        let w = lit(w);
+        quote!(#w => ::std::result::Result::Ok(Self::#v),)
+    });
+    let all = variants.iter().map(|e| {
+        let v = ident(&e.rust_name);
+        quote!(Self::#v)
+    });
+    let default_impl = t.node.default.as_ref().and_then(Value::as_str).and_then(|d| {
+        variants.iter().find(|e| e.wire == d).map(|e| {
+            let v = ident(&e.rust_name);
+            quote! {
+                impl ::std::default::Default for #name {
+                    fn default() -> Self { Self::#v }
+                }
+            }
+        })
+    });
+    quote! {
+        #doc
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, ::serde::Serialize, ::serde::Deserialize)]
+        pub enum #name { #(#vs)* }
+
+        impl #name {
+            /// Every value, in the contract's order.
+            pub const ALL: &'static [Self] = &[#(#all),*];
+
+            /// The wire value.
+            pub const fn as_str(self) -> &'static str {
+                match self { #(#arms)* }
+            }
+        }
+
+        impl ::std::fmt::Display for #name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl ::std::str::FromStr for #name {
+            type Err = ::std::string::String;
+            fn from_str(s: &str) -> ::std::result::Result<Self, Self::Err> {
+                match s {
+                    #(#parse_arms)*
+                    other => ::std::result::Result::Err(::std::format!("unknown value {other:?}")),
+                }
+            }
+        }
+        #default_impl
+        #type_impl
+    }
+}
+
+fn is_struct(api: &Api, t: &RustType) -> bool {
+    matches!(t, RustType::Named(n) if matches!(api.types.get(n).map(|t| &t.kind), Some(TypeKind::Struct(_)) | Some(TypeKind::Union(_))))
+}
+
+/// Unions validate structurally (the shape); garde sees each variant's own
+/// rules through `dive`.
+fn union_model_impl(api: &Api, t: &TypeDef, variants: &[UnionVariant]) -> TokenStream {
+    let name = ident(&t.rust_name);
+    let arms = variants.iter().map(|u| {
+        let v = ident(&u.rust_name);
+        if is_struct(api, &u.ty) {
+            quote!(Self::#v(inner) => ::garde::Validate::validate_into(inner, ctx, parent, report),)
+        } else {
+            quote!(Self::#v(_) => {})
+        }
+    });
+    let shape = shape_of_node(api, &t.node);
+    quote! {
+        impl ::garde::Validate for #name {
+            type Context = ();
+            fn validate_into(&self, ctx: &(), parent: &mut dyn ::core::ops::FnMut() -> ::garde::Path, report: &mut ::garde::Report) {
+                match self { #(#arms)* }
+            }
+        }
+        impl rt::Model for #name {
+            const SHAPE: &'static rt::Shape = &#shape;
+        }
+    }
+}
+
+fn type_impl(api: &Api, t: &TypeDef) -> TokenStream {
+    let name = ident(&t.rust_name);
+    let mut refs = BTreeSet::new();
+    refs_in_node(api, &t.node, &mut refs);
+    let meta = meta_schema(api, &t.node);
+    match &t.component {
+        Some(c) => {
+            refs.remove(c);
+            let regs = register_calls(api, &refs);
+            let c = lit(c);
+            quote! {
+                rt::impl_type!(#name, #c,
+                    ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from(#c)),
+                    |registry| {
+                        registry.create_schema::<#name, _>(::std::string::String::from(#c), |registry| {
+                            let _ = &registry;
+                            #regs
+                            #meta
+                        });
+                    });
+            }
+        }
+        None => {
+            let regs = register_calls(api, &refs);
+            let n = lit(&t.rust_name);
+            quote! {
+                rt::impl_type!(#name, #n,
+                    ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(#meta)),
+                    |registry| { let _ = &registry; #regs });
+            }
+        }
+    }
+}
+
+fn default_fn_name(t: &str, f: &str) -> proc_macro2::Ident {
+    format_ident!("default_{}_{}", t.to_snake_case(), f)
+}
+
+fn default_expr(api: &Api, f: &Field) -> Result<TokenStream> {
+    let v = f.default.as_ref().map_or(&Value::Null, |v| v);
+    let bad = || anyhow::anyhow!("{}: default {v} does not fit the schema", f.node.pointer);
+    Ok(match &f.ty {
+        RustType::Named(n) => match api.types.get(n).map(|t| &t.kind) {
+            Some(TypeKind::StrEnum(vs)) => {
+                let w = v.as_str().ok_or_else(bad)?;
+                let var = &vs.iter().find(|e| e.wire == w).ok_or_else(bad)?.rust_name;
+                let (n, var) = (ident(n), ident(var));
+                quote!(#n::#var)
+            }
+            _ => bail!("{}: defaults are supported on scalars and string enums", f.node.pointer),
+        },
+        RustType::String => {
+            let s = lit(v.as_str().ok_or_else(bad)?);
+            quote!(::std::string::String::from(#s))
+        }
+        RustType::I64 | RustType::I32 => {
+            let i = v.as_i64().ok_or_else(bad)?;
+            let l = if f.ty == RustType::I32 {
+                Literal::i32_unsuffixed(i32::try_from(i)?)
+            } else {
+                Literal::i64_unsuffixed(i)
+            };
+            quote!(#l)
+        }
+        RustType::F64 | RustType::F32 => {
+            let x = Literal::f64_unsuffixed(v.as_f64().ok_or_else(bad)?);
+            quote!(#x)
+        }
+        RustType::Bool => {
+            if v.as_bool().ok_or_else(bad)? {
+                quote!(true)
+            } else {
+                quote!(false)
+            }
+        }
+        _ => bail!("{}: defaults are supported on scalars and string enums", f.node.pointer),
+    })
+}
+
+/// A struct with serde attributes per field and, for request types, garde
+/// rules, `rt::Model` (shape and renames) for the structural pass.
+pub(super) fn struct_def(
+    api: &Api,
+    t: &TypeDef,
+    fields: &[Field],
+    request: bool,
+    doc: &TokenStream,
+    type_impl: &TokenStream,
+) -> Result<TokenStream> {
+    let name = ident(&t.rust_name);
+    let mut fs = Vec::new();
+    let mut defaults = Vec::new();
+    for f in fields {
+        let StructField { field, default_fn } = struct_field(api, t, f, request)?;
+        fs.push(field);
+        defaults.extend(default_fn);
+    }
+    let (derive_garde, model) =
+        if request { (quote!(#[derive(::garde::Validate)]), model_impl(api, t, fields)) } else { (quote!(), quote!()) };
+    let envelope = envelope_impl(t, fields);
+    Ok(quote! {
+        #doc
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #derive_garde
+        pub struct #name { #(#fs)* }
+        #(#defaults)*
+        #model
+        #envelope
+        #type_impl
+    })
+}
+
+/// One field's declaration, and the function serde calls for its default.
+struct StructField {
+    field: TokenStream,
+    default_fn: Option<TokenStream>,
+}
+
+fn struct_field(api: &Api, t: &TypeDef, f: &Field, request: bool) -> Result<StructField> {
+    let fname = ident(&f.rust_name);
+    let fty = field_type(f);
+    let fdoc = doc_attrs(&[f.description.as_deref()]);
+    let mut serde_attrs = Vec::new();
+    let mut default_fn = None;
+    if f.rust_name != f.json_name {
+        let j = lit(&f.json_name);
+        serde_attrs.push(quote!(rename = #j));
+    }
+    match f.optionality() {
+        Optionality::Plain if f.default.is_some() => {
+            let dfn = default_fn_name(&t.rust_name, &f.rust_name);
+            let dfs = lit(&dfn.to_string());
+            serde_attrs.push(quote!(default = #dfs));
+            let e = default_expr(api, f)?;
+            default_fn = Some(quote! {
+                fn #dfn() -> #fty { #e }
+            });
+        }
+        Optionality::Plain => {}
+        Optionality::Option if f.required => {}
+        Optionality::Option => {
+            serde_attrs.push(quote!(default, skip_serializing_if = "Option::is_none"));
+        }
+        Optionality::DoubleOption => {
+            serde_attrs.push(quote!(default, skip_serializing_if = "Option::is_none", with = "rt::double_option"));
+        }
+    }
+    let serde_attr = if serde_attrs.is_empty() { quote!() } else { quote!(#[serde(#(#serde_attrs),*)]) };
+    let garde_attr = if request { garde_rules(api, f)? } else { quote!() };
+    Ok(StructField {
+        field: quote! {
+            #fdoc
+            #serde_attr
+            #garde_attr
+            pub #fname: #fty,
+        },
+        default_fn,
+    })
+}
+
+/// `rt::Model`: the shape checked before garde, and the Rust → JSON names
+/// that let garde's paths be reported in the contract's spelling.
+fn model_impl(api: &Api, t: &TypeDef, fields: &[Field]) -> TokenStream {
+    let name = ident(&t.rust_name);
+    let shape = shape_of_fields(api, fields);
+    let renames: Vec<TokenStream> = fields
+        .iter()
+        .filter(|f| f.rust_name != f.json_name)
+        .map(|f| {
+            let (r, j) = (lit(&f.rust_name), lit(&f.json_name));
+            quote!((#r, #j))
+        })
+        .collect();
+    let renames = if renames.is_empty() {
+        quote!()
+    } else {
+        quote!(const RENAMES: &'static [(&'static str, &'static str)] = &[#(#renames),*];)
+    };
+    quote! {
+        impl rt::Model for #name {
+            const SHAPE: &'static rt::Shape = &#shape;
+            #renames
+        }
+    }
+}
+
+/// An object with `code`, `msg`, `timestamp` and a free-form `data` is the
+/// error envelope: generated code can then build it for framework errors.
+pub(super) fn envelope_impl(t: &TypeDef, fields: &[Field]) -> TokenStream {
+    let get = |n: &str| fields.iter().find(|f| f.json_name == n);
+    let (Some(code), Some(msg), Some(ts)) = (get("code"), get("msg"), get("timestamp")) else {
+        return quote!();
+    };
+    let data = get("data");
+    let ok = code.ty == RustType::I64
+        && code.required
+        && code.node.enum_values.is_empty()
+        && msg.ty == RustType::String
+        && msg.required
+        && ts.ty == RustType::DateTime
+        && ts.required
+        && fields.len() == 3 + usize::from(data.is_some())
+        && data.is_none_or(|d| d.ty == RustType::JsonObject && !d.required);
+    if !ok {
+        return quote!();
+    }
+    let name = ident(&t.rust_name);
+    let data_set = match data.map(Field::optionality) {
+        None => quote!(),
+        Some(Optionality::DoubleOption) => quote!(data: data.map(|d| match d {
+            ::serde_json::Value::Object(m) => ::std::option::Option::Some(m),
+            _ => ::std::option::Option::None,
+        }),),
+        Some(_) => quote!(data: data.and_then(|d| match d {
+            ::serde_json::Value::Object(m) => ::std::option::Option::Some(m),
+            _ => ::std::option::Option::None,
+        }),),
+    };
+    let unused = if data.is_none() { quote!(let _ = data;) } else { quote!() };
+    quote! {
+        impl rt::ErrorEnvelope for #name {
+            fn envelope(code: i64, msg: ::std::string::String, data: ::std::option::Option<::serde_json::Value>) -> Self {
+                #unused
+                Self { code, msg, #data_set timestamp: rt::now() }
+            }
+        }
+    }
+}

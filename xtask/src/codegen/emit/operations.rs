@@ -1,0 +1,283 @@
+//! Per-tag modules: the trait an application implements, and the
+//! `#[OpenApi]` glue that authenticates, validates parameters and body, and
+//! only then calls the trait.
+
+use anyhow::{Result, bail};
+use heck::ToSnakeCase;
+use proc_macro2::{Literal, TokenStream};
+use quote::{format_ident, quote};
+
+use super::params::{coerce_of, params_def};
+use super::responses::response_enum;
+use super::{doc_attrs, ident, lit, op_tag};
+use crate::codegen::ir::Api;
+use crate::codegen::ir::names::type_name;
+use crate::codegen::ir::operations::Operation;
+use crate::codegen::ir::params::ParamLocation;
+
+pub(super) fn scheme_type(name: &str) -> proc_macro2::Ident {
+    format_ident!("{}Scheme", type_name(name))
+}
+
+pub(super) fn auth_method(name: &str) -> proc_macro2::Ident {
+    format_ident!("authenticate_{}", name.to_snake_case())
+}
+
+pub(super) fn tag_rs(api: &Api, tag: &str) -> Result<TokenStream> {
+    let ops: Vec<&Operation> = api.operations.iter().filter(|o| op_tag(o) == tag).collect();
+    let trait_name = format_ident!("{}Api", type_name(tag));
+    let server_name = format_ident!("{}Server", type_name(tag));
+    let secured = ops.iter().any(|o| o.security_scheme().is_some());
+    let supertrait =
+        if secured { quote!(crate::Auth) } else { quote!(::std::marker::Send + ::std::marker::Sync + 'static) };
+
+    let mut trait_methods = Vec::new();
+    let mut server_methods = Vec::new();
+    let mut extra = Vec::new();
+    for op in &ops {
+        trait_methods.push(trait_method(op));
+        extra.push(response_enum(api, op));
+        extra.push(params_def(api, op)?);
+        server_methods.push(server_method(op)?);
+    }
+
+    let tag_variant = format_ident!("{}", type_name(tag));
+    Ok(quote! {
+        //! Operations tagged the same in the contract: the trait to implement,
+        //! a response enum per operation, and the HTTP glue.
+        #![allow(clippy::too_many_arguments, unused_imports)]
+        use crate::{rt, models::*};
+        use poem_openapi::OpenApi;
+
+        /// Implement this to serve the operations of this tag; every method
+        /// returns one of the statuses the contract documents.
+        pub trait #trait_name: #supertrait {
+            #(#trait_methods)*
+        }
+
+        #(#extra)*
+
+        /// The poem-openapi service for this tag over an implementation `A`.
+        pub struct #server_name<A>(pub ::std::sync::Arc<A>);
+
+        impl<A> ::std::clone::Clone for #server_name<A> {
+            fn clone(&self) -> Self { Self(::std::clone::Clone::clone(&self.0)) }
+        }
+
+        #[OpenApi]
+        impl<A: #trait_name> #server_name<A> {
+            #(#server_methods)*
+        }
+
+        const _: crate::ApiTags = crate::ApiTags::#tag_variant;
+    })
+}
+
+/// The trait method a handler implements: it receives only what passed
+/// authentication and validation.
+fn trait_method(op: &Operation) -> TokenStream {
+    let m = ident(&op.fn_name);
+    let resp = ident(&op.result_type);
+    let mut args = Vec::new();
+    if op.security_scheme().is_some() {
+        args.push(quote!(principal: Self::Principal));
+    }
+    if let Some(pt) = &op.params_type {
+        let pt = ident(pt);
+        args.push(quote!(params: #pt));
+    }
+    if let Some(rb) = &op.request_body {
+        let bt = ident(&rb.model);
+        if rb.required {
+            args.push(quote!(body: crate::models::#bt));
+        } else {
+            args.push(quote!(body: ::std::option::Option<crate::models::#bt>));
+        }
+    }
+    let doc = doc_attrs(&[
+        op.summary.as_deref(),
+        op.description.as_deref(),
+        Some(&format!("`{} {}` (`{}`).", op.method.to_uppercase(), op.path, op.id)),
+    ]);
+    quote! {
+        #doc
+        fn #m(&self, #(#args),*) -> impl ::std::future::Future<Output = #resp> + ::std::marker::Send;
+    }
+}
+
+/// What the glue method is built from, step by step.
+#[derive(Default)]
+struct Glue {
+    /// The `#[OpenApi]` method's extractor arguments.
+    args: Vec<TokenStream>,
+    /// Statements run before the handler, in order.
+    prelude: Vec<TokenStream>,
+    /// Arguments of the trait call.
+    call: Vec<TokenStream>,
+    /// Values that are `None` when their validation failed.
+    validated: Vec<TokenStream>,
+}
+
+/// The `#[OpenApi]` method: authenticate, then parameters, then the body,
+/// then one 400 naming every failure, and only then the handler.
+fn server_method(op: &Operation) -> Result<TokenStream> {
+    let m = ident(&op.fn_name);
+    let resp = ident(&op.result_type);
+    let oai = oai_attr(op);
+    // poem-openapi reads the summary and description from the doc comment.
+    let doc = doc_attrs(&[op.summary.as_deref(), op.description.as_deref()]);
+
+    let mut glue = Glue::default();
+    authenticate(op, &mut glue);
+    if op.params_type.is_some() || op.request_body.is_some() {
+        glue.prelude.push(quote!(let mut errs = rt::FieldErrors::default();));
+    }
+    extract_params(op, &mut glue)?;
+    read_body(op, &mut glue);
+    let checks = validation_checks(op, &glue);
+    let Glue { args, prelude, call, .. } = glue;
+    let tag = op_tag(op);
+    let trait_name = format_ident!("{}Api", type_name(&tag));
+    Ok(quote! {
+        #doc
+        #oai
+        async fn #m(&self, #(#args),*) -> #resp {
+            #(#prelude)*
+            #checks
+            #trait_name::#m(&*self.0, #(#call),*).await
+        }
+    })
+}
+
+fn oai_attr(op: &Operation) -> TokenStream {
+    let path = lit(&poem_path(&op.path));
+    let method = lit(op.method);
+    let op_id = lit(&op.id);
+    let tags = op.tags.iter().map(|t| {
+        let v = format_ident!("{}", type_name(t));
+        let s = lit(&format!("crate::ApiTags::{v}"));
+        quote!(tag = #s)
+    });
+    let deprecated = if op.deprecated { quote!(deprecated,) } else { quote!() };
+    quote!(#[oai(path = #path, method = #method, operation_id = #op_id, #(#tags,)* #deprecated)])
+}
+
+/// `/users/{id}` in poem's spelling, `/users/:id`.
+fn poem_path(path: &str) -> String {
+    path.split('/')
+        .map(|s| {
+            if s.starts_with('{') {
+                format!(":{}", s.trim_start_matches('{').trim_end_matches('}'))
+            } else {
+                s.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn authenticate(op: &Operation, glue: &mut Glue) {
+    let Some(scheme) = op.security_scheme() else { return };
+    let resp = ident(&op.result_type);
+    let st = scheme_type(scheme);
+    let am = auth_method(scheme);
+    glue.args.push(quote!(auth: rt::ApiKey<crate::#st>));
+    glue.prelude.push(quote! {
+        // An empty header is a missing credential, not a wrong one.
+        let principal = match auth.0.filter(|t| !t.trim().is_empty()) {
+            ::std::option::Option::None => return <#resp as rt::FromErrorCode>::from_error(crate::ErrorCode::MissingToken, ::std::option::Option::None, ::std::option::Option::None),
+            ::std::option::Option::Some(token) => match crate::Auth::#am(&*self.0, &token).await {
+                ::std::result::Result::Ok(p) => p,
+                ::std::result::Result::Err(r) => return <#resp as rt::FromErrorCode>::from_error(r.code, r.msg, ::std::option::Option::None),
+            },
+        };
+    });
+    glue.call.push(quote!(principal));
+}
+
+/// Raw extractors that never fail, one per parameter; their values are
+/// coerced and validated together into the params struct.
+fn extract_params(op: &Operation, glue: &mut Glue) -> Result<()> {
+    let Some(pt) = &op.params_type else { return Ok(()) };
+    let pt_i = ident(pt);
+    let mut entries = Vec::new();
+    for (i, p) in op.params.iter().enumerate() {
+        let arg = format_ident!("p_{}", p.field.rust_name);
+        let json = lit(&p.field.json_name);
+        let idx = Literal::usize_unsuffixed(i);
+        let extractor = match p.location {
+            ParamLocation::Query => quote!(rt::Query<#pt_i, #idx>),
+            ParamLocation::Path => quote!(rt::Path<#pt_i, #idx>),
+            ParamLocation::Header => quote!(rt::Header<#pt_i, #idx>),
+            // The IR refuses these already; never emit a guess.
+            ParamLocation::Cookie => bail!("{}: cookie parameters are not supported", p.pointer),
+        };
+        let pdoc = doc_attrs(&[p.description.as_deref()]);
+        let deprecated = if p.deprecated { quote!(, deprecated) } else { quote!() };
+        glue.args.push(quote!(#pdoc #[oai(name = #json #deprecated)] #arg: #extractor));
+        let coerce = coerce_of(&p.field.ty);
+        entries.push(quote!((#json, #arg.0, #coerce)));
+    }
+    glue.prelude.push(quote! {
+        let params = rt::validate_value::<#pt_i>(rt::params_object(&[#(#entries),*]), "", &mut errs);
+    });
+    glue.call.push(quote!(params));
+    glue.validated.push(quote!(params));
+    Ok(())
+}
+
+fn read_body(op: &Operation, glue: &mut Glue) {
+    let Some(rb) = &op.request_body else { return };
+    let resp = ident(&op.result_type);
+    let bt = ident(&rb.model);
+    let bdoc = doc_attrs(&[rb.description.as_deref()]);
+    let req = if rb.required { quote!() } else { quote!(, false) };
+    glue.args.push(quote!(#bdoc body: rt::JsonBody<crate::models::#bt #req>));
+    let missing = if rb.required {
+        quote!({
+            errs.push("body", "request body is required");
+            ::std::option::Option::None
+        })
+    } else {
+        quote!(::std::option::Option::Some(::std::option::Option::None))
+    };
+    let valid = if rb.required {
+        quote!(::std::option::Option::Some(v))
+    } else {
+        quote!(::std::option::Option::Some(::std::option::Option::Some(v)))
+    };
+    // Read only now: after authentication and the parameters.
+    glue.prelude.push(quote! {
+        let body = match body.read(&mut errs).await {
+            ::std::result::Result::Ok(rt::BodyOutcome::Valid(v)) => #valid,
+            ::std::result::Result::Ok(rt::BodyOutcome::Invalid) => ::std::option::Option::None,
+            ::std::result::Result::Ok(rt::BodyOutcome::Empty) => #missing,
+            ::std::result::Result::Err(e) => {
+                let (code, message) = e.into_error();
+                let data = ::serde_json::json!({ "errors": [{ "field": "body", "message": message }] });
+                return <#resp as rt::FromErrorCode>::from_error(code, ::std::option::Option::None, ::std::option::Option::Some(data));
+            }
+        };
+    });
+    glue.call.push(quote!(body));
+    glue.validated.push(quote!(body));
+}
+
+/// One 400 for every failure at once: a value that did not parse is `None`,
+/// and a value that parsed may still have failed a rule.
+fn validation_checks(op: &Operation, glue: &Glue) -> TokenStream {
+    if op.params_type.is_none() && op.request_body.is_none() {
+        return quote!();
+    }
+    let resp = ident(&op.result_type);
+    let pats = glue.validated.iter().map(|v| quote!(::std::option::Option::Some(#v)));
+    let vals = &glue.validated;
+    quote! {
+        let (#(#pats,)*) = (#(#vals,)*) else {
+            return <#resp as rt::FromErrorCode>::from_error(crate::ErrorCode::ValidationFailed, ::std::option::Option::None, ::std::option::Option::Some(errs.to_data()));
+        };
+        if !errs.is_empty() {
+            return <#resp as rt::FromErrorCode>::from_error(crate::ErrorCode::ValidationFailed, ::std::option::Option::None, ::std::option::Option::Some(errs.to_data()));
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! Validation: the garde rules and the structural shapes (`rt::Shape`) a
+//! request type is checked against, each constraint in exactly one of them.
+
+use anyhow::{Result, bail};
+use proc_macro2::{Literal, TokenStream};
+use quote::quote;
+use serde_json::Value;
+
+use super::schema_meta::component_type;
+use super::{ident, lit};
+use crate::codegen::ir::Api;
+use crate::codegen::ir::schema::{AdditionalProperties, JsonType, Schema, SchemaNode};
+use crate::codegen::ir::types::{Field, Optionality, RustType, TypeKind};
+
+fn f64_lit_int(v: f64) -> TokenStream {
+    if v.fract() == 0.0 && v.abs() < 9.0e15 {
+        let l = Literal::i64_unsuffixed(v as i64);
+        quote!(#l)
+    } else {
+        let l = Literal::f64_unsuffixed(v);
+        quote!(#l)
+    }
+}
+
+/// garde rules for one field: constraints the shape does not already cover.
+pub(super) fn garde_rules(api: &Api, f: &Field) -> Result<TokenStream> {
+    let mut rules = value_rules(api, &f.ty, &f.node)?;
+    // Options are transparent to garde's rules except `inner`, which would
+    // otherwise apply to the `Some` value instead of the items.
+    let depth = match f.optionality() {
+        Optionality::Plain => 0,
+        Optionality::Option => 1,
+        Optionality::DoubleOption => 2,
+    };
+    for r in rules.iter_mut() {
+        if r.to_string().starts_with("inner") {
+            for _ in 0..depth {
+                *r = quote!(inner(#r));
+            }
+        }
+    }
+    if rules.is_empty() {
+        return Ok(quote!(#[garde(skip)]));
+    }
+    Ok(quote!(#[garde(#(#rules),*)]))
+}
+
+/// garde rules for a value of type `ty` constrained by `n`. A constraint
+/// neither garde nor the shape can check exactly is refused.
+fn value_rules(api: &Api, ty: &RustType, n: &SchemaNode) -> Result<Vec<TokenStream>> {
+    match ty {
+        RustType::String | RustType::Password => Ok(string_rules(n)),
+        RustType::Date | RustType::DateTime | RustType::Uuid => {
+            if n.min_length.is_some() || n.max_length.is_some() {
+                bail!("{}: length limits on formatted strings are not supported", n.pointer);
+            }
+            // A pattern on a date (the contract's `^\d{4}-\d{2}-\d{2}$`) is
+            // enforced by the shape's strict YYYY-MM-DD parse.
+            Ok(Vec::new())
+        }
+        RustType::I64 | RustType::I32 => number_rules(n, true),
+        RustType::F64 | RustType::F32 => number_rules(n, false),
+        RustType::Vec(item) => array_rules(api, item, n),
+        RustType::Named(name) => {
+            if matches!(api.types.get(name).map(|t| &t.kind), Some(TypeKind::Struct(_) | TypeKind::Union(_))) {
+                Ok(vec![quote!(dive)])
+            } else {
+                Ok(Vec::new())
+            }
+        }
+        RustType::Map(_) | RustType::JsonObject | RustType::Any | RustType::Bool => Ok(Vec::new()),
+    }
+}
+
+/// `min = …, max = …` for whichever bounds are given.
+fn bounds(min: Option<usize>, max: Option<usize>) -> Vec<TokenStream> {
+    let mut args = Vec::new();
+    if let Some(m) = min {
+        let m = Literal::usize_unsuffixed(m);
+        args.push(quote!(min = #m));
+    }
+    if let Some(m) = max {
+        let m = Literal::usize_unsuffixed(m);
+        args.push(quote!(max = #m));
+    }
+    args
+}
+
+fn string_rules(n: &SchemaNode) -> Vec<TokenStream> {
+    let mut rules = Vec::new();
+    if n.min_length.is_some() || n.max_length.is_some() {
+        // JSON Schema counts characters, not bytes.
+        let args = std::iter::once(quote!(chars)).chain(bounds(n.min_length, n.max_length));
+        rules.push(quote!(length(#(#args),*)));
+    }
+    if let Some(p) = &n.pattern {
+        let p = lit(p);
+        rules.push(quote!(pattern(#p)));
+    }
+    if n.format.as_deref() == Some("email") {
+        rules.push(quote!(email));
+    }
+    rules
+}
+
+/// A range rule. Exclusive bounds are exact only for integers (a bound
+/// moves by one); on floats they are refused rather than approximated.
+fn number_rules(n: &SchemaNode, int: bool) -> Result<Vec<TokenStream>> {
+    let literal = |v: f64| {
+        if int {
+            f64_lit_int(v)
+        } else {
+            let l = Literal::f64_unsuffixed(v);
+            quote!(#l)
+        }
+    };
+    let mut args = Vec::new();
+    if let Some(m) = n.minimum {
+        if n.exclusive_minimum && !int {
+            bail!("{}: exclusiveMinimum on numbers is not supported", n.pointer);
+        }
+        let m = literal(if n.exclusive_minimum { m + 1.0 } else { m });
+        args.push(quote!(min = #m));
+    }
+    if let Some(m) = n.maximum {
+        if n.exclusive_maximum && !int {
+            bail!("{}: exclusiveMaximum on numbers is not supported", n.pointer);
+        }
+        let m = literal(if n.exclusive_maximum { m - 1.0 } else { m });
+        args.push(quote!(max = #m));
+    }
+    let mut rules = Vec::new();
+    if !args.is_empty() {
+        rules.push(quote!(range(#(#args),*)));
+    }
+    if n.multiple_of.is_some() {
+        bail!("{}: multipleOf is not supported", n.pointer);
+    }
+    Ok(rules)
+}
+
+fn array_rules(api: &Api, item: &RustType, n: &SchemaNode) -> Result<Vec<TokenStream>> {
+    let mut rules = Vec::new();
+    if n.min_items.is_some() || n.max_items.is_some() {
+        let args = bounds(n.min_items, n.max_items);
+        rules.push(quote!(length(#(#args),*)));
+    }
+    if n.unique_items {
+        bail!("{}: uniqueItems is not supported", n.pointer);
+    }
+    let item_node = match &n.items {
+        Some(Schema::Inline(i)) => (**i).clone(),
+        Some(Schema::Ref(name)) => api
+            .types
+            .values()
+            .find(|t| t.component.as_deref() == Some(name))
+            .map(|t| t.node.clone())
+            .unwrap_or_default(),
+        None => SchemaNode::default(),
+    };
+    let inner = value_rules(api, item, &item_node)?;
+    if inner.iter().any(|r| r.to_string() == "dive") {
+        // garde validates `Vec<T: Validate>` itself; `dive` is only
+        // allowed at field level.
+        rules.push(quote!(dive));
+    } else if !inner.is_empty() {
+        rules.push(quote!(inner(#(#inner),*)));
+    }
+    Ok(rules)
+}
+
+pub(super) fn shape_of_fields(api: &Api, fields: &[Field]) -> TokenStream {
+    let props = fields.iter().map(|f| {
+        let name = lit(&f.json_name);
+        let required = f.required;
+        let mut shape = shape_of(api, &f.ty, &f.node);
+        if f.nullable {
+            shape = quote!(rt::Shape::Nullable(&#shape));
+        }
+        quote!(rt::Prop { name: #name, required: #required, shape: &#shape })
+    });
+    quote!(rt::Shape::Object(&[#(#props),*]))
+}
+
+pub(super) fn shape_of_node(api: &Api, n: &SchemaNode) -> TokenStream {
+    let members = if n.one_of.is_empty() { &n.any_of } else { &n.one_of };
+    let shapes = members.iter().map(|m| match m {
+        Schema::Ref(name) => match component_type(api, name) {
+            Some(t) => {
+                let t = ident(&t);
+                quote!(<#t as rt::Model>::SHAPE)
+            }
+            None => quote!(&rt::Shape::Any),
+        },
+        Schema::Inline(node) => {
+            let ty = rty_of_inline(node);
+            let s = shape_of(api, &ty, node);
+            quote!(&#s)
+        }
+    });
+    if n.one_of.is_empty() {
+        quote!(rt::Shape::AnyOf(&[#(#shapes),*]))
+    } else {
+        quote!(rt::Shape::OneOf(&[#(#shapes),*]))
+    }
+}
+
+fn rty_of_inline(n: &SchemaNode) -> RustType {
+    match (n.ty, n.format.as_deref()) {
+        (Some(JsonType::Integer), Some("int32")) => RustType::I32,
+        (Some(JsonType::Integer), _) => RustType::I64,
+        (Some(JsonType::Number), _) => RustType::F64,
+        (Some(JsonType::Boolean), _) => RustType::Bool,
+        (Some(JsonType::String), Some("date")) => RustType::Date,
+        (Some(JsonType::String), Some("date-time")) => RustType::DateTime,
+        (Some(JsonType::String), Some("uuid")) => RustType::Uuid,
+        (Some(JsonType::String), _) => RustType::String,
+        _ => RustType::Any,
+    }
+}
+
+fn shape_of(api: &Api, ty: &RustType, n: &SchemaNode) -> TokenStream {
+    match ty {
+        RustType::Named(name) => match api.types.get(name).map(|t| &t.kind) {
+            Some(TypeKind::StrEnum(vs)) => {
+                let ws = vs.iter().map(|e| lit(&e.wire));
+                quote!(rt::Shape::Enum(&[#(#ws),*]))
+            }
+            _ => {
+                let t = ident(name);
+                quote!(*<#t as rt::Model>::SHAPE)
+            }
+        },
+        RustType::String | RustType::Password => quote!(rt::Shape::String(rt::StrFormat::Plain)),
+        RustType::Date => quote!(rt::Shape::String(rt::StrFormat::Date)),
+        RustType::DateTime => quote!(rt::Shape::String(rt::StrFormat::DateTime)),
+        RustType::Uuid => quote!(rt::Shape::String(rt::StrFormat::Uuid)),
+        RustType::I32 => int_shape(n, i32::MIN as i64, i32::MAX as i64),
+        RustType::I64 => int_shape(n, i64::MIN, i64::MAX),
+        RustType::F32 | RustType::F64 => quote!(rt::Shape::Number),
+        RustType::Bool => quote!(rt::Shape::Bool),
+        RustType::Vec(item) => {
+            let item_node = match &n.items {
+                Some(Schema::Inline(i)) => (**i).clone(),
+                _ => SchemaNode::default(),
+            };
+            let mut s = shape_of(api, item, &item_node);
+            if item_node.nullable {
+                s = quote!(rt::Shape::Nullable(&#s));
+            }
+            quote!(rt::Shape::Array(&#s))
+        }
+        RustType::Map(item) => {
+            let item_node = match &n.additional_properties {
+                Some(AdditionalProperties::Schema(Schema::Inline(i))) => (**i).clone(),
+                _ => SchemaNode::default(),
+            };
+            let s = shape_of(api, item, &item_node);
+            quote!(rt::Shape::Map(&#s))
+        }
+        RustType::JsonObject => quote!(rt::Shape::Map(&rt::Shape::Any)),
+        RustType::Any => quote!(rt::Shape::Any),
+    }
+}
+
+fn int_shape(n: &SchemaNode, lo: i64, hi: i64) -> TokenStream {
+    if !n.enum_values.is_empty() {
+        // Integer enums: the shape's range cannot express them, garde has no
+        // rule for them; a one-value enum (the envelope's `code: 0`) is the
+        // common case and is exact as a range.
+        let vals: Vec<i64> = n.enum_values.iter().filter_map(Value::as_i64).collect();
+        if let (Some(min), Some(max)) = (vals.iter().min(), vals.iter().max())
+            && vals.len() as i64 == max - min + 1
+        {
+            let (min, max) = (Literal::i64_unsuffixed(*min), Literal::i64_unsuffixed(*max));
+            return quote!(rt::Shape::Integer { min: #min, max: #max });
+        }
+    }
+    let (lo, hi) = (Literal::i64_unsuffixed(lo), Literal::i64_unsuffixed(hi));
+    quote!(rt::Shape::Integer { min: #lo, max: #hi })
+}

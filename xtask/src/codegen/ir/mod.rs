@@ -1,0 +1,141 @@
+//! The intermediate representation of an API, one module per OpenAPI
+//! concept. It is shaped after OpenAPI's own semantics; what the emitters
+//! cannot do yet is refused here, with the construct's JSON pointer, so the
+//! emitters never produce approximate code.
+
+pub mod media;
+pub mod names;
+pub mod operations;
+pub mod params;
+pub mod registry;
+pub mod request_bodies;
+pub mod responses;
+pub mod schema;
+pub mod security;
+pub mod types;
+
+use anyhow::{Result, bail};
+use indexmap::IndexMap;
+use openapiv3 as oa;
+
+use names::pointer_segment;
+use operations::{Operation, OperationSite};
+use registry::ErrorCodeDef;
+use schema::Resolver;
+use security::SecurityScheme;
+use types::{TypeBuilder, TypeDef};
+
+#[derive(Debug, Clone)]
+pub struct Tag {
+    pub name: String,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerUrl {
+    pub url: String,
+    pub description: Option<String>,
+}
+
+/// `info.contact`.
+#[derive(Debug, Clone)]
+pub struct Contact {
+    pub name: Option<String>,
+    pub url: Option<String>,
+    pub email: Option<String>,
+}
+
+/// The whole API as the emitters see it.
+#[derive(Debug)]
+pub struct Api {
+    pub title: String,
+    pub version: String,
+    pub description: Option<String>,
+    pub contact: Option<Contact>,
+    pub servers: Vec<ServerUrl>,
+    pub base_path: String,
+    pub tags: Vec<Tag>,
+    pub operations: Vec<Operation>,
+    pub types: IndexMap<String, TypeDef>,
+    /// Components that are only a `$ref` to another → the final target.
+    pub aliases: IndexMap<String, String>,
+    pub security_schemes: Vec<SecurityScheme>,
+    pub error_codes: Vec<ErrorCodeDef>,
+}
+
+/// Builds the IR of a whole document.
+pub fn build(doc: &oa::OpenAPI) -> Result<Api> {
+    if !doc.openapi.starts_with("3.0") {
+        bail!("#/openapi: only OpenAPI 3.0.x is supported, found {}", doc.openapi);
+    }
+    let mut b = TypeBuilder::new(Resolver::new(doc));
+
+    // Components first, in document order, so their names win.
+    let mut aliases = IndexMap::new();
+    if let Some(c) = &doc.components {
+        for name in c.schemas.keys() {
+            let canon = b.resolver.canonical(name)?;
+            if canon == *name {
+                b.component(name)?;
+            } else {
+                aliases.insert(name.clone(), canon);
+            }
+        }
+    }
+
+    let security_schemes = security::schemes(doc)?;
+
+    let mut operations = Vec::new();
+    for (path, item) in &doc.paths.paths {
+        let pp = format!("#/paths/{}", pointer_segment(path));
+        let item = match item {
+            oa::ReferenceOr::Item(i) => i,
+            oa::ReferenceOr::Reference { .. } => bail!("{pp}: path item references are not supported"),
+        };
+        for (method, op) in item.iter() {
+            let site = OperationSite {
+                path,
+                method: operations::method_name(method),
+                op,
+                path_params: &item.parameters,
+                pointer: format!("{pp}/{method}"),
+            };
+            operations.push(operations::operation(&mut b, doc, &site, &security_schemes)?);
+        }
+    }
+    // Only now is every type known, which the naming of result types needs.
+    for op in &mut operations {
+        op.result_type = operations::result_type_name(&b.types, &op.id);
+    }
+
+    let servers: Vec<ServerUrl> =
+        doc.servers.iter().map(|s| ServerUrl { url: s.url.clone(), description: s.description.clone() }).collect();
+    let base_path = servers.first().map(|s| base_path_of(&s.url)).unwrap_or_default();
+
+    let tags = doc.tags.iter().map(|t| Tag { name: t.name.clone(), description: t.description.clone() }).collect();
+    let error_codes = registry::error_codes(doc)?;
+    let contact =
+        doc.info.contact.as_ref().map(|c| Contact { name: c.name.clone(), url: c.url.clone(), email: c.email.clone() });
+
+    Ok(Api {
+        title: doc.info.title.clone(),
+        version: doc.info.version.clone(),
+        description: doc.info.description.clone(),
+        contact,
+        servers,
+        base_path,
+        tags,
+        operations,
+        types: b.types,
+        aliases,
+        security_schemes,
+        error_codes,
+    })
+}
+
+/// The path part of a server URL (`http://h:8080/api/v1` → `/api/v1`).
+pub fn base_path_of(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let path = rest.find('/').map_or("", |i| &rest[i..]);
+    path.trim_end_matches('/').to_owned()
+}

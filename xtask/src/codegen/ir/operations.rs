@@ -1,0 +1,145 @@
+//! Operations: one per path and method, with the parameters, request body,
+//! responses and security requirements it declares, and the checks that tie
+//! them together (input that can fail needs a 400, security needs a 401).
+
+use anyhow::{Context, Result, bail};
+use heck::ToSnakeCase;
+use indexmap::IndexMap;
+use openapiv3 as oa;
+
+use super::names::type_name;
+use super::params::{self, Parameter};
+use super::request_bodies::{self, RequestBody};
+use super::responses::{self, Response, StatusKey};
+use super::security::{self, SecurityRequirement, SecurityScheme};
+use super::types::{TypeBuilder, TypeDef};
+
+#[derive(Debug, Clone)]
+pub struct Operation {
+    pub id: String,
+    /// The trait method's name.
+    pub fn_name: String,
+    /// Lower case, as `#[oai(method = …)]` spells it.
+    pub method: &'static str,
+    pub path: String,
+    pub pointer: String,
+    pub tags: Vec<String>,
+    pub summary: Option<String>,
+    pub description: Option<String>,
+    pub deprecated: bool,
+    /// Path-level parameters merged with the operation's own.
+    pub params: Vec<Parameter>,
+    /// Name of the generated params struct, when there are parameters.
+    pub params_type: Option<String>,
+    pub request_body: Option<RequestBody>,
+    /// Sorted by status.
+    pub responses: Vec<Response>,
+    /// Alternatives, any one of which admits a request; empty when the
+    /// operation is open.
+    pub security: Vec<SecurityRequirement>,
+    /// The response enum the handler returns (see [`result_type_name`]).
+    pub result_type: String,
+}
+
+impl Operation {
+    /// The one scheme the emitters authenticate with, if any: the IR admits
+    /// no operation with more than one requirement of one scheme.
+    pub fn security_scheme(&self) -> Option<&str> {
+        self.security.first().and_then(|r| r.schemes.first()).map(|s| s.scheme.as_str())
+    }
+
+    pub fn has_status(&self, code: u16) -> bool {
+        self.responses.iter().any(|r| r.status == StatusKey::Code(code))
+    }
+}
+
+/// Where an operation sits in the document.
+pub struct OperationSite<'d> {
+    pub path: &'d str,
+    pub method: &'static str,
+    pub op: &'d oa::Operation,
+    /// Parameters declared on the path item, shared by its operations.
+    pub path_params: &'d [oa::ReferenceOr<oa::Parameter>],
+    pub pointer: String,
+}
+
+pub fn method_name(m: &str) -> &'static str {
+    match m {
+        "get" => "get",
+        "put" => "put",
+        "post" => "post",
+        "delete" => "delete",
+        "patch" => "patch",
+        "head" => "head",
+        "options" => "options",
+        _ => "trace",
+    }
+}
+
+/// Builds one operation. The order of the steps is the order inline types
+/// are named in, so it must not change without regenerating.
+pub fn operation(
+    b: &mut TypeBuilder<'_>,
+    doc: &oa::OpenAPI,
+    site: &OperationSite<'_>,
+    schemes: &[SecurityScheme],
+) -> Result<Operation> {
+    let (op, pointer) = (site.op, site.pointer.as_str());
+    let id = op.operation_id.clone().with_context(|| format!("{pointer}: every operation needs an operationId"))?;
+    let op_type = type_name(&id);
+
+    let params = params::parameters(b, doc, site, &op_type)?;
+    let params_type = params::params_struct(b, &params, pointer, &op_type);
+    let request_body = request_bodies::request_body(b, op, pointer, &op_type)?;
+    let responses = responses::responses(b, doc, op, pointer, &op_type)?;
+    let security = security::requirements(doc, op, pointer, schemes)?;
+
+    let operation = Operation {
+        fn_name: id.to_snake_case(),
+        id,
+        method: site.method,
+        path: site.path.to_owned(),
+        pointer: pointer.to_owned(),
+        tags: op.tags.clone(),
+        summary: op.summary.clone(),
+        description: op.description.clone(),
+        deprecated: op.deprecated,
+        params,
+        params_type,
+        request_body,
+        responses,
+        security,
+        result_type: String::new(),
+    };
+    require_documented_failures(&operation)?;
+    Ok(operation)
+}
+
+/// The generated glue answers a failed validation with 400 and a refused
+/// credential with 401; the operation must document those statuses, since a
+/// handler can only return what its response enum lists.
+fn require_documented_failures(op: &Operation) -> Result<()> {
+    let pointer = &op.pointer;
+    if (!op.params.is_empty() || op.request_body.is_some()) && !op.has_status(400) {
+        bail!(
+            "{pointer}/responses: the operation takes parameters or a body that can fail validation, \
+             but documents no 400 response; add one (see spec/CHANGELOG.md)"
+        );
+    }
+    if !op.security.is_empty() && !op.has_status(401) {
+        bail!("{pointer}/responses: the operation is secured but documents no 401 response");
+    }
+    Ok(())
+}
+
+/// The name of an operation's response enum: `{Op}Response`, or
+/// `{Op}ApiResponse` when a generated type already has that name (the
+/// contract's `listUsers` vs its `ListUsersResponse` schema).
+///
+/// This is the one place the decision is made. It has a known wart: adding
+/// a schema can rename a handler's return type. It is kept as is because
+/// changing it changes generated code; a rename belongs in its own change.
+pub fn result_type_name(types: &IndexMap<String, TypeDef>, operation_id: &str) -> String {
+    let name = format!("{}Response", type_name(operation_id));
+    if types.contains_key(&name) { format!("{}ApiResponse", type_name(operation_id)) } else { name }
+}

@@ -1,0 +1,205 @@
+//! Parameters: path-level and operation-level parameters merged, each with
+//! its location and serialization (style, explode) as the spec gives them,
+//! and the struct an operation's parameters are validated into.
+
+use anyhow::{Context, Result, bail};
+use openapiv3 as oa;
+
+use super::operations::OperationSite;
+use super::schema::{JsonType, Schema, SchemaNode};
+use super::types::{Field, TypeBuilder};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamLocation {
+    Query,
+    Path,
+    Header,
+    Cookie,
+}
+
+/// How a value is serialized (OpenAPI's `style`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamStyle {
+    Form,
+    SpaceDelimited,
+    PipeDelimited,
+    DeepObject,
+    Matrix,
+    Label,
+    Simple,
+}
+
+/// As the spec spells it, for error messages.
+impl std::fmt::Display for ParamStyle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Form => "form",
+            Self::SpaceDelimited => "spaceDelimited",
+            Self::PipeDelimited => "pipeDelimited",
+            Self::DeepObject => "deepObject",
+            Self::Matrix => "matrix",
+            Self::Label => "label",
+            Self::Simple => "simple",
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Parameter {
+    /// The parameter as a field of the operation's params struct.
+    pub field: Field,
+    pub location: ParamLocation,
+    pub style: ParamStyle,
+    /// `explode`, with OpenAPI's default (true for `form` only).
+    pub explode: bool,
+    pub description: Option<String>,
+    pub deprecated: bool,
+    pub pointer: String,
+}
+
+/// The parameters of one operation, path-level first, operation-level
+/// overriding by name and location.
+pub fn parameters(
+    b: &mut TypeBuilder<'_>,
+    doc: &oa::OpenAPI,
+    site: &OperationSite<'_>,
+    op_type: &str,
+) -> Result<Vec<Parameter>> {
+    let pointer = &site.pointer;
+    let mut raw: Vec<(String, &oa::Parameter)> = Vec::new();
+    for (i, p) in site.path_params.iter().chain(&site.op.parameters).enumerate() {
+        let pp = format!("{pointer}/parameters/{i}");
+        let p = dereference(doc, p, &pp)?;
+        let d = p.parameter_data_ref();
+        raw.retain(|(_, q)| {
+            !(q.parameter_data_ref().name == d.name && std::mem::discriminant(*q) == std::mem::discriminant(p))
+        });
+        raw.push((pp, p));
+    }
+    let mut params = Vec::new();
+    for (pp, p) in raw {
+        params.push(parameter(b, p, pp, op_type)?);
+    }
+    for seg in site.path.split('/').filter(|s| s.starts_with('{')) {
+        let name = seg.trim_start_matches('{').trim_end_matches('}');
+        if !params.iter().any(|p| p.location == ParamLocation::Path && p.field.json_name == name) {
+            bail!("{pointer}: path parameter {name:?} is not declared");
+        }
+    }
+    Ok(params)
+}
+
+fn dereference<'d>(
+    doc: &'d oa::OpenAPI,
+    p: &'d oa::ReferenceOr<oa::Parameter>,
+    pointer: &str,
+) -> Result<&'d oa::Parameter> {
+    match p {
+        oa::ReferenceOr::Item(p) => Ok(p),
+        oa::ReferenceOr::Reference { reference } => {
+            let name = reference
+                .strip_prefix("#/components/parameters/")
+                .with_context(|| format!("{pointer}: unsupported $ref {reference}"))?;
+            match doc.components.as_ref().and_then(|c| c.parameters.get(name)) {
+                Some(oa::ReferenceOr::Item(p)) => Ok(p),
+                _ => bail!("{pointer}: {reference} not found"),
+            }
+        }
+    }
+}
+
+fn location_and_style(p: &oa::Parameter) -> (ParamLocation, ParamStyle) {
+    match p {
+        oa::Parameter::Query { style, .. } => (
+            ParamLocation::Query,
+            match style {
+                oa::QueryStyle::Form => ParamStyle::Form,
+                oa::QueryStyle::SpaceDelimited => ParamStyle::SpaceDelimited,
+                oa::QueryStyle::PipeDelimited => ParamStyle::PipeDelimited,
+                oa::QueryStyle::DeepObject => ParamStyle::DeepObject,
+            },
+        ),
+        oa::Parameter::Path { style, .. } => (
+            ParamLocation::Path,
+            match style {
+                oa::PathStyle::Matrix => ParamStyle::Matrix,
+                oa::PathStyle::Label => ParamStyle::Label,
+                oa::PathStyle::Simple => ParamStyle::Simple,
+            },
+        ),
+        oa::Parameter::Header { .. } => (ParamLocation::Header, ParamStyle::Simple),
+        oa::Parameter::Cookie { .. } => (ParamLocation::Cookie, ParamStyle::Form),
+    }
+}
+
+fn parameter(b: &mut TypeBuilder<'_>, p: &oa::Parameter, pointer: String, op_type: &str) -> Result<Parameter> {
+    let (location, style) = location_and_style(p);
+    let data = p.parameter_data_ref();
+    if location == ParamLocation::Cookie {
+        bail!("{pointer}: cookie parameters are not supported");
+    }
+    let schema = match &data.format {
+        oa::ParameterSchemaOrContent::Schema(s) => b.resolver.convert(s, &format!("{pointer}/schema"))?,
+        oa::ParameterSchemaOrContent::Content(_) => bail!("{pointer}: parameters with `content` are not supported"),
+    };
+    require_scalar_or_array(b, &schema, &pointer)?;
+    let mut field = b.field(&data.name, &schema, data.required, &format!("{op_type}Params"))?;
+    if location == ParamLocation::Path && !data.required {
+        bail!("{pointer}: path parameters must be required");
+    }
+    require_default_style(location, style, &pointer)?;
+    field.required = data.required;
+    Ok(Parameter {
+        field,
+        location,
+        style,
+        explode: data.explode.unwrap_or(style == ParamStyle::Form),
+        description: data.description.clone(),
+        deprecated: data.deprecated.unwrap_or(false),
+        pointer,
+    })
+}
+
+/// The runtime turns raw parameter strings into JSON scalars or lists of
+/// them; objects in parameters would need a style it does not parse.
+fn require_scalar_or_array(b: &TypeBuilder<'_>, schema: &Schema, pointer: &str) -> Result<()> {
+    let node = b.resolver.resolve(schema)?;
+    match node.ty {
+        Some(JsonType::String | JsonType::Integer | JsonType::Number | JsonType::Boolean) => Ok(()),
+        Some(JsonType::Array) => {
+            let item = b.resolver.resolve(node.items.as_ref().context("array without items")?)?;
+            if !matches!(item.ty, Some(JsonType::String | JsonType::Integer | JsonType::Number | JsonType::Boolean)) {
+                bail!("{pointer}: array parameters must have scalar items");
+            }
+            Ok(())
+        }
+        _ => bail!("{pointer}: parameters must be scalars or arrays of scalars"),
+    }
+}
+
+/// The runtime reads query arrays as repeated keys or one comma list, which
+/// is `form` either way explode is set, and path/header values as `simple`.
+/// Any other style would be misread, so it is refused.
+fn require_default_style(location: ParamLocation, style: ParamStyle, pointer: &str) -> Result<()> {
+    let expected = match location {
+        ParamLocation::Query | ParamLocation::Cookie => ParamStyle::Form,
+        ParamLocation::Path | ParamLocation::Header => ParamStyle::Simple,
+    };
+    if style != expected {
+        bail!("{pointer}/style: `{style}` is not supported here, only `{expected}`");
+    }
+    Ok(())
+}
+
+/// The struct an operation's parameters are validated into, registered as a
+/// generated type; `None` when the operation has no parameters.
+pub fn params_struct(b: &mut TypeBuilder<'_>, params: &[Parameter], pointer: &str, op_type: &str) -> Option<String> {
+    if params.is_empty() {
+        return None;
+    }
+    let name = b.unique_name(format!("{op_type}Params"));
+    let node =
+        SchemaNode { pointer: format!("{pointer}/parameters"), ty: Some(JsonType::Object), ..SchemaNode::default() };
+    b.synthetic_struct(&name, params.iter().map(|p| p.field.clone()).collect(), node);
+    Some(name)
+}

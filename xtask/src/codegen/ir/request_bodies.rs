@@ -1,0 +1,56 @@
+//! Request bodies: the body an operation accepts, by media type. The
+//! emitters validate a body into one named struct, so that is all this
+//! admits today: one JSON object with properties.
+
+use anyhow::{Context, Result, bail};
+use openapiv3 as oa;
+
+use super::media::{JSON, MediaType};
+use super::schema::JsonType;
+use super::types::{RustType, TypeBuilder};
+
+#[derive(Debug, Clone)]
+pub struct RequestBody {
+    pub pointer: String,
+    pub description: Option<String>,
+    pub required: bool,
+    pub content: Vec<MediaType>,
+    /// The generated struct the body decodes into.
+    pub model: String,
+}
+
+pub fn request_body(
+    b: &mut TypeBuilder<'_>,
+    op: &oa::Operation,
+    pointer: &str,
+    op_type: &str,
+) -> Result<Option<RequestBody>> {
+    let bp = format!("{pointer}/requestBody");
+    let rb = match &op.request_body {
+        None => return Ok(None),
+        Some(oa::ReferenceOr::Reference { .. }) => bail!("{bp}: requestBody references are not supported"),
+        Some(oa::ReferenceOr::Item(rb)) => rb,
+    };
+    if rb.content.len() != 1 {
+        bail!("{bp}: exactly one media type (application/json) is supported");
+    }
+    let (mt, media) = rb.content.first().context("no content")?;
+    if mt != JSON {
+        bail!("{bp}/content: media type {mt:?} is not supported (application/json only)");
+    }
+    let s = media.schema.as_ref().with_context(|| format!("{bp}: media type without schema"))?;
+    let schema = b.resolver.convert(s, &format!("{bp}/content/application~1json/schema"))?;
+    let node = b.resolver.resolve(&schema)?;
+    if node.ty != Some(JsonType::Object) || node.properties.is_empty() {
+        bail!("{bp}: the request body must be an object with properties");
+    }
+    let rust_type = b.rust_type(&schema, &format!("{op_type}Request"), None)?;
+    let RustType::Named(model) = rust_type.clone() else { bail!("{bp}: the request body must be an object") };
+    Ok(Some(RequestBody {
+        pointer: bp,
+        description: rb.description.clone(),
+        required: rb.required,
+        content: vec![MediaType { media_type: mt.clone(), schema, rust_type }],
+        model,
+    }))
+}

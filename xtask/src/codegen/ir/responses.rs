@@ -1,0 +1,147 @@
+//! Responses: keyed as OpenAPI keys them (a status, a range such as `4XX`,
+//! or `default`), each with its headers and its content by media type. The
+//! emitters generate one enum variant per exact status with at most one JSON
+//! body, so ranges, `default`, headers and other media types are refused.
+
+use anyhow::{Context, Result, bail};
+use openapiv3 as oa;
+
+use super::media::{JSON, MediaType};
+use super::types::TypeBuilder;
+
+/// What a response is keyed by. Derived order sorts exact statuses first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum StatusKey {
+    Code(u16),
+    /// `1XX` … `5XX`, by its first digit.
+    Range(u8),
+    Default,
+}
+
+/// As the spec writes it (`200`, `4XX`, `default`); also part of the names
+/// of inline body types.
+impl std::fmt::Display for StatusKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Code(c) => write!(f, "{c}"),
+            Self::Range(r) => write!(f, "{r}XX"),
+            Self::Default => f.write_str("default"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: StatusKey,
+    pub pointer: String,
+    pub description: String,
+    pub headers: Vec<ResponseHeader>,
+    /// Empty for a response without a body.
+    pub content: Vec<MediaType>,
+}
+
+impl Response {
+    /// The body the emitters generate: the JSON content, if any.
+    pub fn body(&self) -> Option<&MediaType> {
+        self.content.iter().find(|m| m.media_type == JSON)
+    }
+}
+
+/// A response header. Its schema joins this struct when an emitter writes
+/// headers; until then any header stops generation.
+#[derive(Debug, Clone)]
+pub struct ResponseHeader {
+    pub name: String,
+    pub pointer: String,
+}
+
+/// The responses of one operation, sorted by status. Each is checked before
+/// the next is converted, so the first unsupported one is the one reported.
+pub fn responses(
+    b: &mut TypeBuilder<'_>,
+    doc: &oa::OpenAPI,
+    op: &oa::Operation,
+    pointer: &str,
+    op_type: &str,
+) -> Result<Vec<Response>> {
+    let mut keyed: Vec<(StatusKey, String, &oa::ReferenceOr<oa::Response>)> = Vec::new();
+    if let Some(d) = &op.responses.default {
+        keyed.push((StatusKey::Default, format!("{pointer}/responses/default"), d));
+    }
+    for (status, resp) in &op.responses.responses {
+        let key = match status {
+            oa::StatusCode::Code(c) => StatusKey::Code(*c),
+            oa::StatusCode::Range(r) => StatusKey::Range(u8::try_from(*r).unwrap_or(u8::MAX)),
+        };
+        keyed.push((key, format!("{pointer}/responses/{status}"), resp));
+    }
+    let mut out = Vec::new();
+    for (status, rp, resp) in keyed {
+        require_exact_status(status, &rp)?;
+        let resp = dereference(doc, resp, &rp)?;
+        let headers: Vec<ResponseHeader> = resp
+            .headers
+            .keys()
+            .map(|name| ResponseHeader { name: name.clone(), pointer: format!("{rp}/headers/{name}") })
+            .collect();
+        if !headers.is_empty() {
+            bail!("{rp}: response headers are not supported yet");
+        }
+        let content = content(b, resp, &rp, status, op_type)?;
+        out.push(Response { status, pointer: rp, description: resp.description.clone(), headers, content });
+    }
+    out.sort_by_key(|r| r.status);
+    Ok(out)
+}
+
+/// A handler answers with a concrete status, so every response it may give
+/// must be listed by its status.
+fn require_exact_status(status: StatusKey, pointer: &str) -> Result<()> {
+    match status {
+        StatusKey::Code(_) => Ok(()),
+        StatusKey::Range(_) => bail!("{pointer}: status ranges are not supported"),
+        StatusKey::Default => bail!("{pointer}: `default` responses are not supported; list each status"),
+    }
+}
+
+fn dereference<'d>(
+    doc: &'d oa::OpenAPI,
+    resp: &'d oa::ReferenceOr<oa::Response>,
+    pointer: &str,
+) -> Result<&'d oa::Response> {
+    match resp {
+        oa::ReferenceOr::Item(r) => Ok(r),
+        oa::ReferenceOr::Reference { reference } => {
+            let name = reference
+                .strip_prefix("#/components/responses/")
+                .with_context(|| format!("{pointer}: unsupported $ref {reference}"))?;
+            match doc.components.as_ref().and_then(|c| c.responses.get(name)) {
+                Some(oa::ReferenceOr::Item(r)) => Ok(r),
+                _ => bail!("{pointer}: {reference} not found"),
+            }
+        }
+    }
+}
+
+fn content(
+    b: &mut TypeBuilder<'_>,
+    resp: &oa::Response,
+    pointer: &str,
+    status: StatusKey,
+    op_type: &str,
+) -> Result<Vec<MediaType>> {
+    if resp.content.len() > 1 {
+        bail!("{pointer}: one media type per response is supported");
+    }
+    let mut out = Vec::new();
+    for (mt, media) in &resp.content {
+        if mt != JSON {
+            bail!("{pointer}/content: media type {mt:?} is not supported (application/json only)");
+        }
+        let s = media.schema.as_ref().with_context(|| format!("{pointer}: media type without schema"))?;
+        let schema = b.resolver.convert(s, &format!("{pointer}/content/application~1json/schema"))?;
+        let rust_type = b.rust_type(&schema, &format!("{op_type}{status}Response"), None)?;
+        out.push(MediaType { media_type: mt.clone(), schema, rust_type });
+    }
+    Ok(out)
+}

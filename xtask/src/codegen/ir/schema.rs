@@ -1,0 +1,422 @@
+//! Schemas: `openapiv3` schemas become one plain tree ([`Schema`]), with
+//! `allOf` flattened and every reference checked, so that the rest of the
+//! generator never sees the many spellings OpenAPI allows for the same thing.
+
+use anyhow::{Context, Result, bail};
+use openapiv3 as oa;
+use serde_json::Value;
+
+use super::names::pointer_segment;
+
+/// A schema: a reference to a component, or an inline node.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Schema {
+    Ref(String),
+    Inline(Box<SchemaNode>),
+}
+
+/// A schema's `type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JsonType {
+    String,
+    Number,
+    Integer,
+    Boolean,
+    Array,
+    Object,
+}
+
+impl JsonType {
+    /// As the spec spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::String => "string",
+            Self::Number => "number",
+            Self::Integer => "integer",
+            Self::Boolean => "boolean",
+            Self::Array => "array",
+            Self::Object => "object",
+        }
+    }
+}
+
+/// One inline schema with the constraints the generator understands.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SchemaNode {
+    /// JSON pointer into the spec, for error messages.
+    pub pointer: String,
+    /// `None` for a schema without `type` (any value, or a union).
+    pub ty: Option<JsonType>,
+    pub format: Option<String>,
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub default: Option<Value>,
+    pub example: Option<Value>,
+    pub enum_values: Vec<Value>,
+    pub nullable: bool,
+    pub read_only: bool,
+    pub write_only: bool,
+    pub deprecated: bool,
+    pub min_length: Option<usize>,
+    pub max_length: Option<usize>,
+    pub pattern: Option<String>,
+    pub minimum: Option<f64>,
+    pub maximum: Option<f64>,
+    pub exclusive_minimum: bool,
+    pub exclusive_maximum: bool,
+    pub multiple_of: Option<f64>,
+    pub min_items: Option<usize>,
+    pub max_items: Option<usize>,
+    pub unique_items: bool,
+    pub items: Option<Schema>,
+    pub properties: Vec<Property>,
+    pub required: Vec<String>,
+    /// `None` when the keyword is absent.
+    pub additional_properties: Option<AdditionalProperties>,
+    pub one_of: Vec<Schema>,
+    pub any_of: Vec<Schema>,
+}
+
+/// One property of an object schema, in the spec's order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Property {
+    pub name: String,
+    pub schema: Schema,
+}
+
+/// What `additionalProperties` allows.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AdditionalProperties {
+    /// `additionalProperties: true`.
+    Any,
+    Schema(Schema),
+}
+
+/// Resolves component references against one document.
+pub struct Resolver<'a> {
+    pub doc: &'a oa::OpenAPI,
+}
+
+impl<'a> Resolver<'a> {
+    pub fn new(doc: &'a oa::OpenAPI) -> Self {
+        Self { doc }
+    }
+
+    fn component_name(reference: &str, pointer: &str) -> Result<String> {
+        match reference.strip_prefix("#/components/schemas/") {
+            Some(name) if !name.contains('/') => Ok(name.to_owned()),
+            _ => bail!("{pointer}: unsupported $ref {reference:?} (only #/components/schemas/<name>)"),
+        }
+    }
+
+    /// The raw component schema called `name`.
+    pub fn component(&self, name: &str) -> Result<&'a oa::ReferenceOr<oa::Schema>> {
+        self.doc
+            .components
+            .as_ref()
+            .and_then(|c| c.schemas.get(name))
+            .with_context(|| format!("#/components/schemas/{}: referenced but not defined", pointer_segment(name)))
+    }
+
+    pub fn convert(&self, s: &oa::ReferenceOr<oa::Schema>, pointer: &str) -> Result<Schema> {
+        match s {
+            oa::ReferenceOr::Reference { reference } => {
+                let name = Self::component_name(reference, pointer)?;
+                self.component(&name)?;
+                Ok(Schema::Ref(name))
+            }
+            oa::ReferenceOr::Item(schema) => Ok(Schema::Inline(Box::new(self.node(schema, pointer)?))),
+        }
+    }
+
+    pub fn convert_boxed(&self, s: &oa::ReferenceOr<Box<oa::Schema>>, pointer: &str) -> Result<Schema> {
+        match s {
+            oa::ReferenceOr::Reference { reference } => {
+                let name = Self::component_name(reference, pointer)?;
+                self.component(&name)?;
+                Ok(Schema::Ref(name))
+            }
+            oa::ReferenceOr::Item(schema) => Ok(Schema::Inline(Box::new(self.node(schema, pointer)?))),
+        }
+    }
+
+    /// The node a schema stands for, following references (through chains of
+    /// components that are themselves references).
+    pub fn resolve(&self, s: &Schema) -> Result<SchemaNode> {
+        let mut seen = Vec::new();
+        let mut cur = s.clone();
+        loop {
+            match cur {
+                Schema::Inline(n) => return Ok(*n),
+                Schema::Ref(name) => {
+                    if seen.contains(&name) {
+                        bail!("#/components/schemas/{}: $ref cycle", pointer_segment(&name));
+                    }
+                    let pointer = format!("#/components/schemas/{}", pointer_segment(&name));
+                    cur = self.convert(self.component(&name)?, &pointer)?;
+                    seen.push(name);
+                }
+            }
+        }
+    }
+
+    /// Follows a chain of component aliases (`A: {$ref: B}`) to the last name.
+    pub fn canonical(&self, name: &str) -> Result<String> {
+        let mut name = name.to_owned();
+        for _ in 0..64 {
+            match self.component(&name)? {
+                oa::ReferenceOr::Reference { reference } => {
+                    name =
+                        Self::component_name(reference, &format!("#/components/schemas/{}", pointer_segment(&name)))?;
+                }
+                oa::ReferenceOr::Item(_) => return Ok(name),
+            }
+        }
+        bail!("#/components/schemas/{}: $ref chain too long", pointer_segment(&name))
+    }
+
+    fn node(&self, schema: &oa::Schema, pointer: &str) -> Result<SchemaNode> {
+        let d = &schema.schema_data;
+        if d.discriminator.is_some() {
+            bail!("{pointer}: `discriminator` is not supported by the generator");
+        }
+        if d.external_docs.is_some() {
+            // Harmless, but poem-openapi cannot emit it on schemas: say so.
+            bail!("{pointer}: `externalDocs` on schemas is not supported");
+        }
+        let mut n = SchemaNode {
+            pointer: pointer.to_owned(),
+            title: d.title.clone(),
+            description: d.description.clone(),
+            default: d.default.clone(),
+            example: d.example.clone(),
+            nullable: d.nullable,
+            read_only: d.read_only,
+            write_only: d.write_only,
+            deprecated: d.deprecated,
+            ..SchemaNode::default()
+        };
+        match &schema.schema_kind {
+            oa::SchemaKind::Type(t) => self.typed(t, &mut n, pointer)?,
+            oa::SchemaKind::AllOf { all_of } => {
+                let mut members = Vec::new();
+                for (i, m) in all_of.iter().enumerate() {
+                    let p = format!("{pointer}/allOf/{i}");
+                    let sch = self.convert(m, &p)?;
+                    members.push((p, self.resolve(&sch)?));
+                }
+                flatten_all_of(&mut n, members, pointer)?;
+            }
+            oa::SchemaKind::OneOf { one_of } => {
+                for (i, m) in one_of.iter().enumerate() {
+                    n.one_of.push(self.convert(m, &format!("{pointer}/oneOf/{i}"))?);
+                }
+            }
+            oa::SchemaKind::AnyOf { any_of } => {
+                for (i, m) in any_of.iter().enumerate() {
+                    n.any_of.push(self.convert(m, &format!("{pointer}/anyOf/{i}"))?);
+                }
+            }
+            oa::SchemaKind::Not { .. } => bail!("{pointer}: `not` is not supported by the generator"),
+            oa::SchemaKind::Any(a) => {
+                let empty = a.typ.is_none()
+                    && a.properties.is_empty()
+                    && a.items.is_none()
+                    && a.one_of.is_empty()
+                    && a.all_of.is_empty()
+                    && a.any_of.is_empty()
+                    && a.enumeration.is_empty()
+                    && a.format.is_none()
+                    && a.pattern.is_none();
+                if !empty {
+                    bail!("{pointer}: schema mixes keywords of several types; give it one `type`");
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    fn typed(&self, t: &oa::Type, n: &mut SchemaNode, pointer: &str) -> Result<()> {
+        match t {
+            oa::Type::String(s) => string(s, n, pointer)?,
+            oa::Type::Number(x) => number(x, n, pointer)?,
+            oa::Type::Integer(x) => integer(x, n, pointer)?,
+            oa::Type::Boolean(b) => {
+                n.ty = Some(JsonType::Boolean);
+                if !b.enumeration.is_empty() {
+                    bail!("{pointer}/enum: enums of booleans are not supported");
+                }
+            }
+            oa::Type::Array(a) => {
+                n.ty = Some(JsonType::Array);
+                n.min_items = a.min_items;
+                n.max_items = a.max_items;
+                n.unique_items = a.unique_items;
+                let items = a.items.as_ref().with_context(|| format!("{pointer}: an array needs `items`"))?;
+                n.items = Some(self.convert_boxed(items, &format!("{pointer}/items"))?);
+            }
+            oa::Type::Object(o) => self.object(o, n, pointer)?,
+        }
+        Ok(())
+    }
+
+    fn object(&self, o: &oa::ObjectType, n: &mut SchemaNode, pointer: &str) -> Result<()> {
+        n.ty = Some(JsonType::Object);
+        for (name, prop) in &o.properties {
+            let p = format!("{pointer}/properties/{}", pointer_segment(name));
+            n.properties.push(Property { name: name.clone(), schema: self.convert_boxed(prop, &p)? });
+        }
+        for r in &o.required {
+            if !o.properties.contains_key(r) {
+                bail!("{pointer}/required: {r:?} is required but not a property");
+            }
+        }
+        n.required = o.required.clone();
+        n.additional_properties = match &o.additional_properties {
+            None => None,
+            Some(oa::AdditionalProperties::Any(true)) => Some(AdditionalProperties::Any),
+            Some(oa::AdditionalProperties::Any(false)) => {
+                bail!("{pointer}: `additionalProperties: false` is not supported yet")
+            }
+            Some(oa::AdditionalProperties::Schema(s)) => {
+                Some(AdditionalProperties::Schema(self.convert(s, &format!("{pointer}/additionalProperties"))?))
+            }
+        };
+        if o.min_properties.is_some() || o.max_properties.is_some() {
+            bail!("{pointer}: minProperties/maxProperties are not supported");
+        }
+        Ok(())
+    }
+}
+
+fn string(s: &oa::StringType, n: &mut SchemaNode, pointer: &str) -> Result<()> {
+    n.ty = Some(JsonType::String);
+    n.format = match &s.format {
+        oa::VariantOrUnknownOrEmpty::Item(f) => Some(
+            match f {
+                oa::StringFormat::Date => "date",
+                oa::StringFormat::DateTime => "date-time",
+                oa::StringFormat::Password => "password",
+                oa::StringFormat::Byte => "byte",
+                oa::StringFormat::Binary => "binary",
+            }
+            .to_owned(),
+        ),
+        oa::VariantOrUnknownOrEmpty::Unknown(f) => Some(f.clone()),
+        oa::VariantOrUnknownOrEmpty::Empty => None,
+    };
+    n.pattern = s.pattern.clone();
+    if let Some(p) = &n.pattern {
+        regex_syntax_check(p).with_context(|| format!("{pointer}/pattern: not a valid regular expression"))?;
+    }
+    n.min_length = s.min_length;
+    n.max_length = s.max_length;
+    for v in &s.enumeration {
+        match v {
+            Some(v) => n.enum_values.push(Value::from(v.clone())),
+            None => bail!("{pointer}/enum: `null` enum values are not supported"),
+        }
+    }
+    Ok(())
+}
+
+fn number(x: &oa::NumberType, n: &mut SchemaNode, pointer: &str) -> Result<()> {
+    n.ty = Some(JsonType::Number);
+    n.format = match &x.format {
+        oa::VariantOrUnknownOrEmpty::Item(oa::NumberFormat::Float) => Some("float".into()),
+        oa::VariantOrUnknownOrEmpty::Item(oa::NumberFormat::Double) => Some("double".into()),
+        oa::VariantOrUnknownOrEmpty::Unknown(f) => Some(f.clone()),
+        oa::VariantOrUnknownOrEmpty::Empty => None,
+    };
+    n.minimum = x.minimum;
+    n.maximum = x.maximum;
+    n.exclusive_minimum = x.exclusive_minimum;
+    n.exclusive_maximum = x.exclusive_maximum;
+    n.multiple_of = x.multiple_of;
+    if !x.enumeration.is_empty() {
+        bail!("{pointer}/enum: enums of numbers are not supported");
+    }
+    Ok(())
+}
+
+fn integer(x: &oa::IntegerType, n: &mut SchemaNode, pointer: &str) -> Result<()> {
+    n.ty = Some(JsonType::Integer);
+    n.format = match &x.format {
+        oa::VariantOrUnknownOrEmpty::Item(oa::IntegerFormat::Int32) => Some("int32".into()),
+        oa::VariantOrUnknownOrEmpty::Item(oa::IntegerFormat::Int64) => Some("int64".into()),
+        oa::VariantOrUnknownOrEmpty::Unknown(f) => Some(f.clone()),
+        oa::VariantOrUnknownOrEmpty::Empty => None,
+    };
+    // Schema bounds are kept as f64 for every numeric type; i64 bounds
+    // beyond 2^53 would lose precision, which no contract here needs.
+    n.minimum = x.minimum.map(|v| v as f64);
+    n.maximum = x.maximum.map(|v| v as f64);
+    n.exclusive_minimum = x.exclusive_minimum;
+    n.exclusive_maximum = x.exclusive_maximum;
+    n.multiple_of = x.multiple_of.map(|v| v as f64);
+    for v in &x.enumeration {
+        match v {
+            Some(v) => n.enum_values.push(Value::from(*v)),
+            None => bail!("{pointer}/enum: `null` enum values are not supported"),
+        }
+    }
+    Ok(())
+}
+
+/// Merges the members of an `allOf` into one object node. Where two members
+/// define the same property, a bare `type: object` yields to the more
+/// specific schema (the contract's envelope pattern); any other disagreement
+/// is an error rather than a guess.
+fn flatten_all_of(n: &mut SchemaNode, members: Vec<(String, SchemaNode)>, pointer: &str) -> Result<()> {
+    n.ty = Some(JsonType::Object);
+    for (p, m) in members {
+        if m.ty.is_some_and(|t| t != JsonType::Object) || !m.one_of.is_empty() || !m.any_of.is_empty() {
+            bail!("{p}: allOf members must be objects");
+        }
+        if n.description.is_none() {
+            n.description = m.description.clone();
+        }
+        for prop in m.properties {
+            match n.properties.iter_mut().find(|p| p.name == prop.name) {
+                None => n.properties.push(prop),
+                Some(existing) => {
+                    if is_bare_object(&existing.schema) {
+                        existing.schema = prop.schema;
+                    } else if !is_bare_object(&prop.schema) && existing.schema != prop.schema {
+                        bail!("{pointer}: allOf members disagree on property {:?}", prop.name);
+                    }
+                }
+            }
+        }
+        for r in m.required {
+            if !n.required.contains(&r) {
+                n.required.push(r);
+            }
+        }
+        if m.additional_properties.is_some() {
+            n.additional_properties = m.additional_properties;
+        }
+    }
+    Ok(())
+}
+
+fn is_bare_object(s: &Schema) -> bool {
+    match s {
+        Schema::Inline(n) => {
+            n.ty == Some(JsonType::Object) && n.properties.is_empty() && n.additional_properties.is_none()
+        }
+        Schema::Ref(_) => false,
+    }
+}
+
+/// Rejects patterns Rust's `regex` (used by garde) cannot compile, at
+/// generation time rather than at first request.
+fn regex_syntax_check(p: &str) -> Result<()> {
+    // Lookaround and backreferences are the ECMA features `regex` lacks.
+    for bad in ["(?=", "(?!", "(?<=", "(?<!", "\\1", "\\2"] {
+        if p.contains(bad) {
+            bail!("pattern {p:?} uses {bad:?}, which Rust's regex engine does not support");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,207 @@
+//! Security: the schemes of `components/securitySchemes`, typed as OpenAPI
+//! defines them, and each operation's requirements — alternatives (OR), each
+//! a set of schemes that must all pass (AND), with the scopes they need.
+
+use anyhow::{Result, bail};
+use openapiv3 as oa;
+
+use super::names::pointer_segment;
+
+#[derive(Debug, Clone)]
+pub struct SecurityScheme {
+    /// The key in `components/securitySchemes`.
+    pub name: String,
+    pub pointer: String,
+    pub description: Option<String>,
+    pub kind: SchemeKind,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SchemeKind {
+    ApiKey { name: String, location: ApiKeyLocation },
+    Http { scheme: HttpScheme, bearer_format: Option<String> },
+    OAuth2 { flows: Vec<OAuth2Flow> },
+    OpenIdConnect { url: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiKeyLocation {
+    Header,
+    Query,
+    Cookie,
+}
+
+/// The `scheme` of an `http` security scheme (RFC 7235), case-insensitive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HttpScheme {
+    Basic,
+    Bearer,
+    Other(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OAuth2Flow {
+    pub kind: OAuth2FlowKind,
+    pub authorization_url: Option<String>,
+    pub token_url: Option<String>,
+    pub refresh_url: Option<String>,
+    pub scopes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OAuth2FlowKind {
+    Implicit,
+    Password,
+    ClientCredentials,
+    AuthorizationCode,
+}
+
+impl SecurityScheme {
+    /// The header carrying the key, for an API key sent in a header.
+    pub fn api_key_header(&self) -> Option<&str> {
+        match &self.kind {
+            SchemeKind::ApiKey { name, location: ApiKeyLocation::Header } => Some(name),
+            _ => None,
+        }
+    }
+}
+
+/// One alternative of an operation's `security`: every scheme listed must
+/// accept the request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SecurityRequirement {
+    pub schemes: Vec<SchemeUse>,
+}
+
+/// A scheme named by a requirement, with the scopes it must grant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SchemeUse {
+    pub scheme: String,
+    pub scopes: Vec<String>,
+}
+
+/// Every scheme of the document, in order; one the emitters cannot
+/// authenticate with stops generation, used or not.
+pub fn schemes(doc: &oa::OpenAPI) -> Result<Vec<SecurityScheme>> {
+    let mut out = Vec::new();
+    let Some(c) = &doc.components else { return Ok(out) };
+    for (name, s) in &c.security_schemes {
+        let pointer = format!("#/components/securitySchemes/{}", pointer_segment(name));
+        let scheme = match s {
+            oa::ReferenceOr::Item(s) => scheme(name, s, pointer),
+            oa::ReferenceOr::Reference { .. } => bail!("{pointer}: only `apiKey` schemes in a header are supported"),
+        };
+        require_emittable(&scheme)?;
+        out.push(scheme);
+    }
+    Ok(out)
+}
+
+fn scheme(name: &str, s: &oa::SecurityScheme, pointer: String) -> SecurityScheme {
+    let (kind, description) = match s {
+        oa::SecurityScheme::APIKey { location, name, description, .. } => {
+            let location = match location {
+                oa::APIKeyLocation::Header => ApiKeyLocation::Header,
+                oa::APIKeyLocation::Query => ApiKeyLocation::Query,
+                oa::APIKeyLocation::Cookie => ApiKeyLocation::Cookie,
+            };
+            (SchemeKind::ApiKey { name: name.clone(), location }, description)
+        }
+        oa::SecurityScheme::HTTP { scheme, bearer_format, description, .. } => {
+            let scheme = match scheme.to_ascii_lowercase().as_str() {
+                "basic" => HttpScheme::Basic,
+                "bearer" => HttpScheme::Bearer,
+                _ => HttpScheme::Other(scheme.clone()),
+            };
+            (SchemeKind::Http { scheme, bearer_format: bearer_format.clone() }, description)
+        }
+        oa::SecurityScheme::OAuth2 { flows, description, .. } => {
+            (SchemeKind::OAuth2 { flows: oauth2_flows(flows) }, description)
+        }
+        oa::SecurityScheme::OpenIDConnect { open_id_connect_url, description, .. } => {
+            (SchemeKind::OpenIdConnect { url: open_id_connect_url.clone() }, description)
+        }
+    };
+    SecurityScheme { name: name.to_owned(), pointer, description: description.clone(), kind }
+}
+
+fn oauth2_flows(flows: &oa::OAuth2Flows) -> Vec<OAuth2Flow> {
+    let scopes = |s: &indexmap::IndexMap<String, String>| s.keys().cloned().collect();
+    let mut out = Vec::new();
+    if let Some(f) = &flows.implicit {
+        out.push(OAuth2Flow {
+            kind: OAuth2FlowKind::Implicit,
+            authorization_url: Some(f.authorization_url.clone()),
+            token_url: None,
+            refresh_url: f.refresh_url.clone(),
+            scopes: scopes(&f.scopes),
+        });
+    }
+    if let Some(f) = &flows.password {
+        out.push(OAuth2Flow {
+            kind: OAuth2FlowKind::Password,
+            authorization_url: None,
+            token_url: Some(f.token_url.clone()),
+            refresh_url: f.refresh_url.clone(),
+            scopes: scopes(&f.scopes),
+        });
+    }
+    if let Some(f) = &flows.client_credentials {
+        out.push(OAuth2Flow {
+            kind: OAuth2FlowKind::ClientCredentials,
+            authorization_url: None,
+            token_url: Some(f.token_url.clone()),
+            refresh_url: f.refresh_url.clone(),
+            scopes: scopes(&f.scopes),
+        });
+    }
+    if let Some(f) = &flows.authorization_code {
+        out.push(OAuth2Flow {
+            kind: OAuth2FlowKind::AuthorizationCode,
+            authorization_url: Some(f.authorization_url.clone()),
+            token_url: Some(f.token_url.clone()),
+            refresh_url: f.refresh_url.clone(),
+            scopes: scopes(&f.scopes),
+        });
+    }
+    out
+}
+
+/// The generated `Auth` trait verifies a token read from one header.
+fn require_emittable(scheme: &SecurityScheme) -> Result<()> {
+    if scheme.api_key_header().is_none() {
+        bail!("{}: only `apiKey` schemes in a header are supported", scheme.pointer);
+    }
+    Ok(())
+}
+
+/// An operation's requirements (its own, else the document's). The glue
+/// authenticates with exactly one scheme, so anything else is refused.
+pub fn requirements(
+    doc: &oa::OpenAPI,
+    op: &oa::Operation,
+    pointer: &str,
+    schemes: &[SecurityScheme],
+) -> Result<Vec<SecurityRequirement>> {
+    let declared = op.security.as_ref().or(doc.security.as_ref()).map(Vec::as_slice).unwrap_or_default();
+    let requirements: Vec<SecurityRequirement> = declared
+        .iter()
+        .map(|r| SecurityRequirement {
+            schemes: r
+                .iter()
+                .map(|(scheme, scopes)| SchemeUse { scheme: scheme.clone(), scopes: scopes.clone() })
+                .collect(),
+        })
+        .collect();
+    match requirements.as_slice() {
+        [] => {}
+        [one] if one.schemes.len() == 1 => {
+            let name = &one.schemes[0].scheme;
+            if !schemes.iter().any(|s| s.name == *name) {
+                bail!("{pointer}/security: unknown scheme {name:?}");
+            }
+        }
+        _ => bail!("{pointer}/security: exactly one security scheme per operation is supported"),
+    }
+    Ok(requirements)
+}

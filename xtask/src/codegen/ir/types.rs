@@ -1,0 +1,335 @@
+//! Rust types: what every schema becomes — a scalar, a container, or a named
+//! struct, string enum or untagged union — and the builder that names the
+//! inline ones, in document order, so names are stable from run to run.
+
+use anyhow::{Context, Result, bail};
+use indexmap::IndexMap;
+use serde_json::Value;
+
+use super::names::{field_name, pointer_segment, type_name};
+use super::schema::{AdditionalProperties, JsonType, Resolver, Schema, SchemaNode};
+
+/// A Rust type a schema maps to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RustType {
+    /// A generated type (struct, enum or union), by its Rust name.
+    Named(String),
+    String,
+    Password,
+    Date,
+    DateTime,
+    Uuid,
+    I32,
+    I64,
+    F32,
+    F64,
+    Bool,
+    Vec(Box<RustType>),
+    Map(Box<RustType>),
+    JsonObject,
+    Any,
+}
+
+/// One generated struct field.
+#[derive(Debug, Clone)]
+pub struct Field {
+    pub json_name: String,
+    pub rust_name: String,
+    pub ty: RustType,
+    pub required: bool,
+    pub nullable: bool,
+    pub default: Option<Value>,
+    /// The property's schema as written (a reference stays a reference, so
+    /// the served document matches the contract).
+    pub schema: Schema,
+    /// The same schema resolved, for validation rules and shapes.
+    pub node: SchemaNode,
+    pub description: Option<String>,
+}
+
+/// How many `Option`s wrap a field's type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Optionality {
+    Plain,
+    /// Required but nullable, or optional without default.
+    Option,
+    /// Optional and nullable: absent and `null` differ.
+    DoubleOption,
+}
+
+impl Field {
+    pub fn optionality(&self) -> Optionality {
+        match (self.required, self.nullable, self.default.is_some()) {
+            (true, false, _) => Optionality::Plain,
+            (true, true, _) => Optionality::Option,
+            (false, false, true) => Optionality::Plain,
+            (false, false, false) => Optionality::Option,
+            (false, true, _) => Optionality::DoubleOption,
+        }
+    }
+}
+
+/// A variant of a string enum.
+#[derive(Debug, Clone)]
+pub struct EnumVariant {
+    pub rust_name: String,
+    /// The value on the wire.
+    pub wire: String,
+}
+
+/// A member of a `oneOf`/`anyOf`, as a variant of an untagged enum.
+#[derive(Debug, Clone)]
+pub struct UnionVariant {
+    pub rust_name: String,
+    pub ty: RustType,
+    pub schema: Schema,
+}
+
+#[derive(Debug, Clone)]
+pub enum TypeKind {
+    Struct(Vec<Field>),
+    StrEnum(Vec<EnumVariant>),
+    Union(Vec<UnionVariant>),
+}
+
+/// One generated Rust type.
+#[derive(Debug, Clone)]
+pub struct TypeDef {
+    pub rust_name: String,
+    /// The component name when this type is `#/components/schemas/<name>`;
+    /// otherwise it is emitted inline in the document.
+    pub component: Option<String>,
+    pub kind: TypeKind,
+    pub node: SchemaNode,
+}
+
+/// Identical string enums share one type; a `title` names it, and only
+/// enums with the same title share.
+#[derive(Debug, PartialEq)]
+struct EnumKey {
+    title: Option<String>,
+    values: Vec<String>,
+}
+
+struct SharedEnum {
+    key: EnumKey,
+    rust_name: String,
+}
+
+/// Turns schemas into Rust types, collecting every named type it creates.
+pub struct TypeBuilder<'a> {
+    pub resolver: Resolver<'a>,
+    /// Every generated type by Rust name, in creation order.
+    pub types: IndexMap<String, TypeDef>,
+    /// String enums created so far, for reuse; the first match wins.
+    enums: Vec<SharedEnum>,
+    /// Component name → Rust name.
+    components: IndexMap<String, String>,
+}
+
+impl<'a> TypeBuilder<'a> {
+    pub fn new(resolver: Resolver<'a>) -> Self {
+        Self { resolver, types: IndexMap::new(), enums: Vec::new(), components: IndexMap::new() }
+    }
+
+    /// `base`, or `base2`, `base3`… when a type or component already has it.
+    pub fn unique_name(&self, base: String) -> String {
+        if !self.types.contains_key(&base) && !self.components.values().any(|v| *v == base) {
+            return base;
+        }
+        (2..)
+            .map(|i| format!("{base}{i}"))
+            .find(|n| !self.types.contains_key(n) && !self.components.values().any(|v| v == n))
+            .unwrap_or(base)
+    }
+
+    /// The Rust type of `schema`; inline objects, enums and unions become
+    /// named types called `hint` (or the name of their `title`). `prop` is
+    /// the property name, which names an untitled enum when it is free.
+    pub fn rust_type(&mut self, schema: &Schema, hint: &str, prop: Option<&str>) -> Result<RustType> {
+        let node = match schema {
+            Schema::Ref(name) => {
+                let canon = self.resolver.canonical(name)?;
+                return Ok(RustType::Named(self.component(&canon)?));
+            }
+            Schema::Inline(n) => n.as_ref(),
+        };
+        if !node.one_of.is_empty() || !node.any_of.is_empty() {
+            let name = self.unique_name(node.title.as_deref().map_or_else(|| hint.to_owned(), type_name));
+            self.union(node, &name, None)?;
+            return Ok(RustType::Named(name));
+        }
+        Ok(match node.ty {
+            None => RustType::Any,
+            Some(JsonType::Boolean) => RustType::Bool,
+            Some(JsonType::Integer) => match node.format.as_deref() {
+                Some("int32") => RustType::I32,
+                _ => RustType::I64,
+            },
+            Some(JsonType::Number) => match node.format.as_deref() {
+                Some("float") => RustType::F32,
+                _ => RustType::F64,
+            },
+            Some(JsonType::String) if !node.enum_values.is_empty() => {
+                RustType::Named(self.inline_enum(node, hint, prop)?)
+            }
+            Some(JsonType::String) => match node.format.as_deref() {
+                Some("date") => RustType::Date,
+                Some("date-time") => RustType::DateTime,
+                Some("uuid") => RustType::Uuid,
+                Some("password") => RustType::Password,
+                _ => RustType::String,
+            },
+            Some(JsonType::Array) => {
+                let items = node.items.as_ref().context("array without items")?;
+                RustType::Vec(Box::new(self.rust_type(items, &format!("{hint}Item"), None)?))
+            }
+            Some(JsonType::Object) if node.properties.is_empty() => match &node.additional_properties {
+                Some(AdditionalProperties::Schema(v)) => {
+                    RustType::Map(Box::new(self.rust_type(v, &format!("{hint}Value"), None)?))
+                }
+                _ => RustType::JsonObject,
+            },
+            Some(JsonType::Object) => {
+                let name = self.unique_name(node.title.as_deref().map_or_else(|| hint.to_owned(), type_name));
+                self.object(node, &name, None)?;
+                RustType::Named(name)
+            }
+        })
+    }
+
+    fn inline_enum(&mut self, node: &SchemaNode, hint: &str, prop: Option<&str>) -> Result<String> {
+        let values = enum_strings(node);
+        let key = EnumKey { title: node.title.clone(), values: values.clone() };
+        if let Some(existing) = self.enums.iter().find(|e| e.key == key) {
+            return Ok(existing.rust_name.clone());
+        }
+        let base = match (&node.title, prop) {
+            (Some(t), _) => type_name(t),
+            (None, Some(p)) if !self.types.contains_key(&type_name(p)) => type_name(p),
+            _ => hint.to_owned(),
+        };
+        let name = self.unique_name(base);
+        self.enums.push(SharedEnum { key, rust_name: name.clone() });
+        self.str_enum(node, &name, None, &values);
+        Ok(name)
+    }
+
+    /// The Rust name of component `name`, generating its type on first use.
+    pub fn component(&mut self, name: &str) -> Result<String> {
+        if let Some(r) = self.components.get(name) {
+            return Ok(r.clone());
+        }
+        let rust = self.unique_name(type_name(name));
+        self.components.insert(name.to_owned(), rust.clone());
+        let pointer = format!("#/components/schemas/{}", pointer_segment(name));
+        let schema = self.resolver.convert(self.resolver.component(name)?, &pointer)?;
+        let node = self.resolver.resolve(&schema)?;
+        if !node.one_of.is_empty() || !node.any_of.is_empty() {
+            self.union(&node, &rust, Some(name))?;
+        } else if node.ty == Some(JsonType::String) && !node.enum_values.is_empty() {
+            let values = enum_strings(&node);
+            self.enums
+                .push(SharedEnum { key: EnumKey { title: None, values: values.clone() }, rust_name: rust.clone() });
+            self.str_enum(&node, &rust, Some(name), &values);
+        } else if node.ty == Some(JsonType::Object) && !node.properties.is_empty() {
+            self.object(&node, &rust, Some(name))?;
+        } else {
+            // A component that is a plain scalar or array: a transparent
+            // newtype would hide nothing useful, so it is an alias in Rust.
+            bail!("{pointer}: components that are not objects, string enums or unions are not supported yet");
+        }
+        Ok(rust)
+    }
+
+    fn insert(&mut self, name: &str, component: Option<&str>, kind: TypeKind, node: &SchemaNode) {
+        self.types.insert(
+            name.to_owned(),
+            TypeDef { rust_name: name.to_owned(), component: component.map(str::to_owned), kind, node: node.clone() },
+        );
+    }
+
+    fn str_enum(&mut self, node: &SchemaNode, name: &str, component: Option<&str>, values: &[String]) {
+        let mut variants: Vec<EnumVariant> = Vec::new();
+        for v in values {
+            let mut rust_name = type_name(v);
+            while variants.iter().any(|e| e.rust_name == rust_name) {
+                rust_name.push('_');
+            }
+            variants.push(EnumVariant { rust_name, wire: v.clone() });
+        }
+        self.insert(name, component, TypeKind::StrEnum(variants), node);
+    }
+
+    fn union(&mut self, node: &SchemaNode, name: &str, component: Option<&str>) -> Result<()> {
+        // Reserve the name before recursing so nested names stay stable.
+        self.insert(name, component, TypeKind::Union(vec![]), node);
+        let members = if node.one_of.is_empty() { &node.any_of } else { &node.one_of };
+        let mut variants: Vec<UnionVariant> = Vec::new();
+        for (i, m) in members.iter().enumerate() {
+            let ty = self.rust_type(m, &format!("{name}V{}", i + 1), None)?;
+            let rust_name = match &ty {
+                RustType::Named(n) => n.clone(),
+                RustType::String => "String".into(),
+                RustType::I64 | RustType::I32 => "Integer".into(),
+                RustType::F64 | RustType::F32 => "Number".into(),
+                RustType::Bool => "Bool".into(),
+                RustType::Vec(_) => "Array".into(),
+                _ => format!("V{}", i + 1),
+            };
+            let rust_name = if variants.iter().any(|v| v.rust_name == rust_name) {
+                format!("{rust_name}{}", i + 1)
+            } else {
+                rust_name
+            };
+            variants.push(UnionVariant { rust_name, ty, schema: m.clone() });
+        }
+        if let Some(t) = self.types.get_mut(name) {
+            t.kind = TypeKind::Union(variants);
+        }
+        Ok(())
+    }
+
+    fn object(&mut self, node: &SchemaNode, name: &str, component: Option<&str>) -> Result<()> {
+        // Reserve the name before recursing, as for unions.
+        self.insert(name, component, TypeKind::Struct(vec![]), node);
+        let mut fields = Vec::new();
+        for p in &node.properties {
+            fields.push(self.field(&p.name, &p.schema, node.required.contains(&p.name), name)?);
+        }
+        if let Some(t) = self.types.get_mut(name) {
+            t.kind = TypeKind::Struct(fields);
+        }
+        Ok(())
+    }
+
+    /// A field of struct `parent`; inline types it needs are named after it.
+    pub fn field(&mut self, json: &str, schema: &Schema, required: bool, parent: &str) -> Result<Field> {
+        let ty = self.rust_type(schema, &format!("{parent}{}", type_name(json)), Some(json))?;
+        let node = self.resolver.resolve(schema)?;
+        let default = match schema {
+            Schema::Inline(n) => n.default.clone(),
+            Schema::Ref(_) => None,
+        };
+        Ok(Field {
+            json_name: json.to_owned(),
+            rust_name: field_name(json),
+            ty,
+            required,
+            nullable: node.nullable,
+            default,
+            description: node.description.clone(),
+            schema: schema.clone(),
+            node,
+        })
+    }
+
+    /// Registers a struct the generator makes up (an operation's parameters).
+    pub fn synthetic_struct(&mut self, name: &str, fields: Vec<Field>, node: SchemaNode) {
+        self.insert(name, None, TypeKind::Struct(fields), &node);
+    }
+}
+
+fn enum_strings(node: &SchemaNode) -> Vec<String> {
+    node.enum_values.iter().map(|v| v.as_str().unwrap_or_default().to_owned()).collect()
+}
