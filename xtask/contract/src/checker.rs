@@ -526,7 +526,7 @@ mod tests {
         assert_eq!(
             check("createUser", 404, &body),
             [
-                "createUser 404 status: expected a documented status (200, 400, 401, 409, 500), got 404 (not documented for createUser)"
+                "createUser 404 status: expected a documented status (200, 400, 401, 409, 431, 500), got 404 (not documented for createUser)"
             ]
         );
     }
