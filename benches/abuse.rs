@@ -21,7 +21,6 @@ use std::{sync::Arc, time::Duration};
 
 use anyhow::{Context, Result};
 use bb8_redis::{RedisConnectionManager, redis};
-use clap::Parser;
 use common::{RUN, emit, get, load, pct, post};
 use serde_json::json;
 use spec_server::{
@@ -35,12 +34,6 @@ use spec_server::{
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[derive(Parser)]
-struct Cli {
-    #[command(flatten)]
-    config: Config,
-}
-
 const USERS: i64 = 200;
 const MEMORY_RUN: Duration = Duration::from_secs(60);
 const RETENTION: Duration = Duration::from_secs(10);
@@ -50,7 +43,7 @@ async fn main() -> Result<()> {
     eprintln!("starting private PostgreSQL and Redis…");
     let pg = tokio::task::spawn_blocking(PrivatePostgres::start).await??;
     let redis = tokio::task::spawn_blocking(PrivateRedis::start).await??;
-    let mut cfg = Cli::try_parse_from(["bench", "--listen-addr", "127.0.0.1:0"])?.config;
+    let mut cfg = Config::from_flags(&["--listen-addr", "127.0.0.1:0"])?;
     cfg.database_url = Some(pg.url());
     cfg.redis_url = Some(redis.url());
     let backends =

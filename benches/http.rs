@@ -8,7 +8,6 @@ mod common;
 use std::{process::Command, sync::Arc};
 
 use anyhow::{Context, Result, bail};
-use clap::Parser;
 use common::{RUN, Sample, emit, get, load, pct, post};
 use serde_json::json;
 use spec_server::{
@@ -24,12 +23,6 @@ use spec_server::{
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const SEED_USERS: i64 = 2000;
-
-#[derive(Parser)]
-struct Cli {
-    #[command(flatten)]
-    config: Config,
-}
 
 /// `pgbench -S -M prepared` TPS at `clients` on the same server.
 fn pgbench(pg: &PrivatePostgres, clients: usize) -> Result<(f64, f64)> {
@@ -101,7 +94,7 @@ async fn main() -> Result<()> {
         bail!("pgbench -i failed: {}", String::from_utf8_lossy(&init.stderr));
     }
 
-    let mut cfg = Cli::try_parse_from(["bench", "--listen-addr", "127.0.0.1:0"])?.config;
+    let mut cfg = Config::from_flags(&["--listen-addr", "127.0.0.1:0"])?;
     cfg.database_url = Some(pg.url());
     cfg.redis_url = Some(redis.url());
     let backends =

@@ -162,7 +162,23 @@ pub struct Config {
     pub queue_lease_secs: u64,
 }
 
+/// `Config` on its own, for [`Config::from_flags`].
+#[derive(clap::Parser)]
+struct Standalone {
+    #[command(flatten)]
+    config: Config,
+}
+
 impl Config {
+    /// The settings the binary would read, with `flags` (`["--redis-prefix",
+    /// "x"]`) on top: how tests, benches and drills build a `Config` without
+    /// declaring a CLI of their own.
+    pub fn from_flags(flags: &[&str]) -> Result<Config, clap::Error> {
+        use clap::Parser;
+        let argv = std::iter::once("spec-server").chain(flags.iter().copied());
+        Standalone::try_parse_from(argv).map(|s| s.config)
+    }
+
     pub fn pg_acquire_timeout(&self) -> Duration {
         Duration::from_millis(self.pg_acquire_timeout_ms)
     }

@@ -1,4 +1,4 @@
-//! `cargo xtask chaos`: the failure drill of the task queue (`tests/chaos.rs`, an ignored
+//! `cargo xtask chaos`: the failure drill of the task queue (`tests/it/chaos.rs`, an ignored
 //! test of the `spec-server` package), run through cargo like the `bench` launcher. The drill
 //! lives beside the server because it drives the real `spec-server worker` binary and the
 //! queue library, and xtask never depends on the server (that would make it depend on
@@ -13,7 +13,7 @@ use anyhow::{Context, Result, bail};
 /// `secs`: how long tasks are submitted under chaos (the drill's default is 40).
 pub fn run(secs: Option<u64>) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let args = ["test", "-p", "spec-server", "--test", "chaos", "--", "--ignored", "--nocapture"];
+    let args = ["test", "-p", "spec-server", "--test", "it", "chaos::", "--", "--ignored", "--nocapture"];
     println!("\n==> cargo {}", args.join(" "));
     let mut cmd = Command::new(&cargo);
     cmd.args(args).current_dir(crate::codegen::workspace_root());

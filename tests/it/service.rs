@@ -9,7 +9,6 @@
 use std::{sync::Arc, time::Duration};
 
 use bb8_redis::redis;
-use clap::Parser;
 use poem::{
     Endpoint,
     endpoint::BoxEndpoint,
@@ -24,14 +23,8 @@ use spec_server::{
     server::{self, Backends, Pools},
 };
 
-#[derive(Parser)]
-struct Cli {
-    #[command(flatten)]
-    config: Config,
-}
-
 fn config(db: &str, redis: &str, prefix: &str) -> Config {
-    let mut cfg = Cli::try_parse_from(["test", "--database-url", db, "--redis-url", redis]).unwrap().config;
+    let mut cfg = Config::from_flags(&["--database-url", db, "--redis-url", redis]).unwrap();
     cfg.redis_prefix = prefix.trim_end_matches(':').to_owned();
     cfg
 }

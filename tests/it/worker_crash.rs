@@ -17,7 +17,6 @@ use std::{
     time::Duration,
 };
 
-use clap::Parser;
 use poem::{
     EndpointExt, Response, Route, Server, handler,
     listener::{Acceptor, Listener, TcpListener},
@@ -34,15 +33,9 @@ use spec_server::{
 use tokio::{sync::mpsc, task::JoinHandle};
 use uuid::Uuid;
 
-#[derive(Parser)]
-struct Cli {
-    #[command(flatten)]
-    config: Config,
-}
-
 /// The worker's queue, as the worker derives it from `REDIS_PREFIX` (and so would the server).
 fn queue_for(redis: bb8::Pool<bb8_redis::RedisConnectionManager>, prefix: &str) -> Queue {
-    let cfg = Cli::try_parse_from(["test", "--redis-prefix", prefix]).unwrap().config;
+    let cfg = Config::from_flags(&["--redis-prefix", prefix]).unwrap();
     Queue::new(redis, cfg.queue_config())
 }
 

@@ -9,7 +9,7 @@
 #![allow(clippy::unwrap_used)]
 
 #[allow(clippy::unwrap_used, dead_code)]
-#[path = "../src/tasks/tests/smtp.rs"]
+#[path = "../../src/tasks/tests/smtp.rs"]
 mod smtp;
 
 use std::{
@@ -23,7 +23,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use clap::Parser;
 use serde_json::json;
 use spec_server::{
     config::Config,
@@ -32,12 +31,6 @@ use spec_server::{
     tasks::EMAIL,
 };
 use uuid::Uuid;
-
-#[derive(Parser)]
-struct Cli {
-    #[command(flatten)]
-    config: Config,
-}
 
 const PREFIX: &str = "chaos";
 const WORKERS: usize = 3;
@@ -100,8 +93,7 @@ async fn chaos() {
     let env = [("DATABASE_URL", db.url().to_owned()), ("REDIS_URL", redis.url()), ("SMTP_URL", sink.url())];
 
     // The submitting side is configured exactly like the workers (and the server).
-    let cfg = Cli::try_parse_from([
-        "chaos",
+    let cfg = Config::from_flags(&[
         "--redis-prefix",
         PREFIX,
         "--queue-lease-secs",
@@ -109,8 +101,7 @@ async fn chaos() {
         "--redis-response-timeout-ms",
         RESPONSE_TIMEOUT_MS,
     ])
-    .unwrap()
-    .config;
+    .unwrap();
     let manager = bb8_redis::RedisConnectionManager::new(redis.url()).unwrap();
     let pool = bb8::Pool::builder().max_size(8).connection_timeout(Duration::from_secs(2)).build_unchecked(manager);
     let queue = Queue::new(pool, cfg.queue_config());
