@@ -18,7 +18,7 @@ use crate::{
     config::Config,
     db,
     devsvc::{PrivatePostgres, PrivateRedis},
-    http::{App, Throughput},
+    http::App,
     listener,
     queue::Queue,
 };
@@ -173,7 +173,7 @@ impl Pools {
             tokens,
             queue: self.queue(cfg),
             health_timeout: cfg.health_timeout(),
-            throughput: Arc::new(Throughput::default()),
+            throughput: Arc::new(crate::queue::eta::Throughput::default()),
         })
     }
 }

@@ -18,8 +18,6 @@ use crate::{
     queue::Queue,
 };
 
-pub use tasks::Throughput;
-
 /// Everything a request may need; cheap to share behind an `Arc`.
 pub struct App {
     pub pg: Pool,
@@ -30,7 +28,7 @@ pub struct App {
     pub tokens: TokenVerifier,
     pub queue: Queue,
     pub health_timeout: Duration,
-    pub throughput: Arc<Throughput>,
+    pub throughput: Arc<crate::queue::eta::Throughput>,
 }
 
 impl api_server::Auth for App {

@@ -1,11 +1,8 @@
-//! Task submission: validate (the generated layer did the contract's
-//! constraints; date order is checked here), enqueue with the requested
-//! priority, and estimate the wait from the backlog and recent throughput.
+//! Task submission: build the task's typed payload (its own checks beyond
+//! the contract's), enqueue with the requested priority (one token's
+//! Idempotency-Key names one request), and word the queue's wait estimate.
 
-use std::{
-    sync::Mutex,
-    time::{Duration, Instant},
-};
+use std::time::Duration;
 
 use api_server::{
     EmailTaskRequest, ErrorCode, GetTaskParams, GetTaskResponse, Priority as ApiPriority, SubmitEmailTaskParams,
@@ -17,7 +14,10 @@ use serde_json::json;
 use super::{App, internal, success};
 use crate::{
     auth::Principal,
-    queue::{NewTask, Priority, Stats, TaskRecord, TaskState},
+    queue::{
+        NewTask, Priority, TaskRecord, TaskState,
+        eta::{self, Wait},
+    },
     tasks::{EMAIL, SYNC, email::EmailPayload, sync::SyncPayload},
 };
 
@@ -44,57 +44,14 @@ fn priority(p: ApiPriority) -> Priority {
     }
 }
 
-/// Completed-task rate, sampled from the queue's counters at each submission.
-#[derive(Debug, Default)]
-pub struct Throughput {
-    last: Mutex<Option<(Instant, u64, f64)>>,
-}
-
-impl Throughput {
-    /// Updates the rate (tasks/s, smoothed) from a new counter reading.
-    fn observe(&self, total_completed: u64) -> f64 {
-        let now = Instant::now();
-        let Ok(mut last) = self.last.lock() else { return 0.0 };
-        let rate = match *last {
-            Some((t, n, rate)) => {
-                let dt = now.duration_since(t).as_secs_f64();
-                if dt < 0.5 {
-                    // Too close to the last sample to say anything new.
-                    return rate;
-                }
-                let fresh = total_completed.saturating_sub(n) as f64 / dt;
-                if rate == 0.0 { fresh } else { 0.7 * rate + 0.3 * fresh }
-            }
-            None => 0.0,
-        };
-        *last = Some((now, total_completed, rate));
-        rate
+/// The contract's `estimated_time` wording ("within 3 seconds").
+fn describe(w: Wait) -> String {
+    match w {
+        Wait::Now => "immediately".to_owned(),
+        Wait::Behind { ahead } => format!("after {ahead} queued tasks (no recent throughput measured)"),
+        Wait::About(d) if d < Duration::from_secs(60) => format!("within {} seconds", d.as_secs()),
+        Wait::About(d) => format!("within {} minutes", d.as_secs().div_ceil(60)),
     }
-}
-
-/// Human estimate of when a task with `ahead` tasks before it will run.
-fn estimate(ahead: u64, rate: f64) -> String {
-    if ahead == 0 {
-        return "immediately".to_owned();
-    }
-    if rate <= 0.0 {
-        return format!("after {ahead} queued tasks (no recent throughput measured)");
-    }
-    let secs = (ahead as f64 / rate).ceil().max(1.0);
-    let d = Duration::from_secs_f64(secs);
-    if d < Duration::from_secs(60) {
-        format!("within {} seconds", d.as_secs())
-    } else {
-        format!("within {} minutes", d.as_secs().div_ceil(60))
-    }
-}
-
-/// Tasks that run before a new one of priority `p`: the same and higher
-/// priorities' backlog (weighted mode also serves lower ones, so this is an
-/// upper bound), plus those already running.
-fn ahead_of(stats: &Stats, p: Priority) -> u64 {
-    let ahead: u64 = stats.pending.iter().filter(|(q, _)| q.index() <= p.index()).map(|(_, n)| n).sum();
-    ahead + stats.active
 }
 
 impl App {
@@ -130,7 +87,7 @@ impl App {
         let estimated_time = match self.queue.stats().await {
             Ok(stats) => {
                 let rate = self.throughput.observe(stats.total_completed);
-                Some(estimate(ahead_of(&stats, priority).saturating_sub(1), rate))
+                Some(describe(eta::wait(&stats, priority, rate)))
             }
             Err(e) => {
                 tracing::warn!(error = %e, "queue stats unavailable for the estimate");
@@ -250,12 +207,21 @@ fn task_status(r: TaskRecord) -> Option<TaskStatusResponse> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::queue::Stats;
 
     #[test]
-    fn estimates_read_like_the_contract_example() {
-        assert_eq!(estimate(0, 0.0), "immediately");
-        assert_eq!(estimate(30, 10.0), "within 3 seconds");
-        assert_eq!(estimate(3000, 10.0), "within 5 minutes");
-        assert!(estimate(5, 0.0).contains("5 queued tasks"));
+    fn waits_read_like_the_contract_example() {
+        let stats = |pending: u64, active: u64| Stats {
+            pending: [(Priority::Default, pending)].into_iter().collect(),
+            active,
+            ..Stats::default()
+        };
+        let d = |s, rate| describe(eta::wait(&s, Priority::Default, rate));
+        assert_eq!(d(stats(1, 0), 0.0), "immediately");
+        assert_eq!(d(stats(31, 0), 10.0), "within 3 seconds");
+        assert_eq!(d(stats(3000, 1), 10.0), "within 5 minutes");
+        assert!(d(stats(5, 1), 0.0).contains("5 queued tasks"));
+        // Only the same and higher priorities are ahead.
+        assert_eq!(describe(eta::wait(&stats(100, 0), Priority::Critical, 10.0)), "immediately");
     }
 }

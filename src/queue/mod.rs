@@ -64,7 +64,8 @@
 //! connections after a Redis restart.
 //!
 //! # Files
-//! `client.rs` (Queue), `worker.rs` (Worker, Handler), `task.rs` (API
+//! `client.rs` (Queue), `worker.rs` (Worker, Handler), `eta.rs` (the wait
+//! of a new task from the backlog and completion rate), `task.rs` (API
 //! values), `config.rs` (config, test clock), `backend.rs` (pool or cluster
 //! connections), `batch.rs` (call coalescing), `scripts.rs` + `scripts/*.lua`,
 //! `error.rs`, `tests/` (against private redis-server instances).
@@ -74,6 +75,7 @@ mod batch;
 mod client;
 mod config;
 mod error;
+pub mod eta;
 mod scripts;
 mod task;
 mod worker;
