@@ -1,8 +1,12 @@
 //! The `users` store: the only place with users SQL. Soft-deleted users are invisible to every
 //! function here, and uniqueness is left to the partial unique indexes (never check-then-insert).
 
+use bytes::BytesMut;
 use chrono::{DateTime, Utc};
-use tokio_postgres::Row;
+use tokio_postgres::{
+    Row,
+    types::{FromSql, IsNull, ToSql, Type, to_sql_checked},
+};
 
 use super::{Pool, StoreError, conn, execute, query, query_opt};
 
@@ -12,11 +16,57 @@ pub struct User {
     pub id: i64,
     pub username: String,
     pub email: String,
-    /// `active`, `inactive` or `suspended` (a CHECK constraint holds the list).
-    pub status: String,
+    pub status: UserStatus,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub last_login_at: Option<DateTime<Utc>>,
+}
+
+/// A user's status, stored as text; the `users.status` CHECK constraint
+/// allows exactly these, so a row that decodes to anything else is a
+/// broken database, reported (once, here) as a decoding error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserStatus {
+    Active,
+    Inactive,
+    Suspended,
+}
+
+impl UserStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UserStatus::Active => "active",
+            UserStatus::Inactive => "inactive",
+            UserStatus::Suspended => "suspended",
+        }
+    }
+}
+
+impl<'a> FromSql<'a> for UserStatus {
+    fn from_sql(ty: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        match <&str as FromSql>::from_sql(ty, raw)? {
+            "active" => Ok(UserStatus::Active),
+            "inactive" => Ok(UserStatus::Inactive),
+            "suspended" => Ok(UserStatus::Suspended),
+            other => Err(format!("users.status {other:?} is outside its CHECK constraint").into()),
+        }
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        <&str as FromSql>::accepts(ty)
+    }
+}
+
+impl ToSql for UserStatus {
+    fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        self.as_str().to_sql(ty, out)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        <&str as ToSql>::accepts(ty)
+    }
+
+    to_sql_checked!();
 }
 
 /// The fields a new user needs; `password_hash` comes from [`hash_password`].
@@ -84,7 +134,7 @@ pub async fn users_list(
     pool: &Pool,
     page: i64,
     page_size: i64,
-    status: Option<&str>,
+    status: Option<UserStatus>,
 ) -> Result<(Vec<User>, i64), StoreError> {
     if page < 1 || page_size < 1 {
         // The HTTP layer validates these; reaching here is a bug, not a client error.
@@ -163,7 +213,7 @@ pub async fn user_update(
     pool: &Pool,
     id: i64,
     email: Option<String>,
-    status: Option<String>,
+    status: Option<UserStatus>,
 ) -> Result<User, StoreError> {
     let client = conn(pool).await?;
     let row = query_opt(
@@ -257,24 +307,27 @@ mod tests {
         let created = user_create(pool, new_user("alice", "alice@example.com")).await.unwrap();
         assert_eq!(created.username, "alice");
         assert_eq!(created.email, "alice@example.com");
-        assert_eq!(created.status, "active");
+        assert_eq!(created.status, UserStatus::Active);
         assert_eq!(created.last_login_at, None);
         assert_eq!(user_get(pool, created.id).await.unwrap(), created);
 
-        let updated = user_update(pool, created.id, None, Some("suspended".into())).await.unwrap();
-        assert_eq!(updated.status, "suspended");
+        let updated = user_update(pool, created.id, None, Some(UserStatus::Suspended)).await.unwrap();
+        assert_eq!(updated.status, UserStatus::Suspended);
         assert_eq!(updated.email, "alice@example.com", "email not given, so unchanged");
         assert!(updated.updated_at >= created.updated_at);
         assert_eq!(updated.created_at, created.created_at);
 
         let updated = user_update(pool, created.id, Some("a@example.org".into()), None).await.unwrap();
         assert_eq!(updated.email, "a@example.org");
-        assert_eq!(updated.status, "suspended", "status not given, so unchanged");
+        assert_eq!(updated.status, UserStatus::Suspended, "status not given, so unchanged");
 
         user_delete(pool, created.id).await.unwrap();
         assert!(matches!(user_get(pool, created.id).await, Err(StoreError::NotFound)));
         assert!(matches!(user_delete(pool, created.id).await, Err(StoreError::NotFound)));
-        assert!(matches!(user_update(pool, created.id, None, Some("active".into())).await, Err(StoreError::NotFound)));
+        assert!(matches!(
+            user_update(pool, created.id, None, Some(UserStatus::Active)).await,
+            Err(StoreError::NotFound)
+        ));
         assert!(matches!(user_get(pool, 999_999).await, Err(StoreError::NotFound)));
         assert!(matches!(user_delete(pool, 999_999).await, Err(StoreError::NotFound)));
         assert!(matches!(
@@ -342,7 +395,7 @@ mod tests {
         let (users, total) = users_list(pool, 1, 10, None).await.unwrap();
         assert_eq!(total, 1);
         assert_eq!(users, vec![keep.clone()]);
-        let (users, total) = users_list(pool, 1, 10, Some("active")).await.unwrap();
+        let (users, total) = users_list(pool, 1, 10, Some(UserStatus::Active)).await.unwrap();
         assert_eq!((users.len(), total), (1, 1));
 
         let again = user_create(pool, new_user("dave", "DAVE@example.com")).await.unwrap();
@@ -399,13 +452,13 @@ mod tests {
         let (users, total) = users_list(pool, i64::MAX, 100, None).await.unwrap();
         assert_eq!((users.len(), total), (0, 7), "offset overflow saturates");
 
-        let (users, total) = users_list(pool, 1, 2, Some("inactive")).await.unwrap();
+        let (users, total) = users_list(pool, 1, 2, Some(UserStatus::Inactive)).await.unwrap();
         assert_eq!((names(&users), total), (vec!["u5".to_string(), "u0".to_string()], 3));
-        let (users, total) = users_list(pool, 2, 2, Some("inactive")).await.unwrap();
+        let (users, total) = users_list(pool, 2, 2, Some(UserStatus::Inactive)).await.unwrap();
         assert_eq!((names(&users), total), (vec!["u2".to_string()], 3));
-        let (users, total) = users_list(pool, 3, 2, Some("inactive")).await.unwrap();
+        let (users, total) = users_list(pool, 3, 2, Some(UserStatus::Inactive)).await.unwrap();
         assert_eq!((users.len(), total), (0, 3));
-        let (users, total) = users_list(pool, 1, 10, Some("suspended")).await.unwrap();
+        let (users, total) = users_list(pool, 1, 10, Some(UserStatus::Suspended)).await.unwrap();
         assert_eq!((users.len(), total), (0, 0));
 
         assert!(matches!(users_list(pool, 0, 10, None).await, Err(StoreError::Internal(_))));
@@ -415,8 +468,10 @@ mod tests {
     async fn invalid_status_is_rejected_by_the_database() {
         let db = test_database().await.unwrap();
         let user = user_create(db.pool(), new_user("frank", "frank@example.com")).await.unwrap();
-        let err = user_update(db.pool(), user.id, None, Some("banned".into())).await.unwrap_err();
-        assert!(matches!(err, StoreError::Internal(_)), "{err:?}");
+        // The type allows no other status; the database holds the line for other writers.
+        let client = db.pool().get().await.unwrap();
+        let err = client.execute("UPDATE users SET status = 'banned' WHERE id = $1", &[&user.id]).await.unwrap_err();
+        assert_eq!(err.code(), Some(&tokio_postgres::error::SqlState::CHECK_VIOLATION), "{err:?}");
     }
 
     #[tokio::test]

@@ -11,37 +11,47 @@ use crate::{
     auth::Principal,
     db::{
         StoreError,
-        users::{self, NewUser, User},
+        users::{self, NewUser, User, UserStatus},
     },
 };
 
-/// The API view of a stored user; the status column is constrained to the
-/// contract's enum, so a mismatch is a bug reported as a 500.
-fn user_response(u: User) -> Result<UserResponse, StoreError> {
-    let status: Status =
-        u.status.parse().map_err(|e: String| StoreError::Internal(format!("users.status: {e}").into()))?;
-    Ok(UserResponse {
+fn api_status(s: UserStatus) -> Status {
+    match s {
+        UserStatus::Active => Status::Active,
+        UserStatus::Inactive => Status::Inactive,
+        UserStatus::Suspended => Status::Suspended,
+    }
+}
+
+fn store_status(s: Status) -> UserStatus {
+    match s {
+        Status::Active => UserStatus::Active,
+        Status::Inactive => UserStatus::Inactive,
+        Status::Suspended => UserStatus::Suspended,
+    }
+}
+
+/// The API view of a stored user.
+fn user_response(u: User) -> UserResponse {
+    UserResponse {
         id: u.id,
         username: u.username,
         email: u.email,
-        status,
+        status: api_status(u.status),
         created_at: u.created_at,
         updated_at: u.updated_at,
         last_login_at: Some(u.last_login_at),
-    })
+    }
 }
 
 impl UsersApi for App {
     async fn list_users(&self, _who: Principal, params: ListUsersParams) -> ListUsersApiResponse {
-        let status = params.status.map(Status::as_str);
+        let status = params.status.map(store_status);
         let (rows, total) = match users::users_list(&self.pg, params.page, params.page_size, status).await {
             Ok(r) => r,
             Err(e) => return store_error("listUsers", e),
         };
-        let users = match rows.into_iter().map(user_response).collect::<Result<Vec<_>, _>>() {
-            Ok(u) => u,
-            Err(e) => return store_error("listUsers", e),
-        };
+        let users = rows.into_iter().map(user_response).collect();
         ListUsersApiResponse::Ok(success!(
             ListUsers200Response,
             ListUsersResponse {
@@ -61,14 +71,14 @@ impl UsersApi for App {
             Err(e) => return internal("createUser", &e),
         };
         let new = NewUser { username: body.username, email: body.email, password_hash };
-        match users::user_create(&self.pg, new).await.and_then(user_response) {
+        match users::user_create(&self.pg, new).await.map(user_response) {
             Ok(u) => CreateUserResponse::Ok(success!(CreateUser200Response, u)),
             Err(e) => store_error("createUser", e),
         }
     }
 
     async fn get_user_by_id(&self, _who: Principal, params: GetUserByIdParams) -> GetUserByIdResponse {
-        match users::user_get(&self.pg, params.id).await.and_then(user_response) {
+        match users::user_get(&self.pg, params.id).await.map(user_response) {
             Ok(u) => GetUserByIdResponse::Ok(success!(GetUserById200Response, u)),
             Err(e) => store_error("getUserById", e),
         }
@@ -80,8 +90,8 @@ impl UsersApi for App {
         params: UpdateUserParams,
         body: UpdateUserRequest,
     ) -> UpdateUserResponse {
-        let status = body.status.map(|s| s.as_str().to_owned());
-        match users::user_update(&self.pg, params.id, body.email, status).await.and_then(user_response) {
+        let status = body.status.map(store_status);
+        match users::user_update(&self.pg, params.id, body.email, status).await.map(user_response) {
             Ok(u) => UpdateUserResponse::Ok(success!(UpdateUser200Response, u)),
             Err(e) => store_error("updateUser", e),
         }
