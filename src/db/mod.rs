@@ -79,15 +79,22 @@ pub async fn ping(pool: &Pool) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// What a [`StoreError::NotFound`] did not find.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resource {
+    User,
+}
+
 /// What a store function can fail with; the HTTP layer maps each variant to one status.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// No such row, or it is soft-deleted (404).
-    #[error("not found")]
-    NotFound,
-    /// A unique index rejected the row; `field` names the API field at fault (409).
+    #[error("{resource:?} not found")]
+    NotFound { resource: Resource },
+    /// A unique index rejected the row; `field` names the API field at fault and `message`
+    /// says so to the client (409).
     #[error("{field} is already taken")]
-    Conflict { field: &'static str },
+    Conflict { field: &'static str, message: &'static str },
     /// The database could not be reached or did not answer in time (answered 500, code
     /// 5000: the contract documents no 503 for these operations). The text is for logs, never
     /// for clients.
@@ -104,16 +111,18 @@ impl StoreError {
     }
 }
 
-/// The API field behind each unique constraint: the one place that knows this mapping.
-/// A unique violation of a constraint not listed here is a bug, hence `Internal`.
-fn conflict_field(constraint: &str) -> Option<&'static str> {
-    match constraint {
-        "users_username_key" => Some("username"),
-        "users_email_key" => Some("email"),
-        "api_tokens_name_key" => Some("name"),
-        "api_tokens_token_hash_key" => Some("token"),
-        _ => None,
-    }
+/// The API field behind each unique constraint and what the client is told: the one place
+/// that knows this mapping. A unique violation of a constraint not listed here is a bug, hence
+/// `Internal`.
+fn conflict(constraint: &str) -> Option<StoreError> {
+    let (field, message) = match constraint {
+        "users_username_key" => ("username", "用户名已存在"),
+        "users_email_key" => ("email", "邮箱已存在"),
+        "api_tokens_name_key" => ("name", "a token with this name exists"),
+        "api_tokens_token_hash_key" => ("token", "a token with this value exists"),
+        _ => return None,
+    };
+    Some(StoreError::Conflict { field, message })
 }
 
 impl From<tokio_postgres::Error> for StoreError {
@@ -121,9 +130,9 @@ impl From<tokio_postgres::Error> for StoreError {
         if let Some(db) = e.as_db_error() {
             let code = db.code();
             if *code == SqlState::UNIQUE_VIOLATION
-                && let Some(field) = db.constraint().and_then(conflict_field)
+                && let Some(conflict) = db.constraint().and_then(conflict)
             {
-                return Self::Conflict { field };
+                return conflict;
             }
             // Class 08 is "connection exception"; the others mean the server is going away,
             // overloaded, or our statement_timeout fired: all worth a retry later, not a 500.
@@ -263,9 +272,9 @@ mod tests {
                     continue;
                 };
                 let name = rest.split_whitespace().next().unwrap();
-                assert!(conflict_field(name).is_some(), "{name} has no conflict field");
+                assert!(conflict(name).is_some(), "{name} has no conflict field");
             }
         }
-        assert_eq!(conflict_field("users_pkey"), None);
+        assert!(conflict("users_pkey").is_none());
     }
 }

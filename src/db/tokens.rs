@@ -327,7 +327,7 @@ pub(crate) mod tests {
         assert_eq!(stored, token_hash(&ci_token));
 
         let err = token_issue(pool, "ci", None).await.unwrap_err();
-        assert!(matches!(err, StoreError::Conflict { field: "name" }), "{err:?}");
+        assert!(matches!(err, StoreError::Conflict { field: "name", .. }), "{err:?}");
         assert!(token_issue(pool, "12345", None).await.is_err(), "all-digit names are refused");
 
         let listed = tokens_list(pool).await.unwrap();

@@ -8,7 +8,7 @@ use tokio_postgres::{
     types::{FromSql, IsNull, ToSql, Type, to_sql_checked},
 };
 
-use super::{Pool, StoreError, conn, execute, query, query_opt};
+use super::{Pool, Resource, StoreError, conn, execute, query, query_opt};
 
 /// A user as the API sees it; the password hash never leaves the database layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,7 +99,7 @@ impl User {
 }
 
 /// Inserts a user. A taken username or email (case-insensitively, among non-deleted users) is
-/// `Conflict { field }`, straight from the unique index, so concurrent creates cannot both win.
+/// `Conflict`, straight from the unique index, so concurrent creates cannot both win.
 pub async fn user_create(pool: &Pool, new: NewUser) -> Result<User, StoreError> {
     let client = conn(pool).await?;
     let row = query_opt(
@@ -123,7 +123,7 @@ pub async fn user_get(pool: &Pool, id: i64) -> Result<User, StoreError> {
         &[&id],
     )
     .await?
-    .ok_or(StoreError::NotFound)?;
+    .ok_or(StoreError::NotFound { resource: Resource::User })?;
     User::from_row(&row)
 }
 
@@ -228,7 +228,7 @@ pub async fn user_update(
         &[&id, &email, &status],
     )
     .await?
-    .ok_or(StoreError::NotFound)?;
+    .ok_or(StoreError::NotFound { resource: Resource::User })?;
     User::from_row(&row)
 }
 
@@ -245,7 +245,7 @@ pub async fn user_delete(pool: &Pool, id: i64) -> Result<(), StoreError> {
     )
     .await?;
     if changed == 0 {
-        return Err(StoreError::NotFound);
+        return Err(StoreError::NotFound { resource: Resource::User });
     }
     Ok(())
 }
@@ -322,17 +322,17 @@ mod tests {
         assert_eq!(updated.status, UserStatus::Suspended, "status not given, so unchanged");
 
         user_delete(pool, created.id).await.unwrap();
-        assert!(matches!(user_get(pool, created.id).await, Err(StoreError::NotFound)));
-        assert!(matches!(user_delete(pool, created.id).await, Err(StoreError::NotFound)));
+        assert!(matches!(user_get(pool, created.id).await, Err(StoreError::NotFound { resource: Resource::User })));
+        assert!(matches!(user_delete(pool, created.id).await, Err(StoreError::NotFound { resource: Resource::User })));
         assert!(matches!(
             user_update(pool, created.id, None, Some(UserStatus::Active)).await,
-            Err(StoreError::NotFound)
+            Err(StoreError::NotFound { resource: Resource::User })
         ));
-        assert!(matches!(user_get(pool, 999_999).await, Err(StoreError::NotFound)));
-        assert!(matches!(user_delete(pool, 999_999).await, Err(StoreError::NotFound)));
+        assert!(matches!(user_get(pool, 999_999).await, Err(StoreError::NotFound { resource: Resource::User })));
+        assert!(matches!(user_delete(pool, 999_999).await, Err(StoreError::NotFound { resource: Resource::User })));
         assert!(matches!(
             user_update(pool, 999_999, Some("x@example.com".into()), None).await,
-            Err(StoreError::NotFound)
+            Err(StoreError::NotFound { resource: Resource::User })
         ));
     }
 
@@ -343,18 +343,18 @@ mod tests {
         let bob = user_create(pool, new_user("bob", "Bob@Example.com")).await.unwrap();
 
         let err = user_create(pool, new_user("bob", "other@example.com")).await.unwrap_err();
-        assert!(matches!(err, StoreError::Conflict { field: "username" }), "{err:?}");
+        assert!(matches!(err, StoreError::Conflict { field: "username", .. }), "{err:?}");
 
         // Emails differing only in case are the same email.
         let err = user_create(pool, new_user("robert", "bob@example.COM")).await.unwrap_err();
-        assert!(matches!(err, StoreError::Conflict { field: "email" }), "{err:?}");
+        assert!(matches!(err, StoreError::Conflict { field: "email", .. }), "{err:?}");
 
         // Usernames are case-sensitive.
         user_create(pool, new_user("Bob", "bob2@example.com")).await.unwrap();
 
         let carol = user_create(pool, new_user("carol", "carol@example.com")).await.unwrap();
         let err = user_update(pool, carol.id, Some("BOB@example.com".into()), None).await.unwrap_err();
-        assert!(matches!(err, StoreError::Conflict { field: "email" }), "{err:?}");
+        assert!(matches!(err, StoreError::Conflict { field: "email", .. }), "{err:?}");
         // Setting one's own email again is not a conflict.
         user_update(pool, bob.id, Some("bob@example.com".into()), None).await.unwrap();
     }
@@ -376,7 +376,7 @@ mod tests {
             for task in tasks {
                 match task.await.unwrap() {
                     Ok(_) => ok += 1,
-                    Err(StoreError::Conflict { field: "username" }) => conflicts += 1,
+                    Err(StoreError::Conflict { field: "username", .. }) => conflicts += 1,
                     Err(e) => panic!("unexpected {e:?}"),
                 }
             }
@@ -400,7 +400,7 @@ mod tests {
 
         let again = user_create(pool, new_user("dave", "DAVE@example.com")).await.unwrap();
         assert_ne!(again.id, old.id);
-        assert!(matches!(user_get(pool, old.id).await, Err(StoreError::NotFound)));
+        assert!(matches!(user_get(pool, old.id).await, Err(StoreError::NotFound { resource: Resource::User })));
         assert_eq!(user_get(pool, again.id).await.unwrap().username, "dave");
     }
 

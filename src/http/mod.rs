@@ -14,7 +14,7 @@ use bb8_redis::RedisConnectionManager;
 
 use crate::{
     auth::{AuthError, Principal, TokenVerifier},
-    db::{Pool, StoreError},
+    db::{Pool, Resource, StoreError},
     queue::Queue,
 };
 
@@ -52,13 +52,9 @@ impl api_server::Auth for App {
 /// that says nothing about the database.
 fn store_error<R: rt::FromErrorCode>(op: &str, e: StoreError) -> R {
     match e {
-        StoreError::NotFound => R::from_error(ErrorCode::UserNotFound, None, None),
-        StoreError::Conflict { field } => {
-            let msg = match field {
-                "email" => "邮箱已存在",
-                _ => "用户名已存在",
-            };
-            R::from_error(ErrorCode::Conflict, Some(msg.to_owned()), Some(serde_json::json!({ "field": field })))
+        StoreError::NotFound { resource: Resource::User } => R::from_error(ErrorCode::UserNotFound, None, None),
+        StoreError::Conflict { field, message } => {
+            R::from_error(ErrorCode::Conflict, Some(message.to_owned()), Some(serde_json::json!({ "field": field })))
         }
         other => {
             tracing::error!(operation = op, error = %error_chain(&other), "store failure");

@@ -1,18 +1,15 @@
 //! Users CRUD over `db::users`; soft-deleted users are invisible everywhere.
 
 use api_server::{
-    CreateUserRequest, CreateUserResponse, DeleteUserParams, DeleteUserResponse, ErrorCode, GetUserByIdParams,
+    CreateUserRequest, CreateUserResponse, DeleteUserParams, DeleteUserResponse, GetUserByIdParams,
     GetUserByIdResponse, ListUsersApiResponse, ListUsersParams, ListUsersResponse, Status, SuccessResponse,
-    UpdateUserParams, UpdateUserRequest, UpdateUserResponse, UserResponse, UsersApi, rt::FromErrorCode,
+    UpdateUserParams, UpdateUserRequest, UpdateUserResponse, UserResponse, UsersApi,
 };
 
 use super::{App, internal, store_error, success};
 use crate::{
     auth::Principal,
-    db::{
-        StoreError,
-        users::{self, NewUser, User, UserStatus},
-    },
+    db::users::{self, NewUser, User, UserStatus},
 };
 
 fn api_status(s: UserStatus) -> Status {
@@ -106,7 +103,6 @@ impl UsersApi for App {
                 data: None,
                 timestamp: chrono::Utc::now(),
             }),
-            Err(StoreError::NotFound) => DeleteUserResponse::from_error(ErrorCode::UserNotFound, None, None),
             Err(e) => store_error("deleteUser", e),
         }
     }
