@@ -309,7 +309,7 @@ impl TokenVerifier {
                 Err(e) => tracing::warn!(error = %e, "unreadable token cache entry; asking PostgreSQL"),
             },
             Ok(None) => {}
-            Err(e) => tracing::warn!(error = format!("{e:#}"), "token cache unavailable; asking PostgreSQL"),
+            Err(e) => tracing::warn!(error = crate::error_chain(&*e), "token cache unavailable; asking PostgreSQL"),
         }
 
         let Some(record) = self.lookup(&hash).await? else {
@@ -329,10 +329,10 @@ impl TokenVerifier {
         }
 
         if let Err(e) = self.cache_put(&key, &record, now).await {
-            tracing::warn!(error = format!("{e:#}"), "could not cache a verified token");
+            tracing::warn!(error = crate::error_chain(&*e), "could not cache a verified token");
         }
         if let Err(e) = tokens::token_touch(&self.pg, record.id).await {
-            tracing::warn!(error = format!("{:#}", anyhow!(e)), "could not record a token's use");
+            tracing::warn!(error = crate::error_chain(&e), "could not record a token's use");
         }
         let principal = Principal { token_id: record.id, name: record.name };
         self.remember(&hash, &principal, record.expires_at, epoch);
@@ -354,7 +354,7 @@ impl TokenVerifier {
             return Err(AuthError::Unavailable);
         };
         tokens::token_find_by_hash(&self.pg, hash).await.map_err(|e| {
-            tracing::error!(error = format!("{:#}", anyhow!(e)), "cannot verify a token: PostgreSQL failed");
+            tracing::error!(error = crate::error_chain(&e), "cannot verify a token: PostgreSQL failed");
             AuthError::Unavailable
         })
     }

@@ -11,3 +11,17 @@ pub mod queue;
 pub mod server;
 pub mod tasks;
 pub mod worker;
+
+/// `outer: inner: innermost`: an error and its causes, the one way this
+/// service writes an error chain into a log (many libraries' `Display` stop at
+/// the top level).
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        cur = inner.source();
+    }
+    s
+}

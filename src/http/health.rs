@@ -12,7 +12,7 @@ use super::App;
 
 impl App {
     async fn postgres_up(&self) -> Result<(), String> {
-        let check = async { crate::db::ping(&self.health_pg).await.map_err(|e| crate::http::error_chain(&e)) };
+        let check = async { crate::db::ping(&self.health_pg).await.map_err(|e| crate::error_chain(&e)) };
         match tokio::time::timeout(self.health_timeout, check).await {
             Ok(r) => r,
             Err(_) => Err(format!("no answer within {:?}", self.health_timeout)),

@@ -15,6 +15,7 @@ use bb8_redis::RedisConnectionManager;
 use crate::{
     auth::{AuthError, Principal, TokenVerifier},
     db::{Pool, Resource, StoreError},
+    error_chain,
     queue::Queue,
 };
 
@@ -64,21 +65,9 @@ fn store_error<R: rt::FromErrorCode>(op: &str, e: StoreError) -> R {
 }
 
 /// A 500 for an unexpected failure outside the stores (queue, hashing).
-fn internal<R: rt::FromErrorCode>(op: &str, e: &dyn std::error::Error) -> R {
+fn internal<R: rt::FromErrorCode>(op: &str, e: &(dyn std::error::Error + 'static)) -> R {
     tracing::error!(operation = op, error = %error_chain(e), "internal failure");
     R::from_error(ErrorCode::Internal, None, None)
-}
-
-/// `outer: inner: innermost`, for logs.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(inner) = cur {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        cur = inner.source();
-    }
-    s
 }
 
 /// A success envelope of one of the generated `…200Response` types (they

@@ -131,7 +131,7 @@ impl Mailer {
 /// else (4xx, connection, TLS, timeouts, garbled replies) may pass, so it is retried. The reply
 /// code is shown; the reply text (which may name hosts or mailboxes) and I/O errors are not.
 fn smtp_error(e: lettre::transport::smtp::Error) -> Failure {
-    let detail = format!("SMTP delivery failed: {}", super::chain(&e));
+    let detail = format!("SMTP delivery failed: {}", crate::error_chain(&e));
     match e.status() {
         Some(code) if e.is_permanent() => {
             Failure::permanent(format!("SMTP server refused the message (reply {code}, permanent)"), detail)

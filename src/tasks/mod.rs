@@ -90,17 +90,6 @@ impl Handler for Tasks {
     }
 }
 
-/// `e` and its causes, `: `-separated (reqwest's and lettre's own Display stop at the top level).
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut message = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        message.push_str(&format!(": {s}"));
-        source = s.source();
-    }
-    message
-}
-
 /// The task's payload as `T`; one that does not parse will never parse, so it is permanent.
 /// The parser's words are about the client's own payload, so the client may see them.
 fn payload<T: DeserializeOwned>(task: &Leased) -> Result<T, Failure> {

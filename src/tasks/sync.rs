@@ -32,7 +32,7 @@ use crate::db::{
     sync::{NewSyncRun, RunState, SyncRecord, SyncRun, sync_page_commit, sync_run_begin, sync_run_fail},
 };
 
-use super::{Failure, chain};
+use super::Failure;
 
 /// Largest page body accepted: 1000 records of a few KB each fit with room to spare, and a
 /// misbehaving upstream cannot make a worker buffer without bound.
@@ -213,7 +213,7 @@ fn validate(p: &SyncPayload) -> Result<i32, Failure> {
 
 /// Database trouble is worth retrying: an outage ends, a missing migration gets applied.
 fn store_error(what: &str, e: &StoreError) -> Failure {
-    Failure::retry(format!("could not {what} (temporary)"), format!("{what}: {}", chain(e)))
+    Failure::retry(format!("could not {what} (temporary)"), format!("{what}: {}", crate::error_chain(e)))
 }
 
 impl Source {
@@ -234,7 +234,7 @@ impl Source {
             .map_err(|e| {
                 Failure::retry(
                     "could not reach the upstream sync source (temporary)",
-                    format!("GET {shown} failed: {}", chain(&e.without_url())),
+                    format!("GET {shown} failed: {}", crate::error_chain(&e.without_url())),
                 )
             })?;
         let status = response.status();
@@ -242,7 +242,7 @@ impl Source {
         while let Some(chunk) = response.chunk().await.map_err(|e| {
             Failure::retry(
                 "the upstream sync source's answer broke off (temporary)",
-                format!("reading the answer of GET {shown}: {}", chain(&e.without_url())),
+                format!("reading the answer of GET {shown}: {}", crate::error_chain(&e.without_url())),
             )
         })? {
             if body.len() + chunk.len() > MAX_PAGE_BYTES {
