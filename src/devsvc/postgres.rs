@@ -1,0 +1,302 @@
+//! A private PostgreSQL cluster (initdb + postgres) on a free loopback port.
+
+use super::*;
+
+/// A throw-away PostgreSQL cluster owned by this process.
+///
+/// Tuned for tests (`fsync=off`): data survives `stop`/`kill_hard` and `start_again`, since only
+/// a machine crash loses unsynced pages, but it is not a place for real data.
+pub struct PrivatePostgres {
+    port: u16,
+    bindir: PathBuf,
+    /// `initdb`/`postgres` refuse to run as root, so as root we run them as `postgres`.
+    run_as_postgres: bool,
+    child: Option<Child>,
+    watchdog: Option<Watchdog>,
+    /// Last field: removed only after the server and the watchdog are gone.
+    dir: TempDir,
+}
+
+/// Finds `initdb` and `postgres`: `$PG_BINDIR`, then `pg_config --bindir`, then the newest
+/// `/usr/lib/postgresql/<major>/bin` (Debian's `pg_config` may be missing or point elsewhere).
+pub fn pg_bindir() -> anyhow::Result<PathBuf> {
+    let usable = |dir: &Path| dir.join("initdb").is_file() && dir.join("postgres").is_file();
+    if let Some(dir) = std::env::var_os("PG_BINDIR").map(PathBuf::from) {
+        if usable(&dir) {
+            return Ok(dir);
+        }
+        bail!("PG_BINDIR={} holds no initdb/postgres: {INSTALL_HINT}", dir.display());
+    }
+    if let Ok(out) = Command::new("pg_config").arg("--bindir").output()
+        && out.status.success()
+    {
+        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        if usable(&dir) {
+            return Ok(dir);
+        }
+    }
+    let newest = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let major = e.file_name().to_str()?.parse::<u32>().ok()?;
+            Some((major, e.path().join("bin")))
+        })
+        .filter(|(_, dir)| usable(dir))
+        .max_by_key(|(major, _)| *major);
+    match newest {
+        Some((_, dir)) => Ok(dir),
+        None => bail!(
+            "PostgreSQL server binaries (initdb, postgres) not found; their directory is taken \
+             from `pg_config --bindir`: {INSTALL_HINT}"
+        ),
+    }
+}
+
+/// Asks the server for a trust login with a raw startup packet: `AuthenticationOk` means it has
+/// finished recovery and accepts connections, which a bare TCP connect would not prove.
+pub(super) fn pg_accepts_logins(port: u16) -> bool {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let params: &[u8] = b"user\0postgres\0database\0postgres\0\0";
+    let mut packet = Vec::with_capacity(8 + params.len());
+    packet.extend_from_slice(&(8 + params.len() as i32).to_be_bytes());
+    packet.extend_from_slice(&196_608_i32.to_be_bytes()); // protocol 3.0
+    packet.extend_from_slice(params);
+    if stream.write_all(&packet).is_err() {
+        return false;
+    }
+    let mut reply = [0u8; 9];
+    if stream.read_exact(&mut reply).is_err() {
+        return false;
+    }
+    let _ = stream.write_all(&[b'X', 0, 0, 0, 4]); // Terminate
+    reply[0] == b'R' && reply[5..9] == [0, 0, 0, 0]
+}
+
+impl PrivatePostgres {
+    /// Runs `initdb` into a fresh temp dir and starts `postgres` on a free loopback port.
+    pub fn start() -> anyhow::Result<Self> {
+        let bindir = pg_bindir()?;
+        let run_as_postgres = geteuid().is_root();
+        let dir = tempfile::Builder::new().prefix("spec-pg-").tempdir().context("creating the PostgreSQL temp dir")?;
+        if run_as_postgres {
+            let user = User::from_name("postgres")
+                .context("looking up the postgres user")?
+                .context("running as root, but there is no `postgres` system user to run PostgreSQL as")?;
+            std::os::unix::fs::chown(dir.path(), Some(user.uid.as_raw()), Some(user.gid.as_raw()))
+                .context("handing the temp dir to the postgres user")?;
+        }
+        let mut pg = Self { port: 0, bindir, run_as_postgres, child: None, watchdog: None, dir };
+        // Before initdb, so that even a death during initdb leaves no temp dir behind.
+        pg.watchdog = Some(Watchdog::spawn(&pg.pid_file(), pg.dir.path(), "QUIT")?);
+        pg.initdb()?;
+        start_on_free_port("postgres", |port| {
+            pg.port = port;
+            pg.spawn_and_wait()
+        })?;
+        Ok(pg)
+    }
+
+    /// `postgres://postgres@127.0.0.1:PORT/postgres` (trust auth, no password).
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The temp dir: `data/`, the unix socket, `postgres.log`.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The postmaster's pid, `None` while stopped.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Fast shutdown (SIGINT: sessions are ended, a checkpoint is written), then reaps it.
+    pub fn stop(&mut self) -> anyhow::Result<()> {
+        self.shutdown(Signal::SIGINT)
+    }
+
+    /// SIGKILL to the postmaster and every backend: a crash, as far as PostgreSQL can tell.
+    /// `start_again` then goes through crash recovery.
+    pub fn kill_hard(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let postmaster = pid_of(&child);
+            // Stopped first so it cannot fork new backends while we list and kill them.
+            signal(postmaster, Signal::SIGSTOP);
+            for backend in children_of(postmaster) {
+                signal(backend, Signal::SIGKILL);
+            }
+            signal(postmaster, Signal::SIGKILL);
+            let _ = child.wait();
+            let _ = std::fs::remove_file(self.pid_file());
+        }
+    }
+
+    /// Freezes the postmaster and all its backends (SIGSTOP), for "the database hangs" tests:
+    /// connects and queries, pooled connections included, then block until `resume`.
+    /// Stopping only the postmaster would leave established connections working.
+    pub fn pause(&self) {
+        if let Some(child) = &self.child {
+            let postmaster = pid_of(child);
+            signal(postmaster, Signal::SIGSTOP);
+            for backend in children_of(postmaster) {
+                signal(backend, Signal::SIGSTOP);
+            }
+        }
+    }
+
+    /// Undoes `pause` (SIGCONT); backends first, so the postmaster finds them running.
+    pub fn resume(&self) {
+        if let Some(child) = &self.child {
+            let postmaster = pid_of(child);
+            for backend in children_of(postmaster) {
+                signal(backend, Signal::SIGCONT);
+            }
+            signal(postmaster, Signal::SIGCONT);
+        }
+    }
+
+    /// Starts the server again on the same data dir and port after `stop` or `kill_hard`.
+    pub fn start_again(&mut self) -> anyhow::Result<()> {
+        if self.child.is_some() {
+            bail!("postgres is already running on port {}", self.port);
+        }
+        // Backends of a killed server can hold shared memory for a moment ("pre-existing shared
+        // memory block is still in use"), and the port can linger: retry until the deadline.
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            match self.spawn_and_wait() {
+                Ok(()) => return Ok(()),
+                Err(StartFailure::Exited(why)) if Instant::now() < deadline => {
+                    tracing::debug!(%why, "postgres restart failed; retrying");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(StartFailure::Exited(why)) => {
+                    bail!("postgres exited while starting again on port {}: {why}", self.port)
+                }
+                Err(StartFailure::Other(e)) => return Err(e.context("starting postgres again")),
+            }
+        }
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn pid_file(&self) -> PathBuf {
+        self.dir.path().join("server.pid")
+    }
+
+    fn log_file(&self) -> PathBuf {
+        self.dir.path().join("postgres.log")
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let bin = self.bindir.join(program);
+        let mut cmd = if self.run_as_postgres {
+            // setpriv execs in place (runuser forks and waits), so the child's pid is the
+            // postmaster's own and signals reach it directly.
+            let mut cmd = Command::new("setpriv");
+            cmd.args(["--reuid=postgres", "--regid=postgres", "--init-groups", "--"]).arg(bin);
+            cmd
+        } else {
+            Command::new(bin)
+        };
+        cmd.current_dir(self.dir.path())
+            .env("LC_ALL", "C")
+            .env_remove("PGDATA")
+            .env_remove("PGPORT")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    fn initdb(&self) -> anyhow::Result<()> {
+        let out = self
+            .command("initdb")
+            .arg("-D")
+            .arg(self.data_dir())
+            .args(["-A", "trust", "-U", "postgres", "--locale=C", "-E", "UTF8", "--no-sync"])
+            .output()
+            .map_err(|e| missing_binary("initdb (via setpriv when root)", e))?;
+        if !out.status.success() {
+            bail!(
+                "initdb failed ({}): {}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    }
+
+    fn spawn_and_wait(&mut self) -> Result<(), StartFailure> {
+        use std::os::unix::process::CommandExt;
+        let (out, err) = open_log(&self.log_file()).map_err(StartFailure::Other)?;
+        let mut child = self
+            .command("postgres")
+            .arg("-D")
+            .arg(self.data_dir())
+            .arg("-p")
+            .arg(self.port.to_string())
+            .arg("-k")
+            .arg(self.dir.path())
+            .args(["-c", "listen_addresses=127.0.0.1"])
+            // No fsync, so only an OS crash can lose data; commits still reach the OS before
+            // they return, so `kill_hard` loses nothing (synchronous_commit=off would).
+            .args(["-c", "fsync=off", "-c", "full_page_writes=off"])
+            .args(["-c", "max_connections=300"])
+            .stdout(out)
+            .stderr(err)
+            // Out of the terminal's process group: a Ctrl-C kills the tests, and the watchdog
+            // then stops this server in an orderly way.
+            .process_group(0)
+            .spawn()
+            .map_err(|e| StartFailure::Other(missing_binary("postgres (via setpriv when root)", e)))?;
+        write_pid_file(&self.pid_file(), &child).map_err(StartFailure::Other)?;
+        let port = self.port;
+        match wait_until_ready(&mut child, &self.log_file(), || pg_accepts_logins(port)) {
+            Ok(()) => {
+                self.child = Some(child);
+                Ok(())
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(self.pid_file());
+                Err(e)
+            }
+        }
+    }
+
+    fn shutdown(&mut self, how: Signal) -> anyhow::Result<()> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        self.resume(); // a paused server would never act on the signal
+        signal(pid_of(&child), how);
+        if !wait_with_timeout(&mut child, STOP_TIMEOUT) {
+            self.child = Some(child);
+            self.kill_hard();
+            bail!("postgres did not stop within {STOP_TIMEOUT:?}; killed it");
+        }
+        let _ = std::fs::remove_file(self.pid_file());
+        Ok(())
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            // Immediate shutdown: the data is about to be deleted, a checkpoint is wasted work.
+            let _ = self.shutdown(Signal::SIGQUIT);
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! A private redis-server on a free loopback port, in memory or with an append-only file.
+
+use super::*;
+
+/// A private `redis-server` owned by this process.
+pub struct PrivateRedis {
+    port: u16,
+    program: PathBuf,
+    persistent: bool,
+    child: Option<Child>,
+    watchdog: Option<Watchdog>,
+    /// Last field: removed only after the server and the watchdog are gone.
+    dir: TempDir,
+}
+
+pub(super) fn redis_answers_ping(port: u16) -> bool {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    if stream.write_all(b"PING\r\n").is_err() {
+        return false;
+    }
+    // While it loads its append-only file Redis answers `-LOADING`, not `+PONG`.
+    let mut reply = [0u8; 5];
+    stream.read_exact(&mut reply).is_ok() && &reply == b"+PONG"
+}
+
+impl PrivateRedis {
+    /// An in-memory instance (`--save '' --appendonly no`): `restart` starts it empty.
+    pub fn start() -> anyhow::Result<Self> {
+        Self::start_with(OsStr::new("redis-server"), false)
+    }
+
+    /// An instance with an append-only file in its temp dir, so data survives `restart`.
+    pub fn with_persistence() -> anyhow::Result<Self> {
+        Self::start_with(OsStr::new("redis-server"), true)
+    }
+
+    pub(super) fn start_with(program: &OsStr, persistent: bool) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new().prefix("spec-redis-").tempdir().context("creating the Redis temp dir")?;
+        let mut redis = Self { port: 0, program: PathBuf::from(program), persistent, child: None, watchdog: None, dir };
+        redis.watchdog = Some(Watchdog::spawn(&redis.pid_file(), redis.dir.path(), "KILL")?);
+        start_on_free_port("redis-server", |port| {
+            redis.port = port;
+            redis.spawn_and_wait()
+        })?;
+        Ok(redis)
+    }
+
+    /// `redis://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The temp dir: `redis.log` and, with persistence, the append-only files.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The server's pid, `None` while stopped.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGTERM (Redis flushes its append-only file, if any, and exits), then reaps it.
+    pub fn stop(&mut self) -> anyhow::Result<()> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        signal(pid_of(&child), Signal::SIGTERM);
+        let stopped = wait_with_timeout(&mut child, STOP_TIMEOUT);
+        if !stopped {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_file(self.pid_file());
+        if !stopped {
+            bail!("redis-server did not stop within {STOP_TIMEOUT:?}; killed it");
+        }
+        Ok(())
+    }
+
+    /// Stops (if running) and starts again on the same port and data dir.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.stop()?;
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            match self.spawn_and_wait() {
+                Ok(()) => return Ok(()),
+                // The old socket can linger for a moment; anything else will not go away.
+                Err(StartFailure::Exited(why))
+                    if why.contains("Address already in use") && Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(StartFailure::Exited(why)) => {
+                    bail!("redis-server exited while restarting on port {}: {why}", self.port)
+                }
+                Err(StartFailure::Other(e)) => return Err(e.context("restarting redis-server")),
+            }
+        }
+    }
+
+    fn pid_file(&self) -> PathBuf {
+        self.dir.path().join("server.pid")
+    }
+
+    fn log_file(&self) -> PathBuf {
+        self.dir.path().join("redis.log")
+    }
+
+    fn spawn_and_wait(&mut self) -> Result<(), StartFailure> {
+        use std::os::unix::process::CommandExt;
+        let (out, err) = open_log(&self.log_file()).map_err(StartFailure::Other)?;
+        let mut cmd = Command::new(&self.program);
+        cmd.arg("--port")
+            .arg(self.port.to_string())
+            .args(["--bind", "127.0.0.1", "--daemonize", "no", "--logfile", ""])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .args(["--save", ""]);
+        if self.persistent {
+            cmd.args(["--appendonly", "yes"]);
+        } else {
+            cmd.args(["--appendonly", "no"]);
+        }
+        let mut child = cmd
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .process_group(0)
+            .spawn()
+            .map_err(|e| StartFailure::Other(missing_binary("redis-server", e)))?;
+        write_pid_file(&self.pid_file(), &child).map_err(StartFailure::Other)?;
+        let port = self.port;
+        match wait_until_ready(&mut child, &self.log_file(), || redis_answers_ping(port)) {
+            Ok(()) => {
+                self.child = Some(child);
+                Ok(())
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(self.pid_file());
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
