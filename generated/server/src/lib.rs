@@ -98,5 +98,5 @@ pub fn app<A: Api>(app: ::std::sync::Arc<A>) -> impl ::poem::Endpoint<Output = :
         .at(::std::format!("{BASE_PATH}/openapi.yaml"), svc.spec_endpoint_yaml())
         .nest("/docs", svc.swagger_ui())
         .nest(BASE_PATH, svc);
-    rt::envelope_errors(route, BASE_PATH, ALLOW)
+    rt::envelope_errors::<crate::ErrorCode, _>(route, BASE_PATH, ALLOW)
 }

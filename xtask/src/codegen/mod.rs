@@ -18,9 +18,6 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
-/// The runtime module copied into every generated server crate.
-const RT_TEMPLATE: &str = include_str!("../../templates/rt.rs");
-
 /// What a target generates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -106,7 +103,6 @@ pub fn render_server(doc: &openapiv3::OpenAPI, spec_rel: &Path, crate_name: &str
         let pretty = prettyplease::unparse(&file);
         files.push((PathBuf::from(path), format!("{head}{}", rustfmt(&pretty)?)));
     }
-    files.push((PathBuf::from("src/rt.rs"), format!("{head}{}", rustfmt(RT_TEMPLATE)?)));
     files.push((PathBuf::from("Cargo.toml"), emit::cargo_toml(crate_name, spec_rel)));
     files.sort();
     Ok(files)

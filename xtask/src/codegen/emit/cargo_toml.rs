@@ -28,6 +28,7 @@ poem.workspace = true
 poem-openapi.workspace = true
 serde.workspace = true
 serde_json.workspace = true
+spec-first-runtime.workspace = true
 tokio.workspace = true
 uuid.workspace = true
 "#,

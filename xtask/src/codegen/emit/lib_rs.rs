@@ -78,7 +78,7 @@ pub(super) fn lib_rs(api: &Api) -> TokenStream {
                 .at(::std::format!("{BASE_PATH}/openapi.yaml"), svc.spec_endpoint_yaml())
                 .nest("/docs", svc.swagger_ui())
                 .nest(BASE_PATH, svc);
-            rt::envelope_errors(route, BASE_PATH, ALLOW)
+            rt::envelope_errors::<crate::ErrorCode, _>(route, BASE_PATH, ALLOW)
         }
     }
 }
