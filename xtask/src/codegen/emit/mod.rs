@@ -13,7 +13,7 @@ mod rt_module;
 mod schema_meta;
 mod validation;
 
-pub use cargo_toml::cargo_toml;
+pub use cargo_toml::{Deps, WORKSPACE_DEPS, cargo_toml};
 
 use anyhow::Result;
 use heck::ToSnakeCase;
