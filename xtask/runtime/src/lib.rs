@@ -9,7 +9,9 @@
 //!   and reported at once;
 //! - the structural pass over JSON that precedes `garde` ([`Shape`],
 //!   [`validate_value`]) and the error collection ([`FieldErrors`]);
-//! - the fallbacks for routing errors and panics ([`envelope_errors`]);
+//! - the routes every generated API serves ([`api_routes`]: operations,
+//!   document, Swagger UI) and the fallbacks for routing errors and panics
+//!   ([`envelope_errors`]);
 //! - value types with wire rules ([`Password`], [`double_option`]) and
 //!   [`impl_type!`].
 //!
@@ -28,7 +30,7 @@ mod values;
 pub use body::{BodyError, BodyLimits, BodyOutcome, INLINE_PARSE_LIMIT, JsonBody};
 pub use field_errors::{FieldError, FieldErrors, MAX_LISTED_ERRORS};
 pub use params::{Coerce, Header, ParamSet, Path, Query, params_object};
-pub use routing::{AllowTable, envelope_errors};
+pub use routing::{AllowTable, api_routes, envelope_errors};
 pub use security::{ApiKey, ApiKeySpec};
 pub use shape::{Model, Prop, Shape, StrFormat, validate_value};
 pub use values::{Password, double_option};

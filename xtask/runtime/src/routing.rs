@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use poem::{
-    Endpoint, EndpointExt, IntoResponse, Request, Response,
+    Endpoint, EndpointExt, IntoResponse, Request, Response, Route,
     http::{HeaderValue, StatusCode, header},
 };
 
@@ -28,6 +28,17 @@ fn allow_for(path: &str, base: &str, table: AllowTable) -> Option<&'static str> 
                 .all(|(t, s)| (t.starts_with('{') && t.ends_with('}') && !s.is_empty()) || t == s);
         matches.then_some(*methods)
     })
+}
+
+/// The operations under `base`, the served document at
+/// `{base}/openapi.json` and `{base}/openapi.yaml`, and Swagger UI at
+/// `/docs`: the same layout for every generated API.
+pub fn api_routes<T: poem_openapi::OpenApi + 'static>(svc: poem_openapi::OpenApiService<T, ()>, base: &str) -> Route {
+    Route::new()
+        .at(format!("{base}/openapi.json"), svc.spec_endpoint())
+        .at(format!("{base}/openapi.yaml"), svc.spec_endpoint_yaml())
+        .nest("/docs", svc.swagger_ui())
+        .nest(base, svc)
 }
 
 /// Wraps the whole application: panics become the contract's 500, and
