@@ -1,5 +1,7 @@
 //! `cargo xtask <command>`: see `cargo xtask --help`.
 
+use std::path::PathBuf;
+
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -11,11 +13,27 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Regenerate `generated/` (and the generator's fixture crates) from the specs.
+    /// Regenerate `generated/` (and the generator's fixture crates) from the specs;
+    /// with `--spec PATH --out DIR`, generate crates for any spec that build on their own.
     Codegen {
         /// Do not write: exit non-zero with a diff when a generated file is stale.
         #[arg(long)]
         check: bool,
+        /// The spec to generate from (requires `--out`).
+        #[arg(long, requires = "out")]
+        spec: Option<PathBuf>,
+        /// Where to generate: the server crate in `DIR/server`, the client in `DIR/client`.
+        #[arg(long, value_name = "DIR", requires = "spec")]
+        out: Option<PathBuf>,
+        /// The server crate's name (the client's gets `-client`); default: DIR's name.
+        #[arg(long, value_name = "CRATE", requires = "out")]
+        name: Option<String>,
+        /// Generate the server crate (with neither flag: both).
+        #[arg(long, requires = "out")]
+        server: bool,
+        /// Generate the client crate (with neither flag: both).
+        #[arg(long, requires = "out")]
+        client: bool,
     },
     /// Everything CI runs, in order: fmt --check, clippy -D warnings,
     /// codegen --check, and the whole test suite (starting private
@@ -56,7 +74,13 @@ enum Cmd {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Cmd::Codegen { check } => xtask::codegen::codegen(check).map(|_| ()),
+        Cmd::Codegen { check, spec, out, name, server, client } => match (spec, out) {
+            (Some(spec), Some(out)) => {
+                let opts = xtask::codegen::OutOptions { spec, out, name, server, client, check };
+                xtask::codegen::codegen_out(&opts).map(|_| ())
+            }
+            _ => xtask::codegen::codegen(check).map(|_| ()),
+        },
         Cmd::Ci => xtask::ci::run(),
         Cmd::Dev { args } => xtask::ci::dev(&args),
         Cmd::Bench { which } => xtask::ci::bench(&which),

@@ -24,6 +24,7 @@ fn copy_target(tmp: &Path, spec: &str) -> Target {
         spec: "spec/openapi.yaml".into(),
         out: "generated/server".into(),
         crate_name: "t".into(),
+        deps: codegen::Deps::Workspace,
     }
 }
 

@@ -196,3 +196,20 @@ fn emitted_document_round_trips_to_the_fixture_spec() {
     let diffs = xtask::spec_norm::diff(&xtask::spec_norm::normalize(&spec), &xtask::spec_norm::normalize(&emitted));
     assert!(diffs.is_empty(), "{}", diffs.join("\n"));
 }
+
+/// Two generated APIs in one binary: each answers the framework's faults
+/// from its own registry, because the policy is a type, not a static.
+#[tokio::test]
+async fn two_generated_apis_keep_their_own_error_policy() {
+    use fixture_rich_server::rt::{ErrorPolicy, Fault};
+    let (cli, _) = client();
+    let (s, b) = send(cli.get("/v2/nowhere")).await;
+    assert_eq!((s, b["code"].clone(), b["msg"].clone()), (StatusCode::NOT_FOUND, json!(1011), json!("no such route")));
+    let other = api_server::ErrorCode::fault_response(Fault::RouteNotFound, None);
+    assert_eq!(other.status(), StatusCode::NOT_FOUND);
+    let b: Value = serde_json::from_slice(&other.into_body().into_bytes().await.unwrap()).unwrap();
+    assert_eq!(b["msg"], "接口不存在", "{b}");
+    let mine = <ErrorCode as ErrorPolicy>::fault_response(Fault::Internal, None);
+    let b: Value = serde_json::from_slice(&mine.into_body().into_bytes().await.unwrap()).unwrap();
+    assert_eq!((b["code"].clone(), b["msg"].clone()), (json!(5000), json!("internal error")));
+}

@@ -92,11 +92,6 @@ pub fn openapi_service<A: Api>(app: ::std::sync::Arc<A>) -> ::poem_openapi::Open
 /// document at `{BASE_PATH}/openapi.json` and `.yaml`, Swagger UI at
 /// `/docs`, and every framework error as the JSON envelope.
 pub fn app<A: Api>(app: ::std::sync::Arc<A>) -> impl ::poem::Endpoint<Output = ::poem::Response> {
-    let svc = openapi_service(app);
-    let route = ::poem::Route::new()
-        .at(::std::format!("{BASE_PATH}/openapi.json"), svc.spec_endpoint())
-        .at(::std::format!("{BASE_PATH}/openapi.yaml"), svc.spec_endpoint_yaml())
-        .nest("/docs", svc.swagger_ui())
-        .nest(BASE_PATH, svc);
-    rt::envelope_errors(route, BASE_PATH, ALLOW)
+    let route = rt::api_routes(openapi_service(app), BASE_PATH);
+    rt::envelope_errors::<crate::ErrorCode, _>(route, BASE_PATH, ALLOW)
 }

@@ -574,12 +574,12 @@ impl<A: TasksApi> TasksServer<A> {
                 ::std::option::Option::None
             }
             ::std::result::Result::Err(e) => {
-                let (code, message) = e.into_error();
+                let (fault, message) = e.into_error();
                 let data = ::serde_json::json!(
                     { "errors" : [{ "field" : "body", "message" : message }] }
                 );
                 return <SubmitEmailTaskResponse as rt::FromErrorCode>::from_error(
-                    code,
+                    crate::ErrorCode::from(fault),
                     ::std::option::Option::None,
                     ::std::option::Option::Some(data),
                 );
@@ -656,12 +656,12 @@ impl<A: TasksApi> TasksServer<A> {
                 ::std::option::Option::None
             }
             ::std::result::Result::Err(e) => {
-                let (code, message) = e.into_error();
+                let (fault, message) = e.into_error();
                 let data = ::serde_json::json!(
                     { "errors" : [{ "field" : "body", "message" : message }] }
                 );
                 return <SubmitSyncTaskResponse as rt::FromErrorCode>::from_error(
-                    code,
+                    crate::ErrorCode::from(fault),
                     ::std::option::Option::None,
                     ::std::option::Option::Some(data),
                 );

@@ -960,12 +960,12 @@ impl<A: UsersApi> UsersServer<A> {
                 ::std::option::Option::None
             }
             ::std::result::Result::Err(e) => {
-                let (code, message) = e.into_error();
+                let (fault, message) = e.into_error();
                 let data = ::serde_json::json!(
                     { "errors" : [{ "field" : "body", "message" : message }] }
                 );
                 return <CreateUserResponse as rt::FromErrorCode>::from_error(
-                    code,
+                    crate::ErrorCode::from(fault),
                     ::std::option::Option::None,
                     ::std::option::Option::Some(data),
                 );
@@ -1092,12 +1092,12 @@ impl<A: UsersApi> UsersServer<A> {
                 ::std::option::Option::None
             }
             ::std::result::Result::Err(e) => {
-                let (code, message) = e.into_error();
+                let (fault, message) = e.into_error();
                 let data = ::serde_json::json!(
                     { "errors" : [{ "field" : "body", "message" : message }] }
                 );
                 return <UpdateUserResponse as rt::FromErrorCode>::from_error(
-                    code,
+                    crate::ErrorCode::from(fault),
                     ::std::option::Option::None,
                     ::std::option::Option::Some(data),
                 );

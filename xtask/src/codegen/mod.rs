@@ -8,6 +8,9 @@
 pub mod client;
 pub mod emit;
 pub mod ir;
+mod standalone;
+
+pub use standalone::{OutOptions, codegen_out};
 
 use std::{
     io::Write,
@@ -18,8 +21,7 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
-/// The runtime module copied into every generated server crate.
-const RT_TEMPLATE: &str = include_str!("../../templates/rt.rs");
+pub use emit::{Deps, WORKSPACE_DEPS};
 
 /// What a target generates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +39,8 @@ pub struct Target {
     /// The crate directory, relative to the workspace root.
     pub out: PathBuf,
     pub crate_name: String,
+    /// Workspace member, or a crate that builds on its own (`--out`).
+    pub deps: Deps,
 }
 
 /// Every crate `cargo xtask codegen` owns: the service's server crate and
@@ -48,18 +52,21 @@ pub fn targets() -> Vec<Target> {
             spec: "spec/openapi.yaml".into(),
             out: "generated/server".into(),
             crate_name: "spec-api-server".into(),
+            deps: Deps::Workspace,
         },
         Target {
             kind: Kind::Client,
             spec: "spec/openapi.yaml".into(),
             out: "generated/client".into(),
             crate_name: "spec-api-client".into(),
+            deps: Deps::Workspace,
         },
         Target {
             kind: Kind::Server,
             spec: "xtask/tests/fixtures/rich/openapi.yaml".into(),
             out: "xtask/tests/fixtures/rich/server".into(),
             crate_name: "fixture-rich-server".into(),
+            deps: Deps::Workspace,
         },
     ]
 }
@@ -95,8 +102,19 @@ pub fn parse_spec(text: &str) -> Result<openapiv3::OpenAPI> {
     Ok(serde_yaml::from_str(text)?)
 }
 
-/// Generates every file of one server crate from a parsed spec, formatted.
+/// Generates every file of one server crate (a workspace member) from a
+/// parsed spec, formatted.
 pub fn render_server(doc: &openapiv3::OpenAPI, spec_rel: &Path, crate_name: &str) -> Result<Vec<(PathBuf, String)>> {
+    render_server_with(doc, spec_rel, crate_name, &Deps::Workspace)
+}
+
+/// [`render_server`] with the dependency style of the crate.
+pub fn render_server_with(
+    doc: &openapiv3::OpenAPI,
+    spec_rel: &Path,
+    crate_name: &str,
+    deps: &Deps,
+) -> Result<Vec<(PathBuf, String)>> {
     let api = ir::build(doc)?;
     let head = header(spec_rel);
     let mut files = Vec::new();
@@ -106,17 +124,21 @@ pub fn render_server(doc: &openapiv3::OpenAPI, spec_rel: &Path, crate_name: &str
         let pretty = prettyplease::unparse(&file);
         files.push((PathBuf::from(path), format!("{head}{}", rustfmt(&pretty)?)));
     }
-    files.push((PathBuf::from("src/rt.rs"), format!("{head}{}", rustfmt(RT_TEMPLATE)?)));
-    files.push((PathBuf::from("Cargo.toml"), emit::cargo_toml(crate_name, spec_rel)));
+    files.push((PathBuf::from("Cargo.toml"), emit::cargo_toml(crate_name, spec_rel, deps)));
     files.sort();
     Ok(files)
 }
 
 /// Generates every file of the client crate, formatted.
-pub fn render_client(doc: &openapiv3::OpenAPI, spec_rel: &Path, crate_name: &str) -> Result<Vec<(PathBuf, String)>> {
+pub fn render_client(
+    doc: &openapiv3::OpenAPI,
+    spec_rel: &Path,
+    crate_name: &str,
+    deps: &Deps,
+) -> Result<Vec<(PathBuf, String)>> {
     let head = header(spec_rel);
     let mut files = Vec::new();
-    for (path, text, is_rust) in client::render(doc, crate_name, &spec_rel.display().to_string())? {
+    for (path, text, is_rust) in client::render(doc, crate_name, &spec_rel.display().to_string(), deps)? {
         let text = if is_rust { format!("{head}{}", rustfmt(&text)?) } else { text };
         files.push((PathBuf::from(path), text));
     }
@@ -148,8 +170,8 @@ fn rustfmt(src: &str) -> Result<String> {
 pub fn run_target(root: &Path, t: &Target, check: bool, outcome: &mut Outcome) -> Result<()> {
     let doc = load_spec(&root.join(&t.spec))?;
     let files = match t.kind {
-        Kind::Server => render_server(&doc, &t.spec, &t.crate_name)?,
-        Kind::Client => render_client(&doc, &t.spec, &t.crate_name)?,
+        Kind::Server => render_server_with(&doc, &t.spec, &t.crate_name, &t.deps)?,
+        Kind::Client => render_client(&doc, &t.spec, &t.crate_name, &t.deps)?,
     };
     let out_dir = root.join(&t.out);
     // Files the generator no longer produces are stale too.
@@ -209,11 +231,15 @@ fn is_generated(path: &Path) -> bool {
 /// Runs every target; prints what it did. In check mode, fails with the
 /// diffs when anything is stale.
 pub fn codegen(check: bool) -> Result<Outcome> {
+    run_all(&workspace_root(), &targets(), check)
+}
+
+/// Runs `targets` under `root` and reports like [`codegen`].
+pub fn run_all(root: &Path, targets: &[Target], check: bool) -> Result<Outcome> {
     let start = Instant::now();
-    let root = workspace_root();
     let mut outcome = Outcome::default();
-    for t in targets() {
-        run_target(&root, &t, check, &mut outcome)?;
+    for t in targets {
+        run_target(root, t, check, &mut outcome)?;
     }
     let elapsed = start.elapsed();
     if check {
@@ -234,7 +260,7 @@ pub fn codegen(check: bool) -> Result<Outcome> {
         );
     } else {
         for p in &outcome.written {
-            println!("wrote {}", p.strip_prefix(&root).unwrap_or(p).display());
+            println!("wrote {}", p.strip_prefix(root).unwrap_or(p).display());
         }
         println!(
             "codegen: {} written, {} unchanged in {:.0} ms",

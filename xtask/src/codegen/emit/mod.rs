@@ -9,10 +9,11 @@ mod models;
 mod operations;
 mod params;
 mod responses;
+mod rt_module;
 mod schema_meta;
 mod validation;
 
-pub use cargo_toml::cargo_toml;
+pub use cargo_toml::{Deps, WORKSPACE_DEPS, cargo_toml};
 
 use anyhow::Result;
 use heck::ToSnakeCase;
@@ -29,13 +30,14 @@ pub struct EmittedFile {
     pub tokens: TokenStream,
 }
 
-/// The Rust files of the server crate (`rt.rs` and `Cargo.toml` are added
-/// by the caller: they are not built from the IR).
+/// The Rust files of the server crate (`Cargo.toml` is added by the
+/// caller: it is not Rust).
 pub fn emit(api: &Api) -> Result<Vec<EmittedFile>> {
     let request_types = models::request_reachable(api)?;
     let file = |path: &str, tokens| EmittedFile { path: path.to_owned(), tokens };
     let mut files = vec![
         file("src/lib.rs", lib_rs::lib_rs(api)),
+        file("src/rt.rs", rt_module::rt_rs(api)),
         file("src/error_codes.rs", error_codes::error_codes_rs(api)),
         file("src/models.rs", models::models_rs(api, &request_types)?),
     ];

@@ -253,9 +253,9 @@ fn read_body(op: &Operation, glue: &mut Glue) {
             ::std::result::Result::Ok(rt::BodyOutcome::Invalid) => ::std::option::Option::None,
             ::std::result::Result::Ok(rt::BodyOutcome::Empty) => #missing,
             ::std::result::Result::Err(e) => {
-                let (code, message) = e.into_error();
+                let (fault, message) = e.into_error();
                 let data = ::serde_json::json!({ "errors": [{ "field": "body", "message": message }] });
-                return <#resp as rt::FromErrorCode>::from_error(code, ::std::option::Option::None, ::std::option::Option::Some(data));
+                return <#resp as rt::FromErrorCode>::from_error(crate::ErrorCode::from(fault), ::std::option::Option::None, ::std::option::Option::Some(data));
             }
         };
     });

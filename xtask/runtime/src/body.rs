@@ -1,0 +1,216 @@
+//! JSON request bodies: read within limits only when the operation asks
+//! (after authentication), then parsed and validated, large ones on a
+//! blocking thread.
+
+use std::{marker::PhantomData, sync::Arc};
+
+use poem::{Request, RequestBody, http::header};
+use poem_openapi::{
+    ApiExtractor, ApiExtractorType, ExtractParamOptions,
+    registry::{MetaMediaType, MetaRequest, Registry},
+};
+use serde_json::Value;
+
+use crate::{Fault, FieldErrors, JSON, Model, validate_value};
+
+/// How request bodies are read; attach one with `Route::data` to override
+/// the defaults (the service's config does).
+#[derive(Debug, Clone)]
+pub struct BodyLimits {
+    /// Largest body accepted, in bytes.
+    pub max_bytes: usize,
+    /// Longest time the whole body may take to arrive (waiting for buffer
+    /// room included), so a client trickling bytes cannot hold a connection
+    /// and its buffer.
+    pub read_timeout: std::time::Duration,
+    /// Room shared by every request using these limits, in KiB: each body
+    /// reserves its declared length (or `max_bytes`) before it is read.
+    room: Arc<tokio::sync::Semaphore>,
+    room_kib: u32,
+}
+
+impl BodyLimits {
+    /// `max_buffered_bytes` bounds what all requests together may buffer.
+    pub fn new(max_bytes: usize, read_timeout: std::time::Duration, max_buffered_bytes: usize) -> Self {
+        let room_kib = u32::try_from(max_buffered_bytes / 1024).unwrap_or(u32::MAX).max(1);
+        BodyLimits { max_bytes, read_timeout, room: Arc::new(tokio::sync::Semaphore::new(room_kib as usize)), room_kib }
+    }
+
+    /// KiB of body buffer not reserved right now.
+    pub fn room_available_kib(&self) -> usize {
+        self.room.available_permits()
+    }
+
+    /// The limits of requests that carry none: one room for all of them.
+    fn fallback() -> &'static BodyLimits {
+        static DEFAULT: std::sync::OnceLock<BodyLimits> = std::sync::OnceLock::new();
+        DEFAULT.get_or_init(|| BodyLimits::new(1024 * 1024, std::time::Duration::from_secs(10), 256 * 1024 * 1024))
+    }
+}
+
+/// Bodies at least this large are parsed and validated on a blocking
+/// thread, so a big request never stalls the async threads.
+pub const INLINE_PARSE_LIMIT: usize = 16 * 1024;
+
+/// At most this many large bodies are parsed at once (one per core): a
+/// parsed JSON tree takes several times the body's size in memory.
+fn parse_permits() -> &'static tokio::sync::Semaphore {
+    static PERMITS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    PERMITS.get_or_init(|| tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())))
+}
+
+/// Why a JSON request body could not be read.
+#[derive(Debug, Clone)]
+pub enum BodyError {
+    Missing,
+    ContentType(String),
+    TooLarge(usize),
+    Read(String),
+    Malformed(String),
+}
+
+impl BodyError {
+    /// The framework fault this failure is reported as, and its field
+    /// error's message; the contract's [`crate::ErrorPolicy`] picks the code.
+    pub fn into_error(self) -> (Fault, String) {
+        match self {
+            BodyError::Missing => (Fault::ValidationFailed, "request body is required".into()),
+            BodyError::ContentType(ct) => {
+                (Fault::UnsupportedMediaType, format!("Content-Type must be {JSON}, got {ct:?}"))
+            }
+            BodyError::TooLarge(limit) => (Fault::PayloadTooLarge, format!("request body exceeds {limit} bytes")),
+            BodyError::Read(e) => (Fault::MalformedBody, format!("could not read body: {e}")),
+            BodyError::Malformed(e) => (Fault::MalformedBody, format!("invalid JSON: {e}")),
+        }
+    }
+}
+
+/// What reading and validating a request body found.
+#[derive(Debug)]
+pub enum BodyOutcome<T> {
+    /// No body was sent.
+    Empty,
+    /// The body is JSON but fails the schema; the failures are in the errors.
+    Invalid,
+    Valid(T),
+}
+
+/// A JSON request body of model `T`, not yet read: the generated operation
+/// reads it only after the credentials were accepted, so an unauthenticated
+/// client costs no body buffer and no parsing.
+pub struct JsonBody<T, const REQUIRED: bool = true> {
+    body: Option<poem::Body>,
+    limits: BodyLimits,
+    content_type: String,
+    declared_len: Option<usize>,
+    _model: PhantomData<T>,
+}
+
+impl<'a, T: poem_openapi::types::Type, const REQUIRED: bool> ApiExtractor<'a> for JsonBody<T, REQUIRED> {
+    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::RequestObject];
+    type ParamType = ();
+    type ParamRawType = ();
+
+    fn register(registry: &mut Registry) {
+        T::register(registry);
+    }
+
+    fn request_meta() -> Option<MetaRequest> {
+        Some(MetaRequest {
+            description: None,
+            content: vec![MetaMediaType { content_type: JSON, schema: T::schema_ref() }],
+            required: REQUIRED,
+        })
+    }
+
+    async fn from_request(
+        request: &'a Request,
+        body: &mut RequestBody,
+        _opts: ExtractParamOptions<()>,
+    ) -> poem::Result<Self> {
+        Ok(Self {
+            body: body.take().ok(),
+            limits: request.data::<BodyLimits>().unwrap_or_else(|| BodyLimits::fallback()).clone(),
+            content_type: request.content_type().unwrap_or_default().to_owned(),
+            declared_len: request
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<usize>().ok()),
+            _model: PhantomData,
+        })
+    }
+}
+
+impl<T: Model + Send + 'static, const REQUIRED: bool> JsonBody<T, REQUIRED> {
+    /// Reads the body within the size limit and read timeout, then parses
+    /// and validates it as `T`, adding every failure to `errs`.
+    pub async fn read(self, errs: &mut FieldErrors) -> Result<BodyOutcome<T>, BodyError> {
+        let limit = self.limits.max_bytes;
+        if self.declared_len.is_some_and(|n| n > limit) {
+            return Err(BodyError::TooLarge(limit));
+        }
+        let Some(body) = self.body else {
+            return Err(BodyError::Missing);
+        };
+        let deadline = tokio::time::Instant::now() + self.limits.read_timeout;
+        let timed_out =
+            || BodyError::Read(format!("the body did not arrive within {} ms", self.limits.read_timeout.as_millis()));
+        // Room for the whole body before reading any of it, so many slow
+        // uploads cannot add up to more memory than the configured total.
+        let reserve = self.declared_len.unwrap_or(limit).min(limit).div_ceil(1024).max(1);
+        // A body larger than the whole room (a configuration slip) takes all of it.
+        let reserve = u32::try_from(reserve).unwrap_or(u32::MAX).min(self.limits.room_kib);
+        let _room = match tokio::time::timeout_at(deadline, self.limits.room.clone().acquire_many_owned(reserve)).await
+        {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_)) => return Err(BodyError::Read("the server is shutting down".into())),
+            Err(_) => return Err(timed_out()),
+        };
+        let bytes = match tokio::time::timeout_at(deadline, body.into_bytes_limit(limit)).await {
+            Err(_) => return Err(timed_out()),
+            Ok(read) => read.map_err(|e| match e {
+                poem::error::ReadBodyError::PayloadTooLarge => BodyError::TooLarge(limit),
+                other => BodyError::Read(other.to_string()),
+            })?,
+        };
+        if bytes.is_empty() {
+            return Ok(BodyOutcome::Empty);
+        }
+        let essence = self.content_type.split(';').next().unwrap_or_default().trim();
+        if !(essence.eq_ignore_ascii_case(JSON) || essence.to_ascii_lowercase().ends_with("+json")) {
+            return Err(BodyError::ContentType(self.content_type));
+        }
+        if bytes.len() < INLINE_PARSE_LIMIT {
+            return parse_and_validate(&bytes, errs);
+        }
+        let permit =
+            parse_permits().acquire().await.map_err(|_| BodyError::Read("the server is shutting down".into()))?;
+        let mut moved = std::mem::take(errs);
+        let job = tokio::task::spawn_blocking(move || {
+            let outcome = parse_and_validate::<T>(&bytes, &mut moved);
+            (outcome, moved)
+        });
+        let joined = job.await;
+        drop(permit);
+        match joined {
+            Ok((outcome, back)) => {
+                *errs = back;
+                outcome
+            }
+            // A panic in validation is a bug: let the panic middleware answer 500.
+            Err(e) => match e.try_into_panic() {
+                Ok(panic) => std::panic::resume_unwind(panic),
+                Err(_) => Err(BodyError::Read("the server is shutting down".into())),
+            },
+        }
+    }
+}
+
+fn parse_and_validate<T: Model>(bytes: &[u8], errs: &mut FieldErrors) -> Result<BodyOutcome<T>, BodyError> {
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| BodyError::Malformed(e.to_string()))?;
+    Ok(match validate_value::<T>(value, "", errs) {
+        Some(v) => BodyOutcome::Valid(v),
+        None => BodyOutcome::Invalid,
+    })
+}

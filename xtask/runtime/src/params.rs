@@ -1,0 +1,121 @@
+//! Parameter extractors. None of them fails on bad input: the generated
+//! operation collects all problems and answers one 400 naming every field.
+
+use std::marker::PhantomData;
+
+use poem::{Request, RequestBody};
+use poem_openapi::{
+    ApiExtractor, ApiExtractorType, ExtractParamOptions,
+    registry::{MetaParamIn, MetaSchemaRef, Registry},
+};
+use serde_json::{Map, Value};
+
+pub trait ParamSet: Send + Sync + 'static {
+    const REQUIRED: &'static [bool];
+    fn schema(index: usize) -> MetaSchemaRef;
+    fn register(_registry: &mut Registry) {}
+}
+
+macro_rules! raw_param {
+    ($name:ident, $in:expr, $doc:literal) => {
+        #[doc = $doc]
+        pub struct $name<P, const I: usize>(pub Vec<String>, PhantomData<P>);
+
+        impl<'a, P: ParamSet, const I: usize> ApiExtractor<'a> for $name<P, I> {
+            const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::Parameter];
+            const PARAM_IS_REQUIRED: bool = P::REQUIRED[I];
+            type ParamType = ();
+            type ParamRawType = ();
+
+            fn register(registry: &mut Registry) {
+                P::register(registry);
+            }
+
+            fn param_in() -> Option<MetaParamIn> {
+                Some($in)
+            }
+
+            fn param_schema_ref() -> Option<MetaSchemaRef> {
+                Some(P::schema(I))
+            }
+
+            async fn from_request(
+                request: &'a Request,
+                _body: &mut RequestBody,
+                opts: ExtractParamOptions<()>,
+            ) -> poem::Result<Self> {
+                Ok(Self(raw_values($in, request, opts.name), PhantomData))
+            }
+        }
+    };
+}
+
+raw_param!(Query, MetaParamIn::Query, "Raw values of one query parameter.");
+raw_param!(Header, MetaParamIn::Header, "Raw values of one header parameter.");
+// Named `Path` on purpose: poem-openapi recognises path parameters by the
+// type's name and maps them to its internal `paramN` route segments.
+raw_param!(Path, MetaParamIn::Path, "Raw value of one path parameter.");
+
+fn raw_values(location: MetaParamIn, request: &Request, name: &str) -> Vec<String> {
+    match location {
+        MetaParamIn::Path => request.raw_path_param(name).map(str::to_owned).into_iter().collect(),
+        MetaParamIn::Header => {
+            request.headers().get_all(name).iter().filter_map(|v| v.to_str().ok().map(str::to_owned)).collect()
+        }
+        _ => form_urlencoded::parse(request.uri().query().unwrap_or_default().as_bytes())
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+            .collect(),
+    }
+}
+
+/// How one raw parameter string becomes JSON before the structural pass.
+#[derive(Debug, Clone, Copy)]
+pub enum Coerce {
+    String,
+    Integer,
+    Number,
+    Bool,
+    /// Repeated values (`?tag=a&tag=b`) or a comma list, each item coerced.
+    Array(&'static Coerce),
+}
+
+/// Builds the JSON object the structural pass checks for a parameter set.
+pub fn params_object(values: &[(&'static str, Vec<String>, Coerce)]) -> Value {
+    let mut map = Map::new();
+    for (name, raw, coerce) in values {
+        let value = match coerce {
+            Coerce::Array(item) => {
+                let parts: Vec<&str> =
+                    if raw.len() == 1 { raw[0].split(',').collect() } else { raw.iter().map(String::as_str).collect() };
+                if raw.is_empty() {
+                    continue;
+                }
+                Value::Array(parts.into_iter().map(|s| coerce_one(s, item)).collect())
+            }
+            _ => match raw.first() {
+                Some(s) => coerce_one(s, coerce),
+                None => continue,
+            },
+        };
+        map.insert((*name).to_owned(), value);
+    }
+    Value::Object(map)
+}
+
+fn coerce_one(s: &str, coerce: &Coerce) -> Value {
+    // A string that does not parse stays a string, so the structural pass
+    // reports "must be an integer" under the parameter's name.
+    match coerce {
+        Coerce::Integer => s.parse::<i64>().map_or_else(|_| Value::from(s), Value::from),
+        Coerce::Number => {
+            s.parse::<f64>().ok().and_then(serde_json::Number::from_f64).map_or_else(|| Value::from(s), Value::Number)
+        }
+        Coerce::Bool => match s {
+            "true" => Value::Bool(true),
+            "false" => Value::Bool(false),
+            _ => Value::from(s),
+        },
+        Coerce::String | Coerce::Array(_) => Value::from(s),
+    }
+}

@@ -1,0 +1,315 @@
+//! Shapes, the structural half of validation, and [`validate_value`], which
+//! runs the structural pass, serde and garde over one JSON value.
+
+use std::fmt;
+
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use crate::field_errors::{FieldErrors, Loc, MAX_LISTED_ERRORS, Seg, join};
+
+/// A static description of a JSON schema's structure (types, required,
+/// nullable, enums, formats). It is checked before deserializing so that a
+/// wrong type or a missing field is reported by name, together with every
+/// other failure, instead of serde stopping at the first one.
+#[derive(Debug)]
+pub enum Shape {
+    Any,
+    Bool,
+    Integer {
+        min: i64,
+        max: i64,
+    },
+    Number,
+    String(StrFormat),
+    Enum(&'static [&'static str]),
+    Array(&'static Shape),
+    Object(&'static [Prop]),
+    Map(&'static Shape),
+    Nullable(&'static Shape),
+    /// Exactly one member must match.
+    OneOf(&'static [&'static Shape]),
+    /// At least one member must match.
+    AnyOf(&'static [&'static Shape]),
+}
+
+/// String formats that change the Rust type (and so must parse).
+#[derive(Debug, Clone, Copy)]
+pub enum StrFormat {
+    Plain,
+    Date,
+    DateTime,
+    Uuid,
+}
+
+/// One property of an object shape.
+#[derive(Debug)]
+pub struct Prop {
+    pub name: &'static str,
+    pub required: bool,
+    pub shape: &'static Shape,
+}
+
+impl Shape {
+    /// A value of the right type standing in for a bad one, so the rest of
+    /// the object can still be deserialized and checked by garde.
+    fn placeholder(&self) -> Value {
+        match self {
+            Shape::Any | Shape::Nullable(_) => Value::Null,
+            Shape::Bool => Value::Bool(false),
+            Shape::Integer { min, .. } => Value::from((*min).max(0)),
+            Shape::Number => Value::from(0),
+            Shape::String(StrFormat::Plain) => Value::from(""),
+            Shape::String(StrFormat::Date) => Value::from("1970-01-01"),
+            Shape::String(StrFormat::DateTime) => Value::from("1970-01-01T00:00:00Z"),
+            Shape::String(StrFormat::Uuid) => Value::from("00000000-0000-0000-0000-000000000000"),
+            Shape::Enum(values) => Value::from(values.first().copied().unwrap_or_default()),
+            Shape::Array(_) => Value::Array(Vec::new()),
+            Shape::Map(_) => Value::Object(Map::new()),
+            Shape::Object(props) => Value::Object(
+                props.iter().filter(|p| p.required).map(|p| (p.name.to_owned(), p.shape.placeholder())).collect(),
+            ),
+            Shape::OneOf(variants) | Shape::AnyOf(variants) => {
+                variants.first().map_or(Value::Null, |s| s.placeholder())
+            }
+        }
+    }
+
+    /// Checks `value` in place. Bad members are reported and replaced by
+    /// placeholders; returns false when `value` itself has the wrong type.
+    /// Time is linear in the size of `value` (times the nesting of oneOf
+    /// members in the schema, a constant).
+    pub fn check(&self, value: &mut Value, base: &str, errs: &mut FieldErrors) -> bool {
+        let root = Loc::root(base, errs);
+        self.check_at(value, &root, errs)
+    }
+
+    fn check_at(&self, value: &mut Value, loc: &Loc<'_>, errs: &mut FieldErrors) -> bool {
+        match self {
+            Shape::Any => true,
+            Shape::Nullable(inner) => value.is_null() || inner.check_at(value, loc, errs),
+            _ if value.is_null() => expect(false, loc, "must not be null", errs),
+            Shape::Bool => expect(value.is_boolean(), loc, "must be a boolean", errs),
+            Shape::Number => expect(value.is_number(), loc, "must be a number", errs),
+            Shape::Integer { min, max } => match value.as_i64() {
+                Some(v) if (*min..=*max).contains(&v) => true,
+                Some(_) => expect(false, loc, format_args!("must be an integer between {min} and {max}"), errs),
+                None if value.is_u64() => expect(false, loc, "integer is out of range", errs),
+                None => expect(false, loc, "must be an integer", errs),
+            },
+            Shape::String(format) => match value.as_str() {
+                None => expect(false, loc, "must be a string", errs),
+                Some(s) => match format {
+                    StrFormat::Plain => true,
+                    StrFormat::Date => expect(
+                        s.len() == 10 && chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok(),
+                        loc,
+                        "must be a calendar date (YYYY-MM-DD)",
+                        errs,
+                    ),
+                    StrFormat::DateTime => expect(
+                        chrono::DateTime::parse_from_rfc3339(s).is_ok(),
+                        loc,
+                        "must be an RFC 3339 date-time",
+                        errs,
+                    ),
+                    StrFormat::Uuid => expect(uuid::Uuid::parse_str(s).is_ok(), loc, "must be a UUID", errs),
+                },
+            },
+            Shape::Enum(values) => {
+                let ok = value.as_str().is_some_and(|s| values.contains(&s));
+                expect(ok, loc, format_args!("must be one of: {}", values.join(", ")), errs)
+            }
+            Shape::Array(item) => {
+                let Some(items) = value.as_array_mut() else {
+                    return expect(false, loc, "must be an array", errs);
+                };
+                for (i, v) in items.iter_mut().enumerate() {
+                    if !item.check_at(v, &loc.child(Seg::Index(i), errs), errs) {
+                        *v = item.placeholder();
+                    }
+                }
+                true
+            }
+            Shape::Map(item) => {
+                let Some(map) = value.as_object_mut() else {
+                    return expect(false, loc, "must be an object", errs);
+                };
+                for (k, v) in map.iter_mut() {
+                    if !item.check_at(v, &loc.child(Seg::Key(k), errs), errs) {
+                        *v = item.placeholder();
+                    }
+                }
+                true
+            }
+            Shape::Object(props) => {
+                let Some(map) = value.as_object_mut() else {
+                    return expect(false, loc, "must be an object", errs);
+                };
+                for prop in props.iter() {
+                    // Not collapsed into a guard: the check mutates `v`,
+                    // which a match guard cannot.
+                    #[allow(clippy::collapsible_match)]
+                    match map.get_mut(prop.name) {
+                        None if prop.required => {
+                            errs.fail(&loc.child(Seg::Key(prop.name), errs), "is required");
+                            map.insert(prop.name.to_owned(), prop.shape.placeholder());
+                        }
+                        None => {}
+                        Some(v) => {
+                            if !prop.shape.check_at(v, &loc.child(Seg::Key(prop.name), errs), errs) {
+                                *v = prop.shape.placeholder();
+                            }
+                        }
+                    }
+                }
+                true
+            }
+            Shape::OneOf(variants) | Shape::AnyOf(variants) => {
+                // A member matches when it accepts the value without errors.
+                let matching = variants
+                    .iter()
+                    .filter(|s| {
+                        let mut probe = value.clone();
+                        let mut scratch = FieldErrors::probe();
+                        let root = Loc::root("", &scratch);
+                        s.check_at(&mut probe, &root, &mut scratch) && scratch.is_empty()
+                    })
+                    .count();
+                match (self, matching) {
+                    (_, 0) => expect(false, loc, "does not match any of the allowed schemas", errs),
+                    (Shape::OneOf(_), n) if n > 1 => {
+                        expect(false, loc, "matches more than one of the allowed schemas (oneOf)", errs)
+                    }
+                    _ => true,
+                }
+            }
+        }
+    }
+}
+
+fn expect(ok: bool, loc: &Loc<'_>, message: impl fmt::Display, errs: &mut FieldErrors) -> bool {
+    if !ok {
+        errs.fail(loc, message);
+    }
+    ok
+}
+
+/// Implemented by every generated request model: its structure and the map
+/// from garde's Rust field paths to JSON paths.
+pub trait Model: DeserializeOwned + garde::Validate<Context = ()> {
+    const SHAPE: &'static Shape;
+    /// `(rust_name, json_name)` pairs where the two differ.
+    const RENAMES: &'static [(&'static str, &'static str)] = &[];
+}
+
+/// Structural pass, deserialization and garde validation of one JSON value;
+/// every failure lands in `errs` under its JSON path.
+pub fn validate_value<T: Model>(mut value: Value, base: &str, errs: &mut FieldErrors) -> Option<T> {
+    let structural_ok = T::SHAPE.check(&mut value, base, errs);
+    if !structural_ok {
+        return None;
+    }
+    let parsed: T = match serde_json::from_value(value) {
+        Ok(v) => v,
+        Err(e) => {
+            // The shapes mirror the types, so this means a generator bug;
+            // still an envelope, never a panic.
+            errs.push(base, format!("invalid value: {e}"));
+            return None;
+        }
+    };
+    if let Err(report) = parsed.validate() {
+        for (path, error) in report.iter() {
+            if errs.covers(base, path, T::RENAMES) {
+                continue;
+            }
+            if errs.listed.len() < MAX_LISTED_ERRORS {
+                let path = rename_path(&path.to_string(), T::RENAMES);
+                let path = if base.is_empty() { path } else { join(base, &path) };
+                errs.push(path, error.message().to_string());
+            } else {
+                errs.total += 1;
+            }
+        }
+    }
+    Some(parsed)
+}
+
+fn rename_path(path: &str, renames: &[(&str, &str)]) -> String {
+    if renames.is_empty() {
+        return path.to_owned();
+    }
+    let mut out = String::with_capacity(path.len());
+    let mut ident = String::new();
+    let flush = |ident: &mut String, out: &mut String| {
+        let json = renames.iter().find(|(r, _)| *r == ident.as_str()).map_or(ident.as_str(), |(_, j)| *j);
+        out.push_str(json);
+        ident.clear();
+    };
+    let mut in_index = false;
+    for c in path.chars() {
+        match c {
+            '[' => {
+                flush(&mut ident, &mut out);
+                in_index = true;
+                out.push(c);
+            }
+            ']' => {
+                in_index = false;
+                out.push(c);
+            }
+            '.' if !in_index => {
+                flush(&mut ident, &mut out);
+                out.push(c);
+            }
+            _ if in_index => out.push(c),
+            _ => ident.push(c),
+        }
+    }
+    flush(&mut ident, &mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renames_only_identifiers() {
+        let renames = &[("user_name", "userName")];
+        assert_eq!(rename_path("user_name", renames), "userName");
+        assert_eq!(rename_path("items[1].user_name", renames), "items[1].userName");
+    }
+
+    static CC: Shape =
+        Shape::Object(&[Prop { name: "cc", required: false, shape: &Shape::Array(&Shape::String(StrFormat::Plain)) }]);
+
+    #[test]
+    fn coverage_is_by_location() {
+        let mut errs = FieldErrors::default();
+        let mut v = serde_json::json!({ "cc": ["a", 1] });
+        assert!(CC.check(&mut v, "", &mut errs));
+        assert_eq!(errs.total(), 1);
+        let cc = garde::Path::new("cc");
+        assert!(errs.covers("", &cc.join(1usize), &[]));
+        assert!(errs.covers("", &cc.join(1usize).join("x"), &[]));
+        assert!(!errs.covers("", &cc, &[]));
+        assert!(!errs.covers("", &cc.join(10usize), &[]));
+        assert!(!errs.covers("", &garde::Path::new("subject"), &[]));
+        assert!(!errs.covers("body", &cc.join(1usize), &[]));
+        assert_eq!(errs.into_vec()[0].field, "cc[1]");
+    }
+
+    #[test]
+    fn lists_at_most_the_cap_and_counts_the_rest() {
+        let mut errs = FieldErrors::default();
+        let mut v = serde_json::json!({ "cc": vec![0; MAX_LISTED_ERRORS + 150] });
+        CC.check(&mut v, "", &mut errs);
+        assert_eq!(errs.total(), MAX_LISTED_ERRORS + 150);
+        let data = errs.to_data();
+        assert_eq!(data["errors"].as_array().map(Vec::len), Some(MAX_LISTED_ERRORS));
+        assert_eq!(data["errors"][MAX_LISTED_ERRORS - 1]["field"], format!("cc[{}]", MAX_LISTED_ERRORS - 1));
+        assert_eq!(data["omitted"], 150);
+    }
+}
