@@ -21,15 +21,9 @@ use std::{sync::Arc, time::Duration};
 
 use anyhow::{Context, Result};
 use bb8_redis::{RedisConnectionManager, redis};
-use common::{RUN, emit, get, load, pct, post};
+use common::{BenchServer, RUN, emit, get, load, pct, post};
 use serde_json::json;
-use spec_server::{
-    config::Config,
-    db::{tokens, users},
-    devsvc::{PrivatePostgres, PrivateRedis},
-    queue::{FnHandler, Handler, Leased, NewTask, Queue, QueueConfig, TaskError, Worker, WorkerConfig},
-    server::{self, Backends, Pools},
-};
+use spec_server::queue::{FnHandler, Handler, Leased, NewTask, Queue, QueueConfig, TaskError, Worker, WorkerConfig};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -40,31 +34,7 @@ const RETENTION: Duration = Duration::from_secs(10);
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    eprintln!("starting private PostgreSQL and Redis…");
-    let pg = tokio::task::spawn_blocking(PrivatePostgres::start).await??;
-    let redis = tokio::task::spawn_blocking(PrivateRedis::start).await??;
-    let mut cfg = Config::from_flags(&["--listen-addr", "127.0.0.1:0"])?;
-    cfg.database_url = Some(pg.url());
-    cfg.redis_url = Some(redis.url());
-    let backends =
-        Backends { database_url: pg.url(), redis_url: redis.url(), private_postgres: None, private_redis: None };
-    let pools = Pools::new(&cfg, &backends)?;
-    pools.migrate().await?;
-    for i in 0..USERS {
-        let new = users::NewUser {
-            username: format!("seed{i}"),
-            email: format!("seed{i}@example.com"),
-            password_hash: "x".into(),
-        };
-        users::user_create(&pools.pg, new).await?;
-    }
-    let (_, token) = tokens::token_issue(&pools.pg, "bench", None).await?;
-    let listener = server::bind(&cfg).await?;
-    let addr = listener.local_addr()?;
-    let app = Arc::new(pools.app(&cfg)?);
-    let serve_cfg = cfg.clone();
-    tokio::spawn(async move { server::serve(listener, app, &serve_cfg, std::future::pending()).await });
-    eprintln!("server on http://{addr}/api/v1");
+    let BenchServer { addr, token, pools, pg, redis } = BenchServer::start(USERS).await?;
 
     huge_request(addr, &token).await?;
     token_flood(addr, &token).await?;

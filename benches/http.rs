@@ -5,17 +5,12 @@
 
 mod common;
 
-use std::{process::Command, sync::Arc};
+use std::process::Command;
 
 use anyhow::{Context, Result, bail};
-use common::{RUN, Sample, emit, get, load, pct, post};
+use common::{BenchServer, RUN, Sample, emit, get, load, pct, post};
 use serde_json::json;
-use spec_server::{
-    config::Config,
-    db::{tokens, users},
-    devsvc::{self, PrivatePostgres, PrivateRedis},
-    server::{self, Backends, Pools},
-};
+use spec_server::devsvc::{self, PrivatePostgres};
 
 /// The request path allocates a lot of small, short-lived objects (parsing, JSON, futures);
 /// mimalloc handles that pattern with less time in the allocator than glibc's malloc.
@@ -75,9 +70,7 @@ fn report(
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    eprintln!("starting private PostgreSQL and Redis…");
-    let pg = tokio::task::spawn_blocking(PrivatePostgres::start).await??;
-    let redis = tokio::task::spawn_blocking(PrivateRedis::start).await??;
+    let BenchServer { addr, token, pools, pg, redis } = BenchServer::start(SEED_USERS).await?;
 
     // pgbench's own database, initialised at scale 10.
     let bindir = devsvc::pg_bindir()?;
@@ -93,31 +86,6 @@ async fn main() -> Result<()> {
     if !init.status.success() {
         bail!("pgbench -i failed: {}", String::from_utf8_lossy(&init.stderr));
     }
-
-    let mut cfg = Config::from_flags(&["--listen-addr", "127.0.0.1:0"])?;
-    cfg.database_url = Some(pg.url());
-    cfg.redis_url = Some(redis.url());
-    let backends =
-        Backends { database_url: pg.url(), redis_url: redis.url(), private_postgres: None, private_redis: None };
-    let pools = Pools::new(&cfg, &backends)?;
-    pools.migrate().await?;
-    for i in 0..SEED_USERS {
-        let new = users::NewUser {
-            username: format!("seed{i}"),
-            email: format!("seed{i}@example.com"),
-            password_hash: "x".into(),
-        };
-        users::user_create(&pools.pg, new).await?;
-    }
-    let (_, token) = tokens::token_issue(&pools.pg, "bench", None).await?;
-
-    // The real listener, with its limits, as `spec-server serve` runs it.
-    let listener = server::bind(&cfg).await?;
-    let addr = listener.local_addr()?;
-    let app = Arc::new(pools.app(&cfg)?);
-    let serve_cfg = cfg.clone();
-    tokio::spawn(async move { server::serve(listener, app, &serve_cfg, std::future::pending()).await });
-    eprintln!("server on http://{addr}/api/v1; {SEED_USERS} users seeded");
 
     let quick = std::env::var_os("BENCH_QUICK").is_some();
     for conns in if quick { vec![64usize] } else { vec![64usize, 256] } {

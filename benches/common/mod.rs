@@ -9,6 +9,53 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use serde_json::json;
+use spec_server::{
+    config::Config,
+    db::{tokens, users},
+    devsvc::{PrivatePostgres, PrivateRedis},
+    server::{self, Backends, Pools},
+};
+
+/// The service on the real listener over its own private PostgreSQL and
+/// Redis, with `seed_users` users and a token.
+pub struct BenchServer {
+    pub addr: std::net::SocketAddr,
+    pub token: String,
+    pub pools: Pools,
+    pub pg: PrivatePostgres,
+    pub redis: PrivateRedis,
+}
+
+impl BenchServer {
+    pub async fn start(seed_users: i64) -> Result<BenchServer> {
+        eprintln!("starting private PostgreSQL and Redis…");
+        let pg = tokio::task::spawn_blocking(PrivatePostgres::start).await??;
+        let redis = tokio::task::spawn_blocking(PrivateRedis::start).await??;
+        let mut cfg = Config::from_flags(&["--listen-addr", "127.0.0.1:0"])?;
+        cfg.database_url = Some(pg.url());
+        cfg.redis_url = Some(redis.url());
+        let backends =
+            Backends { database_url: pg.url(), redis_url: redis.url(), private_postgres: None, private_redis: None };
+        let pools = Pools::new(&cfg, &backends)?;
+        pools.migrate().await?;
+        for i in 0..seed_users {
+            let new = users::NewUser {
+                username: format!("seed{i}"),
+                email: format!("seed{i}@example.com"),
+                password_hash: "x".into(),
+            };
+            users::user_create(&pools.pg, new).await?;
+        }
+        let (_, token) = tokens::token_issue(&pools.pg, "bench", None).await?;
+        // The real listener, with its limits, as `spec-server serve` runs it.
+        let listener = server::bind(&cfg).await?;
+        let addr = listener.local_addr()?;
+        let app = Arc::new(pools.app(&cfg)?);
+        tokio::spawn(async move { server::serve(listener, app, &cfg, std::future::pending()).await });
+        eprintln!("server on http://{addr}/api/v1; {seed_users} users seeded");
+        Ok(BenchServer { addr, token, pools, pg, redis })
+    }
+}
 
 /// How long each measurement runs (after a short warm-up).
 pub const RUN: Duration = Duration::from_secs(5);
