@@ -57,7 +57,8 @@ fn describe(w: Wait) -> String {
 impl App {
     /// Enqueues `task`; with an `Idempotency-Key`, a pending or running task
     /// of the same token and key is answered instead when it is the same
-    /// request, and a different request under that key is refused.
+    /// request (same payload and priority, hence the same queue), and a
+    /// different request under that key is refused.
     async fn submit<R: FromErrorCode>(
         &self,
         op: &str,
@@ -65,24 +66,14 @@ impl App {
         mut task: NewTask,
         idempotency_key: Option<String>,
     ) -> Result<TaskResponse, R> {
-        let request = idempotency_key.map(|key| {
+        if let Some(key) = idempotency_key {
             task.unique_key = Some(unique_key(&task.kind, who, &key));
-            (task.payload.clone(), task.priority)
-        });
-        let mut priority = task.priority;
+        }
+        let priority = task.priority;
         let enqueued = self.queue.enqueue(task).await.map_err(|e| internal::<R>(op, &e))?;
-        if let (Some(existing), Some((payload, requested))) = (enqueued.duplicate_of, request) {
-            match self.queue.get(existing).await.map_err(|e| internal::<R>(op, &e))? {
-                Some(rec) if rec.payload == payload && rec.priority == requested => priority = rec.priority,
-                // Finished since, and its payload dropped: nothing left to
-                // compare with, and the key named that task.
-                Some(rec) if rec.payload.is_null() && matches!(rec.state, TaskState::Completed | TaskState::Dead) => {
-                    priority = rec.priority
-                }
-                Some(_) => return Err(R::from_error(ErrorCode::IdempotencyKeyReused, None, None)),
-                // Gone past its retention in between: still the task the key named.
-                None => {}
-            }
+        // The queue compares the requests atomically with finding the key held.
+        if enqueued.duplicate_differs {
+            return Err(R::from_error(ErrorCode::IdempotencyKeyReused, None, None));
         }
         let estimated_time = match self.queue.stats().await {
             Ok(stats) => {

@@ -131,11 +131,17 @@ impl Queue {
             delay_ms: task.run_after.map(ms).unwrap_or(0),
         };
         let dup = self.inner.enqueue.submit(item).await?;
-        let duplicate_of = match dup {
-            None => None,
-            Some(s) => Some(Uuid::parse_str(&s).map_err(|e| bad("enqueue", e))?),
+        let (duplicate_of, duplicate_differs) = match dup {
+            None => (None, false),
+            Some(s) => {
+                let (differs, holder) = match s.strip_prefix('!') {
+                    Some(rest) => (true, rest),
+                    None => (false, s.as_str()),
+                };
+                (Some(Uuid::parse_str(holder).map_err(|e| bad("enqueue", e))?), differs)
+            }
         };
-        Ok(Enqueued { id, duplicate_of })
+        Ok(Enqueued { id, duplicate_of, duplicate_differs })
     }
 
     /// Leases up to `n` (at most `MAX_DEQUEUE`) ready tasks, after

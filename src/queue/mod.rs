@@ -5,7 +5,7 @@
 //! # API
 //! - [`Queue::new`]`(backend, QueueConfig)`: a cloneable handle. `backend` is a
 //!   `bb8::Pool<RedisConnectionManager>` or [`Backend::cluster`]`(client)`.
-//! - [`Queue::enqueue`]`(NewTask) -> Enqueued { id, duplicate_of }`: concurrent
+//! - [`Queue::enqueue`]`(NewTask) -> Enqueued { id, duplicate_of, duplicate_differs }`: concurrent
 //!   calls are coalesced into one script call by a background batcher.
 //! - [`Queue::dequeue`]`(n) -> Vec<Leased>`: leases up to `n` tasks, each with a
 //!   random token; [`Queue::started`] confirms a handler is about to run them;

@@ -135,6 +135,9 @@ pub struct Enqueued {
     pub id: Uuid,
     /// Set when the unique key is held: the id of the task holding it.
     pub duplicate_of: Option<Uuid>,
+    /// With `duplicate_of`: the holder was enqueued with other data (kind
+    /// and payload) or another priority, so this is not a repeat of it.
+    pub duplicate_differs: bool,
 }
 
 /// A dequeued task, leased to the caller until acked, failed, requeued or

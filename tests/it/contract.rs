@@ -15,6 +15,10 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
+use nix::{
+    sys::signal::{Signal, kill},
+    unistd::Pid,
+};
 use spec_contract::{Contract, Harness, Options, scenario};
 use spec_server::devsvc::{PrivatePostgres, PrivateRedis};
 
@@ -68,7 +72,8 @@ struct Local {
     redis: PrivateRedis,
     env: Vec<(String, String)>,
     issued: u32,
-    worker: bool,
+    /// The worker process, once started.
+    worker: Option<u32>,
 }
 
 impl Local {
@@ -106,7 +111,14 @@ impl Harness for Local {
         self.redis.restart()
     }
     fn worker_running(&self) -> bool {
-        self.worker
+        self.worker.is_some()
+    }
+
+    fn hold_worker(&mut self, held: bool) -> Result<()> {
+        let Some(pid) = self.worker else { return Ok(()) };
+        let signal = if held { Signal::SIGSTOP } else { Signal::SIGCONT };
+        let pid = Pid::from_raw(i32::try_from(pid).context("worker pid")?);
+        kill(pid, signal).with_context(|| format!("sending {signal} to the worker"))
     }
 }
 
@@ -176,14 +188,14 @@ fn the_server_conforms_to_the_contract() {
         // Without SMTP_URL the worker writes each email here, not under the working directory.
         ("MAIL_DIR".to_owned(), logs.path().join("mail").display().to_string()),
     ];
-    let mut local = Local { pg, redis, env, issued: 0, worker: false };
+    let mut local = Local { pg, redis, env, issued: 0, worker: None };
     local.cli(&["migrate"]).unwrap();
     let token = local.cli(&["token", "issue", "--name", "contract"]).unwrap();
     // Declared after `local`: the server (and worker) die before their dependencies.
     let (server, base_url) = start_server(&local.env, logs.path()).unwrap();
     // The scenario checks that submitted tasks complete: a worker that cannot start fails it.
-    let _worker = Proc::spawn(&["worker"], &local.env, logs.path().join("worker.log")).unwrap();
-    local.worker = true;
+    let worker = Proc::spawn(&["worker"], &local.env, logs.path().join("worker.log")).unwrap();
+    local.worker = Some(worker.child.id());
 
     let contract = Contract::workspace().unwrap();
     let opts = Options { base_url, token: Some(token), expired_token: None };

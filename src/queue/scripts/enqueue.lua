@@ -2,8 +2,11 @@
 -- id, data, priority (0..2), max_retries, timeout_ms, unique key ('' = none),
 -- run_at ms (0 = now), delay_ms (run no earlier than now + this), kind.
 -- Returns per task '' (stored) or the id of the task holding its unique key
--- (rejected duplicate). The id is the caller's: a task already stored under
--- it (an earlier try of this call whose reply was lost) is not stored again.
+-- (rejected duplicate), prefixed with '!' when that task was enqueued with
+-- other data or another priority (checked here, atomically: the holder's data
+-- is dropped when it completes, which also frees the key). The id is the
+-- caller's: a task already stored under it (an earlier try of this call whose
+-- reply was lost) is not stored again.
 local now = clock(ARGV[1])
 local n = tonumber(ARGV[2])
 local uttl = tonumber(ARGV[3])
@@ -32,7 +35,11 @@ for i = 0, n - 1 do
       -- A lock whose TTL lapsed or whose holder finished (or vanished) is free:
       -- it can never block re-enqueueing forever.
       if exp > now and hm and hm.state ~= 'completed' and hm.state ~= 'dead' then
-        dup = holder
+        if hm.priority == prio and redis.call('HGET', K_DATA, holder) == ARGV[b + 1] then
+          dup = holder
+        else
+          dup = '!' .. holder
+        end
       end
     end
   end

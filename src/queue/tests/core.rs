@@ -310,8 +310,12 @@ async fn unique_key_dedup_and_release_on_success() {
     let (_s, q, _) = setup("unique-ok", |_| {}).await;
     let first = q.enqueue(task("k", 1).unique_key("user:1")).await.unwrap();
     let dup = q.enqueue(task("k", 2).unique_key("user:1")).await.unwrap();
-    assert_eq!(dup.duplicate_of, Some(first.id));
+    assert_eq!((dup.duplicate_of, dup.duplicate_differs), (Some(first.id), true), "another payload");
     assert_eq!(q.get(dup.id).await.unwrap(), None, "a duplicate is not stored");
+    let same = q.enqueue(task("k", 1).unique_key("user:1")).await.unwrap();
+    assert_eq!((same.duplicate_of, same.duplicate_differs), (Some(first.id), false), "the same request");
+    let urgent = q.enqueue(task("k", 1).unique_key("user:1").priority(Priority::Critical)).await.unwrap();
+    assert_eq!((urgent.duplicate_of, urgent.duplicate_differs), (Some(first.id), true), "another priority");
     let other = q.enqueue(task("k", 3).unique_key("user:2")).await.unwrap();
     assert_eq!(other.duplicate_of, None);
 

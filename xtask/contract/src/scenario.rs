@@ -37,6 +37,11 @@ pub trait Harness {
     fn worker_running(&self) -> bool {
         false
     }
+    /// Stops (`true`) or resumes the worker, so that a task stays pending
+    /// while a check needs it to (a reused `Idempotency-Key`).
+    fn hold_worker(&mut self, _held: bool) -> Result<()> {
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -96,6 +101,19 @@ pub async fn run(contract: &Contract, opts: &Options, mut harness: Option<&mut d
     }
     run.users().await;
     run.tasks(harness.as_deref().is_some_and(|h| h.worker_running())).await;
+    // With a harness the worker is held meanwhile, so the first task of a
+    // reused key is still pending; without one, a fast worker may finish it
+    // first, and the check tries a few keys.
+    let held = harness.as_deref_mut().map(|h| blocking(|| h.hold_worker(true)));
+    if let Some(Err(e)) = &held {
+        run.harness_failed("submitEmailTask", "holds the worker", e);
+    }
+    run.idempotency_key_reused().await;
+    if let (Some(h), Some(Ok(()))) = (harness.as_deref_mut(), held)
+        && let Err(e) = blocking(|| h.hold_worker(false))
+    {
+        run.harness_failed("submitEmailTask", "resumes the worker", &e);
+    }
     run.oversized_heads().await;
     let expired = match (&opts.expired_token, harness.as_deref_mut()) {
         (Some(t), _) => Some(t.clone()),
@@ -463,7 +481,6 @@ impl Run<'_> {
                 self.typed("a new task for a repeated key only once the first finished", want, r);
             }
         }
-        self.idempotency_key_reused().await;
         let want = Want::new("submitSyncTask", 200).field("/data/queue", json!("low"));
         let r = self.api.submit_sync_task().body(self.sync_task()).send().await;
         self.typed("submits a sync task", want, r);
