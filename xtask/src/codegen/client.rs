@@ -2,7 +2,8 @@
 //! the contract, plus a small hand-written template for authentication.
 //!
 //! Pre-processing works around two silent type bugs of progenitor 0.15 on
-//! this contract (see shared notes): every inline response schema is hoisted
+//! this contract (response bodies named alike share one type; two bodies
+//! of one operation collide): every inline response schema is hoisted
 //! into `components/schemas` under a unique `{OperationId}{Status}Body`
 //! name, so `listUsers` no longer collides with the `ListUsersResponse`
 //! component and `healthCheck`'s 200 and 503 bodies get distinct types.
