@@ -242,7 +242,7 @@ impl PrivatePostgres {
     fn spawn_and_wait(&mut self) -> Result<(), StartFailure> {
         use std::os::unix::process::CommandExt;
         let (out, err) = open_log(&self.log_file()).map_err(StartFailure::Other)?;
-        let mut child = self
+        let child = self
             .command("postgres")
             .arg("-D")
             .arg(self.data_dir())
@@ -262,18 +262,9 @@ impl PrivatePostgres {
             .process_group(0)
             .spawn()
             .map_err(|e| StartFailure::Other(missing_binary("postgres (via setpriv when root)", e)))?;
-        write_pid_file(&self.pid_file(), &child).map_err(StartFailure::Other)?;
         let port = self.port;
-        match wait_until_ready(&mut child, &self.log_file(), || pg_accepts_logins(port)) {
-            Ok(()) => {
-                self.child = Some(child);
-                Ok(())
-            }
-            Err(e) => {
-                let _ = std::fs::remove_file(self.pid_file());
-                Err(e)
-            }
-        }
+        self.child = Some(track_until_ready(child, &self.pid_file(), &self.log_file(), || pg_accepts_logins(port))?);
+        Ok(())
     }
 
     fn shutdown(&mut self, how: Signal) -> anyhow::Result<()> {

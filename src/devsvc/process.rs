@@ -183,3 +183,21 @@ pub(super) fn write_pid_file(path: &Path, child: &Child) -> anyhow::Result<()> {
 pub(super) fn missing_binary(what: &str, err: std::io::Error) -> anyhow::Error {
     anyhow!("{what} could not be run ({err}): {INSTALL_HINT}")
 }
+
+/// Records `child`'s pid for the watchdog and waits until `ready`; a child
+/// that never gets there leaves no pid file behind.
+pub(super) fn track_until_ready(
+    mut child: Child,
+    pid_file: &Path,
+    log: &Path,
+    ready: impl FnMut() -> bool,
+) -> Result<Child, StartFailure> {
+    write_pid_file(pid_file, &child).map_err(StartFailure::Other)?;
+    match wait_until_ready(&mut child, log, ready) {
+        Ok(()) => Ok(child),
+        Err(e) => {
+            let _ = std::fs::remove_file(pid_file);
+            Err(e)
+        }
+    }
+}

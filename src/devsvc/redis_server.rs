@@ -130,7 +130,7 @@ impl PrivateRedis {
         } else {
             cmd.args(["--appendonly", "no"]);
         }
-        let mut child = cmd
+        let child = cmd
             .current_dir(self.dir.path())
             .stdin(Stdio::null())
             .stdout(out)
@@ -138,18 +138,9 @@ impl PrivateRedis {
             .process_group(0)
             .spawn()
             .map_err(|e| StartFailure::Other(missing_binary("redis-server", e)))?;
-        write_pid_file(&self.pid_file(), &child).map_err(StartFailure::Other)?;
         let port = self.port;
-        match wait_until_ready(&mut child, &self.log_file(), || redis_answers_ping(port)) {
-            Ok(()) => {
-                self.child = Some(child);
-                Ok(())
-            }
-            Err(e) => {
-                let _ = std::fs::remove_file(self.pid_file());
-                Err(e)
-            }
-        }
+        self.child = Some(track_until_ready(child, &self.pid_file(), &self.log_file(), || redis_answers_ping(port))?);
+        Ok(())
     }
 }
 
