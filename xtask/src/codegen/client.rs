@@ -14,6 +14,8 @@ use heck::ToUpperCamelCase;
 use openapiv3 as oa;
 use quote::quote;
 
+use super::ir::names::fallback_operation_id;
+
 /// Hand-written parts of the client crate, copied verbatim.
 const AUTH_TEMPLATE: &str = include_str!("../../templates/client_auth.rs");
 
@@ -27,17 +29,19 @@ pub fn preprocess(doc: &oa::OpenAPI) -> Result<oa::OpenAPI> {
     for (path, item) in doc.paths.paths.iter_mut() {
         let oa::ReferenceOr::Item(item) = item else { bail!("#/paths/{path}: path item references are not supported") };
         let ops = [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.options,
-            &mut item.head,
-            &mut item.patch,
-            &mut item.trace,
+            ("get", &mut item.get),
+            ("put", &mut item.put),
+            ("post", &mut item.post),
+            ("delete", &mut item.delete),
+            ("options", &mut item.options),
+            ("head", &mut item.head),
+            ("patch", &mut item.patch),
+            ("trace", &mut item.trace),
         ];
-        for op in ops.into_iter().flatten() {
-            let op_id = op.operation_id.clone().with_context(|| format!("{path}: operation without operationId"))?;
+        for (method, op) in ops {
+            let Some(op) = op else { continue };
+            // The server names such an operation the same way.
+            let op_id = op.operation_id.get_or_insert_with(|| fallback_operation_id(method, path)).clone();
             for (status, resp) in op.responses.responses.iter_mut() {
                 // A shared response whose schema is inline would be hoisted
                 // once per use; copy it into the operation first.

@@ -100,7 +100,11 @@ pub fn build(doc: &oa::OpenAPI) -> Result<Api> {
                 path_params: &item.parameters,
                 pointer: format!("{pp}/{method}"),
             };
-            operations.push(operations::operation(&mut b, doc, &site, &security_schemes)?);
+            let op = operations::operation(&mut b, doc, &site, &security_schemes)?;
+            if let Some(other) = operations.iter().find(|o: &&Operation| o.id == op.id) {
+                bail!("{}: operation id {:?} is also the id of {}", op.pointer, op.id, other.pointer);
+            }
+            operations.push(op);
         }
     }
     // Only now is every type known, which the naming of result types needs.

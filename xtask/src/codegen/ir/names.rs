@@ -38,3 +38,34 @@ pub fn type_name(s: &str) -> String {
 pub fn pointer_segment(s: &str) -> String {
     s.replace('~', "~0").replace('/', "~1")
 }
+
+/// The operation id of an operation that declares none: the method and the
+/// path's segments, a parameter segment read as `by` its name
+/// (`GET /users/{id}/posts` → `getUsersByIdPosts`). Server and client use
+/// this one function, so both sides agree; it depends only on the method
+/// and the path, so adding an operation never renames another.
+pub fn fallback_operation_id(method: &str, path: &str) -> String {
+    let mut words = vec![method.to_ascii_lowercase()];
+    for seg in path.split('/').filter(|s| !s.is_empty()) {
+        match seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+            Some(param) => {
+                words.push("by".to_owned());
+                words.push(param.to_owned());
+            }
+            None => words.push(seg.to_owned()),
+        }
+    }
+    heck::ToLowerCamelCase::to_lower_camel_case(words.join(" ").as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fallback_operation_ids_read_as_method_and_path() {
+        assert_eq!(fallback_operation_id("get", "/users/{id}/posts"), "getUsersByIdPosts");
+        assert_eq!(fallback_operation_id("POST", "/"), "post");
+        assert_eq!(fallback_operation_id("delete", "/v1/instance-state"), "deleteV1InstanceState");
+    }
+}

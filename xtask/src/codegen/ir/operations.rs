@@ -2,12 +2,12 @@
 //! responses and security requirements it declares, and the checks that tie
 //! them together (input that can fail needs a 400, security needs a 401).
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use heck::ToSnakeCase;
 use indexmap::IndexMap;
 use openapiv3 as oa;
 
-use super::names::type_name;
+use super::names::{fallback_operation_id, type_name};
 use super::params::{self, Parameter};
 use super::request_bodies::{self, RequestBody};
 use super::responses::{self, Response, StatusKey};
@@ -85,7 +85,7 @@ pub fn operation(
     schemes: &[SecurityScheme],
 ) -> Result<Operation> {
     let (op, pointer) = (site.op, site.pointer.as_str());
-    let id = op.operation_id.clone().with_context(|| format!("{pointer}: every operation needs an operationId"))?;
+    let id = op.operation_id.clone().unwrap_or_else(|| fallback_operation_id(site.method, site.path));
     let op_type = type_name(&id);
 
     let params = params::parameters(b, doc, site, &op_type)?;
