@@ -8,7 +8,7 @@ use api_server::{ErrorCode, rt};
 use bb8_redis::{RedisConnectionManager, redis};
 use poem::{
     Endpoint, EndpointExt, IntoResponse, Request, Response,
-    http::{HeaderValue, StatusCode},
+    http::HeaderValue,
 };
 use tokio::net::TcpListener;
 use tracing::Instrument;
@@ -206,12 +206,10 @@ async fn header_limit_check<E: Endpoint<Output = Response>>(
         + req.uri().query().map_or(0, str::len)
         + req.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum::<usize>();
     if size > limit && req.uri().path() != HEALTH_PATH.as_str() {
-        return Ok(rt::envelope_response(
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            ErrorCode::HeadersTooLarge,
-            Some(format!("request line and headers take {size} bytes; at most {limit} are accepted")),
-            None,
-        ));
+        let problem = ErrorCode::HeadersTooLarge
+            .problem()
+            .with_detail(format!("request line and headers take {size} bytes; at most {limit} are accepted"));
+        return Ok(rt::json_response(problem.status, &crate::http::envelope(&problem)));
     }
     next.call(req).await
 }

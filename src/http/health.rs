@@ -3,6 +3,7 @@
 //! a load can exhaust), so a hung dependency still gets an answer in time.
 
 use api_server::{
+    rt::Problem,
     DependencyState, HealthApi, HealthCheck200Response, HealthCheck503Response, HealthCheckResponse, HealthDegraded,
     HealthOk,
 };
@@ -37,14 +38,14 @@ fn state(r: &Result<(), String>) -> DependencyState {
 }
 
 impl HealthApi for App {
-    async fn health_check(&self) -> HealthCheckResponse {
+    async fn health_check(&self) -> Result<HealthCheckResponse, Problem> {
         let (pg, redis) = tokio::join!(self.postgres_up(), self.redis_up());
         if pg.is_ok() && redis.is_ok() {
-            return HealthCheckResponse::Ok(HealthCheck200Response {
+            return Ok(HealthCheckResponse::Ok(HealthCheck200Response {
                 status: Some(HealthOk::Ok),
                 postgres: Some(DependencyState::Up),
                 redis: Some(DependencyState::Up),
-            });
+            }));
         }
         let mut errors = Vec::new();
         if let Err(e) = &pg {
@@ -56,11 +57,11 @@ impl HealthApi for App {
             errors.push("Redis 连接失败");
         }
         let status = if pg.is_err() && redis.is_err() { HealthDegraded::Unavailable } else { HealthDegraded::Degraded };
-        HealthCheckResponse::ServiceUnavailable(HealthCheck503Response {
+        Ok(HealthCheckResponse::ServiceUnavailable(HealthCheck503Response {
             status: Some(status),
             postgres: Some(state(&pg)),
             redis: Some(state(&redis)),
             error: Some(errors.join("; ")),
-        })
+        }))
     }
 }

@@ -1,7 +1,8 @@
 //! The HTTP layer: [`App`] implements the traits generated from the
 //! contract (`api_server::{HealthApi, UsersApi, TasksApi, Auth}`). Handlers
 //! are thin: parse → call a store or queue function → map to the typed
-//! response. Store and queue errors become envelopes here, in one place.
+//! response. Store and queue errors become problems here, in one place, and
+//! [`App`]'s `ErrorPolicy` writes every problem as the contract's envelope.
 
 mod health;
 mod tasks;
@@ -9,7 +10,7 @@ mod users;
 
 use std::{sync::Arc, time::Duration};
 
-use api_server::{ErrorCode, rt};
+use api_server::{ErrorCode, ErrorResponse, HealthCheck503Response, HealthDegraded, rt, rt::Problem};
 use bb8_redis::RedisConnectionManager;
 
 use crate::{
@@ -35,39 +36,68 @@ pub struct App {
 impl api_server::Auth for App {
     type Principal = Principal;
 
-    async fn authenticate_token_auth(&self, token: &str) -> Result<Principal, rt::AuthRejection> {
+    async fn authenticate_token_auth(&self, token: &str, _ctx: &rt::AuthContext) -> Result<Principal, Problem> {
         self.tokens.verify(token).await.map_err(|e| {
-            rt::AuthRejection::new(match e {
+            match e {
                 AuthError::Invalid => ErrorCode::InvalidToken,
                 AuthError::Expired => ErrorCode::ExpiredToken,
                 AuthError::Revoked => ErrorCode::RevokedToken,
                 // Fail closed: neither store could answer.
                 AuthError::Unavailable => ErrorCode::AuthUnavailable,
-            })
+            }
+            .problem()
         })
     }
 }
 
-/// The response for a store failure. Not-found and conflicts are the
+/// Every problem in the contract's envelope: the registry's code, the
+/// occurrence's message (else the registry's), the structured detail.
+pub(crate) fn envelope(p: &Problem) -> ErrorResponse {
+    let data = match &p.data {
+        Some(serde_json::Value::Object(m)) => Some(Some(m.clone())),
+        _ => None,
+    };
+    let code = p.code.unwrap_or_else(|| ErrorCode::Internal.code());
+    ErrorResponse { code, msg: p.message().to_owned(), data, timestamp: chrono::Utc::now() }
+}
+
+impl api_server::ErrorPolicy for App {
+    fn error_response(problem: &Problem) -> ErrorResponse {
+        envelope(problem)
+    }
+
+    /// `/health` documents its own 503 body; any problem it answers is the
+    /// service being unavailable.
+    fn health_check503_response(problem: &Problem) -> HealthCheck503Response {
+        HealthCheck503Response {
+            status: Some(HealthDegraded::Unavailable),
+            postgres: None,
+            redis: None,
+            error: Some(problem.message().to_owned()),
+        }
+    }
+}
+
+/// The problem for a store failure. Not-found and conflicts are the
 /// client's; anything else is logged with its chain and answered as a 500
 /// that says nothing about the database.
-fn store_error<R: rt::FromErrorCode>(op: &str, e: StoreError) -> R {
+fn store_error(op: &str, e: StoreError) -> Problem {
     match e {
-        StoreError::NotFound { resource: Resource::User } => R::from_error(ErrorCode::UserNotFound, None, None),
+        StoreError::NotFound { resource: Resource::User } => ErrorCode::UserNotFound.problem(),
         StoreError::Conflict { field, message } => {
-            R::from_error(ErrorCode::Conflict, Some(message.to_owned()), Some(serde_json::json!({ "field": field })))
+            ErrorCode::Conflict.problem().with_detail(message).with_data(serde_json::json!({ "field": field }))
         }
         other => {
             tracing::error!(operation = op, error = %error_chain(&other), "store failure");
-            R::from_error(ErrorCode::Internal, None, None)
+            ErrorCode::Internal.problem()
         }
     }
 }
 
 /// A 500 for an unexpected failure outside the stores (queue, hashing).
-fn internal<R: rt::FromErrorCode>(op: &str, e: &(dyn std::error::Error + 'static)) -> R {
+fn internal(op: &str, e: &(dyn std::error::Error + 'static)) -> Problem {
     tracing::error!(operation = op, error = %error_chain(e), "internal failure");
-    R::from_error(ErrorCode::Internal, None, None)
+    ErrorCode::Internal.problem()
 }
 
 /// A success envelope of one of the generated `…200Response` types (they

@@ -7,7 +7,7 @@ use std::time::Duration;
 use api_server::{
     EmailTaskRequest, ErrorCode, GetTaskParams, GetTaskResponse, Priority as ApiPriority, SubmitEmailTaskParams,
     SubmitEmailTaskResponse, SubmitSyncTaskParams, SubmitSyncTaskResponse, SyncTaskRequest, TaskAttemptError,
-    TaskResponse, TaskState as ApiTaskState, TaskStatusResponse, TaskType, TasksApi, rt::FromErrorCode,
+    TaskResponse, TaskState as ApiTaskState, TaskStatusResponse, TaskType, TasksApi, rt::Problem,
 };
 use serde_json::json;
 
@@ -59,21 +59,21 @@ impl App {
     /// of the same token and key is answered instead when it is the same
     /// request (same payload and priority, hence the same queue), and a
     /// different request under that key is refused.
-    async fn submit<R: FromErrorCode>(
+    async fn submit(
         &self,
         op: &str,
         who: &Principal,
         mut task: NewTask,
         idempotency_key: Option<String>,
-    ) -> Result<TaskResponse, R> {
+    ) -> Result<TaskResponse, Problem> {
         if let Some(key) = idempotency_key {
             task.unique_key = Some(unique_key(&task.kind, who, &key));
         }
         let priority = task.priority;
-        let enqueued = self.queue.enqueue(task).await.map_err(|e| internal::<R>(op, &e))?;
+        let enqueued = self.queue.enqueue(task).await.map_err(|e| internal(op, &e))?;
         // The queue compares the requests atomically with finding the key held.
         if enqueued.duplicate_differs {
-            return Err(R::from_error(ErrorCode::IdempotencyKeyReused, None, None));
+            return Err(ErrorCode::IdempotencyKeyReused.problem());
         }
         let estimated_time = match self.queue.stats().await {
             Ok(stats) => {
@@ -94,7 +94,7 @@ impl App {
 }
 
 /// A task of `kind` carrying the typed payload the worker's handler reads.
-fn task_of<R: FromErrorCode>(kind: &'static str, payload: &impl serde::Serialize) -> Result<NewTask, R> {
+fn task_of(kind: &'static str, payload: &impl serde::Serialize) -> Result<NewTask, Problem> {
     serde_json::to_value(payload).map(|v| NewTask::new(kind, v)).map_err(|e| internal("submitting a task", &e))
 }
 
@@ -104,17 +104,12 @@ impl TasksApi for App {
         who: Principal,
         params: SubmitEmailTaskParams,
         body: EmailTaskRequest,
-    ) -> SubmitEmailTaskResponse {
+    ) -> Result<SubmitEmailTaskResponse, Problem> {
         let payload =
             EmailPayload { to: body.to, cc: body.cc.unwrap_or_default(), subject: body.subject, body: body.body };
-        let task = match task_of(EMAIL, &payload) {
-            Ok(t) => t.priority(priority(body.priority)),
-            Err(r) => return r,
-        };
-        match self.submit::<SubmitEmailTaskResponse>("submitEmailTask", &who, task, params.idempotency_key).await {
-            Ok(t) => SubmitEmailTaskResponse::Ok(success!(SubmitEmailTask200Response, t)),
-            Err(r) => r,
-        }
+        let task = task_of(EMAIL, &payload)?.priority(priority(body.priority));
+        let t = self.submit("submitEmailTask", &who, task, params.idempotency_key).await?;
+        Ok(SubmitEmailTaskResponse::Ok(success!(SubmitEmailTask200Response, t)))
     }
 
     async fn submit_sync_task(
@@ -122,7 +117,7 @@ impl TasksApi for App {
         who: Principal,
         params: SubmitSyncTaskParams,
         body: SyncTaskRequest,
-    ) -> SubmitSyncTaskResponse {
+    ) -> Result<SubmitSyncTaskResponse, Problem> {
         let payload = SyncPayload {
             sync_type: body.sync_type.as_str().to_owned(),
             start_date: body.start_date,
@@ -133,27 +128,18 @@ impl TasksApi for App {
         if !problems.is_empty() {
             let errors: Vec<_> = problems.iter().map(|(f, m)| json!({ "field": f, "message": m })).collect();
             let data = json!({ "errors": errors });
-            return SubmitSyncTaskResponse::from_error(ErrorCode::ValidationFailed, None, Some(data));
+            return Err(ErrorCode::ValidationFailed.problem().with_data(data));
         }
-        let task = match task_of(SYNC, &payload) {
-            Ok(t) => t.priority(priority(body.priority)),
-            Err(r) => return r,
-        };
-        match self.submit::<SubmitSyncTaskResponse>("submitSyncTask", &who, task, params.idempotency_key).await {
-            Ok(t) => SubmitSyncTaskResponse::Ok(success!(SubmitSyncTask200Response, t)),
-            Err(r) => r,
-        }
+        let task = task_of(SYNC, &payload)?.priority(priority(body.priority));
+        let t = self.submit("submitSyncTask", &who, task, params.idempotency_key).await?;
+        Ok(SubmitSyncTaskResponse::Ok(success!(SubmitSyncTask200Response, t)))
     }
 
-    async fn get_task(&self, _who: Principal, params: GetTaskParams) -> GetTaskResponse {
-        match self.queue.get(params.task_id).await {
-            Ok(Some(record)) => match task_status(record) {
-                Some(t) => GetTaskResponse::Ok(success!(GetTask200Response, t)),
-                None => GetTaskResponse::from_error(ErrorCode::TaskNotFound, None, None),
-            },
-            Ok(None) => GetTaskResponse::from_error(ErrorCode::TaskNotFound, None, None),
-            Err(e) => internal("getTask", &e),
-        }
+    async fn get_task(&self, _who: Principal, params: GetTaskParams) -> Result<GetTaskResponse, Problem> {
+        let record = self.queue.get(params.task_id).await.map_err(|e| internal("getTask", &e))?;
+        // A kind the contract does not know is never written by this service.
+        let t = record.and_then(task_status).ok_or_else(|| ErrorCode::TaskNotFound.problem())?;
+        Ok(GetTaskResponse::Ok(success!(GetTask200Response, t)))
     }
 }
 

@@ -3,7 +3,7 @@
 use api_server::{
     CreateUserRequest, CreateUserResponse, DeleteUserParams, DeleteUserResponse, GetUserByIdParams,
     GetUserByIdResponse, ListUsersApiResponse, ListUsersParams, ListUsersResponse, Status, SuccessResponse,
-    UpdateUserParams, UpdateUserRequest, UpdateUserResponse, UserResponse, UsersApi,
+    UpdateUserParams, UpdateUserRequest, UpdateUserResponse, UserResponse, UsersApi, rt::Problem,
 };
 
 use super::{App, internal, store_error, success};
@@ -42,14 +42,13 @@ fn user_response(u: User) -> UserResponse {
 }
 
 impl UsersApi for App {
-    async fn list_users(&self, _who: Principal, params: ListUsersParams) -> ListUsersApiResponse {
+    async fn list_users(&self, _who: Principal, params: ListUsersParams) -> Result<ListUsersApiResponse, Problem> {
         let status = params.status.map(store_status);
-        let (rows, total) = match users::users_list(&self.pg, params.page, params.page_size, status).await {
-            Ok(r) => r,
-            Err(e) => return store_error("listUsers", e),
-        };
+        let (rows, total) = users::users_list(&self.pg, params.page, params.page_size, status)
+            .await
+            .map_err(|e| store_error("listUsers", e))?;
         let users = rows.into_iter().map(user_response).collect();
-        ListUsersApiResponse::Ok(success!(
+        Ok(ListUsersApiResponse::Ok(success!(
             ListUsers200Response,
             ListUsersResponse {
                 users,
@@ -58,27 +57,25 @@ impl UsersApi for App {
                 total,
                 total_pages: (total + params.page_size - 1) / params.page_size,
             }
-        ))
+        )))
     }
 
-    async fn create_user(&self, _who: Principal, body: CreateUserRequest) -> CreateUserResponse {
+    async fn create_user(&self, _who: Principal, body: CreateUserRequest) -> Result<CreateUserResponse, Problem> {
         // argon2id runs on a blocking thread inside hash_password.
-        let password_hash = match users::hash_password(body.password.expose().to_owned()).await {
-            Ok(h) => h,
-            Err(e) => return internal("createUser", &e),
-        };
+        let password_hash =
+            users::hash_password(body.password.expose().to_owned()).await.map_err(|e| internal("createUser", &e))?;
         let new = NewUser { username: body.username, email: body.email, password_hash };
-        match users::user_create(&self.pg, new).await.map(user_response) {
-            Ok(u) => CreateUserResponse::Ok(success!(CreateUser200Response, u)),
-            Err(e) => store_error("createUser", e),
-        }
+        let u = users::user_create(&self.pg, new).await.map_err(|e| store_error("createUser", e))?;
+        Ok(CreateUserResponse::Ok(success!(CreateUser200Response, user_response(u))))
     }
 
-    async fn get_user_by_id(&self, _who: Principal, params: GetUserByIdParams) -> GetUserByIdResponse {
-        match users::user_get(&self.pg, params.id).await.map(user_response) {
-            Ok(u) => GetUserByIdResponse::Ok(success!(GetUserById200Response, u)),
-            Err(e) => store_error("getUserById", e),
-        }
+    async fn get_user_by_id(
+        &self,
+        _who: Principal,
+        params: GetUserByIdParams,
+    ) -> Result<GetUserByIdResponse, Problem> {
+        let u = users::user_get(&self.pg, params.id).await.map_err(|e| store_error("getUserById", e))?;
+        Ok(GetUserByIdResponse::Ok(success!(GetUserById200Response, user_response(u))))
     }
 
     async fn update_user(
@@ -86,24 +83,22 @@ impl UsersApi for App {
         _who: Principal,
         params: UpdateUserParams,
         body: UpdateUserRequest,
-    ) -> UpdateUserResponse {
+    ) -> Result<UpdateUserResponse, Problem> {
         let status = body.status.map(store_status);
-        match users::user_update(&self.pg, params.id, body.email, status).await.map(user_response) {
-            Ok(u) => UpdateUserResponse::Ok(success!(UpdateUser200Response, u)),
-            Err(e) => store_error("updateUser", e),
-        }
+        let u = users::user_update(&self.pg, params.id, body.email, status)
+            .await
+            .map_err(|e| store_error("updateUser", e))?;
+        Ok(UpdateUserResponse::Ok(success!(UpdateUser200Response, user_response(u))))
     }
 
-    async fn delete_user(&self, _who: Principal, params: DeleteUserParams) -> DeleteUserResponse {
-        match users::user_delete(&self.pg, params.id).await {
-            // No `data` at all: the contract's `data` is a non-nullable object.
-            Ok(()) => DeleteUserResponse::Ok(SuccessResponse {
-                code: 0,
-                msg: "success".to_owned(),
-                data: None,
-                timestamp: chrono::Utc::now(),
-            }),
-            Err(e) => store_error("deleteUser", e),
-        }
+    async fn delete_user(&self, _who: Principal, params: DeleteUserParams) -> Result<DeleteUserResponse, Problem> {
+        users::user_delete(&self.pg, params.id).await.map_err(|e| store_error("deleteUser", e))?;
+        // No `data` at all: the contract's `data` is a non-nullable object.
+        Ok(DeleteUserResponse::Ok(SuccessResponse {
+            code: 0,
+            msg: "success".to_owned(),
+            data: None,
+            timestamp: chrono::Utc::now(),
+        }))
     }
 }

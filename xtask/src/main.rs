@@ -34,6 +34,10 @@ enum Cmd {
         /// Generate the client crate (with neither flag: both).
         #[arg(long, requires = "out")]
         client: bool,
+        /// Refuse a spec that leaves a status the framework must send
+        /// undocumented (otherwise a warning, answered as problem+json).
+        #[arg(long, requires = "out")]
+        strict: bool,
     },
     /// Everything CI runs, in order: fmt --check, clippy -D warnings,
     /// codegen --check, and the whole test suite (starting private
@@ -74,9 +78,9 @@ enum Cmd {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Cmd::Codegen { check, spec, out, name, server, client } => match (spec, out) {
+        Cmd::Codegen { check, spec, out, name, server, client, strict } => match (spec, out) {
             (Some(spec), Some(out)) => {
-                let opts = xtask::codegen::OutOptions { spec, out, name, server, client, check };
+                let opts = xtask::codegen::OutOptions { spec, out, name, server, client, check, strict };
                 xtask::codegen::codegen_out(&opts).map(|_| ())
             }
             _ => xtask::codegen::codegen(check).map(|_| ()),

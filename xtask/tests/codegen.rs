@@ -25,6 +25,7 @@ fn copy_target(tmp: &Path, spec: &str) -> Target {
         out: "generated/server".into(),
         crate_name: "t".into(),
         deps: codegen::Deps::Workspace,
+        strict: true,
     }
 }
 

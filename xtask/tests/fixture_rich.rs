@@ -7,7 +7,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use fixture_rich_server::{rt::ErrorEnvelope, *};
+use fixture_rich_server::{rt::Problem, *};
 use poem::{
     Endpoint,
     http::StatusCode,
@@ -37,35 +37,46 @@ fn pet(name: &str) -> Pet {
     }
 }
 
+/// The fixture's error body, from any problem.
+impl ErrorPolicy for Stub {
+    fn error(problem: &Problem) -> Error {
+        let data = match &problem.data {
+            Some(Value::Object(m)) => Some(Some(m.clone())),
+            _ => None,
+        };
+        Error { code: problem.code.unwrap_or(5000), msg: problem.message().to_owned(), data, timestamp: rt::now() }
+    }
+}
+
 impl PetsApi for Stub {
-    async fn list_pets(&self, params: ListPetsParams) -> ListPetsResponse {
+    async fn list_pets(&self, params: ListPetsParams) -> Result<ListPetsResponse, Problem> {
         let mut p = pet("echo");
         p.id = i64::from(params.limit);
         p.nickname = params.x_request_id.map(|u| u.to_string());
         p.tags = params.tag.map(|ts| ts.into_iter().map(|label| Tag { label, weight: None }).collect());
         p.ratio = params.min_weight;
-        ListPetsResponse::Ok(vec![p])
+        Ok(ListPetsResponse::Ok(vec![p]))
     }
 
-    async fn create_pet(&self, body: NewPet) -> CreatePetResponse {
+    async fn create_pet(&self, body: NewPet) -> Result<CreatePetResponse, Problem> {
         let mut p = pet(&body.name);
         p.shape = body.shape.map(|s| match s {
             NewPetShape::Cat(c) => PetShape::Cat(c),
             NewPetShape::Dog(d) => PetShape::Dog(d),
         });
-        CreatePetResponse::Created(p)
+        Ok(CreatePetResponse::Created(p))
     }
 
-    async fn update_pet(&self, params: UpdatePetParams, body: PetPatch) -> UpdatePetResponse {
+    async fn update_pet(&self, params: UpdatePetParams, body: PetPatch) -> Result<UpdatePetResponse, Problem> {
         if params.name == "ghost" {
-            return UpdatePetResponse::NotFound(Error::from_code(ErrorCode::NotFound));
+            return Err(ErrorCode::NotFound.problem());
         }
         *self.last_patch.lock().unwrap() = Some(body);
-        UpdatePetResponse::Ok(pet(&params.name))
+        Ok(UpdatePetResponse::Ok(pet(&params.name)))
     }
 
-    async fn delete_pet(&self, _params: DeletePetParams) -> DeletePetResponse {
-        DeletePetResponse::NoContent
+    async fn delete_pet(&self, _params: DeletePetParams) -> Result<DeletePetResponse, Problem> {
+        Ok(DeletePetResponse::NoContent)
     }
 }
 
@@ -198,18 +209,17 @@ fn emitted_document_round_trips_to_the_fixture_spec() {
 }
 
 /// Two generated APIs in one binary: each answers the framework's faults
-/// from its own registry, because the policy is a type, not a static.
+/// from its own registry and policy, because both are types, not statics.
 #[tokio::test]
 async fn two_generated_apis_keep_their_own_error_policy() {
-    use fixture_rich_server::rt::{ErrorPolicy, Fault};
+    use fixture_rich_server::rt::{Fallback as _, Fault};
     let (cli, _) = client();
     let (s, b) = send(cli.get("/v2/nowhere")).await;
     assert_eq!((s, b["code"].clone(), b["msg"].clone()), (StatusCode::NOT_FOUND, json!(1011), json!("no such route")));
-    let other = api_server::ErrorCode::fault_response(Fault::RouteNotFound, None);
-    assert_eq!(other.status(), StatusCode::NOT_FOUND);
-    let b: Value = serde_json::from_slice(&other.into_body().into_bytes().await.unwrap()).unwrap();
-    assert_eq!(b["msg"], "接口不存在", "{b}");
-    let mine = <ErrorCode as ErrorPolicy>::fault_response(Fault::Internal, None);
+    let theirs = api_server::fault(Fault::RouteNotFound);
+    assert_eq!((theirs.status, theirs.code, theirs.title.as_str()), (404, Some(1011), "接口不存在"));
+    let mine = fixture_rich_server::Fallback::<Stub>::respond(fixture_rich_server::fault(Fault::Internal));
+    assert_eq!(mine.status(), StatusCode::INTERNAL_SERVER_ERROR);
     let b: Value = serde_json::from_slice(&mine.into_body().into_bytes().await.unwrap()).unwrap();
     assert_eq!((b["code"].clone(), b["msg"].clone()), (json!(5000), json!("internal error")));
 }

@@ -22,6 +22,7 @@ fn opts(out: &Path, check: bool) -> OutOptions {
         server: true,
         client: false,
         check,
+        strict: true,
     }
 }
 

@@ -161,6 +161,25 @@ impl ErrorCode {
             Self::HeadersTooLarge => "请求头过大",
         }
     }
+    /// This code as a problem: its status, code and message.
+    pub fn problem(self) -> crate::rt::Problem {
+        crate::rt::Problem::new(self.status()).with_code(self.code()).with_title(self.message())
+    }
+    /// The entry that answers a framework fault, if the registry has one.
+    pub fn for_fault(fault: crate::rt::Fault) -> ::std::option::Option<Self> {
+        match fault {
+            crate::rt::Fault::ValidationFailed => ::std::option::Option::Some(Self::ValidationFailed),
+            crate::rt::Fault::MissingCredential => ::std::option::Option::Some(Self::MissingToken),
+            crate::rt::Fault::MalformedBody => ::std::option::Option::Some(Self::MalformedBody),
+            crate::rt::Fault::UnsupportedMediaType => ::std::option::Option::Some(Self::UnsupportedMediaType),
+            crate::rt::Fault::PayloadTooLarge => ::std::option::Option::Some(Self::PayloadTooLarge),
+            crate::rt::Fault::RouteNotFound => ::std::option::Option::Some(Self::RouteNotFound),
+            crate::rt::Fault::MethodNotAllowed => ::std::option::Option::Some(Self::MethodNotAllowed),
+            crate::rt::Fault::Internal => ::std::option::Option::Some(Self::Internal),
+            #[allow(unreachable_patterns)]
+            _ => ::std::option::Option::None,
+        }
+    }
     /// The entry with envelope code `code`.
     pub fn from_code(code: i64) -> ::std::option::Option<Self> {
         Self::ALL.iter().copied().find(|c| c.code() == code)

@@ -6,9 +6,11 @@
 #![allow(clippy::too_many_arguments, unused_imports)]
 use crate::{models::*, rt};
 use poem_openapi::OpenApi;
-/// Implement this to serve the operations of this tag; every method
-/// returns one of the statuses the contract documents.
-pub trait HealthApi: ::std::marker::Send + ::std::marker::Sync + 'static {
+/// Implement this to serve the operations of this tag. Each method
+/// returns one of the responses the contract documents, or a
+/// problem, answered as the response documented for its status
+/// (built by the `ErrorPolicy`).
+pub trait HealthApi: crate::ErrorPolicy {
     /// 健康检查
     ///
     /// 检查系统健康状态,包括数据库连接和 Redis 连接
@@ -18,7 +20,9 @@ pub trait HealthApi: ::std::marker::Send + ::std::marker::Sync + 'static {
     /// - SC-010: 健康检查应在 1 秒内返回
     ///
     /// `GET /health` (`healthCheck`).
-    fn health_check(&self) -> impl ::std::future::Future<Output = HealthCheckResponse> + ::std::marker::Send;
+    fn health_check(
+        &self,
+    ) -> impl ::std::future::Future<Output = ::std::result::Result<HealthCheckResponse, rt::Problem>> + ::std::marker::Send;
 }
 /// Every response `healthCheck` documents, one variant per status.
 #[derive(Debug, Clone, PartialEq)]
@@ -69,6 +73,14 @@ impl ::poem::IntoResponse for HealthCheckResponse {
         }
     }
 }
+impl crate::FromProblem for HealthCheckResponse {
+    fn from_problem<P: crate::ErrorPolicy>(problem: rt::Problem) -> ::std::result::Result<Self, rt::Problem> {
+        match problem.status {
+            503 => ::std::result::Result::Ok(Self::ServiceUnavailable(P::health_check503_response(&problem))),
+            _ => ::std::result::Result::Err(problem),
+        }
+    }
+}
 /// The poem-openapi service for this tag over an implementation `A`.
 pub struct HealthServer<A>(pub ::std::sync::Arc<A>);
 impl<A> ::std::clone::Clone for HealthServer<A> {
@@ -86,8 +98,11 @@ impl<A: HealthApi> HealthServer<A> {
     /// - FR-011: 系统必须提供健康检查接口
     /// - SC-010: 健康检查应在 1 秒内返回
     #[oai(path = "/health", method = "get", operation_id = "healthCheck", tag = "crate::ApiTags::Health")]
-    async fn health_check(&self) -> HealthCheckResponse {
-        HealthApi::health_check(&*self.0).await
+    async fn health_check(&self) -> rt::Answer<HealthCheckResponse> {
+        match HealthApi::health_check(&*self.0).await {
+            ::std::result::Result::Ok(r) => rt::Answer::Documented(r),
+            ::std::result::Result::Err(problem) => crate::answer::<HealthCheckResponse, A>(problem),
+        }
     }
 }
 const _: crate::ApiTags = crate::ApiTags::Health;

@@ -5,14 +5,14 @@
 //! `Auth`), then serve [`app`].
 #![allow(clippy::all)]
 pub mod error_codes;
-pub mod health;
 pub mod models;
 pub mod rt;
+pub use error_codes::ErrorCode;
+pub mod health;
 pub use health::*;
 pub mod users;
 pub use users::*;
 pub mod tasks;
-pub use error_codes::ErrorCode;
 pub use models::*;
 pub use poem_openapi;
 pub use tasks::*;
@@ -30,23 +30,125 @@ pub const ALLOW: rt::AllowTable = &[
     ("/tasks/sync", "POST"),
     ("/tasks/{task_id}", "GET"),
 ];
+/// Each secured operation's requirements as the spec writes them,
+/// for the served document.
+pub const SECURITY: rt::SecurityTable = &[
+    ("/users", "get", "[{\"TokenAuth\":[]}]"),
+    ("/users", "post", "[{\"TokenAuth\":[]}]"),
+    ("/users/{id}", "get", "[{\"TokenAuth\":[]}]"),
+    ("/users/{id}", "put", "[{\"TokenAuth\":[]}]"),
+    ("/users/{id}", "delete", "[{\"TokenAuth\":[]}]"),
+    ("/tasks/email", "post", "[{\"TokenAuth\":[]}]"),
+    ("/tasks/sync", "post", "[{\"TokenAuth\":[]}]"),
+    ("/tasks/{task_id}", "get", "[{\"TokenAuth\":[]}]"),
+];
 /// Verifies credentials for secured operations; runs before the
-/// handler, which never sees an unauthenticated request.
+/// handler, which never sees an unauthenticated request. Every
+/// scheme of the admitting requirement is verified; the handler
+/// receives the principal of its first.
 pub trait Auth: ::std::marker::Send + ::std::marker::Sync + 'static {
     /// Who made the request, as the handlers receive it.
     type Principal: ::std::marker::Send + 'static;
-    /// Verifies a credential of the `TokenAuth` scheme (header `token`). Answer an `rt::AuthRejection` whose code has status 401 for a bad credential, or 500 when the credential store cannot answer (fail closed).
+    /// Verifies the `TokenAuth` scheme: an API key in the header `token`.
+    ///
+    /// 认证令牌
+    ///
+    /// `ctx` names the operation and the scopes its requirement asks of this scheme. Return the principal, or the problem to answer: 401 for a credential that is not accepted, 403 for one that lacks a scope, 5xx when the credential store cannot answer (fail closed).
     fn authenticate_token_auth(
         &self,
-        token: &str,
-    ) -> impl ::std::future::Future<Output = ::std::result::Result<Self::Principal, rt::AuthRejection>> + ::std::marker::Send;
+        key: &str,
+        ctx: &rt::AuthContext,
+    ) -> impl ::std::future::Future<Output = ::std::result::Result<Self::Principal, rt::Problem>> + ::std::marker::Send;
 }
 /// The security scheme as declared in the contract.
 pub struct TokenAuthScheme;
-impl rt::ApiKeySpec for TokenAuthScheme {
-    const SCHEME: &'static str = "TokenAuth";
-    const HEADER: &'static str = "token";
-    const DESCRIPTION: ::std::option::Option<&'static str> = ::std::option::Option::Some("认证令牌");
+impl rt::SchemeSpec for TokenAuthScheme {
+    const NAME: &'static str = "TokenAuth";
+    const IN: rt::CredentialIn = rt::CredentialIn::Header("token");
+    fn meta() -> ::poem_openapi::registry::MetaSecurityScheme {
+        ::poem_openapi::registry::MetaSecurityScheme {
+            ty: "apiKey",
+            description: ::std::option::Option::Some("认证令牌"),
+            name: ::std::option::Option::Some("token"),
+            key_in: ::std::option::Option::Some("header"),
+            scheme: ::std::option::Option::None,
+            bearer_format: ::std::option::Option::None,
+            flows: ::std::option::Option::None,
+            openid_connect_url: ::std::option::Option::None,
+        }
+    }
+}
+/// The `TokenAuth` credential through [`Auth::authenticate_token_auth`]; an unreadable one is a missing one.
+#[doc(hidden)]
+pub async fn verify_token_auth<A: Auth>(
+    app: &A,
+    credential: &rt::Credential,
+    ctx: &rt::AuthContext,
+) -> ::std::result::Result<A::Principal, rt::Problem> {
+    match credential {
+        rt::Credential::Token(c) => app.authenticate_token_auth(c, ctx).await,
+        rt::Credential::Malformed(why) => {
+            ::std::result::Result::Err(fault(rt::Fault::MissingCredential).with_detail(*why))
+        }
+        _ => ::std::result::Result::Err(fault(rt::Fault::MissingCredential)),
+    }
+}
+/// How this application writes the error bodies its spec documents.
+/// The framework calls it for the failures it finds itself
+/// (validation, missing credentials, unreadable bodies, unknown
+/// routes, panics), and a handler's `Err(problem)` goes through it
+/// too; a status an operation does not document is answered as
+/// RFC 9457 `application/problem+json` instead.
+pub trait ErrorPolicy: ::std::marker::Send + ::std::marker::Sync + 'static {
+    /// The `HealthCheck503Response` body for `problem` (its status is the response's).
+    ///
+    /// Documented for: `healthCheck` 503.
+    fn health_check503_response(problem: &rt::Problem) -> crate::models::HealthCheck503Response;
+    /// The `ErrorResponse` body for `problem` (its status is the response's).
+    ///
+    /// Documented for: `listUsers` 400, `listUsers` 401, `listUsers` 431, `listUsers` 500, `createUser` 400, `createUser` 401, `createUser` 409, `createUser` 431, `createUser` 500, `getUserById` 400, `getUserById` 401, `getUserById` 404, `getUserById` 431, `getUserById` 500, `updateUser` 400, `updateUser` 401, `updateUser` 404, `updateUser` 409, `updateUser` 431, `updateUser` 500, `deleteUser` 400, `deleteUser` 401, `deleteUser` 404, `deleteUser` 431, `deleteUser` 500, `submitEmailTask` 400, `submitEmailTask` 401, `submitEmailTask` 422, `submitEmailTask` 431, `submitEmailTask` 500, `submitSyncTask` 400, `submitSyncTask` 401, `submitSyncTask` 422, `submitSyncTask` 431, `submitSyncTask` 500, `getTask` 400, `getTask` 401, `getTask` 404, `getTask` 431, `getTask` 500.
+    fn error_response(problem: &rt::Problem) -> crate::models::ErrorResponse;
+}
+/// Implemented by every operation's response enum: a problem as the
+/// variant documented for its status, or the problem back when the
+/// operation documents none.
+pub trait FromProblem: ::std::marker::Sized {
+    fn from_problem<P: ErrorPolicy>(problem: rt::Problem) -> ::std::result::Result<Self, rt::Problem>;
+}
+/// `problem` as `R`'s documented response, else as problem+json.
+pub fn answer<R: FromProblem, P: ErrorPolicy>(problem: rt::Problem) -> rt::Answer<R> {
+    match R::from_problem::<P>(problem) {
+        ::std::result::Result::Ok(r) => rt::Answer::Documented(r),
+        ::std::result::Result::Err(p) => rt::Answer::Undocumented(p),
+    }
+}
+/// The problem the framework answers `fault` with: the registry's
+/// entry for it (status, code, message), else HTTP's status.
+pub fn fault(fault: rt::Fault) -> rt::Problem {
+    match ErrorCode::for_fault(fault) {
+        ::std::option::Option::Some(code) => {
+            rt::Problem { fault: ::std::option::Option::Some(fault), ..code.problem() }
+        }
+        ::std::option::Option::None => rt::Problem::from_fault(fault),
+    }
+}
+/// Answers where no operation does, over the error policy `P`: the
+/// error body the spec uses most for that status, else problem+json.
+pub struct Fallback<P>(::std::marker::PhantomData<fn() -> P>);
+impl<P: ErrorPolicy> rt::Fallback for Fallback<P> {
+    fn problem(f: rt::Fault) -> rt::Problem {
+        fault(f)
+    }
+    fn respond(problem: rt::Problem) -> ::poem::Response {
+        match problem.status {
+            400 => rt::json_response(problem.status, &P::error_response(&problem)),
+            401 => rt::json_response(problem.status, &P::error_response(&problem)),
+            404 => rt::json_response(problem.status, &P::error_response(&problem)),
+            405 => rt::json_response(problem.status, &P::error_response(&problem)),
+            500 => rt::json_response(problem.status, &P::error_response(&problem)),
+            _ => problem.to_problem_json(),
+        }
+    }
 }
 /// The contract's tags.
 #[derive(::poem_openapi::Tags)]
@@ -62,8 +164,8 @@ pub enum ApiTags {
     Tasks,
 }
 /// Everything one application implements.
-pub trait Api: HealthApi + UsersApi + TasksApi {}
-impl<A: HealthApi + UsersApi + TasksApi> Api for A {}
+pub trait Api: ErrorPolicy + HealthApi + UsersApi + TasksApi {}
+impl<A: ErrorPolicy + HealthApi + UsersApi + TasksApi> Api for A {}
 /// The services of every tag over one application.
 pub type Services<A> = (HealthServer<A>, UsersServer<A>, TasksServer<A>);
 /// The OpenAPI service (document, routes) over `app`.
@@ -90,8 +192,8 @@ pub fn openapi_service<A: Api>(app: ::std::sync::Arc<A>) -> ::poem_openapi::Open
 }
 /// The whole HTTP application: operations under [`BASE_PATH`], the
 /// document at `{BASE_PATH}/openapi.json` and `.yaml`, Swagger UI at
-/// `/docs`, and every framework error as the JSON envelope.
+/// `/docs`, and every framework error in the spec's error format.
 pub fn app<A: Api>(app: ::std::sync::Arc<A>) -> impl ::poem::Endpoint<Output = ::poem::Response> {
-    let route = rt::api_routes(openapi_service(app), BASE_PATH);
-    rt::envelope_errors::<crate::ErrorCode, _>(route, BASE_PATH, ALLOW)
+    let route = rt::api_routes(openapi_service(app), BASE_PATH, SECURITY);
+    rt::envelope_errors::<Fallback<A>, _>(route, BASE_PATH, ALLOW)
 }

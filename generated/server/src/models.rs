@@ -91,19 +91,6 @@ pub struct ErrorResponse {
         ::std::option::Option<::std::option::Option<::serde_json::Map<::std::string::String, ::serde_json::Value>>>,
     pub timestamp: ::chrono::DateTime<::chrono::Utc>,
 }
-impl rt::ErrorEnvelope for ErrorResponse {
-    fn envelope(code: i64, msg: ::std::string::String, data: ::std::option::Option<::serde_json::Value>) -> Self {
-        Self {
-            code,
-            msg,
-            data: data.map(|d| match d {
-                ::serde_json::Value::Object(m) => ::std::option::Option::Some(m),
-                _ => ::std::option::Option::None,
-            }),
-            timestamp: rt::now(),
-        }
-    }
-}
 rt::impl_type!(
     ErrorResponse,
     "ErrorResponse",

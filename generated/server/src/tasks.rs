@@ -6,9 +6,11 @@
 #![allow(clippy::too_many_arguments, unused_imports)]
 use crate::{models::*, rt};
 use poem_openapi::OpenApi;
-/// Implement this to serve the operations of this tag; every method
-/// returns one of the statuses the contract documents.
-pub trait TasksApi: crate::Auth {
+/// Implement this to serve the operations of this tag. Each method
+/// returns one of the responses the contract documents, or a
+/// problem, answered as the response documented for its status
+/// (built by the `ErrorPolicy`).
+pub trait TasksApi: crate::ErrorPolicy + crate::Auth {
     /// 提交邮件发送任务
     ///
     /// 将邮件发送任务提交到异步队列
@@ -24,7 +26,7 @@ pub trait TasksApi: crate::Auth {
         principal: Self::Principal,
         params: SubmitEmailTaskParams,
         body: crate::models::EmailTaskRequest,
-    ) -> impl ::std::future::Future<Output = SubmitEmailTaskResponse> + ::std::marker::Send;
+    ) -> impl ::std::future::Future<Output = ::std::result::Result<SubmitEmailTaskResponse, rt::Problem>> + ::std::marker::Send;
     /// 提交数据同步任务
     ///
     /// 将数据同步任务提交到异步队列(支持优先级)
@@ -40,7 +42,7 @@ pub trait TasksApi: crate::Auth {
         principal: Self::Principal,
         params: SubmitSyncTaskParams,
         body: crate::models::SyncTaskRequest,
-    ) -> impl ::std::future::Future<Output = SubmitSyncTaskResponse> + ::std::marker::Send;
+    ) -> impl ::std::future::Future<Output = ::std::result::Result<SubmitSyncTaskResponse, rt::Problem>> + ::std::marker::Send;
     /// 查询任务状态
     ///
     /// 任务的当前状态、优先级、尝试次数、最后错误与时间戳。已完成和已失败
@@ -51,7 +53,7 @@ pub trait TasksApi: crate::Auth {
         &self,
         principal: Self::Principal,
         params: GetTaskParams,
-    ) -> impl ::std::future::Future<Output = GetTaskResponse> + ::std::marker::Send;
+    ) -> impl ::std::future::Future<Output = ::std::result::Result<GetTaskResponse, rt::Problem>> + ::std::marker::Send;
 }
 /// Every response `submitEmailTask` documents, one variant per status.
 #[derive(Debug, Clone, PartialEq)]
@@ -155,19 +157,15 @@ impl ::poem::IntoResponse for SubmitEmailTaskResponse {
         }
     }
 }
-impl rt::FromErrorCode for SubmitEmailTaskResponse {
-    fn from_error(
-        code: crate::ErrorCode,
-        msg: ::std::option::Option<::std::string::String>,
-        data: ::std::option::Option<::serde_json::Value>,
-    ) -> Self {
-        let msg = msg.unwrap_or_else(|| ::std::borrow::ToOwned::to_owned(code.message()));
-        match code.status() {
-            400 => Self::BadRequest(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
-            401 => Self::Unauthorized(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
-            422 => Self::UnprocessableEntity(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
-            431 => Self::Status431(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
-            _ => Self::InternalServerError(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
+impl crate::FromProblem for SubmitEmailTaskResponse {
+    fn from_problem<P: crate::ErrorPolicy>(problem: rt::Problem) -> ::std::result::Result<Self, rt::Problem> {
+        match problem.status {
+            400 => ::std::result::Result::Ok(Self::BadRequest(P::error_response(&problem))),
+            401 => ::std::result::Result::Ok(Self::Unauthorized(P::error_response(&problem))),
+            422 => ::std::result::Result::Ok(Self::UnprocessableEntity(P::error_response(&problem))),
+            431 => ::std::result::Result::Ok(Self::Status431(P::error_response(&problem))),
+            500 => ::std::result::Result::Ok(Self::InternalServerError(P::error_response(&problem))),
+            _ => ::std::result::Result::Err(problem),
         }
     }
 }
@@ -308,19 +306,15 @@ impl ::poem::IntoResponse for SubmitSyncTaskResponse {
         }
     }
 }
-impl rt::FromErrorCode for SubmitSyncTaskResponse {
-    fn from_error(
-        code: crate::ErrorCode,
-        msg: ::std::option::Option<::std::string::String>,
-        data: ::std::option::Option<::serde_json::Value>,
-    ) -> Self {
-        let msg = msg.unwrap_or_else(|| ::std::borrow::ToOwned::to_owned(code.message()));
-        match code.status() {
-            400 => Self::BadRequest(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
-            401 => Self::Unauthorized(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
-            422 => Self::UnprocessableEntity(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
-            431 => Self::Status431(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
-            _ => Self::InternalServerError(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
+impl crate::FromProblem for SubmitSyncTaskResponse {
+    fn from_problem<P: crate::ErrorPolicy>(problem: rt::Problem) -> ::std::result::Result<Self, rt::Problem> {
+        match problem.status {
+            400 => ::std::result::Result::Ok(Self::BadRequest(P::error_response(&problem))),
+            401 => ::std::result::Result::Ok(Self::Unauthorized(P::error_response(&problem))),
+            422 => ::std::result::Result::Ok(Self::UnprocessableEntity(P::error_response(&problem))),
+            431 => ::std::result::Result::Ok(Self::Status431(P::error_response(&problem))),
+            500 => ::std::result::Result::Ok(Self::InternalServerError(P::error_response(&problem))),
+            _ => ::std::result::Result::Err(problem),
         }
     }
 }
@@ -461,19 +455,15 @@ impl ::poem::IntoResponse for GetTaskResponse {
         }
     }
 }
-impl rt::FromErrorCode for GetTaskResponse {
-    fn from_error(
-        code: crate::ErrorCode,
-        msg: ::std::option::Option<::std::string::String>,
-        data: ::std::option::Option<::serde_json::Value>,
-    ) -> Self {
-        let msg = msg.unwrap_or_else(|| ::std::borrow::ToOwned::to_owned(code.message()));
-        match code.status() {
-            400 => Self::BadRequest(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
-            401 => Self::Unauthorized(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
-            404 => Self::NotFound(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
-            431 => Self::Status431(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
-            _ => Self::InternalServerError(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
+impl crate::FromProblem for GetTaskResponse {
+    fn from_problem<P: crate::ErrorPolicy>(problem: rt::Problem) -> ::std::result::Result<Self, rt::Problem> {
+        match problem.status {
+            400 => ::std::result::Result::Ok(Self::BadRequest(P::error_response(&problem))),
+            401 => ::std::result::Result::Ok(Self::Unauthorized(P::error_response(&problem))),
+            404 => ::std::result::Result::Ok(Self::NotFound(P::error_response(&problem))),
+            431 => ::std::result::Result::Ok(Self::Status431(P::error_response(&problem))),
+            500 => ::std::result::Result::Ok(Self::InternalServerError(P::error_response(&problem))),
+            _ => ::std::result::Result::Err(problem),
         }
     }
 }
@@ -530,7 +520,7 @@ impl<A: TasksApi> TasksServer<A> {
     #[oai(path = "/tasks/email", method = "post", operation_id = "submitEmailTask", tag = "crate::ApiTags::Tasks")]
     async fn submit_email_task(
         &self,
-        auth: rt::ApiKey<crate::TokenAuthScheme>,
+        cred_token_auth: rt::SchemeCredential<crate::TokenAuthScheme>,
         /// Optional, scoped to the token. While a task submitted with the
         /// same token and key is pending or running, a repeat submission
         /// with the same body returns that task (its own id, type and
@@ -540,25 +530,29 @@ impl<A: TasksApi> TasksServer<A> {
         #[oai(name = "Idempotency-Key")]
         p_idempotency_key: rt::Header<SubmitEmailTaskParams, 0>,
         body: rt::JsonBody<crate::models::EmailTaskRequest>,
-    ) -> SubmitEmailTaskResponse {
-        let principal = match auth.0.filter(|t| !t.trim().is_empty()) {
-            ::std::option::Option::None => {
-                return <SubmitEmailTaskResponse as rt::FromErrorCode>::from_error(
-                    crate::ErrorCode::MissingToken,
-                    ::std::option::Option::None,
-                    ::std::option::Option::None,
-                );
-            }
-            ::std::option::Option::Some(token) => match crate::Auth::authenticate_token_auth(&*self.0, &token).await {
-                ::std::result::Result::Ok(p) => p,
-                ::std::result::Result::Err(r) => {
-                    return <SubmitEmailTaskResponse as rt::FromErrorCode>::from_error(
-                        r.code,
-                        r.msg,
-                        ::std::option::Option::None,
-                    );
+    ) -> rt::Answer<SubmitEmailTaskResponse> {
+        let principal = 'auth: {
+            let mut rejected: ::std::option::Option<rt::Problem> = ::std::option::Option::None;
+            if cred_token_auth.0.is_present() {
+                let verified = async {
+                    let p = crate::verify_token_auth(
+                        &*self.0,
+                        &cred_token_auth.0,
+                        &rt::AuthContext { operation_id: "submitEmailTask", scopes: &[] },
+                    )
+                    .await?;
+                    ::std::result::Result::Ok::<_, rt::Problem>(p)
+                };
+                match verified.await {
+                    ::std::result::Result::Ok(p) => break 'auth p,
+                    ::std::result::Result::Err(e) => {
+                        rejected.get_or_insert(e);
+                    }
                 }
-            },
+            }
+            return crate::answer::<SubmitEmailTaskResponse, A>(
+                rejected.unwrap_or_else(|| crate::fault(rt::Fault::MissingCredential)),
+            );
         };
         let mut errs = rt::FieldErrors::default();
         let params = rt::validate_value::<SubmitEmailTaskParams>(
@@ -578,28 +572,23 @@ impl<A: TasksApi> TasksServer<A> {
                 let data = ::serde_json::json!(
                     { "errors" : [{ "field" : "body", "message" : message }] }
                 );
-                return <SubmitEmailTaskResponse as rt::FromErrorCode>::from_error(
-                    crate::ErrorCode::from(fault),
-                    ::std::option::Option::None,
-                    ::std::option::Option::Some(data),
-                );
+                return crate::answer::<SubmitEmailTaskResponse, A>(crate::fault(fault).with_data(data));
             }
         };
         let (::std::option::Option::Some(params), ::std::option::Option::Some(body)) = (params, body) else {
-            return <SubmitEmailTaskResponse as rt::FromErrorCode>::from_error(
-                crate::ErrorCode::ValidationFailed,
-                ::std::option::Option::None,
-                ::std::option::Option::Some(errs.to_data()),
+            return crate::answer::<SubmitEmailTaskResponse, A>(
+                crate::fault(rt::Fault::ValidationFailed).with_field_errors(&errs),
             );
         };
         if !errs.is_empty() {
-            return <SubmitEmailTaskResponse as rt::FromErrorCode>::from_error(
-                crate::ErrorCode::ValidationFailed,
-                ::std::option::Option::None,
-                ::std::option::Option::Some(errs.to_data()),
+            return crate::answer::<SubmitEmailTaskResponse, A>(
+                crate::fault(rt::Fault::ValidationFailed).with_field_errors(&errs),
             );
         }
-        TasksApi::submit_email_task(&*self.0, principal, params, body).await
+        match TasksApi::submit_email_task(&*self.0, principal, params, body).await {
+            ::std::result::Result::Ok(r) => rt::Answer::Documented(r),
+            ::std::result::Result::Err(problem) => crate::answer::<SubmitEmailTaskResponse, A>(problem),
+        }
     }
     /// 提交数据同步任务
     ///
@@ -612,7 +601,7 @@ impl<A: TasksApi> TasksServer<A> {
     #[oai(path = "/tasks/sync", method = "post", operation_id = "submitSyncTask", tag = "crate::ApiTags::Tasks")]
     async fn submit_sync_task(
         &self,
-        auth: rt::ApiKey<crate::TokenAuthScheme>,
+        cred_token_auth: rt::SchemeCredential<crate::TokenAuthScheme>,
         /// Optional, scoped to the token. While a task submitted with the
         /// same token and key is pending or running, a repeat submission
         /// with the same body returns that task (its own id, type and
@@ -622,25 +611,29 @@ impl<A: TasksApi> TasksServer<A> {
         #[oai(name = "Idempotency-Key")]
         p_idempotency_key: rt::Header<SubmitSyncTaskParams, 0>,
         body: rt::JsonBody<crate::models::SyncTaskRequest>,
-    ) -> SubmitSyncTaskResponse {
-        let principal = match auth.0.filter(|t| !t.trim().is_empty()) {
-            ::std::option::Option::None => {
-                return <SubmitSyncTaskResponse as rt::FromErrorCode>::from_error(
-                    crate::ErrorCode::MissingToken,
-                    ::std::option::Option::None,
-                    ::std::option::Option::None,
-                );
-            }
-            ::std::option::Option::Some(token) => match crate::Auth::authenticate_token_auth(&*self.0, &token).await {
-                ::std::result::Result::Ok(p) => p,
-                ::std::result::Result::Err(r) => {
-                    return <SubmitSyncTaskResponse as rt::FromErrorCode>::from_error(
-                        r.code,
-                        r.msg,
-                        ::std::option::Option::None,
-                    );
+    ) -> rt::Answer<SubmitSyncTaskResponse> {
+        let principal = 'auth: {
+            let mut rejected: ::std::option::Option<rt::Problem> = ::std::option::Option::None;
+            if cred_token_auth.0.is_present() {
+                let verified = async {
+                    let p = crate::verify_token_auth(
+                        &*self.0,
+                        &cred_token_auth.0,
+                        &rt::AuthContext { operation_id: "submitSyncTask", scopes: &[] },
+                    )
+                    .await?;
+                    ::std::result::Result::Ok::<_, rt::Problem>(p)
+                };
+                match verified.await {
+                    ::std::result::Result::Ok(p) => break 'auth p,
+                    ::std::result::Result::Err(e) => {
+                        rejected.get_or_insert(e);
+                    }
                 }
-            },
+            }
+            return crate::answer::<SubmitSyncTaskResponse, A>(
+                rejected.unwrap_or_else(|| crate::fault(rt::Fault::MissingCredential)),
+            );
         };
         let mut errs = rt::FieldErrors::default();
         let params = rt::validate_value::<SubmitSyncTaskParams>(
@@ -660,28 +653,23 @@ impl<A: TasksApi> TasksServer<A> {
                 let data = ::serde_json::json!(
                     { "errors" : [{ "field" : "body", "message" : message }] }
                 );
-                return <SubmitSyncTaskResponse as rt::FromErrorCode>::from_error(
-                    crate::ErrorCode::from(fault),
-                    ::std::option::Option::None,
-                    ::std::option::Option::Some(data),
-                );
+                return crate::answer::<SubmitSyncTaskResponse, A>(crate::fault(fault).with_data(data));
             }
         };
         let (::std::option::Option::Some(params), ::std::option::Option::Some(body)) = (params, body) else {
-            return <SubmitSyncTaskResponse as rt::FromErrorCode>::from_error(
-                crate::ErrorCode::ValidationFailed,
-                ::std::option::Option::None,
-                ::std::option::Option::Some(errs.to_data()),
+            return crate::answer::<SubmitSyncTaskResponse, A>(
+                crate::fault(rt::Fault::ValidationFailed).with_field_errors(&errs),
             );
         };
         if !errs.is_empty() {
-            return <SubmitSyncTaskResponse as rt::FromErrorCode>::from_error(
-                crate::ErrorCode::ValidationFailed,
-                ::std::option::Option::None,
-                ::std::option::Option::Some(errs.to_data()),
+            return crate::answer::<SubmitSyncTaskResponse, A>(
+                crate::fault(rt::Fault::ValidationFailed).with_field_errors(&errs),
             );
         }
-        TasksApi::submit_sync_task(&*self.0, principal, params, body).await
+        match TasksApi::submit_sync_task(&*self.0, principal, params, body).await {
+            ::std::result::Result::Ok(r) => rt::Answer::Documented(r),
+            ::std::result::Result::Err(problem) => crate::answer::<SubmitSyncTaskResponse, A>(problem),
+        }
     }
     /// 查询任务状态
     ///
@@ -690,29 +678,33 @@ impl<A: TasksApi> TasksServer<A> {
     #[oai(path = "/tasks/:task_id", method = "get", operation_id = "getTask", tag = "crate::ApiTags::Tasks")]
     async fn get_task(
         &self,
-        auth: rt::ApiKey<crate::TokenAuthScheme>,
+        cred_token_auth: rt::SchemeCredential<crate::TokenAuthScheme>,
         /// 任务 ID(提交任务时返回的 task_id)
         #[oai(name = "task_id")]
         p_task_id: rt::Path<GetTaskParams, 0>,
-    ) -> GetTaskResponse {
-        let principal = match auth.0.filter(|t| !t.trim().is_empty()) {
-            ::std::option::Option::None => {
-                return <GetTaskResponse as rt::FromErrorCode>::from_error(
-                    crate::ErrorCode::MissingToken,
-                    ::std::option::Option::None,
-                    ::std::option::Option::None,
-                );
-            }
-            ::std::option::Option::Some(token) => match crate::Auth::authenticate_token_auth(&*self.0, &token).await {
-                ::std::result::Result::Ok(p) => p,
-                ::std::result::Result::Err(r) => {
-                    return <GetTaskResponse as rt::FromErrorCode>::from_error(
-                        r.code,
-                        r.msg,
-                        ::std::option::Option::None,
-                    );
+    ) -> rt::Answer<GetTaskResponse> {
+        let principal = 'auth: {
+            let mut rejected: ::std::option::Option<rt::Problem> = ::std::option::Option::None;
+            if cred_token_auth.0.is_present() {
+                let verified = async {
+                    let p = crate::verify_token_auth(
+                        &*self.0,
+                        &cred_token_auth.0,
+                        &rt::AuthContext { operation_id: "getTask", scopes: &[] },
+                    )
+                    .await?;
+                    ::std::result::Result::Ok::<_, rt::Problem>(p)
+                };
+                match verified.await {
+                    ::std::result::Result::Ok(p) => break 'auth p,
+                    ::std::result::Result::Err(e) => {
+                        rejected.get_or_insert(e);
+                    }
                 }
-            },
+            }
+            return crate::answer::<GetTaskResponse, A>(
+                rejected.unwrap_or_else(|| crate::fault(rt::Fault::MissingCredential)),
+            );
         };
         let mut errs = rt::FieldErrors::default();
         let params = rt::validate_value::<GetTaskParams>(
@@ -721,20 +713,19 @@ impl<A: TasksApi> TasksServer<A> {
             &mut errs,
         );
         let (::std::option::Option::Some(params),) = (params,) else {
-            return <GetTaskResponse as rt::FromErrorCode>::from_error(
-                crate::ErrorCode::ValidationFailed,
-                ::std::option::Option::None,
-                ::std::option::Option::Some(errs.to_data()),
+            return crate::answer::<GetTaskResponse, A>(
+                crate::fault(rt::Fault::ValidationFailed).with_field_errors(&errs),
             );
         };
         if !errs.is_empty() {
-            return <GetTaskResponse as rt::FromErrorCode>::from_error(
-                crate::ErrorCode::ValidationFailed,
-                ::std::option::Option::None,
-                ::std::option::Option::Some(errs.to_data()),
+            return crate::answer::<GetTaskResponse, A>(
+                crate::fault(rt::Fault::ValidationFailed).with_field_errors(&errs),
             );
         }
-        TasksApi::get_task(&*self.0, principal, params).await
+        match TasksApi::get_task(&*self.0, principal, params).await {
+            ::std::result::Result::Ok(r) => rt::Answer::Documented(r),
+            ::std::result::Result::Err(problem) => crate::answer::<GetTaskResponse, A>(problem),
+        }
     }
 }
 const _: crate::ApiTags = crate::ApiTags::Tasks;

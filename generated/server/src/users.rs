@@ -6,9 +6,11 @@
 #![allow(clippy::too_many_arguments, unused_imports)]
 use crate::{models::*, rt};
 use poem_openapi::OpenApi;
-/// Implement this to serve the operations of this tag; every method
-/// returns one of the statuses the contract documents.
-pub trait UsersApi: crate::Auth {
+/// Implement this to serve the operations of this tag. Each method
+/// returns one of the responses the contract documents, or a
+/// problem, answered as the response documented for its status
+/// (built by the `ErrorPolicy`).
+pub trait UsersApi: crate::ErrorPolicy + crate::Auth {
     /// 用户列表
     ///
     /// 分页查询用户列表
@@ -23,7 +25,7 @@ pub trait UsersApi: crate::Auth {
         &self,
         principal: Self::Principal,
         params: ListUsersParams,
-    ) -> impl ::std::future::Future<Output = ListUsersApiResponse> + ::std::marker::Send;
+    ) -> impl ::std::future::Future<Output = ::std::result::Result<ListUsersApiResponse, rt::Problem>> + ::std::marker::Send;
     /// 创建用户
     ///
     /// 创建新用户(演示数据库 CRUD 操作)
@@ -38,7 +40,7 @@ pub trait UsersApi: crate::Auth {
         &self,
         principal: Self::Principal,
         body: crate::models::CreateUserRequest,
-    ) -> impl ::std::future::Future<Output = CreateUserResponse> + ::std::marker::Send;
+    ) -> impl ::std::future::Future<Output = ::std::result::Result<CreateUserResponse, rt::Problem>> + ::std::marker::Send;
     /// 获取用户详情
     ///
     /// 根据用户 ID 获取详细信息
@@ -52,7 +54,7 @@ pub trait UsersApi: crate::Auth {
         &self,
         principal: Self::Principal,
         params: GetUserByIdParams,
-    ) -> impl ::std::future::Future<Output = GetUserByIdResponse> + ::std::marker::Send;
+    ) -> impl ::std::future::Future<Output = ::std::result::Result<GetUserByIdResponse, rt::Problem>> + ::std::marker::Send;
     /// 更新用户
     ///
     /// 更新用户信息
@@ -67,7 +69,7 @@ pub trait UsersApi: crate::Auth {
         principal: Self::Principal,
         params: UpdateUserParams,
         body: crate::models::UpdateUserRequest,
-    ) -> impl ::std::future::Future<Output = UpdateUserResponse> + ::std::marker::Send;
+    ) -> impl ::std::future::Future<Output = ::std::result::Result<UpdateUserResponse, rt::Problem>> + ::std::marker::Send;
     /// 删除用户
     ///
     /// 软删除用户(设置 deleted_at 字段)
@@ -81,7 +83,7 @@ pub trait UsersApi: crate::Auth {
         &self,
         principal: Self::Principal,
         params: DeleteUserParams,
-    ) -> impl ::std::future::Future<Output = DeleteUserResponse> + ::std::marker::Send;
+    ) -> impl ::std::future::Future<Output = ::std::result::Result<DeleteUserResponse, rt::Problem>> + ::std::marker::Send;
 }
 /// Every response `listUsers` documents, one variant per status.
 #[derive(Debug, Clone, PartialEq)]
@@ -171,18 +173,14 @@ impl ::poem::IntoResponse for ListUsersApiResponse {
         }
     }
 }
-impl rt::FromErrorCode for ListUsersApiResponse {
-    fn from_error(
-        code: crate::ErrorCode,
-        msg: ::std::option::Option<::std::string::String>,
-        data: ::std::option::Option<::serde_json::Value>,
-    ) -> Self {
-        let msg = msg.unwrap_or_else(|| ::std::borrow::ToOwned::to_owned(code.message()));
-        match code.status() {
-            400 => Self::BadRequest(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
-            401 => Self::Unauthorized(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
-            431 => Self::Status431(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
-            _ => Self::InternalServerError(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
+impl crate::FromProblem for ListUsersApiResponse {
+    fn from_problem<P: crate::ErrorPolicy>(problem: rt::Problem) -> ::std::result::Result<Self, rt::Problem> {
+        match problem.status {
+            400 => ::std::result::Result::Ok(Self::BadRequest(P::error_response(&problem))),
+            401 => ::std::result::Result::Ok(Self::Unauthorized(P::error_response(&problem))),
+            431 => ::std::result::Result::Ok(Self::Status431(P::error_response(&problem))),
+            500 => ::std::result::Result::Ok(Self::InternalServerError(P::error_response(&problem))),
+            _ => ::std::result::Result::Err(problem),
         }
     }
 }
@@ -362,19 +360,15 @@ impl ::poem::IntoResponse for CreateUserResponse {
         }
     }
 }
-impl rt::FromErrorCode for CreateUserResponse {
-    fn from_error(
-        code: crate::ErrorCode,
-        msg: ::std::option::Option<::std::string::String>,
-        data: ::std::option::Option<::serde_json::Value>,
-    ) -> Self {
-        let msg = msg.unwrap_or_else(|| ::std::borrow::ToOwned::to_owned(code.message()));
-        match code.status() {
-            400 => Self::BadRequest(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
-            401 => Self::Unauthorized(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
-            409 => Self::Conflict(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
-            431 => Self::Status431(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
-            _ => Self::InternalServerError(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
+impl crate::FromProblem for CreateUserResponse {
+    fn from_problem<P: crate::ErrorPolicy>(problem: rt::Problem) -> ::std::result::Result<Self, rt::Problem> {
+        match problem.status {
+            400 => ::std::result::Result::Ok(Self::BadRequest(P::error_response(&problem))),
+            401 => ::std::result::Result::Ok(Self::Unauthorized(P::error_response(&problem))),
+            409 => ::std::result::Result::Ok(Self::Conflict(P::error_response(&problem))),
+            431 => ::std::result::Result::Ok(Self::Status431(P::error_response(&problem))),
+            500 => ::std::result::Result::Ok(Self::InternalServerError(P::error_response(&problem))),
+            _ => ::std::result::Result::Err(problem),
         }
     }
 }
@@ -479,19 +473,15 @@ impl ::poem::IntoResponse for GetUserByIdResponse {
         }
     }
 }
-impl rt::FromErrorCode for GetUserByIdResponse {
-    fn from_error(
-        code: crate::ErrorCode,
-        msg: ::std::option::Option<::std::string::String>,
-        data: ::std::option::Option<::serde_json::Value>,
-    ) -> Self {
-        let msg = msg.unwrap_or_else(|| ::std::borrow::ToOwned::to_owned(code.message()));
-        match code.status() {
-            400 => Self::BadRequest(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
-            401 => Self::Unauthorized(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
-            404 => Self::NotFound(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
-            431 => Self::Status431(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
-            _ => Self::InternalServerError(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
+impl crate::FromProblem for GetUserByIdResponse {
+    fn from_problem<P: crate::ErrorPolicy>(problem: rt::Problem) -> ::std::result::Result<Self, rt::Problem> {
+        match problem.status {
+            400 => ::std::result::Result::Ok(Self::BadRequest(P::error_response(&problem))),
+            401 => ::std::result::Result::Ok(Self::Unauthorized(P::error_response(&problem))),
+            404 => ::std::result::Result::Ok(Self::NotFound(P::error_response(&problem))),
+            431 => ::std::result::Result::Ok(Self::Status431(P::error_response(&problem))),
+            500 => ::std::result::Result::Ok(Self::InternalServerError(P::error_response(&problem))),
+            _ => ::std::result::Result::Err(problem),
         }
     }
 }
@@ -642,20 +632,16 @@ impl ::poem::IntoResponse for UpdateUserResponse {
         }
     }
 }
-impl rt::FromErrorCode for UpdateUserResponse {
-    fn from_error(
-        code: crate::ErrorCode,
-        msg: ::std::option::Option<::std::string::String>,
-        data: ::std::option::Option<::serde_json::Value>,
-    ) -> Self {
-        let msg = msg.unwrap_or_else(|| ::std::borrow::ToOwned::to_owned(code.message()));
-        match code.status() {
-            400 => Self::BadRequest(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
-            401 => Self::Unauthorized(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
-            404 => Self::NotFound(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
-            409 => Self::Conflict(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
-            431 => Self::Status431(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
-            _ => Self::InternalServerError(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
+impl crate::FromProblem for UpdateUserResponse {
+    fn from_problem<P: crate::ErrorPolicy>(problem: rt::Problem) -> ::std::result::Result<Self, rt::Problem> {
+        match problem.status {
+            400 => ::std::result::Result::Ok(Self::BadRequest(P::error_response(&problem))),
+            401 => ::std::result::Result::Ok(Self::Unauthorized(P::error_response(&problem))),
+            404 => ::std::result::Result::Ok(Self::NotFound(P::error_response(&problem))),
+            409 => ::std::result::Result::Ok(Self::Conflict(P::error_response(&problem))),
+            431 => ::std::result::Result::Ok(Self::Status431(P::error_response(&problem))),
+            500 => ::std::result::Result::Ok(Self::InternalServerError(P::error_response(&problem))),
+            _ => ::std::result::Result::Err(problem),
         }
     }
 }
@@ -793,19 +779,15 @@ impl ::poem::IntoResponse for DeleteUserResponse {
         }
     }
 }
-impl rt::FromErrorCode for DeleteUserResponse {
-    fn from_error(
-        code: crate::ErrorCode,
-        msg: ::std::option::Option<::std::string::String>,
-        data: ::std::option::Option<::serde_json::Value>,
-    ) -> Self {
-        let msg = msg.unwrap_or_else(|| ::std::borrow::ToOwned::to_owned(code.message()));
-        match code.status() {
-            400 => Self::BadRequest(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
-            401 => Self::Unauthorized(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
-            404 => Self::NotFound(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
-            431 => Self::Status431(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
-            _ => Self::InternalServerError(<ErrorResponse as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),
+impl crate::FromProblem for DeleteUserResponse {
+    fn from_problem<P: crate::ErrorPolicy>(problem: rt::Problem) -> ::std::result::Result<Self, rt::Problem> {
+        match problem.status {
+            400 => ::std::result::Result::Ok(Self::BadRequest(P::error_response(&problem))),
+            401 => ::std::result::Result::Ok(Self::Unauthorized(P::error_response(&problem))),
+            404 => ::std::result::Result::Ok(Self::NotFound(P::error_response(&problem))),
+            431 => ::std::result::Result::Ok(Self::Status431(P::error_response(&problem))),
+            500 => ::std::result::Result::Ok(Self::InternalServerError(P::error_response(&problem))),
+            _ => ::std::result::Result::Err(problem),
         }
     }
 }
@@ -862,7 +844,7 @@ impl<A: UsersApi> UsersServer<A> {
     #[oai(path = "/users", method = "get", operation_id = "listUsers", tag = "crate::ApiTags::Users")]
     async fn list_users(
         &self,
-        auth: rt::ApiKey<crate::TokenAuthScheme>,
+        cred_token_auth: rt::SchemeCredential<crate::TokenAuthScheme>,
         /// 页码
         #[oai(name = "page")]
         p_page: rt::Query<ListUsersParams, 0>,
@@ -872,25 +854,29 @@ impl<A: UsersApi> UsersServer<A> {
         /// 用户状态过滤
         #[oai(name = "status")]
         p_status: rt::Query<ListUsersParams, 2>,
-    ) -> ListUsersApiResponse {
-        let principal = match auth.0.filter(|t| !t.trim().is_empty()) {
-            ::std::option::Option::None => {
-                return <ListUsersApiResponse as rt::FromErrorCode>::from_error(
-                    crate::ErrorCode::MissingToken,
-                    ::std::option::Option::None,
-                    ::std::option::Option::None,
-                );
-            }
-            ::std::option::Option::Some(token) => match crate::Auth::authenticate_token_auth(&*self.0, &token).await {
-                ::std::result::Result::Ok(p) => p,
-                ::std::result::Result::Err(r) => {
-                    return <ListUsersApiResponse as rt::FromErrorCode>::from_error(
-                        r.code,
-                        r.msg,
-                        ::std::option::Option::None,
-                    );
+    ) -> rt::Answer<ListUsersApiResponse> {
+        let principal = 'auth: {
+            let mut rejected: ::std::option::Option<rt::Problem> = ::std::option::Option::None;
+            if cred_token_auth.0.is_present() {
+                let verified = async {
+                    let p = crate::verify_token_auth(
+                        &*self.0,
+                        &cred_token_auth.0,
+                        &rt::AuthContext { operation_id: "listUsers", scopes: &[] },
+                    )
+                    .await?;
+                    ::std::result::Result::Ok::<_, rt::Problem>(p)
+                };
+                match verified.await {
+                    ::std::result::Result::Ok(p) => break 'auth p,
+                    ::std::result::Result::Err(e) => {
+                        rejected.get_or_insert(e);
+                    }
                 }
-            },
+            }
+            return crate::answer::<ListUsersApiResponse, A>(
+                rejected.unwrap_or_else(|| crate::fault(rt::Fault::MissingCredential)),
+            );
         };
         let mut errs = rt::FieldErrors::default();
         let params = rt::validate_value::<ListUsersParams>(
@@ -903,20 +889,19 @@ impl<A: UsersApi> UsersServer<A> {
             &mut errs,
         );
         let (::std::option::Option::Some(params),) = (params,) else {
-            return <ListUsersApiResponse as rt::FromErrorCode>::from_error(
-                crate::ErrorCode::ValidationFailed,
-                ::std::option::Option::None,
-                ::std::option::Option::Some(errs.to_data()),
+            return crate::answer::<ListUsersApiResponse, A>(
+                crate::fault(rt::Fault::ValidationFailed).with_field_errors(&errs),
             );
         };
         if !errs.is_empty() {
-            return <ListUsersApiResponse as rt::FromErrorCode>::from_error(
-                crate::ErrorCode::ValidationFailed,
-                ::std::option::Option::None,
-                ::std::option::Option::Some(errs.to_data()),
+            return crate::answer::<ListUsersApiResponse, A>(
+                crate::fault(rt::Fault::ValidationFailed).with_field_errors(&errs),
             );
         }
-        UsersApi::list_users(&*self.0, principal, params).await
+        match UsersApi::list_users(&*self.0, principal, params).await {
+            ::std::result::Result::Ok(r) => rt::Answer::Documented(r),
+            ::std::result::Result::Err(problem) => crate::answer::<ListUsersApiResponse, A>(problem),
+        }
     }
     /// 创建用户
     ///
@@ -929,27 +914,31 @@ impl<A: UsersApi> UsersServer<A> {
     #[oai(path = "/users", method = "post", operation_id = "createUser", tag = "crate::ApiTags::Users")]
     async fn create_user(
         &self,
-        auth: rt::ApiKey<crate::TokenAuthScheme>,
+        cred_token_auth: rt::SchemeCredential<crate::TokenAuthScheme>,
         body: rt::JsonBody<crate::models::CreateUserRequest>,
-    ) -> CreateUserResponse {
-        let principal = match auth.0.filter(|t| !t.trim().is_empty()) {
-            ::std::option::Option::None => {
-                return <CreateUserResponse as rt::FromErrorCode>::from_error(
-                    crate::ErrorCode::MissingToken,
-                    ::std::option::Option::None,
-                    ::std::option::Option::None,
-                );
-            }
-            ::std::option::Option::Some(token) => match crate::Auth::authenticate_token_auth(&*self.0, &token).await {
-                ::std::result::Result::Ok(p) => p,
-                ::std::result::Result::Err(r) => {
-                    return <CreateUserResponse as rt::FromErrorCode>::from_error(
-                        r.code,
-                        r.msg,
-                        ::std::option::Option::None,
-                    );
+    ) -> rt::Answer<CreateUserResponse> {
+        let principal = 'auth: {
+            let mut rejected: ::std::option::Option<rt::Problem> = ::std::option::Option::None;
+            if cred_token_auth.0.is_present() {
+                let verified = async {
+                    let p = crate::verify_token_auth(
+                        &*self.0,
+                        &cred_token_auth.0,
+                        &rt::AuthContext { operation_id: "createUser", scopes: &[] },
+                    )
+                    .await?;
+                    ::std::result::Result::Ok::<_, rt::Problem>(p)
+                };
+                match verified.await {
+                    ::std::result::Result::Ok(p) => break 'auth p,
+                    ::std::result::Result::Err(e) => {
+                        rejected.get_or_insert(e);
+                    }
                 }
-            },
+            }
+            return crate::answer::<CreateUserResponse, A>(
+                rejected.unwrap_or_else(|| crate::fault(rt::Fault::MissingCredential)),
+            );
         };
         let mut errs = rt::FieldErrors::default();
         let body = match body.read(&mut errs).await {
@@ -964,28 +953,23 @@ impl<A: UsersApi> UsersServer<A> {
                 let data = ::serde_json::json!(
                     { "errors" : [{ "field" : "body", "message" : message }] }
                 );
-                return <CreateUserResponse as rt::FromErrorCode>::from_error(
-                    crate::ErrorCode::from(fault),
-                    ::std::option::Option::None,
-                    ::std::option::Option::Some(data),
-                );
+                return crate::answer::<CreateUserResponse, A>(crate::fault(fault).with_data(data));
             }
         };
         let (::std::option::Option::Some(body),) = (body,) else {
-            return <CreateUserResponse as rt::FromErrorCode>::from_error(
-                crate::ErrorCode::ValidationFailed,
-                ::std::option::Option::None,
-                ::std::option::Option::Some(errs.to_data()),
+            return crate::answer::<CreateUserResponse, A>(
+                crate::fault(rt::Fault::ValidationFailed).with_field_errors(&errs),
             );
         };
         if !errs.is_empty() {
-            return <CreateUserResponse as rt::FromErrorCode>::from_error(
-                crate::ErrorCode::ValidationFailed,
-                ::std::option::Option::None,
-                ::std::option::Option::Some(errs.to_data()),
+            return crate::answer::<CreateUserResponse, A>(
+                crate::fault(rt::Fault::ValidationFailed).with_field_errors(&errs),
             );
         }
-        UsersApi::create_user(&*self.0, principal, body).await
+        match UsersApi::create_user(&*self.0, principal, body).await {
+            ::std::result::Result::Ok(r) => rt::Answer::Documented(r),
+            ::std::result::Result::Err(problem) => crate::answer::<CreateUserResponse, A>(problem),
+        }
     }
     /// 获取用户详情
     ///
@@ -997,29 +981,33 @@ impl<A: UsersApi> UsersServer<A> {
     #[oai(path = "/users/:id", method = "get", operation_id = "getUserById", tag = "crate::ApiTags::Users")]
     async fn get_user_by_id(
         &self,
-        auth: rt::ApiKey<crate::TokenAuthScheme>,
+        cred_token_auth: rt::SchemeCredential<crate::TokenAuthScheme>,
         /// 用户 ID
         #[oai(name = "id")]
         p_id: rt::Path<GetUserByIdParams, 0>,
-    ) -> GetUserByIdResponse {
-        let principal = match auth.0.filter(|t| !t.trim().is_empty()) {
-            ::std::option::Option::None => {
-                return <GetUserByIdResponse as rt::FromErrorCode>::from_error(
-                    crate::ErrorCode::MissingToken,
-                    ::std::option::Option::None,
-                    ::std::option::Option::None,
-                );
-            }
-            ::std::option::Option::Some(token) => match crate::Auth::authenticate_token_auth(&*self.0, &token).await {
-                ::std::result::Result::Ok(p) => p,
-                ::std::result::Result::Err(r) => {
-                    return <GetUserByIdResponse as rt::FromErrorCode>::from_error(
-                        r.code,
-                        r.msg,
-                        ::std::option::Option::None,
-                    );
+    ) -> rt::Answer<GetUserByIdResponse> {
+        let principal = 'auth: {
+            let mut rejected: ::std::option::Option<rt::Problem> = ::std::option::Option::None;
+            if cred_token_auth.0.is_present() {
+                let verified = async {
+                    let p = crate::verify_token_auth(
+                        &*self.0,
+                        &cred_token_auth.0,
+                        &rt::AuthContext { operation_id: "getUserById", scopes: &[] },
+                    )
+                    .await?;
+                    ::std::result::Result::Ok::<_, rt::Problem>(p)
+                };
+                match verified.await {
+                    ::std::result::Result::Ok(p) => break 'auth p,
+                    ::std::result::Result::Err(e) => {
+                        rejected.get_or_insert(e);
+                    }
                 }
-            },
+            }
+            return crate::answer::<GetUserByIdResponse, A>(
+                rejected.unwrap_or_else(|| crate::fault(rt::Fault::MissingCredential)),
+            );
         };
         let mut errs = rt::FieldErrors::default();
         let params = rt::validate_value::<GetUserByIdParams>(
@@ -1028,20 +1016,19 @@ impl<A: UsersApi> UsersServer<A> {
             &mut errs,
         );
         let (::std::option::Option::Some(params),) = (params,) else {
-            return <GetUserByIdResponse as rt::FromErrorCode>::from_error(
-                crate::ErrorCode::ValidationFailed,
-                ::std::option::Option::None,
-                ::std::option::Option::Some(errs.to_data()),
+            return crate::answer::<GetUserByIdResponse, A>(
+                crate::fault(rt::Fault::ValidationFailed).with_field_errors(&errs),
             );
         };
         if !errs.is_empty() {
-            return <GetUserByIdResponse as rt::FromErrorCode>::from_error(
-                crate::ErrorCode::ValidationFailed,
-                ::std::option::Option::None,
-                ::std::option::Option::Some(errs.to_data()),
+            return crate::answer::<GetUserByIdResponse, A>(
+                crate::fault(rt::Fault::ValidationFailed).with_field_errors(&errs),
             );
         }
-        UsersApi::get_user_by_id(&*self.0, principal, params).await
+        match UsersApi::get_user_by_id(&*self.0, principal, params).await {
+            ::std::result::Result::Ok(r) => rt::Answer::Documented(r),
+            ::std::result::Result::Err(problem) => crate::answer::<GetUserByIdResponse, A>(problem),
+        }
     }
     /// 更新用户
     ///
@@ -1053,30 +1040,34 @@ impl<A: UsersApi> UsersServer<A> {
     #[oai(path = "/users/:id", method = "put", operation_id = "updateUser", tag = "crate::ApiTags::Users")]
     async fn update_user(
         &self,
-        auth: rt::ApiKey<crate::TokenAuthScheme>,
+        cred_token_auth: rt::SchemeCredential<crate::TokenAuthScheme>,
         /// 用户 ID
         #[oai(name = "id")]
         p_id: rt::Path<UpdateUserParams, 0>,
         body: rt::JsonBody<crate::models::UpdateUserRequest>,
-    ) -> UpdateUserResponse {
-        let principal = match auth.0.filter(|t| !t.trim().is_empty()) {
-            ::std::option::Option::None => {
-                return <UpdateUserResponse as rt::FromErrorCode>::from_error(
-                    crate::ErrorCode::MissingToken,
-                    ::std::option::Option::None,
-                    ::std::option::Option::None,
-                );
-            }
-            ::std::option::Option::Some(token) => match crate::Auth::authenticate_token_auth(&*self.0, &token).await {
-                ::std::result::Result::Ok(p) => p,
-                ::std::result::Result::Err(r) => {
-                    return <UpdateUserResponse as rt::FromErrorCode>::from_error(
-                        r.code,
-                        r.msg,
-                        ::std::option::Option::None,
-                    );
+    ) -> rt::Answer<UpdateUserResponse> {
+        let principal = 'auth: {
+            let mut rejected: ::std::option::Option<rt::Problem> = ::std::option::Option::None;
+            if cred_token_auth.0.is_present() {
+                let verified = async {
+                    let p = crate::verify_token_auth(
+                        &*self.0,
+                        &cred_token_auth.0,
+                        &rt::AuthContext { operation_id: "updateUser", scopes: &[] },
+                    )
+                    .await?;
+                    ::std::result::Result::Ok::<_, rt::Problem>(p)
+                };
+                match verified.await {
+                    ::std::result::Result::Ok(p) => break 'auth p,
+                    ::std::result::Result::Err(e) => {
+                        rejected.get_or_insert(e);
+                    }
                 }
-            },
+            }
+            return crate::answer::<UpdateUserResponse, A>(
+                rejected.unwrap_or_else(|| crate::fault(rt::Fault::MissingCredential)),
+            );
         };
         let mut errs = rt::FieldErrors::default();
         let params = rt::validate_value::<UpdateUserParams>(
@@ -1096,28 +1087,23 @@ impl<A: UsersApi> UsersServer<A> {
                 let data = ::serde_json::json!(
                     { "errors" : [{ "field" : "body", "message" : message }] }
                 );
-                return <UpdateUserResponse as rt::FromErrorCode>::from_error(
-                    crate::ErrorCode::from(fault),
-                    ::std::option::Option::None,
-                    ::std::option::Option::Some(data),
-                );
+                return crate::answer::<UpdateUserResponse, A>(crate::fault(fault).with_data(data));
             }
         };
         let (::std::option::Option::Some(params), ::std::option::Option::Some(body)) = (params, body) else {
-            return <UpdateUserResponse as rt::FromErrorCode>::from_error(
-                crate::ErrorCode::ValidationFailed,
-                ::std::option::Option::None,
-                ::std::option::Option::Some(errs.to_data()),
+            return crate::answer::<UpdateUserResponse, A>(
+                crate::fault(rt::Fault::ValidationFailed).with_field_errors(&errs),
             );
         };
         if !errs.is_empty() {
-            return <UpdateUserResponse as rt::FromErrorCode>::from_error(
-                crate::ErrorCode::ValidationFailed,
-                ::std::option::Option::None,
-                ::std::option::Option::Some(errs.to_data()),
+            return crate::answer::<UpdateUserResponse, A>(
+                crate::fault(rt::Fault::ValidationFailed).with_field_errors(&errs),
             );
         }
-        UsersApi::update_user(&*self.0, principal, params, body).await
+        match UsersApi::update_user(&*self.0, principal, params, body).await {
+            ::std::result::Result::Ok(r) => rt::Answer::Documented(r),
+            ::std::result::Result::Err(problem) => crate::answer::<UpdateUserResponse, A>(problem),
+        }
     }
     /// 删除用户
     ///
@@ -1129,29 +1115,33 @@ impl<A: UsersApi> UsersServer<A> {
     #[oai(path = "/users/:id", method = "delete", operation_id = "deleteUser", tag = "crate::ApiTags::Users")]
     async fn delete_user(
         &self,
-        auth: rt::ApiKey<crate::TokenAuthScheme>,
+        cred_token_auth: rt::SchemeCredential<crate::TokenAuthScheme>,
         /// 用户 ID
         #[oai(name = "id")]
         p_id: rt::Path<DeleteUserParams, 0>,
-    ) -> DeleteUserResponse {
-        let principal = match auth.0.filter(|t| !t.trim().is_empty()) {
-            ::std::option::Option::None => {
-                return <DeleteUserResponse as rt::FromErrorCode>::from_error(
-                    crate::ErrorCode::MissingToken,
-                    ::std::option::Option::None,
-                    ::std::option::Option::None,
-                );
-            }
-            ::std::option::Option::Some(token) => match crate::Auth::authenticate_token_auth(&*self.0, &token).await {
-                ::std::result::Result::Ok(p) => p,
-                ::std::result::Result::Err(r) => {
-                    return <DeleteUserResponse as rt::FromErrorCode>::from_error(
-                        r.code,
-                        r.msg,
-                        ::std::option::Option::None,
-                    );
+    ) -> rt::Answer<DeleteUserResponse> {
+        let principal = 'auth: {
+            let mut rejected: ::std::option::Option<rt::Problem> = ::std::option::Option::None;
+            if cred_token_auth.0.is_present() {
+                let verified = async {
+                    let p = crate::verify_token_auth(
+                        &*self.0,
+                        &cred_token_auth.0,
+                        &rt::AuthContext { operation_id: "deleteUser", scopes: &[] },
+                    )
+                    .await?;
+                    ::std::result::Result::Ok::<_, rt::Problem>(p)
+                };
+                match verified.await {
+                    ::std::result::Result::Ok(p) => break 'auth p,
+                    ::std::result::Result::Err(e) => {
+                        rejected.get_or_insert(e);
+                    }
                 }
-            },
+            }
+            return crate::answer::<DeleteUserResponse, A>(
+                rejected.unwrap_or_else(|| crate::fault(rt::Fault::MissingCredential)),
+            );
         };
         let mut errs = rt::FieldErrors::default();
         let params = rt::validate_value::<DeleteUserParams>(
@@ -1160,20 +1150,19 @@ impl<A: UsersApi> UsersServer<A> {
             &mut errs,
         );
         let (::std::option::Option::Some(params),) = (params,) else {
-            return <DeleteUserResponse as rt::FromErrorCode>::from_error(
-                crate::ErrorCode::ValidationFailed,
-                ::std::option::Option::None,
-                ::std::option::Option::Some(errs.to_data()),
+            return crate::answer::<DeleteUserResponse, A>(
+                crate::fault(rt::Fault::ValidationFailed).with_field_errors(&errs),
             );
         };
         if !errs.is_empty() {
-            return <DeleteUserResponse as rt::FromErrorCode>::from_error(
-                crate::ErrorCode::ValidationFailed,
-                ::std::option::Option::None,
-                ::std::option::Option::Some(errs.to_data()),
+            return crate::answer::<DeleteUserResponse, A>(
+                crate::fault(rt::Fault::ValidationFailed).with_field_errors(&errs),
             );
         }
-        UsersApi::delete_user(&*self.0, principal, params).await
+        match UsersApi::delete_user(&*self.0, principal, params).await {
+            ::std::result::Result::Ok(r) => rt::Answer::Documented(r),
+            ::std::result::Result::Err(problem) => crate::answer::<DeleteUserResponse, A>(problem),
+        }
     }
 }
 const _: crate::ApiTags = crate::ApiTags::Users;

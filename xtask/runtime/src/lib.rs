@@ -5,8 +5,10 @@
 //! and its envelope.
 //!
 //! - request extractors that never fail on bad input ([`Query`], [`Path`],
-//!   [`Header`], [`JsonBody`], [`ApiKey`]), so every error can be collected
-//!   and reported at once;
+//!   [`Header`], [`JsonBody`], [`SchemeCredential`]), so every error can be
+//!   collected and reported at once;
+//! - [`Problem`], a failure not yet in any contract's shape, and its
+//!   RFC 9457 form for statuses a spec leaves undocumented ([`Answer`]);
 //! - the structural pass over JSON that precedes `garde` ([`Shape`],
 //!   [`validate_value`]) and the error collection ([`FieldErrors`]);
 //! - the routes every generated API serves ([`api_routes`]: operations,
@@ -15,13 +17,14 @@
 //! - value types with wire rules ([`Password`], [`double_option`]) and
 //!   [`impl_type!`].
 //!
-//! Nothing here knows a contract's error codes or envelope: where the
-//! framework itself must answer, it names a [`Fault`] and the generated
-//! crate's [`ErrorPolicy`] builds the response.
+//! Nothing here knows a contract's error codes or body shapes: where the
+//! framework itself must answer, it names a [`Fault`], and the generated
+//! crate (through the application's error policy) builds the response.
 
 mod body;
 mod field_errors;
 mod params;
+mod problem;
 mod routing;
 mod security;
 mod shape;
@@ -30,8 +33,9 @@ mod values;
 pub use body::{BodyError, BodyLimits, BodyOutcome, INLINE_PARSE_LIMIT, JsonBody};
 pub use field_errors::{FieldError, FieldErrors, MAX_LISTED_ERRORS};
 pub use params::{Coerce, Header, ParamSet, Path, Query, params_object};
-pub use routing::{AllowTable, api_routes, envelope_errors};
-pub use security::{ApiKey, ApiKeySpec};
+pub use problem::{Answer, Fault, PROBLEM_JSON, Problem};
+pub use routing::{AllowTable, SecurityTable, api_routes, envelope_errors};
+pub use security::{AuthContext, BasicCredentials, Credential, CredentialIn, SchemeCredential, SchemeSpec};
 pub use shape::{Model, Prop, Shape, StrFormat, validate_value};
 pub use values::{Password, double_option};
 
@@ -42,37 +46,17 @@ use serde_json::Value;
 /// The only media type the generated servers speak.
 pub const JSON: &str = "application/json";
 
-/// The failures the framework answers by itself, before or around any
-/// handler. Each contract maps them onto its own registry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Fault {
-    /// Parameters or body fail the schema (the data lists the fields).
-    ValidationFailed,
-    /// The body could not be read or is not JSON.
-    MalformedBody,
-    /// The body's `Content-Type` is not JSON.
-    UnsupportedMediaType,
-    /// The body exceeds the configured limit.
-    PayloadTooLarge,
-    /// A secured operation was called without a credential.
-    MissingToken,
-    /// No operation at that path.
-    RouteNotFound,
-    /// The path exists, the method does not.
-    MethodNotAllowed,
-    /// A panic or another failure the client cannot fix.
-    Internal,
-}
-
-/// How one contract answers the framework's own failures; implemented by
-/// the generated crate (over its error registry and envelope schema), so
-/// the runtime never carries one spec's codes and two generated APIs can
-/// live in one binary.
-pub trait ErrorPolicy: Send + Sync + 'static {
-    /// The whole response for `fault` where no operation's typed response
-    /// applies (unknown routes, wrong methods, panics); `data` is the
-    /// envelope's detail when the fault has one (the failing fields).
-    fn fault_response(fault: Fault, data: Option<Value>) -> Response;
+/// How a generated crate answers where no operation does (unknown routes,
+/// wrong methods, panics): implemented by the generated crate over the
+/// application's error policy, so two generated APIs can live in one
+/// binary, each with its own error shape.
+pub trait Fallback: Send + Sync + 'static {
+    /// The problem for `fault`: the registry's status and code, if the
+    /// contract has a registry, else HTTP's status.
+    fn problem(fault: Fault) -> Problem;
+    /// The response for `problem`: the spec's error body for its status,
+    /// else `application/problem+json`.
+    fn respond(problem: Problem) -> Response;
 }
 
 /// Serializes `body` as the JSON response with `status`. The error is only

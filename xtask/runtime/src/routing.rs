@@ -1,6 +1,6 @@
 //! Routing fallbacks: what answers when no operation does (unknown route,
-//! wrong method, a panic). The bodies come from the contract's
-//! [`ErrorPolicy`]; the runtime only decides which [`Fault`] happened.
+//! wrong method, a panic). The bodies come from the generated crate's
+//! [`Fallback`]; the runtime only decides which [`Fault`] happened.
 
 use std::sync::Arc;
 
@@ -9,7 +9,7 @@ use poem::{
     http::{HeaderValue, StatusCode, header},
 };
 
-use crate::{ErrorPolicy, Fault};
+use crate::{Fallback, Fault, Problem};
 
 /// Documented methods per route template (`/users/{id}`), relative to the
 /// base path; used for 405's `Allow` header.
@@ -30,15 +30,54 @@ fn allow_for(path: &str, base: &str, table: AllowTable) -> Option<&'static str> 
     })
 }
 
+/// Each operation's `security` as the spec writes it (path template,
+/// method, the requirements as JSON): poem-openapi lists one alternative
+/// per scheme and no AND, so the served document is corrected from this.
+pub type SecurityTable = &'static [(&'static str, &'static str, &'static str)];
+
 /// The operations under `base`, the served document at
 /// `{base}/openapi.json` and `{base}/openapi.yaml`, and Swagger UI at
 /// `/docs`: the same layout for every generated API.
-pub fn api_routes<T: poem_openapi::OpenApi + 'static>(svc: poem_openapi::OpenApiService<T, ()>, base: &str) -> Route {
+pub fn api_routes<T: poem_openapi::OpenApi + 'static>(
+    svc: poem_openapi::OpenApiService<T, ()>,
+    base: &str,
+    security: SecurityTable,
+) -> Route {
+    let doc = served_document(&svc.spec(), security);
+    let yaml = serde_yaml_like(&doc);
+    let json = serde_json::to_vec_pretty(&doc).unwrap_or_default();
     Route::new()
-        .at(format!("{base}/openapi.json"), svc.spec_endpoint())
-        .at(format!("{base}/openapi.yaml"), svc.spec_endpoint_yaml())
+        .at(format!("{base}/openapi.json"), static_body(json, "application/json"))
+        .at(format!("{base}/openapi.yaml"), static_body(yaml, "application/x-yaml"))
         .nest("/docs", svc.swagger_ui())
         .nest(base, svc)
+}
+
+/// poem-openapi's document with every operation's `security` replaced by
+/// the spec's own (built once, at start-up).
+fn served_document(spec: &str, security: SecurityTable) -> serde_json::Value {
+    let mut doc: serde_json::Value = serde_json::from_str(spec).unwrap_or_default();
+    for (path, method, requirements) in security {
+        let Ok(reqs) = serde_json::from_str::<serde_json::Value>(requirements) else { continue };
+        if let Some(op) = doc.pointer_mut(&format!("/paths/{}/{method}", path.replace('~', "~0").replace('/', "~1")))
+            && let Some(op) = op.as_object_mut()
+        {
+            op.insert("security".into(), reqs);
+        }
+    }
+    doc
+}
+
+fn serde_yaml_like(doc: &serde_json::Value) -> Vec<u8> {
+    serde_yaml::to_string(doc).unwrap_or_default().into_bytes()
+}
+
+fn static_body(body: Vec<u8>, content_type: &'static str) -> impl Endpoint<Output = Response> {
+    // One shared buffer: each answer clones a reference, not the document.
+    let body = bytes::Bytes::from(body);
+    poem::endpoint::make_sync(move |_| {
+        Response::builder().content_type(content_type).body(poem::Body::from_bytes(body.clone()))
+    })
 }
 
 /// Wraps the whole application: panics become the contract's 500, and
@@ -46,7 +85,7 @@ pub fn api_routes<T: poem_openapi::OpenApi + 'static>(svc: poem_openapi::OpenApi
 /// body read failures) becomes the answer `P` gives for its [`Fault`].
 /// The policy is a type parameter, not a static, so two generated APIs can
 /// be served by one process.
-pub fn envelope_errors<P: ErrorPolicy, E: Endpoint + 'static>(
+pub fn envelope_errors<P: Fallback, E: Endpoint + 'static>(
     ep: E,
     base: &'static str,
     allow: AllowTable,
@@ -66,28 +105,33 @@ pub fn envelope_errors<P: ErrorPolicy, E: Endpoint + 'static>(
 
 /// The panic payload is reported by the panic hook (and so the logs); the
 /// client only learns that something failed.
-fn panic_response<P: ErrorPolicy>(_panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    P::fault_response(Fault::Internal, None)
+fn panic_response<P: Fallback>(_panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    P::respond(P::problem(Fault::Internal))
 }
 
 /// Which fault a routing or framework error is; the status the client sees
 /// is the policy's (the contract may answer a 413 as a documented 400).
-fn error_to_envelope<P: ErrorPolicy>(err: poem::Error, path: &str, base: &str, allow: AllowTable) -> Response {
+fn error_to_envelope<P: Fallback>(err: poem::Error, path: &str, base: &str, allow: AllowTable) -> Response {
+    let answer = |fault: Fault| P::respond(P::problem(fault));
     match err.status() {
-        StatusCode::NOT_FOUND => P::fault_response(Fault::RouteNotFound, None),
+        StatusCode::NOT_FOUND => answer(Fault::RouteNotFound),
         StatusCode::METHOD_NOT_ALLOWED => {
-            let mut resp = P::fault_response(Fault::MethodNotAllowed, None);
+            let mut resp = answer(Fault::MethodNotAllowed);
             if let Some(methods) = allow_for(path, base, allow) {
                 resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static(methods));
             }
             resp
         }
-        StatusCode::UNAUTHORIZED => P::fault_response(Fault::MissingToken, None),
-        StatusCode::PAYLOAD_TOO_LARGE => P::fault_response(Fault::PayloadTooLarge, None),
-        s if s.is_client_error() => P::fault_response(
-            Fault::ValidationFailed,
-            Some(serde_json::json!({ "errors": [{ "field": "", "message": err.to_string() }] })),
-        ),
-        _ => P::fault_response(Fault::Internal, None),
+        StatusCode::UNAUTHORIZED => answer(Fault::MissingCredential),
+        StatusCode::PAYLOAD_TOO_LARGE => answer(Fault::PayloadTooLarge),
+        s if s.is_client_error() => {
+            let data = serde_json::json!({ "errors": [{ "field": "", "message": err.to_string() }] });
+            P::respond(with_data(P::problem(Fault::ValidationFailed), data))
+        }
+        _ => answer(Fault::Internal),
     }
+}
+
+fn with_data(p: Problem, data: serde_json::Value) -> Problem {
+    p.with_data(data)
 }

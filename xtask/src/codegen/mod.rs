@@ -41,6 +41,9 @@ pub struct Target {
     pub crate_name: String,
     /// Workspace member, or a crate that builds on its own (`--out`).
     pub deps: Deps,
+    /// A status the framework may send that the spec leaves undocumented
+    /// stops generation (`--strict`) instead of a warning.
+    pub strict: bool,
 }
 
 /// Every crate `cargo xtask codegen` owns: the service's server crate and
@@ -53,6 +56,8 @@ pub fn targets() -> Vec<Target> {
             out: "generated/server".into(),
             crate_name: "spec-api-server".into(),
             deps: Deps::Workspace,
+            // This project's contract documents every status it answers.
+            strict: true,
         },
         Target {
             kind: Kind::Client,
@@ -60,6 +65,7 @@ pub fn targets() -> Vec<Target> {
             out: "generated/client".into(),
             crate_name: "spec-api-client".into(),
             deps: Deps::Workspace,
+            strict: true,
         },
         Target {
             kind: Kind::Server,
@@ -67,6 +73,17 @@ pub fn targets() -> Vec<Target> {
             out: "xtask/tests/fixtures/rich/server".into(),
             crate_name: "fixture-rich-server".into(),
             deps: Deps::Workspace,
+            strict: true,
+        },
+        Target {
+            kind: Kind::Server,
+            spec: "xtask/tests/fixtures/security/openapi.yaml".into(),
+            out: "xtask/tests/fixtures/security/server".into(),
+            crate_name: "fixture-security-server".into(),
+            deps: Deps::Workspace,
+            // It leaves statuses undocumented on purpose: the problem+json
+            // fallback is under test.
+            strict: false,
         },
     ]
 }
@@ -119,8 +136,12 @@ pub fn render_server_with(
     let head = header(spec_rel);
     let mut files = Vec::new();
     for emit::EmittedFile { path, tokens } in emit::emit(&api)? {
-        let file: syn::File =
-            syn::parse2(tokens).with_context(|| format!("generated {path} is not valid Rust (generator bug)"))?;
+        let file: syn::File = syn::parse2(tokens.clone()).with_context(|| {
+            if let Ok(dump) = std::env::var("XTASK_DUMP_INVALID") {
+                let _ = std::fs::write(&dump, tokens.to_string());
+            }
+            format!("generated {path} is not valid Rust (generator bug; XTASK_DUMP_INVALID=FILE writes its tokens)")
+        })?;
         let pretty = prettyplease::unparse(&file);
         files.push((PathBuf::from(path), format!("{head}{}", rustfmt(&pretty)?)));
     }
@@ -166,9 +187,34 @@ fn rustfmt(src: &str) -> Result<String> {
     Ok(String::from_utf8(out.stdout)?)
 }
 
+/// The statuses the framework may send that the spec leaves undocumented,
+/// one line each (answered as `application/problem+json`).
+pub fn undocumented_statuses(doc: &openapiv3::OpenAPI) -> Result<Vec<String>> {
+    let api = ir::build(doc)?;
+    Ok(ir::errors::undocumented(&api).iter().map(ToString::to_string).collect())
+}
+
 /// Generates (or checks) one target under `root`.
 pub fn run_target(root: &Path, t: &Target, check: bool, outcome: &mut Outcome) -> Result<()> {
     let doc = load_spec(&root.join(&t.spec))?;
+    if t.kind == Kind::Server {
+        let undocumented = undocumented_statuses(&doc)?;
+        if !undocumented.is_empty() {
+            let list = undocumented.join("\n  ");
+            if t.strict {
+                bail!(
+                    "{}: statuses the framework sends are undocumented (strict):\n  {list}\n\
+                     document them (e.g. a `default` error response), or generate without --strict \
+                     to answer them as application/problem+json",
+                    t.spec.display()
+                );
+            }
+            eprintln!(
+                "warning: {}: these are answered as application/problem+json, the spec documents no response for them:\n  {list}",
+                t.spec.display()
+            );
+        }
+    }
     let files = match t.kind {
         Kind::Server => render_server_with(&doc, &t.spec, &t.crate_name, &t.deps)?,
         Kind::Client => render_client(&doc, &t.spec, &t.crate_name, &t.deps)?,

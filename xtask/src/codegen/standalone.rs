@@ -24,6 +24,8 @@ pub struct OutOptions {
     pub server: bool,
     pub client: bool,
     pub check: bool,
+    /// Undocumented framework statuses are errors, not warnings.
+    pub strict: bool,
 }
 
 /// The targets of one `--out` run, in the order they are generated.
@@ -55,6 +57,7 @@ pub fn out_targets(opts: &OutOptions) -> Result<Vec<Target>> {
             out: dir,
             crate_name,
             deps: Deps::Standalone { runtime },
+            strict: opts.strict,
         });
         Ok(())
     };

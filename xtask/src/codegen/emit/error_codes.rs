@@ -33,6 +33,11 @@ pub(super) fn error_codes_rs(api: &Api) -> TokenStream {
         let m = lit(&c.message);
         quote!(Self::#v => #m,)
     });
+    let fault_arms = api.error_codes.iter().filter_map(|c| {
+        let f = ident(c.fault?);
+        let v = ident(&c.name);
+        Some(quote!(crate::rt::Fault::#f => ::std::option::Option::Some(Self::#v),))
+    });
     quote! {
         //! The error-code registry declared in the spec's `x-error-codes`.
 
@@ -52,6 +57,21 @@ pub(super) fn error_codes_rs(api: &Api) -> TokenStream {
 
             /// The registry's message (the envelope's default `msg`).
             pub const fn message(self) -> &'static str { match self { #(#msg_arms)* } }
+
+            /// This code as a problem: its status, code and message.
+            pub fn problem(self) -> crate::rt::Problem {
+                crate::rt::Problem::new(self.status()).with_code(self.code()).with_title(self.message())
+            }
+
+            /// The entry that answers a framework fault, if the registry has one.
+            pub fn for_fault(fault: crate::rt::Fault) -> ::std::option::Option<Self> {
+                match fault {
+                    #(#fault_arms)*
+                    // Unreachable when the registry answers every fault.
+                    #[allow(unreachable_patterns)]
+                    _ => ::std::option::Option::None,
+                }
+            }
 
             /// The entry with envelope code `code`.
             pub fn from_code(code: i64) -> ::std::option::Option<Self> {

@@ -1,19 +1,21 @@
 //! `lib.rs`: the crate root — module list, `TITLE`/`VERSION`/`BASE_PATH`,
-//! the `Auth` trait and scheme types, tags, the `Allow` table, and `app()`.
+//! the `Auth` trait and scheme types, the error policy, tags, the `Allow`
+//! and security tables, and `app()`.
 
-use heck::ToSnakeCase;
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
-use super::operations::{auth_method, scheme_type};
-use super::{doc_attrs, ident, lit, op_tag, opt_lit, tag_modules};
+use super::operations::{auth_method, scheme_type, verify_fn};
+use super::policy::policy;
+use super::{doc_attrs, ident, lit, op_tag, opt_lit, tag_module, tag_modules};
 use crate::codegen::ir::names::type_name;
+use crate::codegen::ir::security::{ApiKeyLocation, HttpScheme, OAuth2Flow, OAuth2FlowKind, SchemeKind, SecurityScheme};
 use crate::codegen::ir::{Api, Contact, Tag};
 
 pub(super) fn lib_rs(api: &Api) -> TokenStream {
     let tags = tag_modules(api);
     let mods = tags.iter().map(|t| {
-        let m = ident(&t.to_snake_case());
+        let m = ident(&tag_module(t));
         quote!(pub mod #m; pub use #m::*;)
     });
     let title = lit(&api.title);
@@ -24,7 +26,14 @@ pub(super) fn lib_rs(api: &Api) -> TokenStream {
     let Services { ty: services_ty, value: services_val } = services(&tags);
     let traits: Vec<_> = tags.iter().map(|t| format_ident!("{}Api", type_name(t))).collect();
     let auth = auth(api);
+    let policy = policy(api);
     let allow_entries = allow_table(api);
+    let security_entries = security_table(api);
+    let registry = if api.error_codes.is_empty() {
+        quote!()
+    } else {
+        quote!(pub mod error_codes; pub use error_codes::ErrorCode;)
+    };
 
     quote! {
         //! Server side of the contract: implement the per-tag traits (and
@@ -32,11 +41,10 @@ pub(super) fn lib_rs(api: &Api) -> TokenStream {
         #![allow(clippy::all)]
 
         pub mod rt;
-        pub mod error_codes;
         pub mod models;
+        #registry
         #(#mods)*
 
-        pub use error_codes::ErrorCode;
         pub use models::*;
         pub use poem_openapi;
 
@@ -47,16 +55,21 @@ pub(super) fn lib_rs(api: &Api) -> TokenStream {
         pub const BASE_PATH: &str = #base;
         /// Documented methods per path, for 405 answers' `Allow` header.
         pub const ALLOW: rt::AllowTable = &[#(#allow_entries),*];
+        /// Each secured operation's requirements as the spec writes them,
+        /// for the served document.
+        pub const SECURITY: rt::SecurityTable = &[#(#security_entries),*];
 
         #auth
+
+        #policy
 
         /// The contract's tags.
         #[derive(::poem_openapi::Tags)]
         pub enum ApiTags { #(#tag_variants)* }
 
         /// Everything one application implements.
-        pub trait Api: #(#traits)+* {}
-        impl<A: #(#traits)+*> Api for A {}
+        pub trait Api: ErrorPolicy #(+ #traits)* {}
+        impl<A: ErrorPolicy #(+ #traits)*> Api for A {}
 
         /// The services of every tag over one application.
         pub type Services<A> = #services_ty;
@@ -70,10 +83,10 @@ pub(super) fn lib_rs(api: &Api) -> TokenStream {
 
         /// The whole HTTP application: operations under [`BASE_PATH`], the
         /// document at `{BASE_PATH}/openapi.json` and `.yaml`, Swagger UI at
-        /// `/docs`, and every framework error as the JSON envelope.
+        /// `/docs`, and every framework error in the spec's error format.
         pub fn app<A: Api>(app: ::std::sync::Arc<A>) -> impl ::poem::Endpoint<Output = ::poem::Response> {
-            let route = rt::api_routes(openapi_service(app), BASE_PATH);
-            rt::envelope_errors::<crate::ErrorCode, _>(route, BASE_PATH, ALLOW)
+            let route = rt::api_routes(openapi_service(app), BASE_PATH, SECURITY);
+            rt::envelope_errors::<Fallback<A>, _>(route, BASE_PATH, ALLOW)
         }
     }
 }
@@ -153,57 +166,189 @@ fn services(tags: &[String]) -> Services {
 /// The `Auth` trait, one method per scheme, and a type per scheme for the
 /// extractor; nothing when the API has no schemes.
 fn auth(api: &Api) -> TokenStream {
-    // The IR admits header API keys only, so `filter_map` drops nothing.
-    let schemes: Vec<ApiKeyScheme<'_>> = api
-        .security_schemes
-        .iter()
-        .filter_map(|s| {
-            s.api_key_header().map(|header| ApiKeyScheme {
-                name: &s.name,
-                header,
-                description: s.description.as_deref(),
-            })
-        })
-        .collect();
-    if schemes.is_empty() {
+    if api.security_schemes.is_empty() {
         return quote!();
     }
-    let methods = schemes.iter().map(|s| {
-        let m = auth_method(s.name);
-        let d = doc_attrs(&[Some(&format!("Verifies a credential of the `{}` scheme (header `{}`). Answer an `rt::AuthRejection` whose code has status 401 for a bad credential, or 500 when the credential store cannot answer (fail closed).", s.name, s.header))]);
-        quote!(#d fn #m(&self, token: &str) -> impl ::std::future::Future<Output = ::std::result::Result<Self::Principal, rt::AuthRejection>> + ::std::marker::Send;)
+    let methods = api.security_schemes.iter().map(|s| {
+        let m = auth_method(&s.name);
+        let (what, credential) = match &s.kind {
+            SchemeKind::ApiKey { name, location } => {
+                let at = match location {
+                    ApiKeyLocation::Header => "header",
+                    ApiKeyLocation::Query => "query parameter",
+                    ApiKeyLocation::Cookie => "cookie",
+                };
+                (format!("an API key in the {at} `{name}`"), quote!(key: &str))
+            }
+            SchemeKind::Http { scheme: HttpScheme::Basic, .. } => {
+                ("HTTP basic credentials".to_owned(), quote!(credentials: &rt::BasicCredentials))
+            }
+            SchemeKind::Http { .. } => ("an HTTP bearer token".to_owned(), quote!(token: &str)),
+            SchemeKind::OAuth2 { .. } => ("an OAuth 2 access token (bearer)".to_owned(), quote!(token: &str)),
+            SchemeKind::OpenIdConnect { .. } => {
+                ("an OpenID Connect access token (bearer)".to_owned(), quote!(token: &str))
+            }
+        };
+        let d = doc_attrs(&[
+            Some(&format!("Verifies the `{}` scheme: {what}.", s.name)),
+            s.description.as_deref(),
+            Some(
+                "`ctx` names the operation and the scopes its requirement asks of this scheme. Return the \
+                 principal, or the problem to answer: 401 for a credential that is not accepted, 403 for \
+                 one that lacks a scope, 5xx when the credential store cannot answer (fail closed).",
+            ),
+        ]);
+        quote!(#d fn #m(&self, #credential, ctx: &rt::AuthContext) -> impl ::std::future::Future<Output = ::std::result::Result<Self::Principal, rt::Problem>> + ::std::marker::Send;)
     });
-    let specs = schemes.iter().map(|s| {
-        let st = scheme_type(s.name);
-        let n = lit(s.name);
-        let h = lit(s.header);
-        let d = opt_lit(s.description);
+    let specs = api.security_schemes.iter().map(scheme_spec);
+    let verifiers = api.security_schemes.iter().map(|s| {
+        let v = verify_fn(&s.name);
+        let m = auth_method(&s.name);
+        let accepted = match s.kind {
+            SchemeKind::Http { scheme: HttpScheme::Basic, .. } => quote!(rt::Credential::Basic(c)),
+            _ => quote!(rt::Credential::Token(c)),
+        };
+        let d = doc_attrs(&[Some(&format!(
+            "The `{}` credential through [`Auth::{m}`]; an unreadable one is a missing one.",
+            s.name
+        ))]);
         quote! {
-            /// The security scheme as declared in the contract.
-            pub struct #st;
-            impl rt::ApiKeySpec for #st {
-                const SCHEME: &'static str = #n;
-                const HEADER: &'static str = #h;
-                const DESCRIPTION: ::std::option::Option<&'static str> = #d;
+            #d
+            #[doc(hidden)]
+            pub async fn #v<A: Auth>(app: &A, credential: &rt::Credential, ctx: &rt::AuthContext) -> ::std::result::Result<A::Principal, rt::Problem> {
+                match credential {
+                    #accepted => app.#m(c, ctx).await,
+                    rt::Credential::Malformed(why) => ::std::result::Result::Err(fault(rt::Fault::MissingCredential).with_detail(*why)),
+                    _ => ::std::result::Result::Err(fault(rt::Fault::MissingCredential)),
+                }
             }
         }
     });
     quote! {
         /// Verifies credentials for secured operations; runs before the
-        /// handler, which never sees an unauthenticated request.
+        /// handler, which never sees an unauthenticated request. Every
+        /// scheme of the admitting requirement is verified; the handler
+        /// receives the principal of its first.
         pub trait Auth: ::std::marker::Send + ::std::marker::Sync + 'static {
             /// Who made the request, as the handlers receive it.
             type Principal: ::std::marker::Send + 'static;
             #(#methods)*
         }
         #(#specs)*
+        #(#verifiers)*
     }
 }
 
-struct ApiKeyScheme<'a> {
-    name: &'a str,
-    header: &'a str,
-    description: Option<&'a str>,
+/// The scheme's type: where its credential travels and its document entry.
+fn scheme_spec(s: &SecurityScheme) -> TokenStream {
+    let st = scheme_type(&s.name);
+    let n = lit(&s.name);
+    let d = opt_lit(s.description.as_deref());
+    let none = quote!(::std::option::Option::None);
+    let some = |v: &str| {
+        let v = lit(v);
+        quote!(::std::option::Option::Some(#v))
+    };
+    let (at, ty, name, key_in, scheme, bearer_format, flows, oidc) = match &s.kind {
+        SchemeKind::ApiKey { name, location } => {
+            let l = lit(name);
+            let (at, key_in) = match location {
+                ApiKeyLocation::Header => (quote!(Header(#l)), "header"),
+                ApiKeyLocation::Query => (quote!(Query(#l)), "query"),
+                ApiKeyLocation::Cookie => (quote!(Cookie(#l)), "cookie"),
+            };
+            (at, "apiKey", some(name), some(key_in), none.clone(), none.clone(), none.clone(), none.clone())
+        }
+        SchemeKind::Http { scheme, bearer_format } => {
+            let (at, sch) = match scheme {
+                HttpScheme::Basic => (quote!(Basic), "basic"),
+                _ => (quote!(Bearer), "bearer"),
+            };
+            let bf = bearer_format.as_deref().map_or(none.clone(), some);
+            (at, "http", none.clone(), none.clone(), some(sch), bf, none.clone(), none.clone())
+        }
+        SchemeKind::OAuth2 { flows } => {
+            let f = oauth_flows(flows);
+            (quote!(Bearer), "oauth2", none.clone(), none.clone(), none.clone(), none.clone(), f, none.clone())
+        }
+        SchemeKind::OpenIdConnect { url } => {
+            (quote!(Bearer), "openIdConnect", none.clone(), none.clone(), none.clone(), none.clone(), none.clone(), some(url))
+        }
+    };
+    let ty = lit(ty);
+    quote! {
+        /// The security scheme as declared in the contract.
+        pub struct #st;
+        impl rt::SchemeSpec for #st {
+            const NAME: &'static str = #n;
+            const IN: rt::CredentialIn = rt::CredentialIn::#at;
+            fn meta() -> ::poem_openapi::registry::MetaSecurityScheme {
+                ::poem_openapi::registry::MetaSecurityScheme {
+                    ty: #ty,
+                    description: #d,
+                    name: #name,
+                    key_in: #key_in,
+                    scheme: #scheme,
+                    bearer_format: #bearer_format,
+                    flows: #flows,
+                    openid_connect_url: #oidc,
+                }
+            }
+        }
+    }
+}
+
+fn oauth_flows(flows: &[OAuth2Flow]) -> TokenStream {
+    let flow = |kind: OAuth2FlowKind| {
+        let Some(f) = flows.iter().find(|f| f.kind == kind) else { return quote!(::std::option::Option::None) };
+        let opt = |v: &Option<String>| opt_lit(v.as_deref());
+        let (a, t, r) = (opt(&f.authorization_url), opt(&f.token_url), opt(&f.refresh_url));
+        let scopes = f.scopes.iter().map(|s| {
+            let s = lit(s);
+            quote!(::poem_openapi::registry::MetaOAuthScope { name: #s, description: ::std::option::Option::None })
+        });
+        quote!(::std::option::Option::Some(::poem_openapi::registry::MetaOAuthFlow {
+            authorization_url: #a,
+            token_url: #t,
+            refresh_url: #r,
+            scopes: ::std::vec![#(#scopes),*],
+        }))
+    };
+    let (i, p, c, a) = (
+        flow(OAuth2FlowKind::Implicit),
+        flow(OAuth2FlowKind::Password),
+        flow(OAuth2FlowKind::ClientCredentials),
+        flow(OAuth2FlowKind::AuthorizationCode),
+    );
+    quote!(::std::option::Option::Some(::poem_openapi::registry::MetaOAuthFlows {
+        implicit: #i,
+        password: #p,
+        client_credentials: #c,
+        authorization_code: #a,
+    }))
+}
+
+/// `(path, method, requirements as JSON)` of every secured operation.
+fn security_table(api: &Api) -> Vec<TokenStream> {
+    api.operations
+        .iter()
+        .filter(|o| o.is_secured())
+        .map(|o| {
+            let reqs: Vec<serde_json::Value> = o
+                .security
+                .iter()
+                .map(|r| {
+                    serde_json::Value::Object(
+                        r.schemes.iter().map(|u| (u.scheme.clone(), serde_json::json!(u.scopes))).collect(),
+                    )
+                })
+                .collect();
+            let p = lit(&o.path);
+            let m = lit(o.method);
+            let j = lit(&serde_json::Value::Array(reqs).to_string());
+            quote!((#p, #m, #j))
+        })
+        .collect()
 }
 
 /// Documented methods per path, in the spec's order, for 405 answers.

@@ -8,6 +8,7 @@ mod lib_rs;
 mod models;
 mod operations;
 mod params;
+mod policy;
 mod responses;
 mod rt_module;
 mod schema_meta;
@@ -37,12 +38,20 @@ pub fn emit(api: &Api) -> Result<Vec<EmittedFile>> {
     let file = |path: &str, tokens| EmittedFile { path: path.to_owned(), tokens };
     let mut files = vec![
         file("src/lib.rs", lib_rs::lib_rs(api)),
-        file("src/rt.rs", rt_module::rt_rs(api)),
-        file("src/error_codes.rs", error_codes::error_codes_rs(api)),
+        file("src/rt.rs", rt_module::rt_rs()),
         file("src/models.rs", models::models_rs(api, &request_types)?),
     ];
-    for tag in tag_modules(api) {
-        files.push(file(&format!("src/{}.rs", tag.to_snake_case()), operations::tag_rs(api, &tag)?));
+    if !api.error_codes.is_empty() {
+        files.push(file("src/error_codes.rs", error_codes::error_codes_rs(api)));
+    }
+    let tags = tag_modules(api);
+    for (i, tag) in tags.iter().enumerate() {
+        if let Some(other) = tags[..i].iter().find(|t| tag_module(t) == tag_module(tag)) {
+            anyhow::bail!("#/tags: tags {other:?} and {tag:?} would share the module `{}`", tag_module(tag));
+        }
+    }
+    for tag in tags {
+        files.push(file(&format!("src/{}.rs", tag_module(&tag)), operations::tag_rs(api, &tag)?));
     }
     Ok(files)
 }
@@ -50,6 +59,17 @@ pub fn emit(api: &Api) -> Result<Vec<EmittedFile>> {
 /// The trait (tag) an operation belongs to.
 pub(super) fn op_tag(op: &Operation) -> String {
     op.tags.first().cloned().unwrap_or_else(|| "Default".to_owned())
+}
+
+/// The module of a tag's operations; a tag named like one of the crate's
+/// own modules gets a suffix, so `models` as a tag does not clash.
+pub(super) fn tag_module(tag: &str) -> String {
+    let m = tag.to_snake_case();
+    if ["rt", "models", "error_codes", "lib", "main", "security", "policy"].contains(&m.as_str()) {
+        format!("{m}_ops")
+    } else {
+        super::ir::names::field_name(&m)
+    }
 }
 
 /// One module per tag, in order of first use, so file lists are stable.

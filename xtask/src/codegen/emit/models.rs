@@ -346,7 +346,6 @@ pub(super) fn struct_def(
     }
     let (derive_garde, model) =
         if request { (quote!(#[derive(::garde::Validate)]), model_impl(api, t, fields)) } else { (quote!(), quote!()) };
-    let envelope = envelope_impl(t, fields);
     Ok(quote! {
         #doc
         #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
@@ -354,7 +353,6 @@ pub(super) fn struct_def(
         pub struct #name { #(#fs)* }
         #(#defaults)*
         #model
-        #envelope
         #type_impl
     })
 }
@@ -429,49 +427,6 @@ fn model_impl(api: &Api, t: &TypeDef, fields: &[Field]) -> TokenStream {
         impl rt::Model for #name {
             const SHAPE: &'static rt::Shape = &#shape;
             #renames
-        }
-    }
-}
-
-/// An object with `code`, `msg`, `timestamp` and a free-form `data` is the
-/// error envelope: generated code can then build it for framework errors.
-pub(super) fn envelope_impl(t: &TypeDef, fields: &[Field]) -> TokenStream {
-    let get = |n: &str| fields.iter().find(|f| f.json_name == n);
-    let (Some(code), Some(msg), Some(ts)) = (get("code"), get("msg"), get("timestamp")) else {
-        return quote!();
-    };
-    let data = get("data");
-    let ok = code.ty == RustType::I64
-        && code.required
-        && code.node.enum_values.is_empty()
-        && msg.ty == RustType::String
-        && msg.required
-        && ts.ty == RustType::DateTime
-        && ts.required
-        && fields.len() == 3 + usize::from(data.is_some())
-        && data.is_none_or(|d| d.ty == RustType::JsonObject && !d.required);
-    if !ok {
-        return quote!();
-    }
-    let name = ident(&t.rust_name);
-    let data_set = match data.map(Field::optionality) {
-        None => quote!(),
-        Some(Optionality::DoubleOption) => quote!(data: data.map(|d| match d {
-            ::serde_json::Value::Object(m) => ::std::option::Option::Some(m),
-            _ => ::std::option::Option::None,
-        }),),
-        Some(_) => quote!(data: data.and_then(|d| match d {
-            ::serde_json::Value::Object(m) => ::std::option::Option::Some(m),
-            _ => ::std::option::Option::None,
-        }),),
-    };
-    let unused = if data.is_none() { quote!(let _ = data;) } else { quote!() };
-    quote! {
-        impl rt::ErrorEnvelope for #name {
-            fn envelope(code: i64, msg: ::std::string::String, data: ::std::option::Option<::serde_json::Value>) -> Self {
-                #unused
-                Self { code, msg, #data_set timestamp: rt::now() }
-            }
         }
     }
 }

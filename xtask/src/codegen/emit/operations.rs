@@ -27,9 +27,8 @@ pub(super) fn tag_rs(api: &Api, tag: &str) -> Result<TokenStream> {
     let ops: Vec<&Operation> = api.operations.iter().filter(|o| op_tag(o) == tag).collect();
     let trait_name = format_ident!("{}Api", type_name(tag));
     let server_name = format_ident!("{}Server", type_name(tag));
-    let secured = ops.iter().any(|o| o.security_scheme().is_some());
-    let supertrait =
-        if secured { quote!(crate::Auth) } else { quote!(::std::marker::Send + ::std::marker::Sync + 'static) };
+    let secured = ops.iter().any(|o| o.is_secured());
+    let supertrait = if secured { quote!(crate::ErrorPolicy + crate::Auth) } else { quote!(crate::ErrorPolicy) };
 
     let mut trait_methods = Vec::new();
     let mut server_methods = Vec::new();
@@ -49,8 +48,10 @@ pub(super) fn tag_rs(api: &Api, tag: &str) -> Result<TokenStream> {
         use crate::{rt, models::*};
         use poem_openapi::OpenApi;
 
-        /// Implement this to serve the operations of this tag; every method
-        /// returns one of the statuses the contract documents.
+        /// Implement this to serve the operations of this tag. Each method
+        /// returns one of the responses the contract documents, or a
+        /// problem, answered as the response documented for its status
+        /// (built by the `ErrorPolicy`).
         pub trait #trait_name: #supertrait {
             #(#trait_methods)*
         }
@@ -79,7 +80,9 @@ fn trait_method(op: &Operation) -> TokenStream {
     let m = ident(&op.fn_name);
     let resp = ident(&op.result_type);
     let mut args = Vec::new();
-    if op.security_scheme().is_some() {
+    if op.security_optional() {
+        args.push(quote!(principal: ::std::option::Option<Self::Principal>));
+    } else if op.is_secured() {
         args.push(quote!(principal: Self::Principal));
     }
     if let Some(pt) = &op.params_type {
@@ -101,7 +104,7 @@ fn trait_method(op: &Operation) -> TokenStream {
     ]);
     quote! {
         #doc
-        fn #m(&self, #(#args),*) -> impl ::std::future::Future<Output = #resp> + ::std::marker::Send;
+        fn #m(&self, #(#args),*) -> impl ::std::future::Future<Output = ::std::result::Result<#resp, rt::Problem>> + ::std::marker::Send;
     }
 }
 
@@ -141,10 +144,13 @@ fn server_method(op: &Operation) -> Result<TokenStream> {
     Ok(quote! {
         #doc
         #oai
-        async fn #m(&self, #(#args),*) -> #resp {
+        async fn #m(&self, #(#args),*) -> rt::Answer<#resp> {
             #(#prelude)*
             #checks
-            #trait_name::#m(&*self.0, #(#call),*).await
+            match #trait_name::#m(&*self.0, #(#call),*).await {
+                ::std::result::Result::Ok(r) => rt::Answer::Documented(r),
+                ::std::result::Result::Err(problem) => crate::answer::<#resp, A>(problem),
+            }
         }
     })
 }
@@ -176,23 +182,83 @@ fn poem_path(path: &str) -> String {
         .join("/")
 }
 
+/// One extractor per scheme the operation uses; the alternatives are tried
+/// in the spec's order, each only when all its credentials were sent. A
+/// sent credential that is refused refuses the request even when `{}`
+/// admits anonymous ones: a client that means to authenticate must learn
+/// that it failed.
 fn authenticate(op: &Operation, glue: &mut Glue) {
-    let Some(scheme) = op.security_scheme() else { return };
+    if !op.is_secured() {
+        return;
+    }
     let resp = ident(&op.result_type);
-    let st = scheme_type(scheme);
-    let am = auth_method(scheme);
-    glue.args.push(quote!(auth: rt::ApiKey<crate::#st>));
+    for scheme in op.schemes_used() {
+        let st = scheme_type(scheme);
+        let arg = cred_arg(scheme);
+        glue.args.push(quote!(#arg: rt::SchemeCredential<crate::#st>));
+    }
+    let optional = op.security_optional();
+    let alternatives = op.security.iter().filter(|r| !r.schemes.is_empty()).map(|r| {
+        let present = r.schemes.iter().map(|u| {
+            let arg = cred_arg(&u.scheme);
+            quote!(#arg.0.is_present())
+        });
+        let checks: Vec<TokenStream> = r
+            .schemes
+            .iter()
+            .map(|u| {
+                let arg = cred_arg(&u.scheme);
+                let op_id = lit(&op.id);
+                let scopes = u.scopes.iter().map(|s| lit(s));
+                let verify = verify_fn(&u.scheme);
+                quote!(crate::#verify(&*self.0, &#arg.0, &rt::AuthContext { operation_id: #op_id, scopes: &[#(#scopes),*] }).await)
+            })
+            .collect();
+        let first = &checks[0];
+        let rest = &checks[1..];
+        // No leading `::` after a label: `'auth ::std` would read as a label.
+        let admitted = if optional { quote!(std::option::Option::Some(p)) } else { quote!(p) };
+        quote! {
+            if #(#present)&&* {
+                let verified = async {
+                    let p = #first?;
+                    #( let _ = #rest?; )*
+                    ::std::result::Result::Ok::<_, rt::Problem>(p)
+                };
+                match verified.await {
+                    ::std::result::Result::Ok(p) => break 'auth #admitted,
+                    ::std::result::Result::Err(e) => { rejected.get_or_insert(e); }
+                }
+            }
+        }
+    });
+    let anonymous = if optional {
+        quote! {
+            if rejected.is_none() {
+                break 'auth std::option::Option::None;
+            }
+        }
+    } else {
+        quote!()
+    };
     glue.prelude.push(quote! {
-        // An empty header is a missing credential, not a wrong one.
-        let principal = match auth.0.filter(|t| !t.trim().is_empty()) {
-            ::std::option::Option::None => return <#resp as rt::FromErrorCode>::from_error(crate::ErrorCode::MissingToken, ::std::option::Option::None, ::std::option::Option::None),
-            ::std::option::Option::Some(token) => match crate::Auth::#am(&*self.0, &token).await {
-                ::std::result::Result::Ok(p) => p,
-                ::std::result::Result::Err(r) => return <#resp as rt::FromErrorCode>::from_error(r.code, r.msg, ::std::option::Option::None),
-            },
+        let principal = 'auth: {
+            let mut rejected: ::std::option::Option<rt::Problem> = ::std::option::Option::None;
+            #(#alternatives)*
+            #anonymous
+            return crate::answer::<#resp, A>(rejected.unwrap_or_else(|| crate::fault(rt::Fault::MissingCredential)));
         };
     });
     glue.call.push(quote!(principal));
+}
+
+/// The crate-level function that verifies one scheme's credential.
+pub(super) fn verify_fn(scheme: &str) -> proc_macro2::Ident {
+    format_ident!("verify_{}", scheme.to_snake_case())
+}
+
+fn cred_arg(scheme: &str) -> proc_macro2::Ident {
+    format_ident!("cred_{}", scheme.to_snake_case())
 }
 
 /// Raw extractors that never fail, one per parameter; their values are
@@ -255,7 +321,7 @@ fn read_body(op: &Operation, glue: &mut Glue) {
             ::std::result::Result::Err(e) => {
                 let (fault, message) = e.into_error();
                 let data = ::serde_json::json!({ "errors": [{ "field": "body", "message": message }] });
-                return <#resp as rt::FromErrorCode>::from_error(crate::ErrorCode::from(fault), ::std::option::Option::None, ::std::option::Option::Some(data));
+                return crate::answer::<#resp, A>(crate::fault(fault).with_data(data));
             }
         };
     });
@@ -274,10 +340,10 @@ fn validation_checks(op: &Operation, glue: &Glue) -> TokenStream {
     let vals = &glue.validated;
     quote! {
         let (#(#pats,)*) = (#(#vals,)*) else {
-            return <#resp as rt::FromErrorCode>::from_error(crate::ErrorCode::ValidationFailed, ::std::option::Option::None, ::std::option::Option::Some(errs.to_data()));
+            return crate::answer::<#resp, A>(crate::fault(rt::Fault::ValidationFailed).with_field_errors(&errs));
         };
         if !errs.is_empty() {
-            return <#resp as rt::FromErrorCode>::from_error(crate::ErrorCode::ValidationFailed, ::std::option::Option::None, ::std::option::Option::Some(errs.to_data()));
+            return crate::answer::<#resp, A>(crate::fault(rt::Fault::ValidationFailed).with_field_errors(&errs));
         }
     }
 }

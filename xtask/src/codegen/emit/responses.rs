@@ -1,19 +1,22 @@
 //! Response enums: one per operation, a variant per documented status, with
-//! their document metadata, their conversion to HTTP responses and, when
-//! the operation documents error envelopes, `rt::FromErrorCode`.
+//! their document metadata, their conversion to HTTP responses and
+//! `FromProblem` (a failure as the variant documented for its status).
 
 use proc_macro2::{Literal, TokenStream};
-use quote::quote;
+use quote::{ToTokens, quote};
 use std::collections::BTreeSet;
 
-use super::models::{envelope_impl, rust_type_tokens};
+use super::models::rust_type_tokens;
+use super::policy::policy_method;
 use super::schema_meta::{meta_ref, refs_in, register_calls};
 use super::{doc_attrs, ident, lit};
 use crate::codegen::ir::Api;
 use crate::codegen::ir::media::MediaType;
 use crate::codegen::ir::operations::Operation;
 use crate::codegen::ir::responses::StatusKey;
-use crate::codegen::ir::types::{RustType, TypeKind};
+use crate::codegen::ir::errors::named_body;
+use crate::codegen::ir::responses::Response;
+use crate::codegen::ir::types::RustType;
 
 /// The variant of a status, named as the HTTP reason phrase.
 fn variant_name(status: u16) -> String {
@@ -42,20 +45,33 @@ fn variant_name(status: u16) -> String {
     }
 }
 
-/// A response with an exact status, which is every response the IR admits.
+/// A response as the enum sees it: its variant, and whether the variant
+/// carries the status (ranges and `default` do).
 struct Documented<'a> {
-    status: u16,
+    key: StatusKey,
     description: &'a str,
     body: Option<&'a MediaType>,
+    response: &'a Response,
+}
+
+impl Documented<'_> {
+    fn variant(&self) -> proc_macro2::Ident {
+        match self.key {
+            StatusKey::Code(c) => ident(&variant_name(c)),
+            StatusKey::Range(r) => ident(&format!("Status{r}xx")),
+            StatusKey::Default => ident("Default"),
+        }
+    }
+
+    fn carries_status(&self) -> bool {
+        !matches!(self.key, StatusKey::Code(_))
+    }
 }
 
 fn documented(op: &Operation) -> Vec<Documented<'_>> {
     op.responses
         .iter()
-        .filter_map(|r| match r.status {
-            StatusKey::Code(status) => Some(Documented { status, description: &r.description, body: r.body() }),
-            StatusKey::Range(_) | StatusKey::Default => None,
-        })
+        .map(|r| Documented { key: r.status, description: &r.description, body: r.body(), response: r })
         .collect()
 }
 
@@ -67,20 +83,27 @@ pub(super) fn response_enum(api: &Api, op: &Operation) -> TokenStream {
     let responses = documented(op);
     let doc = doc_attrs(&[Some(&format!("Every response `{}` documents, one variant per status.", op.id))]);
     let variants = responses.iter().map(|r| {
-        let v = ident(&variant_name(r.status));
-        let d = doc_attrs(&[Some(&format!("{} {}", r.status, r.description))]);
+        let v = r.variant();
+        let what = match r.key {
+            StatusKey::Code(_) => String::new(),
+            StatusKey::Range(_) => " (the status is the first field, within the range)".to_owned(),
+            StatusKey::Default => " (any status not listed; the first field)".to_owned(),
+        };
+        let d = doc_attrs(&[Some(&format!("{} {}{what}", r.key, r.description))]);
+        let status = if r.carries_status() { quote!(u16,) } else { quote!() };
         match r.body {
             Some(m) => {
                 let t = rust_type_tokens(&m.rust_type);
-                quote!(#d #v(#t),)
+                quote!(#d #v(#status #t),)
             }
+            None if r.carries_status() => quote!(#d #v(u16),),
             None => quote!(#d #v,),
         }
     });
     let metas = responses.iter().map(|r| response_meta(api, r));
     let regs = registrations(api, &responses);
     let into_arms = responses.iter().map(into_response_arm);
-    let from_error = from_error_impl(api, &name, &responses);
+    let from_problem = from_problem_impl(&name, &responses);
     quote! {
         #doc
         #[derive(Debug, Clone, PartialEq)]
@@ -101,12 +124,22 @@ pub(super) fn response_enum(api: &Api, op: &Operation) -> TokenStream {
                 match self { #(#into_arms)* }
             }
         }
-        #from_error
+        #from_problem
     }
 }
 
 fn response_meta(api: &Api, r: &Documented<'_>) -> TokenStream {
-    let status = Literal::u16_unsuffixed(r.status);
+    let (status, range) = match r.key {
+        StatusKey::Code(c) => {
+            let c = Literal::u16_unsuffixed(c);
+            (quote!(::std::option::Option::Some(#c)), quote!(::std::option::Option::None))
+        }
+        StatusKey::Range(_) => {
+            let l = lit(&r.key.to_string());
+            (quote!(::std::option::Option::None), quote!(::std::option::Option::Some(::std::string::ToString::to_string(#l))))
+        }
+        StatusKey::Default => (quote!(::std::option::Option::None), quote!(::std::option::Option::None)),
+    };
     let desc = lit(r.description);
     let content = match r.body {
         Some(m) => {
@@ -117,8 +150,8 @@ fn response_meta(api: &Api, r: &Documented<'_>) -> TokenStream {
     };
     quote!(::poem_openapi::registry::MetaResponse {
         description: #desc,
-        status: ::std::option::Option::Some(#status),
-        status_range: ::std::option::Option::None,
+        status: #status,
+        status_range: #range,
         content: #content,
         headers: ::std::vec::Vec::new(),
     })
@@ -158,58 +191,68 @@ fn registrations(api: &Api, responses: &[Documented<'_>]) -> TokenStream {
 }
 
 fn into_response_arm(r: &Documented<'_>) -> TokenStream {
-    let v = ident(&variant_name(r.status));
-    let status = Literal::u16_unsuffixed(r.status);
-    match r.body {
-        Some(_) => quote!(Self::#v(body) => rt::json_response(#status, &body),),
-        None => quote! {
-            Self::#v => ::poem::Response::builder()
-                .status(::poem::http::StatusCode::from_u16(#status).unwrap_or(::poem::http::StatusCode::INTERNAL_SERVER_ERROR))
-                .finish(),
-        },
+    let v = r.variant();
+    let bare = |status: TokenStream| {
+        quote!(::poem::Response::builder()
+            .status(::poem::http::StatusCode::from_u16(#status).unwrap_or(::poem::http::StatusCode::INTERNAL_SERVER_ERROR))
+            .finish())
+    };
+    match (r.key, r.body) {
+        (StatusKey::Code(c), Some(_)) => {
+            let c = Literal::u16_unsuffixed(c);
+            quote!(Self::#v(body) => rt::json_response(#c, &body),)
+        }
+        (StatusKey::Code(c), None) => {
+            let b = bare(Literal::u16_unsuffixed(c).into_token_stream());
+            quote!(Self::#v => #b,)
+        }
+        (_, Some(_)) => quote!(Self::#v(status, body) => rt::json_response(status, &body),),
+        (_, None) => {
+            let b = bare(quote!(status));
+            quote!(Self::#v(status) => #b,)
+        }
     }
 }
 
-fn is_envelope_type(api: &Api, ty: &RustType) -> bool {
-    let RustType::Named(n) = ty else { return false };
-    let Some(TypeKind::Struct(fields)) = api.types.get(n).map(|t| &t.kind) else { return false };
-    !envelope_impl(&api.types[n], fields).is_empty()
-}
-
-/// Framework errors (validation, authentication, body) become the variant
-/// documented for their status; a status the operation does not document
-/// falls back to its 500, else to its last error variant, so a handler's
-/// enum is never bypassed.
-fn from_error_impl(api: &Api, name: &proc_macro2::Ident, responses: &[Documented<'_>]) -> TokenStream {
-    let error_variants: Vec<_> = responses
-        .iter()
-        .filter(|r| r.status >= 400)
-        .filter(|r| r.body.is_some_and(|m| is_envelope_type(api, &m.rust_type)))
-        .collect();
-    if error_variants.is_empty() {
-        return quote!();
-    }
-    let fallback = error_variants.iter().find(|r| r.status == 500).or(error_variants.last()).map(|r| r.status);
-    let mut arms: Vec<TokenStream> = error_variants
-        .iter()
-        .map(|r| {
-            let v = ident(&variant_name(r.status));
-            let t = r.body.map(|m| rust_type_tokens(&m.rust_type));
-            let s = Literal::u16_unsuffixed(r.status);
-            if Some(r.status) == fallback {
-                quote!(_ => Self::#v(<#t as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),)
-            } else {
-                quote!(#s => Self::#v(<#t as rt::ErrorEnvelope>::envelope(code.code(), msg, data)),)
+/// A problem becomes the variant documented for its status (exact, then
+/// range, then `default`), its body built by the application's error
+/// policy; a status the operation does not document is given back, and the
+/// glue answers it as problem+json. Success responses never carry one.
+fn from_problem_impl(name: &proc_macro2::Ident, responses: &[Documented<'_>]) -> TokenStream {
+    let arms = responses.iter().filter(|r| r.response.is_error()).filter_map(|r| {
+        let v = r.variant();
+        let pattern = match r.key {
+            StatusKey::Code(c) => {
+                let c = Literal::u16_unsuffixed(c);
+                quote!(#c)
             }
-        })
-        .collect();
-    // The fallback arm must come last.
-    arms.sort_by_key(|a| a.to_string().starts_with('_'));
+            StatusKey::Range(d) => {
+                let d = Literal::u16_unsuffixed(u16::from(d));
+                quote!(s if s / 100 == #d)
+            }
+            StatusKey::Default => quote!(s if s >= 400),
+        };
+        let status = if r.carries_status() { quote!(s,) } else { quote!() };
+        let value = match (r.body, named_body(r.response)) {
+            (None, _) if r.carries_status() => quote!(Self::#v(s)),
+            (None, _) => quote!(Self::#v),
+            (Some(_), Some(t)) => {
+                let m = policy_method(t);
+                quote!(Self::#v(#status P::#m(&problem)))
+            }
+            // A body the policy cannot build (not a named type): only a
+            // handler can answer this status.
+            (Some(_), None) => return None,
+        };
+        Some(quote!(#pattern => ::std::result::Result::Ok(#value),))
+    });
     quote! {
-        impl rt::FromErrorCode for #name {
-            fn from_error(code: crate::ErrorCode, msg: ::std::option::Option<::std::string::String>, data: ::std::option::Option<::serde_json::Value>) -> Self {
-                let msg = msg.unwrap_or_else(|| ::std::borrow::ToOwned::to_owned(code.message()));
-                match code.status() { #(#arms)* }
+        impl crate::FromProblem for #name {
+            fn from_problem<P: crate::ErrorPolicy>(problem: rt::Problem) -> ::std::result::Result<Self, rt::Problem> {
+                match problem.status {
+                    #(#arms)*
+                    _ => ::std::result::Result::Err(problem),
+                }
             }
         }
     }

@@ -1,5 +1,8 @@
-//! The error-code registry (`x-error-codes`): every code the service answers
-//! with, including those the generated framework itself needs.
+//! The error-code registry (`x-error-codes`, optional): every code the
+//! service answers with, its status and message. An entry named like a
+//! framework fault (`ValidationFailed`, …), or naming one with `fault:`,
+//! decides that fault's status and code; faults without an entry keep
+//! HTTP's status.
 
 use anyhow::{Context, Result, bail};
 use openapiv3 as oa;
@@ -15,16 +18,18 @@ pub struct ErrorCodeDef {
     pub status: u16,
     pub message: String,
     pub description: Option<String>,
+    /// The framework fault this entry answers, if any.
+    pub fault: Option<&'static str>,
 }
 
-/// Error codes the generated framework itself answers with; the spec's
-/// registry must define each of them.
-pub const FRAMEWORK_CODES: &[&str] = &[
+/// The framework's faults, by the name an entry gives them (the runtime's
+/// `Fault` variants).
+pub const FAULTS: &[&str] = &[
     "ValidationFailed",
-    "MissingToken",
     "MalformedBody",
     "UnsupportedMediaType",
     "PayloadTooLarge",
+    "MissingCredential",
     "RouteNotFound",
     "MethodNotAllowed",
     "Internal",
@@ -32,9 +37,7 @@ pub const FRAMEWORK_CODES: &[&str] = &[
 
 pub fn error_codes(doc: &oa::OpenAPI) -> Result<Vec<ErrorCodeDef>> {
     let pointer = "#/x-error-codes";
-    let list = doc.extensions.get("x-error-codes").with_context(|| {
-        format!("{pointer}: the error-code registry is missing (a list of {{name, code, status, message}})")
-    })?;
+    let Some(list) = doc.extensions.get("x-error-codes") else { return Ok(Vec::new()) };
     let list = list.as_array().with_context(|| format!("{pointer}: must be a list"))?;
     let mut out: Vec<ErrorCodeDef> = Vec::new();
     for (i, e) in list.iter().enumerate() {
@@ -52,12 +55,22 @@ pub fn error_codes(doc: &oa::OpenAPI) -> Result<Vec<ErrorCodeDef>> {
         if out.iter().any(|o| o.code == code || o.name == name) {
             bail!("{p}: duplicate code {code} or name {name}");
         }
-        out.push(ErrorCodeDef { name: type_name(&name), code, status, message, description: s("description") });
-    }
-    for needed in FRAMEWORK_CODES {
-        if !out.iter().any(|c| c.name == *needed) {
-            bail!("{pointer}: the registry must define `{needed}` (the generated framework answers with it)");
+        let fault = match s("fault") {
+            Some(f) => Some(
+                FAULTS
+                    .iter()
+                    .copied()
+                    .find(|known| *known == f)
+                    .with_context(|| format!("{p}/fault: {f:?} is not a framework fault ({})", FAULTS.join(", ")))?,
+            ),
+            None => FAULTS.iter().copied().find(|known| *known == name),
+        };
+        if let Some(f) = fault
+            && let Some(other) = out.iter().find(|o| o.fault == Some(f))
+        {
+            bail!("{p}: fault {f} is already answered by {}", other.name);
         }
+        out.push(ErrorCodeDef { name: type_name(&name), code, status, message, description: s("description"), fault });
     }
     Ok(out)
 }

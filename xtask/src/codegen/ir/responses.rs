@@ -1,7 +1,8 @@
 //! Responses: keyed as OpenAPI keys them (a status, a range such as `4XX`,
 //! or `default`), each with its headers and its content by media type. The
-//! emitters generate one enum variant per exact status with at most one JSON
-//! body, so ranges, `default`, headers and other media types are refused.
+//! emitters generate one enum variant per response with at most one JSON
+//! body (a range or `default` variant carries its status), so headers and
+//! other media types are refused.
 
 use anyhow::{Context, Result, bail};
 use openapiv3 as oa;
@@ -45,6 +46,31 @@ impl Response {
     pub fn body(&self) -> Option<&MediaType> {
         self.content.iter().find(|m| m.media_type == JSON)
     }
+
+    /// Whether this response is the one documented for `status`, given
+    /// that exact statuses win over ranges and ranges over `default`.
+    pub fn covers(&self, status: u16) -> bool {
+        match self.status {
+            StatusKey::Code(c) => c == status,
+            StatusKey::Range(r) => u16::from(r) == status / 100,
+            StatusKey::Default => true,
+        }
+    }
+
+    /// Documents a failure (4xx, 5xx, `4XX`, `5XX` or `default`).
+    pub fn is_error(&self) -> bool {
+        match self.status {
+            StatusKey::Code(c) => c >= 400,
+            StatusKey::Range(r) => r >= 4,
+            StatusKey::Default => true,
+        }
+    }
+}
+
+/// The response documented for `status` among `responses` (sorted by
+/// [`StatusKey`], so the first match is the most specific).
+pub fn documented_for(responses: &[Response], status: u16) -> Option<&Response> {
+    responses.iter().find(|r| r.covers(status))
 }
 
 /// A response header. Its schema joins this struct when an emitter writes
@@ -71,13 +97,15 @@ pub fn responses(
     for (status, resp) in &op.responses.responses {
         let key = match status {
             oa::StatusCode::Code(c) => StatusKey::Code(*c),
-            oa::StatusCode::Range(r) => StatusKey::Range(u8::try_from(*r).unwrap_or(u8::MAX)),
+            oa::StatusCode::Range(r) => match u8::try_from(*r) {
+                Ok(r @ 1..=5) => StatusKey::Range(r),
+                _ => bail!("{pointer}/responses/{status}: not an HTTP status range"),
+            },
         };
         keyed.push((key, format!("{pointer}/responses/{status}"), resp));
     }
     let mut out = Vec::new();
     for (status, rp, resp) in keyed {
-        require_exact_status(status, &rp)?;
         let resp = dereference(doc, resp, &rp)?;
         let headers: Vec<ResponseHeader> = resp
             .headers
@@ -92,16 +120,6 @@ pub fn responses(
     }
     out.sort_by_key(|r| r.status);
     Ok(out)
-}
-
-/// A handler answers with a concrete status, so every response it may give
-/// must be listed by its status.
-fn require_exact_status(status: StatusKey, pointer: &str) -> Result<()> {
-    match status {
-        StatusKey::Code(_) => Ok(()),
-        StatusKey::Range(_) => bail!("{pointer}: status ranges are not supported"),
-        StatusKey::Default => bail!("{pointer}: `default` responses are not supported; list each status"),
-    }
 }
 
 fn dereference<'d>(

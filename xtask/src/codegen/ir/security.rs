@@ -56,13 +56,10 @@ pub enum OAuth2FlowKind {
     AuthorizationCode,
 }
 
-impl SecurityScheme {
-    /// The header carrying the key, for an API key sent in a header.
-    pub fn api_key_header(&self) -> Option<&str> {
-        match &self.kind {
-            SchemeKind::ApiKey { name, location: ApiKeyLocation::Header } => Some(name),
-            _ => None,
-        }
+impl SchemeKind {
+    /// Whether the scheme grants scopes a requirement can ask for.
+    pub fn has_scopes(&self) -> bool {
+        matches!(self, SchemeKind::OAuth2 { .. } | SchemeKind::OpenIdConnect { .. })
     }
 }
 
@@ -89,7 +86,7 @@ pub fn schemes(doc: &oa::OpenAPI) -> Result<Vec<SecurityScheme>> {
         let pointer = format!("#/components/securitySchemes/{}", pointer_segment(name));
         let scheme = match s {
             oa::ReferenceOr::Item(s) => scheme(name, s, pointer),
-            oa::ReferenceOr::Reference { .. } => bail!("{pointer}: only `apiKey` schemes in a header are supported"),
+            oa::ReferenceOr::Reference { .. } => bail!("{pointer}: security scheme references are not supported"),
         };
         require_emittable(&scheme)?;
         out.push(scheme);
@@ -167,16 +164,18 @@ fn oauth2_flows(flows: &oa::OAuth2Flows) -> Vec<OAuth2Flow> {
     out
 }
 
-/// The generated `Auth` trait verifies a token read from one header.
+/// HTTP schemes other than basic and bearer (digest, HOBA, …) need a
+/// challenge–response exchange the generated glue does not implement.
 fn require_emittable(scheme: &SecurityScheme) -> Result<()> {
-    if scheme.api_key_header().is_none() {
-        bail!("{}: only `apiKey` schemes in a header are supported", scheme.pointer);
+    if let SchemeKind::Http { scheme: HttpScheme::Other(other), .. } = &scheme.kind {
+        bail!("{}/scheme: HTTP authentication scheme {other:?} is not supported (basic and bearer are)", scheme.pointer);
     }
     Ok(())
 }
 
-/// An operation's requirements (its own, else the document's). The glue
-/// authenticates with exactly one scheme, so anything else is refused.
+/// An operation's requirements (its own, else the document's): any one
+/// alternative admits a request; an empty alternative (`{}`) makes the
+/// credential optional.
 pub fn requirements(
     doc: &oa::OpenAPI,
     op: &oa::Operation,
@@ -193,15 +192,18 @@ pub fn requirements(
                 .collect(),
         })
         .collect();
-    match requirements.as_slice() {
-        [] => {}
-        [one] if one.schemes.len() == 1 => {
-            let name = &one.schemes[0].scheme;
-            if !schemes.iter().any(|s| s.name == *name) {
-                bail!("{pointer}/security: unknown scheme {name:?}");
+    let at = if op.security.is_some() { format!("{pointer}/security") } else { "#/security".to_owned() };
+    for (i, r) in requirements.iter().enumerate() {
+        for u in &r.schemes {
+            let Some(s) = schemes.iter().find(|s| s.name == u.scheme) else {
+                bail!("{at}/{i}: unknown security scheme {:?}", u.scheme);
+            };
+            // OpenAPI 3.0: scopes are only meaningful for oauth2 and
+            // openIdConnect; elsewhere the list must be empty.
+            if !u.scopes.is_empty() && !s.kind.has_scopes() {
+                bail!("{at}/{i}/{}: scopes are given for a scheme without scopes", pointer_segment(&u.scheme));
             }
         }
-        _ => bail!("{pointer}/security: exactly one security scheme per operation is supported"),
     }
     Ok(requirements)
 }
