@@ -3,9 +3,11 @@
 //!
 //! Stages: [`ir`] (openapiv3 → the intermediate representation, one module
 //! per concept), [`emit`] (IR → the server crate's tokens), then
-//! prettyplease and rustfmt; [`client`] runs progenitor for the client.
+//! prettyplease and rustfmt; [`client`] runs progenitor for the client and
+//! [`client_auth`] generates its credentials from the spec's security.
 
 pub mod client;
+mod client_auth;
 pub mod emit;
 pub mod ir;
 mod standalone;
