@@ -8,7 +8,12 @@
 //! into `components/schemas` under a unique `{OperationId}{Status}Body`
 //! name, so `listUsers` no longer collides with the `ListUsersResponse`
 //! component and `healthCheck`'s 200 and 503 bodies get distinct types.
-//! The contract file itself is never changed.
+//! A third: progenitor counts a `default` response as a success *and* an
+//! error, so an operation with a 2xx body and a differently shaped
+//! `default` panics (`assert!(response_types.len() <= 1)`, progenitor
+//! issues #344 and #950); such a `default` becomes the `4XX` and `5XX`
+//! ranges it stands for on the client (the ranges the operation declares
+//! itself are kept). The contract file itself is never changed.
 
 use anyhow::{Context, Result, bail};
 use heck::ToUpperCamelCase;
@@ -40,6 +45,7 @@ pub fn preprocess(doc: &oa::OpenAPI) -> Result<oa::OpenAPI> {
             let Some(op) = op else { continue };
             // The server names such an operation the same way.
             let op_id = op.operation_id.get_or_insert_with(|| fallback_operation_id(method, path)).clone();
+            split_default(&mut op.responses);
             for (status, resp) in op.responses.responses.iter_mut() {
                 // A shared response whose schema is inline would be hoisted
                 // once per use; copy it into the operation first.
@@ -73,6 +79,24 @@ pub fn preprocess(doc: &oa::OpenAPI) -> Result<oa::OpenAPI> {
     // progenitor would otherwise reject the extension-carrying document? No:
     // extensions are ignored; they are kept so the client sees the registry.
     Ok(doc)
+}
+
+/// Replaces a `default` response by `4XX` and `5XX` when the operation
+/// has a success response of another shape (see the module docs).
+fn split_default(responses: &mut oa::Responses) {
+    let Some(default) = &responses.default else { return };
+    let success = responses.responses.iter().find(|(s, _)| match s {
+        oa::StatusCode::Code(c) => (200..300).contains(c),
+        oa::StatusCode::Range(r) => *r == 2,
+    });
+    if success.is_none_or(|(_, r)| r == default) {
+        return;
+    }
+    let Some(default) = responses.default.take() else { return };
+    // Declared codes still win: progenitor matches codes before ranges.
+    for range in [4, 5] {
+        responses.responses.entry(oa::StatusCode::Range(range)).or_insert_with(|| default.clone());
+    }
 }
 
 /// The client crate's files (relative paths, unformatted Rust as strings).
