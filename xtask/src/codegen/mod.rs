@@ -70,6 +70,13 @@ pub fn targets() -> Vec<Target> {
             crate_name: "fixture-rich-server".into(),
             deps: Deps::Workspace,
         },
+        Target {
+            kind: Kind::Client,
+            spec: "xtask/tests/fixtures/security/openapi.yaml".into(),
+            out: "xtask/tests/fixtures/security/client".into(),
+            crate_name: "fixture-security-client".into(),
+            deps: Deps::Workspace,
+        },
     ]
 }
 
