@@ -3,7 +3,8 @@
 //! status of every operation must decode into the right Rust type — the 200
 //! of `listUsers` and the 503 of `healthCheck` included (progenitor alone
 //! gets both wrong on this contract) — and the token must be sent on
-//! secured operations only.
+//! secured operations only (`Client::with_token` stays the alias of
+//! the contract's one scheme, `TokenAuth`).
 
 // Helpers outside #[test] fns unwrap too: a panic is a failure with a location.
 #![allow(clippy::unwrap_used)]
@@ -210,7 +211,7 @@ async fn every_documented_status_decodes() {
     let (base, app) = start().await;
     let c = Client::new(&base, Credentials::default()).with_token("good");
     let anon = Client::new(&base, Credentials::default());
-    let bad = Client::new(&base, Credentials::token("bad"));
+    let bad = Client::new(&base, Credentials::default().token_auth("bad"));
 
     // healthCheck: 200 and 503, two distinct types.
     let h = c.health_check().send().await.unwrap();
@@ -332,5 +333,5 @@ async fn token_goes_to_secured_operations_only() {
     let seen = app.seen_tokens.lock().unwrap().clone();
     assert_eq!(seen[0], ("/api/v1/health".to_owned(), None), "no token on /health");
     assert_eq!(seen[1], ("/api/v1/users/9".to_owned(), Some("good".to_owned())));
-    assert!(!format!("{:?}", Credentials::token("secret-value")).contains("secret-value"));
+    assert!(!format!("{:?}", Credentials::default().token_auth("secret-value")).contains("secret-value"));
 }

@@ -9,15 +9,14 @@
 //! positional call would be a row of `None`s that breaks when a
 //! parameter is added.
 //!
-//! Authentication: `Client::new(url, Credentials::default()).with_token(t)`
-//! sends the `token` header on every secured operation (never on the
-//! unsecured ones). Error statuses decode into `Error::ErrorResponse`
-//! carrying the typed envelope (`code`, `msg`).
+//! Authentication: `Credentials` has one setter per security scheme of
+//! the spec (`Client::new(url, Credentials::default().scheme(..))`, or
+//! the client's `with_scheme(..)` helpers); each operation gets exactly
+//! the credentials its security declares (see [`auth`]). Error statuses
+//! decode into `Error::ErrorResponse` carrying the spec's error body.
 #![allow(clippy::all, unused_imports, dead_code, rustdoc::all)]
 pub mod auth;
-pub use auth::Credentials;
-/// `(METHOD, path template)` of operations sent without a credential.
-pub(crate) const UNSECURED: &[(&str, &str)] = &[("GET", "/health")];
+pub use auth::{CredentialError, Credentials};
 #[allow(unused_imports)]
 pub use progenitor_client::{ByteStream, ClientInfo, Error, ResponseValue};
 #[allow(unused_imports)]
@@ -3412,7 +3411,10 @@ pub mod builder {
                 .headers(header_map)
                 .build()?;
             let info = OperationInfo { operation_id: "health_check" };
-            (crate::auth::attach_token)(&client.inner, &mut request);
+            match (crate::auth::apply)(&client.inner, &mut request).await {
+                Ok(_) => {}
+                Err(e) => return Err(Error::Custom(e.to_string())),
+            }
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
@@ -3489,7 +3491,10 @@ pub mod builder {
                 .headers(header_map)
                 .build()?;
             let info = OperationInfo { operation_id: "list_users" };
-            (crate::auth::attach_token)(&client.inner, &mut request);
+            match (crate::auth::apply)(&client.inner, &mut request).await {
+                Ok(_) => {}
+                Err(e) => return Err(Error::Custom(e.to_string())),
+            }
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
@@ -3555,7 +3560,10 @@ pub mod builder {
                 .headers(header_map)
                 .build()?;
             let info = OperationInfo { operation_id: "create_user" };
-            (crate::auth::attach_token)(&client.inner, &mut request);
+            match (crate::auth::apply)(&client.inner, &mut request).await {
+                Ok(_) => {}
+                Err(e) => return Err(Error::Custom(e.to_string())),
+            }
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
@@ -3609,7 +3617,10 @@ pub mod builder {
                 .headers(header_map)
                 .build()?;
             let info = OperationInfo { operation_id: "get_user_by_id" };
-            (crate::auth::attach_token)(&client.inner, &mut request);
+            match (crate::auth::apply)(&client.inner, &mut request).await {
+                Ok(_) => {}
+                Err(e) => return Err(Error::Custom(e.to_string())),
+            }
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
@@ -3690,7 +3701,10 @@ pub mod builder {
                 .headers(header_map)
                 .build()?;
             let info = OperationInfo { operation_id: "update_user" };
-            (crate::auth::attach_token)(&client.inner, &mut request);
+            match (crate::auth::apply)(&client.inner, &mut request).await {
+                Ok(_) => {}
+                Err(e) => return Err(Error::Custom(e.to_string())),
+            }
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
@@ -3745,7 +3759,10 @@ pub mod builder {
                 .headers(header_map)
                 .build()?;
             let info = OperationInfo { operation_id: "delete_user" };
-            (crate::auth::attach_token)(&client.inner, &mut request);
+            match (crate::auth::apply)(&client.inner, &mut request).await {
+                Ok(_) => {}
+                Err(e) => return Err(Error::Custom(e.to_string())),
+            }
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
@@ -3827,7 +3844,10 @@ pub mod builder {
                 .headers(header_map)
                 .build()?;
             let info = OperationInfo { operation_id: "submit_email_task" };
-            (crate::auth::attach_token)(&client.inner, &mut request);
+            match (crate::auth::apply)(&client.inner, &mut request).await {
+                Ok(_) => {}
+                Err(e) => return Err(Error::Custom(e.to_string())),
+            }
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
@@ -3909,7 +3929,10 @@ pub mod builder {
                 .headers(header_map)
                 .build()?;
             let info = OperationInfo { operation_id: "submit_sync_task" };
-            (crate::auth::attach_token)(&client.inner, &mut request);
+            match (crate::auth::apply)(&client.inner, &mut request).await {
+                Ok(_) => {}
+                Err(e) => return Err(Error::Custom(e.to_string())),
+            }
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
@@ -3963,7 +3986,10 @@ pub mod builder {
                 .headers(header_map)
                 .build()?;
             let info = OperationInfo { operation_id: "get_task" };
-            (crate::auth::attach_token)(&client.inner, &mut request);
+            match (crate::auth::apply)(&client.inner, &mut request).await {
+                Ok(_) => {}
+                Err(e) => return Err(Error::Custom(e.to_string())),
+            }
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;

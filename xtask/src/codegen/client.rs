@@ -1,5 +1,6 @@
 //! The client crate: progenitor (as a library) over a pre-processed copy of
-//! the contract, plus a small hand-written template for authentication.
+//! the contract, plus the `auth` module generated from its security
+//! schemes by [`super::client_auth`] (progenitor ignores security).
 //!
 //! Pre-processing works around two silent type bugs of progenitor 0.15 on
 //! this contract (response bodies named alike share one type; two bodies
@@ -7,7 +8,12 @@
 //! into `components/schemas` under a unique `{OperationId}{Status}Body`
 //! name, so `listUsers` no longer collides with the `ListUsersResponse`
 //! component and `healthCheck`'s 200 and 503 bodies get distinct types.
-//! The contract file itself is never changed.
+//! A third: progenitor counts a `default` response as a success *and* an
+//! error, so an operation with a 2xx body and a differently shaped
+//! `default` panics (`assert!(response_types.len() <= 1)`, progenitor
+//! issues #344 and #950); such a `default` becomes the `4XX` and `5XX`
+//! ranges it stands for on the client (the ranges the operation declares
+//! itself are kept). The contract file itself is never changed.
 
 use anyhow::{Context, Result, bail};
 use heck::ToUpperCamelCase;
@@ -15,9 +21,6 @@ use openapiv3 as oa;
 use quote::quote;
 
 use super::ir::names::fallback_operation_id;
-
-/// Hand-written parts of the client crate, copied verbatim.
-const AUTH_TEMPLATE: &str = include_str!("../../templates/client_auth.rs");
 
 /// Hoists inline response schemas to components with unique names.
 pub fn preprocess(doc: &oa::OpenAPI) -> Result<oa::OpenAPI> {
@@ -42,6 +45,7 @@ pub fn preprocess(doc: &oa::OpenAPI) -> Result<oa::OpenAPI> {
             let Some(op) = op else { continue };
             // The server names such an operation the same way.
             let op_id = op.operation_id.get_or_insert_with(|| fallback_operation_id(method, path)).clone();
+            split_default(&mut op.responses);
             for (status, resp) in op.responses.responses.iter_mut() {
                 // A shared response whose schema is inline would be hoisted
                 // once per use; copy it into the operation first.
@@ -77,19 +81,22 @@ pub fn preprocess(doc: &oa::OpenAPI) -> Result<oa::OpenAPI> {
     Ok(doc)
 }
 
-/// (method, path) of every operation that needs no credential.
-fn unsecured(doc: &oa::OpenAPI) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    for (path, item) in &doc.paths.paths {
-        let oa::ReferenceOr::Item(item) = item else { continue };
-        for (method, op) in item.iter() {
-            let reqs = op.security.as_ref().or(doc.security.as_ref());
-            if reqs.is_none_or(|r| r.is_empty() || r.iter().any(|req| req.is_empty())) {
-                out.push((method.to_uppercase(), path.clone()));
-            }
-        }
+/// Replaces a `default` response by `4XX` and `5XX` when the operation
+/// has a success response of another shape (see the module docs).
+fn split_default(responses: &mut oa::Responses) {
+    let Some(default) = &responses.default else { return };
+    let success = responses.responses.iter().find(|(s, _)| match s {
+        oa::StatusCode::Code(c) => (200..300).contains(c),
+        oa::StatusCode::Range(r) => *r == 2,
+    });
+    if success.is_none_or(|(_, r)| r == default) {
+        return;
     }
-    out
+    let Some(default) = responses.default.take() else { return };
+    // Declared codes still win: progenitor matches codes before ranges.
+    for range in [4, 5] {
+        responses.responses.entry(oa::StatusCode::Range(range)).or_insert_with(|| default.clone());
+    }
 }
 
 /// The client crate's files (relative paths, unformatted Rust as strings).
@@ -105,7 +112,7 @@ pub fn render(
         .with_interface(progenitor::InterfaceStyle::Builder)
         .with_tag(progenitor::TagStyle::Merged)
         .with_inner_type(quote!(crate::auth::Credentials))
-        .with_pre_hook(quote!(crate::auth::attach_token))
+        .with_pre_hook_async(quote!(crate::auth::apply))
         .with_derive("PartialEq");
     let mut generator = progenitor::Generator::new(&settings);
     let tokens = generator.generate_tokens(&pre).map_err(|e| anyhow::anyhow!("progenitor: {e}"))?;
@@ -114,8 +121,7 @@ pub fn render(
     let uses_uuid = space.uses_uuid();
     let uses_regress = space.uses_regress();
 
-    let unsecured = unsecured(doc);
-    let entries = unsecured.iter().map(|(m, p)| quote!((#m, #p)));
+    let auth = super::client_auth::render(doc)?;
     let lib = quote! {
         //! Typed client for the contract, generated with progenitor.
         //!
@@ -125,17 +131,15 @@ pub fn render(
         //! positional call would be a row of `None`s that breaks when a
         //! parameter is added.
         //!
-        //! Authentication: `Client::new(url, Credentials::default()).with_token(t)`
-        //! sends the `token` header on every secured operation (never on the
-        //! unsecured ones). Error statuses decode into `Error::ErrorResponse`
-        //! carrying the typed envelope (`code`, `msg`).
+        //! Authentication: `Credentials` has one setter per security scheme of
+        //! the spec (`Client::new(url, Credentials::default().scheme(..))`, or
+        //! the client's `with_scheme(..)` helpers); each operation gets exactly
+        //! the credentials its security declares (see [`auth`]). Error statuses
+        //! decode into `Error::ErrorResponse` carrying the spec's error body.
         #![allow(clippy::all, unused_imports, dead_code, rustdoc::all)]
 
         pub mod auth;
-        pub use auth::Credentials;
-
-        /// `(METHOD, path template)` of operations sent without a credential.
-        pub(crate) const UNSECURED: &[(&str, &str)] = &[#(#entries),*];
+        pub use auth::{CredentialError, Credentials};
 
         #tokens
     };
@@ -159,6 +163,9 @@ pub fn render(
     if uses_regress {
         lines.push("regress = \"0.10\"".into());
     }
+    if auth.uses_base64 {
+        lines.push("base64 = \"0.23\"".into());
+    }
     lines.sort();
     let cargo = format!(
         "# @generated by `cargo xtask codegen` from {spec_rel}.\n# Do not edit by hand: edit the spec and run `cargo xtask codegen`.\n\
@@ -168,9 +175,10 @@ description = \"Typed Rust client for {spec_rel}, generated with progenitor.\"\n
         deps.package_fields(),
         lines.join("\n")
     );
+    let auth: syn::File = syn::parse2(auth.tokens).context("generated auth.rs is not valid Rust (generator bug)")?;
     Ok(vec![
         ("Cargo.toml".into(), cargo, false),
         ("src/lib.rs".into(), lib, true),
-        ("src/auth.rs".into(), AUTH_TEMPLATE.to_owned(), true),
+        ("src/auth.rs".into(), prettyplease::unparse(&auth), true),
     ])
 }

@@ -3,9 +3,11 @@
 //!
 //! Stages: [`ir`] (openapiv3 → the intermediate representation, one module
 //! per concept), [`emit`] (IR → the server crate's tokens), then
-//! prettyplease and rustfmt; [`client`] runs progenitor for the client.
+//! prettyplease and rustfmt; [`client`] runs progenitor for the client and
+//! [`client_auth`] generates its credentials from the spec's security.
 
 pub mod client;
+mod client_auth;
 pub mod emit;
 pub mod ir;
 mod standalone;
@@ -83,6 +85,14 @@ pub fn targets() -> Vec<Target> {
             deps: Deps::Workspace,
             // It leaves statuses undocumented on purpose: the problem+json
             // fallback is under test.
+            strict: false,
+        },
+        Target {
+            kind: Kind::Client,
+            spec: "xtask/tests/fixtures/security/openapi.yaml".into(),
+            out: "xtask/tests/fixtures/security/client".into(),
+            crate_name: "fixture-security-client".into(),
+            deps: Deps::Workspace,
             strict: false,
         },
     ]
