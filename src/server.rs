@@ -6,10 +6,7 @@ use std::{future::Future, sync::Arc, time::Instant};
 use anyhow::{Context, Result};
 use api_server::{ErrorCode, rt};
 use bb8_redis::{RedisConnectionManager, redis};
-use poem::{
-    Endpoint, EndpointExt, IntoResponse, Request, Response,
-    http::HeaderValue,
-};
+use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response, http::HeaderValue};
 use tokio::net::TcpListener;
 use tracing::Instrument;
 

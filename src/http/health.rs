@@ -3,9 +3,8 @@
 //! a load can exhaust), so a hung dependency still gets an answer in time.
 
 use api_server::{
-    rt::Problem,
     DependencyState, HealthApi, HealthCheck200Response, HealthCheck503Response, HealthCheckResponse, HealthDegraded,
-    HealthOk,
+    HealthOk, rt::Problem,
 };
 use bb8_redis::redis;
 

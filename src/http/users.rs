@@ -69,11 +69,7 @@ impl UsersApi for App {
         Ok(CreateUserResponse::Ok(success!(CreateUser200Response, user_response(u))))
     }
 
-    async fn get_user_by_id(
-        &self,
-        _who: Principal,
-        params: GetUserByIdParams,
-    ) -> Result<GetUserByIdResponse, Problem> {
+    async fn get_user_by_id(&self, _who: Principal, params: GetUserByIdParams) -> Result<GetUserByIdResponse, Problem> {
         let u = users::user_get(&self.pg, params.id).await.map_err(|e| store_error("getUserById", e))?;
         Ok(GetUserByIdResponse::Ok(success!(GetUserById200Response, user_response(u))))
     }

@@ -14,7 +14,7 @@ use std::sync::{
     atomic::{AtomicBool, Ordering},
 };
 
-use api_server::{rt::AuthRejection, rt::ErrorEnvelope, *};
+use api_server::{rt::Problem, *};
 use poem::{
     Endpoint,
     listener::{Acceptor, Listener},
@@ -31,7 +31,7 @@ struct Scripted {
 }
 
 fn err(code: ErrorCode) -> ErrorResponse {
-    ErrorResponse::from_code(code)
+    server_envelope(&code.problem())
 }
 
 fn user(id: i64) -> UserResponse {
@@ -47,28 +47,53 @@ fn user(id: i64) -> UserResponse {
     }
 }
 
+/// The contract's envelope for any problem (what the service's own policy
+/// writes).
+fn server_envelope(p: &Problem) -> ErrorResponse {
+    let data = match &p.data {
+        Some(serde_json::Value::Object(m)) => Some(Some(m.clone())),
+        _ => None,
+    };
+    ErrorResponse { code: p.code.unwrap_or(5000), msg: p.message().to_owned(), data, timestamp: chrono::Utc::now() }
+}
+
+impl ErrorPolicy for Scripted {
+    fn error_response(problem: &Problem) -> ErrorResponse {
+        server_envelope(problem)
+    }
+
+    fn health_check503_response(problem: &Problem) -> HealthCheck503Response {
+        HealthCheck503Response {
+            status: Some(HealthDegraded::Unavailable),
+            postgres: None,
+            redis: None,
+            error: Some(problem.message().to_owned()),
+        }
+    }
+}
+
 impl Auth for Scripted {
     type Principal = ();
-    async fn authenticate_token_auth(&self, token: &str) -> Result<(), AuthRejection> {
-        if token == "good" { Ok(()) } else { Err(AuthRejection::new(ErrorCode::InvalidToken)) }
+    async fn authenticate_token_auth(&self, token: &str, _ctx: &rt::AuthContext) -> Result<(), Problem> {
+        if token == "good" { Ok(()) } else { Err(ErrorCode::InvalidToken.problem()) }
     }
 }
 
 impl HealthApi for Scripted {
-    async fn health_check(&self) -> HealthCheckResponse {
+    async fn health_check(&self) -> Result<HealthCheckResponse, Problem> {
         if self.health_down.load(Ordering::SeqCst) {
-            HealthCheckResponse::ServiceUnavailable(HealthCheck503Response {
+            Ok(HealthCheckResponse::ServiceUnavailable(HealthCheck503Response {
                 status: Some(HealthDegraded::Degraded),
                 postgres: Some(DependencyState::Down),
                 redis: Some(DependencyState::Up),
                 error: Some("数据库连接失败".into()),
-            })
+            }))
         } else {
-            HealthCheckResponse::Ok(HealthCheck200Response {
+            Ok(HealthCheckResponse::Ok(HealthCheck200Response {
                 status: Some(HealthOk::Ok),
                 postgres: Some(DependencyState::Up),
                 redis: Some(DependencyState::Up),
-            })
+            }))
         }
     }
 }
@@ -80,55 +105,65 @@ macro_rules! ok {
 }
 
 impl UsersApi for Scripted {
-    async fn list_users(&self, _: (), p: ListUsersParams) -> ListUsersApiResponse {
+    async fn list_users(&self, _: (), p: ListUsersParams) -> Result<ListUsersApiResponse, Problem> {
         if p.page == 500 {
-            return ListUsersApiResponse::InternalServerError(err(ErrorCode::Internal));
+            return Ok(ListUsersApiResponse::InternalServerError(err(ErrorCode::Internal)));
         }
-        ListUsersApiResponse::Ok(ok!(
+        Ok(ListUsersApiResponse::Ok(ok!(
             ListUsers200Response,
             ListUsersResponse { users: vec![user(1)], page: p.page, page_size: p.page_size, total: 41, total_pages: 3 }
-        ))
+        )))
     }
-    async fn create_user(&self, _: (), b: CreateUserRequest) -> CreateUserResponse {
+    async fn create_user(&self, _: (), b: CreateUserRequest) -> Result<CreateUserResponse, Problem> {
         match b.username.as_str() {
-            "conflict" => CreateUserResponse::Conflict(ErrorResponse::with_msg(ErrorCode::Conflict, "用户名已存在")),
-            "fail" => CreateUserResponse::InternalServerError(err(ErrorCode::Internal)),
-            _ => CreateUserResponse::Ok(ok!(CreateUser200Response, user(7))),
+            "conflict" => Err(ErrorCode::Conflict.problem().with_detail("用户名已存在")),
+            "fail" => Err(ErrorCode::Internal.problem()),
+            _ => Ok(CreateUserResponse::Ok(ok!(CreateUser200Response, user(7)))),
         }
     }
-    async fn get_user_by_id(&self, _: (), p: GetUserByIdParams) -> GetUserByIdResponse {
+    async fn get_user_by_id(&self, _: (), p: GetUserByIdParams) -> Result<GetUserByIdResponse, Problem> {
         match p.id {
-            404 => GetUserByIdResponse::NotFound(err(ErrorCode::UserNotFound)),
-            500 => GetUserByIdResponse::InternalServerError(err(ErrorCode::Internal)),
-            id => GetUserByIdResponse::Ok(ok!(GetUserById200Response, user(id))),
+            404 => Err(ErrorCode::UserNotFound.problem()),
+            500 => Err(ErrorCode::Internal.problem()),
+            id => Ok(GetUserByIdResponse::Ok(ok!(GetUserById200Response, user(id)))),
         }
     }
-    async fn update_user(&self, _: (), p: UpdateUserParams, _b: UpdateUserRequest) -> UpdateUserResponse {
+    async fn update_user(
+        &self,
+        _: (),
+        p: UpdateUserParams,
+        _b: UpdateUserRequest,
+    ) -> Result<UpdateUserResponse, Problem> {
         match p.id {
-            404 => UpdateUserResponse::NotFound(err(ErrorCode::UserNotFound)),
-            409 => UpdateUserResponse::Conflict(ErrorResponse::with_msg(ErrorCode::Conflict, "邮箱已存在")),
-            500 => UpdateUserResponse::InternalServerError(err(ErrorCode::Internal)),
-            id => UpdateUserResponse::Ok(ok!(UpdateUser200Response, user(id))),
+            404 => Err(ErrorCode::UserNotFound.problem()),
+            409 => Err(ErrorCode::Conflict.problem().with_detail("邮箱已存在")),
+            500 => Err(ErrorCode::Internal.problem()),
+            id => Ok(UpdateUserResponse::Ok(ok!(UpdateUser200Response, user(id)))),
         }
     }
-    async fn delete_user(&self, _: (), p: DeleteUserParams) -> DeleteUserResponse {
+    async fn delete_user(&self, _: (), p: DeleteUserParams) -> Result<DeleteUserResponse, Problem> {
         match p.id {
-            404 => DeleteUserResponse::NotFound(err(ErrorCode::UserNotFound)),
-            500 => DeleteUserResponse::InternalServerError(err(ErrorCode::Internal)),
-            _ => DeleteUserResponse::Ok(SuccessResponse {
+            404 => Err(ErrorCode::UserNotFound.problem()),
+            500 => Err(ErrorCode::Internal.problem()),
+            _ => Ok(DeleteUserResponse::Ok(SuccessResponse {
                 code: 0,
                 msg: "success".into(),
                 data: None,
                 timestamp: chrono::Utc::now(),
-            }),
+            })),
         }
     }
 }
 
 impl TasksApi for Scripted {
-    async fn submit_email_task(&self, _: (), p: SubmitEmailTaskParams, b: EmailTaskRequest) -> SubmitEmailTaskResponse {
+    async fn submit_email_task(
+        &self,
+        _: (),
+        p: SubmitEmailTaskParams,
+        b: EmailTaskRequest,
+    ) -> Result<SubmitEmailTaskResponse, Problem> {
         if b.subject == "fail" {
-            return SubmitEmailTaskResponse::InternalServerError(err(ErrorCode::Internal));
+            return Ok(SubmitEmailTaskResponse::InternalServerError(err(ErrorCode::Internal)));
         }
         // A repeated Idempotency-Key gets the same id back.
         let task_id = match p.idempotency_key.as_deref() {
@@ -138,24 +173,29 @@ impl TasksApi for Scripted {
             None => uuid::Uuid::new_v4(),
         };
         let t = TaskResponse { task_id, queue: b.priority, estimated_time: Some("immediately".into()) };
-        SubmitEmailTaskResponse::Ok(ok!(SubmitEmailTask200Response, t))
+        Ok(SubmitEmailTaskResponse::Ok(ok!(SubmitEmailTask200Response, t)))
     }
-    async fn submit_sync_task(&self, _: (), _p: SubmitSyncTaskParams, b: SyncTaskRequest) -> SubmitSyncTaskResponse {
+    async fn submit_sync_task(
+        &self,
+        _: (),
+        _p: SubmitSyncTaskParams,
+        b: SyncTaskRequest,
+    ) -> Result<SubmitSyncTaskResponse, Problem> {
         if b.batch_size == 999 {
-            return SubmitSyncTaskResponse::InternalServerError(err(ErrorCode::Internal));
+            return Ok(SubmitSyncTaskResponse::InternalServerError(err(ErrorCode::Internal)));
         }
         let t = TaskResponse { task_id: uuid::Uuid::new_v4(), queue: b.priority, estimated_time: None };
-        SubmitSyncTaskResponse::Ok(ok!(SubmitSyncTask200Response, t))
+        Ok(SubmitSyncTaskResponse::Ok(ok!(SubmitSyncTask200Response, t)))
     }
-    async fn get_task(&self, _: (), p: GetTaskParams) -> GetTaskResponse {
+    async fn get_task(&self, _: (), p: GetTaskParams) -> Result<GetTaskResponse, Problem> {
         if p.task_id.is_nil() {
-            return GetTaskResponse::NotFound(err(ErrorCode::TaskNotFound));
+            return Ok(GetTaskResponse::NotFound(err(ErrorCode::TaskNotFound)));
         }
         if p.task_id.as_u128() == 500 {
-            return GetTaskResponse::InternalServerError(err(ErrorCode::Internal));
+            return Ok(GetTaskResponse::InternalServerError(err(ErrorCode::Internal)));
         }
         let now = chrono::Utc::now();
-        GetTaskResponse::Ok(ok!(
+        Ok(GetTaskResponse::Ok(ok!(
             GetTask200Response,
             TaskStatusResponse {
                 task_id: p.task_id,
@@ -173,7 +213,7 @@ impl TasksApi for Scripted {
                 completed_at: Some(Some(now)),
                 run_at: Some(None),
             }
-        ))
+        )))
     }
 }
 

@@ -116,16 +116,10 @@ fn unsupported_constructs_fail_with_their_pointer() {
     assert!(e.contains("#/components/schemas/X") && e.contains("`not`"), "{e}");
 
     let e = gen_error(&tiny(
-        "  /a:\n    get:\n      operationId: a\n      responses:\n        default: {description: ok}",
+        "  /a:\n    get:\n      operationId: a\n      responses:\n        '200': {description: ok, headers: {ETag: {schema: {type: string}}}}",
         "    X: {type: object, properties: {a: {type: string}}}",
     ));
-    assert!(e.contains("#/paths/~1a/get/responses/default"), "{e}");
-
-    let e = gen_error(&tiny(
-        "  /a:\n    get:\n      operationId: a\n      parameters:\n        - {name: q, in: query, schema: {type: integer}}\n      responses:\n        '200': {description: ok}",
-        "    X: {type: object, properties: {a: {type: string}}}",
-    ));
-    assert!(e.contains("#/paths/~1a/get/responses") && e.contains("no 400"), "{e}");
+    assert!(e.contains("#/paths/~1a/get/responses/200") && e.contains("headers"), "{e}");
 
     let e = gen_error(&tiny(
         "  /a:\n    get:\n      operationId: a\n      responses:\n        '200': {description: ok}",
@@ -139,11 +133,49 @@ fn unsupported_constructs_fail_with_their_pointer() {
     ));
     assert!(e.contains("#/components/schemas/Nope"), "{e}");
 
-    let no_registry = tiny(
+    // The registry is optional, but an entry must name a real fault.
+    let bad_fault = tiny(
         "  /a:\n    get:\n      operationId: a\n      responses:\n        '200': {description: ok}",
         "    X: {type: object, properties: {a: {type: string}}}",
     )
-    .replace("  - {name: Internal, code: 5000, status: 500, message: oops}\n", "");
-    let e = gen_error(&no_registry);
-    assert!(e.contains("#/x-error-codes") && e.contains("Internal"), "{e}");
+    .replace("{name: MissingToken, code", "{name: MissingToken, fault: NoSuchFault, code");
+    let e = gen_error(&bad_fault);
+    assert!(e.contains("#/x-error-codes/1/fault") && e.contains("NoSuchFault"), "{e}");
+    let no_registry = tiny(
+        "  /a:\n    get:\n      operationId: a\n      responses:\n        '200': {description: ok}",
+        "    X: {type: object, properties: {a: {type: string}}}",
+    );
+    let no_registry = &no_registry[..no_registry.find("x-error-codes").unwrap()];
+    let doc = codegen::parse_spec(no_registry).unwrap();
+    let files = codegen::render_server(&doc, Path::new("s.yaml"), "x").unwrap();
+    assert!(!files.iter().any(|(p, _)| p.ends_with("error_codes.rs")), "no registry, no ErrorCode");
+}
+
+/// A status the framework must send but the spec does not document is a
+/// warning, answered as problem+json; `--strict` makes it an error naming
+/// the operation and the status.
+#[test]
+fn undocumented_framework_statuses_warn_or_fail_when_strict() {
+    let spec = tiny(
+        "  /a:\n    get:\n      operationId: a\n      parameters:\n        - {name: q, in: query, schema: {type: integer}}\n      responses:\n        '200': {description: ok}",
+        "    X: {type: object, properties: {a: {type: string}}}",
+    );
+    let doc = codegen::parse_spec(&spec).unwrap();
+    let found = codegen::undocumented_statuses(&doc).unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].contains("#/paths/~1a/get/responses") && found[0].contains("400"), "{found:?}");
+    codegen::render_server(&doc, Path::new("s.yaml"), "x").expect("without --strict it generates");
+
+    let dir = tempdir("strict");
+    let mut t = copy_target(&dir, &spec);
+    let e = codegen::run_target(&dir, &t, false, &mut Outcome::default()).unwrap_err();
+    assert!(format!("{e:#}").contains("a may answer 400 (ValidationFailed)"), "{e:#}");
+    t.strict = false;
+    codegen::run_target(&dir, &t, false, &mut Outcome::default()).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // `default` documents every status: nothing is left undocumented.
+    let spec =
+        spec.replace("'200': {description: ok}", "'200': {description: ok}\n        default: {description: failure}");
+    assert!(codegen::undocumented_statuses(&codegen::parse_spec(&spec).unwrap()).unwrap().is_empty());
 }

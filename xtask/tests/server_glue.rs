@@ -13,7 +13,7 @@ use std::sync::{
     atomic::{AtomicUsize, Ordering},
 };
 
-use api_server::{rt::AuthRejection, *};
+use api_server::{rt::Problem, *};
 use futures_util::StreamExt;
 use poem::{
     Endpoint,
@@ -28,15 +28,40 @@ struct Stub {
     calls: AtomicUsize,
 }
 
+/// The contract's envelope for any problem (what the service's own policy
+/// writes).
+fn envelope(p: &Problem) -> ErrorResponse {
+    let data = match &p.data {
+        Some(serde_json::Value::Object(m)) => Some(Some(m.clone())),
+        _ => None,
+    };
+    ErrorResponse { code: p.code.unwrap_or(5000), msg: p.message().to_owned(), data, timestamp: chrono::Utc::now() }
+}
+
+impl ErrorPolicy for Stub {
+    fn error_response(problem: &Problem) -> ErrorResponse {
+        envelope(problem)
+    }
+
+    fn health_check503_response(problem: &Problem) -> HealthCheck503Response {
+        HealthCheck503Response {
+            status: Some(HealthDegraded::Unavailable),
+            postgres: None,
+            redis: None,
+            error: Some(problem.message().to_owned()),
+        }
+    }
+}
+
 impl Auth for Stub {
     type Principal = String;
 
-    async fn authenticate_token_auth(&self, token: &str) -> Result<String, AuthRejection> {
+    async fn authenticate_token_auth(&self, token: &str, _ctx: &rt::AuthContext) -> Result<String, Problem> {
         match token {
             "good" => Ok("operator".into()),
-            "expired" => Err(AuthRejection::new(ErrorCode::ExpiredToken)),
-            "store-down" => Err(AuthRejection::new(ErrorCode::AuthUnavailable)),
-            _ => Err(AuthRejection::new(ErrorCode::InvalidToken)),
+            "expired" => Err(ErrorCode::ExpiredToken.problem()),
+            "store-down" => Err(ErrorCode::AuthUnavailable.problem()),
+            _ => Err(ErrorCode::InvalidToken.problem()),
         }
     }
 }
@@ -55,19 +80,19 @@ fn user(id: i64, username: &str, email: &str) -> UserResponse {
 }
 
 impl HealthApi for Stub {
-    async fn health_check(&self) -> HealthCheckResponse {
-        HealthCheckResponse::Ok(HealthCheck200Response {
+    async fn health_check(&self) -> Result<HealthCheckResponse, Problem> {
+        Ok(HealthCheckResponse::Ok(HealthCheck200Response {
             status: Some(HealthOk::Ok),
             postgres: Some(DependencyState::Up),
             redis: Some(DependencyState::Up),
-        })
+        }))
     }
 }
 
 impl UsersApi for Stub {
-    async fn list_users(&self, _who: String, params: ListUsersParams) -> ListUsersApiResponse {
+    async fn list_users(&self, _who: String, params: ListUsersParams) -> Result<ListUsersApiResponse, Problem> {
         self.calls.fetch_add(1, Ordering::SeqCst);
-        ListUsersApiResponse::Ok(ListUsers200Response {
+        Ok(ListUsersApiResponse::Ok(ListUsers200Response {
             code: 0,
             msg: format!("status={:?}", params.status),
             data: Some(ListUsersResponse {
@@ -78,52 +103,54 @@ impl UsersApi for Stub {
                 total_pages: 0,
             }),
             timestamp: chrono::Utc::now(),
-        })
+        }))
     }
 
-    async fn create_user(&self, who: String, body: CreateUserRequest) -> CreateUserResponse {
+    async fn create_user(&self, who: String, body: CreateUserRequest) -> Result<CreateUserResponse, Problem> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         if body.username == "panic_now" {
             panic!("secret internal detail");
         }
-        CreateUserResponse::Ok(CreateUser200Response {
+        Ok(CreateUserResponse::Ok(CreateUser200Response {
             code: 0,
             msg: who,
             data: Some(user(1, &body.username, &body.email)),
             timestamp: chrono::Utc::now(),
-        })
+        }))
     }
 
-    async fn get_user_by_id(&self, _who: String, params: GetUserByIdParams) -> GetUserByIdResponse {
+    async fn get_user_by_id(&self, _who: String, params: GetUserByIdParams) -> Result<GetUserByIdResponse, Problem> {
         self.calls.fetch_add(1, Ordering::SeqCst);
-        GetUserByIdResponse::NotFound(<ErrorResponse as rt::ErrorEnvelope>::with_msg(
-            ErrorCode::UserNotFound,
-            format!("no user {}", params.id),
-        ))
+        Err(ErrorCode::UserNotFound.problem().with_detail(format!("no user {}", params.id)))
     }
 
-    async fn update_user(&self, _who: String, params: UpdateUserParams, body: UpdateUserRequest) -> UpdateUserResponse {
+    async fn update_user(
+        &self,
+        _who: String,
+        params: UpdateUserParams,
+        body: UpdateUserRequest,
+    ) -> Result<UpdateUserResponse, Problem> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         let mut u = user(params.id, "x", body.email.as_deref().unwrap_or("x@example.com"));
         if let Some(s) = body.status {
             u.status = s;
         }
-        UpdateUserResponse::Ok(UpdateUser200Response {
+        Ok(UpdateUserResponse::Ok(UpdateUser200Response {
             code: 0,
             msg: "ok".into(),
             data: Some(u),
             timestamp: chrono::Utc::now(),
-        })
+        }))
     }
 
-    async fn delete_user(&self, _who: String, _params: DeleteUserParams) -> DeleteUserResponse {
+    async fn delete_user(&self, _who: String, _params: DeleteUserParams) -> Result<DeleteUserResponse, Problem> {
         self.calls.fetch_add(1, Ordering::SeqCst);
-        DeleteUserResponse::Ok(SuccessResponse {
+        Ok(DeleteUserResponse::Ok(SuccessResponse {
             code: 0,
             msg: "deleted".into(),
             data: None,
             timestamp: chrono::Utc::now(),
-        })
+        }))
     }
 }
 
@@ -133,14 +160,14 @@ impl TasksApi for Stub {
         _who: String,
         _p: SubmitEmailTaskParams,
         body: EmailTaskRequest,
-    ) -> SubmitEmailTaskResponse {
+    ) -> Result<SubmitEmailTaskResponse, Problem> {
         self.calls.fetch_add(1, Ordering::SeqCst);
-        SubmitEmailTaskResponse::Ok(SubmitEmailTask200Response {
+        Ok(SubmitEmailTaskResponse::Ok(SubmitEmailTask200Response {
             code: 0,
             msg: body.priority.to_string(),
             data: Some(TaskResponse { task_id: uuid::Uuid::nil(), queue: body.priority, estimated_time: None }),
             timestamp: chrono::Utc::now(),
-        })
+        }))
     }
 
     async fn submit_sync_task(
@@ -148,21 +175,18 @@ impl TasksApi for Stub {
         _who: String,
         _p: SubmitSyncTaskParams,
         body: SyncTaskRequest,
-    ) -> SubmitSyncTaskResponse {
+    ) -> Result<SubmitSyncTaskResponse, Problem> {
         self.calls.fetch_add(1, Ordering::SeqCst);
-        SubmitSyncTaskResponse::Ok(SubmitSyncTask200Response {
+        Ok(SubmitSyncTaskResponse::Ok(SubmitSyncTask200Response {
             code: 0,
             msg: format!("{} {} {}", body.start_date, body.end_date, body.batch_size),
             data: Some(TaskResponse { task_id: uuid::Uuid::nil(), queue: body.priority, estimated_time: None }),
             timestamp: chrono::Utc::now(),
-        })
+        }))
     }
 
-    async fn get_task(&self, _who: String, params: GetTaskParams) -> GetTaskResponse {
-        GetTaskResponse::NotFound(<ErrorResponse as rt::ErrorEnvelope>::with_msg(
-            ErrorCode::TaskNotFound,
-            format!("no task {}", params.task_id),
-        ))
+    async fn get_task(&self, _who: String, params: GetTaskParams) -> Result<GetTaskResponse, Problem> {
+        Err(ErrorCode::TaskNotFound.problem().with_detail(format!("no task {}", params.task_id)))
     }
 }
 

@@ -9,7 +9,9 @@ use super::operations::{auth_method, scheme_type, verify_fn};
 use super::policy::policy;
 use super::{doc_attrs, ident, lit, op_tag, opt_lit, tag_module, tag_modules};
 use crate::codegen::ir::names::type_name;
-use crate::codegen::ir::security::{ApiKeyLocation, HttpScheme, OAuth2Flow, OAuth2FlowKind, SchemeKind, SecurityScheme};
+use crate::codegen::ir::security::{
+    ApiKeyLocation, HttpScheme, OAuth2Flow, OAuth2FlowKind, SchemeKind, SecurityScheme,
+};
 use crate::codegen::ir::{Api, Contact, Tag};
 
 pub(super) fn lib_rs(api: &Api) -> TokenStream {
@@ -32,7 +34,10 @@ pub(super) fn lib_rs(api: &Api) -> TokenStream {
     let registry = if api.error_codes.is_empty() {
         quote!()
     } else {
-        quote!(pub mod error_codes; pub use error_codes::ErrorCode;)
+        quote!(
+            pub mod error_codes;
+            pub use error_codes::ErrorCode;
+        )
     };
 
     quote! {
@@ -271,9 +276,16 @@ fn scheme_spec(s: &SecurityScheme) -> TokenStream {
             let f = oauth_flows(flows);
             (quote!(Bearer), "oauth2", none.clone(), none.clone(), none.clone(), none.clone(), f, none.clone())
         }
-        SchemeKind::OpenIdConnect { url } => {
-            (quote!(Bearer), "openIdConnect", none.clone(), none.clone(), none.clone(), none.clone(), none.clone(), some(url))
-        }
+        SchemeKind::OpenIdConnect { url } => (
+            quote!(Bearer),
+            "openIdConnect",
+            none.clone(),
+            none.clone(),
+            none.clone(),
+            none.clone(),
+            none.clone(),
+            some(url),
+        ),
     };
     let ty = lit(ty);
     quote! {

@@ -32,8 +32,7 @@ pub(super) fn policy(api: &Api) -> TokenStream {
             .map(|(o, r): (_, &Response)| format!("`{}` {}", o.id, r.status))
             .collect();
         let doc = doc_attrs(&[
-            Some(&format!("The `{t}` body for `problem` (its status is the response's)."))
-            ,
+            Some(&format!("The `{t}` body for `problem` (its status is the response's).")),
             Some(&format!("Documented for: {}.", uses.join(", "))),
         ]);
         quote!(#doc fn #m(problem: &rt::Problem) -> crate::models::#ty;)

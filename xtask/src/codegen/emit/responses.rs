@@ -11,11 +11,11 @@ use super::policy::policy_method;
 use super::schema_meta::{meta_ref, refs_in, register_calls};
 use super::{doc_attrs, ident, lit};
 use crate::codegen::ir::Api;
+use crate::codegen::ir::errors::named_body;
 use crate::codegen::ir::media::MediaType;
 use crate::codegen::ir::operations::Operation;
-use crate::codegen::ir::responses::StatusKey;
-use crate::codegen::ir::errors::named_body;
 use crate::codegen::ir::responses::Response;
+use crate::codegen::ir::responses::StatusKey;
 use crate::codegen::ir::types::RustType;
 
 /// The variant of a status, named as the HTTP reason phrase.
@@ -136,7 +136,10 @@ fn response_meta(api: &Api, r: &Documented<'_>) -> TokenStream {
         }
         StatusKey::Range(_) => {
             let l = lit(&r.key.to_string());
-            (quote!(::std::option::Option::None), quote!(::std::option::Option::Some(::std::string::ToString::to_string(#l))))
+            (
+                quote!(::std::option::Option::None),
+                quote!(::std::option::Option::Some(::std::string::ToString::to_string(#l))),
+            )
         }
         StatusKey::Default => (quote!(::std::option::Option::None), quote!(::std::option::Option::None)),
     };

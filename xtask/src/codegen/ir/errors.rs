@@ -128,11 +128,7 @@ pub fn fallback_body(api: &Api, status: u16) -> Option<String> {
 /// fault each stands for.
 pub fn global_faults(api: &Api) -> Vec<(&'static str, u16)> {
     let mut seen = BTreeSet::new();
-    FAULTS
-        .iter()
-        .map(|f| (*f, fault_status(&api.error_codes, f)))
-        .filter(|(_, s)| seen.insert(*s))
-        .collect()
+    FAULTS.iter().map(|f| (*f, fault_status(&api.error_codes, f))).filter(|(_, s)| seen.insert(*s)).collect()
 }
 
 #[cfg(test)]

@@ -55,16 +55,15 @@ pub fn error_codes(doc: &oa::OpenAPI) -> Result<Vec<ErrorCodeDef>> {
         if out.iter().any(|o| o.code == code || o.name == name) {
             bail!("{p}: duplicate code {code} or name {name}");
         }
-        let fault = match s("fault") {
-            Some(f) => Some(
-                FAULTS
-                    .iter()
-                    .copied()
-                    .find(|known| *known == f)
-                    .with_context(|| format!("{p}/fault: {f:?} is not a framework fault ({})", FAULTS.join(", ")))?,
-            ),
-            None => FAULTS.iter().copied().find(|known| *known == name),
-        };
+        let fault =
+            match s("fault") {
+                Some(f) => {
+                    Some(FAULTS.iter().copied().find(|known| *known == f).with_context(|| {
+                        format!("{p}/fault: {f:?} is not a framework fault ({})", FAULTS.join(", "))
+                    })?)
+                }
+                None => FAULTS.iter().copied().find(|known| *known == name),
+            };
         if let Some(f) = fault
             && let Some(other) = out.iter().find(|o| o.fault == Some(f))
         {

@@ -168,7 +168,10 @@ fn oauth2_flows(flows: &oa::OAuth2Flows) -> Vec<OAuth2Flow> {
 /// challenge–response exchange the generated glue does not implement.
 fn require_emittable(scheme: &SecurityScheme) -> Result<()> {
     if let SchemeKind::Http { scheme: HttpScheme::Other(other), .. } = &scheme.kind {
-        bail!("{}/scheme: HTTP authentication scheme {other:?} is not supported (basic and bearer are)", scheme.pointer);
+        bail!(
+            "{}/scheme: HTTP authentication scheme {other:?} is not supported (basic and bearer are)",
+            scheme.pointer
+        );
     }
     Ok(())
 }
