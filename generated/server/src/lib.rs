@@ -194,6 +194,15 @@ pub fn openapi_service<A: Api>(app: ::std::sync::Arc<A>) -> ::poem_openapi::Open
 /// document at `{BASE_PATH}/openapi.json` and `.yaml`, Swagger UI at
 /// `/docs`, and every framework error in the spec's error format.
 pub fn app<A: Api>(app: ::std::sync::Arc<A>) -> impl ::poem::Endpoint<Output = ::poem::Response> {
-    let route = rt::api_routes(openapi_service(app), BASE_PATH, SECURITY);
-    rt::envelope_errors::<Fallback<A>, _>(route, BASE_PATH, ALLOW)
+    app_at(app, BASE_PATH)
+}
+/// [`app`] mounted under `base` instead of [`BASE_PATH`] (a
+/// deployment behind a prefix, or another value of the server
+/// URL's variables); `""` mounts at the root.
+pub fn app_at<A: Api>(
+    app: ::std::sync::Arc<A>,
+    base: &'static str,
+) -> impl ::poem::Endpoint<Output = ::poem::Response> {
+    let route = rt::api_routes(openapi_service(app), base, SECURITY);
+    rt::envelope_errors::<Fallback<A>, _>(route, base, ALLOW)
 }

@@ -90,8 +90,15 @@ pub(super) fn lib_rs(api: &Api) -> TokenStream {
         /// document at `{BASE_PATH}/openapi.json` and `.yaml`, Swagger UI at
         /// `/docs`, and every framework error in the spec's error format.
         pub fn app<A: Api>(app: ::std::sync::Arc<A>) -> impl ::poem::Endpoint<Output = ::poem::Response> {
-            let route = rt::api_routes(openapi_service(app), BASE_PATH, SECURITY);
-            rt::envelope_errors::<Fallback<A>, _>(route, BASE_PATH, ALLOW)
+            app_at(app, BASE_PATH)
+        }
+
+        /// [`app`] mounted under `base` instead of [`BASE_PATH`] (a
+        /// deployment behind a prefix, or another value of the server
+        /// URL's variables); `""` mounts at the root.
+        pub fn app_at<A: Api>(app: ::std::sync::Arc<A>, base: &'static str) -> impl ::poem::Endpoint<Output = ::poem::Response> {
+            let route = rt::api_routes(openapi_service(app), base, SECURITY);
+            rt::envelope_errors::<Fallback<A>, _>(route, base, ALLOW)
         }
     }
 }
@@ -125,7 +132,16 @@ fn document_info(api: &Api) -> TokenStream {
             let d = lit(d);
             quote!(.description(#d))
         });
-        quote!(let svc = svc.server(::poem_openapi::ServerObject::new(#u)#d);)
+        let vars = s.variables.iter().map(|v| {
+            let (n, def, desc) = (lit(&v.name), lit(&v.default), lit(v.description.as_deref().unwrap_or("")));
+            if v.enumeration.is_empty() {
+                quote!(.variable(#n, #desc, #def))
+            } else {
+                let e = v.enumeration.iter().map(|x| lit(x));
+                quote!(.enum_variable(#n, #desc, #def, ::std::vec![#(#e),*]))
+            }
+        });
+        quote!(let svc = svc.server(::poem_openapi::ServerObject::new(#u)#d #(#vars)*);)
     });
     quote!(#description #contact #(#servers)*)
 }

@@ -34,7 +34,20 @@ pub struct Tag {
 
 #[derive(Debug, Clone)]
 pub struct ServerUrl {
+    /// As the spec writes it, variables and all.
     pub url: String,
+    /// With every variable at its default.
+    pub resolved: String,
+    pub variables: Vec<ServerVariable>,
+    pub description: Option<String>,
+}
+
+/// A `{name}` of a server URL.
+#[derive(Debug, Clone)]
+pub struct ServerVariable {
+    pub name: String,
+    pub default: String,
+    pub enumeration: Vec<String>,
     pub description: Option<String>,
 }
 
@@ -113,9 +126,30 @@ pub fn build(doc: &oa::OpenAPI) -> Result<Api> {
         op.result_type = operations::result_type_name(&b.types, &op.id);
     }
 
-    let servers: Vec<ServerUrl> =
-        doc.servers.iter().map(|s| ServerUrl { url: s.url.clone(), description: s.description.clone() }).collect();
-    let base_path = servers.first().map(|s| base_path_of(&s.url)).unwrap_or_default();
+    let servers: Vec<ServerUrl> = doc
+        .servers
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            Ok(ServerUrl {
+                url: s.url.clone(),
+                resolved: substitute_variables(s, &format!("#/servers/{i}"))?,
+                variables: s
+                    .variables
+                    .iter()
+                    .flatten()
+                    .map(|(name, v)| ServerVariable {
+                        name: name.clone(),
+                        default: v.default.clone(),
+                        enumeration: v.enumeration.clone(),
+                        description: v.description.clone(),
+                    })
+                    .collect(),
+                description: s.description.clone(),
+            })
+        })
+        .collect::<Result<_>>()?;
+    let base_path = servers.first().map(|s| base_path_of(&s.resolved)).unwrap_or_default();
 
     let tags = doc.tags.iter().map(|t| Tag { name: t.name.clone(), description: t.description.clone() }).collect();
     let error_codes = registry::error_codes(doc)?;
@@ -136,6 +170,26 @@ pub fn build(doc: &oa::OpenAPI) -> Result<Api> {
         security_schemes,
         error_codes,
     })
+}
+
+/// A server URL with each `{variable}` replaced by its default (OpenAPI
+/// requires one), so the base path is known at generation; the application
+/// may mount elsewhere at run time (`app_at`).
+fn substitute_variables(s: &oa::Server, pointer: &str) -> Result<String> {
+    let mut url = s.url.clone();
+    let vars = s.variables.as_ref();
+    while let Some(start) = url.find('{') {
+        let Some(len) = url[start..].find('}') else { bail!("{pointer}/url: unclosed `{{` in {:?}", s.url) };
+        let name = &url[start + 1..start + len];
+        let Some(var) = vars.and_then(|v| v.get(name)) else {
+            bail!("{pointer}/url: variable {name:?} is not declared in `variables`");
+        };
+        if !var.enumeration.is_empty() && !var.enumeration.contains(&var.default) {
+            bail!("{pointer}/variables/{name}: default {:?} is not one of its enum values", var.default);
+        }
+        url.replace_range(start..=start + len, &var.default);
+    }
+    Ok(url)
 }
 
 /// The path part of a server URL (`http://h:8080/api/v1` → `/api/v1`).
