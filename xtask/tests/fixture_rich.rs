@@ -75,7 +75,11 @@ impl PetsApi for Stub {
         Ok(UpdatePetResponse::Ok(pet(&params.name)))
     }
 
-    async fn delete_pet(&self, _params: DeletePetParams) -> Result<DeletePetResponse, Problem> {
+    async fn delete_pet(&self, params: DeletePetParams) -> Result<DeletePetResponse, Problem> {
+        // Path and query both name `name`: two fields, named by location.
+        if params.query_name.as_ref().is_some_and(|q| *q != params.path_name) {
+            return Err(ErrorCode::ValidationFailed.problem().with_detail("confirm with ?name="));
+        }
         Ok(DeletePetResponse::NoContent)
     }
 }
@@ -193,7 +197,8 @@ async fn string_path_parameters_and_empty_responses() {
     assert_eq!((s, b), (StatusCode::NO_CONTENT, Value::Null));
     let (s, b) = send(cli.delete("/v2/pets/Rex1")).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
-    assert_eq!(fields(&b), vec!["name"]);
+    // `deletePet` has a query `name` too, so the location is part of the field.
+    assert_eq!(fields(&b), vec!["path.name"]);
     let (s, b) = send(cli.put("/v2/pets/ghost").body_json(&json!({}))).await;
     assert_eq!((s, b["code"].clone()), (StatusCode::NOT_FOUND, json!(1003)));
 }
@@ -222,4 +227,20 @@ async fn two_generated_apis_keep_their_own_error_policy() {
     assert_eq!(mine.status(), StatusCode::INTERNAL_SERVER_ERROR);
     let b: Value = serde_json::from_slice(&mine.into_body().into_bytes().await.unwrap()).unwrap();
     assert_eq!((b["code"].clone(), b["msg"].clone()), (json!(5000), json!("internal error")));
+}
+
+/// A query parameter named like a path parameter is a field of its own, and
+/// its validation errors say which one failed.
+#[tokio::test]
+async fn parameters_sharing_a_name_stay_apart() {
+    let (cli, _) = client();
+    let (s, _) = send(cli.delete("/v2/pets/rex").query("name", &"rex")).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, _) = send(cli.delete("/v2/pets/rex")).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, b) = send(cli.delete("/v2/pets/rex").query("name", &"max")).await;
+    assert_eq!((s, b["msg"].clone()), (StatusCode::BAD_REQUEST, json!("confirm with ?name=")));
+    let (s, b) = send(cli.delete("/v2/pets/rex").query("name", &"x".repeat(21))).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(b["data"]["errors"][0]["field"], "query.name", "{b}");
 }

@@ -270,6 +270,7 @@ fn extract_params(op: &Operation, glue: &mut Glue) -> Result<()> {
     for (i, p) in op.params.iter().enumerate() {
         let arg = format_ident!("p_{}", p.field.rust_name);
         let json = lit(&p.field.json_name);
+        let wire = lit(&p.name);
         let idx = Literal::usize_unsuffixed(i);
         let extractor = match p.location {
             ParamLocation::Query => quote!(rt::Query<#pt_i, #idx>),
@@ -280,7 +281,7 @@ fn extract_params(op: &Operation, glue: &mut Glue) -> Result<()> {
         };
         let pdoc = doc_attrs(&[p.description.as_deref()]);
         let deprecated = if p.deprecated { quote!(, deprecated) } else { quote!() };
-        glue.args.push(quote!(#pdoc #[oai(name = #json #deprecated)] #arg: #extractor));
+        glue.args.push(quote!(#pdoc #[oai(name = #wire #deprecated)] #arg: #extractor));
         let coerce = coerce_of(&p.field.ty);
         entries.push(quote!((#json, #arg.0, #coerce)));
     }

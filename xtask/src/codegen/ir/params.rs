@@ -46,7 +46,11 @@ impl std::fmt::Display for ParamStyle {
 
 #[derive(Debug, Clone)]
 pub struct Parameter {
-    /// The parameter as a field of the operation's params struct.
+    /// Its name on the wire (query key, header, path template variable).
+    pub name: String,
+    /// The parameter as a field of the operation's params struct; its JSON
+    /// name is the key validation reports, `name` unless two parameters
+    /// share it (then `query.id`, `path.id`).
     pub field: Field,
     pub location: ParamLocation,
     pub style: ParamStyle,
@@ -82,11 +86,50 @@ pub fn parameters(
     }
     for seg in site.path.split('/').filter(|s| s.starts_with('{')) {
         let name = seg.trim_start_matches('{').trim_end_matches('}');
-        if !params.iter().any(|p| p.location == ParamLocation::Path && p.field.json_name == name) {
+        if !params.iter().any(|p| p.location == ParamLocation::Path && p.name == name) {
             bail!("{pointer}: path parameter {name:?} is not declared");
         }
     }
+    disambiguate(&mut params);
     Ok(params)
+}
+
+/// Parameters in different places may share a name (`id` in the path and
+/// in the query), and different names may make one Rust name (`page-size`,
+/// `page_size`): each gets its own field, named after its location.
+fn disambiguate(params: &mut [Parameter]) {
+    let taken = |params: &[Parameter], i: usize| {
+        params.iter().enumerate().any(|(j, q)| {
+            j != i && (q.field.rust_name == params[i].field.rust_name || q.field.json_name == params[i].field.json_name)
+        })
+    };
+    let shared: Vec<usize> = (0..params.len()).filter(|&i| taken(params, i)).collect();
+    for i in shared {
+        let loc = params[i].location.as_str();
+        params[i].field.json_name = format!("{loc}.{}", params[i].name);
+        params[i].field.rust_name = format!("{loc}_{}", params[i].field.rust_name);
+    }
+    // Still equal only when the spec repeats a name in one place with
+    // different spellings of one Rust name: number them.
+    for i in 0..params.len() {
+        let mut n = 2;
+        while taken(params, i) {
+            params[i].field.rust_name =
+                format!("{}_{n}", params[i].field.rust_name.trim_end_matches(|c: char| c.is_ascii_digit() || c == '_'));
+            n += 1;
+        }
+    }
+}
+
+impl ParamLocation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ParamLocation::Query => "query",
+            ParamLocation::Path => "path",
+            ParamLocation::Header => "header",
+            ParamLocation::Cookie => "cookie",
+        }
+    }
 }
 
 fn dereference<'d>(
@@ -150,6 +193,7 @@ fn parameter(b: &mut TypeBuilder<'_>, p: &oa::Parameter, pointer: String, op_typ
     require_default_style(location, style, &pointer)?;
     field.required = data.required;
     Ok(Parameter {
+        name: data.name.clone(),
         field,
         location,
         style,
