@@ -13,7 +13,8 @@
 //!   query `explode: true`), parameters become a map keyed `in:name`, tags a
 //!   map keyed by name;
 //! - path-level `parameters` are copied into each operation of the path;
-//! - the `openapi` version string and top-level `x-` extensions are dropped.
+//! - the `openapi` version string and top-level `x-` extensions are dropped,
+//!   and so are empty top-level `servers` and `tags` (the same as absent).
 //!
 //! Anything left is a real difference.
 
@@ -27,6 +28,7 @@ pub fn normalize(doc: &Value) -> Value {
         match k.as_str() {
             "openapi" | "components" => {}
             k if k.starts_with("x-") => {}
+            "servers" | "tags" if v.as_array().is_some_and(Vec::is_empty) => {}
             "paths" => {
                 out.insert(k.clone(), paths(v, &components));
             }

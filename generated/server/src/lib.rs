@@ -13,6 +13,7 @@ pub use health::*;
 pub mod users;
 pub use users::*;
 pub mod tasks;
+#[allow(unused_imports)]
 pub use models::*;
 pub use poem_openapi;
 pub use tasks::*;
@@ -30,17 +31,18 @@ pub const ALLOW: rt::AllowTable = &[
     ("/tasks/sync", "POST"),
     ("/tasks/{task_id}", "GET"),
 ];
-/// Each secured operation's requirements as the spec writes them,
-/// for the served document.
-pub const SECURITY: rt::SecurityTable = &[
-    ("/users", "get", "[{\"TokenAuth\":[]}]"),
-    ("/users", "post", "[{\"TokenAuth\":[]}]"),
-    ("/users/{id}", "get", "[{\"TokenAuth\":[]}]"),
-    ("/users/{id}", "put", "[{\"TokenAuth\":[]}]"),
-    ("/users/{id}", "delete", "[{\"TokenAuth\":[]}]"),
-    ("/tasks/email", "post", "[{\"TokenAuth\":[]}]"),
-    ("/tasks/sync", "post", "[{\"TokenAuth\":[]}]"),
-    ("/tasks/{task_id}", "get", "[{\"TokenAuth\":[]}]"),
+/// What the served document says about operations that
+/// poem-openapi cannot express (AND of schemes, a description
+/// without a summary), as the spec writes it.
+pub const DOC_PATCHES: rt::DocPatches = &[
+    ("/users", "get", "{\"security\":[{\"TokenAuth\":[]}]}"),
+    ("/users", "post", "{\"security\":[{\"TokenAuth\":[]}]}"),
+    ("/users/{id}", "get", "{\"security\":[{\"TokenAuth\":[]}]}"),
+    ("/users/{id}", "put", "{\"security\":[{\"TokenAuth\":[]}]}"),
+    ("/users/{id}", "delete", "{\"security\":[{\"TokenAuth\":[]}]}"),
+    ("/tasks/email", "post", "{\"security\":[{\"TokenAuth\":[]}]}"),
+    ("/tasks/sync", "post", "{\"security\":[{\"TokenAuth\":[]}]}"),
+    ("/tasks/{task_id}", "get", "{\"security\":[{\"TokenAuth\":[]}]}"),
 ];
 /// Verifies credentials for secured operations; runs before the
 /// handler, which never sees an unauthenticated request. Every
@@ -168,6 +170,11 @@ pub trait Api: ErrorPolicy + HealthApi + UsersApi + TasksApi {}
 impl<A: ErrorPolicy + HealthApi + UsersApi + TasksApi> Api for A {}
 /// The services of every tag over one application.
 pub type Services<A> = (HealthServer<A>, UsersServer<A>, TasksServer<A>);
+/// The document the application serves at
+/// `{BASE_PATH}/openapi.json`, as JSON.
+pub fn document<A: Api>(app: ::std::sync::Arc<A>) -> ::serde_json::Value {
+    rt::served_document(&openapi_service(app).spec(), DOC_PATCHES)
+}
 /// The OpenAPI service (document, routes) over `app`.
 pub fn openapi_service<A: Api>(app: ::std::sync::Arc<A>) -> ::poem_openapi::OpenApiService<Services<A>, ()> {
     let svc = ::poem_openapi::OpenApiService::new(
@@ -203,6 +210,6 @@ pub fn app_at<A: Api>(
     app: ::std::sync::Arc<A>,
     base: &'static str,
 ) -> impl ::poem::Endpoint<Output = ::poem::Response> {
-    let route = rt::api_routes(openapi_service(app), base, SECURITY);
+    let route = rt::api_routes(openapi_service(app), base, DOC_PATCHES);
     rt::envelope_errors::<Fallback<A>, _>(route, base, ALLOW)
 }

@@ -3,6 +3,7 @@
 
 //! Models for every schema of the contract, component or inline.
 #![allow(clippy::large_enum_variant, clippy::derivable_impls)]
+#[allow(unused_imports)]
 use crate::rt;
 /// Schema `#/components/schemas/SuccessResponse`.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]

@@ -34,7 +34,7 @@ pub use body::{BodyError, BodyLimits, BodyOutcome, INLINE_PARSE_LIMIT, JsonBody}
 pub use field_errors::{FieldError, FieldErrors, MAX_LISTED_ERRORS};
 pub use params::{Coerce, Header, ParamSet, Path, Query, params_object};
 pub use problem::{Answer, Fault, PROBLEM_JSON, Problem};
-pub use routing::{AllowTable, SecurityTable, api_routes, envelope_errors};
+pub use routing::{AllowTable, DocPatches, api_routes, envelope_errors, served_document};
 pub use security::{AuthContext, BasicCredentials, Credential, CredentialIn, SchemeCredential, SchemeSpec};
 pub use shape::{Model, Prop, Shape, StrFormat, validate_value};
 pub use values::{Password, double_option};

@@ -30,10 +30,11 @@ fn allow_for(path: &str, base: &str, table: AllowTable) -> Option<&'static str> 
     })
 }
 
-/// Each operation's `security` as the spec writes it (path template,
-/// method, the requirements as JSON): poem-openapi lists one alternative
-/// per scheme and no AND, so the served document is corrected from this.
-pub type SecurityTable = &'static [(&'static str, &'static str, &'static str)];
+/// What the served document must say about an operation that poem-openapi
+/// cannot express: (path template, method, a JSON object of operation
+/// fields to set). poem-openapi lists one security alternative per scheme
+/// and no AND, and reads a lone description as the summary.
+pub type DocPatches = &'static [(&'static str, &'static str, &'static str)];
 
 /// The operations under `base`, the served document at
 /// `{base}/openapi.json` and `{base}/openapi.yaml`, and Swagger UI at
@@ -41,9 +42,9 @@ pub type SecurityTable = &'static [(&'static str, &'static str, &'static str)];
 pub fn api_routes<T: poem_openapi::OpenApi + 'static>(
     svc: poem_openapi::OpenApiService<T, ()>,
     base: &str,
-    security: SecurityTable,
+    patches: DocPatches,
 ) -> Route {
-    let doc = served_document(&svc.spec(), security);
+    let doc = served_document(&svc.spec(), patches);
     let yaml = serde_yaml_like(&doc);
     let json = serde_json::to_vec_pretty(&doc).unwrap_or_default();
     Route::new()
@@ -53,16 +54,23 @@ pub fn api_routes<T: poem_openapi::OpenApi + 'static>(
         .nest(base, svc)
 }
 
-/// poem-openapi's document with every operation's `security` replaced by
-/// the spec's own (built once, at start-up).
-fn served_document(spec: &str, security: SecurityTable) -> serde_json::Value {
+/// poem-openapi's document (`spec`) with `patches` applied: the document
+/// `{base}/openapi.json` serves, built once at start-up. A `null` field
+/// removes it.
+pub fn served_document(spec: &str, patches: DocPatches) -> serde_json::Value {
     let mut doc: serde_json::Value = serde_json::from_str(spec).unwrap_or_default();
-    for (path, method, requirements) in security {
-        let Ok(reqs) = serde_json::from_str::<serde_json::Value>(requirements) else { continue };
+    for (path, method, fields) in patches {
+        let Ok(serde_json::Value::Object(fields)) = serde_json::from_str::<serde_json::Value>(fields) else { continue };
         if let Some(op) = doc.pointer_mut(&format!("/paths/{}/{method}", path.replace('~', "~0").replace('/', "~1")))
             && let Some(op) = op.as_object_mut()
         {
-            op.insert("security".into(), reqs);
+            for (k, v) in fields {
+                if v.is_null() {
+                    op.remove(&k);
+                } else {
+                    op.insert(k, v);
+                }
+            }
         }
     }
     doc

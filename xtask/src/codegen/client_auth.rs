@@ -381,6 +381,9 @@ pub fn render(doc: &oa::OpenAPI) -> Result<AuthModule> {
     });
 
     let module_doc = module_doc(&schemes);
+    // A spec without schemes matches on an empty enum: the rest is dead.
+    let no_schemes_allow =
+        if schemes.is_empty() { quote!(#[allow(unused_variables, unreachable_code)]) } else { quote!() };
     let tokens = quote! {
         #(#![doc = #module_doc])*
 
@@ -503,6 +506,7 @@ pub fn render(doc: &oa::OpenAPI) -> Result<AuthModule> {
         }
 
         /// Adds the credential of `scheme` to `request`.
+        #no_schemes_allow
         fn send(credentials: &Credentials, scheme: Scheme, request: &mut reqwest::Request) -> Result<(), CredentialError> {
             match scheme {
                 #(#send_arms)*

@@ -51,7 +51,7 @@ pub struct Target {
 /// Every crate `cargo xtask codegen` owns: the service's server crate and
 /// the generator's fixture crates (compiled by the workspace build).
 pub fn targets() -> Vec<Target> {
-    vec![
+    let mut targets = vec![
         Target {
             kind: Kind::Server,
             spec: "spec/openapi.yaml".into(),
@@ -95,7 +95,23 @@ pub fn targets() -> Vec<Target> {
             deps: Deps::Workspace,
             strict: false,
         },
-    ]
+    ];
+    // Public specs (xtask/tests/fixtures/public/README.md), generated as
+    // any user would and compiled by the workspace build. They document
+    // few failure statuses, so they generate with warnings.
+    for (file, name) in [("keeper.json", "keeper"), ("param-collision.json", "param-collision")] {
+        for (kind, suffix) in [(Kind::Server, "server"), (Kind::Client, "client")] {
+            targets.push(Target {
+                kind,
+                spec: format!("xtask/tests/fixtures/public/{file}").into(),
+                out: format!("xtask/tests/fixtures/public/{name}/{suffix}").into(),
+                crate_name: format!("fixture-{name}-{suffix}"),
+                deps: Deps::Workspace,
+                strict: false,
+            });
+        }
+    }
+    targets
 }
 
 /// What a run did.

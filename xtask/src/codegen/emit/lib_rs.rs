@@ -30,7 +30,7 @@ pub(super) fn lib_rs(api: &Api) -> TokenStream {
     let auth = auth(api);
     let policy = policy(api);
     let allow_entries = allow_table(api);
-    let security_entries = security_table(api);
+    let doc_patches = doc_patches(api);
     let registry = if api.error_codes.is_empty() {
         quote!()
     } else {
@@ -50,6 +50,7 @@ pub(super) fn lib_rs(api: &Api) -> TokenStream {
         #registry
         #(#mods)*
 
+        #[allow(unused_imports)]
         pub use models::*;
         pub use poem_openapi;
 
@@ -60,9 +61,10 @@ pub(super) fn lib_rs(api: &Api) -> TokenStream {
         pub const BASE_PATH: &str = #base;
         /// Documented methods per path, for 405 answers' `Allow` header.
         pub const ALLOW: rt::AllowTable = &[#(#allow_entries),*];
-        /// Each secured operation's requirements as the spec writes them,
-        /// for the served document.
-        pub const SECURITY: rt::SecurityTable = &[#(#security_entries),*];
+        /// What the served document says about operations that
+        /// poem-openapi cannot express (AND of schemes, a description
+        /// without a summary), as the spec writes it.
+        pub const DOC_PATCHES: rt::DocPatches = &[#(#doc_patches),*];
 
         #auth
 
@@ -78,6 +80,12 @@ pub(super) fn lib_rs(api: &Api) -> TokenStream {
 
         /// The services of every tag over one application.
         pub type Services<A> = #services_ty;
+
+        /// The document the application serves at
+        /// `{BASE_PATH}/openapi.json`, as JSON.
+        pub fn document<A: Api>(app: ::std::sync::Arc<A>) -> ::serde_json::Value {
+            rt::served_document(&openapi_service(app).spec(), DOC_PATCHES)
+        }
 
         /// The OpenAPI service (document, routes) over `app`.
         pub fn openapi_service<A: Api>(app: ::std::sync::Arc<A>) -> ::poem_openapi::OpenApiService<Services<A>, ()> {
@@ -97,7 +105,7 @@ pub(super) fn lib_rs(api: &Api) -> TokenStream {
         /// deployment behind a prefix, or another value of the server
         /// URL's variables); `""` mounts at the root.
         pub fn app_at<A: Api>(app: ::std::sync::Arc<A>, base: &'static str) -> impl ::poem::Endpoint<Output = ::poem::Response> {
-            let route = rt::api_routes(openapi_service(app), base, SECURITY);
+            let route = rt::api_routes(openapi_service(app), base, DOC_PATCHES);
             rt::envelope_errors::<Fallback<A>, _>(route, base, ALLOW)
         }
     }
@@ -356,25 +364,38 @@ fn oauth_flows(flows: &[OAuth2Flow]) -> TokenStream {
     }))
 }
 
-/// `(path, method, requirements as JSON)` of every secured operation.
-fn security_table(api: &Api) -> Vec<TokenStream> {
+/// `(path, method, fields as JSON)` for every operation whose document
+/// entry poem-openapi would get wrong: its `security` (OR of AND), and a
+/// description with no summary (poem-openapi would make it the summary).
+fn doc_patches(api: &Api) -> Vec<TokenStream> {
     api.operations
         .iter()
-        .filter(|o| o.is_secured())
-        .map(|o| {
-            let reqs: Vec<serde_json::Value> = o
-                .security
-                .iter()
-                .map(|r| {
-                    serde_json::Value::Object(
-                        r.schemes.iter().map(|u| (u.scheme.clone(), serde_json::json!(u.scopes))).collect(),
-                    )
-                })
-                .collect();
+        .filter_map(|o| {
+            let mut fields = serde_json::Map::new();
+            if o.is_secured() {
+                let reqs: Vec<serde_json::Value> = o
+                    .security
+                    .iter()
+                    .map(|r| {
+                        serde_json::Value::Object(
+                            r.schemes.iter().map(|u| (u.scheme.clone(), serde_json::json!(u.scopes))).collect(),
+                        )
+                    })
+                    .collect();
+                fields.insert("security".into(), serde_json::Value::Array(reqs));
+            }
+            let summary_splits = o.summary.as_deref().is_some_and(|s| s.contains("\n\n"));
+            if (o.summary.is_none() && o.description.is_some()) || summary_splits {
+                fields.insert("summary".into(), serde_json::json!(o.summary));
+                fields.insert("description".into(), serde_json::json!(o.description));
+            }
+            if fields.is_empty() {
+                return None;
+            }
             let p = lit(&o.path);
             let m = lit(o.method);
-            let j = lit(&serde_json::Value::Array(reqs).to_string());
-            quote!((#p, #m, #j))
+            let j = lit(&serde_json::Value::Object(fields).to_string());
+            Some(quote!((#p, #m, #j)))
         })
         .collect()
 }

@@ -110,6 +110,7 @@ pub(super) fn models_rs(api: &Api, request: &BTreeSet<String>) -> Result<TokenSt
     Ok(quote! {
         //! Models for every schema of the contract, component or inline.
         #![allow(clippy::large_enum_variant, clippy::derivable_impls)]
+        #[allow(unused_imports)]
         use crate::rt;
         #(#items)*
     })
