@@ -179,3 +179,18 @@ fn undocumented_framework_statuses_warn_or_fail_when_strict() {
         spec.replace("'200': {description: ok}", "'200': {description: ok}\n        default: {description: failure}");
     assert!(codegen::undocumented_statuses(&codegen::parse_spec(&spec).unwrap()).unwrap().is_empty());
 }
+
+/// An operation without `operationId` is named from its method and path;
+/// a tag named like a generated module gets a module of its own.
+#[test]
+fn nameless_operations_and_clashing_tags_generate() {
+    let spec = tiny(
+        "  /a/{id}:\n    get:\n      tags: [models]\n      parameters:\n        - {name: id, in: path, required: true, schema: {type: integer}}\n      responses:\n        '200': {description: ok}\n        '400': {description: bad}",
+        "    X: {type: object, properties: {a: {type: string}}}",
+    );
+    let doc = codegen::parse_spec(&spec).unwrap();
+    let files = codegen::render_server(&doc, Path::new("s.yaml"), "x").unwrap();
+    let ops = files.iter().find(|(p, _)| p.ends_with("src/models_ops.rs")).map(|(_, t)| t).expect("models_ops.rs");
+    assert!(ops.contains("fn get_a_by_id(") && ops.contains("operation_id = \"getAById\""), "{ops}");
+    assert!(files.iter().any(|(p, t)| p.ends_with("src/models.rs") && t.contains("pub struct X")));
+}
