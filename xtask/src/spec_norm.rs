@@ -10,6 +10,8 @@
 //!   (poem-openapi cannot emit those);
 //! - whole floats become integers (`100.0` → `100`), `required` lists are
 //!   sorted, defaults are dropped (`deprecated: false`, `required: false`,
+//!   also on response headers, where `Content-Type` is dropped as OpenAPI
+//!   ignores it;
 //!   query `explode: true`), parameters become a map keyed `in:name`, tags a
 //!   map keyed by name;
 //! - path-level `parameters` are copied into each operation of the path;
@@ -105,6 +107,31 @@ fn paths(v: &Value, c: &Value) -> Value {
     Value::Object(out)
 }
 
+/// Response headers, references inlined, defaults dropped; OpenAPI ignores
+/// a header named `Content-Type`, so it is dropped too.
+fn headers(v: &Value, c: &Value) -> Map<String, Value> {
+    let mut out = Map::new();
+    for (name, h) in v.as_object().into_iter().flatten() {
+        if name.eq_ignore_ascii_case("content-type") {
+            continue;
+        }
+        let mut hm = Map::new();
+        for (k, v) in resolve(h, c).as_object().into_iter().flatten() {
+            match k.as_str() {
+                "deprecated" | "required" if v == &Value::Bool(false) => {}
+                "schema" => {
+                    hm.insert(k.clone(), numbers(resolve(v, c).clone()));
+                }
+                _ => {
+                    hm.insert(k.clone(), numbers(v.clone()));
+                }
+            }
+        }
+        out.insert(name.clone(), Value::Object(hm));
+    }
+    out
+}
+
 fn operation(op: &Value, c: &Value) -> Value {
     let mut out = Map::new();
     for (k, v) in op.as_object().into_iter().flatten() {
@@ -145,10 +172,19 @@ fn operation(op: &Value, c: &Value) -> Value {
                     let r = resolve(r, c);
                     let mut rm = Map::new();
                     for (k2, v2) in r.as_object().into_iter().flatten() {
-                        if k2 == "content" {
-                            rm.insert(k2.clone(), content(v2, c));
-                        } else {
-                            rm.insert(k2.clone(), numbers(v2.clone()));
+                        match k2.as_str() {
+                            "content" => {
+                                rm.insert(k2.clone(), content(v2, c));
+                            }
+                            "headers" => {
+                                let hs = headers(v2, c);
+                                if !hs.is_empty() {
+                                    rm.insert(k2.clone(), Value::Object(hs));
+                                }
+                            }
+                            _ => {
+                                rm.insert(k2.clone(), numbers(v2.clone()));
+                            }
                         }
                     }
                     m.insert(status.clone(), Value::Object(rm));

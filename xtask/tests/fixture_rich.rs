@@ -64,7 +64,28 @@ impl PetsApi for Stub {
             NewPetShape::Cat(c) => PetShape::Cat(c),
             NewPetShape::Dog(d) => PetShape::Dog(d),
         });
-        Ok(CreatePetResponse::Created(p))
+        let location = format!("/v2/pets/{}", p.name);
+        Ok(CreatePetResponse::Created { body: p, location })
+    }
+
+    async fn get_pet(&self, params: GetPetParams) -> Result<GetPetResponse, Problem> {
+        let etag = format!("\"{}-v1\"", params.name);
+        match params.name.as_str() {
+            "ghost" => Err(ErrorCode::NotFound.problem()),
+            // A handler bug: a header value HTTP cannot carry.
+            "broken" => {
+                Ok(GetPetResponse::Ok { body: pet("broken"), etag: "a\nb".into(), x_rate_limit_remaining: None })
+            }
+            _ if params.if_none_match.as_deref() == Some(etag.as_str()) => Ok(GetPetResponse::NotModified { etag }),
+            name => Ok(GetPetResponse::Ok { body: pet(name), etag, x_rate_limit_remaining: Some(41) }),
+        }
+    }
+
+    async fn patch_pet(&self, params: PatchPetParams, body: PetPatch) -> Result<PatchPetResponse, Problem> {
+        let mut p = pet(&params.name);
+        // PetPatch.weight is a double, Pet.weight a float: echo it as the ratio.
+        p.ratio = body.weight;
+        Ok(PatchPetResponse::Ok(p))
     }
 
     async fn update_pet(&self, params: UpdatePetParams, body: PetPatch) -> Result<UpdatePetResponse, Problem> {
@@ -243,4 +264,47 @@ async fn parameters_sharing_a_name_stay_apart() {
     let (s, b) = send(cli.delete("/v2/pets/rex").query("name", &"x".repeat(21))).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert_eq!(b["data"]["errors"][0]["field"], "query.name", "{b}");
+}
+
+/// Response headers are typed fields of the variant; 304 has no body; a
+/// value HTTP cannot carry is the handler's bug, answered 500.
+#[tokio::test]
+async fn response_headers_and_not_modified() {
+    let (cli, _) = client();
+    let resp = cli.get("/v2/pets/rex").send().await;
+    resp.assert_status_is_ok();
+    resp.assert_header("etag", "\"rex-v1\"");
+    resp.assert_header("x-rate-limit-remaining", "41");
+    resp.assert_content_type("application/json");
+    let resp = cli.get("/v2/pets/rex").header("If-None-Match", "\"rex-v1\"").send().await;
+    resp.assert_status(StatusCode::NOT_MODIFIED);
+    resp.assert_header("etag", "\"rex-v1\"");
+    assert!(resp.0.into_body().into_bytes().await.unwrap().is_empty(), "304 has no body");
+    let (s, b) = send(cli.get("/v2/pets/ghost")).await;
+    assert_eq!((s, b["code"].clone()), (StatusCode::NOT_FOUND, json!(1003)));
+    let resp = cli.get("/v2/pets/broken").send().await;
+    resp.assert_status(StatusCode::INTERNAL_SERVER_ERROR);
+    resp.assert_content_type("application/problem+json");
+
+    let body =
+        json!({"name": "tom", "kind": "cat", "owner": {"name": "ann", "since": "2020-01-31"}, "shape": {"lives": 9}});
+    let resp = cli.post("/v2/pets").body_json(&body).send().await;
+    resp.assert_status(StatusCode::CREATED);
+    resp.assert_header("location", "/v2/pets/tom");
+}
+
+/// A body declared `application/merge-patch+json` is read as such (plain
+/// JSON is refused), and responses carry their declared JSON media types.
+#[tokio::test]
+async fn declared_json_media_types() {
+    let (cli, _) = client();
+    let resp =
+        cli.patch("/v2/pets/rex").content_type("application/merge-patch+json").body(r#"{"weight": 4.5}"#).send().await;
+    resp.assert_status_is_ok();
+    resp.assert_content_type("application/json; charset=utf-8");
+    let resp = cli.patch("/v2/pets/rex").body_json(&json!({"weight": 4.5})).send().await;
+    resp.assert_status(StatusCode::BAD_REQUEST);
+    resp.assert_content_type("application/problem+json");
+    let b: Value = serde_json::from_slice(&resp.0.into_body().into_bytes().await.unwrap()).unwrap();
+    assert_eq!(b["code"], 1009, "the registry's UnsupportedMediaType, as the 4XX body: {b}");
 }

@@ -40,21 +40,21 @@ impl ::poem_openapi::ApiResponse for HealthCheckResponse {
                     description: "系统健康",
                     status: ::std::option::Option::Some(200),
                     status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
-                        content_type: rt::JSON,
+                        content_type: "application/json",
                         schema: <crate::models::HealthCheck200Response as ::poem_openapi::types::Type>::schema_ref()
                     }],
-                    headers: ::std::vec::Vec::new(),
                 },
                 ::poem_openapi::registry::MetaResponse {
                     description: "服务降级或不可用",
                     status: ::std::option::Option::Some(503),
                     status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
-                        content_type: rt::JSON,
+                        content_type: "application/json",
                         schema: <crate::models::HealthCheck503Response as ::poem_openapi::types::Type>::schema_ref()
                     }],
-                    headers: ::std::vec::Vec::new(),
                 }
             ],
         }

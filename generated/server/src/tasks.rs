@@ -79,62 +79,62 @@ impl ::poem_openapi::ApiResponse for SubmitEmailTaskResponse {
                     description: "任务已提交",
                     status: ::std::option::Option::Some(200),
                     status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
-                        content_type: rt::JSON,
+                        content_type: "application/json",
                         schema: <crate::models::SubmitEmailTask200Response as ::poem_openapi::types::Type>::schema_ref(
                         )
                     }],
-                    headers: ::std::vec::Vec::new(),
                 },
                 ::poem_openapi::registry::MetaResponse {
                     description: "请求参数错误",
                     status: ::std::option::Option::Some(400),
                     status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
-                        content_type: rt::JSON,
+                        content_type: "application/json",
                         schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
                     }],
-                    headers: ::std::vec::Vec::new(),
                 },
                 ::poem_openapi::registry::MetaResponse {
                     description: "未授权或令牌无效",
                     status: ::std::option::Option::Some(401),
                     status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
-                        content_type: rt::JSON,
+                        content_type: "application/json",
                         schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
                     }],
-                    headers: ::std::vec::Vec::new(),
                 },
                 ::poem_openapi::registry::MetaResponse {
                     description: "同一 Idempotency-Key 已用于内容不同的请求",
                     status: ::std::option::Option::Some(422),
                     status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
-                        content_type: rt::JSON,
+                        content_type: "application/json",
                         schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
                     }],
-                    headers: ::std::vec::Vec::new(),
                 },
                 ::poem_openapi::registry::MetaResponse {
                     description: "请求头过大(超过服务器配置的上限)",
                     status: ::std::option::Option::Some(431),
                     status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
-                        content_type: rt::JSON,
+                        content_type: "application/json",
                         schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
                     }],
-                    headers: ::std::vec::Vec::new(),
                 },
                 ::poem_openapi::registry::MetaResponse {
                     description: "服务器内部错误",
                     status: ::std::option::Option::Some(500),
                     status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
-                        content_type: rt::JSON,
+                        content_type: "application/json",
                         schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
                     }],
-                    headers: ::std::vec::Vec::new(),
                 }
             ],
         }
@@ -229,61 +229,61 @@ impl ::poem_openapi::ApiResponse for SubmitSyncTaskResponse {
                     description: "任务已提交",
                     status: ::std::option::Option::Some(200),
                     status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
-                        content_type: rt::JSON,
+                        content_type: "application/json",
                         schema: <crate::models::SubmitSyncTask200Response as ::poem_openapi::types::Type>::schema_ref()
                     }],
-                    headers: ::std::vec::Vec::new(),
                 },
                 ::poem_openapi::registry::MetaResponse {
                     description: "请求参数错误",
                     status: ::std::option::Option::Some(400),
                     status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
-                        content_type: rt::JSON,
+                        content_type: "application/json",
                         schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
                     }],
-                    headers: ::std::vec::Vec::new(),
                 },
                 ::poem_openapi::registry::MetaResponse {
                     description: "未授权或令牌无效",
                     status: ::std::option::Option::Some(401),
                     status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
-                        content_type: rt::JSON,
+                        content_type: "application/json",
                         schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
                     }],
-                    headers: ::std::vec::Vec::new(),
                 },
                 ::poem_openapi::registry::MetaResponse {
                     description: "同一 Idempotency-Key 已用于内容不同的请求",
                     status: ::std::option::Option::Some(422),
                     status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
-                        content_type: rt::JSON,
+                        content_type: "application/json",
                         schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
                     }],
-                    headers: ::std::vec::Vec::new(),
                 },
                 ::poem_openapi::registry::MetaResponse {
                     description: "请求头过大(超过服务器配置的上限)",
                     status: ::std::option::Option::Some(431),
                     status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
-                        content_type: rt::JSON,
+                        content_type: "application/json",
                         schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
                     }],
-                    headers: ::std::vec::Vec::new(),
                 },
                 ::poem_openapi::registry::MetaResponse {
                     description: "服务器内部错误",
                     status: ::std::option::Option::Some(500),
                     status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
-                        content_type: rt::JSON,
+                        content_type: "application/json",
                         schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
                     }],
-                    headers: ::std::vec::Vec::new(),
                 }
             ],
         }
@@ -378,61 +378,61 @@ impl ::poem_openapi::ApiResponse for GetTaskResponse {
                     description: "查询成功",
                     status: ::std::option::Option::Some(200),
                     status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
-                        content_type: rt::JSON,
+                        content_type: "application/json",
                         schema: <crate::models::GetTask200Response as ::poem_openapi::types::Type>::schema_ref()
                     }],
-                    headers: ::std::vec::Vec::new(),
                 },
                 ::poem_openapi::registry::MetaResponse {
                     description: "请求参数错误",
                     status: ::std::option::Option::Some(400),
                     status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
-                        content_type: rt::JSON,
+                        content_type: "application/json",
                         schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
                     }],
-                    headers: ::std::vec::Vec::new(),
                 },
                 ::poem_openapi::registry::MetaResponse {
                     description: "未授权或令牌无效",
                     status: ::std::option::Option::Some(401),
                     status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
-                        content_type: rt::JSON,
+                        content_type: "application/json",
                         schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
                     }],
-                    headers: ::std::vec::Vec::new(),
                 },
                 ::poem_openapi::registry::MetaResponse {
                     description: "资源不存在",
                     status: ::std::option::Option::Some(404),
                     status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
-                        content_type: rt::JSON,
+                        content_type: "application/json",
                         schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
                     }],
-                    headers: ::std::vec::Vec::new(),
                 },
                 ::poem_openapi::registry::MetaResponse {
                     description: "请求头过大(超过服务器配置的上限)",
                     status: ::std::option::Option::Some(431),
                     status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
-                        content_type: rt::JSON,
+                        content_type: "application/json",
                         schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
                     }],
-                    headers: ::std::vec::Vec::new(),
                 },
                 ::poem_openapi::registry::MetaResponse {
                     description: "服务器内部错误",
                     status: ::std::option::Option::Some(500),
                     status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
-                        content_type: rt::JSON,
+                        content_type: "application/json",
                         schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
                     }],
-                    headers: ::std::vec::Vec::new(),
                 }
             ],
         }
@@ -529,7 +529,7 @@ impl<A: TasksApi> TasksServer<A> {
         /// task completes or dies.
         #[oai(name = "Idempotency-Key")]
         p_idempotency_key: rt::Header<SubmitEmailTaskParams, 0>,
-        body: rt::JsonBody<crate::models::EmailTaskRequest>,
+        body: rt::JsonBody<crate::models::EmailTaskRequest, rt::Json>,
     ) -> rt::Answer<SubmitEmailTaskResponse> {
         let principal = 'auth: {
             let mut rejected: ::std::option::Option<rt::Problem> = ::std::option::Option::None;
@@ -610,7 +610,7 @@ impl<A: TasksApi> TasksServer<A> {
         /// task completes or dies.
         #[oai(name = "Idempotency-Key")]
         p_idempotency_key: rt::Header<SubmitSyncTaskParams, 0>,
-        body: rt::JsonBody<crate::models::SyncTaskRequest>,
+        body: rt::JsonBody<crate::models::SyncTaskRequest, rt::Json>,
     ) -> rt::Answer<SubmitSyncTaskResponse> {
         let principal = 'auth: {
             let mut rejected: ::std::option::Option<rt::Problem> = ::std::option::Option::None;

@@ -107,51 +107,51 @@ impl ::poem_openapi::ApiResponse for ListUsersApiResponse {
                     description: "查询成功",
                     status: ::std::option::Option::Some(200),
                     status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
-                        content_type: rt::JSON,
+                        content_type: "application/json",
                         schema: <crate::models::ListUsers200Response as ::poem_openapi::types::Type>::schema_ref()
                     }],
-                    headers: ::std::vec::Vec::new(),
                 },
                 ::poem_openapi::registry::MetaResponse {
                     description: "请求参数错误",
                     status: ::std::option::Option::Some(400),
                     status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
-                        content_type: rt::JSON,
+                        content_type: "application/json",
                         schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
                     }],
-                    headers: ::std::vec::Vec::new(),
                 },
                 ::poem_openapi::registry::MetaResponse {
                     description: "未授权或令牌无效",
                     status: ::std::option::Option::Some(401),
                     status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
-                        content_type: rt::JSON,
+                        content_type: "application/json",
                         schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
                     }],
-                    headers: ::std::vec::Vec::new(),
                 },
                 ::poem_openapi::registry::MetaResponse {
                     description: "请求头过大(超过服务器配置的上限)",
                     status: ::std::option::Option::Some(431),
                     status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
-                        content_type: rt::JSON,
+                        content_type: "application/json",
                         schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
                     }],
-                    headers: ::std::vec::Vec::new(),
                 },
                 ::poem_openapi::registry::MetaResponse {
                     description: "服务器内部错误",
                     status: ::std::option::Option::Some(500),
                     status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
-                        content_type: rt::JSON,
+                        content_type: "application/json",
                         schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
                     }],
-                    headers: ::std::vec::Vec::new(),
                 }
             ],
         }
@@ -283,61 +283,61 @@ impl ::poem_openapi::ApiResponse for CreateUserResponse {
                     description: "用户创建成功",
                     status: ::std::option::Option::Some(200),
                     status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
-                        content_type: rt::JSON,
+                        content_type: "application/json",
                         schema: <crate::models::CreateUser200Response as ::poem_openapi::types::Type>::schema_ref()
                     }],
-                    headers: ::std::vec::Vec::new(),
                 },
                 ::poem_openapi::registry::MetaResponse {
                     description: "请求参数错误",
                     status: ::std::option::Option::Some(400),
                     status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
-                        content_type: rt::JSON,
+                        content_type: "application/json",
                         schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
                     }],
-                    headers: ::std::vec::Vec::new(),
                 },
                 ::poem_openapi::registry::MetaResponse {
                     description: "未授权或令牌无效",
                     status: ::std::option::Option::Some(401),
                     status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
-                        content_type: rt::JSON,
+                        content_type: "application/json",
                         schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
                     }],
-                    headers: ::std::vec::Vec::new(),
                 },
                 ::poem_openapi::registry::MetaResponse {
                     description: "资源冲突(如用户名已存在)",
                     status: ::std::option::Option::Some(409),
                     status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
-                        content_type: rt::JSON,
+                        content_type: "application/json",
                         schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
                     }],
-                    headers: ::std::vec::Vec::new(),
                 },
                 ::poem_openapi::registry::MetaResponse {
                     description: "请求头过大(超过服务器配置的上限)",
                     status: ::std::option::Option::Some(431),
                     status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
-                        content_type: rt::JSON,
+                        content_type: "application/json",
                         schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
                     }],
-                    headers: ::std::vec::Vec::new(),
                 },
                 ::poem_openapi::registry::MetaResponse {
                     description: "服务器内部错误",
                     status: ::std::option::Option::Some(500),
                     status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
-                        content_type: rt::JSON,
+                        content_type: "application/json",
                         schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
                     }],
-                    headers: ::std::vec::Vec::new(),
                 }
             ],
         }
@@ -396,61 +396,61 @@ impl ::poem_openapi::ApiResponse for GetUserByIdResponse {
                     description: "查询成功",
                     status: ::std::option::Option::Some(200),
                     status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
-                        content_type: rt::JSON,
+                        content_type: "application/json",
                         schema: <crate::models::GetUserById200Response as ::poem_openapi::types::Type>::schema_ref()
                     }],
-                    headers: ::std::vec::Vec::new(),
                 },
                 ::poem_openapi::registry::MetaResponse {
                     description: "请求参数错误",
                     status: ::std::option::Option::Some(400),
                     status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
-                        content_type: rt::JSON,
+                        content_type: "application/json",
                         schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
                     }],
-                    headers: ::std::vec::Vec::new(),
                 },
                 ::poem_openapi::registry::MetaResponse {
                     description: "未授权或令牌无效",
                     status: ::std::option::Option::Some(401),
                     status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
-                        content_type: rt::JSON,
+                        content_type: "application/json",
                         schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
                     }],
-                    headers: ::std::vec::Vec::new(),
                 },
                 ::poem_openapi::registry::MetaResponse {
                     description: "资源不存在",
                     status: ::std::option::Option::Some(404),
                     status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
-                        content_type: rt::JSON,
+                        content_type: "application/json",
                         schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
                     }],
-                    headers: ::std::vec::Vec::new(),
                 },
                 ::poem_openapi::registry::MetaResponse {
                     description: "请求头过大(超过服务器配置的上限)",
                     status: ::std::option::Option::Some(431),
                     status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
-                        content_type: rt::JSON,
+                        content_type: "application/json",
                         schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
                     }],
-                    headers: ::std::vec::Vec::new(),
                 },
                 ::poem_openapi::registry::MetaResponse {
                     description: "服务器内部错误",
                     status: ::std::option::Option::Some(500),
                     status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
-                        content_type: rt::JSON,
+                        content_type: "application/json",
                         schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
                     }],
-                    headers: ::std::vec::Vec::new(),
                 }
             ],
         }
@@ -544,71 +544,71 @@ impl ::poem_openapi::ApiResponse for UpdateUserResponse {
                     description: "更新成功",
                     status: ::std::option::Option::Some(200),
                     status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
-                        content_type: rt::JSON,
+                        content_type: "application/json",
                         schema: <crate::models::UpdateUser200Response as ::poem_openapi::types::Type>::schema_ref()
                     }],
-                    headers: ::std::vec::Vec::new(),
                 },
                 ::poem_openapi::registry::MetaResponse {
                     description: "请求参数错误",
                     status: ::std::option::Option::Some(400),
                     status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
-                        content_type: rt::JSON,
+                        content_type: "application/json",
                         schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
                     }],
-                    headers: ::std::vec::Vec::new(),
                 },
                 ::poem_openapi::registry::MetaResponse {
                     description: "未授权或令牌无效",
                     status: ::std::option::Option::Some(401),
                     status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
-                        content_type: rt::JSON,
+                        content_type: "application/json",
                         schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
                     }],
-                    headers: ::std::vec::Vec::new(),
                 },
                 ::poem_openapi::registry::MetaResponse {
                     description: "资源不存在",
                     status: ::std::option::Option::Some(404),
                     status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
-                        content_type: rt::JSON,
+                        content_type: "application/json",
                         schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
                     }],
-                    headers: ::std::vec::Vec::new(),
                 },
                 ::poem_openapi::registry::MetaResponse {
                     description: "资源冲突(如用户名已存在)",
                     status: ::std::option::Option::Some(409),
                     status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
-                        content_type: rt::JSON,
+                        content_type: "application/json",
                         schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
                     }],
-                    headers: ::std::vec::Vec::new(),
                 },
                 ::poem_openapi::registry::MetaResponse {
                     description: "请求头过大(超过服务器配置的上限)",
                     status: ::std::option::Option::Some(431),
                     status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
-                        content_type: rt::JSON,
+                        content_type: "application/json",
                         schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
                     }],
-                    headers: ::std::vec::Vec::new(),
                 },
                 ::poem_openapi::registry::MetaResponse {
                     description: "服务器内部错误",
                     status: ::std::option::Option::Some(500),
                     status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
-                        content_type: rt::JSON,
+                        content_type: "application/json",
                         schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
                     }],
-                    headers: ::std::vec::Vec::new(),
                 }
             ],
         }
@@ -702,61 +702,61 @@ impl ::poem_openapi::ApiResponse for DeleteUserResponse {
                     description: "删除成功",
                     status: ::std::option::Option::Some(200),
                     status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
-                        content_type: rt::JSON,
+                        content_type: "application/json",
                         schema: <crate::models::SuccessResponse as ::poem_openapi::types::Type>::schema_ref()
                     }],
-                    headers: ::std::vec::Vec::new(),
                 },
                 ::poem_openapi::registry::MetaResponse {
                     description: "请求参数错误",
                     status: ::std::option::Option::Some(400),
                     status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
-                        content_type: rt::JSON,
+                        content_type: "application/json",
                         schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
                     }],
-                    headers: ::std::vec::Vec::new(),
                 },
                 ::poem_openapi::registry::MetaResponse {
                     description: "未授权或令牌无效",
                     status: ::std::option::Option::Some(401),
                     status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
-                        content_type: rt::JSON,
+                        content_type: "application/json",
                         schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
                     }],
-                    headers: ::std::vec::Vec::new(),
                 },
                 ::poem_openapi::registry::MetaResponse {
                     description: "资源不存在",
                     status: ::std::option::Option::Some(404),
                     status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
-                        content_type: rt::JSON,
+                        content_type: "application/json",
                         schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
                     }],
-                    headers: ::std::vec::Vec::new(),
                 },
                 ::poem_openapi::registry::MetaResponse {
                     description: "请求头过大(超过服务器配置的上限)",
                     status: ::std::option::Option::Some(431),
                     status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
-                        content_type: rt::JSON,
+                        content_type: "application/json",
                         schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
                     }],
-                    headers: ::std::vec::Vec::new(),
                 },
                 ::poem_openapi::registry::MetaResponse {
                     description: "服务器内部错误",
                     status: ::std::option::Option::Some(500),
                     status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
-                        content_type: rt::JSON,
+                        content_type: "application/json",
                         schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
                     }],
-                    headers: ::std::vec::Vec::new(),
                 }
             ],
         }
@@ -915,7 +915,7 @@ impl<A: UsersApi> UsersServer<A> {
     async fn create_user(
         &self,
         cred_token_auth: rt::SchemeCredential<crate::TokenAuthScheme>,
-        body: rt::JsonBody<crate::models::CreateUserRequest>,
+        body: rt::JsonBody<crate::models::CreateUserRequest, rt::Json>,
     ) -> rt::Answer<CreateUserResponse> {
         let principal = 'auth: {
             let mut rejected: ::std::option::Option<rt::Problem> = ::std::option::Option::None;
@@ -1044,7 +1044,7 @@ impl<A: UsersApi> UsersServer<A> {
         /// 用户 ID
         #[oai(name = "id")]
         p_id: rt::Path<UpdateUserParams, 0>,
-        body: rt::JsonBody<crate::models::UpdateUserRequest>,
+        body: rt::JsonBody<crate::models::UpdateUserRequest, rt::Json>,
     ) -> rt::Answer<UpdateUserResponse> {
         let principal = 'auth: {
             let mut rejected: ::std::option::Option<rt::Problem> = ::std::option::Option::None;

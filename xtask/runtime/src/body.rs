@@ -11,7 +11,7 @@ use poem_openapi::{
 };
 use serde_json::Value;
 
-use crate::{Fault, FieldErrors, JSON, Model, validate_value};
+use crate::{Fault, FieldErrors, JSON, Json, MediaTypeName, Model, validate_value};
 
 /// How request bodies are read; attach one with `Route::data` to override
 /// the defaults (the service's config does).
@@ -63,7 +63,8 @@ fn parse_permits() -> &'static tokio::sync::Semaphore {
 #[derive(Debug, Clone)]
 pub enum BodyError {
     Missing,
-    ContentType(String),
+    /// What was sent, and what the operation declares.
+    ContentType(String, &'static str),
     TooLarge(usize),
     Read(String),
     Malformed(String),
@@ -75,8 +76,8 @@ impl BodyError {
     pub fn into_error(self) -> (Fault, String) {
         match self {
             BodyError::Missing => (Fault::ValidationFailed, "request body is required".into()),
-            BodyError::ContentType(ct) => {
-                (Fault::UnsupportedMediaType, format!("Content-Type must be {JSON}, got {ct:?}"))
+            BodyError::ContentType(ct, expected) => {
+                (Fault::UnsupportedMediaType, format!("Content-Type must be {expected}, got {ct:?}"))
             }
             BodyError::TooLarge(limit) => (Fault::PayloadTooLarge, format!("request body exceeds {limit} bytes")),
             BodyError::Read(e) => (Fault::MalformedBody, format!("could not read body: {e}")),
@@ -98,15 +99,17 @@ pub enum BodyOutcome<T> {
 /// A JSON request body of model `T`, not yet read: the generated operation
 /// reads it only after the credentials were accepted, so an unauthenticated
 /// client costs no body buffer and no parsing.
-pub struct JsonBody<T, const REQUIRED: bool = true> {
+pub struct JsonBody<T, M = Json, const REQUIRED: bool = true> {
     body: Option<poem::Body>,
     limits: BodyLimits,
     content_type: String,
     declared_len: Option<usize>,
-    _model: PhantomData<T>,
+    _model: PhantomData<(T, M)>,
 }
 
-impl<'a, T: poem_openapi::types::Type, const REQUIRED: bool> ApiExtractor<'a> for JsonBody<T, REQUIRED> {
+impl<'a, T: poem_openapi::types::Type, M: MediaTypeName, const REQUIRED: bool> ApiExtractor<'a>
+    for JsonBody<T, M, REQUIRED>
+{
     const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::RequestObject];
     type ParamType = ();
     type ParamRawType = ();
@@ -118,7 +121,7 @@ impl<'a, T: poem_openapi::types::Type, const REQUIRED: bool> ApiExtractor<'a> fo
     fn request_meta() -> Option<MetaRequest> {
         Some(MetaRequest {
             description: None,
-            content: vec![MetaMediaType { content_type: JSON, schema: T::schema_ref() }],
+            content: vec![MetaMediaType { content_type: M::NAME, schema: T::schema_ref() }],
             required: REQUIRED,
         })
     }
@@ -142,7 +145,7 @@ impl<'a, T: poem_openapi::types::Type, const REQUIRED: bool> ApiExtractor<'a> fo
     }
 }
 
-impl<T: Model + Send + 'static, const REQUIRED: bool> JsonBody<T, REQUIRED> {
+impl<T: Model + Send + 'static, M: MediaTypeName, const REQUIRED: bool> JsonBody<T, M, REQUIRED> {
     /// Reads the body within the size limit and read timeout, then parses
     /// and validates it as `T`, adding every failure to `errs`.
     pub async fn read(self, errs: &mut FieldErrors) -> Result<BodyOutcome<T>, BodyError> {
@@ -177,9 +180,8 @@ impl<T: Model + Send + 'static, const REQUIRED: bool> JsonBody<T, REQUIRED> {
         if bytes.is_empty() {
             return Ok(BodyOutcome::Empty);
         }
-        let essence = self.content_type.split(';').next().unwrap_or_default().trim();
-        if !(essence.eq_ignore_ascii_case(JSON) || essence.to_ascii_lowercase().ends_with("+json")) {
-            return Err(BodyError::ContentType(self.content_type));
+        if !accepts::<M>(&self.content_type) {
+            return Err(BodyError::ContentType(self.content_type, M::NAME));
         }
         if bytes.len() < INLINE_PARSE_LIMIT {
             return parse_and_validate(&bytes, errs);
@@ -205,6 +207,15 @@ impl<T: Model + Send + 'static, const REQUIRED: bool> JsonBody<T, REQUIRED> {
             },
         }
     }
+}
+
+/// A body declared `application/json` also takes any `+json` type (a
+/// client's vendor type); any other declared type is taken as declared.
+/// Parameters (`; charset=utf-8`) never matter: JSON is UTF-8.
+fn accepts<M: MediaTypeName>(content_type: &str) -> bool {
+    let essence = |t: &str| t.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    let (sent, declared) = (essence(content_type), essence(M::NAME));
+    sent == declared || (declared == JSON && sent.starts_with("application/") && sent.ends_with("+json"))
 }
 
 fn parse_and_validate<T: Model>(bytes: &[u8], errs: &mut FieldErrors) -> Result<BodyOutcome<T>, BodyError> {

@@ -23,6 +23,7 @@
 
 mod body;
 mod field_errors;
+mod headers;
 mod params;
 mod problem;
 mod routing;
@@ -32,6 +33,7 @@ mod values;
 
 pub use body::{BodyError, BodyLimits, BodyOutcome, INLINE_PARSE_LIMIT, JsonBody};
 pub use field_errors::{FieldError, FieldErrors, MAX_LISTED_ERRORS};
+pub use headers::{HeaderText, set_header};
 pub use params::{Coerce, Header, ParamSet, Path, Query, params_object};
 pub use problem::{Answer, Fault, PROBLEM_JSON, Problem};
 pub use routing::{AllowTable, DocPatches, api_routes, envelope_errors, served_document};
@@ -63,11 +65,33 @@ pub trait Fallback: Send + Sync + 'static {
 /// possible for non-generated types (a map with non-string keys); the
 /// generated crate decides what to answer then.
 pub fn try_json_response<T: Serialize>(status: u16, body: &T) -> Result<Response, serde_json::Error> {
+    try_json_response_as(status, body, JSON)
+}
+
+/// [`try_json_response`] with another JSON media type
+/// (`application/problem+json`, `application/json; charset=utf-8`).
+pub fn try_json_response_as<T: Serialize>(
+    status: u16,
+    body: &T,
+    content_type: &'static str,
+) -> Result<Response, serde_json::Error> {
     let bytes = serde_json::to_vec(body)?;
     Ok(Response::builder()
         .status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
-        .content_type(JSON)
+        .content_type(content_type)
         .body(bytes))
+}
+
+/// The media type a request body is declared with, for [`JsonBody`].
+pub trait MediaTypeName: Send + Sync + 'static {
+    const NAME: &'static str;
+}
+
+/// `application/json`, the default media type of [`JsonBody`].
+pub struct Json;
+
+impl MediaTypeName for Json {
+    const NAME: &'static str = JSON;
 }
 
 /// Current time, for envelopes' `timestamp`.

@@ -252,6 +252,12 @@ fn authenticate(op: &Operation, glue: &mut Glue) {
     glue.call.push(quote!(principal));
 }
 
+/// The crate-level type naming a request body's declared media type.
+pub(super) fn media_marker(media_type: &str) -> proc_macro2::Ident {
+    let words: String = media_type.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { ' ' }).collect();
+    format_ident!("Media{}", type_name(&words))
+}
+
 /// The crate-level function that verifies one scheme's credential.
 pub(super) fn verify_fn(scheme: &str) -> proc_macro2::Ident {
     format_ident!("verify_{}", scheme.to_snake_case())
@@ -298,8 +304,15 @@ fn read_body(op: &Operation, glue: &mut Glue) {
     let resp = ident(&op.result_type);
     let bt = ident(&rb.model);
     let bdoc = doc_attrs(&[rb.description.as_deref()]);
+    let media = match rb.content.first().map(|m| m.media_type.as_str()) {
+        Some(mt) if mt != "application/json" => {
+            let m = media_marker(mt);
+            quote!(crate::#m)
+        }
+        _ => quote!(rt::Json),
+    };
     let req = if rb.required { quote!() } else { quote!(, false) };
-    glue.args.push(quote!(#bdoc body: rt::JsonBody<crate::models::#bt #req>));
+    glue.args.push(quote!(#bdoc body: rt::JsonBody<crate::models::#bt, #media #req>));
     let missing = if rb.required {
         quote!({
             errs.push("body", "request body is required");

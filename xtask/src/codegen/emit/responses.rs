@@ -25,6 +25,11 @@ fn variant_name(status: u16) -> String {
         201 => "Created".into(),
         202 => "Accepted".into(),
         204 => "NoContent".into(),
+        301 => "MovedPermanently".into(),
+        302 => "Found".into(),
+        303 => "SeeOther".into(),
+        304 => "NotModified".into(),
+        307 => "TemporaryRedirect".into(),
         400 => "BadRequest".into(),
         401 => "Unauthorized".into(),
         403 => "Forbidden".into(),
@@ -91,6 +96,20 @@ pub(super) fn response_enum(api: &Api, op: &Operation) -> TokenStream {
         };
         let d = doc_attrs(&[Some(&format!("{} {}{what}", r.key, r.description))]);
         let status = if r.carries_status() { quote!(u16,) } else { quote!() };
+        if !r.response.headers.is_empty() {
+            let status = if r.carries_status() { quote!(status: u16,) } else { quote!() };
+            let body = r.body.map(|m| {
+                let t = rust_type_tokens(&m.rust_type);
+                quote!(body: #t,)
+            });
+            let headers = r.response.headers.iter().map(|h| {
+                let f = ident(&h.field);
+                let t = rust_type_tokens(&h.rust_type);
+                let hd = doc_attrs(&[Some(&format!("The `{}` header.", h.name)), h.description.as_deref()]);
+                if h.required { quote!(#hd #f: #t,) } else { quote!(#hd #f: ::std::option::Option<#t>,) }
+            });
+            return quote!(#d #v { #status #body #(#headers)* },);
+        }
         match r.body {
             Some(m) => {
                 let t = rust_type_tokens(&m.rust_type);
@@ -143,11 +162,31 @@ fn response_meta(api: &Api, r: &Documented<'_>) -> TokenStream {
         }
         StatusKey::Default => (quote!(::std::option::Option::None), quote!(::std::option::Option::None)),
     };
+    let headers = r.response.headers.iter().map(|h| {
+        let n = lit(&h.name);
+        let d = match &h.description {
+            Some(d) => {
+                let d = lit(d);
+                quote!(::std::option::Option::Some(::std::string::ToString::to_string(#d)))
+            }
+            None => quote!(::std::option::Option::None),
+        };
+        let (req, dep) = (h.required, h.deprecated);
+        let schema = meta_ref(api, &h.schema);
+        quote!(::poem_openapi::registry::MetaHeader {
+            name: ::std::string::ToString::to_string(#n),
+            description: #d,
+            required: #req,
+            deprecated: #dep,
+            schema: #schema,
+        })
+    });
     let desc = lit(r.description);
     let content = match r.body {
         Some(m) => {
+            let ct = lit(&m.media_type);
             let m = body_schema_ref(api, m);
-            quote!(::std::vec![::poem_openapi::registry::MetaMediaType { content_type: rt::JSON, schema: #m }])
+            quote!(::std::vec![::poem_openapi::registry::MetaMediaType { content_type: #ct, schema: #m }])
         }
         None => quote!(::std::vec::Vec::new()),
     };
@@ -155,8 +194,8 @@ fn response_meta(api: &Api, r: &Documented<'_>) -> TokenStream {
         description: #desc,
         status: #status,
         status_range: #range,
+        headers: ::std::vec![#(#headers),*],
         content: #content,
-        headers: ::std::vec::Vec::new(),
     })
 }
 
@@ -195,6 +234,9 @@ fn registrations(api: &Api, responses: &[Documented<'_>]) -> TokenStream {
 
 fn into_response_arm(r: &Documented<'_>) -> TokenStream {
     let v = r.variant();
+    if !r.response.headers.is_empty() {
+        return into_response_with_headers(r);
+    }
     let bare = |status: TokenStream| {
         quote!(::poem::Response::builder()
             .status(::poem::http::StatusCode::from_u16(#status).unwrap_or(::poem::http::StatusCode::INTERNAL_SERVER_ERROR))
@@ -203,16 +245,70 @@ fn into_response_arm(r: &Documented<'_>) -> TokenStream {
     match (r.key, r.body) {
         (StatusKey::Code(c), Some(_)) => {
             let c = Literal::u16_unsuffixed(c);
-            quote!(Self::#v(body) => rt::json_response(#c, &body),)
+            let w = write_body(quote!(#c), r);
+            quote!(Self::#v(body) => #w,)
         }
         (StatusKey::Code(c), None) => {
             let b = bare(Literal::u16_unsuffixed(c).into_token_stream());
             quote!(Self::#v => #b,)
         }
-        (_, Some(_)) => quote!(Self::#v(status, body) => rt::json_response(status, &body),),
+        (_, Some(_)) => {
+            let w = write_body(quote!(status), r);
+            quote!(Self::#v(status, body) => #w,)
+        }
         (_, None) => {
             let b = bare(quote!(status));
             quote!(Self::#v(status) => #b,)
+        }
+    }
+}
+
+/// `body` serialized with the response's declared JSON media type.
+fn write_body(status: TokenStream, r: &Documented<'_>) -> TokenStream {
+    match r.body.map(|m| m.media_type.as_str()) {
+        Some(mt) if mt != "application/json" => {
+            let mt = lit(mt);
+            quote!(rt::json_response_as(#status, &body, #mt))
+        }
+        _ => quote!(rt::json_response(#status, &body)),
+    }
+}
+
+/// A variant with headers: the body (or none), then each header; a value
+/// that is not a valid header value (a newline in a string) is a 500, as
+/// the handler built a response the protocol cannot carry.
+fn into_response_with_headers(r: &Documented<'_>) -> TokenStream {
+    let v = r.variant();
+    let status = match r.key {
+        StatusKey::Code(c) => Literal::u16_unsuffixed(c).into_token_stream(),
+        _ => quote!(status),
+    };
+    let bind_status = if r.carries_status() { quote!(status,) } else { quote!() };
+    let bind_body = if r.body.is_some() { quote!(body,) } else { quote!() };
+    let fields: Vec<_> = r.response.headers.iter().map(|h| ident(&h.field)).collect();
+    let base = if r.body.is_some() {
+        write_body(status.clone(), r)
+    } else {
+        quote!(::poem::Response::builder()
+            .status(::poem::http::StatusCode::from_u16(#status).unwrap_or(::poem::http::StatusCode::INTERNAL_SERVER_ERROR))
+            .finish())
+    };
+    let sets = r.response.headers.iter().map(|h| {
+        let f = ident(&h.field);
+        let n = lit(&h.name);
+        if h.required {
+            quote!(if let ::std::result::Result::Err(p) = rt::set_header(&mut response, #n, &#f) { return p.to_problem_json(); })
+        } else {
+            quote!(if let ::std::option::Option::Some(value) = &#f {
+                if let ::std::result::Result::Err(p) = rt::set_header(&mut response, #n, value) { return p.to_problem_json(); }
+            })
+        }
+    });
+    quote! {
+        Self::#v { #bind_status #bind_body #(#fields),* } => {
+            let mut response = #base;
+            #(#sets)*
+            response
         }
     }
 }
@@ -224,6 +320,11 @@ fn into_response_arm(r: &Documented<'_>) -> TokenStream {
 fn from_problem_impl(name: &proc_macro2::Ident, responses: &[Documented<'_>]) -> TokenStream {
     let arms = responses.iter().filter(|r| r.response.is_error()).filter_map(|r| {
         let v = r.variant();
+        // A problem carries no header values: a required header rules the
+        // variant out.
+        if r.response.headers.iter().any(|h| h.required) {
+            return None;
+        }
         let pattern = match r.key {
             StatusKey::Code(c) => {
                 let c = Literal::u16_unsuffixed(c);
@@ -236,6 +337,22 @@ fn from_problem_impl(name: &proc_macro2::Ident, responses: &[Documented<'_>]) ->
             StatusKey::Default => quote!(s if s >= 400),
         };
         let status = if r.carries_status() { quote!(s,) } else { quote!() };
+        if !r.response.headers.is_empty() {
+            let status = if r.carries_status() { quote!(status: s,) } else { quote!() };
+            let body = match (r.body, named_body(r.response)) {
+                (None, _) => quote!(),
+                (Some(_), Some(t)) => {
+                    let m = policy_method(t);
+                    quote!(body: P::#m(&problem),)
+                }
+                (Some(_), None) => return None,
+            };
+            let nones = r.response.headers.iter().map(|h| {
+                let f = ident(&h.field);
+                quote!(#f: ::std::option::Option::None,)
+            });
+            return Some(quote!(#pattern => ::std::result::Result::Ok(Self::#v { #status #body #(#nones)* }),));
+        }
         let value = match (r.body, named_body(r.response)) {
             (None, _) if r.carries_status() => quote!(Self::#v(s)),
             (None, _) => quote!(Self::#v),

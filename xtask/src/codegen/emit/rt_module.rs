@@ -18,5 +18,10 @@ pub(super) fn rt_rs() -> TokenStream {
         pub fn json_response<T: ::serde::Serialize>(status: u16, body: &T) -> ::poem::Response {
             try_json_response(status, body).unwrap_or_else(|_| Problem::from_fault(Fault::Internal).to_problem_json())
         }
+
+        /// [`json_response`] with another JSON media type.
+        pub fn json_response_as<T: ::serde::Serialize>(status: u16, body: &T, content_type: &'static str) -> ::poem::Response {
+            try_json_response_as(status, body, content_type).unwrap_or_else(|_| Problem::from_fault(Fault::Internal).to_problem_json())
+        }
     }
 }

@@ -4,8 +4,15 @@
 use super::schema::Schema;
 use super::types::RustType;
 
-/// The only media type the emitters generate today.
 pub const JSON: &str = "application/json";
+
+/// Whether `media_type` is JSON: `application/json` or a `+json` type
+/// (`application/problem+json`, `application/merge-patch+json`), with or
+/// without parameters (`; charset=utf-8`).
+pub fn is_json(media_type: &str) -> bool {
+    let essence = media_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    essence == JSON || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
 
 /// One entry of a `content` map.
 #[derive(Debug, Clone)]

@@ -5,7 +5,8 @@
 use anyhow::{Context, Result, bail};
 use openapiv3 as oa;
 
-use super::media::{JSON, MediaType};
+use super::media::{MediaType, is_json};
+use super::names::pointer_segment;
 use super::schema::JsonType;
 use super::types::{RustType, TypeBuilder};
 
@@ -32,14 +33,14 @@ pub fn request_body(
         Some(oa::ReferenceOr::Item(rb)) => rb,
     };
     if rb.content.len() != 1 {
-        bail!("{bp}: exactly one media type (application/json) is supported");
+        bail!("{bp}/content: exactly one media type per request body is supported");
     }
     let (mt, media) = rb.content.first().context("no content")?;
-    if mt != JSON {
-        bail!("{bp}/content: media type {mt:?} is not supported (application/json only)");
+    if !is_json(mt) {
+        bail!("{bp}/content/{}: media type {mt:?} is not supported (JSON types only)", pointer_segment(mt));
     }
     let s = media.schema.as_ref().with_context(|| format!("{bp}: media type without schema"))?;
-    let schema = b.resolver.convert(s, &format!("{bp}/content/application~1json/schema"))?;
+    let schema = b.resolver.convert(s, &format!("{bp}/content/{}/schema", pointer_segment(mt)))?;
     let node = b.resolver.resolve(&schema)?;
     if node.ty != Some(JsonType::Object) || node.properties.is_empty() {
         bail!("{bp}: the request body must be an object with properties");

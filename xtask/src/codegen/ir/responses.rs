@@ -7,8 +7,10 @@
 use anyhow::{Context, Result, bail};
 use openapiv3 as oa;
 
-use super::media::{JSON, MediaType};
-use super::types::TypeBuilder;
+use super::media::{MediaType, is_json};
+use super::names::{field_name, pointer_segment};
+use super::schema::Schema;
+use super::types::{RustType, TypeBuilder};
 
 /// What a response is keyed by. Derived order sorts exact statuses first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -44,7 +46,7 @@ pub struct Response {
 impl Response {
     /// The body the emitters generate: the JSON content, if any.
     pub fn body(&self) -> Option<&MediaType> {
-        self.content.iter().find(|m| m.media_type == JSON)
+        self.content.iter().find(|m| is_json(&m.media_type))
     }
 
     /// Whether this response is the one documented for `status`, given
@@ -73,12 +75,19 @@ pub fn documented_for(responses: &[Response], status: u16) -> Option<&Response> 
     responses.iter().find(|r| r.covers(status))
 }
 
-/// A response header. Its schema joins this struct when an emitter writes
-/// headers; until then any header stops generation.
+/// A response header the handler sets: a scalar (or a list of scalars,
+/// sent comma-separated), required or not, as its schema says.
 #[derive(Debug, Clone)]
 pub struct ResponseHeader {
     pub name: String,
     pub pointer: String,
+    pub description: Option<String>,
+    pub required: bool,
+    pub deprecated: bool,
+    pub schema: Schema,
+    pub rust_type: RustType,
+    /// The Rust field of the response variant that carries it.
+    pub field: String,
 }
 
 /// The responses of one operation, sorted by status. Each is checked before
@@ -107,18 +116,81 @@ pub fn responses(
     let mut out = Vec::new();
     for (status, rp, resp) in keyed {
         let resp = dereference(doc, resp, &rp)?;
-        let headers: Vec<ResponseHeader> = resp
-            .headers
-            .keys()
-            .map(|name| ResponseHeader { name: name.clone(), pointer: format!("{rp}/headers/{name}") })
-            .collect();
-        if !headers.is_empty() {
-            bail!("{rp}: response headers are not supported yet");
-        }
+        let headers = headers(b, doc, resp, &rp)?;
         let content = content(b, resp, &rp, status, op_type)?;
         out.push(Response { status, pointer: rp, description: resp.description.clone(), headers, content });
     }
     out.sort_by_key(|r| r.status);
+    Ok(out)
+}
+
+/// OpenAPI: a header named `Content-Type` is ignored (the media type says
+/// it). Field names avoid the variant's own `status` and `body`.
+fn headers(b: &mut TypeBuilder<'_>, doc: &oa::OpenAPI, resp: &oa::Response, rp: &str) -> Result<Vec<ResponseHeader>> {
+    let mut out: Vec<ResponseHeader> = Vec::new();
+    for (name, h) in &resp.headers {
+        if name.eq_ignore_ascii_case("content-type") {
+            continue;
+        }
+        let hp = format!("{rp}/headers/{}", pointer_segment(name));
+        // RFC 9110 token characters.
+        if name.is_empty() || !name.bytes().all(|c| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c)) {
+            bail!("{hp}: {name:?} is not a valid HTTP header name");
+        }
+        let h = match h {
+            oa::ReferenceOr::Item(h) => h,
+            oa::ReferenceOr::Reference { reference } => {
+                let key = reference
+                    .strip_prefix("#/components/headers/")
+                    .with_context(|| format!("{hp}: unsupported $ref {reference}"))?;
+                match doc.components.as_ref().and_then(|c| c.headers.get(key)) {
+                    Some(oa::ReferenceOr::Item(h)) => h,
+                    _ => bail!("{hp}: {reference} not found"),
+                }
+            }
+        };
+        let schema = match &h.format {
+            oa::ParameterSchemaOrContent::Schema(s) => b.resolver.convert(s, &format!("{hp}/schema"))?,
+            oa::ParameterSchemaOrContent::Content(_) => bail!("{hp}: headers with `content` are not supported"),
+        };
+        let rust_type = b.rust_type(&schema, "Header", None)?;
+        let scalar = |t: &RustType| {
+            matches!(
+                t,
+                RustType::String
+                    | RustType::I32
+                    | RustType::I64
+                    | RustType::F32
+                    | RustType::F64
+                    | RustType::Bool
+                    | RustType::Uuid
+                    | RustType::Date
+                    | RustType::DateTime
+            )
+        };
+        let ok = match &rust_type {
+            RustType::Vec(item) => scalar(item),
+            t => scalar(t),
+        };
+        if !ok {
+            bail!("{hp}/schema: response headers must be scalars or arrays of scalars");
+        }
+        // Header names are case-insensitive: `ETag` is the field `etag`.
+        let mut field = field_name(&name.to_ascii_lowercase());
+        while field == "status" || field == "body" || out.iter().any(|o| o.field == field) {
+            field.push('_');
+        }
+        out.push(ResponseHeader {
+            name: name.clone(),
+            pointer: hp,
+            description: h.description.clone(),
+            required: h.required,
+            deprecated: h.deprecated.unwrap_or(false),
+            schema,
+            rust_type,
+            field,
+        });
+    }
     Ok(out)
 }
 
@@ -153,11 +225,11 @@ fn content(
     }
     let mut out = Vec::new();
     for (mt, media) in &resp.content {
-        if mt != JSON {
-            bail!("{pointer}/content: media type {mt:?} is not supported (application/json only)");
+        if !is_json(mt) {
+            bail!("{pointer}/content/{}: media type {mt:?} is not supported (JSON types only)", pointer_segment(mt));
         }
         let s = media.schema.as_ref().with_context(|| format!("{pointer}: media type without schema"))?;
-        let schema = b.resolver.convert(s, &format!("{pointer}/content/application~1json/schema"))?;
+        let schema = b.resolver.convert(s, &format!("{pointer}/content/{}/schema", pointer_segment(mt)))?;
         let rust_type = b.rust_type(&schema, &format!("{op_type}{status}Response"), None)?;
         out.push(MediaType { media_type: mt.clone(), schema, rust_type });
     }

@@ -1,0 +1,51 @@
+//! Response headers a handler sets through its response variant's fields:
+//! each value written as the schema's type reads on the wire.
+
+use poem::{
+    Response,
+    http::{HeaderName, HeaderValue},
+};
+
+use crate::Problem;
+
+/// A value a response header can carry.
+pub trait HeaderText {
+    fn header_text(&self) -> String;
+}
+
+macro_rules! display_text {
+    ($($t:ty),*) => {$(
+        impl HeaderText for $t {
+            fn header_text(&self) -> String {
+                self.to_string()
+            }
+        }
+    )*};
+}
+display_text!(String, i32, i64, f32, f64, bool, uuid::Uuid, chrono::NaiveDate);
+
+/// `format: date-time` is RFC 3339, as in bodies.
+impl HeaderText for chrono::DateTime<chrono::Utc> {
+    fn header_text(&self) -> String {
+        self.to_rfc3339()
+    }
+}
+
+/// A list is sent comma-separated (`simple` style, the only one OpenAPI
+/// allows for headers).
+impl<T: HeaderText> HeaderText for Vec<T> {
+    fn header_text(&self) -> String {
+        self.iter().map(HeaderText::header_text).collect::<Vec<_>>().join(",")
+    }
+}
+
+/// Sets header `name` to `value`; a value HTTP cannot carry (a control
+/// character) is the handler's bug, reported as the problem to answer.
+/// (Names were checked at generation.)
+pub fn set_header(response: &mut Response, name: &'static str, value: &impl HeaderText) -> Result<(), Problem> {
+    let invalid = || Problem::new(500).with_detail(format!("the handler set an invalid value for header {name}"));
+    let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| invalid())?;
+    let value = HeaderValue::from_str(&value.header_text()).map_err(|_| invalid())?;
+    response.headers_mut().insert(header, value);
+    Ok(())
+}
