@@ -54,6 +54,13 @@ pub struct Config {
     #[arg(long, env = "REDIS_ALLOW_VOLATILE", default_value_t = false, action = clap::ArgAction::Set)]
     pub redis_allow_volatile: bool,
 
+    /// Check every response a handler returns against the contract (types,
+    /// required fields, formats, lengths, ranges); a violation is logged
+    /// with the operation and the JSON path and answered as a 500. Unset:
+    /// on in debug builds (tests), off in release builds.
+    #[arg(long, env = "RESPONSE_CHECKS", action = clap::ArgAction::Set)]
+    pub response_checks: Option<bool>,
+
     /// How long a task-queue call waits for Redis's reply, in ms, before it
     /// counts as failed in transit and is repeated (queue calls are safe to
     /// repeat). Applied to the pooled connections the queue uses and, on top

@@ -183,6 +183,9 @@ const HEALTH_POOL_MAX: usize = 2;
 /// limits, the header limit and one access-log line per request, tagged
 /// with a request id.
 pub fn endpoint(app: Arc<App>, cfg: &Config) -> impl Endpoint<Output = Response> + use<> {
+    if let Some(on) = cfg.response_checks {
+        rt::set_response_checks(on);
+    }
     let limits = rt::BodyLimits::new(cfg.body_limit_bytes, cfg.body_read_timeout(), cfg.body_buffer_total_bytes);
     let header_limit = cfg.header_limit_bytes;
     api_server::app(app)

@@ -76,6 +76,12 @@ impl PetsApi for Stub {
             "broken" => {
                 Ok(GetPetResponse::Ok { body: pet("broken"), etag: "a\nb".into(), x_rate_limit_remaining: None })
             }
+            // A handler bug the spec catches: a label too long, a weight out of range.
+            "invalid" => {
+                let mut p = pet("invalid");
+                p.tags = Some(vec![Tag { label: "far too long a label".into(), weight: Some(9) }]);
+                Ok(GetPetResponse::Ok { body: p, etag, x_rate_limit_remaining: None })
+            }
             _ if params.if_none_match.as_deref() == Some(etag.as_str()) => Ok(GetPetResponse::NotModified { etag }),
             name => Ok(GetPetResponse::Ok { body: pet(name), etag, x_rate_limit_remaining: Some(41) }),
         }
@@ -307,4 +313,27 @@ async fn declared_json_media_types() {
     resp.assert_content_type("application/problem+json");
     let b: Value = serde_json::from_slice(&resp.0.into_body().into_bytes().await.unwrap()).unwrap();
     assert_eq!(b["code"], 1009, "the registry's UnsupportedMediaType, as the 4XX body: {b}");
+}
+
+/// A handler response that breaks the spec is a 500 (responses are checked
+/// in debug builds), and the check names each failing JSON path.
+#[tokio::test]
+async fn responses_are_checked_against_the_spec() {
+    assert!(rt::response_checks(), "on in debug builds");
+    let (cli, _) = client();
+    // getPet documents no 500: the registry's Internal, as problem+json.
+    let (s, b) = send(cli.get("/v2/pets/invalid")).await;
+    assert_eq!(
+        (s, b["status"].clone(), b["code"].clone()),
+        (StatusCode::INTERNAL_SERVER_ERROR, json!(500), json!(5000))
+    );
+    let mut p = pet("x");
+    p.tags = Some(vec![Tag { label: "far too long a label".into(), weight: Some(9) }]);
+    let mut errs = rt::FieldErrors::default();
+    GetPetResponse::Ok { body: p, etag: "e".into(), x_rate_limit_remaining: None }.check(&mut errs);
+    let fields: Vec<String> = errs.into_vec().into_iter().map(|e| e.field).collect();
+    assert_eq!(fields, ["tags[0].label", "tags[0].weight"]);
+    let mut errs = rt::FieldErrors::default();
+    GetPetResponse::Ok { body: pet("fine"), etag: "e".into(), x_rate_limit_remaining: None }.check(&mut errs);
+    assert!(errs.is_empty());
 }

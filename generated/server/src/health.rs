@@ -81,6 +81,23 @@ impl crate::FromProblem for HealthCheckResponse {
         }
     }
 }
+impl HealthCheckResponse {
+    /// Checks the body against the spec (see `rt::response_checks`).
+    #[doc(hidden)]
+    pub fn check(&self, errs: &mut rt::FieldErrors) {
+        let _ = &errs;
+        match self {
+            Self::Ok(body) => {
+                rt::check_response::<crate::models::HealthCheck200Response>(body, "", errs);
+            }
+            Self::ServiceUnavailable(body) => {
+                rt::check_response::<crate::models::HealthCheck503Response>(body, "", errs);
+            }
+            #[allow(unreachable_patterns)]
+            _ => {}
+        }
+    }
+}
 /// The poem-openapi service for this tag over an implementation `A`.
 pub struct HealthServer<A>(pub ::std::sync::Arc<A>);
 impl<A> ::std::clone::Clone for HealthServer<A> {
@@ -100,7 +117,17 @@ impl<A: HealthApi> HealthServer<A> {
     #[oai(path = "/health", method = "get", operation_id = "healthCheck", tag = "crate::ApiTags::Health")]
     async fn health_check(&self) -> rt::Answer<HealthCheckResponse> {
         match HealthApi::health_check(&*self.0).await {
-            ::std::result::Result::Ok(r) => rt::Answer::Documented(r),
+            ::std::result::Result::Ok(r) => {
+                if rt::response_checks() {
+                    let mut errs = rt::FieldErrors::default();
+                    r.check(&mut errs);
+                    if !errs.is_empty() {
+                        rt::report_invalid_response("healthCheck", &errs);
+                        return crate::answer::<HealthCheckResponse, A>(crate::fault(rt::Fault::Internal));
+                    }
+                }
+                rt::Answer::Documented(r)
+            }
             ::std::result::Result::Err(problem) => crate::answer::<HealthCheckResponse, A>(problem),
         }
     }

@@ -6,17 +6,29 @@
 #[allow(unused_imports)]
 use crate::rt;
 /// Schema `#/components/schemas/SuccessResponse`.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::garde::Validate)]
 pub struct SuccessResponse {
     /// 响应码(0 表示成功)
+    #[garde(skip)]
     pub code: i64,
     /// 响应消息
+    #[garde(skip)]
     pub msg: ::std::string::String,
     /// 响应数据(具体结构由各端点定义)
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[garde(skip)]
     pub data: ::std::option::Option<::serde_json::Map<::std::string::String, ::serde_json::Value>>,
     /// 响应时间戳(ISO 8601 格式)
+    #[garde(skip)]
     pub timestamp: ::chrono::DateTime<::chrono::Utc>,
+}
+impl rt::Model for SuccessResponse {
+    const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[
+        rt::Prop { name: "code", required: true, shape: &rt::Shape::Integer { min: 0, max: 0 } },
+        rt::Prop { name: "msg", required: true, shape: &rt::Shape::String(rt::StrFormat::Plain) },
+        rt::Prop { name: "data", required: false, shape: &rt::Shape::Map(&rt::Shape::Any) },
+        rt::Prop { name: "timestamp", required: true, shape: &rt::Shape::String(rt::StrFormat::DateTime) },
+    ]);
 }
 rt::impl_type!(
     SuccessResponse,
@@ -80,17 +92,33 @@ rt::impl_type!(
     }
 );
 /// Schema `#/components/schemas/ErrorResponse`.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::garde::Validate)]
 pub struct ErrorResponse {
     /// 错误码(非 0)
+    #[garde(skip)]
     pub code: i64,
     /// 错误消息(中文)
+    #[garde(skip)]
     pub msg: ::std::string::String,
     /// 错误详情(可选)
     #[serde(default, skip_serializing_if = "Option::is_none", with = "rt::double_option")]
+    #[garde(skip)]
     pub data:
         ::std::option::Option<::std::option::Option<::serde_json::Map<::std::string::String, ::serde_json::Value>>>,
+    #[garde(skip)]
     pub timestamp: ::chrono::DateTime<::chrono::Utc>,
+}
+impl rt::Model for ErrorResponse {
+    const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[
+        rt::Prop {
+            name: "code",
+            required: true,
+            shape: &rt::Shape::Integer { min: -9223372036854775808, max: 9223372036854775807 },
+        },
+        rt::Prop { name: "msg", required: true, shape: &rt::Shape::String(rt::StrFormat::Plain) },
+        rt::Prop { name: "data", required: false, shape: &rt::Shape::Nullable(&rt::Shape::Map(&rt::Shape::Any)) },
+        rt::Prop { name: "timestamp", required: true, shape: &rt::Shape::String(rt::StrFormat::DateTime) },
+    ]);
 }
 rt::impl_type!(
     ErrorResponse,
@@ -350,23 +378,49 @@ rt::impl_type!(
     }
 );
 /// Schema `#/components/schemas/UserResponse`.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::garde::Validate)]
 pub struct UserResponse {
     /// 用户 ID
+    #[garde(skip)]
     pub id: i64,
     /// 用户名
+    #[garde(skip)]
     pub username: ::std::string::String,
     /// 邮箱地址
+    #[garde(skip)]
     pub email: ::std::string::String,
     /// 用户状态
+    #[garde(skip)]
     pub status: Status,
     /// 创建时间
+    #[garde(skip)]
     pub created_at: ::chrono::DateTime<::chrono::Utc>,
     /// 更新时间
+    #[garde(skip)]
     pub updated_at: ::chrono::DateTime<::chrono::Utc>,
     /// 最后登录时间
     #[serde(default, skip_serializing_if = "Option::is_none", with = "rt::double_option")]
+    #[garde(skip)]
     pub last_login_at: ::std::option::Option<::std::option::Option<::chrono::DateTime<::chrono::Utc>>>,
+}
+impl rt::Model for UserResponse {
+    const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[
+        rt::Prop {
+            name: "id",
+            required: true,
+            shape: &rt::Shape::Integer { min: -9223372036854775808, max: 9223372036854775807 },
+        },
+        rt::Prop { name: "username", required: true, shape: &rt::Shape::String(rt::StrFormat::Plain) },
+        rt::Prop { name: "email", required: true, shape: &rt::Shape::String(rt::StrFormat::Plain) },
+        rt::Prop { name: "status", required: true, shape: &rt::Shape::Enum(&["active", "inactive", "suspended"]) },
+        rt::Prop { name: "created_at", required: true, shape: &rt::Shape::String(rt::StrFormat::DateTime) },
+        rt::Prop { name: "updated_at", required: true, shape: &rt::Shape::String(rt::StrFormat::DateTime) },
+        rt::Prop {
+            name: "last_login_at",
+            required: false,
+            shape: &rt::Shape::Nullable(&rt::Shape::String(rt::StrFormat::DateTime)),
+        },
+    ]);
 }
 rt::impl_type!(
     UserResponse,
@@ -472,18 +526,48 @@ rt::impl_type!(
     }
 );
 /// Schema `#/components/schemas/ListUsersResponse`.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::garde::Validate)]
 pub struct ListUsersResponse {
     /// 用户列表
+    #[garde(dive)]
     pub users: ::std::vec::Vec<UserResponse>,
     /// 当前页码
+    #[garde(skip)]
     pub page: i64,
     /// 每页条数
+    #[garde(skip)]
     pub page_size: i64,
     /// 总记录数
+    #[garde(skip)]
     pub total: i64,
     /// 总页数
+    #[garde(skip)]
     pub total_pages: i64,
+}
+impl rt::Model for ListUsersResponse {
+    const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[
+        rt::Prop { name: "users", required: true, shape: &rt::Shape::Array(&*<UserResponse as rt::Model>::SHAPE) },
+        rt::Prop {
+            name: "page",
+            required: true,
+            shape: &rt::Shape::Integer { min: -9223372036854775808, max: 9223372036854775807 },
+        },
+        rt::Prop {
+            name: "page_size",
+            required: true,
+            shape: &rt::Shape::Integer { min: -9223372036854775808, max: 9223372036854775807 },
+        },
+        rt::Prop {
+            name: "total",
+            required: true,
+            shape: &rt::Shape::Integer { min: -9223372036854775808, max: 9223372036854775807 },
+        },
+        rt::Prop {
+            name: "total_pages",
+            required: true,
+            shape: &rt::Shape::Integer { min: -9223372036854775808, max: 9223372036854775807 },
+        },
+    ]);
 }
 rt::impl_type!(
     ListUsersResponse,
@@ -946,15 +1030,25 @@ rt::impl_type!(
     }
 );
 /// Schema `#/components/schemas/TaskResponse`.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::garde::Validate)]
 pub struct TaskResponse {
     /// 任务唯一 ID
+    #[garde(skip)]
     pub task_id: ::uuid::Uuid,
     /// 任务所在队列
+    #[garde(skip)]
     pub queue: Priority,
     /// 预计执行时间
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[garde(skip)]
     pub estimated_time: ::std::option::Option<::std::string::String>,
+}
+impl rt::Model for TaskResponse {
+    const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[
+        rt::Prop { name: "task_id", required: true, shape: &rt::Shape::String(rt::StrFormat::Uuid) },
+        rt::Prop { name: "queue", required: true, shape: &rt::Shape::Enum(&["critical", "default", "low"]) },
+        rt::Prop { name: "estimated_time", required: false, shape: &rt::Shape::String(rt::StrFormat::Plain) },
+    ]);
 }
 rt::impl_type!(
     TaskResponse,
@@ -1015,38 +1109,103 @@ rt::impl_type!(
     }
 );
 /// Schema `#/components/schemas/TaskStatusResponse`.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::garde::Validate)]
 pub struct TaskStatusResponse {
     /// 任务唯一 ID
+    #[garde(skip)]
     pub task_id: ::uuid::Uuid,
     /// 任务类型
     #[serde(rename = "type")]
+    #[garde(skip)]
     pub type_: TaskType,
     /// 任务状态(dead 表示重试耗尽或永久失败)
+    #[garde(skip)]
     pub state: TaskState,
     /// 任务所在队列
+    #[garde(skip)]
     pub queue: Priority,
     /// 已开始的执行次数
+    #[garde(skip)]
     pub attempts: i64,
     /// 最多重试次数
+    #[garde(skip)]
     pub max_retries: i64,
     /// 最近一次失败的原因
     #[serde(default, skip_serializing_if = "Option::is_none", with = "rt::double_option")]
+    #[garde(skip)]
     pub last_error: ::std::option::Option<::std::option::Option<::std::string::String>>,
     /// 每次失败的记录
+    #[garde(dive)]
     pub errors: ::std::vec::Vec<TaskAttemptError>,
     /// 成功时的结果摘要
     #[serde(default, skip_serializing_if = "Option::is_none", with = "rt::double_option")]
+    #[garde(skip)]
     pub result: ::std::option::Option<::std::option::Option<::std::string::String>>,
+    #[garde(skip)]
     pub created_at: ::chrono::DateTime<::chrono::Utc>,
+    #[garde(skip)]
     pub updated_at: ::chrono::DateTime<::chrono::Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none", with = "rt::double_option")]
+    #[garde(skip)]
     pub started_at: ::std::option::Option<::std::option::Option<::chrono::DateTime<::chrono::Utc>>>,
     #[serde(default, skip_serializing_if = "Option::is_none", with = "rt::double_option")]
+    #[garde(skip)]
     pub completed_at: ::std::option::Option<::std::option::Option<::chrono::DateTime<::chrono::Utc>>>,
     /// 等待中的下一次执行时间
     #[serde(default, skip_serializing_if = "Option::is_none", with = "rt::double_option")]
+    #[garde(skip)]
     pub run_at: ::std::option::Option<::std::option::Option<::chrono::DateTime<::chrono::Utc>>>,
+}
+impl rt::Model for TaskStatusResponse {
+    const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[
+        rt::Prop { name: "task_id", required: true, shape: &rt::Shape::String(rt::StrFormat::Uuid) },
+        rt::Prop { name: "type", required: true, shape: &rt::Shape::Enum(&["email", "sync"]) },
+        rt::Prop {
+            name: "state",
+            required: true,
+            shape: &rt::Shape::Enum(&["pending", "scheduled", "active", "retry", "completed", "dead"]),
+        },
+        rt::Prop { name: "queue", required: true, shape: &rt::Shape::Enum(&["critical", "default", "low"]) },
+        rt::Prop {
+            name: "attempts",
+            required: true,
+            shape: &rt::Shape::Integer { min: -9223372036854775808, max: 9223372036854775807 },
+        },
+        rt::Prop {
+            name: "max_retries",
+            required: true,
+            shape: &rt::Shape::Integer { min: -9223372036854775808, max: 9223372036854775807 },
+        },
+        rt::Prop {
+            name: "last_error",
+            required: false,
+            shape: &rt::Shape::Nullable(&rt::Shape::String(rt::StrFormat::Plain)),
+        },
+        rt::Prop { name: "errors", required: true, shape: &rt::Shape::Array(&*<TaskAttemptError as rt::Model>::SHAPE) },
+        rt::Prop {
+            name: "result",
+            required: false,
+            shape: &rt::Shape::Nullable(&rt::Shape::String(rt::StrFormat::Plain)),
+        },
+        rt::Prop { name: "created_at", required: true, shape: &rt::Shape::String(rt::StrFormat::DateTime) },
+        rt::Prop { name: "updated_at", required: true, shape: &rt::Shape::String(rt::StrFormat::DateTime) },
+        rt::Prop {
+            name: "started_at",
+            required: false,
+            shape: &rt::Shape::Nullable(&rt::Shape::String(rt::StrFormat::DateTime)),
+        },
+        rt::Prop {
+            name: "completed_at",
+            required: false,
+            shape: &rt::Shape::Nullable(&rt::Shape::String(rt::StrFormat::DateTime)),
+        },
+        rt::Prop {
+            name: "run_at",
+            required: false,
+            shape: &rt::Shape::Nullable(&rt::Shape::String(rt::StrFormat::DateTime)),
+        },
+    ]);
+    const RENAMES: &'static [(&'static str, &'static str)] = &[("type_", "type")];
 }
 rt::impl_type!(
     TaskStatusResponse,
@@ -1414,11 +1573,25 @@ rt::impl_type!(
     }
 );
 /// Inline schema at `#/components/schemas/TaskStatusResponse/properties/errors/items`.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::garde::Validate)]
 pub struct TaskAttemptError {
+    #[garde(skip)]
     pub attempt: i64,
+    #[garde(skip)]
     pub error: ::std::string::String,
+    #[garde(skip)]
     pub at: ::chrono::DateTime<::chrono::Utc>,
+}
+impl rt::Model for TaskAttemptError {
+    const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[
+        rt::Prop {
+            name: "attempt",
+            required: true,
+            shape: &rt::Shape::Integer { min: -9223372036854775808, max: 9223372036854775807 },
+        },
+        rt::Prop { name: "error", required: true, shape: &rt::Shape::String(rt::StrFormat::Plain) },
+        rt::Prop { name: "at", required: true, shape: &rt::Shape::String(rt::StrFormat::DateTime) },
+    ]);
 }
 rt::impl_type!(
     TaskAttemptError,
@@ -1458,17 +1631,27 @@ rt::impl_type!(
     }
 );
 /// Inline schema at `#/paths/~1health/get/responses/200/content/application~1json/schema`.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::garde::Validate)]
 pub struct HealthCheck200Response {
     /// 系统整体状态
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[garde(skip)]
     pub status: ::std::option::Option<HealthOk>,
     /// PostgreSQL 连接状态
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[garde(skip)]
     pub postgres: ::std::option::Option<DependencyState>,
     /// Redis 连接状态
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[garde(skip)]
     pub redis: ::std::option::Option<DependencyState>,
+}
+impl rt::Model for HealthCheck200Response {
+    const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[
+        rt::Prop { name: "status", required: false, shape: &rt::Shape::Enum(&["ok"]) },
+        rt::Prop { name: "postgres", required: false, shape: &rt::Shape::Enum(&["up", "down"]) },
+        rt::Prop { name: "redis", required: false, shape: &rt::Shape::Enum(&["up", "down"]) },
+    ]);
 }
 rt::impl_type!(
     HealthCheck200Response,
@@ -1616,17 +1799,29 @@ rt::impl_type!(
     }
 );
 /// Inline schema at `#/paths/~1health/get/responses/503/content/application~1json/schema`.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::garde::Validate)]
 pub struct HealthCheck503Response {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[garde(skip)]
     pub status: ::std::option::Option<HealthDegraded>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[garde(skip)]
     pub postgres: ::std::option::Option<DependencyState>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[garde(skip)]
     pub redis: ::std::option::Option<DependencyState>,
     /// 错误详情
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[garde(skip)]
     pub error: ::std::option::Option<::std::string::String>,
+}
+impl rt::Model for HealthCheck503Response {
+    const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[
+        rt::Prop { name: "status", required: false, shape: &rt::Shape::Enum(&["degraded", "unavailable"]) },
+        rt::Prop { name: "postgres", required: false, shape: &rt::Shape::Enum(&["up", "down"]) },
+        rt::Prop { name: "redis", required: false, shape: &rt::Shape::Enum(&["up", "down"]) },
+        rt::Prop { name: "error", required: false, shape: &rt::Shape::String(rt::StrFormat::Plain) },
+    ]);
 }
 rt::impl_type!(
     HealthCheck503Response,
@@ -1732,16 +1927,28 @@ rt::impl_type!(
     }
 );
 /// Inline schema at `#/paths/~1users/get/responses/200/content/application~1json/schema`.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::garde::Validate)]
 pub struct ListUsers200Response {
     /// 响应码(0 表示成功)
+    #[garde(skip)]
     pub code: i64,
     /// 响应消息
+    #[garde(skip)]
     pub msg: ::std::string::String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[garde(dive)]
     pub data: ::std::option::Option<ListUsersResponse>,
     /// 响应时间戳(ISO 8601 格式)
+    #[garde(skip)]
     pub timestamp: ::chrono::DateTime<::chrono::Utc>,
+}
+impl rt::Model for ListUsers200Response {
+    const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[
+        rt::Prop { name: "code", required: true, shape: &rt::Shape::Integer { min: 0, max: 0 } },
+        rt::Prop { name: "msg", required: true, shape: &rt::Shape::String(rt::StrFormat::Plain) },
+        rt::Prop { name: "data", required: false, shape: &*<ListUsersResponse as rt::Model>::SHAPE },
+        rt::Prop { name: "timestamp", required: true, shape: &rt::Shape::String(rt::StrFormat::DateTime) },
+    ]);
 }
 rt::impl_type!(
     ListUsers200Response,
@@ -1797,16 +2004,28 @@ rt::impl_type!(
     }
 );
 /// Inline schema at `#/paths/~1users/post/responses/200/content/application~1json/schema`.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::garde::Validate)]
 pub struct CreateUser200Response {
     /// 响应码(0 表示成功)
+    #[garde(skip)]
     pub code: i64,
     /// 响应消息
+    #[garde(skip)]
     pub msg: ::std::string::String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[garde(dive)]
     pub data: ::std::option::Option<UserResponse>,
     /// 响应时间戳(ISO 8601 格式)
+    #[garde(skip)]
     pub timestamp: ::chrono::DateTime<::chrono::Utc>,
+}
+impl rt::Model for CreateUser200Response {
+    const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[
+        rt::Prop { name: "code", required: true, shape: &rt::Shape::Integer { min: 0, max: 0 } },
+        rt::Prop { name: "msg", required: true, shape: &rt::Shape::String(rt::StrFormat::Plain) },
+        rt::Prop { name: "data", required: false, shape: &*<UserResponse as rt::Model>::SHAPE },
+        rt::Prop { name: "timestamp", required: true, shape: &rt::Shape::String(rt::StrFormat::DateTime) },
+    ]);
 }
 rt::impl_type!(
     CreateUser200Response,
@@ -1859,16 +2078,28 @@ rt::impl_type!(
     }
 );
 /// Inline schema at `#/paths/~1users~1{id}/get/responses/200/content/application~1json/schema`.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::garde::Validate)]
 pub struct GetUserById200Response {
     /// 响应码(0 表示成功)
+    #[garde(skip)]
     pub code: i64,
     /// 响应消息
+    #[garde(skip)]
     pub msg: ::std::string::String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[garde(dive)]
     pub data: ::std::option::Option<UserResponse>,
     /// 响应时间戳(ISO 8601 格式)
+    #[garde(skip)]
     pub timestamp: ::chrono::DateTime<::chrono::Utc>,
+}
+impl rt::Model for GetUserById200Response {
+    const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[
+        rt::Prop { name: "code", required: true, shape: &rt::Shape::Integer { min: 0, max: 0 } },
+        rt::Prop { name: "msg", required: true, shape: &rt::Shape::String(rt::StrFormat::Plain) },
+        rt::Prop { name: "data", required: false, shape: &*<UserResponse as rt::Model>::SHAPE },
+        rt::Prop { name: "timestamp", required: true, shape: &rt::Shape::String(rt::StrFormat::DateTime) },
+    ]);
 }
 rt::impl_type!(
     GetUserById200Response,
@@ -1921,16 +2152,28 @@ rt::impl_type!(
     }
 );
 /// Inline schema at `#/paths/~1users~1{id}/put/responses/200/content/application~1json/schema`.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::garde::Validate)]
 pub struct UpdateUser200Response {
     /// 响应码(0 表示成功)
+    #[garde(skip)]
     pub code: i64,
     /// 响应消息
+    #[garde(skip)]
     pub msg: ::std::string::String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[garde(dive)]
     pub data: ::std::option::Option<UserResponse>,
     /// 响应时间戳(ISO 8601 格式)
+    #[garde(skip)]
     pub timestamp: ::chrono::DateTime<::chrono::Utc>,
+}
+impl rt::Model for UpdateUser200Response {
+    const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[
+        rt::Prop { name: "code", required: true, shape: &rt::Shape::Integer { min: 0, max: 0 } },
+        rt::Prop { name: "msg", required: true, shape: &rt::Shape::String(rt::StrFormat::Plain) },
+        rt::Prop { name: "data", required: false, shape: &*<UserResponse as rt::Model>::SHAPE },
+        rt::Prop { name: "timestamp", required: true, shape: &rt::Shape::String(rt::StrFormat::DateTime) },
+    ]);
 }
 rt::impl_type!(
     UpdateUser200Response,
@@ -1983,16 +2226,28 @@ rt::impl_type!(
     }
 );
 /// Inline schema at `#/paths/~1tasks~1email/post/responses/200/content/application~1json/schema`.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::garde::Validate)]
 pub struct SubmitEmailTask200Response {
     /// 响应码(0 表示成功)
+    #[garde(skip)]
     pub code: i64,
     /// 响应消息
+    #[garde(skip)]
     pub msg: ::std::string::String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[garde(dive)]
     pub data: ::std::option::Option<TaskResponse>,
     /// 响应时间戳(ISO 8601 格式)
+    #[garde(skip)]
     pub timestamp: ::chrono::DateTime<::chrono::Utc>,
+}
+impl rt::Model for SubmitEmailTask200Response {
+    const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[
+        rt::Prop { name: "code", required: true, shape: &rt::Shape::Integer { min: 0, max: 0 } },
+        rt::Prop { name: "msg", required: true, shape: &rt::Shape::String(rt::StrFormat::Plain) },
+        rt::Prop { name: "data", required: false, shape: &*<TaskResponse as rt::Model>::SHAPE },
+        rt::Prop { name: "timestamp", required: true, shape: &rt::Shape::String(rt::StrFormat::DateTime) },
+    ]);
 }
 rt::impl_type!(
     SubmitEmailTask200Response,
@@ -2045,16 +2300,28 @@ rt::impl_type!(
     }
 );
 /// Inline schema at `#/paths/~1tasks~1sync/post/responses/200/content/application~1json/schema`.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::garde::Validate)]
 pub struct SubmitSyncTask200Response {
     /// 响应码(0 表示成功)
+    #[garde(skip)]
     pub code: i64,
     /// 响应消息
+    #[garde(skip)]
     pub msg: ::std::string::String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[garde(dive)]
     pub data: ::std::option::Option<TaskResponse>,
     /// 响应时间戳(ISO 8601 格式)
+    #[garde(skip)]
     pub timestamp: ::chrono::DateTime<::chrono::Utc>,
+}
+impl rt::Model for SubmitSyncTask200Response {
+    const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[
+        rt::Prop { name: "code", required: true, shape: &rt::Shape::Integer { min: 0, max: 0 } },
+        rt::Prop { name: "msg", required: true, shape: &rt::Shape::String(rt::StrFormat::Plain) },
+        rt::Prop { name: "data", required: false, shape: &*<TaskResponse as rt::Model>::SHAPE },
+        rt::Prop { name: "timestamp", required: true, shape: &rt::Shape::String(rt::StrFormat::DateTime) },
+    ]);
 }
 rt::impl_type!(
     SubmitSyncTask200Response,
@@ -2107,16 +2374,28 @@ rt::impl_type!(
     }
 );
 /// Inline schema at `#/paths/~1tasks~1{task_id}/get/responses/200/content/application~1json/schema`.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::garde::Validate)]
 pub struct GetTask200Response {
     /// 响应码(0 表示成功)
+    #[garde(skip)]
     pub code: i64,
     /// 响应消息
+    #[garde(skip)]
     pub msg: ::std::string::String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[garde(dive)]
     pub data: ::std::option::Option<TaskStatusResponse>,
     /// 响应时间戳(ISO 8601 格式)
+    #[garde(skip)]
     pub timestamp: ::chrono::DateTime<::chrono::Utc>,
+}
+impl rt::Model for GetTask200Response {
+    const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[
+        rt::Prop { name: "code", required: true, shape: &rt::Shape::Integer { min: 0, max: 0 } },
+        rt::Prop { name: "msg", required: true, shape: &rt::Shape::String(rt::StrFormat::Plain) },
+        rt::Prop { name: "data", required: false, shape: &*<TaskStatusResponse as rt::Model>::SHAPE },
+        rt::Prop { name: "timestamp", required: true, shape: &rt::Shape::String(rt::StrFormat::DateTime) },
+    ]);
 }
 rt::impl_type!(
     GetTask200Response,

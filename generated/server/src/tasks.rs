@@ -169,6 +169,35 @@ impl crate::FromProblem for SubmitEmailTaskResponse {
         }
     }
 }
+impl SubmitEmailTaskResponse {
+    /// Checks the body against the spec (see `rt::response_checks`).
+    #[doc(hidden)]
+    pub fn check(&self, errs: &mut rt::FieldErrors) {
+        let _ = &errs;
+        match self {
+            Self::Ok(body) => {
+                rt::check_response::<crate::models::SubmitEmailTask200Response>(body, "", errs);
+            }
+            Self::BadRequest(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
+            Self::Unauthorized(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
+            Self::UnprocessableEntity(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
+            Self::Status431(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
+            Self::InternalServerError(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
+            #[allow(unreachable_patterns)]
+            _ => {}
+        }
+    }
+}
 /// The parameters of `submitEmailTask`, parsed and validated.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::garde::Validate)]
 pub struct SubmitEmailTaskParams {
@@ -315,6 +344,35 @@ impl crate::FromProblem for SubmitSyncTaskResponse {
             431 => ::std::result::Result::Ok(Self::Status431(P::error_response(&problem))),
             500 => ::std::result::Result::Ok(Self::InternalServerError(P::error_response(&problem))),
             _ => ::std::result::Result::Err(problem),
+        }
+    }
+}
+impl SubmitSyncTaskResponse {
+    /// Checks the body against the spec (see `rt::response_checks`).
+    #[doc(hidden)]
+    pub fn check(&self, errs: &mut rt::FieldErrors) {
+        let _ = &errs;
+        match self {
+            Self::Ok(body) => {
+                rt::check_response::<crate::models::SubmitSyncTask200Response>(body, "", errs);
+            }
+            Self::BadRequest(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
+            Self::Unauthorized(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
+            Self::UnprocessableEntity(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
+            Self::Status431(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
+            Self::InternalServerError(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
+            #[allow(unreachable_patterns)]
+            _ => {}
         }
     }
 }
@@ -467,6 +525,35 @@ impl crate::FromProblem for GetTaskResponse {
         }
     }
 }
+impl GetTaskResponse {
+    /// Checks the body against the spec (see `rt::response_checks`).
+    #[doc(hidden)]
+    pub fn check(&self, errs: &mut rt::FieldErrors) {
+        let _ = &errs;
+        match self {
+            Self::Ok(body) => {
+                rt::check_response::<crate::models::GetTask200Response>(body, "", errs);
+            }
+            Self::BadRequest(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
+            Self::Unauthorized(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
+            Self::NotFound(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
+            Self::Status431(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
+            Self::InternalServerError(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
+            #[allow(unreachable_patterns)]
+            _ => {}
+        }
+    }
+}
 /// The parameters of `getTask`, parsed and validated.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::garde::Validate)]
 pub struct GetTaskParams {
@@ -586,7 +673,17 @@ impl<A: TasksApi> TasksServer<A> {
             );
         }
         match TasksApi::submit_email_task(&*self.0, principal, params, body).await {
-            ::std::result::Result::Ok(r) => rt::Answer::Documented(r),
+            ::std::result::Result::Ok(r) => {
+                if rt::response_checks() {
+                    let mut errs = rt::FieldErrors::default();
+                    r.check(&mut errs);
+                    if !errs.is_empty() {
+                        rt::report_invalid_response("submitEmailTask", &errs);
+                        return crate::answer::<SubmitEmailTaskResponse, A>(crate::fault(rt::Fault::Internal));
+                    }
+                }
+                rt::Answer::Documented(r)
+            }
             ::std::result::Result::Err(problem) => crate::answer::<SubmitEmailTaskResponse, A>(problem),
         }
     }
@@ -667,7 +764,17 @@ impl<A: TasksApi> TasksServer<A> {
             );
         }
         match TasksApi::submit_sync_task(&*self.0, principal, params, body).await {
-            ::std::result::Result::Ok(r) => rt::Answer::Documented(r),
+            ::std::result::Result::Ok(r) => {
+                if rt::response_checks() {
+                    let mut errs = rt::FieldErrors::default();
+                    r.check(&mut errs);
+                    if !errs.is_empty() {
+                        rt::report_invalid_response("submitSyncTask", &errs);
+                        return crate::answer::<SubmitSyncTaskResponse, A>(crate::fault(rt::Fault::Internal));
+                    }
+                }
+                rt::Answer::Documented(r)
+            }
             ::std::result::Result::Err(problem) => crate::answer::<SubmitSyncTaskResponse, A>(problem),
         }
     }
@@ -723,7 +830,17 @@ impl<A: TasksApi> TasksServer<A> {
             );
         }
         match TasksApi::get_task(&*self.0, principal, params).await {
-            ::std::result::Result::Ok(r) => rt::Answer::Documented(r),
+            ::std::result::Result::Ok(r) => {
+                if rt::response_checks() {
+                    let mut errs = rt::FieldErrors::default();
+                    r.check(&mut errs);
+                    if !errs.is_empty() {
+                        rt::report_invalid_response("getTask", &errs);
+                        return crate::answer::<GetTaskResponse, A>(crate::fault(rt::Fault::Internal));
+                    }
+                }
+                rt::Answer::Documented(r)
+            }
             ::std::result::Result::Err(problem) => crate::answer::<GetTaskResponse, A>(problem),
         }
     }

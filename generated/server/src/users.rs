@@ -184,6 +184,32 @@ impl crate::FromProblem for ListUsersApiResponse {
         }
     }
 }
+impl ListUsersApiResponse {
+    /// Checks the body against the spec (see `rt::response_checks`).
+    #[doc(hidden)]
+    pub fn check(&self, errs: &mut rt::FieldErrors) {
+        let _ = &errs;
+        match self {
+            Self::Ok(body) => {
+                rt::check_response::<crate::models::ListUsers200Response>(body, "", errs);
+            }
+            Self::BadRequest(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
+            Self::Unauthorized(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
+            Self::Status431(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
+            Self::InternalServerError(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
+            #[allow(unreachable_patterns)]
+            _ => {}
+        }
+    }
+}
 /// The parameters of `listUsers`, parsed and validated.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::garde::Validate)]
 pub struct ListUsersParams {
@@ -372,6 +398,35 @@ impl crate::FromProblem for CreateUserResponse {
         }
     }
 }
+impl CreateUserResponse {
+    /// Checks the body against the spec (see `rt::response_checks`).
+    #[doc(hidden)]
+    pub fn check(&self, errs: &mut rt::FieldErrors) {
+        let _ = &errs;
+        match self {
+            Self::Ok(body) => {
+                rt::check_response::<crate::models::CreateUser200Response>(body, "", errs);
+            }
+            Self::BadRequest(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
+            Self::Unauthorized(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
+            Self::Conflict(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
+            Self::Status431(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
+            Self::InternalServerError(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
+            #[allow(unreachable_patterns)]
+            _ => {}
+        }
+    }
+}
 /// Every response `getUserById` documents, one variant per status.
 #[derive(Debug, Clone, PartialEq)]
 pub enum GetUserByIdResponse {
@@ -482,6 +537,35 @@ impl crate::FromProblem for GetUserByIdResponse {
             431 => ::std::result::Result::Ok(Self::Status431(P::error_response(&problem))),
             500 => ::std::result::Result::Ok(Self::InternalServerError(P::error_response(&problem))),
             _ => ::std::result::Result::Err(problem),
+        }
+    }
+}
+impl GetUserByIdResponse {
+    /// Checks the body against the spec (see `rt::response_checks`).
+    #[doc(hidden)]
+    pub fn check(&self, errs: &mut rt::FieldErrors) {
+        let _ = &errs;
+        match self {
+            Self::Ok(body) => {
+                rt::check_response::<crate::models::GetUserById200Response>(body, "", errs);
+            }
+            Self::BadRequest(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
+            Self::Unauthorized(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
+            Self::NotFound(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
+            Self::Status431(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
+            Self::InternalServerError(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
+            #[allow(unreachable_patterns)]
+            _ => {}
         }
     }
 }
@@ -645,6 +729,38 @@ impl crate::FromProblem for UpdateUserResponse {
         }
     }
 }
+impl UpdateUserResponse {
+    /// Checks the body against the spec (see `rt::response_checks`).
+    #[doc(hidden)]
+    pub fn check(&self, errs: &mut rt::FieldErrors) {
+        let _ = &errs;
+        match self {
+            Self::Ok(body) => {
+                rt::check_response::<crate::models::UpdateUser200Response>(body, "", errs);
+            }
+            Self::BadRequest(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
+            Self::Unauthorized(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
+            Self::NotFound(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
+            Self::Conflict(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
+            Self::Status431(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
+            Self::InternalServerError(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
+            #[allow(unreachable_patterns)]
+            _ => {}
+        }
+    }
+}
 /// The parameters of `updateUser`, parsed and validated.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::garde::Validate)]
 pub struct UpdateUserParams {
@@ -791,6 +907,35 @@ impl crate::FromProblem for DeleteUserResponse {
         }
     }
 }
+impl DeleteUserResponse {
+    /// Checks the body against the spec (see `rt::response_checks`).
+    #[doc(hidden)]
+    pub fn check(&self, errs: &mut rt::FieldErrors) {
+        let _ = &errs;
+        match self {
+            Self::Ok(body) => {
+                rt::check_response::<crate::models::SuccessResponse>(body, "", errs);
+            }
+            Self::BadRequest(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
+            Self::Unauthorized(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
+            Self::NotFound(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
+            Self::Status431(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
+            Self::InternalServerError(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
+            #[allow(unreachable_patterns)]
+            _ => {}
+        }
+    }
+}
 /// The parameters of `deleteUser`, parsed and validated.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::garde::Validate)]
 pub struct DeleteUserParams {
@@ -899,7 +1044,17 @@ impl<A: UsersApi> UsersServer<A> {
             );
         }
         match UsersApi::list_users(&*self.0, principal, params).await {
-            ::std::result::Result::Ok(r) => rt::Answer::Documented(r),
+            ::std::result::Result::Ok(r) => {
+                if rt::response_checks() {
+                    let mut errs = rt::FieldErrors::default();
+                    r.check(&mut errs);
+                    if !errs.is_empty() {
+                        rt::report_invalid_response("listUsers", &errs);
+                        return crate::answer::<ListUsersApiResponse, A>(crate::fault(rt::Fault::Internal));
+                    }
+                }
+                rt::Answer::Documented(r)
+            }
             ::std::result::Result::Err(problem) => crate::answer::<ListUsersApiResponse, A>(problem),
         }
     }
@@ -967,7 +1122,17 @@ impl<A: UsersApi> UsersServer<A> {
             );
         }
         match UsersApi::create_user(&*self.0, principal, body).await {
-            ::std::result::Result::Ok(r) => rt::Answer::Documented(r),
+            ::std::result::Result::Ok(r) => {
+                if rt::response_checks() {
+                    let mut errs = rt::FieldErrors::default();
+                    r.check(&mut errs);
+                    if !errs.is_empty() {
+                        rt::report_invalid_response("createUser", &errs);
+                        return crate::answer::<CreateUserResponse, A>(crate::fault(rt::Fault::Internal));
+                    }
+                }
+                rt::Answer::Documented(r)
+            }
             ::std::result::Result::Err(problem) => crate::answer::<CreateUserResponse, A>(problem),
         }
     }
@@ -1026,7 +1191,17 @@ impl<A: UsersApi> UsersServer<A> {
             );
         }
         match UsersApi::get_user_by_id(&*self.0, principal, params).await {
-            ::std::result::Result::Ok(r) => rt::Answer::Documented(r),
+            ::std::result::Result::Ok(r) => {
+                if rt::response_checks() {
+                    let mut errs = rt::FieldErrors::default();
+                    r.check(&mut errs);
+                    if !errs.is_empty() {
+                        rt::report_invalid_response("getUserById", &errs);
+                        return crate::answer::<GetUserByIdResponse, A>(crate::fault(rt::Fault::Internal));
+                    }
+                }
+                rt::Answer::Documented(r)
+            }
             ::std::result::Result::Err(problem) => crate::answer::<GetUserByIdResponse, A>(problem),
         }
     }
@@ -1101,7 +1276,17 @@ impl<A: UsersApi> UsersServer<A> {
             );
         }
         match UsersApi::update_user(&*self.0, principal, params, body).await {
-            ::std::result::Result::Ok(r) => rt::Answer::Documented(r),
+            ::std::result::Result::Ok(r) => {
+                if rt::response_checks() {
+                    let mut errs = rt::FieldErrors::default();
+                    r.check(&mut errs);
+                    if !errs.is_empty() {
+                        rt::report_invalid_response("updateUser", &errs);
+                        return crate::answer::<UpdateUserResponse, A>(crate::fault(rt::Fault::Internal));
+                    }
+                }
+                rt::Answer::Documented(r)
+            }
             ::std::result::Result::Err(problem) => crate::answer::<UpdateUserResponse, A>(problem),
         }
     }
@@ -1160,7 +1345,17 @@ impl<A: UsersApi> UsersServer<A> {
             );
         }
         match UsersApi::delete_user(&*self.0, principal, params).await {
-            ::std::result::Result::Ok(r) => rt::Answer::Documented(r),
+            ::std::result::Result::Ok(r) => {
+                if rt::response_checks() {
+                    let mut errs = rt::FieldErrors::default();
+                    r.check(&mut errs);
+                    if !errs.is_empty() {
+                        rt::report_invalid_response("deleteUser", &errs);
+                        return crate::answer::<DeleteUserResponse, A>(crate::fault(rt::Fault::Internal));
+                    }
+                }
+                rt::Answer::Documented(r)
+            }
             ::std::result::Result::Err(problem) => crate::answer::<DeleteUserResponse, A>(problem),
         }
     }

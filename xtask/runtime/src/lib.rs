@@ -38,7 +38,10 @@ pub use params::{Coerce, Header, ParamSet, Path, Query, params_object};
 pub use problem::{Answer, Fault, PROBLEM_JSON, Problem};
 pub use routing::{AllowTable, DocPatches, api_routes, envelope_errors, served_document};
 pub use security::{AuthContext, BasicCredentials, Credential, CredentialIn, SchemeCredential, SchemeSpec};
-pub use shape::{Model, Prop, Shape, StrFormat, validate_value};
+pub use shape::{
+    Model, Prop, Shape, StrFormat, check_response, report_invalid_response, response_checks, set_response_checks,
+    validate_value,
+};
 pub use values::{Password, double_option};
 
 use poem::{Response, http::StatusCode};

@@ -34,12 +34,15 @@ pub struct EmittedFile {
 /// The Rust files of the server crate (`Cargo.toml` is added by the
 /// caller: it is not Rust).
 pub fn emit(api: &Api) -> Result<Vec<EmittedFile>> {
-    let request_types = models::request_reachable(api)?;
+    // Request types get the structural pass and garde rules; response types
+    // too, so responses can be checked against the spec.
+    let mut checked_types = models::request_reachable(api)?;
+    checked_types.extend(models::response_reachable(api));
     let file = |path: &str, tokens| EmittedFile { path: path.to_owned(), tokens };
     let mut files = vec![
         file("src/lib.rs", lib_rs::lib_rs(api)),
         file("src/rt.rs", rt_module::rt_rs()),
-        file("src/models.rs", models::models_rs(api, &request_types)?),
+        file("src/models.rs", models::models_rs(api, &checked_types)?),
     ];
     if !api.error_codes.is_empty() {
         files.push(file("src/error_codes.rs", error_codes::error_codes_rs(api)));
@@ -51,7 +54,7 @@ pub fn emit(api: &Api) -> Result<Vec<EmittedFile>> {
         }
     }
     for tag in tags {
-        files.push(file(&format!("src/{}.rs", tag_module(&tag)), operations::tag_rs(api, &tag)?));
+        files.push(file(&format!("src/{}.rs", tag_module(&tag)), operations::tag_rs(api, &tag, &checked_types)?));
     }
     Ok(files)
 }

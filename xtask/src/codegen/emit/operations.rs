@@ -23,7 +23,7 @@ pub(super) fn auth_method(name: &str) -> proc_macro2::Ident {
     format_ident!("authenticate_{}", name.to_snake_case())
 }
 
-pub(super) fn tag_rs(api: &Api, tag: &str) -> Result<TokenStream> {
+pub(super) fn tag_rs(api: &Api, tag: &str, checked: &std::collections::BTreeSet<String>) -> Result<TokenStream> {
     let ops: Vec<&Operation> = api.operations.iter().filter(|o| op_tag(o) == tag).collect();
     let trait_name = format_ident!("{}Api", type_name(tag));
     let server_name = format_ident!("{}Server", type_name(tag));
@@ -35,7 +35,7 @@ pub(super) fn tag_rs(api: &Api, tag: &str) -> Result<TokenStream> {
     let mut extra = Vec::new();
     for op in &ops {
         trait_methods.push(trait_method(op));
-        extra.push(response_enum(api, op));
+        extra.push(response_enum(api, op, checked));
         extra.push(params_def(api, op)?);
         server_methods.push(server_method(op)?);
     }
@@ -141,6 +141,7 @@ fn server_method(op: &Operation) -> Result<TokenStream> {
     let Glue { args, prelude, call, .. } = glue;
     let tag = op_tag(op);
     let trait_name = format_ident!("{}Api", type_name(&tag));
+    let op_id = lit(&op.id);
     Ok(quote! {
         #doc
         #oai
@@ -148,7 +149,17 @@ fn server_method(op: &Operation) -> Result<TokenStream> {
             #(#prelude)*
             #checks
             match #trait_name::#m(&*self.0, #(#call),*).await {
-                ::std::result::Result::Ok(r) => rt::Answer::Documented(r),
+                ::std::result::Result::Ok(r) => {
+                    if rt::response_checks() {
+                        let mut errs = rt::FieldErrors::default();
+                        r.check(&mut errs);
+                        if !errs.is_empty() {
+                            rt::report_invalid_response(#op_id, &errs);
+                            return crate::answer::<#resp, A>(crate::fault(rt::Fault::Internal));
+                        }
+                    }
+                    rt::Answer::Documented(r)
+                }
                 ::std::result::Result::Err(problem) => crate::answer::<#resp, A>(problem),
             }
         }

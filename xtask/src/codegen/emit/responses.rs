@@ -83,7 +83,7 @@ fn documented(op: &Operation) -> Vec<Documented<'_>> {
 /// The operation's result type with its `ApiResponse` (document),
 /// `IntoResponse` (HTTP) and, when it can carry envelopes,
 /// `FromErrorCode` (framework errors) impls.
-pub(super) fn response_enum(api: &Api, op: &Operation) -> TokenStream {
+pub(super) fn response_enum(api: &Api, op: &Operation, checked: &BTreeSet<String>) -> TokenStream {
     let name = ident(&op.result_type);
     let responses = documented(op);
     let doc = doc_attrs(&[Some(&format!("Every response `{}` documents, one variant per status.", op.id))]);
@@ -123,6 +123,7 @@ pub(super) fn response_enum(api: &Api, op: &Operation) -> TokenStream {
     let regs = registrations(api, &responses);
     let into_arms = responses.iter().map(into_response_arm);
     let from_problem = from_problem_impl(&name, &responses);
+    let check = check_impl(&name, &responses, checked);
     quote! {
         #doc
         #[derive(Debug, Clone, PartialEq)]
@@ -144,6 +145,53 @@ pub(super) fn response_enum(api: &Api, op: &Operation) -> TokenStream {
             }
         }
         #from_problem
+        #check
+    }
+}
+
+/// `check`: the variant's body against its schema (the same structural
+/// pass and rules as requests), every failure under its JSON path. Bodies
+/// of types without checks (recursive ones, bare scalars) pass.
+fn check_impl(name: &proc_macro2::Ident, responses: &[Documented<'_>], checked: &BTreeSet<String>) -> TokenStream {
+    let arms = responses.iter().filter_map(|r| {
+        let m = r.body?;
+        let v = r.variant();
+        let call = match &m.rust_type {
+            RustType::Named(t) if checked.contains(t) => {
+                let t = ident(t);
+                quote!(rt::check_response::<crate::models::#t>(body, "", errs))
+            }
+            RustType::Vec(item) => match item.as_ref() {
+                RustType::Named(t) if checked.contains(t) => {
+                    let t = ident(t);
+                    quote!(for (i, item) in body.iter().enumerate() {
+                        rt::check_response::<crate::models::#t>(item, &::std::format!("[{i}]"), errs);
+                    })
+                }
+                _ => return None,
+            },
+            _ => return None,
+        };
+        let pat = match (r.response.headers.is_empty(), r.carries_status()) {
+            (false, _) => quote!(Self::#v { body, .. }),
+            (true, true) => quote!(Self::#v(_, body)),
+            (true, false) => quote!(Self::#v(body)),
+        };
+        Some(quote!(#pat => { #call; }))
+    });
+    quote! {
+        impl #name {
+            /// Checks the body against the spec (see `rt::response_checks`).
+            #[doc(hidden)]
+            pub fn check(&self, errs: &mut rt::FieldErrors) {
+                let _ = &errs;
+                match self {
+                    #(#arms)*
+                    #[allow(unreachable_patterns)]
+                    _ => {}
+                }
+            }
+        }
     }
 }
 
