@@ -271,6 +271,44 @@ fn rename_path(path: &str, renames: &[(&str, &str)]) -> String {
     out
 }
 
+/// Whether generated operations check every response their handler returns
+/// against the spec (see [`check_response`]). On in debug builds, so a
+/// handler that builds an invalid response fails the tests; the
+/// application may turn it on in release builds too.
+static RESPONSE_CHECKS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(cfg!(debug_assertions));
+
+pub fn response_checks() -> bool {
+    RESPONSE_CHECKS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Turns response checks on or off for the whole process.
+pub fn set_response_checks(on: bool) {
+    RESPONSE_CHECKS.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Checks a response body as a request body would be checked (structure,
+/// formats, garde rules), recording each violation under `base`.
+pub fn check_response<T: Model + serde::Serialize>(body: &T, base: &str, errs: &mut FieldErrors) {
+    match serde_json::to_value(body) {
+        Ok(value) => {
+            validate_value::<T>(value, base, errs);
+        }
+        Err(e) => errs.push(base, format!("does not serialize: {e}")),
+    }
+}
+
+/// Logs a response that broke the spec: the operation and every failing
+/// JSON path. The generated operation answers its 500 instead, since the
+/// fault is the server's, not the client's.
+pub fn report_invalid_response(operation: &'static str, errs: &FieldErrors) {
+    let failures: Vec<String> = errs
+        .listed
+        .iter()
+        .map(|e| format!("{}: {}", if e.field.is_empty() { "(body)" } else { &e.field }, e.message))
+        .collect();
+    tracing::error!(operation, failures = %failures.join("; "), "the handler's response does not match the spec");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -312,42 +350,4 @@ mod tests {
         assert_eq!(data["errors"][MAX_LISTED_ERRORS - 1]["field"], format!("cc[{}]", MAX_LISTED_ERRORS - 1));
         assert_eq!(data["omitted"], 150);
     }
-}
-
-/// Whether generated operations check every response their handler returns
-/// against the spec (see [`check_response`]). On in debug builds, so a
-/// handler that builds an invalid response fails the tests; the
-/// application may turn it on in release builds too.
-static RESPONSE_CHECKS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(cfg!(debug_assertions));
-
-pub fn response_checks() -> bool {
-    RESPONSE_CHECKS.load(std::sync::atomic::Ordering::Relaxed)
-}
-
-/// Turns response checks on or off for the whole process.
-pub fn set_response_checks(on: bool) {
-    RESPONSE_CHECKS.store(on, std::sync::atomic::Ordering::Relaxed);
-}
-
-/// Checks a response body as a request body would be checked (structure,
-/// formats, garde rules), recording each violation under `base`.
-pub fn check_response<T: Model + serde::Serialize>(body: &T, base: &str, errs: &mut FieldErrors) {
-    match serde_json::to_value(body) {
-        Ok(value) => {
-            validate_value::<T>(value, base, errs);
-        }
-        Err(e) => errs.push(base, format!("does not serialize: {e}")),
-    }
-}
-
-/// Logs a response that broke the spec: the operation and every failing
-/// JSON path. The generated operation answers its 500 instead, since the
-/// fault is the server's, not the client's.
-pub fn report_invalid_response(operation: &'static str, errs: &FieldErrors) {
-    let failures: Vec<String> = errs
-        .listed
-        .iter()
-        .map(|e| format!("{}: {}", if e.field.is_empty() { "(body)" } else { &e.field }, e.message))
-        .collect();
-    tracing::error!(operation, failures = %failures.join("; "), "the handler's response does not match the spec");
 }
