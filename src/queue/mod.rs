@@ -66,8 +66,8 @@
 //! # Files
 //! `client.rs` (Queue), `worker.rs` (Worker, Handler), `eta.rs` (the wait
 //! of a new task from the backlog and completion rate), `task.rs` (API
-//! values), `config.rs` (config, test clock), `backend.rs` (pool or cluster
-//! connections), `batch.rs` (call coalescing), `scripts.rs` + `scripts/*.lua`,
+//! values), `config.rs` (config; the test clock is `crate::clock`), `backend.rs`
+//! (pool or cluster connections), `batch.rs` (call coalescing), `scripts.rs` + `scripts/*.lua`,
 //! `error.rs`, `tests/` (against private redis-server instances).
 
 mod backend;
