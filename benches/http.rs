@@ -5,12 +5,10 @@
 
 mod common;
 
-use std::process::Command;
-
 use anyhow::{Context, Result, bail};
 use common::{BenchServer, RUN, Sample, emit, get, load, pct, post};
 use serde_json::json;
-use spec_server::devsvc::{self, PrivatePostgres};
+use spec_server::devsvc::{self, Launch, PrivatePostgres};
 
 /// The request path allocates a lot of small, short-lived objects (parsing, JSON, futures);
 /// mimalloc handles that pattern with less time in the allocator than glibc's malloc.
@@ -23,17 +21,13 @@ const SEED_USERS: i64 = 2000;
 fn pgbench(pg: &PrivatePostgres, clients: usize) -> Result<(f64, f64)> {
     let bin = devsvc::pg_bindir()?.join("pgbench");
     let url = devsvc::url_with_database(&pg.url(), "pgbench")?;
-    let out = Command::new(&bin)
+    let text = Launch::new(&bin)
         .args(["-S", "-M", "prepared", "-n", "-j", "2", "-T", "5"])
         .arg("-c")
         .arg(clients.to_string())
         .arg(&url)
         .output()
         .with_context(|| format!("running {}", bin.display()))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() {
-        bail!("pgbench failed: {}{}", text, String::from_utf8_lossy(&out.stderr));
-    }
     let field = |prefix: &str| {
         text.lines()
             .find_map(|l| l.trim().strip_prefix(prefix))
@@ -75,17 +69,17 @@ async fn main() -> Result<()> {
     // pgbench's own database, initialised at scale 10.
     let bindir = devsvc::pg_bindir()?;
     let admin = devsvc::url_with_database(&pg.url(), "postgres")?;
-    let status = Command::new(bindir.join("psql")).arg(&admin).args(["-qc", "CREATE DATABASE pgbench"]).status()?;
-    if !status.success() {
-        bail!("creating the pgbench database failed");
-    }
-    let init = Command::new(bindir.join("pgbench"))
+    Launch::new(bindir.join("psql"))
+        .arg(&admin)
+        .args(["-qc", "CREATE DATABASE pgbench"])
+        .output()
+        .context("creating the pgbench database")?;
+    Launch::new(bindir.join("pgbench"))
+        .named("pgbench -i")
         .args(["-i", "-q", "-s", "10"])
         .arg(devsvc::url_with_database(&pg.url(), "pgbench")?)
-        .output()?;
-    if !init.status.success() {
-        bail!("pgbench -i failed: {}", String::from_utf8_lossy(&init.stderr));
-    }
+        .output()
+        .context("initialising the pgbench database")?;
 
     let quick = std::env::var_os("BENCH_QUICK").is_some();
     for conns in if quick { vec![64usize] } else { vec![64usize, 256] } {

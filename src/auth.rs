@@ -18,6 +18,8 @@ use std::{
 use anyhow::{Context, anyhow};
 use bb8_redis::{RedisConnectionManager, redis};
 use chrono::{DateTime, Utc};
+
+use crate::clock::FakeClock;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
@@ -84,6 +86,8 @@ pub struct TokenVerifier {
     /// Slots for PostgreSQL lookups, shared by every clone.
     lookups: Arc<tokio::sync::Semaphore>,
     lookup_wait: Duration,
+    /// What "now" is for token expiry; `None` (the default) is the system clock.
+    clock: Option<FakeClock>,
 }
 
 /// The process-local layer in front of Redis. Its entries are trusted only while a listener is
@@ -242,7 +246,19 @@ impl TokenVerifier {
             refusals: Arc::new(Refusals::default()),
             lookups: Arc::new(tokio::sync::Semaphore::new(MAX_LOOKUPS)),
             lookup_wait: LOOKUP_WAIT,
+            clock: None,
         }
+    }
+
+    /// Token expiry judged by `clock` instead of the system clock, so that tests advance time
+    /// instead of sleeping until a token expires. (The caches' own lifetimes stay real time.)
+    pub fn with_fake_clock(mut self, clock: FakeClock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.clock.as_ref().map_or_else(Utc::now, FakeClock::now_utc)
     }
 
     /// Turns on the process-local cache (entries trusted for `ttl`), with a task subscribed to
@@ -288,7 +304,7 @@ impl TokenVerifier {
         if !self.local_ttl.is_zero()
             && let Some((principal, expires_at)) = self.local.get(&hash, self.local_ttl)
         {
-            if expires_at.is_some_and(|at| at <= Utc::now()) {
+            if expires_at.is_some_and(|at| at <= self.now()) {
                 return Err(AuthError::Expired);
             }
             return Ok(principal);
@@ -302,7 +318,7 @@ impl TokenVerifier {
         match self.cache_get(&key).await {
             Ok(Some(raw)) => match serde_json::from_str::<CacheEntry>(&raw) {
                 Ok(entry) => {
-                    let (principal, expires_at) = check_cached(entry, &hash, Utc::now())?;
+                    let (principal, expires_at) = check_cached(entry, &hash, self.now())?;
                     self.remember(&hash, &principal, expires_at, epoch);
                     return Ok(principal);
                 }
@@ -323,7 +339,7 @@ impl TokenVerifier {
         if record.revoked_at.is_some() {
             return Err(self.refuse(&hash, AuthError::Revoked));
         }
-        let now = Utc::now();
+        let now = self.now();
         if record.expires_at.is_some_and(|at| at <= now) {
             return Err(self.refuse(&hash, AuthError::Expired));
         }
@@ -580,13 +596,18 @@ mod tests {
         let (db, _redis, verifier) = setup().await;
         let ttl = Duration::from_millis(800);
         let (_, token) = token_issue(db.pool(), "short", Some(ttl)).await.unwrap();
-        assert!(verifier.verify(&token).await.is_ok());
-        let cached = pttl(&verifier, &token).await;
+        // Started after the issue, so the token has at most `ttl` left on this clock too.
+        let clock = FakeClock::starting_now();
+        let timed = verifier.clone().with_fake_clock(clock.clone());
+        assert!(timed.verify(&token).await.is_ok());
+        let cached = pttl(&timed, &token).await;
         assert!(cached > 0 && cached <= 800, "cache TTL capped by the token's life: {cached}");
-        // Waiting on the token's expiry (not on a start-up): nothing to poll.
-        tokio::time::sleep(ttl + Duration::from_millis(100)).await;
-        assert_eq!(verifier.verify(&token).await, Err(AuthError::Expired));
+        // Past its expiry on this clock: refused, although its cache entry (on Redis's real
+        // clock) is most likely still there, so the cache hit rechecks the expiry.
+        clock.advance(ttl + Duration::from_millis(100));
+        assert_eq!(timed.verify(&token).await, Err(AuthError::Expired));
 
+        // On the real clock.
         let (_, gone) = token_issue(db.pool(), "born-expired", Some(Duration::ZERO)).await.unwrap();
         assert_eq!(verifier.verify(&gone).await, Err(AuthError::Expired));
     }

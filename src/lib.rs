@@ -2,6 +2,7 @@
 //! generated from `spec/openapi.yaml`, the PostgreSQL store, the Redis queue.
 
 pub mod auth;
+pub mod clock;
 pub mod config;
 pub mod db;
 pub mod devsvc;

@@ -6,6 +6,8 @@ use std::sync::{
     atomic::{AtomicU64, Ordering},
 };
 
+use anyhow::anyhow;
+
 use super::*;
 
 /// Cloned for every `test_database()`; migrated once per test process.

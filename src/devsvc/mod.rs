@@ -1,21 +1,21 @@
 //! Private PostgreSQL and Redis servers started from local binaries, for `dev`, tests and
 //! benches. Every server gets a free loopback port, its own temp dir and a watchdog that stops
-//! it when we die. One file per job: `process` (supervision: watchdog, ports, signals, logs),
+//! it when we die. One file per job: `launcher` (the one way any process is started, for
+//! `dev` and every test), `process` (supervision: watchdog, ports, signals to children),
 //! `postgres`, `redis_server`, and `fixtures` (the shared test instances behind `test_database()` and
 //! `test_redis()`, compiled only for tests and the `test-fixtures` feature, so the release
 //! binary carries no test code).
 
 use std::{
     ffi::OsStr,
-    fs::File,
-    io::{Read, Seek, SeekFrom, Write},
+    io::{Read, Write},
     net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream},
     path::{Path, PathBuf},
     process::{Child, ChildStdin, Command, Stdio},
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{Context, bail};
 use nix::{
     sys::signal::{Signal, kill},
     unistd::{Pid, User, geteuid},
@@ -25,9 +25,6 @@ use tempfile::TempDir;
 /// The one sentence every "binary missing" error carries.
 pub(super) const INSTALL_HINT: &str = "install with `apt-get install postgresql redis-server`";
 
-/// Servers are polled this often while starting; each poll is a real connection attempt.
-pub(super) const POLL_INTERVAL: Duration = Duration::from_millis(10);
-
 /// Generous, because two shared cores under load can make `postgres` slow to come up.
 pub(super) const START_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -36,12 +33,14 @@ pub(super) const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[cfg(any(test, feature = "test-fixtures"))]
 mod fixtures;
+mod launcher;
 mod postgres;
 mod process;
 mod redis_server;
 
 #[cfg(any(test, feature = "test-fixtures"))]
 pub use fixtures::*;
+pub use launcher::*;
 pub use postgres::*;
 use process::*;
 pub use redis_server::*;
@@ -49,7 +48,7 @@ pub use redis_server::*;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
-    use std::{io::BufRead, sync::OnceLock};
+    use std::sync::OnceLock;
 
     use super::*;
 
@@ -247,26 +246,24 @@ mod tests {
 
     #[test]
     fn no_orphans_when_the_owner_is_killed() {
-        let mut child = Command::new(std::env::current_exe().unwrap())
+        let logs = tempfile::tempdir().unwrap();
+        let log = logs.path().join("owner.log");
+        let mut child = Launch::new(std::env::current_exe().unwrap())
+            .named("the orphan_child test process")
             .args(["--exact", "devsvc::tests::orphan_child", "--ignored", "--nocapture"])
             .env(ORPHAN_CHILD_ENV, "1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .log_to(&log)
             .spawn()
             .unwrap();
-        let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-        let ready = stdout
-            .lines()
-            .map(Result::unwrap)
-            .find(|line| line.starts_with("READY "))
-            .expect("the child printed READY");
+        child.wait_ready(Ready::LogLine("READY "), START_TIMEOUT * 2).unwrap();
+        let text = std::fs::read_to_string(&log).unwrap();
+        let ready = text.lines().find(|line| line.starts_with("READY ")).expect("the child printed READY");
         let fields: Vec<&str> = ready.split_whitespace().collect();
         let (pg_pid, pg_dir) = (fields[1].parse::<u32>().unwrap(), PathBuf::from(fields[2]));
         let (redis_pid, redis_dir) = (fields[3].parse::<u32>().unwrap(), PathBuf::from(fields[4]));
         assert!(!is_dead(pg_pid) && !is_dead(redis_pid));
 
-        child.kill().unwrap(); // SIGKILL: no destructor, no atexit, nothing runs in the child
-        child.wait().unwrap();
+        child.kill(); // SIGKILL: no destructor, no atexit, nothing runs in the child
 
         poll_until("both servers are gone", Duration::from_secs(15), || is_dead(pg_pid) && is_dead(redis_pid));
         poll_until("both temp dirs are removed", Duration::from_secs(15), || !pg_dir.exists() && !redis_dir.exists());

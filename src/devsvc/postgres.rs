@@ -11,7 +11,7 @@ pub struct PrivatePostgres {
     bindir: PathBuf,
     /// `initdb`/`postgres` refuse to run as root, so as root we run them as `postgres`.
     run_as_postgres: bool,
-    child: Option<Child>,
+    child: Option<Launched>,
     watchdog: Option<Watchdog>,
     /// Last field: removed only after the server and the watchdog are gone.
     dir: TempDir,
@@ -27,10 +27,8 @@ pub fn pg_bindir() -> anyhow::Result<PathBuf> {
         }
         bail!("PG_BINDIR={} holds no initdb/postgres: {INSTALL_HINT}", dir.display());
     }
-    if let Ok(out) = Command::new("pg_config").arg("--bindir").output()
-        && out.status.success()
-    {
-        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    if let Ok(out) = Launch::new("pg_config").arg("--bindir").output() {
+        let dir = PathBuf::from(out);
         if usable(&dir) {
             return Ok(dir);
         }
@@ -118,7 +116,7 @@ impl PrivatePostgres {
 
     /// The postmaster's pid, `None` while stopped.
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.child.as_ref().map(Launched::pid)
     }
 
     /// Fast shutdown (SIGINT: sessions are ended, a checkpoint is written), then reaps it.
@@ -136,8 +134,7 @@ impl PrivatePostgres {
             for backend in children_of(postmaster) {
                 signal(backend, Signal::SIGKILL);
             }
-            signal(postmaster, Signal::SIGKILL);
-            let _ = child.wait();
+            child.kill();
             let _ = std::fs::remove_file(self.pid_file());
         }
     }
@@ -177,14 +174,13 @@ impl PrivatePostgres {
         loop {
             match self.spawn_and_wait() {
                 Ok(()) => return Ok(()),
-                Err(StartFailure::Exited(why)) if Instant::now() < deadline => {
-                    tracing::debug!(%why, "postgres restart failed; retrying");
+                Err(e @ LaunchError::Exited { .. }) if Instant::now() < deadline => {
+                    tracing::debug!(error = %e, "postgres restart failed; retrying");
                     std::thread::sleep(Duration::from_millis(100));
                 }
-                Err(StartFailure::Exited(why)) => {
-                    bail!("postgres exited while starting again on port {}: {why}", self.port)
+                Err(e) => {
+                    return Err(anyhow::Error::new(e).context(format!("starting postgres again on port {}", self.port)));
                 }
-                Err(StartFailure::Other(e)) => return Err(e.context("starting postgres again")),
             }
         }
     }
@@ -201,48 +197,38 @@ impl PrivatePostgres {
         self.dir.path().join("postgres.log")
     }
 
-    fn command(&self, program: &str) -> Command {
+    fn command(&self, program: &str) -> Launch {
         let bin = self.bindir.join(program);
-        let mut cmd = if self.run_as_postgres {
+        let launch = if self.run_as_postgres {
             // setpriv execs in place (runuser forks and waits), so the child's pid is the
             // postmaster's own and signals reach it directly.
-            let mut cmd = Command::new("setpriv");
-            cmd.args(["--reuid=postgres", "--regid=postgres", "--init-groups", "--"]).arg(bin);
-            cmd
+            Launch::new("setpriv")
+                .named(format!("{program} (via setpriv, as root)"))
+                .args(["--reuid=postgres", "--regid=postgres", "--init-groups", "--"])
+                .arg(bin)
         } else {
-            Command::new(bin)
+            Launch::new(bin)
         };
-        cmd.current_dir(self.dir.path())
+        launch
+            .hint(INSTALL_HINT)
+            .current_dir(self.dir.path())
             .env("LC_ALL", "C")
             .env_remove("PGDATA")
             .env_remove("PGPORT")
-            .stdin(Stdio::null());
-        cmd
     }
 
     fn initdb(&self) -> anyhow::Result<()> {
-        let out = self
-            .command("initdb")
+        self.command("initdb")
             .arg("-D")
             .arg(self.data_dir())
             .args(["-A", "trust", "-U", "postgres", "--locale=C", "-E", "UTF8", "--no-sync"])
             .output()
-            .map_err(|e| missing_binary("initdb (via setpriv when root)", e))?;
-        if !out.status.success() {
-            bail!(
-                "initdb failed ({}): {}{}",
-                out.status,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+            .context("initializing the PostgreSQL data dir")?;
         Ok(())
     }
 
-    fn spawn_and_wait(&mut self) -> Result<(), StartFailure> {
-        use std::os::unix::process::CommandExt;
-        let (out, err) = open_log(&self.log_file()).map_err(StartFailure::Other)?;
-        let child = self
+    fn spawn_and_wait(&mut self) -> Result<(), LaunchError> {
+        let launch = self
             .command("postgres")
             .arg("-D")
             .arg(self.data_dir())
@@ -255,29 +241,27 @@ impl PrivatePostgres {
             // they return, so `kill_hard` loses nothing (synchronous_commit=off would).
             .args(["-c", "fsync=off", "-c", "full_page_writes=off"])
             .args(["-c", "max_connections=300"])
-            .stdout(out)
-            .stderr(err)
+            .log_to(self.log_file())
             // Out of the terminal's process group: a Ctrl-C kills the tests, and the watchdog
             // then stops this server in an orderly way.
-            .process_group(0)
-            .spawn()
-            .map_err(|e| StartFailure::Other(missing_binary("postgres (via setpriv when root)", e)))?;
+            .own_process_group();
         let port = self.port;
-        self.child = Some(track_until_ready(child, &self.pid_file(), &self.log_file(), || pg_accepts_logins(port))?);
+        self.child = Some(track_until_ready(launch, &self.pid_file(), || pg_accepts_logins(port))?);
         Ok(())
     }
 
     fn shutdown(&mut self, how: Signal) -> anyhow::Result<()> {
-        let Some(mut child) = self.child.take() else {
+        if self.child.is_none() {
             return Ok(());
-        };
+        }
         self.resume(); // a paused server would never act on the signal
-        signal(pid_of(&child), how);
-        if !wait_with_timeout(&mut child, STOP_TIMEOUT) {
-            self.child = Some(child);
+        let Some(child) = self.child.as_mut() else { return Ok(()) };
+        child.signal(how);
+        if child.wait_exit(STOP_TIMEOUT).is_none() {
             self.kill_hard();
             bail!("postgres did not stop within {STOP_TIMEOUT:?}; killed it");
         }
+        self.child = None;
         let _ = std::fs::remove_file(self.pid_file());
         Ok(())
     }

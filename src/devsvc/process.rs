@@ -1,5 +1,5 @@
-//! Process supervision for the private servers: a watchdog that outlives nothing, free ports,
-//! signals, bounded waits and log tails.
+//! Supervision of the private servers: a watchdog that outlives nothing, free ports, and
+//! signals to a server's children. Starting, waiting and log tails are the launcher's.
 
 use super::*;
 
@@ -9,7 +9,9 @@ use super::*;
 /// it, `read` returns, and the script signals the pid recorded in the pid file (if any) and
 /// removes the temp dir. Statics are never dropped, so without this a server in a `static`
 /// would outlive every test run. It sits in its own process group so that a Ctrl-C aimed at
-/// the test process does not kill the watchdog before it has cleaned up.
+/// the test process does not kill the watchdog before it has cleaned up. It is the one child
+/// not started through the [`Launch`]er: its stdin pipe is its lifeline, where every launched
+/// process gets `/dev/null`.
 pub(super) struct Watchdog {
     child: Child,
     // Never written to; held so that the pipe closes exactly when we go away.
@@ -75,21 +77,20 @@ pub(super) fn free_port() -> anyhow::Result<u16> {
 /// takes the port between the pick and the bind.
 pub(super) fn start_on_free_port(
     what: &str,
-    mut start: impl FnMut(u16) -> Result<(), StartFailure>,
+    mut start: impl FnMut(u16) -> Result<(), LaunchError>,
 ) -> anyhow::Result<()> {
     let mut attempts = 0;
     loop {
         match start(free_port()?) {
             Ok(()) => return Ok(()),
-            Err(StartFailure::Exited(why)) if attempts < 3 && why.contains("Address already in use") => attempts += 1,
-            Err(StartFailure::Exited(why)) => bail!("{what} exited while starting: {why}"),
-            Err(StartFailure::Other(e)) => return Err(e.context(format!("starting {what}"))),
+            Err(e) if attempts < 3 && e.port_taken() => attempts += 1,
+            Err(e) => return Err(anyhow::Error::new(e).context(format!("starting {what}"))),
         }
     }
 }
 
-pub(super) fn pid_of(child: &Child) -> Pid {
-    Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX))
+pub(super) fn pid_of(child: &Launched) -> Pid {
+    Pid::from_raw(i32::try_from(child.pid()).unwrap_or(i32::MAX))
 }
 
 pub(super) fn signal(pid: Pid, sig: Signal) {
@@ -118,83 +119,18 @@ pub(super) fn children_of(parent: Pid) -> Vec<Pid> {
         .collect()
 }
 
-pub(super) fn wait_with_timeout(child: &mut Child, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match child.try_wait() {
-            Ok(Some(_)) | Err(_) => return true,
-            Ok(None) if Instant::now() >= deadline => return false,
-            Ok(None) => std::thread::sleep(POLL_INTERVAL),
-        }
-    }
-}
-
-/// The last few lines of a server log, for start-up errors.
-pub(super) fn log_tail(path: &Path) -> String {
-    let Ok(mut file) = File::open(path) else {
-        return String::from("(no log)");
-    };
-    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let _ = file.seek(SeekFrom::Start(len.saturating_sub(2000)));
-    let mut buf = Vec::new();
-    let _ = file.read_to_end(&mut buf);
-    String::from_utf8_lossy(&buf).trim().to_string()
-}
-
-pub(super) enum StartFailure {
-    /// The server exited during start-up; the log tail says why (e.g. the port was taken).
-    Exited(String),
-    Other(anyhow::Error),
-}
-
-pub(super) fn wait_until_ready(
-    child: &mut Child,
-    log: &Path,
-    mut ready: impl FnMut() -> bool,
-) -> Result<(), StartFailure> {
-    let deadline = Instant::now() + START_TIMEOUT;
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(StartFailure::Exited(format!("{status}; log:\n{}", log_tail(log))));
-        }
-        if ready() {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(StartFailure::Other(anyhow!("not ready after {START_TIMEOUT:?}; log:\n{}", log_tail(log))));
-        }
-        std::thread::sleep(POLL_INTERVAL);
-    }
-}
-
-pub(super) fn open_log(path: &Path) -> anyhow::Result<(Stdio, Stdio)> {
-    let file =
-        File::options().create(true).append(true).open(path).with_context(|| format!("opening {}", path.display()))?;
-    let copy = file.try_clone().context("duplicating the log handle")?;
-    Ok((Stdio::from(file), Stdio::from(copy)))
-}
-
-pub(super) fn write_pid_file(path: &Path, child: &Child) -> anyhow::Result<()> {
-    std::fs::write(path, child.id().to_string()).with_context(|| format!("writing {}", path.display()))
-}
-
-pub(super) fn missing_binary(what: &str, err: std::io::Error) -> anyhow::Error {
-    anyhow!("{what} could not be run ({err}): {INSTALL_HINT}")
-}
-
-/// Records `child`'s pid for the watchdog and waits until `ready`; a child
-/// that never gets there leaves no pid file behind.
+/// Starts `launch`, records its pid for the watchdog and waits until `ready` (within
+/// [`START_TIMEOUT`]); a server that never gets there is killed and leaves no pid file behind.
 pub(super) fn track_until_ready(
-    mut child: Child,
+    launch: Launch,
     pid_file: &Path,
-    log: &Path,
-    ready: impl FnMut() -> bool,
-) -> Result<Child, StartFailure> {
-    write_pid_file(pid_file, &child).map_err(StartFailure::Other)?;
-    match wait_until_ready(&mut child, log, ready) {
-        Ok(()) => Ok(child),
+    mut ready: impl FnMut() -> bool,
+) -> Result<Launched, LaunchError> {
+    let mut server = launch.spawn()?;
+    std::fs::write(pid_file, server.pid().to_string())
+        .map_err(|source| LaunchError::Io { what: format!("writing {}", pid_file.display()), source })?;
+    match server.wait_ready(Ready::Probe(&mut ready), START_TIMEOUT) {
+        Ok(()) => Ok(server),
         Err(e) => {
             let _ = std::fs::remove_file(pid_file);
             Err(e)

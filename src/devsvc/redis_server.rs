@@ -7,7 +7,8 @@ pub struct PrivateRedis {
     port: u16,
     program: PathBuf,
     persistent: bool,
-    child: Option<Child>,
+    /// Killed when dropped, before the watchdog and the dir (fields drop in order).
+    child: Option<Launched>,
     watchdog: Option<Watchdog>,
     /// Last field: removed only after the server and the watchdog are gone.
     dir: TempDir,
@@ -65,7 +66,7 @@ impl PrivateRedis {
 
     /// The server's pid, `None` while stopped.
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.child.as_ref().map(Launched::pid)
     }
 
     /// SIGTERM (Redis flushes its append-only file, if any, and exits), then reaps it.
@@ -73,17 +74,9 @@ impl PrivateRedis {
         let Some(mut child) = self.child.take() else {
             return Ok(());
         };
-        signal(pid_of(&child), Signal::SIGTERM);
-        let stopped = wait_with_timeout(&mut child, STOP_TIMEOUT);
-        if !stopped {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        let stopped = child.stop(Signal::SIGTERM, STOP_TIMEOUT);
         let _ = std::fs::remove_file(self.pid_file());
-        if !stopped {
-            bail!("redis-server did not stop within {STOP_TIMEOUT:?}; killed it");
-        }
-        Ok(())
+        stopped.map(drop)
     }
 
     /// Stops (if running) and starts again on the same port and data dir.
@@ -94,15 +87,10 @@ impl PrivateRedis {
             match self.spawn_and_wait() {
                 Ok(()) => return Ok(()),
                 // The old socket can linger for a moment; anything else will not go away.
-                Err(StartFailure::Exited(why))
-                    if why.contains("Address already in use") && Instant::now() < deadline =>
-                {
-                    std::thread::sleep(Duration::from_millis(100));
+                Err(e) if e.port_taken() && Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+                Err(e) => {
+                    return Err(anyhow::Error::new(e).context(format!("restarting redis-server on port {}", self.port)));
                 }
-                Err(StartFailure::Exited(why)) => {
-                    bail!("redis-server exited while restarting on port {}: {why}", self.port)
-                }
-                Err(StartFailure::Other(e)) => return Err(e.context("restarting redis-server")),
             }
         }
     }
@@ -115,40 +103,22 @@ impl PrivateRedis {
         self.dir.path().join("redis.log")
     }
 
-    fn spawn_and_wait(&mut self) -> Result<(), StartFailure> {
-        use std::os::unix::process::CommandExt;
-        let (out, err) = open_log(&self.log_file()).map_err(StartFailure::Other)?;
-        let mut cmd = Command::new(&self.program);
-        cmd.arg("--port")
+    fn spawn_and_wait(&mut self) -> Result<(), LaunchError> {
+        let launch = Launch::new(&self.program)
+            .named("redis-server")
+            .hint(INSTALL_HINT)
+            .arg("--port")
             .arg(self.port.to_string())
             .args(["--bind", "127.0.0.1", "--daemonize", "no", "--logfile", ""])
             .arg("--dir")
             .arg(self.dir.path())
-            .args(["--save", ""]);
-        if self.persistent {
-            cmd.args(["--appendonly", "yes"]);
-        } else {
-            cmd.args(["--appendonly", "no"]);
-        }
-        let child = cmd
+            .args(["--save", ""])
+            .args(["--appendonly", if self.persistent { "yes" } else { "no" }])
             .current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .process_group(0)
-            .spawn()
-            .map_err(|e| StartFailure::Other(missing_binary("redis-server", e)))?;
+            .log_to(self.log_file())
+            .own_process_group();
         let port = self.port;
-        self.child = Some(track_until_ready(child, &self.pid_file(), &self.log_file(), || redis_answers_ping(port))?);
+        self.child = Some(track_until_ready(launch, &self.pid_file(), || redis_answers_ping(port))?);
         Ok(())
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
     }
 }

@@ -1,14 +1,14 @@
 //! `GET /health`: PostgreSQL and Redis checked concurrently, each under its
 //! own timeout and on connections of its own (not the request pools, which
 //! a load can exhaust), so a hung dependency still gets an answer in time.
+//! Like every handler it runs no SQL and no Redis command itself: the checks
+//! are `db::ping` and `queue::ping`, handed the health pools.
 
+use super::App;
 use api_server::{
     DependencyState, HealthApi, HealthCheck200Response, HealthCheck503Response, HealthCheckResponse, HealthDegraded,
     HealthOk, rt::Problem,
 };
-use bb8_redis::redis;
-
-use super::App;
 
 impl App {
     async fn postgres_up(&self) -> Result<(), String> {
@@ -20,11 +20,7 @@ impl App {
     }
 
     async fn redis_up(&self) -> Result<(), String> {
-        let check = async {
-            let mut conn = self.health_redis.get().await.map_err(|e| e.to_string())?;
-            redis::cmd("PING").query_async::<String>(&mut *conn).await.map_err(|e| e.to_string())?;
-            Ok(())
-        };
+        let check = async { crate::queue::ping(&self.health_redis).await.map_err(|e| crate::error_chain(&e)) };
         match tokio::time::timeout(self.health_timeout, check).await {
             Ok(r) => r,
             Err(_) => Err(format!("no answer within {:?}", self.health_timeout)),

@@ -164,3 +164,12 @@ impl BlockingConn {
         Ok(got.is_some())
     }
 }
+
+/// One `PING` on a connection of `pool`, not repeated: for `/health`, which bounds it with its
+/// own timeout and passes a pool of its own, so that a queue pool exhausted by load does not
+/// read as Redis being down.
+pub async fn ping(pool: &bb8::Pool<RedisConnectionManager>) -> Result<()> {
+    let mut conn = pool.get().await?;
+    let _: String = redis::cmd("PING").query_async(&mut *conn).await?;
+    Ok(())
+}

@@ -1,31 +1,13 @@
 //! Queue configuration, and the test clock the scripts can be told to use.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-/// A clock that only moves when told to, for tests. Production passes no
-/// clock: every script reads Redis `TIME`, the one clock every worker
-/// shares, so a host whose clock is off can neither reap the fleet's leases
-/// early nor block maintenance. With a `FakeClock` in
-/// [`QueueConfig::fake_clock`] the scripts use its time instead.
-#[derive(Debug, Clone)]
-pub struct FakeClock(Arc<AtomicI64>);
-
-impl FakeClock {
-    pub fn new(start_ms: i64) -> Self {
-        FakeClock(Arc::new(AtomicI64::new(start_ms)))
-    }
-    pub fn advance(&self, by: Duration) {
-        self.0.fetch_add(by.as_millis() as i64, Ordering::SeqCst);
-    }
-    pub fn set(&self, ms: i64) {
-        self.0.store(ms, Ordering::SeqCst);
-    }
-    pub fn now_ms(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
-    }
-}
+/// The test clock (`crate::clock`), re-exported where the queue's users look for it.
+/// Production passes no clock: every script reads Redis `TIME`, the one clock every worker
+/// shares, so a host whose clock is off can neither reap the fleet's leases early nor block
+/// maintenance. With a `FakeClock` in [`QueueConfig::fake_clock`] the scripts use its time
+/// instead.
+pub use crate::clock::FakeClock;
 
 /// How `dequeue` chooses between priorities.
 #[derive(Debug, Clone, Copy, PartialEq)]

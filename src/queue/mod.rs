@@ -18,6 +18,7 @@
 //! - [`Queue::get`]`(id) -> Option<TaskRecord>`, [`Queue::stats`],
 //!   [`Queue::pause`] / [`Queue::resume`] per priority.
 //! - [`Worker::run`]`(queue, Arc<dyn Handler>, WorkerConfig, shutdown)`.
+//! - [`ping`]`(pool)`: one `PING`, for `/health` (beside `db::ping`).
 //!
 //! # Semantics
 //! - Priorities `Critical`, `Default`, `Low`, FIFO within one. Weighted mode
@@ -66,8 +67,8 @@
 //! # Files
 //! `client.rs` (Queue), `worker.rs` (Worker, Handler), `eta.rs` (the wait
 //! of a new task from the backlog and completion rate), `task.rs` (API
-//! values), `config.rs` (config, test clock), `backend.rs` (pool or cluster
-//! connections), `batch.rs` (call coalescing), `scripts.rs` + `scripts/*.lua`,
+//! values), `config.rs` (config; the test clock is `crate::clock`), `backend.rs`
+//! (pool or cluster connections, `ping`), `batch.rs` (call coalescing), `scripts.rs` + `scripts/*.lua`,
 //! `error.rs`, `tests/` (against private redis-server instances).
 
 mod backend;
@@ -83,7 +84,7 @@ mod worker;
 #[cfg(test)]
 mod tests;
 
-pub use backend::Backend;
+pub use backend::{Backend, ping};
 pub use client::{JanitorReport, MAX_DEQUEUE, Queue};
 pub use config::{FakeClock, PriorityMode, QueueConfig, RetryPolicy};
 pub use error::{QueueError, Result};

@@ -15,7 +15,6 @@ mod smtp;
 use std::{
     collections::HashMap,
     path::Path,
-    process::{Child, Command, Stdio},
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -26,11 +25,13 @@ use std::{
 use serde_json::json;
 use spec_server::{
     config::Config,
-    devsvc::{PrivateRedis, test_database},
+    devsvc::{Launched, PrivateRedis, test_database},
     queue::{NewTask, Queue, TaskState},
     tasks::EMAIL,
 };
 use uuid::Uuid;
+
+use crate::support::spec_server;
 
 const PREFIX: &str = "chaos";
 const WORKERS: usize = 3;
@@ -38,41 +39,19 @@ const WORKERS: usize = 3;
 const RESPONSE_TIMEOUT_MS: &str = "300";
 const LEASE_SECS: &str = "2";
 
-/// Cargo's build of this checkout, unless `SPEC_SERVER_BIN` names another (a target directory
-/// shared between checkouts holds whichever built last under the plain name).
-fn server_binary() -> String {
-    std::env::var("SPEC_SERVER_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_spec-server").to_owned())
-}
-
-/// A `spec-server worker`, SIGKILLed on drop; output appended to `<dir>/<name>.log`.
-struct WorkerProcess(Child);
-
-impl WorkerProcess {
-    fn spawn(dir: &Path, name: &str, env: &[(&str, String)]) -> WorkerProcess {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join(format!("{name}.log"))).unwrap();
-        let mut cmd = Command::new(server_binary());
-        cmd.arg("worker")
-            .env_remove("SYNC_SOURCE_URL")
-            .env("REDIS_PREFIX", PREFIX)
-            .env("QUEUE_LEASE_SECS", LEASE_SECS)
-            .env("REDIS_RESPONSE_TIMEOUT_MS", RESPONSE_TIMEOUT_MS)
-            .env("WORKER_CONCURRENCY", "8")
-            .env("LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        WorkerProcess(cmd.spawn().unwrap())
-    }
-}
-
-impl Drop for WorkerProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// A `spec-server worker` (SIGKILLed when dropped); output appended to `<dir>/<name>.log`.
+fn spawn_worker(dir: &Path, name: &str, env: &[(&str, String)]) -> Launched {
+    spec_server(&["worker"])
+        .env_remove("SYNC_SOURCE_URL")
+        .env("REDIS_PREFIX", PREFIX)
+        .env("QUEUE_LEASE_SECS", LEASE_SECS)
+        .env("REDIS_RESPONSE_TIMEOUT_MS", RESPONSE_TIMEOUT_MS)
+        .env("WORKER_CONCURRENCY", "8")
+        .env("LOG", "warn")
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .log_to(dir.join(format!("{name}.log")))
+        .spawn()
+        .unwrap()
 }
 
 #[derive(Default, Debug)]
@@ -106,8 +85,8 @@ async fn chaos() {
     let pool = bb8::Pool::builder().max_size(8).connection_timeout(Duration::from_secs(2)).build_unchecked(manager);
     let queue = Queue::new(pool, cfg.queue_config());
 
-    let mut workers: Vec<WorkerProcess> =
-        (0..WORKERS).map(|i| WorkerProcess::spawn(dir.path(), &format!("worker{i}"), &env)).collect();
+    let mut workers: Vec<Launched> =
+        (0..WORKERS).map(|i| spawn_worker(dir.path(), &format!("worker{i}"), &env)).collect();
 
     // Producer: a steady stream of tasks; an enqueue that fails is not accepted (the caller
     // would have been told so).
@@ -143,7 +122,7 @@ async fn chaos() {
             0 | 2 => {
                 let i = (round / 3 + round % 6 / 2) % WORKERS;
                 drop(workers.remove(i)); // SIGKILL
-                workers.insert(i, WorkerProcess::spawn(dir.path(), &format!("worker{i}"), &env));
+                workers.insert(i, spawn_worker(dir.path(), &format!("worker{i}"), &env));
                 events.worker_kills += 1;
             }
             1 | 3 | 5 => {

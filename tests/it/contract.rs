@@ -9,86 +9,49 @@
 use std::{
     io::{Read, Write},
     net::{Ipv4Addr, TcpListener, TcpStream},
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    path::Path,
+    time::Duration,
 };
 
-use anyhow::{Context, Result, bail};
-use nix::{
-    sys::signal::{Signal, kill},
-    unistd::Pid,
-};
+use anyhow::{Context, Result};
 use spec_contract::{Contract, Harness, Options, scenario};
-use spec_server::devsvc::{PrivatePostgres, PrivateRedis};
+use spec_server::devsvc::{Launched, PrivatePostgres, PrivateRedis, Ready};
 
-const BIN: &str = env!("CARGO_BIN_EXE_spec-server");
+use crate::support::spec_server;
 
 /// Generous: two shared cores may be busy compiling next door.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A child process killed and reaped when dropped, panics included.
-struct Proc {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Proc {
-    fn spawn(args: &[&str], env: &[(String, String)], log: PathBuf) -> Result<Proc> {
-        let out = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
-        let err = out.try_clone()?;
-        let child = Command::new(BIN)
-            .args(args)
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .with_context(|| format!("spawning spec-server {}", args.join(" ")))?;
-        Ok(Proc { child, log })
-    }
-
-    fn log_tail(&self) -> String {
-        tail(&self.log)
-    }
-}
-
-fn tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(30)..].join("\n")
-}
+/// What the worker logs once it runs (at `info`, from `spec_server::worker`).
+const WORKER_STARTED: &str = "worker started";
 
 /// The deployment this test owns: its dependencies, and the CLI environment.
 struct Local {
+    /// The worker process, once started. First, so that it is killed before the dependencies.
+    worker: Option<Launched>,
     pg: PrivatePostgres,
     redis: PrivateRedis,
     env: Vec<(String, String)>,
     issued: u32,
-    /// The worker process, once started.
-    worker: Option<u32>,
 }
 
 impl Local {
     /// `spec-server ARGS` to completion; its stdout.
     fn cli(&self, args: &[&str]) -> Result<String> {
-        let out = Command::new(BIN)
-            .args(args)
+        Ok(spec_server(args).envs(self.env.iter().map(|(k, v)| (k, v))).output()?)
+    }
+
+    /// `spec-server worker`, waited for until it logs that it runs: a worker that cannot
+    /// start fails the test here, with its log, rather than leaving the task checks to guess.
+    fn start_worker(&mut self, dir: &Path) -> Result<()> {
+        let mut worker = spec_server(&["worker"])
             .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .output()
-            .with_context(|| format!("running spec-server {}", args.join(" ")))?;
-        if !out.status.success() {
-            bail!("spec-server {} failed ({}): {}", args.join(" "), out.status, String::from_utf8_lossy(&out.stderr));
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+            .env("LOG", "warn,spec_server::worker=info")
+            .log_to(dir.join("worker.log"))
+            .spawn()?;
+        worker.wait_ready(Ready::LogLine(WORKER_STARTED), START_TIMEOUT)?;
+        self.worker = Some(worker);
+        Ok(())
     }
 }
 
@@ -115,10 +78,14 @@ impl Harness for Local {
     }
 
     fn hold_worker(&mut self, held: bool) -> Result<()> {
-        let Some(pid) = self.worker else { return Ok(()) };
-        let signal = if held { Signal::SIGSTOP } else { Signal::SIGCONT };
-        let pid = Pid::from_raw(i32::try_from(pid).context("worker pid")?);
-        kill(pid, signal).with_context(|| format!("sending {signal} to the worker"))
+        let worker = self.worker.as_mut().context("no worker was started")?;
+        worker.ensure_running()?;
+        if held {
+            worker.pause()
+        } else {
+            worker.resume()
+        }
+        Ok(())
     }
 }
 
@@ -138,31 +105,22 @@ fn http_status(port: u16, path: &str) -> Option<u16> {
 
 /// `spec-server serve` on a free port, polled until `/health` answers at all
 /// (200, or 503 if a dependency is slow); retried if the port was taken meanwhile.
-fn start_server(env: &[(String, String)], dir: &Path) -> Result<(Proc, String)> {
-    for attempt in 0.. {
+fn start_server(env: &[(String, String)], dir: &Path) -> Result<(Launched, String)> {
+    let mut attempt = 0;
+    loop {
         let port = free_port()?;
-        let mut env = env.to_vec();
-        env.push(("LISTEN_ADDR".into(), format!("127.0.0.1:{port}")));
-        let mut server = Proc::spawn(&["serve"], &env, dir.join(format!("server-{attempt}.log")))?;
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            if let Some(status) = server.child.try_wait()? {
-                let log = server.log_tail();
-                if log.contains("Address already in use") && attempt < 3 {
-                    break;
-                }
-                bail!("spec-server serve exited during start-up ({status}):\n{log}");
-            }
-            if matches!(http_status(port, "/api/v1/health"), Some(200 | 503)) {
-                return Ok((server, format!("http://127.0.0.1:{port}/api/v1")));
-            }
-            if Instant::now() >= deadline {
-                bail!("spec-server serve not ready after {START_TIMEOUT:?}:\n{}", server.log_tail());
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let mut server = spec_server(&["serve"])
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+            .log_to(dir.join(format!("server-{attempt}.log")))
+            .spawn()?;
+        let mut answers = || matches!(http_status(port, "/api/v1/health"), Some(200 | 503));
+        match server.wait_ready(Ready::Probe(&mut answers), START_TIMEOUT) {
+            Ok(()) => return Ok((server, format!("http://127.0.0.1:{port}/api/v1"))),
+            Err(e) if e.port_taken() && attempt < 3 => attempt += 1,
+            Err(e) => return Err(e.into()),
         }
     }
-    unreachable!("the loop returns or bails")
 }
 
 #[test]
@@ -188,14 +146,14 @@ fn the_server_conforms_to_the_contract() {
         // Without SMTP_URL the worker writes each email here, not under the working directory.
         ("MAIL_DIR".to_owned(), logs.path().join("mail").display().to_string()),
     ];
-    let mut local = Local { pg, redis, env, issued: 0, worker: None };
+    let mut local = Local { worker: None, pg, redis, env, issued: 0 };
     local.cli(&["migrate"]).unwrap();
     let token = local.cli(&["token", "issue", "--name", "contract"]).unwrap();
-    // Declared after `local`: the server (and worker) die before their dependencies.
-    let (server, base_url) = start_server(&local.env, logs.path()).unwrap();
-    // The scenario checks that submitted tasks complete: a worker that cannot start fails it.
-    let worker = Proc::spawn(&["worker"], &local.env, logs.path().join("worker.log")).unwrap();
-    local.worker = Some(worker.child.id());
+    // Declared after `local`: the server dies before its dependencies.
+    let (mut server, base_url) = start_server(&local.env, logs.path()).unwrap();
+    // The scenario checks that submitted tasks complete, so it needs a worker: one that
+    // cannot start fails the test here, loudly, instead of the task checks being skipped.
+    local.start_worker(logs.path()).unwrap();
 
     let contract = Contract::workspace().unwrap();
     let opts = Options { base_url, token: Some(token), expired_token: None };
@@ -206,4 +164,9 @@ fn the_server_conforms_to_the_contract() {
         std::fs::write(&path, report.junit()).unwrap();
     }
     assert!(report.passed(), "{}\nserver log (tail):\n{}", report.summary(), server.log_tail());
+    // Both ran to the end: a crash midway would otherwise only show as failed checks.
+    server.ensure_running().unwrap();
+    if let Some(worker) = local.worker.as_mut() {
+        worker.ensure_running().unwrap();
+    }
 }

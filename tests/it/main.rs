@@ -2,9 +2,10 @@
 //! over real PostgreSQL and Redis (`service`), the real binary checked
 //! against the contract (`contract`), worker crashes and Redis restarts
 //! (`worker_crash`), and the ignored failure drill behind `cargo xtask
-//! chaos` (`chaos`).
+//! chaos` (`chaos`). `support` starts the `spec-server` binary for them.
 
 mod chaos;
 mod contract;
 mod service;
+mod support;
 mod worker_crash;

@@ -8,8 +8,7 @@
 use std::{
     collections::HashMap,
     net::SocketAddr,
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    path::Path,
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
@@ -26,12 +25,14 @@ use serde_json::json;
 use spec_server::{
     config::Config,
     db::sync::{RunState, sync_records_count, sync_run_get},
-    devsvc::{PrivateRedis, test_database, test_redis},
+    devsvc::{Launched, PrivateRedis, test_database, test_redis},
     queue::{NewTask, Queue, TaskRecord, TaskState},
     tasks::{EMAIL, SYNC},
 };
 use tokio::{sync::mpsc, task::JoinHandle};
 use uuid::Uuid;
+
+use crate::support::spec_server;
 
 /// The worker's queue, as the worker derives it from `REDIS_PREFIX` (and so would the server).
 fn queue_for(redis: bb8::Pool<bb8_redis::RedisConnectionManager>, prefix: &str) -> Queue {
@@ -39,61 +40,26 @@ fn queue_for(redis: bb8::Pool<bb8_redis::RedisConnectionManager>, prefix: &str) 
     Queue::new(redis, cfg.queue_config())
 }
 
-/// A `spec-server worker` child process, SIGKILLed on drop; its output goes to a log file.
-struct WorkerProcess {
-    child: Child,
-    log: PathBuf,
-}
-
-impl WorkerProcess {
-    fn spawn(dir: &Path, name: &str, env: &[(&str, &str)]) -> WorkerProcess {
-        let log = dir.join(format!("{name}.log"));
-        let out = std::fs::File::create(&log).unwrap();
-        // `SPEC_SERVER_BIN` overrides Cargo's build: a target directory shared between
-        // checkouts holds whichever built last under the plain name.
-        let bin = std::env::var("SPEC_SERVER_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_spec-server").to_owned());
-        let mut cmd = Command::new(bin);
-        cmd.arg("worker")
-            // Nothing from the developer's shell leaks in: these decide what a task does.
-            .env_remove("SMTP_URL")
-            .env_remove("SYNC_SOURCE_URL")
-            .env("MAIL_DIR", dir.join("mail"))
-            .env("QUEUE_LEASE_SECS", "2")
-            .env("WORKER_CONCURRENCY", "4")
-            .env("WORKER_GRACE_SECS", "5")
-            .env("LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        WorkerProcess { child: cmd.spawn().unwrap(), log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn sigkill(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    fn assert_running(&mut self) {
-        assert!(self.child.try_wait().unwrap().is_none(), "worker exited early:\n{}", self.log());
-    }
-}
-
-impl Drop for WorkerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A `spec-server worker` child process (SIGKILLed when dropped); its output goes to
+/// `<dir>/<name>.log`.
+fn spawn_worker(dir: &Path, name: &str, env: &[(&str, &str)]) -> Launched {
+    spec_server(&["worker"])
+        // Nothing from the developer's shell leaks in: these decide what a task does.
+        .env_remove("SMTP_URL")
+        .env_remove("SYNC_SOURCE_URL")
+        .env("MAIL_DIR", dir.join("mail"))
+        .env("QUEUE_LEASE_SECS", "2")
+        .env("WORKER_CONCURRENCY", "4")
+        .env("WORKER_GRACE_SECS", "5")
+        .env("LOG", "info")
+        .envs(env.iter().copied())
+        .log_to(dir.join(format!("{name}.log")))
+        .spawn()
+        .unwrap()
 }
 
 /// Polls the task until it is completed or dead (60 s at most).
-async fn finished(queue: &Queue, id: Uuid, workers: &[&WorkerProcess]) -> TaskRecord {
+async fn finished(queue: &Queue, id: Uuid, workers: &[&Launched]) -> TaskRecord {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         if let Ok(Some(r)) = queue.get(id).await
@@ -181,7 +147,7 @@ async fn a_sigkilled_workers_sync_task_is_finished_by_another_worker_once() {
     ];
     let queue = queue_for(redis.pool().await.unwrap(), &prefix);
 
-    let mut first = WorkerProcess::spawn(dir.path(), "first", &env);
+    let mut first = spawn_worker(dir.path(), "first", &env);
     let payload =
         json!({ "sync_type": "sim_status", "start_date": "2025-11-01", "end_date": "2025-11-12", "batch_size": 10 });
     let id = queue.enqueue(NewTask::new(SYNC, payload)).await.unwrap().id;
@@ -191,10 +157,10 @@ async fn a_sigkilled_workers_sync_task_is_finished_by_another_worker_once() {
     assert!(matches!(held, Ok(Some(()))), "the worker never asked for page 2:\n{}", first.log());
     let run = sync_run_get(db.pool(), id).await.unwrap().unwrap();
     assert_eq!((run.state, run.pages, run.rows), (RunState::Running, 1, 10));
-    first.sigkill();
+    first.kill();
     assert_eq!(queue.get(id).await.unwrap().unwrap().state, TaskState::Active, "the dead worker's lease is held");
 
-    let second = WorkerProcess::spawn(dir.path(), "second", &env);
+    let second = spawn_worker(dir.path(), "second", &env);
     let r = finished(&queue, id, &[&first, &second]).await;
     assert_eq!(r.state, TaskState::Completed, "{r:?}\n{}", second.log());
     assert_eq!(r.attempts, 2, "the killed attempt counts as one failed attempt: {r:?}");
@@ -219,7 +185,7 @@ async fn the_worker_survives_a_redis_restart_and_stops_gracefully_on_sigterm() {
     let manager = bb8_redis::RedisConnectionManager::new(redis_url.as_str()).unwrap();
     let pool = bb8::Pool::builder().max_size(4).connection_timeout(Duration::from_secs(2)).build_unchecked(manager);
     let queue = queue_for(pool, "crash");
-    let mut worker = WorkerProcess::spawn(dir.path(), "worker", &env);
+    let mut worker = spawn_worker(dir.path(), "worker", &env);
     let email = |n: u32| {
         NewTask::new(EMAIL, json!({ "to": "user@example.com", "subject": format!("message {n}"), "body": "hello" }))
     };
@@ -228,7 +194,7 @@ async fn the_worker_survives_a_redis_restart_and_stops_gracefully_on_sigterm() {
     assert_eq!(finished(&queue, before, &[&worker]).await.state, TaskState::Completed);
 
     tokio::task::block_in_place(|| redis.restart()).unwrap();
-    worker.assert_running();
+    worker.ensure_running().unwrap();
     let after = queue.enqueue(email(2)).await.unwrap().id;
     let r = finished(&queue, after, &[&worker]).await;
     assert_eq!(r.state, TaskState::Completed, "{r:?}");
@@ -238,16 +204,9 @@ async fn the_worker_survives_a_redis_restart_and_stops_gracefully_on_sigterm() {
     }
 
     // SIGTERM: the worker stops taking work and exits cleanly.
-    let pid = nix::unistd::Pid::from_raw(i32::try_from(worker.child.id()).unwrap());
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = worker.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(std::time::Instant::now() < deadline, "no exit after SIGTERM:\n{}", worker.log());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let status =
+        tokio::task::block_in_place(|| worker.stop(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(30)))
+            .unwrap();
     assert!(status.success(), "{status:?}\n{}", worker.log());
     assert!(worker.log().contains("worker stopped"), "{}", worker.log());
 }

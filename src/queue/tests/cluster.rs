@@ -1,7 +1,6 @@
 //! The scripts on a real 3-master Redis Cluster built from the local binary:
 //! every key is declared and shares one hash tag, so no CROSSSLOT errors.
 
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,16 +16,12 @@ use crate::queue::*;
 async fn start_cluster() -> Result<Vec<RedisServer>, String> {
     let nodes: Vec<RedisServer> = (0..3).map(|_| RedisServer::start_cluster_node()).collect();
     let addrs: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
-    let out = Command::new("redis-cli")
-        .arg("--cluster")
-        .arg("create")
+    crate::devsvc::Launch::new("redis-cli")
+        .args(["--cluster", "create"])
         .args(&addrs)
         .args(["--cluster-replicas", "0", "--cluster-yes"])
         .output()
-        .map_err(|e| format!("redis-cli not runnable: {e}"))?;
-    if !out.status.success() {
-        return Err(format!("redis-cli --cluster create failed: {}", String::from_utf8_lossy(&out.stdout)));
-    }
+        .map_err(|e| crate::error_chain(&e))?;
     let ports: Vec<u16> = nodes.iter().map(|n| n.port).collect();
     eventually(30, "cluster state ok on every node", || {
         let ports = ports.clone();

@@ -1,13 +1,18 @@
-//! Private redis-server processes for tests: free ports on 127.0.0.1, killed
-//! and reaped on drop (also when a test panics).
+//! Private redis-server processes for the queue tests, started through the
+//! one launcher (`devsvc::Launch`): free ports on 127.0.0.1, a log in a temp
+//! dir quoted when start-up fails, killed and reaped on drop (also when a
+//! test panics).
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bb8_redis::RedisConnectionManager;
+
+use crate::devsvc::{Launch, LaunchError, Launched, Ready};
+
+/// Longest wait for a redis-server to answer PING.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A port that was free a moment ago (and, for cluster nodes, whose cluster
 /// bus port +10000 too). Start-up retries with another port if it was taken.
@@ -35,96 +40,80 @@ pub fn raw_command(port: u16, cmd: &str) -> Option<String> {
 }
 
 pub struct RedisServer {
-    child: Option<Child>,
+    child: Option<Launched>,
     pub port: u16,
     extra: Vec<String>,
-    /// Holds the AOF / cluster config; removed on drop.
-    dir: Option<tempfile::TempDir>,
+    /// Its log and, with persistence or cluster mode, the AOF / cluster
+    /// config; removed on drop, after the server (fields drop in order).
+    dir: tempfile::TempDir,
 }
 
 impl RedisServer {
     /// No persistence: the fastest start.
     pub fn start() -> Self {
-        Self::launch(vec!["--save", "", "--appendonly", "no"], false, false)
+        Self::launch(vec!["--save", "", "--appendonly", "no"], false)
     }
 
     /// AOF fsynced on every write, so a SIGKILL loses nothing acknowledged.
     pub fn start_persistent() -> Self {
-        Self::launch(vec!["--save", "", "--appendonly", "yes", "--appendfsync", "always"], true, false)
+        Self::launch(vec!["--save", "", "--appendonly", "yes", "--appendfsync", "always"], false)
     }
 
     pub fn start_cluster_node() -> Self {
         Self::launch(
             vec!["--save", "", "--appendonly", "no", "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"],
             true,
-            true,
         )
     }
 
-    fn launch(extra: Vec<&str>, with_dir: bool, cluster: bool) -> Self {
+    fn launch(extra: Vec<&str>, cluster: bool) -> Self {
         let extra: Vec<String> = extra.into_iter().map(str::to_owned).collect();
+        let mut last = None;
         for _ in 0..10 {
             let mut server = RedisServer {
                 child: None,
                 port: free_port(cluster),
                 extra: extra.clone(),
-                dir: with_dir.then(|| tempfile::tempdir().expect("tempdir")),
+                dir: tempfile::tempdir().expect("a temp dir for redis-server"),
             };
-            if server.spawn() {
-                return server;
+            match server.spawn() {
+                Ok(()) => return server,
+                Err(e) => last = Some(e),
             }
         }
-        panic!("could not start redis-server");
+        panic!("could not start redis-server (10 ports tried): {}", last.map(|e| e.to_string()).unwrap_or_default());
     }
 
-    fn dir_path(&self) -> Option<PathBuf> {
-        self.dir.as_ref().map(|d| d.path().to_path_buf())
-    }
-
-    /// Starts the process on `self.port`; false if it did not come up.
-    fn spawn(&mut self) -> bool {
-        let mut cmd = Command::new("redis-server");
-        cmd.arg("--port")
+    /// Starts the process on `self.port`, waiting until it answers PING.
+    fn spawn(&mut self) -> Result<(), LaunchError> {
+        let mut child = Launch::new("redis-server")
+            .arg("--port")
             .arg(self.port.to_string())
-            .arg("--bind")
-            .arg("127.0.0.1")
-            .arg("--daemonize")
-            .arg("no")
+            .args(["--bind", "127.0.0.1", "--daemonize", "no", "--logfile", ""])
             .args(&self.extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        if let Some(d) = self.dir_path() {
-            cmd.arg("--dir").arg(d);
-        }
-        let mut child = cmd.spawn().expect("redis-server on PATH");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return false;
-            }
-            if raw_command(self.port, "PING").is_some_and(|r| r.starts_with("+PONG")) {
-                self.child = Some(child);
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        false
+            .arg("--dir")
+            .arg(self.dir.path())
+            .log_to(self.dir.path().join("redis.log"))
+            .spawn()?;
+        let port = self.port;
+        let mut pong = || raw_command(port, "PING").is_some_and(|r| r.starts_with("+PONG"));
+        child.wait_ready(Ready::Probe(&mut pong), START_TIMEOUT)?;
+        self.child = Some(child);
+        Ok(())
     }
 
     /// SIGKILLs the server and starts it again on the same port and data
     /// directory (a crash and restart).
     pub fn restart(&mut self) {
         self.stop();
-        assert!(self.spawn(), "redis-server did not restart");
+        if let Err(e) = self.spawn() {
+            panic!("redis-server did not restart on port {}: {e}", self.port);
+        }
     }
 
+    /// SIGKILL, and reaped.
     pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        drop(self.child.take());
     }
 
     pub fn url(&self) -> String {
@@ -134,11 +123,5 @@ impl RedisServer {
     pub async fn pool(&self) -> bb8::Pool<RedisConnectionManager> {
         let manager = RedisConnectionManager::new(self.url()).expect("redis url");
         bb8::Pool::builder().max_size(16).connection_timeout(Duration::from_secs(5)).build(manager).await.expect("pool")
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
