@@ -261,7 +261,7 @@ fn response(v: &mut Value, ptr: &str) -> Result<()> {
             parameter(h, &format!("{ptr}/headers/{}", esc(&key_str(k))))?;
         }
     }
-    if let Some(Value::Mapping(links)) = m.get(&Value::from("links")) {
+    if let Some(Value::Mapping(links)) = m.get("links") {
         for (k, l) in links {
             plain_reference(l, &format!("{ptr}/links/{}", esc(&key_str(k))))?;
         }
@@ -291,7 +291,7 @@ fn content(m: &mut Mapping, ptr: &str) -> Result<()> {
                 }
             }
         }
-        if let Some(Value::Mapping(examples)) = media.get(&Value::from("examples")) {
+        if let Some(Value::Mapping(examples)) = media.get("examples") {
             for (ek, e) in examples {
                 plain_reference(e, &format!("{ptr}/examples/{}", esc(&key_str(ek))))?;
             }
