@@ -149,7 +149,8 @@ fn refused_public_specs_name_the_construct() {
     for (spec, pointer, what) in [
         ("buildomat.json", "#/components/schemas/ObjWithOptionArray/properties/stranger-things/items", "several types"),
         ("propolis-server.json", "#/components/schemas/DiskAttachmentState/oneOf/1", "additionalProperties"),
-        ("museum.yaml", "#/openapi", "3.1.0"),
+        // 3.1, normalized to 3.0.3 (tests/openapi31.rs); refused further on.
+        ("museum.yaml", "#/components/schemas/Date", "not supported"),
     ] {
         let doc = xtask::codegen::load_spec(&public(spec)).unwrap();
         let e = format!("{:#}", xtask::codegen::render_server(&doc, Path::new(spec), "x").unwrap_err());

@@ -1,8 +1,9 @@
 //! `cargo xtask codegen`: spec → model → Rust source → formatted files,
 //! written to disk or, with `--check`, compared with what is there.
 //!
-//! Stages: [`ir`] (openapiv3 → the intermediate representation, one module
-//! per concept), [`emit`] (IR → the server crate's tokens), then
+//! Stages: [`openapi31`] (a 3.1 document rewritten as the 3.0.3 document
+//! that says the same, before `openapiv3` reads it), [`ir`] (openapiv3 →
+//! the intermediate representation, one module per concept), [`emit`] (IR → the server crate's tokens), then
 //! prettyplease and rustfmt; [`client`] runs progenitor for the client and
 //! [`client_auth`] generates its credentials from the spec's security.
 
@@ -10,6 +11,7 @@ pub mod client;
 mod client_auth;
 pub mod emit;
 pub mod ir;
+pub mod openapi31;
 mod standalone;
 
 pub use standalone::{OutOptions, codegen_out};
@@ -135,14 +137,39 @@ fn header(spec: &Path) -> String {
     )
 }
 
-/// Parses a spec file.
+/// Parses a spec file (YAML or JSON, OpenAPI 3.0 or 3.1); what a 3.1
+/// document loses on the way to 3.0 is printed as warnings.
 pub fn load_spec(path: &Path) -> Result<openapiv3::OpenAPI> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     parse_spec(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
+/// [`load_spec`] from text. Every document takes the same path: a YAML
+/// tree (it keeps key order, see [`openapi31`]), normalized to 3.0.3 when it
+/// says 3.1, then read by `openapiv3`; server and client get the result.
 pub fn parse_spec(text: &str) -> Result<openapiv3::OpenAPI> {
-    Ok(serde_yaml::from_str(text)?)
+    let (doc, warnings) = parse_spec_with_warnings(text)?;
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(doc)
+}
+
+/// [`parse_spec`], returning the normalization's warnings instead of
+/// printing them.
+pub fn parse_spec_with_warnings(text: &str) -> Result<(openapiv3::OpenAPI, Vec<String>)> {
+    let mut tree: serde_yaml::Value = serde_yaml::from_str(text)?;
+    let warnings = openapi31::normalize(&mut tree)?;
+    match serde_yaml::from_value(tree) {
+        Ok(doc) => Ok((doc, warnings)),
+        // A tree has lost the line numbers; reading the text again gives
+        // the same error with its location (for a 3.1 document it may
+        // instead be the version the text says, so the tree's is kept).
+        Err(e) => match serde_yaml::from_str::<openapiv3::OpenAPI>(text) {
+            Err(located) => Err(located.into()),
+            Ok(_) => Err(e.into()),
+        },
+    }
 }
 
 /// Generates every file of one server crate (a workspace member) from a
