@@ -549,7 +549,8 @@ fn emitted_document_round_trips_to_the_spec() {
     let root = xtask::codegen::workspace_root();
     let spec_text = std::fs::read_to_string(root.join("spec/openapi.yaml")).unwrap();
     let spec: Value = serde_yaml::from_str(&spec_text).unwrap();
-    let emitted: Value = serde_json::from_str(&openapi_service(Arc::new(Stub::default())).spec()).unwrap();
+    // What `/openapi.json` serves: poem-openapi's document with the patches.
+    let emitted: Value = document(Arc::new(Stub::default()));
     let diffs = xtask::spec_norm::diff(&xtask::spec_norm::normalize(&spec), &xtask::spec_norm::normalize(&emitted));
     assert!(diffs.is_empty(), "the emitted document differs from spec/openapi.yaml:\n{}", diffs.join("\n"));
 }

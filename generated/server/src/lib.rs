@@ -35,14 +35,14 @@ pub const ALLOW: rt::AllowTable = &[
 /// poem-openapi cannot express (AND of schemes, a description
 /// without a summary), as the spec writes it.
 pub const DOC_PATCHES: rt::DocPatches = &[
-    ("/users", "get", "{\"security\":[{\"TokenAuth\":[]}]}"),
-    ("/users", "post", "{\"security\":[{\"TokenAuth\":[]}]}"),
-    ("/users/{id}", "get", "{\"security\":[{\"TokenAuth\":[]}]}"),
-    ("/users/{id}", "put", "{\"security\":[{\"TokenAuth\":[]}]}"),
-    ("/users/{id}", "delete", "{\"security\":[{\"TokenAuth\":[]}]}"),
-    ("/tasks/email", "post", "{\"security\":[{\"TokenAuth\":[]}]}"),
-    ("/tasks/sync", "post", "{\"security\":[{\"TokenAuth\":[]}]}"),
-    ("/tasks/{task_id}", "get", "{\"security\":[{\"TokenAuth\":[]}]}"),
+    ("/paths/~1users/get/security", "[{\"TokenAuth\":[]}]"),
+    ("/paths/~1users/post/security", "[{\"TokenAuth\":[]}]"),
+    ("/paths/~1users~1{id}/get/security", "[{\"TokenAuth\":[]}]"),
+    ("/paths/~1users~1{id}/put/security", "[{\"TokenAuth\":[]}]"),
+    ("/paths/~1users~1{id}/delete/security", "[{\"TokenAuth\":[]}]"),
+    ("/paths/~1tasks~1email/post/security", "[{\"TokenAuth\":[]}]"),
+    ("/paths/~1tasks~1sync/post/security", "[{\"TokenAuth\":[]}]"),
+    ("/paths/~1tasks~1{task_id}/get/security", "[{\"TokenAuth\":[]}]"),
 ];
 /// Verifies credentials for secured operations; runs before the
 /// handler, which never sees an unauthenticated request. Every

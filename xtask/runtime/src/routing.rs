@@ -30,11 +30,12 @@ fn allow_for(path: &str, base: &str, table: AllowTable) -> Option<&'static str> 
     })
 }
 
-/// What the served document must say about an operation that poem-openapi
-/// cannot express: (path template, method, a JSON object of operation
-/// fields to set). poem-openapi lists one security alternative per scheme
-/// and no AND, and reads a lone description as the summary.
-pub type DocPatches = &'static [(&'static str, &'static str, &'static str)];
+/// What the served document must say that poem-openapi cannot express:
+/// (JSON pointer into the document, the value as JSON; `null` removes).
+/// poem-openapi lists one security alternative per scheme and no AND,
+/// reads a lone description as the summary, and has no
+/// `additionalProperties: false`.
+pub type DocPatches = &'static [(&'static str, &'static str)];
 
 /// The operations under `base`, the served document at
 /// `{base}/openapi.json` and `{base}/openapi.yaml`, and Swagger UI at
@@ -55,21 +56,19 @@ pub fn api_routes<T: poem_openapi::OpenApi + 'static>(
 }
 
 /// poem-openapi's document (`spec`) with `patches` applied: the document
-/// `{base}/openapi.json` serves, built once at start-up. A `null` field
-/// removes it.
+/// `{base}/openapi.json` serves, built once at start-up. A patch whose
+/// parent is not in the document is skipped.
 pub fn served_document(spec: &str, patches: DocPatches) -> serde_json::Value {
     let mut doc: serde_json::Value = serde_json::from_str(spec).unwrap_or_default();
-    for (path, method, fields) in patches {
-        let Ok(serde_json::Value::Object(fields)) = serde_json::from_str::<serde_json::Value>(fields) else { continue };
-        if let Some(op) = doc.pointer_mut(&format!("/paths/{}/{method}", path.replace('~', "~0").replace('/', "~1")))
-            && let Some(op) = op.as_object_mut()
-        {
-            for (k, v) in fields {
-                if v.is_null() {
-                    op.remove(&k);
-                } else {
-                    op.insert(k, v);
-                }
+    for (pointer, value) in patches {
+        let Ok(value) = serde_json::from_str::<serde_json::Value>(value) else { continue };
+        let Some((parent, key)) = pointer.rsplit_once('/') else { continue };
+        let key = key.replace("~1", "/").replace("~0", "~");
+        if let Some(serde_json::Value::Object(parent)) = doc.pointer_mut(parent) {
+            if value.is_null() {
+                parent.remove(&key);
+            } else {
+                parent.insert(key, value);
             }
         }
     }

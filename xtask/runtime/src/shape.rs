@@ -25,6 +25,9 @@ pub enum Shape {
     Enum(&'static [&'static str]),
     Array(&'static Shape),
     Object(&'static [Prop]),
+    /// An object with `additionalProperties: false`: any other property
+    /// is reported (and dropped, so the rest can still be checked).
+    ClosedObject(&'static [Prop]),
     Map(&'static Shape),
     Nullable(&'static Shape),
     /// Exactly one member must match.
@@ -66,7 +69,7 @@ impl Shape {
             Shape::Enum(values) => Value::from(values.first().copied().unwrap_or_default()),
             Shape::Array(_) => Value::Array(Vec::new()),
             Shape::Map(_) => Value::Object(Map::new()),
-            Shape::Object(props) => Value::Object(
+            Shape::Object(props) | Shape::ClosedObject(props) => Value::Object(
                 props.iter().filter(|p| p.required).map(|p| (p.name.to_owned(), p.shape.placeholder())).collect(),
             ),
             Shape::OneOf(variants) | Shape::AnyOf(variants) => {
@@ -142,10 +145,18 @@ impl Shape {
                 }
                 true
             }
-            Shape::Object(props) => {
+            Shape::Object(props) | Shape::ClosedObject(props) => {
                 let Some(map) = value.as_object_mut() else {
                     return expect(false, loc, "must be an object", errs);
                 };
+                if matches!(self, Shape::ClosedObject(_)) {
+                    let unknown: Vec<String> =
+                        map.keys().filter(|k| !props.iter().any(|p| p.name == k.as_str())).cloned().collect();
+                    for k in unknown {
+                        errs.fail(&loc.child(Seg::Key(&k), errs), "is not a property of this object");
+                        map.remove(&k);
+                    }
+                }
                 for prop in props.iter() {
                     // Not collapsed into a guard: the check mutates `v`,
                     // which a match guard cannot.

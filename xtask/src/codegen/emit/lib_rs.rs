@@ -8,7 +8,8 @@ use quote::{format_ident, quote};
 use super::operations::{auth_method, media_marker, scheme_type, verify_fn};
 use super::policy::policy;
 use super::{doc_attrs, ident, lit, op_tag, opt_lit, tag_module, tag_modules};
-use crate::codegen::ir::names::type_name;
+use crate::codegen::ir::names::{pointer_segment, type_name};
+use crate::codegen::ir::schema::AdditionalProperties;
 use crate::codegen::ir::security::{
     ApiKeyLocation, HttpScheme, OAuth2Flow, OAuth2FlowKind, SchemeKind, SecurityScheme,
 };
@@ -367,38 +368,45 @@ fn oauth_flows(flows: &[OAuth2Flow]) -> TokenStream {
     }))
 }
 
-/// `(path, method, fields as JSON)` for every operation whose document
-/// entry poem-openapi would get wrong: its `security` (OR of AND), and a
-/// description with no summary (poem-openapi would make it the summary).
+/// `(pointer, value as JSON)` for what poem-openapi would get wrong: each
+/// operation's `security` (OR of AND), a description with no summary
+/// (poem-openapi would make it the summary), `additionalProperties: false`.
 fn doc_patches(api: &Api) -> Vec<TokenStream> {
-    api.operations
-        .iter()
-        .filter_map(|o| {
-            let mut fields = serde_json::Map::new();
-            if o.is_secured() {
-                let reqs: Vec<serde_json::Value> = o
-                    .security
-                    .iter()
-                    .map(|r| {
-                        serde_json::Value::Object(
-                            r.schemes.iter().map(|u| (u.scheme.clone(), serde_json::json!(u.scopes))).collect(),
-                        )
-                    })
-                    .collect();
-                fields.insert("security".into(), serde_json::Value::Array(reqs));
-            }
-            let summary_splits = o.summary.as_deref().is_some_and(|s| s.contains("\n\n"));
-            if (o.summary.is_none() && o.description.is_some()) || summary_splits {
-                fields.insert("summary".into(), serde_json::json!(o.summary));
-                fields.insert("description".into(), serde_json::json!(o.description));
-            }
-            if fields.is_empty() {
-                return None;
-            }
-            let p = lit(&o.path);
-            let m = lit(o.method);
-            let j = lit(&serde_json::Value::Object(fields).to_string());
-            Some(quote!((#p, #m, #j)))
+    let mut patches: Vec<(String, serde_json::Value)> = Vec::new();
+    for o in &api.operations {
+        let at = format!("/paths/{}/{}", pointer_segment(&o.path), o.method);
+        if o.is_secured() {
+            let reqs: Vec<serde_json::Value> = o
+                .security
+                .iter()
+                .map(|r| {
+                    serde_json::Value::Object(
+                        r.schemes.iter().map(|u| (u.scheme.clone(), serde_json::json!(u.scopes))).collect(),
+                    )
+                })
+                .collect();
+            patches.push((format!("{at}/security"), serde_json::Value::Array(reqs)));
+        }
+        let summary_splits = o.summary.as_deref().is_some_and(|s| s.contains("\n\n"));
+        if (o.summary.is_none() && o.description.is_some()) || summary_splits {
+            patches.push((format!("{at}/summary"), serde_json::json!(o.summary)));
+            patches.push((format!("{at}/description"), serde_json::json!(o.description)));
+        }
+    }
+    for t in api.types.values() {
+        if t.node.additional_properties == Some(AdditionalProperties::Forbidden) {
+            let at = match &t.component {
+                Some(c) => format!("/components/schemas/{}", pointer_segment(c)),
+                None => t.node.pointer.trim_start_matches('#').to_owned(),
+            };
+            patches.push((format!("{at}/additionalProperties"), serde_json::Value::Bool(false)));
+        }
+    }
+    patches
+        .into_iter()
+        .map(|(p, v)| {
+            let (p, v) = (lit(&p), lit(&v.to_string()));
+            quote!((#p, #v))
         })
         .collect()
 }

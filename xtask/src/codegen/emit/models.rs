@@ -13,6 +13,7 @@ use super::schema_meta::{meta_schema, refs_in_node, register_calls};
 use super::validation::{garde_rules, shape_of_fields, shape_of_node};
 use super::{doc_attrs, ident, lit};
 use crate::codegen::ir::Api;
+use crate::codegen::ir::schema::AdditionalProperties;
 use crate::codegen::ir::types::{EnumVariant, Field, Optionality, RustType, TypeDef, TypeKind, UnionVariant};
 
 pub(super) fn rust_type_tokens(t: &RustType) -> TokenStream {
@@ -98,6 +99,38 @@ pub(super) fn request_reachable(api: &Api) -> Result<BTreeSet<String>> {
     Ok(out)
 }
 
+/// A scalar, array or map component: a Rust `type` alias, and the function
+/// that registers its named schema (what references to it point at).
+fn value_alias(api: &Api, component: &str, a: &crate::codegen::ir::types::ValueAlias) -> TokenStream {
+    let name = ident(&a.rust_name);
+    let ty = rust_type_tokens(&a.rust_type);
+    let doc = doc_attrs(&[
+        a.node.description.as_deref(),
+        Some(&format!("Schema `#/components/schemas/{component}` (its constraints apply where it is used).")),
+    ]);
+    let f = super::schema_meta::alias_register_fn(component);
+    let c = lit(component);
+    let meta = meta_schema(api, &a.node);
+    let mut refs = BTreeSet::new();
+    refs_in_node(api, &a.node, &mut refs);
+    let regs = register_calls(api, &refs);
+    quote! {
+        #doc
+        pub type #name = #ty;
+
+        #[doc(hidden)]
+        pub fn #f(registry: &mut ::poem_openapi::registry::Registry) {
+            /// Names the schema's owner for poem-openapi's duplicate check.
+            struct Owner;
+            registry.create_schema::<Owner, _>(::std::string::String::from(#c), |registry| {
+                let _ = &registry;
+                #regs
+                #meta
+            });
+        }
+    }
+}
+
 /// The types of response bodies (and what they contain), which get the
 /// same checks as requests so responses can be checked against the spec.
 /// A recursive type is left out, with everything that leads to it: its
@@ -148,6 +181,9 @@ pub(super) fn models_rs(api: &Api, request: &BTreeSet<String>) -> Result<TokenSt
             continue;
         }
         items.push(type_def(api, t, request.contains(&t.rust_name))?);
+    }
+    for (component, a) in &api.value_aliases {
+        items.push(value_alias(api, component, a));
     }
     Ok(quote! {
         //! Models for every schema of the contract, component or inline.
@@ -389,11 +425,19 @@ pub(super) fn struct_def(
         fs.push(field);
         defaults.extend(default_fn);
     }
+    // `additionalProperties: false`: also what lets an untagged union tell
+    // this member from one with fewer properties.
+    let deny_unknown = if t.node.additional_properties == Some(AdditionalProperties::Forbidden) {
+        quote!(#[serde(deny_unknown_fields)])
+    } else {
+        quote!()
+    };
     let (derive_garde, model) =
         if request { (quote!(#[derive(::garde::Validate)]), model_impl(api, t, fields)) } else { (quote!(), quote!()) };
     Ok(quote! {
         #doc
         #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #deny_unknown
         #derive_garde
         pub struct #name { #(#fs)* }
         #(#defaults)*
@@ -454,7 +498,7 @@ fn struct_field(api: &Api, t: &TypeDef, f: &Field, request: bool) -> Result<Stru
 /// that let garde's paths be reported in the contract's spelling.
 fn model_impl(api: &Api, t: &TypeDef, fields: &[Field]) -> TokenStream {
     let name = ident(&t.rust_name);
-    let shape = shape_of_fields(api, fields);
+    let shape = shape_of_fields(api, fields, t.node.additional_properties == Some(AdditionalProperties::Forbidden));
     let renames: Vec<TokenStream> = fields
         .iter()
         .filter(|f| f.rust_name != f.json_name)

@@ -99,7 +99,9 @@ fn structure(api: &Api, n: &SchemaNode, sets: &mut Vec<TokenStream>) {
         Some(AdditionalProperties::Any) => sets.push(quote!(additional_properties: ::std::option::Option::Some(::std::boxed::Box::new(
             ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(::poem_openapi::registry::MetaSchema::ANY))
         )),)),
-        None => {}
+        // poem-openapi cannot say `false`: the served document gets it
+        // from `DOC_PATCHES`.
+        Some(AdditionalProperties::Forbidden) | None => {}
     }
     for (key, list) in [("one_of", &n.one_of), ("any_of", &n.any_of)] {
         if !list.is_empty() {
@@ -186,9 +188,18 @@ pub(super) fn component_type(api: &Api, name: &str) -> Option<String> {
 }
 
 pub(super) fn register_calls(api: &Api, refs: &BTreeSet<String>) -> TokenStream {
-    let calls = refs.iter().filter_map(|r| component_type(api, r)).map(|t| {
-        let t = ident(&t);
-        quote!(<crate::models::#t as ::poem_openapi::types::Type>::register(registry);)
+    let calls = refs.iter().filter_map(|r| {
+        if api.value_aliases.contains_key(r) {
+            let f = alias_register_fn(r);
+            return Some(quote!(crate::models::#f(registry);));
+        }
+        let t = ident(&component_type(api, r)?);
+        Some(quote!(<crate::models::#t as ::poem_openapi::types::Type>::register(registry);))
     });
     quote!(#(#calls)*)
+}
+
+/// The function registering a value alias's schema with the document.
+pub(super) fn alias_register_fn(component: &str) -> proc_macro2::Ident {
+    quote::format_ident!("__register_{}", heck::ToSnakeCase::to_snake_case(component))
 }

@@ -155,6 +155,7 @@ fn array_rules(api: &Api, item: &RustType, n: &SchemaNode) -> Result<Vec<TokenSt
             .values()
             .find(|t| t.component.as_deref() == Some(name))
             .map(|t| t.node.clone())
+            .or_else(|| api.value_aliases.get(name).map(|a| a.node.clone()))
             .unwrap_or_default(),
         None => SchemaNode::default(),
     };
@@ -169,7 +170,8 @@ fn array_rules(api: &Api, item: &RustType, n: &SchemaNode) -> Result<Vec<TokenSt
     Ok(rules)
 }
 
-pub(super) fn shape_of_fields(api: &Api, fields: &[Field]) -> TokenStream {
+/// `closed`: `additionalProperties: false`, so unknown properties fail.
+pub(super) fn shape_of_fields(api: &Api, fields: &[Field], closed: bool) -> TokenStream {
     let props = fields.iter().map(|f| {
         let name = lit(&f.json_name);
         let required = f.required;
@@ -179,18 +181,22 @@ pub(super) fn shape_of_fields(api: &Api, fields: &[Field]) -> TokenStream {
         }
         quote!(rt::Prop { name: #name, required: #required, shape: &#shape })
     });
-    quote!(rt::Shape::Object(&[#(#props),*]))
+    if closed { quote!(rt::Shape::ClosedObject(&[#(#props),*])) } else { quote!(rt::Shape::Object(&[#(#props),*])) }
 }
 
 pub(super) fn shape_of_node(api: &Api, n: &SchemaNode) -> TokenStream {
     let members = if n.one_of.is_empty() { &n.any_of } else { &n.one_of };
     let shapes = members.iter().map(|m| match m {
-        Schema::Ref(name) => match component_type(api, name) {
-            Some(t) => {
+        Schema::Ref(name) => match (component_type(api, name), api.value_aliases.get(name)) {
+            (Some(t), _) => {
                 let t = ident(&t);
                 quote!(<#t as rt::Model>::SHAPE)
             }
-            None => quote!(&rt::Shape::Any),
+            (None, Some(a)) => {
+                let s = shape_of(api, &a.rust_type, &a.node);
+                quote!(&#s)
+            }
+            (None, None) => quote!(&rt::Shape::Any),
         },
         Schema::Inline(node) => {
             let ty = rty_of_inline(node);

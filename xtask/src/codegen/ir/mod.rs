@@ -71,6 +71,8 @@ pub struct Api {
     pub tags: Vec<Tag>,
     pub operations: Vec<Operation>,
     pub types: IndexMap<String, TypeDef>,
+    /// Components that are a scalar, array or map, by component name.
+    pub value_aliases: IndexMap<String, types::ValueAlias>,
     /// Components that are only a `$ref` to another → the final target.
     pub aliases: IndexMap<String, String>,
     pub security_schemes: Vec<SecurityScheme>,
@@ -166,6 +168,7 @@ pub fn build(doc: &oa::OpenAPI) -> Result<Api> {
         tags,
         operations,
         types: b.types,
+        value_aliases: b.value_aliases,
         aliases,
         security_schemes,
         error_codes,

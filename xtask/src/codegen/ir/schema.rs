@@ -90,16 +90,23 @@ pub enum AdditionalProperties {
     /// `additionalProperties: true`.
     Any,
     Schema(Schema),
+    /// `additionalProperties: false` beside properties: unknown properties
+    /// are a validation failure.
+    Forbidden,
 }
 
 /// Resolves component references against one document.
 pub struct Resolver<'a> {
     pub doc: &'a oa::OpenAPI,
+    /// Components being resolved right now: resolving one again means a
+    /// schema that contains itself through `allOf`, which flattening
+    /// cannot finish.
+    resolving: std::cell::RefCell<Vec<String>>,
 }
 
 impl<'a> Resolver<'a> {
     pub fn new(doc: &'a oa::OpenAPI) -> Self {
-        Self { doc }
+        Self { doc, resolving: std::cell::RefCell::new(Vec::new()) }
     }
 
     fn component_name(reference: &str, pointer: &str) -> Result<String> {
@@ -153,7 +160,13 @@ impl<'a> Resolver<'a> {
                         bail!("#/components/schemas/{}: $ref cycle", pointer_segment(&name));
                     }
                     let pointer = format!("#/components/schemas/{}", pointer_segment(&name));
-                    cur = self.convert(self.component(&name)?, &pointer)?;
+                    if self.resolving.borrow().contains(&name) {
+                        bail!("{pointer}: a schema containing itself through `allOf` is not supported");
+                    }
+                    self.resolving.borrow_mut().push(name.clone());
+                    let converted = self.convert(self.component(&name)?, &pointer);
+                    self.resolving.borrow_mut().retain(|n| *n != name);
+                    cur = converted?;
                     seen.push(name);
                 }
             }
@@ -205,7 +218,10 @@ impl<'a> Resolver<'a> {
                     let sch = self.convert(m, &p)?;
                     members.push((p, self.resolve(&sch)?));
                 }
-                flatten_all_of(&mut n, members, pointer)?;
+                match members.as_slice() {
+                    [(_, m)] if m.ty.is_some_and(|t| t != JsonType::Object) => n = annotated(m, &n),
+                    _ => flatten_all_of(&mut n, members, pointer)?,
+                }
             }
             oa::SchemaKind::OneOf { one_of } => {
                 for (i, m) in one_of.iter().enumerate() {
@@ -219,17 +235,49 @@ impl<'a> Resolver<'a> {
             }
             oa::SchemaKind::Not { .. } => bail!("{pointer}: `not` is not supported by the generator"),
             oa::SchemaKind::Any(a) => {
-                let empty = a.typ.is_none()
-                    && a.properties.is_empty()
+                // `oneOf: [{}]` (exactly one of "anything") and an `anyOf`
+                // holding `{}` accept every value: they constrain nothing.
+                let trivial_one_of = a.one_of.len() == 1 && a.one_of.iter().all(is_empty_schema);
+                let trivial_any_of = a.any_of.iter().any(is_empty_schema);
+                let one_of: &[_] = if trivial_one_of { &[] } else { &a.one_of };
+                let any_of: &[_] = if trivial_any_of { &[] } else { &a.any_of };
+                let objectish = matches!(a.typ.as_deref(), None | Some("object"))
                     && a.items.is_none()
-                    && a.one_of.is_empty()
-                    && a.all_of.is_empty()
-                    && a.any_of.is_empty()
                     && a.enumeration.is_empty()
                     && a.format.is_none()
                     && a.pattern.is_none();
-                if !empty {
+                let shapeless = objectish && a.typ.is_none() && a.properties.is_empty();
+                if !one_of.is_empty() || !any_of.is_empty() || !objectish {
                     bail!("{pointer}: schema mixes keywords of several types; give it one `type`");
+                }
+                if a.all_of.is_empty() {
+                    if !shapeless {
+                        bail!("{pointer}: schema mixes keywords of several types; give it one `type`");
+                    }
+                } else {
+                    let mut members = Vec::new();
+                    for (i, m) in a.all_of.iter().enumerate() {
+                        let p = format!("{pointer}/allOf/{i}");
+                        let sch = self.convert(m, &p)?;
+                        members.push((p, self.resolve(&sch)?));
+                    }
+                    match members.as_slice() {
+                        // `allOf: [$ref]` to a scalar or array, to give it a
+                        // description or `nullable`: the member, annotated.
+                        [(_, m)] if shapeless && m.ty.is_some_and(|t| t != JsonType::Object) => {
+                            n = annotated(m, &n);
+                        }
+                        _ => {
+                            // Properties beside `allOf` are one more member.
+                            for (name, prop) in &a.properties {
+                                let p = format!("{pointer}/properties/{}", pointer_segment(name));
+                                n.properties
+                                    .push(Property { name: name.clone(), schema: self.convert_boxed(prop, &p)? });
+                            }
+                            n.required = a.required.clone();
+                            flatten_all_of(&mut n, members, pointer)?;
+                        }
+                    }
                 }
             }
         }
@@ -276,7 +324,12 @@ impl<'a> Resolver<'a> {
             None => None,
             Some(oa::AdditionalProperties::Any(true)) => Some(AdditionalProperties::Any),
             Some(oa::AdditionalProperties::Any(false)) => {
-                bail!("{pointer}: `additionalProperties: false` is not supported yet")
+                if o.properties.is_empty() {
+                    bail!(
+                        "{pointer}: `additionalProperties: false` without properties admits only `{{}}`; not supported"
+                    );
+                }
+                Some(AdditionalProperties::Forbidden)
             }
             Some(oa::AdditionalProperties::Schema(s)) => {
                 Some(AdditionalProperties::Schema(self.convert(s, &format!("{pointer}/additionalProperties"))?))
@@ -286,6 +339,17 @@ impl<'a> Resolver<'a> {
             bail!("{pointer}: minProperties/maxProperties are not supported");
         }
         Ok(())
+    }
+}
+
+/// `{}`: a schema without a single keyword.
+fn is_empty_schema(s: &oa::ReferenceOr<oa::Schema>) -> bool {
+    match s {
+        oa::ReferenceOr::Item(s) => {
+            matches!(&s.schema_kind, oa::SchemaKind::Any(a) if *a == oa::AnySchema::default())
+                && s.schema_data == oa::SchemaData::default()
+        }
+        oa::ReferenceOr::Reference { .. } => false,
     }
 }
 
@@ -367,6 +431,21 @@ fn integer(x: &oa::IntegerType, n: &mut SchemaNode, pointer: &str) -> Result<()>
 /// define the same property, a bare `type: object` yields to the more
 /// specific schema (the contract's envelope pattern); any other disagreement
 /// is an error rather than a guess.
+/// `allOf: [$ref]` to a scalar or an array, the idiom that gives a
+/// reference a description or `nullable`: the member with the annotations
+/// of the schema around it.
+fn annotated(member: &SchemaNode, around: &SchemaNode) -> SchemaNode {
+    let mut merged = member.clone();
+    merged.pointer = around.pointer.clone();
+    merged.nullable |= around.nullable;
+    merged.description = around.description.clone().or(merged.description);
+    merged.title = around.title.clone().or(merged.title);
+    merged.deprecated |= around.deprecated;
+    merged.read_only |= around.read_only;
+    merged.write_only |= around.write_only;
+    merged
+}
+
 fn flatten_all_of(n: &mut SchemaNode, members: Vec<(String, SchemaNode)>, pointer: &str) -> Result<()> {
     n.ty = Some(JsonType::Object);
     for (p, m) in members {

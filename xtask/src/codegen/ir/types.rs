@@ -2,7 +2,7 @@
 //! struct, string enum or untagged union — and the builder that names the
 //! inline ones, in document order, so names are stable from run to run.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use indexmap::IndexMap;
 use serde_json::Value;
 
@@ -125,11 +125,32 @@ pub struct TypeBuilder<'a> {
     enums: Vec<SharedEnum>,
     /// Component name → Rust name.
     components: IndexMap<String, String>,
+    /// Components that are a scalar, an array or a map: component name →
+    /// the Rust type a reference to them stands for.
+    pub value_aliases: IndexMap<String, ValueAlias>,
+}
+
+/// A component that is not an object, enum or union (`Id: {type: string,
+/// format: uuid}`): in Rust a `type` alias of what it holds, in the served
+/// document its own named schema, and its constraints apply wherever it is
+/// referenced.
+#[derive(Debug, Clone)]
+pub struct ValueAlias {
+    /// The Rust name of the alias.
+    pub rust_name: String,
+    pub rust_type: RustType,
+    pub node: SchemaNode,
 }
 
 impl<'a> TypeBuilder<'a> {
     pub fn new(resolver: Resolver<'a>) -> Self {
-        Self { resolver, types: IndexMap::new(), enums: Vec::new(), components: IndexMap::new() }
+        Self {
+            resolver,
+            types: IndexMap::new(),
+            enums: Vec::new(),
+            components: IndexMap::new(),
+            value_aliases: IndexMap::new(),
+        }
     }
 
     /// `base`, or `base2`, `base3`… when a type or component already has it.
@@ -150,7 +171,11 @@ impl<'a> TypeBuilder<'a> {
         let node = match schema {
             Schema::Ref(name) => {
                 let canon = self.resolver.canonical(name)?;
-                return Ok(RustType::Named(self.component(&canon)?));
+                let rust = self.component(&canon)?;
+                return Ok(match self.value_aliases.get(&canon) {
+                    Some(a) => a.rust_type.clone(),
+                    None => RustType::Named(rust),
+                });
             }
             Schema::Inline(n) => n.as_ref(),
         };
@@ -235,9 +260,11 @@ impl<'a> TypeBuilder<'a> {
         } else if node.ty == Some(JsonType::Object) && !node.properties.is_empty() {
             self.object(&node, &rust, Some(name))?;
         } else {
-            // A component that is a plain scalar or array: a transparent
-            // newtype would hide nothing useful, so it is an alias in Rust.
-            bail!("{pointer}: components that are not objects, string enums or unions are not supported yet");
+            // A scalar, array or map: a `type` alias in Rust (a newtype
+            // would only add wrapping), its own schema in the document.
+            let inner = Schema::Inline(Box::new(node.clone()));
+            let rust_type = self.rust_type(&inner, &format!("{rust}Item"), None)?;
+            self.value_aliases.insert(name.to_owned(), ValueAlias { rust_name: rust.clone(), rust_type, node });
         }
         Ok(rust)
     }
