@@ -14,7 +14,10 @@
 //!   ignores it;
 //!   query `explode: true`), parameters become a map keyed `in:name`, tags a
 //!   map keyed by name;
-//! - path-level `parameters` are copied into each operation of the path;
+//! - path-level `parameters` are copied into each operation of the path,
+//!   and the document's `security` into each operation without its own;
+//! - `allOf: [$ref]` to a scalar or array is that schema with the keywords
+//!   beside it;
 //! - the `openapi` version string and top-level `x-` extensions are dropped,
 //!   and so are empty top-level `servers` and `tags` (the same as absent).
 //!
@@ -24,6 +27,22 @@ use serde_json::{Map, Value};
 
 /// Normalizes one document (as JSON).
 pub fn normalize(doc: &Value) -> Value {
+    // The document's `security` is every operation's default: written out
+    // per operation, so both spellings compare equal.
+    let mut doc = doc.clone();
+    if let Some(global) = doc.as_object_mut().and_then(|d| d.remove("security")) {
+        for item in doc.get_mut("paths").and_then(Value::as_object_mut).into_iter().flat_map(|p| p.values_mut()) {
+            for (method, op) in item.as_object_mut().into_iter().flatten() {
+                if method != "parameters"
+                    && let Some(op) = op.as_object_mut()
+                    && !op.contains_key("security")
+                {
+                    op.insert("security".into(), global.clone());
+                }
+            }
+        }
+    }
+    let doc = &doc;
     let components = doc.get("components").cloned().unwrap_or(Value::Null);
     let mut out = Map::new();
     for (k, v) in doc.as_object().into_iter().flatten() {
@@ -208,7 +227,10 @@ fn parameter(p: &Value, c: &Value) -> Value {
             // `explode` changes nothing for scalar values, and is `true` by
             // default for query parameters.
             "explode" if (in_query && v == &Value::Bool(true)) || !is_collection(p, c) => {}
+            // Each location's default style.
             "style" if in_query && v == "form" => {}
+            "style" if matches!(p.get("in").and_then(Value::as_str), Some("path" | "header")) && v == "simple" => {}
+            "style" if p.get("in").and_then(Value::as_str) == Some("cookie") && v == "form" => {}
             "schema" => {
                 out.insert(k.clone(), schema(v, c));
             }
@@ -242,6 +264,21 @@ fn schema(v: &Value, c: &Value) -> Value {
     let v = resolve(v, c);
     let Some(obj) = v.as_object() else { return numbers(v.clone()) };
     if let Some(members) = obj.get("allOf").and_then(Value::as_array) {
+        // `allOf: [$ref]` to a scalar or an array (to annotate it): the
+        // member with the keywords beside `allOf` on top, as the generator
+        // reads it.
+        if let [only] = members.as_slice() {
+            let m = schema(only, c);
+            if m.get("type").is_some_and(|t| t != "object")
+                && let Some(m) = m.as_object()
+            {
+                let mut merged = m.clone();
+                for (k, x) in obj.iter().filter(|(k, _)| k.as_str() != "allOf") {
+                    merged.insert(k.clone(), numbers(x.clone()));
+                }
+                return Value::Object(merged);
+            }
+        }
         let mut merged = Map::new();
         merged.insert("type".into(), Value::from("object"));
         let mut props = Map::new();

@@ -32,6 +32,7 @@ fn pet(name: &str) -> Pet {
         tags: None,
         shape: None,
         extra: Some(PetExtra::Integer(7)),
+        badge: None,
         attributes: None,
         born_at: None,
     }
@@ -64,6 +65,9 @@ impl PetsApi for Stub {
             NewPetShape::Cat(c) => PetShape::Cat(c),
             NewPetShape::Dog(d) => PetShape::Dog(d),
         });
+        // The request's badge: `serial` was dropped (readOnly), `pin` is here
+        // (writeOnly); the response gives a serial and never shows the pin.
+        p.badge = body.badge.map(|b| Badge { serial: Some(b.pin.as_ref().map_or(0, |p| p.len() as i64)), ..b });
         let location = format!("/v2/pets/{}", p.name);
         Ok(CreatePetResponse::Created { body: p, location })
     }
@@ -85,6 +89,16 @@ impl PetsApi for Stub {
             _ if params.if_none_match.as_deref() == Some(etag.as_str()) => Ok(GetPetResponse::NotModified { etag }),
             name => Ok(GetPetResponse::Ok { body: pet(name), etag, x_rate_limit_remaining: Some(41) }),
         }
+    }
+
+    async fn get_pet_photo(&self, params: GetPetPhotoParams) -> Result<GetPetPhotoResponse, Problem> {
+        let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+        png.extend(params.name.bytes());
+        Ok(GetPetPhotoResponse::Ok(png))
+    }
+
+    async fn get_pet_card(&self, params: GetPetCardParams) -> Result<GetPetCardResponse, Problem> {
+        Ok(GetPetCardResponse::Ok(format!("{} says hi", params.name)))
     }
 
     async fn patch_pet(&self, params: PatchPetParams, body: PetPatch) -> Result<PatchPetResponse, Problem> {
@@ -367,4 +381,45 @@ async fn value_components_keep_their_constraints_and_names() {
     let (_, doc) = send(cli.get("/v2/openapi.json")).await;
     assert_eq!(doc["components"]["schemas"]["LuckyNumbers"]["maxItems"], 3, "{doc}");
     assert_eq!(doc["components"]["schemas"]["ChipId"]["format"], "uuid");
+}
+
+/// Bodies that are not JSON: bytes and text, with their media types.
+#[tokio::test]
+async fn binary_and_text_responses() {
+    let (cli, _) = client();
+    let resp = cli.get("/v2/pets/rex/photo").send().await;
+    resp.assert_status_is_ok();
+    resp.assert_content_type("image/png");
+    let bytes = resp.0.into_body().into_bytes().await.unwrap();
+    assert_eq!(&bytes[..4], b"\x89PNG");
+    assert!(bytes.ends_with(b"rex"));
+    let resp = cli.get("/v2/pets/rex/card").send().await;
+    resp.assert_status_is_ok();
+    resp.assert_content_type("text/plain");
+    resp.assert_text("rex says hi").await;
+}
+
+/// readOnly: ignored in requests, required in responses; writeOnly: required
+/// in requests, never in a response.
+#[tokio::test]
+async fn read_only_and_write_only_properties() {
+    let (cli, _) = client();
+    let pet = |badge: Value| json!({"name": "tom", "kind": "cat", "owner": {"name": "ann"}, "shape": {"lives": 1}, "badge": badge});
+    let (s, b) = send(cli.post("/v2/pets").body_json(&pet(json!({"serial": 99, "pin": "12345", "label": "x"})))).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    assert_eq!(b["badge"], json!({"serial": 5, "label": "x"}), "serial from the handler, no pin: {b}");
+    let (s, b) = send(cli.post("/v2/pets").body_json(&pet(json!({"label": "x"})))).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(fields(&b), vec!["badge.pin"], "{b}");
+    // A response without the required readOnly serial breaks the spec.
+    let mut p = pet_value();
+    p.badge = Some(Badge { serial: None, pin: Some("1234".into()), label: None });
+    let mut errs = rt::FieldErrors::default();
+    GetPetResponse::Ok { body: p, etag: "e".into(), x_rate_limit_remaining: None }.check(&mut errs);
+    let fields: Vec<String> = errs.into_vec().into_iter().map(|e| e.field).collect();
+    assert_eq!(fields, ["badge.serial"]);
+}
+
+fn pet_value() -> Pet {
+    pet("x")
 }

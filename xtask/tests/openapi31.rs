@@ -1,6 +1,6 @@
 //! OpenAPI 3.1 documents go through the `openapi31` pre-pass: the public
-//! museum example loads as 3.0.3 (and is then refused for something other
-//! than its version), and a small 3.1 fixture generates server and client.
+//! museum example loads as 3.0.3 and generates (it runs in
+//! `fixture_public.rs`), and a small 3.1 fixture generates server and client.
 
 use std::path::{Path, PathBuf};
 
@@ -11,7 +11,7 @@ fn fixture(rel: &str) -> PathBuf {
 }
 
 #[test]
-fn museum_normalizes_and_is_refused_for_something_else() {
+fn museum_normalizes_and_generates() {
     let text = std::fs::read_to_string(fixture("public/museum.yaml")).unwrap();
     let (doc, warnings) = codegen::parse_spec_with_warnings(&text).unwrap();
     assert_eq!(doc.openapi, "3.0.3");
@@ -19,9 +19,7 @@ fn museum_normalizes_and_is_refused_for_something_else() {
     // load_spec takes the same path.
     assert_eq!(codegen::load_spec(&fixture("public/museum.yaml")).unwrap().openapi, "3.0.3");
 
-    let e = format!("{:#}", codegen::render_server(&doc, Path::new("museum.yaml"), "museum").unwrap_err());
-    assert!(!e.contains("#/openapi"), "refused for its version: {e}");
-    assert!(e.starts_with('#'), "a refusal names its pointer: {e}");
+    codegen::render_server(&doc, Path::new("museum.yaml"), "museum").unwrap();
 }
 
 #[test]

@@ -24,10 +24,30 @@ pub struct SuccessResponse {
 }
 impl rt::Model for SuccessResponse {
     const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[
-        rt::Prop { name: "code", required: true, shape: &rt::Shape::Integer { min: 0, max: 0 } },
-        rt::Prop { name: "msg", required: true, shape: &rt::Shape::String(rt::StrFormat::Plain) },
-        rt::Prop { name: "data", required: false, shape: &rt::Shape::Map(&rt::Shape::Any) },
-        rt::Prop { name: "timestamp", required: true, shape: &rt::Shape::String(rt::StrFormat::DateTime) },
+        rt::Prop {
+            name: "code",
+            required: true,
+            shape: &rt::Shape::Integer { min: 0, max: 0 },
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "msg",
+            required: true,
+            shape: &rt::Shape::String(rt::StrFormat::Plain),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "data",
+            required: false,
+            shape: &rt::Shape::Map(&rt::Shape::Any),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "timestamp",
+            required: true,
+            shape: &rt::Shape::String(rt::StrFormat::DateTime),
+            access: rt::Access::ReadWrite,
+        },
     ]);
 }
 rt::impl_type!(
@@ -114,10 +134,26 @@ impl rt::Model for ErrorResponse {
             name: "code",
             required: true,
             shape: &rt::Shape::Integer { min: -9223372036854775808, max: 9223372036854775807 },
+            access: rt::Access::ReadWrite,
         },
-        rt::Prop { name: "msg", required: true, shape: &rt::Shape::String(rt::StrFormat::Plain) },
-        rt::Prop { name: "data", required: false, shape: &rt::Shape::Nullable(&rt::Shape::Map(&rt::Shape::Any)) },
-        rt::Prop { name: "timestamp", required: true, shape: &rt::Shape::String(rt::StrFormat::DateTime) },
+        rt::Prop {
+            name: "msg",
+            required: true,
+            shape: &rt::Shape::String(rt::StrFormat::Plain),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "data",
+            required: false,
+            shape: &rt::Shape::Nullable(&rt::Shape::Map(&rt::Shape::Any)),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "timestamp",
+            required: true,
+            shape: &rt::Shape::String(rt::StrFormat::DateTime),
+            access: rt::Access::ReadWrite,
+        },
     ]);
 }
 rt::impl_type!(
@@ -196,9 +232,24 @@ pub struct CreateUserRequest {
 }
 impl rt::Model for CreateUserRequest {
     const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[
-        rt::Prop { name: "username", required: true, shape: &rt::Shape::String(rt::StrFormat::Plain) },
-        rt::Prop { name: "email", required: true, shape: &rt::Shape::String(rt::StrFormat::Plain) },
-        rt::Prop { name: "password", required: true, shape: &rt::Shape::String(rt::StrFormat::Plain) },
+        rt::Prop {
+            name: "username",
+            required: true,
+            shape: &rt::Shape::String(rt::StrFormat::Plain),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "email",
+            required: true,
+            shape: &rt::Shape::String(rt::StrFormat::Plain),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "password",
+            required: true,
+            shape: &rt::Shape::String(rt::StrFormat::Plain),
+            access: rt::Access::ReadWrite,
+        },
     ]);
 }
 rt::impl_type!(
@@ -272,8 +323,18 @@ pub struct UpdateUserRequest {
 }
 impl rt::Model for UpdateUserRequest {
     const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[
-        rt::Prop { name: "email", required: false, shape: &rt::Shape::String(rt::StrFormat::Plain) },
-        rt::Prop { name: "status", required: false, shape: &rt::Shape::Enum(&["active", "inactive", "suspended"]) },
+        rt::Prop {
+            name: "email",
+            required: false,
+            shape: &rt::Shape::String(rt::StrFormat::Plain),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "status",
+            required: false,
+            shape: &rt::Shape::Enum(&["active", "inactive", "suspended"]),
+            access: rt::Access::ReadWrite,
+        },
     ]);
 }
 rt::impl_type!(
@@ -409,16 +470,43 @@ impl rt::Model for UserResponse {
             name: "id",
             required: true,
             shape: &rt::Shape::Integer { min: -9223372036854775808, max: 9223372036854775807 },
+            access: rt::Access::ReadWrite,
         },
-        rt::Prop { name: "username", required: true, shape: &rt::Shape::String(rt::StrFormat::Plain) },
-        rt::Prop { name: "email", required: true, shape: &rt::Shape::String(rt::StrFormat::Plain) },
-        rt::Prop { name: "status", required: true, shape: &rt::Shape::Enum(&["active", "inactive", "suspended"]) },
-        rt::Prop { name: "created_at", required: true, shape: &rt::Shape::String(rt::StrFormat::DateTime) },
-        rt::Prop { name: "updated_at", required: true, shape: &rt::Shape::String(rt::StrFormat::DateTime) },
+        rt::Prop {
+            name: "username",
+            required: true,
+            shape: &rt::Shape::String(rt::StrFormat::Plain),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "email",
+            required: true,
+            shape: &rt::Shape::String(rt::StrFormat::Plain),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "status",
+            required: true,
+            shape: &rt::Shape::Enum(&["active", "inactive", "suspended"]),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "created_at",
+            required: true,
+            shape: &rt::Shape::String(rt::StrFormat::DateTime),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "updated_at",
+            required: true,
+            shape: &rt::Shape::String(rt::StrFormat::DateTime),
+            access: rt::Access::ReadWrite,
+        },
         rt::Prop {
             name: "last_login_at",
             required: false,
             shape: &rt::Shape::Nullable(&rt::Shape::String(rt::StrFormat::DateTime)),
+            access: rt::Access::ReadWrite,
         },
     ]);
 }
@@ -546,26 +634,35 @@ pub struct ListUsersResponse {
 }
 impl rt::Model for ListUsersResponse {
     const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[
-        rt::Prop { name: "users", required: true, shape: &rt::Shape::Array(&*<UserResponse as rt::Model>::SHAPE) },
+        rt::Prop {
+            name: "users",
+            required: true,
+            shape: &rt::Shape::Array(&*<UserResponse as rt::Model>::SHAPE),
+            access: rt::Access::ReadWrite,
+        },
         rt::Prop {
             name: "page",
             required: true,
             shape: &rt::Shape::Integer { min: -9223372036854775808, max: 9223372036854775807 },
+            access: rt::Access::ReadWrite,
         },
         rt::Prop {
             name: "page_size",
             required: true,
             shape: &rt::Shape::Integer { min: -9223372036854775808, max: 9223372036854775807 },
+            access: rt::Access::ReadWrite,
         },
         rt::Prop {
             name: "total",
             required: true,
             shape: &rt::Shape::Integer { min: -9223372036854775808, max: 9223372036854775807 },
+            access: rt::Access::ReadWrite,
         },
         rt::Prop {
             name: "total_pages",
             required: true,
             shape: &rt::Shape::Integer { min: -9223372036854775808, max: 9223372036854775807 },
+            access: rt::Access::ReadWrite,
         },
     ]);
 }
@@ -673,11 +770,36 @@ fn default_email_task_request_priority() -> Priority {
 }
 impl rt::Model for EmailTaskRequest {
     const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[
-        rt::Prop { name: "to", required: true, shape: &rt::Shape::String(rt::StrFormat::Plain) },
-        rt::Prop { name: "subject", required: true, shape: &rt::Shape::String(rt::StrFormat::Plain) },
-        rt::Prop { name: "body", required: true, shape: &rt::Shape::String(rt::StrFormat::Plain) },
-        rt::Prop { name: "cc", required: false, shape: &rt::Shape::Array(&rt::Shape::String(rt::StrFormat::Plain)) },
-        rt::Prop { name: "priority", required: false, shape: &rt::Shape::Enum(&["critical", "default", "low"]) },
+        rt::Prop {
+            name: "to",
+            required: true,
+            shape: &rt::Shape::String(rt::StrFormat::Plain),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "subject",
+            required: true,
+            shape: &rt::Shape::String(rt::StrFormat::Plain),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "body",
+            required: true,
+            shape: &rt::Shape::String(rt::StrFormat::Plain),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "cc",
+            required: false,
+            shape: &rt::Shape::Array(&rt::Shape::String(rt::StrFormat::Plain)),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "priority",
+            required: false,
+            shape: &rt::Shape::Enum(&["critical", "default", "low"]),
+            access: rt::Access::ReadWrite,
+        },
     ]);
 }
 rt::impl_type!(
@@ -868,15 +990,32 @@ impl rt::Model for SyncTaskRequest {
             name: "sync_type",
             required: true,
             shape: &rt::Shape::Enum(&["sim_status", "flow_usage", "real_name"]),
+            access: rt::Access::ReadWrite,
         },
-        rt::Prop { name: "start_date", required: true, shape: &rt::Shape::String(rt::StrFormat::Date) },
-        rt::Prop { name: "end_date", required: true, shape: &rt::Shape::String(rt::StrFormat::Date) },
+        rt::Prop {
+            name: "start_date",
+            required: true,
+            shape: &rt::Shape::String(rt::StrFormat::Date),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "end_date",
+            required: true,
+            shape: &rt::Shape::String(rt::StrFormat::Date),
+            access: rt::Access::ReadWrite,
+        },
         rt::Prop {
             name: "batch_size",
             required: false,
             shape: &rt::Shape::Integer { min: -9223372036854775808, max: 9223372036854775807 },
+            access: rt::Access::ReadWrite,
         },
-        rt::Prop { name: "priority", required: false, shape: &rt::Shape::Enum(&["critical", "default", "low"]) },
+        rt::Prop {
+            name: "priority",
+            required: false,
+            shape: &rt::Shape::Enum(&["critical", "default", "low"]),
+            access: rt::Access::ReadWrite,
+        },
     ]);
 }
 rt::impl_type!(
@@ -1045,9 +1184,24 @@ pub struct TaskResponse {
 }
 impl rt::Model for TaskResponse {
     const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[
-        rt::Prop { name: "task_id", required: true, shape: &rt::Shape::String(rt::StrFormat::Uuid) },
-        rt::Prop { name: "queue", required: true, shape: &rt::Shape::Enum(&["critical", "default", "low"]) },
-        rt::Prop { name: "estimated_time", required: false, shape: &rt::Shape::String(rt::StrFormat::Plain) },
+        rt::Prop {
+            name: "task_id",
+            required: true,
+            shape: &rt::Shape::String(rt::StrFormat::Uuid),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "queue",
+            required: true,
+            shape: &rt::Shape::Enum(&["critical", "default", "low"]),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "estimated_time",
+            required: false,
+            shape: &rt::Shape::String(rt::StrFormat::Plain),
+            access: rt::Access::ReadWrite,
+        },
     ]);
 }
 rt::impl_type!(
@@ -1158,51 +1312,89 @@ pub struct TaskStatusResponse {
 }
 impl rt::Model for TaskStatusResponse {
     const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[
-        rt::Prop { name: "task_id", required: true, shape: &rt::Shape::String(rt::StrFormat::Uuid) },
-        rt::Prop { name: "type", required: true, shape: &rt::Shape::Enum(&["email", "sync"]) },
+        rt::Prop {
+            name: "task_id",
+            required: true,
+            shape: &rt::Shape::String(rt::StrFormat::Uuid),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "type",
+            required: true,
+            shape: &rt::Shape::Enum(&["email", "sync"]),
+            access: rt::Access::ReadWrite,
+        },
         rt::Prop {
             name: "state",
             required: true,
             shape: &rt::Shape::Enum(&["pending", "scheduled", "active", "retry", "completed", "dead"]),
+            access: rt::Access::ReadWrite,
         },
-        rt::Prop { name: "queue", required: true, shape: &rt::Shape::Enum(&["critical", "default", "low"]) },
+        rt::Prop {
+            name: "queue",
+            required: true,
+            shape: &rt::Shape::Enum(&["critical", "default", "low"]),
+            access: rt::Access::ReadWrite,
+        },
         rt::Prop {
             name: "attempts",
             required: true,
             shape: &rt::Shape::Integer { min: -9223372036854775808, max: 9223372036854775807 },
+            access: rt::Access::ReadWrite,
         },
         rt::Prop {
             name: "max_retries",
             required: true,
             shape: &rt::Shape::Integer { min: -9223372036854775808, max: 9223372036854775807 },
+            access: rt::Access::ReadWrite,
         },
         rt::Prop {
             name: "last_error",
             required: false,
             shape: &rt::Shape::Nullable(&rt::Shape::String(rt::StrFormat::Plain)),
+            access: rt::Access::ReadWrite,
         },
-        rt::Prop { name: "errors", required: true, shape: &rt::Shape::Array(&*<TaskAttemptError as rt::Model>::SHAPE) },
+        rt::Prop {
+            name: "errors",
+            required: true,
+            shape: &rt::Shape::Array(&*<TaskAttemptError as rt::Model>::SHAPE),
+            access: rt::Access::ReadWrite,
+        },
         rt::Prop {
             name: "result",
             required: false,
             shape: &rt::Shape::Nullable(&rt::Shape::String(rt::StrFormat::Plain)),
+            access: rt::Access::ReadWrite,
         },
-        rt::Prop { name: "created_at", required: true, shape: &rt::Shape::String(rt::StrFormat::DateTime) },
-        rt::Prop { name: "updated_at", required: true, shape: &rt::Shape::String(rt::StrFormat::DateTime) },
+        rt::Prop {
+            name: "created_at",
+            required: true,
+            shape: &rt::Shape::String(rt::StrFormat::DateTime),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "updated_at",
+            required: true,
+            shape: &rt::Shape::String(rt::StrFormat::DateTime),
+            access: rt::Access::ReadWrite,
+        },
         rt::Prop {
             name: "started_at",
             required: false,
             shape: &rt::Shape::Nullable(&rt::Shape::String(rt::StrFormat::DateTime)),
+            access: rt::Access::ReadWrite,
         },
         rt::Prop {
             name: "completed_at",
             required: false,
             shape: &rt::Shape::Nullable(&rt::Shape::String(rt::StrFormat::DateTime)),
+            access: rt::Access::ReadWrite,
         },
         rt::Prop {
             name: "run_at",
             required: false,
             shape: &rt::Shape::Nullable(&rt::Shape::String(rt::StrFormat::DateTime)),
+            access: rt::Access::ReadWrite,
         },
     ]);
     const RENAMES: &'static [(&'static str, &'static str)] = &[("type_", "type")];
@@ -1588,9 +1780,20 @@ impl rt::Model for TaskAttemptError {
             name: "attempt",
             required: true,
             shape: &rt::Shape::Integer { min: -9223372036854775808, max: 9223372036854775807 },
+            access: rt::Access::ReadWrite,
         },
-        rt::Prop { name: "error", required: true, shape: &rt::Shape::String(rt::StrFormat::Plain) },
-        rt::Prop { name: "at", required: true, shape: &rt::Shape::String(rt::StrFormat::DateTime) },
+        rt::Prop {
+            name: "error",
+            required: true,
+            shape: &rt::Shape::String(rt::StrFormat::Plain),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "at",
+            required: true,
+            shape: &rt::Shape::String(rt::StrFormat::DateTime),
+            access: rt::Access::ReadWrite,
+        },
     ]);
 }
 rt::impl_type!(
@@ -1648,9 +1851,19 @@ pub struct HealthCheck200Response {
 }
 impl rt::Model for HealthCheck200Response {
     const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[
-        rt::Prop { name: "status", required: false, shape: &rt::Shape::Enum(&["ok"]) },
-        rt::Prop { name: "postgres", required: false, shape: &rt::Shape::Enum(&["up", "down"]) },
-        rt::Prop { name: "redis", required: false, shape: &rt::Shape::Enum(&["up", "down"]) },
+        rt::Prop { name: "status", required: false, shape: &rt::Shape::Enum(&["ok"]), access: rt::Access::ReadWrite },
+        rt::Prop {
+            name: "postgres",
+            required: false,
+            shape: &rt::Shape::Enum(&["up", "down"]),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "redis",
+            required: false,
+            shape: &rt::Shape::Enum(&["up", "down"]),
+            access: rt::Access::ReadWrite,
+        },
     ]);
 }
 rt::impl_type!(
@@ -1817,10 +2030,30 @@ pub struct HealthCheck503Response {
 }
 impl rt::Model for HealthCheck503Response {
     const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[
-        rt::Prop { name: "status", required: false, shape: &rt::Shape::Enum(&["degraded", "unavailable"]) },
-        rt::Prop { name: "postgres", required: false, shape: &rt::Shape::Enum(&["up", "down"]) },
-        rt::Prop { name: "redis", required: false, shape: &rt::Shape::Enum(&["up", "down"]) },
-        rt::Prop { name: "error", required: false, shape: &rt::Shape::String(rt::StrFormat::Plain) },
+        rt::Prop {
+            name: "status",
+            required: false,
+            shape: &rt::Shape::Enum(&["degraded", "unavailable"]),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "postgres",
+            required: false,
+            shape: &rt::Shape::Enum(&["up", "down"]),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "redis",
+            required: false,
+            shape: &rt::Shape::Enum(&["up", "down"]),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "error",
+            required: false,
+            shape: &rt::Shape::String(rt::StrFormat::Plain),
+            access: rt::Access::ReadWrite,
+        },
     ]);
 }
 rt::impl_type!(
@@ -1944,10 +2177,30 @@ pub struct ListUsers200Response {
 }
 impl rt::Model for ListUsers200Response {
     const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[
-        rt::Prop { name: "code", required: true, shape: &rt::Shape::Integer { min: 0, max: 0 } },
-        rt::Prop { name: "msg", required: true, shape: &rt::Shape::String(rt::StrFormat::Plain) },
-        rt::Prop { name: "data", required: false, shape: &*<ListUsersResponse as rt::Model>::SHAPE },
-        rt::Prop { name: "timestamp", required: true, shape: &rt::Shape::String(rt::StrFormat::DateTime) },
+        rt::Prop {
+            name: "code",
+            required: true,
+            shape: &rt::Shape::Integer { min: 0, max: 0 },
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "msg",
+            required: true,
+            shape: &rt::Shape::String(rt::StrFormat::Plain),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "data",
+            required: false,
+            shape: &*<ListUsersResponse as rt::Model>::SHAPE,
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "timestamp",
+            required: true,
+            shape: &rt::Shape::String(rt::StrFormat::DateTime),
+            access: rt::Access::ReadWrite,
+        },
     ]);
 }
 rt::impl_type!(
@@ -2021,10 +2274,30 @@ pub struct CreateUser200Response {
 }
 impl rt::Model for CreateUser200Response {
     const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[
-        rt::Prop { name: "code", required: true, shape: &rt::Shape::Integer { min: 0, max: 0 } },
-        rt::Prop { name: "msg", required: true, shape: &rt::Shape::String(rt::StrFormat::Plain) },
-        rt::Prop { name: "data", required: false, shape: &*<UserResponse as rt::Model>::SHAPE },
-        rt::Prop { name: "timestamp", required: true, shape: &rt::Shape::String(rt::StrFormat::DateTime) },
+        rt::Prop {
+            name: "code",
+            required: true,
+            shape: &rt::Shape::Integer { min: 0, max: 0 },
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "msg",
+            required: true,
+            shape: &rt::Shape::String(rt::StrFormat::Plain),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "data",
+            required: false,
+            shape: &*<UserResponse as rt::Model>::SHAPE,
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "timestamp",
+            required: true,
+            shape: &rt::Shape::String(rt::StrFormat::DateTime),
+            access: rt::Access::ReadWrite,
+        },
     ]);
 }
 rt::impl_type!(
@@ -2095,10 +2368,30 @@ pub struct GetUserById200Response {
 }
 impl rt::Model for GetUserById200Response {
     const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[
-        rt::Prop { name: "code", required: true, shape: &rt::Shape::Integer { min: 0, max: 0 } },
-        rt::Prop { name: "msg", required: true, shape: &rt::Shape::String(rt::StrFormat::Plain) },
-        rt::Prop { name: "data", required: false, shape: &*<UserResponse as rt::Model>::SHAPE },
-        rt::Prop { name: "timestamp", required: true, shape: &rt::Shape::String(rt::StrFormat::DateTime) },
+        rt::Prop {
+            name: "code",
+            required: true,
+            shape: &rt::Shape::Integer { min: 0, max: 0 },
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "msg",
+            required: true,
+            shape: &rt::Shape::String(rt::StrFormat::Plain),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "data",
+            required: false,
+            shape: &*<UserResponse as rt::Model>::SHAPE,
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "timestamp",
+            required: true,
+            shape: &rt::Shape::String(rt::StrFormat::DateTime),
+            access: rt::Access::ReadWrite,
+        },
     ]);
 }
 rt::impl_type!(
@@ -2169,10 +2462,30 @@ pub struct UpdateUser200Response {
 }
 impl rt::Model for UpdateUser200Response {
     const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[
-        rt::Prop { name: "code", required: true, shape: &rt::Shape::Integer { min: 0, max: 0 } },
-        rt::Prop { name: "msg", required: true, shape: &rt::Shape::String(rt::StrFormat::Plain) },
-        rt::Prop { name: "data", required: false, shape: &*<UserResponse as rt::Model>::SHAPE },
-        rt::Prop { name: "timestamp", required: true, shape: &rt::Shape::String(rt::StrFormat::DateTime) },
+        rt::Prop {
+            name: "code",
+            required: true,
+            shape: &rt::Shape::Integer { min: 0, max: 0 },
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "msg",
+            required: true,
+            shape: &rt::Shape::String(rt::StrFormat::Plain),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "data",
+            required: false,
+            shape: &*<UserResponse as rt::Model>::SHAPE,
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "timestamp",
+            required: true,
+            shape: &rt::Shape::String(rt::StrFormat::DateTime),
+            access: rt::Access::ReadWrite,
+        },
     ]);
 }
 rt::impl_type!(
@@ -2243,10 +2556,30 @@ pub struct SubmitEmailTask200Response {
 }
 impl rt::Model for SubmitEmailTask200Response {
     const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[
-        rt::Prop { name: "code", required: true, shape: &rt::Shape::Integer { min: 0, max: 0 } },
-        rt::Prop { name: "msg", required: true, shape: &rt::Shape::String(rt::StrFormat::Plain) },
-        rt::Prop { name: "data", required: false, shape: &*<TaskResponse as rt::Model>::SHAPE },
-        rt::Prop { name: "timestamp", required: true, shape: &rt::Shape::String(rt::StrFormat::DateTime) },
+        rt::Prop {
+            name: "code",
+            required: true,
+            shape: &rt::Shape::Integer { min: 0, max: 0 },
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "msg",
+            required: true,
+            shape: &rt::Shape::String(rt::StrFormat::Plain),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "data",
+            required: false,
+            shape: &*<TaskResponse as rt::Model>::SHAPE,
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "timestamp",
+            required: true,
+            shape: &rt::Shape::String(rt::StrFormat::DateTime),
+            access: rt::Access::ReadWrite,
+        },
     ]);
 }
 rt::impl_type!(
@@ -2317,10 +2650,30 @@ pub struct SubmitSyncTask200Response {
 }
 impl rt::Model for SubmitSyncTask200Response {
     const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[
-        rt::Prop { name: "code", required: true, shape: &rt::Shape::Integer { min: 0, max: 0 } },
-        rt::Prop { name: "msg", required: true, shape: &rt::Shape::String(rt::StrFormat::Plain) },
-        rt::Prop { name: "data", required: false, shape: &*<TaskResponse as rt::Model>::SHAPE },
-        rt::Prop { name: "timestamp", required: true, shape: &rt::Shape::String(rt::StrFormat::DateTime) },
+        rt::Prop {
+            name: "code",
+            required: true,
+            shape: &rt::Shape::Integer { min: 0, max: 0 },
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "msg",
+            required: true,
+            shape: &rt::Shape::String(rt::StrFormat::Plain),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "data",
+            required: false,
+            shape: &*<TaskResponse as rt::Model>::SHAPE,
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "timestamp",
+            required: true,
+            shape: &rt::Shape::String(rt::StrFormat::DateTime),
+            access: rt::Access::ReadWrite,
+        },
     ]);
 }
 rt::impl_type!(
@@ -2391,10 +2744,30 @@ pub struct GetTask200Response {
 }
 impl rt::Model for GetTask200Response {
     const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[
-        rt::Prop { name: "code", required: true, shape: &rt::Shape::Integer { min: 0, max: 0 } },
-        rt::Prop { name: "msg", required: true, shape: &rt::Shape::String(rt::StrFormat::Plain) },
-        rt::Prop { name: "data", required: false, shape: &*<TaskStatusResponse as rt::Model>::SHAPE },
-        rt::Prop { name: "timestamp", required: true, shape: &rt::Shape::String(rt::StrFormat::DateTime) },
+        rt::Prop {
+            name: "code",
+            required: true,
+            shape: &rt::Shape::Integer { min: 0, max: 0 },
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "msg",
+            required: true,
+            shape: &rt::Shape::String(rt::StrFormat::Plain),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "data",
+            required: false,
+            shape: &*<TaskStatusResponse as rt::Model>::SHAPE,
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "timestamp",
+            required: true,
+            shape: &rt::Shape::String(rt::StrFormat::DateTime),
+            access: rt::Access::ReadWrite,
+        },
     ]);
 }
 rt::impl_type!(

@@ -210,6 +210,7 @@ impl rt::Model for SubmitEmailTaskParams {
         name: "Idempotency-Key",
         required: false,
         shape: &rt::Shape::String(rt::StrFormat::Plain),
+        access: rt::Access::ReadWrite,
     }]);
     const RENAMES: &'static [(&'static str, &'static str)] = &[("idempotency_key", "Idempotency-Key")];
 }
@@ -388,6 +389,7 @@ impl rt::Model for SubmitSyncTaskParams {
         name: "Idempotency-Key",
         required: false,
         shape: &rt::Shape::String(rt::StrFormat::Plain),
+        access: rt::Access::ReadWrite,
     }]);
     const RENAMES: &'static [(&'static str, &'static str)] = &[("idempotency_key", "Idempotency-Key")];
 }
@@ -565,6 +567,7 @@ impl rt::Model for GetTaskParams {
         name: "task_id",
         required: true,
         shape: &rt::Shape::String(rt::StrFormat::Uuid),
+        access: rt::Access::ReadWrite,
     }]);
 }
 impl rt::ParamSet for GetTaskParams {

@@ -235,13 +235,20 @@ impl rt::Model for ListUsersParams {
             name: "page",
             required: false,
             shape: &rt::Shape::Integer { min: -9223372036854775808, max: 9223372036854775807 },
+            access: rt::Access::ReadWrite,
         },
         rt::Prop {
             name: "page_size",
             required: false,
             shape: &rt::Shape::Integer { min: -9223372036854775808, max: 9223372036854775807 },
+            access: rt::Access::ReadWrite,
         },
-        rt::Prop { name: "status", required: false, shape: &rt::Shape::Enum(&["active", "inactive", "suspended"]) },
+        rt::Prop {
+            name: "status",
+            required: false,
+            shape: &rt::Shape::Enum(&["active", "inactive", "suspended"]),
+            access: rt::Access::ReadWrite,
+        },
     ]);
 }
 impl rt::ParamSet for ListUsersParams {
@@ -580,6 +587,7 @@ impl rt::Model for GetUserByIdParams {
         name: "id",
         required: true,
         shape: &rt::Shape::Integer { min: -9223372036854775808, max: 9223372036854775807 },
+        access: rt::Access::ReadWrite,
     }]);
 }
 impl rt::ParamSet for GetUserByIdParams {
@@ -772,6 +780,7 @@ impl rt::Model for UpdateUserParams {
         name: "id",
         required: true,
         shape: &rt::Shape::Integer { min: -9223372036854775808, max: 9223372036854775807 },
+        access: rt::Access::ReadWrite,
     }]);
 }
 impl rt::ParamSet for UpdateUserParams {
@@ -947,6 +956,7 @@ impl rt::Model for DeleteUserParams {
         name: "id",
         required: true,
         shape: &rt::Shape::Integer { min: -9223372036854775808, max: 9223372036854775807 },
+        access: rt::Access::ReadWrite,
     }]);
 }
 impl rt::ParamSet for DeleteUserParams {

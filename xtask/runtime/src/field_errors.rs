@@ -35,6 +35,9 @@ pub struct FieldErrors {
     keys: RandomState,
     /// Probing a oneOf member only needs to know whether anything failed.
     count_only: bool,
+    /// Checking a response, not a request: `readOnly` and `writeOnly`
+    /// properties swap roles.
+    pub(crate) responding: bool,
 }
 
 impl Default for FieldErrors {
@@ -45,6 +48,7 @@ impl Default for FieldErrors {
             replaced: HashSet::new(),
             keys: RandomState::new(),
             count_only: false,
+            responding: false,
         }
     }
 }

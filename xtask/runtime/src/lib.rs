@@ -39,8 +39,8 @@ pub use problem::{Answer, Fault, PROBLEM_JSON, Problem};
 pub use routing::{AllowTable, DocPatches, api_routes, envelope_errors, served_document};
 pub use security::{AuthContext, BasicCredentials, Credential, CredentialIn, SchemeCredential, SchemeSpec};
 pub use shape::{
-    Model, Prop, Shape, StrFormat, check_response, report_invalid_response, response_checks, set_response_checks,
-    validate_value,
+    Access, Model, Prop, Shape, StrFormat, check_response, report_invalid_response, response_checks,
+    set_response_checks, validate_value,
 };
 pub use values::{Password, double_option};
 
@@ -83,6 +83,15 @@ pub fn try_json_response_as<T: Serialize>(
         .status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
         .content_type(content_type)
         .body(bytes))
+}
+
+/// A body that is not JSON (text, bytes), sent as it is with the declared
+/// media type.
+pub fn raw_response(status: u16, content_type: &'static str, body: impl Into<poem::Body>) -> Response {
+    Response::builder()
+        .status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        .content_type(content_type)
+        .body(body.into())
 }
 
 /// The media type a request body is declared with, for [`JsonBody`].

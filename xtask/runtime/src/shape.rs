@@ -51,6 +51,19 @@ pub struct Prop {
     pub name: &'static str,
     pub required: bool,
     pub shape: &'static Shape,
+    pub access: Access,
+}
+
+/// `readOnly` / `writeOnly`: which direction a property travels in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    ReadWrite,
+    /// Only in responses: a request's value is ignored (dropped before the
+    /// handler sees it), and it is never required there.
+    ReadOnly,
+    /// Only in requests: never serialized, and a response carrying it is
+    /// a violation.
+    WriteOnly,
 }
 
 impl Shape {
@@ -158,6 +171,19 @@ impl Shape {
                     }
                 }
                 for prop in props.iter() {
+                    match (prop.access, errs.responding) {
+                        (Access::ReadOnly, false) => {
+                            map.remove(prop.name);
+                            continue;
+                        }
+                        (Access::WriteOnly, true) => {
+                            if map.contains_key(prop.name) {
+                                errs.fail(&loc.child(Seg::Key(prop.name), errs), "is writeOnly: never in a response");
+                            }
+                            continue;
+                        }
+                        _ => {}
+                    }
                     // Not collapsed into a guard: the check mutates `v`,
                     // which a match guard cannot.
                     #[allow(clippy::collapsible_match)]
@@ -183,6 +209,7 @@ impl Shape {
                     .filter(|s| {
                         let mut probe = value.clone();
                         let mut scratch = FieldErrors::probe();
+                        scratch.responding = errs.responding;
                         let root = Loc::root("", &scratch);
                         s.check_at(&mut probe, &root, &mut scratch) && scratch.is_empty()
                     })
@@ -300,12 +327,14 @@ pub fn set_response_checks(on: bool) {
 /// Checks a response body as a request body would be checked (structure,
 /// formats, garde rules), recording each violation under `base`.
 pub fn check_response<T: Model + serde::Serialize>(body: &T, base: &str, errs: &mut FieldErrors) {
+    let was = std::mem::replace(&mut errs.responding, true);
     match serde_json::to_value(body) {
         Ok(value) => {
             validate_value::<T>(value, base, errs);
         }
         Err(e) => errs.push(base, format!("does not serialize: {e}")),
     }
+    errs.responding = was;
 }
 
 /// Logs a response that broke the spec: the operation and every failing
@@ -331,8 +360,12 @@ mod tests {
         assert_eq!(rename_path("items[1].user_name", renames), "items[1].userName");
     }
 
-    static CC: Shape =
-        Shape::Object(&[Prop { name: "cc", required: false, shape: &Shape::Array(&Shape::String(StrFormat::Plain)) }]);
+    static CC: Shape = Shape::Object(&[Prop {
+        name: "cc",
+        required: false,
+        shape: &Shape::Array(&Shape::String(StrFormat::Plain)),
+        access: Access::ReadWrite,
+    }]);
 
     #[test]
     fn coverage_is_by_location() {

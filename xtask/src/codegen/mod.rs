@@ -101,7 +101,9 @@ pub fn targets() -> Vec<Target> {
     // Public specs (xtask/tests/fixtures/public/README.md), generated as
     // any user would and compiled by the workspace build. They document
     // few failure statuses, so they generate with warnings.
-    for (file, name) in [("keeper.json", "keeper"), ("param-collision.json", "param-collision")] {
+    for (file, name) in
+        [("keeper.json", "keeper"), ("param-collision.json", "param-collision"), ("museum.yaml", "museum")]
+    {
         for (kind, suffix) in [(Kind::Server, "server"), (Kind::Client, "client")] {
             targets.push(Target {
                 kind,

@@ -138,6 +138,18 @@ fn document_info(api: &Api) -> TokenStream {
         }
         quote!(let svc = svc.contact(#c);)
     });
+    let license = api.license.as_ref().map(|(name, url)| {
+        let n = lit(name);
+        let u = url.as_ref().map(|u| {
+            let u = lit(u);
+            quote!(.url(#u))
+        });
+        quote!(let svc = svc.license(::poem_openapi::LicenseObject::new(#n)#u);)
+    });
+    let terms = api.terms_of_service.as_ref().map(|t| {
+        let t = lit(t);
+        quote!(let svc = svc.terms_of_service(#t);)
+    });
     let servers = api.servers.iter().map(|s| {
         let u = lit(&s.url);
         let d = s.description.as_ref().map(|d| {
@@ -155,7 +167,7 @@ fn document_info(api: &Api) -> TokenStream {
         });
         quote!(let svc = svc.server(::poem_openapi::ServerObject::new(#u)#d #(#vars)*);)
     });
-    quote!(#description #contact #(#servers)*)
+    quote!(#description #contact #license #terms #(#servers)*)
 }
 
 /// Variants of `ApiTags`: every tag declared in the spec, then every other

@@ -42,6 +42,7 @@ pub(super) fn rust_type_tokens(t: &RustType) -> TokenStream {
         }
         RustType::JsonObject => quote!(::serde_json::Map<::std::string::String, ::serde_json::Value>),
         RustType::Any => quote!(::serde_json::Value),
+        RustType::Bytes => quote!(::std::vec::Vec<u8>),
     }
 }
 
@@ -480,6 +481,11 @@ fn struct_field(api: &Api, t: &TypeDef, f: &Field, request: bool) -> Result<Stru
         Optionality::DoubleOption => {
             serde_attrs.push(quote!(default, skip_serializing_if = "Option::is_none", with = "rt::double_option"));
         }
+    }
+    if f.node.write_only {
+        // Never in a response, whatever the handler sets.
+        serde_attrs.retain(|a| !a.to_string().contains("skip_serializing_if"));
+        serde_attrs.push(quote!(skip_serializing));
     }
     let serde_attr = if serde_attrs.is_empty() { quote!() } else { quote!(#[serde(#(#serde_attrs),*)]) };
     let garde_attr = if request { garde_rules(api, f)? } else { quote!() };

@@ -313,8 +313,13 @@ fn into_response_arm(r: &Documented<'_>) -> TokenStream {
 
 /// `body` serialized with the response's declared JSON media type.
 fn write_body(status: TokenStream, r: &Documented<'_>) -> TokenStream {
-    match r.body.map(|m| m.media_type.as_str()) {
-        Some(mt) if mt != "application/json" => {
+    match r.body.map(|m| (m.media_type.as_str(), &m.rust_type)) {
+        // Text and bytes go out as they are, with the declared media type.
+        Some((mt, RustType::String | RustType::Bytes)) if !crate::codegen::ir::media::is_json(mt) => {
+            let mt = lit(mt);
+            quote!(rt::raw_response(#status, #mt, body))
+        }
+        Some((mt, _)) if mt != "application/json" => {
             let mt = lit(mt);
             quote!(rt::json_response_as(#status, &body, #mt))
         }

@@ -68,7 +68,8 @@ fn value_rules(api: &Api, ty: &RustType, n: &SchemaNode) -> Result<Vec<TokenStre
                 Ok(Vec::new())
             }
         }
-        RustType::Map(_) | RustType::JsonObject | RustType::Any | RustType::Bool => Ok(Vec::new()),
+        // Bytes are a whole non-JSON body: nothing in them to check.
+        RustType::Map(_) | RustType::JsonObject | RustType::Any | RustType::Bool | RustType::Bytes => Ok(Vec::new()),
     }
 }
 
@@ -179,7 +180,12 @@ pub(super) fn shape_of_fields(api: &Api, fields: &[Field], closed: bool) -> Toke
         if f.nullable {
             shape = quote!(rt::Shape::Nullable(&#shape));
         }
-        quote!(rt::Prop { name: #name, required: #required, shape: &#shape })
+        let access = match (f.node.read_only, f.node.write_only) {
+            (true, _) => quote!(rt::Access::ReadOnly),
+            (_, true) => quote!(rt::Access::WriteOnly),
+            _ => quote!(rt::Access::ReadWrite),
+        };
+        quote!(rt::Prop { name: #name, required: #required, shape: &#shape, access: #access })
     });
     if closed { quote!(rt::Shape::ClosedObject(&[#(#props),*])) } else { quote!(rt::Shape::Object(&[#(#props),*])) }
 }
@@ -265,7 +271,7 @@ fn shape_of(api: &Api, ty: &RustType, n: &SchemaNode) -> TokenStream {
             quote!(rt::Shape::Map(&#s))
         }
         RustType::JsonObject => quote!(rt::Shape::Map(&rt::Shape::Any)),
-        RustType::Any => quote!(rt::Shape::Any),
+        RustType::Any | RustType::Bytes => quote!(rt::Shape::Any),
     }
 }
 

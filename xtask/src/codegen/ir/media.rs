@@ -14,6 +14,12 @@ pub fn is_json(media_type: &str) -> bool {
     essence == JSON || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
+/// Whether `media_type` is text (`text/plain`, `text/csv`, …): its body is
+/// a Rust `String`; any other non-JSON type is bytes.
+pub fn is_text(media_type: &str) -> bool {
+    media_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase().starts_with("text/")
+}
+
 /// One entry of a `content` map.
 #[derive(Debug, Clone)]
 pub struct MediaType {

@@ -66,6 +66,9 @@ pub struct Api {
     pub version: String,
     pub description: Option<String>,
     pub contact: Option<Contact>,
+    /// `info.license`: name and URL.
+    pub license: Option<(String, Option<String>)>,
+    pub terms_of_service: Option<String>,
     pub servers: Vec<ServerUrl>,
     pub base_path: String,
     pub tags: Vec<Tag>,
@@ -163,6 +166,8 @@ pub fn build(doc: &oa::OpenAPI) -> Result<Api> {
         version: doc.info.version.clone(),
         description: doc.info.description.clone(),
         contact,
+        license: doc.info.license.as_ref().map(|l| (l.name.clone(), l.url.clone())),
+        terms_of_service: doc.info.terms_of_service.clone(),
         servers,
         base_path,
         tags,

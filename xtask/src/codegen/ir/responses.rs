@@ -7,7 +7,7 @@
 use anyhow::{Context, Result, bail};
 use openapiv3 as oa;
 
-use super::media::{MediaType, is_json};
+use super::media::{MediaType, is_json, is_text};
 use super::names::{field_name, pointer_segment};
 use super::schema::Schema;
 use super::types::{RustType, TypeBuilder};
@@ -44,9 +44,9 @@ pub struct Response {
 }
 
 impl Response {
-    /// The body the emitters generate: the JSON content, if any.
+    /// The body the emitters generate: the one content entry, if any.
     pub fn body(&self) -> Option<&MediaType> {
-        self.content.iter().find(|m| is_json(&m.media_type))
+        self.content.first()
     }
 
     /// Whether this response is the one documented for `status`, given
@@ -225,11 +225,27 @@ fn content(
     }
     let mut out = Vec::new();
     for (mt, media) in &resp.content {
+        let mp = format!("{pointer}/content/{}", pointer_segment(mt));
         if !is_json(mt) {
-            bail!("{pointer}/content/{}: media type {mt:?} is not supported (JSON types only)", pointer_segment(mt));
+            // Text and bytes: the schema, if any, must say string.
+            let schema = match &media.schema {
+                Some(s) => b.resolver.convert(s, &format!("{mp}/schema"))?,
+                None => Schema::Inline(Box::new(super::schema::SchemaNode {
+                    pointer: mp.clone(),
+                    ty: Some(super::schema::JsonType::String),
+                    format: (!is_text(mt)).then(|| "binary".to_owned()),
+                    ..Default::default()
+                })),
+            };
+            if b.resolver.resolve(&schema)?.ty != Some(super::schema::JsonType::String) {
+                bail!("{mp}/schema: a {mt} body must be a string (text, or bytes with format: binary)");
+            }
+            let rust_type = if is_text(mt) { RustType::String } else { RustType::Bytes };
+            out.push(MediaType { media_type: mt.clone(), schema, rust_type });
+            continue;
         }
         let s = media.schema.as_ref().with_context(|| format!("{pointer}: media type without schema"))?;
-        let schema = b.resolver.convert(s, &format!("{pointer}/content/{}/schema", pointer_segment(mt)))?;
+        let schema = b.resolver.convert(s, &format!("{mp}/schema"))?;
         let rust_type = b.rust_type(&schema, &format!("{op_type}{status}Response"), None)?;
         out.push(MediaType { media_type: mt.clone(), schema, rust_type });
     }

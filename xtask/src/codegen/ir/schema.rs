@@ -440,6 +440,7 @@ fn annotated(member: &SchemaNode, around: &SchemaNode) -> SchemaNode {
     merged.nullable |= around.nullable;
     merged.description = around.description.clone().or(merged.description);
     merged.title = around.title.clone().or(merged.title);
+    merged.example = around.example.clone().or(merged.example);
     merged.deprecated |= around.deprecated;
     merged.read_only |= around.read_only;
     merged.write_only |= around.write_only;

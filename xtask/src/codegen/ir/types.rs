@@ -28,6 +28,9 @@ pub enum RustType {
     Map(Box<RustType>),
     JsonObject,
     Any,
+    /// A body that is not JSON (`application/octet-stream`, `image/png`):
+    /// its bytes as they are.
+    Bytes,
 }
 
 /// One generated struct field.
@@ -59,7 +62,11 @@ pub enum Optionality {
 
 impl Field {
     pub fn optionality(&self) -> Optionality {
-        match (self.required, self.nullable, self.default.is_some()) {
+        // A required readOnly property is absent from requests, a required
+        // writeOnly one from responses: an Option in Rust for a type used
+        // both ways (the checks of each direction demand it where required).
+        let required = self.required && !self.node.read_only && !self.node.write_only;
+        match (required, self.nullable, self.default.is_some()) {
             (true, false, _) => Optionality::Plain,
             (true, true, _) => Optionality::Option,
             (false, false, true) => Optionality::Plain,
