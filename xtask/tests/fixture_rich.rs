@@ -101,6 +101,14 @@ impl PetsApi for Stub {
         Ok(GetPetCardResponse::Ok(format!("{} says hi", params.name)))
     }
 
+    async fn set_pet_card(&self, params: SetPetCardParams, body: String) -> Result<SetPetCardResponse, Problem> {
+        Ok(SetPetCardResponse::Ok(format!("{}: {body}", params.name)))
+    }
+
+    async fn set_pet_photo(&self, _: SetPetPhotoParams, body: Vec<u8>) -> Result<SetPetPhotoResponse, Problem> {
+        Ok(SetPetPhotoResponse::Ok(body.len() as i64))
+    }
+
     async fn patch_pet(&self, params: PatchPetParams, body: PetPatch) -> Result<PatchPetResponse, Problem> {
         let mut p = pet(&params.name);
         // PetPatch.weight is a double, Pet.weight a float: echo it as the ratio.
@@ -422,4 +430,22 @@ async fn read_only_and_write_only_properties() {
 
 fn pet_value() -> Pet {
     pet("x")
+}
+
+/// Text and binary request bodies, with their media types checked.
+#[tokio::test]
+async fn binary_and_text_requests() {
+    let (cli, _) = client();
+    let resp = cli.put("/v2/pets/rex/card").content_type("text/plain").body("héllo").send().await;
+    resp.assert_status_is_ok();
+    resp.assert_text("rex: héllo").await;
+    let resp = cli.put("/v2/pets/rex/card").content_type("text/plain").body(vec![0xff, 0xfe]).send().await;
+    resp.assert_status(StatusCode::BAD_REQUEST);
+    let resp = cli.put("/v2/pets/rex/card").body_json(&json!("x")).send().await;
+    resp.assert_status(StatusCode::BAD_REQUEST);
+    let (s, b) = send(cli.put("/v2/pets/rex/card").content_type("text/plain")).await;
+    assert_eq!((s, fields(&b)), (StatusCode::BAD_REQUEST, vec!["body".to_owned()]));
+    let (s, b) =
+        send(cli.put("/v2/pets/rex/photo").content_type("application/octet-stream").body(vec![0u8; 1000])).await;
+    assert_eq!((s, b), (StatusCode::OK, json!(1000)));
 }

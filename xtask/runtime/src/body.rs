@@ -149,40 +149,10 @@ impl<T: Model + Send + 'static, M: MediaTypeName, const REQUIRED: bool> JsonBody
     /// Reads the body within the size limit and read timeout, then parses
     /// and validates it as `T`, adding every failure to `errs`.
     pub async fn read(self, errs: &mut FieldErrors) -> Result<BodyOutcome<T>, BodyError> {
-        let limit = self.limits.max_bytes;
-        if self.declared_len.is_some_and(|n| n > limit) {
-            return Err(BodyError::TooLarge(limit));
-        }
-        let Some(body) = self.body else {
-            return Err(BodyError::Missing);
-        };
-        let deadline = tokio::time::Instant::now() + self.limits.read_timeout;
-        let timed_out =
-            || BodyError::Read(format!("the body did not arrive within {} ms", self.limits.read_timeout.as_millis()));
-        // Room for the whole body before reading any of it, so many slow
-        // uploads cannot add up to more memory than the configured total.
-        let reserve = self.declared_len.unwrap_or(limit).min(limit).div_ceil(1024).max(1);
-        // A body larger than the whole room (a configuration slip) takes all of it.
-        let reserve = u32::try_from(reserve).unwrap_or(u32::MAX).min(self.limits.room_kib);
-        let _room = match tokio::time::timeout_at(deadline, self.limits.room.clone().acquire_many_owned(reserve)).await
-        {
-            Ok(Ok(permit)) => permit,
-            Ok(Err(_)) => return Err(BodyError::Read("the server is shutting down".into())),
-            Err(_) => return Err(timed_out()),
-        };
-        let bytes = match tokio::time::timeout_at(deadline, body.into_bytes_limit(limit)).await {
-            Err(_) => return Err(timed_out()),
-            Ok(read) => read.map_err(|e| match e {
-                poem::error::ReadBodyError::PayloadTooLarge => BodyError::TooLarge(limit),
-                other => BodyError::Read(other.to_string()),
-            })?,
-        };
-        if bytes.is_empty() {
+        let Some(bytes) = read_limited(self.body, &self.limits, self.declared_len, &self.content_type, M::NAME).await?
+        else {
             return Ok(BodyOutcome::Empty);
-        }
-        if !accepts::<M>(&self.content_type) {
-            return Err(BodyError::ContentType(self.content_type, M::NAME));
-        }
+        };
         if bytes.len() < INLINE_PARSE_LIMIT {
             return parse_and_validate(&bytes, errs);
         }
@@ -209,12 +179,58 @@ impl<T: Model + Send + 'static, M: MediaTypeName, const REQUIRED: bool> JsonBody
     }
 }
 
+/// Reads a body within the size limit and read timeout, reserving room in
+/// the shared buffer first; `None` when it is empty. The media type is
+/// checked once there are bytes (an empty body has none to check).
+async fn read_limited(
+    body: Option<poem::Body>,
+    limits: &BodyLimits,
+    declared_len: Option<usize>,
+    content_type: &str,
+    declared: &'static str,
+) -> Result<Option<bytes::Bytes>, BodyError> {
+    let limit = limits.max_bytes;
+    if declared_len.is_some_and(|n| n > limit) {
+        return Err(BodyError::TooLarge(limit));
+    }
+    let Some(body) = body else {
+        return Err(BodyError::Missing);
+    };
+    let deadline = tokio::time::Instant::now() + limits.read_timeout;
+    let timed_out =
+        || BodyError::Read(format!("the body did not arrive within {} ms", limits.read_timeout.as_millis()));
+    // Room for the whole body before reading any of it, so many slow
+    // uploads cannot add up to more memory than the configured total.
+    let reserve = declared_len.unwrap_or(limit).min(limit).div_ceil(1024).max(1);
+    // A body larger than the whole room (a configuration slip) takes all of it.
+    let reserve = u32::try_from(reserve).unwrap_or(u32::MAX).min(limits.room_kib);
+    let _room = match tokio::time::timeout_at(deadline, limits.room.clone().acquire_many_owned(reserve)).await {
+        Ok(Ok(permit)) => permit,
+        Ok(Err(_)) => return Err(BodyError::Read("the server is shutting down".into())),
+        Err(_) => return Err(timed_out()),
+    };
+    let bytes = match tokio::time::timeout_at(deadline, body.into_bytes_limit(limit)).await {
+        Err(_) => return Err(timed_out()),
+        Ok(read) => read.map_err(|e| match e {
+            poem::error::ReadBodyError::PayloadTooLarge => BodyError::TooLarge(limit),
+            other => BodyError::Read(other.to_string()),
+        })?,
+    };
+    if bytes.is_empty() {
+        return Ok(None);
+    }
+    if !accepts(content_type, declared) {
+        return Err(BodyError::ContentType(content_type.to_owned(), declared));
+    }
+    Ok(Some(bytes))
+}
+
 /// A body declared `application/json` also takes any `+json` type (a
 /// client's vendor type); any other declared type is taken as declared.
 /// Parameters (`; charset=utf-8`) never matter: JSON is UTF-8.
-fn accepts<M: MediaTypeName>(content_type: &str) -> bool {
+fn accepts(content_type: &str, declared: &str) -> bool {
     let essence = |t: &str| t.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
-    let (sent, declared) = (essence(content_type), essence(M::NAME));
+    let (sent, declared) = (essence(content_type), essence(declared));
     sent == declared || (declared == JSON && sent.starts_with("application/") && sent.ends_with("+json"))
 }
 
@@ -224,4 +240,75 @@ fn parse_and_validate<T: Model>(bytes: &[u8], errs: &mut FieldErrors) -> Result<
         Some(v) => BodyOutcome::Valid(v),
         None => BodyOutcome::Invalid,
     })
+}
+
+/// A request body that is not JSON (`text/plain`, `application/octet-stream`),
+/// described by a type the generated crate writes per operation.
+pub trait RawBodySpec: Send + Sync + 'static {
+    const MEDIA_TYPE: &'static str;
+    const REQUIRED: bool;
+    /// The body's schema for the served document.
+    fn schema() -> poem_openapi::registry::MetaSchemaRef;
+}
+
+/// A text or binary request body, read within the same limits as JSON ones
+/// and only when the operation asks (after authentication).
+pub struct RawBody<S> {
+    body: Option<poem::Body>,
+    limits: BodyLimits,
+    content_type: String,
+    declared_len: Option<usize>,
+    _spec: PhantomData<S>,
+}
+
+impl<'a, S: RawBodySpec> ApiExtractor<'a> for RawBody<S> {
+    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::RequestObject];
+    type ParamType = ();
+    type ParamRawType = ();
+
+    fn request_meta() -> Option<MetaRequest> {
+        Some(MetaRequest {
+            description: None,
+            content: vec![MetaMediaType { content_type: S::MEDIA_TYPE, schema: S::schema() }],
+            required: S::REQUIRED,
+        })
+    }
+
+    async fn from_request(
+        request: &'a Request,
+        body: &mut RequestBody,
+        _opts: ExtractParamOptions<()>,
+    ) -> poem::Result<Self> {
+        Ok(Self {
+            body: body.take().ok(),
+            limits: request.data::<BodyLimits>().unwrap_or_else(|| BodyLimits::fallback()).clone(),
+            content_type: request.content_type().unwrap_or_default().to_owned(),
+            declared_len: request
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<usize>().ok()),
+            _spec: PhantomData,
+        })
+    }
+}
+
+impl<S: RawBodySpec> RawBody<S> {
+    /// The body's bytes.
+    pub async fn read_bytes(self) -> Result<BodyOutcome<Vec<u8>>, BodyError> {
+        Ok(match read_limited(self.body, &self.limits, self.declared_len, &self.content_type, S::MEDIA_TYPE).await? {
+            None => BodyOutcome::Empty,
+            Some(b) => BodyOutcome::Valid(b.to_vec()),
+        })
+    }
+
+    /// The body as text; bytes that are not UTF-8 are a malformed body.
+    pub async fn read_text(self) -> Result<BodyOutcome<String>, BodyError> {
+        match read_limited(self.body, &self.limits, self.declared_len, &self.content_type, S::MEDIA_TYPE).await? {
+            None => Ok(BodyOutcome::Empty),
+            Some(b) => String::from_utf8(b.to_vec())
+                .map(BodyOutcome::Valid)
+                .map_err(|_| BodyError::Malformed("the body is not UTF-8 text".into())),
+        }
+    }
 }

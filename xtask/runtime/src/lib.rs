@@ -31,7 +31,7 @@ mod security;
 mod shape;
 mod values;
 
-pub use body::{BodyError, BodyLimits, BodyOutcome, INLINE_PARSE_LIMIT, JsonBody};
+pub use body::{BodyError, BodyLimits, BodyOutcome, INLINE_PARSE_LIMIT, JsonBody, RawBody, RawBodySpec};
 pub use field_errors::{FieldError, FieldErrors, MAX_LISTED_ERRORS};
 pub use headers::{HeaderText, set_header};
 pub use params::{Coerce, Header, ParamSet, Path, Query, params_object};

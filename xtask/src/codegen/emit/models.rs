@@ -43,6 +43,7 @@ pub(super) fn rust_type_tokens(t: &RustType) -> TokenStream {
         RustType::JsonObject => quote!(::serde_json::Map<::std::string::String, ::serde_json::Value>),
         RustType::Any => quote!(::serde_json::Value),
         RustType::Bytes => quote!(::std::vec::Vec<u8>),
+        RustType::Unit => quote!(()),
     }
 }
 
@@ -90,7 +91,7 @@ pub(super) fn request_reachable(api: &Api) -> Result<BTreeSet<String>> {
     }
     let mut out = BTreeSet::new();
     for op in &api.operations {
-        if let Some(rb) = &op.request_body {
+        if let Some(rb) = op.request_body.as_ref().filter(|rb| rb.raw.is_none()) {
             walk(api, &RustType::Named(rb.model.clone()), &mut out, &mut Vec::new())?;
         }
         if let Some(p) = &op.params_type {

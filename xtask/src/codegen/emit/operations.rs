@@ -7,6 +7,7 @@ use heck::ToSnakeCase;
 use proc_macro2::{Literal, TokenStream};
 use quote::{format_ident, quote};
 
+use super::models::rust_type_tokens;
 use super::params::{coerce_of, params_def};
 use super::responses::response_enum;
 use super::{doc_attrs, ident, lit, op_tag};
@@ -14,6 +15,7 @@ use crate::codegen::ir::Api;
 use crate::codegen::ir::names::type_name;
 use crate::codegen::ir::operations::Operation;
 use crate::codegen::ir::params::ParamLocation;
+use crate::codegen::ir::types::RustType;
 
 pub(super) fn scheme_type(name: &str) -> proc_macro2::Ident {
     format_ident!("{}Scheme", type_name(name))
@@ -37,7 +39,7 @@ pub(super) fn tag_rs(api: &Api, tag: &str, checked: &std::collections::BTreeSet<
         trait_methods.push(trait_method(op));
         extra.push(response_enum(api, op, checked));
         extra.push(params_def(api, op)?);
-        server_methods.push(server_method(op)?);
+        server_methods.push(server_method(api, op, &mut extra)?);
     }
 
     let tag_variant = format_ident!("{}", type_name(tag));
@@ -90,11 +92,17 @@ fn trait_method(op: &Operation) -> TokenStream {
         args.push(quote!(params: #pt));
     }
     if let Some(rb) = &op.request_body {
-        let bt = ident(&rb.model);
+        let bt = match &rb.raw {
+            Some(t) => rust_type_tokens(t),
+            None => {
+                let bt = ident(&rb.model);
+                quote!(crate::models::#bt)
+            }
+        };
         if rb.required {
-            args.push(quote!(body: crate::models::#bt));
+            args.push(quote!(body: #bt));
         } else {
-            args.push(quote!(body: ::std::option::Option<crate::models::#bt>));
+            args.push(quote!(body: ::std::option::Option<#bt>));
         }
     }
     let doc = doc_attrs(&[
@@ -123,7 +131,7 @@ struct Glue {
 
 /// The `#[OpenApi]` method: authenticate, then parameters, then the body,
 /// then one 400 naming every failure, and only then the handler.
-fn server_method(op: &Operation) -> Result<TokenStream> {
+fn server_method(api: &Api, op: &Operation, extra: &mut Vec<TokenStream>) -> Result<TokenStream> {
     let m = ident(&op.fn_name);
     let resp = ident(&op.result_type);
     let oai = oai_attr(op);
@@ -136,7 +144,7 @@ fn server_method(op: &Operation) -> Result<TokenStream> {
         glue.prelude.push(quote!(let mut errs = rt::FieldErrors::default();));
     }
     extract_params(op, &mut glue)?;
-    read_body(op, &mut glue);
+    read_body(api, op, &mut glue, extra);
     let checks = validation_checks(op, &glue);
     let Glue { args, prelude, call, .. } = glue;
     let tag = op_tag(op);
@@ -310,11 +318,31 @@ fn extract_params(op: &Operation, glue: &mut Glue) -> Result<()> {
     Ok(())
 }
 
-fn read_body(op: &Operation, glue: &mut Glue) {
+fn read_body(api: &Api, op: &Operation, glue: &mut Glue, extra: &mut Vec<TokenStream>) {
     let Some(rb) = &op.request_body else { return };
     let resp = ident(&op.result_type);
-    let bt = ident(&rb.model);
     let bdoc = doc_attrs(&[rb.description.as_deref()]);
+    if let Some(raw) = &rb.raw {
+        // The body's own spec type: media type, required, schema.
+        let spec = format_ident!("{}Body", type_name(&op.id));
+        let mt = lit(&rb.content[0].media_type);
+        let required = rb.required;
+        let schema = super::schema_meta::meta_ref(api, &rb.content[0].schema);
+        extra.push(quote! {
+            #[doc(hidden)]
+            pub struct #spec;
+            impl rt::RawBodySpec for #spec {
+                const MEDIA_TYPE: &'static str = #mt;
+                const REQUIRED: bool = #required;
+                fn schema() -> ::poem_openapi::registry::MetaSchemaRef { #schema }
+            }
+        });
+        glue.args.push(quote!(#bdoc body: rt::RawBody<#spec>));
+        let read = if *raw == RustType::String { quote!(read_text) } else { quote!(read_bytes) };
+        body_outcome(rb, &resp, quote!(body.#read().await), glue);
+        return;
+    }
+    let bt = ident(&rb.model);
     let media = match rb.content.first().map(|m| m.media_type.as_str()) {
         Some(mt) if mt != "application/json" => {
             let m = media_marker(mt);
@@ -324,6 +352,17 @@ fn read_body(op: &Operation, glue: &mut Glue) {
     };
     let req = if rb.required { quote!() } else { quote!(, false) };
     glue.args.push(quote!(#bdoc body: rt::JsonBody<crate::models::#bt, #media #req>));
+    body_outcome(rb, &resp, quote!(body.read(&mut errs).await), glue);
+}
+
+/// What reading the body found: a value, a failure already in `errs`, no
+/// body, or a body that could not be read at all (answered at once).
+fn body_outcome(
+    rb: &crate::codegen::ir::request_bodies::RequestBody,
+    resp: &proc_macro2::Ident,
+    read: TokenStream,
+    glue: &mut Glue,
+) {
     let missing = if rb.required {
         quote!({
             errs.push("body", "request body is required");
@@ -339,7 +378,7 @@ fn read_body(op: &Operation, glue: &mut Glue) {
     };
     // Read only now: after authentication and the parameters.
     glue.prelude.push(quote! {
-        let body = match body.read(&mut errs).await {
+        let body = match #read {
             ::std::result::Result::Ok(rt::BodyOutcome::Valid(v)) => #valid,
             ::std::result::Result::Ok(rt::BodyOutcome::Invalid) => ::std::option::Option::None,
             ::std::result::Result::Ok(rt::BodyOutcome::Empty) => #missing,

@@ -69,7 +69,9 @@ fn value_rules(api: &Api, ty: &RustType, n: &SchemaNode) -> Result<Vec<TokenStre
             }
         }
         // Bytes are a whole non-JSON body: nothing in them to check.
-        RustType::Map(_) | RustType::JsonObject | RustType::Any | RustType::Bool | RustType::Bytes => Ok(Vec::new()),
+        RustType::Map(_) | RustType::JsonObject | RustType::Any | RustType::Bool | RustType::Bytes | RustType::Unit => {
+            Ok(Vec::new())
+        }
     }
 }
 
@@ -272,6 +274,8 @@ fn shape_of(api: &Api, ty: &RustType, n: &SchemaNode) -> TokenStream {
         }
         RustType::JsonObject => quote!(rt::Shape::Map(&rt::Shape::Any)),
         RustType::Any | RustType::Bytes => quote!(rt::Shape::Any),
+        // Null, and nothing else.
+        RustType::Unit => quote!(rt::Shape::Nullable(&rt::Shape::Enum(&[]))),
     }
 }
 

@@ -5,7 +5,7 @@
 use anyhow::{Context, Result, bail};
 use openapiv3 as oa;
 
-use super::media::{MediaType, is_json};
+use super::media::{MediaType, is_json, is_text};
 use super::names::pointer_segment;
 use super::schema::JsonType;
 use super::types::{RustType, TypeBuilder};
@@ -16,8 +16,10 @@ pub struct RequestBody {
     pub description: Option<String>,
     pub required: bool,
     pub content: Vec<MediaType>,
-    /// The generated struct the body decodes into.
+    /// The generated struct a JSON body decodes into (empty for `raw`).
     pub model: String,
+    /// A body that is not JSON: `String` for text, `Bytes` otherwise.
+    pub raw: Option<RustType>,
 }
 
 pub fn request_body(
@@ -36,8 +38,22 @@ pub fn request_body(
         bail!("{bp}/content: exactly one media type per request body is supported");
     }
     let (mt, media) = rb.content.first().context("no content")?;
+    let mp = format!("{bp}/content/{}", pointer_segment(mt));
     if !is_json(mt) {
-        bail!("{bp}/content/{}: media type {mt:?} is not supported (JSON types only)", pointer_segment(mt));
+        let s = media.schema.as_ref().with_context(|| format!("{mp}: media type without schema"))?;
+        let schema = b.resolver.convert(s, &format!("{mp}/schema"))?;
+        if b.resolver.resolve(&schema)?.ty != Some(JsonType::String) {
+            bail!("{mp}/schema: a {mt} body must be a string (text, or bytes with format: binary)");
+        }
+        let raw = if is_text(mt) { RustType::String } else { RustType::Bytes };
+        return Ok(Some(RequestBody {
+            pointer: bp,
+            description: rb.description.clone(),
+            required: rb.required,
+            content: vec![MediaType { media_type: mt.clone(), schema, rust_type: raw.clone() }],
+            model: String::new(),
+            raw: Some(raw),
+        }));
     }
     let s = media.schema.as_ref().with_context(|| format!("{bp}: media type without schema"))?;
     let schema = b.resolver.convert(s, &format!("{bp}/content/{}/schema", pointer_segment(mt)))?;
@@ -53,5 +69,6 @@ pub fn request_body(
         required: rb.required,
         content: vec![MediaType { media_type: mt.clone(), schema, rust_type }],
         model,
+        raw: None,
     }))
 }

@@ -247,6 +247,18 @@ impl<'a> Resolver<'a> {
                     && a.format.is_none()
                     && a.pattern.is_none();
                 let shapeless = objectish && a.typ.is_none() && a.properties.is_empty();
+                // `{enum: [null]}`: only null (dropshot's `()`).
+                if a.typ.is_none()
+                    && a.properties.is_empty()
+                    && a.items.is_none()
+                    && a.all_of.is_empty()
+                    && one_of.is_empty()
+                    && any_of.is_empty()
+                    && a.enumeration == [serde_json::Value::Null]
+                {
+                    n.enum_values = vec![serde_json::Value::Null];
+                    return Ok(n);
+                }
                 if !one_of.is_empty() || !any_of.is_empty() || !objectish {
                     bail!("{pointer}: schema mixes keywords of several types; give it one `type`");
                 }

@@ -28,6 +28,8 @@ pub enum RustType {
     Map(Box<RustType>),
     JsonObject,
     Any,
+    /// `{enum: [null]}`: only `null` (dropshot's empty body), Rust's `()`.
+    Unit,
     /// A body that is not JSON (`application/octet-stream`, `image/png`):
     /// its bytes as they are.
     Bytes,
@@ -192,6 +194,7 @@ impl<'a> TypeBuilder<'a> {
             return Ok(RustType::Named(name));
         }
         Ok(match node.ty {
+            None if node.enum_values == [Value::Null] => RustType::Unit,
             None => RustType::Any,
             Some(JsonType::Boolean) => RustType::Bool,
             Some(JsonType::Integer) => match node.format.as_deref() {
