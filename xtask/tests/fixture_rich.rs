@@ -109,6 +109,13 @@ impl PetsApi for Stub {
         Ok(SetPetPhotoResponse::Ok(body.len() as i64))
     }
 
+    async fn classify_animal(&self, body: Animal) -> Result<ClassifyAnimalResponse, Problem> {
+        Ok(ClassifyAnimalResponse::Ok(match body {
+            Animal::Kitty(k) => format!("kitty {}", k.name),
+            Animal::Puppy(p) => format!("puppy {}", p.name),
+        }))
+    }
+
     async fn patch_pet(&self, params: PatchPetParams, body: PetPatch) -> Result<PatchPetResponse, Problem> {
         let mut p = pet(&params.name);
         // PetPatch.weight is a double, Pet.weight a float: echo it as the ratio.
@@ -448,4 +455,22 @@ async fn binary_and_text_requests() {
     let (s, b) =
         send(cli.put("/v2/pets/rex/photo").content_type("application/octet-stream").body(vec![0u8; 1000])).await;
     assert_eq!((s, b), (StatusCode::OK, json!(1000)));
+}
+
+/// A discriminated oneOf: the member is the one `species` names (mapped or
+/// by component name), checked as that member only.
+#[tokio::test]
+async fn discriminated_unions_follow_their_property() {
+    let (cli, _) = client();
+    let (s, b) = send(cli.post("/v2/animals").body_json(&json!({"species": "Puppy", "name": "rexy"}))).await;
+    assert_eq!((s, b), (StatusCode::OK, json!("puppy rexy")));
+    let (s, b) = send(cli.post("/v2/animals").body_json(&json!({"species": "feline", "name": "tom"}))).await;
+    assert_eq!((s, b), (StatusCode::OK, json!("kitty tom")));
+    // Six characters: too long for a Kitty, fine for a Puppy.
+    let (s, b) = send(cli.post("/v2/animals").body_json(&json!({"species": "feline", "name": "tomcat"}))).await;
+    assert_eq!((s, fields(&b)), (StatusCode::BAD_REQUEST, vec!["name".to_owned()]), "{b}");
+    let (s, b) = send(cli.post("/v2/animals").body_json(&json!({"species": "Kitty", "name": "tom"}))).await;
+    assert_eq!((s, fields(&b)), (StatusCode::BAD_REQUEST, vec!["species".to_owned()]), "mapped away: {b}");
+    let (_, doc) = send(cli.get("/v2/openapi.json")).await;
+    assert_eq!(doc["components"]["schemas"]["Animal"]["discriminator"]["propertyName"], "species");
 }

@@ -34,6 +34,11 @@ pub enum Shape {
     OneOf(&'static [&'static Shape]),
     /// At least one member must match.
     AnyOf(&'static [&'static Shape]),
+    /// A union whose member is named by a string property's value.
+    Discriminated {
+        property: &'static str,
+        mapping: &'static [(&'static str, &'static Shape)],
+    },
 }
 
 /// String formats that change the Rust type (and so must parse).
@@ -88,6 +93,16 @@ impl Shape {
             Shape::OneOf(variants) | Shape::AnyOf(variants) => {
                 variants.first().map_or(Value::Null, |s| s.placeholder())
             }
+            Shape::Discriminated { property, mapping } => match mapping.first() {
+                Some((value, shape)) => {
+                    let mut v = shape.placeholder();
+                    if let Some(m) = v.as_object_mut() {
+                        m.insert((*property).to_owned(), Value::from(*value));
+                    }
+                    v
+                }
+                None => Value::Null,
+            },
         }
     }
 
@@ -201,6 +216,22 @@ impl Shape {
                     }
                 }
                 true
+            }
+            Shape::Discriminated { property, mapping } => {
+                let Some(map) = value.as_object() else {
+                    return expect(false, loc, "must be an object", errs);
+                };
+                let named = map.get(*property).and_then(Value::as_str);
+                match named.and_then(|n| mapping.iter().find(|(v, _)| *v == n)) {
+                    // Checked as that member only, so its errors are precise.
+                    Some((_, shape)) => shape.check_at(value, loc, errs),
+                    None => {
+                        let values: Vec<&str> = mapping.iter().map(|(v, _)| *v).collect();
+                        let at = loc.child(Seg::Key(property), errs);
+                        errs.fail(&at, format!("must be one of {}", values.join(", ")));
+                        false
+                    }
+                }
             }
             Shape::OneOf(variants) | Shape::AnyOf(variants) => {
                 // A member matches when it accepts the value without errors.

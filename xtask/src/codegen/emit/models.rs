@@ -13,7 +13,7 @@ use super::schema_meta::{meta_schema, refs_in_node, register_calls};
 use super::validation::{garde_rules, shape_of_fields, shape_of_node};
 use super::{doc_attrs, ident, lit};
 use crate::codegen::ir::Api;
-use crate::codegen::ir::schema::AdditionalProperties;
+use crate::codegen::ir::schema::{AdditionalProperties, Schema};
 use crate::codegen::ir::types::{EnumVariant, Field, Optionality, RustType, TypeDef, TypeKind, UnionVariant};
 
 pub(super) fn rust_type_tokens(t: &RustType) -> TokenStream {
@@ -217,6 +217,18 @@ fn type_def(api: &Api, t: &TypeDef, request: bool) -> Result<TokenStream> {
                 quote!(#v(#ty),)
             });
             let model = if request { union_model_impl(api, t, variants) } else { quote!() };
+            if let Some(d) = &t.node.discriminator {
+                let de = discriminated_deserialize(api, t, variants, d);
+                return Ok(quote! {
+                    #doc
+                    #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+                    #[serde(untagged)]
+                    pub enum #name { #(#vs)* }
+                    #de
+                    #model
+                    #type_impl
+                });
+            }
             quote! {
                 #doc
                 #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
@@ -304,6 +316,38 @@ fn is_struct(api: &Api, t: &RustType) -> bool {
 
 /// Unions validate structurally (the shape); garde sees each variant's own
 /// rules through `dive`.
+/// A discriminated union is read by its property's value, never by trying
+/// members in turn: members that differ only in that value stay apart.
+fn discriminated_deserialize(
+    api: &Api,
+    t: &TypeDef,
+    variants: &[UnionVariant],
+    d: &crate::codegen::ir::schema::Discriminator,
+) -> TokenStream {
+    let name = ident(&t.rust_name);
+    let property = lit(&d.property);
+    let arms = d.mapping.iter().filter_map(|(value, component)| {
+        let v = variants.iter().find(|u| matches!(&u.schema, Schema::Ref(c) if c == component))?;
+        let var = ident(&v.rust_name);
+        let val = lit(value);
+        let _ = api;
+        Some(quote!(::std::option::Option::Some(#val) => ::serde_json::from_value(value).map(Self::#var).map_err(::serde::de::Error::custom),))
+    });
+    let values = lit(&d.mapping.iter().map(|(v, _)| v.as_str()).collect::<Vec<_>>().join(", "));
+    quote! {
+        impl<'de> ::serde::Deserialize<'de> for #name {
+            fn deserialize<D: ::serde::Deserializer<'de>>(deserializer: D) -> ::std::result::Result<Self, D::Error> {
+                let value = <::serde_json::Value as ::serde::Deserialize>::deserialize(deserializer)?;
+                let tag = value.get(#property).and_then(::serde_json::Value::as_str).map(::std::borrow::ToOwned::to_owned);
+                match tag.as_deref() {
+                    #(#arms)*
+                    _ => ::std::result::Result::Err(::serde::de::Error::custom(::std::concat!("`", #property, "` must be one of ", #values))),
+                }
+            }
+        }
+    }
+}
+
 fn union_model_impl(api: &Api, t: &TypeDef, variants: &[UnionVariant]) -> TokenStream {
     let name = ident(&t.rust_name);
     let arms = variants.iter().map(|u| {

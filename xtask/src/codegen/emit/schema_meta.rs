@@ -110,6 +110,19 @@ fn structure(api: &Api, n: &SchemaNode, sets: &mut Vec<TokenStream>) {
             sets.push(quote!(#k: ::std::vec![#(#ms),*],));
         }
     }
+    if let Some(d) = &n.discriminator {
+        let p = lit(&d.property);
+        let m = d.explicit.iter().map(|(k, v)| {
+            let (k, v) = (lit(k), lit(v));
+            quote!((::std::string::String::from(#k), ::std::string::String::from(#v)))
+        });
+        sets.push(
+            quote!(discriminator: ::std::option::Option::Some(::poem_openapi::registry::MetaDiscriminatorObject {
+            property_name: #p,
+            mapping: ::std::vec![#(#m),*],
+        }),),
+        );
+    }
 }
 
 /// Flags and the validation keywords.

@@ -193,6 +193,15 @@ pub(super) fn shape_of_fields(api: &Api, fields: &[Field], closed: bool) -> Toke
 }
 
 pub(super) fn shape_of_node(api: &Api, n: &SchemaNode) -> TokenStream {
+    if let Some(d) = &n.discriminator {
+        let property = lit(&d.property);
+        let entries = d.mapping.iter().filter_map(|(value, component)| {
+            let t = ident(&component_type(api, component)?);
+            let v = lit(value);
+            Some(quote!((#v, <#t as rt::Model>::SHAPE)))
+        });
+        return quote!(rt::Shape::Discriminated { property: #property, mapping: &[#(#entries),*] });
+    }
     let members = if n.one_of.is_empty() { &n.any_of } else { &n.one_of };
     let shapes = members.iter().map(|m| match m {
         Schema::Ref(name) => match (component_type(api, name), api.value_aliases.get(name)) {

@@ -58,8 +58,9 @@ pub fn request_body(
     let s = media.schema.as_ref().with_context(|| format!("{bp}: media type without schema"))?;
     let schema = b.resolver.convert(s, &format!("{bp}/content/{}/schema", pointer_segment(mt)))?;
     let node = b.resolver.resolve(&schema)?;
-    if node.ty != Some(JsonType::Object) || node.properties.is_empty() {
-        bail!("{bp}: the request body must be an object with properties");
+    let union = !node.one_of.is_empty() || !node.any_of.is_empty();
+    if !union && (node.ty != Some(JsonType::Object) || node.properties.is_empty()) {
+        bail!("{bp}: the request body must be an object with properties, or a oneOf/anyOf of them");
     }
     let rust_type = b.rust_type(&schema, &format!("{op_type}Request"), None)?;
     let RustType::Named(model) = rust_type.clone() else { bail!("{bp}: the request body must be an object") };

@@ -45,6 +45,10 @@ impl JsonType {
 pub struct SchemaNode {
     /// JSON pointer into the spec, for error messages.
     pub pointer: String,
+    /// `discriminator` of a oneOf/anyOf: the property naming the member,
+    /// and each value with the component it selects (explicit mapping,
+    /// else each `$ref` member by its component name).
+    pub discriminator: Option<Discriminator>,
     /// `None` for a schema without `type` (any value, or a union).
     pub ty: Option<JsonType>,
     pub format: Option<String>,
@@ -82,6 +86,15 @@ pub struct SchemaNode {
 pub struct Property {
     pub name: String,
     pub schema: Schema,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Discriminator {
+    pub property: String,
+    /// (value, component name), in the order of the members.
+    pub mapping: Vec<(String, String)>,
+    /// The mapping as the spec writes it (served as is).
+    pub explicit: Vec<(String, String)>,
 }
 
 /// What `additionalProperties` allows.
@@ -190,9 +203,7 @@ impl<'a> Resolver<'a> {
 
     fn node(&self, schema: &oa::Schema, pointer: &str) -> Result<SchemaNode> {
         let d = &schema.schema_data;
-        if d.discriminator.is_some() {
-            bail!("{pointer}: `discriminator` is not supported by the generator");
-        }
+        let discriminator = d.discriminator.clone();
         if d.external_docs.is_some() {
             // Harmless, but poem-openapi cannot emit it on schemas: say so.
             bail!("{pointer}: `externalDocs` on schemas is not supported");
@@ -227,10 +238,16 @@ impl<'a> Resolver<'a> {
                 for (i, m) in one_of.iter().enumerate() {
                     n.one_of.push(self.convert(m, &format!("{pointer}/oneOf/{i}"))?);
                 }
+                if let Some(d) = &discriminator {
+                    n.discriminator = Some(self.discriminator(d, &n.one_of, pointer)?);
+                }
             }
             oa::SchemaKind::AnyOf { any_of } => {
                 for (i, m) in any_of.iter().enumerate() {
                     n.any_of.push(self.convert(m, &format!("{pointer}/anyOf/{i}"))?);
+                }
+                if let Some(d) = &discriminator {
+                    n.discriminator = Some(self.discriminator(d, &n.any_of, pointer)?);
                 }
             }
             oa::SchemaKind::Not { .. } => bail!("{pointer}: `not` is not supported by the generator"),
@@ -293,7 +310,51 @@ impl<'a> Resolver<'a> {
                 }
             }
         }
+        if discriminator.is_some() && n.discriminator.is_none() {
+            // On a parent schema (polymorphism through allOf) it would mean
+            // "any child": not a union the generator can build.
+            bail!("{pointer}/discriminator: only a oneOf or anyOf can have a discriminator");
+        }
         Ok(n)
+    }
+
+    /// The members a discriminator selects: each must be a `$ref` to an
+    /// object that has the property as a required string, and every value
+    /// must name exactly one member.
+    fn discriminator(&self, d: &oa::Discriminator, members: &[Schema], pointer: &str) -> Result<Discriminator> {
+        let dp = format!("{pointer}/discriminator");
+        let mut names = Vec::new();
+        for (i, m) in members.iter().enumerate() {
+            let Schema::Ref(name) = m else {
+                bail!("{pointer}/oneOf/{i}: a discriminated union's members must be `$ref`s to components");
+            };
+            let node = self.resolve(m)?;
+            let prop = node.properties.iter().find(|p| p.name == d.property_name);
+            let is_string = prop.is_some_and(|p| self.resolve(&p.schema).is_ok_and(|n| n.ty == Some(JsonType::String)));
+            if !is_string || !node.required.contains(&d.property_name) {
+                bail!("{dp}: member {name:?} must have {:?} as a required string property", d.property_name);
+            }
+            names.push(name.clone());
+        }
+        let explicit: Vec<(String, String)> = d.mapping.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let mut mapping = Vec::new();
+        for (value, target) in &explicit {
+            let name = target.strip_prefix("#/components/schemas/").unwrap_or(target).to_owned();
+            if !names.contains(&name) {
+                bail!("{dp}/mapping/{}: {target:?} is not a member", pointer_segment(value));
+            }
+            mapping.push((value.clone(), name));
+        }
+        // Members the mapping does not name are selected by their own name.
+        for name in &names {
+            if !mapping.iter().any(|(_, n)| n == name) {
+                if mapping.iter().any(|(v, _)| v == name) {
+                    bail!("{dp}: the value {name:?} would select two members");
+                }
+                mapping.push((name.clone(), name.clone()));
+            }
+        }
+        Ok(Discriminator { property: d.property_name.clone(), mapping, explicit })
     }
 
     fn typed(&self, t: &oa::Type, n: &mut SchemaNode, pointer: &str) -> Result<()> {
