@@ -221,12 +221,16 @@ fn operation(op: &Value, c: &Value) -> Value {
 fn parameter(p: &Value, c: &Value) -> Value {
     let mut out = Map::new();
     let in_query = p.get("in").and_then(Value::as_str) == Some("query");
+    let style = p.get("style").and_then(Value::as_str).unwrap_or(match p.get("in").and_then(Value::as_str) {
+        Some("query" | "cookie") => "form",
+        _ => "simple",
+    });
     for (k, v) in p.as_object().into_iter().flatten() {
         match k.as_str() {
             "deprecated" | "required" if v == &Value::Bool(false) => {}
-            // `explode` changes nothing for scalar values, and is `true` by
-            // default for query parameters.
-            "explode" if (in_query && v == &Value::Bool(true)) || !is_collection(p, c) => {}
+            // `explode` changes nothing for scalar values, and its default
+            // is `true` for the `form` style only.
+            "explode" if *v == Value::Bool(style == "form") || !is_collection(p, c) => {}
             // Each location's default style.
             "style" if in_query && v == "form" => {}
             "style" if matches!(p.get("in").and_then(Value::as_str), Some("path" | "header")) && v == "simple" => {}

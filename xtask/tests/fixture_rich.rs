@@ -56,6 +56,9 @@ impl PetsApi for Stub {
         p.nickname = params.x_request_id.map(|u| u.to_string());
         p.tags = params.tag.map(|ts| ts.into_iter().map(|label| Tag { label, weight: None }).collect());
         p.ratio = params.min_weight;
+        if let Some(colors) = params.colors {
+            p.name = format!("{} {}", colors.join("+"), params.theme.map_or("-".to_owned(), |t| t.to_string()));
+        }
         Ok(ListPetsResponse::Ok(vec![p]))
     }
 
@@ -473,4 +476,18 @@ async fn discriminated_unions_follow_their_property() {
     assert_eq!((s, fields(&b)), (StatusCode::BAD_REQUEST, vec!["species".to_owned()]), "mapped away: {b}");
     let (_, doc) = send(cli.get("/v2/openapi.json")).await;
     assert_eq!(doc["components"]["schemas"]["Animal"]["discriminator"]["propertyName"], "species");
+}
+
+/// `pipeDelimited` arrays are split at pipes; cookie parameters are read
+/// from `Cookie` and validated like any other.
+#[tokio::test]
+async fn delimited_arrays_and_cookie_parameters() {
+    let (cli, _) = client();
+    let (s, b) = send(cli.get("/v2/pets?colors=red|blue").header("Cookie", "a=1; theme=dark")).await;
+    assert_eq!((s, b[0]["name"].clone()), (StatusCode::OK, json!("red+blue dark")), "{b}");
+    let (s, b) = send(cli.get("/v2/pets?colors=red|purple").header("Cookie", "theme=neon")).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let mut f = fields(&b);
+    f.sort();
+    assert_eq!(f, vec!["colors[1]", "theme"], "{b}");
 }

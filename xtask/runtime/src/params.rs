@@ -55,6 +55,7 @@ raw_param!(Header, MetaParamIn::Header, "Raw values of one header parameter.");
 // Named `Path` on purpose: poem-openapi recognises path parameters by the
 // type's name and maps them to its internal `paramN` route segments.
 raw_param!(Path, MetaParamIn::Path, "Raw value of one path parameter.");
+raw_param!(Cookie, MetaParamIn::Cookie, "Raw value of one cookie parameter.");
 
 fn raw_values(location: MetaParamIn, request: &Request, name: &str) -> Vec<String> {
     match location {
@@ -62,6 +63,17 @@ fn raw_values(location: MetaParamIn, request: &Request, name: &str) -> Vec<Strin
         MetaParamIn::Header => {
             request.headers().get_all(name).iter().filter_map(|v| v.to_str().ok().map(str::to_owned)).collect()
         }
+        // Every `Cookie` header, `name=value; …` pairs, this name's values.
+        MetaParamIn::Cookie => request
+            .headers()
+            .get_all(poem::http::header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .filter(|(k, _)| *k == name)
+            .map(|(_, v)| v.trim_matches('"').to_owned())
+            .collect(),
         _ => form_urlencoded::parse(request.uri().query().unwrap_or_default().as_bytes())
             .filter(|(k, _)| k == name)
             .map(|(_, v)| v.into_owned())
@@ -78,6 +90,9 @@ pub enum Coerce {
     Bool,
     /// Repeated values (`?tag=a&tag=b`) or a comma list, each item coerced.
     Array(&'static Coerce),
+    /// One value split at a separator (`spaceDelimited`: `a b`,
+    /// `pipeDelimited`: `a|b`), each item coerced.
+    Split(&'static Coerce, char),
 }
 
 /// Builds the JSON object the structural pass checks for a parameter set.
@@ -93,6 +108,10 @@ pub fn params_object(values: &[(&'static str, Vec<String>, Coerce)]) -> Value {
                 }
                 Value::Array(parts.into_iter().map(|s| coerce_one(s, item)).collect())
             }
+            Coerce::Split(item, sep) => match raw.first() {
+                Some(s) => Value::Array(s.split(*sep).map(|p| coerce_one(p, item)).collect()),
+                None => continue,
+            },
             _ => match raw.first() {
                 Some(s) => coerce_one(s, coerce),
                 None => continue,
@@ -116,6 +135,6 @@ fn coerce_one(s: &str, coerce: &Coerce) -> Value {
             "false" => Value::Bool(false),
             _ => Value::from(s),
         },
-        Coerce::String | Coerce::Array(_) => Value::from(s),
+        Coerce::String | Coerce::Array(_) | Coerce::Split(..) => Value::from(s),
     }
 }

@@ -399,6 +399,15 @@ fn doc_patches(api: &Api) -> Vec<TokenStream> {
                 .collect();
             patches.push((format!("{at}/security"), serde_json::Value::Array(reqs)));
         }
+        // poem-openapi writes every parameter as its location's default
+        // style; the extractors come in `params` order.
+        for (i, p) in o.params.iter().enumerate() {
+            use crate::codegen::ir::params::ParamStyle;
+            if matches!(p.style, ParamStyle::SpaceDelimited | ParamStyle::PipeDelimited) {
+                patches.push((format!("{at}/parameters/{i}/style"), serde_json::json!(p.style.to_string())));
+                patches.push((format!("{at}/parameters/{i}/explode"), serde_json::json!(p.explode)));
+            }
+        }
         let summary_splits = o.summary.as_deref().is_some_and(|s| s.contains("\n\n"));
         if (o.summary.is_none() && o.description.is_some()) || summary_splits {
             patches.push((format!("{at}/summary"), serde_json::json!(o.summary)));

@@ -2,13 +2,13 @@
 //! `#[OpenApi]` glue that authenticates, validates parameters and body, and
 //! only then calls the trait.
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use heck::ToSnakeCase;
 use proc_macro2::{Literal, TokenStream};
 use quote::{format_ident, quote};
 
 use super::models::rust_type_tokens;
-use super::params::{coerce_of, params_def};
+use super::params::{param_coerce, params_def};
 use super::responses::response_enum;
 use super::{doc_attrs, ident, lit, op_tag};
 use crate::codegen::ir::Api;
@@ -301,13 +301,12 @@ fn extract_params(op: &Operation, glue: &mut Glue) -> Result<()> {
             ParamLocation::Query => quote!(rt::Query<#pt_i, #idx>),
             ParamLocation::Path => quote!(rt::Path<#pt_i, #idx>),
             ParamLocation::Header => quote!(rt::Header<#pt_i, #idx>),
-            // The IR refuses these already; never emit a guess.
-            ParamLocation::Cookie => bail!("{}: cookie parameters are not supported", p.pointer),
+            ParamLocation::Cookie => quote!(rt::Cookie<#pt_i, #idx>),
         };
         let pdoc = doc_attrs(&[p.description.as_deref()]);
         let deprecated = if p.deprecated { quote!(, deprecated) } else { quote!() };
         glue.args.push(quote!(#pdoc #[oai(name = #wire #deprecated)] #arg: #extractor));
-        let coerce = coerce_of(&p.field.ty);
+        let coerce = param_coerce(p);
         entries.push(quote!((#json, #arg.0, #coerce)));
     }
     glue.prelude.push(quote! {

@@ -50,6 +50,25 @@ pub(super) fn params_def(api: &Api, op: &Operation) -> Result<TokenStream> {
     })
 }
 
+/// The coercion of a parameter: its type, and for arrays how the values
+/// arrive (repeated or comma-separated for `form`; one value split at a
+/// space or a pipe for `spaceDelimited`/`pipeDelimited` without explode).
+pub(super) fn param_coerce(p: &crate::codegen::ir::params::Parameter) -> TokenStream {
+    use crate::codegen::ir::params::ParamStyle;
+    let sep = match p.style {
+        ParamStyle::SpaceDelimited if !p.explode => Some(' '),
+        ParamStyle::PipeDelimited if !p.explode => Some('|'),
+        _ => None,
+    };
+    match (&p.field.ty, sep) {
+        (RustType::Vec(item), Some(sep)) => {
+            let c = coerce_of(item);
+            quote!(rt::Coerce::Split(&#c, #sep))
+        }
+        (ty, _) => coerce_of(ty),
+    }
+}
+
 pub(super) fn coerce_of(ty: &RustType) -> TokenStream {
     match ty {
         RustType::I32 | RustType::I64 => quote!(rt::Coerce::Integer),

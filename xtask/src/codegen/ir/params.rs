@@ -178,9 +178,6 @@ fn location_and_style(p: &oa::Parameter) -> (ParamLocation, ParamStyle) {
 fn parameter(b: &mut TypeBuilder<'_>, p: &oa::Parameter, pointer: String, op_type: &str) -> Result<Parameter> {
     let (location, style) = location_and_style(p);
     let data = p.parameter_data_ref();
-    if location == ParamLocation::Cookie {
-        bail!("{pointer}: cookie parameters are not supported");
-    }
     let schema = match &data.format {
         oa::ParameterSchemaOrContent::Schema(s) => b.resolver.convert(s, &format!("{pointer}/schema"))?,
         oa::ParameterSchemaOrContent::Content(_) => bail!("{pointer}: parameters with `content` are not supported"),
@@ -191,6 +188,11 @@ fn parameter(b: &mut TypeBuilder<'_>, p: &oa::Parameter, pointer: String, op_typ
         bail!("{pointer}: path parameters must be required");
     }
     require_default_style(location, style, &pointer)?;
+    if matches!(style, ParamStyle::SpaceDelimited | ParamStyle::PipeDelimited)
+        && !matches!(field.ty, super::types::RustType::Vec(_))
+    {
+        bail!("{pointer}/style: `{style}` applies to arrays only");
+    }
     field.required = data.required;
     Ok(Parameter {
         name: data.name.clone(),
@@ -225,6 +227,11 @@ fn require_scalar_or_array(b: &TypeBuilder<'_>, schema: &Schema, pointer: &str) 
 /// is `form` either way explode is set, and path/header values as `simple`.
 /// Any other style would be misread, so it is refused.
 fn require_default_style(location: ParamLocation, style: ParamStyle, pointer: &str) -> Result<()> {
+    // Arrays in one value split at a space or a pipe are read as declared
+    // (an array schema is checked by require_scalar_or_array's caller).
+    if location == ParamLocation::Query && matches!(style, ParamStyle::SpaceDelimited | ParamStyle::PipeDelimited) {
+        return Ok(());
+    }
     let expected = match location {
         ParamLocation::Query | ParamLocation::Cookie => ParamStyle::Form,
         ParamLocation::Path | ParamLocation::Header => ParamStyle::Simple,
