@@ -491,3 +491,23 @@ async fn delimited_arrays_and_cookie_parameters() {
     f.sort();
     assert_eq!(f, vec!["colors[1]", "theme"], "{b}");
 }
+
+/// multipleOf, exclusive bounds on numbers and uniqueItems.
+#[tokio::test]
+async fn multiple_of_exclusive_bounds_and_unique_items() {
+    let (cli, _) = client();
+    let pet = |score: Value, codes: Value| json!({"name": "tom", "kind": "cat", "owner": {"name": "ann"}, "shape": {"lives": 1}, "score": score, "codes": codes});
+    let (s, b) = send(cli.post("/v2/pets").body_json(&pet(json!(2.5), json!([3, 6, 9])))).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let (s, b) = send(cli.post("/v2/pets").body_json(&pet(json!(0), json!([3, 3])))).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let sorted = |b: &Value| {
+        let mut f = fields(b);
+        f.sort();
+        f
+    };
+    assert_eq!(sorted(&b), vec!["codes", "score"], "{b}");
+    let (s, b) = send(cli.post("/v2/pets").body_json(&pet(json!(2.25), json!([3, 4])))).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(sorted(&b), vec!["codes[1]", "score"], "{b}");
+}

@@ -27,6 +27,7 @@ mod headers;
 mod params;
 mod problem;
 mod routing;
+pub mod rules;
 mod security;
 mod shape;
 mod values;

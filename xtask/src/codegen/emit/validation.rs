@@ -106,8 +106,8 @@ fn string_rules(n: &SchemaNode) -> Vec<TokenStream> {
     rules
 }
 
-/// A range rule. Exclusive bounds are exact only for integers (a bound
-/// moves by one); on floats they are refused rather than approximated.
+/// A range rule; exclusive bounds move by one on integers and are strict
+/// comparisons on floats; `multipleOf` is a custom rule.
 fn number_rules(n: &SchemaNode, int: bool) -> Result<Vec<TokenStream>> {
     let literal = |v: f64| {
         if int {
@@ -118,26 +118,38 @@ fn number_rules(n: &SchemaNode, int: bool) -> Result<Vec<TokenStream>> {
         }
     };
     let mut args = Vec::new();
+    let mut rules = Vec::new();
+    let float = |v: f64| {
+        let l = Literal::f64_unsuffixed(v);
+        quote!(#l)
+    };
     if let Some(m) = n.minimum {
         if n.exclusive_minimum && !int {
-            bail!("{}: exclusiveMinimum on numbers is not supported", n.pointer);
+            let b = float(m);
+            rules.push(quote!(custom(rt::rules::greater_than(#b))));
+        } else {
+            let m = literal(if n.exclusive_minimum { m + 1.0 } else { m });
+            args.push(quote!(min = #m));
         }
-        let m = literal(if n.exclusive_minimum { m + 1.0 } else { m });
-        args.push(quote!(min = #m));
     }
     if let Some(m) = n.maximum {
         if n.exclusive_maximum && !int {
-            bail!("{}: exclusiveMaximum on numbers is not supported", n.pointer);
+            let b = float(m);
+            rules.push(quote!(custom(rt::rules::less_than(#b))));
+        } else {
+            let m = literal(if n.exclusive_maximum { m - 1.0 } else { m });
+            args.push(quote!(max = #m));
         }
-        let m = literal(if n.exclusive_maximum { m - 1.0 } else { m });
-        args.push(quote!(max = #m));
     }
-    let mut rules = Vec::new();
     if !args.is_empty() {
-        rules.push(quote!(range(#(#args),*)));
+        rules.insert(0, quote!(range(#(#args),*)));
     }
-    if n.multiple_of.is_some() {
-        bail!("{}: multipleOf is not supported", n.pointer);
+    if let Some(m) = n.multiple_of {
+        if m <= 0.0 {
+            bail!("{}: multipleOf must be greater than 0", n.pointer);
+        }
+        let m = float(m);
+        rules.push(quote!(custom(rt::rules::multiple_of(#m))));
     }
     Ok(rules)
 }
@@ -149,7 +161,7 @@ fn array_rules(api: &Api, item: &RustType, n: &SchemaNode) -> Result<Vec<TokenSt
         rules.push(quote!(length(#(#args),*)));
     }
     if n.unique_items {
-        bail!("{}: uniqueItems is not supported", n.pointer);
+        rules.push(quote!(custom(rt::rules::unique_items)));
     }
     let item_node = match &n.items {
         Some(Schema::Inline(i)) => (**i).clone(),
