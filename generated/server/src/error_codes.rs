@@ -95,7 +95,7 @@ impl ErrorCode {
         Self::IdempotencyKeyReused,
         Self::HeadersTooLarge,
     ];
-    /// The envelope's `code`.
+    /// The numeric code.
     pub const fn code(self) -> i64 {
         match self {
             Self::ValidationFailed => 1001,
@@ -139,7 +139,7 @@ impl ErrorCode {
             Self::HeadersTooLarge => 431,
         }
     }
-    /// The registry's message (the envelope's default `msg`).
+    /// The registry's message (a problem's title).
     pub const fn message(self) -> &'static str {
         match self {
             Self::ValidationFailed => "参数验证失败",
@@ -180,7 +180,7 @@ impl ErrorCode {
             _ => ::std::option::Option::None,
         }
     }
-    /// The entry with envelope code `code`.
+    /// The entry with numeric code `code`.
     pub fn from_code(code: i64) -> ::std::option::Option<Self> {
         Self::ALL.iter().copied().find(|c| c.code() == code)
     }

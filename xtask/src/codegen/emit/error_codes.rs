@@ -49,13 +49,13 @@ pub(super) fn error_codes_rs(api: &Api) -> TokenStream {
             /// The whole registry, in the spec's order.
             pub const ALL: &'static [Self] = &[#(#all),*];
 
-            /// The envelope's `code`.
+            /// The numeric code.
             pub const fn code(self) -> i64 { match self { #(#code_arms)* } }
 
             /// The HTTP status this code is answered with.
             pub const fn status(self) -> u16 { match self { #(#status_arms)* } }
 
-            /// The registry's message (the envelope's default `msg`).
+            /// The registry's message (a problem's title).
             pub const fn message(self) -> &'static str { match self { #(#msg_arms)* } }
 
             /// This code as a problem: its status, code and message.
@@ -73,7 +73,7 @@ pub(super) fn error_codes_rs(api: &Api) -> TokenStream {
                 }
             }
 
-            /// The entry with envelope code `code`.
+            /// The entry with numeric code `code`.
             pub fn from_code(code: i64) -> ::std::option::Option<Self> {
                 Self::ALL.iter().copied().find(|c| c.code() == code)
             }

@@ -81,8 +81,8 @@ fn documented(op: &Operation) -> Vec<Documented<'_>> {
 }
 
 /// The operation's result type with its `ApiResponse` (document),
-/// `IntoResponse` (HTTP) and, when it can carry envelopes,
-/// `FromErrorCode` (framework errors) impls.
+/// `IntoResponse` (HTTP), `FromProblem` (a failure as the response
+/// documented for its status) and `check` (the body against the spec).
 pub(super) fn response_enum(api: &Api, op: &Operation, checked: &BTreeSet<String>) -> TokenStream {
     let name = ident(&op.result_type);
     let responses = documented(op);
