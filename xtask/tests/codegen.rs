@@ -194,3 +194,17 @@ fn nameless_operations_and_clashing_tags_generate() {
     assert!(ops.contains("fn get_a_by_id(") && ops.contains("operation_id = \"getAById\""), "{ops}");
     assert!(files.iter().any(|(p, t)| p.ends_with("src/models.rs") && t.contains("pub struct X")));
 }
+
+/// Properties whose names meet after case conversion keep distinct fields.
+#[test]
+fn properties_colliding_after_case_conversion_stay_apart() {
+    let spec = tiny(
+        "  /a:\n    get:\n      operationId: a\n      responses:\n        '200': {description: ok, content: {application/json: {schema: {$ref: '#/components/schemas/X'}}}}",
+        "    X: {type: object, properties: {fooBar: {type: string}, foo_bar: {type: integer}}}",
+    );
+    let doc = codegen::parse_spec(&spec).unwrap();
+    let files = codegen::render_server(&doc, Path::new("s.yaml"), "x").unwrap();
+    let models = &files.iter().find(|(p, _)| p.ends_with("src/models.rs")).unwrap().1;
+    assert!(models.contains("pub foo_bar:") && models.contains("pub foo_bar_2:"), "{models}");
+    assert!(models.contains("rename = \"fooBar\""), "{models}");
+}

@@ -511,3 +511,23 @@ async fn multiple_of_exclusive_bounds_and_unique_items() {
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert_eq!(sorted(&b), vec!["codes[1]", "score"], "{b}");
 }
+
+/// The string formats JSON Schema checks: uri, ipv4, hostname, byte.
+#[tokio::test]
+async fn string_formats_are_checked() {
+    let (cli, _) = client();
+    let pet = |extra: Value| {
+        let mut p = json!({"name": "tom", "kind": "cat", "owner": {"name": "ann"}, "shape": {"lives": 1}});
+        p.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        p
+    };
+    let good = json!({"homepage": "https://ex.org/a", "ip": "10.0.0.1", "host": "a-b.example.org", "avatar": "aGk="});
+    let (s, b) = send(cli.post("/v2/pets").body_json(&pet(good))).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let bad = json!({"homepage": "not a uri", "ip": "10.0.0.300", "host": "-bad-.org", "avatar": "%%%"});
+    let (s, b) = send(cli.post("/v2/pets").body_json(&pet(bad))).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let mut f = fields(&b);
+    f.sort();
+    assert_eq!(f, vec!["avatar", "homepage", "host", "ip"], "{b}");
+}

@@ -100,3 +100,62 @@ impl<T: Items> Items for Option<T> {
 pub fn unique_items<T: Items>(value: &T, _: &()) -> garde::Result {
     value.unique()
 }
+
+/// A string field, or an optional one.
+pub trait Texts {
+    fn each(&self, f: &mut dyn FnMut(&str) -> garde::Result) -> garde::Result;
+}
+
+impl Texts for String {
+    fn each(&self, f: &mut dyn FnMut(&str) -> garde::Result) -> garde::Result {
+        f(self)
+    }
+}
+
+impl<T: Texts> Texts for Option<T> {
+    fn each(&self, f: &mut dyn FnMut(&str) -> garde::Result) -> garde::Result {
+        self.as_ref().map_or(Ok(()), |v| v.each(f))
+    }
+}
+
+impl<T: Texts> Texts for Vec<T> {
+    fn each(&self, f: &mut dyn FnMut(&str) -> garde::Result) -> garde::Result {
+        self.iter().try_for_each(|v| v.each(f))
+    }
+}
+
+/// The string formats OpenAPI's registry defines and JSON Schema checks:
+/// `uri`, `ipv4`, `ipv6`, `hostname` (RFC 1123) and `byte` (base64).
+pub fn format<T: Texts>(format: &'static str) -> impl FnOnce(&T, &()) -> garde::Result {
+    move |value, _| {
+        value.each(&mut |s| {
+            let ok = match format {
+                "uri" => url::Url::parse(s).is_ok(),
+                "ipv4" => s.parse::<std::net::Ipv4Addr>().is_ok(),
+                "ipv6" => s.parse::<std::net::Ipv6Addr>().is_ok(),
+                "hostname" => is_hostname(s),
+                "byte" => {
+                    use base64::Engine as _;
+                    base64::engine::general_purpose::STANDARD.decode(s).is_ok()
+                }
+                _ => true,
+            };
+            if ok { Ok(()) } else { Err(garde::Error::new(format!("not a valid {format}"))) }
+        })
+    }
+}
+
+/// RFC 1123: dot-separated labels of letters, digits and inner hyphens,
+/// each at most 63 characters, 253 in all.
+fn is_hostname(s: &str) -> bool {
+    let s = s.strip_suffix('.').unwrap_or(s);
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')
+        })
+}

@@ -100,8 +100,15 @@ fn string_rules(n: &SchemaNode) -> Vec<TokenStream> {
         let p = lit(p);
         rules.push(quote!(pattern(#p)));
     }
-    if n.format.as_deref() == Some("email") {
-        rules.push(quote!(email));
+    match n.format.as_deref() {
+        Some("email") => rules.push(quote!(email)),
+        Some(f @ ("uri" | "ipv4" | "ipv6" | "hostname" | "byte")) => {
+            let f = lit(f);
+            rules.push(quote!(custom(rt::rules::format(#f))));
+        }
+        // Other formats are annotations (JSON Schema), or change the Rust
+        // type (date, date-time, uuid), which checks them.
+        _ => {}
     }
     rules
 }

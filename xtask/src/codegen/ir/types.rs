@@ -330,9 +330,17 @@ impl<'a> TypeBuilder<'a> {
     fn object(&mut self, node: &SchemaNode, name: &str, component: Option<&str>) -> Result<()> {
         // Reserve the name before recursing, as for unions.
         self.insert(name, component, TypeKind::Struct(vec![]), node);
-        let mut fields = Vec::new();
+        let mut fields: Vec<Field> = Vec::new();
         for p in &node.properties {
-            fields.push(self.field(&p.name, &p.schema, node.required.contains(&p.name), name)?);
+            let mut f = self.field(&p.name, &p.schema, node.required.contains(&p.name), name)?;
+            // `fooBar` and `foo_bar` are both `foo_bar` in Rust: number the later.
+            let base = f.rust_name.clone();
+            let mut n = 2;
+            while fields.iter().any(|o| o.rust_name == f.rust_name) {
+                f.rust_name = format!("{}_{n}", base.trim_end_matches('_'));
+                n += 1;
+            }
+            fields.push(f);
         }
         if let Some(t) = self.types.get_mut(name) {
             t.kind = TypeKind::Struct(fields);
