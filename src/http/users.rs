@@ -2,7 +2,7 @@
 
 use api_server::{
     CreateUserRequest, CreateUserResponse, DeleteUserParams, DeleteUserResponse, GetUserByIdParams,
-    GetUserByIdResponse, ListUsersApiResponse, ListUsersParams, ListUsersResponse, Status, SuccessResponse,
+    GetUserByIdResponse, ListUsersParams, ListUsersResponse, ListUsersResponseBody, Status, SuccessResponse,
     UpdateUserParams, UpdateUserRequest, UpdateUserResponse, UserResponse, UsersApi, rt::Problem,
 };
 
@@ -42,15 +42,15 @@ fn user_response(u: User) -> UserResponse {
 }
 
 impl UsersApi for App {
-    async fn list_users(&self, _who: Principal, params: ListUsersParams) -> Result<ListUsersApiResponse, Problem> {
+    async fn list_users(&self, _who: Principal, params: ListUsersParams) -> Result<ListUsersResponse, Problem> {
         let status = params.status.map(store_status);
         let (rows, total) = users::users_list(&self.pg, params.page, params.page_size, status)
             .await
             .map_err(|e| store_error("listUsers", e))?;
         let users = rows.into_iter().map(user_response).collect();
-        Ok(ListUsersApiResponse::Ok(success!(
+        Ok(ListUsersResponse::Ok(success!(
             ListUsers200Response,
-            ListUsersResponse {
+            ListUsersResponseBody {
                 users,
                 page: params.page,
                 page_size: params.page_size,

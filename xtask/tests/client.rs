@@ -105,13 +105,19 @@ macro_rules! ok {
 }
 
 impl UsersApi for Scripted {
-    async fn list_users(&self, _: (), p: ListUsersParams) -> Result<ListUsersApiResponse, Problem> {
+    async fn list_users(&self, _: (), p: ListUsersParams) -> Result<ListUsersResponse, Problem> {
         if p.page == 500 {
-            return Ok(ListUsersApiResponse::InternalServerError(err(ErrorCode::Internal)));
+            return Ok(ListUsersResponse::InternalServerError(err(ErrorCode::Internal)));
         }
-        Ok(ListUsersApiResponse::Ok(ok!(
+        Ok(ListUsersResponse::Ok(ok!(
             ListUsers200Response,
-            ListUsersResponse { users: vec![user(1)], page: p.page, page_size: p.page_size, total: 41, total_pages: 3 }
+            ListUsersResponseBody {
+                users: vec![user(1)],
+                page: p.page,
+                page_size: p.page_size,
+                total: 41,
+                total_pages: 3
+            }
         )))
     }
     async fn create_user(&self, _: (), b: CreateUserRequest) -> Result<CreateUserResponse, Problem> {

@@ -90,12 +90,12 @@ impl HealthApi for Stub {
 }
 
 impl UsersApi for Stub {
-    async fn list_users(&self, _who: String, params: ListUsersParams) -> Result<ListUsersApiResponse, Problem> {
+    async fn list_users(&self, _who: String, params: ListUsersParams) -> Result<ListUsersResponse, Problem> {
         self.calls.fetch_add(1, Ordering::SeqCst);
-        Ok(ListUsersApiResponse::Ok(ListUsers200Response {
+        Ok(ListUsersResponse::Ok(ListUsers200Response {
             code: 0,
             msg: format!("status={:?}", params.status),
-            data: Some(ListUsersResponse {
+            data: Some(ListUsersResponseBody {
                 users: vec![],
                 page: params.page,
                 page_size: params.page_size,

@@ -615,7 +615,7 @@ rt::impl_type!(
 );
 /// Schema `#/components/schemas/ListUsersResponse`.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::garde::Validate)]
-pub struct ListUsersResponse {
+pub struct ListUsersResponseBody {
     /// 用户列表
     #[garde(dive)]
     pub users: ::std::vec::Vec<UserResponse>,
@@ -632,7 +632,7 @@ pub struct ListUsersResponse {
     #[garde(skip)]
     pub total_pages: i64,
 }
-impl rt::Model for ListUsersResponse {
+impl rt::Model for ListUsersResponseBody {
     const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[
         rt::Prop {
             name: "users",
@@ -667,81 +667,84 @@ impl rt::Model for ListUsersResponse {
     ]);
 }
 rt::impl_type!(
-    ListUsersResponse,
+    ListUsersResponseBody,
     "ListUsersResponse",
     ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from("ListUsersResponse")),
     |registry| {
-        registry.create_schema::<ListUsersResponse, _>(::std::string::String::from("ListUsersResponse"), |registry| {
-            let _ = &registry;
-            <crate::models::UserResponse as ::poem_openapi::types::Type>::register(registry);
-            ::poem_openapi::registry::MetaSchema {
-                ty: "object",
-                required: ::std::vec!["users", "page", "page_size", "total", "total_pages"],
-                properties: ::std::vec![
-                    (
-                        "users",
-                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                            ::poem_openapi::registry::MetaSchema {
-                                ty: "array",
-                                description: ::std::option::Option::Some("用户列表"),
-                                items: ::std::option::Option::Some(::std::boxed::Box::new(
-                                    ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from(
-                                        "UserResponse"
-                                    ))
-                                )),
-                                ..::poem_openapi::registry::MetaSchema::ANY
-                            }
-                        ))
-                    ),
-                    (
-                        "page",
-                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                            ::poem_openapi::registry::MetaSchema {
-                                ty: "integer",
-                                description: ::std::option::Option::Some("当前页码"),
-                                example: ::std::option::Option::Some(crate::rt::json("1")),
-                                ..::poem_openapi::registry::MetaSchema::ANY
-                            }
-                        ))
-                    ),
-                    (
-                        "page_size",
-                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                            ::poem_openapi::registry::MetaSchema {
-                                ty: "integer",
-                                description: ::std::option::Option::Some("每页条数"),
-                                example: ::std::option::Option::Some(crate::rt::json("20")),
-                                ..::poem_openapi::registry::MetaSchema::ANY
-                            }
-                        ))
-                    ),
-                    (
-                        "total",
-                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                            ::poem_openapi::registry::MetaSchema {
-                                ty: "integer",
-                                format: ::std::option::Option::Some("int64"),
-                                description: ::std::option::Option::Some("总记录数"),
-                                example: ::std::option::Option::Some(crate::rt::json("100")),
-                                ..::poem_openapi::registry::MetaSchema::ANY
-                            }
-                        ))
-                    ),
-                    (
-                        "total_pages",
-                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                            ::poem_openapi::registry::MetaSchema {
-                                ty: "integer",
-                                description: ::std::option::Option::Some("总页数"),
-                                example: ::std::option::Option::Some(crate::rt::json("5")),
-                                ..::poem_openapi::registry::MetaSchema::ANY
-                            }
-                        ))
-                    )
-                ],
-                ..::poem_openapi::registry::MetaSchema::ANY
-            }
-        });
+        registry.create_schema::<ListUsersResponseBody, _>(
+            ::std::string::String::from("ListUsersResponse"),
+            |registry| {
+                let _ = &registry;
+                <crate::models::UserResponse as ::poem_openapi::types::Type>::register(registry);
+                ::poem_openapi::registry::MetaSchema {
+                    ty: "object",
+                    required: ::std::vec!["users", "page", "page_size", "total", "total_pages"],
+                    properties: ::std::vec![
+                        (
+                            "users",
+                            ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                                ::poem_openapi::registry::MetaSchema {
+                                    ty: "array",
+                                    description: ::std::option::Option::Some("用户列表"),
+                                    items: ::std::option::Option::Some(::std::boxed::Box::new(
+                                        ::poem_openapi::registry::MetaSchemaRef::Reference(
+                                            ::std::string::String::from("UserResponse")
+                                        )
+                                    )),
+                                    ..::poem_openapi::registry::MetaSchema::ANY
+                                }
+                            ))
+                        ),
+                        (
+                            "page",
+                            ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                                ::poem_openapi::registry::MetaSchema {
+                                    ty: "integer",
+                                    description: ::std::option::Option::Some("当前页码"),
+                                    example: ::std::option::Option::Some(crate::rt::json("1")),
+                                    ..::poem_openapi::registry::MetaSchema::ANY
+                                }
+                            ))
+                        ),
+                        (
+                            "page_size",
+                            ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                                ::poem_openapi::registry::MetaSchema {
+                                    ty: "integer",
+                                    description: ::std::option::Option::Some("每页条数"),
+                                    example: ::std::option::Option::Some(crate::rt::json("20")),
+                                    ..::poem_openapi::registry::MetaSchema::ANY
+                                }
+                            ))
+                        ),
+                        (
+                            "total",
+                            ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                                ::poem_openapi::registry::MetaSchema {
+                                    ty: "integer",
+                                    format: ::std::option::Option::Some("int64"),
+                                    description: ::std::option::Option::Some("总记录数"),
+                                    example: ::std::option::Option::Some(crate::rt::json("100")),
+                                    ..::poem_openapi::registry::MetaSchema::ANY
+                                }
+                            ))
+                        ),
+                        (
+                            "total_pages",
+                            ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                                ::poem_openapi::registry::MetaSchema {
+                                    ty: "integer",
+                                    description: ::std::option::Option::Some("总页数"),
+                                    example: ::std::option::Option::Some(crate::rt::json("5")),
+                                    ..::poem_openapi::registry::MetaSchema::ANY
+                                }
+                            ))
+                        )
+                    ],
+                    ..::poem_openapi::registry::MetaSchema::ANY
+                }
+            },
+        );
     }
 );
 /// Schema `#/components/schemas/EmailTaskRequest`.
@@ -2170,7 +2173,7 @@ pub struct ListUsers200Response {
     pub msg: ::std::string::String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[garde(dive)]
-    pub data: ::std::option::Option<ListUsersResponse>,
+    pub data: ::std::option::Option<ListUsersResponseBody>,
     /// 响应时间戳(ISO 8601 格式)
     #[garde(skip)]
     pub timestamp: ::chrono::DateTime<::chrono::Utc>,
@@ -2192,7 +2195,7 @@ impl rt::Model for ListUsers200Response {
         rt::Prop {
             name: "data",
             required: false,
-            shape: &*<ListUsersResponse as rt::Model>::SHAPE,
+            shape: &*<ListUsersResponseBody as rt::Model>::SHAPE,
             access: rt::Access::ReadWrite,
         },
         rt::Prop {
@@ -2253,7 +2256,7 @@ rt::impl_type!(
     })),
     |registry| {
         let _ = &registry;
-        <crate::models::ListUsersResponse as ::poem_openapi::types::Type>::register(registry);
+        <crate::models::ListUsersResponseBody as ::poem_openapi::types::Type>::register(registry);
     }
 );
 /// Inline schema at `#/paths/~1users/post/responses/200/content/application~1json/schema`.

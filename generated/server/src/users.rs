@@ -25,7 +25,7 @@ pub trait UsersApi: crate::ErrorPolicy + crate::Auth {
         &self,
         principal: Self::Principal,
         params: ListUsersParams,
-    ) -> impl ::std::future::Future<Output = ::std::result::Result<ListUsersApiResponse, rt::Problem>> + ::std::marker::Send;
+    ) -> impl ::std::future::Future<Output = ::std::result::Result<ListUsersResponse, rt::Problem>> + ::std::marker::Send;
     /// 创建用户
     ///
     /// 创建新用户(演示数据库 CRUD 操作)
@@ -87,7 +87,7 @@ pub trait UsersApi: crate::ErrorPolicy + crate::Auth {
 }
 /// Every response `listUsers` documents, one variant per status.
 #[derive(Debug, Clone, PartialEq)]
-pub enum ListUsersApiResponse {
+pub enum ListUsersResponse {
     /// 200 查询成功
     Ok(ListUsers200Response),
     /// 400 请求参数错误
@@ -99,7 +99,7 @@ pub enum ListUsersApiResponse {
     /// 500 服务器内部错误
     InternalServerError(ErrorResponse),
 }
-impl ::poem_openapi::ApiResponse for ListUsersApiResponse {
+impl ::poem_openapi::ApiResponse for ListUsersResponse {
     fn meta() -> ::poem_openapi::registry::MetaResponses {
         ::poem_openapi::registry::MetaResponses {
             responses: ::std::vec![
@@ -162,7 +162,7 @@ impl ::poem_openapi::ApiResponse for ListUsersApiResponse {
         <crate::models::ListUsers200Response as ::poem_openapi::types::Type>::register(registry);
     }
 }
-impl ::poem::IntoResponse for ListUsersApiResponse {
+impl ::poem::IntoResponse for ListUsersResponse {
     fn into_response(self) -> ::poem::Response {
         match self {
             Self::Ok(body) => rt::json_response(200, &body),
@@ -173,7 +173,7 @@ impl ::poem::IntoResponse for ListUsersApiResponse {
         }
     }
 }
-impl crate::FromProblem for ListUsersApiResponse {
+impl crate::FromProblem for ListUsersResponse {
     fn from_problem<P: crate::ErrorPolicy>(problem: rt::Problem) -> ::std::result::Result<Self, rt::Problem> {
         match problem.status {
             400 => ::std::result::Result::Ok(Self::BadRequest(P::error_response(&problem))),
@@ -184,7 +184,7 @@ impl crate::FromProblem for ListUsersApiResponse {
         }
     }
 }
-impl ListUsersApiResponse {
+impl ListUsersResponse {
     /// Checks the body against the spec (see `rt::response_checks`).
     #[doc(hidden)]
     pub fn check(&self, errs: &mut rt::FieldErrors) {
@@ -1009,7 +1009,7 @@ impl<A: UsersApi> UsersServer<A> {
         /// 用户状态过滤
         #[oai(name = "status")]
         p_status: rt::Query<ListUsersParams, 2>,
-    ) -> rt::Answer<ListUsersApiResponse> {
+    ) -> rt::Answer<ListUsersResponse> {
         let principal = 'auth: {
             let mut rejected: ::std::option::Option<rt::Problem> = ::std::option::Option::None;
             if cred_token_auth.0.is_present() {
@@ -1029,7 +1029,7 @@ impl<A: UsersApi> UsersServer<A> {
                     }
                 }
             }
-            return crate::answer::<ListUsersApiResponse, A>(
+            return crate::answer::<ListUsersResponse, A>(
                 rejected.unwrap_or_else(|| crate::fault(rt::Fault::MissingCredential)),
             );
         };
@@ -1044,12 +1044,12 @@ impl<A: UsersApi> UsersServer<A> {
             &mut errs,
         );
         let (::std::option::Option::Some(params),) = (params,) else {
-            return crate::answer::<ListUsersApiResponse, A>(
+            return crate::answer::<ListUsersResponse, A>(
                 crate::fault(rt::Fault::ValidationFailed).with_field_errors(&errs),
             );
         };
         if !errs.is_empty() {
-            return crate::answer::<ListUsersApiResponse, A>(
+            return crate::answer::<ListUsersResponse, A>(
                 crate::fault(rt::Fault::ValidationFailed).with_field_errors(&errs),
             );
         }
@@ -1060,12 +1060,12 @@ impl<A: UsersApi> UsersServer<A> {
                     r.check(&mut errs);
                     if !errs.is_empty() {
                         rt::report_invalid_response("listUsers", &errs);
-                        return crate::answer::<ListUsersApiResponse, A>(crate::fault(rt::Fault::Internal));
+                        return crate::answer::<ListUsersResponse, A>(crate::fault(rt::Fault::Internal));
                     }
                 }
                 rt::Answer::Documented(r)
             }
-            ::std::result::Result::Err(problem) => crate::answer::<ListUsersApiResponse, A>(problem),
+            ::std::result::Result::Err(problem) => crate::answer::<ListUsersResponse, A>(problem),
         }
     }
     /// 创建用户

@@ -89,7 +89,16 @@ pub fn build(doc: &oa::OpenAPI) -> Result<Api> {
     }
     let mut b = TypeBuilder::new(Resolver::new(doc));
 
-    // Components first, in document order, so their names win.
+    // Result types first: no schema may take their names.
+    for (path, item) in &doc.paths.paths {
+        if let oa::ReferenceOr::Item(item) = item {
+            for (method, op) in item.iter() {
+                let id = op.operation_id.clone().unwrap_or_else(|| names::fallback_operation_id(method, path));
+                b.reserved.push(operations::result_type_name(&id));
+            }
+        }
+    }
+    // Then components, in document order, so their names win over inline types.
     let mut aliases = IndexMap::new();
     if let Some(c) = &doc.components {
         for name in c.schemas.keys() {
@@ -126,9 +135,8 @@ pub fn build(doc: &oa::OpenAPI) -> Result<Api> {
             operations.push(op);
         }
     }
-    // Only now is every type known, which the naming of result types needs.
     for op in &mut operations {
-        op.result_type = operations::result_type_name(&b.types, &op.id);
+        op.result_type = operations::result_type_name(&op.id);
     }
 
     let servers: Vec<ServerUrl> = doc

@@ -4,7 +4,6 @@
 
 use anyhow::Result;
 use heck::ToSnakeCase;
-use indexmap::IndexMap;
 use openapiv3 as oa;
 
 use super::names::{fallback_operation_id, type_name};
@@ -12,7 +11,7 @@ use super::params::{self, Parameter};
 use super::request_bodies::{self, RequestBody};
 use super::responses::{self, Response, StatusKey};
 use super::security::{self, SecurityRequirement, SecurityScheme};
-use super::types::{TypeBuilder, TypeDef};
+use super::types::TypeBuilder;
 
 #[derive(Debug, Clone)]
 pub struct Operation {
@@ -129,14 +128,10 @@ pub fn operation(
     Ok(operation)
 }
 
-/// The name of an operation's response enum: `{Op}Response`, or
-/// `{Op}ApiResponse` when a generated type already has that name (the
-/// contract's `listUsers` vs its `ListUsersResponse` schema).
-///
-/// This is the one place the decision is made. It has a known wart: adding
-/// a schema can rename a handler's return type. It is kept as is because
-/// changing it changes generated code; a rename belongs in its own change.
-pub fn result_type_name(types: &IndexMap<String, TypeDef>, operation_id: &str) -> String {
-    let name = format!("{}Response", type_name(operation_id));
-    if types.contains_key(&name) { format!("{}ApiResponse", type_name(operation_id)) } else { name }
+/// The name of an operation's response enum: always `{Op}Response`. The
+/// names are reserved before any schema is named, so a schema called the
+/// same becomes `{Name}Body` instead, and adding a schema never renames a
+/// handler's return type.
+pub fn result_type_name(operation_id: &str) -> String {
+    format!("{}Response", type_name(operation_id))
 }

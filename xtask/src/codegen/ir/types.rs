@@ -137,6 +137,8 @@ pub struct TypeBuilder<'a> {
     /// Components that are a scalar, an array or a map: component name →
     /// the Rust type a reference to them stands for.
     pub value_aliases: IndexMap<String, ValueAlias>,
+    /// Names no generated type may take: the operations' result types.
+    pub reserved: Vec<String>,
 }
 
 /// A component that is not an object, enum or union (`Id: {type: string,
@@ -159,18 +161,21 @@ impl<'a> TypeBuilder<'a> {
             enums: Vec::new(),
             components: IndexMap::new(),
             value_aliases: IndexMap::new(),
+            reserved: Vec::new(),
         }
     }
 
     /// `base`, or `base2`, `base3`… when a type or component already has it.
     pub fn unique_name(&self, base: String) -> String {
-        if !self.types.contains_key(&base) && !self.components.values().any(|v| *v == base) {
+        let taken = |n: &str| {
+            self.types.contains_key(n)
+                || self.components.values().any(|v| v == n)
+                || self.reserved.iter().any(|r| r == n)
+        };
+        if !taken(&base) {
             return base;
         }
-        (2..)
-            .map(|i| format!("{base}{i}"))
-            .find(|n| !self.types.contains_key(n) && !self.components.values().any(|v| v == n))
-            .unwrap_or(base)
+        (2..).map(|i| format!("{base}{i}")).find(|n| !taken(n)).unwrap_or(base)
     }
 
     /// The Rust type of `schema`; inline objects, enums and unions become
@@ -255,7 +260,11 @@ impl<'a> TypeBuilder<'a> {
         if let Some(r) = self.components.get(name) {
             return Ok(r.clone());
         }
-        let rust = self.unique_name(type_name(name));
+        // A schema named like an operation's result type yields: the
+        // handler's return type never depends on which schemas exist.
+        let base = type_name(name);
+        let base = if self.reserved.contains(&base) { format!("{base}Body") } else { base };
+        let rust = self.unique_name(base);
         self.components.insert(name.to_owned(), rust.clone());
         let pointer = format!("#/components/schemas/{}", pointer_segment(name));
         let schema = self.resolver.convert(self.resolver.component(name)?, &pointer)?;
