@@ -5,6 +5,9 @@
 //! Floods of bad tokens stay cheap: a string without a valid checksum is refused before any
 //! store is asked; what PostgreSQL refused is remembered in process for a short while; and at
 //! most a few PostgreSQL lookups run at once, so no flood can take the pool from requests.
+//!
+//! Size: about 510 lines; the rest is its tests against real PostgreSQL and
+//! Redis.
 
 use std::{
     collections::HashMap,

@@ -1,4 +1,7 @@
 //! Queue operations driven directly (no worker), mostly with a fake clock.
+//!
+//! Size: every test here starts from the same `setup` (a private Redis,
+//! a queue on a fake clock); split by concern, each file would repeat it.
 
 use std::collections::HashMap;
 use std::time::Duration;

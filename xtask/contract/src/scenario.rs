@@ -2,6 +2,9 @@
 //! package's `tests/contract.rs`: every operation driven to every documented
 //! status against a base URL and token, every response through the checker,
 //! and a coverage report. It creates only its own data and deletes it.
+//!
+//! Size: one scenario, in the order a client meets the operations; split by
+//! tag, the data each step creates for the next would be scattered.
 
 use std::time::{Duration, Instant};
 

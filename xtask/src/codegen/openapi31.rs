@@ -64,6 +64,9 @@
 //! there, meaningful after the rewrite), `summary`/`description` beside a
 //! `$ref` outside schemas (3.1 overrides with them, 3.0 ignores them), an
 //! operation without `responses`, and `mutualTLS` security schemes.
+//!
+//! Size: about 680 lines of rules and 300 of their unit tests, one rule per
+//! 3.1 keyword, kept together so the whole mapping reads in one place.
 
 use anyhow::{Result, bail};
 use serde_yaml::{Mapping, Value};
