@@ -263,21 +263,13 @@ impl Config {
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
-
     use super::*;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        config: Config,
-    }
 
     #[test]
     fn redis_response_timeout_reaches_the_queue() {
-        let cfg = Cli::try_parse_from(["t", "--redis-response-timeout-ms", "750"]).expect("flags parse").config;
+        let cfg = Config::from_flags(&["--redis-response-timeout-ms", "750"]).expect("flags parse");
         assert_eq!(cfg.queue_config().response_timeout, Duration::from_millis(750));
-        let default = Cli::try_parse_from(["t"]).expect("flags parse").config;
+        let default = Config::from_flags(&[]).expect("flags parse");
         assert_eq!(default.queue_config().response_timeout, Duration::from_secs(2));
     }
 }
