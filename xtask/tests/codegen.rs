@@ -208,3 +208,14 @@ fn properties_colliding_after_case_conversion_stay_apart() {
     assert!(models.contains("pub foo_bar:") && models.contains("pub foo_bar_2:"), "{models}");
     assert!(models.contains("rename = \"fooBar\""), "{models}");
 }
+
+/// The generator names faults and their default statuses without linking
+/// the runtime (so `cargo xtask codegen` stays light); this keeps the two
+/// lists equal.
+#[test]
+fn the_generators_faults_are_the_runtimes() {
+    use xtask::codegen::ir::{errors::fault_status, registry::FAULTS};
+    let runtime: Vec<(&str, u16)> = api_server::rt::Fault::ALL.iter().map(|f| (f.name(), f.status())).collect();
+    let generator: Vec<(&str, u16)> = FAULTS.iter().map(|f| (*f, fault_status(&[], f))).collect();
+    assert_eq!(generator, runtime);
+}

@@ -57,7 +57,9 @@ raw_param!(Header, MetaParamIn::Header, "Raw values of one header parameter.");
 raw_param!(Path, MetaParamIn::Path, "Raw value of one path parameter.");
 raw_param!(Cookie, MetaParamIn::Cookie, "Raw value of one cookie parameter.");
 
-fn raw_values(location: MetaParamIn, request: &Request, name: &str) -> Vec<String> {
+/// Every raw value of parameter `name` in `location`; also how security
+/// schemes read an API key, so both agree on what a request carries.
+pub(crate) fn raw_values(location: MetaParamIn, request: &Request, name: &str) -> Vec<String> {
     match location {
         MetaParamIn::Path => request.raw_path_param(name).map(str::to_owned).into_iter().collect(),
         MetaParamIn::Header => {

@@ -9,7 +9,7 @@ use poem::{
     http::{HeaderValue, StatusCode, header},
 };
 
-use crate::{Fallback, Fault, Problem};
+use crate::{Fallback, Fault};
 
 /// Documented methods per route template (`/users/{id}`), relative to the
 /// base path; used for 405's `Allow` header.
@@ -133,12 +133,8 @@ fn error_to_envelope<P: Fallback>(err: poem::Error, path: &str, base: &str, allo
         StatusCode::PAYLOAD_TOO_LARGE => answer(Fault::PayloadTooLarge),
         s if s.is_client_error() => {
             let data = serde_json::json!({ "errors": [{ "field": "", "message": err.to_string() }] });
-            P::respond(with_data(P::problem(Fault::ValidationFailed), data))
+            P::respond(P::problem(Fault::ValidationFailed).with_data(data))
         }
         _ => answer(Fault::Internal),
     }
-}
-
-fn with_data(p: Problem, data: serde_json::Value) -> Problem {
-    p.with_data(data)
 }

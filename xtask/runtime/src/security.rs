@@ -7,6 +7,9 @@
 use std::marker::PhantomData;
 
 use poem::{Request, RequestBody};
+use poem_openapi::registry::MetaParamIn;
+
+use crate::params::raw_values;
 use poem_openapi::{
     ApiExtractor, ApiExtractorType, ExtractParamOptions,
     registry::{MetaSecurityScheme, Registry},
@@ -131,24 +134,9 @@ fn authorization<'r>(request: &'r Request, scheme: &str) -> Option<&'r str> {
 
 fn read(request: &Request, at: CredentialIn) -> Credential {
     match at {
-        CredentialIn::Header(name) => token(request.header(name)),
-        CredentialIn::Query(name) => {
-            let query = request.uri().query().unwrap_or_default();
-            let value = form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v);
-            token(value.as_deref())
-        }
-        CredentialIn::Cookie(name) => {
-            let value = request
-                .headers()
-                .get_all(poem::http::header::COOKIE)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(';'))
-                .filter_map(|pair| pair.trim().split_once('='))
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.trim_matches('"'));
-            token(value)
-        }
+        CredentialIn::Header(name) => token(raw_values(MetaParamIn::Header, request, name).first().map(String::as_str)),
+        CredentialIn::Query(name) => token(raw_values(MetaParamIn::Query, request, name).first().map(String::as_str)),
+        CredentialIn::Cookie(name) => token(raw_values(MetaParamIn::Cookie, request, name).first().map(String::as_str)),
         CredentialIn::Bearer => token(authorization(request, "Bearer")),
         CredentialIn::Basic => match authorization(request, "Basic") {
             None => Credential::Absent,

@@ -13,7 +13,8 @@ use super::registry::{ErrorCodeDef, FAULTS};
 use super::responses::{Response, documented_for};
 use super::types::RustType;
 
-/// The status the framework answers `fault` with.
+/// The status the framework answers `fault` with: the registry's, else
+/// the runtime's `Fault::status` (a test keeps this table equal to it).
 pub fn fault_status(codes: &[ErrorCodeDef], fault: &str) -> u16 {
     if let Some(c) = codes.iter().find(|c| c.fault == Some(fault)) {
         return c.status;
