@@ -38,6 +38,12 @@ enum Cmd {
         /// undocumented (otherwise a warning, answered as problem+json).
         #[arg(long, requires = "out")]
         strict: bool,
+        /// Generate this operation (by operationId; repeatable) as a raw
+        /// handler: the application gets the request and builds the
+        /// response, for a construct the generator cannot type (a
+        /// WebSocket upgrade). Same as `x-raw-handler: true` on it.
+        #[arg(long = "raw", value_name = "OPERATION_ID", requires = "out")]
+        raw: Vec<String>,
     },
     /// Everything CI runs, in order: fmt --check, clippy -D warnings,
     /// codegen --check, and the whole test suite (starting private
@@ -78,9 +84,9 @@ enum Cmd {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Cmd::Codegen { check, spec, out, name, server, client, strict } => match (spec, out) {
+        Cmd::Codegen { check, spec, out, name, server, client, strict, raw } => match (spec, out) {
             (Some(spec), Some(out)) => {
-                let opts = xtask::codegen::OutOptions { spec, out, name, server, client, check, strict };
+                let opts = xtask::codegen::OutOptions { spec, out, name, server, client, check, strict, raw };
                 xtask::codegen::codegen_out(&opts).map(|_| ())
             }
             _ => xtask::codegen::codegen(check).map(|_| ()),

@@ -2,7 +2,8 @@
 //! (the document the generated service emits vs `spec/openapi.yaml`).
 //!
 //! Normalization, applied to both sides:
-//! - every `$ref` (schemas, responses, parameters) is inlined, then
+//! - every `$ref` (schemas, responses, parameters) is inlined (a schema's
+//!   reference back to itself stays a `$ref`), then
 //!   `components` is dropped except `securitySchemes`;
 //! - `allOf` is flattened into one object (a bare `type: object` member
 //!   property yields to a more specific one, as the generator does);
@@ -264,7 +265,25 @@ fn content(v: &Value, c: &Value) -> Value {
     Value::Object(out)
 }
 
+thread_local! {
+    /// The schema components being inlined right now, outermost first.
+    static INLINING: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A schema with its references inlined, except a reference back to a
+/// component being inlined (a recursive schema), which stays `$ref`.
 fn schema(v: &Value, c: &Value) -> Value {
+    let Some(r) = v.get("$ref").and_then(Value::as_str) else { return schema_inline(v, c) };
+    if INLINING.with(|s| s.borrow().iter().any(|x| x == r)) {
+        return serde_json::json!({ "$ref": r });
+    }
+    INLINING.with(|s| s.borrow_mut().push(r.to_owned()));
+    let out = schema_inline(v, c);
+    INLINING.with(|s| s.borrow_mut().pop());
+    out
+}
+
+fn schema_inline(v: &Value, c: &Value) -> Value {
     let v = resolve(v, c);
     let Some(obj) = v.as_object() else { return numbers(v.clone()) };
     if let Some(members) = obj.get("allOf").and_then(Value::as_array) {

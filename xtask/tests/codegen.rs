@@ -26,6 +26,7 @@ fn copy_target(tmp: &Path, spec: &str) -> Target {
         crate_name: "t".into(),
         deps: codegen::Deps::Workspace,
         strict: true,
+        raw: Vec::new(),
     }
 }
 
@@ -133,6 +134,32 @@ fn unsupported_constructs_fail_with_their_pointer() {
     ));
     assert!(e.contains("#/components/schemas/Nope"), "{e}");
 
+    // oneOf members a value's types, required properties and enum values
+    // cannot tell apart (they differ only by length).
+    let e = gen_error(&tiny(
+        "  /a:\n    get:\n      operationId: a\n      responses:\n        '200': {description: ok}",
+        "    X: {oneOf: [{type: string, maxLength: 3}, {type: string, minLength: 4}]}",
+    ));
+    assert!(e.contains("#/components/schemas/X/oneOf") && e.contains("member 0 also fits member 1"), "{e}");
+    // One member's values all fit the other (it requires more).
+    let e = gen_error(&tiny(
+        "  /a:\n    get:\n      operationId: a\n      responses:\n        '200': {description: ok}",
+        "    X: {oneOf: [{type: object, required: [a], properties: {a: {type: string}}}, {type: object, properties: {a: {type: string}}}]}",
+    ));
+    assert!(e.contains("#/components/schemas/X/oneOf") && e.contains("member 0 also fits member 1"), "{e}");
+    // Unions that contain each other with no object in between.
+    let e = gen_error(&tiny(
+        "  /a:\n    get:\n      operationId: a\n      responses:\n        '200': {description: ok}",
+        "    A: {anyOf: [{$ref: '#/components/schemas/B'}, {type: string}]}\n    B: {anyOf: [{$ref: '#/components/schemas/A'}, {type: integer}]}",
+    ));
+    assert!(e.contains("#/components/schemas/A") && e.contains("no finite value"), "{e}");
+    // An operation the generator cannot type names the way out: a raw handler.
+    let e = gen_error(&tiny(
+        "  /a:\n    get:\n      operationId: a\n      parameters: [{name: q, in: query, schema: {type: object, properties: {x: {type: string}}}}]\n      responses:\n        '200': {description: ok}",
+        "    X: {type: object, properties: {a: {type: string}}}",
+    ));
+    assert!(e.contains("#/paths/~1a/get/parameters/0") && e.contains("--raw a"), "{e}");
+
     // The registry is optional, but an entry must name a real fault.
     let bad_fault = tiny(
         "  /a:\n    get:\n      operationId: a\n      responses:\n        '200': {description: ok}",
@@ -218,4 +245,22 @@ fn the_generators_faults_are_the_runtimes() {
     let runtime: Vec<(&str, u16)> = api_server::rt::Fault::ALL.iter().map(|f| (f.name(), f.status())).collect();
     let generator: Vec<(&str, u16)> = FAULTS.iter().map(|f| (*f, fault_status(&[], f))).collect();
     assert_eq!(generator, runtime);
+}
+
+/// `x-raw-handler: true`: the operation's parameters and responses are not
+/// read (an object query parameter would be refused), its security is
+/// still checked, and the served document carries it as written.
+#[test]
+fn raw_handlers_keep_the_rest_typed() {
+    let spec = tiny(
+        "  /a:\n    get:\n      operationId: a\n      x-raw-handler: true\n      parameters: [{name: q, in: query, schema: {type: object, properties: {x: {type: string}}}}]\n      responses:\n        '101': {description: upgrade}\n  /b:\n    get:\n      operationId: b\n      responses:\n        '200': {description: ok}",
+        "    X: {type: object, properties: {a: {type: string}}}",
+    );
+    let doc = codegen::parse_spec(&spec).unwrap();
+    let files = codegen::render_server(&doc, Path::new("s.yaml"), "x").unwrap();
+    let ops = &files.iter().find(|(p, _)| p.ends_with("default.rs")).unwrap().1;
+    assert!(ops.contains("request: &::poem::Request") && ops.contains("rt::RawAnswer<ARaw>"), "{ops}");
+    assert!(ops.contains("fn b(") && ops.contains("BResponse"), "{ops}");
+    let lib = &files.iter().find(|(p, _)| p.ends_with("lib.rs")).unwrap().1;
+    assert!(lib.contains("\"/paths/~1a/get\","), "the raw operation's text is patched in: {lib}");
 }

@@ -3,7 +3,7 @@
 
 //! Operations tagged the same in the contract: the trait to implement,
 //! a response enum per operation, and the HTTP glue.
-#![allow(clippy::too_many_arguments, unused_imports)]
+#![allow(clippy::too_many_arguments, unused_imports, unused_mut)]
 use crate::{models::*, rt};
 use poem_openapi::OpenApi;
 /// Implement this to serve the operations of this tag. Each method

@@ -95,6 +95,10 @@ pub enum Coerce {
     /// One value split at a separator (`spaceDelimited`: `a b`,
     /// `pipeDelimited`: `a|b`), each item coerced.
     Split(&'static Coerce, char),
+    /// `oneOf: [scalar, array]` (dropshot's "one or many"): one value is
+    /// the scalar, repeated values (`?id=a&id=b`) the array. A single value
+    /// is never split at commas, so the scalar can hold one.
+    OneOrMany(&'static Coerce, &'static Coerce),
 }
 
 /// Builds the JSON object the structural pass checks for a parameter set.
@@ -110,6 +114,11 @@ pub fn params_object(values: &[(&'static str, Vec<String>, Coerce)]) -> Value {
                 }
                 Value::Array(parts.into_iter().map(|s| coerce_one(s, item)).collect())
             }
+            Coerce::OneOrMany(one, item) => match raw.as_slice() {
+                [] => continue,
+                [s] => coerce_one(s, one),
+                many => Value::Array(many.iter().map(|s| coerce_one(s, item)).collect()),
+            },
             Coerce::Split(item, sep) => match raw.first() {
                 Some(s) => Value::Array(s.split(*sep).map(|p| coerce_one(p, item)).collect()),
                 None => continue,
@@ -137,6 +146,25 @@ fn coerce_one(s: &str, coerce: &Coerce) -> Value {
             "false" => Value::Bool(false),
             _ => Value::from(s),
         },
-        Coerce::String | Coerce::Array(_) | Coerce::Split(..) => Value::from(s),
+        Coerce::String | Coerce::Array(_) | Coerce::Split(..) | Coerce::OneOrMany(..) => Value::from(s),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_or_many_reads_one_value_as_the_scalar() {
+        let one = params_object(&[("id", vec!["a,b".into()], Coerce::OneOrMany(&Coerce::String, &Coerce::String))]);
+        assert_eq!(one, serde_json::json!({"id": "a,b"}));
+        let many = params_object(&[(
+            "n",
+            vec!["1".into(), "2".into()],
+            Coerce::OneOrMany(&Coerce::Integer, &Coerce::Integer),
+        )]);
+        assert_eq!(many, serde_json::json!({"n": [1, 2]}));
+        let none = params_object(&[("n", vec![], Coerce::OneOrMany(&Coerce::Integer, &Coerce::Integer))]);
+        assert_eq!(none, serde_json::json!({}));
     }
 }

@@ -215,3 +215,45 @@ impl<R: IntoResponse> IntoResponse for Answer<R> {
         }
     }
 }
+
+/// What a raw operation's glue registers with the served document: the
+/// schemas its spec text references (the document carries that text as the
+/// spec writes it, through the doc patches).
+pub trait RawOperation {
+    fn register(registry: &mut Registry);
+}
+
+/// The answer of an operation generated as a raw handler (`--raw` or
+/// `x-raw-handler: true`): whatever response the application built, or a
+/// refused credential as `application/problem+json` (the generator cannot
+/// know which documented body, if any, that status has).
+pub enum RawAnswer<M> {
+    Raw(Response),
+    Refused(Problem, std::marker::PhantomData<M>),
+}
+
+impl<M> RawAnswer<M> {
+    pub fn refused(problem: Problem) -> Self {
+        Self::Refused(problem, std::marker::PhantomData)
+    }
+}
+
+impl<M: RawOperation + Send> ApiResponse for RawAnswer<M> {
+    fn meta() -> MetaResponses {
+        // The operation's responses come from the spec's own text.
+        MetaResponses { responses: Vec::new() }
+    }
+
+    fn register(registry: &mut Registry) {
+        M::register(registry);
+    }
+}
+
+impl<M: Send> IntoResponse for RawAnswer<M> {
+    fn into_response(self) -> Response {
+        match self {
+            RawAnswer::Raw(r) => r,
+            RawAnswer::Refused(p, _) => p.to_problem_json(),
+        }
+    }
+}

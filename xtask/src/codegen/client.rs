@@ -160,6 +160,13 @@ pub fn render(
     if uses_uuid {
         lines.push(deps.line("uuid"));
     }
+    // progenitor's WebSocket upgrades (`x-dropshot-websocket`) make their
+    // `Sec-WebSocket-Key` with these.
+    for (path, dep) in [("::base64::", "base64"), ("::rand::", "rand")] {
+        if lib.contains(path) {
+            lines.push(deps.line(dep));
+        }
+    }
     if uses_regress {
         lines.push("regress = \"0.10\"".into());
     }

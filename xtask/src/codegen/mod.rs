@@ -48,6 +48,9 @@ pub struct Target {
     /// A status the framework may send that the spec leaves undocumented
     /// stops generation (`--strict`) instead of a warning.
     pub strict: bool,
+    /// Operation ids generated as raw handlers (`--raw`), as if they had
+    /// `x-raw-handler: true`.
+    pub raw: Vec<String>,
 }
 
 /// Every crate `cargo xtask codegen` owns: the service's server crate and
@@ -62,6 +65,7 @@ pub fn targets() -> Vec<Target> {
             deps: Deps::Workspace,
             // This project's contract documents every status it answers.
             strict: true,
+            raw: Vec::new(),
         },
         Target {
             kind: Kind::Client,
@@ -70,6 +74,7 @@ pub fn targets() -> Vec<Target> {
             crate_name: "spec-api-client".into(),
             deps: Deps::Workspace,
             strict: true,
+            raw: Vec::new(),
         },
         Target {
             kind: Kind::Server,
@@ -78,6 +83,7 @@ pub fn targets() -> Vec<Target> {
             crate_name: "fixture-rich-server".into(),
             deps: Deps::Workspace,
             strict: true,
+            raw: Vec::new(),
         },
         Target {
             kind: Kind::Server,
@@ -88,6 +94,7 @@ pub fn targets() -> Vec<Target> {
             // It leaves statuses undocumented on purpose: the problem+json
             // fallback is under test.
             strict: false,
+            raw: Vec::new(),
         },
         Target {
             kind: Kind::Client,
@@ -96,14 +103,21 @@ pub fn targets() -> Vec<Target> {
             crate_name: "fixture-security-client".into(),
             deps: Deps::Workspace,
             strict: false,
+            raw: Vec::new(),
         },
     ];
     // Public specs (xtask/tests/fixtures/public/README.md), generated as
     // any user would and compiled by the workspace build. They document
     // few failure statuses, so they generate with warnings.
-    for (file, name) in
-        [("keeper.json", "keeper"), ("param-collision.json", "param-collision"), ("museum.yaml", "museum")]
-    {
+    // propolis serves its serial console as a WebSocket: that operation is
+    // a raw handler, as a user would generate it (`--raw instance_serial`).
+    for (file, name, raw) in [
+        ("keeper.json", "keeper", &[][..]),
+        ("param-collision.json", "param-collision", &[]),
+        ("museum.yaml", "museum", &[]),
+        ("propolis-server.json", "propolis", &["instance_serial"]),
+        ("buildomat.json", "buildomat", &[]),
+    ] {
         for (kind, suffix) in [(Kind::Server, "server"), (Kind::Client, "client")] {
             targets.push(Target {
                 kind,
@@ -112,6 +126,7 @@ pub fn targets() -> Vec<Target> {
                 crate_name: format!("fixture-{name}-{suffix}"),
                 deps: Deps::Workspace,
                 strict: false,
+                raw: raw.iter().map(|r| r.to_string()).collect(),
             });
         }
     }
@@ -144,6 +159,38 @@ fn header(spec: &Path) -> String {
 pub fn load_spec(path: &Path) -> Result<openapiv3::OpenAPI> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     parse_spec(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+/// Marks the operations `ids` as raw handlers (`x-raw-handler: true`), the
+/// `--raw` flag: for a spec the user would rather not edit.
+pub fn mark_raw(doc: &mut openapiv3::OpenAPI, ids: &[String]) -> Result<()> {
+    for id in ids {
+        let mut found = false;
+        for item in doc.paths.paths.values_mut() {
+            if let openapiv3::ReferenceOr::Item(item) = item {
+                let ops = [
+                    &mut item.get,
+                    &mut item.put,
+                    &mut item.post,
+                    &mut item.delete,
+                    &mut item.options,
+                    &mut item.head,
+                    &mut item.patch,
+                    &mut item.trace,
+                ];
+                for op in ops.into_iter().flatten() {
+                    if op.operation_id.as_deref() == Some(id.as_str()) {
+                        op.extensions.insert(ir::operations::RAW_EXTENSION.into(), serde_json::Value::Bool(true));
+                        found = true;
+                    }
+                }
+            }
+        }
+        if !found {
+            bail!("--raw {id}: no operation has this operationId");
+        }
+    }
+    Ok(())
 }
 
 /// [`load_spec`] from text. Every document takes the same path: a YAML
@@ -251,7 +298,8 @@ pub fn undocumented_statuses(doc: &openapiv3::OpenAPI) -> Result<Vec<String>> {
 
 /// Generates (or checks) one target under `root`.
 pub fn run_target(root: &Path, t: &Target, check: bool, outcome: &mut Outcome) -> Result<()> {
-    let doc = load_spec(&root.join(&t.spec))?;
+    let mut doc = load_spec(&root.join(&t.spec))?;
+    mark_raw(&mut doc, &t.raw)?;
     if t.kind == Kind::Server {
         let undocumented = undocumented_statuses(&doc)?;
         if !undocumented.is_empty() {

@@ -26,6 +26,8 @@ pub struct OutOptions {
     pub check: bool,
     /// Undocumented framework statuses are errors, not warnings.
     pub strict: bool,
+    /// `--raw`: operation ids generated as raw handlers.
+    pub raw: Vec<String>,
 }
 
 /// The targets of one `--out` run, in the order they are generated.
@@ -58,6 +60,7 @@ pub fn out_targets(opts: &OutOptions) -> Result<Vec<Target>> {
             crate_name,
             deps: Deps::Standalone { runtime },
             strict: opts.strict,
+            raw: opts.raw.clone(),
         });
         Ok(())
     };

@@ -19,11 +19,13 @@ pub enum Deps {
 /// The workspace's `[workspace.dependencies]` entries the generated crates
 /// use, spelled as there; a test keeps the two equal.
 pub const WORKSPACE_DEPS: &[(&str, &str)] = &[
+    ("base64", r#""0.22""#),
     ("chrono", r#"{ version = "0.4", default-features = false, features = ["clock", "serde", "std"] }"#),
     ("form_urlencoded", r#""1""#),
     ("garde", r#"{ version = "0.23", features = ["derive", "email", "regex", "pattern"] }"#),
     ("poem", r#"{ version = "3.1" }"#),
     ("poem-openapi", r#"{ version = "5.1", features = ["swagger-ui"] }"#),
+    ("rand", r#""0.10.3""#),
     ("serde", r#"{ version = "1", features = ["derive"] }"#),
     ("serde_json", r#""1""#),
     ("tokio", r#"{ version = "1", features = ["full"] }"#),

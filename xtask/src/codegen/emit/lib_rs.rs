@@ -387,6 +387,12 @@ fn doc_patches(api: &Api) -> Vec<TokenStream> {
     let mut patches: Vec<(String, serde_json::Value)> = Vec::new();
     for o in &api.operations {
         let at = format!("/paths/{}/{}", pointer_segment(&o.path), o.method);
+        if let Some(raw) = &o.raw {
+            // As the spec writes it: the glue knows nothing of its
+            // parameters and responses.
+            patches.push((at, raw.document.clone()));
+            continue;
+        }
         if o.is_secured() {
             let reqs: Vec<serde_json::Value> = o
                 .security

@@ -10,7 +10,7 @@ use serde_json::Value;
 use std::collections::BTreeSet;
 
 use super::schema_meta::{meta_schema, refs_in_node, register_calls};
-use super::validation::{garde_rules, shape_of_fields, shape_of_node};
+use super::validation::{garde_rules, shape_of_fields};
 use super::{doc_attrs, ident, lit};
 use crate::codegen::ir::Api;
 use crate::codegen::ir::schema::{AdditionalProperties, Schema};
@@ -49,6 +49,7 @@ pub(super) fn rust_type_tokens(t: &RustType) -> TokenStream {
 
 fn field_type(f: &Field) -> TokenStream {
     let t = rust_type_tokens(&f.ty);
+    let t = if f.boxed { quote!(::std::boxed::Box<#t>) } else { t };
     match f.optionality() {
         Optionality::Plain => t,
         Optionality::Option => quote!(::std::option::Option<#t>),
@@ -62,9 +63,6 @@ pub(super) fn request_reachable(api: &Api) -> Result<BTreeSet<String>> {
     fn walk(api: &Api, t: &RustType, out: &mut BTreeSet<String>, stack: &mut Vec<String>) -> Result<()> {
         match t {
             RustType::Named(n) => {
-                if stack.contains(n) {
-                    bail!("{}: recursive request schemas are not supported", api.types[n].node.pointer);
-                }
                 if !out.insert(n.clone()) {
                     return Ok(());
                 }
@@ -80,6 +78,7 @@ pub(super) fn request_reachable(api: &Api) -> Result<BTreeSet<String>> {
                             walk(api, &v.ty, out, stack)?;
                         }
                     }
+                    TypeKind::Newtype(f) => walk(api, &f.ty, out, stack)?,
                     TypeKind::StrEnum(_) => {}
                 }
                 stack.pop();
@@ -142,7 +141,9 @@ pub(super) fn response_reachable(api: &Api) -> BTreeSet<String> {
         match t {
             RustType::Named(n) => {
                 if stack.contains(n) {
-                    return false;
+                    // A recursive type: its shape is a static, so the
+                    // cycle is finite in the checks too.
+                    return true;
                 }
                 if out.contains(n) {
                     return true;
@@ -151,6 +152,7 @@ pub(super) fn response_reachable(api: &Api) -> BTreeSet<String> {
                 let ok = match &api.types[n].kind {
                     TypeKind::Struct(fields) => fields.iter().all(|f| walk(api, &f.ty, out, stack)),
                     TypeKind::Union(vs) => vs.iter().all(|v| walk(api, &v.ty, out, stack)),
+                    TypeKind::Newtype(f) => walk(api, &f.ty, out, stack),
                     TypeKind::StrEnum(_) => true,
                 };
                 stack.pop();
@@ -229,6 +231,19 @@ fn type_def(api: &Api, t: &TypeDef, request: bool) -> Result<TokenStream> {
                     #type_impl
                 });
             }
+            if variants.iter().all(|v| v.signature.is_some()) {
+                let de = selected_deserialize(t, variants);
+                return Ok(quote! {
+                    #doc
+                    #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+                    #[serde(untagged)]
+                    pub enum #name { #(#vs)* }
+                    #de
+                    #model
+                    #type_impl
+                });
+            }
+            // anyOf: the first member that reads the value.
             quote! {
                 #doc
                 #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
@@ -239,6 +254,7 @@ fn type_def(api: &Api, t: &TypeDef, request: bool) -> Result<TokenStream> {
             }
         }
         TypeKind::Struct(fields) => struct_def(api, t, fields, request, &doc, &type_impl)?,
+        TypeKind::Newtype(f) => newtype_def(api, t, f, &doc, &type_impl)?,
     })
 }
 
@@ -311,7 +327,7 @@ fn str_enum_def(t: &TypeDef, variants: &[EnumVariant], doc: &TokenStream, type_i
 }
 
 fn is_struct(api: &Api, t: &RustType) -> bool {
-    matches!(t, RustType::Named(n) if matches!(api.types.get(n).map(|t| &t.kind), Some(TypeKind::Struct(_)) | Some(TypeKind::Union(_))))
+    matches!(t, RustType::Named(n) if matches!(api.types.get(n).map(|t| &t.kind), Some(TypeKind::Struct(_) | TypeKind::Union(_) | TypeKind::Newtype(_))))
 }
 
 /// Unions validate structurally (the shape); garde sees each variant's own
@@ -348,6 +364,63 @@ fn discriminated_deserialize(
     }
 }
 
+/// A `oneOf` without discriminator is read as the one member whose
+/// signature the value has (`rt::select`), never by trying members in turn.
+fn selected_deserialize(t: &TypeDef, variants: &[UnionVariant]) -> TokenStream {
+    use crate::codegen::ir::unions::Signature;
+    let name = ident(&t.rust_name);
+    let sig_tokens = |s: &Signature| {
+        let types = s.types;
+        let closed = s.closed;
+        let props = s.props.iter().map(|p| {
+            let (n, r, ty) = (lit(&p.name), p.required, p.types);
+            let values = match &p.values {
+                Some(vs) => {
+                    let vs = vs.iter().map(|v| lit(v));
+                    quote!(::std::option::Option::Some(&[#(#vs),*]))
+                }
+                None => quote!(::std::option::Option::None),
+            };
+            quote!(rt::select::PropSig { name: #n, required: #r, types: #ty, values: #values })
+        });
+        quote!(rt::select::Signature { types: #types, props: &[#(#props),*], closed: #closed })
+    };
+    let sigs = variants.iter().filter_map(|v| v.signature.as_ref()).map(sig_tokens);
+    let arms = variants.iter().enumerate().map(|(i, v)| {
+        let var = ident(&v.rust_name);
+        let i = Literal::usize_unsuffixed(i);
+        quote!(#i => ::serde_json::from_value(value).map(Self::#var).map_err(::serde::de::Error::custom),)
+    });
+    let what = lit(&format!("a value matching one of the {} members of {}", variants.len(), t.node.pointer));
+    quote! {
+        impl<'de> ::serde::Deserialize<'de> for #name {
+            fn deserialize<D: ::serde::Deserializer<'de>>(deserializer: D) -> ::std::result::Result<Self, D::Error> {
+                const MEMBERS: &[rt::select::Signature] = &[#(#sigs),*];
+                let value = <::serde_json::Value as ::serde::Deserialize>::deserialize(deserializer)?;
+                let read = |i: usize, value: ::serde_json::Value| -> ::std::result::Result<Self, ::serde_json::Error> {
+                    match i {
+                        #(#arms)*
+                        _ => ::std::result::Result::Err(::serde::de::Error::custom(::std::concat!("expected ", #what))),
+                    }
+                };
+                // The one member whose signature fits; where several fit
+                // (the structural check then let exactly one match), the
+                // one that reads.
+                let fits = rt::select::fitting(&value, MEMBERS);
+                let result = match fits.as_slice() {
+                    [i] => read(*i, value),
+                    [] => read(usize::MAX, value),
+                    many => many
+                        .iter()
+                        .find_map(|i| read(*i, value.clone()).ok())
+                        .map_or_else(|| read(usize::MAX, value), ::std::result::Result::Ok),
+                };
+                result.map_err(::serde::de::Error::custom)
+            }
+        }
+    }
+}
+
 fn union_model_impl(api: &Api, t: &TypeDef, variants: &[UnionVariant]) -> TokenStream {
     let name = ident(&t.rust_name);
     let arms = variants.iter().map(|u| {
@@ -358,7 +431,8 @@ fn union_model_impl(api: &Api, t: &TypeDef, variants: &[UnionVariant]) -> TokenS
             quote!(Self::#v(_) => {})
         }
     });
-    let shape = shape_of_node(api, &t.node);
+    let shape = super::validation::shape_of_union(api, &t.node, variants);
+    let (shape_static, shape) = shape_item(api, t, shape);
     quote! {
         impl ::garde::Validate for #name {
             type Context = ();
@@ -368,10 +442,22 @@ fn union_model_impl(api: &Api, t: &TypeDef, variants: &[UnionVariant]) -> TokenS
                 match self { #(#arms)* }
             }
         }
+        #shape_static
         impl rt::Model for #name {
-            const SHAPE: &'static rt::Shape = &#shape;
+            const SHAPE: &'static rt::Shape = #shape;
         }
     }
+}
+
+/// The shape as a constant expression, and for a recursive type the static
+/// holding it (a constant cannot contain itself; a static can point at
+/// itself).
+fn shape_item(api: &Api, t: &TypeDef, shape: TokenStream) -> (TokenStream, TokenStream) {
+    if !api.recursive.contains(&t.rust_name) {
+        return (quote!(), quote!(&#shape));
+    }
+    let s = super::validation::shape_static(&t.rust_name);
+    (quote! { #[doc(hidden)] pub static #s: rt::Shape = #shape; }, quote!(&#s))
 }
 
 fn type_impl(api: &Api, t: &TypeDef) -> TokenStream {
@@ -414,8 +500,38 @@ fn default_fn_name(t: &str, f: &str) -> proc_macro2::Ident {
 
 fn default_expr(api: &Api, f: &Field) -> Result<TokenStream> {
     let v = f.default.as_ref().map_or(&Value::Null, |v| v);
-    let bad = || anyhow::anyhow!("{}: default {v} does not fit the schema", f.node.pointer);
-    Ok(match &f.ty {
+    value_expr(api, &f.ty, v, &f.node.pointer)
+}
+
+/// A Rust expression for the JSON value `v` of type `ty` (a default).
+fn value_expr(api: &Api, ty: &RustType, v: &Value, pointer: &str) -> Result<TokenStream> {
+    let bad = || anyhow::anyhow!("{pointer}: default {v} does not fit the schema");
+    Ok(match ty {
+        RustType::Vec(item) => {
+            let items = v.as_array().ok_or_else(bad)?;
+            let items = items.iter().map(|i| value_expr(api, item, i, pointer)).collect::<Result<Vec<_>>>()?;
+            quote!(::std::vec![#(#items),*])
+        }
+        RustType::Map(item) => {
+            let entries = v.as_object().ok_or_else(bad)?;
+            let entries = entries
+                .iter()
+                .map(|(k, i)| {
+                    let k = lit(k);
+                    let i = value_expr(api, item, i, pointer)?;
+                    Ok(quote!((::std::string::String::from(#k), #i)))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            quote!(::std::collections::BTreeMap::from([#(#entries),*]))
+        }
+        RustType::JsonObject | RustType::Any => {
+            if *ty == RustType::JsonObject && !v.is_object() {
+                return Err(bad());
+            }
+            let text = lit(&v.to_string());
+            // Checked JSON at generation time: this cannot fail.
+            quote!(::serde_json::from_str(#text).unwrap_or_default())
+        }
         RustType::Named(n) => match api.types.get(n).map(|t| &t.kind) {
             Some(TypeKind::StrEnum(vs)) => {
                 let w = v.as_str().ok_or_else(bad)?;
@@ -423,7 +539,7 @@ fn default_expr(api: &Api, f: &Field) -> Result<TokenStream> {
                 let (n, var) = (ident(n), ident(var));
                 quote!(#n::#var)
             }
-            _ => bail!("{}: defaults are supported on scalars and string enums", f.node.pointer),
+            _ => bail!("{pointer}: defaults are supported on scalars, string enums, arrays and maps of them"),
         },
         RustType::String => {
             let s = lit(v.as_str().ok_or_else(bad)?);
@@ -431,7 +547,7 @@ fn default_expr(api: &Api, f: &Field) -> Result<TokenStream> {
         }
         RustType::I64 | RustType::I32 => {
             let i = v.as_i64().ok_or_else(bad)?;
-            let l = if f.ty == RustType::I32 {
+            let l = if *ty == RustType::I32 {
                 Literal::i32_unsuffixed(i32::try_from(i)?)
             } else {
                 Literal::i64_unsuffixed(i)
@@ -449,7 +565,7 @@ fn default_expr(api: &Api, f: &Field) -> Result<TokenStream> {
                 quote!(false)
             }
         }
-        _ => bail!("{}: defaults are supported on scalars and string enums", f.node.pointer),
+        _ => bail!("{pointer}: defaults are supported on scalars, string enums, arrays and maps of them"),
     })
 }
 
@@ -488,6 +604,31 @@ pub(super) fn struct_def(
         pub struct #name { #(#fs)* }
         #(#defaults)*
         #model
+        #type_impl
+    })
+}
+
+/// A request body that is not an object: the value itself, validated as a
+/// field would be (garde reports its paths under `0`, renamed to the root).
+fn newtype_def(api: &Api, t: &TypeDef, f: &Field, doc: &TokenStream, type_impl: &TokenStream) -> Result<TokenStream> {
+    let name = ident(&t.rust_name);
+    let ty = field_type(f);
+    let garde_attr = garde_rules(api, f)?;
+    let mut shape = super::validation::shape_of_field_type(api, f);
+    if f.nullable {
+        shape = quote!(rt::Shape::Nullable(&#shape));
+    }
+    let (shape_static, shape) = shape_item(api, t, shape);
+    Ok(quote! {
+        #doc
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::garde::Validate)]
+        #[serde(transparent)]
+        pub struct #name(#garde_attr pub #ty);
+        #shape_static
+        impl rt::Model for #name {
+            const SHAPE: &'static rt::Shape = #shape;
+            const RENAMES: &'static [(&'static str, &'static str)] = &[("0", "")];
+        }
         #type_impl
     })
 }
@@ -563,9 +704,11 @@ fn model_impl(api: &Api, t: &TypeDef, fields: &[Field]) -> TokenStream {
     } else {
         quote!(const RENAMES: &'static [(&'static str, &'static str)] = &[#(#renames),*];)
     };
+    let (shape_static, shape) = shape_item(api, t, shape);
     quote! {
+        #shape_static
         impl rt::Model for #name {
-            const SHAPE: &'static rt::Shape = &#shape;
+            const SHAPE: &'static rt::Shape = #shape;
             #renames
         }
     }

@@ -36,6 +36,11 @@ pub(super) fn tag_rs(api: &Api, tag: &str, checked: &std::collections::BTreeSet<
     let mut server_methods = Vec::new();
     let mut extra = Vec::new();
     for op in &ops {
+        if op.raw.is_some() {
+            trait_methods.push(raw_trait_method(op));
+            server_methods.push(raw_server_method(api, op, &mut extra));
+            continue;
+        }
         trait_methods.push(trait_method(op));
         extra.push(response_enum(api, op, checked));
         extra.push(params_def(api, op)?);
@@ -46,7 +51,7 @@ pub(super) fn tag_rs(api: &Api, tag: &str, checked: &std::collections::BTreeSet<
     Ok(quote! {
         //! Operations tagged the same in the contract: the trait to implement,
         //! a response enum per operation, and the HTTP glue.
-        #![allow(clippy::too_many_arguments, unused_imports)]
+        #![allow(clippy::too_many_arguments, unused_imports, unused_mut)]
         use crate::{rt, models::*};
         use poem_openapi::OpenApi;
 
@@ -210,7 +215,7 @@ fn authenticate(op: &Operation, glue: &mut Glue) {
     if !op.is_secured() {
         return;
     }
-    let resp = ident(&op.result_type);
+    let reject = reject_fn(op);
     for scheme in op.schemes_used() {
         let st = scheme_type(scheme);
         let arg = cred_arg(scheme);
@@ -265,10 +270,83 @@ fn authenticate(op: &Operation, glue: &mut Glue) {
             let mut rejected: ::std::option::Option<rt::Problem> = ::std::option::Option::None;
             #(#alternatives)*
             #anonymous
-            return crate::answer::<#resp, A>(rejected.unwrap_or_else(|| crate::fault(rt::Fault::MissingCredential)));
+            return #reject(rejected.unwrap_or_else(|| crate::fault(rt::Fault::MissingCredential)));
         };
     });
     glue.call.push(quote!(principal));
+}
+
+/// What answers a refused credential: the documented response for its
+/// status, or for a raw handler problem+json.
+fn reject_fn(op: &Operation) -> TokenStream {
+    if op.raw.is_some() {
+        let marker = raw_marker(op);
+        quote!(rt::RawAnswer::<#marker>::refused)
+    } else {
+        let resp = ident(&op.result_type);
+        quote!(crate::answer::<#resp, A>)
+    }
+}
+
+fn raw_marker(op: &Operation) -> proc_macro2::Ident {
+    format_ident!("{}Raw", type_name(&op.id))
+}
+
+fn raw_trait_method(op: &Operation) -> TokenStream {
+    let m = ident(&op.fn_name);
+    let mut args = Vec::new();
+    if op.security_optional() {
+        args.push(quote!(principal: ::std::option::Option<Self::Principal>));
+    } else if op.is_secured() {
+        args.push(quote!(principal: Self::Principal));
+    }
+    let doc = doc_attrs(&[
+        op.summary.as_deref(),
+        op.description.as_deref(),
+        Some(&format!(
+            "`{} {}` (`{}`), a raw handler: the request as it came (only its credentials were checked) \
+             and the response as the handler builds it. Nothing in it is checked against the contract.",
+            op.method.to_uppercase(),
+            op.path,
+            op.id
+        )),
+    ]);
+    quote! {
+        #doc
+        fn #m(&self, #(#args,)* request: &::poem::Request, body: ::poem::Body) -> impl ::std::future::Future<Output = ::poem::Response> + ::std::marker::Send;
+    }
+}
+
+fn raw_server_method(api: &Api, op: &Operation, extra: &mut Vec<TokenStream>) -> TokenStream {
+    let m = ident(&op.fn_name);
+    let oai = oai_attr(op);
+    let doc = doc_attrs(&[op.summary.as_deref(), op.description.as_deref()]);
+    let marker = raw_marker(op);
+    let refs: std::collections::BTreeSet<String> = op.raw.iter().flat_map(|r| r.schema_refs.iter().cloned()).collect();
+    let regs = super::schema_meta::register_calls(api, &refs);
+    extra.push(quote! {
+        #[doc(hidden)]
+        pub struct #marker;
+        impl rt::RawOperation for #marker {
+            fn register(registry: &mut ::poem_openapi::registry::Registry) {
+                let _ = &registry;
+                #regs
+            }
+        }
+    });
+    let mut glue = Glue::default();
+    authenticate(op, &mut glue);
+    let Glue { args, prelude, call, .. } = glue;
+    let tag = op_tag(op);
+    let trait_name = format_ident!("{}Api", type_name(&tag));
+    quote! {
+        #doc
+        #oai
+        async fn #m(&self, #(#args,)* request: &::poem::Request, body: ::poem::Body) -> rt::RawAnswer<#marker> {
+            #(#prelude)*
+            rt::RawAnswer::Raw(#trait_name::#m(&*self.0, #(#call,)* request, body).await)
+        }
+    }
 }
 
 /// The crate-level type naming a request body's declared media type.

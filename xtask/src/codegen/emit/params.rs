@@ -60,12 +60,26 @@ pub(super) fn param_coerce(p: &crate::codegen::ir::params::Parameter) -> TokenSt
         ParamStyle::PipeDelimited if !p.explode => Some('|'),
         _ => None,
     };
+    if let Some((one, item)) = p.one_or_many {
+        let (one, item) = (coerce_json(one), coerce_json(item));
+        return quote!(rt::Coerce::OneOrMany(&#one, &#item));
+    }
     match (&p.field.ty, sep) {
         (RustType::Vec(item), Some(sep)) => {
             let c = coerce_of(item);
             quote!(rt::Coerce::Split(&#c, #sep))
         }
         (ty, _) => coerce_of(ty),
+    }
+}
+
+fn coerce_json(t: crate::codegen::ir::schema::JsonType) -> TokenStream {
+    use crate::codegen::ir::schema::JsonType;
+    match t {
+        JsonType::Integer => quote!(rt::Coerce::Integer),
+        JsonType::Number => quote!(rt::Coerce::Number),
+        JsonType::Boolean => quote!(rt::Coerce::Bool),
+        _ => quote!(rt::Coerce::String),
     }
 }
 

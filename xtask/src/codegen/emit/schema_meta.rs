@@ -75,6 +75,10 @@ fn annotations(n: &SchemaNode, sets: &mut Vec<TokenStream>) {
 
 /// Keywords holding other schemas: properties, items, unions.
 fn structure(api: &Api, n: &SchemaNode, sets: &mut Vec<TokenStream>) {
+    if let Some(r) = &n.ref_of {
+        let m = meta_ref(api, &Schema::Ref(r.clone()));
+        sets.push(quote!(all_of: ::std::vec![#m],));
+    }
     if !n.required.is_empty() {
         let rs = n.required.iter().map(|r| lit(r));
         sets.push(quote!(required: ::std::vec![#(#rs),*],));
@@ -183,6 +187,9 @@ pub(super) fn refs_in(api: &Api, s: &Schema, out: &mut BTreeSet<String>) {
 }
 
 pub(super) fn refs_in_node(api: &Api, n: &SchemaNode, out: &mut BTreeSet<String>) {
+    if let Some(r) = &n.ref_of {
+        out.insert(api.aliases.get(r).unwrap_or(r).clone());
+    }
     for p in &n.properties {
         refs_in(api, &p.schema, out);
     }

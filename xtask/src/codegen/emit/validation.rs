@@ -62,7 +62,10 @@ fn value_rules(api: &Api, ty: &RustType, n: &SchemaNode) -> Result<Vec<TokenStre
         RustType::F64 | RustType::F32 => number_rules(n, false),
         RustType::Vec(item) => array_rules(api, item, n),
         RustType::Named(name) => {
-            if matches!(api.types.get(name).map(|t| &t.kind), Some(TypeKind::Struct(_) | TypeKind::Union(_))) {
+            if matches!(
+                api.types.get(name).map(|t| &t.kind),
+                Some(TypeKind::Struct(_) | TypeKind::Union(_) | TypeKind::Newtype(_))
+            ) {
                 Ok(vec![quote!(dive)])
             } else {
                 Ok(Vec::new())
@@ -211,23 +214,44 @@ pub(super) fn shape_of_fields(api: &Api, fields: &[Field], closed: bool) -> Toke
     if closed { quote!(rt::Shape::ClosedObject(&[#(#props),*])) } else { quote!(rt::Shape::Object(&[#(#props),*])) }
 }
 
-pub(super) fn shape_of_node(api: &Api, n: &SchemaNode) -> TokenStream {
-    if let Some(d) = &n.discriminator {
-        let property = lit(&d.property);
-        let entries = d.mapping.iter().filter_map(|(value, component)| {
-            let t = ident(&component_type(api, component)?);
-            let v = lit(value);
-            Some(quote!((#v, <#t as rt::Model>::SHAPE)))
-        });
-        return quote!(rt::Shape::Discriminated { property: #property, mapping: &[#(#entries),*] });
+/// The shape of one field's value (without its nullability).
+pub(super) fn shape_of_field_type(api: &Api, f: &Field) -> TokenStream {
+    shape_of(api, &f.ty, &f.node)
+}
+
+/// The shape of a union: each member's, an inline object member by the
+/// type generated for it.
+pub(super) fn shape_of_union(
+    api: &Api,
+    n: &SchemaNode,
+    variants: &[crate::codegen::ir::types::UnionVariant],
+) -> TokenStream {
+    if n.discriminator.is_some() {
+        return shape_of_node(api, n);
     }
-    let members = if n.one_of.is_empty() { &n.any_of } else { &n.one_of };
-    let shapes = members.iter().map(|m| match m {
+    let shapes = variants.iter().map(|v| match &v.schema {
+        Schema::Inline(node) if node.ref_of.is_none() && matches!(v.ty, RustType::Named(_)) => {
+            let s = shape_of(api, &v.ty, node);
+            if node.nullable { quote!(&rt::Shape::Nullable(&#s)) } else { quote!(&#s) }
+        }
+        _ => member_shape(api, &v.schema),
+    });
+    if n.one_of.is_empty() {
+        quote!(rt::Shape::AnyOf(&[#(#shapes),*]))
+    } else {
+        quote!(rt::Shape::OneOf(&[#(#shapes),*]))
+    }
+}
+
+fn member_shape(api: &Api, m: &Schema) -> TokenStream {
+    match m {
+        Schema::Inline(node) if node.ref_of.is_some() => {
+            let ty = RustType::Named(node.ref_of.as_deref().and_then(|r| component_type(api, r)).unwrap_or_default());
+            let s = shape_of(api, &ty, node);
+            if node.nullable { quote!(&rt::Shape::Nullable(&#s)) } else { quote!(&#s) }
+        }
         Schema::Ref(name) => match (component_type(api, name), api.value_aliases.get(name)) {
-            (Some(t), _) => {
-                let t = ident(&t);
-                quote!(<#t as rt::Model>::SHAPE)
-            }
+            (Some(t), _) => shape_ref(api, &t),
             (None, Some(a)) => {
                 let s = shape_of(api, &a.rust_type, &a.node);
                 quote!(&#s)
@@ -239,7 +263,39 @@ pub(super) fn shape_of_node(api: &Api, n: &SchemaNode) -> TokenStream {
             let s = shape_of(api, &ty, node);
             quote!(&#s)
         }
-    });
+    }
+}
+
+/// The static holding a recursive type's shape.
+pub(super) fn shape_static(rust_name: &str) -> proc_macro2::Ident {
+    quote::format_ident!("{}_SHAPE", heck::ToShoutySnakeCase::to_shouty_snake_case(rust_name))
+}
+
+/// `&'static Shape` of a generated type. A recursive type's static is named
+/// directly: through the `Model` constant, a static's initializer would
+/// depend on itself (const checking follows the reference).
+fn shape_ref(api: &Api, rust_name: &str) -> TokenStream {
+    if api.recursive.contains(rust_name) {
+        let s = shape_static(rust_name);
+        quote!(&#s)
+    } else {
+        let t = ident(rust_name);
+        quote!(<#t as rt::Model>::SHAPE)
+    }
+}
+
+fn shape_of_node(api: &Api, n: &SchemaNode) -> TokenStream {
+    if let Some(d) = &n.discriminator {
+        let property = lit(&d.property);
+        let entries = d.mapping.iter().filter_map(|(value, component)| {
+            let t = shape_ref(api, &component_type(api, component)?);
+            let v = lit(value);
+            Some(quote!((#v, #t)))
+        });
+        return quote!(rt::Shape::Discriminated { property: #property, mapping: &[#(#entries),*] });
+    }
+    let members = if n.one_of.is_empty() { &n.any_of } else { &n.one_of };
+    let shapes = members.iter().map(|m| member_shape(api, m));
     if n.one_of.is_empty() {
         quote!(rt::Shape::AnyOf(&[#(#shapes),*]))
     } else {
@@ -269,8 +325,8 @@ fn shape_of(api: &Api, ty: &RustType, n: &SchemaNode) -> TokenStream {
                 quote!(rt::Shape::Enum(&[#(#ws),*]))
             }
             _ => {
-                let t = ident(name);
-                quote!(*<#t as rt::Model>::SHAPE)
+                let t = shape_ref(api, name);
+                quote!(*#t)
             }
         },
         RustType::String | RustType::Password => quote!(rt::Shape::String(rt::StrFormat::Plain)),

@@ -8,12 +8,14 @@ pub mod media;
 pub mod names;
 pub mod operations;
 pub mod params;
+pub mod recursion;
 pub mod registry;
 pub mod request_bodies;
 pub mod responses;
 pub mod schema;
 pub mod security;
 pub mod types;
+pub mod unions;
 
 use anyhow::{Result, bail};
 use indexmap::IndexMap;
@@ -80,6 +82,8 @@ pub struct Api {
     pub aliases: IndexMap<String, String>,
     pub security_schemes: Vec<SecurityScheme>,
     pub error_codes: Vec<ErrorCodeDef>,
+    /// Types that contain themselves (their shapes are statics).
+    pub recursive: std::collections::BTreeSet<String>,
 }
 
 /// Builds the IR of a whole document.
@@ -169,6 +173,7 @@ pub fn build(doc: &oa::OpenAPI) -> Result<Api> {
     let contact =
         doc.info.contact.as_ref().map(|c| Contact { name: c.name.clone(), url: c.url.clone(), email: c.email.clone() });
 
+    let recursive = recursion::resolve(&mut b.types)?;
     Ok(Api {
         title: doc.info.title.clone(),
         version: doc.info.version.clone(),
@@ -185,6 +190,7 @@ pub fn build(doc: &oa::OpenAPI) -> Result<Api> {
         aliases,
         security_schemes,
         error_codes,
+        recursive,
     })
 }
 

@@ -2,7 +2,7 @@
 //! responses and security requirements it declares, and the checks that tie
 //! them together (input that can fail needs a 400, security needs a 401).
 
-use anyhow::Result;
+use anyhow::{Context, Result, bail};
 use heck::ToSnakeCase;
 use openapiv3 as oa;
 
@@ -38,7 +38,27 @@ pub struct Operation {
     pub security: Vec<SecurityRequirement>,
     /// The response enum the handler returns (see [`result_type_name`]).
     pub result_type: String,
+    /// Generated as a raw handler: see [`RawHandler`].
+    pub raw: Option<RawHandler>,
 }
+
+/// An operation the application serves by hand (`--raw ID` or
+/// `x-raw-handler: true`): for a construct the generator cannot type (a
+/// WebSocket upgrade, say) without giving up the rest of the spec. Only its
+/// security is generated; its parameters, body and responses are not
+/// read, and the served document carries the operation as the spec writes
+/// it.
+#[derive(Debug, Clone)]
+pub struct RawHandler {
+    /// The operation object, references to components other than schemas
+    /// inlined (the served document has only schemas).
+    pub document: serde_json::Value,
+    /// Schema components it references, to register with the document.
+    pub schema_refs: Vec<String>,
+}
+
+/// The extension that marks an operation as a raw handler.
+pub const RAW_EXTENSION: &str = "x-raw-handler";
 
 impl Operation {
     /// Whether a credential is checked at all.
@@ -102,10 +122,26 @@ pub fn operation(
     let id = op.operation_id.clone().unwrap_or_else(|| fallback_operation_id(site.method, site.path));
     let op_type = type_name(&id);
 
-    let params = params::parameters(b, doc, site, &op_type)?;
-    let params_type = params::params_struct(b, &params, pointer, &op_type);
-    let request_body = request_bodies::request_body(b, op, pointer, &op_type)?;
-    let responses = responses::responses(b, doc, op, pointer, &op_type)?;
+    let raw = match op.extensions.get(RAW_EXTENSION) {
+        None | Some(serde_json::Value::Bool(false)) => None,
+        Some(serde_json::Value::Bool(true)) => Some(raw_handler(b, doc, op, pointer)?),
+        Some(other) => bail!("{pointer}/{RAW_EXTENSION}: must be true or false, found {other}"),
+    };
+    let hint = |e: anyhow::Error| {
+        anyhow::anyhow!(
+            "{e:#}\n  (to serve this operation by hand and keep the rest typed, generate it as a raw handler: \
+             `--raw {id}`, or `{RAW_EXTENSION}: true` on the operation)"
+        )
+    };
+    let (params, params_type, request_body, responses) = if raw.is_some() {
+        (Vec::new(), None, None, Vec::new())
+    } else {
+        let params = params::parameters(b, doc, site, &op_type).map_err(hint)?;
+        let params_type = params::params_struct(b, &params, pointer, &op_type);
+        let request_body = request_bodies::request_body(b, op, pointer, &op_type).map_err(hint)?;
+        let responses = responses::responses(b, doc, op, pointer, &op_type).map_err(hint)?;
+        (params, params_type, request_body, responses)
+    };
     let security = security::requirements(doc, op, pointer, schemes)?;
 
     let operation = Operation {
@@ -124,6 +160,7 @@ pub fn operation(
         responses,
         security,
         result_type: String::new(),
+        raw,
     };
     Ok(operation)
 }
@@ -134,4 +171,64 @@ pub fn operation(
 /// handler's return type.
 pub fn result_type_name(operation_id: &str) -> String {
     format!("{}Response", type_name(operation_id))
+}
+
+/// The operation as the served document will carry it.
+fn raw_handler(b: &mut TypeBuilder<'_>, doc: &oa::OpenAPI, op: &oa::Operation, pointer: &str) -> Result<RawHandler> {
+    let components = serde_json::to_value(&doc.components).context("serializing components")?;
+    let mut document = serde_json::to_value(op).with_context(|| format!("{pointer}: serializing the operation"))?;
+    if let Some(o) = document.as_object_mut() {
+        o.remove(RAW_EXTENSION);
+        // poem-openapi writes the id the glue declares; keep the spec's
+        // (absent or not) rather than two spellings.
+    }
+    let mut schema_refs = Vec::new();
+    inline_refs(&mut document, &components, &mut schema_refs, pointer, 0)?;
+    for name in &schema_refs {
+        b.component(name)?;
+    }
+    Ok(RawHandler { document, schema_refs })
+}
+
+/// Replaces each `$ref` to a component other than a schema by the
+/// component (a chain of them at most 32 deep) and collects schema names.
+fn inline_refs(
+    v: &mut serde_json::Value,
+    components: &serde_json::Value,
+    schemas: &mut Vec<String>,
+    pointer: &str,
+    depth: usize,
+) -> Result<()> {
+    if depth > 32 {
+        bail!("{pointer}: references nested more than 32 deep");
+    }
+    match v {
+        serde_json::Value::Object(o) => {
+            if let Some(serde_json::Value::String(r)) = o.get("$ref") {
+                if let Some(name) = r.strip_prefix("#/components/schemas/") {
+                    if !schemas.iter().any(|s| s == name) {
+                        schemas.push(name.to_owned());
+                    }
+                    return Ok(());
+                }
+                let target = r
+                    .strip_prefix("#/components")
+                    .and_then(|p| components.pointer(p))
+                    .with_context(|| format!("{pointer}: unresolved $ref {r:?}"))?
+                    .clone();
+                *v = target;
+                return inline_refs(v, components, schemas, pointer, depth + 1);
+            }
+            for x in o.values_mut() {
+                inline_refs(x, components, schemas, pointer, depth)?;
+            }
+        }
+        serde_json::Value::Array(a) => {
+            for x in a {
+                inline_refs(x, components, schemas, pointer, depth)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }

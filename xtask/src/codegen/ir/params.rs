@@ -59,6 +59,8 @@ pub struct Parameter {
     pub description: Option<String>,
     pub deprecated: bool,
     pub pointer: String,
+    /// `oneOf: [scalar, array]`: the scalar's and the items' types.
+    pub one_or_many: Option<(JsonType, JsonType)>,
 }
 
 /// The parameters of one operation, path-level first, operation-level
@@ -183,6 +185,7 @@ fn parameter(b: &mut TypeBuilder<'_>, p: &oa::Parameter, pointer: String, op_typ
         oa::ParameterSchemaOrContent::Content(_) => bail!("{pointer}: parameters with `content` are not supported"),
     };
     require_scalar_or_array(b, &schema, &pointer)?;
+    let one_or_many = one_or_many(b, &b.resolver.resolve(&schema)?)?;
     let mut field = b.field(&data.name, &schema, data.required, &format!("{op_type}Params"))?;
     if location == ParamLocation::Path && !data.required {
         bail!("{pointer}: path parameters must be required");
@@ -203,13 +206,34 @@ fn parameter(b: &mut TypeBuilder<'_>, p: &oa::Parameter, pointer: String, op_typ
         description: data.description.clone(),
         deprecated: data.deprecated.unwrap_or(false),
         pointer,
+        one_or_many,
     })
+}
+
+/// `oneOf: [scalar, array of scalars]` (either order): the scalar's and the
+/// items' types, read as one value or repeated values.
+pub fn one_or_many(b: &TypeBuilder<'_>, node: &SchemaNode) -> Result<Option<(JsonType, JsonType)>> {
+    let scalar = |t: Option<JsonType>| {
+        t.filter(|t| matches!(t, JsonType::String | JsonType::Integer | JsonType::Number | JsonType::Boolean))
+    };
+    let [a, c] = node.one_of.as_slice() else { return Ok(None) };
+    let (a, c) = (b.resolver.resolve(a)?, b.resolver.resolve(c)?);
+    let (one, many) = if a.ty == Some(JsonType::Array) { (c, a) } else { (a, c) };
+    let Some(one) = scalar(one.ty) else { return Ok(None) };
+    if many.ty != Some(JsonType::Array) {
+        return Ok(None);
+    }
+    let item = b.resolver.resolve(many.items.as_ref().context("array without items")?)?;
+    Ok(scalar(item.ty).map(|i| (one, i)))
 }
 
 /// The runtime turns raw parameter strings into JSON scalars or lists of
 /// them; objects in parameters would need a style it does not parse.
 fn require_scalar_or_array(b: &TypeBuilder<'_>, schema: &Schema, pointer: &str) -> Result<()> {
     let node = b.resolver.resolve(schema)?;
+    if one_or_many(b, &node)?.is_some() {
+        return Ok(());
+    }
     match node.ty {
         Some(JsonType::String | JsonType::Integer | JsonType::Number | JsonType::Boolean) => Ok(()),
         Some(JsonType::Array) => {

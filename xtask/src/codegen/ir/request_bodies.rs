@@ -8,7 +8,7 @@ use openapiv3 as oa;
 use super::media::{MediaType, is_json, is_text};
 use super::names::pointer_segment;
 use super::schema::JsonType;
-use super::types::{RustType, TypeBuilder};
+use super::types::{RustType, TypeBuilder, TypeKind};
 
 #[derive(Debug, Clone)]
 pub struct RequestBody {
@@ -58,12 +58,22 @@ pub fn request_body(
     let s = media.schema.as_ref().with_context(|| format!("{bp}: media type without schema"))?;
     let schema = b.resolver.convert(s, &format!("{bp}/content/{}/schema", pointer_segment(mt)))?;
     let node = b.resolver.resolve(&schema)?;
-    let union = !node.one_of.is_empty() || !node.any_of.is_empty();
-    if !union && (node.ty != Some(JsonType::Object) || node.properties.is_empty()) {
-        bail!("{bp}: the request body must be an object with properties, or a oneOf/anyOf of them");
-    }
-    let rust_type = b.rust_type(&schema, &format!("{op_type}Request"), None)?;
-    let RustType::Named(model) = rust_type.clone() else { bail!("{bp}: the request body must be an object") };
+    let hint = format!("{op_type}Request");
+    let rust_type = b.rust_type(&schema, &hint, None)?;
+    let model = match &rust_type {
+        RustType::Named(n) if b.types.get(n).is_some_and(|t| !matches!(t.kind, TypeKind::StrEnum(_))) => n.clone(),
+        _ => {
+            // An array, a scalar or an enum: wrapped, so the body is one
+            // validated value like any other.
+            let name = b.unique_name(format!("{hint}Body"));
+            let mut field = b.field("", &schema, true, &name)?;
+            field.rust_name = "0".into();
+            let mut wrapper = node.clone();
+            wrapper.pointer = format!("{bp}/content/{}/schema", pointer_segment(mt));
+            b.synthetic_newtype(&name, field, wrapper);
+            name
+        }
+    };
     Ok(Some(RequestBody {
         pointer: bp,
         description: rb.description.clone(),

@@ -79,6 +79,12 @@ pub struct SchemaNode {
     pub additional_properties: Option<AdditionalProperties>,
     pub one_of: Vec<Schema>,
     pub any_of: Vec<Schema>,
+    /// `allOf: [$ref]` to an object or union component, the idiom for
+    /// annotating a reference (`nullable`, a description): the component's
+    /// type, with this node's annotations. Kept as a reference rather than
+    /// flattened, so a schema can contain itself this way (a tree's
+    /// optional parent) and the component keeps one Rust type.
+    pub ref_of: Option<String>,
 }
 
 /// One property of an object schema, in the spec's order.
@@ -186,6 +192,24 @@ impl<'a> Resolver<'a> {
         }
     }
 
+    /// The component of `allOf: [$ref]` when it is an object or a union
+    /// (see [`SchemaNode::ref_of`]); a scalar or array target is merged
+    /// into its annotations instead, where its constraints are visible.
+    fn annotated_ref(&self, all_of: &[oa::ReferenceOr<oa::Schema>], pointer: &str) -> Result<Option<String>> {
+        let [oa::ReferenceOr::Reference { reference }] = all_of else { return Ok(None) };
+        let name = self.canonical(&Self::component_name(reference, &format!("{pointer}/allOf/0"))?)?;
+        let oa::ReferenceOr::Item(target) = self.component(&name)? else { return Ok(None) };
+        let structured = match &target.schema_kind {
+            oa::SchemaKind::Type(oa::Type::Object(_))
+            | oa::SchemaKind::OneOf { .. }
+            | oa::SchemaKind::AnyOf { .. }
+            | oa::SchemaKind::AllOf { .. } => true,
+            oa::SchemaKind::Any(a) => !a.properties.is_empty() || !a.all_of.is_empty() || !a.one_of.is_empty(),
+            _ => false,
+        };
+        Ok(structured.then_some(name))
+    }
+
     /// Follows a chain of component aliases (`A: {$ref: B}`) to the last name.
     pub fn canonical(&self, name: &str) -> Result<String> {
         let mut name = name.to_owned();
@@ -222,6 +246,9 @@ impl<'a> Resolver<'a> {
         };
         match &schema.schema_kind {
             oa::SchemaKind::Type(t) => self.typed(t, &mut n, pointer)?,
+            oa::SchemaKind::AllOf { all_of } if self.annotated_ref(all_of, pointer)?.is_some() => {
+                n.ref_of = self.annotated_ref(all_of, pointer)?;
+            }
             oa::SchemaKind::AllOf { all_of } => {
                 let mut members = Vec::new();
                 for (i, m) in all_of.iter().enumerate() {
@@ -279,7 +306,9 @@ impl<'a> Resolver<'a> {
                 if !one_of.is_empty() || !any_of.is_empty() || !objectish {
                     bail!("{pointer}: schema mixes keywords of several types; give it one `type`");
                 }
-                if a.all_of.is_empty() {
+                if shapeless && a.required.is_empty() && self.annotated_ref(&a.all_of, pointer)?.is_some() {
+                    n.ref_of = self.annotated_ref(&a.all_of, pointer)?;
+                } else if a.all_of.is_empty() {
                     if !shapeless {
                         bail!("{pointer}: schema mixes keywords of several types; give it one `type`");
                     }
@@ -359,6 +388,18 @@ impl<'a> Resolver<'a> {
 
     fn typed(&self, t: &oa::Type, n: &mut SchemaNode, pointer: &str) -> Result<()> {
         match t {
+            // An enum of only `null` (`{type: string, enum: [null]}`, older
+            // dropshot's `()`) admits no string; what it means is null.
+            // The `type` stays, for the served document; `enum: [null]`
+            // decides the Rust type.
+            oa::Type::String(s) if !s.enumeration.is_empty() && s.enumeration.iter().all(Option::is_none) => {
+                n.ty = Some(JsonType::String);
+                n.enum_values = vec![Value::Null];
+            }
+            oa::Type::Integer(x) if !x.enumeration.is_empty() && x.enumeration.iter().all(Option::is_none) => {
+                n.ty = Some(JsonType::Integer);
+                n.enum_values = vec![Value::Null];
+            }
             oa::Type::String(s) => string(s, n, pointer)?,
             oa::Type::Number(x) => number(x, n, pointer)?,
             oa::Type::Integer(x) => integer(x, n, pointer)?,

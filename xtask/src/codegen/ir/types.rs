@@ -50,6 +50,9 @@ pub struct Field {
     /// The same schema resolved, for validation rules and shapes.
     pub node: SchemaNode,
     pub description: Option<String>,
+    /// Held in a `Box`: the field leads back to its own struct
+    /// ([`super::recursion`]).
+    pub boxed: bool,
 }
 
 /// How many `Option`s wrap a field's type.
@@ -92,6 +95,9 @@ pub struct UnionVariant {
     pub rust_name: String,
     pub ty: RustType,
     pub schema: Schema,
+    /// For a `oneOf` without discriminator: what selects this member
+    /// ([`super::unions`]).
+    pub signature: Option<super::unions::Signature>,
 }
 
 #[derive(Debug, Clone)]
@@ -99,6 +105,10 @@ pub enum TypeKind {
     Struct(Vec<Field>),
     StrEnum(Vec<EnumVariant>),
     Union(Vec<UnionVariant>),
+    /// A request body that is not an object or a union (an array, a
+    /// scalar, an enum): `pub struct X(pub T)`, serialized as `T` is, so it
+    /// can carry the validation of a top-level value.
+    Newtype(Box<Field>),
 }
 
 /// One generated Rust type.
@@ -193,13 +203,16 @@ impl<'a> TypeBuilder<'a> {
             }
             Schema::Inline(n) => n.as_ref(),
         };
+        if let Some(name) = &node.ref_of {
+            return self.rust_type(&Schema::Ref(name.clone()), hint, prop);
+        }
         if !node.one_of.is_empty() || !node.any_of.is_empty() {
             let name = self.unique_name(node.title.as_deref().map_or_else(|| hint.to_owned(), type_name));
             self.union(node, &name, None)?;
             return Ok(RustType::Named(name));
         }
         Ok(match node.ty {
-            None if node.enum_values == [Value::Null] => RustType::Unit,
+            _ if node.enum_values == [Value::Null] => RustType::Unit,
             None => RustType::Any,
             Some(JsonType::Boolean) => RustType::Bool,
             Some(JsonType::Integer) => match node.format.as_deref() {
@@ -311,10 +324,28 @@ impl<'a> TypeBuilder<'a> {
         // Reserve the name before recursing so nested names stay stable.
         self.insert(name, component, TypeKind::Union(vec![]), node);
         let members = if node.one_of.is_empty() { &node.any_of } else { &node.one_of };
+        let signatures = if !node.one_of.is_empty() && node.discriminator.is_none() {
+            let sigs =
+                members.iter().map(|m| super::unions::signature(&self.resolver, m)).collect::<Result<Vec<_>>>()?;
+            super::unions::check_exclusive(&node.pointer, &sigs)?;
+            Some(sigs)
+        } else {
+            None
+        };
+        // Members an implicit tag names are named by it (`Volume`, `Url`).
+        let tag_names = signatures.as_deref().and_then(super::unions::implicit_tag).map(|(_, vs)| vs);
         let mut variants: Vec<UnionVariant> = Vec::new();
         for (i, m) in members.iter().enumerate() {
-            let ty = self.rust_type(m, &format!("{name}V{}", i + 1), None)?;
+            let tag = tag_names.as_ref().map(|vs| type_name(&vs[i]));
+            let hint = match &tag {
+                Some(t) => format!("{name}{t}"),
+                None => format!("{name}V{}", i + 1),
+            };
+            let ty = self.rust_type(m, &hint, None)?;
             let rust_name = match &ty {
+                _ if tag.is_some() && matches!(m, Schema::Inline(n) if n.ref_of.is_none()) => {
+                    tag.clone().unwrap_or_default()
+                }
                 RustType::Named(n) => n.clone(),
                 RustType::String => "String".into(),
                 RustType::I64 | RustType::I32 => "Integer".into(),
@@ -328,7 +359,8 @@ impl<'a> TypeBuilder<'a> {
             } else {
                 rust_name
             };
-            variants.push(UnionVariant { rust_name, ty, schema: m.clone() });
+            let signature = signatures.as_ref().map(|s| s[i].clone());
+            variants.push(UnionVariant { rust_name, ty, schema: m.clone(), signature });
         }
         if let Some(t) = self.types.get_mut(name) {
             t.kind = TypeKind::Union(variants);
@@ -375,7 +407,14 @@ impl<'a> TypeBuilder<'a> {
             description: node.description.clone(),
             schema: schema.clone(),
             node,
+            boxed: false,
         })
+    }
+
+    /// Registers a newtype the generator makes up (a request body that is
+    /// not an object), over the body's own schema.
+    pub fn synthetic_newtype(&mut self, name: &str, field: Field, node: SchemaNode) {
+        self.insert(name, None, TypeKind::Newtype(Box::new(field)), &node);
     }
 
     /// Registers a struct the generator makes up (an operation's parameters).
