@@ -99,7 +99,9 @@ fn string_rules(n: &SchemaNode) -> Vec<TokenStream> {
         let args = std::iter::once(quote!(chars)).chain(bounds(n.min_length, n.max_length));
         rules.push(quote!(length(#(#args),*)));
     }
-    if let Some(p) = &n.pattern {
+    // The ECMA-262 pattern, translated to the `regex` dialect (the served
+    // document keeps the spec's spelling).
+    if let Some(p) = &n.pattern_rust {
         let p = lit(p);
         rules.push(quote!(pattern(#p)));
     }

@@ -8,6 +8,7 @@ pub mod media;
 pub mod names;
 pub mod operations;
 pub mod params;
+pub mod patterns;
 pub mod recursion;
 pub mod registry;
 pub mod request_bodies;

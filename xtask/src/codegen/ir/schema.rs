@@ -64,6 +64,8 @@ pub struct SchemaNode {
     pub min_length: Option<usize>,
     pub max_length: Option<usize>,
     pub pattern: Option<String>,
+    /// `pattern` in the `regex` crate's dialect ([`super::patterns`]).
+    pub pattern_rust: Option<String>,
     pub minimum: Option<f64>,
     pub maximum: Option<f64>,
     pub exclusive_minimum: bool,
@@ -485,7 +487,7 @@ fn string(s: &oa::StringType, n: &mut SchemaNode, pointer: &str) -> Result<()> {
     };
     n.pattern = s.pattern.clone();
     if let Some(p) = &n.pattern {
-        regex_syntax_check(p).with_context(|| format!("{pointer}/pattern: not a valid regular expression"))?;
+        n.pattern_rust = Some(super::patterns::check(p).with_context(|| format!("{pointer}/pattern"))?);
     }
     n.min_length = s.min_length;
     n.max_length = s.max_length;
@@ -541,10 +543,6 @@ fn integer(x: &oa::IntegerType, n: &mut SchemaNode, pointer: &str) -> Result<()>
     Ok(())
 }
 
-/// Merges the members of an `allOf` into one object node. Where two members
-/// define the same property, a bare `type: object` yields to the more
-/// specific schema (the contract's envelope pattern); any other disagreement
-/// is an error rather than a guess.
 /// `allOf: [$ref]` to a scalar or an array, the idiom that gives a
 /// reference a description or `nullable`: the member with the annotations
 /// of the schema around it.
@@ -561,6 +559,10 @@ fn annotated(member: &SchemaNode, around: &SchemaNode) -> SchemaNode {
     merged
 }
 
+/// Merges the members of an `allOf` into one object node. Where two members
+/// define the same property, a bare `type: object` yields to the more
+/// specific schema (the contract's envelope pattern); any other disagreement
+/// is an error rather than a guess.
 fn flatten_all_of(n: &mut SchemaNode, members: Vec<(String, SchemaNode)>, pointer: &str) -> Result<()> {
     n.ty = Some(JsonType::Object);
     for (p, m) in members {
@@ -601,16 +603,4 @@ fn is_bare_object(s: &Schema) -> bool {
         }
         Schema::Ref(_) => false,
     }
-}
-
-/// Rejects patterns Rust's `regex` (used by garde) cannot compile, at
-/// generation time rather than at first request.
-fn regex_syntax_check(p: &str) -> Result<()> {
-    // Lookaround and backreferences are the ECMA features `regex` lacks.
-    for bad in ["(?=", "(?!", "(?<=", "(?<!", "\\1", "\\2"] {
-        if p.contains(bad) {
-            bail!("pattern {p:?} uses {bad:?}, which Rust's regex engine does not support");
-        }
-    }
-    Ok(())
 }
