@@ -38,6 +38,13 @@ pub struct FieldErrors {
     /// Checking a response, not a request: `readOnly` and `writeOnly`
     /// properties swap roles.
     pub(crate) responding: bool,
+    /// Values the structural pass has visited, probes of union members
+    /// included, and how many it may: a union whose members must be tried
+    /// in turn, nested in itself, would otherwise cost exponential time.
+    pub(crate) work: usize,
+    pub(crate) budget: usize,
+    /// The budget ran out (reported once).
+    pub(crate) over_budget: bool,
 }
 
 impl Default for FieldErrors {
@@ -49,13 +56,24 @@ impl Default for FieldErrors {
             keys: RandomState::new(),
             count_only: false,
             responding: false,
+            work: 0,
+            budget: usize::MAX,
+            over_budget: false,
         }
     }
 }
 
 impl FieldErrors {
-    pub(crate) fn probe() -> Self {
-        FieldErrors { count_only: true, keys: RandomState::new(), ..FieldErrors::default() }
+    /// Scratch errors for trying one union member, sharing what is left of
+    /// `parent`'s budget.
+    pub(crate) fn probe(parent: &FieldErrors) -> Self {
+        FieldErrors {
+            count_only: true,
+            responding: parent.responding,
+            budget: parent.budget.saturating_sub(parent.work),
+            keys: RandomState::new(),
+            ..FieldErrors::default()
+        }
     }
 
     /// Records a failure at a path given as text (parameters, the body).

@@ -34,6 +34,10 @@ pub enum Shape {
     OneOf(&'static [&'static Shape]),
     /// At least one member must match.
     AnyOf(&'static [&'static Shape]),
+    /// A `oneOf` without discriminator: each member with its signature. Only
+    /// members whose signature the value has are considered; one is checked
+    /// in place (its errors are precise), several are tried in turn.
+    OneOfSigned(&'static [(&'static crate::select::Signature, &'static Shape)]),
     /// A union whose member is named by a string property's value.
     Discriminated {
         property: &'static str,
@@ -93,6 +97,7 @@ impl Shape {
             Shape::OneOf(variants) | Shape::AnyOf(variants) => {
                 variants.first().map_or(Value::Null, |s| s.placeholder())
             }
+            Shape::OneOfSigned(members) => members.first().map_or(Value::Null, |(_, s)| s.placeholder()),
             Shape::Discriminated { property, mapping } => match mapping.first() {
                 Some((value, shape)) => {
                     let mut v = shape.placeholder();
@@ -111,11 +116,22 @@ impl Shape {
     /// Time is linear in the size of `value` (times the nesting of oneOf
     /// members in the schema, a constant).
     pub fn check(&self, value: &mut Value, base: &str, errs: &mut FieldErrors) -> bool {
+        // Linear: every value is visited a bounded number of times, however
+        // its unions nest (see `FieldErrors::budget`).
+        errs.budget = errs.work.saturating_add(WORK_PER_VALUE.saturating_mul(count_values(value)));
         let root = Loc::root(base, errs);
         self.check_at(value, &root, errs)
     }
 
     fn check_at(&self, value: &mut Value, loc: &Loc<'_>, errs: &mut FieldErrors) -> bool {
+        errs.work += 1;
+        if errs.work > errs.budget {
+            if !errs.over_budget {
+                errs.over_budget = true;
+                errs.fail(loc, "is too costly to validate (unions nested in unions that cannot be told apart)");
+            }
+            return false;
+        }
         match self {
             Shape::Any => true,
             Shape::Nullable(inner) => value.is_null() || inner.check_at(value, loc, errs),
@@ -233,18 +249,24 @@ impl Shape {
                     }
                 }
             }
+            Shape::OneOfSigned(members) => {
+                let mut fitting = members.iter().filter(|(sig, _)| sig.fits(value)).map(|(_, s)| *s);
+                match (fitting.next(), fitting.next()) {
+                    (None, _) => expect(false, loc, "does not match any of the allowed schemas", errs),
+                    (Some(only), None) => only.check_at(value, loc, errs),
+                    (Some(a), Some(b)) => {
+                        let candidates: Vec<&Shape> = [a, b].into_iter().chain(fitting).collect();
+                        match probe_matches(&candidates, value, loc, errs) {
+                            None => false,
+                            Some(0) => expect(false, loc, "does not match any of the allowed schemas", errs),
+                            Some(1) => true,
+                            Some(_) => expect(false, loc, "matches more than one of the allowed schemas (oneOf)", errs),
+                        }
+                    }
+                }
+            }
             Shape::OneOf(variants) | Shape::AnyOf(variants) => {
-                // A member matches when it accepts the value without errors.
-                let matching = variants
-                    .iter()
-                    .filter(|s| {
-                        let mut probe = value.clone();
-                        let mut scratch = FieldErrors::probe();
-                        scratch.responding = errs.responding;
-                        let root = Loc::root("", &scratch);
-                        s.check_at(&mut probe, &root, &mut scratch) && scratch.is_empty()
-                    })
-                    .count();
+                let Some(matching) = probe_matches(variants, value, loc, errs) else { return false };
                 match (self, matching) {
                     (_, 0) => expect(false, loc, "does not match any of the allowed schemas", errs),
                     (Shape::OneOf(_), n) if n > 1 => {
@@ -255,6 +277,44 @@ impl Shape {
             }
         }
     }
+}
+
+/// How many times the structural pass may visit each value of its input
+/// (union members tried in turn visit a value once per member).
+pub const WORK_PER_VALUE: usize = 32;
+
+/// The number of JSON values in `v`, itself included.
+fn count_values(v: &Value) -> usize {
+    match v {
+        Value::Array(a) => 1 + a.iter().map(count_values).sum::<usize>(),
+        Value::Object(o) => 1 + o.values().map(count_values).sum::<usize>(),
+        _ => 1,
+    }
+}
+
+/// How many of `members` accept `value` without errors, each tried on a
+/// copy; the work counts against `errs`' budget.
+/// `None` (reported at `loc`) when the budget ran out meanwhile.
+fn probe_matches(members: &[&Shape], value: &Value, loc: &Loc<'_>, errs: &mut FieldErrors) -> Option<usize> {
+    let mut matching = 0;
+    for s in members {
+        let mut probe = value.clone();
+        let mut scratch = FieldErrors::probe(errs);
+        let root = Loc::root("", &scratch);
+        let ok = s.check_at(&mut probe, &root, &mut scratch) && scratch.is_empty();
+        errs.work += scratch.work;
+        if errs.work > errs.budget {
+            if !errs.over_budget {
+                errs.over_budget = true;
+                errs.fail(loc, "is too costly to validate (unions nested in unions that cannot be told apart)");
+            }
+            return None;
+        }
+        if ok {
+            matching += 1;
+        }
+    }
+    Some(matching)
 }
 
 fn expect(ok: bool, loc: &Loc<'_>, message: impl fmt::Display, errs: &mut FieldErrors) -> bool {
@@ -383,6 +443,30 @@ pub fn report_invalid_response(operation: &'static str, errs: &FieldErrors) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `T: oneOf [{child: T}, {child: T, n?: integer}]`: every value matches
+    /// both members' structure down to the leaf, so trying them in turn at
+    /// each level would take 2^depth; the budget stops it.
+    static NODE: Shape = Shape::OneOf(&[&A, &B]);
+    static A: Shape =
+        Shape::Object(&[Prop { name: "child", required: false, shape: &NODE, access: Access::ReadWrite }]);
+    static B: Shape = Shape::Object(&[
+        Prop { name: "child", required: false, shape: &NODE, access: Access::ReadWrite },
+        Prop { name: "n", required: false, shape: &Shape::Integer { min: 0, max: 9 }, access: Access::ReadWrite },
+    ]);
+
+    #[test]
+    fn nested_ambiguous_unions_cost_linear_time() {
+        let mut v = serde_json::json!({});
+        for _ in 0..60 {
+            v = serde_json::json!({ "child": v });
+        }
+        let mut errs = FieldErrors::default();
+        assert!(!NODE.check(&mut v, "", &mut errs) || !errs.is_empty());
+        // Linear: the budget, overshot by at most one probe.
+        assert!(errs.work <= 2 * WORK_PER_VALUE * 61, "{}", errs.work);
+        assert!(errs.listed.iter().any(|e| e.message.contains("too costly")), "{:?}", errs.listed);
+    }
 
     #[test]
     fn renames_only_identifiers() {

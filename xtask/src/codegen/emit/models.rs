@@ -367,25 +367,8 @@ fn discriminated_deserialize(
 /// A `oneOf` without discriminator is read as the one member whose
 /// signature the value has (`rt::select`), never by trying members in turn.
 fn selected_deserialize(t: &TypeDef, variants: &[UnionVariant]) -> TokenStream {
-    use crate::codegen::ir::unions::Signature;
     let name = ident(&t.rust_name);
-    let sig_tokens = |s: &Signature| {
-        let types = s.types;
-        let closed = s.closed;
-        let props = s.props.iter().map(|p| {
-            let (n, r, ty) = (lit(&p.name), p.required, p.types);
-            let values = match &p.values {
-                Some(vs) => {
-                    let vs = vs.iter().map(|v| lit(v));
-                    quote!(::std::option::Option::Some(&[#(#vs),*]))
-                }
-                None => quote!(::std::option::Option::None),
-            };
-            quote!(rt::select::PropSig { name: #n, required: #r, types: #ty, values: #values })
-        });
-        quote!(rt::select::Signature { types: #types, props: &[#(#props),*], closed: #closed })
-    };
-    let sigs = variants.iter().filter_map(|v| v.signature.as_ref()).map(sig_tokens);
+    let sigs = variants.iter().filter_map(|v| v.signature.as_ref()).map(super::validation::signature_tokens);
     let arms = variants.iter().enumerate().map(|(i, v)| {
         let var = ident(&v.rust_name);
         let i = Literal::usize_unsuffixed(i);

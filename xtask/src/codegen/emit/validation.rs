@@ -231,18 +231,46 @@ pub(super) fn shape_of_union(
     if n.discriminator.is_some() {
         return shape_of_node(api, n);
     }
-    let shapes = variants.iter().map(|v| match &v.schema {
-        Schema::Inline(node) if node.ref_of.is_none() && matches!(v.ty, RustType::Named(_)) => {
-            let s = shape_of(api, &v.ty, node);
-            if node.nullable { quote!(&rt::Shape::Nullable(&#s)) } else { quote!(&#s) }
-        }
-        _ => member_shape(api, &v.schema),
-    });
+    let shapes: Vec<TokenStream> = variants
+        .iter()
+        .map(|v| match &v.schema {
+            Schema::Inline(node) if node.ref_of.is_none() && matches!(v.ty, RustType::Named(_)) => {
+                let s = shape_of(api, &v.ty, node);
+                if node.nullable { quote!(&rt::Shape::Nullable(&#s)) } else { quote!(&#s) }
+            }
+            _ => member_shape(api, &v.schema),
+        })
+        .collect();
+    if variants.iter().all(|v| v.signature.is_some()) {
+        let members = variants.iter().zip(&shapes).filter_map(|(v, s)| {
+            let sig = signature_tokens(v.signature.as_ref()?);
+            Some(quote!((&#sig, #s)))
+        });
+        return quote!(rt::Shape::OneOfSigned(&[#(#members),*]));
+    }
     if n.one_of.is_empty() {
         quote!(rt::Shape::AnyOf(&[#(#shapes),*]))
     } else {
         quote!(rt::Shape::OneOf(&[#(#shapes),*]))
     }
+}
+
+/// A member's signature as a `rt::select::Signature` constant.
+pub(super) fn signature_tokens(s: &crate::codegen::ir::unions::Signature) -> TokenStream {
+    let types = s.types;
+    let closed = s.closed;
+    let props = s.props.iter().map(|p| {
+        let (n, r, ty) = (lit(&p.name), p.required, p.types);
+        let values = match &p.values {
+            Some(vs) => {
+                let vs = vs.iter().map(|v| lit(v));
+                quote!(::std::option::Option::Some(&[#(#vs),*]))
+            }
+            None => quote!(::std::option::Option::None),
+        };
+        quote!(rt::select::PropSig { name: #n, required: #r, types: #ty, values: #values })
+    });
+    quote!(rt::select::Signature { types: #types, props: &[#(#props),*], closed: #closed })
 }
 
 fn member_shape(api: &Api, m: &Schema) -> TokenStream {
