@@ -160,6 +160,16 @@ fn unsupported_constructs_fail_with_their_pointer() {
     ));
     assert!(e.contains("#/paths/~1a/get/parameters/0") && e.contains("--raw a"), "{e}");
 
+    // A constraint on map values garde cannot check is refused, not dropped.
+    let e = gen_error(&tiny(
+        "  /a:\n    post:\n      operationId: a\n      requestBody: {content: {application/json: {schema: {$ref: '#/components/schemas/X'}}}}\n      responses:\n        '200': {description: ok}\n        '400': {description: bad}",
+        "    X: {type: object, properties: {m: {type: object, additionalProperties: {type: string, maxLength: 3}}}}",
+    ));
+    assert!(
+        e.contains("#/components/schemas/X/properties/m/additionalProperties") && e.contains("values of a map"),
+        "{e}"
+    );
+
     // The registry is optional, but an entry must name a real fault.
     let bad_fault = tiny(
         "  /a:\n    get:\n      operationId: a\n      responses:\n        '200': {description: ok}",

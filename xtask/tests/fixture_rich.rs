@@ -71,6 +71,10 @@ impl PetsApi for Stub {
         // The request's badge: `serial` was dropped (readOnly), `pin` is here
         // (writeOnly); the response gives a serial and never shows the pin.
         p.badge = body.badge.map(|b| Badge { serial: Some(b.pin.as_ref().map_or(0, |p| p.len() as i64)), ..b });
+        // The undeclared labels, typed: echoed as the pet's attributes.
+        if let Some(l) = body.labels {
+            p.attributes = Some(l.additional_properties.iter().map(|(k, v)| (k.clone(), v.to_string())).collect());
+        }
         let location = format!("/v2/pets/{}", p.name);
         Ok(CreatePetResponse::Created { body: p, location })
     }
@@ -399,6 +403,23 @@ async fn value_components_keep_their_constraints_and_names() {
     let (_, doc) = send(cli.get("/v2/openapi.json")).await;
     assert_eq!(doc["components"]["schemas"]["LuckyNumbers"]["maxItems"], 3, "{doc}");
     assert_eq!(doc["components"]["schemas"]["ChipId"]["format"], "uuid");
+}
+
+/// `additionalProperties: {schema}` beside `properties` keeps the other
+/// properties as a typed map (checked by the schema); `minProperties` and
+/// `maxProperties` count all of them.
+#[tokio::test]
+async fn typed_extra_properties_and_property_counts() {
+    let (cli, _) = client();
+    let with = |labels: Value| json!({"name": "tom", "kind": "cat", "owner": {"name": "ann", "since": "2020-01-31"}, "labels": labels});
+    let (s, b) = send(cli.post("/v2/pets").body_json(&with(json!({"owner": "ann", "legs": 4})))).await;
+    assert_eq!((s, &b["attributes"]), (StatusCode::CREATED, &json!({"legs": "4"})), "{b}");
+    let (s, b) = send(cli.post("/v2/pets").body_json(&with(json!({"legs": "four"})))).await;
+    assert_eq!((s, fields(&b)), (StatusCode::BAD_REQUEST, vec!["labels.legs".to_owned()]), "{b}");
+    for labels in [json!({}), json!({"a": 1, "b": 2, "c": 3, "d": 4})] {
+        let (s, b) = send(cli.post("/v2/pets").body_json(&with(labels))).await;
+        assert_eq!((s, fields(&b)), (StatusCode::BAD_REQUEST, vec!["labels".to_owned()]), "{b}");
+    }
 }
 
 /// Bodies that are not JSON: bytes and text, with their media types.

@@ -29,6 +29,15 @@ pub enum Shape {
     /// is reported (and dropped, so the rest can still be checked).
     ClosedObject(&'static [Prop]),
     Map(&'static Shape),
+    /// Properties beside `additionalProperties: {schema}`: every other
+    /// property's value has the `rest` shape.
+    ObjectRest(&'static [Prop], &'static Shape),
+    /// `minProperties` / `maxProperties` around an object's own shape.
+    PropertyCount {
+        min: usize,
+        max: usize,
+        inner: &'static Shape,
+    },
     Nullable(&'static Shape),
     /// Exactly one member must match.
     OneOf(&'static [&'static Shape]),
@@ -91,7 +100,8 @@ impl Shape {
             Shape::Enum(values) => Value::from(values.first().copied().unwrap_or_default()),
             Shape::Array(_) => Value::Array(Vec::new()),
             Shape::Map(_) => Value::Object(Map::new()),
-            Shape::Object(props) | Shape::ClosedObject(props) => Value::Object(
+            Shape::PropertyCount { inner, .. } => inner.placeholder(),
+            Shape::Object(props) | Shape::ClosedObject(props) | Shape::ObjectRest(props, _) => Value::Object(
                 props.iter().filter(|p| p.required).map(|p| (p.name.to_owned(), p.shape.placeholder())).collect(),
             ),
             Shape::OneOf(variants) | Shape::AnyOf(variants) => {
@@ -189,10 +199,30 @@ impl Shape {
                 }
                 true
             }
-            Shape::Object(props) | Shape::ClosedObject(props) => {
+            Shape::PropertyCount { min, max, inner } => {
+                if let Some(n) = value.as_object().map(Map::len)
+                    && !(*min..=*max).contains(&n)
+                {
+                    let msg = match (*min, *max) {
+                        (0, max) => format!("must have at most {max} properties"),
+                        (min, usize::MAX) => format!("must have at least {min} properties"),
+                        (min, max) => format!("must have between {min} and {max} properties"),
+                    };
+                    errs.fail(loc, msg);
+                }
+                inner.check_at(value, loc, errs)
+            }
+            Shape::Object(props) | Shape::ClosedObject(props) | Shape::ObjectRest(props, _) => {
                 let Some(map) = value.as_object_mut() else {
                     return expect(false, loc, "must be an object", errs);
                 };
+                if let Shape::ObjectRest(_, rest) = self {
+                    for (k, v) in map.iter_mut().filter(|(k, _)| !props.iter().any(|p| p.name == k.as_str())) {
+                        if !rest.check_at(v, &loc.child(Seg::Key(k), errs), errs) {
+                            *v = rest.placeholder();
+                        }
+                    }
+                }
                 if matches!(self, Shape::ClosedObject(_)) {
                     let unknown: Vec<String> =
                         map.keys().filter(|k| !props.iter().any(|p| p.name == k.as_str())).cloned().collect();

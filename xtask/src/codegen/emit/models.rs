@@ -651,6 +651,9 @@ fn struct_field(api: &Api, t: &TypeDef, f: &Field, request: bool) -> Result<Stru
             serde_attrs.push(quote!(default, skip_serializing_if = "Option::is_none", with = "rt::double_option"));
         }
     }
+    if f.flatten {
+        serde_attrs.push(quote!(flatten));
+    }
     if f.node.write_only {
         // Never in a response, whatever the handler sets.
         serde_attrs.retain(|a| !a.to_string().contains("skip_serializing_if"));
@@ -674,6 +677,7 @@ fn struct_field(api: &Api, t: &TypeDef, f: &Field, request: bool) -> Result<Stru
 fn model_impl(api: &Api, t: &TypeDef, fields: &[Field]) -> TokenStream {
     let name = ident(&t.rust_name);
     let shape = shape_of_fields(api, fields, t.node.additional_properties == Some(AdditionalProperties::Forbidden));
+    let shape = super::validation::property_count(&t.node, shape);
     let renames: Vec<TokenStream> = fields
         .iter()
         .filter(|f| f.rust_name != f.json_name)

@@ -160,6 +160,8 @@ fn constraints(n: &SchemaNode, sets: &mut Vec<TokenStream>) {
         ("max_length", n.max_length),
         ("min_items", n.min_items),
         ("max_items", n.max_items),
+        ("min_properties", n.min_properties),
+        ("max_properties", n.max_properties),
     ] {
         if let Some(v) = v {
             let k = ident(key);

@@ -72,9 +72,8 @@ fn value_rules(api: &Api, ty: &RustType, n: &SchemaNode) -> Result<Vec<TokenStre
             }
         }
         // Bytes are a whole non-JSON body: nothing in them to check.
-        RustType::Map(_) | RustType::JsonObject | RustType::Any | RustType::Bool | RustType::Bytes | RustType::Unit => {
-            Ok(Vec::new())
-        }
+        RustType::Map(item) => map_rules(api, item, n),
+        RustType::JsonObject | RustType::Any | RustType::Bool | RustType::Bytes | RustType::Unit => Ok(Vec::new()),
     }
 }
 
@@ -166,6 +165,34 @@ fn number_rules(n: &SchemaNode, int: bool) -> Result<Vec<TokenStream>> {
     Ok(rules)
 }
 
+/// Map values: structs are validated through `dive`; a constraint garde
+/// would have to check on each scalar value is refused rather than left
+/// unchecked.
+fn map_rules(api: &Api, item: &RustType, n: &SchemaNode) -> Result<Vec<TokenStream>> {
+    let item_node = match &n.additional_properties {
+        Some(AdditionalProperties::Schema(Schema::Inline(i))) => (**i).clone(),
+        Some(AdditionalProperties::Schema(Schema::Ref(name))) => api
+            .types
+            .values()
+            .find(|t| t.component.as_deref() == Some(name))
+            .map(|t| t.node.clone())
+            .or_else(|| api.value_aliases.get(name).map(|a| a.node.clone()))
+            .unwrap_or_default(),
+        _ => SchemaNode::default(),
+    };
+    let inner = value_rules(api, item, &item_node)?;
+    if inner.iter().any(|r| r.to_string() == "dive") {
+        return Ok(vec![quote!(dive)]);
+    }
+    if !inner.is_empty() {
+        bail!(
+            "{}/additionalProperties: constraints on the values of a map (length, pattern, range, format) are not supported",
+            n.pointer
+        );
+    }
+    Ok(Vec::new())
+}
+
 fn array_rules(api: &Api, item: &RustType, n: &SchemaNode) -> Result<Vec<TokenStream>> {
     let mut rules = Vec::new();
     if n.min_items.is_some() || n.max_items.is_some() {
@@ -199,7 +226,21 @@ fn array_rules(api: &Api, item: &RustType, n: &SchemaNode) -> Result<Vec<TokenSt
 
 /// `closed`: `additionalProperties: false`, so unknown properties fail.
 pub(super) fn shape_of_fields(api: &Api, fields: &[Field], closed: bool) -> TokenStream {
-    let props = fields.iter().map(|f| {
+    let rest = fields.iter().find(|f| f.flatten).map(|f| match &f.ty {
+        RustType::Map(item) => {
+            let item_node = match &f.node.additional_properties {
+                Some(AdditionalProperties::Schema(Schema::Inline(i))) => (**i).clone(),
+                _ => SchemaNode::default(),
+            };
+            let mut s = shape_of(api, item, &item_node);
+            if item_node.nullable {
+                s = quote!(rt::Shape::Nullable(&#s));
+            }
+            s
+        }
+        _ => quote!(rt::Shape::Any),
+    });
+    let props = fields.iter().filter(|f| !f.flatten).map(|f| {
         let name = lit(&f.json_name);
         let required = f.required;
         let mut shape = shape_of(api, &f.ty, &f.node);
@@ -213,7 +254,27 @@ pub(super) fn shape_of_fields(api: &Api, fields: &[Field], closed: bool) -> Toke
         };
         quote!(rt::Prop { name: #name, required: #required, shape: &#shape, access: #access })
     });
-    if closed { quote!(rt::Shape::ClosedObject(&[#(#props),*])) } else { quote!(rt::Shape::Object(&[#(#props),*])) }
+    match (closed, rest) {
+        (_, Some(rest)) => quote!(rt::Shape::ObjectRest(&[#(#props),*], &#rest)),
+        (true, None) => quote!(rt::Shape::ClosedObject(&[#(#props),*])),
+        (false, None) => quote!(rt::Shape::Object(&[#(#props),*])),
+    }
+}
+
+/// `minProperties` / `maxProperties` around an object's shape.
+pub(super) fn property_count(n: &SchemaNode, shape: TokenStream) -> TokenStream {
+    if n.min_properties.is_none() && n.max_properties.is_none() {
+        return shape;
+    }
+    let min = Literal::usize_unsuffixed(n.min_properties.unwrap_or(0));
+    let max = match n.max_properties {
+        Some(m) => {
+            let m = Literal::usize_unsuffixed(m);
+            quote!(#m)
+        }
+        None => quote!(usize::MAX),
+    };
+    quote!(rt::Shape::PropertyCount { min: #min, max: #max, inner: &#shape })
 }
 
 /// The shape of one field's value (without its nullability).
@@ -383,10 +444,13 @@ fn shape_of(api: &Api, ty: &RustType, n: &SchemaNode) -> TokenStream {
                 Some(AdditionalProperties::Schema(Schema::Inline(i))) => (**i).clone(),
                 _ => SchemaNode::default(),
             };
-            let s = shape_of(api, item, &item_node);
-            quote!(rt::Shape::Map(&#s))
+            let mut s = shape_of(api, item, &item_node);
+            if item_node.nullable {
+                s = quote!(rt::Shape::Nullable(&#s));
+            }
+            property_count(n, quote!(rt::Shape::Map(&#s)))
         }
-        RustType::JsonObject => quote!(rt::Shape::Map(&rt::Shape::Any)),
+        RustType::JsonObject => property_count(n, quote!(rt::Shape::Map(&rt::Shape::Any))),
         RustType::Any | RustType::Bytes => quote!(rt::Shape::Any),
         // Null, and nothing else.
         RustType::Unit => quote!(rt::Shape::Nullable(&rt::Shape::Enum(&[]))),

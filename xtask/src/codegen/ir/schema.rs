@@ -72,6 +72,8 @@ pub struct SchemaNode {
     pub exclusive_maximum: bool,
     pub multiple_of: Option<f64>,
     pub min_items: Option<usize>,
+    pub min_properties: Option<usize>,
+    pub max_properties: Option<usize>,
     pub max_items: Option<usize>,
     pub unique_items: bool,
     pub items: Option<Schema>,
@@ -451,9 +453,8 @@ impl<'a> Resolver<'a> {
                 Some(AdditionalProperties::Schema(self.convert(s, &format!("{pointer}/additionalProperties"))?))
             }
         };
-        if o.min_properties.is_some() || o.max_properties.is_some() {
-            bail!("{pointer}: minProperties/maxProperties are not supported");
-        }
+        n.min_properties = o.min_properties;
+        n.max_properties = o.max_properties;
         Ok(())
     }
 }

@@ -53,6 +53,9 @@ pub struct Field {
     /// Held in a `Box`: the field leads back to its own struct
     /// ([`super::recursion`]).
     pub boxed: bool,
+    /// The properties beside the declared ones (`additionalProperties:
+    /// {schema}` next to `properties`): a map, `#[serde(flatten)]`.
+    pub flatten: bool,
 }
 
 /// How many `Option`s wrap a field's type.
@@ -383,6 +386,31 @@ impl<'a> TypeBuilder<'a> {
             }
             fields.push(f);
         }
+        if let Some(AdditionalProperties::Schema(rest)) = &node.additional_properties {
+            let item = self.rust_type(rest, &format!("{name}Value"), None)?;
+            let mut rust_name = "additional_properties".to_owned();
+            while fields.iter().any(|f| f.rust_name == rust_name) {
+                rust_name.push('_');
+            }
+            let item_node = self.resolver.resolve(rest)?;
+            fields.push(Field {
+                json_name: rust_name.clone(),
+                rust_name,
+                ty: RustType::Map(Box::new(item)),
+                required: true,
+                nullable: false,
+                default: None,
+                schema: rest.clone(),
+                node: SchemaNode {
+                    pointer: format!("{}/additionalProperties", node.pointer),
+                    additional_properties: Some(AdditionalProperties::Schema(Schema::Inline(Box::new(item_node)))),
+                    ..SchemaNode::default()
+                },
+                description: None,
+                boxed: false,
+                flatten: true,
+            });
+        }
         if let Some(t) = self.types.get_mut(name) {
             t.kind = TypeKind::Struct(fields);
         }
@@ -408,6 +436,7 @@ impl<'a> TypeBuilder<'a> {
             schema: schema.clone(),
             node,
             boxed: false,
+            flatten: false,
         })
     }
 
