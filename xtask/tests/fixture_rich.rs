@@ -123,6 +123,10 @@ impl PetsApi for Stub {
         }))
     }
 
+    async fn send_feedback(&self, body: Feedback) -> Result<SendFeedbackResponse, Problem> {
+        Ok(SendFeedbackResponse::Ok(body))
+    }
+
     async fn patch_pet(&self, params: PatchPetParams, body: PetPatch) -> Result<PatchPetResponse, Problem> {
         let mut p = pet(&params.name);
         // PetPatch.weight is a double, Pet.weight a float: echo it as the ratio.
@@ -420,6 +424,27 @@ async fn typed_extra_properties_and_property_counts() {
         let (s, b) = send(cli.post("/v2/pets").body_json(&with(labels))).await;
         assert_eq!((s, fields(&b)), (StatusCode::BAD_REQUEST, vec!["labels".to_owned()]), "{b}");
     }
+}
+
+/// One body, two media types: JSON or a form, chosen by `Content-Type`;
+/// form values are coerced by the schema (repeated keys are an array) and
+/// validated the same way; any other type is refused.
+#[tokio::test]
+async fn json_and_form_bodies_of_one_schema() {
+    let (cli, _) = client();
+    let form = "application/x-www-form-urlencoded";
+    let (s, b) =
+        send(cli.post("/v2/feedback").content_type(form).body("stars=4&comment=nice%20one&tags=a&tags=b&happy=true"))
+            .await;
+    assert_eq!((s, b), (StatusCode::OK, json!({"stars": 4, "comment": "nice one", "tags": ["a", "b"], "happy": true})));
+    let (s, b) = send(cli.post("/v2/feedback").body_json(&json!({"stars": 5}))).await;
+    assert_eq!((s, b), (StatusCode::OK, json!({"stars": 5})));
+    let (s, b) = send(cli.post("/v2/feedback").content_type(form).body("stars=9&happy=maybe")).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    assert_eq!(fields(&b), vec!["happy".to_owned(), "stars".to_owned()], "{b}");
+    let (s, b) = send(cli.post("/v2/feedback").content_type("text/plain").body("stars=4")).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    assert!(b.to_string().contains("application/json or application/x-www-form-urlencoded"), "{b}");
 }
 
 /// Bodies that are not JSON: bytes and text, with their media types.

@@ -11,7 +11,7 @@ use poem_openapi::{
 };
 use serde_json::Value;
 
-use crate::{Fault, FieldErrors, JSON, Json, MediaTypeName, Model, validate_value};
+use crate::{BodyMedia, FORM, Fault, FieldErrors, JSON, Json, Model, validate_value};
 
 /// How request bodies are read; attach one with `Route::data` to override
 /// the defaults (the service's config does).
@@ -64,7 +64,7 @@ fn parse_permits() -> &'static tokio::sync::Semaphore {
 pub enum BodyError {
     Missing,
     /// What was sent, and what the operation declares.
-    ContentType(String, &'static str),
+    ContentType(String, String),
     TooLarge(usize),
     Read(String),
     Malformed(String),
@@ -107,7 +107,7 @@ pub struct JsonBody<T, M = Json, const REQUIRED: bool = true> {
     _model: PhantomData<(T, M)>,
 }
 
-impl<'a, T: poem_openapi::types::Type, M: MediaTypeName, const REQUIRED: bool> ApiExtractor<'a>
+impl<'a, T: poem_openapi::types::Type, M: BodyMedia, const REQUIRED: bool> ApiExtractor<'a>
     for JsonBody<T, M, REQUIRED>
 {
     const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::RequestObject];
@@ -121,7 +121,7 @@ impl<'a, T: poem_openapi::types::Type, M: MediaTypeName, const REQUIRED: bool> A
     fn request_meta() -> Option<MetaRequest> {
         Some(MetaRequest {
             description: None,
-            content: vec![MetaMediaType { content_type: M::NAME, schema: T::schema_ref() }],
+            content: M::TYPES.iter().map(|t| MetaMediaType { content_type: t, schema: T::schema_ref() }).collect(),
             required: REQUIRED,
         })
     }
@@ -145,22 +145,25 @@ impl<'a, T: poem_openapi::types::Type, M: MediaTypeName, const REQUIRED: bool> A
     }
 }
 
-impl<T: Model + Send + 'static, M: MediaTypeName, const REQUIRED: bool> JsonBody<T, M, REQUIRED> {
+impl<T: Model + Send + 'static, M: BodyMedia, const REQUIRED: bool> JsonBody<T, M, REQUIRED> {
     /// Reads the body within the size limit and read timeout, then parses
-    /// and validates it as `T`, adding every failure to `errs`.
+    /// (as the declared media type `Content-Type` names) and validates it
+    /// as `T`, adding every failure to `errs`.
     pub async fn read(self, errs: &mut FieldErrors) -> Result<BodyOutcome<T>, BodyError> {
-        let Some(bytes) = read_limited(self.body, &self.limits, self.declared_len, &self.content_type, M::NAME).await?
+        let Some(bytes) =
+            read_limited(self.body, &self.limits, self.declared_len, &self.content_type, M::TYPES).await?
         else {
             return Ok(BodyOutcome::Empty);
         };
+        let form = M::TYPES.iter().any(|d| *d == FORM && accepts(&self.content_type, d)).then_some(M::FORM);
         if bytes.len() < INLINE_PARSE_LIMIT {
-            return parse_and_validate(&bytes, errs);
+            return parse_and_validate(&bytes, form, errs);
         }
         let permit =
             parse_permits().acquire().await.map_err(|_| BodyError::Read("the server is shutting down".into()))?;
         let mut moved = std::mem::take(errs);
         let job = tokio::task::spawn_blocking(move || {
-            let outcome = parse_and_validate::<T>(&bytes, &mut moved);
+            let outcome = parse_and_validate::<T>(&bytes, form, &mut moved);
             (outcome, moved)
         });
         let joined = job.await;
@@ -187,7 +190,7 @@ async fn read_limited(
     limits: &BodyLimits,
     declared_len: Option<usize>,
     content_type: &str,
-    declared: &'static str,
+    declared: &'static [&'static str],
 ) -> Result<Option<bytes::Bytes>, BodyError> {
     let limit = limits.max_bytes;
     if declared_len.is_some_and(|n| n > limit) {
@@ -219,8 +222,8 @@ async fn read_limited(
     if bytes.is_empty() {
         return Ok(None);
     }
-    if !accepts(content_type, declared) {
-        return Err(BodyError::ContentType(content_type.to_owned(), declared));
+    if !declared.iter().any(|d| accepts(content_type, d)) {
+        return Err(BodyError::ContentType(content_type.to_owned(), declared.join(" or ")));
     }
     Ok(Some(bytes))
 }
@@ -234,12 +237,47 @@ fn accepts(content_type: &str, declared: &str) -> bool {
     sent == declared || (declared == JSON && sent.starts_with("application/") && sent.ends_with("+json"))
 }
 
-fn parse_and_validate<T: Model>(bytes: &[u8], errs: &mut FieldErrors) -> Result<BodyOutcome<T>, BodyError> {
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| BodyError::Malformed(e.to_string()))?;
+/// `form`: the body is `application/x-www-form-urlencoded`, read with
+/// these fields' coercions (other keys are kept as strings, for a closed
+/// object to report).
+fn parse_and_validate<T: Model>(
+    bytes: &[u8],
+    form: Option<&'static [(&'static str, crate::Coerce)]>,
+    errs: &mut FieldErrors,
+) -> Result<BodyOutcome<T>, BodyError> {
+    let value: Value = match form {
+        Some(fields) => form_value(bytes, fields),
+        None => serde_json::from_slice(bytes).map_err(|e| BodyError::Malformed(e.to_string()))?,
+    };
     Ok(match validate_value::<T>(value, "", errs) {
         Some(v) => BodyOutcome::Valid(v),
         None => BodyOutcome::Invalid,
     })
+}
+
+/// A form body as the JSON object its schema describes. Linear in the body:
+/// keys are grouped by a hash map, each value coerced once.
+fn form_value(bytes: &[u8], fields: &'static [(&'static str, crate::Coerce)]) -> Value {
+    let mut by_key: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
+    let mut order: Vec<String> = Vec::new();
+    for (k, v) in form_urlencoded::parse(bytes) {
+        let entry = by_key.entry(k.to_string()).or_insert_with(|| {
+            order.push(k.to_string());
+            Vec::new()
+        });
+        entry.push(v.into_owned());
+    }
+    let entries: Vec<(&'static str, Vec<String>, crate::Coerce)> =
+        fields.iter().map(|(name, c)| (*name, by_key.remove(*name).unwrap_or_default(), *c)).collect();
+    let mut value = crate::params_object(&entries);
+    if let Some(map) = value.as_object_mut() {
+        for k in order {
+            if let Some(mut vs) = by_key.remove(&k) {
+                map.insert(k, Value::from(vs.swap_remove(0)));
+            }
+        }
+    }
+    value
 }
 
 /// A request body that is not JSON (`text/plain`, `application/octet-stream`),
@@ -296,15 +334,18 @@ impl<'a, S: RawBodySpec> ApiExtractor<'a> for RawBody<S> {
 impl<S: RawBodySpec> RawBody<S> {
     /// The body's bytes.
     pub async fn read_bytes(self) -> Result<BodyOutcome<Vec<u8>>, BodyError> {
-        Ok(match read_limited(self.body, &self.limits, self.declared_len, &self.content_type, S::MEDIA_TYPE).await? {
-            None => BodyOutcome::Empty,
-            Some(b) => BodyOutcome::Valid(b.to_vec()),
-        })
+        Ok(
+            match read_limited(self.body, &self.limits, self.declared_len, &self.content_type, &[S::MEDIA_TYPE]).await?
+            {
+                None => BodyOutcome::Empty,
+                Some(b) => BodyOutcome::Valid(b.to_vec()),
+            },
+        )
     }
 
     /// The body as text; bytes that are not UTF-8 are a malformed body.
     pub async fn read_text(self) -> Result<BodyOutcome<String>, BodyError> {
-        match read_limited(self.body, &self.limits, self.declared_len, &self.content_type, S::MEDIA_TYPE).await? {
+        match read_limited(self.body, &self.limits, self.declared_len, &self.content_type, &[S::MEDIA_TYPE]).await? {
             None => Ok(BodyOutcome::Empty),
             Some(b) => String::from_utf8(b.to_vec())
                 .map(BodyOutcome::Valid)

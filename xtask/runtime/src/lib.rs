@@ -96,17 +96,25 @@ pub fn raw_response(status: u16, content_type: &'static str, body: impl Into<poe
         .body(body.into())
 }
 
-/// The media type a request body is declared with, for [`JsonBody`].
-pub trait MediaTypeName: Send + Sync + 'static {
-    const NAME: &'static str;
+/// The media types a request body may be sent in (the operation's
+/// `content`, in the spec's order), for [`JsonBody`]; the one sent is
+/// chosen by `Content-Type`.
+pub trait BodyMedia: Send + Sync + 'static {
+    const TYPES: &'static [&'static str];
+    /// For `application/x-www-form-urlencoded`: each property's name and
+    /// how its values are read (the same rules as query parameters).
+    const FORM: &'static [(&'static str, Coerce)] = &[];
 }
 
 /// `application/json`, the default media type of [`JsonBody`].
 pub struct Json;
 
-impl MediaTypeName for Json {
-    const NAME: &'static str = JSON;
+impl BodyMedia for Json {
+    const TYPES: &'static [&'static str] = &[JSON];
 }
+
+/// `application/x-www-form-urlencoded`.
+pub const FORM: &str = "application/x-www-form-urlencoded";
 
 /// Current time, for envelopes' `timestamp`.
 pub fn now() -> chrono::DateTime<chrono::Utc> {

@@ -5,7 +5,7 @@
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
-use super::operations::{auth_method, media_marker, scheme_type, verify_fn};
+use super::operations::{auth_method, scheme_type, verify_fn};
 use super::policy::policy;
 use super::{doc_attrs, ident, lit, op_tag, opt_lit, tag_module, tag_modules};
 use crate::codegen::ir::names::{pointer_segment, type_name};
@@ -32,7 +32,6 @@ pub(super) fn lib_rs(api: &Api) -> TokenStream {
     let policy = policy(api);
     let allow_entries = allow_table(api);
     let doc_patches = doc_patches(api);
-    let media = media_markers(api);
     let registry = if api.error_codes.is_empty() {
         quote!()
     } else {
@@ -72,7 +71,6 @@ pub(super) fn lib_rs(api: &Api) -> TokenStream {
 
         #policy
 
-        #(#media)*
 
         /// The contract's tags.
         #[derive(::poem_openapi::Tags)]
@@ -434,25 +432,6 @@ fn doc_patches(api: &Api) -> Vec<TokenStream> {
         .map(|(p, v)| {
             let (p, v) = (lit(&p), lit(&v.to_string()));
             quote!((#p, #v))
-        })
-        .collect()
-}
-
-/// A type per request media type other than `application/json`, naming it
-/// for the body extractor (`rt::JsonBody<Model, Media…>`).
-fn media_markers(api: &Api) -> Vec<TokenStream> {
-    let mut seen: Vec<&str> = Vec::new();
-    for mt in api.operations.iter().filter_map(|o| o.request_body.as_ref()).flat_map(|b| &b.content) {
-        if mt.media_type != "application/json" && !seen.contains(&mt.media_type.as_str()) {
-            seen.push(&mt.media_type);
-        }
-    }
-    seen.iter()
-        .map(|mt| {
-            let m = media_marker(mt);
-            let l = lit(mt);
-            let d = doc_attrs(&[Some(&format!("Request bodies declared as `{mt}`."))]);
-            quote!(#d pub struct #m; impl rt::MediaTypeName for #m { const NAME: &'static str = #l; })
         })
         .collect()
 }

@@ -349,12 +349,6 @@ fn raw_server_method(api: &Api, op: &Operation, extra: &mut Vec<TokenStream>) ->
     }
 }
 
-/// The crate-level type naming a request body's declared media type.
-pub(super) fn media_marker(media_type: &str) -> proc_macro2::Ident {
-    let words: String = media_type.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { ' ' }).collect();
-    format_ident!("Media{}", type_name(&words))
-}
-
 /// The crate-level function that verifies one scheme's credential.
 pub(super) fn verify_fn(scheme: &str) -> proc_macro2::Ident {
     format_ident!("verify_{}", scheme.to_snake_case())
@@ -420,12 +414,34 @@ fn read_body(api: &Api, op: &Operation, glue: &mut Glue, extra: &mut Vec<TokenSt
         return;
     }
     let bt = ident(&rb.model);
-    let media = match rb.content.first().map(|m| m.media_type.as_str()) {
-        Some(mt) if mt != "application/json" => {
-            let m = media_marker(mt);
-            quote!(crate::#m)
-        }
-        _ => quote!(rt::Json),
+    let media = if rb.content.len() == 1 && rb.content[0].media_type == "application/json" {
+        quote!(rt::Json)
+    } else {
+        // The declared media types, and for a form each field's coercion.
+        let m = format_ident!("{}Media", type_name(&op.id));
+        let types = rb.content.iter().map(|c| lit(&c.media_type));
+        let form = if rb.content.iter().any(|c| crate::codegen::ir::media::is_form(&c.media_type)) {
+            let fields = match api.types.get(&rb.model).map(|t| &t.kind) {
+                Some(crate::codegen::ir::types::TypeKind::Struct(fields)) => fields.as_slice(),
+                _ => &[],
+            };
+            let entries = fields.iter().map(|f| {
+                let (n, c) = (lit(&f.json_name), super::params::coerce_of(&f.ty));
+                quote!((#n, #c))
+            });
+            quote!(const FORM: &'static [(&'static str, rt::Coerce)] = &[#(#entries),*];)
+        } else {
+            quote!()
+        };
+        extra.push(quote! {
+            #[doc(hidden)]
+            pub struct #m;
+            impl rt::BodyMedia for #m {
+                const TYPES: &'static [&'static str] = &[#(#types),*];
+                #form
+            }
+        });
+        quote!(#m)
     };
     let req = if rb.required { quote!() } else { quote!(, false) };
     glue.args.push(quote!(#bdoc body: rt::JsonBody<crate::models::#bt, #media #req>));

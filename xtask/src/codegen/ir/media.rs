@@ -14,6 +14,11 @@ pub fn is_json(media_type: &str) -> bool {
     essence == JSON || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
+/// Whether `media_type` is `application/x-www-form-urlencoded`.
+pub fn is_form(media_type: &str) -> bool {
+    media_type.split(';').next().unwrap_or_default().trim().eq_ignore_ascii_case("application/x-www-form-urlencoded")
+}
+
 /// Whether `media_type` is text (`text/plain`, `text/csv`, …): its body is
 /// a Rust `String`; any other non-JSON type is bytes.
 pub fn is_text(media_type: &str) -> bool {

@@ -5,7 +5,7 @@
 use anyhow::{Context, Result, bail};
 use openapiv3 as oa;
 
-use super::media::{MediaType, is_json, is_text};
+use super::media::{MediaType, is_form, is_json, is_text};
 use super::names::pointer_segment;
 use super::schema::JsonType;
 use super::types::{RustType, TypeBuilder, TypeKind};
@@ -34,12 +34,22 @@ pub fn request_body(
         Some(oa::ReferenceOr::Reference { .. }) => bail!("{bp}: requestBody references are not supported"),
         Some(oa::ReferenceOr::Item(rb)) => rb,
     };
-    if rb.content.len() != 1 {
-        bail!("{bp}/content: exactly one media type per request body is supported");
-    }
-    let (mt, media) = rb.content.first().context("no content")?;
+    let (mt, media) = rb.content.first().with_context(|| format!("{bp}/content: no media type"))?;
     let mp = format!("{bp}/content/{}", pointer_segment(mt));
-    if !is_json(mt) {
+    let structured = |t: &str| is_json(t) || is_form(t);
+    if rb.content.len() > 1 || is_form(mt) {
+        // JSON and form bodies of one schema: chosen by Content-Type.
+        for (t, m) in &rb.content {
+            let p = format!("{bp}/content/{}", pointer_segment(t));
+            if !structured(t) {
+                bail!("{p}: several media types on one body are supported for JSON and form types only");
+            }
+            if m.schema != media.schema {
+                bail!("{p}/schema: every media type of a body must have the same schema");
+            }
+        }
+    }
+    if !structured(mt) {
         let s = media.schema.as_ref().with_context(|| format!("{mp}: media type without schema"))?;
         let schema = b.resolver.convert(s, &format!("{mp}/schema"))?;
         if b.resolver.resolve(&schema)?.ty != Some(JsonType::String) {
@@ -58,6 +68,7 @@ pub fn request_body(
     let s = media.schema.as_ref().with_context(|| format!("{bp}: media type without schema"))?;
     let schema = b.resolver.convert(s, &format!("{bp}/content/{}/schema", pointer_segment(mt)))?;
     let node = b.resolver.resolve(&schema)?;
+    let form = rb.content.keys().find(|t| is_form(t));
     let hint = format!("{op_type}Request");
     let rust_type = b.rust_type(&schema, &hint, None)?;
     let model = match &rust_type {
@@ -74,11 +85,37 @@ pub fn request_body(
             name
         }
     };
+    if let Some(f) = form {
+        // A form is flat: each property one value or a list of them.
+        let p = format!("{bp}/content/{}/schema", pointer_segment(f));
+        let Some(TypeKind::Struct(fields)) = b.types.get(&model).map(|t| &t.kind) else {
+            bail!("{p}: a form body must be an object with properties");
+        };
+        for field in fields {
+            let flat = match &field.ty {
+                RustType::Vec(item) => !matches!(**item, RustType::Named(_) | RustType::Vec(_) | RustType::Map(_)),
+                RustType::Named(n) => matches!(b.types.get(n).map(|t| &t.kind), Some(TypeKind::StrEnum(_))),
+                RustType::Map(_) | RustType::JsonObject | RustType::Any | RustType::Bytes => false,
+                _ => true,
+            };
+            if !flat || field.flatten {
+                bail!(
+                    "{p}/properties/{}: form fields must be scalars or arrays of scalars",
+                    pointer_segment(&field.json_name)
+                );
+            }
+        }
+    }
+    let content = rb
+        .content
+        .keys()
+        .map(|t| MediaType { media_type: t.clone(), schema: schema.clone(), rust_type: rust_type.clone() })
+        .collect();
     Ok(Some(RequestBody {
         pointer: bp,
         description: rb.description.clone(),
         required: rb.required,
-        content: vec![MediaType { media_type: mt.clone(), schema, rust_type }],
+        content,
         model,
         raw: None,
     }))
