@@ -56,6 +56,10 @@ impl PetsApi for Stub {
         p.nickname = params.x_request_id.map(|u| u.to_string());
         p.tags = params.tag.map(|ts| ts.into_iter().map(|label| Tag { label, weight: None }).collect());
         p.ratio = params.min_weight;
+        if let Some(f) = params.filter {
+            let kinds: Vec<String> = f.kinds.unwrap_or_default().iter().map(ToString::to_string).collect();
+            p.name = format!("{} {} {}", f.owner.unwrap_or_default(), kinds.join("+"), f.max_age.unwrap_or(-1));
+        }
         if let Some(colors) = params.colors {
             p.name = format!("{} {}", colors.join("+"), params.theme.map_or("-".to_owned(), |t| t.to_string()));
         }
@@ -424,6 +428,21 @@ async fn typed_extra_properties_and_property_counts() {
         let (s, b) = send(cli.post("/v2/pets").body_json(&with(labels))).await;
         assert_eq!((s, fields(&b)), (StatusCode::BAD_REQUEST, vec!["labels".to_owned()]), "{b}");
     }
+}
+
+/// `style: deepObject`: `filter[key]=value` pairs are one object, coerced
+/// and validated by its schema (a closed one refuses unknown keys).
+#[tokio::test]
+async fn deep_object_query_parameters() {
+    let (cli, _) = client();
+    let (s, b) =
+        send(cli.get("/v2/pets?filter[owner]=ann&filter[kinds]=cat&filter[kinds]=dog&filter[max_age]=3")).await;
+    assert_eq!((s, &b[0]["name"]), (StatusCode::OK, &json!("ann cat+dog 3")), "{b}");
+    let (s, b) = send(cli.get("/v2/pets?filter[max_age]=old&filter[kinds]=cow&filter[color]=red")).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    let mut f = fields(&b);
+    f.sort();
+    assert_eq!(f, ["filter.color", "filter.kinds[0]", "filter.max_age"], "{b}");
 }
 
 /// One body, two media types: JSON or a form, chosen by `Content-Type`;

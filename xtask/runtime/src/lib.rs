@@ -36,7 +36,7 @@ mod values;
 pub use body::{BodyError, BodyLimits, BodyOutcome, INLINE_PARSE_LIMIT, JsonBody, RawBody, RawBodySpec};
 pub use field_errors::{FieldError, FieldErrors, MAX_LISTED_ERRORS};
 pub use headers::{HeaderText, set_header};
-pub use params::{Coerce, Cookie, Header, ParamSet, Path, Query, params_object};
+pub use params::{Coerce, Cookie, DeepQuery, Header, ParamSet, Path, Query, params_object};
 pub use problem::{Answer, Fault, PROBLEM_JSON, Problem, RawAnswer, RawOperation};
 pub use routing::{AllowTable, DocPatches, api_routes, envelope_errors, served_document};
 pub use security::{AuthContext, BasicCredentials, Credential, CredentialIn, SchemeCredential, SchemeSpec};

@@ -51,6 +51,45 @@ macro_rules! raw_param {
 }
 
 raw_param!(Query, MetaParamIn::Query, "Raw values of one query parameter.");
+
+/// A `style: deepObject` query parameter: `name[key]=value` pairs, as
+/// `key, value, key, value…` for [`Coerce::Deep`].
+pub struct DeepQuery<P, const I: usize>(pub Vec<String>, PhantomData<P>);
+
+impl<'a, P: ParamSet, const I: usize> ApiExtractor<'a> for DeepQuery<P, I> {
+    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::Parameter];
+    const PARAM_IS_REQUIRED: bool = P::REQUIRED[I];
+    type ParamType = ();
+    type ParamRawType = ();
+
+    fn register(registry: &mut Registry) {
+        P::register(registry);
+    }
+
+    fn param_in() -> Option<MetaParamIn> {
+        Some(MetaParamIn::Query)
+    }
+
+    fn param_schema_ref() -> Option<MetaSchemaRef> {
+        Some(P::schema(I))
+    }
+
+    async fn from_request(
+        request: &'a Request,
+        _body: &mut RequestBody,
+        opts: ExtractParamOptions<()>,
+    ) -> poem::Result<Self> {
+        let mut pairs = Vec::new();
+        for (k, v) in form_urlencoded::parse(request.uri().query().unwrap_or_default().as_bytes()) {
+            let key = k.strip_prefix(opts.name).and_then(|r| r.strip_prefix('[')).and_then(|r| r.strip_suffix(']'));
+            if let Some(key) = key {
+                pairs.push(key.to_owned());
+                pairs.push(v.into_owned());
+            }
+        }
+        Ok(Self(pairs, PhantomData))
+    }
+}
 raw_param!(Header, MetaParamIn::Header, "Raw values of one header parameter.");
 // Named `Path` on purpose: poem-openapi recognises path parameters by the
 // type's name and maps them to its internal `paramN` route segments.
@@ -99,6 +138,10 @@ pub enum Coerce {
     /// the scalar, repeated values (`?id=a&id=b`) the array. A single value
     /// is never split at commas, so the scalar can hold one.
     OneOrMany(&'static Coerce, &'static Coerce),
+    /// `style: deepObject`: the raw values are `key, value` pairs of
+    /// `name[key]=value`; each property coerced as listed (repeated keys
+    /// are an array), others kept as strings for a closed object to report.
+    Deep(&'static [(&'static str, Coerce)]),
 }
 
 /// Builds the JSON object the structural pass checks for a parameter set.
@@ -113,6 +156,30 @@ pub fn params_object(values: &[(&'static str, Vec<String>, Coerce)]) -> Value {
                     continue;
                 }
                 Value::Array(parts.into_iter().map(|s| coerce_one(s, item)).collect())
+            }
+            Coerce::Deep(fields) => {
+                if raw.is_empty() {
+                    continue;
+                }
+                let mut obj = Map::new();
+                for pair in raw.chunks_exact(2) {
+                    let (k, v) = (&pair[0], &pair[1]);
+                    match fields.iter().find(|(n, _)| n == k) {
+                        Some((_, Coerce::Array(item))) => {
+                            let slot = obj.entry(k.clone()).or_insert_with(|| Value::Array(Vec::new()));
+                            if let Value::Array(items) = slot {
+                                items.push(coerce_one(v, item));
+                            }
+                        }
+                        Some((_, c)) => {
+                            obj.entry(k.clone()).or_insert_with(|| coerce_one(v, c));
+                        }
+                        None => {
+                            obj.entry(k.clone()).or_insert_with(|| Value::from(v.as_str()));
+                        }
+                    }
+                }
+                Value::Object(obj)
             }
             Coerce::OneOrMany(one, item) => match raw.as_slice() {
                 [] => continue,
@@ -146,7 +213,9 @@ fn coerce_one(s: &str, coerce: &Coerce) -> Value {
             "false" => Value::Bool(false),
             _ => Value::from(s),
         },
-        Coerce::String | Coerce::Array(_) | Coerce::Split(..) | Coerce::OneOrMany(..) => Value::from(s),
+        Coerce::String | Coerce::Array(_) | Coerce::Split(..) | Coerce::OneOrMany(..) | Coerce::Deep(_) => {
+            Value::from(s)
+        }
     }
 }
 

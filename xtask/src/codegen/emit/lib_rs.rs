@@ -407,7 +407,7 @@ fn doc_patches(api: &Api) -> Vec<TokenStream> {
         // style; the extractors come in `params` order.
         for (i, p) in o.params.iter().enumerate() {
             use crate::codegen::ir::params::ParamStyle;
-            if matches!(p.style, ParamStyle::SpaceDelimited | ParamStyle::PipeDelimited) {
+            if matches!(p.style, ParamStyle::SpaceDelimited | ParamStyle::PipeDelimited | ParamStyle::DeepObject) {
                 patches.push((format!("{at}/parameters/{i}/style"), serde_json::json!(p.style.to_string())));
                 patches.push((format!("{at}/parameters/{i}/explode"), serde_json::json!(p.explode)));
             }

@@ -148,7 +148,7 @@ fn server_method(api: &Api, op: &Operation, extra: &mut Vec<TokenStream>) -> Res
     if op.params_type.is_some() || op.request_body.is_some() {
         glue.prelude.push(quote!(let mut errs = rt::FieldErrors::default();));
     }
-    extract_params(op, &mut glue)?;
+    extract_params(api, op, &mut glue)?;
     read_body(api, op, &mut glue, extra);
     let checks = validation_checks(op, &glue);
     let Glue { args, prelude, call, .. } = glue;
@@ -360,7 +360,7 @@ fn cred_arg(scheme: &str) -> proc_macro2::Ident {
 
 /// Raw extractors that never fail, one per parameter; their values are
 /// coerced and validated together into the params struct.
-fn extract_params(op: &Operation, glue: &mut Glue) -> Result<()> {
+fn extract_params(api: &Api, op: &Operation, glue: &mut Glue) -> Result<()> {
     let Some(pt) = &op.params_type else { return Ok(()) };
     let pt_i = ident(pt);
     let mut entries = Vec::new();
@@ -370,6 +370,9 @@ fn extract_params(op: &Operation, glue: &mut Glue) -> Result<()> {
         let wire = lit(&p.name);
         let idx = Literal::usize_unsuffixed(i);
         let extractor = match p.location {
+            ParamLocation::Query if p.style == crate::codegen::ir::params::ParamStyle::DeepObject => {
+                quote!(rt::DeepQuery<#pt_i, #idx>)
+            }
             ParamLocation::Query => quote!(rt::Query<#pt_i, #idx>),
             ParamLocation::Path => quote!(rt::Path<#pt_i, #idx>),
             ParamLocation::Header => quote!(rt::Header<#pt_i, #idx>),
@@ -378,7 +381,7 @@ fn extract_params(op: &Operation, glue: &mut Glue) -> Result<()> {
         let pdoc = doc_attrs(&[p.description.as_deref()]);
         let deprecated = if p.deprecated { quote!(, deprecated) } else { quote!() };
         glue.args.push(quote!(#pdoc #[oai(name = #wire #deprecated)] #arg: #extractor));
-        let coerce = param_coerce(p);
+        let coerce = param_coerce(api, p);
         entries.push(quote!((#json, #arg.0, #coerce)));
     }
     glue.prelude.push(quote! {

@@ -53,8 +53,18 @@ pub(super) fn params_def(api: &Api, op: &Operation) -> Result<TokenStream> {
 /// The coercion of a parameter: its type, and for arrays how the values
 /// arrive (repeated or comma-separated for `form`; one value split at a
 /// space or a pipe for `spaceDelimited`/`pipeDelimited` without explode).
-pub(super) fn param_coerce(p: &crate::codegen::ir::params::Parameter) -> TokenStream {
+pub(super) fn param_coerce(api: &crate::codegen::ir::Api, p: &crate::codegen::ir::params::Parameter) -> TokenStream {
     use crate::codegen::ir::params::ParamStyle;
+    if p.style == ParamStyle::DeepObject
+        && let RustType::Named(n) = &p.field.ty
+        && let Some(crate::codegen::ir::types::TypeKind::Struct(fields)) = api.types.get(n).map(|t| &t.kind)
+    {
+        let entries = fields.iter().map(|f| {
+            let (name, c) = (crate::codegen::emit::lit(&f.json_name), coerce_of(&f.ty));
+            quote!((#name, #c))
+        });
+        return quote!(rt::Coerce::Deep(&[#(#entries),*]));
+    }
     let sep = match p.style {
         ParamStyle::SpaceDelimited if !p.explode => Some(' '),
         ParamStyle::PipeDelimited if !p.explode => Some('|'),

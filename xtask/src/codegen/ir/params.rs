@@ -184,7 +184,11 @@ fn parameter(b: &mut TypeBuilder<'_>, p: &oa::Parameter, pointer: String, op_typ
         oa::ParameterSchemaOrContent::Schema(s) => b.resolver.convert(s, &format!("{pointer}/schema"))?,
         oa::ParameterSchemaOrContent::Content(_) => bail!("{pointer}: parameters with `content` are not supported"),
     };
-    require_scalar_or_array(b, &schema, &pointer)?;
+    if style == ParamStyle::DeepObject {
+        require_flat_object(b, &schema, &pointer)?;
+    } else {
+        require_scalar_or_array(b, &schema, &pointer)?;
+    }
     let one_or_many = one_or_many(b, &b.resolver.resolve(&schema)?)?;
     let mut field = b.field(&data.name, &schema, data.required, &format!("{op_type}Params"))?;
     if location == ParamLocation::Path && !data.required {
@@ -227,6 +231,19 @@ pub fn one_or_many(b: &TypeBuilder<'_>, node: &SchemaNode) -> Result<Option<(Jso
     Ok(scalar(item.ty).map(|i| (one, i)))
 }
 
+/// `style: deepObject` (`filter[name]=x&filter[tags]=a`): an object whose
+/// properties are scalars or arrays of them.
+fn require_flat_object(b: &TypeBuilder<'_>, schema: &Schema, pointer: &str) -> Result<()> {
+    let node = b.resolver.resolve(schema)?;
+    if node.ty != Some(JsonType::Object) || node.properties.is_empty() {
+        bail!("{pointer}/style: `deepObject` needs an object with properties");
+    }
+    for p in &node.properties {
+        require_scalar_or_array(b, &p.schema, &format!("{pointer}/schema/properties/{}", p.name))?;
+    }
+    Ok(())
+}
+
 /// The runtime turns raw parameter strings into JSON scalars or lists of
 /// them; objects in parameters would need a style it does not parse.
 fn require_scalar_or_array(b: &TypeBuilder<'_>, schema: &Schema, pointer: &str) -> Result<()> {
@@ -253,7 +270,9 @@ fn require_scalar_or_array(b: &TypeBuilder<'_>, schema: &Schema, pointer: &str) 
 fn require_default_style(location: ParamLocation, style: ParamStyle, pointer: &str) -> Result<()> {
     // Arrays in one value split at a space or a pipe are read as declared
     // (an array schema is checked by require_scalar_or_array's caller).
-    if location == ParamLocation::Query && matches!(style, ParamStyle::SpaceDelimited | ParamStyle::PipeDelimited) {
+    if location == ParamLocation::Query
+        && matches!(style, ParamStyle::SpaceDelimited | ParamStyle::PipeDelimited | ParamStyle::DeepObject)
+    {
         return Ok(());
     }
     let expected = match location {
