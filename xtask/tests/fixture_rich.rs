@@ -127,6 +127,16 @@ impl PetsApi for Stub {
         }))
     }
 
+    async fn upload_document(&self, body: UploadDocumentRequest) -> Result<UploadDocumentResponse, Problem> {
+        Ok(UploadDocumentResponse::Ok(UploadDocument200Response {
+            title: body.title,
+            pages: body.pages,
+            scan_bytes: body.scan.bytes.len() as i64,
+            scan_name: body.scan.file_name,
+            extras: body.extras.map(|e| e.len() as i64),
+        }))
+    }
+
     async fn send_feedback(&self, body: Feedback) -> Result<SendFeedbackResponse, Problem> {
         Ok(SendFeedbackResponse::Ok(body))
     }
@@ -443,6 +453,44 @@ async fn deep_object_query_parameters() {
     let mut f = fields(&b);
     f.sort();
     assert_eq!(f, ["filter.color", "filter.kinds[0]", "filter.max_age"], "{b}");
+}
+
+/// `multipart/form-data`: text parts coerced and validated like form
+/// fields, `format: binary` parts as files (one or several), all within
+/// the body limits.
+#[tokio::test]
+async fn multipart_bodies_with_files() {
+    let (cli, _) = client();
+    let part = |name: &str, file: Option<&str>, body: &str| match file {
+        Some(f) => format!(
+            "--XX\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{f}\"\r\nContent-Type: image/png\r\n\r\n{body}\r\n"
+        ),
+        None => format!("--XX\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{body}\r\n"),
+    };
+    let ct = "multipart/form-data; boundary=XX";
+    let body = [
+        part("title", None, "scan"),
+        part("pages", None, "2"),
+        part("scan", Some("a.png"), "PNGDATA"),
+        part("extras", Some("b"), "1"),
+        part("extras", Some("c"), "22"),
+    ]
+    .concat()
+        + "--XX--\r\n";
+    let (s, b) = send(cli.post("/v2/documents").content_type(ct).body(body)).await;
+    assert_eq!(
+        (s, b),
+        (StatusCode::OK, json!({"title": "scan", "pages": 2, "scan_bytes": 7, "scan_name": "a.png", "extras": 2}))
+    );
+    // A bad text part and a missing file, reported together.
+    let body = [part("title", None, "far too long a title"), part("pages", None, "zero")].concat() + "--XX--\r\n";
+    let (s, b) = send(cli.post("/v2/documents").content_type(ct).body(body)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    let mut f = fields(&b);
+    f.sort();
+    assert_eq!(f, ["pages", "scan", "title"], "{b}");
+    let (s, b) = send(cli.post("/v2/documents").content_type(ct).body("--XX\r\nnot a part")).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
 }
 
 /// One body, two media types: JSON or a form, chosen by `Content-Type`;

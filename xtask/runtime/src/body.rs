@@ -353,3 +353,140 @@ impl<S: RawBodySpec> RawBody<S> {
         }
     }
 }
+
+/// One file part of a `multipart/form-data` body (a property declared
+/// `type: string, format: binary`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FilePart {
+    pub file_name: Option<String>,
+    pub content_type: Option<String>,
+    pub bytes: bytes::Bytes,
+}
+
+/// A model read from `multipart/form-data`: its text parts are coerced and
+/// validated as a form's fields, its file parts set afterwards.
+pub trait MultipartModel: Model + Send + 'static {
+    /// Text parts: name and coercion.
+    const FIELDS: &'static [(&'static str, crate::Coerce)];
+    /// File parts: name, required, and whether several are allowed.
+    const FILES: &'static [(&'static str, bool, bool)];
+    fn put_file(&mut self, name: &str, part: FilePart);
+}
+
+/// Most parts one multipart body may have; a body of many tiny parts is
+/// refused before it costs a map entry each.
+pub const MAX_MULTIPART_PARTS: usize = 1000;
+
+/// A `multipart/form-data` request body, read (within the same size limit,
+/// read timeout and shared buffer room as every body) only when the
+/// operation asks, after authentication.
+pub struct MultipartBody<T, const REQUIRED: bool = true> {
+    body: Option<poem::Body>,
+    limits: BodyLimits,
+    content_type: String,
+    declared_len: Option<usize>,
+    _model: PhantomData<T>,
+}
+
+impl<'a, T: poem_openapi::types::Type, const REQUIRED: bool> ApiExtractor<'a> for MultipartBody<T, REQUIRED> {
+    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::RequestObject];
+    type ParamType = ();
+    type ParamRawType = ();
+
+    fn register(registry: &mut Registry) {
+        T::register(registry);
+    }
+
+    fn request_meta() -> Option<MetaRequest> {
+        Some(MetaRequest {
+            description: None,
+            content: vec![MetaMediaType { content_type: MULTIPART, schema: T::schema_ref() }],
+            required: REQUIRED,
+        })
+    }
+
+    async fn from_request(
+        request: &'a Request,
+        body: &mut RequestBody,
+        _opts: ExtractParamOptions<()>,
+    ) -> poem::Result<Self> {
+        Ok(Self {
+            body: body.take().ok(),
+            limits: request.data::<BodyLimits>().unwrap_or_else(|| BodyLimits::fallback()).clone(),
+            content_type: request.content_type().unwrap_or_default().to_owned(),
+            declared_len: request
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<usize>().ok()),
+            _model: PhantomData,
+        })
+    }
+}
+
+/// `multipart/form-data`.
+pub const MULTIPART: &str = "multipart/form-data";
+
+impl<T: MultipartModel, const REQUIRED: bool> MultipartBody<T, REQUIRED> {
+    /// Reads the body, then its parts: text parts validated like a form's
+    /// fields (every failure in `errs`), file parts kept as they came.
+    pub async fn read(self, errs: &mut FieldErrors) -> Result<BodyOutcome<T>, BodyError> {
+        let Some(bytes) =
+            read_limited(self.body, &self.limits, self.declared_len, &self.content_type, &[MULTIPART]).await?
+        else {
+            return Ok(BodyOutcome::Empty);
+        };
+        let boundary = multer::parse_boundary(&self.content_type)
+            .map_err(|e| BodyError::Malformed(format!("multipart body without a usable boundary: {e}")))?;
+        let stream = futures_util::stream::once(async move { Ok::<_, std::convert::Infallible>(bytes) });
+        let mut parts = multer::Multipart::new(stream, boundary);
+        let mut texts: Vec<(String, String)> = Vec::new();
+        let mut files: Vec<(String, FilePart)> = Vec::new();
+        let malformed = |e: multer::Error| BodyError::Malformed(format!("multipart body: {e}"));
+        while let Some(field) = parts.next_field().await.map_err(malformed)? {
+            if texts.len() + files.len() >= MAX_MULTIPART_PARTS {
+                return Err(BodyError::Malformed(format!("more than {MAX_MULTIPART_PARTS} parts")));
+            }
+            let name = field.name().unwrap_or_default().to_owned();
+            if T::FILES.iter().any(|(n, ..)| *n == name) {
+                let file_name = field.file_name().map(str::to_owned);
+                let content_type = field.content_type().map(ToString::to_string);
+                let bytes = field.bytes().await.map_err(malformed)?;
+                files.push((name, FilePart { file_name, content_type, bytes }));
+            } else {
+                let text = field.text().await.map_err(malformed)?;
+                texts.push((name, text));
+            }
+        }
+        let form: String = form_urlencoded::Serializer::new(String::new()).extend_pairs(&texts).finish();
+        let mut value = form_value(form.as_bytes(), T::FIELDS);
+        // A file part where a text part is declared, or the reverse, is
+        // reported by the structural pass like any wrong value.
+        for (name, required, _) in T::FILES {
+            if *required && !files.iter().any(|(n, _)| n == name) {
+                errs.push(*name, "is required");
+            }
+        }
+        if let Some(map) = value.as_object_mut() {
+            for (name, ..) in T::FILES {
+                map.remove(*name);
+            }
+        }
+        let Some(mut model) = validate_value::<T>(value, "", errs) else { return Ok(BodyOutcome::Invalid) };
+        for (name, &(_, _, many)) in T::FILES.iter().map(|f| (f.0, f)) {
+            let mut of_name = files.iter().filter(|(n, _)| n == name);
+            if !many && of_name.clone().count() > 1 {
+                errs.push(name, "only one file may be sent here");
+            }
+            if let Some((_, first)) = of_name.next() {
+                model.put_file(name, first.clone());
+            }
+            if many {
+                for (_, more) in of_name {
+                    model.put_file(name, more.clone());
+                }
+            }
+        }
+        Ok(if errs.is_empty() { BodyOutcome::Valid(model) } else { BodyOutcome::Invalid })
+    }
+}

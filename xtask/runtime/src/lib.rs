@@ -33,7 +33,10 @@ pub mod select;
 mod shape;
 mod values;
 
-pub use body::{BodyError, BodyLimits, BodyOutcome, INLINE_PARSE_LIMIT, JsonBody, RawBody, RawBodySpec};
+pub use body::{
+    BodyError, BodyLimits, BodyOutcome, FilePart, INLINE_PARSE_LIMIT, JsonBody, MAX_MULTIPART_PARTS, MULTIPART,
+    MultipartBody, MultipartModel, RawBody, RawBodySpec,
+};
 pub use field_errors::{FieldError, FieldErrors, MAX_LISTED_ERRORS};
 pub use headers::{HeaderText, set_header};
 pub use params::{Coerce, Cookie, DeepQuery, Header, ParamSet, Path, Query, params_object};

@@ -43,6 +43,7 @@ pub(super) fn rust_type_tokens(t: &RustType) -> TokenStream {
         RustType::JsonObject => quote!(::serde_json::Map<::std::string::String, ::serde_json::Value>),
         RustType::Any => quote!(::serde_json::Value),
         RustType::Bytes => quote!(::std::vec::Vec<u8>),
+        RustType::File => quote!(rt::FilePart),
         RustType::Unit => quote!(()),
     }
 }
@@ -658,6 +659,11 @@ fn struct_field(api: &Api, t: &TypeDef, f: &Field, request: bool) -> Result<Stru
         // Never in a response, whatever the handler sets.
         serde_attrs.retain(|a| !a.to_string().contains("skip_serializing_if"));
         serde_attrs.push(quote!(skip_serializing));
+    }
+    if f.is_file() {
+        // Set from the multipart body's file parts, never from JSON.
+        serde_attrs.clear();
+        serde_attrs.push(quote!(skip));
     }
     let serde_attr = if serde_attrs.is_empty() { quote!() } else { quote!(#[serde(#(#serde_attrs),*)]) };
     let garde_attr = if request { garde_rules(api, f)? } else { quote!() };

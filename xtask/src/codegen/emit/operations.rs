@@ -417,6 +417,13 @@ fn read_body(api: &Api, op: &Operation, glue: &mut Glue, extra: &mut Vec<TokenSt
         return;
     }
     let bt = ident(&rb.model);
+    if rb.multipart {
+        extra.push(multipart_model(api, rb));
+        let req = if rb.required { quote!() } else { quote!(, false) };
+        glue.args.push(quote!(#bdoc body: rt::MultipartBody<crate::models::#bt #req>));
+        body_outcome(rb, &resp, quote!(body.read(&mut errs).await), glue);
+        return;
+    }
     let media = if rb.content.len() == 1 && rb.content[0].media_type == "application/json" {
         quote!(rt::Json)
     } else {
@@ -449,6 +456,47 @@ fn read_body(api: &Api, op: &Operation, glue: &mut Glue, extra: &mut Vec<TokenSt
     let req = if rb.required { quote!() } else { quote!(, false) };
     glue.args.push(quote!(#bdoc body: rt::JsonBody<crate::models::#bt, #media #req>));
     body_outcome(rb, &resp, quote!(body.read(&mut errs).await), glue);
+}
+
+/// How a multipart body's parts fill its model: text parts by coercion,
+/// file parts set by name.
+fn multipart_model(api: &Api, rb: &crate::codegen::ir::request_bodies::RequestBody) -> TokenStream {
+    use crate::codegen::ir::types::{Optionality, TypeKind};
+    let bt = ident(&rb.model);
+    let fields = match api.types.get(&rb.model).map(|t| &t.kind) {
+        Some(TypeKind::Struct(fields)) => fields.as_slice(),
+        _ => &[],
+    };
+    let texts = fields.iter().filter(|f| !f.is_file()).map(|f| {
+        let (n, c) = (lit(&f.json_name), super::params::coerce_of(&f.ty));
+        quote!((#n, #c))
+    });
+    let files = fields.iter().filter(|f| f.is_file()).map(|f| {
+        let (n, r, many) = (lit(&f.json_name), f.required, f.ty != RustType::File);
+        quote!((#n, #r, #many))
+    });
+    let arms = fields.iter().filter(|f| f.is_file()).map(|f| {
+        let (n, field) = (lit(&f.json_name), ident(&f.rust_name));
+        let set = match (f.ty == RustType::File, f.optionality()) {
+            (false, Optionality::Plain) => quote!(self.#field.push(part)),
+            (false, _) => quote!(self.#field.get_or_insert_with(::std::vec::Vec::new).push(part)),
+            (true, Optionality::Plain) => quote!(self.#field = part),
+            (true, _) => quote!(self.#field = ::std::option::Option::Some(part)),
+        };
+        quote!(#n => #set,)
+    });
+    quote! {
+        impl rt::MultipartModel for crate::models::#bt {
+            const FIELDS: &'static [(&'static str, rt::Coerce)] = &[#(#texts),*];
+            const FILES: &'static [(&'static str, bool, bool)] = &[#(#files),*];
+            fn put_file(&mut self, name: &str, part: rt::FilePart) {
+                match name {
+                    #(#arms)*
+                    _ => {}
+                }
+            }
+        }
+    }
 }
 
 /// What reading the body found: a value, a failure already in `errs`, no

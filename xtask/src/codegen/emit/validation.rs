@@ -73,7 +73,9 @@ fn value_rules(api: &Api, ty: &RustType, n: &SchemaNode) -> Result<Vec<TokenStre
         }
         // Bytes are a whole non-JSON body: nothing in them to check.
         RustType::Map(item) => map_rules(api, item, n),
-        RustType::JsonObject | RustType::Any | RustType::Bool | RustType::Bytes | RustType::Unit => Ok(Vec::new()),
+        RustType::JsonObject | RustType::Any | RustType::Bool | RustType::Bytes | RustType::Unit | RustType::File => {
+            Ok(Vec::new())
+        }
     }
 }
 
@@ -240,7 +242,8 @@ pub(super) fn shape_of_fields(api: &Api, fields: &[Field], closed: bool) -> Toke
         }
         _ => quote!(rt::Shape::Any),
     });
-    let props = fields.iter().filter(|f| !f.flatten).map(|f| {
+    // File parts are not in the JSON the structural pass sees.
+    let props = fields.iter().filter(|f| !f.flatten && !f.is_file()).map(|f| {
         let name = lit(&f.json_name);
         let required = f.required;
         let mut shape = shape_of(api, &f.ty, &f.node);
@@ -451,7 +454,7 @@ fn shape_of(api: &Api, ty: &RustType, n: &SchemaNode) -> TokenStream {
             property_count(n, quote!(rt::Shape::Map(&#s)))
         }
         RustType::JsonObject => property_count(n, quote!(rt::Shape::Map(&rt::Shape::Any))),
-        RustType::Any | RustType::Bytes => quote!(rt::Shape::Any),
+        RustType::Any | RustType::Bytes | RustType::File => quote!(rt::Shape::Any),
         // Null, and nothing else.
         RustType::Unit => quote!(rt::Shape::Nullable(&rt::Shape::Enum(&[]))),
     }

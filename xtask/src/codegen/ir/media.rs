@@ -19,6 +19,11 @@ pub fn is_form(media_type: &str) -> bool {
     media_type.split(';').next().unwrap_or_default().trim().eq_ignore_ascii_case("application/x-www-form-urlencoded")
 }
 
+/// Whether `media_type` is `multipart/form-data`.
+pub fn is_multipart(media_type: &str) -> bool {
+    media_type.split(';').next().unwrap_or_default().trim().eq_ignore_ascii_case("multipart/form-data")
+}
+
 /// Whether `media_type` is text (`text/plain`, `text/csv`, …): its body is
 /// a Rust `String`; any other non-JSON type is bytes.
 pub fn is_text(media_type: &str) -> bool {

@@ -5,7 +5,7 @@
 use anyhow::{Context, Result, bail};
 use openapiv3 as oa;
 
-use super::media::{MediaType, is_form, is_json, is_text};
+use super::media::{MediaType, is_form, is_json, is_multipart, is_text};
 use super::names::pointer_segment;
 use super::schema::JsonType;
 use super::types::{RustType, TypeBuilder, TypeKind};
@@ -20,6 +20,8 @@ pub struct RequestBody {
     pub model: String,
     /// A body that is not JSON: `String` for text, `Bytes` otherwise.
     pub raw: Option<RustType>,
+    /// `multipart/form-data`: `model`'s binary properties are file parts.
+    pub multipart: bool,
 }
 
 pub fn request_body(
@@ -36,6 +38,9 @@ pub fn request_body(
     };
     let (mt, media) = rb.content.first().with_context(|| format!("{bp}/content: no media type"))?;
     let mp = format!("{bp}/content/{}", pointer_segment(mt));
+    if is_multipart(mt) {
+        return multipart(b, rb, mt, media, &bp, op_type).map(Some);
+    }
     let structured = |t: &str| is_json(t) || is_form(t);
     if rb.content.len() > 1 || is_form(mt) {
         // JSON and form bodies of one schema: chosen by Content-Type.
@@ -63,6 +68,7 @@ pub fn request_body(
             content: vec![MediaType { media_type: mt.clone(), schema, rust_type: raw.clone() }],
             model: String::new(),
             raw: Some(raw),
+            multipart: false,
         }));
     }
     let s = media.schema.as_ref().with_context(|| format!("{bp}: media type without schema"))?;
@@ -118,5 +124,70 @@ pub fn request_body(
         content,
         model,
         raw: None,
+        multipart: false,
     }))
+}
+
+/// `multipart/form-data`: an object whose `format: binary` properties (or
+/// arrays of them) are file parts and whose other properties are text
+/// parts, flat like a form's fields. The model's binary fields become
+/// `rt::FilePart`s (wherever the schema is used).
+fn multipart(
+    b: &mut TypeBuilder<'_>,
+    rb: &oa::RequestBody,
+    mt: &str,
+    media: &oa::MediaType,
+    bp: &str,
+    op_type: &str,
+) -> Result<RequestBody> {
+    let mp = format!("{bp}/content/{}", pointer_segment(mt));
+    if rb.content.len() > 1 {
+        bail!("{bp}/content: a multipart body must be the body's only media type");
+    }
+    let s = media.schema.as_ref().with_context(|| format!("{mp}: media type without schema"))?;
+    let schema = b.resolver.convert(s, &format!("{mp}/schema"))?;
+    let rust_type = b.rust_type(&schema, &format!("{op_type}Request"), None)?;
+    let model = match &rust_type {
+        RustType::Named(n) if matches!(b.types.get(n).map(|t| &t.kind), Some(TypeKind::Struct(_))) => n.clone(),
+        _ => bail!("{mp}/schema: a multipart body must be an object with properties"),
+    };
+    let Some(TypeKind::Struct(fields)) = b.types.get_mut(&model).map(|t| &mut t.kind) else {
+        bail!("{mp}/schema: a multipart body must be an object with properties");
+    };
+    for f in fields.iter_mut() {
+        let binary = |n: &super::schema::SchemaNode| n.format.as_deref() == Some("binary");
+        let item_binary = match &f.node.items {
+            Some(super::schema::Schema::Inline(i)) => binary(i),
+            _ => false,
+        };
+        let p = format!("{mp}/schema/properties/{}", pointer_segment(&f.json_name));
+        if f.flatten {
+            bail!("{mp}/schema: additionalProperties in a multipart body are not supported");
+        }
+        if f.nullable && (binary(&f.node) || item_binary) {
+            bail!("{p}: a file part cannot be null (leave it out instead)");
+        }
+        match &f.ty {
+            RustType::String if binary(&f.node) => f.ty = RustType::File,
+            RustType::Vec(item) if **item == RustType::String && item_binary => {
+                f.ty = RustType::Vec(Box::new(RustType::File));
+            }
+            RustType::Vec(item) if matches!(**item, RustType::Named(_) | RustType::Vec(_) | RustType::Map(_)) => {
+                bail!("{p}: multipart text parts must be scalars or arrays of scalars")
+            }
+            RustType::Map(_) | RustType::JsonObject | RustType::Any => {
+                bail!("{p}: multipart text parts must be scalars or arrays of scalars")
+            }
+            _ => {}
+        }
+    }
+    Ok(RequestBody {
+        pointer: bp.to_owned(),
+        description: rb.description.clone(),
+        required: rb.required,
+        content: vec![MediaType { media_type: mt.to_owned(), schema, rust_type }],
+        model,
+        raw: None,
+        multipart: true,
+    })
 }

@@ -33,6 +33,8 @@ pub enum RustType {
     /// A body that is not JSON (`application/octet-stream`, `image/png`):
     /// its bytes as they are.
     Bytes,
+    /// A file part of a `multipart/form-data` body (`rt::FilePart`).
+    File,
 }
 
 /// One generated struct field.
@@ -69,6 +71,15 @@ pub enum Optionality {
 }
 
 impl Field {
+    /// A `multipart/form-data` file part, or a list of them.
+    pub fn is_file(&self) -> bool {
+        match &self.ty {
+            RustType::File => true,
+            RustType::Vec(i) => **i == RustType::File,
+            _ => false,
+        }
+    }
+
     pub fn optionality(&self) -> Optionality {
         // A required readOnly property is absent from requests, a required
         // writeOnly one from responses: an Option in Rust for a type used
