@@ -381,3 +381,41 @@ async fn token_goes_to_secured_operations_only() {
     assert_eq!(seen[1], ("/api/v1/users/9".to_owned(), Some("good".to_owned())));
     assert!(!format!("{:?}", Credentials::default().token_auth("secret-value")).contains("secret-value"));
 }
+
+/// What progenitor cannot send stops client generation with the pointer
+/// and the way out, instead of progenitor's pointer-less error or panic; a
+/// body offered as JSON and as a form is sent as JSON.
+#[test]
+fn client_generation_names_what_the_client_cannot_send() {
+    let root = xtask::codegen::workspace_root();
+    let doc = xtask::codegen::load_spec(&root.join("xtask/tests/fixtures/rich/openapi.yaml")).unwrap();
+    let deps = xtask::codegen::Deps::Workspace;
+    let e = xtask::codegen::render_client(&doc, std::path::Path::new("r"), "c", &deps).unwrap_err();
+    let e = format!("{e:#}");
+    assert!(e.contains("#/paths/~1pets/get/parameters/2/style") && e.contains("--server"), "{e}");
+    // Without the query styles, the cookie and the multipart upload it generates, the
+    // JSON-or-form body as JSON.
+    let mut doc = doc;
+    if let Some(openapiv3::ReferenceOr::Item(pets)) = doc.paths.paths.get_mut("/pets")
+        && let Some(get) = &mut pets.get
+    {
+        get.parameters.retain(|p| {
+            !matches!(p, openapiv3::ReferenceOr::Item(openapiv3::Parameter::Query { style, .. }) if *style != openapiv3::QueryStyle::Form)
+                && !matches!(p, openapiv3::ReferenceOr::Item(openapiv3::Parameter::Cookie { .. }))
+        });
+    }
+    doc.paths.paths.shift_remove("/documents");
+    if let Some(openapiv3::ReferenceOr::Item(pet)) = doc.paths.paths.get_mut("/pets/{name}")
+        && let Some(delete) = &mut pet.delete
+    {
+        // Named like the path parameter: progenitor keys parameters by name.
+        delete.parameters.clear();
+    }
+    let files = xtask::codegen::render_client(&doc, std::path::Path::new("r"), "c", &deps).unwrap();
+    let lib = &files.iter().find(|(p, _)| p.ends_with("lib.rs")).unwrap().1;
+    assert!(lib.contains("fn send_feedback"), "{lib}");
+    // progenitor sends JSON as `application/json`; the hook names the
+    // declared `+json` type of the merge-patch operation instead.
+    let auth = &files.iter().find(|(p, _)| p.ends_with("auth.rs")).unwrap().1;
+    assert!(auth.contains("content_type: ::std::option::Option::Some(\"application/merge-patch+json\")"), "{auth}");
+}

@@ -70,19 +70,63 @@ struct Operation {
     /// sent together (AND); `&[]` among them makes the credentials
     /// optional, and no alternative at all means open.
     security: &'static [&'static [Scheme]],
+    /// The body's declared media type, where it is a `+json` type
+    /// other than `application/json` (progenitor sends JSON as the
+    /// latter; this hook names it as the spec does).
+    content_type: ::std::option::Option<&'static str>,
 }
 /// Every operation: the operation's own `security`, else the
 /// document's.
 const OPERATIONS: &[Operation] = &[
-    Operation { method: "GET", template: "/health", security: &[] },
-    Operation { method: "GET", template: "/users", security: &[&[Scheme::TokenAuth]] },
-    Operation { method: "POST", template: "/users", security: &[&[Scheme::TokenAuth]] },
-    Operation { method: "GET", template: "/users/{id}", security: &[&[Scheme::TokenAuth]] },
-    Operation { method: "PUT", template: "/users/{id}", security: &[&[Scheme::TokenAuth]] },
-    Operation { method: "DELETE", template: "/users/{id}", security: &[&[Scheme::TokenAuth]] },
-    Operation { method: "POST", template: "/tasks/email", security: &[&[Scheme::TokenAuth]] },
-    Operation { method: "POST", template: "/tasks/sync", security: &[&[Scheme::TokenAuth]] },
-    Operation { method: "GET", template: "/tasks/{task_id}", security: &[&[Scheme::TokenAuth]] },
+    Operation { method: "GET", template: "/health", security: &[], content_type: ::std::option::Option::None },
+    Operation {
+        method: "GET",
+        template: "/users",
+        security: &[&[Scheme::TokenAuth]],
+        content_type: ::std::option::Option::None,
+    },
+    Operation {
+        method: "POST",
+        template: "/users",
+        security: &[&[Scheme::TokenAuth]],
+        content_type: ::std::option::Option::None,
+    },
+    Operation {
+        method: "GET",
+        template: "/users/{id}",
+        security: &[&[Scheme::TokenAuth]],
+        content_type: ::std::option::Option::None,
+    },
+    Operation {
+        method: "PUT",
+        template: "/users/{id}",
+        security: &[&[Scheme::TokenAuth]],
+        content_type: ::std::option::Option::None,
+    },
+    Operation {
+        method: "DELETE",
+        template: "/users/{id}",
+        security: &[&[Scheme::TokenAuth]],
+        content_type: ::std::option::Option::None,
+    },
+    Operation {
+        method: "POST",
+        template: "/tasks/email",
+        security: &[&[Scheme::TokenAuth]],
+        content_type: ::std::option::Option::None,
+    },
+    Operation {
+        method: "POST",
+        template: "/tasks/sync",
+        security: &[&[Scheme::TokenAuth]],
+        content_type: ::std::option::Option::None,
+    },
+    Operation {
+        method: "GET",
+        template: "/tasks/{task_id}",
+        security: &[&[Scheme::TokenAuth]],
+        content_type: ::std::option::Option::None,
+    },
 ];
 /// A configured credential that cannot be put into a request (a
 /// character a header or cookie may not carry). The credential
@@ -173,6 +217,9 @@ fn header_value(scheme: &'static str, value: &str) -> Result<reqwest::header::He
 /// a request built by hand can be authenticated the same way.
 pub async fn apply(credentials: &Credentials, request: &mut reqwest::Request) -> Result<(), CredentialError> {
     let Some(op) = operation(request.method().as_str(), request.url().path()) else { return Ok(()) };
+    if let (Some(ct), Some(_)) = (op.content_type, request.body()) {
+        request.headers_mut().insert(reqwest::header::CONTENT_TYPE, reqwest::header::HeaderValue::from_static(ct));
+    }
     let chosen = op.security.iter().find(|alt| !alt.is_empty() && alt.iter().all(|s| credentials.has(*s)));
     for scheme in chosen.copied().unwrap_or_default() {
         send(credentials, *scheme, request)?;

@@ -31,6 +31,10 @@ pub fn preprocess(doc: &oa::OpenAPI) -> Result<oa::OpenAPI> {
         doc.components.as_ref().map(|c| c.schemas.keys().cloned().collect()).unwrap_or_default();
     for (path, item) in doc.paths.paths.iter_mut() {
         let oa::ReferenceOr::Item(item) = item else { bail!("#/paths/{path}: path item references are not supported") };
+        // Path-level parameters belong to every operation of the path (an
+        // operation's own of the same name and location wins); progenitor
+        // reads only the operation's.
+        let shared = std::mem::take(&mut item.parameters);
         let ops = [
             ("get", &mut item.get),
             ("put", &mut item.put),
@@ -43,9 +47,22 @@ pub fn preprocess(doc: &oa::OpenAPI) -> Result<oa::OpenAPI> {
         ];
         for (method, op) in ops {
             let Some(op) = op else { continue };
+            let key = |p: &oa::ReferenceOr<oa::Parameter>| match p {
+                oa::ReferenceOr::Item(p) => {
+                    let d = p.parameter_data_ref();
+                    Some((std::mem::discriminant(p), d.name.clone()))
+                }
+                oa::ReferenceOr::Reference { .. } => None,
+            };
+            for p in shared.iter().rev() {
+                if key(p).is_none() || !op.parameters.iter().any(|q| key(q) == key(p)) {
+                    op.parameters.insert(0, p.clone());
+                }
+            }
             // The server names such an operation the same way.
             let op_id = op.operation_id.get_or_insert_with(|| fallback_operation_id(method, path)).clone();
             split_default(&mut op.responses);
+            client_can_send(op, &format!("#/paths/{}/{method}", super::ir::names::pointer_segment(path)))?;
             for (status, resp) in op.responses.responses.iter_mut() {
                 // A shared response whose schema is inline would be hoisted
                 // once per use; copy it into the operation first.
@@ -99,6 +116,66 @@ fn split_default(responses: &mut oa::Responses) {
     }
 }
 
+/// The declared media type of `op`'s JSON body when it is a `+json` type
+/// other than `application/json` (`application/merge-patch+json`):
+/// progenitor refuses those, so the pre-pass hands it `application/json`
+/// and the client's hook names the declared type on the request.
+pub fn json_body_type(op: &oa::Operation) -> Option<String> {
+    let Some(oa::ReferenceOr::Item(body)) = &op.request_body else { return None };
+    let [(t, _)] = body.content.iter().collect::<Vec<_>>()[..] else { return None };
+    let essence = t.split(';').next().unwrap_or_default().trim();
+    (super::ir::media::is_json(t) && !essence.eq_ignore_ascii_case("application/json")).then(|| essence.to_owned())
+}
+
+/// What progenitor 0.15 cannot send is refused here with its pointer
+/// (progenitor itself would fail without one, or panic); a body offered in
+/// JSON and other types is sent as JSON, which the server takes too.
+fn client_can_send(op: &mut oa::Operation, pointer: &str) -> Result<()> {
+    let hint = "generate the server alone (`--server`), or serve this operation as a raw handler";
+    for (i, p) in op.parameters.iter().enumerate() {
+        if let oa::ReferenceOr::Item(oa::Parameter::Query { style, .. }) = p
+            && !matches!(style, oa::QueryStyle::Form)
+        {
+            bail!(
+                "{pointer}/parameters/{i}/style: the generated client (progenitor) cannot send query style {style:?}; {hint}"
+            );
+        }
+        if let oa::ReferenceOr::Item(q) = p
+            && op.parameters[..i].iter().any(
+                |o| matches!(o, oa::ReferenceOr::Item(o) if o.parameter_data_ref().name == q.parameter_data_ref().name),
+            )
+        {
+            bail!(
+                "{pointer}/parameters/{i}: the generated client (progenitor) cannot send two parameters named {:?}; {hint}",
+                q.parameter_data_ref().name
+            );
+        }
+        if let oa::ReferenceOr::Item(oa::Parameter::Cookie { .. }) = p {
+            bail!("{pointer}/parameters/{i}: the generated client (progenitor) cannot send cookie parameters; {hint}");
+        }
+    }
+    if let Some(oa::ReferenceOr::Item(body)) = &mut op.request_body {
+        if body.content.len() > 1 && body.content.keys().any(|t| super::ir::media::is_json(t)) {
+            body.content.retain(|t, _| super::ir::media::is_json(t));
+            body.content.truncate(1);
+        }
+        if let [(t, _)] = body.content.iter().collect::<Vec<_>>()[..]
+            && super::ir::media::is_json(t)
+            && !t.split(';').next().unwrap_or_default().trim().eq_ignore_ascii_case("application/json")
+        {
+            let media = body.content.swap_remove_index(0).map(|(_, m)| m).unwrap_or_default();
+            body.content.insert("application/json".to_owned(), media);
+        }
+        if let Some(t) = body.content.keys().find(|t| super::ir::media::is_multipart(t)) {
+            bail!(
+                "{pointer}/requestBody/content/{}: the generated client (progenitor) cannot send multipart bodies; {hint}",
+                super::ir::names::pointer_segment(t)
+            );
+        }
+    }
+    Ok(())
+}
+
 /// The client crate's files (relative paths, unformatted Rust as strings).
 pub fn render(
     doc: &oa::OpenAPI,
@@ -115,7 +192,11 @@ pub fn render(
         .with_pre_hook_async(quote!(crate::auth::apply))
         .with_derive("PartialEq");
     let mut generator = progenitor::Generator::new(&settings);
-    let tokens = generator.generate_tokens(&pre).map_err(|e| anyhow::anyhow!("progenitor: {e}"))?;
+    let tokens = generator.generate_tokens(&pre).map_err(|e| {
+        anyhow::anyhow!(
+            "the generated client (progenitor) cannot express this spec: {e}; generate the server alone (`--server`)"
+        )
+    })?;
     let space = generator.get_type_space();
     let uses_chrono = space.uses_chrono();
     let uses_uuid = space.uses_uuid();

@@ -62,6 +62,10 @@ struct OpSecurity {
     /// Alternatives in document order, each the indices of the schemes it
     /// combines; an empty alternative (`{}`) makes the credentials optional.
     alternatives: Vec<Vec<usize>>,
+    /// A JSON request body declared as a `+json` type other than
+    /// `application/json` (progenitor only sends the latter; see
+    /// [`super::client::json_body_type`]).
+    content_type: Option<String>,
 }
 
 /// The rendered module and what `lib.rs` says about it.
@@ -177,7 +181,13 @@ fn operations(doc: &oa::OpenAPI, schemes: &[Scheme]) -> Result<Vec<OpSecurity>> 
                 Some(reqs) => resolve(reqs, &format!("#/paths/{}/{method}/security", pointer_segment(path)))?,
                 None => global.clone(),
             };
-            out.push(OpSecurity { method: method.to_ascii_uppercase(), template: path.clone(), alternatives });
+            let content_type = super::client::json_body_type(op);
+            out.push(OpSecurity {
+                method: method.to_ascii_uppercase(),
+                template: path.clone(),
+                alternatives,
+                content_type,
+            });
         }
     }
     Ok(out)
@@ -377,7 +387,11 @@ pub fn render(doc: &oa::OpenAPI) -> Result<AuthModule> {
             let vs = alt.iter().map(|&i| &schemes[i].variant);
             quote!(&[#(Scheme::#vs),*])
         });
-        quote!(Operation { method: #m, template: #t, security: &[#(#alts),*] })
+        let ct = match &o.content_type {
+            Some(c) => quote!(::std::option::Option::Some(#c)),
+            None => quote!(::std::option::Option::None),
+        };
+        quote!(Operation { method: #m, template: #t, security: &[#(#alts),*], content_type: #ct })
     });
 
     let module_doc = module_doc(&schemes);
@@ -434,6 +448,10 @@ pub fn render(doc: &oa::OpenAPI) -> Result<AuthModule> {
             /// sent together (AND); `&[]` among them makes the credentials
             /// optional, and no alternative at all means open.
             security: &'static [&'static [Scheme]],
+            /// The body's declared media type, where it is a `+json` type
+            /// other than `application/json` (progenitor sends JSON as the
+            /// latter; this hook names it as the spec does).
+            content_type: ::std::option::Option<&'static str>,
         }
 
         /// Every operation: the operation's own `security`, else the
@@ -531,6 +549,9 @@ pub fn render(doc: &oa::OpenAPI) -> Result<AuthModule> {
         /// a request built by hand can be authenticated the same way.
         pub async fn apply(credentials: &Credentials, request: &mut reqwest::Request) -> Result<(), CredentialError> {
             let Some(op) = operation(request.method().as_str(), request.url().path()) else { return Ok(()) };
+            if let (Some(ct), Some(_)) = (op.content_type, request.body()) {
+                request.headers_mut().insert(reqwest::header::CONTENT_TYPE, reqwest::header::HeaderValue::from_static(ct));
+            }
             let chosen = op.security.iter().find(|alt| !alt.is_empty() && alt.iter().all(|s| credentials.has(*s)));
             for scheme in chosen.copied().unwrap_or_default() {
                 send(credentials, *scheme, request)?;
