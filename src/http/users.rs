@@ -1,12 +1,12 @@
 //! Users CRUD over `db::users`; soft-deleted users are invisible everywhere.
 
 use api_server::{
-    CreateUserRequest, CreateUserResponse, DeleteUserParams, DeleteUserResponse, GetUserByIdParams,
+    CreateUserRequest, CreateUserResponse, DeleteUserParams, DeleteUserResponse, ErrorCode, GetUserByIdParams,
     GetUserByIdResponse, ListUsersParams, ListUsersResponse, ListUsersResponseBody, Status, SuccessResponse,
     UpdateUserParams, UpdateUserRequest, UpdateUserResponse, UserResponse, UsersApi, rt::Problem,
 };
 
-use super::{App, internal, store_error, success};
+use super::{App, internal, page_token::Cursor, store_error, success};
 use crate::{
     auth::Principal,
     db::users::{self, NewUser, User, UserStatus},
@@ -44,18 +44,52 @@ fn user_response(u: User) -> UserResponse {
 impl UsersApi for App {
     async fn list_users(&self, _who: Principal, params: ListUsersParams) -> Result<ListUsersResponse, Problem> {
         let status = params.status.map(store_status);
-        let (rows, total) = users::users_list(&self.pg, params.page, params.page_size, status)
-            .await
-            .map_err(|e| store_error("listUsers", e))?;
-        let users = rows.into_iter().map(user_response).collect();
+        let page_size = params.page_size;
+        let (users, page, total, more) = match params.page_token.as_deref() {
+            // A cursor page: no count and no offset, only `page_size` + 1 index entries (the
+            // extra one says whether another page follows).
+            Some(token) => {
+                let cursor = self.page_tokens.decode(token, status).map_err(|e| {
+                    tracing::debug!(reason = %e, "page_token refused");
+                    ErrorCode::InvalidPageToken.problem().with_data(serde_json::json!({ "field": "page_token" }))
+                })?;
+                let after = (cursor.after_created_at, cursor.after_id);
+                let mut rows = users::users_list_after(&self.pg, after, page_size.saturating_add(1), status)
+                    .await
+                    .map_err(|e| store_error("listUsers", e))?;
+                let more = rows.len() as i64 > page_size;
+                rows.truncate(usize::try_from(page_size).unwrap_or(usize::MAX));
+                (rows, cursor.page, cursor.total, more)
+            }
+            None => {
+                let (rows, total) = users::users_list(&self.pg, params.page, page_size, status)
+                    .await
+                    .map_err(|e| store_error("listUsers", e))?;
+                // Page and total come from one snapshot, so this is exact.
+                let seen = (params.page - 1).saturating_mul(page_size).saturating_add(rows.len() as i64);
+                (rows, params.page, total, seen < total)
+            }
+        };
+        let next_page_token = match users.last() {
+            Some(last) if more => Some(self.page_tokens.encode(&Cursor {
+                status,
+                page: page.saturating_add(1),
+                total,
+                after_created_at: last.created_at,
+                after_id: last.id,
+            })),
+            _ => None,
+        };
+        let users = users.into_iter().map(user_response).collect();
         Ok(ListUsersResponse::Ok(success!(
             ListUsers200Response,
             ListUsersResponseBody {
                 users,
-                page: params.page,
-                page_size: params.page_size,
+                page,
+                page_size,
                 total,
-                total_pages: (total + params.page_size - 1) / params.page_size,
+                total_pages: (total + page_size - 1) / page_size,
+                next_page_token,
             }
         )))
     }

@@ -696,14 +696,68 @@ pub mod types {
                 .map_err(|e| <D::Error as ::serde::de::Error>::custom(e.to_string()))
         }
     }
+    ///`ListUsersPageToken`
+    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+    #[serde(transparent)]
+    pub struct ListUsersPageToken(::std::string::String);
+    impl ::std::ops::Deref for ListUsersPageToken {
+        type Target = ::std::string::String;
+        fn deref(&self) -> &::std::string::String {
+            &self.0
+        }
+    }
+    impl ::std::convert::From<ListUsersPageToken> for ::std::string::String {
+        fn from(value: ListUsersPageToken) -> Self {
+            value.0
+        }
+    }
+    impl ::std::str::FromStr for ListUsersPageToken {
+        type Err = self::error::ConversionError;
+        fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+            if value.chars().count() > 200usize {
+                return Err("longer than 200 characters".into());
+            }
+            if value.chars().count() < 1usize {
+                return Err("shorter than 1 characters".into());
+            }
+            Ok(Self(value.to_string()))
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for ListUsersPageToken {
+        type Error = self::error::ConversionError;
+        fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for ListUsersPageToken {
+        type Error = self::error::ConversionError;
+        fn try_from(value: ::std::string::String) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl<'de> ::serde::Deserialize<'de> for ListUsersPageToken {
+        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+        where
+            D: ::serde::Deserializer<'de>,
+        {
+            ::std::string::String::deserialize(deserializer)?
+                .parse()
+                .map_err(|e: self::error::ConversionError| <D::Error as ::serde::de::Error>::custom(e.to_string()))
+        }
+    }
     ///`ListUsersResponse`
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct ListUsersResponse {
+        /**Present when more users follow this page: send it as
+        `page_token` for the next page. Opaque; at most 200 characters.
+        */
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub next_page_token: ::std::option::Option<::std::string::String>,
         ///当前页码
         pub page: i64,
         ///每页条数
         pub page_size: i64,
-        ///总记录数
+        ///总记录数(on cursor pages, as counted when the iteration started; see listUsers)
         pub total: i64,
         ///总页数
         pub total_pages: i64,
@@ -2147,6 +2201,7 @@ pub mod types {
         }
         #[derive(Clone, Debug)]
         pub struct ListUsersResponse {
+            next_page_token: ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
             page: ::std::result::Result<i64, ::std::string::String>,
             page_size: ::std::result::Result<i64, ::std::string::String>,
             total: ::std::result::Result<i64, ::std::string::String>,
@@ -2156,6 +2211,7 @@ pub mod types {
         impl ::std::default::Default for ListUsersResponse {
             fn default() -> Self {
                 Self {
+                    next_page_token: Ok(Default::default()),
                     page: Err("no value supplied for page".to_string()),
                     page_size: Err("no value supplied for page_size".to_string()),
                     total: Err("no value supplied for total".to_string()),
@@ -2165,6 +2221,15 @@ pub mod types {
             }
         }
         impl ListUsersResponse {
+            pub fn next_page_token<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.next_page_token =
+                    value.try_into().map_err(|e| format!("error converting supplied value for next_page_token: {e}"));
+                self
+            }
             pub fn page<T>(mut self, value: T) -> Self
             where
                 T: ::std::convert::TryInto<i64>,
@@ -2212,6 +2277,7 @@ pub mod types {
             type Error = super::error::ConversionError;
             fn try_from(value: ListUsersResponse) -> ::std::result::Result<Self, super::error::ConversionError> {
                 Ok(Self {
+                    next_page_token: value.next_page_token?,
                     page: value.page?,
                     page_size: value.page_size?,
                     total: value.total?,
@@ -2223,6 +2289,7 @@ pub mod types {
         impl ::std::convert::From<super::ListUsersResponse> for ListUsersResponse {
             fn from(value: super::ListUsersResponse) -> Self {
                 Self {
+                    next_page_token: Ok(value.next_page_token),
                     page: Ok(value.page),
                     page_size: Ok(value.page_size),
                     total: Ok(value.total),
@@ -3181,6 +3248,26 @@ impl Client {
 
     分页查询用户列表
 
+    Two ways to page, newest first (`created_at` descending, ties by
+    `id` descending):
+
+    - **By offset** (`page`, `page_size`): as before. Each such page
+      counts the matching users exactly, so its cost grows with the
+      table (page 10,000 also skips 199,980 rows).
+    - **By cursor** (`page_token`): send the `next_page_token` of the
+      previous page. A cursor page reads only `page_size` + 1 index
+      entries at any table size and any depth, and sees no gaps or
+      repeats when users are created or deleted meanwhile. `page` is
+      ignored; `page_size` may change between pages.
+
+    `total` and `total_pages` are exact on offset pages. On cursor pages
+    they are the count taken by the offset page the iteration started
+    from, carried in the token (so that no cursor page counts the
+    table); `page` is that page's number plus the cursor pages since.
+    The token is opaque and signed by the server: one that was altered,
+    was issued by another deployment, or was issued for another `status`
+    filter is refused with 400 (code 1016).
+
     **测试用例**:
     - FR-002: 支持分页列表查询
     - FR-005: 支持条件查询、分页、排序
@@ -3192,11 +3279,16 @@ impl Client {
     Arguments:
     - `page`: 页码
     - `page_size`: 每页条数(最大 100)
+    - `page_token`: The `next_page_token` of the previous page: continues after its
+    last user (see the operation's description). Bound to the
+    `status` filter it was issued for.
+
     - `status`: 用户状态过滤
     ```ignore
     let response = client.list_users()
         .page(page)
         .page_size(page_size)
+        .page_token(page_token)
         .status(status)
         .send()
         .await;
@@ -3434,11 +3526,12 @@ pub mod builder {
         client: &'a super::Client,
         page: Result<Option<::std::num::NonZeroU64>, String>,
         page_size: Result<Option<::std::num::NonZeroU64>, String>,
+        page_token: Result<Option<types::ListUsersPageToken>, String>,
         status: Result<Option<types::ListUsersStatus>, String>,
     }
     impl<'a> ListUsers<'a> {
         pub fn new(client: &'a super::Client) -> Self {
-            Self { client: client, page: Ok(None), page_size: Ok(None), status: Ok(None) }
+            Self { client: client, page: Ok(None), page_size: Ok(None), page_token: Ok(None), status: Ok(None) }
         }
         pub fn page<V>(mut self, value: V) -> Self
         where
@@ -3460,6 +3553,16 @@ pub mod builder {
                 .map_err(|_| "conversion to `:: std :: num :: NonZeroU64` for page_size failed".to_string());
             self
         }
+        pub fn page_token<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::ListUsersPageToken>,
+        {
+            self.page_token = value
+                .try_into()
+                .map(Some)
+                .map_err(|_| "conversion to `ListUsersPageToken` for page_token failed".to_string());
+            self
+        }
         pub fn status<V>(mut self, value: V) -> Self
         where
             V: std::convert::TryInto<types::ListUsersStatus>,
@@ -3470,9 +3573,10 @@ pub mod builder {
         }
         ///Sends a `GET` request to `/users`
         pub async fn send(self) -> Result<ResponseValue<types::ListUsers200Body>, Error<types::ErrorResponse>> {
-            let Self { client, page, page_size, status } = self;
+            let Self { client, page, page_size, page_token, status } = self;
             let page = page.map_err(Error::InvalidRequest)?;
             let page_size = page_size.map_err(Error::InvalidRequest)?;
+            let page_token = page_token.map_err(Error::InvalidRequest)?;
             let status = status.map_err(Error::InvalidRequest)?;
             let url = format!("{}/users", client.baseurl,);
             let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
@@ -3487,6 +3591,7 @@ pub mod builder {
                 .header(::reqwest::header::ACCEPT, ::reqwest::header::HeaderValue::from_static("application/json"))
                 .query(&progenitor_client::QueryParam::new("page", &page))
                 .query(&progenitor_client::QueryParam::new("page_size", &page_size))
+                .query(&progenitor_client::QueryParam::new("page_token", &page_token))
                 .query(&progenitor_client::QueryParam::new("status", &status))
                 .headers(header_map)
                 .build()?;

@@ -625,12 +625,17 @@ pub struct ListUsersResponseBody {
     /// 每页条数
     #[garde(skip)]
     pub page_size: i64,
-    /// 总记录数
+    /// 总记录数(on cursor pages, as counted when the iteration started; see listUsers)
     #[garde(skip)]
     pub total: i64,
     /// 总页数
     #[garde(skip)]
     pub total_pages: i64,
+    /// Present when more users follow this page: send it as
+    /// `page_token` for the next page. Opaque; at most 200 characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[garde(skip)]
+    pub next_page_token: ::std::option::Option<::std::string::String>,
 }
 impl rt::Model for ListUsersResponseBody {
     const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[
@@ -664,6 +669,12 @@ impl rt::Model for ListUsersResponseBody {
             shape: &rt::Shape::Integer { min: -9223372036854775808, max: 9223372036854775807 },
             access: rt::Access::ReadWrite,
         },
+        rt::Prop {
+            name: "next_page_token",
+            required: false,
+            shape: &rt::Shape::String(rt::StrFormat::Plain),
+            access: rt::Access::ReadWrite,
+        },
     ]);
 }
 rt::impl_type!(
@@ -671,80 +682,39 @@ rt::impl_type!(
     "ListUsersResponse",
     ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from("ListUsersResponse")),
     |registry| {
-        registry.create_schema::<ListUsersResponseBody, _>(
-            ::std::string::String::from("ListUsersResponse"),
-            |registry| {
-                let _ = &registry;
-                <crate::models::UserResponse as ::poem_openapi::types::Type>::register(registry);
-                ::poem_openapi::registry::MetaSchema {
-                    ty: "object",
-                    required: ::std::vec!["users", "page", "page_size", "total", "total_pages"],
-                    properties: ::std::vec![
-                        (
-                            "users",
-                            ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                                ::poem_openapi::registry::MetaSchema {
-                                    ty: "array",
-                                    description: ::std::option::Option::Some("用户列表"),
-                                    items: ::std::option::Option::Some(::std::boxed::Box::new(
-                                        ::poem_openapi::registry::MetaSchemaRef::Reference(
-                                            ::std::string::String::from("UserResponse")
-                                        )
-                                    )),
-                                    ..::poem_openapi::registry::MetaSchema::ANY
-                                }
-                            ))
-                        ),
-                        (
-                            "page",
-                            ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                                ::poem_openapi::registry::MetaSchema {
-                                    ty: "integer",
-                                    description: ::std::option::Option::Some("当前页码"),
-                                    example: ::std::option::Option::Some(crate::rt::json("1")),
-                                    ..::poem_openapi::registry::MetaSchema::ANY
-                                }
-                            ))
-                        ),
-                        (
-                            "page_size",
-                            ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                                ::poem_openapi::registry::MetaSchema {
-                                    ty: "integer",
-                                    description: ::std::option::Option::Some("每页条数"),
-                                    example: ::std::option::Option::Some(crate::rt::json("20")),
-                                    ..::poem_openapi::registry::MetaSchema::ANY
-                                }
-                            ))
-                        ),
-                        (
-                            "total",
-                            ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                                ::poem_openapi::registry::MetaSchema {
-                                    ty: "integer",
-                                    format: ::std::option::Option::Some("int64"),
-                                    description: ::std::option::Option::Some("总记录数"),
-                                    example: ::std::option::Option::Some(crate::rt::json("100")),
-                                    ..::poem_openapi::registry::MetaSchema::ANY
-                                }
-                            ))
-                        ),
-                        (
-                            "total_pages",
-                            ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                                ::poem_openapi::registry::MetaSchema {
-                                    ty: "integer",
-                                    description: ::std::option::Option::Some("总页数"),
-                                    example: ::std::option::Option::Some(crate::rt::json("5")),
-                                    ..::poem_openapi::registry::MetaSchema::ANY
-                                }
-                            ))
-                        )
-                    ],
-                    ..::poem_openapi::registry::MetaSchema::ANY
-                }
-            },
-        );
+        registry.create_schema:: < ListUsersResponseBody, _ >
+    (::std::string::String::from("ListUsersResponse"), | registry | { let _ = & registry;
+    < crate ::models::UserResponse as ::poem_openapi::types::Type > ::register(registry);
+    ::poem_openapi::registry::MetaSchema { ty : "object", required : ::std::vec!["users",
+    "page", "page_size", "total", "total_pages"], properties : ::std::vec![("users",
+    ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(::poem_openapi::registry::MetaSchema
+    { ty : "array", description : ::std::option::Option::Some("用户列表"), items :
+    ::std::option::Option::Some(::std::boxed::Box::new(::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from("UserResponse")))),
+    .. ::poem_openapi::registry::MetaSchema::ANY }))), ("page",
+    ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(::poem_openapi::registry::MetaSchema
+    { ty : "integer", description : ::std::option::Option::Some("当前页码"), example
+    : ::std::option::Option::Some(crate ::rt::json("1")), ..
+    ::poem_openapi::registry::MetaSchema::ANY }))), ("page_size",
+    ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(::poem_openapi::registry::MetaSchema
+    { ty : "integer", description : ::std::option::Option::Some("每页条数"), example
+    : ::std::option::Option::Some(crate ::rt::json("20")), ..
+    ::poem_openapi::registry::MetaSchema::ANY }))), ("total",
+    ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(::poem_openapi::registry::MetaSchema
+    { ty : "integer", format : ::std::option::Option::Some("int64"), description :
+    ::std::option::Option::Some("总记录数(on cursor pages, as counted when the iteration started; see listUsers)"),
+    example : ::std::option::Option::Some(crate ::rt::json("100")), ..
+    ::poem_openapi::registry::MetaSchema::ANY }))), ("total_pages",
+    ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(::poem_openapi::registry::MetaSchema
+    { ty : "integer", description : ::std::option::Option::Some("总页数"), example :
+    ::std::option::Option::Some(crate ::rt::json("5")), ..
+    ::poem_openapi::registry::MetaSchema::ANY }))), ("next_page_token",
+    ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(::poem_openapi::registry::MetaSchema
+    { ty : "string", description :
+    ::std::option::Option::Some("Present when more users follow this page: send it as\n`page_token` for the next page. Opaque; at most 200 characters.\n"),
+    example : ::std::option::Option::Some(crate
+    ::rt::json("\"AQEAAAAAAAAAAAEAAAAAAAAAZA\"")), ..
+    ::poem_openapi::registry::MetaSchema::ANY })))], ..
+    ::poem_openapi::registry::MetaSchema::ANY } });
     }
 );
 /// Schema `#/components/schemas/EmailTaskRequest`.

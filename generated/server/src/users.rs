@@ -15,6 +15,26 @@ pub trait UsersApi: crate::ErrorPolicy + crate::Auth {
     ///
     /// 分页查询用户列表
     ///
+    /// Two ways to page, newest first (`created_at` descending, ties by
+    /// `id` descending):
+    ///
+    /// - **By offset** (`page`, `page_size`): as before. Each such page
+    ///   counts the matching users exactly, so its cost grows with the
+    ///   table (page 10,000 also skips 199,980 rows).
+    /// - **By cursor** (`page_token`): send the `next_page_token` of the
+    ///   previous page. A cursor page reads only `page_size` + 1 index
+    ///   entries at any table size and any depth, and sees no gaps or
+    ///   repeats when users are created or deleted meanwhile. `page` is
+    ///   ignored; `page_size` may change between pages.
+    ///
+    /// `total` and `total_pages` are exact on offset pages. On cursor pages
+    /// they are the count taken by the offset page the iteration started
+    /// from, carried in the token (so that no cursor page counts the
+    /// table); `page` is that page's number plus the cursor pages since.
+    /// The token is opaque and signed by the server: one that was altered,
+    /// was issued by another deployment, or was issued for another `status`
+    /// filter is refused with 400 (code 1016).
+    ///
     /// **测试用例**:
     /// - FR-002: 支持分页列表查询
     /// - FR-005: 支持条件查询、分页、排序
@@ -222,6 +242,9 @@ pub struct ListUsersParams {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[garde(skip)]
     pub status: ::std::option::Option<Status>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[garde(length(chars, min = 1, max = 200))]
+    pub page_token: ::std::option::Option<::std::string::String>,
 }
 fn default_list_users_params_page() -> i64 {
     1
@@ -249,10 +272,16 @@ impl rt::Model for ListUsersParams {
             shape: &rt::Shape::Enum(&["active", "inactive", "suspended"]),
             access: rt::Access::ReadWrite,
         },
+        rt::Prop {
+            name: "page_token",
+            required: false,
+            shape: &rt::Shape::String(rt::StrFormat::Plain),
+            access: rt::Access::ReadWrite,
+        },
     ]);
 }
 impl rt::ParamSet for ListUsersParams {
-    const REQUIRED: &'static [bool] = &[false, false, false];
+    const REQUIRED: &'static [bool] = &[false, false, false, false];
     fn schema(index: usize) -> ::poem_openapi::registry::MetaSchemaRef {
         match index {
             0 => ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
@@ -280,6 +309,14 @@ impl rt::ParamSet for ListUsersParams {
                         crate::rt::json("\"inactive\""),
                         crate::rt::json("\"suspended\"")
                     ],
+                    ..::poem_openapi::registry::MetaSchema::ANY
+                },
+            )),
+            3 => ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                ::poem_openapi::registry::MetaSchema {
+                    ty: "string",
+                    min_length: ::std::option::Option::Some(1usize),
+                    max_length: ::std::option::Option::Some(200usize),
                     ..::poem_openapi::registry::MetaSchema::ANY
                 },
             )),
@@ -992,6 +1029,26 @@ impl<A: UsersApi> UsersServer<A> {
     ///
     /// 分页查询用户列表
     ///
+    /// Two ways to page, newest first (`created_at` descending, ties by
+    /// `id` descending):
+    ///
+    /// - **By offset** (`page`, `page_size`): as before. Each such page
+    ///   counts the matching users exactly, so its cost grows with the
+    ///   table (page 10,000 also skips 199,980 rows).
+    /// - **By cursor** (`page_token`): send the `next_page_token` of the
+    ///   previous page. A cursor page reads only `page_size` + 1 index
+    ///   entries at any table size and any depth, and sees no gaps or
+    ///   repeats when users are created or deleted meanwhile. `page` is
+    ///   ignored; `page_size` may change between pages.
+    ///
+    /// `total` and `total_pages` are exact on offset pages. On cursor pages
+    /// they are the count taken by the offset page the iteration started
+    /// from, carried in the token (so that no cursor page counts the
+    /// table); `page` is that page's number plus the cursor pages since.
+    /// The token is opaque and signed by the server: one that was altered,
+    /// was issued by another deployment, or was issued for another `status`
+    /// filter is refused with 400 (code 1016).
+    ///
     /// **测试用例**:
     /// - FR-002: 支持分页列表查询
     /// - FR-005: 支持条件查询、分页、排序
@@ -1009,6 +1066,11 @@ impl<A: UsersApi> UsersServer<A> {
         /// 用户状态过滤
         #[oai(name = "status")]
         p_status: rt::Query<ListUsersParams, 2>,
+        /// The `next_page_token` of the previous page: continues after its
+        /// last user (see the operation's description). Bound to the
+        /// `status` filter it was issued for.
+        #[oai(name = "page_token")]
+        p_page_token: rt::Query<ListUsersParams, 3>,
     ) -> rt::Answer<ListUsersResponse> {
         let principal = 'auth: {
             let mut rejected: ::std::option::Option<rt::Problem> = ::std::option::Option::None;
@@ -1039,6 +1101,7 @@ impl<A: UsersApi> UsersServer<A> {
                 ("page", p_page.0, rt::Coerce::Integer),
                 ("page_size", p_page_size.0, rt::Coerce::Integer),
                 ("status", p_status.0, rt::Coerce::String),
+                ("page_token", p_page_token.0, rt::Coerce::String),
             ]),
             "",
             &mut errs,

@@ -408,6 +408,7 @@ impl Run<'_> {
         let want = Want::new("listUsers", 200).field("/data/page", json!(1)).field("/data/page_size", json!(100));
         let r = self.api.list_users().page(1u64).page_size(100u64).status(types::ListUsersStatus::Active).send().await;
         self.typed("lists active users", want, r);
+        self.cursor_pages().await;
 
         let want = Want::new("updateUser", 200).field("/data/status", json!("inactive"));
         let body = types::UpdateUserRequest::builder().status(Some(types::UpdateUserRequestStatus::Inactive));
@@ -441,6 +442,44 @@ impl Run<'_> {
         self.typed("unknown id", not_found("getUserById"), r);
         let r = self.api.delete_user().id(unknown).send().await;
         self.typed("unknown id", not_found("deleteUser"), r);
+    }
+
+    /// Cursor paging: a page of one leads to the next by its `next_page_token` (users A and B
+    /// exist, so there is one), and an altered token or one of another filter is a 400.
+    async fn cursor_pages(&mut self) {
+        let want = Want::new("listUsers", 200).check(|b| match b.pointer("/data/next_page_token") {
+            Some(Value::String(_)) => Ok(()),
+            other => Err(format!("a page of one of several users has no next_page_token: {other:?}")),
+        });
+        let r = self.api.list_users().page_size(1u64).send().await;
+        let Some(first) = self.typed("first page of one user", want, r).and_then(|b| b.data) else {
+            return;
+        };
+        let (Some(token), Some(first_id)) = (first.next_page_token, first.users.first().map(|u| u.id)) else {
+            return;
+        };
+        let want = Want::new("listUsers", 200)
+            .field("/data/page", json!(2))
+            .field("/data/total", json!(first.total))
+            .check(move |b| match b.pointer("/data/users/0/id").and_then(Value::as_i64) {
+                Some(id) if id != first_id => Ok(()),
+                other => Err(format!("the cursor page starts with {other:?}, after user {first_id}")),
+            });
+        let r = self.api.list_users().page_size(1u64).page_token(token.as_str()).send().await;
+        self.typed("follows next_page_token", want, r);
+
+        // One character changed in the middle: the signature no longer matches.
+        let mut altered: Vec<char> = token.chars().collect();
+        let mid = altered.len() / 2;
+        altered[mid] = if altered[mid] == 'A' { 'B' } else { 'A' };
+        let altered: String = altered.into_iter().collect();
+        let bad = || Want::new("listUsers", 400).code("InvalidPageToken");
+        let r = self.api.list_users().page_token(altered.as_str()).send().await;
+        self.typed("altered page_token", bad(), r);
+        let r = self.api.list_users().page_token("bm90IGEgdG9rZW4").send().await;
+        self.typed("page_token the server never issued", bad(), r);
+        let r = self.api.list_users().page_token(token.as_str()).status(types::ListUsersStatus::Suspended).send().await;
+        self.typed("page_token of another status filter", bad(), r);
     }
 
     fn email_task(&self) -> types::builder::EmailTaskRequest {
