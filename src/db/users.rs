@@ -127,6 +127,20 @@ pub async fn user_get(pool: &Pool, id: i64) -> Result<User, StoreError> {
     User::from_row(&row)
 }
 
+/// The non-deleted users among `ids`, in no particular order (the caller matches them to its
+/// request); one index lookup per distinct id in one statement. The HTTP layer caps `ids` at 100.
+pub async fn users_get_many(pool: &Pool, ids: &[i64]) -> Result<Vec<User>, StoreError> {
+    let client = conn(pool).await?;
+    let rows = query(
+        &client,
+        "users.get_many",
+        concat!("SELECT ", user_columns!(), " FROM users WHERE id = ANY($1) AND deleted_at IS NULL"),
+        &[&ids],
+    )
+    .await?;
+    rows.iter().map(User::from_row).collect()
+}
+
 /// One page of non-deleted users, newest first (ties: higher id first), and the total number of
 /// matching users. `page` counts from 1; a page past the end is empty but the total is right.
 /// Page and total come from one statement, hence one snapshot: they always agree.
@@ -507,6 +521,18 @@ mod tests {
         assert_eq!((users.len(), total), (0, 0));
 
         assert!(matches!(users_list(pool, 0, 10, None).await, Err(StoreError::Internal(_))));
+    }
+
+    #[tokio::test]
+    async fn get_many_skips_missing_and_deleted() {
+        let db = test_database().await.unwrap();
+        let pool = db.pool();
+        let a = user_create(pool, new_user("gm_a", "gm_a@example.com")).await.unwrap();
+        let b = user_create(pool, new_user("gm_b", "gm_b@example.com")).await.unwrap();
+        user_delete(pool, b.id).await.unwrap();
+        let found = users_get_many(pool, &[a.id, b.id, 999_999, a.id]).await.unwrap();
+        assert_eq!(found, vec![a]);
+        assert!(users_get_many(pool, &[]).await.unwrap().is_empty());
     }
 
     #[tokio::test]

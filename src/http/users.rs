@@ -1,15 +1,22 @@
 //! Users CRUD over `db::users`; soft-deleted users are invisible everywhere.
 
+use std::collections::HashMap;
+
 use api_server::{
+    BatchCreateUserResult, BatchCreateUsersRequest, BatchCreateUsersResponse, BatchCreateUsersResponseBody,
+    BatchGetUserResult, BatchGetUsersRequest, BatchGetUsersResponse, BatchGetUsersResponseBody, BatchItemError,
     CreateUserRequest, CreateUserResponse, DeleteUserParams, DeleteUserResponse, ErrorCode, GetUserByIdParams,
     GetUserByIdResponse, ListUsersParams, ListUsersResponse, ListUsersResponseBody, Status, SuccessResponse,
     UpdateUserParams, UpdateUserRequest, UpdateUserResponse, UserResponse, UsersApi, rt::Problem,
 };
 
-use super::{App, internal, page_token::Cursor, store_error, success};
+use super::{App, envelope, internal, page_token::Cursor, store_error, success};
 use crate::{
     auth::Principal,
-    db::users::{self, NewUser, User, UserStatus},
+    db::{
+        StoreError,
+        users::{self, NewUser, User, UserStatus},
+    },
 };
 
 fn api_status(s: UserStatus) -> Status {
@@ -39,6 +46,12 @@ fn user_response(u: User) -> UserResponse {
         updated_at: u.updated_at,
         last_login_at: Some(u.last_login_at),
     }
+}
+
+/// One batch item's failure in the envelope's terms (code, message, detail).
+fn item_error(p: &Problem) -> BatchItemError {
+    let e = envelope(p);
+    BatchItemError { code: e.code, msg: e.msg, data: e.data.flatten() }
 }
 
 impl UsersApi for App {
@@ -101,6 +114,64 @@ impl UsersApi for App {
         let new = NewUser { username: body.username, email: body.email, password_hash };
         let u = users::user_create(&self.pg, new).await.map_err(|e| store_error("createUser", e))?;
         Ok(CreateUserResponse::Ok(success!(CreateUser200Response, user_response(u))))
+    }
+
+    async fn batch_get_users(
+        &self,
+        _who: Principal,
+        body: BatchGetUsersRequest,
+    ) -> Result<BatchGetUsersResponse, Problem> {
+        // The contract caps `ids` at 100, so this is one bounded statement.
+        let found = users::users_get_many(&self.pg, &body.ids).await.map_err(|e| store_error("batchGetUsers", e))?;
+        let by_id: HashMap<i64, User> = found.into_iter().map(|u| (u.id, u)).collect();
+        let results = body
+            .ids
+            .iter()
+            .map(|&id| {
+                // A repeated id is answered each time, so clone rather than take.
+                match by_id.get(&id).cloned() {
+                    Some(u) => BatchGetUserResult { id, user: Some(user_response(u)), error: None },
+                    None => BatchGetUserResult {
+                        id,
+                        user: None,
+                        error: Some(item_error(&ErrorCode::UserNotFound.problem())),
+                    },
+                }
+            })
+            .collect();
+        Ok(BatchGetUsersResponse::Ok(success!(BatchGetUsers200Response, BatchGetUsersResponseBody { results })))
+    }
+
+    async fn batch_create_users(
+        &self,
+        _who: Principal,
+        body: BatchCreateUsersRequest,
+    ) -> Result<BatchCreateUsersResponse, Problem> {
+        // Per item, in order (the contract's documented choice): a conflict fails that item
+        // only, and an earlier item of the batch can be what a later one conflicts with.
+        let mut results = Vec::with_capacity(body.users.len());
+        for (index, item) in body.users.into_iter().enumerate() {
+            let index = i64::try_from(index).unwrap_or(i64::MAX);
+            let password_hash = users::hash_password(item.password.expose().to_owned())
+                .await
+                .map_err(|e| internal("batchCreateUsers", &e))?;
+            let new = NewUser { username: item.username, email: item.email, password_hash };
+            results.push(match users::user_create(&self.pg, new).await {
+                Ok(u) => BatchCreateUserResult { index, user: Some(user_response(u)), error: None },
+                // Only a conflict is the item's fault; anything else fails the request (500),
+                // the items before it staying created, as the contract says.
+                Err(e @ StoreError::Conflict { .. }) => BatchCreateUserResult {
+                    index,
+                    user: None,
+                    error: Some(item_error(&store_error("batchCreateUsers", e))),
+                },
+                Err(e) => return Err(store_error("batchCreateUsers", e)),
+            });
+        }
+        Ok(BatchCreateUsersResponse::Ok(success!(
+            BatchCreateUsers200Response,
+            BatchCreateUsersResponseBody { results }
+        )))
     }
 
     async fn get_user_by_id(&self, _who: Principal, params: GetUserByIdParams) -> Result<GetUserByIdResponse, Problem> {

@@ -77,10 +77,13 @@ const OPERATIONS: &[Operation] = &[
     Operation { method: "GET", template: "/health", security: &[] },
     Operation { method: "GET", template: "/users", security: &[&[Scheme::TokenAuth]] },
     Operation { method: "POST", template: "/users", security: &[&[Scheme::TokenAuth]] },
+    Operation { method: "POST", template: "/users/batch-get", security: &[&[Scheme::TokenAuth]] },
+    Operation { method: "POST", template: "/users/batch-create", security: &[&[Scheme::TokenAuth]] },
     Operation { method: "GET", template: "/users/{id}", security: &[&[Scheme::TokenAuth]] },
     Operation { method: "PUT", template: "/users/{id}", security: &[&[Scheme::TokenAuth]] },
     Operation { method: "DELETE", template: "/users/{id}", security: &[&[Scheme::TokenAuth]] },
     Operation { method: "POST", template: "/tasks/email", security: &[&[Scheme::TokenAuth]] },
+    Operation { method: "POST", template: "/tasks/email/batch", security: &[&[Scheme::TokenAuth]] },
     Operation { method: "POST", template: "/tasks/sync", security: &[&[Scheme::TokenAuth]] },
     Operation { method: "GET", template: "/tasks/{task_id}", security: &[&[Scheme::TokenAuth]] },
 ];
