@@ -4032,16 +4032,17 @@ impl Client {
     分页查询用户列表
 
     Two ways to page, newest first (`created_at` descending, ties by
-    `id` descending):
+    `id` descending).
 
-    - **By offset** (`page`, `page_size`): as before. Each such page
-      counts the matching users exactly, so its cost grows with the
-      table (page 10,000 also skips 199,980 rows).
-    - **By cursor** (`page_token`): send the `next_page_token` of the
-      previous page. A cursor page reads only `page_size` + 1 index
-      entries at any table size and any depth, and sees no gaps or
-      repeats when users are created or deleted meanwhile. `page` is
-      ignored; `page_size` may change between pages.
+    **By offset** (`page`, `page_size`), as before: each such page
+    counts the matching users exactly, so its cost grows with the table
+    (page 10,000 also skips 199,980 rows).
+
+    **By cursor** (`page_token`): send the `next_page_token` of the
+    previous page. A cursor page reads only `page_size` + 1 index
+    entries at any table size and any depth, and sees no gaps or repeats
+    when users are created or deleted meanwhile. `page` is ignored;
+    `page_size` may change between pages.
 
     `total` and `total_pages` are exact on offset pages. On cursor pages
     they are the count taken by the offset page the iteration started
