@@ -167,6 +167,13 @@ pub struct Config {
     /// run again about this long after the crash.
     #[arg(long, env = "QUEUE_LEASE_SECS", default_value_t = 30)]
     pub queue_lease_secs: u64,
+
+    /// The key that signs `listUsers` page tokens (HMAC-SHA256), at least 32
+    /// characters; every instance behind one address needs the same one.
+    /// Unset: a random key per process, so tokens stop working at a restart
+    /// and on other instances (a warning says so).
+    #[arg(long, env = "PAGE_TOKEN_KEY", hide_env_values = true)]
+    pub page_token_key: Option<String>,
 }
 
 /// `Config` on its own, for [`Config::from_flags`].

@@ -15,7 +15,7 @@ use crate::{
     config::Config,
     db,
     devsvc::{PrivatePostgres, PrivateRedis},
-    http::App,
+    http::{App, PageTokenKey},
     listener,
     queue::Queue,
 };
@@ -162,6 +162,15 @@ impl Pools {
     /// process, invalidated by Redis pub/sub, so the hot path needs no round trip to verify.
     pub fn app(&self, cfg: &Config) -> Result<App> {
         let tokens = self.tokens(cfg).with_local_cache(&self.redis_url, cfg.token_local_cache())?;
+        match cfg.page_token_key.as_deref() {
+            Some(k) if k.len() < MIN_PAGE_TOKEN_KEY => {
+                anyhow::bail!("PAGE_TOKEN_KEY must be at least {MIN_PAGE_TOKEN_KEY} characters (it has {})", k.len())
+            }
+            Some(_) => {}
+            None => tracing::warn!(
+                "PAGE_TOKEN_KEY is not set: page tokens are signed with a random key of this process and stop working at a restart or on another instance"
+            ),
+        }
         Ok(App {
             pg: self.pg.clone(),
             redis: self.redis.clone(),
@@ -171,9 +180,13 @@ impl Pools {
             queue: self.queue(cfg),
             health_timeout: cfg.health_timeout(),
             throughput: Arc::new(crate::queue::eta::Throughput::default()),
+            page_tokens: PageTokenKey::new(cfg.page_token_key.as_deref()),
         })
     }
 }
+
+/// 256 bits, if the key is random characters; a shorter key is refused at start.
+const MIN_PAGE_TOKEN_KEY: usize = 32;
 
 /// Connections of each `/health` pool: concurrent health checks share them
 /// (each waits at most `HEALTH_TIMEOUT_MS`).

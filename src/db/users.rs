@@ -127,6 +127,20 @@ pub async fn user_get(pool: &Pool, id: i64) -> Result<User, StoreError> {
     User::from_row(&row)
 }
 
+/// The non-deleted users among `ids`, in no particular order (the caller matches them to its
+/// request); one index lookup per distinct id in one statement. The HTTP layer caps `ids` at 100.
+pub async fn users_get_many(pool: &Pool, ids: &[i64]) -> Result<Vec<User>, StoreError> {
+    let client = conn(pool).await?;
+    let rows = query(
+        &client,
+        "users.get_many",
+        concat!("SELECT ", user_columns!(), " FROM users WHERE id = ANY($1) AND deleted_at IS NULL"),
+        &[&ids],
+    )
+    .await?;
+    rows.iter().map(User::from_row).collect()
+}
+
 /// One page of non-deleted users, newest first (ties: higher id first), and the total number of
 /// matching users. `page` counts from 1; a page past the end is empty but the total is right.
 /// Page and total come from one statement, hence one snapshot: they always agree.
@@ -204,6 +218,51 @@ pub async fn users_list(
         }
     }
     Ok((users, total))
+}
+
+/// Up to `limit` non-deleted users that sort after (`created_at`, `id`) in the listing order
+/// (newest first, ties by higher id first): a keyset page. The row comparison walks the listing
+/// index from that point, so the cost is `limit` index entries at any table size and depth.
+pub async fn users_list_after(
+    pool: &Pool,
+    after: (DateTime<Utc>, i64),
+    limit: i64,
+    status: Option<UserStatus>,
+) -> Result<Vec<User>, StoreError> {
+    let client = conn(pool).await?;
+    let (created_at, id) = after;
+    // Two statements, as in `users_list`, so that each is planned on its own partial index.
+    let rows = match status {
+        None => {
+            query(
+                &client,
+                "users.list_after",
+                concat!(
+                    "SELECT ",
+                    user_columns!(),
+                    " FROM users WHERE deleted_at IS NULL AND (created_at, id) < ($1, $2)
+                      ORDER BY created_at DESC, id DESC LIMIT $3"
+                ),
+                &[&created_at, &id, &limit],
+            )
+            .await?
+        }
+        Some(status) => {
+            query(
+                &client,
+                "users.list_after_by_status",
+                concat!(
+                    "SELECT ",
+                    user_columns!(),
+                    " FROM users WHERE deleted_at IS NULL AND status = $4 AND (created_at, id) < ($1, $2)
+                      ORDER BY created_at DESC, id DESC LIMIT $3"
+                ),
+                &[&created_at, &id, &limit, &status],
+            )
+            .await?
+        }
+    };
+    rows.iter().map(User::from_row).collect()
 }
 
 /// Changes the given fields (`None` leaves a field as it is) and bumps `updated_at`.
@@ -462,6 +521,45 @@ mod tests {
         assert_eq!((users.len(), total), (0, 0));
 
         assert!(matches!(users_list(pool, 0, 10, None).await, Err(StoreError::Internal(_))));
+    }
+
+    #[tokio::test]
+    async fn get_many_skips_missing_and_deleted() {
+        let db = test_database().await.unwrap();
+        let pool = db.pool();
+        let a = user_create(pool, new_user("gm_a", "gm_a@example.com")).await.unwrap();
+        let b = user_create(pool, new_user("gm_b", "gm_b@example.com")).await.unwrap();
+        user_delete(pool, b.id).await.unwrap();
+        let found = users_get_many(pool, &[a.id, b.id, 999_999, a.id]).await.unwrap();
+        assert_eq!(found, vec![a]);
+        assert!(users_get_many(pool, &[]).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn keyset_pages_follow_the_listing_order() {
+        let db = test_database().await.unwrap();
+        let pool = db.pool();
+        for i in 0..7 {
+            user_create(pool, new_user(&format!("k{i}"), &format!("k{i}@example.com"))).await.unwrap();
+        }
+        let client = db.connect().await.unwrap();
+        // Ties on created_at are broken by id, exactly as in the offset listing.
+        client
+            .execute("UPDATE users SET created_at = '2020-01-01T00:00:00Z' WHERE username IN ('k1', 'k2', 'k3')", &[])
+            .await
+            .unwrap();
+        client.execute("UPDATE users SET status = 'inactive' WHERE username IN ('k0', 'k2', 'k5')", &[]).await.unwrap();
+        for status in [None, Some(UserStatus::Inactive)] {
+            let (all, _) = users_list(pool, 1, 100, status).await.unwrap();
+            let mut paged = Vec::new();
+            let (mut page, _) = users_list(pool, 1, 2, status).await.unwrap();
+            while let Some(last) = page.last() {
+                let after = (last.created_at, last.id);
+                paged.append(&mut page);
+                page = users_list_after(pool, after, 2, status).await.unwrap();
+            }
+            assert_eq!(paged, all, "status {status:?}: no gaps or repeats");
+        }
     }
 
     #[tokio::test]

@@ -5,6 +5,7 @@
 //! [`App`]'s `ErrorPolicy` writes every problem as the contract's envelope.
 
 mod health;
+mod page_token;
 mod tasks;
 mod users;
 
@@ -12,6 +13,7 @@ use std::{sync::Arc, time::Duration};
 
 use api_server::{ErrorCode, ErrorResponse, HealthCheck503Response, HealthDegraded, rt, rt::Problem};
 use bb8_redis::RedisConnectionManager;
+pub use page_token::PageTokenKey;
 
 use crate::{
     auth::{AuthError, Principal, TokenVerifier},
@@ -31,6 +33,8 @@ pub struct App {
     pub queue: Queue,
     pub health_timeout: Duration,
     pub throughput: Arc<crate::queue::eta::Throughput>,
+    /// Signs and checks `listUsers` page tokens (`PAGE_TOKEN_KEY`).
+    pub page_tokens: PageTokenKey,
 }
 
 impl api_server::Auth for App {

@@ -5,9 +5,10 @@
 use std::time::Duration;
 
 use api_server::{
-    EmailTaskRequest, ErrorCode, GetTaskParams, GetTaskResponse, Priority as ApiPriority, SubmitEmailTaskParams,
-    SubmitEmailTaskResponse, SubmitSyncTaskParams, SubmitSyncTaskResponse, SyncTaskRequest, TaskAttemptError,
-    TaskResponse, TaskState as ApiTaskState, TaskStatusResponse, TaskType, TasksApi, rt::Problem,
+    EmailTaskBatchRequest, EmailTaskBatchResponse, EmailTaskRequest, ErrorCode, GetTaskParams, GetTaskResponse,
+    Priority as ApiPriority, SubmitEmailTaskBatchResponse, SubmitEmailTaskParams, SubmitEmailTaskResponse,
+    SubmitSyncTaskParams, SubmitSyncTaskResponse, SyncTaskRequest, TaskAttemptError, TaskResponse,
+    TaskState as ApiTaskState, TaskStatusResponse, TaskType, TasksApi, rt::Problem,
 };
 use serde_json::json;
 
@@ -110,6 +111,43 @@ impl TasksApi for App {
         let task = task_of(EMAIL, &payload)?.priority(priority(body.priority));
         let t = self.submit("submitEmailTask", &who, task, params.idempotency_key).await?;
         Ok(SubmitEmailTaskResponse::Ok(success!(SubmitEmailTask200Response, t)))
+    }
+
+    async fn submit_email_task_batch(
+        &self,
+        _who: Principal,
+        body: EmailTaskBatchRequest,
+    ) -> Result<SubmitEmailTaskBatchResponse, Problem> {
+        let mut tasks = Vec::with_capacity(body.tasks.len());
+        let mut priorities = Vec::with_capacity(body.tasks.len());
+        for t in body.tasks {
+            let payload = EmailPayload { to: t.to, cc: t.cc.unwrap_or_default(), subject: t.subject, body: t.body };
+            priorities.push(priority(t.priority));
+            tasks.push(task_of(EMAIL, &payload)?.priority(priority(t.priority)));
+        }
+        // One script call for all (the contract caps a batch at 100): stored together or not at all.
+        let enqueued = self.queue.enqueue_many(tasks).await.map_err(|e| internal("submitEmailTaskBatch", &e))?;
+        // One estimate for the batch, from the queue as it is now that they are in it.
+        let stats = match self.queue.stats().await {
+            Ok(stats) => Some((self.throughput.observe(stats.total_completed), stats)),
+            Err(e) => {
+                tracing::warn!(error = %e, "queue stats unavailable for the estimate");
+                None
+            }
+        };
+        let tasks = enqueued
+            .into_iter()
+            .zip(priorities)
+            .map(|(e, p)| TaskResponse {
+                task_id: e.id,
+                queue: api_priority(p),
+                estimated_time: stats.as_ref().map(|(rate, stats)| describe(eta::wait(stats, p, *rate))),
+            })
+            .collect();
+        Ok(SubmitEmailTaskBatchResponse::Ok(success!(
+            SubmitEmailTaskBatch200Response,
+            EmailTaskBatchResponse { tasks }
+        )))
     }
 
     async fn submit_sync_task(

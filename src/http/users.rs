@@ -1,15 +1,22 @@
 //! Users CRUD over `db::users`; soft-deleted users are invisible everywhere.
 
+use std::collections::HashMap;
+
 use api_server::{
-    CreateUserRequest, CreateUserResponse, DeleteUserParams, DeleteUserResponse, GetUserByIdParams,
+    BatchCreateUserResult, BatchCreateUsersRequest, BatchCreateUsersResponse, BatchCreateUsersResponseBody,
+    BatchGetUserResult, BatchGetUsersRequest, BatchGetUsersResponse, BatchGetUsersResponseBody, BatchItemError,
+    CreateUserRequest, CreateUserResponse, DeleteUserParams, DeleteUserResponse, ErrorCode, GetUserByIdParams,
     GetUserByIdResponse, ListUsersParams, ListUsersResponse, ListUsersResponseBody, Status, SuccessResponse,
     UpdateUserParams, UpdateUserRequest, UpdateUserResponse, UserResponse, UsersApi, rt::Problem,
 };
 
-use super::{App, internal, store_error, success};
+use super::{App, envelope, internal, page_token::Cursor, store_error, success};
 use crate::{
     auth::Principal,
-    db::users::{self, NewUser, User, UserStatus},
+    db::{
+        StoreError,
+        users::{self, NewUser, User, UserStatus},
+    },
 };
 
 fn api_status(s: UserStatus) -> Status {
@@ -41,21 +48,61 @@ fn user_response(u: User) -> UserResponse {
     }
 }
 
+/// One batch item's failure in the envelope's terms (code, message, detail).
+fn item_error(p: &Problem) -> BatchItemError {
+    let e = envelope(p);
+    BatchItemError { code: e.code, msg: e.msg, data: e.data.flatten() }
+}
+
 impl UsersApi for App {
     async fn list_users(&self, _who: Principal, params: ListUsersParams) -> Result<ListUsersResponse, Problem> {
         let status = params.status.map(store_status);
-        let (rows, total) = users::users_list(&self.pg, params.page, params.page_size, status)
-            .await
-            .map_err(|e| store_error("listUsers", e))?;
-        let users = rows.into_iter().map(user_response).collect();
+        let page_size = params.page_size;
+        let (users, page, total, more) = match params.page_token.as_deref() {
+            // A cursor page: no count and no offset, only `page_size` + 1 index entries (the
+            // extra one says whether another page follows).
+            Some(token) => {
+                let cursor = self.page_tokens.decode(token, status).map_err(|e| {
+                    tracing::debug!(reason = %e, "page_token refused");
+                    ErrorCode::InvalidPageToken.problem().with_data(serde_json::json!({ "field": "page_token" }))
+                })?;
+                let after = (cursor.after_created_at, cursor.after_id);
+                let mut rows = users::users_list_after(&self.pg, after, page_size.saturating_add(1), status)
+                    .await
+                    .map_err(|e| store_error("listUsers", e))?;
+                let more = rows.len() as i64 > page_size;
+                rows.truncate(usize::try_from(page_size).unwrap_or(usize::MAX));
+                (rows, cursor.page, cursor.total, more)
+            }
+            None => {
+                let (rows, total) = users::users_list(&self.pg, params.page, page_size, status)
+                    .await
+                    .map_err(|e| store_error("listUsers", e))?;
+                // Page and total come from one snapshot, so this is exact.
+                let seen = (params.page - 1).saturating_mul(page_size).saturating_add(rows.len() as i64);
+                (rows, params.page, total, seen < total)
+            }
+        };
+        let next_page_token = match users.last() {
+            Some(last) if more => Some(self.page_tokens.encode(&Cursor {
+                status,
+                page: page.saturating_add(1),
+                total,
+                after_created_at: last.created_at,
+                after_id: last.id,
+            })),
+            _ => None,
+        };
+        let users = users.into_iter().map(user_response).collect();
         Ok(ListUsersResponse::Ok(success!(
             ListUsers200Response,
             ListUsersResponseBody {
                 users,
-                page: params.page,
-                page_size: params.page_size,
+                page,
+                page_size,
                 total,
-                total_pages: (total + params.page_size - 1) / params.page_size,
+                total_pages: (total + page_size - 1) / page_size,
+                next_page_token,
             }
         )))
     }
@@ -67,6 +114,64 @@ impl UsersApi for App {
         let new = NewUser { username: body.username, email: body.email, password_hash };
         let u = users::user_create(&self.pg, new).await.map_err(|e| store_error("createUser", e))?;
         Ok(CreateUserResponse::Ok(success!(CreateUser200Response, user_response(u))))
+    }
+
+    async fn batch_get_users(
+        &self,
+        _who: Principal,
+        body: BatchGetUsersRequest,
+    ) -> Result<BatchGetUsersResponse, Problem> {
+        // The contract caps `ids` at 100, so this is one bounded statement.
+        let found = users::users_get_many(&self.pg, &body.ids).await.map_err(|e| store_error("batchGetUsers", e))?;
+        let by_id: HashMap<i64, User> = found.into_iter().map(|u| (u.id, u)).collect();
+        let results = body
+            .ids
+            .iter()
+            .map(|&id| {
+                // A repeated id is answered each time, so clone rather than take.
+                match by_id.get(&id).cloned() {
+                    Some(u) => BatchGetUserResult { id, user: Some(user_response(u)), error: None },
+                    None => BatchGetUserResult {
+                        id,
+                        user: None,
+                        error: Some(item_error(&ErrorCode::UserNotFound.problem())),
+                    },
+                }
+            })
+            .collect();
+        Ok(BatchGetUsersResponse::Ok(success!(BatchGetUsers200Response, BatchGetUsersResponseBody { results })))
+    }
+
+    async fn batch_create_users(
+        &self,
+        _who: Principal,
+        body: BatchCreateUsersRequest,
+    ) -> Result<BatchCreateUsersResponse, Problem> {
+        // Per item, in order (the contract's documented choice): a conflict fails that item
+        // only, and an earlier item of the batch can be what a later one conflicts with.
+        let mut results = Vec::with_capacity(body.users.len());
+        for (index, item) in body.users.into_iter().enumerate() {
+            let index = i64::try_from(index).unwrap_or(i64::MAX);
+            let password_hash = users::hash_password(item.password.expose().to_owned())
+                .await
+                .map_err(|e| internal("batchCreateUsers", &e))?;
+            let new = NewUser { username: item.username, email: item.email, password_hash };
+            results.push(match users::user_create(&self.pg, new).await {
+                Ok(u) => BatchCreateUserResult { index, user: Some(user_response(u)), error: None },
+                // Only a conflict is the item's fault; anything else fails the request (500),
+                // the items before it staying created, as the contract says.
+                Err(e @ StoreError::Conflict { .. }) => BatchCreateUserResult {
+                    index,
+                    user: None,
+                    error: Some(item_error(&store_error("batchCreateUsers", e))),
+                },
+                Err(e) => return Err(store_error("batchCreateUsers", e)),
+            });
+        }
+        Ok(BatchCreateUsersResponse::Ok(success!(
+            BatchCreateUsers200Response,
+            BatchCreateUsersResponseBody { results }
+        )))
     }
 
     async fn get_user_by_id(&self, _who: Principal, params: GetUserByIdParams) -> Result<GetUserByIdResponse, Problem> {

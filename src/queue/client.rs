@@ -112,6 +112,45 @@ impl Queue {
     /// Stores a task (pending, or scheduled if it runs later). Concurrent
     /// calls are coalesced into one script call.
     pub async fn enqueue(&self, task: NewTask) -> Result<Enqueued> {
+        let (id, item) = self.enqueue_item(task)?;
+        let dup = self.inner.enqueue.submit(item).await?;
+        enqueued(id, dup)
+    }
+
+    /// Stores every task in one script call, hence one Redis round trip (repeated as a whole
+    /// when its reply is lost, which the task ids make safe), bypassing the coalescer so that
+    /// the tasks are not split between calls. Results in the order of `tasks`. Bounded by the
+    /// caller (the HTTP layer accepts at most 100 tasks a request).
+    pub async fn enqueue_many(&self, tasks: Vec<NewTask>) -> Result<Vec<Enqueued>> {
+        let mut ids = Vec::with_capacity(tasks.len());
+        let mut items = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            let (id, item) = self.enqueue_item(task)?;
+            ids.push(id);
+            items.push(item);
+        }
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let cfg = &self.inner.cfg;
+        let n = items.len();
+        let dups = run_enqueue(
+            &self.inner.backend,
+            &self.inner.keys,
+            cfg.fake_clock.as_ref(),
+            ms(cfg.unique_ttl),
+            cfg.wake_cap.max(1),
+            items,
+        )
+        .await?;
+        if dups.len() != n {
+            return Err(bad("enqueue", format!("{} replies for {n} items", dups.len())));
+        }
+        ids.into_iter().zip(dups).map(|(id, dup)| enqueued(id, dup)).collect()
+    }
+
+    /// A task's id and its arguments to the enqueue script.
+    fn enqueue_item(&self, task: NewTask) -> Result<(Uuid, EnqueueItem)> {
         if task.kind.is_empty() {
             return Err(QueueError::Invalid("task kind is empty"));
         }
@@ -130,18 +169,7 @@ impl Queue {
             run_at: task.run_at.map(|t| t.timestamp_millis()).unwrap_or(0),
             delay_ms: task.run_after.map(ms).unwrap_or(0),
         };
-        let dup = self.inner.enqueue.submit(item).await?;
-        let (duplicate_of, duplicate_differs) = match dup {
-            None => (None, false),
-            Some(s) => {
-                let (differs, holder) = match s.strip_prefix('!') {
-                    Some(rest) => (true, rest),
-                    None => (false, s.as_str()),
-                };
-                (Some(Uuid::parse_str(holder).map_err(|e| bad("enqueue", e))?), differs)
-            }
-        };
-        Ok(Enqueued { id, duplicate_of, duplicate_differs })
+        Ok((id, item))
     }
 
     /// Leases up to `n` (at most `MAX_DEQUEUE`) ready tasks, after
@@ -432,6 +460,22 @@ fn priority_orders(mode: PriorityMode, n: usize) -> String {
         }
     }
     s
+}
+
+/// What the enqueue script said of one task: nothing (stored), or the holder of its unique
+/// key (`!` first when the holder's request differs).
+fn enqueued(id: Uuid, dup: Option<String>) -> Result<Enqueued> {
+    let (duplicate_of, duplicate_differs) = match dup {
+        None => (None, false),
+        Some(s) => {
+            let (differs, holder) = match s.strip_prefix('!') {
+                Some(rest) => (true, rest),
+                None => (false, s.as_str()),
+            };
+            (Some(Uuid::parse_str(holder).map_err(|e| bad("enqueue", e))?), differs)
+        }
+    };
+    Ok(Enqueued { id, duplicate_of, duplicate_differs })
 }
 
 async fn run_enqueue(

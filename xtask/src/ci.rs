@@ -39,8 +39,8 @@ pub fn dev(args: &[String]) -> Result<()> {
 /// `cargo xtask bench NAME`: the `benches/NAME.rs` target, optimized.
 pub fn bench(which: &str) -> Result<()> {
     match which {
-        "http" | "queue" | "abuse" => cargo(&["bench", "-p", "spec-server", "--bench", which]),
-        other => bail!("unknown benchmark {other:?}: expected `http`, `queue` or `abuse`"),
+        "http" | "queue" | "abuse" | "list_users" => cargo(&["bench", "-p", "spec-server", "--bench", which]),
+        other => bail!("unknown benchmark {other:?}: expected `http`, `queue`, `abuse` or `list_users`"),
     }
 }
 

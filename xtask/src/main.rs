@@ -59,7 +59,7 @@ enum Cmd {
     /// Run a benchmark in release mode and print one JSON object per
     /// measurement (`name`, `value`, `unit`, `baseline`, `ratio`).
     Bench {
-        /// Which: `http` (users endpoints vs pgbench), `queue` (vs raw Redis) or `abuse` (attack costs vs quiet baselines).
+        /// Which: `http` (users endpoints vs pgbench), `queue` (vs raw Redis) or `abuse` (attack costs vs quiet baselines) or `list_users` (1M users: cursor vs offset pages, vs pgbench).
         which: String,
     },
     /// The task queue's failure drill: `spec-server worker` processes SIGKILLed, Redis writes

@@ -116,9 +116,33 @@ impl UsersApi for Scripted {
                 page: p.page,
                 page_size: p.page_size,
                 total: 41,
-                total_pages: 3
+                total_pages: 3,
+                next_page_token: p.page_token.map(|t| format!("{t}+1"))
             }
         )))
+    }
+    async fn batch_get_users(&self, _: (), b: BatchGetUsersRequest) -> Result<BatchGetUsersResponse, Problem> {
+        // Even ids exist, odd ones are missing.
+        let results = b
+            .ids
+            .iter()
+            .map(|&id| match id % 2 {
+                0 => BatchGetUserResult { id, user: Some(user(id)), error: None },
+                _ => BatchGetUserResult {
+                    id,
+                    user: None,
+                    error: Some(BatchItemError { code: 1003, msg: "用户不存在".into(), data: None }),
+                },
+            })
+            .collect();
+        Ok(BatchGetUsersResponse::Ok(ok!(BatchGetUsers200Response, BatchGetUsersResponseBody { results })))
+    }
+    async fn batch_create_users(
+        &self,
+        _: (),
+        _b: BatchCreateUsersRequest,
+    ) -> Result<BatchCreateUsersResponse, Problem> {
+        Err(ErrorCode::Internal.problem())
     }
     async fn create_user(&self, _: (), b: CreateUserRequest) -> Result<CreateUserResponse, Problem> {
         match b.username.as_str() {
@@ -162,6 +186,13 @@ impl UsersApi for Scripted {
 }
 
 impl TasksApi for Scripted {
+    async fn submit_email_task_batch(
+        &self,
+        _: (),
+        _b: EmailTaskBatchRequest,
+    ) -> Result<SubmitEmailTaskBatchResponse, Problem> {
+        Err(ErrorCode::Internal.problem())
+    }
     async fn submit_email_task(
         &self,
         _: (),
@@ -418,4 +449,23 @@ fn client_generation_names_what_the_client_cannot_send() {
     // declared `+json` type of the merge-patch operation instead.
     let auth = &files.iter().find(|(p, _)| p.ends_with("auth.rs")).unwrap().1;
     assert!(auth.contains("content_type: ::std::option::Option::Some(\"application/merge-patch+json\")"), "{auth}");
+}
+
+#[tokio::test]
+async fn batch_get_and_page_tokens_through_the_client() {
+    let (base, _app) = start().await;
+    let c = Client::new(&base, Credentials::default()).with_token("good");
+    let ids: Vec<_> = [2u64, 3, 2].into_iter().filter_map(std::num::NonZeroU64::new).collect();
+    let r = c
+        .batch_get_users()
+        .body(spec_api_client::types::BatchGetUsersRequest::builder().ids(ids))
+        .send()
+        .await
+        .unwrap();
+    let results = r.into_inner().data.unwrap().results;
+    let got: Vec<_> = results.iter().map(|r| (r.id, r.user.is_some(), r.error.as_ref().map(|e| e.code))).collect();
+    assert_eq!(got, vec![(2, true, None), (3, false, Some(1003)), (2, true, None)]);
+
+    let page = c.list_users().page_token("abc").send().await.unwrap().into_inner().data.unwrap();
+    assert_eq!(page.next_page_token.as_deref(), Some("abc+1"));
 }

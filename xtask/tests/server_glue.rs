@@ -101,6 +101,7 @@ impl UsersApi for Stub {
                 page_size: params.page_size,
                 total: 0,
                 total_pages: 0,
+                next_page_token: None,
             }),
             timestamp: chrono::Utc::now(),
         }))
@@ -117,6 +118,30 @@ impl UsersApi for Stub {
             data: Some(user(1, &body.username, &body.email)),
             timestamp: chrono::Utc::now(),
         }))
+    }
+
+    async fn batch_get_users(
+        &self,
+        _who: String,
+        body: BatchGetUsersRequest,
+    ) -> Result<BatchGetUsersResponse, Problem> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let results = body.ids.iter().map(|&id| BatchGetUserResult { id, user: None, error: None }).collect();
+        Ok(BatchGetUsersResponse::Ok(BatchGetUsers200Response {
+            code: 0,
+            msg: "ok".into(),
+            data: Some(BatchGetUsersResponseBody { results }),
+            timestamp: chrono::Utc::now(),
+        }))
+    }
+
+    async fn batch_create_users(
+        &self,
+        _who: String,
+        _body: BatchCreateUsersRequest,
+    ) -> Result<BatchCreateUsersResponse, Problem> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        Err(ErrorCode::Internal.problem())
     }
 
     async fn get_user_by_id(&self, _who: String, params: GetUserByIdParams) -> Result<GetUserByIdResponse, Problem> {
@@ -183,6 +208,15 @@ impl TasksApi for Stub {
             data: Some(TaskResponse { task_id: uuid::Uuid::nil(), queue: body.priority, estimated_time: None }),
             timestamp: chrono::Utc::now(),
         }))
+    }
+
+    async fn submit_email_task_batch(
+        &self,
+        _who: String,
+        _body: EmailTaskBatchRequest,
+    ) -> Result<SubmitEmailTaskBatchResponse, Problem> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        Err(ErrorCode::Internal.problem())
     }
 
     async fn get_task(&self, _who: String, params: GetTaskParams) -> Result<GetTaskResponse, Problem> {

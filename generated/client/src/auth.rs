@@ -92,6 +92,18 @@ const OPERATIONS: &[Operation] = &[
         content_type: ::std::option::Option::None,
     },
     Operation {
+        method: "POST",
+        template: "/users/batch-get",
+        security: &[&[Scheme::TokenAuth]],
+        content_type: ::std::option::Option::None,
+    },
+    Operation {
+        method: "POST",
+        template: "/users/batch-create",
+        security: &[&[Scheme::TokenAuth]],
+        content_type: ::std::option::Option::None,
+    },
+    Operation {
         method: "GET",
         template: "/users/{id}",
         security: &[&[Scheme::TokenAuth]],
@@ -112,6 +124,12 @@ const OPERATIONS: &[Operation] = &[
     Operation {
         method: "POST",
         template: "/tasks/email",
+        security: &[&[Scheme::TokenAuth]],
+        content_type: ::std::option::Option::None,
+    },
+    Operation {
+        method: "POST",
+        template: "/tasks/email/batch",
         security: &[&[Scheme::TokenAuth]],
         content_type: ::std::option::Option::None,
     },

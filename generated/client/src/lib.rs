@@ -24,6 +24,188 @@ use progenitor_client::{ClientHooks, OperationInfo, RequestBuilderExt, encode_pa
 /// Types used as operation parameters and responses.
 #[allow(clippy::all)]
 pub mod types {
+    ///`BatchCreateUserResult`
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct BatchCreateUserResult {
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub error: ::std::option::Option<BatchItemError>,
+        ///The item's position in the request, from 0
+        pub index: i64,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub user: ::std::option::Option<UserResponse>,
+    }
+    impl BatchCreateUserResult {
+        pub fn builder() -> builder::BatchCreateUserResult {
+            Default::default()
+        }
+    }
+    ///`BatchCreateUsers200Body`
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct BatchCreateUsers200Body {
+        ///响应码(0 表示成功)
+        pub code: BatchCreateUsers200BodyCode,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub data: ::std::option::Option<BatchCreateUsersResponse>,
+        ///响应消息
+        pub msg: ::std::string::String,
+        ///响应时间戳(ISO 8601 格式)
+        pub timestamp: ::chrono::DateTime<::chrono::offset::Utc>,
+    }
+    impl BatchCreateUsers200Body {
+        pub fn builder() -> builder::BatchCreateUsers200Body {
+            Default::default()
+        }
+    }
+    ///响应码(0 表示成功)
+    #[derive(::serde::Serialize, Clone, Debug, PartialEq)]
+    #[serde(transparent)]
+    pub struct BatchCreateUsers200BodyCode(i64);
+    impl ::std::ops::Deref for BatchCreateUsers200BodyCode {
+        type Target = i64;
+        fn deref(&self) -> &i64 {
+            &self.0
+        }
+    }
+    impl ::std::convert::From<BatchCreateUsers200BodyCode> for i64 {
+        fn from(value: BatchCreateUsers200BodyCode) -> Self {
+            value.0
+        }
+    }
+    impl ::std::convert::TryFrom<i64> for BatchCreateUsers200BodyCode {
+        type Error = self::error::ConversionError;
+        fn try_from(value: i64) -> ::std::result::Result<Self, self::error::ConversionError> {
+            if ![0_i64].contains(&value) { Err("invalid value".into()) } else { Ok(Self(value)) }
+        }
+    }
+    impl<'de> ::serde::Deserialize<'de> for BatchCreateUsers200BodyCode {
+        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+        where
+            D: ::serde::Deserializer<'de>,
+        {
+            Self::try_from(<i64>::deserialize(deserializer)?)
+                .map_err(|e| <D::Error as ::serde::de::Error>::custom(e.to_string()))
+        }
+    }
+    ///`BatchCreateUsersRequest`
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct BatchCreateUsersRequest {
+        ///Users to create (1–100)
+        pub users: ::std::vec::Vec<CreateUserRequest>,
+    }
+    impl BatchCreateUsersRequest {
+        pub fn builder() -> builder::BatchCreateUsersRequest {
+            Default::default()
+        }
+    }
+    ///`BatchCreateUsersResponse`
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct BatchCreateUsersResponse {
+        ///One per item, in request order
+        pub results: ::std::vec::Vec<BatchCreateUserResult>,
+    }
+    impl BatchCreateUsersResponse {
+        pub fn builder() -> builder::BatchCreateUsersResponse {
+            Default::default()
+        }
+    }
+    ///`BatchGetUserResult`
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct BatchGetUserResult {
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub error: ::std::option::Option<BatchItemError>,
+        ///The requested id
+        pub id: i64,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub user: ::std::option::Option<UserResponse>,
+    }
+    impl BatchGetUserResult {
+        pub fn builder() -> builder::BatchGetUserResult {
+            Default::default()
+        }
+    }
+    ///`BatchGetUsers200Body`
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct BatchGetUsers200Body {
+        ///响应码(0 表示成功)
+        pub code: BatchGetUsers200BodyCode,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub data: ::std::option::Option<BatchGetUsersResponse>,
+        ///响应消息
+        pub msg: ::std::string::String,
+        ///响应时间戳(ISO 8601 格式)
+        pub timestamp: ::chrono::DateTime<::chrono::offset::Utc>,
+    }
+    impl BatchGetUsers200Body {
+        pub fn builder() -> builder::BatchGetUsers200Body {
+            Default::default()
+        }
+    }
+    ///响应码(0 表示成功)
+    #[derive(::serde::Serialize, Clone, Debug, PartialEq)]
+    #[serde(transparent)]
+    pub struct BatchGetUsers200BodyCode(i64);
+    impl ::std::ops::Deref for BatchGetUsers200BodyCode {
+        type Target = i64;
+        fn deref(&self) -> &i64 {
+            &self.0
+        }
+    }
+    impl ::std::convert::From<BatchGetUsers200BodyCode> for i64 {
+        fn from(value: BatchGetUsers200BodyCode) -> Self {
+            value.0
+        }
+    }
+    impl ::std::convert::TryFrom<i64> for BatchGetUsers200BodyCode {
+        type Error = self::error::ConversionError;
+        fn try_from(value: i64) -> ::std::result::Result<Self, self::error::ConversionError> {
+            if ![0_i64].contains(&value) { Err("invalid value".into()) } else { Ok(Self(value)) }
+        }
+    }
+    impl<'de> ::serde::Deserialize<'de> for BatchGetUsers200BodyCode {
+        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+        where
+            D: ::serde::Deserializer<'de>,
+        {
+            Self::try_from(<i64>::deserialize(deserializer)?)
+                .map_err(|e| <D::Error as ::serde::de::Error>::custom(e.to_string()))
+        }
+    }
+    ///`BatchGetUsersRequest`
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct BatchGetUsersRequest {
+        ///User ids (1–100; repeats allowed)
+        pub ids: ::std::vec::Vec<::std::num::NonZeroU64>,
+    }
+    impl BatchGetUsersRequest {
+        pub fn builder() -> builder::BatchGetUsersRequest {
+            Default::default()
+        }
+    }
+    ///`BatchGetUsersResponse`
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct BatchGetUsersResponse {
+        ///One per requested id, in request order
+        pub results: ::std::vec::Vec<BatchGetUserResult>,
+    }
+    impl BatchGetUsersResponse {
+        pub fn builder() -> builder::BatchGetUsersResponse {
+            Default::default()
+        }
+    }
+    ///Why one item of a batch failed; `code` is from the registry
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct BatchItemError {
+        pub code: i64,
+        ///Structured detail (for 1004, the taken `field`)
+        #[serde(default, skip_serializing_if = "::serde_json::Map::is_empty")]
+        pub data: ::serde_json::Map<::std::string::String, ::serde_json::Value>,
+        pub msg: ::std::string::String,
+    }
+    impl BatchItemError {
+        pub fn builder() -> builder::BatchItemError {
+            Default::default()
+        }
+    }
     ///`CreateUser200Body`
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct CreateUser200Body {
@@ -268,6 +450,28 @@ pub mod types {
         type Error = self::error::ConversionError;
         fn try_from(value: ::std::string::String) -> ::std::result::Result<Self, self::error::ConversionError> {
             value.parse()
+        }
+    }
+    ///`EmailTaskBatchRequest`
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct EmailTaskBatchRequest {
+        ///Email tasks (1–100)
+        pub tasks: ::std::vec::Vec<EmailTaskRequest>,
+    }
+    impl EmailTaskBatchRequest {
+        pub fn builder() -> builder::EmailTaskBatchRequest {
+            Default::default()
+        }
+    }
+    ///`EmailTaskBatchResponse`
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct EmailTaskBatchResponse {
+        ///The enqueued tasks, in request order
+        pub tasks: ::std::vec::Vec<TaskResponse>,
+    }
+    impl EmailTaskBatchResponse {
+        pub fn builder() -> builder::EmailTaskBatchResponse {
+            Default::default()
         }
     }
     ///`EmailTaskRequest`
@@ -696,14 +900,68 @@ pub mod types {
                 .map_err(|e| <D::Error as ::serde::de::Error>::custom(e.to_string()))
         }
     }
+    ///`ListUsersPageToken`
+    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+    #[serde(transparent)]
+    pub struct ListUsersPageToken(::std::string::String);
+    impl ::std::ops::Deref for ListUsersPageToken {
+        type Target = ::std::string::String;
+        fn deref(&self) -> &::std::string::String {
+            &self.0
+        }
+    }
+    impl ::std::convert::From<ListUsersPageToken> for ::std::string::String {
+        fn from(value: ListUsersPageToken) -> Self {
+            value.0
+        }
+    }
+    impl ::std::str::FromStr for ListUsersPageToken {
+        type Err = self::error::ConversionError;
+        fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+            if value.chars().count() > 200usize {
+                return Err("longer than 200 characters".into());
+            }
+            if value.chars().count() < 1usize {
+                return Err("shorter than 1 characters".into());
+            }
+            Ok(Self(value.to_string()))
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for ListUsersPageToken {
+        type Error = self::error::ConversionError;
+        fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for ListUsersPageToken {
+        type Error = self::error::ConversionError;
+        fn try_from(value: ::std::string::String) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl<'de> ::serde::Deserialize<'de> for ListUsersPageToken {
+        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+        where
+            D: ::serde::Deserializer<'de>,
+        {
+            ::std::string::String::deserialize(deserializer)?
+                .parse()
+                .map_err(|e: self::error::ConversionError| <D::Error as ::serde::de::Error>::custom(e.to_string()))
+        }
+    }
     ///`ListUsersResponse`
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct ListUsersResponse {
+        /**Present when more users follow this page: send it as
+        `page_token` for the next page. Opaque; at most 200 characters.
+        */
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub next_page_token: ::std::option::Option<::std::string::String>,
         ///当前页码
         pub page: i64,
         ///每页条数
         pub page_size: i64,
-        ///总记录数
+        ///总记录数(on cursor pages, as counted when the iteration started; see listUsers)
         pub total: i64,
         ///总页数
         pub total_pages: i64,
@@ -796,6 +1054,53 @@ pub mod types {
         }
     }
     impl<'de> ::serde::Deserialize<'de> for SubmitEmailTask200BodyCode {
+        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+        where
+            D: ::serde::Deserializer<'de>,
+        {
+            Self::try_from(<i64>::deserialize(deserializer)?)
+                .map_err(|e| <D::Error as ::serde::de::Error>::custom(e.to_string()))
+        }
+    }
+    ///`SubmitEmailTaskBatch200Body`
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct SubmitEmailTaskBatch200Body {
+        ///响应码(0 表示成功)
+        pub code: SubmitEmailTaskBatch200BodyCode,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub data: ::std::option::Option<EmailTaskBatchResponse>,
+        ///响应消息
+        pub msg: ::std::string::String,
+        ///响应时间戳(ISO 8601 格式)
+        pub timestamp: ::chrono::DateTime<::chrono::offset::Utc>,
+    }
+    impl SubmitEmailTaskBatch200Body {
+        pub fn builder() -> builder::SubmitEmailTaskBatch200Body {
+            Default::default()
+        }
+    }
+    ///响应码(0 表示成功)
+    #[derive(::serde::Serialize, Clone, Debug, PartialEq)]
+    #[serde(transparent)]
+    pub struct SubmitEmailTaskBatch200BodyCode(i64);
+    impl ::std::ops::Deref for SubmitEmailTaskBatch200BodyCode {
+        type Target = i64;
+        fn deref(&self) -> &i64 {
+            &self.0
+        }
+    }
+    impl ::std::convert::From<SubmitEmailTaskBatch200BodyCode> for i64 {
+        fn from(value: SubmitEmailTaskBatch200BodyCode) -> Self {
+            value.0
+        }
+    }
+    impl ::std::convert::TryFrom<i64> for SubmitEmailTaskBatch200BodyCode {
+        type Error = self::error::ConversionError;
+        fn try_from(value: i64) -> ::std::result::Result<Self, self::error::ConversionError> {
+            if ![0_i64].contains(&value) { Err("invalid value".into()) } else { Ok(Self(value)) }
+        }
+    }
+    impl<'de> ::serde::Deserialize<'de> for SubmitEmailTaskBatch200BodyCode {
         fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
         where
             D: ::serde::Deserializer<'de>,
@@ -1569,6 +1874,413 @@ pub mod types {
     /// Types for composing complex structures.
     pub mod builder {
         #[derive(Clone, Debug)]
+        pub struct BatchCreateUserResult {
+            error: ::std::result::Result<::std::option::Option<super::BatchItemError>, ::std::string::String>,
+            index: ::std::result::Result<i64, ::std::string::String>,
+            user: ::std::result::Result<::std::option::Option<super::UserResponse>, ::std::string::String>,
+        }
+        impl ::std::default::Default for BatchCreateUserResult {
+            fn default() -> Self {
+                Self {
+                    error: Ok(Default::default()),
+                    index: Err("no value supplied for index".to_string()),
+                    user: Ok(Default::default()),
+                }
+            }
+        }
+        impl BatchCreateUserResult {
+            pub fn error<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<super::BatchItemError>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.error = value.try_into().map_err(|e| format!("error converting supplied value for error: {e}"));
+                self
+            }
+            pub fn index<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<i64>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.index = value.try_into().map_err(|e| format!("error converting supplied value for index: {e}"));
+                self
+            }
+            pub fn user<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<super::UserResponse>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.user = value.try_into().map_err(|e| format!("error converting supplied value for user: {e}"));
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<BatchCreateUserResult> for super::BatchCreateUserResult {
+            type Error = super::error::ConversionError;
+            fn try_from(value: BatchCreateUserResult) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self { error: value.error?, index: value.index?, user: value.user? })
+            }
+        }
+        impl ::std::convert::From<super::BatchCreateUserResult> for BatchCreateUserResult {
+            fn from(value: super::BatchCreateUserResult) -> Self {
+                Self { error: Ok(value.error), index: Ok(value.index), user: Ok(value.user) }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct BatchCreateUsers200Body {
+            code: ::std::result::Result<super::BatchCreateUsers200BodyCode, ::std::string::String>,
+            data: ::std::result::Result<::std::option::Option<super::BatchCreateUsersResponse>, ::std::string::String>,
+            msg: ::std::result::Result<::std::string::String, ::std::string::String>,
+            timestamp: ::std::result::Result<::chrono::DateTime<::chrono::offset::Utc>, ::std::string::String>,
+        }
+        impl ::std::default::Default for BatchCreateUsers200Body {
+            fn default() -> Self {
+                Self {
+                    code: Err("no value supplied for code".to_string()),
+                    data: Ok(Default::default()),
+                    msg: Err("no value supplied for msg".to_string()),
+                    timestamp: Err("no value supplied for timestamp".to_string()),
+                }
+            }
+        }
+        impl BatchCreateUsers200Body {
+            pub fn code<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::BatchCreateUsers200BodyCode>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.code = value.try_into().map_err(|e| format!("error converting supplied value for code: {e}"));
+                self
+            }
+            pub fn data<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<super::BatchCreateUsersResponse>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.data = value.try_into().map_err(|e| format!("error converting supplied value for data: {e}"));
+                self
+            }
+            pub fn msg<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.msg = value.try_into().map_err(|e| format!("error converting supplied value for msg: {e}"));
+                self
+            }
+            pub fn timestamp<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::chrono::DateTime<::chrono::offset::Utc>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.timestamp =
+                    value.try_into().map_err(|e| format!("error converting supplied value for timestamp: {e}"));
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<BatchCreateUsers200Body> for super::BatchCreateUsers200Body {
+            type Error = super::error::ConversionError;
+            fn try_from(value: BatchCreateUsers200Body) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self { code: value.code?, data: value.data?, msg: value.msg?, timestamp: value.timestamp? })
+            }
+        }
+        impl ::std::convert::From<super::BatchCreateUsers200Body> for BatchCreateUsers200Body {
+            fn from(value: super::BatchCreateUsers200Body) -> Self {
+                Self { code: Ok(value.code), data: Ok(value.data), msg: Ok(value.msg), timestamp: Ok(value.timestamp) }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct BatchCreateUsersRequest {
+            users: ::std::result::Result<::std::vec::Vec<super::CreateUserRequest>, ::std::string::String>,
+        }
+        impl ::std::default::Default for BatchCreateUsersRequest {
+            fn default() -> Self {
+                Self { users: Err("no value supplied for users".to_string()) }
+            }
+        }
+        impl BatchCreateUsersRequest {
+            pub fn users<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<super::CreateUserRequest>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.users = value.try_into().map_err(|e| format!("error converting supplied value for users: {e}"));
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<BatchCreateUsersRequest> for super::BatchCreateUsersRequest {
+            type Error = super::error::ConversionError;
+            fn try_from(value: BatchCreateUsersRequest) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self { users: value.users? })
+            }
+        }
+        impl ::std::convert::From<super::BatchCreateUsersRequest> for BatchCreateUsersRequest {
+            fn from(value: super::BatchCreateUsersRequest) -> Self {
+                Self { users: Ok(value.users) }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct BatchCreateUsersResponse {
+            results: ::std::result::Result<::std::vec::Vec<super::BatchCreateUserResult>, ::std::string::String>,
+        }
+        impl ::std::default::Default for BatchCreateUsersResponse {
+            fn default() -> Self {
+                Self { results: Err("no value supplied for results".to_string()) }
+            }
+        }
+        impl BatchCreateUsersResponse {
+            pub fn results<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<super::BatchCreateUserResult>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.results =
+                    value.try_into().map_err(|e| format!("error converting supplied value for results: {e}"));
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<BatchCreateUsersResponse> for super::BatchCreateUsersResponse {
+            type Error = super::error::ConversionError;
+            fn try_from(value: BatchCreateUsersResponse) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self { results: value.results? })
+            }
+        }
+        impl ::std::convert::From<super::BatchCreateUsersResponse> for BatchCreateUsersResponse {
+            fn from(value: super::BatchCreateUsersResponse) -> Self {
+                Self { results: Ok(value.results) }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct BatchGetUserResult {
+            error: ::std::result::Result<::std::option::Option<super::BatchItemError>, ::std::string::String>,
+            id: ::std::result::Result<i64, ::std::string::String>,
+            user: ::std::result::Result<::std::option::Option<super::UserResponse>, ::std::string::String>,
+        }
+        impl ::std::default::Default for BatchGetUserResult {
+            fn default() -> Self {
+                Self {
+                    error: Ok(Default::default()),
+                    id: Err("no value supplied for id".to_string()),
+                    user: Ok(Default::default()),
+                }
+            }
+        }
+        impl BatchGetUserResult {
+            pub fn error<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<super::BatchItemError>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.error = value.try_into().map_err(|e| format!("error converting supplied value for error: {e}"));
+                self
+            }
+            pub fn id<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<i64>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.id = value.try_into().map_err(|e| format!("error converting supplied value for id: {e}"));
+                self
+            }
+            pub fn user<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<super::UserResponse>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.user = value.try_into().map_err(|e| format!("error converting supplied value for user: {e}"));
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<BatchGetUserResult> for super::BatchGetUserResult {
+            type Error = super::error::ConversionError;
+            fn try_from(value: BatchGetUserResult) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self { error: value.error?, id: value.id?, user: value.user? })
+            }
+        }
+        impl ::std::convert::From<super::BatchGetUserResult> for BatchGetUserResult {
+            fn from(value: super::BatchGetUserResult) -> Self {
+                Self { error: Ok(value.error), id: Ok(value.id), user: Ok(value.user) }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct BatchGetUsers200Body {
+            code: ::std::result::Result<super::BatchGetUsers200BodyCode, ::std::string::String>,
+            data: ::std::result::Result<::std::option::Option<super::BatchGetUsersResponse>, ::std::string::String>,
+            msg: ::std::result::Result<::std::string::String, ::std::string::String>,
+            timestamp: ::std::result::Result<::chrono::DateTime<::chrono::offset::Utc>, ::std::string::String>,
+        }
+        impl ::std::default::Default for BatchGetUsers200Body {
+            fn default() -> Self {
+                Self {
+                    code: Err("no value supplied for code".to_string()),
+                    data: Ok(Default::default()),
+                    msg: Err("no value supplied for msg".to_string()),
+                    timestamp: Err("no value supplied for timestamp".to_string()),
+                }
+            }
+        }
+        impl BatchGetUsers200Body {
+            pub fn code<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::BatchGetUsers200BodyCode>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.code = value.try_into().map_err(|e| format!("error converting supplied value for code: {e}"));
+                self
+            }
+            pub fn data<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<super::BatchGetUsersResponse>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.data = value.try_into().map_err(|e| format!("error converting supplied value for data: {e}"));
+                self
+            }
+            pub fn msg<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.msg = value.try_into().map_err(|e| format!("error converting supplied value for msg: {e}"));
+                self
+            }
+            pub fn timestamp<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::chrono::DateTime<::chrono::offset::Utc>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.timestamp =
+                    value.try_into().map_err(|e| format!("error converting supplied value for timestamp: {e}"));
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<BatchGetUsers200Body> for super::BatchGetUsers200Body {
+            type Error = super::error::ConversionError;
+            fn try_from(value: BatchGetUsers200Body) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self { code: value.code?, data: value.data?, msg: value.msg?, timestamp: value.timestamp? })
+            }
+        }
+        impl ::std::convert::From<super::BatchGetUsers200Body> for BatchGetUsers200Body {
+            fn from(value: super::BatchGetUsers200Body) -> Self {
+                Self { code: Ok(value.code), data: Ok(value.data), msg: Ok(value.msg), timestamp: Ok(value.timestamp) }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct BatchGetUsersRequest {
+            ids: ::std::result::Result<::std::vec::Vec<::std::num::NonZeroU64>, ::std::string::String>,
+        }
+        impl ::std::default::Default for BatchGetUsersRequest {
+            fn default() -> Self {
+                Self { ids: Err("no value supplied for ids".to_string()) }
+            }
+        }
+        impl BatchGetUsersRequest {
+            pub fn ids<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<::std::num::NonZeroU64>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.ids = value.try_into().map_err(|e| format!("error converting supplied value for ids: {e}"));
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<BatchGetUsersRequest> for super::BatchGetUsersRequest {
+            type Error = super::error::ConversionError;
+            fn try_from(value: BatchGetUsersRequest) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self { ids: value.ids? })
+            }
+        }
+        impl ::std::convert::From<super::BatchGetUsersRequest> for BatchGetUsersRequest {
+            fn from(value: super::BatchGetUsersRequest) -> Self {
+                Self { ids: Ok(value.ids) }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct BatchGetUsersResponse {
+            results: ::std::result::Result<::std::vec::Vec<super::BatchGetUserResult>, ::std::string::String>,
+        }
+        impl ::std::default::Default for BatchGetUsersResponse {
+            fn default() -> Self {
+                Self { results: Err("no value supplied for results".to_string()) }
+            }
+        }
+        impl BatchGetUsersResponse {
+            pub fn results<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<super::BatchGetUserResult>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.results =
+                    value.try_into().map_err(|e| format!("error converting supplied value for results: {e}"));
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<BatchGetUsersResponse> for super::BatchGetUsersResponse {
+            type Error = super::error::ConversionError;
+            fn try_from(value: BatchGetUsersResponse) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self { results: value.results? })
+            }
+        }
+        impl ::std::convert::From<super::BatchGetUsersResponse> for BatchGetUsersResponse {
+            fn from(value: super::BatchGetUsersResponse) -> Self {
+                Self { results: Ok(value.results) }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct BatchItemError {
+            code: ::std::result::Result<i64, ::std::string::String>,
+            data: ::std::result::Result<
+                ::serde_json::Map<::std::string::String, ::serde_json::Value>,
+                ::std::string::String,
+            >,
+            msg: ::std::result::Result<::std::string::String, ::std::string::String>,
+        }
+        impl ::std::default::Default for BatchItemError {
+            fn default() -> Self {
+                Self {
+                    code: Err("no value supplied for code".to_string()),
+                    data: Ok(Default::default()),
+                    msg: Err("no value supplied for msg".to_string()),
+                }
+            }
+        }
+        impl BatchItemError {
+            pub fn code<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<i64>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.code = value.try_into().map_err(|e| format!("error converting supplied value for code: {e}"));
+                self
+            }
+            pub fn data<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::serde_json::Map<::std::string::String, ::serde_json::Value>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.data = value.try_into().map_err(|e| format!("error converting supplied value for data: {e}"));
+                self
+            }
+            pub fn msg<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.msg = value.try_into().map_err(|e| format!("error converting supplied value for msg: {e}"));
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<BatchItemError> for super::BatchItemError {
+            type Error = super::error::ConversionError;
+            fn try_from(value: BatchItemError) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self { code: value.code?, data: value.data?, msg: value.msg? })
+            }
+        }
+        impl ::std::convert::From<super::BatchItemError> for BatchItemError {
+            fn from(value: super::BatchItemError) -> Self {
+                Self { code: Ok(value.code), data: Ok(value.data), msg: Ok(value.msg) }
+            }
+        }
+        #[derive(Clone, Debug)]
         pub struct CreateUser200Body {
             code: ::std::result::Result<super::CreateUser200BodyCode, ::std::string::String>,
             data: ::std::result::Result<::std::option::Option<super::UserResponse>, ::std::string::String>,
@@ -1683,6 +2395,66 @@ pub mod types {
         impl ::std::convert::From<super::CreateUserRequest> for CreateUserRequest {
             fn from(value: super::CreateUserRequest) -> Self {
                 Self { email: Ok(value.email), password: Ok(value.password), username: Ok(value.username) }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct EmailTaskBatchRequest {
+            tasks: ::std::result::Result<::std::vec::Vec<super::EmailTaskRequest>, ::std::string::String>,
+        }
+        impl ::std::default::Default for EmailTaskBatchRequest {
+            fn default() -> Self {
+                Self { tasks: Err("no value supplied for tasks".to_string()) }
+            }
+        }
+        impl EmailTaskBatchRequest {
+            pub fn tasks<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<super::EmailTaskRequest>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.tasks = value.try_into().map_err(|e| format!("error converting supplied value for tasks: {e}"));
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<EmailTaskBatchRequest> for super::EmailTaskBatchRequest {
+            type Error = super::error::ConversionError;
+            fn try_from(value: EmailTaskBatchRequest) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self { tasks: value.tasks? })
+            }
+        }
+        impl ::std::convert::From<super::EmailTaskBatchRequest> for EmailTaskBatchRequest {
+            fn from(value: super::EmailTaskBatchRequest) -> Self {
+                Self { tasks: Ok(value.tasks) }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct EmailTaskBatchResponse {
+            tasks: ::std::result::Result<::std::vec::Vec<super::TaskResponse>, ::std::string::String>,
+        }
+        impl ::std::default::Default for EmailTaskBatchResponse {
+            fn default() -> Self {
+                Self { tasks: Err("no value supplied for tasks".to_string()) }
+            }
+        }
+        impl EmailTaskBatchResponse {
+            pub fn tasks<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<super::TaskResponse>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.tasks = value.try_into().map_err(|e| format!("error converting supplied value for tasks: {e}"));
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<EmailTaskBatchResponse> for super::EmailTaskBatchResponse {
+            type Error = super::error::ConversionError;
+            fn try_from(value: EmailTaskBatchResponse) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self { tasks: value.tasks? })
+            }
+        }
+        impl ::std::convert::From<super::EmailTaskBatchResponse> for EmailTaskBatchResponse {
+            fn from(value: super::EmailTaskBatchResponse) -> Self {
+                Self { tasks: Ok(value.tasks) }
             }
         }
         #[derive(Clone, Debug)]
@@ -2147,6 +2919,7 @@ pub mod types {
         }
         #[derive(Clone, Debug)]
         pub struct ListUsersResponse {
+            next_page_token: ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
             page: ::std::result::Result<i64, ::std::string::String>,
             page_size: ::std::result::Result<i64, ::std::string::String>,
             total: ::std::result::Result<i64, ::std::string::String>,
@@ -2156,6 +2929,7 @@ pub mod types {
         impl ::std::default::Default for ListUsersResponse {
             fn default() -> Self {
                 Self {
+                    next_page_token: Ok(Default::default()),
                     page: Err("no value supplied for page".to_string()),
                     page_size: Err("no value supplied for page_size".to_string()),
                     total: Err("no value supplied for total".to_string()),
@@ -2165,6 +2939,15 @@ pub mod types {
             }
         }
         impl ListUsersResponse {
+            pub fn next_page_token<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.next_page_token =
+                    value.try_into().map_err(|e| format!("error converting supplied value for next_page_token: {e}"));
+                self
+            }
             pub fn page<T>(mut self, value: T) -> Self
             where
                 T: ::std::convert::TryInto<i64>,
@@ -2212,6 +2995,7 @@ pub mod types {
             type Error = super::error::ConversionError;
             fn try_from(value: ListUsersResponse) -> ::std::result::Result<Self, super::error::ConversionError> {
                 Ok(Self {
+                    next_page_token: value.next_page_token?,
                     page: value.page?,
                     page_size: value.page_size?,
                     total: value.total?,
@@ -2223,6 +3007,7 @@ pub mod types {
         impl ::std::convert::From<super::ListUsersResponse> for ListUsersResponse {
             fn from(value: super::ListUsersResponse) -> Self {
                 Self {
+                    next_page_token: Ok(value.next_page_token),
                     page: Ok(value.page),
                     page_size: Ok(value.page_size),
                     total: Ok(value.total),
@@ -2291,6 +3076,71 @@ pub mod types {
         }
         impl ::std::convert::From<super::SubmitEmailTask200Body> for SubmitEmailTask200Body {
             fn from(value: super::SubmitEmailTask200Body) -> Self {
+                Self { code: Ok(value.code), data: Ok(value.data), msg: Ok(value.msg), timestamp: Ok(value.timestamp) }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct SubmitEmailTaskBatch200Body {
+            code: ::std::result::Result<super::SubmitEmailTaskBatch200BodyCode, ::std::string::String>,
+            data: ::std::result::Result<::std::option::Option<super::EmailTaskBatchResponse>, ::std::string::String>,
+            msg: ::std::result::Result<::std::string::String, ::std::string::String>,
+            timestamp: ::std::result::Result<::chrono::DateTime<::chrono::offset::Utc>, ::std::string::String>,
+        }
+        impl ::std::default::Default for SubmitEmailTaskBatch200Body {
+            fn default() -> Self {
+                Self {
+                    code: Err("no value supplied for code".to_string()),
+                    data: Ok(Default::default()),
+                    msg: Err("no value supplied for msg".to_string()),
+                    timestamp: Err("no value supplied for timestamp".to_string()),
+                }
+            }
+        }
+        impl SubmitEmailTaskBatch200Body {
+            pub fn code<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::SubmitEmailTaskBatch200BodyCode>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.code = value.try_into().map_err(|e| format!("error converting supplied value for code: {e}"));
+                self
+            }
+            pub fn data<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<super::EmailTaskBatchResponse>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.data = value.try_into().map_err(|e| format!("error converting supplied value for data: {e}"));
+                self
+            }
+            pub fn msg<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.msg = value.try_into().map_err(|e| format!("error converting supplied value for msg: {e}"));
+                self
+            }
+            pub fn timestamp<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::chrono::DateTime<::chrono::offset::Utc>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.timestamp =
+                    value.try_into().map_err(|e| format!("error converting supplied value for timestamp: {e}"));
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<SubmitEmailTaskBatch200Body> for super::SubmitEmailTaskBatch200Body {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: SubmitEmailTaskBatch200Body,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self { code: value.code?, data: value.data?, msg: value.msg?, timestamp: value.timestamp? })
+            }
+        }
+        impl ::std::convert::From<super::SubmitEmailTaskBatch200Body> for SubmitEmailTaskBatch200Body {
+            fn from(value: super::SubmitEmailTaskBatch200Body) -> Self {
                 Self { code: Ok(value.code), data: Ok(value.data), msg: Ok(value.msg), timestamp: Ok(value.timestamp) }
             }
         }
@@ -3181,6 +4031,27 @@ impl Client {
 
     分页查询用户列表
 
+    Two ways to page, newest first (`created_at` descending, ties by
+    `id` descending).
+
+    **By offset** (`page`, `page_size`), as before: each such page
+    counts the matching users exactly, so its cost grows with the table
+    (page 10,000 also skips 199,980 rows).
+
+    **By cursor** (`page_token`): send the `next_page_token` of the
+    previous page. A cursor page reads only `page_size` + 1 index
+    entries at any table size and any depth, and sees no gaps or repeats
+    when users are created or deleted meanwhile. `page` is ignored;
+    `page_size` may change between pages.
+
+    `total` and `total_pages` are exact on offset pages. On cursor pages
+    they are the count taken by the offset page the iteration started
+    from, carried in the token (so that no cursor page counts the
+    table); `page` is that page's number plus the cursor pages since.
+    The token is opaque and signed by the server: one that was altered,
+    was issued by another deployment, or was issued for another `status`
+    filter is refused with 400 (code 1016).
+
     **测试用例**:
     - FR-002: 支持分页列表查询
     - FR-005: 支持条件查询、分页、排序
@@ -3192,11 +4063,16 @@ impl Client {
     Arguments:
     - `page`: 页码
     - `page_size`: 每页条数(最大 100)
+    - `page_token`: The `next_page_token` of the previous page: continues after its
+    last user (see the operation's description). Bound to the
+    `status` filter it was issued for.
+
     - `status`: 用户状态过滤
     ```ignore
     let response = client.list_users()
         .page(page)
         .page_size(page_size)
+        .page_token(page_token)
         .status(status)
         .send()
         .await;
@@ -3224,6 +4100,51 @@ impl Client {
     ```*/
     pub fn create_user(&self) -> builder::CreateUser<'_> {
         builder::CreateUser::new(self)
+    }
+    /**Read up to 100 users at once
+
+    One result per requested id, in request order (a repeated id is
+    answered each time): the user, or `error` with code 1003 when no
+    such user exists or it was deleted. One indexed query for the whole
+    batch. (`/users:batchGet` in the AIP spelling cannot be routed: the
+    framework reads a `:` in a path as the start of a parameter.)
+
+
+    Sends a `POST` request to `/users/batch-get`
+
+    ```ignore
+    let response = client.batch_get_users()
+        .body(body)
+        .send()
+        .await;
+    ```*/
+    pub fn batch_get_users(&self) -> builder::BatchGetUsers<'_> {
+        builder::BatchGetUsers::new(self)
+    }
+    /**Create up to 100 users at once
+
+    **Per item, not all-or-nothing**: each user is created on its own,
+    in request order, and the answer has one result per item — the
+    created user, or `error` (code 1004 with the taken `field` in
+    `error.data` when a username or email is taken, including by an
+    earlier item of the same batch). So a batch in which some items
+    conflict still creates the others, and a client retries only the
+    failed ones. The request as a whole is still validated first: an
+    item that breaks a constraint of `CreateUserRequest` is a 400 for the
+    batch and nothing is created. Passwords are hashed with argon2id one
+    per core at a time, so a full batch takes seconds.
+
+
+    Sends a `POST` request to `/users/batch-create`
+
+    ```ignore
+    let response = client.batch_create_users()
+        .body(body)
+        .send()
+        .await;
+    ```*/
+    pub fn batch_create_users(&self) -> builder::BatchCreateUsers<'_> {
+        builder::BatchCreateUsers::new(self)
     }
     /**获取用户详情
 
@@ -3323,6 +4244,26 @@ impl Client {
     ```*/
     pub fn submit_email_task(&self) -> builder::SubmitEmailTask<'_> {
         builder::SubmitEmailTask::new(self)
+    }
+    /**Submit up to 100 email tasks at once
+
+    Enqueues every task in one Redis round trip (one script call, so
+    either all are stored or none is). The answer lists the tasks in
+    request order. No `Idempotency-Key` here: repeat a failed batch
+    only when it answered an error. (`/tasks/email:batch` cannot be
+    routed; see `batchGetUsers`.)
+
+
+    Sends a `POST` request to `/tasks/email/batch`
+
+    ```ignore
+    let response = client.submit_email_task_batch()
+        .body(body)
+        .send()
+        .await;
+    ```*/
+    pub fn submit_email_task_batch(&self) -> builder::SubmitEmailTaskBatch<'_> {
+        builder::SubmitEmailTaskBatch::new(self)
     }
     /**提交数据同步任务
 
@@ -3434,11 +4375,12 @@ pub mod builder {
         client: &'a super::Client,
         page: Result<Option<::std::num::NonZeroU64>, String>,
         page_size: Result<Option<::std::num::NonZeroU64>, String>,
+        page_token: Result<Option<types::ListUsersPageToken>, String>,
         status: Result<Option<types::ListUsersStatus>, String>,
     }
     impl<'a> ListUsers<'a> {
         pub fn new(client: &'a super::Client) -> Self {
-            Self { client: client, page: Ok(None), page_size: Ok(None), status: Ok(None) }
+            Self { client: client, page: Ok(None), page_size: Ok(None), page_token: Ok(None), status: Ok(None) }
         }
         pub fn page<V>(mut self, value: V) -> Self
         where
@@ -3460,6 +4402,16 @@ pub mod builder {
                 .map_err(|_| "conversion to `:: std :: num :: NonZeroU64` for page_size failed".to_string());
             self
         }
+        pub fn page_token<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::ListUsersPageToken>,
+        {
+            self.page_token = value
+                .try_into()
+                .map(Some)
+                .map_err(|_| "conversion to `ListUsersPageToken` for page_token failed".to_string());
+            self
+        }
         pub fn status<V>(mut self, value: V) -> Self
         where
             V: std::convert::TryInto<types::ListUsersStatus>,
@@ -3470,9 +4422,10 @@ pub mod builder {
         }
         ///Sends a `GET` request to `/users`
         pub async fn send(self) -> Result<ResponseValue<types::ListUsers200Body>, Error<types::ErrorResponse>> {
-            let Self { client, page, page_size, status } = self;
+            let Self { client, page, page_size, page_token, status } = self;
             let page = page.map_err(Error::InvalidRequest)?;
             let page_size = page_size.map_err(Error::InvalidRequest)?;
+            let page_token = page_token.map_err(Error::InvalidRequest)?;
             let status = status.map_err(Error::InvalidRequest)?;
             let url = format!("{}/users", client.baseurl,);
             let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
@@ -3487,6 +4440,7 @@ pub mod builder {
                 .header(::reqwest::header::ACCEPT, ::reqwest::header::HeaderValue::from_static("application/json"))
                 .query(&progenitor_client::QueryParam::new("page", &page))
                 .query(&progenitor_client::QueryParam::new("page_size", &page_size))
+                .query(&progenitor_client::QueryParam::new("page_token", &page_token))
                 .query(&progenitor_client::QueryParam::new("status", &status))
                 .headers(header_map)
                 .build()?;
@@ -3573,6 +4527,144 @@ pub mod builder {
                 400u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 409u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                431u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                500u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::batch_get_users`]
+
+    [`Client::batch_get_users`]: super::Client::batch_get_users*/
+    #[derive(Debug, Clone)]
+    pub struct BatchGetUsers<'a> {
+        client: &'a super::Client,
+        body: Result<types::builder::BatchGetUsersRequest, String>,
+    }
+    impl<'a> BatchGetUsers<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self { client: client, body: Ok(::std::default::Default::default()) }
+        }
+        pub fn body<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::BatchGetUsersRequest>,
+            <V as std::convert::TryInto<types::BatchGetUsersRequest>>::Error: std::fmt::Display,
+        {
+            self.body = value
+                .try_into()
+                .map(From::from)
+                .map_err(|s| format!("conversion to `BatchGetUsersRequest` for body failed: {}", s));
+            self
+        }
+        pub fn body_map<F>(mut self, f: F) -> Self
+        where
+            F: std::ops::FnOnce(types::builder::BatchGetUsersRequest) -> types::builder::BatchGetUsersRequest,
+        {
+            self.body = self.body.map(f);
+            self
+        }
+        ///Sends a `POST` request to `/users/batch-get`
+        pub async fn send(self) -> Result<ResponseValue<types::BatchGetUsers200Body>, Error<types::ErrorResponse>> {
+            let Self { client, body } = self;
+            let body = body
+                .and_then(|v| types::BatchGetUsersRequest::try_from(v).map_err(|e| e.to_string()))
+                .map_err(Error::InvalidRequest)?;
+            let url = format!("{}/users/batch-get", client.baseurl,);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map.append(
+                ::reqwest::header::HeaderName::from_static("api-version"),
+                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
+            );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .post(url)
+                .header(::reqwest::header::ACCEPT, ::reqwest::header::HeaderValue::from_static("application/json"))
+                .json(&body)
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo { operation_id: "batch_get_users" };
+            match (crate::auth::apply)(&client.inner, &mut request).await {
+                Ok(_) => {}
+                Err(e) => return Err(Error::Custom(e.to_string())),
+            }
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
+                400u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                431u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                500u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::batch_create_users`]
+
+    [`Client::batch_create_users`]: super::Client::batch_create_users*/
+    #[derive(Debug, Clone)]
+    pub struct BatchCreateUsers<'a> {
+        client: &'a super::Client,
+        body: Result<types::builder::BatchCreateUsersRequest, String>,
+    }
+    impl<'a> BatchCreateUsers<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self { client: client, body: Ok(::std::default::Default::default()) }
+        }
+        pub fn body<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::BatchCreateUsersRequest>,
+            <V as std::convert::TryInto<types::BatchCreateUsersRequest>>::Error: std::fmt::Display,
+        {
+            self.body = value
+                .try_into()
+                .map(From::from)
+                .map_err(|s| format!("conversion to `BatchCreateUsersRequest` for body failed: {}", s));
+            self
+        }
+        pub fn body_map<F>(mut self, f: F) -> Self
+        where
+            F: std::ops::FnOnce(types::builder::BatchCreateUsersRequest) -> types::builder::BatchCreateUsersRequest,
+        {
+            self.body = self.body.map(f);
+            self
+        }
+        ///Sends a `POST` request to `/users/batch-create`
+        pub async fn send(self) -> Result<ResponseValue<types::BatchCreateUsers200Body>, Error<types::ErrorResponse>> {
+            let Self { client, body } = self;
+            let body = body
+                .and_then(|v| types::BatchCreateUsersRequest::try_from(v).map_err(|e| e.to_string()))
+                .map_err(Error::InvalidRequest)?;
+            let url = format!("{}/users/batch-create", client.baseurl,);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map.append(
+                ::reqwest::header::HeaderName::from_static("api-version"),
+                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
+            );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .post(url)
+                .header(::reqwest::header::ACCEPT, ::reqwest::header::HeaderValue::from_static("application/json"))
+                .json(&body)
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo { operation_id: "batch_create_users" };
+            match (crate::auth::apply)(&client.inner, &mut request).await {
+                Ok(_) => {}
+                Err(e) => return Err(Error::Custom(e.to_string())),
+            }
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
+                400u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 431u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 500u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 _ => Err(Error::UnexpectedResponse(response)),
@@ -3857,6 +4949,77 @@ pub mod builder {
                 400u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 422u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                431u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                500u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::submit_email_task_batch`]
+
+    [`Client::submit_email_task_batch`]: super::Client::submit_email_task_batch*/
+    #[derive(Debug, Clone)]
+    pub struct SubmitEmailTaskBatch<'a> {
+        client: &'a super::Client,
+        body: Result<types::builder::EmailTaskBatchRequest, String>,
+    }
+    impl<'a> SubmitEmailTaskBatch<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self { client: client, body: Ok(::std::default::Default::default()) }
+        }
+        pub fn body<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::EmailTaskBatchRequest>,
+            <V as std::convert::TryInto<types::EmailTaskBatchRequest>>::Error: std::fmt::Display,
+        {
+            self.body = value
+                .try_into()
+                .map(From::from)
+                .map_err(|s| format!("conversion to `EmailTaskBatchRequest` for body failed: {}", s));
+            self
+        }
+        pub fn body_map<F>(mut self, f: F) -> Self
+        where
+            F: std::ops::FnOnce(types::builder::EmailTaskBatchRequest) -> types::builder::EmailTaskBatchRequest,
+        {
+            self.body = self.body.map(f);
+            self
+        }
+        ///Sends a `POST` request to `/tasks/email/batch`
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::SubmitEmailTaskBatch200Body>, Error<types::ErrorResponse>> {
+            let Self { client, body } = self;
+            let body = body
+                .and_then(|v| types::EmailTaskBatchRequest::try_from(v).map_err(|e| e.to_string()))
+                .map_err(Error::InvalidRequest)?;
+            let url = format!("{}/tasks/email/batch", client.baseurl,);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map.append(
+                ::reqwest::header::HeaderName::from_static("api-version"),
+                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
+            );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .post(url)
+                .header(::reqwest::header::ACCEPT, ::reqwest::header::HeaderValue::from_static("application/json"))
+                .json(&body)
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo { operation_id: "submit_email_task_batch" };
+            match (crate::auth::apply)(&client.inner, &mut request).await {
+                Ok(_) => {}
+                Err(e) => return Err(Error::Custom(e.to_string())),
+            }
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
+                400u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 431u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 500u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 _ => Err(Error::UnexpectedResponse(response)),

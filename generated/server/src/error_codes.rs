@@ -73,6 +73,10 @@ pub enum ErrorCode {
     ///
     /// The request line and headers together exceed the configured limit.
     HeadersTooLarge,
+    /// 1016 — HTTP 400: 分页令牌无效
+    ///
+    /// The page_token was not issued by this service, was altered, or was issued for another status filter.
+    InvalidPageToken,
 }
 impl ErrorCode {
     /// The whole registry, in the spec's order.
@@ -94,6 +98,7 @@ impl ErrorCode {
         Self::AuthUnavailable,
         Self::IdempotencyKeyReused,
         Self::HeadersTooLarge,
+        Self::InvalidPageToken,
     ];
     /// The numeric code.
     pub const fn code(self) -> i64 {
@@ -115,6 +120,7 @@ impl ErrorCode {
             Self::AuthUnavailable => 5001,
             Self::IdempotencyKeyReused => 1014,
             Self::HeadersTooLarge => 1015,
+            Self::InvalidPageToken => 1016,
         }
     }
     /// The HTTP status this code is answered with.
@@ -137,6 +143,7 @@ impl ErrorCode {
             Self::AuthUnavailable => 500,
             Self::IdempotencyKeyReused => 422,
             Self::HeadersTooLarge => 431,
+            Self::InvalidPageToken => 400,
         }
     }
     /// The registry's message (a problem's title).
@@ -159,6 +166,7 @@ impl ErrorCode {
             Self::AuthUnavailable => "认证服务不可用",
             Self::IdempotencyKeyReused => "Idempotency-Key 已用于不同的请求",
             Self::HeadersTooLarge => "请求头过大",
+            Self::InvalidPageToken => "分页令牌无效",
         }
     }
     /// This code as a problem: its status, code and message.

@@ -613,6 +613,459 @@ rt::impl_type!(
         });
     }
 );
+/// Schema `#/components/schemas/BatchGetUsersRequest`.
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::garde::Validate)]
+pub struct BatchGetUsersRequest {
+    /// User ids (1–100; repeats allowed)
+    #[garde(length(min = 1, max = 100), inner(range(min = 1)))]
+    pub ids: ::std::vec::Vec<i64>,
+}
+impl rt::Model for BatchGetUsersRequest {
+    const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[rt::Prop {
+        name: "ids",
+        required: true,
+        shape: &rt::Shape::Array(&rt::Shape::Integer { min: -9223372036854775808, max: 9223372036854775807 }),
+        access: rt::Access::ReadWrite,
+    }]);
+}
+rt::impl_type!(
+    BatchGetUsersRequest,
+    "BatchGetUsersRequest",
+    ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from("BatchGetUsersRequest")),
+    |registry| {
+        registry.create_schema::<BatchGetUsersRequest, _>(
+            ::std::string::String::from("BatchGetUsersRequest"),
+            |registry| {
+                let _ = &registry;
+                ::poem_openapi::registry::MetaSchema {
+                    ty: "object",
+                    required: ::std::vec!["ids"],
+                    properties: ::std::vec![(
+                        "ids",
+                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                            ::poem_openapi::registry::MetaSchema {
+                                ty: "array",
+                                description: ::std::option::Option::Some("User ids (1–100; repeats allowed)"),
+                                items: ::std::option::Option::Some(::std::boxed::Box::new(
+                                    ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                                        ::poem_openapi::registry::MetaSchema {
+                                            ty: "integer",
+                                            format: ::std::option::Option::Some("int64"),
+                                            minimum: ::std::option::Option::Some(1f64),
+                                            ..::poem_openapi::registry::MetaSchema::ANY
+                                        }
+                                    ))
+                                )),
+                                min_items: ::std::option::Option::Some(1usize),
+                                max_items: ::std::option::Option::Some(100usize),
+                                ..::poem_openapi::registry::MetaSchema::ANY
+                            }
+                        ))
+                    )],
+                    ..::poem_openapi::registry::MetaSchema::ANY
+                }
+            },
+        );
+    }
+);
+/// Schema `#/components/schemas/BatchGetUsersResponse`.
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::garde::Validate)]
+pub struct BatchGetUsersResponseBody {
+    /// One per requested id, in request order
+    #[garde(dive)]
+    pub results: ::std::vec::Vec<BatchGetUserResult>,
+}
+impl rt::Model for BatchGetUsersResponseBody {
+    const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[rt::Prop {
+        name: "results",
+        required: true,
+        shape: &rt::Shape::Array(&*<BatchGetUserResult as rt::Model>::SHAPE),
+        access: rt::Access::ReadWrite,
+    }]);
+}
+rt::impl_type!(
+    BatchGetUsersResponseBody,
+    "BatchGetUsersResponse",
+    ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from("BatchGetUsersResponse")),
+    |registry| {
+        registry.create_schema::<BatchGetUsersResponseBody, _>(
+            ::std::string::String::from("BatchGetUsersResponse"),
+            |registry| {
+                let _ = &registry;
+                <crate::models::BatchGetUserResult as ::poem_openapi::types::Type>::register(registry);
+                ::poem_openapi::registry::MetaSchema {
+                    ty: "object",
+                    required: ::std::vec!["results"],
+                    properties: ::std::vec![(
+                        "results",
+                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                            ::poem_openapi::registry::MetaSchema {
+                                ty: "array",
+                                description: ::std::option::Option::Some("One per requested id, in request order"),
+                                items: ::std::option::Option::Some(::std::boxed::Box::new(
+                                    ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from(
+                                        "BatchGetUserResult"
+                                    ))
+                                )),
+                                ..::poem_openapi::registry::MetaSchema::ANY
+                            }
+                        ))
+                    )],
+                    ..::poem_openapi::registry::MetaSchema::ANY
+                }
+            },
+        );
+    }
+);
+/// Schema `#/components/schemas/BatchGetUserResult`.
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::garde::Validate)]
+pub struct BatchGetUserResult {
+    /// The requested id
+    #[garde(skip)]
+    pub id: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[garde(dive)]
+    pub user: ::std::option::Option<UserResponse>,
+    /// Why one item of a batch failed; `code` is from the registry
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[garde(dive)]
+    pub error: ::std::option::Option<BatchItemError>,
+}
+impl rt::Model for BatchGetUserResult {
+    const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[
+        rt::Prop {
+            name: "id",
+            required: true,
+            shape: &rt::Shape::Integer { min: -9223372036854775808, max: 9223372036854775807 },
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "user",
+            required: false,
+            shape: &*<UserResponse as rt::Model>::SHAPE,
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "error",
+            required: false,
+            shape: &*<BatchItemError as rt::Model>::SHAPE,
+            access: rt::Access::ReadWrite,
+        },
+    ]);
+}
+rt::impl_type!(
+    BatchGetUserResult,
+    "BatchGetUserResult",
+    ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from("BatchGetUserResult")),
+    |registry| {
+        registry.create_schema::<BatchGetUserResult, _>(
+            ::std::string::String::from("BatchGetUserResult"),
+            |registry| {
+                let _ = &registry;
+                <crate::models::BatchItemError as ::poem_openapi::types::Type>::register(registry);
+                <crate::models::UserResponse as ::poem_openapi::types::Type>::register(registry);
+                ::poem_openapi::registry::MetaSchema {
+                    ty: "object",
+                    required: ::std::vec!["id"],
+                    properties: ::std::vec![
+                        (
+                            "id",
+                            ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                                ::poem_openapi::registry::MetaSchema {
+                                    ty: "integer",
+                                    format: ::std::option::Option::Some("int64"),
+                                    description: ::std::option::Option::Some("The requested id"),
+                                    ..::poem_openapi::registry::MetaSchema::ANY
+                                }
+                            ))
+                        ),
+                        (
+                            "user",
+                            ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from(
+                                "UserResponse"
+                            ))
+                        ),
+                        (
+                            "error",
+                            ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from(
+                                "BatchItemError"
+                            ))
+                        )
+                    ],
+                    ..::poem_openapi::registry::MetaSchema::ANY
+                }
+            },
+        );
+    }
+);
+/// Why one item of a batch failed; `code` is from the registry
+///
+/// Schema `#/components/schemas/BatchItemError`.
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::garde::Validate)]
+pub struct BatchItemError {
+    #[garde(skip)]
+    pub code: i64,
+    #[garde(skip)]
+    pub msg: ::std::string::String,
+    /// Structured detail (for 1004, the taken `field`)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[garde(skip)]
+    pub data: ::std::option::Option<::serde_json::Map<::std::string::String, ::serde_json::Value>>,
+}
+impl rt::Model for BatchItemError {
+    const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[
+        rt::Prop {
+            name: "code",
+            required: true,
+            shape: &rt::Shape::Integer { min: -9223372036854775808, max: 9223372036854775807 },
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "msg",
+            required: true,
+            shape: &rt::Shape::String(rt::StrFormat::Plain),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "data",
+            required: false,
+            shape: &rt::Shape::Map(&rt::Shape::Any),
+            access: rt::Access::ReadWrite,
+        },
+    ]);
+}
+rt::impl_type!(
+    BatchItemError,
+    "BatchItemError",
+    ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from("BatchItemError")),
+    |registry| {
+        registry.create_schema::<BatchItemError, _>(::std::string::String::from("BatchItemError"), |registry| {
+            let _ = &registry;
+            ::poem_openapi::registry::MetaSchema {
+                ty: "object",
+                description: ::std::option::Option::Some("Why one item of a batch failed; `code` is from the registry"),
+                required: ::std::vec!["code", "msg"],
+                properties: ::std::vec![
+                    (
+                        "code",
+                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                            ::poem_openapi::registry::MetaSchema {
+                                ty: "integer",
+                                example: ::std::option::Option::Some(crate::rt::json("1003")),
+                                ..::poem_openapi::registry::MetaSchema::ANY
+                            }
+                        ))
+                    ),
+                    (
+                        "msg",
+                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                            ::poem_openapi::registry::MetaSchema {
+                                ty: "string",
+                                example: ::std::option::Option::Some(crate::rt::json("\"用户不存在\"")),
+                                ..::poem_openapi::registry::MetaSchema::ANY
+                            }
+                        ))
+                    ),
+                    (
+                        "data",
+                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                            ::poem_openapi::registry::MetaSchema {
+                                ty: "object",
+                                description: ::std::option::Option::Some(
+                                    "Structured detail (for 1004, the taken `field`)"
+                                ),
+                                ..::poem_openapi::registry::MetaSchema::ANY
+                            }
+                        ))
+                    )
+                ],
+                ..::poem_openapi::registry::MetaSchema::ANY
+            }
+        });
+    }
+);
+/// Schema `#/components/schemas/BatchCreateUsersRequest`.
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::garde::Validate)]
+pub struct BatchCreateUsersRequest {
+    /// Users to create (1–100)
+    #[garde(length(min = 1, max = 100), dive)]
+    pub users: ::std::vec::Vec<CreateUserRequest>,
+}
+impl rt::Model for BatchCreateUsersRequest {
+    const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[rt::Prop {
+        name: "users",
+        required: true,
+        shape: &rt::Shape::Array(&*<CreateUserRequest as rt::Model>::SHAPE),
+        access: rt::Access::ReadWrite,
+    }]);
+}
+rt::impl_type!(
+    BatchCreateUsersRequest,
+    "BatchCreateUsersRequest",
+    ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from("BatchCreateUsersRequest")),
+    |registry| {
+        registry.create_schema::<BatchCreateUsersRequest, _>(
+            ::std::string::String::from("BatchCreateUsersRequest"),
+            |registry| {
+                let _ = &registry;
+                <crate::models::CreateUserRequest as ::poem_openapi::types::Type>::register(registry);
+                ::poem_openapi::registry::MetaSchema {
+                    ty: "object",
+                    required: ::std::vec!["users"],
+                    properties: ::std::vec![(
+                        "users",
+                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                            ::poem_openapi::registry::MetaSchema {
+                                ty: "array",
+                                description: ::std::option::Option::Some("Users to create (1–100)"),
+                                items: ::std::option::Option::Some(::std::boxed::Box::new(
+                                    ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from(
+                                        "CreateUserRequest"
+                                    ))
+                                )),
+                                min_items: ::std::option::Option::Some(1usize),
+                                max_items: ::std::option::Option::Some(100usize),
+                                ..::poem_openapi::registry::MetaSchema::ANY
+                            }
+                        ))
+                    )],
+                    ..::poem_openapi::registry::MetaSchema::ANY
+                }
+            },
+        );
+    }
+);
+/// Schema `#/components/schemas/BatchCreateUsersResponse`.
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::garde::Validate)]
+pub struct BatchCreateUsersResponseBody {
+    /// One per item, in request order
+    #[garde(dive)]
+    pub results: ::std::vec::Vec<BatchCreateUserResult>,
+}
+impl rt::Model for BatchCreateUsersResponseBody {
+    const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[rt::Prop {
+        name: "results",
+        required: true,
+        shape: &rt::Shape::Array(&*<BatchCreateUserResult as rt::Model>::SHAPE),
+        access: rt::Access::ReadWrite,
+    }]);
+}
+rt::impl_type!(
+    BatchCreateUsersResponseBody,
+    "BatchCreateUsersResponse",
+    ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from("BatchCreateUsersResponse")),
+    |registry| {
+        registry.create_schema::<BatchCreateUsersResponseBody, _>(
+            ::std::string::String::from("BatchCreateUsersResponse"),
+            |registry| {
+                let _ = &registry;
+                <crate::models::BatchCreateUserResult as ::poem_openapi::types::Type>::register(registry);
+                ::poem_openapi::registry::MetaSchema {
+                    ty: "object",
+                    required: ::std::vec!["results"],
+                    properties: ::std::vec![(
+                        "results",
+                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                            ::poem_openapi::registry::MetaSchema {
+                                ty: "array",
+                                description: ::std::option::Option::Some("One per item, in request order"),
+                                items: ::std::option::Option::Some(::std::boxed::Box::new(
+                                    ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from(
+                                        "BatchCreateUserResult"
+                                    ))
+                                )),
+                                ..::poem_openapi::registry::MetaSchema::ANY
+                            }
+                        ))
+                    )],
+                    ..::poem_openapi::registry::MetaSchema::ANY
+                }
+            },
+        );
+    }
+);
+/// Schema `#/components/schemas/BatchCreateUserResult`.
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::garde::Validate)]
+pub struct BatchCreateUserResult {
+    /// The item's position in the request, from 0
+    #[garde(skip)]
+    pub index: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[garde(dive)]
+    pub user: ::std::option::Option<UserResponse>,
+    /// Why one item of a batch failed; `code` is from the registry
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[garde(dive)]
+    pub error: ::std::option::Option<BatchItemError>,
+}
+impl rt::Model for BatchCreateUserResult {
+    const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[
+        rt::Prop {
+            name: "index",
+            required: true,
+            shape: &rt::Shape::Integer { min: -9223372036854775808, max: 9223372036854775807 },
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "user",
+            required: false,
+            shape: &*<UserResponse as rt::Model>::SHAPE,
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "error",
+            required: false,
+            shape: &*<BatchItemError as rt::Model>::SHAPE,
+            access: rt::Access::ReadWrite,
+        },
+    ]);
+}
+rt::impl_type!(
+    BatchCreateUserResult,
+    "BatchCreateUserResult",
+    ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from("BatchCreateUserResult")),
+    |registry| {
+        registry.create_schema::<BatchCreateUserResult, _>(
+            ::std::string::String::from("BatchCreateUserResult"),
+            |registry| {
+                let _ = &registry;
+                <crate::models::BatchItemError as ::poem_openapi::types::Type>::register(registry);
+                <crate::models::UserResponse as ::poem_openapi::types::Type>::register(registry);
+                ::poem_openapi::registry::MetaSchema {
+                    ty: "object",
+                    required: ::std::vec!["index"],
+                    properties: ::std::vec![
+                        (
+                            "index",
+                            ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                                ::poem_openapi::registry::MetaSchema {
+                                    ty: "integer",
+                                    description: ::std::option::Option::Some(
+                                        "The item's position in the request, from 0"
+                                    ),
+                                    ..::poem_openapi::registry::MetaSchema::ANY
+                                }
+                            ))
+                        ),
+                        (
+                            "user",
+                            ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from(
+                                "UserResponse"
+                            ))
+                        ),
+                        (
+                            "error",
+                            ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from(
+                                "BatchItemError"
+                            ))
+                        )
+                    ],
+                    ..::poem_openapi::registry::MetaSchema::ANY
+                }
+            },
+        );
+    }
+);
 /// Schema `#/components/schemas/ListUsersResponse`.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::garde::Validate)]
 pub struct ListUsersResponseBody {
@@ -625,12 +1078,17 @@ pub struct ListUsersResponseBody {
     /// 每页条数
     #[garde(skip)]
     pub page_size: i64,
-    /// 总记录数
+    /// 总记录数(on cursor pages, as counted when the iteration started; see listUsers)
     #[garde(skip)]
     pub total: i64,
     /// 总页数
     #[garde(skip)]
     pub total_pages: i64,
+    /// Present when more users follow this page: send it as
+    /// `page_token` for the next page. Opaque; at most 200 characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[garde(skip)]
+    pub next_page_token: ::std::option::Option<::std::string::String>,
 }
 impl rt::Model for ListUsersResponseBody {
     const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[
@@ -664,6 +1122,12 @@ impl rt::Model for ListUsersResponseBody {
             shape: &rt::Shape::Integer { min: -9223372036854775808, max: 9223372036854775807 },
             access: rt::Access::ReadWrite,
         },
+        rt::Prop {
+            name: "next_page_token",
+            required: false,
+            shape: &rt::Shape::String(rt::StrFormat::Plain),
+            access: rt::Access::ReadWrite,
+        },
     ]);
 }
 rt::impl_type!(
@@ -671,80 +1135,39 @@ rt::impl_type!(
     "ListUsersResponse",
     ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from("ListUsersResponse")),
     |registry| {
-        registry.create_schema::<ListUsersResponseBody, _>(
-            ::std::string::String::from("ListUsersResponse"),
-            |registry| {
-                let _ = &registry;
-                <crate::models::UserResponse as ::poem_openapi::types::Type>::register(registry);
-                ::poem_openapi::registry::MetaSchema {
-                    ty: "object",
-                    required: ::std::vec!["users", "page", "page_size", "total", "total_pages"],
-                    properties: ::std::vec![
-                        (
-                            "users",
-                            ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                                ::poem_openapi::registry::MetaSchema {
-                                    ty: "array",
-                                    description: ::std::option::Option::Some("用户列表"),
-                                    items: ::std::option::Option::Some(::std::boxed::Box::new(
-                                        ::poem_openapi::registry::MetaSchemaRef::Reference(
-                                            ::std::string::String::from("UserResponse")
-                                        )
-                                    )),
-                                    ..::poem_openapi::registry::MetaSchema::ANY
-                                }
-                            ))
-                        ),
-                        (
-                            "page",
-                            ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                                ::poem_openapi::registry::MetaSchema {
-                                    ty: "integer",
-                                    description: ::std::option::Option::Some("当前页码"),
-                                    example: ::std::option::Option::Some(crate::rt::json("1")),
-                                    ..::poem_openapi::registry::MetaSchema::ANY
-                                }
-                            ))
-                        ),
-                        (
-                            "page_size",
-                            ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                                ::poem_openapi::registry::MetaSchema {
-                                    ty: "integer",
-                                    description: ::std::option::Option::Some("每页条数"),
-                                    example: ::std::option::Option::Some(crate::rt::json("20")),
-                                    ..::poem_openapi::registry::MetaSchema::ANY
-                                }
-                            ))
-                        ),
-                        (
-                            "total",
-                            ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                                ::poem_openapi::registry::MetaSchema {
-                                    ty: "integer",
-                                    format: ::std::option::Option::Some("int64"),
-                                    description: ::std::option::Option::Some("总记录数"),
-                                    example: ::std::option::Option::Some(crate::rt::json("100")),
-                                    ..::poem_openapi::registry::MetaSchema::ANY
-                                }
-                            ))
-                        ),
-                        (
-                            "total_pages",
-                            ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                                ::poem_openapi::registry::MetaSchema {
-                                    ty: "integer",
-                                    description: ::std::option::Option::Some("总页数"),
-                                    example: ::std::option::Option::Some(crate::rt::json("5")),
-                                    ..::poem_openapi::registry::MetaSchema::ANY
-                                }
-                            ))
-                        )
-                    ],
-                    ..::poem_openapi::registry::MetaSchema::ANY
-                }
-            },
-        );
+        registry.create_schema:: < ListUsersResponseBody, _ >
+    (::std::string::String::from("ListUsersResponse"), | registry | { let _ = & registry;
+    < crate ::models::UserResponse as ::poem_openapi::types::Type > ::register(registry);
+    ::poem_openapi::registry::MetaSchema { ty : "object", required : ::std::vec!["users",
+    "page", "page_size", "total", "total_pages"], properties : ::std::vec![("users",
+    ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(::poem_openapi::registry::MetaSchema
+    { ty : "array", description : ::std::option::Option::Some("用户列表"), items :
+    ::std::option::Option::Some(::std::boxed::Box::new(::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from("UserResponse")))),
+    .. ::poem_openapi::registry::MetaSchema::ANY }))), ("page",
+    ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(::poem_openapi::registry::MetaSchema
+    { ty : "integer", description : ::std::option::Option::Some("当前页码"), example
+    : ::std::option::Option::Some(crate ::rt::json("1")), ..
+    ::poem_openapi::registry::MetaSchema::ANY }))), ("page_size",
+    ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(::poem_openapi::registry::MetaSchema
+    { ty : "integer", description : ::std::option::Option::Some("每页条数"), example
+    : ::std::option::Option::Some(crate ::rt::json("20")), ..
+    ::poem_openapi::registry::MetaSchema::ANY }))), ("total",
+    ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(::poem_openapi::registry::MetaSchema
+    { ty : "integer", format : ::std::option::Option::Some("int64"), description :
+    ::std::option::Option::Some("总记录数(on cursor pages, as counted when the iteration started; see listUsers)"),
+    example : ::std::option::Option::Some(crate ::rt::json("100")), ..
+    ::poem_openapi::registry::MetaSchema::ANY }))), ("total_pages",
+    ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(::poem_openapi::registry::MetaSchema
+    { ty : "integer", description : ::std::option::Option::Some("总页数"), example :
+    ::std::option::Option::Some(crate ::rt::json("5")), ..
+    ::poem_openapi::registry::MetaSchema::ANY }))), ("next_page_token",
+    ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(::poem_openapi::registry::MetaSchema
+    { ty : "string", description :
+    ::std::option::Option::Some("Present when more users follow this page: send it as\n`page_token` for the next page. Opaque; at most 200 characters.\n"),
+    example : ::std::option::Option::Some(crate
+    ::rt::json("\"AQEAAAAAAAAAAAEAAAAAAAAAZA\"")), ..
+    ::poem_openapi::registry::MetaSchema::ANY })))], ..
+    ::poem_openapi::registry::MetaSchema::ANY } });
     }
 );
 /// Schema `#/components/schemas/EmailTaskRequest`.
@@ -960,6 +1383,200 @@ rt::impl_type!(
         let _ = &registry;
     }
 );
+/// Schema `#/components/schemas/EmailTaskBatchRequest`.
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::garde::Validate)]
+pub struct EmailTaskBatchRequest {
+    /// Email tasks (1–100)
+    #[garde(length(min = 1, max = 100), dive)]
+    pub tasks: ::std::vec::Vec<EmailTaskRequest>,
+}
+impl rt::Model for EmailTaskBatchRequest {
+    const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[rt::Prop {
+        name: "tasks",
+        required: true,
+        shape: &rt::Shape::Array(&*<EmailTaskRequest as rt::Model>::SHAPE),
+        access: rt::Access::ReadWrite,
+    }]);
+}
+rt::impl_type!(
+    EmailTaskBatchRequest,
+    "EmailTaskBatchRequest",
+    ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from("EmailTaskBatchRequest")),
+    |registry| {
+        registry.create_schema::<EmailTaskBatchRequest, _>(
+            ::std::string::String::from("EmailTaskBatchRequest"),
+            |registry| {
+                let _ = &registry;
+                <crate::models::EmailTaskRequest as ::poem_openapi::types::Type>::register(registry);
+                ::poem_openapi::registry::MetaSchema {
+                    ty: "object",
+                    required: ::std::vec!["tasks"],
+                    properties: ::std::vec![(
+                        "tasks",
+                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                            ::poem_openapi::registry::MetaSchema {
+                                ty: "array",
+                                description: ::std::option::Option::Some("Email tasks (1–100)"),
+                                items: ::std::option::Option::Some(::std::boxed::Box::new(
+                                    ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from(
+                                        "EmailTaskRequest"
+                                    ))
+                                )),
+                                min_items: ::std::option::Option::Some(1usize),
+                                max_items: ::std::option::Option::Some(100usize),
+                                ..::poem_openapi::registry::MetaSchema::ANY
+                            }
+                        ))
+                    )],
+                    ..::poem_openapi::registry::MetaSchema::ANY
+                }
+            },
+        );
+    }
+);
+/// Schema `#/components/schemas/EmailTaskBatchResponse`.
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::garde::Validate)]
+pub struct EmailTaskBatchResponse {
+    /// The enqueued tasks, in request order
+    #[garde(dive)]
+    pub tasks: ::std::vec::Vec<TaskResponse>,
+}
+impl rt::Model for EmailTaskBatchResponse {
+    const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[rt::Prop {
+        name: "tasks",
+        required: true,
+        shape: &rt::Shape::Array(&*<TaskResponse as rt::Model>::SHAPE),
+        access: rt::Access::ReadWrite,
+    }]);
+}
+rt::impl_type!(
+    EmailTaskBatchResponse,
+    "EmailTaskBatchResponse",
+    ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from("EmailTaskBatchResponse")),
+    |registry| {
+        registry.create_schema::<EmailTaskBatchResponse, _>(
+            ::std::string::String::from("EmailTaskBatchResponse"),
+            |registry| {
+                let _ = &registry;
+                <crate::models::TaskResponse as ::poem_openapi::types::Type>::register(registry);
+                ::poem_openapi::registry::MetaSchema {
+                    ty: "object",
+                    required: ::std::vec!["tasks"],
+                    properties: ::std::vec![(
+                        "tasks",
+                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                            ::poem_openapi::registry::MetaSchema {
+                                ty: "array",
+                                description: ::std::option::Option::Some("The enqueued tasks, in request order"),
+                                items: ::std::option::Option::Some(::std::boxed::Box::new(
+                                    ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from(
+                                        "TaskResponse"
+                                    ))
+                                )),
+                                ..::poem_openapi::registry::MetaSchema::ANY
+                            }
+                        ))
+                    )],
+                    ..::poem_openapi::registry::MetaSchema::ANY
+                }
+            },
+        );
+    }
+);
+/// Schema `#/components/schemas/TaskResponse`.
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::garde::Validate)]
+pub struct TaskResponse {
+    /// 任务唯一 ID
+    #[garde(skip)]
+    pub task_id: ::uuid::Uuid,
+    /// 任务所在队列
+    #[garde(skip)]
+    pub queue: Priority,
+    /// 预计执行时间
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[garde(skip)]
+    pub estimated_time: ::std::option::Option<::std::string::String>,
+}
+impl rt::Model for TaskResponse {
+    const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[
+        rt::Prop {
+            name: "task_id",
+            required: true,
+            shape: &rt::Shape::String(rt::StrFormat::Uuid),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "queue",
+            required: true,
+            shape: &rt::Shape::Enum(&["critical", "default", "low"]),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "estimated_time",
+            required: false,
+            shape: &rt::Shape::String(rt::StrFormat::Plain),
+            access: rt::Access::ReadWrite,
+        },
+    ]);
+}
+rt::impl_type!(
+    TaskResponse,
+    "TaskResponse",
+    ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from("TaskResponse")),
+    |registry| {
+        registry.create_schema::<TaskResponse, _>(::std::string::String::from("TaskResponse"), |registry| {
+            let _ = &registry;
+            ::poem_openapi::registry::MetaSchema {
+                ty: "object",
+                required: ::std::vec!["task_id", "queue"],
+                properties: ::std::vec![
+                    (
+                        "task_id",
+                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                            ::poem_openapi::registry::MetaSchema {
+                                ty: "string",
+                                format: ::std::option::Option::Some("uuid"),
+                                description: ::std::option::Option::Some("任务唯一 ID"),
+                                example: ::std::option::Option::Some(crate::rt::json(
+                                    "\"550e8400-e29b-41d4-a716-446655440000\""
+                                )),
+                                ..::poem_openapi::registry::MetaSchema::ANY
+                            }
+                        ))
+                    ),
+                    (
+                        "queue",
+                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                            ::poem_openapi::registry::MetaSchema {
+                                ty: "string",
+                                description: ::std::option::Option::Some("任务所在队列"),
+                                example: ::std::option::Option::Some(crate::rt::json("\"default\"")),
+                                enum_items: ::std::vec![
+                                    crate::rt::json("\"critical\""),
+                                    crate::rt::json("\"default\""),
+                                    crate::rt::json("\"low\"")
+                                ],
+                                ..::poem_openapi::registry::MetaSchema::ANY
+                            }
+                        ))
+                    ),
+                    (
+                        "estimated_time",
+                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                            ::poem_openapi::registry::MetaSchema {
+                                ty: "string",
+                                description: ::std::option::Option::Some("预计执行时间"),
+                                example: ::std::option::Option::Some(crate::rt::json("\"within 5 minutes\"")),
+                                ..::poem_openapi::registry::MetaSchema::ANY
+                            }
+                        ))
+                    )
+                ],
+                ..::poem_openapi::registry::MetaSchema::ANY
+            }
+        });
+    }
+);
 /// Schema `#/components/schemas/SyncTaskRequest`.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::garde::Validate)]
 pub struct SyncTaskRequest {
@@ -1169,100 +1786,6 @@ rt::impl_type!(
     })),
     |registry| {
         let _ = &registry;
-    }
-);
-/// Schema `#/components/schemas/TaskResponse`.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::garde::Validate)]
-pub struct TaskResponse {
-    /// 任务唯一 ID
-    #[garde(skip)]
-    pub task_id: ::uuid::Uuid,
-    /// 任务所在队列
-    #[garde(skip)]
-    pub queue: Priority,
-    /// 预计执行时间
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[garde(skip)]
-    pub estimated_time: ::std::option::Option<::std::string::String>,
-}
-impl rt::Model for TaskResponse {
-    const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[
-        rt::Prop {
-            name: "task_id",
-            required: true,
-            shape: &rt::Shape::String(rt::StrFormat::Uuid),
-            access: rt::Access::ReadWrite,
-        },
-        rt::Prop {
-            name: "queue",
-            required: true,
-            shape: &rt::Shape::Enum(&["critical", "default", "low"]),
-            access: rt::Access::ReadWrite,
-        },
-        rt::Prop {
-            name: "estimated_time",
-            required: false,
-            shape: &rt::Shape::String(rt::StrFormat::Plain),
-            access: rt::Access::ReadWrite,
-        },
-    ]);
-}
-rt::impl_type!(
-    TaskResponse,
-    "TaskResponse",
-    ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from("TaskResponse")),
-    |registry| {
-        registry.create_schema::<TaskResponse, _>(::std::string::String::from("TaskResponse"), |registry| {
-            let _ = &registry;
-            ::poem_openapi::registry::MetaSchema {
-                ty: "object",
-                required: ::std::vec!["task_id", "queue"],
-                properties: ::std::vec![
-                    (
-                        "task_id",
-                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                            ::poem_openapi::registry::MetaSchema {
-                                ty: "string",
-                                format: ::std::option::Option::Some("uuid"),
-                                description: ::std::option::Option::Some("任务唯一 ID"),
-                                example: ::std::option::Option::Some(crate::rt::json(
-                                    "\"550e8400-e29b-41d4-a716-446655440000\""
-                                )),
-                                ..::poem_openapi::registry::MetaSchema::ANY
-                            }
-                        ))
-                    ),
-                    (
-                        "queue",
-                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                            ::poem_openapi::registry::MetaSchema {
-                                ty: "string",
-                                description: ::std::option::Option::Some("任务所在队列"),
-                                example: ::std::option::Option::Some(crate::rt::json("\"default\"")),
-                                enum_items: ::std::vec![
-                                    crate::rt::json("\"critical\""),
-                                    crate::rt::json("\"default\""),
-                                    crate::rt::json("\"low\"")
-                                ],
-                                ..::poem_openapi::registry::MetaSchema::ANY
-                            }
-                        ))
-                    ),
-                    (
-                        "estimated_time",
-                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                            ::poem_openapi::registry::MetaSchema {
-                                ty: "string",
-                                description: ::std::option::Option::Some("预计执行时间"),
-                                example: ::std::option::Option::Some(crate::rt::json("\"within 5 minutes\"")),
-                                ..::poem_openapi::registry::MetaSchema::ANY
-                            }
-                        ))
-                    )
-                ],
-                ..::poem_openapi::registry::MetaSchema::ANY
-            }
-        });
     }
 );
 /// Schema `#/components/schemas/TaskStatusResponse`.
@@ -2353,6 +2876,204 @@ rt::impl_type!(
         <crate::models::UserResponse as ::poem_openapi::types::Type>::register(registry);
     }
 );
+/// Inline schema at `#/paths/~1users~1batch-get/post/responses/200/content/application~1json/schema`.
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::garde::Validate)]
+pub struct BatchGetUsers200Response {
+    /// 响应码(0 表示成功)
+    #[garde(skip)]
+    pub code: i64,
+    /// 响应消息
+    #[garde(skip)]
+    pub msg: ::std::string::String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[garde(dive)]
+    pub data: ::std::option::Option<BatchGetUsersResponseBody>,
+    /// 响应时间戳(ISO 8601 格式)
+    #[garde(skip)]
+    pub timestamp: ::chrono::DateTime<::chrono::Utc>,
+}
+impl rt::Model for BatchGetUsers200Response {
+    const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[
+        rt::Prop {
+            name: "code",
+            required: true,
+            shape: &rt::Shape::Integer { min: 0, max: 0 },
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "msg",
+            required: true,
+            shape: &rt::Shape::String(rt::StrFormat::Plain),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "data",
+            required: false,
+            shape: &*<BatchGetUsersResponseBody as rt::Model>::SHAPE,
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "timestamp",
+            required: true,
+            shape: &rt::Shape::String(rt::StrFormat::DateTime),
+            access: rt::Access::ReadWrite,
+        },
+    ]);
+}
+rt::impl_type!(
+    BatchGetUsers200Response,
+    "BatchGetUsers200Response",
+    ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(::poem_openapi::registry::MetaSchema {
+        ty: "object",
+        required: ::std::vec!["code", "msg", "timestamp"],
+        properties: ::std::vec![
+            (
+                "code",
+                ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                    ::poem_openapi::registry::MetaSchema {
+                        ty: "integer",
+                        description: ::std::option::Option::Some("响应码(0 表示成功)"),
+                        enum_items: ::std::vec![crate::rt::json("0")],
+                        ..::poem_openapi::registry::MetaSchema::ANY
+                    }
+                ))
+            ),
+            (
+                "msg",
+                ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                    ::poem_openapi::registry::MetaSchema {
+                        ty: "string",
+                        description: ::std::option::Option::Some("响应消息"),
+                        example: ::std::option::Option::Some(crate::rt::json("\"success\"")),
+                        ..::poem_openapi::registry::MetaSchema::ANY
+                    }
+                ))
+            ),
+            (
+                "data",
+                ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from(
+                    "BatchGetUsersResponse"
+                ))
+            ),
+            (
+                "timestamp",
+                ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                    ::poem_openapi::registry::MetaSchema {
+                        ty: "string",
+                        format: ::std::option::Option::Some("date-time"),
+                        description: ::std::option::Option::Some("响应时间戳(ISO 8601 格式)"),
+                        example: ::std::option::Option::Some(crate::rt::json("\"2025-11-12T16:00:00+08:00\"")),
+                        ..::poem_openapi::registry::MetaSchema::ANY
+                    }
+                ))
+            )
+        ],
+        ..::poem_openapi::registry::MetaSchema::ANY
+    })),
+    |registry| {
+        let _ = &registry;
+        <crate::models::BatchGetUsersResponseBody as ::poem_openapi::types::Type>::register(registry);
+    }
+);
+/// Inline schema at `#/paths/~1users~1batch-create/post/responses/200/content/application~1json/schema`.
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::garde::Validate)]
+pub struct BatchCreateUsers200Response {
+    /// 响应码(0 表示成功)
+    #[garde(skip)]
+    pub code: i64,
+    /// 响应消息
+    #[garde(skip)]
+    pub msg: ::std::string::String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[garde(dive)]
+    pub data: ::std::option::Option<BatchCreateUsersResponseBody>,
+    /// 响应时间戳(ISO 8601 格式)
+    #[garde(skip)]
+    pub timestamp: ::chrono::DateTime<::chrono::Utc>,
+}
+impl rt::Model for BatchCreateUsers200Response {
+    const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[
+        rt::Prop {
+            name: "code",
+            required: true,
+            shape: &rt::Shape::Integer { min: 0, max: 0 },
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "msg",
+            required: true,
+            shape: &rt::Shape::String(rt::StrFormat::Plain),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "data",
+            required: false,
+            shape: &*<BatchCreateUsersResponseBody as rt::Model>::SHAPE,
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "timestamp",
+            required: true,
+            shape: &rt::Shape::String(rt::StrFormat::DateTime),
+            access: rt::Access::ReadWrite,
+        },
+    ]);
+}
+rt::impl_type!(
+    BatchCreateUsers200Response,
+    "BatchCreateUsers200Response",
+    ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(::poem_openapi::registry::MetaSchema {
+        ty: "object",
+        required: ::std::vec!["code", "msg", "timestamp"],
+        properties: ::std::vec![
+            (
+                "code",
+                ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                    ::poem_openapi::registry::MetaSchema {
+                        ty: "integer",
+                        description: ::std::option::Option::Some("响应码(0 表示成功)"),
+                        enum_items: ::std::vec![crate::rt::json("0")],
+                        ..::poem_openapi::registry::MetaSchema::ANY
+                    }
+                ))
+            ),
+            (
+                "msg",
+                ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                    ::poem_openapi::registry::MetaSchema {
+                        ty: "string",
+                        description: ::std::option::Option::Some("响应消息"),
+                        example: ::std::option::Option::Some(crate::rt::json("\"success\"")),
+                        ..::poem_openapi::registry::MetaSchema::ANY
+                    }
+                ))
+            ),
+            (
+                "data",
+                ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from(
+                    "BatchCreateUsersResponse"
+                ))
+            ),
+            (
+                "timestamp",
+                ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                    ::poem_openapi::registry::MetaSchema {
+                        ty: "string",
+                        format: ::std::option::Option::Some("date-time"),
+                        description: ::std::option::Option::Some("响应时间戳(ISO 8601 格式)"),
+                        example: ::std::option::Option::Some(crate::rt::json("\"2025-11-12T16:00:00+08:00\"")),
+                        ..::poem_openapi::registry::MetaSchema::ANY
+                    }
+                ))
+            )
+        ],
+        ..::poem_openapi::registry::MetaSchema::ANY
+    })),
+    |registry| {
+        let _ = &registry;
+        <crate::models::BatchCreateUsersResponseBody as ::poem_openapi::types::Type>::register(registry);
+    }
+);
 /// Inline schema at `#/paths/~1users~1{id}/get/responses/200/content/application~1json/schema`.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::garde::Validate)]
 pub struct GetUserById200Response {
@@ -2633,6 +3354,105 @@ rt::impl_type!(
     |registry| {
         let _ = &registry;
         <crate::models::TaskResponse as ::poem_openapi::types::Type>::register(registry);
+    }
+);
+/// Inline schema at `#/paths/~1tasks~1email~1batch/post/responses/200/content/application~1json/schema`.
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::garde::Validate)]
+pub struct SubmitEmailTaskBatch200Response {
+    /// 响应码(0 表示成功)
+    #[garde(skip)]
+    pub code: i64,
+    /// 响应消息
+    #[garde(skip)]
+    pub msg: ::std::string::String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[garde(dive)]
+    pub data: ::std::option::Option<EmailTaskBatchResponse>,
+    /// 响应时间戳(ISO 8601 格式)
+    #[garde(skip)]
+    pub timestamp: ::chrono::DateTime<::chrono::Utc>,
+}
+impl rt::Model for SubmitEmailTaskBatch200Response {
+    const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[
+        rt::Prop {
+            name: "code",
+            required: true,
+            shape: &rt::Shape::Integer { min: 0, max: 0 },
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "msg",
+            required: true,
+            shape: &rt::Shape::String(rt::StrFormat::Plain),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "data",
+            required: false,
+            shape: &*<EmailTaskBatchResponse as rt::Model>::SHAPE,
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "timestamp",
+            required: true,
+            shape: &rt::Shape::String(rt::StrFormat::DateTime),
+            access: rt::Access::ReadWrite,
+        },
+    ]);
+}
+rt::impl_type!(
+    SubmitEmailTaskBatch200Response,
+    "SubmitEmailTaskBatch200Response",
+    ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(::poem_openapi::registry::MetaSchema {
+        ty: "object",
+        required: ::std::vec!["code", "msg", "timestamp"],
+        properties: ::std::vec![
+            (
+                "code",
+                ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                    ::poem_openapi::registry::MetaSchema {
+                        ty: "integer",
+                        description: ::std::option::Option::Some("响应码(0 表示成功)"),
+                        enum_items: ::std::vec![crate::rt::json("0")],
+                        ..::poem_openapi::registry::MetaSchema::ANY
+                    }
+                ))
+            ),
+            (
+                "msg",
+                ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                    ::poem_openapi::registry::MetaSchema {
+                        ty: "string",
+                        description: ::std::option::Option::Some("响应消息"),
+                        example: ::std::option::Option::Some(crate::rt::json("\"success\"")),
+                        ..::poem_openapi::registry::MetaSchema::ANY
+                    }
+                ))
+            ),
+            (
+                "data",
+                ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from(
+                    "EmailTaskBatchResponse"
+                ))
+            ),
+            (
+                "timestamp",
+                ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                    ::poem_openapi::registry::MetaSchema {
+                        ty: "string",
+                        format: ::std::option::Option::Some("date-time"),
+                        description: ::std::option::Option::Some("响应时间戳(ISO 8601 格式)"),
+                        example: ::std::option::Option::Some(crate::rt::json("\"2025-11-12T16:00:00+08:00\"")),
+                        ..::poem_openapi::registry::MetaSchema::ANY
+                    }
+                ))
+            )
+        ],
+        ..::poem_openapi::registry::MetaSchema::ANY
+    })),
+    |registry| {
+        let _ = &registry;
+        <crate::models::EmailTaskBatchResponse as ::poem_openapi::types::Type>::register(registry);
     }
 );
 /// Inline schema at `#/paths/~1tasks~1sync/post/responses/200/content/application~1json/schema`.

@@ -27,6 +27,21 @@ pub trait TasksApi: crate::ErrorPolicy + crate::Auth {
         params: SubmitEmailTaskParams,
         body: crate::models::EmailTaskRequest,
     ) -> impl ::std::future::Future<Output = ::std::result::Result<SubmitEmailTaskResponse, rt::Problem>> + ::std::marker::Send;
+    /// Submit up to 100 email tasks at once
+    ///
+    /// Enqueues every task in one Redis round trip (one script call, so
+    /// either all are stored or none is). The answer lists the tasks in
+    /// request order. No `Idempotency-Key` here: repeat a failed batch
+    /// only when it answered an error. (`/tasks/email:batch` cannot be
+    /// routed; see `batchGetUsers`.)
+    ///
+    /// `POST /tasks/email/batch` (`submitEmailTaskBatch`).
+    fn submit_email_task_batch(
+        &self,
+        principal: Self::Principal,
+        body: crate::models::EmailTaskBatchRequest,
+    ) -> impl ::std::future::Future<Output = ::std::result::Result<SubmitEmailTaskBatchResponse, rt::Problem>>
+    + ::std::marker::Send;
     /// 提交数据同步任务
     ///
     /// 将数据同步任务提交到异步队列(支持优先级)
@@ -233,6 +248,133 @@ impl rt::ParamSet for SubmitEmailTaskParams {
     }
     fn register(registry: &mut ::poem_openapi::registry::Registry) {
         let _ = &registry;
+    }
+}
+/// Every response `submitEmailTaskBatch` documents, one variant per status.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SubmitEmailTaskBatchResponse {
+    /// 200 任务已提交
+    Ok(SubmitEmailTaskBatch200Response),
+    /// 400 请求参数错误
+    BadRequest(ErrorResponse),
+    /// 401 未授权或令牌无效
+    Unauthorized(ErrorResponse),
+    /// 431 请求头过大(超过服务器配置的上限)
+    Status431(ErrorResponse),
+    /// 500 服务器内部错误
+    InternalServerError(ErrorResponse),
+}
+impl ::poem_openapi::ApiResponse for SubmitEmailTaskBatchResponse {
+    fn meta() -> ::poem_openapi::registry::MetaResponses {
+        ::poem_openapi::registry::MetaResponses {
+            responses: ::std::vec![
+                ::poem_openapi::registry::MetaResponse {
+                    description: "任务已提交",
+                    status: ::std::option::Option::Some(200),
+                    status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
+                    content: ::std::vec![::poem_openapi::registry::MetaMediaType {
+                        content_type: "application/json",
+                        schema:
+                            <crate::models::SubmitEmailTaskBatch200Response as ::poem_openapi::types::Type>::schema_ref(
+                            )
+                    }],
+                },
+                ::poem_openapi::registry::MetaResponse {
+                    description: "请求参数错误",
+                    status: ::std::option::Option::Some(400),
+                    status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
+                    content: ::std::vec![::poem_openapi::registry::MetaMediaType {
+                        content_type: "application/json",
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
+                    }],
+                },
+                ::poem_openapi::registry::MetaResponse {
+                    description: "未授权或令牌无效",
+                    status: ::std::option::Option::Some(401),
+                    status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
+                    content: ::std::vec![::poem_openapi::registry::MetaMediaType {
+                        content_type: "application/json",
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
+                    }],
+                },
+                ::poem_openapi::registry::MetaResponse {
+                    description: "请求头过大(超过服务器配置的上限)",
+                    status: ::std::option::Option::Some(431),
+                    status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
+                    content: ::std::vec![::poem_openapi::registry::MetaMediaType {
+                        content_type: "application/json",
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
+                    }],
+                },
+                ::poem_openapi::registry::MetaResponse {
+                    description: "服务器内部错误",
+                    status: ::std::option::Option::Some(500),
+                    status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
+                    content: ::std::vec![::poem_openapi::registry::MetaMediaType {
+                        content_type: "application/json",
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
+                    }],
+                }
+            ],
+        }
+    }
+    fn register(registry: &mut ::poem_openapi::registry::Registry) {
+        let _ = &registry;
+        <crate::models::ErrorResponse as ::poem_openapi::types::Type>::register(registry);
+        <crate::models::SubmitEmailTaskBatch200Response as ::poem_openapi::types::Type>::register(registry);
+    }
+}
+impl ::poem::IntoResponse for SubmitEmailTaskBatchResponse {
+    fn into_response(self) -> ::poem::Response {
+        match self {
+            Self::Ok(body) => rt::json_response(200, &body),
+            Self::BadRequest(body) => rt::json_response(400, &body),
+            Self::Unauthorized(body) => rt::json_response(401, &body),
+            Self::Status431(body) => rt::json_response(431, &body),
+            Self::InternalServerError(body) => rt::json_response(500, &body),
+        }
+    }
+}
+impl crate::FromProblem for SubmitEmailTaskBatchResponse {
+    fn from_problem<P: crate::ErrorPolicy>(problem: rt::Problem) -> ::std::result::Result<Self, rt::Problem> {
+        match problem.status {
+            400 => ::std::result::Result::Ok(Self::BadRequest(P::error_response(&problem))),
+            401 => ::std::result::Result::Ok(Self::Unauthorized(P::error_response(&problem))),
+            431 => ::std::result::Result::Ok(Self::Status431(P::error_response(&problem))),
+            500 => ::std::result::Result::Ok(Self::InternalServerError(P::error_response(&problem))),
+            _ => ::std::result::Result::Err(problem),
+        }
+    }
+}
+impl SubmitEmailTaskBatchResponse {
+    /// Checks the body against the spec (see `rt::response_checks`).
+    #[doc(hidden)]
+    pub fn check(&self, errs: &mut rt::FieldErrors) {
+        let _ = &errs;
+        match self {
+            Self::Ok(body) => {
+                rt::check_response::<crate::models::SubmitEmailTaskBatch200Response>(body, "", errs);
+            }
+            Self::BadRequest(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
+            Self::Unauthorized(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
+            Self::Status431(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
+            Self::InternalServerError(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
+            #[allow(unreachable_patterns)]
+            _ => {}
+        }
     }
 }
 /// Every response `submitSyncTask` documents, one variant per status.
@@ -688,6 +830,88 @@ impl<A: TasksApi> TasksServer<A> {
                 rt::Answer::Documented(r)
             }
             ::std::result::Result::Err(problem) => crate::answer::<SubmitEmailTaskResponse, A>(problem),
+        }
+    }
+    /// Submit up to 100 email tasks at once
+    ///
+    /// Enqueues every task in one Redis round trip (one script call, so
+    /// either all are stored or none is). The answer lists the tasks in
+    /// request order. No `Idempotency-Key` here: repeat a failed batch
+    /// only when it answered an error. (`/tasks/email:batch` cannot be
+    /// routed; see `batchGetUsers`.)
+    #[oai(
+        path = "/tasks/email/batch",
+        method = "post",
+        operation_id = "submitEmailTaskBatch",
+        tag = "crate::ApiTags::Tasks"
+    )]
+    async fn submit_email_task_batch(
+        &self,
+        cred_token_auth: rt::SchemeCredential<crate::TokenAuthScheme>,
+        body: rt::JsonBody<crate::models::EmailTaskBatchRequest, rt::Json>,
+    ) -> rt::Answer<SubmitEmailTaskBatchResponse> {
+        let principal = 'auth: {
+            let mut rejected: ::std::option::Option<rt::Problem> = ::std::option::Option::None;
+            if cred_token_auth.0.is_present() {
+                let verified = async {
+                    let p = crate::verify_token_auth(
+                        &*self.0,
+                        &cred_token_auth.0,
+                        &rt::AuthContext { operation_id: "submitEmailTaskBatch", scopes: &[] },
+                    )
+                    .await?;
+                    ::std::result::Result::Ok::<_, rt::Problem>(p)
+                };
+                match verified.await {
+                    ::std::result::Result::Ok(p) => break 'auth p,
+                    ::std::result::Result::Err(e) => {
+                        rejected.get_or_insert(e);
+                    }
+                }
+            }
+            return crate::answer::<SubmitEmailTaskBatchResponse, A>(
+                rejected.unwrap_or_else(|| crate::fault(rt::Fault::MissingCredential)),
+            );
+        };
+        let mut errs = rt::FieldErrors::default();
+        let body = match body.read(&mut errs).await {
+            ::std::result::Result::Ok(rt::BodyOutcome::Valid(v)) => ::std::option::Option::Some(v),
+            ::std::result::Result::Ok(rt::BodyOutcome::Invalid) => ::std::option::Option::None,
+            ::std::result::Result::Ok(rt::BodyOutcome::Empty) => {
+                errs.push("body", "request body is required");
+                ::std::option::Option::None
+            }
+            ::std::result::Result::Err(e) => {
+                let (fault, message) = e.into_error();
+                let data = ::serde_json::json!(
+                    { "errors" : [{ "field" : "body", "message" : message }] }
+                );
+                return crate::answer::<SubmitEmailTaskBatchResponse, A>(crate::fault(fault).with_data(data));
+            }
+        };
+        let (::std::option::Option::Some(body),) = (body,) else {
+            return crate::answer::<SubmitEmailTaskBatchResponse, A>(
+                crate::fault(rt::Fault::ValidationFailed).with_field_errors(&errs),
+            );
+        };
+        if !errs.is_empty() {
+            return crate::answer::<SubmitEmailTaskBatchResponse, A>(
+                crate::fault(rt::Fault::ValidationFailed).with_field_errors(&errs),
+            );
+        }
+        match TasksApi::submit_email_task_batch(&*self.0, principal, body).await {
+            ::std::result::Result::Ok(r) => {
+                if rt::response_checks() {
+                    let mut errs = rt::FieldErrors::default();
+                    r.check(&mut errs);
+                    if !errs.is_empty() {
+                        rt::report_invalid_response("submitEmailTaskBatch", &errs);
+                        return crate::answer::<SubmitEmailTaskBatchResponse, A>(crate::fault(rt::Fault::Internal));
+                    }
+                }
+                rt::Answer::Documented(r)
+            }
+            ::std::result::Result::Err(problem) => crate::answer::<SubmitEmailTaskBatchResponse, A>(problem),
         }
     }
     /// 提交数据同步任务

@@ -15,6 +15,27 @@ pub trait UsersApi: crate::ErrorPolicy + crate::Auth {
     ///
     /// 分页查询用户列表
     ///
+    /// Two ways to page, newest first (`created_at` descending, ties by
+    /// `id` descending).
+    ///
+    /// **By offset** (`page`, `page_size`), as before: each such page
+    /// counts the matching users exactly, so its cost grows with the table
+    /// (page 10,000 also skips 199,980 rows).
+    ///
+    /// **By cursor** (`page_token`): send the `next_page_token` of the
+    /// previous page. A cursor page reads only `page_size` + 1 index
+    /// entries at any table size and any depth, and sees no gaps or repeats
+    /// when users are created or deleted meanwhile. `page` is ignored;
+    /// `page_size` may change between pages.
+    ///
+    /// `total` and `total_pages` are exact on offset pages. On cursor pages
+    /// they are the count taken by the offset page the iteration started
+    /// from, carried in the token (so that no cursor page counts the
+    /// table); `page` is that page's number plus the cursor pages since.
+    /// The token is opaque and signed by the server: one that was altered,
+    /// was issued by another deployment, or was issued for another `status`
+    /// filter is refused with 400 (code 1016).
+    ///
     /// **测试用例**:
     /// - FR-002: 支持分页列表查询
     /// - FR-005: 支持条件查询、分页、排序
@@ -41,6 +62,40 @@ pub trait UsersApi: crate::ErrorPolicy + crate::Auth {
         principal: Self::Principal,
         body: crate::models::CreateUserRequest,
     ) -> impl ::std::future::Future<Output = ::std::result::Result<CreateUserResponse, rt::Problem>> + ::std::marker::Send;
+    /// Read up to 100 users at once
+    ///
+    /// One result per requested id, in request order (a repeated id is
+    /// answered each time): the user, or `error` with code 1003 when no
+    /// such user exists or it was deleted. One indexed query for the whole
+    /// batch. (`/users:batchGet` in the AIP spelling cannot be routed: the
+    /// framework reads a `:` in a path as the start of a parameter.)
+    ///
+    /// `POST /users/batch-get` (`batchGetUsers`).
+    fn batch_get_users(
+        &self,
+        principal: Self::Principal,
+        body: crate::models::BatchGetUsersRequest,
+    ) -> impl ::std::future::Future<Output = ::std::result::Result<BatchGetUsersResponse, rt::Problem>> + ::std::marker::Send;
+    /// Create up to 100 users at once
+    ///
+    /// **Per item, not all-or-nothing**: each user is created on its own,
+    /// in request order, and the answer has one result per item — the
+    /// created user, or `error` (code 1004 with the taken `field` in
+    /// `error.data` when a username or email is taken, including by an
+    /// earlier item of the same batch). So a batch in which some items
+    /// conflict still creates the others, and a client retries only the
+    /// failed ones. The request as a whole is still validated first: an
+    /// item that breaks a constraint of `CreateUserRequest` is a 400 for the
+    /// batch and nothing is created. Passwords are hashed with argon2id one
+    /// per core at a time, so a full batch takes seconds.
+    ///
+    /// `POST /users/batch-create` (`batchCreateUsers`).
+    fn batch_create_users(
+        &self,
+        principal: Self::Principal,
+        body: crate::models::BatchCreateUsersRequest,
+    ) -> impl ::std::future::Future<Output = ::std::result::Result<BatchCreateUsersResponse, rt::Problem>>
+    + ::std::marker::Send;
     /// 获取用户详情
     ///
     /// 根据用户 ID 获取详细信息
@@ -222,6 +277,9 @@ pub struct ListUsersParams {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[garde(skip)]
     pub status: ::std::option::Option<Status>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[garde(length(chars, min = 1, max = 200))]
+    pub page_token: ::std::option::Option<::std::string::String>,
 }
 fn default_list_users_params_page() -> i64 {
     1
@@ -249,10 +307,16 @@ impl rt::Model for ListUsersParams {
             shape: &rt::Shape::Enum(&["active", "inactive", "suspended"]),
             access: rt::Access::ReadWrite,
         },
+        rt::Prop {
+            name: "page_token",
+            required: false,
+            shape: &rt::Shape::String(rt::StrFormat::Plain),
+            access: rt::Access::ReadWrite,
+        },
     ]);
 }
 impl rt::ParamSet for ListUsersParams {
-    const REQUIRED: &'static [bool] = &[false, false, false];
+    const REQUIRED: &'static [bool] = &[false, false, false, false];
     fn schema(index: usize) -> ::poem_openapi::registry::MetaSchemaRef {
         match index {
             0 => ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
@@ -280,6 +344,14 @@ impl rt::ParamSet for ListUsersParams {
                         crate::rt::json("\"inactive\""),
                         crate::rt::json("\"suspended\"")
                     ],
+                    ..::poem_openapi::registry::MetaSchema::ANY
+                },
+            )),
+            3 => ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                ::poem_openapi::registry::MetaSchema {
+                    ty: "string",
+                    min_length: ::std::option::Option::Some(1usize),
+                    max_length: ::std::option::Option::Some(200usize),
                     ..::poem_openapi::registry::MetaSchema::ANY
                 },
             )),
@@ -421,6 +493,257 @@ impl CreateUserResponse {
                 rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
             }
             Self::Conflict(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
+            Self::Status431(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
+            Self::InternalServerError(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
+            #[allow(unreachable_patterns)]
+            _ => {}
+        }
+    }
+}
+/// Every response `batchGetUsers` documents, one variant per status.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BatchGetUsersResponse {
+    /// 200 One result per requested id, in request order
+    Ok(BatchGetUsers200Response),
+    /// 400 请求参数错误
+    BadRequest(ErrorResponse),
+    /// 401 未授权或令牌无效
+    Unauthorized(ErrorResponse),
+    /// 431 请求头过大(超过服务器配置的上限)
+    Status431(ErrorResponse),
+    /// 500 服务器内部错误
+    InternalServerError(ErrorResponse),
+}
+impl ::poem_openapi::ApiResponse for BatchGetUsersResponse {
+    fn meta() -> ::poem_openapi::registry::MetaResponses {
+        ::poem_openapi::registry::MetaResponses {
+            responses: ::std::vec![
+                ::poem_openapi::registry::MetaResponse {
+                    description: "One result per requested id, in request order",
+                    status: ::std::option::Option::Some(200),
+                    status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
+                    content: ::std::vec![::poem_openapi::registry::MetaMediaType {
+                        content_type: "application/json",
+                        schema: <crate::models::BatchGetUsers200Response as ::poem_openapi::types::Type>::schema_ref()
+                    }],
+                },
+                ::poem_openapi::registry::MetaResponse {
+                    description: "请求参数错误",
+                    status: ::std::option::Option::Some(400),
+                    status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
+                    content: ::std::vec![::poem_openapi::registry::MetaMediaType {
+                        content_type: "application/json",
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
+                    }],
+                },
+                ::poem_openapi::registry::MetaResponse {
+                    description: "未授权或令牌无效",
+                    status: ::std::option::Option::Some(401),
+                    status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
+                    content: ::std::vec![::poem_openapi::registry::MetaMediaType {
+                        content_type: "application/json",
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
+                    }],
+                },
+                ::poem_openapi::registry::MetaResponse {
+                    description: "请求头过大(超过服务器配置的上限)",
+                    status: ::std::option::Option::Some(431),
+                    status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
+                    content: ::std::vec![::poem_openapi::registry::MetaMediaType {
+                        content_type: "application/json",
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
+                    }],
+                },
+                ::poem_openapi::registry::MetaResponse {
+                    description: "服务器内部错误",
+                    status: ::std::option::Option::Some(500),
+                    status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
+                    content: ::std::vec![::poem_openapi::registry::MetaMediaType {
+                        content_type: "application/json",
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
+                    }],
+                }
+            ],
+        }
+    }
+    fn register(registry: &mut ::poem_openapi::registry::Registry) {
+        let _ = &registry;
+        <crate::models::BatchGetUsers200Response as ::poem_openapi::types::Type>::register(registry);
+        <crate::models::ErrorResponse as ::poem_openapi::types::Type>::register(registry);
+    }
+}
+impl ::poem::IntoResponse for BatchGetUsersResponse {
+    fn into_response(self) -> ::poem::Response {
+        match self {
+            Self::Ok(body) => rt::json_response(200, &body),
+            Self::BadRequest(body) => rt::json_response(400, &body),
+            Self::Unauthorized(body) => rt::json_response(401, &body),
+            Self::Status431(body) => rt::json_response(431, &body),
+            Self::InternalServerError(body) => rt::json_response(500, &body),
+        }
+    }
+}
+impl crate::FromProblem for BatchGetUsersResponse {
+    fn from_problem<P: crate::ErrorPolicy>(problem: rt::Problem) -> ::std::result::Result<Self, rt::Problem> {
+        match problem.status {
+            400 => ::std::result::Result::Ok(Self::BadRequest(P::error_response(&problem))),
+            401 => ::std::result::Result::Ok(Self::Unauthorized(P::error_response(&problem))),
+            431 => ::std::result::Result::Ok(Self::Status431(P::error_response(&problem))),
+            500 => ::std::result::Result::Ok(Self::InternalServerError(P::error_response(&problem))),
+            _ => ::std::result::Result::Err(problem),
+        }
+    }
+}
+impl BatchGetUsersResponse {
+    /// Checks the body against the spec (see `rt::response_checks`).
+    #[doc(hidden)]
+    pub fn check(&self, errs: &mut rt::FieldErrors) {
+        let _ = &errs;
+        match self {
+            Self::Ok(body) => {
+                rt::check_response::<crate::models::BatchGetUsers200Response>(body, "", errs);
+            }
+            Self::BadRequest(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
+            Self::Unauthorized(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
+            Self::Status431(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
+            Self::InternalServerError(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
+            #[allow(unreachable_patterns)]
+            _ => {}
+        }
+    }
+}
+/// Every response `batchCreateUsers` documents, one variant per status.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BatchCreateUsersResponse {
+    /// 200 One result per item, in request order
+    Ok(BatchCreateUsers200Response),
+    /// 400 请求参数错误
+    BadRequest(ErrorResponse),
+    /// 401 未授权或令牌无效
+    Unauthorized(ErrorResponse),
+    /// 431 请求头过大(超过服务器配置的上限)
+    Status431(ErrorResponse),
+    /// 500 服务器内部错误
+    InternalServerError(ErrorResponse),
+}
+impl ::poem_openapi::ApiResponse for BatchCreateUsersResponse {
+    fn meta() -> ::poem_openapi::registry::MetaResponses {
+        ::poem_openapi::registry::MetaResponses {
+            responses: ::std::vec![
+                ::poem_openapi::registry::MetaResponse {
+                    description: "One result per item, in request order",
+                    status: ::std::option::Option::Some(200),
+                    status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
+                    content: ::std::vec![::poem_openapi::registry::MetaMediaType {
+                        content_type: "application/json",
+                        schema: <crate::models::BatchCreateUsers200Response as ::poem_openapi::types::Type>::schema_ref(
+                        )
+                    }],
+                },
+                ::poem_openapi::registry::MetaResponse {
+                    description: "请求参数错误",
+                    status: ::std::option::Option::Some(400),
+                    status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
+                    content: ::std::vec![::poem_openapi::registry::MetaMediaType {
+                        content_type: "application/json",
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
+                    }],
+                },
+                ::poem_openapi::registry::MetaResponse {
+                    description: "未授权或令牌无效",
+                    status: ::std::option::Option::Some(401),
+                    status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
+                    content: ::std::vec![::poem_openapi::registry::MetaMediaType {
+                        content_type: "application/json",
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
+                    }],
+                },
+                ::poem_openapi::registry::MetaResponse {
+                    description: "请求头过大(超过服务器配置的上限)",
+                    status: ::std::option::Option::Some(431),
+                    status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
+                    content: ::std::vec![::poem_openapi::registry::MetaMediaType {
+                        content_type: "application/json",
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
+                    }],
+                },
+                ::poem_openapi::registry::MetaResponse {
+                    description: "服务器内部错误",
+                    status: ::std::option::Option::Some(500),
+                    status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
+                    content: ::std::vec![::poem_openapi::registry::MetaMediaType {
+                        content_type: "application/json",
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
+                    }],
+                }
+            ],
+        }
+    }
+    fn register(registry: &mut ::poem_openapi::registry::Registry) {
+        let _ = &registry;
+        <crate::models::BatchCreateUsers200Response as ::poem_openapi::types::Type>::register(registry);
+        <crate::models::ErrorResponse as ::poem_openapi::types::Type>::register(registry);
+    }
+}
+impl ::poem::IntoResponse for BatchCreateUsersResponse {
+    fn into_response(self) -> ::poem::Response {
+        match self {
+            Self::Ok(body) => rt::json_response(200, &body),
+            Self::BadRequest(body) => rt::json_response(400, &body),
+            Self::Unauthorized(body) => rt::json_response(401, &body),
+            Self::Status431(body) => rt::json_response(431, &body),
+            Self::InternalServerError(body) => rt::json_response(500, &body),
+        }
+    }
+}
+impl crate::FromProblem for BatchCreateUsersResponse {
+    fn from_problem<P: crate::ErrorPolicy>(problem: rt::Problem) -> ::std::result::Result<Self, rt::Problem> {
+        match problem.status {
+            400 => ::std::result::Result::Ok(Self::BadRequest(P::error_response(&problem))),
+            401 => ::std::result::Result::Ok(Self::Unauthorized(P::error_response(&problem))),
+            431 => ::std::result::Result::Ok(Self::Status431(P::error_response(&problem))),
+            500 => ::std::result::Result::Ok(Self::InternalServerError(P::error_response(&problem))),
+            _ => ::std::result::Result::Err(problem),
+        }
+    }
+}
+impl BatchCreateUsersResponse {
+    /// Checks the body against the spec (see `rt::response_checks`).
+    #[doc(hidden)]
+    pub fn check(&self, errs: &mut rt::FieldErrors) {
+        let _ = &errs;
+        match self {
+            Self::Ok(body) => {
+                rt::check_response::<crate::models::BatchCreateUsers200Response>(body, "", errs);
+            }
+            Self::BadRequest(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
+            Self::Unauthorized(body) => {
                 rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
             }
             Self::Status431(body) => {
@@ -992,6 +1315,27 @@ impl<A: UsersApi> UsersServer<A> {
     ///
     /// 分页查询用户列表
     ///
+    /// Two ways to page, newest first (`created_at` descending, ties by
+    /// `id` descending).
+    ///
+    /// **By offset** (`page`, `page_size`), as before: each such page
+    /// counts the matching users exactly, so its cost grows with the table
+    /// (page 10,000 also skips 199,980 rows).
+    ///
+    /// **By cursor** (`page_token`): send the `next_page_token` of the
+    /// previous page. A cursor page reads only `page_size` + 1 index
+    /// entries at any table size and any depth, and sees no gaps or repeats
+    /// when users are created or deleted meanwhile. `page` is ignored;
+    /// `page_size` may change between pages.
+    ///
+    /// `total` and `total_pages` are exact on offset pages. On cursor pages
+    /// they are the count taken by the offset page the iteration started
+    /// from, carried in the token (so that no cursor page counts the
+    /// table); `page` is that page's number plus the cursor pages since.
+    /// The token is opaque and signed by the server: one that was altered,
+    /// was issued by another deployment, or was issued for another `status`
+    /// filter is refused with 400 (code 1016).
+    ///
     /// **测试用例**:
     /// - FR-002: 支持分页列表查询
     /// - FR-005: 支持条件查询、分页、排序
@@ -1009,6 +1353,11 @@ impl<A: UsersApi> UsersServer<A> {
         /// 用户状态过滤
         #[oai(name = "status")]
         p_status: rt::Query<ListUsersParams, 2>,
+        /// The `next_page_token` of the previous page: continues after its
+        /// last user (see the operation's description). Bound to the
+        /// `status` filter it was issued for.
+        #[oai(name = "page_token")]
+        p_page_token: rt::Query<ListUsersParams, 3>,
     ) -> rt::Answer<ListUsersResponse> {
         let principal = 'auth: {
             let mut rejected: ::std::option::Option<rt::Problem> = ::std::option::Option::None;
@@ -1039,6 +1388,7 @@ impl<A: UsersApi> UsersServer<A> {
                 ("page", p_page.0, rt::Coerce::Integer),
                 ("page_size", p_page_size.0, rt::Coerce::Integer),
                 ("status", p_status.0, rt::Coerce::String),
+                ("page_token", p_page_token.0, rt::Coerce::String),
             ]),
             "",
             &mut errs,
@@ -1144,6 +1494,170 @@ impl<A: UsersApi> UsersServer<A> {
                 rt::Answer::Documented(r)
             }
             ::std::result::Result::Err(problem) => crate::answer::<CreateUserResponse, A>(problem),
+        }
+    }
+    /// Read up to 100 users at once
+    ///
+    /// One result per requested id, in request order (a repeated id is
+    /// answered each time): the user, or `error` with code 1003 when no
+    /// such user exists or it was deleted. One indexed query for the whole
+    /// batch. (`/users:batchGet` in the AIP spelling cannot be routed: the
+    /// framework reads a `:` in a path as the start of a parameter.)
+    #[oai(path = "/users/batch-get", method = "post", operation_id = "batchGetUsers", tag = "crate::ApiTags::Users")]
+    async fn batch_get_users(
+        &self,
+        cred_token_auth: rt::SchemeCredential<crate::TokenAuthScheme>,
+        body: rt::JsonBody<crate::models::BatchGetUsersRequest, rt::Json>,
+    ) -> rt::Answer<BatchGetUsersResponse> {
+        let principal = 'auth: {
+            let mut rejected: ::std::option::Option<rt::Problem> = ::std::option::Option::None;
+            if cred_token_auth.0.is_present() {
+                let verified = async {
+                    let p = crate::verify_token_auth(
+                        &*self.0,
+                        &cred_token_auth.0,
+                        &rt::AuthContext { operation_id: "batchGetUsers", scopes: &[] },
+                    )
+                    .await?;
+                    ::std::result::Result::Ok::<_, rt::Problem>(p)
+                };
+                match verified.await {
+                    ::std::result::Result::Ok(p) => break 'auth p,
+                    ::std::result::Result::Err(e) => {
+                        rejected.get_or_insert(e);
+                    }
+                }
+            }
+            return crate::answer::<BatchGetUsersResponse, A>(
+                rejected.unwrap_or_else(|| crate::fault(rt::Fault::MissingCredential)),
+            );
+        };
+        let mut errs = rt::FieldErrors::default();
+        let body = match body.read(&mut errs).await {
+            ::std::result::Result::Ok(rt::BodyOutcome::Valid(v)) => ::std::option::Option::Some(v),
+            ::std::result::Result::Ok(rt::BodyOutcome::Invalid) => ::std::option::Option::None,
+            ::std::result::Result::Ok(rt::BodyOutcome::Empty) => {
+                errs.push("body", "request body is required");
+                ::std::option::Option::None
+            }
+            ::std::result::Result::Err(e) => {
+                let (fault, message) = e.into_error();
+                let data = ::serde_json::json!(
+                    { "errors" : [{ "field" : "body", "message" : message }] }
+                );
+                return crate::answer::<BatchGetUsersResponse, A>(crate::fault(fault).with_data(data));
+            }
+        };
+        let (::std::option::Option::Some(body),) = (body,) else {
+            return crate::answer::<BatchGetUsersResponse, A>(
+                crate::fault(rt::Fault::ValidationFailed).with_field_errors(&errs),
+            );
+        };
+        if !errs.is_empty() {
+            return crate::answer::<BatchGetUsersResponse, A>(
+                crate::fault(rt::Fault::ValidationFailed).with_field_errors(&errs),
+            );
+        }
+        match UsersApi::batch_get_users(&*self.0, principal, body).await {
+            ::std::result::Result::Ok(r) => {
+                if rt::response_checks() {
+                    let mut errs = rt::FieldErrors::default();
+                    r.check(&mut errs);
+                    if !errs.is_empty() {
+                        rt::report_invalid_response("batchGetUsers", &errs);
+                        return crate::answer::<BatchGetUsersResponse, A>(crate::fault(rt::Fault::Internal));
+                    }
+                }
+                rt::Answer::Documented(r)
+            }
+            ::std::result::Result::Err(problem) => crate::answer::<BatchGetUsersResponse, A>(problem),
+        }
+    }
+    /// Create up to 100 users at once
+    ///
+    /// **Per item, not all-or-nothing**: each user is created on its own,
+    /// in request order, and the answer has one result per item — the
+    /// created user, or `error` (code 1004 with the taken `field` in
+    /// `error.data` when a username or email is taken, including by an
+    /// earlier item of the same batch). So a batch in which some items
+    /// conflict still creates the others, and a client retries only the
+    /// failed ones. The request as a whole is still validated first: an
+    /// item that breaks a constraint of `CreateUserRequest` is a 400 for the
+    /// batch and nothing is created. Passwords are hashed with argon2id one
+    /// per core at a time, so a full batch takes seconds.
+    #[oai(
+        path = "/users/batch-create",
+        method = "post",
+        operation_id = "batchCreateUsers",
+        tag = "crate::ApiTags::Users"
+    )]
+    async fn batch_create_users(
+        &self,
+        cred_token_auth: rt::SchemeCredential<crate::TokenAuthScheme>,
+        body: rt::JsonBody<crate::models::BatchCreateUsersRequest, rt::Json>,
+    ) -> rt::Answer<BatchCreateUsersResponse> {
+        let principal = 'auth: {
+            let mut rejected: ::std::option::Option<rt::Problem> = ::std::option::Option::None;
+            if cred_token_auth.0.is_present() {
+                let verified = async {
+                    let p = crate::verify_token_auth(
+                        &*self.0,
+                        &cred_token_auth.0,
+                        &rt::AuthContext { operation_id: "batchCreateUsers", scopes: &[] },
+                    )
+                    .await?;
+                    ::std::result::Result::Ok::<_, rt::Problem>(p)
+                };
+                match verified.await {
+                    ::std::result::Result::Ok(p) => break 'auth p,
+                    ::std::result::Result::Err(e) => {
+                        rejected.get_or_insert(e);
+                    }
+                }
+            }
+            return crate::answer::<BatchCreateUsersResponse, A>(
+                rejected.unwrap_or_else(|| crate::fault(rt::Fault::MissingCredential)),
+            );
+        };
+        let mut errs = rt::FieldErrors::default();
+        let body = match body.read(&mut errs).await {
+            ::std::result::Result::Ok(rt::BodyOutcome::Valid(v)) => ::std::option::Option::Some(v),
+            ::std::result::Result::Ok(rt::BodyOutcome::Invalid) => ::std::option::Option::None,
+            ::std::result::Result::Ok(rt::BodyOutcome::Empty) => {
+                errs.push("body", "request body is required");
+                ::std::option::Option::None
+            }
+            ::std::result::Result::Err(e) => {
+                let (fault, message) = e.into_error();
+                let data = ::serde_json::json!(
+                    { "errors" : [{ "field" : "body", "message" : message }] }
+                );
+                return crate::answer::<BatchCreateUsersResponse, A>(crate::fault(fault).with_data(data));
+            }
+        };
+        let (::std::option::Option::Some(body),) = (body,) else {
+            return crate::answer::<BatchCreateUsersResponse, A>(
+                crate::fault(rt::Fault::ValidationFailed).with_field_errors(&errs),
+            );
+        };
+        if !errs.is_empty() {
+            return crate::answer::<BatchCreateUsersResponse, A>(
+                crate::fault(rt::Fault::ValidationFailed).with_field_errors(&errs),
+            );
+        }
+        match UsersApi::batch_create_users(&*self.0, principal, body).await {
+            ::std::result::Result::Ok(r) => {
+                if rt::response_checks() {
+                    let mut errs = rt::FieldErrors::default();
+                    r.check(&mut errs);
+                    if !errs.is_empty() {
+                        rt::report_invalid_response("batchCreateUsers", &errs);
+                        return crate::answer::<BatchCreateUsersResponse, A>(crate::fault(rt::Fault::Internal));
+                    }
+                }
+                rt::Answer::Documented(r)
+            }
+            ::std::result::Result::Err(problem) => crate::answer::<BatchCreateUsersResponse, A>(problem),
         }
     }
     /// 获取用户详情

@@ -704,3 +704,41 @@ async fn a_late_fail_repeat_after_a_reap_is_stale() {
     // The reaper ended attempt 2; the first lease's repeat is not its owner.
     assert_eq!(q.fail(&a[0], "first", false).await.unwrap(), FailOutcome::Stale);
 }
+
+/// `EVALSHA` calls the server has answered so far (`INFO commandstats`).
+async fn evalsha_calls(s: &RedisServer) -> u64 {
+    let pool = s.pool().await;
+    let mut conn = pool.get().await.expect("conn");
+    let info: String = redis::cmd("INFO").arg("commandstats").query_async(&mut *conn).await.expect("INFO");
+    info.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_evalsha:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn enqueue_many_is_one_script_call_in_order() {
+    let (s, q, _) = setup("many", |c| c.mode = PriorityMode::Strict).await;
+    // Loads the script, so that the batch below is one EVALSHA and no SCRIPT LOAD retry.
+    q.enqueue(task("warm", 0)).await.unwrap();
+    q.dequeue(1).await.unwrap();
+    assert!(q.enqueue_many(Vec::new()).await.unwrap().is_empty());
+
+    let before = evalsha_calls(&s).await;
+    let tasks =
+        (1..=100).map(|n| task("email", n).priority(if n % 2 == 0 { Priority::Critical } else { Priority::Low }));
+    let enqueued = q.enqueue_many(tasks.collect()).await.unwrap();
+    assert_eq!(evalsha_calls(&s).await - before, 1, "100 tasks, one round trip");
+    assert_eq!(enqueued.len(), 100);
+    for (i, e) in enqueued.iter().enumerate() {
+        assert_eq!(e.duplicate_of, None);
+        let rec = q.get(e.id).await.unwrap().unwrap();
+        let want = if (i + 1) % 2 == 0 { Priority::Critical } else { Priority::Low };
+        assert_eq!((rec.state, rec.priority), (TaskState::Pending, want), "task {i}");
+    }
+    // Stored in request order within each priority.
+    let got: Vec<u64> = q.dequeue(100).await.unwrap().iter().map(n_of).collect();
+    let want: Vec<u64> = (2..=100).step_by(2).chain((1..=99).step_by(2)).collect();
+    assert_eq!(got, want);
+}

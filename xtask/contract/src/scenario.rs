@@ -278,12 +278,23 @@ impl Run<'_> {
         }
         // Whatever created a user (a wrongly accepted negative case
         // included) is deleted at the end.
-        if want.op == "createUser"
-            && ex.status == 200
-            && let Some(id) = body.as_ref().and_then(|b| b.pointer("/data/id")).and_then(Value::as_i64)
-            && !self.created.contains(&id)
-        {
-            self.created.push(id);
+        if ex.status == 200 {
+            let ids: Vec<i64> = match (want.op.as_str(), body.as_ref()) {
+                ("createUser", Some(b)) => b.pointer("/data/id").and_then(Value::as_i64).into_iter().collect(),
+                ("batchCreateUsers", Some(b)) => b
+                    .pointer("/data/results")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|r| r.pointer("/user/id").and_then(Value::as_i64))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            for id in ids {
+                if !self.created.contains(&id) {
+                    self.created.push(id);
+                }
+            }
         }
         v.body = body;
         v
@@ -408,6 +419,7 @@ impl Run<'_> {
         let want = Want::new("listUsers", 200).field("/data/page", json!(1)).field("/data/page_size", json!(100));
         let r = self.api.list_users().page(1u64).page_size(100u64).status(types::ListUsersStatus::Active).send().await;
         self.typed("lists active users", want, r);
+        self.cursor_pages().await;
 
         let want = Want::new("updateUser", 200).field("/data/status", json!("inactive"));
         let body = types::UpdateUserRequest::builder().status(Some(types::UpdateUserRequestStatus::Inactive));
@@ -421,6 +433,8 @@ impl Run<'_> {
         let body = types::UpdateUserRequest::builder().email(taken);
         let r = self.api.update_user().id(b_id).body(body).send().await;
         self.typed("email taken by another user", Want::new("updateUser", 409).code("Conflict"), r);
+
+        self.batches(&a, &a_name).await;
 
         let r = self.api.delete_user().id(b_id).send().await;
         if self.typed("deletes user B", Want::new("deleteUser", 200), r).is_some() {
@@ -441,6 +455,109 @@ impl Run<'_> {
         self.typed("unknown id", not_found("getUserById"), r);
         let r = self.api.delete_user().id(unknown).send().await;
         self.typed("unknown id", not_found("deleteUser"), r);
+    }
+
+    /// Cursor paging: a page of one leads to the next by its `next_page_token` (users A and B
+    /// exist, so there is one), and an altered token or one of another filter is a 400.
+    async fn cursor_pages(&mut self) {
+        let want = Want::new("listUsers", 200).check(|b| match b.pointer("/data/next_page_token") {
+            Some(Value::String(_)) => Ok(()),
+            other => Err(format!("a page of one of several users has no next_page_token: {other:?}")),
+        });
+        let r = self.api.list_users().page_size(1u64).send().await;
+        let Some(first) = self.typed("first page of one user", want, r).and_then(|b| b.data) else {
+            return;
+        };
+        let (Some(token), Some(first_id)) = (first.next_page_token, first.users.first().map(|u| u.id)) else {
+            return;
+        };
+        let want = Want::new("listUsers", 200)
+            .field("/data/page", json!(2))
+            .field("/data/total", json!(first.total))
+            .check(move |b| match b.pointer("/data/users/0/id").and_then(Value::as_i64) {
+                Some(id) if id != first_id => Ok(()),
+                other => Err(format!("the cursor page starts with {other:?}, after user {first_id}")),
+            });
+        let r = self.api.list_users().page_size(1u64).page_token(token.as_str()).send().await;
+        self.typed("follows next_page_token", want, r);
+
+        // One character changed in the middle: the signature no longer matches.
+        let mut altered: Vec<char> = token.chars().collect();
+        let mid = altered.len() / 2;
+        altered[mid] = if altered[mid] == 'A' { 'B' } else { 'A' };
+        let altered: String = altered.into_iter().collect();
+        let bad = || Want::new("listUsers", 400).code("InvalidPageToken");
+        let r = self.api.list_users().page_token(altered.as_str()).send().await;
+        self.typed("altered page_token", bad(), r);
+        let r = self.api.list_users().page_token("bm90IGEgdG9rZW4").send().await;
+        self.typed("page_token the server never issued", bad(), r);
+        let r = self.api.list_users().page_token(token.as_str()).status(types::ListUsersStatus::Suspended).send().await;
+        self.typed("page_token of another status filter", bad(), r);
+    }
+
+    /// Batch read in request order with a missing id reported in place, and a batch create
+    /// whose middle items conflict (with user A, and with an earlier item of the same batch)
+    /// while the others are created.
+    async fn batches(&mut self, a: &types::UserResponse, a_name: &str) {
+        let a_id = a.id;
+        let nz = |id: i64| std::num::NonZeroU64::new(id.unsigned_abs()).unwrap_or(std::num::NonZeroU64::MIN);
+        let unknown = i64::MAX;
+        let ids = vec![nz(a_id), nz(unknown), nz(a_id)];
+        let want = Want::new("batchGetUsers", 200)
+            .field("/data/results/0/user/id", json!(a_id))
+            .field("/data/results/1/id", json!(unknown))
+            .field("/data/results/1/error/code", json!(1003))
+            .field("/data/results/2/user/id", json!(a_id));
+        let r = self.api.batch_get_users().body(types::BatchGetUsersRequest::builder().ids(ids)).send().await;
+        self.typed("reads users in request order, a missing one in place", want, r);
+
+        let u = self.unique.clone();
+        let item = |name: &str, email: &str| {
+            types::CreateUserRequest::builder().username(name).email(email).password("password123")
+        };
+        let mut items = Vec::new();
+        for (name, email) in [
+            (format!("ct_{u}_e"), format!("ct_{u}_e@example.com")),
+            (a_name.to_owned(), format!("ct_{u}_f@example.com")),
+            (format!("ct_{u}_g"), format!("ct_{u}_e@example.com")),
+            (format!("ct_{u}_h"), format!("ct_{u}_h@example.com")),
+        ] {
+            match types::CreateUserRequest::try_from(item(&name, &email)) {
+                Ok(i) => items.push(i),
+                Err(e) => {
+                    self.report.skip("batchCreateUsers", "partial failure".into(), format!("bad item: {e}"));
+                    return;
+                }
+            }
+        }
+        let want = Want::new("batchCreateUsers", 200)
+            .field("/data/results/0/index", json!(0))
+            .field("/data/results/0/user/username", json!(format!("ct_{u}_e")))
+            .field("/data/results/1/error/code", json!(1004))
+            .field("/data/results/1/error/data/field", json!("username"))
+            .field("/data/results/2/error/code", json!(1004))
+            .field("/data/results/2/error/data/field", json!("email"))
+            .field("/data/results/3/user/username", json!(format!("ct_{u}_h")));
+        let r = self.api.batch_create_users().body(types::BatchCreateUsersRequest::builder().users(items)).send().await;
+        self.typed("creates items 0 and 3; 1 and 2 conflict (with A, with item 0)", want, r);
+
+        let tasks = vec![self.email_task(), self.email_task().priority(types::EmailTaskRequestPriority::Critical)];
+        let mut built = Vec::new();
+        for t in tasks {
+            match types::EmailTaskRequest::try_from(t) {
+                Ok(t) => built.push(t),
+                Err(e) => {
+                    self.report.skip("submitEmailTaskBatch", "two tasks".into(), format!("bad task: {e}"));
+                    return;
+                }
+            }
+        }
+        let want = Want::new("submitEmailTaskBatch", 200)
+            .field("/data/tasks/0/queue", json!("low"))
+            .field("/data/tasks/1/queue", json!("critical"));
+        let r =
+            self.api.submit_email_task_batch().body(types::EmailTaskBatchRequest::builder().tasks(built)).send().await;
+        self.typed("enqueues two tasks in order", want, r);
     }
 
     fn email_task(&self) -> types::builder::EmailTaskRequest {
@@ -741,6 +858,23 @@ impl Run<'_> {
         self.typed("PostgreSQL stopped", internal("updateUser"), r);
         let r = self.api.delete_user().id(id).send().await;
         self.typed("PostgreSQL stopped", internal("deleteUser"), r);
+        let r = self
+            .api
+            .batch_get_users()
+            .body(types::BatchGetUsersRequest::builder().ids(vec![std::num::NonZeroU64::MIN]))
+            .send()
+            .await;
+        self.typed("PostgreSQL stopped", internal("batchGetUsers"), r);
+        let items: Vec<_> = types::CreateUserRequest::try_from(
+            types::CreateUserRequest::builder()
+                .username(name.clone() + "b")
+                .email(format!("{name}b@example.com"))
+                .password("password123"),
+        )
+        .into_iter()
+        .collect();
+        let r = self.api.batch_create_users().body(types::BatchCreateUsersRequest::builder().users(items)).send().await;
+        self.typed("PostgreSQL stopped", internal("batchCreateUsers"), r);
         if let Err(e) = blocking(|| h.start_postgres()) {
             self.harness_failed("healthCheck", "start PostgreSQL again", &e);
             return;
@@ -761,6 +895,10 @@ impl Run<'_> {
         self.typed("Redis stopped", internal("submitEmailTask"), r);
         let r = self.api.submit_sync_task().body(self.sync_task()).send().await;
         self.typed("Redis stopped", internal("submitSyncTask"), r);
+        let tasks: Vec<_> = types::EmailTaskRequest::try_from(self.email_task()).into_iter().collect();
+        let r =
+            self.api.submit_email_task_batch().body(types::EmailTaskBatchRequest::builder().tasks(tasks)).send().await;
+        self.typed("Redis stopped", internal("submitEmailTaskBatch"), r);
         let r = self.api.get_task().task_id(self.email_task.unwrap_or_else(uuid::Uuid::new_v4)).send().await;
         self.typed("Redis stopped", internal("getTask"), r);
         if let Err(e) = blocking(|| h.start_redis()) {
