@@ -16,9 +16,9 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
-use bb8_redis::RedisConnectionManager;
-use redis::aio::MultiplexedConnection;
 use serde_json::json;
+use spec_server::redis_pool::RedisConn;
+use spec_server::redis_pool::{RedisManager, RedisPool};
 use spec_server::{
     devsvc::PrivateRedis,
     queue::{FnHandler, Handler, Leased, NewTask, Priority, Queue, QueueConfig, TaskError, Worker, WorkerConfig},
@@ -32,7 +32,7 @@ const CRITICAL: usize = 500;
 /// Between two critical submissions: spread over a second, well within the backlog's drain.
 const CRITICAL_EVERY: Duration = Duration::from_millis(2);
 
-type Pool = bb8::Pool<RedisConnectionManager>;
+type Pool = RedisPool;
 
 fn main() -> Result<()> {
     // `cargo bench` passes `--bench`; there is nothing to choose.
@@ -56,7 +56,7 @@ fn emit(name: &str, value: f64, unit: &str, baseline: f64) {
 }
 
 async fn run(url: &str) -> Result<()> {
-    let manager = RedisConnectionManager::new(url)?;
+    let manager = RedisManager::new(url)?;
     let pool: Pool = bb8::Pool::builder().max_size(CLIENTS as u32).build(manager).await?;
     let started = Instant::now();
 
@@ -102,7 +102,7 @@ async fn run(url: &str) -> Result<()> {
 /// Runs `f(connection, n / CLIENTS)` on `CLIENTS` dedicated connections at once; ops/s for `n`.
 async fn per_connection<F, Fut>(pool: &Pool, n: usize, f: F) -> Result<f64>
 where
-    F: Fn(MultiplexedConnection, usize) -> Fut,
+    F: Fn(RedisConn, usize) -> Fut,
     Fut: Future<Output = redis::RedisResult<()>> + Send + 'static,
 {
     let mut conns = Vec::with_capacity(CLIENTS);

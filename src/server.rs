@@ -5,7 +5,7 @@ use std::{future::Future, sync::Arc, time::Instant};
 
 use anyhow::{Context, Result};
 use api_server::{ErrorCode, rt};
-use bb8_redis::{RedisConnectionManager, redis};
+use bb8_redis::redis;
 use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response, http::HeaderValue};
 use tokio::net::TcpListener;
 use tracing::Instrument;
@@ -18,6 +18,7 @@ use crate::{
     http::App,
     listener,
     queue::Queue,
+    redis_pool::{RedisManager, RedisPool},
 };
 
 /// The URLs in use, and the private instances behind them when none were
@@ -74,9 +75,9 @@ impl Backends {
 /// saturated request pool is not reported as a dependency that is down.
 pub struct Pools {
     pub pg: db::Pool,
-    pub redis: bb8::Pool<RedisConnectionManager>,
+    pub redis: RedisPool,
     health_pg: db::Pool,
-    health_redis: bb8::Pool<RedisConnectionManager>,
+    health_redis: RedisPool,
     /// For the connections a pool cannot lend: the token revocation subscription.
     redis_url: String,
 }
@@ -86,7 +87,7 @@ impl Pools {
     /// server starts (and `/health` reports) even with a dependency down.
     pub fn new(cfg: &Config, b: &Backends) -> Result<Pools> {
         let pg = db::pool(&b.database_url, cfg.pg_pool_max, cfg.pg_acquire_timeout(), cfg.pg_statement_timeout())?;
-        let manager = RedisConnectionManager::new(b.redis_url.as_str()).context("parsing REDIS_URL")?;
+        let manager = RedisManager::new(b.redis_url.as_str()).context("parsing REDIS_URL")?;
         let redis = bb8::Pool::builder()
             .max_size(cfg.redis_pool_max)
             .connection_timeout(cfg.pg_acquire_timeout())
@@ -222,7 +223,7 @@ async fn access_log<E: Endpoint<Output = Response>>(next: Arc<E>, req: Request) 
         .header("x-request-id")
         .filter(|v| v.len() <= 128)
         .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        .unwrap_or_else(|| crate::new_uuid().to_string());
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let span = tracing::info_span!("request", request_id = %request_id);

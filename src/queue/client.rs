@@ -116,7 +116,7 @@ impl Queue {
             return Err(QueueError::Invalid("task kind is empty"));
         }
         let cfg = &self.inner.cfg;
-        let id = Uuid::new_v4();
+        let id = crate::new_uuid();
         let data = serde_json::to_string(&Data { kind: task.kind.clone(), payload: task.payload })
             .map_err(|e| QueueError::Encode(Arc::new(e)))?;
         let item = EnqueueItem {
@@ -156,7 +156,7 @@ impl Queue {
         }
         let cfg = &self.inner.cfg;
         let orders = priority_orders(cfg.mode, n);
-        let token_base = Uuid::new_v4().simple().to_string();
+        let token_base = crate::new_uuid().simple().to_string();
         let mut inv = SCRIPTS.dequeue.prepare_invoke();
         // The token base names the call: repeated after a lost reply, the
         // script returns what the first try leased.

@@ -4,7 +4,7 @@
 //!
 //! # API
 //! - [`Queue::new`]`(backend, QueueConfig)`: a cloneable handle. `backend` is a
-//!   `bb8::Pool<RedisConnectionManager>` or [`Backend::cluster`]`(client)`.
+//!   `redis_pool::RedisPool` or [`Backend::cluster`]`(client)`.
 //! - [`Queue::enqueue`]`(NewTask) -> Enqueued { id, duplicate_of, duplicate_differs }`: concurrent
 //!   calls are coalesced into one script call by a background batcher.
 //! - [`Queue::dequeue`]`(n) -> Vec<Leased>`: leases up to `n` tasks, each with a
@@ -60,9 +60,11 @@
 //! confirmed started), `call:<token>` (what one dequeue call leased, kept a
 //! lease length). Run Redis with
 //! `maxmemory-policy noeviction` and AOF (`appendfsync everysec` or `always`).
-//! Keep bb8's default `test_on_check_out(true)` on the pool: bb8-redis never
-//! reports a connection broken, so the checkout PING is what replaces
-//! connections after a Redis restart.
+//! Build the pool over `redis_pool::RedisManager` and keep bb8's default
+//! `test_on_check_out(true)`: the manager drops a connection whose call failed
+//! in transit and `PING`s the others at their next checkout only after such a
+//! failure, which is what replaces connections after a Redis restart without
+//! a round trip per checkout.
 //!
 //! # Files
 //! `client.rs` (Queue), `worker.rs` (Worker, Handler), `eta.rs` (the wait

@@ -517,7 +517,7 @@ fn stall_server(s: &RedisServer, ms: u64) {
 /// The same queue over a pool that sends calls without a PING first, so a
 /// call goes out on a connection even while the server is stalled.
 async fn eager_twin(s: &RedisServer, q: &Queue) -> Queue {
-    let manager = bb8_redis::RedisConnectionManager::new(s.url()).expect("redis url");
+    let manager = crate::redis_pool::RedisManager::new(s.url()).expect("redis url");
     let pool = bb8::Pool::builder().max_size(1).test_on_check_out(false).build(manager).await.expect("pool");
     let twin = Queue::new(pool, q.config().clone());
     twin.stats().await.expect("connection open, scripts loaded");
