@@ -75,16 +75,10 @@ impl App {
         if enqueued.duplicate_differs {
             return Err(ErrorCode::IdempotencyKeyReused.problem());
         }
-        let estimated_time = match self.queue.stats().await {
-            Ok(stats) => {
-                let rate = self.throughput.observe(stats.total_completed);
-                Some(describe(eta::wait(&stats, priority, rate)))
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "queue stats unavailable for the estimate");
-                None
-            }
-        };
+        // The enqueue call itself read the backlog: no second round trip.
+        let backlog = &enqueued.backlog;
+        let rate = self.throughput.observe(backlog.total_completed);
+        let estimated_time = Some(describe(eta::wait(backlog, priority, rate)));
         Ok(TaskResponse {
             task_id: enqueued.duplicate_of.unwrap_or(enqueued.id),
             queue: api_priority(priority),
@@ -193,12 +187,12 @@ mod tests {
             active,
             ..Stats::default()
         };
-        let d = |s, rate| describe(eta::wait(&s, Priority::Default, rate));
+        let d = |s: Stats, rate| describe(eta::wait(&s.backlog(), Priority::Default, rate));
         assert_eq!(d(stats(1, 0), 0.0), "immediately");
         assert_eq!(d(stats(31, 0), 10.0), "within 3 seconds");
         assert_eq!(d(stats(3000, 1), 10.0), "within 5 minutes");
         assert!(d(stats(5, 1), 0.0).contains("5 queued tasks"));
         // Only the same and higher priorities are ahead.
-        assert_eq!(describe(eta::wait(&stats(100, 0), Priority::Critical, 10.0)), "immediately");
+        assert_eq!(describe(eta::wait(&stats(100, 0).backlog(), Priority::Critical, 10.0)), "immediately");
     }
 }

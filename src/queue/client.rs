@@ -16,7 +16,8 @@ use super::config::{FakeClock, PriorityMode, QueueConfig, RetryPolicy};
 use super::error::{QueueError, Result};
 use super::scripts::{Keys, SCRIPTS};
 use super::task::{
-    Data, Enqueued, FailOutcome, Leased, Meta, NewTask, Priority, Stats, TaskRecord, ms_to_time, parse_priority_name,
+    Backlog, Data, Enqueued, FailOutcome, Leased, Meta, NewTask, Priority, Stats, TaskRecord, ms_to_time,
+    parse_priority_name,
 };
 
 /// Most delayed/retry tasks promoted per dequeue call, and most records a
@@ -38,7 +39,7 @@ struct Inner {
     backend: Backend,
     cfg: QueueConfig,
     keys: Keys,
-    enqueue: Batcher<EnqueueItem, Option<String>>,
+    enqueue: Batcher<EnqueueItem, (Option<String>, Backlog)>,
     ack: Batcher<AckItem, bool>,
 }
 
@@ -130,7 +131,7 @@ impl Queue {
             run_at: task.run_at.map(|t| t.timestamp_millis()).unwrap_or(0),
             delay_ms: task.run_after.map(ms).unwrap_or(0),
         };
-        let dup = self.inner.enqueue.submit(item).await?;
+        let (dup, backlog) = self.inner.enqueue.submit(item).await?;
         let (duplicate_of, duplicate_differs) = match dup {
             None => (None, false),
             Some(s) => {
@@ -141,7 +142,7 @@ impl Queue {
                 (Some(Uuid::parse_str(holder).map_err(|e| bad("enqueue", e))?), differs)
             }
         };
-        Ok(Enqueued { id, duplicate_of, duplicate_differs })
+        Ok(Enqueued { id, duplicate_of, duplicate_differs, backlog })
     }
 
     /// Leases up to `n` (at most `MAX_DEQUEUE`) ready tasks, after
@@ -441,7 +442,7 @@ async fn run_enqueue(
     unique_ttl_ms: u64,
     wake_cap: usize,
     items: Vec<EnqueueItem>,
-) -> Result<Vec<Option<String>>> {
+) -> Result<Vec<(Option<String>, Backlog)>> {
     let mut inv = SCRIPTS.enqueue.prepare_invoke();
     inv.key(&keys.all).arg(now_arg(clock)).arg(items.len()).arg(unique_ttl_ms).arg(wake_cap);
     for it in &items {
@@ -455,8 +456,20 @@ async fn run_enqueue(
             .arg(it.delay_ms)
             .arg(&it.kind);
     }
-    let out: Vec<String> = backend.invoke(&inv).await?;
-    Ok(out.into_iter().map(|s| if s.is_empty() { None } else { Some(s) }).collect())
+    let out: Vec<Value> = backend.invoke(&inv).await?;
+    let n = items.len();
+    if out.len() != n + 5 {
+        return Err(bad("enqueue", format!("{} fields for {n} tasks", out.len())));
+    }
+    let count = |i: usize| -> Result<u64> { field(&out[n + i], "enqueue") };
+    let backlog = Backlog { pending: [count(0)?, count(1)?, count(2)?], active: count(3)?, total_completed: count(4)? };
+    out[..n]
+        .iter()
+        .map(|v| {
+            let s: String = field(v, "enqueue")?;
+            Ok((if s.is_empty() { None } else { Some(s) }, backlog))
+        })
+        .collect()
 }
 
 async fn run_ack(

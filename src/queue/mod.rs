@@ -5,8 +5,9 @@
 //! # API
 //! - [`Queue::new`]`(backend, QueueConfig)`: a cloneable handle. `backend` is a
 //!   `redis_pool::RedisPool` or [`Backend::cluster`]`(client)`.
-//! - [`Queue::enqueue`]`(NewTask) -> Enqueued { id, duplicate_of, duplicate_differs }`: concurrent
-//!   calls are coalesced into one script call by a background batcher.
+//! - [`Queue::enqueue`]`(NewTask) -> Enqueued { id, duplicate_of, duplicate_differs, backlog }`:
+//!   concurrent calls are coalesced into one script call by a background batcher, which also
+//!   reads the queue's depth (`Backlog`) for wait estimates.
 //! - [`Queue::dequeue`]`(n) -> Vec<Leased>`: leases up to `n` tasks, each with a
 //!   random token; [`Queue::started`] confirms a handler is about to run them;
 //!   [`Queue::extend`] / [`Queue::ack`] / [`Queue::fail`] /
@@ -90,5 +91,5 @@ pub use backend::{Backend, ping};
 pub use client::{JanitorReport, MAX_DEQUEUE, Queue};
 pub use config::{FakeClock, PriorityMode, QueueConfig, RetryPolicy};
 pub use error::{QueueError, Result};
-pub use task::{AttemptError, Enqueued, FailOutcome, Leased, NewTask, Priority, Stats, TaskRecord, TaskState};
+pub use task::{AttemptError, Backlog, Enqueued, FailOutcome, Leased, NewTask, Priority, Stats, TaskRecord, TaskState};
 pub use worker::{FnHandler, Handler, HandlerFuture, TaskError, Worker, WorkerConfig};
