@@ -472,6 +472,10 @@ async fn main() -> Result<()> {
         }
     }
     drop((pg, redis));
+    // `BENCH_KEEP=1` keeps the server logs and callgrind files (for `callgrind_annotate`).
+    if std::env::var_os("BENCH_KEEP").is_some() {
+        eprintln!("kept {}", dir.keep().display());
+    }
     Ok(())
 }
 

@@ -141,7 +141,9 @@ async fn enqueue_all(queue: &Queue, n: usize, priority: Priority, kind: &'static
 
 fn start_worker(queue: &Queue, handler: Arc<dyn Handler>) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
     let (tx, rx) = oneshot::channel::<()>();
-    let wc = WorkerConfig { concurrency: 50, ..WorkerConfig::default() };
+    // `BENCH_WORKER_LANES` overrides the worker's own choice of dequeue loops, to compare.
+    let lanes = std::env::var("BENCH_WORKER_LANES").ok().and_then(|v| v.parse().ok());
+    let wc = WorkerConfig { concurrency: 50, lanes, ..WorkerConfig::default() };
     let worker = tokio::spawn(Worker::run(queue.clone(), handler, wc, async {
         let _ = rx.await;
     }));

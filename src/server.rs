@@ -219,23 +219,30 @@ static HEALTH_PATH: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| format!("{}/health", api_server::BASE_PATH));
 
 async fn access_log<E: Endpoint<Output = Response>>(next: Arc<E>, req: Request) -> poem::Result<Response> {
-    let request_id = req
-        .header("x-request-id")
-        .filter(|v| v.len() <= 128)
-        .map(str::to_owned)
-        .unwrap_or_else(|| crate::new_uuid().to_string());
+    // Kept as the header value it is echoed as: the client's is shared, not copied.
+    let request_id = match req.headers().get("x-request-id") {
+        Some(v) if v.len() <= 128 && v.to_str().is_ok() => v.clone(),
+        _ => new_request_id(),
+    };
+    let span = tracing::info_span!("request", request_id = %request_id.to_str().unwrap_or_default());
+    // Both are shared with the request (a method and a refcounted URI), not copied.
     let method = req.method().clone();
-    let path = req.uri().path().to_owned();
-    let span = tracing::info_span!("request", request_id = %request_id);
+    let uri = req.uri().clone();
     let start = Instant::now();
     let mut resp = next.get_response(req).instrument(span.clone()).await.into_response();
     let status = resp.status().as_u16();
     let latency_ms = start.elapsed().as_secs_f64() * 1000.0;
-    span.in_scope(|| tracing::info!(%method, %path, status, latency_ms, "access"));
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
-        resp.headers_mut().insert("x-request-id", v);
-    }
+    span.in_scope(|| tracing::info!(%method, path = %uri.path(), status, latency_ms, "access"));
+    resp.headers_mut().insert("x-request-id", request_id);
     Ok(resp)
+}
+
+/// A fresh request id, formatted on the stack.
+fn new_request_id() -> HeaderValue {
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let id = crate::new_uuid().hyphenated().encode_lower(&mut buf);
+    // Hex digits and hyphens are always a valid header value.
+    HeaderValue::from_str(id).unwrap_or(HeaderValue::from_static("-"))
 }
 
 /// A bound listener, so callers (and tests, with port 0) know the address

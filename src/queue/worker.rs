@@ -89,7 +89,7 @@ pub struct WorkerConfig {
 }
 
 /// Slots per dequeue loop when `WorkerConfig::lanes` is unset.
-const SLOTS_PER_LANE: usize = 12;
+const SLOTS_PER_LANE: usize = 25;
 /// Most dequeue loops when `WorkerConfig::lanes` is unset.
 const MAX_LANES: usize = 4;
 
@@ -109,9 +109,10 @@ impl Default for WorkerConfig {
 /// Most tasks leased by one dequeue call.
 const WORKER_BATCH: usize = 256;
 
-/// Longest a free slot waits for others to free up before the worker dequeues for it alone:
-/// tasks finishing together (one batched ack reply wakes many) then share one dequeue and one
-/// `started` call instead of paying two round trips each. A slot idles at most this long.
+/// Longest a free slot waits for the lane's other slots to free up before the lane dequeues
+/// for the free ones: tasks finishing together (one batched ack reply wakes many) then share
+/// one dequeue and one `started` call instead of paying two round trips each (a script call
+/// costs Redis several times what one more task in it does). A slot idles at most this long.
 const GATHER: Duration = Duration::from_millis(1);
 
 /// Exponential backoff for reconnecting after Redis errors.
@@ -233,7 +234,7 @@ impl Lane {
                 () = tokio::time::sleep_until(next_maintenance) => continue,
             };
             // Gather the slots of tasks finishing at about the same moment, so
-            // they share one dequeue: until half of all slots are free, or `GATHER`.
+            // they share one dequeue: until all of the lane's slots are free, or `GATHER`.
             let mut permits = vec![first];
             let max = WORKER_BATCH.min(concurrency);
             let gather_until = Instant::now() + GATHER;
@@ -245,7 +246,7 @@ impl Lane {
                         Err(_) => break,
                     }
                 }
-                if permits.len() >= max || permits.len() * 2 >= concurrency {
+                if permits.len() >= max {
                     break;
                 }
                 tokio::select! {
