@@ -20,10 +20,11 @@ mod common;
 use std::{sync::Arc, time::Duration};
 
 use anyhow::{Context, Result};
-use bb8_redis::{RedisConnectionManager, redis};
+use bb8_redis::redis;
 use common::{BenchServer, RUN, emit, get, load, pct, post};
 use serde_json::json;
 use spec_server::queue::{FnHandler, Handler, Leased, NewTask, Queue, QueueConfig, TaskError, Worker, WorkerConfig};
+use spec_server::redis_pool::RedisManager;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -161,7 +162,7 @@ async fn used_memory(conn: &mut redis::aio::MultiplexedConnection) -> Result<f64
 
 async fn redis_memory(url: &str) -> Result<()> {
     eprintln!("queue flat out for {MEMORY_RUN:?} with {RETENTION:?} retention, sampling Redis memory…");
-    let manager = RedisConnectionManager::new(url)?;
+    let manager = RedisManager::new(url)?;
     let pool = bb8::Pool::builder().max_size(64).build(manager).await?;
     let mut cfg = QueueConfig::new("abuse");
     cfg.completed_retention = RETENTION;

@@ -1,24 +1,161 @@
-//! `cargo xtask bench http`: throughput and latency of getUserById,
-//! listUsers and createUser at 64 and 256 concurrent connections, against
-//! `pgbench -S -M prepared` on the same private PostgreSQL in the same run.
-//! One JSON object per measurement on stdout; progress on stderr.
+//! `cargo xtask bench http [-- --baseline-bin PATH] [--soak] [--no-callgrind]`: the two hot
+//! paths, getUserById (one indexed SELECT) and submitEmailTask (one queue script), through the
+//! real `spec-server serve` binary with its default logging, measured with `wrk -t2` at 64 and
+//! 256 connections beside `pgbench -S -M prepared` and a raw Redis `EVALSHA` (redis-benchmark),
+//! all in one run on one private PostgreSQL and Redis. The machine is shared, so only figures
+//! of one run compare; instructions per request (callgrind) compare across runs too.
+//!
+//! Printed, one JSON object per line (`name`, `value`, `unit`, `baseline`, `ratio`):
+//! - `pgbench.select_only.c64`, `redis.evalsha.c64|c256`: the baselines;
+//! - `<server>.<op>.c64|c256.throughput|p50|p99`: req/s (ratio vs pgbench for getUserById and
+//!   vs EVALSHA for submitEmailTask) and latency in ms; `<server>` is `new`, or `old` for the
+//!   `--baseline-bin` binary, whose figures are also printed as the baseline of `new.*.vs_old`;
+//! - `<server>.<op>.instructions`: instructions per request under callgrind (the difference of
+//!   two runs of different lengths, so start-up cancels out);
+//! - `<server>.rss.idle|load_c256`: the server's resident memory in MB, before any load and the
+//!   most seen while 256 connections run getUserById; with `--soak`, `new.rss.soak.t<N>s` every
+//!   10 s of a 60 s 256-connection run and `new.rss.soak.growth_from_10s|20s` (the last sample
+//!   minus the one at 10 s or 20 s, once the first connections' buffers are allocated).
 
 mod common;
 
-use anyhow::{Context, Result, bail};
-use common::{BenchServer, RUN, Sample, emit, get, load, pct, post};
-use serde_json::json;
-use spec_server::devsvc::{self, Launch, PrivatePostgres};
+use std::{
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
 
-/// The request path allocates a lot of small, short-lived objects (parsing, JSON, futures);
-/// mimalloc handles that pattern with less time in the allocator than glibc's malloc.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+use anyhow::{Context, Result, bail};
+use common::{emit, get, post, roundtrip};
+use nix::sys::signal::Signal;
+use spec_server::{
+    config::Config,
+    db::{tokens, users},
+    devsvc::{self, Launch, Launched, PrivatePostgres, PrivateRedis, Ready},
+    server::{Backends, Pools},
+};
 
 const SEED_USERS: i64 = 2000;
+/// Each wrk measurement, after a warm-up of its own.
+const WRK_RUN: &str = "5s";
+const WRK_WARMUP: &str = "1s";
+const SOAK: Duration = Duration::from_secs(60);
+/// Requests of the short and the long callgrind run; their difference is what is divided.
+const CALLGRIND_RUNS: (usize, usize) = (400, 2400);
+const CALLGRIND_CONNS: usize = 16;
+const EMAIL_BODY: &str =
+    r#"{"to":"someone@example.com","subject":"Hello","body":"A short message.","priority":"default"}"#;
 
-/// `pgbench -S -M prepared` TPS at `clients` on the same server.
-fn pgbench(pg: &PrivatePostgres, clients: usize) -> Result<(f64, f64)> {
+struct Options {
+    baseline_bin: Option<PathBuf>,
+    soak: bool,
+    callgrind: bool,
+}
+
+fn options() -> Result<Options> {
+    let mut o = Options { baseline_bin: None, soak: false, callgrind: true };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            // `cargo bench` passes `--bench`.
+            "--bench" => {}
+            "--soak" => o.soak = true,
+            "--no-callgrind" => o.callgrind = false,
+            "--baseline-bin" => o.baseline_bin = Some(args.next().context("--baseline-bin needs a path")?.into()),
+            other => bail!("unknown argument {other:?} (expected --baseline-bin PATH, --soak, --no-callgrind)"),
+        }
+    }
+    Ok(o)
+}
+
+/// The two operations measured, as wrk scripts and as raw requests.
+#[derive(Clone, Copy)]
+enum Op {
+    GetUser,
+    SubmitEmail,
+}
+
+impl Op {
+    fn name(self) -> &'static str {
+        match self {
+            Op::GetUser => "get_user_by_id",
+            Op::SubmitEmail => "submit_email_task",
+        }
+    }
+
+    /// A wrk script: getUserById walks the seeded ids; submitEmailTask sends one body.
+    fn wrk_script(self, token: &str) -> String {
+        match self {
+            Op::GetUser => format!(
+                "wrk.headers[\"token\"] = \"{token}\"\nlocal n = 0\nrequest = function()\n  n = n + 1\n  \
+                 return wrk.format(\"GET\", \"/api/v1/users/\" .. (1 + n % {SEED_USERS}))\nend\n"
+            ),
+            Op::SubmitEmail => format!(
+                "wrk.method = \"POST\"\nwrk.headers[\"token\"] = \"{token}\"\n\
+                 wrk.headers[\"content-type\"] = \"application/json\"\nwrk.body = [[{EMAIL_BODY}]]\n\
+                 wrk.path = \"/api/v1/tasks/email\"\n"
+            ),
+        }
+    }
+
+    fn request(self, i: usize, token: &str) -> Vec<u8> {
+        match self {
+            Op::GetUser => get(&format!("/api/v1/users/{}", 1 + i % SEED_USERS as usize), token),
+            Op::SubmitEmail => post("/api/v1/tasks/email", token, EMAIL_BODY),
+        }
+    }
+}
+
+/// What wrk reported.
+struct WrkResult {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    errors: u64,
+}
+
+fn wrk_path() -> Result<PathBuf> {
+    which("wrk").context("wrk is not installed: `apt-get update && apt-get install -y wrk`")
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?.to_str()?.split(':').map(|d| Path::new(d).join(program)).find(|p| p.is_file())
+}
+
+/// `12.34us`, `1.20ms`, `2.00s` → ms.
+fn wrk_ms(v: &str) -> Option<f64> {
+    let (num, scale) = if let Some(n) = v.strip_suffix("us") {
+        (n, 0.001)
+    } else if let Some(n) = v.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = v.strip_suffix('s') {
+        (n, 1000.0)
+    } else {
+        (v, 1.0)
+    };
+    num.parse::<f64>().ok().map(|x| x * scale)
+}
+
+fn run_wrk(port: u16, conns: usize, duration: &str, script: &Path) -> Result<WrkResult> {
+    let text = Launch::new(wrk_path()?)
+        .args(["-t2", "--latency", "-d", duration, "-s"])
+        .arg(script)
+        .arg(format!("-c{conns}"))
+        .arg(format!("http://127.0.0.1:{port}"))
+        .output()
+        .context("running wrk")?;
+    let line = |prefix: &str| text.lines().map(str::trim).find_map(|l| l.strip_prefix(prefix).map(str::trim));
+    let rps = line("Requests/sec:").and_then(|v| v.parse().ok()).with_context(|| format!("wrk printed:\n{text}"))?;
+    let p50 = line("50%").and_then(wrk_ms).context("wrk printed no p50")?;
+    let p99 = line("99%").and_then(wrk_ms).context("wrk printed no p99")?;
+    let non_2xx = line("Non-2xx or 3xx responses:").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let socket_errors: u64 = line("Socket errors:")
+        .map(|v| v.split(',').filter_map(|kv| kv.split_whitespace().last()?.parse::<u64>().ok()).sum())
+        .unwrap_or(0);
+    Ok(WrkResult { rps, p50_ms: p50, p99_ms: p99, errors: non_2xx + socket_errors })
+}
+
+/// `pgbench -S -M prepared` TPS at `clients`, on its own database of the same server.
+fn pgbench(pg: &PrivatePostgres, clients: usize) -> Result<f64> {
     let bin = devsvc::pg_bindir()?.join("pgbench");
     let url = devsvc::url_with_database(&pg.url(), "pgbench")?;
     let text = Launch::new(&bin)
@@ -28,92 +165,339 @@ fn pgbench(pg: &PrivatePostgres, clients: usize) -> Result<(f64, f64)> {
         .arg(&url)
         .output()
         .with_context(|| format!("running {}", bin.display()))?;
-    let field = |prefix: &str| {
-        text.lines()
-            .find_map(|l| l.trim().strip_prefix(prefix))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|v| v.parse::<f64>().ok())
-    };
-    let tps = field("tps = ").context("pgbench printed no tps")?;
-    let latency = field("latency average = ").unwrap_or(0.0);
-    Ok((tps, latency))
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("tps = "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .context("pgbench printed no tps")
 }
 
-fn report(
-    name: &str,
-    conns: usize,
-    s: &Sample,
-    baseline_tps: Option<f64>,
-    baseline_latency_ms: Option<f64>,
-) -> Result<()> {
-    if s.ok == 0 {
-        bail!("{name} at {conns} connections: no request succeeded ({} errors)", s.errors);
+/// A raw `EVALSHA` of a script shaped like one enqueue (HSET a record, RPUSH its id) through
+/// redis-benchmark at `clients`: what one Redis script call per request costs here.
+fn evalsha(redis: &PrivateRedis, clients: usize) -> Result<f64> {
+    let cli = |args: &[&str]| {
+        Launch::new("redis-cli")
+            .args(["-p", &redis.port().to_string()])
+            .args(args)
+            .output()
+            .context("running redis-cli")
+    };
+    let sha = cli(&[
+        "SCRIPT",
+        "LOAD",
+        "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) return redis.call('RPUSH', KEYS[2], ARGV[1])",
+    ])?;
+    let n = (clients * 1000).max(100_000).to_string();
+    let text = Launch::new("redis-benchmark")
+        .hint("redis-benchmark comes with redis-server: `apt-get install -y redis-server`")
+        .args(["-p", &redis.port().to_string(), "-c", &clients.to_string(), "-n", &n, "-r", "1000000", "--csv"])
+        .args(["EVALSHA", sha.trim(), "2", "{b}:data", "{b}:list", "__rand_int__", "payload"])
+        .output()
+        .context("running redis-benchmark")?;
+    cli(&["DEL", "{b}:data", "{b}:list"])?;
+    // `"EVALSHA …","12345.67",…` (newer versions add latency columns).
+    text.lines()
+        .filter(|l| l.starts_with("\"EVALSHA"))
+        .find_map(|l| l.split("\",\"").nth(1).and_then(|v| v.trim_matches('"').parse::<f64>().ok()))
+        .with_context(|| format!("redis-benchmark printed:\n{text}"))
+}
+
+/// Migrations, seeded users and a token, through the library (as `spec-server` would).
+async fn prepare(pg: &PrivatePostgres, redis: &PrivateRedis) -> Result<String> {
+    let mut cfg = Config::from_flags(&["--listen-addr", "127.0.0.1:0"])?;
+    cfg.database_url = Some(pg.url());
+    cfg.redis_url = Some(redis.url());
+    let backends =
+        Backends { database_url: pg.url(), redis_url: redis.url(), private_postgres: None, private_redis: None };
+    let pools = Pools::new(&cfg, &backends)?;
+    pools.migrate().await?;
+    for i in 0..SEED_USERS {
+        let new = users::NewUser {
+            username: format!("seed{i}"),
+            email: format!("seed{i}@example.com"),
+            password_hash: "x".into(),
+        };
+        users::user_create(&pools.pg, new).await?;
     }
-    let rps = s.ok as f64 / RUN.as_secs_f64();
-    emit(&format!("{name}.c{conns}.throughput"), rps, "req/s", baseline_tps);
-    emit(&format!("{name}.c{conns}.p50"), pct(&s.latencies_us, 0.50), "ms", baseline_latency_ms);
-    emit(&format!("{name}.c{conns}.p99"), pct(&s.latencies_us, 0.99), "ms", None);
-    for (kind, n) in &s.kinds {
-        eprintln!("  {n} × {kind}");
+    let (_, token) = tokens::token_issue(&pools.pg, "bench", None).await?;
+    Ok(token)
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// One `spec-server serve` (optionally under callgrind) on the shared databases.
+struct Server {
+    proc: Launched,
+    port: u16,
+}
+
+fn start_server(
+    bin: &Path,
+    label: &str,
+    pg: &PrivatePostgres,
+    redis: &PrivateRedis,
+    dir: &Path,
+    callgrind_out: Option<&Path>,
+) -> Result<Server> {
+    let port = free_port()?;
+    let launch = match callgrind_out {
+        Some(out) => Launch::new("valgrind")
+            .hint("valgrind is not installed: `apt-get install -y valgrind`, or pass --no-callgrind")
+            .arg("--tool=callgrind")
+            .arg(format!("--callgrind-out-file={}", out.display()))
+            .arg(bin),
+        None => Launch::new(bin),
+    };
+    let mut proc = launch
+        .named(format!("{label} spec-server serve"))
+        .arg("serve")
+        .env("DATABASE_URL", pg.url())
+        .env("REDIS_URL", redis.url())
+        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .env("REDIS_ALLOW_VOLATILE", "true")
+        .env("LOG", "info")
+        .log_to(dir.join(format!("{label}.log")))
+        .spawn()?;
+    let wait = if callgrind_out.is_some() { Duration::from_secs(180) } else { Duration::from_secs(60) };
+    proc.wait_ready(Ready::Port(port), wait)?;
+    Ok(Server { proc, port })
+}
+
+impl Server {
+    fn stop(mut self) -> Result<()> {
+        self.proc.stop(Signal::SIGTERM, Duration::from_secs(60))?;
+        Ok(())
     }
-    if s.errors > 0 {
-        emit(&format!("{name}.c{conns}.errors"), s.errors as f64, "count", None);
+
+    /// Resident memory (VmRSS) in MB.
+    fn rss_mb(&self) -> Result<f64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.proc.pid()))?;
+        let kb: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .context("no VmRSS")?;
+        Ok(kb / 1024.0)
     }
+}
+
+/// `total` requests of `op` over `CALLGRIND_CONNS` keep-alive connections; fails on any non-200.
+async fn drive(port: u16, op: Op, token: &str, total: usize) -> Result<()> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in 0..CALLGRIND_CONNS {
+        let token = token.to_owned();
+        tasks.spawn(async move {
+            let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+            stream.set_nodelay(true)?;
+            let mut buf = Vec::with_capacity(16 * 1024);
+            for i in (c..total).step_by(CALLGRIND_CONNS) {
+                let status = roundtrip(&mut stream, &op.request(i, &token), &mut buf).await?;
+                if status != 200 {
+                    bail!("{} answered {status}", op.name());
+                }
+            }
+            anyhow::Ok(())
+        });
+    }
+    for r in tasks.join_all().await {
+        r?;
+    }
+    Ok(())
+}
+
+/// Total instructions (`summary:` or `totals:`) of a callgrind output file.
+fn callgrind_total(path: &Path) -> Result<f64> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("summary:").or_else(|| l.strip_prefix("totals:")))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .with_context(|| format!("{} has no summary line", path.display()))
+}
+
+/// Instructions per request of `op`: two callgrind runs of the server, the long one minus the
+/// short one over the difference in requests, so start-up and shutdown cancel out.
+async fn instructions(
+    bin: &Path,
+    label: &str,
+    op: Op,
+    token: &str,
+    (pg, redis): (&PrivatePostgres, &PrivateRedis),
+    dir: &Path,
+) -> Result<f64> {
+    let mut totals = Vec::new();
+    for n in [CALLGRIND_RUNS.0, CALLGRIND_RUNS.1] {
+        let out = dir.join(format!("callgrind.{label}.{}.{n}", op.name()));
+        let server = start_server(bin, &format!("{label}-callgrind"), pg, redis, dir, Some(&out))?;
+        // The first requests load the token cache and prepare statements: counted in both runs.
+        drive(server.port, op, token, CALLGRIND_CONNS).await?;
+        drive(server.port, op, token, n).await?;
+        server.stop()?;
+        totals.push(callgrind_total(&out)?);
+    }
+    Ok((totals[1] - totals[0]) / (CALLGRIND_RUNS.1 - CALLGRIND_RUNS.0) as f64)
+}
+
+/// Empties Redis between runs: the tasks one run queued (no worker runs here) would otherwise
+/// make every later run's Redis bigger than the first's.
+fn flush_redis(redis: &PrivateRedis) -> Result<()> {
+    Launch::new("redis-cli").args(["-p", &redis.port().to_string(), "FLUSHALL"]).output()?;
     Ok(())
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let BenchServer { addr, token, pools, pg, redis } = BenchServer::start(SEED_USERS).await?;
+    let opts = options()?;
+    let wrk = wrk_path()?;
+    eprintln!("wrk: {}", wrk.display());
+    let dir = tempfile::tempdir()?;
+    eprintln!("starting private PostgreSQL and Redis… (logs and scripts in {})", dir.path().display());
+    let pg = tokio::task::spawn_blocking(PrivatePostgres::start).await??;
+    let redis = tokio::task::spawn_blocking(PrivateRedis::start).await??;
+    let token = prepare(&pg, &redis).await?;
 
     // pgbench's own database, initialised at scale 10.
     let bindir = devsvc::pg_bindir()?;
     let admin = devsvc::url_with_database(&pg.url(), "postgres")?;
-    Launch::new(bindir.join("psql"))
-        .arg(&admin)
-        .args(["-qc", "CREATE DATABASE pgbench"])
-        .output()
-        .context("creating the pgbench database")?;
+    Launch::new(bindir.join("psql")).arg(&admin).args(["-qc", "CREATE DATABASE pgbench"]).output()?;
     Launch::new(bindir.join("pgbench"))
         .named("pgbench -i")
         .args(["-i", "-q", "-s", "10"])
         .arg(devsvc::url_with_database(&pg.url(), "pgbench")?)
-        .output()
-        .context("initialising the pgbench database")?;
+        .output()?;
 
-    let quick = std::env::var_os("BENCH_QUICK").is_some();
-    for conns in if quick { vec![64usize] } else { vec![64usize, 256] } {
-        eprintln!("pgbench -S -M prepared -c {conns}…");
-        let (tps, pg_latency) = pgbench(&pg, conns)?;
-        emit(&format!("pgbench.select_only.c{conns}"), tps, "tps", None);
-
-        eprintln!("getUserById at {conns} connections…");
-        let t = token.clone();
-        let s =
-            load(addr, conns, 200, move |i| get(&format!("/api/v1/users/{}", 1 + (i as i64 % SEED_USERS)), &t)).await?;
-        report("http.get_user_by_id", conns, &s, Some(tps), Some(pg_latency))?;
-
-        if quick {
-            continue;
-        }
-        eprintln!("listUsers at {conns} connections…");
-        let t = token.clone();
-        let s = load(addr, conns, 200, move |i| get(&format!("/api/v1/users?page={}&page_size=20", 1 + i % 50), &t))
-            .await?;
-        report("http.list_users", conns, &s, Some(tps), Some(pg_latency))?;
-
-        eprintln!("createUser at {conns} connections (argon2id-bound)…");
-        let t = token.clone();
-        let s = load(addr, conns, 200, move |i| {
-            let body = json!({
-                "username": format!("new{conns}_{i}"), "email": format!("new{conns}_{i}@example.com"), "password": "password123"
-            });
-            post("/api/v1/users", &t, &body.to_string())
-        })
-        .await?;
-        report("http.create_user", conns, &s, Some(tps), Some(pg_latency))?;
+    let new_bin = PathBuf::from(env!("CARGO_BIN_EXE_spec-server"));
+    let mut servers: Vec<(&str, PathBuf)> = vec![("new", new_bin.clone())];
+    if let Some(old) = &opts.baseline_bin {
+        servers.push(("old", old.clone()));
     }
-    drop(pools);
+    let scripts: Vec<(Op, PathBuf)> = [Op::GetUser, Op::SubmitEmail]
+        .into_iter()
+        .map(|op| {
+            let path = dir.path().join(format!("{}.lua", op.name()));
+            std::fs::write(&path, op.wrk_script(&token)).map(|()| (op, path))
+        })
+        .collect::<Result<_, _>>()?;
+
+    let started = Instant::now();
+    for conns in [64usize, 256] {
+        eprintln!("baselines at {conns} connections…");
+        let pg_tps = if conns == 64 { Some(pgbench(&pg, conns)?) } else { None };
+        if let Some(tps) = pg_tps {
+            emit(&format!("pgbench.select_only.c{conns}"), tps, "tps", None);
+        }
+        let eval = evalsha(&redis, conns)?;
+        emit(&format!("redis.evalsha.c{conns}"), eval, "calls/s", None);
+
+        for (op, script) in &scripts {
+            let baseline = match op {
+                Op::GetUser => pg_tps,
+                Op::SubmitEmail => Some(eval),
+            };
+            let mut rates = Vec::new();
+            // Back to back within one connection count, so drift in the machine's load hits
+            // both, and in the other order at 256 connections, so neither always goes first.
+            let order: Vec<&(&str, PathBuf)> =
+                if conns == 256 { servers.iter().rev().collect() } else { servers.iter().collect() };
+            for (label, bin) in order {
+                flush_redis(&redis)?;
+                let server = start_server(bin, label, &pg, &redis, dir.path(), None)?;
+                let idle = server.rss_mb()?;
+                run_wrk(server.port, conns, WRK_WARMUP, script)?;
+                let (result, peak) = std::thread::scope(|s| {
+                    let sampler = s.spawn(|| peak_rss_while(&server, Duration::from_secs(6)));
+                    let r = run_wrk(server.port, conns, WRK_RUN, script);
+                    (r, sampler.join().ok().and_then(Result::ok))
+                });
+                let r = result?;
+                server.stop()?;
+                let name = format!("{label}.{}.c{conns}", op.name());
+                emit(&format!("{name}.throughput"), r.rps, "req/s", baseline);
+                emit(&format!("{name}.p50"), r.p50_ms, "ms", None);
+                emit(&format!("{name}.p99"), r.p99_ms, "ms", None);
+                if r.errors > 0 {
+                    emit(&format!("{name}.errors"), r.errors as f64, "count", None);
+                }
+                if matches!(op, Op::GetUser) {
+                    if conns == 64 {
+                        emit(&format!("{label}.rss.idle"), idle, "MB", None);
+                    } else if let Some(peak) = peak {
+                        emit(&format!("{label}.rss.load_c256"), peak, "MB", Some(idle));
+                    }
+                }
+                rates.push((*label, r.rps));
+            }
+            let rate = |which: &str| rates.iter().find(|(l, _)| *l == which).map(|(_, r)| *r);
+            if let (Some(new), Some(old)) = (rate("new"), rate("old")) {
+                emit(&format!("new.{}.c{conns}.vs_old", op.name()), new, "req/s", Some(old));
+            }
+        }
+    }
+    eprintln!("load runs took {:.0} s", started.elapsed().as_secs_f64());
+
+    if opts.soak {
+        eprintln!("soak: getUserById at 256 connections for {} s, sampling RSS…", SOAK.as_secs());
+        let server = start_server(&new_bin, "soak", &pg, &redis, dir.path(), None)?;
+        let script = &scripts[0].1;
+        let (wrk_result, samples) = std::thread::scope(|s| {
+            let wrk = s.spawn(|| run_wrk(server.port, 256, &format!("{}s", SOAK.as_secs()), script));
+            let mut samples = Vec::new();
+            let t = Instant::now();
+            for k in 1..=SOAK.as_secs() / 10 {
+                std::thread::sleep((Duration::from_secs(10 * k)).saturating_sub(t.elapsed()));
+                samples.push((10 * k, server.rss_mb()));
+            }
+            (wrk.join(), samples)
+        });
+        let r = wrk_result.map_err(|_| anyhow::anyhow!("the wrk thread panicked"))??;
+        let mut at = Vec::new();
+        for (t, rss) in samples {
+            let rss = rss?;
+            emit(&format!("new.rss.soak.t{t}s"), rss, "MB", None);
+            at.push((t, rss));
+        }
+        // The first seconds fill the allocator's pools and 256 connections' buffers; what
+        // matters is whether it keeps growing after that.
+        let rss_at = |t: u64| at.iter().find(|(s, _)| *s == t).map(|(_, r)| *r);
+        if let (Some(t10), Some(t20), Some((_, last))) = (rss_at(10), rss_at(20), at.last().copied()) {
+            emit("new.rss.soak.growth_from_10s", last - t10, "MB", None);
+            emit("new.rss.soak.growth_from_20s", last - t20, "MB", None);
+        }
+        emit("new.get_user_by_id.soak.throughput", r.rps, "req/s", None);
+        server.stop()?;
+    }
+
+    if opts.callgrind {
+        for (label, bin) in &servers {
+            for op in [Op::GetUser, Op::SubmitEmail] {
+                eprintln!("{label}: {} under callgrind…", op.name());
+                flush_redis(&redis)?;
+                let n = instructions(bin, label, op, &token, (&pg, &redis), dir.path()).await?;
+                emit(&format!("{label}.{}.instructions", op.name()), n, "instr/req", None);
+            }
+        }
+    }
     drop((pg, redis));
+    // `BENCH_KEEP=1` keeps the server logs and callgrind files (for `callgrind_annotate`).
+    if std::env::var_os("BENCH_KEEP").is_some() {
+        eprintln!("kept {}", dir.keep().display());
+    }
     Ok(())
+}
+
+/// The most RSS seen over `window`, sampled every 200 ms.
+fn peak_rss_while(server: &Server, window: Duration) -> Result<f64> {
+    let until = Instant::now() + window;
+    let mut peak = 0.0f64;
+    while Instant::now() < until {
+        match server.rss_mb() {
+            Ok(v) => peak = peak.max(v),
+            Err(_) => break,
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Ok(peak)
 }

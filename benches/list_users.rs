@@ -3,8 +3,6 @@
 //! `pgbench -S -M prepared` on the same private PostgreSQL in the same run, as a ratio.
 //! One JSON object per measurement on stdout; progress on stderr.
 
-// Shared with the other benches; this one sends no POST.
-#[allow(dead_code)]
 mod common;
 
 use anyhow::{Context, Result, bail};

@@ -16,14 +16,19 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
-use bb8_redis::RedisConnectionManager;
-use redis::aio::MultiplexedConnection;
 use serde_json::json;
+use spec_server::redis_pool::RedisConn;
+use spec_server::redis_pool::{RedisManager, RedisPool};
 use spec_server::{
     devsvc::PrivateRedis,
     queue::{FnHandler, Handler, Leased, NewTask, Priority, Queue, QueueConfig, TaskError, Worker, WorkerConfig},
 };
 use tokio::{sync::oneshot, task::JoinSet};
+
+/// The allocator of the `spec-server` binary (see `src/main.rs`), so the worker here allocates
+/// as `spec-server worker` does: glibc's malloc took a seventh of this process's CPU.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const CLIENTS: usize = 50;
 const TASKS: usize = 50_000;
@@ -32,7 +37,7 @@ const CRITICAL: usize = 500;
 /// Between two critical submissions: spread over a second, well within the backlog's drain.
 const CRITICAL_EVERY: Duration = Duration::from_millis(2);
 
-type Pool = bb8::Pool<RedisConnectionManager>;
+type Pool = RedisPool;
 
 fn main() -> Result<()> {
     // `cargo bench` passes `--bench`; there is nothing to choose.
@@ -56,7 +61,7 @@ fn emit(name: &str, value: f64, unit: &str, baseline: f64) {
 }
 
 async fn run(url: &str) -> Result<()> {
-    let manager = RedisConnectionManager::new(url)?;
+    let manager = RedisManager::new(url)?;
     let pool: Pool = bb8::Pool::builder().max_size(CLIENTS as u32).build(manager).await?;
     let started = Instant::now();
 
@@ -102,7 +107,7 @@ async fn run(url: &str) -> Result<()> {
 /// Runs `f(connection, n / CLIENTS)` on `CLIENTS` dedicated connections at once; ops/s for `n`.
 async fn per_connection<F, Fut>(pool: &Pool, n: usize, f: F) -> Result<f64>
 where
-    F: Fn(MultiplexedConnection, usize) -> Fut,
+    F: Fn(RedisConn, usize) -> Fut,
     Fut: Future<Output = redis::RedisResult<()>> + Send + 'static,
 {
     let mut conns = Vec::with_capacity(CLIENTS);
@@ -141,7 +146,9 @@ async fn enqueue_all(queue: &Queue, n: usize, priority: Priority, kind: &'static
 
 fn start_worker(queue: &Queue, handler: Arc<dyn Handler>) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
     let (tx, rx) = oneshot::channel::<()>();
-    let wc = WorkerConfig { concurrency: 50, ..WorkerConfig::default() };
+    // `BENCH_WORKER_LANES` overrides the worker's own choice of dequeue loops, to compare.
+    let lanes = std::env::var("BENCH_WORKER_LANES").ok().and_then(|v| v.parse().ok());
+    let wc = WorkerConfig { concurrency: 50, lanes, ..WorkerConfig::default() };
     let worker = tokio::spawn(Worker::run(queue.clone(), handler, wc, async {
         let _ = rx.await;
     }));

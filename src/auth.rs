@@ -19,7 +19,7 @@ use std::{
 };
 
 use anyhow::{Context, anyhow};
-use bb8_redis::{RedisConnectionManager, redis};
+use bb8_redis::redis;
 use chrono::{DateTime, Utc};
 
 use crate::clock::FakeClock;
@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
 use crate::db::{Pool, tokens};
+use crate::redis_pool::RedisPool;
 
 /// Who a verified token belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,7 +72,7 @@ enum CacheEntry {
 #[derive(Clone)]
 pub struct TokenVerifier {
     pg: Pool,
-    redis: bb8::Pool<RedisConnectionManager>,
+    redis: RedisPool,
     /// Put before every key, so that several deployments (or tests) can share one Redis.
     prefix: String,
     /// How long a positive result is trusted without asking PostgreSQL. Also the longest a
@@ -237,7 +238,7 @@ async fn listen_for_revocations(client: redis::Client, channel: String, local: W
 
 impl TokenVerifier {
     /// With a 60 s cache TTL and a 300 ms Redis timeout.
-    pub fn new(pg: Pool, redis: bb8::Pool<RedisConnectionManager>, prefix: impl Into<String>) -> Self {
+    pub fn new(pg: Pool, redis: RedisPool, prefix: impl Into<String>) -> Self {
         Self {
             pg,
             redis,
@@ -516,11 +517,11 @@ mod tests {
     use crate::db::tokens::token_issue;
     use crate::devsvc::{PrivatePostgres, PrivateRedis, TestDb, TestRedis, test_database, test_redis};
 
-    async fn redis_pool(url: &str) -> bb8::Pool<RedisConnectionManager> {
+    async fn redis_pool(url: &str) -> RedisPool {
         bb8::Pool::builder()
             .max_size(4)
             .connection_timeout(Duration::from_secs(2))
-            .build(RedisConnectionManager::new(url).unwrap())
+            .build(crate::redis_pool::RedisManager::new(url).unwrap())
             .await
             .unwrap()
     }
@@ -694,7 +695,7 @@ mod tests {
     }
 
     /// A PostgreSQL pool and a Redis pool whose servers are not there: any lookup fails.
-    fn unreachable_stores() -> (Pool, bb8::Pool<RedisConnectionManager>) {
+    fn unreachable_stores() -> (Pool, RedisPool) {
         // Nothing listens on a port we just bound and released.
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let pg = crate::db::pool(
@@ -706,7 +707,7 @@ mod tests {
         .unwrap();
         let redis = bb8::Pool::builder()
             .connection_timeout(Duration::from_millis(500))
-            .build_unchecked(RedisConnectionManager::new(format!("redis://127.0.0.1:{port}")).unwrap());
+            .build_unchecked(crate::redis_pool::RedisManager::new(format!("redis://127.0.0.1:{port}")).unwrap());
         (pg, redis)
     }
 

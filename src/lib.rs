@@ -8,7 +8,9 @@ pub mod db;
 pub mod devsvc;
 pub mod http;
 pub mod listener;
+pub mod logwriter;
 pub mod queue;
+pub mod redis_pool;
 pub mod server;
 pub mod tasks;
 pub mod worker;
@@ -25,4 +27,11 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         cur = inner.source();
     }
     s
+}
+
+/// A random (version 4) UUID from the thread's CSPRNG (`rand::rng()`: ChaCha seeded from the
+/// OS) instead of `Uuid::new_v4`'s system call for every id: request ids and task ids are made
+/// on every request, and task ids must stay unguessable.
+pub fn new_uuid() -> uuid::Uuid {
+    uuid::Builder::from_random_bytes(rand::random()).into_uuid()
 }

@@ -2,6 +2,9 @@
 //! own runtime (so it competes with the server in the OS's scheduler, as a
 //! separate process would) and the one-JSON-object-per-line output.
 
+// Each benchmark target compiles this module and uses a different part of it.
+#![allow(dead_code)]
+
 use std::{
     sync::Arc,
     time::{Duration, Instant},
@@ -85,7 +88,7 @@ pub struct Sample {
 /// so that the load generator, sharing the machine's two cores with the
 /// server, costs as little CPU as possible (a full client stack would be
 /// measured as much as the server).
-async fn roundtrip(stream: &mut tokio::net::TcpStream, request: &[u8], buf: &mut Vec<u8>) -> Result<u16> {
+pub async fn roundtrip(stream: &mut tokio::net::TcpStream, request: &[u8], buf: &mut Vec<u8>) -> Result<u16> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     stream.write_all(request).await?;
     buf.clear();

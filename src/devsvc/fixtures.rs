@@ -234,9 +234,9 @@ impl TestRedis {
     }
 
     /// A small bb8 pool (8 connections, 2 s connection timeout) made in this test's runtime.
-    pub async fn pool(&self) -> anyhow::Result<bb8::Pool<bb8_redis::RedisConnectionManager>> {
-        let manager = bb8_redis::RedisConnectionManager::new(self.url.as_str())
-            .with_context(|| format!("parsing {}", self.url))?;
+    pub async fn pool(&self) -> anyhow::Result<crate::redis_pool::RedisPool> {
+        let manager =
+            crate::redis_pool::RedisManager::new(self.url.as_str()).with_context(|| format!("parsing {}", self.url))?;
         bb8::Pool::builder()
             .max_size(8)
             .connection_timeout(Duration::from_secs(2))

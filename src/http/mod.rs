@@ -11,8 +11,8 @@ mod users;
 
 use std::{sync::Arc, time::Duration};
 
+use crate::redis_pool::RedisPool;
 use api_server::{ErrorCode, ErrorResponse, HealthCheck503Response, HealthDegraded, rt, rt::Problem};
-use bb8_redis::RedisConnectionManager;
 pub use page_token::PageTokenKey;
 
 use crate::{
@@ -25,10 +25,10 @@ use crate::{
 /// Everything a request may need; cheap to share behind an `Arc`.
 pub struct App {
     pub pg: Pool,
-    pub redis: bb8::Pool<RedisConnectionManager>,
+    pub redis: RedisPool,
     /// `/health`'s own connections, apart from the request pools.
     pub health_pg: Pool,
-    pub health_redis: bb8::Pool<RedisConnectionManager>,
+    pub health_redis: RedisPool,
     pub tokens: TokenVerifier,
     pub queue: Queue,
     pub health_timeout: Duration,

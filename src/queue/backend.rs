@@ -8,14 +8,13 @@
 use std::fmt;
 use std::time::Duration;
 
-use bb8_redis::RedisConnectionManager;
-use redis::aio::MultiplexedConnection;
 use redis::cluster::{ClusterClient, ClusterConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, FromRedisValue, ScriptInvocation};
 use tokio::time::Instant;
 
 use super::error::Result;
+use crate::redis_pool::{RedisConn, RedisPool};
 
 /// Connection source for a `Queue`: `Backend::from(pool)` (or pass the pool
 /// to `Queue::new` directly) or `Backend::cluster(client)`.
@@ -38,9 +37,10 @@ impl Default for Tuning {
 #[derive(Clone)]
 enum Conn {
     /// A single Redis server through a bb8 pool. Broken connections are
-    /// replaced by the pool when it tests them on checkout (bb8's default),
+    /// replaced by the pool (`redis_pool`: a connection whose call failed in
+    /// transit is dropped, and the others are tested at their next checkout),
     /// which is how the queue survives a Redis restart.
-    Pool(bb8::Pool<RedisConnectionManager>),
+    Pool(RedisPool),
     /// Redis Cluster: the connection is multiplexed and reconnects itself;
     /// the client is kept to open blocking connections.
     Cluster(Box<(ClusterClient, ClusterConnection)>),
@@ -55,8 +55,8 @@ impl fmt::Debug for Backend {
     }
 }
 
-impl From<bb8::Pool<RedisConnectionManager>> for Backend {
-    fn from(p: bb8::Pool<RedisConnectionManager>) -> Self {
+impl From<RedisPool> for Backend {
+    fn from(p: RedisPool) -> Self {
         Backend(Conn::Pool(p), Tuning::default())
     }
 }
@@ -148,7 +148,7 @@ impl Backend {
 pub(crate) enum BlockingConn {
     // Not retried on failure: the worker reopens it, and a lost wake token
     // only costs one poll interval.
-    Single(MultiplexedConnection),
+    Single(RedisConn),
     Cluster(ClusterConnection),
 }
 
@@ -168,7 +168,7 @@ impl BlockingConn {
 /// One `PING` on a connection of `pool`, not repeated: for `/health`, which bounds it with its
 /// own timeout and passes a pool of its own, so that a queue pool exhausted by load does not
 /// read as Redis being down.
-pub async fn ping(pool: &bb8::Pool<RedisConnectionManager>) -> Result<()> {
+pub async fn ping(pool: &RedisPool) -> Result<()> {
     let mut conn = pool.get().await?;
     let _: String = redis::cmd("PING").query_async(&mut *conn).await?;
     Ok(())

@@ -16,7 +16,8 @@ use super::config::{FakeClock, PriorityMode, QueueConfig, RetryPolicy};
 use super::error::{QueueError, Result};
 use super::scripts::{Keys, SCRIPTS};
 use super::task::{
-    Data, Enqueued, FailOutcome, Leased, Meta, NewTask, Priority, Stats, TaskRecord, ms_to_time, parse_priority_name,
+    Backlog, Data, Enqueued, FailOutcome, Leased, Meta, NewTask, Priority, Stats, TaskRecord, ms_to_time,
+    parse_priority_name,
 };
 
 /// Most delayed/retry tasks promoted per dequeue call, and most records a
@@ -38,7 +39,7 @@ struct Inner {
     backend: Backend,
     cfg: QueueConfig,
     keys: Keys,
-    enqueue: Batcher<EnqueueItem, Option<String>>,
+    enqueue: Batcher<EnqueueItem, (Option<String>, Backlog)>,
     ack: Batcher<AckItem, bool>,
 }
 
@@ -113,8 +114,8 @@ impl Queue {
     /// calls are coalesced into one script call.
     pub async fn enqueue(&self, task: NewTask) -> Result<Enqueued> {
         let (id, item) = self.enqueue_item(task)?;
-        let dup = self.inner.enqueue.submit(item).await?;
-        enqueued(id, dup)
+        let (dup, backlog) = self.inner.enqueue.submit(item).await?;
+        enqueued(id, dup, backlog)
     }
 
     /// Stores every task in one script call, hence one Redis round trip (repeated as a whole
@@ -146,7 +147,7 @@ impl Queue {
         if dups.len() != n {
             return Err(bad("enqueue", format!("{} replies for {n} items", dups.len())));
         }
-        ids.into_iter().zip(dups).map(|(id, dup)| enqueued(id, dup)).collect()
+        ids.into_iter().zip(dups).map(|(id, (dup, backlog))| enqueued(id, dup, backlog)).collect()
     }
 
     /// A task's id and its arguments to the enqueue script.
@@ -155,7 +156,7 @@ impl Queue {
             return Err(QueueError::Invalid("task kind is empty"));
         }
         let cfg = &self.inner.cfg;
-        let id = Uuid::new_v4();
+        let id = crate::new_uuid();
         let data = serde_json::to_string(&Data { kind: task.kind.clone(), payload: task.payload })
             .map_err(|e| QueueError::Encode(Arc::new(e)))?;
         let item = EnqueueItem {
@@ -184,7 +185,7 @@ impl Queue {
         }
         let cfg = &self.inner.cfg;
         let orders = priority_orders(cfg.mode, n);
-        let token_base = Uuid::new_v4().simple().to_string();
+        let token_base = crate::new_uuid().simple().to_string();
         let mut inv = SCRIPTS.dequeue.prepare_invoke();
         // The token base names the call: repeated after a lost reply, the
         // script returns what the first try leased.
@@ -464,7 +465,7 @@ fn priority_orders(mode: PriorityMode, n: usize) -> String {
 
 /// What the enqueue script said of one task: nothing (stored), or the holder of its unique
 /// key (`!` first when the holder's request differs).
-fn enqueued(id: Uuid, dup: Option<String>) -> Result<Enqueued> {
+fn enqueued(id: Uuid, dup: Option<String>, backlog: Backlog) -> Result<Enqueued> {
     let (duplicate_of, duplicate_differs) = match dup {
         None => (None, false),
         Some(s) => {
@@ -475,7 +476,7 @@ fn enqueued(id: Uuid, dup: Option<String>) -> Result<Enqueued> {
             (Some(Uuid::parse_str(holder).map_err(|e| bad("enqueue", e))?), differs)
         }
     };
-    Ok(Enqueued { id, duplicate_of, duplicate_differs })
+    Ok(Enqueued { id, duplicate_of, duplicate_differs, backlog })
 }
 
 async fn run_enqueue(
@@ -485,7 +486,7 @@ async fn run_enqueue(
     unique_ttl_ms: u64,
     wake_cap: usize,
     items: Vec<EnqueueItem>,
-) -> Result<Vec<Option<String>>> {
+) -> Result<Vec<(Option<String>, Backlog)>> {
     let mut inv = SCRIPTS.enqueue.prepare_invoke();
     inv.key(&keys.all).arg(now_arg(clock)).arg(items.len()).arg(unique_ttl_ms).arg(wake_cap);
     for it in &items {
@@ -499,8 +500,20 @@ async fn run_enqueue(
             .arg(it.delay_ms)
             .arg(&it.kind);
     }
-    let out: Vec<String> = backend.invoke(&inv).await?;
-    Ok(out.into_iter().map(|s| if s.is_empty() { None } else { Some(s) }).collect())
+    let out: Vec<Value> = backend.invoke(&inv).await?;
+    let n = items.len();
+    if out.len() != n + 5 {
+        return Err(bad("enqueue", format!("{} fields for {n} tasks", out.len())));
+    }
+    let count = |i: usize| -> Result<u64> { field(&out[n + i], "enqueue") };
+    let backlog = Backlog { pending: [count(0)?, count(1)?, count(2)?], active: count(3)?, total_completed: count(4)? };
+    out[..n]
+        .iter()
+        .map(|v| {
+            let s: String = field(v, "enqueue")?;
+            Ok((if s.is_empty() { None } else { Some(s) }, backlog))
+        })
+        .collect()
 }
 
 async fn run_ack(

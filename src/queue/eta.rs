@@ -6,9 +6,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{Priority, Stats};
+use super::{Backlog, Priority};
 
-/// Completed-task rate, sampled from [`Stats::total_completed`] at each call.
+/// Completed-task rate, sampled from [`Backlog::total_completed`] at each call.
 #[derive(Debug, Default)]
 pub struct Throughput {
     last: Mutex<Option<(Instant, u64, f64)>>,
@@ -47,12 +47,12 @@ pub enum Wait {
     About(Duration),
 }
 
-/// The wait of the newest task of priority `p` (itself counted in `stats`):
+/// The wait of the newest task of priority `p` (itself counted in `backlog`):
 /// the same and higher priorities' backlog (weighted mode also serves lower
 /// ones, so this is an upper bound) plus the running tasks, at `rate`.
-pub fn wait(stats: &Stats, p: Priority, rate: f64) -> Wait {
-    let pending: u64 = stats.pending.iter().filter(|(q, _)| q.index() <= p.index()).map(|(_, n)| n).sum();
-    let ahead = (pending + stats.active).saturating_sub(1);
+pub fn wait(backlog: &Backlog, p: Priority, rate: f64) -> Wait {
+    let pending: u64 = backlog.pending[..=p.index()].iter().sum();
+    let ahead = (pending + backlog.active).saturating_sub(1);
     if ahead == 0 {
         Wait::Now
     } else if rate <= 0.0 {

@@ -4,9 +4,10 @@
 //!
 //! # API
 //! - [`Queue::new`]`(backend, QueueConfig)`: a cloneable handle. `backend` is a
-//!   `bb8::Pool<RedisConnectionManager>` or [`Backend::cluster`]`(client)`.
-//! - [`Queue::enqueue`]`(NewTask) -> Enqueued { id, duplicate_of, duplicate_differs }`: concurrent
-//!   calls are coalesced into one script call by a background batcher.
+//!   `redis_pool::RedisPool` or [`Backend::cluster`]`(client)`.
+//! - [`Queue::enqueue`]`(NewTask) -> Enqueued { id, duplicate_of, duplicate_differs, backlog }`:
+//!   concurrent calls are coalesced into one script call by a background batcher, which also
+//!   reads the queue's depth (`Backlog`) for wait estimates.
 //! - [`Queue::dequeue`]`(n) -> Vec<Leased>`: leases up to `n` tasks, each with a
 //!   random token; [`Queue::started`] confirms a handler is about to run them;
 //!   [`Queue::extend`] / [`Queue::ack`] / [`Queue::fail`] /
@@ -60,9 +61,11 @@
 //! confirmed started), `call:<token>` (what one dequeue call leased, kept a
 //! lease length). Run Redis with
 //! `maxmemory-policy noeviction` and AOF (`appendfsync everysec` or `always`).
-//! Keep bb8's default `test_on_check_out(true)` on the pool: bb8-redis never
-//! reports a connection broken, so the checkout PING is what replaces
-//! connections after a Redis restart.
+//! Build the pool over `redis_pool::RedisManager` and keep bb8's default
+//! `test_on_check_out(true)`: the manager drops a connection whose call failed
+//! in transit and `PING`s the others at their next checkout only after such a
+//! failure, which is what replaces connections after a Redis restart without
+//! a round trip per checkout.
 //!
 //! # Files
 //! `client.rs` (Queue), `worker.rs` (Worker, Handler), `eta.rs` (the wait
@@ -88,5 +91,5 @@ pub use backend::{Backend, ping};
 pub use client::{JanitorReport, MAX_DEQUEUE, Queue};
 pub use config::{FakeClock, PriorityMode, QueueConfig, RetryPolicy};
 pub use error::{QueueError, Result};
-pub use task::{AttemptError, Enqueued, FailOutcome, Leased, NewTask, Priority, Stats, TaskRecord, TaskState};
+pub use task::{AttemptError, Backlog, Enqueued, FailOutcome, Leased, NewTask, Priority, Stats, TaskRecord, TaskState};
 pub use worker::{FnHandler, Handler, HandlerFuture, TaskError, Worker, WorkerConfig};

@@ -138,6 +138,21 @@ pub struct Enqueued {
     /// With `duplicate_of`: the holder was enqueued with other data (kind
     /// and payload) or another priority, so this is not a repeat of it.
     pub duplicate_differs: bool,
+    /// The queue right after the script call that stored this task (with the
+    /// tasks coalesced into the same call), read in that call: what a wait
+    /// estimate needs, without a `stats` round trip per enqueue.
+    pub backlog: Backlog,
+}
+
+/// Queue depth as one enqueue call saw it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Backlog {
+    /// Ready tasks per priority, indexed by `Priority::index`.
+    pub pending: [u64; 3],
+    /// Leased (running) tasks.
+    pub active: u64,
+    /// Tasks completed since the queue was created.
+    pub total_completed: u64,
 }
 
 /// A dequeued task, leased to the caller until acked, failed, requeued or
@@ -229,6 +244,15 @@ pub struct Stats {
 impl Stats {
     pub fn pending_total(&self) -> u64 {
         self.pending.values().sum()
+    }
+
+    /// The part of the stats an enqueue also reports.
+    pub fn backlog(&self) -> Backlog {
+        let mut pending = [0; 3];
+        for (p, n) in &self.pending {
+            pending[p.index()] = *n;
+        }
+        Backlog { pending, active: self.active, total_completed: self.total_completed }
     }
 }
 

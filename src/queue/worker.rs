@@ -80,7 +80,18 @@ pub struct WorkerConfig {
     /// How often this worker calls `reap` and `janitor` (the queue's guard
     /// makes them run once per `maintenance_interval` across all workers).
     pub maintenance: Duration,
+    /// Independent dequeue loops sharing `concurrency` between them; unset, one per
+    /// `SLOTS_PER_LANE` slots, at most `MAX_LANES`. Each loop dequeues for its own free
+    /// slots and waits for the `dequeue` and `started` replies before running them, so
+    /// several loops keep Redis busy while the others wait (short tasks are bound by those
+    /// round trips, not by the handlers); each idle loop holds a wake connection.
+    pub lanes: Option<usize>,
 }
+
+/// Slots per dequeue loop when `WorkerConfig::lanes` is unset.
+const SLOTS_PER_LANE: usize = 25;
+/// Most dequeue loops when `WorkerConfig::lanes` is unset.
+const MAX_LANES: usize = 4;
 
 impl Default for WorkerConfig {
     fn default() -> Self {
@@ -90,12 +101,19 @@ impl Default for WorkerConfig {
             grace: Duration::from_secs(8),
             poll: Duration::from_secs(1),
             maintenance: Duration::from_secs(1),
+            lanes: None,
         }
     }
 }
 
 /// Most tasks leased by one dequeue call.
 const WORKER_BATCH: usize = 256;
+
+/// Longest a free slot waits for the lane's other slots to free up before the lane dequeues
+/// for the free ones: tasks finishing together (one batched ack reply wakes many) then share
+/// one dequeue and one `started` call instead of paying two round trips each (a script call
+/// costs Redis several times what one more task in it does). A slot idles at most this long.
+const GATHER: Duration = Duration::from_millis(1);
 
 /// Exponential backoff for reconnecting after Redis errors.
 struct Backoff {
@@ -131,14 +149,68 @@ impl Worker {
         S: Future<Output = ()>,
     {
         let concurrency = cfg.concurrency.max(1);
+        let lanes = cfg.lanes.unwrap_or(concurrency.div_ceil(SLOTS_PER_LANE).min(MAX_LANES)).clamp(1, concurrency);
+        // `quit`: stop taking work; `stop`: interrupt running handlers (grace is over).
+        let (quit_tx, quit_rx) = watch::channel(false);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let stop_tx = Arc::new(stop_tx);
+        let all = futures_util::future::join_all((0..lanes).map(|i| {
+            let lane = Lane {
+                queue: queue.clone(),
+                handler: handler.clone(),
+                cfg: cfg.clone(),
+                // The slots split as evenly as they go.
+                concurrency: concurrency / lanes + usize::from(i < concurrency % lanes),
+                // One loop is enough to call the (guarded) maintenance steps.
+                maintains: i == 0,
+                stop_tx: stop_tx.clone(),
+                stop_rx: stop_rx.clone(),
+            };
+            let mut quit = quit_rx.clone();
+            lane.run(async move {
+                if quit.wait_for(|q| *q).await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            })
+        }));
+        let mut all = pin!(all);
+        tokio::select! {
+            () = shutdown => {}
+            _ = &mut all => return,
+        }
+        let _ = quit_tx.send(true);
+        all.await;
+    }
+}
+
+/// One dequeue loop with its share of the worker's slots.
+struct Lane {
+    queue: Queue,
+    handler: Arc<dyn Handler>,
+    cfg: WorkerConfig,
+    concurrency: usize,
+    maintains: bool,
+    stop_tx: Arc<watch::Sender<bool>>,
+    stop_rx: watch::Receiver<bool>,
+}
+
+impl Lane {
+    /// The worker loop of `Worker::run`, over this lane's slots, until `shutdown`; then the
+    /// lane's running tasks get the grace period.
+    async fn run<S>(self, shutdown: S)
+    where
+        S: Future<Output = ()>,
+    {
+        let Lane { queue, handler, cfg, concurrency, maintains, stop_tx, stop_rx } = self;
         let heartbeat = cfg.heartbeat.unwrap_or(queue.config().lease / 3).max(Duration::from_millis(10));
         let slots = Arc::new(Semaphore::new(concurrency));
-        let (stop_tx, stop_rx) = watch::channel(false);
         let mut running: JoinSet<()> = JoinSet::new();
         let mut shutdown = pin!(shutdown);
         let mut waiter: Option<BlockingConn> = None;
         let mut backoff = Backoff::new();
-        let mut next_maintenance = Instant::now();
+        // Far in the future for the lanes that do not maintain: the timer never fires.
+        let never = Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
+        let mut next_maintenance = if maintains { Instant::now() } else { never };
 
         loop {
             while let Some(done) = running.try_join_next() {
@@ -146,7 +218,7 @@ impl Worker {
                     tracing::error!(error = %e, "task runner ended abnormally");
                 }
             }
-            if Instant::now() >= next_maintenance {
+            if maintains && Instant::now() >= next_maintenance {
                 maintenance(&queue).await;
                 next_maintenance = Instant::now() + cfg.maintenance;
             }
@@ -161,15 +233,38 @@ impl Worker {
                 },
                 () = tokio::time::sleep_until(next_maintenance) => continue,
             };
-            // Let tasks that are finishing at the same moment (one batched
-            // ack reply wakes many) free their slots, so we dequeue a batch.
-            tokio::task::yield_now().await;
+            // Gather the slots of tasks finishing at about the same moment, so
+            // they share one dequeue: until all of the lane's slots are free, or `GATHER`.
             let mut permits = vec![first];
-            while permits.len() < WORKER_BATCH {
-                match slots.clone().try_acquire_owned() {
-                    Ok(p) => permits.push(p),
-                    Err(_) => break,
+            let max = WORKER_BATCH.min(concurrency);
+            let gather_until = Instant::now() + GATHER;
+            let mut stopping = false;
+            loop {
+                while permits.len() < max {
+                    match slots.clone().try_acquire_owned() {
+                        Ok(p) => permits.push(p),
+                        Err(_) => break,
+                    }
                 }
+                if permits.len() >= max {
+                    break;
+                }
+                tokio::select! {
+                    biased;
+                    // Not polled again: a finished future may not be.
+                    () = &mut shutdown => {
+                        stopping = true;
+                        break;
+                    }
+                    p = slots.clone().acquire_owned() => match p {
+                        Ok(p) => permits.push(p),
+                        Err(_) => break,
+                    },
+                    () = tokio::time::sleep_until(gather_until) => break,
+                }
+            }
+            if stopping {
+                break;
             }
 
             // Before the call: the leases it grants end no earlier than this

@@ -81,7 +81,7 @@ async fn chaos() {
         RESPONSE_TIMEOUT_MS,
     ])
     .unwrap();
-    let manager = bb8_redis::RedisConnectionManager::new(redis.url()).unwrap();
+    let manager = spec_server::redis_pool::RedisManager::new(redis.url()).unwrap();
     let pool = bb8::Pool::builder().max_size(8).connection_timeout(Duration::from_secs(2)).build_unchecked(manager);
     let queue = Queue::new(pool, cfg.queue_config());
 

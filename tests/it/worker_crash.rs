@@ -35,7 +35,7 @@ use uuid::Uuid;
 use crate::support::spec_server;
 
 /// The worker's queue, as the worker derives it from `REDIS_PREFIX` (and so would the server).
-fn queue_for(redis: bb8::Pool<bb8_redis::RedisConnectionManager>, prefix: &str) -> Queue {
+fn queue_for(redis: spec_server::redis_pool::RedisPool, prefix: &str) -> Queue {
     let cfg = Config::from_flags(&["--redis-prefix", prefix]).unwrap();
     Queue::new(redis, cfg.queue_config())
 }
@@ -182,7 +182,7 @@ async fn the_worker_survives_a_redis_restart_and_stops_gracefully_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     // With AOF on, the worker's start-up check of Redis passes unaided.
     let env = [("DATABASE_URL", db.url()), ("REDIS_URL", redis_url.as_str()), ("REDIS_PREFIX", "crash")];
-    let manager = bb8_redis::RedisConnectionManager::new(redis_url.as_str()).unwrap();
+    let manager = spec_server::redis_pool::RedisManager::new(redis_url.as_str()).unwrap();
     let pool = bb8::Pool::builder().max_size(4).connection_timeout(Duration::from_secs(2)).build_unchecked(manager);
     let queue = queue_for(pool, "crash");
     let mut worker = spawn_worker(dir.path(), "worker", &env);

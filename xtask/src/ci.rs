@@ -36,10 +36,14 @@ pub fn dev(args: &[String]) -> Result<()> {
     cargo(&all)
 }
 
-/// `cargo xtask bench NAME`: the `benches/NAME.rs` target, optimized.
-pub fn bench(which: &str) -> Result<()> {
+/// `cargo xtask bench NAME [ARGS]`: the `benches/NAME.rs` target, optimized, with ARGS.
+pub fn bench(which: &str, args: &[String]) -> Result<()> {
     match which {
-        "http" | "queue" | "abuse" | "list_users" => cargo(&["bench", "-p", "spec-server", "--bench", which]),
+        "http" | "queue" | "abuse" | "list_users" => {
+            let mut all = vec!["bench", "-p", "spec-server", "--bench", which, "--"];
+            all.extend(args.iter().map(String::as_str));
+            cargo(&all)
+        }
         other => bail!("unknown benchmark {other:?}: expected `http`, `queue`, `abuse` or `list_users`"),
     }
 }

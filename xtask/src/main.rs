@@ -59,8 +59,15 @@ enum Cmd {
     /// Run a benchmark in release mode and print one JSON object per
     /// measurement (`name`, `value`, `unit`, `baseline`, `ratio`).
     Bench {
-        /// Which: `http` (users endpoints vs pgbench), `queue` (vs raw Redis) or `abuse` (attack costs vs quiet baselines) or `list_users` (1M users: cursor vs offset pages, vs pgbench).
+        /// Which: `http` (getUserById and submitEmailTask vs pgbench and raw EVALSHA, with
+        /// instructions per request and server RSS), `queue` (vs raw Redis), `abuse` (attack
+        /// costs vs quiet baselines) or `list_users` (1M users: cursor vs offset pages, vs pgbench).
         which: String,
+        /// Passed to the benchmark; `http` takes `--baseline-bin PATH` (an older `spec-server`
+        /// measured beside this one on the same databases), `--soak` (the 60 s RSS run) and
+        /// `--no-callgrind`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
     },
     /// The task queue's failure drill: `spec-server worker` processes SIGKILLed, Redis writes
     /// paused past the response timeout and Redis restarted while email tasks are submitted;
@@ -93,7 +100,7 @@ fn main() -> std::process::ExitCode {
         },
         Cmd::Ci => xtask::ci::run(),
         Cmd::Dev { args } => xtask::ci::dev(&args),
-        Cmd::Bench { which } => xtask::ci::bench(&which),
+        Cmd::Bench { which, args } => xtask::ci::bench(&which, &args),
         Cmd::Contract { args } => xtask::ci::contract(&args),
         Cmd::Chaos { secs } => xtask::chaos::run(secs),
     };

@@ -62,9 +62,39 @@ for p = 1, 3 do
   end
 end
 
+-- With one priority left every remaining slot takes from it, whatever its
+-- order says: one LPOP with a count (Redis 6.2+; one LPOP per slot before).
+local function pop_rest(ids, slot)
+  local p = 1
+  while skip[p] do
+    p = p + 1
+  end
+  local want = n - slot
+  local got = redis.pcall('LPOP', K_LISTS[p], want)
+  if type(got) == 'table' and got.err then
+    for _ = 1, want do
+      local one = redis.call('LPOP', K_LISTS[p])
+      if not one then
+        return
+      end
+      ids[#ids + 1] = one
+    end
+    return
+  end
+  if got then
+    for _, id in ipairs(got) do
+      ids[#ids + 1] = id
+    end
+  end
+end
+
 local ids = {}
 local slot = 0
 while slot < n and live > 0 do
+  if live == 1 then
+    pop_rest(ids, slot)
+    break
+  end
   local off = 0
   if #orders > 3 then
     off = slot * 3

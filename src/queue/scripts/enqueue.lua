@@ -6,7 +6,9 @@
 -- other data or another priority (checked here, atomically: the holder's data
 -- is dropped when it completes, which also frees the key). The id is the
 -- caller's: a task already stored under it (an earlier try of this call whose
--- reply was lost) is not stored again.
+-- reply was lost) is not stored again. After the n answers come 5 integers,
+-- the queue as this call leaves it: ready tasks per priority (critical,
+-- default, low), leased tasks, tasks completed so far.
 local now = clock(ARGV[1])
 local n = tonumber(ARGV[2])
 local uttl = tonumber(ARGV[3])
@@ -89,4 +91,9 @@ if ready > 0 then
   redis.call('LPUSH', K_WAKE, unpack(tokens))
   redis.call('LTRIM', K_WAKE, 0, wake_cap - 1)
 end
+out[n + 1] = redis.call('LLEN', K_LISTS[1])
+out[n + 2] = redis.call('LLEN', K_LISTS[2])
+out[n + 3] = redis.call('LLEN', K_LISTS[3])
+out[n + 4] = redis.call('ZCARD', K_LEASE)
+out[n + 5] = tonumber(redis.call('HGET', K_COUNTERS, 'completed') or '0')
 return out

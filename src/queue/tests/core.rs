@@ -517,7 +517,7 @@ fn stall_server(s: &RedisServer, ms: u64) {
 /// The same queue over a pool that sends calls without a PING first, so a
 /// call goes out on a connection even while the server is stalled.
 async fn eager_twin(s: &RedisServer, q: &Queue) -> Queue {
-    let manager = bb8_redis::RedisConnectionManager::new(s.url()).expect("redis url");
+    let manager = crate::redis_pool::RedisManager::new(s.url()).expect("redis url");
     let pool = bb8::Pool::builder().max_size(1).test_on_check_out(false).build(manager).await.expect("pool");
     let twin = Queue::new(pool, q.config().clone());
     twin.stats().await.expect("connection open, scripts loaded");
@@ -741,4 +741,75 @@ async fn enqueue_many_is_one_script_call_in_order() {
     let got: Vec<u64> = q.dequeue(100).await.unwrap().iter().map(n_of).collect();
     let want: Vec<u64> = (2..=100).step_by(2).chain((1..=99).step_by(2)).collect();
     assert_eq!(got, want);
+}
+
+#[tokio::test]
+async fn a_lease_lost_mid_batch_fails_only_its_own_ack() {
+    let (_s, q, clock) = setup("lost-mid-batch", |c| {
+        c.retry.base = Duration::from_millis(10);
+        c.retry.jitter = 0.0;
+    })
+    .await;
+    let mut ids = Vec::new();
+    for n in 0..8 {
+        ids.push(q.enqueue(task("k", n)).await.unwrap().id);
+    }
+    let batch = q.dequeue(8).await.unwrap();
+    assert_eq!(batch.len(), 8);
+    assert_eq!(q.started(&batch).await.unwrap(), vec![true; 8]);
+    // Every lease but the fourth is renewed; that one expires and another worker takes it.
+    clock.advance(Duration::from_millis(600));
+    for t in batch.iter().filter(|t| t.id != batch[3].id) {
+        assert!(q.extend(t).await.unwrap());
+    }
+    clock.advance(Duration::from_millis(500));
+    assert_eq!(q.reap().await.unwrap(), Some(1));
+    clock.advance(Duration::from_millis(10));
+    let other = q.dequeue(1).await.unwrap().pop().unwrap();
+    assert_eq!((other.id, other.attempt), (batch[3].id, 2));
+
+    // The whole batch acked at once (coalesced into one script call): only the lost lease is
+    // refused, and it does not disturb the task's new holder.
+    let acks = futures_util::future::join_all(batch.iter().map(|t| q.ack(t, None))).await;
+    let acks: Vec<bool> = acks.into_iter().map(Result::unwrap).collect();
+    let mut want = vec![true; 8];
+    want[3] = false;
+    assert_eq!(acks, want);
+    assert_eq!(state(&q, batch[3].id).await, Some(TaskState::Active));
+    for t in batch.iter().filter(|t| t.id != batch[3].id) {
+        assert_eq!(state(&q, t.id).await, Some(TaskState::Completed));
+    }
+    assert!(q.ack(&other, None).await.unwrap());
+    assert_eq!(q.stats().await.unwrap().total_completed, 8);
+}
+
+#[tokio::test]
+async fn enqueue_reports_the_backlog_it_left() {
+    let (_s, q, _clock) = setup("backlog", |_| {}).await;
+    let first = q.enqueue(task("k", 0)).await.unwrap();
+    assert_eq!(first.backlog, Backlog { pending: [0, 1, 0], active: 0, total_completed: 0 });
+    q.enqueue(task("k", 1).priority(Priority::Critical)).await.unwrap();
+    let leased = q.dequeue(1).await.unwrap();
+    assert!(q.ack(&leased[0], None).await.unwrap());
+    let third = q.enqueue(task("k", 2).priority(Priority::Low)).await.unwrap();
+    // The critical task ran; the default one is still ready; the low one was just added.
+    assert_eq!(third.backlog, Backlog { pending: [0, 1, 1], active: 0, total_completed: 1 });
+    assert_eq!(third.backlog, q.stats().await.unwrap().backlog());
+}
+
+#[tokio::test]
+async fn one_priority_left_is_popped_in_one_go_in_fifo_order() {
+    let (_s, q, _clock) = setup("pop-rest", |_| {}).await;
+    for n in 0..20 {
+        q.enqueue(task("k", n)).await.unwrap();
+    }
+    q.enqueue(task("k", 100).priority(Priority::Critical)).await.unwrap();
+    let got: Vec<u64> = q.dequeue(15).await.unwrap().iter().map(n_of).collect();
+    // Whatever the weighted order, the critical task and then the default ones in order.
+    let mut default: Vec<u64> = got.iter().copied().filter(|n| *n != 100).collect();
+    assert!(got.contains(&100), "{got:?}");
+    assert_eq!(default, (0..14).collect::<Vec<_>>());
+    let rest: Vec<u64> = q.dequeue(15).await.unwrap().iter().map(n_of).collect();
+    default.extend(rest);
+    assert_eq!(default, (0..20).collect::<Vec<_>>());
 }

@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
-use bb8_redis::RedisConnectionManager;
+use crate::redis_pool::{RedisManager, RedisPool};
 
 use crate::devsvc::{Launch, LaunchError, Launched, Ready};
 
@@ -120,8 +120,8 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
-    pub async fn pool(&self) -> bb8::Pool<RedisConnectionManager> {
-        let manager = RedisConnectionManager::new(self.url()).expect("redis url");
+    pub async fn pool(&self) -> RedisPool {
+        let manager = RedisManager::new(self.url()).expect("redis url");
         bb8::Pool::builder().max_size(16).connection_timeout(Duration::from_secs(5)).build(manager).await.expect("pool")
     }
 }

@@ -481,3 +481,44 @@ async fn write_pauses_longer_than_the_response_timeout_strand_nothing() {
     let ran: HashSet<Uuid> = seen.lock().unwrap().iter().map(|(id, _)| *id).collect();
     assert_eq!(ran.len(), ids.len());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_batch_loses_nothing() {
+    let server = RedisServer::start();
+    let q = Queue::new(server.pool().await, config("killed-mid-batch"));
+    let mut ids = Vec::new();
+    for n in 0..40 {
+        ids.push(q.enqueue(NewTask::new("k", serde_json::json!({ "n": n }))).await.unwrap().id);
+    }
+    // The first worker takes batches and never finishes a task: it is killed with all of
+    // them running (its future dropped: no ack, no requeue, as after SIGKILL).
+    let first_runs = Seen::default();
+    let stuck: Arc<dyn Handler> = {
+        let seen = first_runs.clone();
+        Arc::new(FnHandler(move |t: Leased| {
+            let seen = seen.clone();
+            async move {
+                seen.lock().expect("lock").push((t.id, t.attempt));
+                std::future::pending::<()>().await;
+                Ok(None)
+            }
+        }))
+    };
+    let killed = spawn_worker(&q, stuck, WorkerConfig { concurrency: 16, ..fast_worker() });
+    eventually(20, "a full batch running", || async { first_runs.lock().expect("lock").len() == 16 }).await;
+    killed.handle.abort();
+    let _ = killed.handle.await;
+
+    let seen = Seen::default();
+    let w = spawn_worker(&q, recording(seen.clone(), |_| Ok(None)), WorkerConfig { concurrency: 8, ..fast_worker() });
+    eventually(30, "every task completed", || all_in(&q, &ids, TaskState::Completed)).await;
+    w.shutdown().await;
+    let seen = seen.lock().unwrap().clone();
+    let killed_ids: HashSet<Uuid> = first_runs.lock().unwrap().iter().map(|(id, _)| *id).collect();
+    for id in &ids {
+        let runs: Vec<u32> = seen.iter().filter(|(s, _)| s == id).map(|(_, a)| *a).collect();
+        // Started leases count their attempt: the killed ones run again as attempt 2.
+        let want = if killed_ids.contains(id) { vec![2] } else { vec![1] };
+        assert_eq!(runs, want, "task {id}");
+    }
+}

@@ -1,0 +1,163 @@
+//! The log writer: each formatted line goes through a bounded channel to one thread that writes
+//! whatever has queued up in one buffered write, so a request never waits on stdout (a slow
+//! pipe or terminal) and lines logged together share one `write` instead of one each.
+
+use std::{
+    io::{self, BufWriter, Write},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+        mpsc::{self, Receiver, SyncSender, TrySendError},
+    },
+    time::Duration,
+};
+
+use tracing_subscriber::fmt::MakeWriter;
+
+/// Most lines waiting to be written. Past it a line is dropped rather than making the request
+/// that logged it wait; the writer then says how many it dropped. At roughly 200 bytes a line
+/// this is about 13 MB at most.
+pub const MAX_QUEUED_LINES: usize = 65_536;
+
+/// Bytes gathered before a write when lines arrive faster than they are written.
+const WRITE_BUFFER: usize = 64 * 1024;
+
+/// How long dropping the [`FlushGuard`] waits for the queued lines to be written.
+const FLUSH_WAIT: Duration = Duration::from_secs(2);
+
+enum Msg {
+    Line(Vec<u8>),
+    /// Everything sent before it is written; answered once flushed.
+    Flush(SyncSender<()>),
+}
+
+/// A `MakeWriter` for `tracing_subscriber::fmt` that never blocks the caller.
+#[derive(Clone)]
+pub struct LogWriter {
+    tx: SyncSender<Msg>,
+    dropped: Arc<AtomicU64>,
+}
+
+/// Flushes the queued lines when dropped (keep it until the process exits).
+pub struct FlushGuard {
+    tx: SyncSender<Msg>,
+}
+
+impl LogWriter {
+    /// A writer to `out` (the process's stdout in production) on a thread of its own.
+    pub fn spawn<W: Write + Send + 'static>(out: W) -> io::Result<(LogWriter, FlushGuard)> {
+        let (tx, rx) = mpsc::sync_channel(MAX_QUEUED_LINES);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let counter = dropped.clone();
+        std::thread::Builder::new().name("log-writer".into()).spawn(move || write_lines(rx, out, &counter))?;
+        Ok((LogWriter { tx: tx.clone(), dropped }, FlushGuard { tx }))
+    }
+}
+
+fn write_lines<W: Write>(rx: Receiver<Msg>, out: W, dropped: &AtomicU64) {
+    let mut out = BufWriter::with_capacity(WRITE_BUFFER, out);
+    let mut acks = Vec::new();
+    // A failed write (stdout closed) cannot be reported anywhere better; the lines are lost.
+    while let Ok(first) = rx.recv() {
+        let mut next = Some(first);
+        while let Some(msg) = next {
+            match msg {
+                Msg::Line(line) => {
+                    let _ = out.write_all(&line);
+                }
+                Msg::Flush(ack) => acks.push(ack),
+            }
+            next = rx.try_recv().ok();
+        }
+        let lost = dropped.swap(0, Ordering::Relaxed);
+        if lost > 0 {
+            let _ = writeln!(out, "log writer: {lost} line(s) dropped (more than {MAX_QUEUED_LINES} were waiting)");
+        }
+        let _ = out.flush();
+        for ack in acks.drain(..) {
+            let _ = ack.send(());
+        }
+    }
+}
+
+impl Drop for FlushGuard {
+    fn drop(&mut self) {
+        let (ack, done) = mpsc::sync_channel(1);
+        if self.tx.send(Msg::Flush(ack)).is_ok() {
+            let _ = done.recv_timeout(FLUSH_WAIT);
+        }
+    }
+}
+
+/// One formatted line, handed to the writer thread when dropped (the fmt layer writes each
+/// event with a single `write_all`).
+pub struct Line<'a> {
+    buf: Vec<u8>,
+    writer: &'a LogWriter,
+}
+
+impl Write for Line<'_> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for Line<'_> {
+    fn drop(&mut self) {
+        if self.buf.is_empty() {
+            return;
+        }
+        let line = std::mem::take(&mut self.buf);
+        if let Err(TrySendError::Full(_)) = self.writer.tx.try_send(Msg::Line(line)) {
+            self.writer.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl<'a> MakeWriter<'a> for LogWriter {
+    type Writer = Line<'a>;
+
+    fn make_writer(&'a self) -> Line<'a> {
+        Line { buf: Vec::new(), writer: self }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Sink {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn lines_arrive_in_order_and_the_guard_flushes_them() {
+        let sink = Sink::default();
+        let (writer, guard) = LogWriter::spawn(sink.clone()).unwrap();
+        for i in 0..1000 {
+            writeln!(writer.make_writer(), "line {i}").unwrap();
+        }
+        drop(guard);
+        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 1000, "{text}");
+        assert!(lines.iter().enumerate().all(|(i, l)| *l == format!("line {i}")));
+    }
+}
