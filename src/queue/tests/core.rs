@@ -785,7 +785,8 @@ async fn a_lease_lost_mid_batch_fails_only_its_own_ack() {
 
 #[tokio::test]
 async fn enqueue_reports_the_backlog_it_left() {
-    let (_s, q, _clock) = setup("backlog", |_| {}).await;
+    // Strict: the critical task is the one dequeued (weighted mode draws).
+    let (_s, q, _clock) = setup("backlog", |c| c.mode = PriorityMode::Strict).await;
     let first = q.enqueue(task("k", 0)).await.unwrap();
     assert_eq!(first.backlog, Backlog { pending: [0, 1, 0], active: 0, total_completed: 0 });
     q.enqueue(task("k", 1).priority(Priority::Critical)).await.unwrap();
