@@ -137,6 +137,10 @@ impl PetsApi for Stub {
         }))
     }
 
+    async fn replace_tags(&self, body: ReplaceTagsRequestBody) -> Result<ReplaceTagsResponse, Problem> {
+        Ok(ReplaceTagsResponse::Ok(body.0.len() as i64))
+    }
+
     async fn send_feedback(&self, body: Feedback) -> Result<SendFeedbackResponse, Problem> {
         Ok(SendFeedbackResponse::Ok(body))
     }
@@ -491,6 +495,19 @@ async fn multipart_bodies_with_files() {
     assert_eq!(f, ["pages", "scan", "title"], "{b}");
     let (s, b) = send(cli.post("/v2/documents").content_type(ct).body("--XX\r\nnot a part")).await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+}
+
+/// An array as the whole body: its own length limits, and its items'
+/// rules under `[i]`.
+#[tokio::test]
+async fn array_request_bodies() {
+    let (cli, _) = client();
+    let (s, b) = send(cli.put("/v2/tags").body_json(&json!([{"label": "a"}, {"label": "b"}]))).await;
+    assert_eq!((s, b), (StatusCode::OK, json!(2)));
+    let (s, b) = send(cli.put("/v2/tags").body_json(&json!([]))).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    let (s, b) = send(cli.put("/v2/tags").body_json(&json!([{"label": "a"}, {"weight": 1}]))).await;
+    assert_eq!((s, fields(&b)), (StatusCode::BAD_REQUEST, vec!["[1].label".to_owned()]), "{b}");
 }
 
 /// One body, two media types: JSON or a form, chosen by `Content-Type`;
