@@ -2,7 +2,7 @@
 //! (the document the generated service emits vs `spec/openapi.yaml`).
 //!
 //! Normalization, applied to both sides:
-//! - every `$ref` (schemas, responses, parameters) is inlined (a schema's
+//! - every `$ref` (schemas, responses, parameters, links) is inlined (a schema's
 //!   reference back to itself stays a `$ref`), then
 //!   `components` is dropped except `securitySchemes`;
 //! - `allOf` is flattened into one object (a bare `type: object` member
@@ -201,6 +201,11 @@ fn operation(op: &Value, c: &Value) -> Value {
                                 if !hs.is_empty() {
                                     rm.insert(k2.clone(), Value::Object(hs));
                                 }
+                            }
+                            "links" => {
+                                let ls = v2.as_object().into_iter().flatten();
+                                let ls = ls.map(|(n, l)| (n.clone(), numbers(resolve(l, c).clone()))).collect();
+                                rm.insert(k2.clone(), Value::Object(ls));
                             }
                             _ => {
                                 rm.insert(k2.clone(), numbers(v2.clone()));

@@ -412,6 +412,12 @@ fn doc_patches(api: &Api) -> Vec<TokenStream> {
                 patches.push((format!("{at}/parameters/{i}/explode"), serde_json::json!(p.explode)));
             }
         }
+        // poem-openapi has no response links: as the spec writes them.
+        for r in &o.responses {
+            if let Some(links) = &r.links {
+                patches.push((format!("{at}/responses/{}/links", r.status), links.clone()));
+            }
+        }
         let summary_splits = o.summary.as_deref().is_some_and(|s| s.contains("\n\n"));
         if (o.summary.is_none() && o.description.is_some()) || summary_splits {
             patches.push((format!("{at}/summary"), serde_json::json!(o.summary)));

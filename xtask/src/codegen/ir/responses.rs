@@ -41,6 +41,10 @@ pub struct Response {
     pub headers: Vec<ResponseHeader>,
     /// Empty for a response without a body.
     pub content: Vec<MediaType>,
+    /// `links` as the spec writes them (references to `components/links`
+    /// inlined): the served document carries them for tools that follow
+    /// them; nothing is generated from them.
+    pub links: Option<serde_json::Value>,
 }
 
 impl Response {
@@ -118,7 +122,8 @@ pub fn responses(
         let resp = dereference(doc, resp, &rp)?;
         let headers = headers(b, doc, resp, &rp)?;
         let content = content(b, resp, &rp, status, op_type)?;
-        out.push(Response { status, pointer: rp, description: resp.description.clone(), headers, content });
+        let links = links(doc, resp, &rp)?;
+        out.push(Response { status, pointer: rp, description: resp.description.clone(), headers, content, links });
     }
     out.sort_by_key(|r| r.status);
     Ok(out)
@@ -211,6 +216,26 @@ fn dereference<'d>(
             }
         }
     }
+}
+
+fn links(doc: &oa::OpenAPI, resp: &oa::Response, pointer: &str) -> Result<Option<serde_json::Value>> {
+    if resp.links.is_empty() {
+        return Ok(None);
+    }
+    let mut out = serde_json::Map::new();
+    for (name, link) in &resp.links {
+        let link = match link {
+            oa::ReferenceOr::Item(l) => l,
+            oa::ReferenceOr::Reference { reference } => {
+                let target = reference
+                    .strip_prefix("#/components/links/")
+                    .and_then(|n| doc.components.as_ref().and_then(|c| c.links.get(n)).and_then(|l| l.as_item()));
+                target.with_context(|| format!("{pointer}/links/{}: {reference} not found", pointer_segment(name)))?
+            }
+        };
+        out.insert(name.clone(), serde_json::to_value(link).with_context(|| format!("{pointer}/links"))?);
+    }
+    Ok(Some(serde_json::Value::Object(out)))
 }
 
 fn content(
