@@ -40,14 +40,26 @@ pub const ALLOW: rt::AllowTable = &[
 pub const DOC_PATCHES: rt::DocPatches = &[
     ("/paths/~1users/get/security", "[{\"TokenAuth\":[]}]"),
     ("/paths/~1users/post/security", "[{\"TokenAuth\":[]}]"),
+    (
+        "/paths/~1users/post/responses/200/links",
+        "{\"DeleteUser\":{\"operationId\":\"deleteUser\",\"parameters\":{\"id\":\"$response.body#/data/id\"}},\"GetUserById\":{\"description\":\"读取刚创建的用户\",\"operationId\":\"getUserById\",\"parameters\":{\"id\":\"$response.body#/data/id\"}},\"UpdateUser\":{\"operationId\":\"updateUser\",\"parameters\":{\"id\":\"$response.body#/data/id\"}}}",
+    ),
     ("/paths/~1users~1batch-get/post/security", "[{\"TokenAuth\":[]}]"),
     ("/paths/~1users~1batch-create/post/security", "[{\"TokenAuth\":[]}]"),
     ("/paths/~1users~1{id}/get/security", "[{\"TokenAuth\":[]}]"),
     ("/paths/~1users~1{id}/put/security", "[{\"TokenAuth\":[]}]"),
     ("/paths/~1users~1{id}/delete/security", "[{\"TokenAuth\":[]}]"),
     ("/paths/~1tasks~1email/post/security", "[{\"TokenAuth\":[]}]"),
+    (
+        "/paths/~1tasks~1email/post/responses/200/links",
+        "{\"GetTask\":{\"description\":\"查询刚提交的任务\",\"operationId\":\"getTask\",\"parameters\":{\"task_id\":\"$response.body#/data/task_id\"}}}",
+    ),
     ("/paths/~1tasks~1email~1batch/post/security", "[{\"TokenAuth\":[]}]"),
     ("/paths/~1tasks~1sync/post/security", "[{\"TokenAuth\":[]}]"),
+    (
+        "/paths/~1tasks~1sync/post/responses/200/links",
+        "{\"GetTask\":{\"description\":\"查询刚提交的任务\",\"operationId\":\"getTask\",\"parameters\":{\"task_id\":\"$response.body#/data/task_id\"}}}",
+    ),
     ("/paths/~1tasks~1{task_id}/get/security", "[{\"TokenAuth\":[]}]"),
 ];
 /// Verifies credentials for secured operations; runs before the

@@ -194,6 +194,32 @@ impl Contract {
         })
     }
 
+    /// Follows link `name` of `op`'s `status` response for a response
+    /// `body`: the linked operation and each parameter's value, from its
+    /// `$response.body#/…` expression (the only kind this evaluates; an
+    /// other expression or a pointer that finds nothing is an error).
+    pub fn link(&self, op: &str, status: &str, name: &str, body: &Value) -> Result<(String, Vec<(String, Value)>)> {
+        let o = self.operation(op).with_context(|| format!("no operation {op}"))?;
+        let seg = |s: &str| s.replace('~', "~0").replace('/', "~1");
+        let at = format!("/paths/{}/{}/responses/{status}/links/{}", seg(&o.path), o.method.to_lowercase(), seg(name));
+        let link = self.doc.pointer(&at).with_context(|| format!("{op} {status} has no link {name:?}"))?;
+        let target = link
+            .get("operationId")
+            .and_then(Value::as_str)
+            .with_context(|| format!("link {name:?} names no operationId"))?;
+        let mut params = Vec::new();
+        for (p, expr) in link.get("parameters").and_then(Value::as_object).into_iter().flatten() {
+            let pointer = expr.as_str().and_then(|e| e.strip_prefix("$response.body#")).with_context(|| {
+                format!("link {name:?} parameter {p}: only $response.body#/… is evaluated, got {expr}")
+            })?;
+            let v = body
+                .pointer(pointer)
+                .with_context(|| format!("link {name:?} parameter {p}: {pointer} is not in the body"))?;
+            params.push((p.clone(), v.clone()));
+        }
+        Ok((target.to_owned(), params))
+    }
+
     pub fn operations(&self) -> &[Operation] {
         &self.ops
     }
@@ -440,6 +466,17 @@ mod tests {
     use serde_json::json;
 
     const SPEC: &str = include_str!("../../../spec/openapi.yaml");
+
+    #[test]
+    fn links_are_followed_by_their_runtime_expressions() {
+        let c = Contract::from_yaml(SPEC).unwrap();
+        let body = json!({"code": 0, "data": {"id": 7}});
+        let (to, params) = c.link("createUser", "200", "DeleteUser", &body).unwrap();
+        assert_eq!((to.as_str(), params), ("deleteUser", vec![("id".to_owned(), json!(7))]));
+        // A body the expression finds nothing in, and a link that is not there.
+        assert!(c.link("createUser", "200", "GetUserById", &json!({"data": {}})).is_err());
+        assert!(c.link("createUser", "200", "Nope", &body).is_err());
+    }
 
     fn contract() -> Contract {
         Contract::from_yaml(SPEC).unwrap()

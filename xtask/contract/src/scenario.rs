@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde_json::{Value, json};
 use spec_api_client::{Client, Credentials, Error as ClientError, ResponseValue, types};
 
@@ -412,9 +412,14 @@ impl Run<'_> {
         };
         let (a_id, b_id) = (id_param(a.id), id_param(b.id));
 
+        // User A is read through createUser's `GetUserById` link, as a
+        // stateful contract tool would find it.
+        let body = json!({ "data": &a });
+        let linked = self.linked("createUser", "GetUserById", "getUserById", "id", &body).and_then(|v| v.as_u64());
+        let linked = linked.unwrap_or(a_id);
         let want = Want::new("getUserById", 200).field("/data/username", json!(a_name));
-        let r = self.api.get_user_by_id().id(a_id).send().await;
-        self.typed("reads user A", want, r);
+        let r = self.api.get_user_by_id().id(linked).send().await;
+        self.typed("reads user A (createUser's GetUserById link)", want, r);
 
         let want = Want::new("listUsers", 200).field("/data/page", json!(1)).field("/data/page_size", json!(100));
         let r = self.api.list_users().page(1u64).page_size(100u64).status(types::ListUsersStatus::Active).send().await;
@@ -455,6 +460,27 @@ impl Run<'_> {
         self.typed("unknown id", not_found("getUserById"), r);
         let r = self.api.delete_user().id(unknown).send().await;
         self.typed("unknown id", not_found("deleteUser"), r);
+    }
+
+    /// Parameter `param` of link `link` of `op`'s 200 response, evaluated
+    /// on `body` and checked to lead to `target`; a broken link is a failed
+    /// check.
+    fn linked(&mut self, op: &str, link: &str, target: &str, param: &str, body: &Value) -> Option<Value> {
+        let name = format!("{op} 200 link {link} leads to {target}");
+        let found = self.contract.link(op, "200", link, body).and_then(|(to, params)| {
+            anyhow::ensure!(to == target, "it leads to {to}");
+            params
+                .into_iter()
+                .find(|(p, _)| p == param)
+                .map(|(_, v)| v)
+                .with_context(|| format!("no `{param}` parameter"))
+        });
+        let outcome = match &found {
+            Ok(_) => crate::report::Outcome::Pass,
+            Err(e) => crate::report::Outcome::Fail(vec![format!("{e:#}")]),
+        };
+        self.report.push(crate::report::Check { name, operation: op.to_owned(), status: None, outcome });
+        found.ok()
     }
 
     /// Cursor paging: a page of one leads to the next by its `next_page_token` (users A and B
@@ -585,7 +611,18 @@ impl Run<'_> {
         let key = format!("ct-{}-email", self.unique);
         let want = || Want::new("submitEmailTask", 200).field("/data/queue", json!("low"));
         let r = self.api.submit_email_task().idempotency_key(key.as_str()).body(self.email_task()).send().await;
-        let first = self.typed("submits an email task", want(), r).and_then(|t| t.data).map(|t| t.task_id);
+        let data = self.typed("submits an email task", want(), r).and_then(|t| t.data);
+        let first = data.as_ref().map(|t| t.task_id);
+        if let Some(id) = first {
+            // getTask through the submission's `GetTask` link.
+            let body = json!({ "data": data });
+            if let Some(linked) = self.linked("submitEmailTask", "GetTask", "getTask", "task_id", &body) {
+                let want = Want::new("getTask", 200).field("/data/task_id", linked.clone());
+                let linked = linked.as_str().and_then(|s| s.parse::<uuid::Uuid>().ok()).unwrap_or(id);
+                let r = self.api.get_task().task_id(linked).send().await;
+                self.typed("reads the task (submitEmailTask's GetTask link)", want, r);
+            }
+        }
         if let Some(id) = first {
             let r = self.api.submit_email_task().idempotency_key(key.as_str()).body(self.email_task()).send().await;
             let again = self.typed("same Idempotency-Key again", want(), r).and_then(|t| t.data).map(|t| t.task_id);
