@@ -168,6 +168,25 @@ impl UsersApi for Stub {
         }))
     }
 
+    async fn patch_user(
+        &self,
+        _who: String,
+        params: PatchUserParams,
+        body: UserMergePatch,
+    ) -> Result<PatchUserResponse, Problem> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let mut u = user(params.id, "x", body.email.as_deref().unwrap_or("x@example.com"));
+        if let Some(s) = body.status {
+            u.status = s;
+        }
+        Ok(PatchUserResponse::Ok(PatchUser200Response {
+            code: 0,
+            msg: "ok".into(),
+            data: Some(u),
+            timestamp: chrono::Utc::now(),
+        }))
+    }
+
     async fn delete_user(&self, _who: String, _params: DeleteUserParams) -> Result<DeleteUserResponse, Problem> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         Ok(DeleteUserResponse::Ok(SuccessResponse {
@@ -522,7 +541,7 @@ async fn routing_errors_are_envelopes() {
     assert_eq!(h.get("allow").and_then(|v| v.to_str().ok()), Some("GET, POST"));
     let (s, h, b) = send(cli.post("/api/v1/users/7").header("token", "good")).await;
     assert_envelope(s, &h, &b, StatusCode::METHOD_NOT_ALLOWED, 1012);
-    assert_eq!(h.get("allow").and_then(|v| v.to_str().ok()), Some("GET, PUT, DELETE"));
+    assert_eq!(h.get("allow").and_then(|v| v.to_str().ok()), Some("GET, PUT, DELETE, PATCH"));
 }
 
 #[tokio::test]

@@ -122,6 +122,12 @@ const OPERATIONS: &[Operation] = &[
         content_type: ::std::option::Option::None,
     },
     Operation {
+        method: "PATCH",
+        template: "/users/{id}",
+        security: &[&[Scheme::TokenAuth]],
+        content_type: ::std::option::Option::Some("application/merge-patch+json"),
+    },
+    Operation {
         method: "POST",
         template: "/tasks/email",
         security: &[&[Scheme::TokenAuth]],

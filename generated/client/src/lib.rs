@@ -1015,6 +1015,53 @@ pub mod types {
             value.parse()
         }
     }
+    ///`PatchUser200Body`
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct PatchUser200Body {
+        ///响应码(0 表示成功)
+        pub code: PatchUser200BodyCode,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub data: ::std::option::Option<UserResponse>,
+        ///响应消息
+        pub msg: ::std::string::String,
+        ///响应时间戳(ISO 8601 格式)
+        pub timestamp: ::chrono::DateTime<::chrono::offset::Utc>,
+    }
+    impl PatchUser200Body {
+        pub fn builder() -> builder::PatchUser200Body {
+            Default::default()
+        }
+    }
+    ///响应码(0 表示成功)
+    #[derive(::serde::Serialize, Clone, Debug, PartialEq)]
+    #[serde(transparent)]
+    pub struct PatchUser200BodyCode(i64);
+    impl ::std::ops::Deref for PatchUser200BodyCode {
+        type Target = i64;
+        fn deref(&self) -> &i64 {
+            &self.0
+        }
+    }
+    impl ::std::convert::From<PatchUser200BodyCode> for i64 {
+        fn from(value: PatchUser200BodyCode) -> Self {
+            value.0
+        }
+    }
+    impl ::std::convert::TryFrom<i64> for PatchUser200BodyCode {
+        type Error = self::error::ConversionError;
+        fn try_from(value: i64) -> ::std::result::Result<Self, self::error::ConversionError> {
+            if ![0_i64].contains(&value) { Err("invalid value".into()) } else { Ok(Self(value)) }
+        }
+    }
+    impl<'de> ::serde::Deserialize<'de> for PatchUser200BodyCode {
+        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+        where
+            D: ::serde::Deserializer<'de>,
+        {
+            Self::try_from(<i64>::deserialize(deserializer)?)
+                .map_err(|e| <D::Error as ::serde::de::Error>::custom(e.to_string()))
+        }
+    }
     ///`SubmitEmailTask200Body`
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct SubmitEmailTask200Body {
@@ -1800,6 +1847,112 @@ pub mod types {
         }
     }
     impl ::std::convert::TryFrom<::std::string::String> for UpdateUserRequestStatus {
+        type Error = self::error::ConversionError;
+        fn try_from(value: ::std::string::String) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    /**The members of a user a merge patch may set (RFC 7396); anything
+    else is refused, and none of them can be cleared with `null`.
+    */
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    pub struct UserMergePatch {
+        ///邮箱地址
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub email: ::std::option::Option<UserMergePatchEmail>,
+        ///用户状态
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub status: ::std::option::Option<UserMergePatchStatus>,
+    }
+    impl UserMergePatch {
+        pub fn builder() -> builder::UserMergePatch {
+            Default::default()
+        }
+    }
+    ///邮箱地址
+    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+    #[serde(transparent)]
+    pub struct UserMergePatchEmail(::std::string::String);
+    impl ::std::ops::Deref for UserMergePatchEmail {
+        type Target = ::std::string::String;
+        fn deref(&self) -> &::std::string::String {
+            &self.0
+        }
+    }
+    impl ::std::convert::From<UserMergePatchEmail> for ::std::string::String {
+        fn from(value: UserMergePatchEmail) -> Self {
+            value.0
+        }
+    }
+    impl ::std::str::FromStr for UserMergePatchEmail {
+        type Err = self::error::ConversionError;
+        fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+            if value.chars().count() > 100usize {
+                return Err("longer than 100 characters".into());
+            }
+            Ok(Self(value.to_string()))
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for UserMergePatchEmail {
+        type Error = self::error::ConversionError;
+        fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for UserMergePatchEmail {
+        type Error = self::error::ConversionError;
+        fn try_from(value: ::std::string::String) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl<'de> ::serde::Deserialize<'de> for UserMergePatchEmail {
+        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+        where
+            D: ::serde::Deserializer<'de>,
+        {
+            ::std::string::String::deserialize(deserializer)?
+                .parse()
+                .map_err(|e: self::error::ConversionError| <D::Error as ::serde::de::Error>::custom(e.to_string()))
+        }
+    }
+    ///用户状态
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+    pub enum UserMergePatchStatus {
+        #[serde(rename = "active")]
+        Active,
+        #[serde(rename = "inactive")]
+        Inactive,
+        #[serde(rename = "suspended")]
+        Suspended,
+    }
+    impl ::std::fmt::Display for UserMergePatchStatus {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            match *self {
+                Self::Active => f.write_str("active"),
+                Self::Inactive => f.write_str("inactive"),
+                Self::Suspended => f.write_str("suspended"),
+            }
+        }
+    }
+    impl ::std::str::FromStr for UserMergePatchStatus {
+        type Err = self::error::ConversionError;
+        fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+            match value {
+                "active" => Ok(Self::Active),
+                "inactive" => Ok(Self::Inactive),
+                "suspended" => Ok(Self::Suspended),
+                _ => Err("invalid value".into()),
+            }
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for UserMergePatchStatus {
+        type Error = self::error::ConversionError;
+        fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for UserMergePatchStatus {
         type Error = self::error::ConversionError;
         fn try_from(value: ::std::string::String) -> ::std::result::Result<Self, self::error::ConversionError> {
             value.parse()
@@ -3017,6 +3170,69 @@ pub mod types {
             }
         }
         #[derive(Clone, Debug)]
+        pub struct PatchUser200Body {
+            code: ::std::result::Result<super::PatchUser200BodyCode, ::std::string::String>,
+            data: ::std::result::Result<::std::option::Option<super::UserResponse>, ::std::string::String>,
+            msg: ::std::result::Result<::std::string::String, ::std::string::String>,
+            timestamp: ::std::result::Result<::chrono::DateTime<::chrono::offset::Utc>, ::std::string::String>,
+        }
+        impl ::std::default::Default for PatchUser200Body {
+            fn default() -> Self {
+                Self {
+                    code: Err("no value supplied for code".to_string()),
+                    data: Ok(Default::default()),
+                    msg: Err("no value supplied for msg".to_string()),
+                    timestamp: Err("no value supplied for timestamp".to_string()),
+                }
+            }
+        }
+        impl PatchUser200Body {
+            pub fn code<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::PatchUser200BodyCode>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.code = value.try_into().map_err(|e| format!("error converting supplied value for code: {e}"));
+                self
+            }
+            pub fn data<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<super::UserResponse>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.data = value.try_into().map_err(|e| format!("error converting supplied value for data: {e}"));
+                self
+            }
+            pub fn msg<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.msg = value.try_into().map_err(|e| format!("error converting supplied value for msg: {e}"));
+                self
+            }
+            pub fn timestamp<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::chrono::DateTime<::chrono::offset::Utc>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.timestamp =
+                    value.try_into().map_err(|e| format!("error converting supplied value for timestamp: {e}"));
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<PatchUser200Body> for super::PatchUser200Body {
+            type Error = super::error::ConversionError;
+            fn try_from(value: PatchUser200Body) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self { code: value.code?, data: value.data?, msg: value.msg?, timestamp: value.timestamp? })
+            }
+        }
+        impl ::std::convert::From<super::PatchUser200Body> for PatchUser200Body {
+            fn from(value: super::PatchUser200Body) -> Self {
+                Self { code: Ok(value.code), data: Ok(value.data), msg: Ok(value.msg), timestamp: Ok(value.timestamp) }
+            }
+        }
+        #[derive(Clone, Debug)]
         pub struct SubmitEmailTask200Body {
             code: ::std::result::Result<super::SubmitEmailTask200BodyCode, ::std::string::String>,
             data: ::std::result::Result<::std::option::Option<super::TaskResponse>, ::std::string::String>,
@@ -3781,6 +3997,45 @@ pub mod types {
             }
         }
         #[derive(Clone, Debug)]
+        pub struct UserMergePatch {
+            email: ::std::result::Result<::std::option::Option<super::UserMergePatchEmail>, ::std::string::String>,
+            status: ::std::result::Result<::std::option::Option<super::UserMergePatchStatus>, ::std::string::String>,
+        }
+        impl ::std::default::Default for UserMergePatch {
+            fn default() -> Self {
+                Self { email: Ok(Default::default()), status: Ok(Default::default()) }
+            }
+        }
+        impl UserMergePatch {
+            pub fn email<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<super::UserMergePatchEmail>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.email = value.try_into().map_err(|e| format!("error converting supplied value for email: {e}"));
+                self
+            }
+            pub fn status<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<super::UserMergePatchStatus>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.status = value.try_into().map_err(|e| format!("error converting supplied value for status: {e}"));
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<UserMergePatch> for super::UserMergePatch {
+            type Error = super::error::ConversionError;
+            fn try_from(value: UserMergePatch) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self { email: value.email?, status: value.status? })
+            }
+        }
+        impl ::std::convert::From<super::UserMergePatch> for UserMergePatch {
+            fn from(value: super::UserMergePatch) -> Self {
+                Self { email: Ok(value.email), status: Ok(value.status) }
+            }
+        }
+        #[derive(Clone, Debug)]
         pub struct UserResponse {
             created_at: ::std::result::Result<::chrono::DateTime<::chrono::offset::Utc>, ::std::string::String>,
             email: ::std::result::Result<::std::string::String, ::std::string::String>,
@@ -4213,6 +4468,28 @@ impl Client {
     ```*/
     pub fn delete_user(&self) -> builder::DeleteUser<'_> {
         builder::DeleteUser::new(self)
+    }
+    /**部分更新用户 (JSON Merge Patch)
+
+    RFC 7396 JSON Merge Patch: 省略的成员不变; 成员为 `null` 表示清除,
+    但用户没有可清除的字段, 所以 `null` 是 400。未知成员是 400。
+    与 `PUT` 的结果相同, 但请求体的媒体类型为 `application/merge-patch+json`。
+
+
+    Sends a `PATCH` request to `/users/{id}`
+
+    Arguments:
+    - `id`: 用户 ID
+    - `body`
+    ```ignore
+    let response = client.patch_user()
+        .id(id)
+        .body(body)
+        .send()
+        .await;
+    ```*/
+    pub fn patch_user(&self) -> builder::PatchUser<'_> {
+        builder::PatchUser::new(self)
     }
     /**提交邮件发送任务
 
@@ -4864,6 +5141,91 @@ pub mod builder {
                 400u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 404u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                431u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                500u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::patch_user`]
+
+    [`Client::patch_user`]: super::Client::patch_user*/
+    #[derive(Debug, Clone)]
+    pub struct PatchUser<'a> {
+        client: &'a super::Client,
+        id: Result<::std::num::NonZeroU64, String>,
+        body: Result<types::builder::UserMergePatch, String>,
+    }
+    impl<'a> PatchUser<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                id: Err("id was not initialized".to_string()),
+                body: Ok(::std::default::Default::default()),
+            }
+        }
+        pub fn id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::std::num::NonZeroU64>,
+        {
+            self.id =
+                value.try_into().map_err(|_| "conversion to `:: std :: num :: NonZeroU64` for id failed".to_string());
+            self
+        }
+        pub fn body<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::UserMergePatch>,
+            <V as std::convert::TryInto<types::UserMergePatch>>::Error: std::fmt::Display,
+        {
+            self.body = value
+                .try_into()
+                .map(From::from)
+                .map_err(|s| format!("conversion to `UserMergePatch` for body failed: {}", s));
+            self
+        }
+        pub fn body_map<F>(mut self, f: F) -> Self
+        where
+            F: std::ops::FnOnce(types::builder::UserMergePatch) -> types::builder::UserMergePatch,
+        {
+            self.body = self.body.map(f);
+            self
+        }
+        ///Sends a `PATCH` request to `/users/{id}`
+        pub async fn send(self) -> Result<ResponseValue<types::PatchUser200Body>, Error<types::ErrorResponse>> {
+            let Self { client, id, body } = self;
+            let id = id.map_err(Error::InvalidRequest)?;
+            let body = body
+                .and_then(|v| types::UserMergePatch::try_from(v).map_err(|e| e.to_string()))
+                .map_err(Error::InvalidRequest)?;
+            let url = format!("{}/users/{}", client.baseurl, encode_path(&id.to_string()),);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map.append(
+                ::reqwest::header::HeaderName::from_static("api-version"),
+                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
+            );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .patch(url)
+                .header(::reqwest::header::ACCEPT, ::reqwest::header::HeaderValue::from_static("application/json"))
+                .json(&body)
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo { operation_id: "patch_user" };
+            match (crate::auth::apply)(&client.inner, &mut request).await {
+                Ok(_) => {}
+                Err(e) => return Err(Error::Custom(e.to_string())),
+            }
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
+                400u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                404u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                409u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 431u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 500u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 _ => Err(Error::UnexpectedResponse(response)),

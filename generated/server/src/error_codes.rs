@@ -39,7 +39,7 @@ pub enum ErrorCode {
     MalformedBody,
     /// 1009 — HTTP 400: 不支持的 Content-Type
     ///
-    /// The body is not application/json.
+    /// The body is not of a media type the operation declares (application/json, or application/merge-patch+json for patchUser).
     UnsupportedMediaType,
     /// 1010 — HTTP 400: 请求体过大
     ///

@@ -28,7 +28,7 @@ pub const ALLOW: rt::AllowTable = &[
     ("/users", "GET, POST"),
     ("/users/batch-get", "POST"),
     ("/users/batch-create", "POST"),
-    ("/users/{id}", "GET, PUT, DELETE"),
+    ("/users/{id}", "GET, PUT, DELETE, PATCH"),
     ("/tasks/email", "POST"),
     ("/tasks/email/batch", "POST"),
     ("/tasks/sync", "POST"),
@@ -49,6 +49,7 @@ pub const DOC_PATCHES: rt::DocPatches = &[
     ("/paths/~1users~1{id}/get/security", "[{\"TokenAuth\":[]}]"),
     ("/paths/~1users~1{id}/put/security", "[{\"TokenAuth\":[]}]"),
     ("/paths/~1users~1{id}/delete/security", "[{\"TokenAuth\":[]}]"),
+    ("/paths/~1users~1{id}/patch/security", "[{\"TokenAuth\":[]}]"),
     ("/paths/~1tasks~1email/post/security", "[{\"TokenAuth\":[]}]"),
     (
         "/paths/~1tasks~1email/post/responses/200/links",
@@ -61,6 +62,7 @@ pub const DOC_PATCHES: rt::DocPatches = &[
         "{\"GetTask\":{\"description\":\"查询刚提交的任务\",\"operationId\":\"getTask\",\"parameters\":{\"task_id\":\"$response.body#/data/task_id\"}}}",
     ),
     ("/paths/~1tasks~1{task_id}/get/security", "[{\"TokenAuth\":[]}]"),
+    ("/components/schemas/UserMergePatch/additionalProperties", "false"),
 ];
 /// Verifies credentials for secured operations; runs before the
 /// handler, which never sees an unauthenticated request. Every
@@ -126,7 +128,7 @@ pub trait ErrorPolicy: ::std::marker::Send + ::std::marker::Sync + 'static {
     fn health_check503_response(problem: &rt::Problem) -> crate::models::HealthCheck503Response;
     /// The `ErrorResponse` body for `problem` (its status is the response's).
     ///
-    /// Documented for: `listUsers` 400, `listUsers` 401, `listUsers` 431, `listUsers` 500, `createUser` 400, `createUser` 401, `createUser` 409, `createUser` 431, `createUser` 500, `batchGetUsers` 400, `batchGetUsers` 401, `batchGetUsers` 431, `batchGetUsers` 500, `batchCreateUsers` 400, `batchCreateUsers` 401, `batchCreateUsers` 431, `batchCreateUsers` 500, `getUserById` 400, `getUserById` 401, `getUserById` 404, `getUserById` 431, `getUserById` 500, `updateUser` 400, `updateUser` 401, `updateUser` 404, `updateUser` 409, `updateUser` 431, `updateUser` 500, `deleteUser` 400, `deleteUser` 401, `deleteUser` 404, `deleteUser` 431, `deleteUser` 500, `submitEmailTask` 400, `submitEmailTask` 401, `submitEmailTask` 422, `submitEmailTask` 431, `submitEmailTask` 500, `submitEmailTaskBatch` 400, `submitEmailTaskBatch` 401, `submitEmailTaskBatch` 431, `submitEmailTaskBatch` 500, `submitSyncTask` 400, `submitSyncTask` 401, `submitSyncTask` 422, `submitSyncTask` 431, `submitSyncTask` 500, `getTask` 400, `getTask` 401, `getTask` 404, `getTask` 431, `getTask` 500.
+    /// Documented for: `listUsers` 400, `listUsers` 401, `listUsers` 431, `listUsers` 500, `createUser` 400, `createUser` 401, `createUser` 409, `createUser` 431, `createUser` 500, `batchGetUsers` 400, `batchGetUsers` 401, `batchGetUsers` 431, `batchGetUsers` 500, `batchCreateUsers` 400, `batchCreateUsers` 401, `batchCreateUsers` 431, `batchCreateUsers` 500, `getUserById` 400, `getUserById` 401, `getUserById` 404, `getUserById` 431, `getUserById` 500, `updateUser` 400, `updateUser` 401, `updateUser` 404, `updateUser` 409, `updateUser` 431, `updateUser` 500, `deleteUser` 400, `deleteUser` 401, `deleteUser` 404, `deleteUser` 431, `deleteUser` 500, `patchUser` 400, `patchUser` 401, `patchUser` 404, `patchUser` 409, `patchUser` 431, `patchUser` 500, `submitEmailTask` 400, `submitEmailTask` 401, `submitEmailTask` 422, `submitEmailTask` 431, `submitEmailTask` 500, `submitEmailTaskBatch` 400, `submitEmailTaskBatch` 401, `submitEmailTaskBatch` 431, `submitEmailTaskBatch` 500, `submitSyncTask` 400, `submitSyncTask` 401, `submitSyncTask` 422, `submitSyncTask` 431, `submitSyncTask` 500, `getTask` 400, `getTask` 401, `getTask` 404, `getTask` 431, `getTask` 500.
     fn error_response(problem: &rt::Problem) -> crate::models::ErrorResponse;
 }
 /// Implemented by every operation's response enum: a problem as the

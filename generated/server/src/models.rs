@@ -438,6 +438,62 @@ rt::impl_type!(
         let _ = &registry;
     }
 );
+/// The members of a user a merge patch may set (RFC 7396); anything
+/// else is refused, and none of them can be cleared with `null`.
+///
+/// Schema `#/components/schemas/UserMergePatch`.
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[derive(::garde::Validate)]
+pub struct UserMergePatch {
+    /// 邮箱地址
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[garde(length(chars, max = 100), email)]
+    pub email: ::std::option::Option<::std::string::String>,
+    /// 用户状态
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[garde(skip)]
+    pub status: ::std::option::Option<Status>,
+}
+impl rt::Model for UserMergePatch {
+    const SHAPE: &'static rt::Shape = &rt::Shape::ClosedObject(&[
+        rt::Prop {
+            name: "email",
+            required: false,
+            shape: &rt::Shape::String(rt::StrFormat::Plain),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "status",
+            required: false,
+            shape: &rt::Shape::Enum(&["active", "inactive", "suspended"]),
+            access: rt::Access::ReadWrite,
+        },
+    ]);
+}
+rt::impl_type!(
+    UserMergePatch,
+    "UserMergePatch",
+    ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from("UserMergePatch")),
+    |registry| {
+        registry.create_schema:: < UserMergePatch, _ >
+    (::std::string::String::from("UserMergePatch"), | registry | { let _ = & registry;
+    ::poem_openapi::registry::MetaSchema { ty : "object", description :
+    ::std::option::Option::Some("The members of a user a merge patch may set (RFC 7396); anything\nelse is refused, and none of them can be cleared with `null`.\n"),
+    properties : ::std::vec![("email",
+    ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(::poem_openapi::registry::MetaSchema
+    { ty : "string", format : ::std::option::Option::Some("email"), description :
+    ::std::option::Option::Some("邮箱地址"), max_length :
+    ::std::option::Option::Some(100usize), .. ::poem_openapi::registry::MetaSchema::ANY
+    }))), ("status",
+    ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(::poem_openapi::registry::MetaSchema
+    { ty : "string", description : ::std::option::Option::Some("用户状态"),
+    enum_items : ::std::vec![crate ::rt::json("\"active\""), crate
+    ::rt::json("\"inactive\""), crate ::rt::json("\"suspended\"")], ..
+    ::poem_openapi::registry::MetaSchema::ANY })))], ..
+    ::poem_openapi::registry::MetaSchema::ANY } });
+    }
+);
 /// Schema `#/components/schemas/UserResponse`.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::garde::Validate)]
 pub struct UserResponse {
@@ -3215,6 +3271,100 @@ impl rt::Model for UpdateUser200Response {
 rt::impl_type!(
     UpdateUser200Response,
     "UpdateUser200Response",
+    ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(::poem_openapi::registry::MetaSchema {
+        ty: "object",
+        required: ::std::vec!["code", "msg", "timestamp"],
+        properties: ::std::vec![
+            (
+                "code",
+                ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                    ::poem_openapi::registry::MetaSchema {
+                        ty: "integer",
+                        description: ::std::option::Option::Some("响应码(0 表示成功)"),
+                        enum_items: ::std::vec![crate::rt::json("0")],
+                        ..::poem_openapi::registry::MetaSchema::ANY
+                    }
+                ))
+            ),
+            (
+                "msg",
+                ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                    ::poem_openapi::registry::MetaSchema {
+                        ty: "string",
+                        description: ::std::option::Option::Some("响应消息"),
+                        example: ::std::option::Option::Some(crate::rt::json("\"success\"")),
+                        ..::poem_openapi::registry::MetaSchema::ANY
+                    }
+                ))
+            ),
+            ("data", ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from("UserResponse"))),
+            (
+                "timestamp",
+                ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                    ::poem_openapi::registry::MetaSchema {
+                        ty: "string",
+                        format: ::std::option::Option::Some("date-time"),
+                        description: ::std::option::Option::Some("响应时间戳(ISO 8601 格式)"),
+                        example: ::std::option::Option::Some(crate::rt::json("\"2025-11-12T16:00:00+08:00\"")),
+                        ..::poem_openapi::registry::MetaSchema::ANY
+                    }
+                ))
+            )
+        ],
+        ..::poem_openapi::registry::MetaSchema::ANY
+    })),
+    |registry| {
+        let _ = &registry;
+        <crate::models::UserResponse as ::poem_openapi::types::Type>::register(registry);
+    }
+);
+/// Inline schema at `#/paths/~1users~1{id}/patch/responses/200/content/application~1json/schema`.
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::garde::Validate)]
+pub struct PatchUser200Response {
+    /// 响应码(0 表示成功)
+    #[garde(skip)]
+    pub code: i64,
+    /// 响应消息
+    #[garde(skip)]
+    pub msg: ::std::string::String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[garde(dive)]
+    pub data: ::std::option::Option<UserResponse>,
+    /// 响应时间戳(ISO 8601 格式)
+    #[garde(skip)]
+    pub timestamp: ::chrono::DateTime<::chrono::Utc>,
+}
+impl rt::Model for PatchUser200Response {
+    const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[
+        rt::Prop {
+            name: "code",
+            required: true,
+            shape: &rt::Shape::Integer { min: 0, max: 0 },
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "msg",
+            required: true,
+            shape: &rt::Shape::String(rt::StrFormat::Plain),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "data",
+            required: false,
+            shape: &*<UserResponse as rt::Model>::SHAPE,
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "timestamp",
+            required: true,
+            shape: &rt::Shape::String(rt::StrFormat::DateTime),
+            access: rt::Access::ReadWrite,
+        },
+    ]);
+}
+rt::impl_type!(
+    PatchUser200Response,
+    "PatchUser200Response",
     ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(::poem_openapi::registry::MetaSchema {
         ty: "object",
         required: ::std::vec!["code", "msg", "timestamp"],

@@ -139,6 +139,19 @@ pub trait UsersApi: crate::ErrorPolicy + crate::Auth {
         principal: Self::Principal,
         params: DeleteUserParams,
     ) -> impl ::std::future::Future<Output = ::std::result::Result<DeleteUserResponse, rt::Problem>> + ::std::marker::Send;
+    /// 部分更新用户 (JSON Merge Patch)
+    ///
+    /// RFC 7396 JSON Merge Patch: 省略的成员不变; 成员为 `null` 表示清除,
+    /// 但用户没有可清除的字段, 所以 `null` 是 400。未知成员是 400。
+    /// 与 `PUT` 的结果相同, 但请求体的媒体类型为 `application/merge-patch+json`。
+    ///
+    /// `PATCH /users/{id}` (`patchUser`).
+    fn patch_user(
+        &self,
+        principal: Self::Principal,
+        params: PatchUserParams,
+        body: crate::models::UserMergePatch,
+    ) -> impl ::std::future::Future<Output = ::std::result::Result<PatchUserResponse, rt::Problem>> + ::std::marker::Send;
 }
 /// Every response `listUsers` documents, one variant per status.
 #[derive(Debug, Clone, PartialEq)]
@@ -1302,6 +1315,204 @@ impl rt::ParamSet for DeleteUserParams {
         let _ = &registry;
     }
 }
+/// Every response `patchUser` documents, one variant per status.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PatchUserResponse {
+    /// 200 更新成功
+    Ok(PatchUser200Response),
+    /// 400 请求参数错误
+    BadRequest(ErrorResponse),
+    /// 401 未授权或令牌无效
+    Unauthorized(ErrorResponse),
+    /// 404 资源不存在
+    NotFound(ErrorResponse),
+    /// 409 资源冲突(如用户名已存在)
+    Conflict(ErrorResponse),
+    /// 431 请求头过大(超过服务器配置的上限)
+    Status431(ErrorResponse),
+    /// 500 服务器内部错误
+    InternalServerError(ErrorResponse),
+}
+impl ::poem_openapi::ApiResponse for PatchUserResponse {
+    fn meta() -> ::poem_openapi::registry::MetaResponses {
+        ::poem_openapi::registry::MetaResponses {
+            responses: ::std::vec![
+                ::poem_openapi::registry::MetaResponse {
+                    description: "更新成功",
+                    status: ::std::option::Option::Some(200),
+                    status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
+                    content: ::std::vec![::poem_openapi::registry::MetaMediaType {
+                        content_type: "application/json",
+                        schema: <crate::models::PatchUser200Response as ::poem_openapi::types::Type>::schema_ref()
+                    }],
+                },
+                ::poem_openapi::registry::MetaResponse {
+                    description: "请求参数错误",
+                    status: ::std::option::Option::Some(400),
+                    status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
+                    content: ::std::vec![::poem_openapi::registry::MetaMediaType {
+                        content_type: "application/json",
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
+                    }],
+                },
+                ::poem_openapi::registry::MetaResponse {
+                    description: "未授权或令牌无效",
+                    status: ::std::option::Option::Some(401),
+                    status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
+                    content: ::std::vec![::poem_openapi::registry::MetaMediaType {
+                        content_type: "application/json",
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
+                    }],
+                },
+                ::poem_openapi::registry::MetaResponse {
+                    description: "资源不存在",
+                    status: ::std::option::Option::Some(404),
+                    status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
+                    content: ::std::vec![::poem_openapi::registry::MetaMediaType {
+                        content_type: "application/json",
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
+                    }],
+                },
+                ::poem_openapi::registry::MetaResponse {
+                    description: "资源冲突(如用户名已存在)",
+                    status: ::std::option::Option::Some(409),
+                    status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
+                    content: ::std::vec![::poem_openapi::registry::MetaMediaType {
+                        content_type: "application/json",
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
+                    }],
+                },
+                ::poem_openapi::registry::MetaResponse {
+                    description: "请求头过大(超过服务器配置的上限)",
+                    status: ::std::option::Option::Some(431),
+                    status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
+                    content: ::std::vec![::poem_openapi::registry::MetaMediaType {
+                        content_type: "application/json",
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
+                    }],
+                },
+                ::poem_openapi::registry::MetaResponse {
+                    description: "服务器内部错误",
+                    status: ::std::option::Option::Some(500),
+                    status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
+                    content: ::std::vec![::poem_openapi::registry::MetaMediaType {
+                        content_type: "application/json",
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
+                    }],
+                }
+            ],
+        }
+    }
+    fn register(registry: &mut ::poem_openapi::registry::Registry) {
+        let _ = &registry;
+        <crate::models::ErrorResponse as ::poem_openapi::types::Type>::register(registry);
+        <crate::models::PatchUser200Response as ::poem_openapi::types::Type>::register(registry);
+    }
+}
+impl ::poem::IntoResponse for PatchUserResponse {
+    fn into_response(self) -> ::poem::Response {
+        match self {
+            Self::Ok(body) => rt::json_response(200, &body),
+            Self::BadRequest(body) => rt::json_response(400, &body),
+            Self::Unauthorized(body) => rt::json_response(401, &body),
+            Self::NotFound(body) => rt::json_response(404, &body),
+            Self::Conflict(body) => rt::json_response(409, &body),
+            Self::Status431(body) => rt::json_response(431, &body),
+            Self::InternalServerError(body) => rt::json_response(500, &body),
+        }
+    }
+}
+impl crate::FromProblem for PatchUserResponse {
+    fn from_problem<P: crate::ErrorPolicy>(problem: rt::Problem) -> ::std::result::Result<Self, rt::Problem> {
+        match problem.status {
+            400 => ::std::result::Result::Ok(Self::BadRequest(P::error_response(&problem))),
+            401 => ::std::result::Result::Ok(Self::Unauthorized(P::error_response(&problem))),
+            404 => ::std::result::Result::Ok(Self::NotFound(P::error_response(&problem))),
+            409 => ::std::result::Result::Ok(Self::Conflict(P::error_response(&problem))),
+            431 => ::std::result::Result::Ok(Self::Status431(P::error_response(&problem))),
+            500 => ::std::result::Result::Ok(Self::InternalServerError(P::error_response(&problem))),
+            _ => ::std::result::Result::Err(problem),
+        }
+    }
+}
+impl PatchUserResponse {
+    /// Checks the body against the spec (see `rt::response_checks`).
+    #[doc(hidden)]
+    pub fn check(&self, errs: &mut rt::FieldErrors) {
+        let _ = &errs;
+        match self {
+            Self::Ok(body) => {
+                rt::check_response::<crate::models::PatchUser200Response>(body, "", errs);
+            }
+            Self::BadRequest(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
+            Self::Unauthorized(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
+            Self::NotFound(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
+            Self::Conflict(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
+            Self::Status431(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
+            Self::InternalServerError(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
+            #[allow(unreachable_patterns)]
+            _ => {}
+        }
+    }
+}
+/// The parameters of `patchUser`, parsed and validated.
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::garde::Validate)]
+pub struct PatchUserParams {
+    #[garde(range(min = 1))]
+    pub id: i64,
+}
+impl rt::Model for PatchUserParams {
+    const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[rt::Prop {
+        name: "id",
+        required: true,
+        shape: &rt::Shape::Integer { min: -9223372036854775808, max: 9223372036854775807 },
+        access: rt::Access::ReadWrite,
+    }]);
+}
+impl rt::ParamSet for PatchUserParams {
+    const REQUIRED: &'static [bool] = &[true];
+    fn schema(index: usize) -> ::poem_openapi::registry::MetaSchemaRef {
+        match index {
+            0 => ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                ::poem_openapi::registry::MetaSchema {
+                    ty: "integer",
+                    minimum: ::std::option::Option::Some(1f64),
+                    ..::poem_openapi::registry::MetaSchema::ANY
+                },
+            )),
+            _ => ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                ::poem_openapi::registry::MetaSchema::ANY,
+            )),
+        }
+    }
+    fn register(registry: &mut ::poem_openapi::registry::Registry) {
+        let _ = &registry;
+    }
+}
+#[doc(hidden)]
+pub struct PatchUserMedia;
+impl rt::BodyMedia for PatchUserMedia {
+    const TYPES: &'static [&'static str] = &["application/merge-patch+json"];
+}
 /// The poem-openapi service for this tag over an implementation `A`.
 pub struct UsersServer<A>(pub ::std::sync::Arc<A>);
 impl<A> ::std::clone::Clone for UsersServer<A> {
@@ -1881,6 +2092,89 @@ impl<A: UsersApi> UsersServer<A> {
                 rt::Answer::Documented(r)
             }
             ::std::result::Result::Err(problem) => crate::answer::<DeleteUserResponse, A>(problem),
+        }
+    }
+    /// 部分更新用户 (JSON Merge Patch)
+    ///
+    /// RFC 7396 JSON Merge Patch: 省略的成员不变; 成员为 `null` 表示清除,
+    /// 但用户没有可清除的字段, 所以 `null` 是 400。未知成员是 400。
+    /// 与 `PUT` 的结果相同, 但请求体的媒体类型为 `application/merge-patch+json`。
+    #[oai(path = "/users/:id", method = "patch", operation_id = "patchUser", tag = "crate::ApiTags::Users")]
+    async fn patch_user(
+        &self,
+        cred_token_auth: rt::SchemeCredential<crate::TokenAuthScheme>,
+        /// 用户 ID
+        #[oai(name = "id")]
+        p_id: rt::Path<PatchUserParams, 0>,
+        body: rt::JsonBody<crate::models::UserMergePatch, PatchUserMedia>,
+    ) -> rt::Answer<PatchUserResponse> {
+        let principal = 'auth: {
+            let mut rejected: ::std::option::Option<rt::Problem> = ::std::option::Option::None;
+            if cred_token_auth.0.is_present() {
+                let verified = async {
+                    let p = crate::verify_token_auth(
+                        &*self.0,
+                        &cred_token_auth.0,
+                        &rt::AuthContext { operation_id: "patchUser", scopes: &[] },
+                    )
+                    .await?;
+                    ::std::result::Result::Ok::<_, rt::Problem>(p)
+                };
+                match verified.await {
+                    ::std::result::Result::Ok(p) => break 'auth p,
+                    ::std::result::Result::Err(e) => {
+                        rejected.get_or_insert(e);
+                    }
+                }
+            }
+            return crate::answer::<PatchUserResponse, A>(
+                rejected.unwrap_or_else(|| crate::fault(rt::Fault::MissingCredential)),
+            );
+        };
+        let mut errs = rt::FieldErrors::default();
+        let params = rt::validate_value::<PatchUserParams>(
+            rt::params_object(&[("id", p_id.0, rt::Coerce::Integer)]),
+            "",
+            &mut errs,
+        );
+        let body = match body.read(&mut errs).await {
+            ::std::result::Result::Ok(rt::BodyOutcome::Valid(v)) => ::std::option::Option::Some(v),
+            ::std::result::Result::Ok(rt::BodyOutcome::Invalid) => ::std::option::Option::None,
+            ::std::result::Result::Ok(rt::BodyOutcome::Empty) => {
+                errs.push("body", "request body is required");
+                ::std::option::Option::None
+            }
+            ::std::result::Result::Err(e) => {
+                let (fault, message) = e.into_error();
+                let data = ::serde_json::json!(
+                    { "errors" : [{ "field" : "body", "message" : message }] }
+                );
+                return crate::answer::<PatchUserResponse, A>(crate::fault(fault).with_data(data));
+            }
+        };
+        let (::std::option::Option::Some(params), ::std::option::Option::Some(body)) = (params, body) else {
+            return crate::answer::<PatchUserResponse, A>(
+                crate::fault(rt::Fault::ValidationFailed).with_field_errors(&errs),
+            );
+        };
+        if !errs.is_empty() {
+            return crate::answer::<PatchUserResponse, A>(
+                crate::fault(rt::Fault::ValidationFailed).with_field_errors(&errs),
+            );
+        }
+        match UsersApi::patch_user(&*self.0, principal, params, body).await {
+            ::std::result::Result::Ok(r) => {
+                if rt::response_checks() {
+                    let mut errs = rt::FieldErrors::default();
+                    r.check(&mut errs);
+                    if !errs.is_empty() {
+                        rt::report_invalid_response("patchUser", &errs);
+                        return crate::answer::<PatchUserResponse, A>(crate::fault(rt::Fault::Internal));
+                    }
+                }
+                rt::Answer::Documented(r)
+            }
+            ::std::result::Result::Err(problem) => crate::answer::<PatchUserResponse, A>(problem),
         }
     }
 }

@@ -38,6 +38,9 @@ pub struct Operation {
     pub parameters: Vec<Parameter>,
     /// The JSON request body schema, if the operation takes one.
     pub request_body: Option<Value>,
+    /// Its media type as declared (`application/merge-patch+json`), which
+    /// requests carrying it are sent with.
+    pub request_media: Option<String>,
     /// The header carrying the API key, when the operation is secured by one.
     pub auth_header: Option<String>,
     /// Documented responses in document order, keyed `200`, `4XX` or `default`.
@@ -154,13 +157,14 @@ impl Contract {
                 location,
             });
         }
-        let request_body = op
+        let json_body = op
             .get("requestBody")
             .map(|b| self.resolve(b))
             .and_then(|b| b.get("content"))
             .and_then(Value::as_object)
-            .and_then(|c| c.iter().find(|(mt, _)| is_json(mt)))
-            .and_then(|(_, media)| media.get("schema").cloned());
+            .and_then(|c| c.iter().find(|(mt, _)| is_json(mt)));
+        let request_media = json_body.map(|(mt, _)| mt.clone());
+        let request_body = json_body.and_then(|(_, media)| media.get("schema").cloned());
         let security = op.get("security").or_else(|| self.doc.get("security"));
         let auth_header = security.and_then(Value::as_array).and_then(|reqs| {
             reqs.iter().filter_map(Value::as_object).flat_map(|r| r.keys()).find_map(|scheme| {
@@ -189,6 +193,7 @@ impl Contract {
             path: path.to_owned(),
             parameters,
             request_body,
+            request_media,
             auth_header,
             responses,
         })

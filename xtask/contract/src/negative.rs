@@ -554,6 +554,12 @@ impl Base {
                 _ => {}
             }
         }
+        // The body goes as the media type the operation declares.
+        if self.body.is_some()
+            && let Some(mt) = op.request_media.as_deref().filter(|mt| *mt != "application/json")
+        {
+            headers.push(("content-type".to_owned(), mt.to_owned()));
+        }
         Request { method: op.method.clone(), path, query, headers, body: self.body.clone() }
     }
 }

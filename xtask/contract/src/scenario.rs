@@ -431,6 +431,8 @@ impl Run<'_> {
         let r = self.api.update_user().id(a_id).body(body).send().await;
         self.typed("deactivates user A", want, r);
 
+        self.merge_patch(a_id, &b_email).await;
+
         let conflict = || Want::new("createUser", 409).code("Conflict");
         self.create_user("duplicate username", conflict(), &a_name, &format!("ct_{u}_c@example.com")).await;
         self.create_user("duplicate email", conflict(), &format!("ct_{u}_c"), &a_email).await;
@@ -452,6 +454,9 @@ impl Run<'_> {
         let body = types::UpdateUserRequest::builder().status(Some(types::UpdateUserRequestStatus::Active));
         let r = self.api.update_user().id(b_id).body(body).send().await;
         self.typed("deleted user", not_found("updateUser"), r);
+        let body = types::UserMergePatch::builder().status(Some(types::UserMergePatchStatus::Active));
+        let r = self.api.patch_user().id(b_id).body(body).send().await;
+        self.typed("deleted user", not_found("patchUser"), r);
         let r = self.api.delete_user().id(b_id).send().await;
         self.typed("deleted user", not_found("deleteUser"), r);
         // Far beyond any id a real deployment hands out.
@@ -460,6 +465,45 @@ impl Run<'_> {
         self.typed("unknown id", not_found("getUserById"), r);
         let r = self.api.delete_user().id(unknown).send().await;
         self.typed("unknown id", not_found("deleteUser"), r);
+    }
+
+    /// patchUser (JSON Merge Patch) on user A, left inactive as it found it:
+    /// what a patch names changes, `null`, an unknown member and another
+    /// media type are 400, an email taken is 409.
+    async fn merge_patch(&mut self, a_id: u64, taken_email: &str) {
+        let want = Want::new("patchUser", 200).field("/data/status", json!("active"));
+        let body = types::UserMergePatch::builder().status(Some(types::UserMergePatchStatus::Active));
+        let r = self.api.patch_user().id(a_id).body(body).send().await;
+        self.typed("merge patch sets status only", want, r);
+        let want = Want::new("patchUser", 200).field("/data/status", json!("inactive"));
+        let body = types::UserMergePatch::builder().status(Some(types::UserMergePatchStatus::Inactive));
+        let r = self.api.patch_user().id(a_id).body(body).send().await;
+        self.typed("merge patch sets it back", want, r);
+        let op = self.contract.operation("patchUser").cloned();
+        let Some(op) = op else { return };
+        let path = op.path.replace("{id}", &a_id.to_string());
+        let patch = |body: Value, ct: &str| Request {
+            method: "PATCH".into(),
+            path: path.clone(),
+            query: vec![],
+            headers: vec![("content-type".into(), ct.to_owned())],
+            body: Some(body),
+        };
+        let mp = "application/merge-patch+json";
+        for (what, req, code) in [
+            ("merge patch null on a non-nullable member", patch(json!({"email": null}), mp), "ValidationFailed"),
+            ("merge patch with an unknown member", patch(json!({"nickname": "x"}), mp), "ValidationFailed"),
+            (
+                "merge patch sent as application/json",
+                patch(json!({"status": "active"}), "application/json"),
+                "UnsupportedMediaType",
+            ),
+        ] {
+            let b = self.request(&req, Some(&self.token), op.auth_header.as_deref());
+            self.raw(what, Want::new("patchUser", 400).code(code), b).await;
+        }
+        let b = self.request(&patch(json!({"email": taken_email}), mp), Some(&self.token), op.auth_header.as_deref());
+        self.raw("merge patch to an email taken", Want::new("patchUser", 409).code("Conflict"), b).await;
     }
 
     /// Parameter `param` of link `link` of `op`'s 200 response, evaluated
@@ -893,6 +937,9 @@ impl Run<'_> {
         let body = types::UpdateUserRequest::builder().status(Some(types::UpdateUserRequestStatus::Active));
         let r = self.api.update_user().id(id).body(body).send().await;
         self.typed("PostgreSQL stopped", internal("updateUser"), r);
+        let body = types::UserMergePatch::builder().status(Some(types::UserMergePatchStatus::Inactive));
+        let r = self.api.patch_user().id(id).body(body).send().await;
+        self.typed("PostgreSQL stopped", internal("patchUser"), r);
         let r = self.api.delete_user().id(id).send().await;
         self.typed("PostgreSQL stopped", internal("deleteUser"), r);
         let r = self
