@@ -510,6 +510,23 @@ async fn array_request_bodies() {
     assert_eq!((s, fields(&b)), (StatusCode::BAD_REQUEST, vec!["[1].label".to_owned()]), "{b}");
 }
 
+/// A deprecated operation with `x-deprecated-at` and `x-sunset` says so on
+/// every answer (RFC 9745, RFC 8594), errors included; others do not.
+#[tokio::test]
+async fn deprecated_operations_announce_their_sunset() {
+    let (cli, _) = client();
+    for path in ["/v2/pets/rex/card", "/v2/pets/NOT-VALID/card"] {
+        let resp = cli.get(path).send().await;
+        resp.assert_header("deprecation", "@1780272000");
+        resp.assert_header("sunset", "Fri, 01 Jan 2027 12:00:00 GMT");
+    }
+    let resp = cli.get("/v2/pets/rex/photo").send().await;
+    resp.assert_header_is_not_exist("deprecation");
+    let (_, doc) = send(cli.get("/v2/openapi.json")).await;
+    let op = &doc["paths"]["/pets/{name}/card"]["get"];
+    assert_eq!((&op["deprecated"], &op["x-sunset"]), (&json!(true), &json!("2027-01-01T12:00:00Z")), "{op}");
+}
+
 /// One body, two media types: JSON or a form, chosen by `Content-Type`;
 /// form values are coerced by the schema (repeated keys are an array) and
 /// validated the same way; any other type is refused.

@@ -4427,6 +4427,9 @@ impl Client {
 
     更新用户信息
 
+    已弃用: 请改用 `PATCH /users/{id}` (`patchUser`, JSON Merge Patch)。
+    每个应答都带 `Deprecation` (RFC 9745) 与 `Sunset` (RFC 8594) 头。
+
     **测试用例**:
     - FR-002: 支持更新操作
     - User Story 1 - Acceptance 2: 数据更新

@@ -48,6 +48,8 @@ pub const DOC_PATCHES: rt::DocPatches = &[
     ("/paths/~1users~1batch-create/post/security", "[{\"TokenAuth\":[]}]"),
     ("/paths/~1users~1{id}/get/security", "[{\"TokenAuth\":[]}]"),
     ("/paths/~1users~1{id}/put/security", "[{\"TokenAuth\":[]}]"),
+    ("/paths/~1users~1{id}/put/x-deprecated-at", "\"2026-12-02\""),
+    ("/paths/~1users~1{id}/put/x-sunset", "\"2027-06-30\""),
     ("/paths/~1users~1{id}/delete/security", "[{\"TokenAuth\":[]}]"),
     ("/paths/~1users~1{id}/patch/security", "[{\"TokenAuth\":[]}]"),
     ("/paths/~1tasks~1email/post/security", "[{\"TokenAuth\":[]}]"),

@@ -114,6 +114,9 @@ pub trait UsersApi: crate::ErrorPolicy + crate::Auth {
     ///
     /// 更新用户信息
     ///
+    /// 已弃用: 请改用 `PATCH /users/{id}` (`patchUser`, JSON Merge Patch)。
+    /// 每个应答都带 `Deprecation` (RFC 9745) 与 `Sunset` (RFC 8594) 头。
+    ///
     /// **测试用例**:
     /// - FR-002: 支持更新操作
     /// - User Story 1 - Acceptance 2: 数据更新
@@ -1944,10 +1947,13 @@ impl<A: UsersApi> UsersServer<A> {
     ///
     /// 更新用户信息
     ///
+    /// 已弃用: 请改用 `PATCH /users/{id}` (`patchUser`, JSON Merge Patch)。
+    /// 每个应答都带 `Deprecation` (RFC 9745) 与 `Sunset` (RFC 8594) 头。
+    ///
     /// **测试用例**:
     /// - FR-002: 支持更新操作
     /// - User Story 1 - Acceptance 2: 数据更新
-    #[oai(path = "/users/:id", method = "put", operation_id = "updateUser", tag = "crate::ApiTags::Users")]
+    #[oai(path = "/users/:id", method = "put", operation_id = "updateUser", tag = "crate::ApiTags::Users", deprecated)]
     async fn update_user(
         &self,
         cred_token_auth: rt::SchemeCredential<crate::TokenAuthScheme>,
@@ -1955,75 +1961,81 @@ impl<A: UsersApi> UsersServer<A> {
         #[oai(name = "id")]
         p_id: rt::Path<UpdateUserParams, 0>,
         body: rt::JsonBody<crate::models::UpdateUserRequest, rt::Json>,
-    ) -> rt::Answer<UpdateUserResponse> {
-        let principal = 'auth: {
-            let mut rejected: ::std::option::Option<rt::Problem> = ::std::option::Option::None;
-            if cred_token_auth.0.is_present() {
-                let verified = async {
-                    let p = crate::verify_token_auth(
-                        &*self.0,
-                        &cred_token_auth.0,
-                        &rt::AuthContext { operation_id: "updateUser", scopes: &[] },
-                    )
-                    .await?;
-                    ::std::result::Result::Ok::<_, rt::Problem>(p)
+    ) -> rt::WithHeaders<rt::Answer<UpdateUserResponse>> {
+        rt::WithHeaders(
+            async {
+                let principal = 'auth: {
+                    let mut rejected: ::std::option::Option<rt::Problem> = ::std::option::Option::None;
+                    if cred_token_auth.0.is_present() {
+                        let verified = async {
+                            let p = crate::verify_token_auth(
+                                &*self.0,
+                                &cred_token_auth.0,
+                                &rt::AuthContext { operation_id: "updateUser", scopes: &[] },
+                            )
+                            .await?;
+                            ::std::result::Result::Ok::<_, rt::Problem>(p)
+                        };
+                        match verified.await {
+                            ::std::result::Result::Ok(p) => break 'auth p,
+                            ::std::result::Result::Err(e) => {
+                                rejected.get_or_insert(e);
+                            }
+                        }
+                    }
+                    return crate::answer::<UpdateUserResponse, A>(
+                        rejected.unwrap_or_else(|| crate::fault(rt::Fault::MissingCredential)),
+                    );
                 };
-                match verified.await {
-                    ::std::result::Result::Ok(p) => break 'auth p,
-                    ::std::result::Result::Err(e) => {
-                        rejected.get_or_insert(e);
-                    }
-                }
-            }
-            return crate::answer::<UpdateUserResponse, A>(
-                rejected.unwrap_or_else(|| crate::fault(rt::Fault::MissingCredential)),
-            );
-        };
-        let mut errs = rt::FieldErrors::default();
-        let params = rt::validate_value::<UpdateUserParams>(
-            rt::params_object(&[("id", p_id.0, rt::Coerce::Integer)]),
-            "",
-            &mut errs,
-        );
-        let body = match body.read(&mut errs).await {
-            ::std::result::Result::Ok(rt::BodyOutcome::Valid(v)) => ::std::option::Option::Some(v),
-            ::std::result::Result::Ok(rt::BodyOutcome::Invalid) => ::std::option::Option::None,
-            ::std::result::Result::Ok(rt::BodyOutcome::Empty) => {
-                errs.push("body", "request body is required");
-                ::std::option::Option::None
-            }
-            ::std::result::Result::Err(e) => {
-                let (fault, message) = e.into_error();
-                let data = ::serde_json::json!(
-                    { "errors" : [{ "field" : "body", "message" : message }] }
+                let mut errs = rt::FieldErrors::default();
+                let params = rt::validate_value::<UpdateUserParams>(
+                    rt::params_object(&[("id", p_id.0, rt::Coerce::Integer)]),
+                    "",
+                    &mut errs,
                 );
-                return crate::answer::<UpdateUserResponse, A>(crate::fault(fault).with_data(data));
-            }
-        };
-        let (::std::option::Option::Some(params), ::std::option::Option::Some(body)) = (params, body) else {
-            return crate::answer::<UpdateUserResponse, A>(
-                crate::fault(rt::Fault::ValidationFailed).with_field_errors(&errs),
-            );
-        };
-        if !errs.is_empty() {
-            return crate::answer::<UpdateUserResponse, A>(
-                crate::fault(rt::Fault::ValidationFailed).with_field_errors(&errs),
-            );
-        }
-        match UsersApi::update_user(&*self.0, principal, params, body).await {
-            ::std::result::Result::Ok(r) => {
-                if rt::response_checks() {
-                    let mut errs = rt::FieldErrors::default();
-                    r.check(&mut errs);
-                    if !errs.is_empty() {
-                        rt::report_invalid_response("updateUser", &errs);
-                        return crate::answer::<UpdateUserResponse, A>(crate::fault(rt::Fault::Internal));
+                let body = match body.read(&mut errs).await {
+                    ::std::result::Result::Ok(rt::BodyOutcome::Valid(v)) => ::std::option::Option::Some(v),
+                    ::std::result::Result::Ok(rt::BodyOutcome::Invalid) => ::std::option::Option::None,
+                    ::std::result::Result::Ok(rt::BodyOutcome::Empty) => {
+                        errs.push("body", "request body is required");
+                        ::std::option::Option::None
                     }
+                    ::std::result::Result::Err(e) => {
+                        let (fault, message) = e.into_error();
+                        let data = ::serde_json::json!(
+                            { "errors" : [{ "field" : "body", "message" : message }] }
+                        );
+                        return crate::answer::<UpdateUserResponse, A>(crate::fault(fault).with_data(data));
+                    }
+                };
+                let (::std::option::Option::Some(params), ::std::option::Option::Some(body)) = (params, body) else {
+                    return crate::answer::<UpdateUserResponse, A>(
+                        crate::fault(rt::Fault::ValidationFailed).with_field_errors(&errs),
+                    );
+                };
+                if !errs.is_empty() {
+                    return crate::answer::<UpdateUserResponse, A>(
+                        crate::fault(rt::Fault::ValidationFailed).with_field_errors(&errs),
+                    );
                 }
-                rt::Answer::Documented(r)
+                match UsersApi::update_user(&*self.0, principal, params, body).await {
+                    ::std::result::Result::Ok(r) => {
+                        if rt::response_checks() {
+                            let mut errs = rt::FieldErrors::default();
+                            r.check(&mut errs);
+                            if !errs.is_empty() {
+                                rt::report_invalid_response("updateUser", &errs);
+                                return crate::answer::<UpdateUserResponse, A>(crate::fault(rt::Fault::Internal));
+                            }
+                        }
+                        rt::Answer::Documented(r)
+                    }
+                    ::std::result::Result::Err(problem) => crate::answer::<UpdateUserResponse, A>(problem),
+                }
             }
-            ::std::result::Result::Err(problem) => crate::answer::<UpdateUserResponse, A>(problem),
-        }
+            .await,
+            &[("deprecation", "@1796169600"), ("sunset", "Wed, 30 Jun 2027 00:00:00 GMT")],
+        )
     }
     /// 删除用户
     ///

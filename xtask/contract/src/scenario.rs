@@ -504,6 +504,41 @@ impl Run<'_> {
         }
         let b = self.request(&patch(json!({"email": taken_email}), mp), Some(&self.token), op.auth_header.as_deref());
         self.raw("merge patch to an email taken", Want::new("patchUser", 409).code("Conflict"), b).await;
+        self.deprecation_headers("updateUser", &path).await;
+    }
+
+    /// A deprecated operation with `x-deprecated-at` / `x-sunset` answers
+    /// with `Deprecation` / `Sunset` headers (as the generator derives them:
+    /// the check only sees that both are there and well-formed).
+    async fn deprecation_headers(&mut self, op_id: &str, path: &str) {
+        let Some(op) = self.contract.operation(op_id).cloned() else { return };
+        let req = Request {
+            method: op.method.clone(),
+            path: path.to_owned(),
+            query: vec![],
+            headers: vec![],
+            body: Some(json!({"status": "inactive"})),
+        };
+        let sent = self.request(&req, Some(&self.token), op.auth_header.as_deref()).send().await;
+        let (problem, send_error) = match &sent {
+            Err(e) => (None, Some(e.to_string())),
+            Ok(resp) => {
+                let h = |n: &str| resp.headers().get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
+                let dep = h("deprecation");
+                let sunset = h("sunset");
+                let dep_ok = dep.as_deref().and_then(|d| d.strip_prefix('@')).is_some_and(|n| n.parse::<i64>().is_ok());
+                let sunset_ok = sunset.as_deref().is_some_and(|s| chrono::DateTime::parse_from_rfc2822(s).is_ok());
+                let problem = (!(dep_ok && sunset_ok)).then(|| {
+                    format!("expected `Deprecation: @<seconds>` and an HTTP-date `Sunset`, got {dep:?} and {sunset:?}")
+                });
+                (problem, None)
+            }
+        };
+        // The body is judged against the contract as every answer is.
+        let want = Want::new(op_id, 200);
+        let mut v = self.verdict(&want, send_error);
+        v.expectation.extend(problem);
+        self.record("deprecated: Deprecation and Sunset headers", &want, v);
     }
 
     /// Parameter `param` of link `link` of `op`'s 200 response, evaluated

@@ -49,3 +49,29 @@ pub fn set_header(response: &mut Response, name: &'static str, value: &impl Head
     response.headers_mut().insert(header, value);
     Ok(())
 }
+
+/// A response with fixed headers added, whatever it is (a deprecated
+/// operation's `Deprecation` and `Sunset`, written by the generator); the
+/// document shows the inner response's meta.
+pub struct WithHeaders<T>(pub T, pub &'static [(&'static str, &'static str)]);
+
+impl<T: poem_openapi::ApiResponse> poem_openapi::ApiResponse for WithHeaders<T> {
+    fn meta() -> poem_openapi::registry::MetaResponses {
+        T::meta()
+    }
+
+    fn register(registry: &mut poem_openapi::registry::Registry) {
+        T::register(registry);
+    }
+}
+
+impl<T: poem::IntoResponse> poem::IntoResponse for WithHeaders<T> {
+    fn into_response(self) -> poem::Response {
+        let mut resp = self.0.into_response();
+        for (name, value) in self.1 {
+            resp.headers_mut()
+                .insert(poem::http::HeaderName::from_static(name), poem::http::HeaderValue::from_static(value));
+        }
+        resp
+    }
+}

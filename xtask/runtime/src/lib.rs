@@ -38,7 +38,7 @@ pub use body::{
     MultipartBody, MultipartModel, RawBody, RawBodySpec,
 };
 pub use field_errors::{FieldError, FieldErrors, MAX_LISTED_ERRORS};
-pub use headers::{HeaderText, set_header};
+pub use headers::{HeaderText, WithHeaders, set_header};
 pub use params::{Coerce, Cookie, DeepQuery, Header, ParamSet, Path, Query, params_object};
 pub use problem::{Answer, Fault, PROBLEM_JSON, Problem, RawAnswer, RawOperation};
 pub use routing::{AllowTable, DocPatches, api_routes, envelope_errors, served_document};

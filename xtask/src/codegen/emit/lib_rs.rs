@@ -412,6 +412,10 @@ fn doc_patches(api: &Api) -> Vec<TokenStream> {
                 patches.push((format!("{at}/parameters/{i}/explode"), serde_json::json!(p.explode)));
             }
         }
+        // The deprecation extensions, which poem-openapi does not write.
+        for (k, v) in o.deprecation.iter().flat_map(|d| &d.extensions) {
+            patches.push((format!("{at}/{k}"), v.clone()));
+        }
         // poem-openapi has no response links: as the spec writes them.
         for r in &o.responses {
             if let Some(links) = &r.links {

@@ -155,10 +155,7 @@ fn server_method(api: &Api, op: &Operation, extra: &mut Vec<TokenStream>) -> Res
     let tag = op_tag(op);
     let trait_name = format_ident!("{}Api", type_name(&tag));
     let op_id = lit(&op.id);
-    Ok(quote! {
-        #doc
-        #oai
-        async fn #m(&self, #(#args),*) -> rt::Answer<#resp> {
+    let body = quote! {
             #(#prelude)*
             #checks
             match #trait_name::#m(&*self.0, #(#call),*).await {
@@ -175,8 +172,37 @@ fn server_method(api: &Api, op: &Operation, extra: &mut Vec<TokenStream>) -> Res
                 }
                 ::std::result::Result::Err(problem) => crate::answer::<#resp, A>(problem),
             }
+    };
+    Ok(deprecated_method(op, quote!(#doc #oai), quote!(#m(&self, #(#args),*)), quote!(rt::Answer<#resp>), body))
+}
+
+/// The glue method; a deprecated operation's answers all carry its
+/// `Deprecation` / `Sunset` headers.
+fn deprecated_method(
+    op: &Operation,
+    attrs: TokenStream,
+    sig: TokenStream,
+    answer: TokenStream,
+    body: TokenStream,
+) -> TokenStream {
+    match &op.deprecation {
+        None => quote! {
+            #attrs
+            async fn #sig -> #answer { #body }
+        },
+        Some(d) => {
+            let hs = d.headers.iter().map(|(n, v)| {
+                let (n, v) = (lit(&n.to_ascii_lowercase()), lit(v));
+                quote!((#n, #v))
+            });
+            quote! {
+                #attrs
+                async fn #sig -> rt::WithHeaders<#answer> {
+                    rt::WithHeaders(async { #body }.await, &[#(#hs),*])
+                }
+            }
         }
-    })
+    }
 }
 
 fn oai_attr(op: &Operation) -> TokenStream {
@@ -339,14 +365,17 @@ fn raw_server_method(api: &Api, op: &Operation, extra: &mut Vec<TokenStream>) ->
     let Glue { args, prelude, call, .. } = glue;
     let tag = op_tag(op);
     let trait_name = format_ident!("{}Api", type_name(&tag));
-    quote! {
-        #doc
-        #oai
-        async fn #m(&self, #(#args,)* request: &::poem::Request, body: ::poem::Body) -> rt::RawAnswer<#marker> {
-            #(#prelude)*
-            rt::RawAnswer::Raw(#trait_name::#m(&*self.0, #(#call,)* request, body).await)
-        }
-    }
+    let body_ts = quote! {
+        #(#prelude)*
+        rt::RawAnswer::Raw(#trait_name::#m(&*self.0, #(#call,)* request, body).await)
+    };
+    deprecated_method(
+        op,
+        quote!(#doc #oai),
+        quote!(#m(&self, #(#args,)* request: &::poem::Request, body: ::poem::Body)),
+        quote!(rt::RawAnswer<#marker>),
+        body_ts,
+    )
 }
 
 /// The crate-level function that verifies one scheme's credential.

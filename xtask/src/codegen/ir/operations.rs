@@ -40,6 +40,59 @@ pub struct Operation {
     pub result_type: String,
     /// Generated as a raw handler: see [`RawHandler`].
     pub raw: Option<RawHandler>,
+    /// Headers every response of a deprecated operation carries (see
+    /// [`deprecation`]), with the extensions as the spec writes them.
+    pub deprecation: Option<Deprecation>,
+}
+
+/// `deprecated: true` with `x-deprecated-at` and/or `x-sunset` (dates or
+/// date-times): every response says so in `Deprecation` (RFC 9745,
+/// `@<unix seconds>`) and `Sunset` (RFC 8594, an HTTP-date).
+#[derive(Debug, Clone)]
+pub struct Deprecation {
+    /// `(name, value)` of each header, in that order.
+    pub headers: Vec<(&'static str, String)>,
+    /// `(extension, value)` as written, for the served document.
+    pub extensions: Vec<(&'static str, serde_json::Value)>,
+}
+
+fn moment(v: &serde_json::Value, pointer: &str) -> Result<chrono::DateTime<chrono::Utc>> {
+    let s = v.as_str().with_context(|| format!("{pointer}: must be a date or date-time string"))?;
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .with_context(|| format!("{pointer}: {s:?} is neither a date (YYYY-MM-DD) nor an RFC 3339 date-time"))?;
+    Ok(d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc())
+}
+
+/// The deprecation headers of `op`, from `x-deprecated-at` and `x-sunset`.
+pub fn deprecation(op: &oa::Operation, pointer: &str) -> Result<Option<Deprecation>> {
+    let at = op.extensions.get("x-deprecated-at");
+    let sunset = op.extensions.get("x-sunset");
+    if at.is_none() && sunset.is_none() {
+        return Ok(None);
+    }
+    if !op.deprecated {
+        bail!("{pointer}: `x-deprecated-at` and `x-sunset` need `deprecated: true`");
+    }
+    let mut d = Deprecation { headers: Vec::new(), extensions: Vec::new() };
+    let mut since = None;
+    if let Some(v) = at {
+        let t = moment(v, &format!("{pointer}/x-deprecated-at"))?;
+        d.headers.push(("Deprecation", format!("@{}", t.timestamp())));
+        d.extensions.push(("x-deprecated-at", v.clone()));
+        since = Some(t);
+    }
+    if let Some(v) = sunset {
+        let t = moment(v, &format!("{pointer}/x-sunset"))?;
+        if since.is_some_and(|s| s > t) {
+            bail!("{pointer}/x-sunset: the sunset comes before `x-deprecated-at`");
+        }
+        d.headers.push(("Sunset", t.format("%a, %d %b %Y %H:%M:%S GMT").to_string()));
+        d.extensions.push(("x-sunset", v.clone()));
+    }
+    Ok(Some(d))
 }
 
 /// An operation the application serves by hand (`--raw ID` or
@@ -143,6 +196,7 @@ pub fn operation(
         (params, params_type, request_body, responses)
     };
     let security = security::requirements(doc, op, pointer, schemes)?;
+    let deprecation = deprecation(op, pointer)?;
 
     let operation = Operation {
         fn_name: id.to_snake_case(),
@@ -161,6 +215,7 @@ pub fn operation(
         security,
         result_type: String::new(),
         raw,
+        deprecation,
     };
     Ok(operation)
 }
