@@ -269,6 +269,11 @@ mod tests {
         assert!(matches(r"^[ #]$", " "));
         assert!(matches(r"^\/$", "/"));
         assert!(matches(r"^(?<y>\d+)$", "12"));
+        // Word boundaries by ASCII word characters, as ECMA's.
+        assert!(matches(r"\bcat\b", "a cat!"));
+        assert!(!matches(r"\bcat\b", "concatenate"));
+        assert!(matches(r"x\B", "xy"));
+        assert!(matches(r"^[\b]$", "\u{8}"));
     }
 
     #[test]
