@@ -155,11 +155,25 @@ fn server_method(api: &Api, op: &Operation, extra: &mut Vec<TokenStream>) -> Res
     let tag = op_tag(op);
     let trait_name = format_ident!("{}Api", type_name(&tag));
     let op_id = lit(&op.id);
+    // A conditional GET: the handler's 200 becomes the 304 when the
+    // request's `If-None-Match` names its ETag.
+    let (keep_condition, apply_condition) = match super::responses::conditional_get(op) {
+        Some(c) => {
+            let f = ident(&c.param_field);
+            (
+                quote!(let if_none_match = params.#f.clone();),
+                quote!(let r = r.not_modified_for(if_none_match.as_deref());),
+            )
+        }
+        None => (quote!(), quote!()),
+    };
     let body = quote! {
             #(#prelude)*
             #checks
+            #keep_condition
             match #trait_name::#m(&*self.0, #(#call),*).await {
                 ::std::result::Result::Ok(r) => {
+                    #apply_condition
                     if rt::response_checks() {
                         let mut errs = rt::FieldErrors::default();
                         r.check(&mut errs);
