@@ -131,17 +131,8 @@ impl<'a, T: poem_openapi::types::Type, M: BodyMedia, const REQUIRED: bool> ApiEx
         body: &mut RequestBody,
         _opts: ExtractParamOptions<()>,
     ) -> poem::Result<Self> {
-        Ok(Self {
-            body: body.take().ok(),
-            limits: request.data::<BodyLimits>().unwrap_or_else(|| BodyLimits::fallback()).clone(),
-            content_type: request.content_type().unwrap_or_default().to_owned(),
-            declared_len: request
-                .headers()
-                .get(header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<usize>().ok()),
-            _model: PhantomData,
-        })
+        let (body, limits, content_type, declared_len) = unread(request, body);
+        Ok(Self { body, limits, content_type, declared_len, _model: PhantomData })
     }
 }
 
@@ -180,6 +171,22 @@ impl<T: Model + Send + 'static, M: BodyMedia, const REQUIRED: bool> JsonBody<T, 
             },
         }
     }
+}
+
+/// What every body extractor keeps of the request until the operation reads
+/// the body: the body itself, the limits, `Content-Type` and the declared
+/// `Content-Length`.
+fn unread(request: &Request, body: &mut RequestBody) -> (Option<poem::Body>, BodyLimits, String, Option<usize>) {
+    (
+        body.take().ok(),
+        request.data::<BodyLimits>().unwrap_or_else(|| BodyLimits::fallback()).clone(),
+        request.content_type().unwrap_or_default().to_owned(),
+        request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok()),
+    )
 }
 
 /// Reads a body within the size limit and read timeout, reserving room in
@@ -317,17 +324,8 @@ impl<'a, S: RawBodySpec> ApiExtractor<'a> for RawBody<S> {
         body: &mut RequestBody,
         _opts: ExtractParamOptions<()>,
     ) -> poem::Result<Self> {
-        Ok(Self {
-            body: body.take().ok(),
-            limits: request.data::<BodyLimits>().unwrap_or_else(|| BodyLimits::fallback()).clone(),
-            content_type: request.content_type().unwrap_or_default().to_owned(),
-            declared_len: request
-                .headers()
-                .get(header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<usize>().ok()),
-            _spec: PhantomData,
-        })
+        let (body, limits, content_type, declared_len) = unread(request, body);
+        Ok(Self { body, limits, content_type, declared_len, _spec: PhantomData })
     }
 }
 
@@ -410,17 +408,8 @@ impl<'a, T: poem_openapi::types::Type, const REQUIRED: bool> ApiExtractor<'a> fo
         body: &mut RequestBody,
         _opts: ExtractParamOptions<()>,
     ) -> poem::Result<Self> {
-        Ok(Self {
-            body: body.take().ok(),
-            limits: request.data::<BodyLimits>().unwrap_or_else(|| BodyLimits::fallback()).clone(),
-            content_type: request.content_type().unwrap_or_default().to_owned(),
-            declared_len: request
-                .headers()
-                .get(header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<usize>().ok()),
-            _model: PhantomData,
-        })
+        let (body, limits, content_type, declared_len) = unread(request, body);
+        Ok(Self { body, limits, content_type, declared_len, _model: PhantomData })
     }
 }
 

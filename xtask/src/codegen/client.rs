@@ -154,15 +154,16 @@ fn client_can_send(op: &mut oa::Operation, pointer: &str) -> Result<()> {
             bail!("{pointer}/parameters/{i}: the generated client (progenitor) cannot send cookie parameters; {hint}");
         }
     }
+    if let Some(oa::ReferenceOr::Item(body)) = &mut op.request_body
+        && body.content.len() > 1
+        && body.content.keys().any(|t| super::ir::media::is_json(t))
+    {
+        body.content.retain(|t, _| super::ir::media::is_json(t));
+        body.content.truncate(1);
+    }
+    let plus_json = json_body_type(op).is_some();
     if let Some(oa::ReferenceOr::Item(body)) = &mut op.request_body {
-        if body.content.len() > 1 && body.content.keys().any(|t| super::ir::media::is_json(t)) {
-            body.content.retain(|t, _| super::ir::media::is_json(t));
-            body.content.truncate(1);
-        }
-        if let [(t, _)] = body.content.iter().collect::<Vec<_>>()[..]
-            && super::ir::media::is_json(t)
-            && !t.split(';').next().unwrap_or_default().trim().eq_ignore_ascii_case("application/json")
-        {
+        if plus_json {
             let media = body.content.swap_remove_index(0).map(|(_, m)| m).unwrap_or_default();
             body.content.insert("application/json".to_owned(), media);
         }

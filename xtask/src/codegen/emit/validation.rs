@@ -172,14 +172,7 @@ fn number_rules(n: &SchemaNode, int: bool) -> Result<Vec<TokenStream>> {
 /// unchecked.
 fn map_rules(api: &Api, item: &RustType, n: &SchemaNode) -> Result<Vec<TokenStream>> {
     let item_node = match &n.additional_properties {
-        Some(AdditionalProperties::Schema(Schema::Inline(i))) => (**i).clone(),
-        Some(AdditionalProperties::Schema(Schema::Ref(name))) => api
-            .types
-            .values()
-            .find(|t| t.component.as_deref() == Some(name))
-            .map(|t| t.node.clone())
-            .or_else(|| api.value_aliases.get(name).map(|a| a.node.clone()))
-            .unwrap_or_default(),
+        Some(AdditionalProperties::Schema(v)) => node_of(api, v),
         _ => SchemaNode::default(),
     };
     let inner = value_rules(api, item, &item_node)?;
@@ -195,6 +188,20 @@ fn map_rules(api: &Api, item: &RustType, n: &SchemaNode) -> Result<Vec<TokenStre
     Ok(Vec::new())
 }
 
+/// The node whose constraints apply to a schema: inline, or its component's.
+fn node_of(api: &Api, s: &Schema) -> SchemaNode {
+    match s {
+        Schema::Inline(i) => (**i).clone(),
+        Schema::Ref(name) => api
+            .types
+            .values()
+            .find(|t| t.component.as_deref() == Some(name))
+            .map(|t| t.node.clone())
+            .or_else(|| api.value_aliases.get(name).map(|a| a.node.clone()))
+            .unwrap_or_default(),
+    }
+}
+
 fn array_rules(api: &Api, item: &RustType, n: &SchemaNode) -> Result<Vec<TokenStream>> {
     let mut rules = Vec::new();
     if n.min_items.is_some() || n.max_items.is_some() {
@@ -204,17 +211,7 @@ fn array_rules(api: &Api, item: &RustType, n: &SchemaNode) -> Result<Vec<TokenSt
     if n.unique_items {
         rules.push(quote!(custom(rt::rules::unique_items)));
     }
-    let item_node = match &n.items {
-        Some(Schema::Inline(i)) => (**i).clone(),
-        Some(Schema::Ref(name)) => api
-            .types
-            .values()
-            .find(|t| t.component.as_deref() == Some(name))
-            .map(|t| t.node.clone())
-            .or_else(|| api.value_aliases.get(name).map(|a| a.node.clone()))
-            .unwrap_or_default(),
-        None => SchemaNode::default(),
-    };
+    let item_node = n.items.as_ref().map(|i| node_of(api, i)).unwrap_or_default();
     let inner = value_rules(api, item, &item_node)?;
     if inner.iter().any(|r| r.to_string() == "dive") {
         // garde validates `Vec<T: Validate>` itself; `dive` is only
