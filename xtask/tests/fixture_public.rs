@@ -184,7 +184,7 @@ mod museum {
             Err(Problem::new(501))
         }
         async fn get_ticket_code(&self, _: String, _: GetTicketCodeParams) -> Result<GetTicketCodeResponse, Problem> {
-            Ok(GetTicketCodeResponse::Ok(b"\x89PNG".to_vec()))
+            Ok(GetTicketCodeResponse::Ok(b"\x89PNG".to_vec().into()))
         }
     }
 }

@@ -103,9 +103,10 @@ impl PetsApi for Stub {
     }
 
     async fn get_pet_photo(&self, params: GetPetPhotoParams) -> Result<GetPetPhotoResponse, Problem> {
-        let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-        png.extend(params.name.bytes());
-        Ok(GetPetPhotoResponse::Ok(png))
+        // Streamed: the header chunk, then the name.
+        let name = bytes::Bytes::from(params.name.into_bytes());
+        let chunks = [Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"\x89PNG\r\n\x1a\n")), Ok(name)];
+        Ok(GetPetPhotoResponse::Ok(rt::Binary::from_stream(futures_util::stream::iter(chunks))))
     }
 
     async fn get_pet_card(&self, params: GetPetCardParams) -> Result<GetPetCardResponse, Problem> {
@@ -116,8 +117,17 @@ impl PetsApi for Stub {
         Ok(SetPetCardResponse::Ok(format!("{}: {body}", params.name)))
     }
 
-    async fn set_pet_photo(&self, _: SetPetPhotoParams, body: Vec<u8>) -> Result<SetPetPhotoResponse, Problem> {
-        Ok(SetPetPhotoResponse::Ok(body.len() as i64))
+    async fn set_pet_photo(
+        &self,
+        _: SetPetPhotoParams,
+        mut body: rt::ByteStream,
+    ) -> Result<SetPetPhotoResponse, Problem> {
+        // Counted chunk by chunk: the body is never held whole.
+        let mut n = 0;
+        while let Some(chunk) = body.chunk().await? {
+            n += chunk.len();
+        }
+        Ok(SetPetPhotoResponse::Ok(n as i64))
     }
 
     async fn classify_animal(&self, body: Animal) -> Result<ClassifyAnimalResponse, Problem> {
@@ -611,6 +621,32 @@ async fn binary_and_text_requests() {
     let (s, b) =
         send(cli.put("/v2/pets/rex/photo").content_type("application/octet-stream").body(vec![0u8; 1000])).await;
     assert_eq!((s, b), (StatusCode::OK, json!(1000)));
+}
+
+/// A binary body is streamed to the handler: chunked bodies arrive whole,
+/// `maxLength` is its byte limit (declared or found while reading), the
+/// media type is checked before the handler runs, and an empty one is missing.
+#[tokio::test]
+async fn binary_bodies_stream_within_their_limit() {
+    let (cli, _) = client();
+    let chunked = |parts: Vec<Vec<u8>>| {
+        let s = futures_util::stream::iter(parts.into_iter().map(|p| Ok::<_, std::io::Error>(bytes::Bytes::from(p))));
+        poem::Body::from_bytes_stream(s)
+    };
+    let put = |body: poem::Body| cli.put("/v2/pets/rex/photo").content_type("application/octet-stream").body(body);
+    let (s, b) = send(put(chunked(vec![vec![1; 1000], vec![2; 3096]]))).await;
+    assert_eq!((s, b), (StatusCode::OK, json!(4096)), "exactly the limit");
+    // Over the limit while streaming (no Content-Length to refuse early).
+    let (s, b) = send(put(chunked(vec![vec![1; 4000], vec![2; 97]]))).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    assert!(b.to_string().contains("4096"), "{b}");
+    // Over the limit by its declared length: refused before any byte is read.
+    let (s, b) = send(put(vec![0u8; 5000].into())).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    let (s, b) = send(cli.put("/v2/pets/rex/photo").content_type("text/plain").body(vec![1u8; 10])).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    let (s, b) = send(put(poem::Body::empty())).await;
+    assert_eq!((s, fields(&b)), (StatusCode::BAD_REQUEST, vec!["body".to_owned()]));
 }
 
 /// A discriminated oneOf: the member is the one `species` names (mapped or

@@ -11,7 +11,7 @@ use poem_openapi::{
 };
 use serde_json::Value;
 
-use crate::{BodyMedia, FORM, Fault, FieldErrors, JSON, Json, Model, validate_value};
+use crate::{BodyMedia, FORM, Fault, FieldErrors, JSON, Json, Model, Problem, validate_value};
 
 /// How request bodies are read; attach one with `Route::data` to override
 /// the defaults (the service's config does).
@@ -27,13 +27,29 @@ pub struct BodyLimits {
     /// reserves its declared length (or `max_bytes`) before it is read.
     room: Arc<tokio::sync::Semaphore>,
     room_kib: u32,
+    /// Largest binary body streamed to a handler ([`crate::ByteStream`]),
+    /// in bytes, unless its schema's `maxLength` says less. Streams are not
+    /// buffered, so this bounds bytes and time, not memory.
+    pub max_stream_bytes: usize,
 }
 
 impl BodyLimits {
     /// `max_buffered_bytes` bounds what all requests together may buffer.
     pub fn new(max_bytes: usize, read_timeout: std::time::Duration, max_buffered_bytes: usize) -> Self {
         let room_kib = u32::try_from(max_buffered_bytes / 1024).unwrap_or(u32::MAX).max(1);
-        BodyLimits { max_bytes, read_timeout, room: Arc::new(tokio::sync::Semaphore::new(room_kib as usize)), room_kib }
+        BodyLimits {
+            max_bytes,
+            read_timeout,
+            room: Arc::new(tokio::sync::Semaphore::new(room_kib as usize)),
+            room_kib,
+            max_stream_bytes: DEFAULT_MAX_STREAM_BYTES,
+        }
+    }
+
+    /// The same limits with another [`max_stream_bytes`](Self::max_stream_bytes).
+    pub fn with_max_stream_bytes(mut self, max: usize) -> Self {
+        self.max_stream_bytes = max;
+        self
     }
 
     /// KiB of body buffer not reserved right now.
@@ -47,6 +63,9 @@ impl BodyLimits {
         DEFAULT.get_or_init(|| BodyLimits::new(1024 * 1024, std::time::Duration::from_secs(10), 256 * 1024 * 1024))
     }
 }
+
+/// [`BodyLimits::max_stream_bytes`] unless configured: 64 MiB.
+pub const DEFAULT_MAX_STREAM_BYTES: usize = 64 * 1024 * 1024;
 
 /// Bodies at least this large are parsed and validated on a blocking
 /// thread, so a big request never stalls the async threads.
@@ -330,15 +349,27 @@ impl<'a, S: RawBodySpec> ApiExtractor<'a> for RawBody<S> {
 }
 
 impl<S: RawBodySpec> RawBody<S> {
-    /// The body's bytes.
-    pub async fn read_bytes(self) -> Result<BodyOutcome<Vec<u8>>, BodyError> {
-        Ok(
-            match read_limited(self.body, &self.limits, self.declared_len, &self.content_type, &[S::MEDIA_TYPE]).await?
-            {
-                None => BodyOutcome::Empty,
-                Some(b) => BodyOutcome::Valid(b.to_vec()),
-            },
-        )
+    /// The body as a stream the handler reads, at most `max_len` bytes (the
+    /// schema's `maxLength`) or [`BodyLimits::max_stream_bytes`], each chunk
+    /// within the read timeout. Its first chunk is read here, so an empty
+    /// body is `Empty` and the media type is checked before the handler runs.
+    pub async fn into_stream(
+        self,
+        max_len: Option<usize>,
+        problem: fn(Fault) -> Problem,
+    ) -> Result<BodyOutcome<crate::ByteStream>, BodyError> {
+        let limit = max_len.map_or(self.limits.max_stream_bytes, |m| m.min(self.limits.max_stream_bytes));
+        if self.declared_len.is_some_and(|n| n > limit) {
+            return Err(BodyError::TooLarge(limit));
+        }
+        let Some(body) = self.body else { return Ok(BodyOutcome::Empty) };
+        match crate::ByteStream::open(body, limit, self.limits.read_timeout, problem).await? {
+            None => Ok(BodyOutcome::Empty),
+            Some(_) if !accepts(&self.content_type, S::MEDIA_TYPE) => {
+                Err(BodyError::ContentType(self.content_type, S::MEDIA_TYPE.to_owned()))
+            }
+            Some(s) => Ok(BodyOutcome::Valid(s)),
+        }
     }
 
     /// The body as text; bytes that are not UTF-8 are a malformed body.

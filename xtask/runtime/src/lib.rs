@@ -32,11 +32,12 @@ pub mod rules;
 mod security;
 pub mod select;
 mod shape;
+mod stream;
 mod values;
 
 pub use body::{
-    BodyError, BodyLimits, BodyOutcome, FilePart, INLINE_PARSE_LIMIT, JsonBody, MAX_MULTIPART_PARTS, MULTIPART,
-    MultipartBody, MultipartModel, RawBody, RawBodySpec,
+    BodyError, BodyLimits, BodyOutcome, DEFAULT_MAX_STREAM_BYTES, FilePart, INLINE_PARSE_LIMIT, JsonBody,
+    MAX_MULTIPART_PARTS, MULTIPART, MultipartBody, MultipartModel, RawBody, RawBodySpec,
 };
 pub use field_errors::{FieldError, FieldErrors, MAX_LISTED_ERRORS};
 pub use headers::{HeaderText, WithHeaders, set_header};
@@ -48,6 +49,7 @@ pub use shape::{
     Access, Model, Prop, Shape, StrFormat, check_response, report_invalid_response, response_checks,
     set_response_checks, validate_value,
 };
+pub use stream::{Binary, ByteStream};
 pub use values::{Password, double_option};
 
 use poem::{Response, http::StatusCode};

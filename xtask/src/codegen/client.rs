@@ -167,6 +167,17 @@ fn client_can_send(op: &mut oa::Operation, pointer: &str) -> Result<()> {
             let media = body.content.swap_remove_index(0).map(|(_, m)| m).unwrap_or_default();
             body.content.insert("application/json".to_owned(), media);
         }
+        // A binary body's `maxLength` is the server's byte limit, which the
+        // server enforces while streaming; progenitor refuses the keyword
+        // there, and the client sends the bytes either way.
+        for media in body.content.values_mut() {
+            if let Some(oa::ReferenceOr::Item(s)) = &mut media.schema
+                && let oa::SchemaKind::Type(oa::Type::String(t)) = &mut s.schema_kind
+                && t.format == oa::VariantOrUnknownOrEmpty::Item(oa::StringFormat::Binary)
+            {
+                t.max_length = None;
+            }
+        }
         if let Some(t) = body.content.keys().find(|t| super::ir::media::is_multipart(t)) {
             bail!(
                 "{pointer}/requestBody/content/{}: the generated client (progenitor) cannot send multipart bodies; {hint}",

@@ -98,6 +98,8 @@ fn trait_method(op: &Operation) -> TokenStream {
     }
     if let Some(rb) = &op.request_body {
         let bt = match &rb.raw {
+            // Binary bodies reach the handler as a stream, never buffered whole.
+            Some(RustType::Bytes) => quote!(rt::ByteStream),
             Some(t) => rust_type_tokens(t),
             None => {
                 let bt = ident(&rb.model);
@@ -455,8 +457,19 @@ fn read_body(api: &Api, op: &Operation, glue: &mut Glue, extra: &mut Vec<TokenSt
             }
         });
         glue.args.push(quote!(#bdoc body: rt::RawBody<#spec>));
-        let read = if *raw == RustType::String { quote!(read_text) } else { quote!(read_bytes) };
-        body_outcome(rb, &resp, quote!(body.#read().await), glue);
+        let read = if *raw == RustType::String {
+            quote!(body.read_text().await)
+        } else {
+            let max = match rb.max_bytes {
+                Some(n) => {
+                    let n = proc_macro2::Literal::usize_unsuffixed(n);
+                    quote!(::std::option::Option::Some(#n))
+                }
+                None => quote!(::std::option::Option::None),
+            };
+            quote!(body.into_stream(#max, crate::fault).await)
+        };
+        body_outcome(rb, &resp, read, glue);
         return;
     }
     let bt = ident(&rb.model);

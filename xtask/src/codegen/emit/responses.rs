@@ -55,6 +55,15 @@ pub(super) fn conditional_get(op: &Operation) -> Option<ConditionalGet> {
     })
 }
 
+/// A response body's Rust type: a binary one is [`rt::Binary`], which the
+/// handler may fill with a stream.
+fn body_type(m: &crate::codegen::ir::media::MediaType) -> TokenStream {
+    match m.rust_type {
+        RustType::Bytes => quote!(rt::Binary),
+        ref t => rust_type_tokens(t),
+    }
+}
+
 /// The variant of a status, named as the HTTP reason phrase.
 fn variant_name(status: u16) -> String {
     match status {
@@ -136,7 +145,7 @@ pub(super) fn response_enum(api: &Api, op: &Operation, checked: &BTreeSet<String
         if !r.response.headers.is_empty() {
             let status = if r.carries_status() { quote!(status: u16,) } else { quote!() };
             let body = r.body.map(|m| {
-                let t = rust_type_tokens(&m.rust_type);
+                let t = body_type(m);
                 quote!(body: #t,)
             });
             let headers = r.response.headers.iter().map(|h| {
@@ -149,7 +158,7 @@ pub(super) fn response_enum(api: &Api, op: &Operation, checked: &BTreeSet<String
         }
         match r.body {
             Some(m) => {
-                let t = rust_type_tokens(&m.rust_type);
+                let t = body_type(m);
                 quote!(#d #v(#status #t),)
             }
             None if r.carries_status() => quote!(#d #v(u16),),
@@ -180,9 +189,12 @@ pub(super) fn response_enum(api: &Api, op: &Operation, checked: &BTreeSet<String
             }
         }
     });
+    // A streamed body can be neither cloned nor compared.
+    let streams = responses.iter().any(|r| r.body.is_some_and(|m| m.rust_type == RustType::Bytes));
+    let derives = if streams { quote!(#[derive(Debug)]) } else { quote!(#[derive(Debug, Clone, PartialEq)]) };
     quote! {
         #doc
-        #[derive(Debug, Clone, PartialEq)]
+        #derives
         pub enum #name { #(#variants)* }
 
         impl ::poem_openapi::ApiResponse for #name {

@@ -20,6 +20,8 @@ pub struct RequestBody {
     pub model: String,
     /// A body that is not JSON: `String` for text, `Bytes` otherwise.
     pub raw: Option<RustType>,
+    /// A binary body's `maxLength`: its byte limit as a stream.
+    pub max_bytes: Option<usize>,
     /// `multipart/form-data`: `model`'s binary properties are file parts.
     pub multipart: bool,
 }
@@ -57,8 +59,21 @@ pub fn request_body(
     if !structured(mt) {
         let s = media.schema.as_ref().with_context(|| format!("{mp}: media type without schema"))?;
         let schema = b.resolver.convert(s, &format!("{mp}/schema"))?;
-        if b.resolver.resolve(&schema)?.ty != Some(JsonType::String) {
+        let node = b.resolver.resolve(&schema)?;
+        if node.ty != Some(JsonType::String) {
             bail!("{mp}/schema: a {mt} body must be a string (text, or bytes with format: binary)");
+        }
+        // A binary body is streamed, and `maxLength` is its byte limit;
+        // nothing else about a raw body is checked, so a constraint that
+        // would not be is refused rather than silently ignored.
+        let unchecked = node.min_length.is_some()
+            || node.pattern.is_some()
+            || !node.enum_values.is_empty()
+            || (is_text(mt) && node.max_length.is_some());
+        if unchecked {
+            bail!(
+                "{mp}/schema: constraints on a {mt} body are not checked (only `maxLength` of a binary body, as its byte limit)"
+            );
         }
         let raw = if is_text(mt) { RustType::String } else { RustType::Bytes };
         return Ok(Some(RequestBody {
@@ -68,6 +83,7 @@ pub fn request_body(
             content: vec![MediaType { media_type: mt.clone(), schema, rust_type: raw.clone() }],
             model: String::new(),
             raw: Some(raw),
+            max_bytes: node.max_length,
             multipart: false,
         }));
     }
@@ -124,6 +140,7 @@ pub fn request_body(
         content,
         model,
         raw: None,
+        max_bytes: None,
         multipart: false,
     }))
 }
@@ -188,6 +205,7 @@ fn multipart(
         content: vec![MediaType { media_type: mt.to_owned(), schema, rust_type }],
         model,
         raw: None,
+        max_bytes: None,
         multipart: true,
     })
 }
