@@ -61,6 +61,9 @@ pub enum StrFormat {
     Date,
     DateTime,
     Uuid,
+    /// `*` or a list of entity-tags: an `If-Match` header that
+    /// [`crate::etag::IfMatch`] reads.
+    EntityTags,
 }
 
 /// One property of an object shape.
@@ -97,6 +100,7 @@ impl Shape {
             Shape::String(StrFormat::Date) => Value::from("1970-01-01"),
             Shape::String(StrFormat::DateTime) => Value::from("1970-01-01T00:00:00Z"),
             Shape::String(StrFormat::Uuid) => Value::from("00000000-0000-0000-0000-000000000000"),
+            Shape::String(StrFormat::EntityTags) => Value::from("*"),
             Shape::Enum(values) => Value::from(values.first().copied().unwrap_or_default()),
             Shape::Array(_) => Value::Array(Vec::new()),
             Shape::Map(_) => Value::Object(Map::new()),
@@ -171,6 +175,12 @@ impl Shape {
                         errs,
                     ),
                     StrFormat::Uuid => expect(uuid::Uuid::parse_str(s).is_ok(), loc, "must be a UUID", errs),
+                    StrFormat::EntityTags => expect(
+                        crate::etag::is_entity_tag_list(s),
+                        loc,
+                        "must be `*` or a list of entity-tags such as \"v1\" (RFC 9110 §13.1.1)",
+                        errs,
+                    ),
                 },
             },
             Shape::Enum(values) => {

@@ -44,6 +44,7 @@ pub(super) fn rust_type_tokens(t: &RustType) -> TokenStream {
         RustType::Any => quote!(::serde_json::Value),
         RustType::Bytes => quote!(::std::vec::Vec<u8>),
         RustType::File => quote!(rt::FilePart),
+        RustType::IfMatch => quote!(rt::etag::IfMatch),
         RustType::Unit => quote!(()),
     }
 }

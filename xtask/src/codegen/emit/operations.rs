@@ -159,7 +159,7 @@ fn server_method(api: &Api, op: &Operation, extra: &mut Vec<TokenStream>) -> Res
     let op_id = lit(&op.id);
     // A conditional GET: the handler's 200 becomes the 304 when the
     // request's `If-None-Match` names its ETag.
-    let (keep_condition, apply_condition) = match super::responses::conditional_get(op) {
+    let (keep_condition, apply_condition) = match crate::codegen::ir::conditional::conditional_get(op) {
         Some(c) => {
             let f = ident(&c.param_field);
             (

@@ -18,43 +18,6 @@ use crate::codegen::ir::responses::Response;
 use crate::codegen::ir::responses::StatusKey;
 use crate::codegen::ir::types::RustType;
 
-/// A GET whose spec makes it a conditional request: an `If-None-Match`
-/// header parameter, a 200 with a required string `ETag` header and a 304
-/// whose headers are at most that `ETag`.
-pub(super) struct ConditionalGet {
-    /// The params field holding `If-None-Match`.
-    pub param_field: String,
-    pub ok_etag_field: String,
-    pub not_modified_etag: bool,
-}
-
-pub(super) fn conditional_get(op: &Operation) -> Option<ConditionalGet> {
-    use crate::codegen::ir::params::ParamLocation;
-    if op.method != "get" {
-        return None;
-    }
-    let param = op
-        .params
-        .iter()
-        .find(|p| p.location == ParamLocation::Header && p.name.eq_ignore_ascii_case("if-none-match"))?;
-    let is_etag = |h: &&crate::codegen::ir::responses::ResponseHeader| h.name.eq_ignore_ascii_case("etag");
-    let ok = op.responses.iter().find(|r| r.status == StatusKey::Code(200))?;
-    let etag = ok.headers.iter().find(is_etag).filter(|h| h.required && h.rust_type == RustType::String)?;
-    let nm = op.responses.iter().find(|r| r.status == StatusKey::Code(304))?;
-    if nm.body().is_some() || nm.headers.iter().any(|h| !is_etag(&h)) {
-        return None;
-    }
-    let not_modified_etag = nm.headers.iter().any(|h| is_etag(&h) && h.rust_type == RustType::String);
-    if nm.headers.iter().any(|h| is_etag(&h) && h.rust_type != RustType::String) {
-        return None;
-    }
-    Some(ConditionalGet {
-        param_field: param.field.rust_name.clone(),
-        ok_etag_field: etag.field.clone(),
-        not_modified_etag,
-    })
-}
-
 /// A response body's Rust type: a binary one is [`rt::Binary`], which the
 /// handler may fill with a stream.
 fn body_type(m: &crate::codegen::ir::media::MediaType) -> TokenStream {
@@ -170,7 +133,7 @@ pub(super) fn response_enum(api: &Api, op: &Operation, checked: &BTreeSet<String
     let into_arms = responses.iter().map(into_response_arm);
     let from_problem = from_problem_impl(&name, &responses);
     let check = check_impl(&name, &responses, checked);
-    let conditional = conditional_get(op).map(|c| {
+    let conditional = crate::codegen::ir::conditional::conditional_get(op).map(|c| {
         let keep = if c.not_modified_etag { quote!(Self::NotModified { etag }) } else { quote!(Self::NotModified) };
         let f = ident(&c.ok_etag_field);
         let bind = if c.ok_etag_field == "etag" { quote!(etag) } else { quote!(#f: etag) };

@@ -49,7 +49,8 @@ pub(super) fn garde_rules(api: &Api, f: &Field) -> Result<TokenStream> {
 /// neither garde nor the shape can check exactly is refused.
 fn value_rules(api: &Api, ty: &RustType, n: &SchemaNode) -> Result<Vec<TokenStream>> {
     match ty {
-        RustType::String | RustType::Password => Ok(string_rules(n)),
+        // An `If-Match` is checked as the string the client sent.
+        RustType::String | RustType::Password | RustType::IfMatch => Ok(string_rules(n)),
         RustType::Date | RustType::DateTime | RustType::Uuid => {
             if n.min_length.is_some() || n.max_length.is_some() {
                 bail!("{}: length limits on formatted strings are not supported", n.pointer);
@@ -424,6 +425,7 @@ fn shape_of(api: &Api, ty: &RustType, n: &SchemaNode) -> TokenStream {
         RustType::Date => quote!(rt::Shape::String(rt::StrFormat::Date)),
         RustType::DateTime => quote!(rt::Shape::String(rt::StrFormat::DateTime)),
         RustType::Uuid => quote!(rt::Shape::String(rt::StrFormat::Uuid)),
+        RustType::IfMatch => quote!(rt::Shape::String(rt::StrFormat::EntityTags)),
         RustType::I32 => int_shape(n, i32::MIN as i64, i32::MAX as i64),
         RustType::I64 => int_shape(n, i64::MIN, i64::MAX),
         RustType::F32 | RustType::F64 => quote!(rt::Shape::Number),

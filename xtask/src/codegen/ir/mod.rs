@@ -3,6 +3,7 @@
 //! cannot do yet is refused here, with the construct's JSON pointer, so the
 //! emitters never produce approximate code.
 
+pub mod conditional;
 pub mod errors;
 pub mod media;
 pub mod names;

@@ -6,6 +6,7 @@ use anyhow::{Context, Result, bail};
 use heck::ToSnakeCase;
 use openapiv3 as oa;
 
+use super::conditional;
 use super::names::{fallback_operation_id, type_name};
 use super::params::{self, Parameter};
 use super::request_bodies::{self, RequestBody};
@@ -189,7 +190,8 @@ pub fn operation(
     let (params, params_type, request_body, responses) = if raw.is_some() {
         (Vec::new(), None, None, Vec::new())
     } else {
-        let params = params::parameters(b, doc, site, &op_type).map_err(hint)?;
+        let mut params = params::parameters(b, doc, site, &op_type).map_err(hint)?;
+        conditional::type_if_match(op, &mut params);
         let params_type = params::params_struct(b, &params, pointer, &op_type);
         let request_body = request_bodies::request_body(b, op, pointer, &op_type).map_err(hint)?;
         let responses = responses::responses(b, doc, op, pointer, &op_type).map_err(hint)?;

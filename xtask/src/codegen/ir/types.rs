@@ -35,6 +35,9 @@ pub enum RustType {
     Bytes,
     /// A file part of a `multipart/form-data` body (`rt::FilePart`).
     File,
+    /// An `If-Match` header of an operation documenting 412
+    /// (`rt::etag::IfMatch`; see [`super::conditional`]).
+    IfMatch,
 }
 
 /// One generated struct field.
