@@ -27,8 +27,12 @@ macro_rules! migration {
 }
 
 /// Every migration, in order. A test checks this list against the `sql/` directory.
-pub const MIGRATIONS: &[Migration] =
-    &[migration!(1, "0001_users.sql"), migration!(2, "0002_api_tokens.sql"), migration!(3, "0003_sync.sql")];
+pub const MIGRATIONS: &[Migration] = &[
+    migration!(1, "0001_users.sql"),
+    migration!(2, "0002_api_tokens.sql"),
+    migration!(3, "0003_sync.sql"),
+    migration!(4, "0004_users_version.sql"),
+];
 
 /// Key of the session-level advisory lock held while migrating ("SPECMIGR").
 const MIGRATION_LOCK: i64 = 0x5350_4543_4d49_4752;
@@ -219,6 +223,11 @@ async fn apply_pending(client: &mut Client, migrations: &[Migration]) -> anyhow:
 #[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use super::*;
+
+    /// Every embedded migration's name, in order.
+    fn all_names() -> Vec<&'static str> {
+        MIGRATIONS.iter().map(|m| m.name).collect()
+    }
     use crate::devsvc::{LogCapture, test_empty_database};
 
     #[test]
@@ -250,7 +259,7 @@ mod tests {
         let db = test_empty_database().await.unwrap();
         let mut client = db.connect().await.unwrap();
         let first = migrate(&mut client).await.unwrap();
-        assert_eq!(first, vec!["0001_users.sql", "0002_api_tokens.sql", "0003_sync.sql"]);
+        assert_eq!(first, all_names());
         let second = migrate(&mut client).await.unwrap();
         assert!(second.is_empty());
         let rows = client.query("SELECT name, checksum FROM schema_migrations ORDER BY version", &[]).await.unwrap();
@@ -318,10 +327,10 @@ mod tests {
         let (ra, rb) = (ra.unwrap().unwrap(), rb.unwrap().unwrap());
         let mut all: Vec<&str> = ra.into_iter().chain(rb).collect();
         all.sort();
-        assert_eq!(all, vec!["0001_users.sql", "0002_api_tokens.sql", "0003_sync.sql"]);
+        assert_eq!(all, all_names());
         let client = db.connect().await.unwrap();
         let count: i64 = client.query_one("SELECT count(*) FROM schema_migrations", &[]).await.unwrap().get(0);
-        assert_eq!(count, 3);
+        assert_eq!(count, i64::try_from(MIGRATIONS.len()).unwrap());
     }
 
     /// `url` with a session `statement_timeout` of `ms`, as a request connection would have.
@@ -370,14 +379,14 @@ mod tests {
 
         other.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]).await.unwrap();
         let applied = migrating.await.unwrap().unwrap();
-        assert_eq!(applied, vec!["0001_users.sql", "0002_api_tokens.sql", "0003_sync.sql"]);
+        assert_eq!(applied, all_names());
         assert!(logs.text().contains("got the migration lock"), "{}", logs.text());
     }
 
     /// The real migrations, then one that takes longer than the statement timeouts below.
     fn with_a_slow_migration() -> Vec<Migration> {
         let mut migrations = MIGRATIONS.to_vec();
-        migrations.push(Migration { version: 4, name: "0004_slow.sql", sql: "SELECT pg_sleep(0.3);" });
+        migrations.push(Migration { version: 9999, name: "9999_slow.sql", sql: "SELECT pg_sleep(0.3);" });
         migrations
     }
 
@@ -388,14 +397,14 @@ mod tests {
         let db = test_empty_database().await.unwrap();
         let url = with_statement_timeout(db.url(), 50);
         let applied = migrate_database_with(&url, Duration::from_secs(5), &migrations).await.unwrap();
-        assert_eq!(applied.last(), Some(&"0004_slow.sql"));
+        assert_eq!(applied.last(), Some(&"9999_slow.sql"));
 
         // A pooled request connection: the timeout is lifted while migrating, then restored.
         let db = test_empty_database().await.unwrap();
         let pool = crate::db::pool(db.url(), 1, Duration::from_secs(5), Duration::from_millis(50)).unwrap();
         let mut client = pool.get().await.unwrap();
         let applied = run(&mut client, &migrations).await.unwrap();
-        assert_eq!(applied.len(), 4);
+        assert_eq!(applied.len(), MIGRATIONS.len() + 1);
         let timeout: String = client.query_one("SHOW statement_timeout", &[]).await.unwrap().get(0);
         assert_eq!(timeout, "50ms");
     }

@@ -95,6 +95,10 @@ pub enum StoreError {
     /// says so to the client (409).
     #[error("{field} is already taken")]
     Conflict { field: &'static str, message: &'static str },
+    /// The row exists but its version is none of those the request named (its `If-Match`):
+    /// another request changed it since the client read it, and nothing was written (412).
+    #[error("{resource:?} changed since it was read")]
+    Stale { resource: Resource },
     /// The database could not be reached or did not answer in time (answered 500, code
     /// 5000: the contract documents no 503 for these operations). The text is for logs, never
     /// for clients.

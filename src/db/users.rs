@@ -20,6 +20,8 @@ pub struct User {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub last_login_at: Option<DateTime<Utc>>,
+    /// Bumped by every change; the HTTP layer's ETag is made of it.
+    pub version: i64,
 }
 
 /// A user's status, stored as text; the `users.status` CHECK constraint
@@ -80,7 +82,7 @@ pub struct NewUser {
 /// The columns [`User::from_row`] reads, in its order.
 macro_rules! user_columns {
     () => {
-        "id, username, email, status, created_at, updated_at, last_login_at"
+        "id, username, email, status, created_at, updated_at, last_login_at, version"
     };
 }
 
@@ -94,6 +96,7 @@ impl User {
             created_at: row.try_get(4)?,
             updated_at: row.try_get(5)?,
             last_login_at: row.try_get(6)?,
+            version: row.try_get(7)?,
         })
     }
 }
@@ -214,6 +217,7 @@ pub async fn users_list(
                 created_at: row.try_get(5)?,
                 updated_at: row.try_get(6)?,
                 last_login_at: row.try_get(7)?,
+                version: row.try_get(8)?,
             });
         }
     }
@@ -265,14 +269,36 @@ pub async fn users_list_after(
     rows.iter().map(User::from_row).collect()
 }
 
-/// Changes the given fields (`None` leaves a field as it is) and bumps `updated_at`.
-/// `NotFound` when the user is missing or deleted; `Conflict { field: "email" }` when another
-/// user has the email.
+/// Which versions of a row a change may apply to: the `If-Match` of the request, in store
+/// terms. `Any` is an unconditional change (no `If-Match`, or `*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IfVersion<'a> {
+    Any,
+    /// One of these; an empty list (only weak or foreign tags) is met by no version.
+    OneOf(&'a [i64]),
+}
+
+impl IfVersion<'_> {
+    fn param(self) -> Option<Vec<i64>> {
+        match self {
+            IfVersion::Any => None,
+            IfVersion::OneOf(v) => Some(v.to_vec()),
+        }
+    }
+}
+
+/// Changes the given fields (`None` leaves a field as it is), bumps `updated_at` and
+/// `version`. The version test is part of the UPDATE, so of two concurrent changes naming the
+/// same version exactly one applies. `NotFound` when the user is missing or deleted (whatever
+/// `expected` says: RFC 9110 §13.2.1 ignores preconditions on a request that would fail
+/// without them); `Stale` when the user exists at another version; `Conflict { field:
+/// "email" }` when another user has the email.
 pub async fn user_update(
     pool: &Pool,
     id: i64,
     email: Option<String>,
     status: Option<UserStatus>,
+    expected: IfVersion<'_>,
 ) -> Result<User, StoreError> {
     let client = conn(pool).await?;
     let row = query_opt(
@@ -280,31 +306,52 @@ pub async fn user_update(
         "users.update",
         concat!(
             "UPDATE users SET email = COALESCE($2, email), status = COALESCE($3, status),
-                              updated_at = now()
-             WHERE id = $1 AND deleted_at IS NULL RETURNING ",
+                              updated_at = now(), version = version + 1
+             WHERE id = $1 AND deleted_at IS NULL AND ($4::bigint[] IS NULL OR version = ANY($4))
+             RETURNING ",
             user_columns!()
         ),
-        &[&id, &email, &status],
+        &[&id, &email, &status, &expected.param()],
     )
-    .await?
-    .ok_or(StoreError::NotFound { resource: Resource::User })?;
-    User::from_row(&row)
+    .await?;
+    match row {
+        Some(row) => User::from_row(&row),
+        None => Err(missing_or_stale(&client, id, expected).await),
+    }
+}
+
+/// Why a conditional change matched no row: the user is gone, or it is at another version.
+/// Asked after the fact, so a user deleted in between is `NotFound`, which is what the request
+/// would see if it came again.
+async fn missing_or_stale(client: &deadpool_postgres::Object, id: i64, expected: IfVersion<'_>) -> StoreError {
+    let not_found = StoreError::NotFound { resource: Resource::User };
+    if expected == IfVersion::Any {
+        return not_found;
+    }
+    let exists =
+        query_opt(client, "users.exists", "SELECT 1 FROM users WHERE id = $1 AND deleted_at IS NULL", &[&id]).await;
+    match exists {
+        Ok(Some(_)) => StoreError::Stale { resource: Resource::User },
+        Ok(None) => not_found,
+        Err(e) => e,
+    }
 }
 
 /// Soft-deletes a user: the row stays, but every other function here stops seeing it and its
-/// username and email become free. `NotFound` when missing or already deleted.
-pub async fn user_delete(pool: &Pool, id: i64) -> Result<(), StoreError> {
+/// username and email become free. `NotFound` when missing or already deleted; `Stale` when
+/// `expected` names other versions (as [`user_update`]).
+pub async fn user_delete(pool: &Pool, id: i64, expected: IfVersion<'_>) -> Result<(), StoreError> {
     let client = conn(pool).await?;
     let changed = execute(
         &client,
         "users.delete",
-        "UPDATE users SET deleted_at = now(), updated_at = now()
-         WHERE id = $1 AND deleted_at IS NULL",
-        &[&id],
+        "UPDATE users SET deleted_at = now(), updated_at = now(), version = version + 1
+         WHERE id = $1 AND deleted_at IS NULL AND ($2::bigint[] IS NULL OR version = ANY($2))",
+        &[&id, &expected.param()],
     )
     .await?;
     if changed == 0 {
-        return Err(StoreError::NotFound { resource: Resource::User });
+        return Err(missing_or_stale(&client, id, expected).await);
     }
     Ok(())
 }
@@ -370,29 +417,61 @@ mod tests {
         assert_eq!(created.last_login_at, None);
         assert_eq!(user_get(pool, created.id).await.unwrap(), created);
 
-        let updated = user_update(pool, created.id, None, Some(UserStatus::Suspended)).await.unwrap();
+        let updated = user_update(pool, created.id, None, Some(UserStatus::Suspended), IfVersion::Any).await.unwrap();
         assert_eq!(updated.status, UserStatus::Suspended);
         assert_eq!(updated.email, "alice@example.com", "email not given, so unchanged");
         assert!(updated.updated_at >= created.updated_at);
         assert_eq!(updated.created_at, created.created_at);
 
-        let updated = user_update(pool, created.id, Some("a@example.org".into()), None).await.unwrap();
+        let updated = user_update(pool, created.id, Some("a@example.org".into()), None, IfVersion::Any).await.unwrap();
         assert_eq!(updated.email, "a@example.org");
         assert_eq!(updated.status, UserStatus::Suspended, "status not given, so unchanged");
 
-        user_delete(pool, created.id).await.unwrap();
+        user_delete(pool, created.id, IfVersion::Any).await.unwrap();
         assert!(matches!(user_get(pool, created.id).await, Err(StoreError::NotFound { resource: Resource::User })));
-        assert!(matches!(user_delete(pool, created.id).await, Err(StoreError::NotFound { resource: Resource::User })));
         assert!(matches!(
-            user_update(pool, created.id, None, Some(UserStatus::Active)).await,
+            user_delete(pool, created.id, IfVersion::Any).await,
+            Err(StoreError::NotFound { resource: Resource::User })
+        ));
+        assert!(matches!(
+            user_update(pool, created.id, None, Some(UserStatus::Active), IfVersion::Any).await,
             Err(StoreError::NotFound { resource: Resource::User })
         ));
         assert!(matches!(user_get(pool, 999_999).await, Err(StoreError::NotFound { resource: Resource::User })));
-        assert!(matches!(user_delete(pool, 999_999).await, Err(StoreError::NotFound { resource: Resource::User })));
         assert!(matches!(
-            user_update(pool, 999_999, Some("x@example.com".into()), None).await,
+            user_delete(pool, 999_999, IfVersion::Any).await,
             Err(StoreError::NotFound { resource: Resource::User })
         ));
+        assert!(matches!(
+            user_update(pool, 999_999, Some("x@example.com".into()), None, IfVersion::Any).await,
+            Err(StoreError::NotFound { resource: Resource::User })
+        ));
+    }
+
+    #[tokio::test]
+    async fn versions_fence_updates_and_deletes() {
+        let db = test_database().await.unwrap();
+        let pool = db.pool();
+        let u = user_create(pool, new_user("vera", "vera@example.com")).await.unwrap();
+        assert_eq!(u.version, 1);
+        let v2 = user_update(pool, u.id, None, Some(UserStatus::Inactive), IfVersion::OneOf(&[1])).await.unwrap();
+        assert_eq!(v2.version, 2);
+        // The version the client read is gone: nothing changes.
+        let stale = user_update(pool, u.id, None, Some(UserStatus::Active), IfVersion::OneOf(&[1])).await;
+        assert!(matches!(stale, Err(StoreError::Stale { resource: Resource::User })), "{stale:?}");
+        assert!(matches!(
+            user_update(pool, u.id, None, None, IfVersion::OneOf(&[])).await,
+            Err(StoreError::Stale { .. })
+        ));
+        assert_eq!(user_get(pool, u.id).await.unwrap(), v2);
+        assert!(matches!(user_delete(pool, u.id, IfVersion::OneOf(&[1, 3])).await, Err(StoreError::Stale { .. })));
+        user_delete(pool, u.id, IfVersion::OneOf(&[1, 2])).await.unwrap();
+        // Gone: 404 whatever the condition says.
+        assert!(matches!(
+            user_update(pool, u.id, None, None, IfVersion::OneOf(&[3])).await,
+            Err(StoreError::NotFound { .. })
+        ));
+        assert!(matches!(user_delete(pool, u.id, IfVersion::OneOf(&[3])).await, Err(StoreError::NotFound { .. })));
     }
 
     #[tokio::test]
@@ -412,10 +491,10 @@ mod tests {
         user_create(pool, new_user("Bob", "bob2@example.com")).await.unwrap();
 
         let carol = user_create(pool, new_user("carol", "carol@example.com")).await.unwrap();
-        let err = user_update(pool, carol.id, Some("BOB@example.com".into()), None).await.unwrap_err();
+        let err = user_update(pool, carol.id, Some("BOB@example.com".into()), None, IfVersion::Any).await.unwrap_err();
         assert!(matches!(err, StoreError::Conflict { field: "email", .. }), "{err:?}");
         // Setting one's own email again is not a conflict.
-        user_update(pool, bob.id, Some("bob@example.com".into()), None).await.unwrap();
+        user_update(pool, bob.id, Some("bob@example.com".into()), None, IfVersion::Any).await.unwrap();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -449,7 +528,7 @@ mod tests {
         let pool = db.pool();
         let old = user_create(pool, new_user("dave", "dave@example.com")).await.unwrap();
         let keep = user_create(pool, new_user("erin", "erin@example.com")).await.unwrap();
-        user_delete(pool, old.id).await.unwrap();
+        user_delete(pool, old.id, IfVersion::Any).await.unwrap();
 
         let (users, total) = users_list(pool, 1, 10, None).await.unwrap();
         assert_eq!(total, 1);
@@ -529,7 +608,7 @@ mod tests {
         let pool = db.pool();
         let a = user_create(pool, new_user("gm_a", "gm_a@example.com")).await.unwrap();
         let b = user_create(pool, new_user("gm_b", "gm_b@example.com")).await.unwrap();
-        user_delete(pool, b.id).await.unwrap();
+        user_delete(pool, b.id, IfVersion::Any).await.unwrap();
         let found = users_get_many(pool, &[a.id, b.id, 999_999, a.id]).await.unwrap();
         assert_eq!(found, vec![a]);
         assert!(users_get_many(pool, &[]).await.unwrap().is_empty());

@@ -88,6 +88,7 @@ impl api_server::ErrorPolicy for App {
 fn store_error(op: &str, e: StoreError) -> Problem {
     match e {
         StoreError::NotFound { resource: Resource::User } => ErrorCode::UserNotFound.problem(),
+        StoreError::Stale { .. } => ErrorCode::PreconditionFailed.problem(),
         StoreError::Conflict { field, message } => {
             ErrorCode::Conflict.problem().with_detail(message).with_data(serde_json::json!({ "field": field }))
         }

@@ -8,7 +8,8 @@ use api_server::{
     CreateUserRequest, CreateUserResponse, DeleteUserParams, DeleteUserResponse, ErrorCode, GetUserByIdParams,
     GetUserByIdResponse, ListUsersParams, ListUsersResponse, ListUsersResponseBody, PatchUserParams, PatchUserResponse,
     Status, SuccessResponse, UpdateUserParams, UpdateUserRequest, UpdateUserResponse, UserMergePatch, UserResponse,
-    UsersApi, rt::Problem,
+    UsersApi,
+    rt::{Problem, etag::IfMatch},
 };
 
 use super::{App, envelope, internal, page_token::Cursor, store_error, success};
@@ -16,7 +17,7 @@ use crate::{
     auth::Principal,
     db::{
         StoreError,
-        users::{self, NewUser, User, UserStatus},
+        users::{self, IfVersion, NewUser, User, UserStatus},
     },
 };
 
@@ -47,6 +48,32 @@ fn user_response(u: User) -> UserResponse {
         updated_at: u.updated_at,
         last_login_at: Some(u.last_login_at),
     }
+}
+
+/// The strong ETag of a user's current version, as the contract spells it (`"v<version>"`).
+/// The generated glue compares it with `If-None-Match`; `If-Match` goes to the store as the
+/// versions it names ([`versions_named`]), so the comparison happens inside the UPDATE.
+fn etag(u: &User) -> String {
+    format!("\"v{}\"", u.version)
+}
+
+/// The versions an `If-Match` names: `None` when there is no condition (no header, or `*`,
+/// which any existing user meets). A tag not spelled `"v<digits>"` names no version of ours
+/// and is left out, so a list of only such tags is met by no version (412).
+fn versions_named(if_match: Option<&IfMatch>) -> Option<Vec<i64>> {
+    let tags = if_match?.tags()?;
+    let version = |t: &str| {
+        let digits = t.strip_prefix("\"v")?.strip_suffix('"')?;
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        digits.parse::<i64>().ok()
+    };
+    Some(tags.filter_map(version).collect())
+}
+
+fn if_version(versions: Option<&[i64]>) -> IfVersion<'_> {
+    versions.map_or(IfVersion::Any, IfVersion::OneOf)
 }
 
 /// One batch item's failure in the envelope's terms (code, message, detail).
@@ -177,7 +204,9 @@ impl UsersApi for App {
 
     async fn get_user_by_id(&self, _who: Principal, params: GetUserByIdParams) -> Result<GetUserByIdResponse, Problem> {
         let u = users::user_get(&self.pg, params.id).await.map_err(|e| store_error("getUserById", e))?;
-        Ok(GetUserByIdResponse::Ok(success!(GetUserById200Response, user_response(u))))
+        // A 200 naming the request's If-None-Match becomes the 304 in the generated glue.
+        let etag = etag(&u);
+        Ok(GetUserByIdResponse::Ok { body: success!(GetUserById200Response, user_response(u)), etag })
     }
 
     async fn update_user(
@@ -187,15 +216,17 @@ impl UsersApi for App {
         body: UpdateUserRequest,
     ) -> Result<UpdateUserResponse, Problem> {
         let status = body.status.map(store_status);
-        let u = users::user_update(&self.pg, params.id, body.email, status)
+        let versions = versions_named(params.if_match.as_ref());
+        let u = users::user_update(&self.pg, params.id, body.email, status, if_version(versions.as_deref()))
             .await
             .map_err(|e| store_error("updateUser", e))?;
-        Ok(UpdateUserResponse::Ok(success!(UpdateUser200Response, user_response(u))))
+        let etag = etag(&u);
+        Ok(UpdateUserResponse::Ok { body: success!(UpdateUser200Response, user_response(u)), etag })
     }
 
     /// A merge patch sets what it names and nothing else: the same store
     /// call as `updateUser` (the glue already refused `null` and unknown
-    /// members, and any media type but merge-patch).
+    /// members, any media type but merge-patch and a malformed `If-Match`).
     async fn patch_user(
         &self,
         _who: Principal,
@@ -203,14 +234,19 @@ impl UsersApi for App {
         body: UserMergePatch,
     ) -> Result<PatchUserResponse, Problem> {
         let status = body.status.map(store_status);
-        let u = users::user_update(&self.pg, params.id, body.email, status)
+        let versions = versions_named(params.if_match.as_ref());
+        let u = users::user_update(&self.pg, params.id, body.email, status, if_version(versions.as_deref()))
             .await
             .map_err(|e| store_error("patchUser", e))?;
-        Ok(PatchUserResponse::Ok(success!(PatchUser200Response, user_response(u))))
+        let etag = etag(&u);
+        Ok(PatchUserResponse::Ok { body: success!(PatchUser200Response, user_response(u)), etag })
     }
 
     async fn delete_user(&self, _who: Principal, params: DeleteUserParams) -> Result<DeleteUserResponse, Problem> {
-        users::user_delete(&self.pg, params.id).await.map_err(|e| store_error("deleteUser", e))?;
+        let versions = versions_named(params.if_match.as_ref());
+        users::user_delete(&self.pg, params.id, if_version(versions.as_deref()))
+            .await
+            .map_err(|e| store_error("deleteUser", e))?;
         // No `data` at all: the contract's `data` is a non-nullable object.
         Ok(DeleteUserResponse::Ok(SuccessResponse {
             code: 0,

@@ -169,6 +169,46 @@ async fn soft_deleted_users_disappear_and_free_their_names() {
     assert_ne!(b["data"]["id"].as_i64(), Some(id));
 }
 
+/// Optimistic concurrency end to end: four writers that read one ETag race (PUT and PATCH
+/// mixed); exactly one wins and the rest get 412 without changing anything, five rounds over.
+#[tokio::test]
+async fn concurrent_writes_with_one_etag_give_one_winner() {
+    let (h, _db) = harness().await;
+    let (_, b) = h.create(&new_user("etag")).await;
+    let id = b["data"]["id"].as_i64().unwrap();
+    let path = format!("/api/v1/users/{id}");
+    for round in 0..5 {
+        let resp = h.cli.get(&path).header("token", &h.token).send().await.0;
+        let etag = resp.headers().get("etag").and_then(|v| v.to_str().ok()).unwrap().to_owned();
+        // The ETag is the validator of the 304.
+        let resp = h.cli.get(&path).header("token", &h.token).header("if-none-match", &etag).send().await.0;
+        assert_eq!(resp.status(), StatusCode::NOT_MODIFIED);
+        assert_eq!(resp.headers().get("etag").and_then(|v| v.to_str().ok()), Some(etag.as_str()));
+        assert!(resp.into_body().into_bytes().await.unwrap().is_empty(), "a 304 has no body");
+        let email = |i: usize| json!({"email": format!("etag-{round}-{i}@example.com")});
+        let writes = (0..4).map(|i| {
+            let req = if i % 2 == 0 {
+                h.cli.put(&path).body_json(&email(i))
+            } else {
+                h.cli.patch(&path).content_type("application/merge-patch+json").body(email(i).to_string())
+            };
+            send(req.header("token", &h.token).header("if-match", &etag))
+        });
+        let results = futures_util::future::join_all(writes).await;
+        let winners: Vec<&Value> = results.iter().filter(|(s, _)| *s == StatusCode::OK).map(|(_, b)| b).collect();
+        let stale = results.iter().filter(|(s, b)| *s == StatusCode::PRECONDITION_FAILED && b["code"] == 1017).count();
+        assert_eq!((winners.len(), stale), (1, 3), "round {round}: {results:?}");
+        let (_, now) = h.get(&path).await;
+        assert_eq!(now["data"]["email"], winners[0]["data"]["email"], "only the winner's write is there");
+    }
+    // A stale delete changes nothing; a current one deletes.
+    let del = |m: &str| send(h.cli.delete(&path).header("token", &h.token).header("if-match", m));
+    assert_eq!(del("\"v1\"").await.0, StatusCode::PRECONDITION_FAILED);
+    assert_eq!(h.get(&path).await.0, StatusCode::OK);
+    assert_eq!(del("\"v6\"").await.0, StatusCode::OK, "five winning writes made version 6");
+    assert_eq!(del("\"v6\"").await.0, StatusCode::NOT_FOUND, "a missing user is 404 whatever If-Match says");
+}
+
 #[tokio::test]
 async fn concurrent_creates_of_one_username_give_one_winner() {
     let (h, _db) = harness().await;

@@ -155,7 +155,9 @@ impl UsersApi for Scripted {
         match p.id {
             404 => Err(ErrorCode::UserNotFound.problem()),
             500 => Err(ErrorCode::Internal.problem()),
-            id => Ok(GetUserByIdResponse::Ok(ok!(GetUserById200Response, user(id)))),
+            id => {
+                Ok(GetUserByIdResponse::Ok { body: ok!(GetUserById200Response, user(id)), etag: format!("\"v{id}\"") })
+            }
         }
     }
     async fn update_user(
@@ -168,7 +170,11 @@ impl UsersApi for Scripted {
             404 => Err(ErrorCode::UserNotFound.problem()),
             409 => Err(ErrorCode::Conflict.problem().with_detail("邮箱已存在")),
             500 => Err(ErrorCode::Internal.problem()),
-            id => Ok(UpdateUserResponse::Ok(ok!(UpdateUser200Response, user(id)))),
+            // User `id` is at version `id`.
+            id if p.if_match.is_some_and(|m| !m.matches(&format!("\"v{id}\""))) => {
+                Err(ErrorCode::PreconditionFailed.problem())
+            }
+            id => Ok(UpdateUserResponse::Ok { body: ok!(UpdateUser200Response, user(id)), etag: format!("\"v{id}\"") }),
         }
     }
 
@@ -179,7 +185,7 @@ impl UsersApi for Scripted {
         if let Some(s) = b.status {
             u.status = s;
         }
-        Ok(PatchUserResponse::Ok(ok!(PatchUser200Response, u)))
+        Ok(PatchUserResponse::Ok { body: ok!(PatchUser200Response, u), etag: format!("\"v{}\"", p.id) })
     }
     async fn delete_user(&self, _: (), p: DeleteUserParams) -> Result<DeleteUserResponse, Problem> {
         match p.id {
@@ -345,9 +351,15 @@ async fn every_documented_status_decodes() {
     assert_eq!(envelope(c.get_user_by_id().id(500u64).send().await, 500).code, 5000);
     assert_eq!(envelope(c.get_user_by_id().id(u64::MAX).send().await, 400).code, 1001);
 
-    // updateUser: 200, 400, 401, 404, 409, 500.
+    let r = c.get_user_by_id().id(5u64).send().await.unwrap();
+    assert_eq!(r.headers().get("etag").and_then(|v| v.to_str().ok()), Some("\"v5\""));
+
+    // updateUser: 200, 400, 401, 404, 409, 412, 500.
     let upd = || types::UpdateUserRequest { email: None, status: Some(types::UpdateUserRequestStatus::Inactive) };
     assert!(c.update_user().id(3u64).body(upd()).send().await.is_ok());
+    let r = c.update_user().id(3u64).if_match("\"v1\", \"v3\"").body(upd()).send().await.unwrap();
+    assert_eq!(r.headers().get("etag").and_then(|v| v.to_str().ok()), Some("\"v3\""));
+    assert_eq!(envelope(c.update_user().id(3u64).if_match("\"v2\"").body(upd()).send().await, 412).code, 1017);
     let bad_email = types::UpdateUserRequest { email: Some("nope".parse().unwrap()), status: None };
     assert_eq!(envelope(c.update_user().id(3u64).body(bad_email).send().await, 400).code, 1001);
     assert_eq!(envelope(anon.update_user().id(3u64).body(upd()).send().await, 401).code, 1002);

@@ -160,12 +160,10 @@ impl UsersApi for Stub {
         if let Some(s) = body.status {
             u.status = s;
         }
-        Ok(UpdateUserResponse::Ok(UpdateUser200Response {
-            code: 0,
-            msg: "ok".into(),
-            data: Some(u),
-            timestamp: chrono::Utc::now(),
-        }))
+        Ok(UpdateUserResponse::Ok {
+            body: UpdateUser200Response { code: 0, msg: "ok".into(), data: Some(u), timestamp: chrono::Utc::now() },
+            etag: "\"v1\"".into(),
+        })
     }
 
     async fn patch_user(
@@ -179,16 +177,18 @@ impl UsersApi for Stub {
         if let Some(s) = body.status {
             u.status = s;
         }
-        Ok(PatchUserResponse::Ok(PatchUser200Response {
-            code: 0,
-            msg: "ok".into(),
-            data: Some(u),
-            timestamp: chrono::Utc::now(),
-        }))
+        Ok(PatchUserResponse::Ok {
+            body: PatchUser200Response { code: 0, msg: "ok".into(), data: Some(u), timestamp: chrono::Utc::now() },
+            etag: "\"v1\"".into(),
+        })
     }
 
-    async fn delete_user(&self, _who: String, _params: DeleteUserParams) -> Result<DeleteUserResponse, Problem> {
+    async fn delete_user(&self, _who: String, params: DeleteUserParams) -> Result<DeleteUserResponse, Problem> {
         self.calls.fetch_add(1, Ordering::SeqCst);
+        // Every user here is at version 1.
+        if params.if_match.is_some_and(|m| !m.matches("\"v1\"")) {
+            return Err(ErrorCode::PreconditionFailed.problem());
+        }
         Ok(DeleteUserResponse::Ok(SuccessResponse {
             code: 0,
             msg: "deleted".into(),
@@ -371,6 +371,27 @@ async fn query_and_path_parameters_are_validated_together() {
     let (s, h, b) = send(cli.delete("/api/v1/users/0").header("token", "good")).await;
     assert_eq!(assert_envelope(s, &h, &b, StatusCode::BAD_REQUEST, 1001), vec!["id"]);
     assert_eq!(stub.calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn if_match_is_parsed_by_the_glue_and_compared_by_the_handler() {
+    let (cli, stub) = client();
+    for bad in ["v1", "\"v1", "W/v1", "\"a b\"", "*, \"v1\""] {
+        let (s, h, b) = send(cli.delete("/api/v1/users/7").header("token", "good").header("If-Match", bad)).await;
+        assert_eq!(assert_envelope(s, &h, &b, StatusCode::BAD_REQUEST, 1001), vec!["If-Match"], "{bad:?}");
+    }
+    assert_eq!(stub.calls.load(Ordering::SeqCst), 0, "a malformed If-Match never reaches the handler");
+    let (s, h, b) =
+        send(cli.delete("/api/v1/users/7").header("token", "good").header("If-Match", "\"v2\", W/\"v1\"")).await;
+    assert_envelope(s, &h, &b, StatusCode::PRECONDITION_FAILED, 1017);
+    for ok in ["\"v2\", \"v1\"", "*"] {
+        let (s, _, b) = send(cli.delete("/api/v1/users/7").header("token", "good").header("If-Match", ok)).await;
+        assert_eq!(s, StatusCode::OK, "{ok:?}: {b}");
+    }
+    let (s, h, b) =
+        send(cli.put("/api/v1/users/7").header("token", "good").body_json(&json!({"status": "inactive"}))).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(h.get("etag").and_then(|v| v.to_str().ok()), Some("\"v1\""), "the 200 carries its ETag");
 }
 
 #[tokio::test]

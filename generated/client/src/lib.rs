@@ -414,6 +414,60 @@ pub mod types {
                 .map_err(|e: self::error::ConversionError| <D::Error as ::serde::de::Error>::custom(e.to_string()))
         }
     }
+    ///`DeleteUserIfMatch`
+    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+    #[serde(transparent)]
+    pub struct DeleteUserIfMatch(::std::string::String);
+    impl ::std::ops::Deref for DeleteUserIfMatch {
+        type Target = ::std::string::String;
+        fn deref(&self) -> &::std::string::String {
+            &self.0
+        }
+    }
+    impl ::std::convert::From<DeleteUserIfMatch> for ::std::string::String {
+        fn from(value: DeleteUserIfMatch) -> Self {
+            value.0
+        }
+    }
+    impl ::std::str::FromStr for DeleteUserIfMatch {
+        type Err = self::error::ConversionError;
+        fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+            if value.chars().count() > 1024usize {
+                return Err("longer than 1024 characters".into());
+            }
+            static PATTERN: ::std::sync::LazyLock<::regress::Regex> = ::std::sync::LazyLock::new(|| {
+                ::regress::Regex::new("^(\\*|(W/)?\"[!#-~]*\"([ \\t]*,[ \\t]*(W/)?\"[!#-~]*\")*)$").unwrap()
+            });
+            if PATTERN.find(value).is_none() {
+                return Err(
+                    "doesn't match pattern \"^(\\*|(W/)?\"[!#-~]*\"([ \\t]*,[ \\t]*(W/)?\"[!#-~]*\")*)$\"".into()
+                );
+            }
+            Ok(Self(value.to_string()))
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for DeleteUserIfMatch {
+        type Error = self::error::ConversionError;
+        fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for DeleteUserIfMatch {
+        type Error = self::error::ConversionError;
+        fn try_from(value: ::std::string::String) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl<'de> ::serde::Deserialize<'de> for DeleteUserIfMatch {
+        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+        where
+            D: ::serde::Deserializer<'de>,
+        {
+            ::std::string::String::deserialize(deserializer)?
+                .parse()
+                .map_err(|e: self::error::ConversionError| <D::Error as ::serde::de::Error>::custom(e.to_string()))
+        }
+    }
     ///PostgreSQL 连接状态
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
     pub enum DependencyState {
@@ -745,6 +799,52 @@ pub mod types {
                 .map_err(|e| <D::Error as ::serde::de::Error>::custom(e.to_string()))
         }
     }
+    ///`GetUserByIdIfNoneMatch`
+    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+    #[serde(transparent)]
+    pub struct GetUserByIdIfNoneMatch(::std::string::String);
+    impl ::std::ops::Deref for GetUserByIdIfNoneMatch {
+        type Target = ::std::string::String;
+        fn deref(&self) -> &::std::string::String {
+            &self.0
+        }
+    }
+    impl ::std::convert::From<GetUserByIdIfNoneMatch> for ::std::string::String {
+        fn from(value: GetUserByIdIfNoneMatch) -> Self {
+            value.0
+        }
+    }
+    impl ::std::str::FromStr for GetUserByIdIfNoneMatch {
+        type Err = self::error::ConversionError;
+        fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+            if value.chars().count() > 1024usize {
+                return Err("longer than 1024 characters".into());
+            }
+            Ok(Self(value.to_string()))
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for GetUserByIdIfNoneMatch {
+        type Error = self::error::ConversionError;
+        fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for GetUserByIdIfNoneMatch {
+        type Error = self::error::ConversionError;
+        fn try_from(value: ::std::string::String) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl<'de> ::serde::Deserialize<'de> for GetUserByIdIfNoneMatch {
+        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+        where
+            D: ::serde::Deserializer<'de>,
+        {
+            ::std::string::String::deserialize(deserializer)?
+                .parse()
+                .map_err(|e: self::error::ConversionError| <D::Error as ::serde::de::Error>::custom(e.to_string()))
+        }
+    }
     ///`HealthCheck200Body`
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
     pub struct HealthCheck200Body {
@@ -1060,6 +1160,60 @@ pub mod types {
         {
             Self::try_from(<i64>::deserialize(deserializer)?)
                 .map_err(|e| <D::Error as ::serde::de::Error>::custom(e.to_string()))
+        }
+    }
+    ///`PatchUserIfMatch`
+    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+    #[serde(transparent)]
+    pub struct PatchUserIfMatch(::std::string::String);
+    impl ::std::ops::Deref for PatchUserIfMatch {
+        type Target = ::std::string::String;
+        fn deref(&self) -> &::std::string::String {
+            &self.0
+        }
+    }
+    impl ::std::convert::From<PatchUserIfMatch> for ::std::string::String {
+        fn from(value: PatchUserIfMatch) -> Self {
+            value.0
+        }
+    }
+    impl ::std::str::FromStr for PatchUserIfMatch {
+        type Err = self::error::ConversionError;
+        fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+            if value.chars().count() > 1024usize {
+                return Err("longer than 1024 characters".into());
+            }
+            static PATTERN: ::std::sync::LazyLock<::regress::Regex> = ::std::sync::LazyLock::new(|| {
+                ::regress::Regex::new("^(\\*|(W/)?\"[!#-~]*\"([ \\t]*,[ \\t]*(W/)?\"[!#-~]*\")*)$").unwrap()
+            });
+            if PATTERN.find(value).is_none() {
+                return Err(
+                    "doesn't match pattern \"^(\\*|(W/)?\"[!#-~]*\"([ \\t]*,[ \\t]*(W/)?\"[!#-~]*\")*)$\"".into()
+                );
+            }
+            Ok(Self(value.to_string()))
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for PatchUserIfMatch {
+        type Error = self::error::ConversionError;
+        fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for PatchUserIfMatch {
+        type Error = self::error::ConversionError;
+        fn try_from(value: ::std::string::String) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl<'de> ::serde::Deserialize<'de> for PatchUserIfMatch {
+        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+        where
+            D: ::serde::Deserializer<'de>,
+        {
+            ::std::string::String::deserialize(deserializer)?
+                .parse()
+                .map_err(|e: self::error::ConversionError| <D::Error as ::serde::de::Error>::custom(e.to_string()))
         }
     }
     ///`SubmitEmailTask200Body`
@@ -1747,6 +1901,60 @@ pub mod types {
         {
             Self::try_from(<i64>::deserialize(deserializer)?)
                 .map_err(|e| <D::Error as ::serde::de::Error>::custom(e.to_string()))
+        }
+    }
+    ///`UpdateUserIfMatch`
+    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+    #[serde(transparent)]
+    pub struct UpdateUserIfMatch(::std::string::String);
+    impl ::std::ops::Deref for UpdateUserIfMatch {
+        type Target = ::std::string::String;
+        fn deref(&self) -> &::std::string::String {
+            &self.0
+        }
+    }
+    impl ::std::convert::From<UpdateUserIfMatch> for ::std::string::String {
+        fn from(value: UpdateUserIfMatch) -> Self {
+            value.0
+        }
+    }
+    impl ::std::str::FromStr for UpdateUserIfMatch {
+        type Err = self::error::ConversionError;
+        fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+            if value.chars().count() > 1024usize {
+                return Err("longer than 1024 characters".into());
+            }
+            static PATTERN: ::std::sync::LazyLock<::regress::Regex> = ::std::sync::LazyLock::new(|| {
+                ::regress::Regex::new("^(\\*|(W/)?\"[!#-~]*\"([ \\t]*,[ \\t]*(W/)?\"[!#-~]*\")*)$").unwrap()
+            });
+            if PATTERN.find(value).is_none() {
+                return Err(
+                    "doesn't match pattern \"^(\\*|(W/)?\"[!#-~]*\"([ \\t]*,[ \\t]*(W/)?\"[!#-~]*\")*)$\"".into()
+                );
+            }
+            Ok(Self(value.to_string()))
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for UpdateUserIfMatch {
+        type Error = self::error::ConversionError;
+        fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for UpdateUserIfMatch {
+        type Error = self::error::ConversionError;
+        fn try_from(value: ::std::string::String) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl<'de> ::serde::Deserialize<'de> for UpdateUserIfMatch {
+        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+        where
+            D: ::serde::Deserializer<'de>,
+        {
+            ::std::string::String::deserialize(deserializer)?
+                .parse()
+                .map_err(|e: self::error::ConversionError| <D::Error as ::serde::de::Error>::custom(e.to_string()))
         }
     }
     ///`UpdateUserRequest`
@@ -4414,9 +4622,13 @@ impl Client {
 
     Arguments:
     - `id`: 用户 ID
+    - `if_none_match`: 条件 GET: 当它列出用户的当前 `ETag` (弱比较, RFC 9110 §13.1.2)
+    或为 `*` 时, 应答 304 且没有主体。
+
     ```ignore
     let response = client.get_user_by_id()
         .id(id)
+        .if_none_match(if_none_match)
         .send()
         .await;
     ```*/
@@ -4439,10 +4651,16 @@ impl Client {
 
     Arguments:
     - `id`: 用户 ID
+    - `if_match`: 乐观并发: 只有当用户的当前 `ETag` 在列表中 (强比较, RFC 9110
+    §13.1.1) 时才执行; 否则 412 (code 1017), 什么都不改。`*` 匹配任何
+    现存的用户。省略时无条件执行。弱标签 (`W/"…"`) 永远不匹配。
+    格式错误是 400 (code 1001)。
+
     - `body`
     ```ignore
     let response = client.update_user()
         .id(id)
+        .if_match(if_match)
         .body(body)
         .send()
         .await;
@@ -4463,9 +4681,15 @@ impl Client {
 
     Arguments:
     - `id`: 用户 ID
+    - `if_match`: 乐观并发: 只有当用户的当前 `ETag` 在列表中 (强比较, RFC 9110
+    §13.1.1) 时才执行; 否则 412 (code 1017), 什么都不改。`*` 匹配任何
+    现存的用户。省略时无条件执行。弱标签 (`W/"…"`) 永远不匹配。
+    格式错误是 400 (code 1001)。
+
     ```ignore
     let response = client.delete_user()
         .id(id)
+        .if_match(if_match)
         .send()
         .await;
     ```*/
@@ -4483,10 +4707,16 @@ impl Client {
 
     Arguments:
     - `id`: 用户 ID
+    - `if_match`: 乐观并发: 只有当用户的当前 `ETag` 在列表中 (强比较, RFC 9110
+    §13.1.1) 时才执行; 否则 412 (code 1017), 什么都不改。`*` 匹配任何
+    现存的用户。省略时无条件执行。弱标签 (`W/"…"`) 永远不匹配。
+    格式错误是 400 (code 1001)。
+
     - `body`
     ```ignore
     let response = client.patch_user()
         .id(id)
+        .if_match(if_match)
         .body(body)
         .send()
         .await;
@@ -4958,10 +5188,11 @@ pub mod builder {
     pub struct GetUserById<'a> {
         client: &'a super::Client,
         id: Result<::std::num::NonZeroU64, String>,
+        if_none_match: Result<Option<types::GetUserByIdIfNoneMatch>, String>,
     }
     impl<'a> GetUserById<'a> {
         pub fn new(client: &'a super::Client) -> Self {
-            Self { client: client, id: Err("id was not initialized".to_string()) }
+            Self { client: client, id: Err("id was not initialized".to_string()), if_none_match: Ok(None) }
         }
         pub fn id<V>(mut self, value: V) -> Self
         where
@@ -4971,16 +5202,30 @@ pub mod builder {
                 value.try_into().map_err(|_| "conversion to `:: std :: num :: NonZeroU64` for id failed".to_string());
             self
         }
+        pub fn if_none_match<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::GetUserByIdIfNoneMatch>,
+        {
+            self.if_none_match = value
+                .try_into()
+                .map(Some)
+                .map_err(|_| "conversion to `GetUserByIdIfNoneMatch` for if_none_match failed".to_string());
+            self
+        }
         ///Sends a `GET` request to `/users/{id}`
         pub async fn send(self) -> Result<ResponseValue<types::GetUserById200Body>, Error<types::ErrorResponse>> {
-            let Self { client, id } = self;
+            let Self { client, id, if_none_match } = self;
             let id = id.map_err(Error::InvalidRequest)?;
+            let if_none_match = if_none_match.map_err(Error::InvalidRequest)?;
             let url = format!("{}/users/{}", client.baseurl, encode_path(&id.to_string()),);
-            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(2usize);
             header_map.append(
                 ::reqwest::header::HeaderName::from_static("api-version"),
                 ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
             );
+            if let Some(value) = if_none_match {
+                header_map.append("If-None-Match", value.to_string().try_into()?);
+            }
             #[allow(unused_mut)]
             let mut request = client
                 .client
@@ -5015,6 +5260,7 @@ pub mod builder {
     pub struct UpdateUser<'a> {
         client: &'a super::Client,
         id: Result<::std::num::NonZeroU64, String>,
+        if_match: Result<Option<types::UpdateUserIfMatch>, String>,
         body: Result<types::builder::UpdateUserRequest, String>,
     }
     impl<'a> UpdateUser<'a> {
@@ -5022,6 +5268,7 @@ pub mod builder {
             Self {
                 client: client,
                 id: Err("id was not initialized".to_string()),
+                if_match: Ok(None),
                 body: Ok(::std::default::Default::default()),
             }
         }
@@ -5031,6 +5278,16 @@ pub mod builder {
         {
             self.id =
                 value.try_into().map_err(|_| "conversion to `:: std :: num :: NonZeroU64` for id failed".to_string());
+            self
+        }
+        pub fn if_match<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::UpdateUserIfMatch>,
+        {
+            self.if_match = value
+                .try_into()
+                .map(Some)
+                .map_err(|_| "conversion to `UpdateUserIfMatch` for if_match failed".to_string());
             self
         }
         pub fn body<V>(mut self, value: V) -> Self
@@ -5053,17 +5310,21 @@ pub mod builder {
         }
         ///Sends a `PUT` request to `/users/{id}`
         pub async fn send(self) -> Result<ResponseValue<types::UpdateUser200Body>, Error<types::ErrorResponse>> {
-            let Self { client, id, body } = self;
+            let Self { client, id, if_match, body } = self;
             let id = id.map_err(Error::InvalidRequest)?;
+            let if_match = if_match.map_err(Error::InvalidRequest)?;
             let body = body
                 .and_then(|v| types::UpdateUserRequest::try_from(v).map_err(|e| e.to_string()))
                 .map_err(Error::InvalidRequest)?;
             let url = format!("{}/users/{}", client.baseurl, encode_path(&id.to_string()),);
-            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(2usize);
             header_map.append(
                 ::reqwest::header::HeaderName::from_static("api-version"),
                 ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
             );
+            if let Some(value) = if_match {
+                header_map.append("If-Match", value.to_string().try_into()?);
+            }
             #[allow(unused_mut)]
             let mut request = client
                 .client
@@ -5087,6 +5348,7 @@ pub mod builder {
                 401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 404u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 409u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                412u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 431u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 500u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 _ => Err(Error::UnexpectedResponse(response)),
@@ -5100,10 +5362,11 @@ pub mod builder {
     pub struct DeleteUser<'a> {
         client: &'a super::Client,
         id: Result<::std::num::NonZeroU64, String>,
+        if_match: Result<Option<types::DeleteUserIfMatch>, String>,
     }
     impl<'a> DeleteUser<'a> {
         pub fn new(client: &'a super::Client) -> Self {
-            Self { client: client, id: Err("id was not initialized".to_string()) }
+            Self { client: client, id: Err("id was not initialized".to_string()), if_match: Ok(None) }
         }
         pub fn id<V>(mut self, value: V) -> Self
         where
@@ -5113,16 +5376,30 @@ pub mod builder {
                 value.try_into().map_err(|_| "conversion to `:: std :: num :: NonZeroU64` for id failed".to_string());
             self
         }
+        pub fn if_match<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::DeleteUserIfMatch>,
+        {
+            self.if_match = value
+                .try_into()
+                .map(Some)
+                .map_err(|_| "conversion to `DeleteUserIfMatch` for if_match failed".to_string());
+            self
+        }
         ///Sends a `DELETE` request to `/users/{id}`
         pub async fn send(self) -> Result<ResponseValue<types::SuccessResponse>, Error<types::ErrorResponse>> {
-            let Self { client, id } = self;
+            let Self { client, id, if_match } = self;
             let id = id.map_err(Error::InvalidRequest)?;
+            let if_match = if_match.map_err(Error::InvalidRequest)?;
             let url = format!("{}/users/{}", client.baseurl, encode_path(&id.to_string()),);
-            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(2usize);
             header_map.append(
                 ::reqwest::header::HeaderName::from_static("api-version"),
                 ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
             );
+            if let Some(value) = if_match {
+                header_map.append("If-Match", value.to_string().try_into()?);
+            }
             #[allow(unused_mut)]
             let mut request = client
                 .client
@@ -5144,6 +5421,7 @@ pub mod builder {
                 400u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 404u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                412u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 431u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 500u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 _ => Err(Error::UnexpectedResponse(response)),
@@ -5157,6 +5435,7 @@ pub mod builder {
     pub struct PatchUser<'a> {
         client: &'a super::Client,
         id: Result<::std::num::NonZeroU64, String>,
+        if_match: Result<Option<types::PatchUserIfMatch>, String>,
         body: Result<types::builder::UserMergePatch, String>,
     }
     impl<'a> PatchUser<'a> {
@@ -5164,6 +5443,7 @@ pub mod builder {
             Self {
                 client: client,
                 id: Err("id was not initialized".to_string()),
+                if_match: Ok(None),
                 body: Ok(::std::default::Default::default()),
             }
         }
@@ -5173,6 +5453,16 @@ pub mod builder {
         {
             self.id =
                 value.try_into().map_err(|_| "conversion to `:: std :: num :: NonZeroU64` for id failed".to_string());
+            self
+        }
+        pub fn if_match<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::PatchUserIfMatch>,
+        {
+            self.if_match = value
+                .try_into()
+                .map(Some)
+                .map_err(|_| "conversion to `PatchUserIfMatch` for if_match failed".to_string());
             self
         }
         pub fn body<V>(mut self, value: V) -> Self
@@ -5195,17 +5485,21 @@ pub mod builder {
         }
         ///Sends a `PATCH` request to `/users/{id}`
         pub async fn send(self) -> Result<ResponseValue<types::PatchUser200Body>, Error<types::ErrorResponse>> {
-            let Self { client, id, body } = self;
+            let Self { client, id, if_match, body } = self;
             let id = id.map_err(Error::InvalidRequest)?;
+            let if_match = if_match.map_err(Error::InvalidRequest)?;
             let body = body
                 .and_then(|v| types::UserMergePatch::try_from(v).map_err(|e| e.to_string()))
                 .map_err(Error::InvalidRequest)?;
             let url = format!("{}/users/{}", client.baseurl, encode_path(&id.to_string()),);
-            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(2usize);
             header_map.append(
                 ::reqwest::header::HeaderName::from_static("api-version"),
                 ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
             );
+            if let Some(value) = if_match {
+                header_map.append("If-Match", value.to_string().try_into()?);
+            }
             #[allow(unused_mut)]
             let mut request = client
                 .client
@@ -5229,6 +5523,7 @@ pub mod builder {
                 401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 404u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 409u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                412u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 431u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 500u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 _ => Err(Error::UnexpectedResponse(response)),

@@ -77,6 +77,10 @@ pub enum ErrorCode {
     ///
     /// The page_token was not issued by this service, was altered, or was issued for another status filter.
     InvalidPageToken,
+    /// 1017 — HTTP 412: 资源已被修改
+    ///
+    /// If-Match does not name the resource's current ETag: another request changed it since it was read. Nothing was changed; read it again and retry.
+    PreconditionFailed,
 }
 impl ErrorCode {
     /// The whole registry, in the spec's order.
@@ -99,6 +103,7 @@ impl ErrorCode {
         Self::IdempotencyKeyReused,
         Self::HeadersTooLarge,
         Self::InvalidPageToken,
+        Self::PreconditionFailed,
     ];
     /// The numeric code.
     pub const fn code(self) -> i64 {
@@ -121,6 +126,7 @@ impl ErrorCode {
             Self::IdempotencyKeyReused => 1014,
             Self::HeadersTooLarge => 1015,
             Self::InvalidPageToken => 1016,
+            Self::PreconditionFailed => 1017,
         }
     }
     /// The HTTP status this code is answered with.
@@ -144,6 +150,7 @@ impl ErrorCode {
             Self::IdempotencyKeyReused => 422,
             Self::HeadersTooLarge => 431,
             Self::InvalidPageToken => 400,
+            Self::PreconditionFailed => 412,
         }
     }
     /// The registry's message (a problem's title).
@@ -167,6 +174,7 @@ impl ErrorCode {
             Self::IdempotencyKeyReused => "Idempotency-Key 已用于不同的请求",
             Self::HeadersTooLarge => "请求头过大",
             Self::InvalidPageToken => "分页令牌无效",
+            Self::PreconditionFailed => "资源已被修改",
         }
     }
     /// This code as a problem: its status, code and message.

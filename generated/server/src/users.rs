@@ -777,7 +777,22 @@ impl BatchCreateUsersResponse {
 #[derive(Debug, Clone, PartialEq)]
 pub enum GetUserByIdResponse {
     /// 200 查询成功
-    Ok(GetUserById200Response),
+    Ok {
+        body: GetUserById200Response,
+        /// The `ETag` header.
+        ///
+        /// 用户当前版本的强实体标签 (`"v<版本>"`), 每次更新都会改变。它标识
+        /// `data` 中的用户, 不包括信封的 `timestamp`。
+        etag: ::std::string::String,
+    },
+    /// 304 未修改 (If-None-Match 命中当前版本), 没有主体
+    NotModified {
+        /// The `ETag` header.
+        ///
+        /// 用户当前版本的强实体标签 (`"v<版本>"`), 每次更新都会改变。它标识
+        /// `data` 中的用户, 不包括信封的 `timestamp`。
+        etag: ::std::string::String,
+    },
     /// 400 请求参数错误
     BadRequest(ErrorResponse),
     /// 401 未授权或令牌无效
@@ -797,11 +812,48 @@ impl ::poem_openapi::ApiResponse for GetUserByIdResponse {
                     description: "查询成功",
                     status: ::std::option::Option::Some(200),
                     status_range: ::std::option::Option::None,
-                    headers: ::std::vec![],
+                    headers: ::std::vec![::poem_openapi::registry::MetaHeader {
+                        name: ::std::string::ToString::to_string("ETag"),
+                        description: ::std::option::Option::Some(::std::string::ToString::to_string(
+                            "用户当前版本的强实体标签 (`\"v<版本>\"`), 每次更新都会改变。它标识\n`data` 中的用户, 不包括信封的 `timestamp`。\n"
+                        )),
+                        required: true,
+                        deprecated: false,
+                        schema: ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                            ::poem_openapi::registry::MetaSchema {
+                                ty: "string",
+                                example: ::std::option::Option::Some(crate::rt::json("\"\\\"v1\\\"\"")),
+                                pattern: ::std::option::Option::Some(::std::string::String::from("^\"v[0-9]+\"$")),
+                                ..::poem_openapi::registry::MetaSchema::ANY
+                            }
+                        )),
+                    }],
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
                         content_type: "application/json",
                         schema: <crate::models::GetUserById200Response as ::poem_openapi::types::Type>::schema_ref()
                     }],
+                },
+                ::poem_openapi::registry::MetaResponse {
+                    description: "未修改 (If-None-Match 命中当前版本), 没有主体",
+                    status: ::std::option::Option::Some(304),
+                    status_range: ::std::option::Option::None,
+                    headers: ::std::vec![::poem_openapi::registry::MetaHeader {
+                        name: ::std::string::ToString::to_string("ETag"),
+                        description: ::std::option::Option::Some(::std::string::ToString::to_string(
+                            "用户当前版本的强实体标签 (`\"v<版本>\"`), 每次更新都会改变。它标识\n`data` 中的用户, 不包括信封的 `timestamp`。\n"
+                        )),
+                        required: true,
+                        deprecated: false,
+                        schema: ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                            ::poem_openapi::registry::MetaSchema {
+                                ty: "string",
+                                example: ::std::option::Option::Some(crate::rt::json("\"\\\"v1\\\"\"")),
+                                pattern: ::std::option::Option::Some(::std::string::String::from("^\"v[0-9]+\"$")),
+                                ..::poem_openapi::registry::MetaSchema::ANY
+                            }
+                        )),
+                    }],
+                    content: ::std::vec::Vec::new(),
                 },
                 ::poem_openapi::registry::MetaResponse {
                     description: "请求参数错误",
@@ -865,7 +917,25 @@ impl ::poem_openapi::ApiResponse for GetUserByIdResponse {
 impl ::poem::IntoResponse for GetUserByIdResponse {
     fn into_response(self) -> ::poem::Response {
         match self {
-            Self::Ok(body) => rt::json_response(200, &body),
+            Self::Ok { body, etag } => {
+                let mut response = rt::json_response(200, &body);
+                if let ::std::result::Result::Err(p) = rt::set_header(&mut response, "ETag", &etag) {
+                    return p.to_problem_json();
+                }
+                response
+            }
+            Self::NotModified { etag } => {
+                let mut response = ::poem::Response::builder()
+                    .status(
+                        ::poem::http::StatusCode::from_u16(304)
+                            .unwrap_or(::poem::http::StatusCode::INTERNAL_SERVER_ERROR),
+                    )
+                    .finish();
+                if let ::std::result::Result::Err(p) = rt::set_header(&mut response, "ETag", &etag) {
+                    return p.to_problem_json();
+                }
+                response
+            }
             Self::BadRequest(body) => rt::json_response(400, &body),
             Self::Unauthorized(body) => rt::json_response(401, &body),
             Self::NotFound(body) => rt::json_response(404, &body),
@@ -892,7 +962,7 @@ impl GetUserByIdResponse {
     pub fn check(&self, errs: &mut rt::FieldErrors) {
         let _ = &errs;
         match self {
-            Self::Ok(body) => {
+            Self::Ok { body, .. } => {
                 rt::check_response::<crate::models::GetUserById200Response>(body, "", errs);
             }
             Self::BadRequest(body) => {
@@ -915,28 +985,59 @@ impl GetUserByIdResponse {
         }
     }
 }
+impl GetUserByIdResponse {
+    /// RFC 9110 §13.1.2: the 200 this operation answers becomes
+    /// its documented 304 when the request's `If-None-Match`
+    /// names its `ETag` (weak comparison), so handlers never
+    /// compare validators themselves.
+    pub fn not_modified_for(self, if_none_match: ::std::option::Option<&str>) -> Self {
+        match self {
+            Self::Ok { etag, .. } if rt::etag::none_match_fails(if_none_match, &etag) => Self::NotModified { etag },
+            other => other,
+        }
+    }
+}
 /// The parameters of `getUserById`, parsed and validated.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::garde::Validate)]
 pub struct GetUserByIdParams {
     #[garde(range(min = 1))]
     pub id: i64,
+    #[serde(rename = "If-None-Match", default, skip_serializing_if = "Option::is_none")]
+    #[garde(length(chars, max = 1024))]
+    pub if_none_match: ::std::option::Option<::std::string::String>,
 }
 impl rt::Model for GetUserByIdParams {
-    const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[rt::Prop {
-        name: "id",
-        required: true,
-        shape: &rt::Shape::Integer { min: -9223372036854775808, max: 9223372036854775807 },
-        access: rt::Access::ReadWrite,
-    }]);
+    const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[
+        rt::Prop {
+            name: "id",
+            required: true,
+            shape: &rt::Shape::Integer { min: -9223372036854775808, max: 9223372036854775807 },
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "If-None-Match",
+            required: false,
+            shape: &rt::Shape::String(rt::StrFormat::Plain),
+            access: rt::Access::ReadWrite,
+        },
+    ]);
+    const RENAMES: &'static [(&'static str, &'static str)] = &[("if_none_match", "If-None-Match")];
 }
 impl rt::ParamSet for GetUserByIdParams {
-    const REQUIRED: &'static [bool] = &[true];
+    const REQUIRED: &'static [bool] = &[true, false];
     fn schema(index: usize) -> ::poem_openapi::registry::MetaSchemaRef {
         match index {
             0 => ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
                 ::poem_openapi::registry::MetaSchema {
                     ty: "integer",
                     minimum: ::std::option::Option::Some(1f64),
+                    ..::poem_openapi::registry::MetaSchema::ANY
+                },
+            )),
+            1 => ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                ::poem_openapi::registry::MetaSchema {
+                    ty: "string",
+                    max_length: ::std::option::Option::Some(1024usize),
                     ..::poem_openapi::registry::MetaSchema::ANY
                 },
             )),
@@ -953,7 +1054,14 @@ impl rt::ParamSet for GetUserByIdParams {
 #[derive(Debug, Clone, PartialEq)]
 pub enum UpdateUserResponse {
     /// 200 更新成功
-    Ok(UpdateUser200Response),
+    Ok {
+        body: UpdateUser200Response,
+        /// The `ETag` header.
+        ///
+        /// 用户当前版本的强实体标签 (`"v<版本>"`), 每次更新都会改变。它标识
+        /// `data` 中的用户, 不包括信封的 `timestamp`。
+        etag: ::std::string::String,
+    },
     /// 400 请求参数错误
     BadRequest(ErrorResponse),
     /// 401 未授权或令牌无效
@@ -962,6 +1070,8 @@ pub enum UpdateUserResponse {
     NotFound(ErrorResponse),
     /// 409 资源冲突(如用户名已存在)
     Conflict(ErrorResponse),
+    /// 412 If-Match 未命中用户的当前版本 (已被其他请求修改), 什么都没改
+    PreconditionFailed(ErrorResponse),
     /// 431 请求头过大(超过服务器配置的上限)
     Status431(ErrorResponse),
     /// 500 服务器内部错误
@@ -975,7 +1085,22 @@ impl ::poem_openapi::ApiResponse for UpdateUserResponse {
                     description: "更新成功",
                     status: ::std::option::Option::Some(200),
                     status_range: ::std::option::Option::None,
-                    headers: ::std::vec![],
+                    headers: ::std::vec![::poem_openapi::registry::MetaHeader {
+                        name: ::std::string::ToString::to_string("ETag"),
+                        description: ::std::option::Option::Some(::std::string::ToString::to_string(
+                            "用户当前版本的强实体标签 (`\"v<版本>\"`), 每次更新都会改变。它标识\n`data` 中的用户, 不包括信封的 `timestamp`。\n"
+                        )),
+                        required: true,
+                        deprecated: false,
+                        schema: ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                            ::poem_openapi::registry::MetaSchema {
+                                ty: "string",
+                                example: ::std::option::Option::Some(crate::rt::json("\"\\\"v1\\\"\"")),
+                                pattern: ::std::option::Option::Some(::std::string::String::from("^\"v[0-9]+\"$")),
+                                ..::poem_openapi::registry::MetaSchema::ANY
+                            }
+                        )),
+                    }],
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
                         content_type: "application/json",
                         schema: <crate::models::UpdateUser200Response as ::poem_openapi::types::Type>::schema_ref()
@@ -1022,6 +1147,16 @@ impl ::poem_openapi::ApiResponse for UpdateUserResponse {
                     }],
                 },
                 ::poem_openapi::registry::MetaResponse {
+                    description: "If-Match 未命中用户的当前版本 (已被其他请求修改), 什么都没改",
+                    status: ::std::option::Option::Some(412),
+                    status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
+                    content: ::std::vec![::poem_openapi::registry::MetaMediaType {
+                        content_type: "application/json",
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
+                    }],
+                },
+                ::poem_openapi::registry::MetaResponse {
                     description: "请求头过大(超过服务器配置的上限)",
                     status: ::std::option::Option::Some(431),
                     status_range: ::std::option::Option::None,
@@ -1053,11 +1188,18 @@ impl ::poem_openapi::ApiResponse for UpdateUserResponse {
 impl ::poem::IntoResponse for UpdateUserResponse {
     fn into_response(self) -> ::poem::Response {
         match self {
-            Self::Ok(body) => rt::json_response(200, &body),
+            Self::Ok { body, etag } => {
+                let mut response = rt::json_response(200, &body);
+                if let ::std::result::Result::Err(p) = rt::set_header(&mut response, "ETag", &etag) {
+                    return p.to_problem_json();
+                }
+                response
+            }
             Self::BadRequest(body) => rt::json_response(400, &body),
             Self::Unauthorized(body) => rt::json_response(401, &body),
             Self::NotFound(body) => rt::json_response(404, &body),
             Self::Conflict(body) => rt::json_response(409, &body),
+            Self::PreconditionFailed(body) => rt::json_response(412, &body),
             Self::Status431(body) => rt::json_response(431, &body),
             Self::InternalServerError(body) => rt::json_response(500, &body),
         }
@@ -1070,6 +1212,7 @@ impl crate::FromProblem for UpdateUserResponse {
             401 => ::std::result::Result::Ok(Self::Unauthorized(P::error_response(&problem))),
             404 => ::std::result::Result::Ok(Self::NotFound(P::error_response(&problem))),
             409 => ::std::result::Result::Ok(Self::Conflict(P::error_response(&problem))),
+            412 => ::std::result::Result::Ok(Self::PreconditionFailed(P::error_response(&problem))),
             431 => ::std::result::Result::Ok(Self::Status431(P::error_response(&problem))),
             500 => ::std::result::Result::Ok(Self::InternalServerError(P::error_response(&problem))),
             _ => ::std::result::Result::Err(problem),
@@ -1082,7 +1225,7 @@ impl UpdateUserResponse {
     pub fn check(&self, errs: &mut rt::FieldErrors) {
         let _ = &errs;
         match self {
-            Self::Ok(body) => {
+            Self::Ok { body, .. } => {
                 rt::check_response::<crate::models::UpdateUser200Response>(body, "", errs);
             }
             Self::BadRequest(body) => {
@@ -1095,6 +1238,9 @@ impl UpdateUserResponse {
                 rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
             }
             Self::Conflict(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
+            Self::PreconditionFailed(body) => {
                 rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
             }
             Self::Status431(body) => {
@@ -1113,23 +1259,49 @@ impl UpdateUserResponse {
 pub struct UpdateUserParams {
     #[garde(range(min = 1))]
     pub id: i64,
+    #[serde(rename = "If-Match", default, skip_serializing_if = "Option::is_none")]
+    #[garde(
+        length(chars, max = 1024),
+        pattern("^(\\*|(W/)?\"[!\\x{23}-\\~]*\"([\\x{20}\\t]*,[\\x{20}\\t]*(W/)?\"[!\\x{23}-\\~]*\")*)$")
+    )]
+    pub if_match: ::std::option::Option<rt::etag::IfMatch>,
 }
 impl rt::Model for UpdateUserParams {
-    const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[rt::Prop {
-        name: "id",
-        required: true,
-        shape: &rt::Shape::Integer { min: -9223372036854775808, max: 9223372036854775807 },
-        access: rt::Access::ReadWrite,
-    }]);
+    const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[
+        rt::Prop {
+            name: "id",
+            required: true,
+            shape: &rt::Shape::Integer { min: -9223372036854775808, max: 9223372036854775807 },
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "If-Match",
+            required: false,
+            shape: &rt::Shape::String(rt::StrFormat::EntityTags),
+            access: rt::Access::ReadWrite,
+        },
+    ]);
+    const RENAMES: &'static [(&'static str, &'static str)] = &[("if_match", "If-Match")];
 }
 impl rt::ParamSet for UpdateUserParams {
-    const REQUIRED: &'static [bool] = &[true];
+    const REQUIRED: &'static [bool] = &[true, false];
     fn schema(index: usize) -> ::poem_openapi::registry::MetaSchemaRef {
         match index {
             0 => ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
                 ::poem_openapi::registry::MetaSchema {
                     ty: "integer",
                     minimum: ::std::option::Option::Some(1f64),
+                    ..::poem_openapi::registry::MetaSchema::ANY
+                },
+            )),
+            1 => ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                ::poem_openapi::registry::MetaSchema {
+                    ty: "string",
+                    example: ::std::option::Option::Some(crate::rt::json("\"\\\"v1\\\"\"")),
+                    max_length: ::std::option::Option::Some(1024usize),
+                    pattern: ::std::option::Option::Some(::std::string::String::from(
+                        "^(\\*|(W/)?\"[!#-~]*\"([ \\t]*,[ \\t]*(W/)?\"[!#-~]*\")*)$",
+                    )),
                     ..::poem_openapi::registry::MetaSchema::ANY
                 },
             )),
@@ -1153,6 +1325,8 @@ pub enum DeleteUserResponse {
     Unauthorized(ErrorResponse),
     /// 404 资源不存在
     NotFound(ErrorResponse),
+    /// 412 If-Match 未命中用户的当前版本 (已被其他请求修改), 什么都没改
+    PreconditionFailed(ErrorResponse),
     /// 431 请求头过大(超过服务器配置的上限)
     Status431(ErrorResponse),
     /// 500 服务器内部错误
@@ -1203,6 +1377,16 @@ impl ::poem_openapi::ApiResponse for DeleteUserResponse {
                     }],
                 },
                 ::poem_openapi::registry::MetaResponse {
+                    description: "If-Match 未命中用户的当前版本 (已被其他请求修改), 什么都没改",
+                    status: ::std::option::Option::Some(412),
+                    status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
+                    content: ::std::vec![::poem_openapi::registry::MetaMediaType {
+                        content_type: "application/json",
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
+                    }],
+                },
+                ::poem_openapi::registry::MetaResponse {
                     description: "请求头过大(超过服务器配置的上限)",
                     status: ::std::option::Option::Some(431),
                     status_range: ::std::option::Option::None,
@@ -1238,6 +1422,7 @@ impl ::poem::IntoResponse for DeleteUserResponse {
             Self::BadRequest(body) => rt::json_response(400, &body),
             Self::Unauthorized(body) => rt::json_response(401, &body),
             Self::NotFound(body) => rt::json_response(404, &body),
+            Self::PreconditionFailed(body) => rt::json_response(412, &body),
             Self::Status431(body) => rt::json_response(431, &body),
             Self::InternalServerError(body) => rt::json_response(500, &body),
         }
@@ -1249,6 +1434,7 @@ impl crate::FromProblem for DeleteUserResponse {
             400 => ::std::result::Result::Ok(Self::BadRequest(P::error_response(&problem))),
             401 => ::std::result::Result::Ok(Self::Unauthorized(P::error_response(&problem))),
             404 => ::std::result::Result::Ok(Self::NotFound(P::error_response(&problem))),
+            412 => ::std::result::Result::Ok(Self::PreconditionFailed(P::error_response(&problem))),
             431 => ::std::result::Result::Ok(Self::Status431(P::error_response(&problem))),
             500 => ::std::result::Result::Ok(Self::InternalServerError(P::error_response(&problem))),
             _ => ::std::result::Result::Err(problem),
@@ -1273,6 +1459,9 @@ impl DeleteUserResponse {
             Self::NotFound(body) => {
                 rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
             }
+            Self::PreconditionFailed(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
             Self::Status431(body) => {
                 rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
             }
@@ -1289,23 +1478,49 @@ impl DeleteUserResponse {
 pub struct DeleteUserParams {
     #[garde(range(min = 1))]
     pub id: i64,
+    #[serde(rename = "If-Match", default, skip_serializing_if = "Option::is_none")]
+    #[garde(
+        length(chars, max = 1024),
+        pattern("^(\\*|(W/)?\"[!\\x{23}-\\~]*\"([\\x{20}\\t]*,[\\x{20}\\t]*(W/)?\"[!\\x{23}-\\~]*\")*)$")
+    )]
+    pub if_match: ::std::option::Option<rt::etag::IfMatch>,
 }
 impl rt::Model for DeleteUserParams {
-    const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[rt::Prop {
-        name: "id",
-        required: true,
-        shape: &rt::Shape::Integer { min: -9223372036854775808, max: 9223372036854775807 },
-        access: rt::Access::ReadWrite,
-    }]);
+    const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[
+        rt::Prop {
+            name: "id",
+            required: true,
+            shape: &rt::Shape::Integer { min: -9223372036854775808, max: 9223372036854775807 },
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "If-Match",
+            required: false,
+            shape: &rt::Shape::String(rt::StrFormat::EntityTags),
+            access: rt::Access::ReadWrite,
+        },
+    ]);
+    const RENAMES: &'static [(&'static str, &'static str)] = &[("if_match", "If-Match")];
 }
 impl rt::ParamSet for DeleteUserParams {
-    const REQUIRED: &'static [bool] = &[true];
+    const REQUIRED: &'static [bool] = &[true, false];
     fn schema(index: usize) -> ::poem_openapi::registry::MetaSchemaRef {
         match index {
             0 => ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
                 ::poem_openapi::registry::MetaSchema {
                     ty: "integer",
                     minimum: ::std::option::Option::Some(1f64),
+                    ..::poem_openapi::registry::MetaSchema::ANY
+                },
+            )),
+            1 => ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                ::poem_openapi::registry::MetaSchema {
+                    ty: "string",
+                    example: ::std::option::Option::Some(crate::rt::json("\"\\\"v1\\\"\"")),
+                    max_length: ::std::option::Option::Some(1024usize),
+                    pattern: ::std::option::Option::Some(::std::string::String::from(
+                        "^(\\*|(W/)?\"[!#-~]*\"([ \\t]*,[ \\t]*(W/)?\"[!#-~]*\")*)$",
+                    )),
                     ..::poem_openapi::registry::MetaSchema::ANY
                 },
             )),
@@ -1322,7 +1537,14 @@ impl rt::ParamSet for DeleteUserParams {
 #[derive(Debug, Clone, PartialEq)]
 pub enum PatchUserResponse {
     /// 200 更新成功
-    Ok(PatchUser200Response),
+    Ok {
+        body: PatchUser200Response,
+        /// The `ETag` header.
+        ///
+        /// 用户当前版本的强实体标签 (`"v<版本>"`), 每次更新都会改变。它标识
+        /// `data` 中的用户, 不包括信封的 `timestamp`。
+        etag: ::std::string::String,
+    },
     /// 400 请求参数错误
     BadRequest(ErrorResponse),
     /// 401 未授权或令牌无效
@@ -1331,6 +1553,8 @@ pub enum PatchUserResponse {
     NotFound(ErrorResponse),
     /// 409 资源冲突(如用户名已存在)
     Conflict(ErrorResponse),
+    /// 412 If-Match 未命中用户的当前版本 (已被其他请求修改), 什么都没改
+    PreconditionFailed(ErrorResponse),
     /// 431 请求头过大(超过服务器配置的上限)
     Status431(ErrorResponse),
     /// 500 服务器内部错误
@@ -1344,7 +1568,22 @@ impl ::poem_openapi::ApiResponse for PatchUserResponse {
                     description: "更新成功",
                     status: ::std::option::Option::Some(200),
                     status_range: ::std::option::Option::None,
-                    headers: ::std::vec![],
+                    headers: ::std::vec![::poem_openapi::registry::MetaHeader {
+                        name: ::std::string::ToString::to_string("ETag"),
+                        description: ::std::option::Option::Some(::std::string::ToString::to_string(
+                            "用户当前版本的强实体标签 (`\"v<版本>\"`), 每次更新都会改变。它标识\n`data` 中的用户, 不包括信封的 `timestamp`。\n"
+                        )),
+                        required: true,
+                        deprecated: false,
+                        schema: ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                            ::poem_openapi::registry::MetaSchema {
+                                ty: "string",
+                                example: ::std::option::Option::Some(crate::rt::json("\"\\\"v1\\\"\"")),
+                                pattern: ::std::option::Option::Some(::std::string::String::from("^\"v[0-9]+\"$")),
+                                ..::poem_openapi::registry::MetaSchema::ANY
+                            }
+                        )),
+                    }],
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
                         content_type: "application/json",
                         schema: <crate::models::PatchUser200Response as ::poem_openapi::types::Type>::schema_ref()
@@ -1391,6 +1630,16 @@ impl ::poem_openapi::ApiResponse for PatchUserResponse {
                     }],
                 },
                 ::poem_openapi::registry::MetaResponse {
+                    description: "If-Match 未命中用户的当前版本 (已被其他请求修改), 什么都没改",
+                    status: ::std::option::Option::Some(412),
+                    status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
+                    content: ::std::vec![::poem_openapi::registry::MetaMediaType {
+                        content_type: "application/json",
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
+                    }],
+                },
+                ::poem_openapi::registry::MetaResponse {
                     description: "请求头过大(超过服务器配置的上限)",
                     status: ::std::option::Option::Some(431),
                     status_range: ::std::option::Option::None,
@@ -1422,11 +1671,18 @@ impl ::poem_openapi::ApiResponse for PatchUserResponse {
 impl ::poem::IntoResponse for PatchUserResponse {
     fn into_response(self) -> ::poem::Response {
         match self {
-            Self::Ok(body) => rt::json_response(200, &body),
+            Self::Ok { body, etag } => {
+                let mut response = rt::json_response(200, &body);
+                if let ::std::result::Result::Err(p) = rt::set_header(&mut response, "ETag", &etag) {
+                    return p.to_problem_json();
+                }
+                response
+            }
             Self::BadRequest(body) => rt::json_response(400, &body),
             Self::Unauthorized(body) => rt::json_response(401, &body),
             Self::NotFound(body) => rt::json_response(404, &body),
             Self::Conflict(body) => rt::json_response(409, &body),
+            Self::PreconditionFailed(body) => rt::json_response(412, &body),
             Self::Status431(body) => rt::json_response(431, &body),
             Self::InternalServerError(body) => rt::json_response(500, &body),
         }
@@ -1439,6 +1695,7 @@ impl crate::FromProblem for PatchUserResponse {
             401 => ::std::result::Result::Ok(Self::Unauthorized(P::error_response(&problem))),
             404 => ::std::result::Result::Ok(Self::NotFound(P::error_response(&problem))),
             409 => ::std::result::Result::Ok(Self::Conflict(P::error_response(&problem))),
+            412 => ::std::result::Result::Ok(Self::PreconditionFailed(P::error_response(&problem))),
             431 => ::std::result::Result::Ok(Self::Status431(P::error_response(&problem))),
             500 => ::std::result::Result::Ok(Self::InternalServerError(P::error_response(&problem))),
             _ => ::std::result::Result::Err(problem),
@@ -1451,7 +1708,7 @@ impl PatchUserResponse {
     pub fn check(&self, errs: &mut rt::FieldErrors) {
         let _ = &errs;
         match self {
-            Self::Ok(body) => {
+            Self::Ok { body, .. } => {
                 rt::check_response::<crate::models::PatchUser200Response>(body, "", errs);
             }
             Self::BadRequest(body) => {
@@ -1464,6 +1721,9 @@ impl PatchUserResponse {
                 rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
             }
             Self::Conflict(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
+            Self::PreconditionFailed(body) => {
                 rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
             }
             Self::Status431(body) => {
@@ -1482,23 +1742,49 @@ impl PatchUserResponse {
 pub struct PatchUserParams {
     #[garde(range(min = 1))]
     pub id: i64,
+    #[serde(rename = "If-Match", default, skip_serializing_if = "Option::is_none")]
+    #[garde(
+        length(chars, max = 1024),
+        pattern("^(\\*|(W/)?\"[!\\x{23}-\\~]*\"([\\x{20}\\t]*,[\\x{20}\\t]*(W/)?\"[!\\x{23}-\\~]*\")*)$")
+    )]
+    pub if_match: ::std::option::Option<rt::etag::IfMatch>,
 }
 impl rt::Model for PatchUserParams {
-    const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[rt::Prop {
-        name: "id",
-        required: true,
-        shape: &rt::Shape::Integer { min: -9223372036854775808, max: 9223372036854775807 },
-        access: rt::Access::ReadWrite,
-    }]);
+    const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[
+        rt::Prop {
+            name: "id",
+            required: true,
+            shape: &rt::Shape::Integer { min: -9223372036854775808, max: 9223372036854775807 },
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "If-Match",
+            required: false,
+            shape: &rt::Shape::String(rt::StrFormat::EntityTags),
+            access: rt::Access::ReadWrite,
+        },
+    ]);
+    const RENAMES: &'static [(&'static str, &'static str)] = &[("if_match", "If-Match")];
 }
 impl rt::ParamSet for PatchUserParams {
-    const REQUIRED: &'static [bool] = &[true];
+    const REQUIRED: &'static [bool] = &[true, false];
     fn schema(index: usize) -> ::poem_openapi::registry::MetaSchemaRef {
         match index {
             0 => ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
                 ::poem_openapi::registry::MetaSchema {
                     ty: "integer",
                     minimum: ::std::option::Option::Some(1f64),
+                    ..::poem_openapi::registry::MetaSchema::ANY
+                },
+            )),
+            1 => ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                ::poem_openapi::registry::MetaSchema {
+                    ty: "string",
+                    example: ::std::option::Option::Some(crate::rt::json("\"\\\"v1\\\"\"")),
+                    max_length: ::std::option::Option::Some(1024usize),
+                    pattern: ::std::option::Option::Some(::std::string::String::from(
+                        "^(\\*|(W/)?\"[!#-~]*\"([ \\t]*,[ \\t]*(W/)?\"[!#-~]*\")*)$",
+                    )),
                     ..::poem_openapi::registry::MetaSchema::ANY
                 },
             )),
@@ -1888,6 +2174,10 @@ impl<A: UsersApi> UsersServer<A> {
         /// 用户 ID
         #[oai(name = "id")]
         p_id: rt::Path<GetUserByIdParams, 0>,
+        /// 条件 GET: 当它列出用户的当前 `ETag` (弱比较, RFC 9110 §13.1.2)
+        /// 或为 `*` 时, 应答 304 且没有主体。
+        #[oai(name = "If-None-Match")]
+        p_if_none_match: rt::Header<GetUserByIdParams, 1>,
     ) -> rt::Answer<GetUserByIdResponse> {
         let principal = 'auth: {
             let mut rejected: ::std::option::Option<rt::Problem> = ::std::option::Option::None;
@@ -1914,7 +2204,10 @@ impl<A: UsersApi> UsersServer<A> {
         };
         let mut errs = rt::FieldErrors::default();
         let params = rt::validate_value::<GetUserByIdParams>(
-            rt::params_object(&[("id", p_id.0, rt::Coerce::Integer)]),
+            rt::params_object(&[
+                ("id", p_id.0, rt::Coerce::Integer),
+                ("If-None-Match", p_if_none_match.0, rt::Coerce::String),
+            ]),
             "",
             &mut errs,
         );
@@ -1928,8 +2221,10 @@ impl<A: UsersApi> UsersServer<A> {
                 crate::fault(rt::Fault::ValidationFailed).with_field_errors(&errs),
             );
         }
+        let if_none_match = params.if_none_match.clone();
         match UsersApi::get_user_by_id(&*self.0, principal, params).await {
             ::std::result::Result::Ok(r) => {
+                let r = r.not_modified_for(if_none_match.as_deref());
                 if rt::response_checks() {
                     let mut errs = rt::FieldErrors::default();
                     r.check(&mut errs);
@@ -1960,6 +2255,12 @@ impl<A: UsersApi> UsersServer<A> {
         /// 用户 ID
         #[oai(name = "id")]
         p_id: rt::Path<UpdateUserParams, 0>,
+        /// 乐观并发: 只有当用户的当前 `ETag` 在列表中 (强比较, RFC 9110
+        /// §13.1.1) 时才执行; 否则 412 (code 1017), 什么都不改。`*` 匹配任何
+        /// 现存的用户。省略时无条件执行。弱标签 (`W/"…"`) 永远不匹配。
+        /// 格式错误是 400 (code 1001)。
+        #[oai(name = "If-Match")]
+        p_if_match: rt::Header<UpdateUserParams, 1>,
         body: rt::JsonBody<crate::models::UpdateUserRequest, rt::Json>,
     ) -> rt::WithHeaders<rt::Answer<UpdateUserResponse>> {
         rt::WithHeaders(
@@ -1989,7 +2290,10 @@ impl<A: UsersApi> UsersServer<A> {
                 };
                 let mut errs = rt::FieldErrors::default();
                 let params = rt::validate_value::<UpdateUserParams>(
-                    rt::params_object(&[("id", p_id.0, rt::Coerce::Integer)]),
+                    rt::params_object(&[
+                        ("id", p_id.0, rt::Coerce::Integer),
+                        ("If-Match", p_if_match.0, rt::Coerce::String),
+                    ]),
                     "",
                     &mut errs,
                 );
@@ -2051,6 +2355,12 @@ impl<A: UsersApi> UsersServer<A> {
         /// 用户 ID
         #[oai(name = "id")]
         p_id: rt::Path<DeleteUserParams, 0>,
+        /// 乐观并发: 只有当用户的当前 `ETag` 在列表中 (强比较, RFC 9110
+        /// §13.1.1) 时才执行; 否则 412 (code 1017), 什么都不改。`*` 匹配任何
+        /// 现存的用户。省略时无条件执行。弱标签 (`W/"…"`) 永远不匹配。
+        /// 格式错误是 400 (code 1001)。
+        #[oai(name = "If-Match")]
+        p_if_match: rt::Header<DeleteUserParams, 1>,
     ) -> rt::Answer<DeleteUserResponse> {
         let principal = 'auth: {
             let mut rejected: ::std::option::Option<rt::Problem> = ::std::option::Option::None;
@@ -2077,7 +2387,7 @@ impl<A: UsersApi> UsersServer<A> {
         };
         let mut errs = rt::FieldErrors::default();
         let params = rt::validate_value::<DeleteUserParams>(
-            rt::params_object(&[("id", p_id.0, rt::Coerce::Integer)]),
+            rt::params_object(&[("id", p_id.0, rt::Coerce::Integer), ("If-Match", p_if_match.0, rt::Coerce::String)]),
             "",
             &mut errs,
         );
@@ -2118,6 +2428,12 @@ impl<A: UsersApi> UsersServer<A> {
         /// 用户 ID
         #[oai(name = "id")]
         p_id: rt::Path<PatchUserParams, 0>,
+        /// 乐观并发: 只有当用户的当前 `ETag` 在列表中 (强比较, RFC 9110
+        /// §13.1.1) 时才执行; 否则 412 (code 1017), 什么都不改。`*` 匹配任何
+        /// 现存的用户。省略时无条件执行。弱标签 (`W/"…"`) 永远不匹配。
+        /// 格式错误是 400 (code 1001)。
+        #[oai(name = "If-Match")]
+        p_if_match: rt::Header<PatchUserParams, 1>,
         body: rt::JsonBody<crate::models::UserMergePatch, PatchUserMedia>,
     ) -> rt::Answer<PatchUserResponse> {
         let principal = 'auth: {
@@ -2145,7 +2461,7 @@ impl<A: UsersApi> UsersServer<A> {
         };
         let mut errs = rt::FieldErrors::default();
         let params = rt::validate_value::<PatchUserParams>(
-            rt::params_object(&[("id", p_id.0, rt::Coerce::Integer)]),
+            rt::params_object(&[("id", p_id.0, rt::Coerce::Integer), ("If-Match", p_if_match.0, rt::Coerce::String)]),
             "",
             &mut errs,
         );

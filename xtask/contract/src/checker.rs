@@ -61,6 +61,16 @@ pub struct Parameter {
 #[derive(Debug, Clone, Default)]
 pub struct ResponseDef {
     pub content: Vec<(String, Option<Value>)>,
+    /// Its documented headers (`Content-Type` is never one: OpenAPI ignores it there).
+    pub headers: Vec<HeaderDef>,
+}
+
+/// A documented response header.
+#[derive(Debug, Clone)]
+pub struct HeaderDef {
+    pub name: String,
+    pub required: bool,
+    pub schema: Option<Value>,
 }
 
 /// An entry of the spec's `x-error-codes` registry.
@@ -77,6 +87,8 @@ pub struct Response<'a> {
     pub status: u16,
     pub content_type: Option<&'a str>,
     pub body: &'a [u8],
+    /// Every header, `(name, value)`; names in any case.
+    pub headers: &'a [(String, String)],
 }
 
 /// One way a response breaks the contract.
@@ -184,7 +196,22 @@ impl Contract {
                 .flatten()
                 .map(|(mt, media)| (media_type(mt), media.get("schema").cloned()))
                 .collect();
-            responses.push((status.clone(), ResponseDef { content }));
+            let headers = r
+                .get("headers")
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+                .filter(|(name, _)| !name.eq_ignore_ascii_case("content-type"))
+                .map(|(name, h)| {
+                    let h = self.resolve(h);
+                    HeaderDef {
+                        name: name.clone(),
+                        required: h.get("required").and_then(Value::as_bool).unwrap_or(false),
+                        schema: h.get("schema").cloned(),
+                    }
+                })
+                .collect();
+            responses.push((status.clone(), ResponseDef { content, headers }));
         }
         responses.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(Operation {
@@ -349,6 +376,7 @@ impl Contract {
             )]);
         };
         let mut out = Vec::new();
+        self.check_headers(def, resp.headers, &mut |at, e, a| out.push(mismatch(at, e, a)));
         if def.content.is_empty() {
             if !resp.body.is_empty() {
                 out.push(mismatch("", "no body".into(), describe_bytes(resp.body)));
@@ -388,6 +416,30 @@ impl Contract {
             }
         }
         if out.is_empty() { Ok(()) } else { Err(out) }
+    }
+
+    /// Each documented header: present when required, and its value valid
+    /// against its schema (`simple` style: a scalar as its text).
+    fn check_headers(&self, def: &ResponseDef, got: &[(String, String)], report: &mut dyn FnMut(&str, String, String)) {
+        for h in &def.headers {
+            let at = format!("header {}", h.name);
+            let Some((_, value)) = got.iter().find(|(n, _)| n.eq_ignore_ascii_case(&h.name)) else {
+                if h.required {
+                    report(&at, "the header (required)".into(), "no such header".into());
+                }
+                continue;
+            };
+            let Some(schema) = &h.schema else { continue };
+            let numeric = matches!(
+                self.resolve(schema).get("type").and_then(Value::as_str),
+                Some("integer" | "number" | "boolean")
+            );
+            let parsed = if numeric { serde_json::from_str::<Value>(value).ok() } else { None };
+            let value = parsed.unwrap_or_else(|| Value::String(value.clone()));
+            for p in self.validate(schema, &value, Direction::Response) {
+                report(&format!("{at}{}", p.pointer), p.expected, p.actual);
+            }
+        }
     }
 
     /// With an `x-error-codes` registry, an error envelope's `code` must be
@@ -499,11 +551,39 @@ mod tests {
     /// The mismatches of a JSON response, one formatted line each.
     fn check(op: &str, status: u16, body: &Value) -> Vec<String> {
         let bytes = serde_json::to_vec(body).unwrap();
-        let resp = Response { status, content_type: Some("application/json; charset=utf-8"), body: &bytes };
+        // Every response documenting an ETag gets a valid one; the header
+        // checks have their own test.
+        let headers = [("ETag".to_owned(), "\"v1\"".to_owned())];
+        let resp =
+            Response { status, content_type: Some("application/json; charset=utf-8"), body: &bytes, headers: &headers };
         match contract().check_id(op, resp) {
             Ok(()) => vec![],
             Err(m) => m.iter().map(ToString::to_string).collect(),
         }
+    }
+
+    fn check_headers(op: &str, status: u16, body: Option<&Value>, headers: &[(&str, &str)]) -> Vec<String> {
+        let bytes = body.map(|b| serde_json::to_vec(b).unwrap()).unwrap_or_default();
+        let headers: Vec<(String, String)> = headers.iter().map(|(n, v)| ((*n).to_owned(), (*v).to_owned())).collect();
+        let content_type = body.map(|_| "application/json");
+        let resp = Response { status, content_type, body: &bytes, headers: &headers };
+        match contract().check_id(op, resp) {
+            Ok(()) => vec![],
+            Err(m) => m.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn documented_response_headers_are_checked() {
+        let body = ok(user());
+        assert_eq!(check_headers("getUserById", 200, Some(&body), &[("ETag", "\"v3\"")]), Vec::<String>::new());
+        let missing = check_headers("getUserById", 200, Some(&body), &[]);
+        assert!(missing.len() == 1 && missing[0].contains("header ETag"), "{missing:?}");
+        let malformed = check_headers("getUserById", 200, Some(&body), &[("etag", "v3")]);
+        assert!(malformed.len() == 1 && malformed[0].contains("header ETag"), "{malformed:?}");
+        // A bodiless 304 carries only its ETag.
+        assert_eq!(check_headers("getUserById", 304, None, &[("ETag", "\"v3\"")]), Vec::<String>::new());
+        assert_eq!(check_headers("getUserById", 304, None, &[]).len(), 1);
     }
 
     #[test]
@@ -577,8 +657,12 @@ mod tests {
 
     #[test]
     fn a_plain_text_error_is_reported_twice() {
-        let resp =
-            Response { status: 500, content_type: Some("text/plain; charset=utf-8"), body: b"Internal Server Error" };
+        let resp = Response {
+            status: 500,
+            content_type: Some("text/plain; charset=utf-8"),
+            body: b"Internal Server Error",
+            headers: &[],
+        };
         let got: Vec<String> =
             contract().check_id("listUsers", resp).unwrap_err().iter().map(ToString::to_string).collect();
         assert_eq!(got.len(), 2, "{got:#?}");
@@ -725,7 +809,7 @@ paths:
     fn small(status: u16, content_type: &str, body: &Value) -> Vec<String> {
         let c = Contract::from_yaml(SMALL).unwrap();
         let bytes = if body.is_null() { vec![] } else { serde_json::to_vec(body).unwrap() };
-        let resp = Response { status, content_type: Some(content_type), body: &bytes };
+        let resp = Response { status, content_type: Some(content_type), body: &bytes, headers: &[] };
         match c.check_request("GET", "/base/things/9", resp) {
             Ok(()) => vec![],
             Err(m) => m.iter().map(ToString::to_string).collect(),

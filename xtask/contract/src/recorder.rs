@@ -21,6 +21,9 @@ pub struct Exchange {
     pub status: u16,
     pub content_type: Option<String>,
     pub body: Vec<u8>,
+    /// The response's headers as `(lower-case name, value)` (a value that is
+    /// not visible ASCII is read lossily).
+    pub headers: Vec<(String, String)>,
     /// Set when the upstream could not be reached; `status` is then 0.
     pub error: Option<String>,
 }
@@ -147,6 +150,10 @@ impl Endpoint for Forward {
             status: status.as_u16(),
             content_type: headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned),
             body: bytes.to_vec(),
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                .collect(),
             error: None,
         });
         strip_hop_by_hop(&mut headers);
@@ -164,6 +171,7 @@ impl Forward {
             status: 0,
             content_type: None,
             body: Vec::new(),
+            headers: Vec::new(),
             error: Some(error.clone()),
         });
         Response::builder().status(StatusCode::BAD_GATEWAY).body(error)

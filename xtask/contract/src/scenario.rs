@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use spec_api_client::{Client, Credentials, Error as ClientError, ResponseValue, types};
 
 use super::{
-    checker::{Contract, Response},
+    checker::{Contract, Operation, Response},
     negative::{Case, Generator, Request, TokenUse, VALIDATION_FAILED},
     recorder::{Exchange, Recorder},
     report::{Check, Outcome, Report},
@@ -78,6 +78,7 @@ pub async fn run(contract: &Contract, opts: &Options, mut harness: Option<&mut d
         gone_user: None,
         email_task: None,
         answered: false,
+        last_headers: Vec::new(),
     };
     if !run.health_up("all dependencies up").await {
         let why = match run.report.failed_checks().next().map(|c| &c.outcome) {
@@ -201,6 +202,8 @@ struct Run<'a> {
     email_task: Option<uuid::Uuid>,
     /// Whether the last request got a response.
     answered: bool,
+    /// The headers of the last response.
+    last_headers: Vec<(String, String)>,
 }
 
 fn blocking<T>(f: impl FnOnce() -> T) -> T {
@@ -240,7 +243,13 @@ impl Run<'_> {
             return v;
         }
         v.status = Some(ex.status);
-        let resp = Response { status: ex.status, content_type: ex.content_type.as_deref(), body: &ex.body };
+        self.last_headers.clone_from(&ex.headers);
+        let resp = Response {
+            status: ex.status,
+            content_type: ex.content_type.as_deref(),
+            body: &ex.body,
+            headers: &ex.headers,
+        };
         if let Err(mismatches) = self.contract.check_request(&ex.method, &ex.path, resp) {
             v.contract.extend(mismatches.iter().map(ToString::to_string));
         }
@@ -432,6 +441,7 @@ impl Run<'_> {
         self.typed("deactivates user A", want, r);
 
         self.merge_patch(a_id, &b_email).await;
+        self.conditional_requests(a_id, b_id).await;
 
         let conflict = || Want::new("createUser", 409).code("Conflict");
         self.create_user("duplicate username", conflict(), &a_name, &format!("ct_{u}_c@example.com")).await;
@@ -505,6 +515,126 @@ impl Run<'_> {
         let b = self.request(&patch(json!({"email": taken_email}), mp), Some(&self.token), op.auth_header.as_deref());
         self.raw("merge patch to an email taken", Want::new("patchUser", 409).code("Conflict"), b).await;
         self.deprecation_headers("updateUser", &path).await;
+    }
+
+    /// The last response's header `name`.
+    fn last_header(&self, name: &str) -> Option<String> {
+        self.last_headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone())
+    }
+
+    /// ETag and conditional requests on user A: `If-None-Match` naming the
+    /// current ETag is a bodiless 304, a stale `If-Match` is a 412 that
+    /// changes nothing, and of two concurrent PUTs carrying one ETag
+    /// exactly one wins. A stale `If-Match` on DELETE leaves user B alone.
+    async fn conditional_requests(&mut self, a_id: u64, b_id: u64) {
+        let (Some(get), Some(put), Some(del)) = (
+            self.contract.operation("getUserById").cloned(),
+            self.contract.operation("updateUser").cloned(),
+            self.contract.operation("deleteUser").cloned(),
+        ) else {
+            return;
+        };
+        let req = |op: &Operation, id: u64, headers: Vec<(&str, String)>, body: Option<Value>| Request {
+            method: op.method.clone(),
+            path: op.path.replace("{id}", &id.to_string()),
+            query: vec![],
+            headers: headers.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+            body,
+        };
+        let auth = |op: &Operation| op.auth_header.clone();
+        let b = self.request(&req(&get, a_id, vec![], None), Some(&self.token), auth(&get).as_deref());
+        self.raw("reads user A with its ETag", Want::new("getUserById", 200), b).await;
+        let Some(etag) = self.last_header("etag") else {
+            self.report.skip("getUserById", "conditional requests".into(), "user A came without an ETag");
+            return;
+        };
+        let b = self.request(
+            &req(&get, a_id, vec![("if-none-match", etag.clone())], None),
+            Some(&self.token),
+            auth(&get).as_deref(),
+        );
+        let want = Want::new("getUserById", 304);
+        self.raw("If-None-Match naming the current ETag", want, b).await;
+        let b = self.request(
+            &req(&get, a_id, vec![("if-none-match", "\"v0\", W/\"x\"".into())], None),
+            Some(&self.token),
+            auth(&get).as_deref(),
+        );
+        self.raw("If-None-Match naming other ETags", Want::new("getUserById", 200), b).await;
+
+        let body = || Some(json!({"status": "inactive"}));
+        let b = self.request(
+            &req(&put, a_id, vec![("if-match", "\"v0\"".into())], body()),
+            Some(&self.token),
+            auth(&put).as_deref(),
+        );
+        self.raw("a stale If-Match", Want::new("updateUser", 412).code("PreconditionFailed"), b).await;
+        if let Some(patch) = self.contract.operation("patchUser").cloned() {
+            let mut r = req(&patch, a_id, vec![("if-match", "W/\"v1\"".into())], body());
+            r.headers.extend(patch.request_media.clone().map(|m| ("content-type".to_owned(), m)));
+            let b = self.request(&r, Some(&self.token), auth(&patch).as_deref());
+            let want = Want::new("patchUser", 412).code("PreconditionFailed");
+            self.raw("a weak If-Match never matches", want, b).await;
+        }
+
+        // Two writers that read the same version: one wins, the other is told.
+        let put_a = || {
+            self.request(
+                &req(&put, a_id, vec![("if-match", etag.clone())], body()),
+                Some(&self.token),
+                auth(&put).as_deref(),
+            )
+        };
+        let (r1, r2) = tokio::join!(put_a().send(), put_a().send());
+        let exchanges = self.rec.take();
+        let mut reasons = Vec::new();
+        for r in [&r1, &r2] {
+            if let Err(e) = r {
+                reasons.push(format!("no response: {e}"));
+            }
+        }
+        let mut statuses: Vec<u16> = exchanges.iter().map(|ex| ex.status).collect();
+        statuses.sort_unstable();
+        if statuses != [200, 412] {
+            reasons.push(format!("expected one 200 and one 412, got {statuses:?}"));
+        }
+        for ex in &exchanges {
+            let resp = Response {
+                status: ex.status,
+                content_type: ex.content_type.as_deref(),
+                body: &ex.body,
+                headers: &ex.headers,
+            };
+            if let Err(m) = self.contract.check_request(&ex.method, &ex.path, resp) {
+                reasons.extend(m.iter().map(ToString::to_string));
+            }
+        }
+        let winner = exchanges.iter().find(|ex| ex.status == 200);
+        let new_etag = winner.and_then(|ex| ex.headers.iter().find(|(n, _)| n == "etag")).map(|(_, v)| v.clone());
+        if winner.is_some() && new_etag.as_deref().is_none_or(|e| e == etag) {
+            reasons.push(format!("the winner's ETag {new_etag:?} should differ from the one it replaced ({etag})"));
+        }
+        self.report.push(Check {
+            name: "updateUser two concurrent PUTs with one If-Match: exactly one wins".into(),
+            operation: "updateUser".into(),
+            status: None,
+            outcome: if reasons.is_empty() { Outcome::Pass } else { Outcome::Fail(reasons) },
+        });
+
+        if let Some(current) = new_etag {
+            let b = self.request(
+                &req(&put, a_id, vec![("if-match", format!("\"v0\", {current}"))], body()),
+                Some(&self.token),
+                auth(&put).as_deref(),
+            );
+            self.raw("If-Match listing the current ETag", Want::new("updateUser", 200), b).await;
+        }
+        let b = self.request(
+            &req(&del, b_id, vec![("if-match", "\"v0\"".into())], None),
+            Some(&self.token),
+            auth(&del).as_deref(),
+        );
+        self.raw("a stale If-Match keeps user B", Want::new("deleteUser", 412).code("PreconditionFailed"), b).await;
     }
 
     /// A deprecated operation with `x-deprecated-at` / `x-sunset` answers
