@@ -31,6 +31,12 @@ pub struct BodyLimits {
     /// in bytes, unless its schema's `maxLength` says less. Streams are not
     /// buffered, so this bounds bytes and time, not memory.
     pub max_stream_bytes: usize,
+    /// Slowest average rate a streamed body may arrive at, in bytes per
+    /// second, after a grace period of `read_timeout`: a stream of `n` bytes
+    /// has at most `read_timeout + n / min_stream_rate` to arrive, so a
+    /// client trickling a byte now and then cannot hold a connection for as
+    /// long as the limit would allow at any speed.
+    pub min_stream_rate: u32,
 }
 
 impl BodyLimits {
@@ -43,7 +49,15 @@ impl BodyLimits {
             room: Arc::new(tokio::sync::Semaphore::new(room_kib as usize)),
             room_kib,
             max_stream_bytes: DEFAULT_MAX_STREAM_BYTES,
+            min_stream_rate: DEFAULT_MIN_STREAM_RATE,
         }
+    }
+
+    /// The same limits with another [`min_stream_rate`](Self::min_stream_rate)
+    /// (at least 1 byte per second).
+    pub fn with_min_stream_rate(mut self, bytes_per_second: u32) -> Self {
+        self.min_stream_rate = bytes_per_second.max(1);
+        self
     }
 
     /// The same limits with another [`max_stream_bytes`](Self::max_stream_bytes).
@@ -66,6 +80,10 @@ impl BodyLimits {
 
 /// [`BodyLimits::max_stream_bytes`] unless configured: 64 MiB.
 pub const DEFAULT_MAX_STREAM_BYTES: usize = 64 * 1024 * 1024;
+
+/// [`BodyLimits::min_stream_rate`] unless configured: 16 KiB/s, so the
+/// default 64 MiB stream has at most about 68 minutes.
+pub const DEFAULT_MIN_STREAM_RATE: u32 = 16 * 1024;
 
 /// Bodies at least this large are parsed and validated on a blocking
 /// thread, so a big request never stalls the async threads.
@@ -363,7 +381,8 @@ impl<S: RawBodySpec> RawBody<S> {
             return Err(BodyError::TooLarge(limit));
         }
         let Some(body) = self.body else { return Ok(BodyOutcome::Empty) };
-        match crate::ByteStream::open(body, limit, self.limits.read_timeout, problem).await? {
+        let pace = crate::stream::Pace { idle: self.limits.read_timeout, min_rate: self.limits.min_stream_rate };
+        match crate::ByteStream::open(body, limit, pace, problem).await? {
             None => Ok(BodyOutcome::Empty),
             Some(_) if !accepts(&self.content_type, S::MEDIA_TYPE) => {
                 Err(BodyError::ContentType(self.content_type, S::MEDIA_TYPE.to_owned()))

@@ -13,10 +13,29 @@ use crate::{BodyError, Fault, Problem};
 
 type Chunks = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
 
+/// How fast a streamed body must arrive: no gap between chunks longer than
+/// `idle`, and, after a grace period of `idle`, an average of at least
+/// `min_rate` bytes per second (see [`crate::BodyLimits::min_stream_rate`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Pace {
+    pub idle: Duration,
+    pub min_rate: u32,
+}
+
+impl Pace {
+    /// How long after the start `read` bytes may have taken.
+    fn allowance(&self, read: usize) -> Duration {
+        let rate = f64::from(self.min_rate.max(1));
+        // f64 keeps the arithmetic overflow-free; precision is irrelevant here.
+        self.idle.saturating_add(Duration::from_secs_f64(read as f64 / rate))
+    }
+}
+
 /// A binary request body (`application/octet-stream`, `image/png`, …) as the
 /// client sends it. Each [`chunk`](Self::chunk) waits at most the idle
-/// timeout; past the byte limit the stream fails with the contract's
-/// answer to [`Fault::PayloadTooLarge`], which the handler returns with `?`.
+/// timeout, and the body as a whole must keep the minimum rate; past the
+/// byte limit the stream fails with the contract's answer to
+/// [`Fault::PayloadTooLarge`], which the handler returns with `?`.
 pub struct ByteStream {
     /// The first chunk, read before the handler runs to tell an empty body
     /// from one that has bytes (and to check its media type only then).
@@ -24,7 +43,8 @@ pub struct ByteStream {
     rest: Option<Chunks>,
     read: usize,
     limit: usize,
-    idle: Duration,
+    pace: Pace,
+    started: tokio::time::Instant,
     problem: fn(Fault) -> Problem,
 }
 
@@ -41,11 +61,18 @@ impl ByteStream {
     pub(crate) async fn open(
         body: poem::Body,
         limit: usize,
-        idle: Duration,
+        pace: Pace,
         problem: fn(Fault) -> Problem,
     ) -> Result<Option<ByteStream>, BodyError> {
-        let mut s =
-            ByteStream { first: None, rest: Some(Box::pin(body.into_bytes_stream())), read: 0, limit, idle, problem };
+        let mut s = ByteStream {
+            first: None,
+            rest: Some(Box::pin(body.into_bytes_stream())),
+            read: 0,
+            limit,
+            pace,
+            started: tokio::time::Instant::now(),
+            problem,
+        };
         loop {
             match s.next_raw().await {
                 Err(e) => return Err(e),
@@ -65,10 +92,24 @@ impl ByteStream {
             return Ok(Some(b));
         }
         let Some(rest) = self.rest.as_mut() else { return Ok(None) };
-        let next = match tokio::time::timeout(self.idle, rest.next()).await {
+        // Whichever comes first: the idle gap, or the moment the bytes so far
+        // fall below the minimum average rate.
+        let idle_end = tokio::time::Instant::now() + self.pace.idle;
+        let rate_end = self.started + self.pace.allowance(self.read);
+        let next = match tokio::time::timeout_at(idle_end.min(rate_end), rest.next()).await {
             Err(_) => {
                 self.rest = None;
-                return Err(BodyError::Read(format!("no body bytes arrived for {} ms", self.idle.as_millis())));
+                let why = if rate_end < idle_end {
+                    format!(
+                        "the body arrived slower than {} bytes/s ({} bytes in {} ms)",
+                        self.pace.min_rate,
+                        self.read,
+                        self.started.elapsed().as_millis()
+                    )
+                } else {
+                    format!("no body bytes arrived for {} ms", self.pace.idle.as_millis())
+                };
+                return Err(BodyError::Read(why));
             }
             Ok(n) => n,
         };
@@ -190,5 +231,46 @@ impl From<Bytes> for Binary {
 impl From<&'static [u8]> for Binary {
     fn from(b: &'static [u8]) -> Binary {
         Binary::Bytes(Bytes::from_static(b))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `n` chunks of `size` bytes, one every `every`.
+    fn trickle(n: usize, size: usize, every: Duration) -> poem::Body {
+        let chunks = futures_util::stream::iter(0..n).then(move |_| async move {
+            tokio::time::sleep(every).await;
+            Ok::<_, std::io::Error>(Bytes::from(vec![b'x'; size]))
+        });
+        poem::Body::from_bytes_stream(chunks)
+    }
+
+    fn problem(f: Fault) -> Problem {
+        let _ = f;
+        Problem::new(400)
+    }
+
+    async fn drain(body: poem::Body, pace: Pace) -> Result<usize, BodyError> {
+        let Some(mut s) = ByteStream::open(body, 1 << 20, pace, problem).await? else { return Ok(0) };
+        while s.next_raw().await?.is_some() {}
+        Ok(s.bytes_read())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_trickle_below_the_minimum_rate_fails_though_no_gap_is_idle() {
+        let pace = Pace { idle: Duration::from_secs(1), min_rate: 1000 };
+        // 10 bytes every 100 ms is 100 B/s: every gap is well within `idle`,
+        // but after the grace second the average is far below 1000 B/s.
+        let err = drain(trickle(1000, 10, Duration::from_millis(100)), pace).await.unwrap_err();
+        assert!(matches!(&err, BodyError::Read(m) if m.contains("slower than 1000 bytes/s")), "{err:?}");
+        // The same bytes at 10 kB/s arrive.
+        let read = drain(trickle(100, 100, Duration::from_millis(10)), pace).await.unwrap();
+        assert_eq!(read, 10_000);
+        // A stall is still an idle timeout.
+        let pace = Pace { idle: Duration::from_millis(200), min_rate: 1 };
+        let err = drain(trickle(2, 10, Duration::from_millis(300)), pace).await.unwrap_err();
+        assert!(matches!(&err, BodyError::Read(m) if m.contains("no body bytes arrived")), "{err:?}");
     }
 }
