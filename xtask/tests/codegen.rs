@@ -160,6 +160,19 @@ fn unsupported_constructs_fail_with_their_pointer() {
     ));
     assert!(e.contains("#/paths/~1a/get/parameters/0") && e.contains("--raw a"), "{e}");
 
+    // Negotiated bodies are labelled by media type: a range labels none,
+    // and two spellings of one type cannot be told apart.
+    let e = gen_error(&tiny(
+        "  /a:\n    get:\n      operationId: a\n      responses:\n        '200': {description: ok, content: {application/json: {schema: {type: string}}, 'text/*': {schema: {type: string}}}}",
+        "    X: {type: object, properties: {a: {type: string}}}",
+    ));
+    assert!(e.contains("#/paths/~1a/get/responses/200/content/text~1*") && e.contains("media range"), "{e}");
+    let e = gen_error(&tiny(
+        "  /a:\n    get:\n      operationId: a\n      responses:\n        '200': {description: ok, content: {application/json: {schema: {type: string}}, 'application/json; charset=utf-8': {schema: {type: string}}}}",
+        "    X: {type: object, properties: {a: {type: string}}}",
+    ));
+    assert!(e.contains("ApplicationJson") && e.contains("cannot be told apart"), "{e}");
+
     // A constraint on map values garde cannot check is refused, not dropped.
     let e = gen_error(&tiny(
         "  /a:\n    post:\n      operationId: a\n      requestBody: {content: {application/json: {schema: {$ref: '#/components/schemas/X'}}}}\n      responses:\n        '200': {description: ok}\n        '400': {description: bad}",

@@ -109,6 +109,36 @@ impl PetsApi for Stub {
         Ok(GetPetPhotoResponse::Ok(rt::Binary::from_stream(futures_util::stream::iter(chunks))))
     }
 
+    /// Answers in the media type the glue negotiated.
+    async fn get_pet_report(
+        &self,
+        params: GetPetReportParams,
+        media: GetPetReportMedia,
+    ) -> Result<GetPetReportResponse, Problem> {
+        let body = match media {
+            GetPetReportMedia::ApplicationJson => GetPetReport200Content::ApplicationJson(pet(&params.name)),
+            GetPetReportMedia::TextCsv => GetPetReport200Content::TextCsv(format!("name\n{}\n", params.name)),
+            GetPetReportMedia::ApplicationOctetStream => {
+                GetPetReport200Content::ApplicationOctetStream(params.name.into_bytes().into())
+            }
+        };
+        Ok(GetPetReportResponse::Ok(body))
+    }
+
+    async fn get_pet_summary(
+        &self,
+        params: GetPetSummaryParams,
+        media: GetPetSummaryMedia,
+    ) -> Result<GetPetSummaryResponse, Problem> {
+        let body = match media {
+            GetPetSummaryMedia::TextPlain => GetPetSummary200Content::TextPlain(params.name),
+            GetPetSummaryMedia::ApplicationJson => {
+                GetPetSummary200Content::ApplicationJson(GetPetSummary200Response { name: params.name })
+            }
+        };
+        Ok(GetPetSummaryResponse::Ok(body))
+    }
+
     async fn get_pet_card(&self, params: GetPetCardParams) -> Result<GetPetCardResponse, Problem> {
         Ok(GetPetCardResponse::Ok(format!("{} says hi", params.name)))
     }
@@ -647,6 +677,62 @@ async fn binary_bodies_stream_within_their_limit() {
     assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
     let (s, b) = send(put(poem::Body::empty())).await;
     assert_eq!((s, fields(&b)), (StatusCode::BAD_REQUEST, vec!["body".to_owned()]));
+}
+
+/// One response in several media types: `Accept` picks it (weights, wildcards,
+/// the server's order on ties), `Vary: Accept` says so, and nothing acceptable
+/// is the documented 406 (in its first media type) or, where none is
+/// documented, the server's first choice.
+#[tokio::test]
+async fn accept_chooses_among_a_responses_media_types() {
+    let (cli, _) = client();
+    let get = |path: &'static str, accept: Option<&'static str>| {
+        let req = cli.get(path);
+        async move {
+            let resp = match accept {
+                Some(a) => req.header("accept", a),
+                None => req,
+            }
+            .send()
+            .await
+            .0;
+            let h = |n: &str| resp.headers().get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
+            let (status, ct, vary) = (resp.status(), h("content-type"), h("vary"));
+            let body = resp.into_body().into_bytes().await.unwrap().to_vec();
+            (status, ct, vary, String::from_utf8_lossy(&body).into_owned())
+        }
+    };
+    let report = "/v2/pets/rex/report";
+    let (s, ct, vary, body) = get(report, None).await;
+    assert_eq!((s, ct.as_deref(), vary.as_deref()), (StatusCode::OK, Some("application/json"), Some("accept")));
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["name"], "rex");
+    let (s, ct, _, body) = get(report, Some("text/csv")).await;
+    assert_eq!((s, ct.as_deref(), body.as_str()), (StatusCode::OK, Some("text/csv"), "name\nrex\n"));
+    let (_, ct, _, body) = get(report, Some("application/json;q=0.2, application/*;q=0.8")).await;
+    assert_eq!((ct.as_deref(), body.as_str()), (Some("application/octet-stream"), "rex"));
+    let (_, ct, _, _) = get(report, Some("text/*, */*;q=0.1")).await;
+    assert_eq!(ct.as_deref(), Some("text/csv"));
+    let (s, ct, _, body) = get(report, Some("image/png")).await;
+    assert_eq!((s, ct.as_deref()), (StatusCode::NOT_ACCEPTABLE, Some("application/json")), "{body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["code"], 1013, "the registry's NotAcceptable");
+    // Validation still comes first.
+    let (s, _, _, _) = get("/v2/pets/abcdefghijklmnopqrstuvwxyz/report", Some("image/png")).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+
+    let summary = "/v2/pets/rex/summary";
+    let (_, ct, _, body) = get(summary, None).await;
+    assert_eq!((ct.as_deref(), body.as_str()), (Some("text/plain"), "rex"), "the spec's first media type");
+    let (_, ct, _, _) = get(summary, Some("application/json")).await;
+    assert_eq!(ct.as_deref(), Some("application/json"));
+    let (s, ct, _, _) = get(summary, Some("image/png")).await;
+    assert_eq!((s, ct.as_deref()), (StatusCode::OK, Some("text/plain")), "no 406 documented: the first");
+
+    // The served document lists every media type of each response.
+    let (_, doc) = send(cli.get("/v2/openapi.json")).await;
+    let content = &doc["paths"]["/pets/{name}/report"]["get"]["responses"]["200"]["content"];
+    let mut types: Vec<&str> = content.as_object().unwrap().keys().map(String::as_str).collect();
+    types.sort_unstable();
+    assert_eq!(types, ["application/json", "application/octet-stream", "text/csv"]);
 }
 
 /// A discriminated oneOf: the member is the one `species` names (mapped or

@@ -35,6 +35,11 @@ pub enum Fault {
     RouteNotFound,
     /// The path exists, the method does not.
     MethodNotAllowed,
+    /// None of the media types an operation answers in is acceptable to the
+    /// client's `Accept`; raised only where the operation documents its
+    /// status (elsewhere the first media type is sent, as RFC 9110 §12.5.1
+    /// allows).
+    NotAcceptable,
     /// A panic or another failure the client cannot fix.
     Internal,
 }
@@ -48,6 +53,7 @@ impl Fault {
         Fault::MissingCredential,
         Fault::RouteNotFound,
         Fault::MethodNotAllowed,
+        Fault::NotAcceptable,
         Fault::Internal,
     ];
 
@@ -61,6 +67,7 @@ impl Fault {
             Fault::MissingCredential => 401,
             Fault::RouteNotFound => 404,
             Fault::MethodNotAllowed => 405,
+            Fault::NotAcceptable => 406,
             Fault::Internal => 500,
         }
     }
@@ -76,6 +83,7 @@ impl Fault {
             Fault::MissingCredential => "MissingCredential",
             Fault::RouteNotFound => "RouteNotFound",
             Fault::MethodNotAllowed => "MethodNotAllowed",
+            Fault::NotAcceptable => "NotAcceptable",
             Fault::Internal => "Internal",
         }
     }

@@ -76,6 +76,7 @@ pub fn preprocess(doc: &oa::OpenAPI) -> Result<oa::OpenAPI> {
                     }
                 }
                 let oa::ReferenceOr::Item(r) = resp else { continue };
+                one_response_media(r);
                 for media in r.content.values_mut() {
                     if let Some(oa::ReferenceOr::Item(schema)) = &media.schema {
                         let mut name = format!("{}{}Body", op_id.to_upper_camel_case(), status);
@@ -114,6 +115,23 @@ fn split_default(responses: &mut oa::Responses) {
     for range in [4, 5] {
         responses.responses.entry(oa::StatusCode::Range(range)).or_insert_with(|| default.clone());
     }
+}
+
+/// A response in several media types: the client asks for JSON (progenitor
+/// sends `Accept: application/json` for a typed response) and reads any
+/// other as raw bytes, so it is given the JSON one if there is one, else the
+/// first (the server's preferred, which it answers without an `Accept`).
+/// Hoisting every one would name two types alike.
+fn one_response_media(r: &mut oa::Response) {
+    if r.content.len() < 2 {
+        return;
+    }
+    let keep = r.content.keys().position(|t| super::ir::media::is_json(t)).unwrap_or(0);
+    let mut i = 0;
+    r.content.retain(|_, _| {
+        i += 1;
+        i - 1 == keep
+    });
 }
 
 /// The declared media type of `op`'s JSON body when it is a `+json` type
@@ -281,4 +299,27 @@ description = \"Typed Rust client for {spec_rel}, generated with progenitor.\"\n
         ("src/lib.rs".into(), lib, true),
         ("src/auth.rs".into(), prettyplease::unparse(&auth), true),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(types: &[&str]) -> oa::Response {
+        let mut r = oa::Response::default();
+        for t in types {
+            r.content.insert((*t).to_owned(), oa::MediaType::default());
+        }
+        r
+    }
+
+    #[test]
+    fn a_negotiated_response_reaches_progenitor_in_one_media_type() {
+        let mut r = response(&["text/csv", "application/json", "application/octet-stream"]);
+        one_response_media(&mut r);
+        assert_eq!(r.content.keys().collect::<Vec<_>>(), ["application/json"]);
+        let mut r = response(&["text/csv", "application/octet-stream"]);
+        one_response_media(&mut r);
+        assert_eq!(r.content.keys().collect::<Vec<_>>(), ["text/csv"], "no JSON: the server's first");
+    }
 }

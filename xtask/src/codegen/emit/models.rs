@@ -169,7 +169,7 @@ pub(super) fn response_reachable(api: &Api) -> BTreeSet<String> {
     }
     let mut out = BTreeSet::new();
     for r in api.operations.iter().flat_map(|o| &o.responses) {
-        if let Some(m) = r.body() {
+        for m in &r.content {
             let mut found = BTreeSet::new();
             if walk(api, &m.rust_type, &mut found, &mut Vec::new()) {
                 out.extend(found);

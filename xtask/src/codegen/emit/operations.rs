@@ -112,6 +112,10 @@ fn trait_method(op: &Operation) -> TokenStream {
             args.push(quote!(body: ::std::option::Option<#bt>));
         }
     }
+    if let Some(media) = &op.media {
+        let t = ident(&media.type_name);
+        args.push(quote!(media: #t));
+    }
     let doc = doc_attrs(&[
         op.summary.as_deref(),
         op.description.as_deref(),
@@ -136,6 +140,31 @@ struct Glue {
     validated: Vec<TokenStream>,
 }
 
+/// Picks the media type a negotiated operation answers in from `Accept`,
+/// after validation. Nothing acceptable is the documented 406 where the
+/// operation has one, else the server's first choice (RFC 9110 §12.5.1
+/// lets a server disregard `Accept` rather than refuse).
+fn negotiate(api: &Api, op: &Operation, glue: &mut Glue) -> TokenStream {
+    let Some(media) = &op.media else { return quote!() };
+    let t = ident(&media.type_name);
+    let resp = ident(&op.result_type);
+    let offers = media.offers.iter().map(|(_, m)| lit(m));
+    glue.args.push(quote!(accept: rt::Accept));
+    glue.call.push(quote!(media));
+    let status = crate::codegen::ir::errors::fault_status(&api.error_codes, "NotAcceptable");
+    let none = if crate::codegen::ir::responses::documented_for(&op.responses, status).is_some() {
+        quote!(return crate::answer::<#resp, A>(crate::fault(rt::Fault::NotAcceptable)))
+    } else {
+        quote!(#t::ALL[0])
+    };
+    quote! {
+        let media = match accept.choose(&[#(#offers),*]) {
+            ::std::option::Option::Some(i) => #t::ALL.get(i).copied().unwrap_or(#t::ALL[0]),
+            ::std::option::Option::None => #none,
+        };
+    }
+}
+
 /// The `#[OpenApi]` method: authenticate, then parameters, then the body,
 /// then one 400 naming every failure, and only then the handler.
 fn server_method(api: &Api, op: &Operation, extra: &mut Vec<TokenStream>) -> Result<TokenStream> {
@@ -153,6 +182,7 @@ fn server_method(api: &Api, op: &Operation, extra: &mut Vec<TokenStream>) -> Res
     extract_params(api, op, &mut glue)?;
     read_body(api, op, &mut glue, extra);
     let checks = validation_checks(op, &glue);
+    let negotiate = negotiate(api, op, &mut glue);
     let Glue { args, prelude, call, .. } = glue;
     let tag = op_tag(op);
     let trait_name = format_ident!("{}Api", type_name(&tag));
@@ -172,6 +202,7 @@ fn server_method(api: &Api, op: &Operation, extra: &mut Vec<TokenStream>) -> Res
     let body = quote! {
             #(#prelude)*
             #checks
+            #negotiate
             #keep_condition
             match #trait_name::#m(&*self.0, #(#call),*).await {
                 ::std::result::Result::Ok(r) => {

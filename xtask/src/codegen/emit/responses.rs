@@ -44,6 +44,7 @@ fn variant_name(status: u16) -> String {
         403 => "Forbidden".into(),
         404 => "NotFound".into(),
         405 => "MethodNotAllowed".into(),
+        406 => "NotAcceptable".into(),
         409 => "Conflict".into(),
         410 => "Gone".into(),
         412 => "PreconditionFailed".into(),
@@ -64,6 +65,7 @@ fn variant_name(status: u16) -> String {
 struct Documented<'a> {
     key: StatusKey,
     description: &'a str,
+    /// The body, or the first of a negotiated one's media types.
     body: Option<&'a MediaType>,
     response: &'a Response,
 }
@@ -79,6 +81,70 @@ impl Documented<'_> {
 
     fn carries_status(&self) -> bool {
         !matches!(self.key, StatusKey::Code(_))
+    }
+
+    /// The Rust type of the variant's body: its media type's, or the enum
+    /// of a negotiated one's.
+    fn body_type(&self) -> Option<TokenStream> {
+        match &self.response.negotiated {
+            Some(n) => {
+                let t = ident(&n.type_name);
+                Some(quote!(#t))
+            }
+            None => self.body.map(body_type),
+        }
+    }
+
+    /// Whether a body may be a stream (then it can be neither cloned nor
+    /// compared).
+    fn streams(&self) -> bool {
+        self.response.content.iter().any(|m| m.rust_type == RustType::Bytes)
+    }
+}
+
+/// The enum of the media types `op` answers in and, per negotiated
+/// response, the enum of its bodies.
+fn media_enums(op: &Operation) -> TokenStream {
+    let Some(media) = &op.media else { return quote!() };
+    let name = ident(&media.type_name);
+    let variants: Vec<_> = media.offers.iter().map(|(v, _)| ident(v)).collect();
+    let types = media.offers.iter().map(|(_, m)| lit(m));
+    let docs = media.offers.iter().map(|(_, m)| doc_attrs(&[Some(&format!("`{m}`"))]));
+    let doc = doc_attrs(&[Some(&format!(
+        "The media types `{}` answers in, the server's preference first. The glue picks one from the \
+         request's `Accept` (RFC 9110 §12.5.1) and passes it to the handler, which answers in it.",
+        op.id
+    ))]);
+    let bodies = op.responses.iter().filter_map(|r| {
+        let n = r.negotiated.as_ref()?;
+        let t = ident(&n.type_name);
+        let vs = n.variants.iter().zip(&r.content).map(|(v, m)| {
+            let v = ident(v);
+            let ty = body_type(m);
+            let d = doc_attrs(&[Some(&format!("As `{}`.", m.media_type))]);
+            quote!(#d #v(#ty),)
+        });
+        let derives = if r.content.iter().any(|m| m.rust_type == RustType::Bytes) {
+            quote!(#[derive(Debug)])
+        } else {
+            quote!(#[derive(Debug, Clone, PartialEq)])
+        };
+        let d = doc_attrs(&[Some(&format!("The body of `{}`'s {} in each media type it documents.", op.id, r.status))]);
+        Some(quote! { #d #derives pub enum #t { #(#vs)* } })
+    });
+    quote! {
+        #doc
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum #name { #(#docs #variants,)* }
+        impl #name {
+            /// Every media type, in the order offered.
+            pub const ALL: &'static [Self] = &[#(Self::#variants),*];
+            /// The media type as the spec writes it.
+            pub const fn media_type(self) -> &'static str {
+                match self { #(Self::#variants => #types,)* }
+            }
+        }
+        #(#bodies)*
     }
 }
 
@@ -107,10 +173,7 @@ pub(super) fn response_enum(api: &Api, op: &Operation, checked: &BTreeSet<String
         let status = if r.carries_status() { quote!(u16,) } else { quote!() };
         if !r.response.headers.is_empty() {
             let status = if r.carries_status() { quote!(status: u16,) } else { quote!() };
-            let body = r.body.map(|m| {
-                let t = body_type(m);
-                quote!(body: #t,)
-            });
+            let body = r.body_type().map(|t| quote!(body: #t,));
             let headers = r.response.headers.iter().map(|h| {
                 let f = ident(&h.field);
                 let t = rust_type_tokens(&h.rust_type);
@@ -119,11 +182,8 @@ pub(super) fn response_enum(api: &Api, op: &Operation, checked: &BTreeSet<String
             });
             return quote!(#d #v { #status #body #(#headers)* },);
         }
-        match r.body {
-            Some(m) => {
-                let t = body_type(m);
-                quote!(#d #v(#status #t),)
-            }
+        match r.body_type() {
+            Some(t) => quote!(#d #v(#status #t),),
             None if r.carries_status() => quote!(#d #v(u16),),
             None => quote!(#d #v,),
         }
@@ -153,7 +213,8 @@ pub(super) fn response_enum(api: &Api, op: &Operation, checked: &BTreeSet<String
         }
     });
     // A streamed body can be neither cloned nor compared.
-    let streams = responses.iter().any(|r| r.body.is_some_and(|m| m.rust_type == RustType::Bytes));
+    let streams = responses.iter().any(Documented::streams);
+    let media = media_enums(op);
     let derives = if streams { quote!(#[derive(Debug)]) } else { quote!(#[derive(Debug, Clone, PartialEq)]) };
     quote! {
         #doc
@@ -178,39 +239,32 @@ pub(super) fn response_enum(api: &Api, op: &Operation, checked: &BTreeSet<String
         #from_problem
         #check
         #conditional
+        #media
     }
 }
 
 /// `check`: the variant's body against its schema (the same structural
 /// pass and rules as requests), every failure under its JSON path. Bodies
-/// of types without checks (recursive ones, bare scalars) pass.
+/// of types without checks (recursive ones, bare scalars) pass; a
+/// negotiated body is checked in its JSON variants.
 fn check_impl(name: &proc_macro2::Ident, responses: &[Documented<'_>], checked: &BTreeSet<String>) -> TokenStream {
-    let arms = responses.iter().filter_map(|r| {
-        let m = r.body?;
-        let v = r.variant();
-        let call = match &m.rust_type {
-            RustType::Named(t) if checked.contains(t) => {
-                let t = ident(t);
-                quote!(rt::check_response::<crate::models::#t>(body, "", errs))
-            }
-            RustType::Vec(item) => match item.as_ref() {
-                RustType::Named(t) if checked.contains(t) => {
-                    let t = ident(t);
-                    quote!(for (i, item) in body.iter().enumerate() {
-                        rt::check_response::<crate::models::#t>(item, &::std::format!("[{i}]"), errs);
-                    })
+    let mut arms = Vec::new();
+    for r in responses {
+        match &r.response.negotiated {
+            Some(n) => {
+                let t = ident(&n.type_name);
+                for (v, m) in n.variants.iter().zip(&r.response.content) {
+                    let v = ident(v);
+                    arms.extend(check_arm(r, m, quote!(#t::#v(body)), checked));
                 }
-                _ => return None,
-            },
-            _ => return None,
-        };
-        let pat = match (r.response.headers.is_empty(), r.carries_status()) {
-            (false, _) => quote!(Self::#v { body, .. }),
-            (true, true) => quote!(Self::#v(_, body)),
-            (true, false) => quote!(Self::#v(body)),
-        };
-        Some(quote!(#pat => { #call; }))
-    });
+            }
+            None => {
+                if let Some(m) = r.body {
+                    arms.extend(check_arm(r, m, quote!(body), checked));
+                }
+            }
+        }
+    }
     quote! {
         impl #name {
             /// Checks the body against the spec (see `rt::response_checks`).
@@ -225,6 +279,35 @@ fn check_impl(name: &proc_macro2::Ident, responses: &[Documented<'_>], checked: 
             }
         }
     }
+}
+
+/// The `check` arm of one body of `r`, bound to `body` by the pattern
+/// `inner`.
+fn check_arm(r: &Documented<'_>, m: &MediaType, inner: TokenStream, checked: &BTreeSet<String>) -> Option<TokenStream> {
+    let v = r.variant();
+    let call = match &m.rust_type {
+        RustType::Named(t) if checked.contains(t) => {
+            let t = ident(t);
+            quote!(rt::check_response::<crate::models::#t>(body, "", errs))
+        }
+        RustType::Vec(item) => match item.as_ref() {
+            RustType::Named(t) if checked.contains(t) => {
+                let t = ident(t);
+                quote!(for (i, item) in body.iter().enumerate() {
+                    rt::check_response::<crate::models::#t>(item, &::std::format!("[{i}]"), errs);
+                })
+            }
+            _ => return None,
+        },
+        _ => return None,
+    };
+    let bound = if r.response.negotiated.is_some() { quote!(body: #inner) } else { quote!(body) };
+    let pat = match (r.response.headers.is_empty(), r.carries_status()) {
+        (false, _) => quote!(Self::#v { #bound, .. }),
+        (true, true) => quote!(Self::#v(_, #inner)),
+        (true, false) => quote!(Self::#v(#inner)),
+    };
+    Some(quote!(#pat => { #call; }))
 }
 
 fn response_meta(api: &Api, r: &Documented<'_>) -> TokenStream {
@@ -262,14 +345,13 @@ fn response_meta(api: &Api, r: &Documented<'_>) -> TokenStream {
         })
     });
     let desc = lit(r.description);
-    let content = match r.body {
-        Some(m) => {
-            let ct = lit(&m.media_type);
-            let m = body_schema_ref(api, m);
-            quote!(::std::vec![::poem_openapi::registry::MetaMediaType { content_type: #ct, schema: #m }])
-        }
-        None => quote!(::std::vec::Vec::new()),
-    };
+    let media = r.response.content.iter().map(|m| {
+        let ct = lit(&m.media_type);
+        let m = body_schema_ref(api, m);
+        quote!(::poem_openapi::registry::MetaMediaType { content_type: #ct, schema: #m })
+    });
+    let content =
+        if r.response.content.is_empty() { quote!(::std::vec::Vec::new()) } else { quote!(::std::vec![#(#media),*]) };
     quote!(::poem_openapi::registry::MetaResponse {
         description: #desc,
         status: #status,
@@ -296,7 +378,7 @@ fn body_schema_ref(api: &Api, body: &MediaType) -> TokenStream {
 fn registrations(api: &Api, responses: &[Documented<'_>]) -> TokenStream {
     let mut refs = BTreeSet::new();
     let mut named = BTreeSet::new();
-    for body in responses.iter().filter_map(|r| r.body) {
+    for body in responses.iter().flat_map(|r| &r.response.content) {
         match &body.rust_type {
             RustType::Named(t) => {
                 named.insert(t.clone());
@@ -343,15 +425,38 @@ fn into_response_arm(r: &Documented<'_>) -> TokenStream {
     }
 }
 
-/// `body` serialized with the response's declared JSON media type.
+/// `body` (the variant's) written with its media type; a negotiated body
+/// in the media type of its variant, with `Vary: Accept`, since the choice
+/// depended on it.
 fn write_body(status: TokenStream, r: &Documented<'_>) -> TokenStream {
-    match r.body.map(|m| (m.media_type.as_str(), &m.rust_type)) {
+    let Some(n) = &r.response.negotiated else {
+        return r.body.map_or_else(|| quote!(rt::json_response(#status, &body)), |m| write_media(&status, m));
+    };
+    let t = ident(&n.type_name);
+    let arms = n.variants.iter().zip(&r.response.content).map(|(v, m)| {
+        let v = ident(v);
+        let w = write_media(&status, m);
+        quote!(#t::#v(body) => #w,)
+    });
+    quote!({
+        let mut response = match body { #(#arms)* };
+        response.headers_mut().append(
+            ::poem::http::header::VARY,
+            ::poem::http::HeaderValue::from_static("accept"),
+        );
+        response
+    })
+}
+
+/// `body` serialized as media type `m`.
+fn write_media(status: &TokenStream, m: &MediaType) -> TokenStream {
+    match (m.media_type.as_str(), &m.rust_type) {
         // Text and bytes go out as they are, with the declared media type.
-        Some((mt, RustType::String | RustType::Bytes)) if !crate::codegen::ir::media::is_json(mt) => {
+        (mt, RustType::String | RustType::Bytes) if !crate::codegen::ir::media::is_json(mt) => {
             let mt = lit(mt);
             quote!(rt::raw_response(#status, #mt, body))
         }
-        Some((mt, _)) if mt != "application/json" => {
+        (mt, _) if mt != "application/json" => {
             let mt = lit(mt);
             quote!(rt::json_response_as(#status, &body, #mt))
         }
@@ -398,6 +503,19 @@ fn into_response_with_headers(r: &Documented<'_>) -> TokenStream {
     }
 }
 
+/// `value` as the body of `r`: itself, or the first variant of a
+/// negotiated body (an error built from a problem is sent in the server's
+/// preferred media type).
+fn in_first_media(r: &Documented<'_>, value: TokenStream) -> TokenStream {
+    match &r.response.negotiated {
+        Some(n) => {
+            let (t, v) = (ident(&n.type_name), ident(&n.variants[0]));
+            quote!(#t::#v(#value))
+        }
+        None => value,
+    }
+}
+
 /// A problem becomes the variant documented for its status (exact, then
 /// range, then `default`), its body built by the application's error
 /// policy; a status the operation does not document is given back, and the
@@ -428,7 +546,8 @@ fn from_problem_impl(name: &proc_macro2::Ident, responses: &[Documented<'_>]) ->
                 (None, _) => quote!(),
                 (Some(_), Some(t)) => {
                     let m = policy_method(t);
-                    quote!(body: P::#m(&problem),)
+                    let b = in_first_media(r, quote!(P::#m(&problem)));
+                    quote!(body: #b,)
                 }
                 (Some(_), None) => return None,
             };
@@ -443,7 +562,8 @@ fn from_problem_impl(name: &proc_macro2::Ident, responses: &[Documented<'_>]) ->
             (None, _) => quote!(Self::#v),
             (Some(_), Some(t)) => {
                 let m = policy_method(t);
-                quote!(Self::#v(#status P::#m(&problem)))
+                let b = in_first_media(r, quote!(P::#m(&problem)));
+                quote!(Self::#v(#status #b))
             }
             // A body the policy cannot build (not a named type): only a
             // handler can answer this status.

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 
 use super::Api;
 use super::operations::Operation;
-use super::registry::{ErrorCodeDef, FAULTS};
+use super::registry::{ErrorCodeDef, FAULTS, OPERATION_ONLY_FAULTS};
 use super::responses::{Response, documented_for};
 use super::types::RustType;
 
@@ -26,6 +26,7 @@ pub fn fault_status(codes: &[ErrorCodeDef], fault: &str) -> u16 {
         "MissingCredential" => 401,
         "RouteNotFound" => 404,
         "MethodNotAllowed" => 405,
+        "NotAcceptable" => 406,
         _ => 500,
     }
 }
@@ -131,7 +132,12 @@ pub fn fallback_body(api: &Api, status: u16) -> Option<String> {
 /// fault each stands for.
 pub fn global_faults(api: &Api) -> Vec<(&'static str, u16)> {
     let mut seen = BTreeSet::new();
-    FAULTS.iter().map(|f| (*f, fault_status(&api.error_codes, f))).filter(|(_, s)| seen.insert(*s)).collect()
+    FAULTS
+        .iter()
+        .filter(|f| !OPERATION_ONLY_FAULTS.contains(f))
+        .map(|f| (*f, fault_status(&api.error_codes, f)))
+        .filter(|(_, s)| seen.insert(*s))
+        .collect()
 }
 
 #[cfg(test)]

@@ -44,6 +44,39 @@ pub struct Operation {
     /// Headers every response of a deprecated operation carries (see
     /// [`deprecation`]), with the extensions as the spec writes them.
     pub deprecation: Option<Deprecation>,
+    /// Set when a response is in several media types (see [`OperationMedia`]).
+    pub media: Option<OperationMedia>,
+}
+
+/// The media types an operation's negotiated success responses are offered in, in
+/// the order the spec first lists them (the server's preference): the glue
+/// picks one from the request's `Accept` and passes it to the handler as
+/// the enum `type_name`.
+#[derive(Debug, Clone)]
+pub struct OperationMedia {
+    pub type_name: String,
+    /// `(variant, media type)`.
+    pub offers: Vec<(String, String)>,
+}
+
+fn operation_media(b: &mut TypeBuilder<'_>, responses: &[Response], op_type: &str) -> Option<OperationMedia> {
+    let mut offers: Vec<(String, String)> = Vec::new();
+    // Errors are not negotiated: one built from a problem is sent in its
+    // first media type, so only what a handler answers with is offered.
+    for r in responses.iter().filter(|r| !r.is_error()) {
+        let Some(n) = &r.negotiated else { continue };
+        for (v, m) in n.variants.iter().zip(&r.content) {
+            if !offers.iter().any(|(ov, _)| ov == v) {
+                offers.push((v.clone(), m.media_type.clone()));
+            }
+        }
+    }
+    if offers.is_empty() {
+        return None;
+    }
+    let type_name = b.unique_name(format!("{op_type}Media"));
+    b.reserved.push(type_name.clone());
+    Some(OperationMedia { type_name, offers })
 }
 
 /// `deprecated: true` with `x-deprecated-at` and/or `x-sunset` (dates or
@@ -199,6 +232,7 @@ pub fn operation(
     };
     let security = security::requirements(doc, op, pointer, schemes)?;
     let deprecation = deprecation(op, pointer)?;
+    let media = operation_media(b, &responses, &op_type);
 
     let operation = Operation {
         fn_name: id.to_snake_case(),
@@ -218,6 +252,7 @@ pub fn operation(
         result_type: String::new(),
         raw,
         deprecation,
+        media,
     };
     Ok(operation)
 }

@@ -32,8 +32,13 @@ pub const FAULTS: &[&str] = &[
     "MissingCredential",
     "RouteNotFound",
     "MethodNotAllowed",
+    "NotAcceptable",
     "Internal",
 ];
+
+/// Faults raised only by an operation that documents their status, never
+/// outside one: no fallback answer is generated for them.
+pub const OPERATION_ONLY_FAULTS: &[&str] = &["NotAcceptable"];
 
 pub fn error_codes(doc: &oa::OpenAPI) -> Result<Vec<ErrorCodeDef>> {
     let pointer = "#/x-error-codes";

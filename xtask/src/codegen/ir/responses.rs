@@ -1,8 +1,8 @@
 //! Responses: keyed as OpenAPI keys them (a status, a range such as `4XX`,
 //! or `default`), each with its headers and its content by media type. The
-//! emitters generate one enum variant per response with at most one JSON
-//! body (a range or `default` variant carries its status), so headers and
-//! other media types are refused.
+//! emitters generate one enum variant per response (a range or `default`
+//! variant carries its status); a response in several media types carries
+//! an enum of them ([`Negotiated`]), chosen by the request's `Accept`.
 
 use anyhow::{Context, Result, bail};
 use openapiv3 as oa;
@@ -41,14 +41,33 @@ pub struct Response {
     pub headers: Vec<ResponseHeader>,
     /// Empty for a response without a body.
     pub content: Vec<MediaType>,
+    /// Set when `content` has several media types.
+    pub negotiated: Option<Negotiated>,
     /// `links` as the spec writes them (references to `components/links`
     /// inlined): the served document carries them for tools that follow
     /// them; nothing is generated from them.
     pub links: Option<serde_json::Value>,
 }
 
+/// A response in several media types: its body is the enum `type_name`,
+/// one variant per media type (`variants[i]` carries `content[i]`).
+#[derive(Debug, Clone)]
+pub struct Negotiated {
+    pub type_name: String,
+    pub variants: Vec<String>,
+}
+
+/// The Rust variant naming a media type: `application/json` →
+/// `ApplicationJson`, `application/vnd.api+json` → `ApplicationVndApiJson`.
+pub fn media_variant(media_type: &str) -> String {
+    use heck::ToUpperCamelCase;
+    let essence = media_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    essence.replace(['/', '+', '.', '-'], " ").to_upper_camel_case()
+}
+
 impl Response {
-    /// The body the emitters generate: the one content entry, if any.
+    /// The first content entry, if any: the body of a response in one media
+    /// type, the first (the server's preferred) of a negotiated one.
     pub fn body(&self) -> Option<&MediaType> {
         self.content.first()
     }
@@ -122,8 +141,17 @@ pub fn responses(
         let resp = dereference(doc, resp, &rp)?;
         let headers = headers(b, doc, resp, &rp)?;
         let content = content(b, resp, &rp, status, op_type)?;
+        let negotiated = negotiated(b, &content, &rp, status, op_type)?;
         let links = links(doc, resp, &rp)?;
-        out.push(Response { status, pointer: rp, description: resp.description.clone(), headers, content, links });
+        out.push(Response {
+            status,
+            pointer: rp,
+            description: resp.description.clone(),
+            headers,
+            content,
+            negotiated,
+            links,
+        });
     }
     out.sort_by_key(|r| r.status);
     Ok(out)
@@ -238,6 +266,36 @@ fn links(doc: &oa::OpenAPI, resp: &oa::Response, pointer: &str) -> Result<Option
     Ok(Some(serde_json::Value::Object(out)))
 }
 
+/// The body enum of a response in several media types. Each must be a
+/// media type, not a range (`text/*` names no type to label the body
+/// with), and their variant names must differ.
+fn negotiated(
+    b: &mut TypeBuilder<'_>,
+    content: &[MediaType],
+    pointer: &str,
+    status: StatusKey,
+    op_type: &str,
+) -> Result<Option<Negotiated>> {
+    if content.len() < 2 {
+        return Ok(None);
+    }
+    let mut variants: Vec<String> = Vec::new();
+    for m in content {
+        let mp = format!("{pointer}/content/{}", pointer_segment(&m.media_type));
+        if m.media_type.contains('*') {
+            bail!("{mp}: a media range cannot label one of several bodies; name the media type");
+        }
+        let v = media_variant(&m.media_type);
+        if variants.contains(&v) {
+            bail!("{mp}: its Rust variant {v} is also another media type's; the two cannot be told apart");
+        }
+        variants.push(v);
+    }
+    let type_name = b.unique_name(format!("{op_type}{status}Content"));
+    b.reserved.push(type_name.clone());
+    Ok(Some(Negotiated { type_name, variants }))
+}
+
 fn content(
     b: &mut TypeBuilder<'_>,
     resp: &oa::Response,
@@ -245,9 +303,6 @@ fn content(
     status: StatusKey,
     op_type: &str,
 ) -> Result<Vec<MediaType>> {
-    if resp.content.len() > 1 {
-        bail!("{pointer}: one media type per response is supported");
-    }
     let mut out = Vec::new();
     for (mt, media) in &resp.content {
         let mp = format!("{pointer}/content/{}", pointer_segment(mt));
