@@ -59,6 +59,20 @@ fn annotations(n: &SchemaNode, sets: &mut Vec<TokenStream>) {
         let d = lit(d);
         sets.push(quote!(description: ::std::option::Option::Some(#d),));
     }
+    if let Some((url, description)) = &n.external_docs {
+        let url = lit(url);
+        let description = match description {
+            Some(d) => {
+                let d = lit(d);
+                quote!(::std::option::Option::Some(::std::string::String::from(#d)))
+            }
+            None => quote!(::std::option::Option::None),
+        };
+        sets.push(quote!(external_docs: ::std::option::Option::Some(::poem_openapi::registry::MetaExternalDocument {
+            url: ::std::string::String::from(#url),
+            description: #description,
+        }),));
+    }
     if let Some(v) = &n.default {
         let v = json_lit(v);
         sets.push(quote!(default: ::std::option::Option::Some(#v),));

@@ -226,7 +226,7 @@ pub fn operation(
         let mut params = params::parameters(b, doc, site, &op_type).map_err(hint)?;
         conditional::type_if_match(op, &mut params);
         let params_type = params::params_struct(b, &params, pointer, &op_type);
-        let request_body = request_bodies::request_body(b, op, pointer, &op_type).map_err(hint)?;
+        let request_body = request_bodies::request_body(b, doc, op, pointer, &op_type).map_err(hint)?;
         let responses = responses::responses(b, doc, op, pointer, &op_type).map_err(hint)?;
         (params, params_type, request_body, responses)
     };

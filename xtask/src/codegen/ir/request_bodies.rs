@@ -28,6 +28,7 @@ pub struct RequestBody {
 
 pub fn request_body(
     b: &mut TypeBuilder<'_>,
+    doc: &oa::OpenAPI,
     op: &oa::Operation,
     pointer: &str,
     op_type: &str,
@@ -35,7 +36,15 @@ pub fn request_body(
     let bp = format!("{pointer}/requestBody");
     let rb = match &op.request_body {
         None => return Ok(None),
-        Some(oa::ReferenceOr::Reference { .. }) => bail!("{bp}: requestBody references are not supported"),
+        Some(oa::ReferenceOr::Reference { reference }) => {
+            let name = reference
+                .strip_prefix("#/components/requestBodies/")
+                .with_context(|| format!("{bp}: unsupported $ref {reference}"))?;
+            match doc.components.as_ref().and_then(|c| c.request_bodies.get(name)) {
+                Some(oa::ReferenceOr::Item(rb)) => rb,
+                _ => bail!("{bp}: {reference} not found"),
+            }
+        }
         Some(oa::ReferenceOr::Item(rb)) => rb,
     };
     let (mt, media) = rb.content.first().with_context(|| format!("{bp}/content: no media type"))?;

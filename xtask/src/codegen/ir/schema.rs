@@ -54,6 +54,8 @@ pub struct SchemaNode {
     pub format: Option<String>,
     pub title: Option<String>,
     pub description: Option<String>,
+    /// `externalDocs`: its URL and description (documentation only).
+    pub external_docs: Option<(String, Option<String>)>,
     pub default: Option<Value>,
     pub example: Option<Value>,
     pub enum_values: Vec<Value>,
@@ -232,14 +234,11 @@ impl<'a> Resolver<'a> {
     fn node(&self, schema: &oa::Schema, pointer: &str) -> Result<SchemaNode> {
         let d = &schema.schema_data;
         let discriminator = d.discriminator.clone();
-        if d.external_docs.is_some() {
-            // Harmless, but poem-openapi cannot emit it on schemas: say so.
-            bail!("{pointer}: `externalDocs` on schemas is not supported");
-        }
         let mut n = SchemaNode {
             pointer: pointer.to_owned(),
             title: d.title.clone(),
             description: d.description.clone(),
+            external_docs: d.external_docs.as_ref().map(|e| (e.url.clone(), e.description.clone())),
             default: d.default.clone(),
             example: d.example.clone(),
             nullable: d.nullable,
@@ -552,6 +551,7 @@ fn annotated(member: &SchemaNode, around: &SchemaNode) -> SchemaNode {
     merged.pointer = around.pointer.clone();
     merged.nullable |= around.nullable;
     merged.description = around.description.clone().or(merged.description);
+    merged.external_docs = around.external_docs.clone().or(merged.external_docs);
     merged.title = around.title.clone().or(merged.title);
     merged.example = around.example.clone().or(merged.example);
     merged.deprecated |= around.deprecated;
@@ -572,6 +572,9 @@ fn flatten_all_of(n: &mut SchemaNode, members: Vec<(String, SchemaNode)>, pointe
         }
         if n.description.is_none() {
             n.description = m.description.clone();
+        }
+        if n.external_docs.is_none() {
+            n.external_docs = m.external_docs.clone();
         }
         for prop in m.properties {
             match n.properties.iter_mut().find(|p| p.name == prop.name) {
