@@ -648,6 +648,14 @@ async fn binary_and_text_requests() {
     resp.assert_status(StatusCode::BAD_REQUEST);
     let (s, b) = send(cli.put("/v2/pets/rex/card").content_type("text/plain")).await;
     assert_eq!((s, fields(&b)), (StatusCode::BAD_REQUEST, vec!["body".to_owned()]));
+    // The text's schema: 2–10 characters (not bytes: "héllo" is 6 bytes, 5
+    // characters), not starting with white space.
+    for bad in ["x", "eleven chars", " hello"] {
+        let (s, b) = send(cli.put("/v2/pets/rex/card").content_type("text/plain").body(bad)).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{bad:?}: {b}");
+        assert_eq!(b["code"], 1001, "{b}");
+        assert_eq!(fields(&b), vec!["body".to_owned()], "{b}");
+    }
     let (s, b) =
         send(cli.put("/v2/pets/rex/photo").content_type("application/octet-stream").body(vec![0u8; 1000])).await;
     assert_eq!((s, b), (StatusCode::OK, json!(1000)));

@@ -400,6 +400,47 @@ impl<S: RawBodySpec> RawBody<S> {
                 .map_err(|_| BodyError::Malformed("the body is not UTF-8 text".into())),
         }
     }
+
+    /// [`read_text`](Self::read_text), then the text checked as the string
+    /// its schema describes (length, pattern), through `M`, the generated
+    /// newtype of that schema; `text` takes the string back out of it.
+    /// Large texts are checked on a blocking thread, as JSON bodies are.
+    pub async fn read_text_as<M: Model + Send + 'static>(
+        self,
+        errs: &mut FieldErrors,
+        text: fn(M) -> String,
+    ) -> Result<BodyOutcome<String>, BodyError> {
+        let s = match self.read_text().await? {
+            BodyOutcome::Valid(s) => s,
+            other => return Ok(other),
+        };
+        let check = move |s: String, errs: &mut FieldErrors| match validate_value::<M>(Value::String(s), "body", errs) {
+            Some(m) => BodyOutcome::Valid(text(m)),
+            None => BodyOutcome::Invalid,
+        };
+        if s.len() < INLINE_PARSE_LIMIT {
+            return Ok(check(s, errs));
+        }
+        let permit =
+            parse_permits().acquire().await.map_err(|_| BodyError::Read("the server is shutting down".into()))?;
+        let mut moved = std::mem::take(errs);
+        let joined = tokio::task::spawn_blocking(move || {
+            let outcome = check(s, &mut moved);
+            (outcome, moved)
+        })
+        .await;
+        drop(permit);
+        match joined {
+            Ok((outcome, back)) => {
+                *errs = back;
+                Ok(outcome)
+            }
+            Err(e) => match e.try_into_panic() {
+                Ok(panic) => std::panic::resume_unwind(panic),
+                Err(_) => Err(BodyError::Read("the server is shutting down".into())),
+            },
+        }
+    }
 }
 
 /// One file part of a `multipart/form-data` body (a property declared

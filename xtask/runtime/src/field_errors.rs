@@ -218,5 +218,11 @@ impl<'a> Loc<'a> {
 }
 
 pub(crate) fn join(parent: &str, name: &str) -> String {
-    if parent.is_empty() { name.to_owned() } else { format!("{parent}.{name}") }
+    match (parent.is_empty(), name.is_empty()) {
+        (true, _) => name.to_owned(),
+        // The value at `parent` itself (a newtype's wrapped value).
+        (false, true) => parent.to_owned(),
+        (false, false) if name.starts_with('[') => format!("{parent}{name}"),
+        (false, false) => format!("{parent}.{name}"),
+    }
 }

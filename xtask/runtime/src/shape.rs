@@ -409,6 +409,19 @@ fn rename_path(path: &str, renames: &[(&str, &str)]) -> String {
     if renames.is_empty() {
         return path.to_owned();
     }
+    // A newtype's one field: garde names it as index 0 when the error is on
+    // the wrapped value itself, which is the value the newtype stands for.
+    if let Some(rest) = path.strip_prefix("[0]")
+        && let Some((_, json)) = renames.iter().find(|(r, _)| *r == "0")
+    {
+        let rest = rest.strip_prefix('.').unwrap_or(rest);
+        let renamed = rename_path(rest, renames);
+        return match (json.is_empty(), renamed.is_empty()) {
+            (true, _) => renamed,
+            (false, true) => (*json).to_owned(),
+            (false, false) => format!("{json}.{renamed}"),
+        };
+    }
     let mut out = String::with_capacity(path.len());
     let mut ident = String::new();
     let flush = |ident: &mut String, out: &mut String| {

@@ -186,14 +186,19 @@ fn client_can_send(op: &mut oa::Operation, pointer: &str) -> Result<()> {
             body.content.insert("application/json".to_owned(), media);
         }
         // A binary body's `maxLength` is the server's byte limit, which the
-        // server enforces while streaming; progenitor refuses the keyword
-        // there, and the client sends the bytes either way.
-        for media in body.content.values_mut() {
+        // server enforces while streaming, and a text body's lengths and
+        // pattern the server checks before its handler runs; progenitor
+        // refuses those keywords on a raw body, and the client sends the
+        // text or bytes either way (a violation is the server's 400).
+        for (t, media) in body.content.iter_mut() {
             if let Some(oa::ReferenceOr::Item(s)) = &mut media.schema
-                && let oa::SchemaKind::Type(oa::Type::String(t)) = &mut s.schema_kind
-                && t.format == oa::VariantOrUnknownOrEmpty::Item(oa::StringFormat::Binary)
+                && let oa::SchemaKind::Type(oa::Type::String(st)) = &mut s.schema_kind
             {
-                t.max_length = None;
+                if st.format == oa::VariantOrUnknownOrEmpty::Item(oa::StringFormat::Binary) {
+                    st.max_length = None;
+                } else if super::ir::media::is_text(t) {
+                    (st.min_length, st.max_length, st.pattern) = (None, None, None);
+                }
             }
         }
         if let Some(t) = body.content.keys().find(|t| super::ir::media::is_multipart(t)) {

@@ -488,7 +488,10 @@ fn read_body(api: &Api, op: &Operation, glue: &mut Glue, extra: &mut Vec<TokenSt
             }
         });
         glue.args.push(quote!(#bdoc body: rt::RawBody<#spec>));
-        let read = if *raw == RustType::String {
+        let read = if *raw == RustType::String && !rb.model.is_empty() {
+            let m = ident(&rb.model);
+            quote!(body.read_text_as::<crate::models::#m>(&mut errs, |m| m.0).await)
+        } else if *raw == RustType::String {
             quote!(body.read_text().await)
         } else {
             let max = match rb.max_bytes {

@@ -16,7 +16,8 @@ pub struct RequestBody {
     pub description: Option<String>,
     pub required: bool,
     pub content: Vec<MediaType>,
-    /// The generated struct a JSON body decodes into (empty for `raw`).
+    /// The generated struct a JSON body decodes into; for a text body with
+    /// constraints, the newtype that checks them; else empty.
     pub model: String,
     /// A body that is not JSON: `String` for text, `Bytes` otherwise.
     pub raw: Option<RustType>,
@@ -72,25 +73,36 @@ pub fn request_body(
         if node.ty != Some(JsonType::String) {
             bail!("{mp}/schema: a {mt} body must be a string (text, or bytes with format: binary)");
         }
-        // A binary body is streamed, and `maxLength` is its byte limit;
-        // nothing else about a raw body is checked, so a constraint that
-        // would not be is refused rather than silently ignored.
-        let unchecked = node.min_length.is_some()
-            || node.pattern.is_some()
-            || !node.enum_values.is_empty()
-            || (is_text(mt) && node.max_length.is_some());
-        if unchecked {
+        // A binary body is streamed, and `maxLength` is its byte limit; a
+        // text body is checked as the string it is (length in characters,
+        // pattern) through a newtype of its schema. Anything else would not
+        // be checked, so it is refused rather than silently ignored.
+        let binary_unchecked = node.min_length.is_some() || node.pattern.is_some();
+        if !node.enum_values.is_empty() || (!is_text(mt) && binary_unchecked) {
             bail!(
-                "{mp}/schema: constraints on a {mt} body are not checked (only `maxLength` of a binary body, as its byte limit)"
+                "{mp}/schema: constraints on a {mt} body are not checked (only `maxLength` of a binary body, as its \
+                 byte limit, and lengths and patterns of a text body)"
             );
         }
+        let text_checked = is_text(mt) && (binary_unchecked || node.max_length.is_some());
+        let model = if text_checked {
+            let name = b.unique_name(format!("{op_type}RequestText"));
+            let mut field = b.field("", &schema, true, &name)?;
+            field.rust_name = "0".into();
+            let mut wrapper = node.clone();
+            wrapper.pointer = format!("{mp}/schema");
+            b.synthetic_newtype(&name, field, wrapper);
+            name
+        } else {
+            String::new()
+        };
         let raw = if is_text(mt) { RustType::String } else { RustType::Bytes };
         return Ok(Some(RequestBody {
             pointer: bp,
             description: rb.description.clone(),
             required: rb.required,
             content: vec![MediaType { media_type: mt.clone(), schema, rust_type: raw.clone() }],
-            model: String::new(),
+            model,
             raw: Some(raw),
             max_bytes: node.max_length,
             multipart: false,
