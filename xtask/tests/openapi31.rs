@@ -55,7 +55,8 @@ fn roles_on_an_api_key_warn_only_in_a_30_document() {
     };
     let (doc, warnings) = codegen::parse_spec_with_warnings(&spec("3.0.3")).unwrap();
     assert_eq!(warnings.len(), 1, "{warnings:?}");
-    assert!(warnings[0].starts_with("#/paths/~1a/get/security/0/key: OpenAPI 3.0 allows scopes only"), "{warnings:?}");
+    assert!(warnings[0].starts_with("OpenAPI 3.0 allows scopes only"), "{warnings:?}");
+    assert!(warnings[0].ends_with("\n  #/paths/~1a/get/security/0/key"), "{warnings:?}");
     let server = codegen::render_server(&doc, Path::new("t.yaml"), "t").unwrap();
     assert!(server.iter().any(|(_, text)| text.contains(r#"scopes: &["admin"]"#)), "the role reaches AuthContext");
 

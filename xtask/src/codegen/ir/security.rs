@@ -204,11 +204,12 @@ pub fn requirements(
     Ok(requirements)
 }
 
-/// One warning per requirement of a 3.0 document that lists scopes for a
-/// scheme without them (apiKey, http). OpenAPI 3.0 says that list must be
-/// empty; 3.1 allows it as the roles the request needs, which is how the
-/// generator reads it either way. The caller knows the document's version
-/// (a 3.1 document reaches the IR already rewritten as 3.0.3).
+/// The warning for a 3.0 document whose requirements list scopes for a
+/// scheme without them (apiKey, http), naming each, or none. OpenAPI 3.0
+/// says that list must be empty; 3.1 allows it as the roles the request
+/// needs, which is how the generator reads it either way. The caller knows
+/// the document's version (a 3.1 document reaches the IR already rewritten
+/// as 3.0.3).
 pub fn role_scope_warnings(doc: &oa::OpenAPI) -> Vec<String> {
     let kinds: Vec<(&str, bool)> = doc
         .components
@@ -232,19 +233,22 @@ pub fn role_scope_warnings(doc: &oa::OpenAPI) -> Vec<String> {
             places.push((format!("#/paths/{}/{method}/security", pointer_segment(path)), own));
         }
     }
-    let mut out = Vec::new();
+    let mut at_fault = Vec::new();
     for (at, requirements) in places {
         for (i, r) in requirements.iter().enumerate() {
             for (scheme, scopes) in r {
                 if !scopes.is_empty() && without_scopes(scheme) {
-                    out.push(format!(
-                        "{at}/{i}/{}: OpenAPI 3.0 allows scopes only for oauth2 and openIdConnect; they are \
-                         passed to the verifier as roles in AuthContext::scopes (as OpenAPI 3.1 reads them)",
-                        pointer_segment(scheme)
-                    ));
+                    at_fault.push(format!("{at}/{i}/{}", pointer_segment(scheme)));
                 }
             }
         }
     }
-    out
+    if at_fault.is_empty() {
+        return Vec::new();
+    }
+    vec![format!(
+        "OpenAPI 3.0 allows scopes only for oauth2 and openIdConnect schemes; these are passed to the \
+         verifier as roles in AuthContext::scopes, as OpenAPI 3.1 reads them:\n  {}",
+        at_fault.join("\n  ")
+    )]
 }
