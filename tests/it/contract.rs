@@ -61,6 +61,15 @@ impl Harness for Local {
         let name = format!("contract-short-lived-{}", self.issued);
         self.cli(&["token", "issue", "--name", &name, "--ttl", &format!("{}s", ttl.as_secs().max(1))])
     }
+    fn issue_scoped_token(&mut self, scopes: &[&str]) -> Result<String> {
+        self.issued += 1;
+        let name = format!("contract-scoped-{}", self.issued);
+        let mut args = vec!["token", "issue", "--name", &name];
+        for s in scopes {
+            args.extend(["--scope", s]);
+        }
+        self.cli(&args)
+    }
     fn stop_postgres(&mut self) -> Result<()> {
         self.pg.stop()
     }
