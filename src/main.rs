@@ -9,7 +9,7 @@ use spec_server::{
     config::Config,
     db::{
         migrate,
-        tokens::{self, Scope},
+        tokens::{self, Grant, Scope},
     },
     logwriter::{FlushGuard, LogWriter},
     server::{self, Backends, Pools},
@@ -174,11 +174,7 @@ async fn token(pools: &Pools, cfg: &Config, cmd: TokenCmd) -> Result<()> {
             let limited = (!scopes.is_empty()).then_some(scopes.as_slice());
             let (id, token) = tokens::token_issue(&pools.pg, &name, ttl, limited).await.context("issuing a token")?;
             println!("{token}");
-            let grant = if scopes.is_empty() {
-                "full access".to_owned()
-            } else {
-                scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ")
-            };
+            let grant = limited.map_or(Grant::Full, |s| Grant::Scopes(s.to_vec()));
             eprintln!("issued token #{id} {name:?} ({grant}); it is shown only now");
         }
         TokenCmd::List => {

@@ -1,6 +1,7 @@
 //! The contract suite against the real `spec-server` binary: private PostgreSQL and Redis,
-//! migrations and a token through the CLI, then the whole scenario of `spec_contract`,
-//! including PostgreSQL and Redis stopped and started again under the running server.
+//! migrations and tokens (scoped ones too) through the CLI, then the whole scenario of
+//! `spec_contract`, including PostgreSQL and Redis stopped and started again under the running
+//! server.
 //! `CONTRACT_JUNIT=<file>` also writes the report as JUnit XML.
 
 // A panic is a test failure with a location; helpers unwrap too.
