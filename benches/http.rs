@@ -219,7 +219,7 @@ async fn prepare(pg: &PrivatePostgres, redis: &PrivateRedis) -> Result<String> {
         };
         users::user_create(&pools.pg, new).await?;
     }
-    let (_, token) = tokens::token_issue(&pools.pg, "bench", None).await?;
+    let (_, token) = tokens::token_issue(&pools.pg, "bench", None, None).await?;
     Ok(token)
 }
 

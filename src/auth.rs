@@ -1,12 +1,13 @@
 //! Operator-token authentication: `sk_…` tokens verified through a short-lived Redis cache in
-//! front of PostgreSQL (`db::tokens`). Revocation is immediate; when neither store can answer,
-//! verification fails closed with [`AuthError::Unavailable`].
+//! front of PostgreSQL (`db::tokens`), each with its [`Grant`] (the scopes it was issued with;
+//! whether they cover an operation is `http`'s question). Revocation is immediate; when neither
+//! store can answer, verification fails closed with [`AuthError::Unavailable`].
 //!
 //! Floods of bad tokens stay cheap: a string without a valid checksum is refused before any
 //! store is asked; what PostgreSQL refused is remembered in process for a short while; and at
 //! most a few PostgreSQL lookups run at once, so no flood can take the pool from requests.
 //!
-//! Size: about 510 lines; the rest is its tests against real PostgreSQL and
+//! Size: about 530 lines; the rest is its tests against real PostgreSQL and
 //! Redis.
 
 use std::{
@@ -26,14 +27,18 @@ use crate::clock::FakeClock;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
-use crate::db::{Pool, tokens};
+use crate::db::{
+    Pool,
+    tokens::{self, Grant},
+};
 use crate::redis_pool::RedisPool;
 
-/// Who a verified token belongs to.
+/// Who a verified token belongs to, and what it may do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     pub token_id: i64,
     pub name: String,
+    pub grant: Grant,
 }
 
 /// Why a token was not accepted. Only `Unavailable` is the server's fault (500, code 5001:
@@ -60,7 +65,16 @@ const REVOKE_REDIS_TIMEOUT: Duration = Duration::from_secs(5);
 enum CacheEntry {
     /// Checked against PostgreSQL less than a cache TTL ago. The expiry is re-checked on every
     /// hit, since the key's TTL is rounded and a clock may have moved.
-    Valid { id: i64, name: String, hash: String, expires_at: Option<DateTime<Utc>> },
+    Valid {
+        id: i64,
+        name: String,
+        hash: String,
+        expires_at: Option<DateTime<Utc>>,
+        /// Absent in an entry written by a binary from before scopes: such an entry says nothing
+        /// of what the token may do, so it is a miss (PostgreSQL says), never full access.
+        #[serde(default)]
+        grant: Option<Grant>,
+    },
     /// Written by `revoke` in place of the positive entry; see there.
     Revoked,
 }
@@ -321,11 +335,16 @@ impl TokenVerifier {
 
         match self.cache_get(&key).await {
             Ok(Some(raw)) => match serde_json::from_str::<CacheEntry>(&raw) {
-                Ok(entry) => {
-                    let (principal, expires_at) = check_cached(entry, &hash, self.now())?;
-                    self.remember(&hash, &principal, expires_at, epoch);
-                    return Ok(principal);
-                }
+                Ok(entry) => match check_cached(entry, &hash, self.now())? {
+                    Some((principal, expires_at)) => {
+                        self.remember(&hash, &principal, expires_at, epoch);
+                        return Ok(principal);
+                    }
+                    // Its `SET NX` below leaves the old entry be (replacing it could overwrite a
+                    // revocation's tombstone), so until it expires such a token is looked up
+                    // here; the process-local cache, when on, still spares most of those.
+                    None => tracing::debug!("token cache entry without a grant (older binary); asking PostgreSQL"),
+                },
                 Err(e) => tracing::warn!(error = %e, "unreadable token cache entry; asking PostgreSQL"),
             },
             Ok(None) => {}
@@ -354,7 +373,7 @@ impl TokenVerifier {
         if let Err(e) = tokens::token_touch(&self.pg, record.id).await {
             tracing::warn!(error = crate::error_chain(&e), "could not record a token's use");
         }
-        let principal = Principal { token_id: record.id, name: record.name };
+        let principal = Principal { token_id: record.id, name: record.name, grant: record.grant };
         self.remember(&hash, &principal, record.expires_at, epoch);
         Ok(principal)
     }
@@ -463,6 +482,7 @@ impl TokenVerifier {
             name: record.name.clone(),
             hash: record.token_hash.clone(),
             expires_at: record.expires_at,
+            grant: Some(record.grant.clone()),
         })
         .context("encoding a cache entry")?;
         self.cache_set(key, &entry, ttl, true, self.redis_timeout).await
@@ -491,21 +511,21 @@ impl TokenVerifier {
     }
 }
 
-fn check_cached(
-    entry: CacheEntry,
-    hash: &str,
-    now: DateTime<Utc>,
-) -> Result<(Principal, Option<DateTime<Utc>>), AuthError> {
+/// A verified principal and when its token expires.
+type Verified = (Principal, Option<DateTime<Utc>>);
+
+/// A cache hit's answer; `Ok(None)` when the entry cannot say it (no grant: see `CacheEntry`).
+fn check_cached(entry: CacheEntry, hash: &str, now: DateTime<Utc>) -> Result<Option<Verified>, AuthError> {
     match entry {
         CacheEntry::Revoked => Err(AuthError::Revoked),
-        CacheEntry::Valid { id, name, hash: cached_hash, expires_at } => {
+        CacheEntry::Valid { id, name, hash: cached_hash, expires_at, grant } => {
             if !bool::from(cached_hash.as_bytes().ct_eq(hash.as_bytes())) {
                 return Err(AuthError::Invalid);
             }
             if expires_at.is_some_and(|at| at <= now) {
                 return Err(AuthError::Expired);
             }
-            Ok((Principal { token_id: id, name }, expires_at))
+            Ok(grant.map(|grant| (Principal { token_id: id, name, grant }, expires_at)))
         }
     }
 }
@@ -530,7 +550,7 @@ mod tests {
     async fn local_cache_serves_verified_tokens_and_hears_revocations() {
         let (db, redis, plain) = setup().await;
         let cached = plain.clone().with_local_cache(redis.url(), Duration::from_secs(30)).unwrap();
-        let (_, token) = token_issue(db.pool(), "local", None).await.unwrap();
+        let (_, token) = token_issue(db.pool(), "local", None, None).await.unwrap();
         // Wait (bounded) until the listener is subscribed; before that the layer is off.
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         while !cached.local.live.load(Ordering::Acquire) {
@@ -570,8 +590,8 @@ mod tests {
     #[tokio::test]
     async fn issued_tokens_verify_and_get_cached() {
         let (db, _redis, verifier) = setup().await;
-        let (id, token) = token_issue(db.pool(), "deploy-bot", None).await.unwrap();
-        let expected = Principal { token_id: id, name: "deploy-bot".into() };
+        let (id, token) = token_issue(db.pool(), "deploy-bot", None, None).await.unwrap();
+        let expected = Principal { token_id: id, name: "deploy-bot".into(), grant: Grant::Full };
         assert_eq!(verifier.verify(&token).await, Ok(expected.clone()));
         let ttl = pttl(&verifier, &token).await;
         assert!(ttl > 0 && ttl <= 60_000, "cached for at most the cache TTL: {ttl}");
@@ -584,7 +604,7 @@ mod tests {
     #[tokio::test]
     async fn wrong_tokens_are_invalid() {
         let (db, _redis, verifier) = setup().await;
-        let (_, token) = token_issue(db.pool(), "real", None).await.unwrap();
+        let (_, token) = token_issue(db.pool(), "real", None, None).await.unwrap();
         let mut altered = token.clone();
         let last = if altered.ends_with('A') { "B" } else { "A" };
         altered.replace_range(altered.len() - 1.., last);
@@ -599,7 +619,7 @@ mod tests {
     async fn expired_tokens_are_rejected_and_never_cached_beyond_expiry() {
         let (db, _redis, verifier) = setup().await;
         let ttl = Duration::from_millis(800);
-        let (_, token) = token_issue(db.pool(), "short", Some(ttl)).await.unwrap();
+        let (_, token) = token_issue(db.pool(), "short", Some(ttl), None).await.unwrap();
         // Started after the issue, so the token has at most `ttl` left on this clock too.
         let clock = FakeClock::starting_now();
         let timed = verifier.clone().with_fake_clock(clock.clone());
@@ -612,26 +632,73 @@ mod tests {
         assert_eq!(timed.verify(&token).await, Err(AuthError::Expired));
 
         // On the real clock.
-        let (_, gone) = token_issue(db.pool(), "born-expired", Some(Duration::ZERO)).await.unwrap();
+        let (_, gone) = token_issue(db.pool(), "born-expired", Some(Duration::ZERO), None).await.unwrap();
         assert_eq!(verifier.verify(&gone).await, Err(AuthError::Expired));
     }
 
     #[test]
     fn a_cache_hit_rechecks_expiry_and_hash() {
         let now = Utc::now();
-        let entry = |expires_at| CacheEntry::Valid { id: 1, name: "x".into(), hash: "ab".into(), expires_at };
+        let entry = |expires_at| CacheEntry::Valid {
+            id: 1,
+            name: "x".into(),
+            hash: "ab".into(),
+            expires_at,
+            grant: Some(Grant::Full),
+        };
         assert_eq!(check_cached(entry(Some(now - chrono::Duration::seconds(1))), "ab", now), Err(AuthError::Expired));
-        assert!(check_cached(entry(Some(now + chrono::Duration::seconds(1))), "ab", now).is_ok());
-        assert!(check_cached(entry(None), "ab", now).is_ok());
+        assert!(check_cached(entry(Some(now + chrono::Duration::seconds(1))), "ab", now).unwrap().is_some());
+        assert!(check_cached(entry(None), "ab", now).unwrap().is_some());
         assert_eq!(check_cached(entry(None), "cd", now), Err(AuthError::Invalid));
         assert_eq!(check_cached(CacheEntry::Revoked, "ab", now), Err(AuthError::Revoked));
     }
 
     #[tokio::test]
+    async fn scopes_come_from_postgres_and_from_the_cache_alike() {
+        use crate::db::tokens::Scope;
+        let (db, _redis, verifier) = setup().await;
+        let scopes = [Scope::UsersRead, Scope::TasksWrite];
+        let (id, token) = token_issue(db.pool(), "narrow", None, Some(&scopes)).await.unwrap();
+        let expected = Principal { token_id: id, name: "narrow".into(), grant: Grant::Scopes(scopes.to_vec()) };
+        assert_eq!(verifier.verify(&token).await, Ok(expected.clone()), "from PostgreSQL");
+        assert!(pttl(&verifier, &token).await > 0);
+        assert_eq!(verifier.verify(&token).await, Ok(expected), "from Redis");
+        let (_, full) = token_issue(db.pool(), "wide", None, None).await.unwrap();
+        assert_eq!(verifier.verify(&full).await.map(|p| p.grant), Ok(Grant::Full));
+        assert_eq!(verifier.verify(&full).await.map(|p| p.grant), Ok(Grant::Full), "from Redis");
+    }
+
+    /// An entry written by a binary from before scopes has no grant. It must not pass as full
+    /// access: the token is looked up, and PostgreSQL's scopes apply.
+    #[tokio::test]
+    async fn a_cache_entry_without_a_grant_is_a_miss() {
+        use crate::db::tokens::Scope;
+        let (db, redis, verifier) = setup().await;
+        let (id, token) = token_issue(db.pool(), "upgraded", None, Some(&[Scope::TasksRead])).await.unwrap();
+        let hash = tokens::token_hash(&token);
+        let old = serde_json::json!({"state": "valid", "id": id, "name": "upgraded", "hash": hash, "expires_at": null});
+        let mut conn = redis.pool().await.unwrap().get_owned().await.unwrap();
+        let _: () = redis::cmd("SET")
+            .arg(verifier.cache_key(&hash))
+            .arg(old.to_string())
+            .arg("PX")
+            .arg(60_000)
+            .query_async(&mut *conn)
+            .await
+            .unwrap();
+        let grant = Grant::Scopes(vec![Scope::TasksRead]);
+        assert_eq!(verifier.verify(&token).await.map(|p| p.grant), Ok(grant.clone()));
+        assert!(tokens::tokens_list(db.pool()).await.unwrap()[0].last_used_at.is_some(), "PostgreSQL was asked");
+        // A revoked token stays revoked whatever the old entry said.
+        assert!(tokens::token_revoke(db.pool(), "upgraded").await.unwrap());
+        assert_eq!(verifier.verify(&token).await, Err(AuthError::Revoked));
+    }
+
+    #[tokio::test]
     async fn revocation_takes_effect_at_once_even_when_cached() {
         let (db, redis, verifier) = setup().await;
-        let (id, token) = token_issue(db.pool(), "leaky", None).await.unwrap();
-        let (_, other) = token_issue(db.pool(), "fine", None).await.unwrap();
+        let (id, token) = token_issue(db.pool(), "leaky", None, None).await.unwrap();
+        let (_, other) = token_issue(db.pool(), "fine", None, None).await.unwrap();
         assert!(verifier.verify(&token).await.is_ok());
         assert!(verifier.verify(&other).await.is_ok());
         assert!(pttl(&verifier, &token).await > 0, "cached before the revoke");
@@ -653,8 +720,8 @@ mod tests {
         let db = test_database().await.unwrap();
         let mut redis = PrivateRedis::start().unwrap();
         let verifier = TokenVerifier::new(db.pool().clone(), redis_pool(&redis.url()).await, "t:");
-        let (_, token) = token_issue(db.pool(), "a", None).await.unwrap();
-        let (_, revoked) = token_issue(db.pool(), "b", None).await.unwrap();
+        let (_, token) = token_issue(db.pool(), "a", None, None).await.unwrap();
+        let (_, revoked) = token_issue(db.pool(), "b", None, None).await.unwrap();
         assert!(verifier.verify(&token).await.is_ok());
         assert!(verifier.verify(&revoked).await.is_ok());
 
@@ -680,8 +747,8 @@ mod tests {
         let pool = crate::db::pool(&pg.url(), 2, Duration::from_secs(1), Duration::from_secs(5)).unwrap();
         crate::db::migrate::migrate(&mut pool.get().await.unwrap()).await.unwrap();
         let verifier = TokenVerifier::new(pool.clone(), redis_pool(&redis.url()).await, "t:");
-        let (_, cached) = token_issue(&pool, "cached", None).await.unwrap();
-        let (_, uncached) = token_issue(&pool, "uncached", None).await.unwrap();
+        let (_, cached) = token_issue(&pool, "cached", None, None).await.unwrap();
+        let (_, uncached) = token_issue(&pool, "uncached", None, None).await.unwrap();
         assert!(verifier.verify(&cached).await.is_ok());
 
         pg.stop().unwrap();
@@ -742,7 +809,7 @@ mod tests {
         let unknown_legacy = tokens::tests::legacy_token();
         assert_eq!(verifier.verify(&unknown).await, Err(AuthError::Invalid));
         assert_eq!(verifier.verify(&unknown_legacy).await, Err(AuthError::Invalid));
-        let (_, revoked) = token_issue(db.pool(), "gone", None).await.unwrap();
+        let (_, revoked) = token_issue(db.pool(), "gone", None, None).await.unwrap();
         assert!(tokens::token_revoke(db.pool(), "gone").await.unwrap(), "in PostgreSQL only");
         assert_eq!(verifier.verify(&revoked).await, Err(AuthError::Revoked));
 
@@ -756,8 +823,11 @@ mod tests {
         assert_eq!(cut_off.verify(&tokens::token_generate()).await, Err(AuthError::Unavailable));
 
         // A token issued after refusals works at once: it cannot have been refused before.
-        let (id, fresh) = token_issue(db.pool(), "fresh", None).await.unwrap();
-        assert_eq!(verifier.verify(&fresh).await, Ok(Principal { token_id: id, name: "fresh".into() }));
+        let (id, fresh) = token_issue(db.pool(), "fresh", None, None).await.unwrap();
+        assert_eq!(
+            verifier.verify(&fresh).await,
+            Ok(Principal { token_id: id, name: "fresh".into(), grant: Grant::Full })
+        );
     }
 
     #[test]
@@ -780,7 +850,7 @@ mod tests {
         let legacy = tokens::tests::legacy_token();
         assert_eq!(tokens::token_shape(&legacy), Some(tokens::TokenShape::Legacy));
         let id = tokens::tests::insert_token(db.pool(), "old-ci", &legacy).await;
-        let expected = Principal { token_id: id, name: "old-ci".into() };
+        let expected = Principal { token_id: id, name: "old-ci".into(), grant: Grant::Full };
         assert_eq!(verifier.verify(&legacy).await, Ok(expected.clone()));
         assert_eq!(verifier.verify(&legacy).await, Ok(expected), "from the cache too");
         assert_eq!(verifier.verify(&typo(&legacy, 10)).await, Err(AuthError::Invalid));
@@ -792,7 +862,7 @@ mod tests {
     async fn postgres_lookups_are_bounded_and_fail_closed_when_all_are_busy() {
         let (db, _redis, verifier) = setup().await;
         let verifier = TokenVerifier { lookup_wait: Duration::from_millis(50), ..verifier };
-        let (_, token) = token_issue(db.pool(), "busy", None).await.unwrap();
+        let (_, token) = token_issue(db.pool(), "busy", None, None).await.unwrap();
         // As if a flood of unknown tokens held every slot.
         let flood = verifier.lookups.clone().acquire_many_owned(u32::try_from(MAX_LOOKUPS).unwrap()).await.unwrap();
         assert_eq!(verifier.verify(&token).await, Err(AuthError::Unavailable));

@@ -7,7 +7,10 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use spec_server::{
     config::Config,
-    db::{migrate, tokens},
+    db::{
+        migrate,
+        tokens::{self, Grant, Scope},
+    },
     logwriter::{FlushGuard, LogWriter},
     server::{self, Backends, Pools},
     worker,
@@ -55,8 +58,13 @@ enum TokenCmd {
         /// Lifetime, e.g. `24h`, `30m`, `90d`; none = no expiry.
         #[arg(long, value_parser = humantime::parse_duration)]
         ttl: Option<Duration>,
+        /// What the token may do; repeat for several: users:read, users:write, tasks:read,
+        /// tasks:write, admin (everything). None = full access, as every token issued before
+        /// scopes existed has.
+        #[arg(long = "scope", value_name = "SCOPE")]
+        scopes: Vec<Scope>,
     },
-    /// List tokens (never their values).
+    /// List tokens with their scopes (never their values).
     List,
     /// Revoke a token by id or label; effective at once.
     Revoke { id_or_name: String },
@@ -122,7 +130,7 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Worker => worker::run(&pools, &cfg, server::shutdown_signal()).await,
         Cmd::Dev => {
             let name = format!("dev-{}", chrono::Utc::now().format("%Y%m%d%H%M%S%3f"));
-            let (_, token) = tokens::token_issue(&pools.pg, &name, Some(Duration::from_secs(24 * 3600)))
+            let (_, token) = tokens::token_issue(&pools.pg, &name, Some(Duration::from_secs(24 * 3600)), None)
                 .await
                 .context("issuing the dev token")?;
             serve(&pools, &cfg, Some(token), true).await
@@ -162,10 +170,12 @@ async fn serve(pools: &Pools, cfg: &Config, dev_token: Option<String>, with_work
 
 async fn token(pools: &Pools, cfg: &Config, cmd: TokenCmd) -> Result<()> {
     match cmd {
-        TokenCmd::Issue { name, ttl } => {
-            let (id, token) = tokens::token_issue(&pools.pg, &name, ttl).await.context("issuing a token")?;
+        TokenCmd::Issue { name, ttl, scopes } => {
+            let limited = (!scopes.is_empty()).then_some(scopes.as_slice());
+            let (id, token) = tokens::token_issue(&pools.pg, &name, ttl, limited).await.context("issuing a token")?;
             println!("{token}");
-            eprintln!("issued token #{id} {name:?}; it is shown only now");
+            let grant = limited.map_or(Grant::Full, |s| Grant::Scopes(s.to_vec()));
+            eprintln!("issued token #{id} {name:?} ({grant}); it is shown only now");
         }
         TokenCmd::List => {
             for t in tokens::tokens_list(&pools.pg).await.context("listing tokens")? {

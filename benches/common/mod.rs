@@ -49,7 +49,7 @@ impl BenchServer {
             };
             users::user_create(&pools.pg, new).await?;
         }
-        let (_, token) = tokens::token_issue(&pools.pg, "bench", None).await?;
+        let (_, token) = tokens::token_issue(&pools.pg, "bench", None, None).await?;
         // The real listener, with its limits, as `spec-server serve` runs it.
         let listener = server::bind(&cfg).await?;
         let addr = listener.local_addr()?;

@@ -32,6 +32,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(2, "0002_api_tokens.sql"),
     migration!(3, "0003_sync.sql"),
     migration!(4, "0004_users_version.sql"),
+    migration!(5, "0005_token_scopes.sql"),
 ];
 
 /// Key of the session-level advisory lock held while migrating ("SPECMIGR").

@@ -1,10 +1,12 @@
 //! The `api_tokens` store: operator tokens, kept only as SHA-256 hashes, and the token format
 //! (`sk_` + random base62 + a CRC32 checksum; the pre-checksum format is still recognised).
 //! Verification with caches in front lives in `crate::auth`; this is the PostgreSQL side of it.
+//! A token carries its [`Grant`]: full access, or the [`Scope`]s it was issued with.
 
-use std::time::Duration;
+use std::{fmt, str::FromStr, time::Duration};
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{Pool, StoreError, conn, execute, query, query_opt};
@@ -25,11 +27,116 @@ const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnop
 /// the prefix instead of 49). Having no checksum, they are always looked up.
 const LEGACY_CHARS: usize = 43;
 
+/// What a token may do, named as the contract's `TokenAuth` requirements name them (and as the
+/// `api_tokens_scopes_check` constraint of `sql/0005_token_scopes.sql` lists them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Scope {
+    #[serde(rename = "users:read")]
+    UsersRead,
+    #[serde(rename = "users:write")]
+    UsersWrite,
+    #[serde(rename = "tasks:read")]
+    TasksRead,
+    #[serde(rename = "tasks:write")]
+    TasksWrite,
+    /// Every other scope, including any a later contract adds.
+    #[serde(rename = "admin")]
+    Admin,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 5] =
+        [Scope::UsersRead, Scope::UsersWrite, Scope::TasksRead, Scope::TasksWrite, Scope::Admin];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::UsersRead => "users:read",
+            Scope::UsersWrite => "users:write",
+            Scope::TasksRead => "tasks:read",
+            Scope::TasksWrite => "tasks:write",
+            Scope::Admin => "admin",
+        }
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A scope name that is none of [`Scope::ALL`]; its message lists the valid ones.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown scope {0:?} (valid: users:read, users:write, tasks:read, tasks:write, admin)")]
+pub struct UnknownScope(pub String);
+
+impl FromStr for Scope {
+    type Err = UnknownScope;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Scope::ALL.into_iter().find(|scope| scope.as_str() == s).ok_or_else(|| UnknownScope(s.to_owned()))
+    }
+}
+
+/// What a token was issued with. `Full` is a NULL `scopes` column: every token issued before
+/// scopes existed, and `token issue` without `--scope`, so that old tokens keep working.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Grant {
+    Full,
+    Scopes(Vec<Scope>),
+}
+
+impl Grant {
+    /// Whether this grant covers every scope in `required` (the names a requirement of the
+    /// contract lists). `admin` covers all; a name that is no [`Scope`] is covered only by
+    /// `Full` and `admin`, so a scope the contract gains later is denied to narrow tokens.
+    pub fn covers(&self, required: &[&str]) -> bool {
+        match self {
+            Grant::Full => true,
+            Grant::Scopes(granted) => {
+                granted.contains(&Scope::Admin)
+                    || required.iter().all(|r| r.parse::<Scope>().is_ok_and(|s| granted.contains(&s)))
+            }
+        }
+    }
+
+    /// The column's value: NULL for `Full`.
+    fn column(&self) -> Option<Vec<&'static str>> {
+        match self {
+            Grant::Full => None,
+            Grant::Scopes(scopes) => Some(scopes.iter().map(|s| s.as_str()).collect()),
+        }
+    }
+
+    /// From the column. The table's CHECK admits only known names; should another ever be
+    /// read (a newer binary's scope, say) it is dropped, which grants less, never more.
+    fn from_column(column: Option<Vec<String>>) -> Grant {
+        match column {
+            None => Grant::Full,
+            Some(names) => Grant::Scopes(names.iter().filter_map(|n| n.parse().ok()).collect()),
+        }
+    }
+}
+
+impl fmt::Display for Grant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Grant::Full => f.write_str("full access"),
+            Grant::Scopes(scopes) => {
+                let names: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
+                f.write_str(&names.join(" "))
+            }
+        }
+    }
+}
+
 /// A token's metadata; neither the token nor its hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiToken {
     pub id: i64,
     pub name: String,
+    pub grant: Grant,
     pub created_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
@@ -41,6 +148,7 @@ pub struct ApiToken {
 pub(crate) struct TokenRecord {
     pub id: i64,
     pub name: String,
+    pub grant: Grant,
     pub token_hash: String,
     pub expires_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
@@ -119,10 +227,25 @@ fn base62_checksum(mut n: u32) -> String {
     digits.iter().map(|&d| char::from(d)).collect()
 }
 
-/// Issues a token named `name`, valid for `ttl` (or until revoked). Returns its id and the
-/// plaintext, which is shown once and never stored. A taken name is `Conflict { field: "name" }`;
-/// names are 1–100 characters and not all digits (see `sql/0002_api_tokens.sql`).
-pub async fn token_issue(pool: &Pool, name: &str, ttl: Option<Duration>) -> Result<(i64, String), StoreError> {
+/// Issues a token named `name`, valid for `ttl` (or until revoked), limited to `scopes` (`None`:
+/// full access). Returns its id and the plaintext, which is shown once and never stored. A taken
+/// name is `Conflict { field: "name" }`; names are 1–100 characters and not all digits (see
+/// `sql/0002_api_tokens.sql`).
+pub async fn token_issue(
+    pool: &Pool,
+    name: &str,
+    ttl: Option<Duration>,
+    scopes: Option<&[Scope]>,
+) -> Result<(i64, String), StoreError> {
+    let grant = match scopes {
+        None => Grant::Full,
+        Some(scopes) => {
+            let mut scopes = scopes.to_vec();
+            scopes.sort_unstable();
+            scopes.dedup();
+            Grant::Scopes(scopes)
+        }
+    };
     let expires_at = match ttl {
         None => None,
         Some(ttl) => Some(
@@ -137,8 +260,8 @@ pub async fn token_issue(pool: &Pool, name: &str, ttl: Option<Duration>) -> Resu
     let row = query_opt(
         &client,
         "tokens.issue",
-        "INSERT INTO api_tokens (name, token_hash, expires_at) VALUES ($1, $2, $3) RETURNING id",
-        &[&name, &token_hash(&token), &expires_at],
+        "INSERT INTO api_tokens (name, token_hash, expires_at, scopes) VALUES ($1, $2, $3, $4) RETURNING id",
+        &[&name, &token_hash(&token), &expires_at, &grant.column()],
     )
     .await?
     .ok_or_else(|| StoreError::internal("INSERT … RETURNING returned no row"))?;
@@ -151,7 +274,7 @@ pub async fn tokens_list(pool: &Pool) -> Result<Vec<ApiToken>, StoreError> {
     let rows = query(
         &client,
         "tokens.list",
-        "SELECT id, name, created_at, expires_at, revoked_at, last_used_at
+        "SELECT id, name, created_at, expires_at, revoked_at, last_used_at, scopes
          FROM api_tokens ORDER BY id",
         &[],
     )
@@ -165,6 +288,7 @@ pub async fn tokens_list(pool: &Pool) -> Result<Vec<ApiToken>, StoreError> {
                 expires_at: row.try_get(3)?,
                 revoked_at: row.try_get(4)?,
                 last_used_at: row.try_get(5)?,
+                grant: Grant::from_column(row.try_get(6)?),
             })
         })
         .collect()
@@ -223,7 +347,7 @@ pub(crate) async fn token_find_by_hash(pool: &Pool, hash: &str) -> Result<Option
     let row = query_opt(
         &client,
         "tokens.find_by_hash",
-        "SELECT id, name, token_hash, expires_at, revoked_at FROM api_tokens WHERE token_hash = $1",
+        "SELECT id, name, token_hash, expires_at, revoked_at, scopes FROM api_tokens WHERE token_hash = $1",
         &[&hash],
     )
     .await?;
@@ -234,6 +358,7 @@ pub(crate) async fn token_find_by_hash(pool: &Pool, hash: &str) -> Result<Option
             token_hash: row.try_get(2)?,
             expires_at: row.try_get(3)?,
             revoked_at: row.try_get(4)?,
+            grant: Grant::from_column(row.try_get(5)?),
         })
     })
     .transpose()
@@ -312,12 +437,51 @@ pub(crate) mod tests {
         assert_eq!(token_shape(&format!("sk_{}", "a".repeat(44))), None);
     }
 
+    #[test]
+    fn scopes_parse_by_their_contract_names_and_admin_covers_all() {
+        for scope in Scope::ALL {
+            assert_eq!(scope.as_str().parse::<Scope>(), Ok(scope));
+            assert_eq!(serde_json::to_value(scope).unwrap(), serde_json::json!(scope.as_str()));
+        }
+        let err = "users:delete".parse::<Scope>().unwrap_err().to_string();
+        assert!(err.contains("\"users:delete\"") && err.contains("tasks:write, admin"), "{err}");
+        let reader = Grant::Scopes(vec![Scope::UsersRead]);
+        assert!(reader.covers(&["users:read"]) && reader.covers(&[]));
+        assert!(!reader.covers(&["users:write"]) && !reader.covers(&["users:read", "tasks:read"]));
+        assert!(!reader.covers(&["reports:read"]), "a scope this binary does not know is denied");
+        for wide in [Grant::Full, Grant::Scopes(vec![Scope::Admin])] {
+            assert!(wide.covers(&["users:write"]) && wide.covers(&["reports:read"]));
+        }
+    }
+
+    #[tokio::test]
+    async fn scopes_are_stored_and_the_table_refuses_unknown_ones() {
+        let db = test_database().await.unwrap();
+        let pool = db.pool();
+        let (_, _) = token_issue(pool, "narrow", None, Some(&[Scope::TasksWrite, Scope::UsersRead, Scope::UsersRead]))
+            .await
+            .unwrap();
+        let (old, _) = token_issue(pool, "wide", None, None).await.unwrap();
+        let listed = tokens_list(pool).await.unwrap();
+        assert_eq!(listed[0].grant, Grant::Scopes(vec![Scope::UsersRead, Scope::TasksWrite]), "sorted, once each");
+        assert_eq!(listed[1].grant, Grant::Full);
+        let client = db.connect().await.unwrap();
+        let stored: Option<Vec<String>> =
+            client.query_one("SELECT scopes FROM api_tokens WHERE id = $1", &[&old]).await.unwrap().get(0);
+        assert_eq!(stored, None, "full access is NULL, as in every row from before scopes");
+        for bad in ["ARRAY['users:delete']", "ARRAY[]::text[]", "ARRAY[NULL]::text[]"] {
+            let sql = format!("UPDATE api_tokens SET scopes = {bad} WHERE id = $1");
+            let err = client.execute(&sql, &[&old]).await.unwrap_err();
+            assert!(format!("{err:?}").contains("api_tokens_scopes_check"), "{bad}: {err:?}");
+        }
+    }
+
     #[tokio::test]
     async fn issue_list_revoke() {
         let db = test_database().await.unwrap();
         let pool = db.pool();
-        let (ci, ci_token) = token_issue(pool, "ci", None).await.unwrap();
-        let (ops, _) = token_issue(pool, "ops", Some(Duration::from_secs(3600))).await.unwrap();
+        let (ci, ci_token) = token_issue(pool, "ci", None, None).await.unwrap();
+        let (ops, _) = token_issue(pool, "ops", Some(Duration::from_secs(3600)), None).await.unwrap();
         assert_eq!(token_shape(&ci_token), Some(TokenShape::Checksummed));
 
         // Only the hash is stored.
@@ -326,9 +490,9 @@ pub(crate) mod tests {
             client.query_one("SELECT token_hash FROM api_tokens WHERE id = $1", &[&ci]).await.unwrap().get(0);
         assert_eq!(stored, token_hash(&ci_token));
 
-        let err = token_issue(pool, "ci", None).await.unwrap_err();
+        let err = token_issue(pool, "ci", None, None).await.unwrap_err();
         assert!(matches!(err, StoreError::Conflict { field: "name", .. }), "{err:?}");
-        assert!(token_issue(pool, "12345", None).await.is_err(), "all-digit names are refused");
+        assert!(token_issue(pool, "12345", None, None).await.is_err(), "all-digit names are refused");
 
         let listed = tokens_list(pool).await.unwrap();
         assert_eq!(listed.iter().map(|t| t.id).collect::<Vec<_>>(), vec![ci, ops]);

@@ -40,8 +40,11 @@ pub struct App {
 impl api_server::Auth for App {
     type Principal = Principal;
 
-    async fn authenticate_token_auth(&self, token: &str, _ctx: &rt::AuthContext) -> Result<Principal, Problem> {
-        self.tokens.verify(token).await.map_err(|e| {
+    /// Authentication first: a token that does not verify is a 401 whatever it could do. Only a
+    /// valid one short of a scope the operation's requirement lists is a 403 (every secured
+    /// operation documents it), naming the scopes that would do.
+    async fn authenticate_token_auth(&self, token: &str, ctx: &rt::AuthContext) -> Result<Principal, Problem> {
+        let principal = self.tokens.verify(token).await.map_err(|e| {
             match e {
                 AuthError::Invalid => ErrorCode::InvalidToken,
                 AuthError::Expired => ErrorCode::ExpiredToken,
@@ -50,7 +53,13 @@ impl api_server::Auth for App {
                 AuthError::Unavailable => ErrorCode::AuthUnavailable,
             }
             .problem()
-        })
+        })?;
+        if !principal.grant.covers(ctx.scopes) {
+            return Err(ErrorCode::InsufficientScope
+                .problem()
+                .with_data(serde_json::json!({ "required": ctx.scopes })));
+        }
+        Ok(principal)
     }
 }
 

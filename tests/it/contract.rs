@@ -1,6 +1,7 @@
 //! The contract suite against the real `spec-server` binary: private PostgreSQL and Redis,
-//! migrations and a token through the CLI, then the whole scenario of `spec_contract`,
-//! including PostgreSQL and Redis stopped and started again under the running server.
+//! migrations and tokens (scoped ones too) through the CLI, then the whole scenario of
+//! `spec_contract`, including PostgreSQL and Redis stopped and started again under the running
+//! server.
 //! `CONTRACT_JUNIT=<file>` also writes the report as JUnit XML.
 
 // A panic is a test failure with a location; helpers unwrap too.
@@ -60,6 +61,15 @@ impl Harness for Local {
         self.issued += 1;
         let name = format!("contract-short-lived-{}", self.issued);
         self.cli(&["token", "issue", "--name", &name, "--ttl", &format!("{}s", ttl.as_secs().max(1))])
+    }
+    fn issue_scoped_token(&mut self, scopes: &[&str]) -> Result<String> {
+        self.issued += 1;
+        let name = format!("contract-scoped-{}", self.issued);
+        let mut args = vec!["token", "issue", "--name", &name];
+        for s in scopes {
+            args.extend(["--scope", s]);
+        }
+        self.cli(&args)
     }
     fn stop_postgres(&mut self) -> Result<()> {
         self.pg.stop()

@@ -1,6 +1,6 @@
 //! The service over real PostgreSQL and Redis (private instances from
 //! `devsvc`): every users operation with every documented status, the
-//! concurrent-create race, soft delete, pagination arithmetic, tokens, and
+//! concurrent-create race, soft delete, pagination arithmetic, tokens and their scopes, and
 //! health with a dependency stopped or hung, then recovered.
 
 // Helpers outside #[test] fns unwrap too: a panic is a failure with a location.
@@ -47,7 +47,7 @@ async fn harness_for(cfg: &Config) -> Harness {
     let pools = Pools::new(cfg, &backends).unwrap();
     pools.migrate().await.unwrap();
     let (_, token) =
-        tokens::token_issue(&pools.pg, &format!("t{}", uuid::Uuid::new_v4().simple()), None).await.unwrap();
+        tokens::token_issue(&pools.pg, &format!("t{}", uuid::Uuid::new_v4().simple()), None, None).await.unwrap();
     let ep = poem::EndpointExt::boxed(server::endpoint(Arc::new(pools.app(cfg).unwrap()), cfg));
     Harness { cli: TestClient::new(ep), pools, cfg: cfg.clone(), token }
 }
@@ -78,7 +78,10 @@ impl Harness {
         send(self.cli.post("/api/v1/users").header("token", &self.token).body_json(body)).await
     }
     async fn get(&self, path: &str) -> (StatusCode, Value) {
-        send(self.cli.get(path).header("token", &self.token)).await
+        self.get_as(&self.token, path).await
+    }
+    async fn get_as(&self, token: &str, path: &str) -> (StatusCode, Value) {
+        send(self.cli.get(path).header("token", token)).await
     }
 }
 
@@ -294,7 +297,7 @@ async fn tokens_verify_expire_and_revoke() {
     assert_eq!(users("sk_not-a-real-token").await.1["code"], 1005);
     assert_eq!(users("").await.1["code"], 1002);
 
-    let (_, expired) = tokens::token_issue(&h.pools.pg, "expired", Some(Duration::ZERO)).await.unwrap();
+    let (_, expired) = tokens::token_issue(&h.pools.pg, "expired", Some(Duration::ZERO), None).await.unwrap();
     let (s, b) = users(&expired).await;
     assert_eq!(
         (s, b["code"].clone(), b["msg"].clone()),
@@ -303,7 +306,7 @@ async fn tokens_verify_expire_and_revoke() {
 
     // Revocation from another process (a separate verifier, as `spec-server token revoke`
     // is) reaches the server's in-process and Redis caches: the next requests are refused.
-    let (_, t) = tokens::token_issue(&h.pools.pg, "to-revoke", None).await.unwrap();
+    let (_, t) = tokens::token_issue(&h.pools.pg, "to-revoke", None, None).await.unwrap();
     assert_eq!(users(&t).await.0, StatusCode::OK);
     assert_eq!(users(&t).await.0, StatusCode::OK, "served from the local cache");
     assert!(h.pools.tokens(&h.cfg).revoke("to-revoke").await.unwrap());
@@ -319,6 +322,61 @@ async fn tokens_verify_expire_and_revoke() {
         tokio::task::yield_now().await;
     }
     println!("revocation reached the server in {:?}", start.elapsed());
+}
+
+/// Scopes: a token limited to `users:read` reads users and is refused everything else with a
+/// 403 (code 1018) naming the scope that would do, before its body is looked at, from the
+/// caches as from PostgreSQL; `admin` and a token issued without scopes (as every token from
+/// before scopes) may do everything; authentication still comes first.
+#[tokio::test]
+async fn token_scopes_limit_operations_and_unscoped_tokens_keep_full_access() {
+    use tokens::Scope;
+    let (h, _db) = harness().await;
+    let (s, b) = h.create(&new_user("scoped")).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let id = b["data"]["id"].as_i64().unwrap();
+    let (_, reader) = tokens::token_issue(&h.pools.pg, "reader", None, Some(&[Scope::UsersRead])).await.unwrap();
+    let (_, admin) = tokens::token_issue(&h.pools.pg, "admin", None, Some(&[Scope::Admin])).await.unwrap();
+    let email = json!({"to": "scopes@example.com", "subject": "s", "body": "b"});
+    let create = |t: &str, name: &str| h.cli.post("/api/v1/users").header("token", t).body_json(&new_user(name));
+    let task = |t: &str, body: &Value| h.cli.post("/api/v1/tasks/email").header("token", t).body_json(body);
+
+    // The first request verifies through PostgreSQL, the repeats through the caches.
+    for round in ["from PostgreSQL", "from the caches"] {
+        let (s, b) = h.get_as(&reader, &format!("/api/v1/users/{id}")).await;
+        assert_eq!((s, b["data"]["username"].clone()), (StatusCode::OK, json!("scoped")), "{round}");
+        let (s, b) = send(create(&reader, "nope")).await;
+        assert_eq!(
+            (s, b["code"].clone(), b["msg"].clone(), b["data"].clone()),
+            (StatusCode::FORBIDDEN, json!(1018), json!("令牌权限不足"), json!({"required": ["users:write"]})),
+            "{round}"
+        );
+        // Refused before the body: an invalid one is a 403, not a 400.
+        let (s, b) = send(task(&reader, &json!({}))).await;
+        assert_eq!((s, b["data"].clone()), (StatusCode::FORBIDDEN, json!({"required": ["tasks:write"]})), "{round}");
+    }
+    assert_eq!(h.get_as(&reader, "/api/v1/tasks/00000000-0000-0000-0000-000000000000").await.0, StatusCode::FORBIDDEN);
+
+    for (who, t) in [("admin", admin.as_str()), ("unscoped", h.token.as_str())] {
+        for (i, round) in ["from PostgreSQL", "from the caches"].into_iter().enumerate() {
+            let (s, b) = send(create(t, &format!("{who}_{i}"))).await;
+            assert_eq!(s, StatusCode::OK, "{who} {round}: {b}");
+            let (s, b) = send(task(t, &email)).await;
+            assert_eq!(s, StatusCode::OK, "{who} {round}: {b}");
+        }
+    }
+    let listed = tokens::tokens_list(&h.pools.pg).await.unwrap();
+    let grant = |name: &str| listed.iter().find(|t| t.name == name).map(|t| t.grant.clone());
+    assert_eq!(grant("reader"), Some(tokens::Grant::Scopes(vec![Scope::UsersRead])));
+    assert_eq!(grant(&listed[0].name), Some(tokens::Grant::Full));
+
+    // Authentication first: an expired narrow token is a 401, whatever it lacks.
+    let (_, expired) =
+        tokens::token_issue(&h.pools.pg, "expired-reader", Some(Duration::ZERO), Some(&[Scope::UsersRead]))
+            .await
+            .unwrap();
+    let (s, b) = send(create(&expired, "late")).await;
+    assert_eq!((s, b["code"].clone()), (StatusCode::UNAUTHORIZED, json!(1006)));
 }
 
 #[tokio::test]
@@ -426,7 +484,7 @@ async fn an_oversized_request_head_is_a_431_envelope() {
 async fn idempotency_keys_are_per_token_and_refuse_a_different_body() {
     let (h, _db) = harness().await;
     let (_, other) =
-        tokens::token_issue(&h.pools.pg, &format!("o{}", uuid::Uuid::new_v4().simple()), None).await.unwrap();
+        tokens::token_issue(&h.pools.pg, &format!("o{}", uuid::Uuid::new_v4().simple()), None, None).await.unwrap();
     let email = |subject: &str, priority: &str| json!({"to": "a@example.com", "subject": subject, "body": "b", "priority": priority});
     let submit = |token: &str, body: Value| {
         let req =

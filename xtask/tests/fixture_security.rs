@@ -1,7 +1,7 @@
 //! In-process tests of the crate generated from the security fixture
 //! (`xtask/tests/fixtures/security`): every security kind accepted,
-//! rejected and short of a scope; OR, AND and optional requirements; an
-//! error body that is not this project's envelope, reached through exact,
+//! rejected and short of a scope (or of a role, on an apiKey); OR, AND and
+//! optional requirements; an error body that is not this project's envelope, reached through exact,
 //! `4XX` and `default` responses; the problem+json fallback where the spec
 //! documents nothing; and the served document's security as written.
 
@@ -48,8 +48,14 @@ fn key(kind: &str, key: &str, good: &str) -> Result<String, rt::Problem> {
 impl Auth for App {
     type Principal = String;
 
-    async fn authenticate_key_header(&self, k: &str, _: &rt::AuthContext) -> Result<String, rt::Problem> {
-        key("header", k, "hk")
+    /// `ak` is `hk` with the `admin` role, which an apiKey requirement may ask for.
+    async fn authenticate_key_header(&self, k: &str, ctx: &rt::AuthContext) -> Result<String, rt::Problem> {
+        let roles: &[&str] = if k == "ak" { &["admin"] } else { &[] };
+        let principal = key("header", if k == "ak" { "hk" } else { k }, "hk")?;
+        if let Some(missing) = ctx.scopes.iter().find(|s| !roles.contains(s)) {
+            return Err(rt::Problem::forbidden().with_detail(format!("{} needs role {missing}", ctx.operation_id)));
+        }
+        Ok(principal)
     }
     async fn authenticate_key_query(&self, k: &str, _: &rt::AuthContext) -> Result<String, rt::Problem> {
         key("query", k, "qk")
@@ -117,6 +123,9 @@ impl DefaultApi for App {
             return Err(rt::Problem::new(409).with_detail("name taken"));
         }
         Ok(CreateItemResponse::Created(who(Some(format!("{p} created {}", body.name)))))
+    }
+    async fn admin_only(&self, p: String) -> Result<AdminOnlyResponse, rt::Problem> {
+        Ok(AdminOnlyResponse::Ok(who(Some(p))))
     }
     async fn either(&self, p: String) -> Result<EitherResponse, rt::Problem> {
         Ok(EitherResponse::Ok(who(Some(p))))
@@ -224,6 +233,20 @@ async fn scopes_reach_the_handler_and_a_missing_one_is_403() {
     refused(create("writer", json!({"name": "taken"})), StatusCode::CONFLICT).await;
 }
 
+/// Scopes on an apiKey requirement are roles: they reach the verifier in
+/// `AuthContext::scopes` as OAuth 2.0 scopes do.
+#[tokio::test]
+async fn roles_on_an_api_key_reach_the_handler() {
+    let cli = client();
+    let admin = |k: &'static str| cli.get(format!("{B}/admin")).header("X-Api-Key", k);
+    assert_eq!(principal(admin("ak")).await, "header:hk");
+    let b = refused(admin("hk"), StatusCode::FORBIDDEN).await;
+    assert_eq!(b["detail"], "adminOnly needs role admin");
+    refused(admin("wrong"), StatusCode::UNAUTHORIZED).await;
+    // Elsewhere the requirement lists no role, and the same key passes.
+    assert_eq!(principal(cli.get(format!("{B}/header")).header("X-Api-Key", "hk")).await, "header:hk");
+}
+
 #[tokio::test]
 async fn alternatives_combinations_and_optional_credentials() {
     let cli = client();
@@ -274,6 +297,7 @@ async fn the_served_document_states_security_as_the_spec_does() {
     assert_eq!(sec("/either", "get"), json!([{"bearer": []}, {"keyHeader": []}]));
     assert_eq!(sec("/optional", "get"), json!([{}, {"bearer": []}]));
     assert_eq!(sec("/items", "post"), json!([{"oauth": ["items:read", "items:write"]}]));
+    assert_eq!(sec("/admin", "get"), json!([{"keyHeader": ["admin"]}]));
     assert_eq!(sec("/open", "get"), Value::Null);
     let schemes = &doc["components"]["securitySchemes"];
     assert_eq!(schemes["keyCookie"], json!({"type": "apiKey", "name": "session", "in": "cookie"}));

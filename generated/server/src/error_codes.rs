@@ -81,6 +81,10 @@ pub enum ErrorCode {
     ///
     /// If-Match does not name the resource's current ETag: another request changed it since it was read. Nothing was changed; read it again and retry.
     PreconditionFailed,
+    /// 1018 — HTTP 403: 令牌权限不足
+    ///
+    /// The token is valid but lacks the scope the operation's security requirement lists (admin grants all); data.required names the scopes. Tokens issued without scopes have full access.
+    InsufficientScope,
 }
 impl ErrorCode {
     /// The whole registry, in the spec's order.
@@ -104,6 +108,7 @@ impl ErrorCode {
         Self::HeadersTooLarge,
         Self::InvalidPageToken,
         Self::PreconditionFailed,
+        Self::InsufficientScope,
     ];
     /// The numeric code.
     pub const fn code(self) -> i64 {
@@ -127,6 +132,7 @@ impl ErrorCode {
             Self::HeadersTooLarge => 1015,
             Self::InvalidPageToken => 1016,
             Self::PreconditionFailed => 1017,
+            Self::InsufficientScope => 1018,
         }
     }
     /// The HTTP status this code is answered with.
@@ -151,6 +157,7 @@ impl ErrorCode {
             Self::HeadersTooLarge => 431,
             Self::InvalidPageToken => 400,
             Self::PreconditionFailed => 412,
+            Self::InsufficientScope => 403,
         }
     }
     /// The registry's message (a problem's title).
@@ -175,6 +182,7 @@ impl ErrorCode {
             Self::HeadersTooLarge => "请求头过大",
             Self::InvalidPageToken => "分页令牌无效",
             Self::PreconditionFailed => "资源已被修改",
+            Self::InsufficientScope => "令牌权限不足",
         }
     }
     /// This code as a problem: its status, code and message.

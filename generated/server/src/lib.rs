@@ -38,32 +38,32 @@ pub const ALLOW: rt::AllowTable = &[
 /// poem-openapi cannot express (AND of schemes, a description
 /// without a summary), as the spec writes it.
 pub const DOC_PATCHES: rt::DocPatches = &[
-    ("/paths/~1users/get/security", "[{\"TokenAuth\":[]}]"),
-    ("/paths/~1users/post/security", "[{\"TokenAuth\":[]}]"),
+    ("/paths/~1users/get/security", "[{\"TokenAuth\":[\"users:read\"]}]"),
+    ("/paths/~1users/post/security", "[{\"TokenAuth\":[\"users:write\"]}]"),
     (
         "/paths/~1users/post/responses/200/links",
         "{\"DeleteUser\":{\"operationId\":\"deleteUser\",\"parameters\":{\"id\":\"$response.body#/data/id\"}},\"GetUserById\":{\"description\":\"读取刚创建的用户\",\"operationId\":\"getUserById\",\"parameters\":{\"id\":\"$response.body#/data/id\"}},\"UpdateUser\":{\"operationId\":\"updateUser\",\"parameters\":{\"id\":\"$response.body#/data/id\"}}}",
     ),
-    ("/paths/~1users~1batch-get/post/security", "[{\"TokenAuth\":[]}]"),
-    ("/paths/~1users~1batch-create/post/security", "[{\"TokenAuth\":[]}]"),
-    ("/paths/~1users~1{id}/get/security", "[{\"TokenAuth\":[]}]"),
-    ("/paths/~1users~1{id}/put/security", "[{\"TokenAuth\":[]}]"),
+    ("/paths/~1users~1batch-get/post/security", "[{\"TokenAuth\":[\"users:read\"]}]"),
+    ("/paths/~1users~1batch-create/post/security", "[{\"TokenAuth\":[\"users:write\"]}]"),
+    ("/paths/~1users~1{id}/get/security", "[{\"TokenAuth\":[\"users:read\"]}]"),
+    ("/paths/~1users~1{id}/put/security", "[{\"TokenAuth\":[\"users:write\"]}]"),
     ("/paths/~1users~1{id}/put/x-deprecated-at", "\"2026-12-02\""),
     ("/paths/~1users~1{id}/put/x-sunset", "\"2027-06-30\""),
-    ("/paths/~1users~1{id}/delete/security", "[{\"TokenAuth\":[]}]"),
-    ("/paths/~1users~1{id}/patch/security", "[{\"TokenAuth\":[]}]"),
-    ("/paths/~1tasks~1email/post/security", "[{\"TokenAuth\":[]}]"),
+    ("/paths/~1users~1{id}/delete/security", "[{\"TokenAuth\":[\"users:write\"]}]"),
+    ("/paths/~1users~1{id}/patch/security", "[{\"TokenAuth\":[\"users:write\"]}]"),
+    ("/paths/~1tasks~1email/post/security", "[{\"TokenAuth\":[\"tasks:write\"]}]"),
     (
         "/paths/~1tasks~1email/post/responses/200/links",
         "{\"GetTask\":{\"description\":\"查询刚提交的任务\",\"operationId\":\"getTask\",\"parameters\":{\"task_id\":\"$response.body#/data/task_id\"}}}",
     ),
-    ("/paths/~1tasks~1email~1batch/post/security", "[{\"TokenAuth\":[]}]"),
-    ("/paths/~1tasks~1sync/post/security", "[{\"TokenAuth\":[]}]"),
+    ("/paths/~1tasks~1email~1batch/post/security", "[{\"TokenAuth\":[\"tasks:write\"]}]"),
+    ("/paths/~1tasks~1sync/post/security", "[{\"TokenAuth\":[\"tasks:write\"]}]"),
     (
         "/paths/~1tasks~1sync/post/responses/200/links",
         "{\"GetTask\":{\"description\":\"查询刚提交的任务\",\"operationId\":\"getTask\",\"parameters\":{\"task_id\":\"$response.body#/data/task_id\"}}}",
     ),
-    ("/paths/~1tasks~1{task_id}/get/security", "[{\"TokenAuth\":[]}]"),
+    ("/paths/~1tasks~1{task_id}/get/security", "[{\"TokenAuth\":[\"tasks:read\"]}]"),
     ("/components/schemas/UserMergePatch/additionalProperties", "false"),
 ];
 /// Verifies credentials for secured operations; runs before the
@@ -75,7 +75,17 @@ pub trait Auth: ::std::marker::Send + ::std::marker::Sync + 'static {
     type Principal: ::std::marker::Send + 'static;
     /// Verifies the `TokenAuth` scheme: an API key in the header `token`.
     ///
-    /// 认证令牌
+    /// 认证令牌 (`spec-server token issue`)。每个操作的安全要求列出它需要的
+    /// 权限范围 (scope), 令牌缺少时应答 403 (code 1018, `data.required`
+    /// 列出所需范围):
+    /// - `users:read`: getUserById, listUsers, batchGetUsers
+    /// - `users:write`: createUser, batchCreateUsers, updateUser, patchUser, deleteUser
+    /// - `tasks:read`: getTask
+    /// - `tasks:write`: submitEmailTask, submitEmailTaskBatch, submitSyncTask
+    /// - `admin`: 全部
+    ///
+    /// 未指定范围签发的令牌 (包括引入范围之前签发的所有令牌) 拥有全部权限。
+    /// 先认证后授权: 无效、过期或已撤销的令牌总是 401。
     ///
     /// `ctx` names the operation and the scopes its requirement asks of this scheme. Return the principal, or the problem to answer: 401 for a credential that is not accepted, 403 for one that lacks a scope, 5xx when the credential store cannot answer (fail closed).
     fn authenticate_token_auth(
@@ -92,7 +102,9 @@ impl rt::SchemeSpec for TokenAuthScheme {
     fn meta() -> ::poem_openapi::registry::MetaSecurityScheme {
         ::poem_openapi::registry::MetaSecurityScheme {
             ty: "apiKey",
-            description: ::std::option::Option::Some("认证令牌"),
+            description: ::std::option::Option::Some(
+                "认证令牌 (`spec-server token issue`)。每个操作的安全要求列出它需要的\n权限范围 (scope), 令牌缺少时应答 403 (code 1018, `data.required`\n列出所需范围):\n- `users:read`: getUserById, listUsers, batchGetUsers\n- `users:write`: createUser, batchCreateUsers, updateUser, patchUser, deleteUser\n- `tasks:read`: getTask\n- `tasks:write`: submitEmailTask, submitEmailTaskBatch, submitSyncTask\n- `admin`: 全部\n\n未指定范围签发的令牌 (包括引入范围之前签发的所有令牌) 拥有全部权限。\n先认证后授权: 无效、过期或已撤销的令牌总是 401。\n",
+            ),
             name: ::std::option::Option::Some("token"),
             key_in: ::std::option::Option::Some("header"),
             scheme: ::std::option::Option::None,
@@ -130,7 +142,7 @@ pub trait ErrorPolicy: ::std::marker::Send + ::std::marker::Sync + 'static {
     fn health_check503_response(problem: &rt::Problem) -> crate::models::HealthCheck503Response;
     /// The `ErrorResponse` body for `problem` (its status is the response's).
     ///
-    /// Documented for: `listUsers` 400, `listUsers` 401, `listUsers` 431, `listUsers` 500, `createUser` 400, `createUser` 401, `createUser` 409, `createUser` 431, `createUser` 500, `batchGetUsers` 400, `batchGetUsers` 401, `batchGetUsers` 431, `batchGetUsers` 500, `batchCreateUsers` 400, `batchCreateUsers` 401, `batchCreateUsers` 431, `batchCreateUsers` 500, `getUserById` 400, `getUserById` 401, `getUserById` 404, `getUserById` 431, `getUserById` 500, `updateUser` 400, `updateUser` 401, `updateUser` 404, `updateUser` 409, `updateUser` 412, `updateUser` 431, `updateUser` 500, `deleteUser` 400, `deleteUser` 401, `deleteUser` 404, `deleteUser` 412, `deleteUser` 431, `deleteUser` 500, `patchUser` 400, `patchUser` 401, `patchUser` 404, `patchUser` 409, `patchUser` 412, `patchUser` 431, `patchUser` 500, `submitEmailTask` 400, `submitEmailTask` 401, `submitEmailTask` 422, `submitEmailTask` 431, `submitEmailTask` 500, `submitEmailTaskBatch` 400, `submitEmailTaskBatch` 401, `submitEmailTaskBatch` 431, `submitEmailTaskBatch` 500, `submitSyncTask` 400, `submitSyncTask` 401, `submitSyncTask` 422, `submitSyncTask` 431, `submitSyncTask` 500, `getTask` 400, `getTask` 401, `getTask` 404, `getTask` 431, `getTask` 500.
+    /// Documented for: `listUsers` 400, `listUsers` 401, `listUsers` 403, `listUsers` 431, `listUsers` 500, `createUser` 400, `createUser` 401, `createUser` 403, `createUser` 409, `createUser` 431, `createUser` 500, `batchGetUsers` 400, `batchGetUsers` 401, `batchGetUsers` 403, `batchGetUsers` 431, `batchGetUsers` 500, `batchCreateUsers` 400, `batchCreateUsers` 401, `batchCreateUsers` 403, `batchCreateUsers` 431, `batchCreateUsers` 500, `getUserById` 400, `getUserById` 401, `getUserById` 403, `getUserById` 404, `getUserById` 431, `getUserById` 500, `updateUser` 400, `updateUser` 401, `updateUser` 403, `updateUser` 404, `updateUser` 409, `updateUser` 412, `updateUser` 431, `updateUser` 500, `deleteUser` 400, `deleteUser` 401, `deleteUser` 403, `deleteUser` 404, `deleteUser` 412, `deleteUser` 431, `deleteUser` 500, `patchUser` 400, `patchUser` 401, `patchUser` 403, `patchUser` 404, `patchUser` 409, `patchUser` 412, `patchUser` 431, `patchUser` 500, `submitEmailTask` 400, `submitEmailTask` 401, `submitEmailTask` 403, `submitEmailTask` 422, `submitEmailTask` 431, `submitEmailTask` 500, `submitEmailTaskBatch` 400, `submitEmailTaskBatch` 401, `submitEmailTaskBatch` 403, `submitEmailTaskBatch` 431, `submitEmailTaskBatch` 500, `submitSyncTask` 400, `submitSyncTask` 401, `submitSyncTask` 403, `submitSyncTask` 422, `submitSyncTask` 431, `submitSyncTask` 500, `getTask` 400, `getTask` 401, `getTask` 403, `getTask` 404, `getTask` 431, `getTask` 500.
     fn error_response(problem: &rt::Problem) -> crate::models::ErrorResponse;
 }
 /// Implemented by every operation's response enum: a problem as the

@@ -79,6 +79,8 @@ pub enum SubmitEmailTaskResponse {
     BadRequest(ErrorResponse),
     /// 401 未授权或令牌无效
     Unauthorized(ErrorResponse),
+    /// 403 令牌有效, 但缺少此操作所需的权限范围
+    Forbidden(ErrorResponse),
     /// 422 同一 Idempotency-Key 已用于内容不同的请求
     UnprocessableEntity(ErrorResponse),
     /// 431 请求头过大(超过服务器配置的上限)
@@ -114,6 +116,16 @@ impl ::poem_openapi::ApiResponse for SubmitEmailTaskResponse {
                 ::poem_openapi::registry::MetaResponse {
                     description: "未授权或令牌无效",
                     status: ::std::option::Option::Some(401),
+                    status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
+                    content: ::std::vec![::poem_openapi::registry::MetaMediaType {
+                        content_type: "application/json",
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
+                    }],
+                },
+                ::poem_openapi::registry::MetaResponse {
+                    description: "令牌有效, 但缺少此操作所需的权限范围",
+                    status: ::std::option::Option::Some(403),
                     status_range: ::std::option::Option::None,
                     headers: ::std::vec![],
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
@@ -166,6 +178,7 @@ impl ::poem::IntoResponse for SubmitEmailTaskResponse {
             Self::Ok(body) => rt::json_response(200, &body),
             Self::BadRequest(body) => rt::json_response(400, &body),
             Self::Unauthorized(body) => rt::json_response(401, &body),
+            Self::Forbidden(body) => rt::json_response(403, &body),
             Self::UnprocessableEntity(body) => rt::json_response(422, &body),
             Self::Status431(body) => rt::json_response(431, &body),
             Self::InternalServerError(body) => rt::json_response(500, &body),
@@ -177,6 +190,7 @@ impl crate::FromProblem for SubmitEmailTaskResponse {
         match problem.status {
             400 => ::std::result::Result::Ok(Self::BadRequest(P::error_response(&problem))),
             401 => ::std::result::Result::Ok(Self::Unauthorized(P::error_response(&problem))),
+            403 => ::std::result::Result::Ok(Self::Forbidden(P::error_response(&problem))),
             422 => ::std::result::Result::Ok(Self::UnprocessableEntity(P::error_response(&problem))),
             431 => ::std::result::Result::Ok(Self::Status431(P::error_response(&problem))),
             500 => ::std::result::Result::Ok(Self::InternalServerError(P::error_response(&problem))),
@@ -197,6 +211,9 @@ impl SubmitEmailTaskResponse {
                 rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
             }
             Self::Unauthorized(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
+            Self::Forbidden(body) => {
                 rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
             }
             Self::UnprocessableEntity(body) => {
@@ -259,6 +276,8 @@ pub enum SubmitEmailTaskBatchResponse {
     BadRequest(ErrorResponse),
     /// 401 未授权或令牌无效
     Unauthorized(ErrorResponse),
+    /// 403 令牌有效, 但缺少此操作所需的权限范围
+    Forbidden(ErrorResponse),
     /// 431 请求头过大(超过服务器配置的上限)
     Status431(ErrorResponse),
     /// 500 服务器内部错误
@@ -301,6 +320,16 @@ impl ::poem_openapi::ApiResponse for SubmitEmailTaskBatchResponse {
                     }],
                 },
                 ::poem_openapi::registry::MetaResponse {
+                    description: "令牌有效, 但缺少此操作所需的权限范围",
+                    status: ::std::option::Option::Some(403),
+                    status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
+                    content: ::std::vec![::poem_openapi::registry::MetaMediaType {
+                        content_type: "application/json",
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
+                    }],
+                },
+                ::poem_openapi::registry::MetaResponse {
                     description: "请求头过大(超过服务器配置的上限)",
                     status: ::std::option::Option::Some(431),
                     status_range: ::std::option::Option::None,
@@ -335,6 +364,7 @@ impl ::poem::IntoResponse for SubmitEmailTaskBatchResponse {
             Self::Ok(body) => rt::json_response(200, &body),
             Self::BadRequest(body) => rt::json_response(400, &body),
             Self::Unauthorized(body) => rt::json_response(401, &body),
+            Self::Forbidden(body) => rt::json_response(403, &body),
             Self::Status431(body) => rt::json_response(431, &body),
             Self::InternalServerError(body) => rt::json_response(500, &body),
         }
@@ -345,6 +375,7 @@ impl crate::FromProblem for SubmitEmailTaskBatchResponse {
         match problem.status {
             400 => ::std::result::Result::Ok(Self::BadRequest(P::error_response(&problem))),
             401 => ::std::result::Result::Ok(Self::Unauthorized(P::error_response(&problem))),
+            403 => ::std::result::Result::Ok(Self::Forbidden(P::error_response(&problem))),
             431 => ::std::result::Result::Ok(Self::Status431(P::error_response(&problem))),
             500 => ::std::result::Result::Ok(Self::InternalServerError(P::error_response(&problem))),
             _ => ::std::result::Result::Err(problem),
@@ -364,6 +395,9 @@ impl SubmitEmailTaskBatchResponse {
                 rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
             }
             Self::Unauthorized(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
+            Self::Forbidden(body) => {
                 rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
             }
             Self::Status431(body) => {
@@ -386,6 +420,8 @@ pub enum SubmitSyncTaskResponse {
     BadRequest(ErrorResponse),
     /// 401 未授权或令牌无效
     Unauthorized(ErrorResponse),
+    /// 403 令牌有效, 但缺少此操作所需的权限范围
+    Forbidden(ErrorResponse),
     /// 422 同一 Idempotency-Key 已用于内容不同的请求
     UnprocessableEntity(ErrorResponse),
     /// 431 请求头过大(超过服务器配置的上限)
@@ -420,6 +456,16 @@ impl ::poem_openapi::ApiResponse for SubmitSyncTaskResponse {
                 ::poem_openapi::registry::MetaResponse {
                     description: "未授权或令牌无效",
                     status: ::std::option::Option::Some(401),
+                    status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
+                    content: ::std::vec![::poem_openapi::registry::MetaMediaType {
+                        content_type: "application/json",
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
+                    }],
+                },
+                ::poem_openapi::registry::MetaResponse {
+                    description: "令牌有效, 但缺少此操作所需的权限范围",
+                    status: ::std::option::Option::Some(403),
                     status_range: ::std::option::Option::None,
                     headers: ::std::vec![],
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
@@ -472,6 +518,7 @@ impl ::poem::IntoResponse for SubmitSyncTaskResponse {
             Self::Ok(body) => rt::json_response(200, &body),
             Self::BadRequest(body) => rt::json_response(400, &body),
             Self::Unauthorized(body) => rt::json_response(401, &body),
+            Self::Forbidden(body) => rt::json_response(403, &body),
             Self::UnprocessableEntity(body) => rt::json_response(422, &body),
             Self::Status431(body) => rt::json_response(431, &body),
             Self::InternalServerError(body) => rt::json_response(500, &body),
@@ -483,6 +530,7 @@ impl crate::FromProblem for SubmitSyncTaskResponse {
         match problem.status {
             400 => ::std::result::Result::Ok(Self::BadRequest(P::error_response(&problem))),
             401 => ::std::result::Result::Ok(Self::Unauthorized(P::error_response(&problem))),
+            403 => ::std::result::Result::Ok(Self::Forbidden(P::error_response(&problem))),
             422 => ::std::result::Result::Ok(Self::UnprocessableEntity(P::error_response(&problem))),
             431 => ::std::result::Result::Ok(Self::Status431(P::error_response(&problem))),
             500 => ::std::result::Result::Ok(Self::InternalServerError(P::error_response(&problem))),
@@ -503,6 +551,9 @@ impl SubmitSyncTaskResponse {
                 rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
             }
             Self::Unauthorized(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
+            Self::Forbidden(body) => {
                 rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
             }
             Self::UnprocessableEntity(body) => {
@@ -565,6 +616,8 @@ pub enum GetTaskResponse {
     BadRequest(ErrorResponse),
     /// 401 未授权或令牌无效
     Unauthorized(ErrorResponse),
+    /// 403 令牌有效, 但缺少此操作所需的权限范围
+    Forbidden(ErrorResponse),
     /// 404 资源不存在
     NotFound(ErrorResponse),
     /// 431 请求头过大(超过服务器配置的上限)
@@ -599,6 +652,16 @@ impl ::poem_openapi::ApiResponse for GetTaskResponse {
                 ::poem_openapi::registry::MetaResponse {
                     description: "未授权或令牌无效",
                     status: ::std::option::Option::Some(401),
+                    status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
+                    content: ::std::vec![::poem_openapi::registry::MetaMediaType {
+                        content_type: "application/json",
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
+                    }],
+                },
+                ::poem_openapi::registry::MetaResponse {
+                    description: "令牌有效, 但缺少此操作所需的权限范围",
+                    status: ::std::option::Option::Some(403),
                     status_range: ::std::option::Option::None,
                     headers: ::std::vec![],
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
@@ -651,6 +714,7 @@ impl ::poem::IntoResponse for GetTaskResponse {
             Self::Ok(body) => rt::json_response(200, &body),
             Self::BadRequest(body) => rt::json_response(400, &body),
             Self::Unauthorized(body) => rt::json_response(401, &body),
+            Self::Forbidden(body) => rt::json_response(403, &body),
             Self::NotFound(body) => rt::json_response(404, &body),
             Self::Status431(body) => rt::json_response(431, &body),
             Self::InternalServerError(body) => rt::json_response(500, &body),
@@ -662,6 +726,7 @@ impl crate::FromProblem for GetTaskResponse {
         match problem.status {
             400 => ::std::result::Result::Ok(Self::BadRequest(P::error_response(&problem))),
             401 => ::std::result::Result::Ok(Self::Unauthorized(P::error_response(&problem))),
+            403 => ::std::result::Result::Ok(Self::Forbidden(P::error_response(&problem))),
             404 => ::std::result::Result::Ok(Self::NotFound(P::error_response(&problem))),
             431 => ::std::result::Result::Ok(Self::Status431(P::error_response(&problem))),
             500 => ::std::result::Result::Ok(Self::InternalServerError(P::error_response(&problem))),
@@ -682,6 +747,9 @@ impl GetTaskResponse {
                 rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
             }
             Self::Unauthorized(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
+            Self::Forbidden(body) => {
                 rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
             }
             Self::NotFound(body) => {
@@ -770,7 +838,7 @@ impl<A: TasksApi> TasksServer<A> {
                     let p = crate::verify_token_auth(
                         &*self.0,
                         &cred_token_auth.0,
-                        &rt::AuthContext { operation_id: "submitEmailTask", scopes: &[] },
+                        &rt::AuthContext { operation_id: "submitEmailTask", scopes: &["tasks:write"] },
                     )
                     .await?;
                     ::std::result::Result::Ok::<_, rt::Problem>(p)
@@ -857,7 +925,7 @@ impl<A: TasksApi> TasksServer<A> {
                     let p = crate::verify_token_auth(
                         &*self.0,
                         &cred_token_auth.0,
-                        &rt::AuthContext { operation_id: "submitEmailTaskBatch", scopes: &[] },
+                        &rt::AuthContext { operation_id: "submitEmailTaskBatch", scopes: &["tasks:write"] },
                     )
                     .await?;
                     ::std::result::Result::Ok::<_, rt::Problem>(p)
@@ -943,7 +1011,7 @@ impl<A: TasksApi> TasksServer<A> {
                     let p = crate::verify_token_auth(
                         &*self.0,
                         &cred_token_auth.0,
-                        &rt::AuthContext { operation_id: "submitSyncTask", scopes: &[] },
+                        &rt::AuthContext { operation_id: "submitSyncTask", scopes: &["tasks:write"] },
                     )
                     .await?;
                     ::std::result::Result::Ok::<_, rt::Problem>(p)
@@ -1024,7 +1092,7 @@ impl<A: TasksApi> TasksServer<A> {
                     let p = crate::verify_token_auth(
                         &*self.0,
                         &cred_token_auth.0,
-                        &rt::AuthContext { operation_id: "getTask", scopes: &[] },
+                        &rt::AuthContext { operation_id: "getTask", scopes: &["tasks:read"] },
                     )
                     .await?;
                     ::std::result::Result::Ok::<_, rt::Problem>(p)

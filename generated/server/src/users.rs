@@ -165,6 +165,8 @@ pub enum ListUsersResponse {
     BadRequest(ErrorResponse),
     /// 401 未授权或令牌无效
     Unauthorized(ErrorResponse),
+    /// 403 令牌有效, 但缺少此操作所需的权限范围
+    Forbidden(ErrorResponse),
     /// 431 请求头过大(超过服务器配置的上限)
     Status431(ErrorResponse),
     /// 500 服务器内部错误
@@ -197,6 +199,16 @@ impl ::poem_openapi::ApiResponse for ListUsersResponse {
                 ::poem_openapi::registry::MetaResponse {
                     description: "未授权或令牌无效",
                     status: ::std::option::Option::Some(401),
+                    status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
+                    content: ::std::vec![::poem_openapi::registry::MetaMediaType {
+                        content_type: "application/json",
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
+                    }],
+                },
+                ::poem_openapi::registry::MetaResponse {
+                    description: "令牌有效, 但缺少此操作所需的权限范围",
+                    status: ::std::option::Option::Some(403),
                     status_range: ::std::option::Option::None,
                     headers: ::std::vec![],
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
@@ -239,6 +251,7 @@ impl ::poem::IntoResponse for ListUsersResponse {
             Self::Ok(body) => rt::json_response(200, &body),
             Self::BadRequest(body) => rt::json_response(400, &body),
             Self::Unauthorized(body) => rt::json_response(401, &body),
+            Self::Forbidden(body) => rt::json_response(403, &body),
             Self::Status431(body) => rt::json_response(431, &body),
             Self::InternalServerError(body) => rt::json_response(500, &body),
         }
@@ -249,6 +262,7 @@ impl crate::FromProblem for ListUsersResponse {
         match problem.status {
             400 => ::std::result::Result::Ok(Self::BadRequest(P::error_response(&problem))),
             401 => ::std::result::Result::Ok(Self::Unauthorized(P::error_response(&problem))),
+            403 => ::std::result::Result::Ok(Self::Forbidden(P::error_response(&problem))),
             431 => ::std::result::Result::Ok(Self::Status431(P::error_response(&problem))),
             500 => ::std::result::Result::Ok(Self::InternalServerError(P::error_response(&problem))),
             _ => ::std::result::Result::Err(problem),
@@ -268,6 +282,9 @@ impl ListUsersResponse {
                 rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
             }
             Self::Unauthorized(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
+            Self::Forbidden(body) => {
                 rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
             }
             Self::Status431(body) => {
@@ -389,6 +406,8 @@ pub enum CreateUserResponse {
     BadRequest(ErrorResponse),
     /// 401 未授权或令牌无效
     Unauthorized(ErrorResponse),
+    /// 403 令牌有效, 但缺少此操作所需的权限范围
+    Forbidden(ErrorResponse),
     /// 409 资源冲突(如用户名已存在)
     Conflict(ErrorResponse),
     /// 431 请求头过大(超过服务器配置的上限)
@@ -423,6 +442,16 @@ impl ::poem_openapi::ApiResponse for CreateUserResponse {
                 ::poem_openapi::registry::MetaResponse {
                     description: "未授权或令牌无效",
                     status: ::std::option::Option::Some(401),
+                    status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
+                    content: ::std::vec![::poem_openapi::registry::MetaMediaType {
+                        content_type: "application/json",
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
+                    }],
+                },
+                ::poem_openapi::registry::MetaResponse {
+                    description: "令牌有效, 但缺少此操作所需的权限范围",
+                    status: ::std::option::Option::Some(403),
                     status_range: ::std::option::Option::None,
                     headers: ::std::vec![],
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
@@ -475,6 +504,7 @@ impl ::poem::IntoResponse for CreateUserResponse {
             Self::Ok(body) => rt::json_response(200, &body),
             Self::BadRequest(body) => rt::json_response(400, &body),
             Self::Unauthorized(body) => rt::json_response(401, &body),
+            Self::Forbidden(body) => rt::json_response(403, &body),
             Self::Conflict(body) => rt::json_response(409, &body),
             Self::Status431(body) => rt::json_response(431, &body),
             Self::InternalServerError(body) => rt::json_response(500, &body),
@@ -486,6 +516,7 @@ impl crate::FromProblem for CreateUserResponse {
         match problem.status {
             400 => ::std::result::Result::Ok(Self::BadRequest(P::error_response(&problem))),
             401 => ::std::result::Result::Ok(Self::Unauthorized(P::error_response(&problem))),
+            403 => ::std::result::Result::Ok(Self::Forbidden(P::error_response(&problem))),
             409 => ::std::result::Result::Ok(Self::Conflict(P::error_response(&problem))),
             431 => ::std::result::Result::Ok(Self::Status431(P::error_response(&problem))),
             500 => ::std::result::Result::Ok(Self::InternalServerError(P::error_response(&problem))),
@@ -506,6 +537,9 @@ impl CreateUserResponse {
                 rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
             }
             Self::Unauthorized(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
+            Self::Forbidden(body) => {
                 rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
             }
             Self::Conflict(body) => {
@@ -531,6 +565,8 @@ pub enum BatchGetUsersResponse {
     BadRequest(ErrorResponse),
     /// 401 未授权或令牌无效
     Unauthorized(ErrorResponse),
+    /// 403 令牌有效, 但缺少此操作所需的权限范围
+    Forbidden(ErrorResponse),
     /// 431 请求头过大(超过服务器配置的上限)
     Status431(ErrorResponse),
     /// 500 服务器内部错误
@@ -563,6 +599,16 @@ impl ::poem_openapi::ApiResponse for BatchGetUsersResponse {
                 ::poem_openapi::registry::MetaResponse {
                     description: "未授权或令牌无效",
                     status: ::std::option::Option::Some(401),
+                    status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
+                    content: ::std::vec![::poem_openapi::registry::MetaMediaType {
+                        content_type: "application/json",
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
+                    }],
+                },
+                ::poem_openapi::registry::MetaResponse {
+                    description: "令牌有效, 但缺少此操作所需的权限范围",
+                    status: ::std::option::Option::Some(403),
                     status_range: ::std::option::Option::None,
                     headers: ::std::vec![],
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
@@ -605,6 +651,7 @@ impl ::poem::IntoResponse for BatchGetUsersResponse {
             Self::Ok(body) => rt::json_response(200, &body),
             Self::BadRequest(body) => rt::json_response(400, &body),
             Self::Unauthorized(body) => rt::json_response(401, &body),
+            Self::Forbidden(body) => rt::json_response(403, &body),
             Self::Status431(body) => rt::json_response(431, &body),
             Self::InternalServerError(body) => rt::json_response(500, &body),
         }
@@ -615,6 +662,7 @@ impl crate::FromProblem for BatchGetUsersResponse {
         match problem.status {
             400 => ::std::result::Result::Ok(Self::BadRequest(P::error_response(&problem))),
             401 => ::std::result::Result::Ok(Self::Unauthorized(P::error_response(&problem))),
+            403 => ::std::result::Result::Ok(Self::Forbidden(P::error_response(&problem))),
             431 => ::std::result::Result::Ok(Self::Status431(P::error_response(&problem))),
             500 => ::std::result::Result::Ok(Self::InternalServerError(P::error_response(&problem))),
             _ => ::std::result::Result::Err(problem),
@@ -634,6 +682,9 @@ impl BatchGetUsersResponse {
                 rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
             }
             Self::Unauthorized(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
+            Self::Forbidden(body) => {
                 rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
             }
             Self::Status431(body) => {
@@ -656,6 +707,8 @@ pub enum BatchCreateUsersResponse {
     BadRequest(ErrorResponse),
     /// 401 未授权或令牌无效
     Unauthorized(ErrorResponse),
+    /// 403 令牌有效, 但缺少此操作所需的权限范围
+    Forbidden(ErrorResponse),
     /// 431 请求头过大(超过服务器配置的上限)
     Status431(ErrorResponse),
     /// 500 服务器内部错误
@@ -689,6 +742,16 @@ impl ::poem_openapi::ApiResponse for BatchCreateUsersResponse {
                 ::poem_openapi::registry::MetaResponse {
                     description: "未授权或令牌无效",
                     status: ::std::option::Option::Some(401),
+                    status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
+                    content: ::std::vec![::poem_openapi::registry::MetaMediaType {
+                        content_type: "application/json",
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
+                    }],
+                },
+                ::poem_openapi::registry::MetaResponse {
+                    description: "令牌有效, 但缺少此操作所需的权限范围",
+                    status: ::std::option::Option::Some(403),
                     status_range: ::std::option::Option::None,
                     headers: ::std::vec![],
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
@@ -731,6 +794,7 @@ impl ::poem::IntoResponse for BatchCreateUsersResponse {
             Self::Ok(body) => rt::json_response(200, &body),
             Self::BadRequest(body) => rt::json_response(400, &body),
             Self::Unauthorized(body) => rt::json_response(401, &body),
+            Self::Forbidden(body) => rt::json_response(403, &body),
             Self::Status431(body) => rt::json_response(431, &body),
             Self::InternalServerError(body) => rt::json_response(500, &body),
         }
@@ -741,6 +805,7 @@ impl crate::FromProblem for BatchCreateUsersResponse {
         match problem.status {
             400 => ::std::result::Result::Ok(Self::BadRequest(P::error_response(&problem))),
             401 => ::std::result::Result::Ok(Self::Unauthorized(P::error_response(&problem))),
+            403 => ::std::result::Result::Ok(Self::Forbidden(P::error_response(&problem))),
             431 => ::std::result::Result::Ok(Self::Status431(P::error_response(&problem))),
             500 => ::std::result::Result::Ok(Self::InternalServerError(P::error_response(&problem))),
             _ => ::std::result::Result::Err(problem),
@@ -760,6 +825,9 @@ impl BatchCreateUsersResponse {
                 rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
             }
             Self::Unauthorized(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
+            Self::Forbidden(body) => {
                 rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
             }
             Self::Status431(body) => {
@@ -797,6 +865,8 @@ pub enum GetUserByIdResponse {
     BadRequest(ErrorResponse),
     /// 401 未授权或令牌无效
     Unauthorized(ErrorResponse),
+    /// 403 令牌有效, 但缺少此操作所需的权限范围
+    Forbidden(ErrorResponse),
     /// 404 资源不存在
     NotFound(ErrorResponse),
     /// 431 请求头过大(超过服务器配置的上限)
@@ -876,6 +946,16 @@ impl ::poem_openapi::ApiResponse for GetUserByIdResponse {
                     }],
                 },
                 ::poem_openapi::registry::MetaResponse {
+                    description: "令牌有效, 但缺少此操作所需的权限范围",
+                    status: ::std::option::Option::Some(403),
+                    status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
+                    content: ::std::vec![::poem_openapi::registry::MetaMediaType {
+                        content_type: "application/json",
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
+                    }],
+                },
+                ::poem_openapi::registry::MetaResponse {
                     description: "资源不存在",
                     status: ::std::option::Option::Some(404),
                     status_range: ::std::option::Option::None,
@@ -938,6 +1018,7 @@ impl ::poem::IntoResponse for GetUserByIdResponse {
             }
             Self::BadRequest(body) => rt::json_response(400, &body),
             Self::Unauthorized(body) => rt::json_response(401, &body),
+            Self::Forbidden(body) => rt::json_response(403, &body),
             Self::NotFound(body) => rt::json_response(404, &body),
             Self::Status431(body) => rt::json_response(431, &body),
             Self::InternalServerError(body) => rt::json_response(500, &body),
@@ -949,6 +1030,7 @@ impl crate::FromProblem for GetUserByIdResponse {
         match problem.status {
             400 => ::std::result::Result::Ok(Self::BadRequest(P::error_response(&problem))),
             401 => ::std::result::Result::Ok(Self::Unauthorized(P::error_response(&problem))),
+            403 => ::std::result::Result::Ok(Self::Forbidden(P::error_response(&problem))),
             404 => ::std::result::Result::Ok(Self::NotFound(P::error_response(&problem))),
             431 => ::std::result::Result::Ok(Self::Status431(P::error_response(&problem))),
             500 => ::std::result::Result::Ok(Self::InternalServerError(P::error_response(&problem))),
@@ -969,6 +1051,9 @@ impl GetUserByIdResponse {
                 rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
             }
             Self::Unauthorized(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
+            Self::Forbidden(body) => {
                 rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
             }
             Self::NotFound(body) => {
@@ -1066,6 +1151,8 @@ pub enum UpdateUserResponse {
     BadRequest(ErrorResponse),
     /// 401 未授权或令牌无效
     Unauthorized(ErrorResponse),
+    /// 403 令牌有效, 但缺少此操作所需的权限范围
+    Forbidden(ErrorResponse),
     /// 404 资源不存在
     NotFound(ErrorResponse),
     /// 409 资源冲突(如用户名已存在)
@@ -1119,6 +1206,16 @@ impl ::poem_openapi::ApiResponse for UpdateUserResponse {
                 ::poem_openapi::registry::MetaResponse {
                     description: "未授权或令牌无效",
                     status: ::std::option::Option::Some(401),
+                    status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
+                    content: ::std::vec![::poem_openapi::registry::MetaMediaType {
+                        content_type: "application/json",
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
+                    }],
+                },
+                ::poem_openapi::registry::MetaResponse {
+                    description: "令牌有效, 但缺少此操作所需的权限范围",
+                    status: ::std::option::Option::Some(403),
                     status_range: ::std::option::Option::None,
                     headers: ::std::vec![],
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
@@ -1197,6 +1294,7 @@ impl ::poem::IntoResponse for UpdateUserResponse {
             }
             Self::BadRequest(body) => rt::json_response(400, &body),
             Self::Unauthorized(body) => rt::json_response(401, &body),
+            Self::Forbidden(body) => rt::json_response(403, &body),
             Self::NotFound(body) => rt::json_response(404, &body),
             Self::Conflict(body) => rt::json_response(409, &body),
             Self::PreconditionFailed(body) => rt::json_response(412, &body),
@@ -1210,6 +1308,7 @@ impl crate::FromProblem for UpdateUserResponse {
         match problem.status {
             400 => ::std::result::Result::Ok(Self::BadRequest(P::error_response(&problem))),
             401 => ::std::result::Result::Ok(Self::Unauthorized(P::error_response(&problem))),
+            403 => ::std::result::Result::Ok(Self::Forbidden(P::error_response(&problem))),
             404 => ::std::result::Result::Ok(Self::NotFound(P::error_response(&problem))),
             409 => ::std::result::Result::Ok(Self::Conflict(P::error_response(&problem))),
             412 => ::std::result::Result::Ok(Self::PreconditionFailed(P::error_response(&problem))),
@@ -1232,6 +1331,9 @@ impl UpdateUserResponse {
                 rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
             }
             Self::Unauthorized(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
+            Self::Forbidden(body) => {
                 rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
             }
             Self::NotFound(body) => {
@@ -1323,6 +1425,8 @@ pub enum DeleteUserResponse {
     BadRequest(ErrorResponse),
     /// 401 未授权或令牌无效
     Unauthorized(ErrorResponse),
+    /// 403 令牌有效, 但缺少此操作所需的权限范围
+    Forbidden(ErrorResponse),
     /// 404 资源不存在
     NotFound(ErrorResponse),
     /// 412 If-Match 未命中用户的当前版本 (已被其他请求修改), 什么都没改
@@ -1359,6 +1463,16 @@ impl ::poem_openapi::ApiResponse for DeleteUserResponse {
                 ::poem_openapi::registry::MetaResponse {
                     description: "未授权或令牌无效",
                     status: ::std::option::Option::Some(401),
+                    status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
+                    content: ::std::vec![::poem_openapi::registry::MetaMediaType {
+                        content_type: "application/json",
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
+                    }],
+                },
+                ::poem_openapi::registry::MetaResponse {
+                    description: "令牌有效, 但缺少此操作所需的权限范围",
+                    status: ::std::option::Option::Some(403),
                     status_range: ::std::option::Option::None,
                     headers: ::std::vec![],
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
@@ -1421,6 +1535,7 @@ impl ::poem::IntoResponse for DeleteUserResponse {
             Self::Ok(body) => rt::json_response(200, &body),
             Self::BadRequest(body) => rt::json_response(400, &body),
             Self::Unauthorized(body) => rt::json_response(401, &body),
+            Self::Forbidden(body) => rt::json_response(403, &body),
             Self::NotFound(body) => rt::json_response(404, &body),
             Self::PreconditionFailed(body) => rt::json_response(412, &body),
             Self::Status431(body) => rt::json_response(431, &body),
@@ -1433,6 +1548,7 @@ impl crate::FromProblem for DeleteUserResponse {
         match problem.status {
             400 => ::std::result::Result::Ok(Self::BadRequest(P::error_response(&problem))),
             401 => ::std::result::Result::Ok(Self::Unauthorized(P::error_response(&problem))),
+            403 => ::std::result::Result::Ok(Self::Forbidden(P::error_response(&problem))),
             404 => ::std::result::Result::Ok(Self::NotFound(P::error_response(&problem))),
             412 => ::std::result::Result::Ok(Self::PreconditionFailed(P::error_response(&problem))),
             431 => ::std::result::Result::Ok(Self::Status431(P::error_response(&problem))),
@@ -1454,6 +1570,9 @@ impl DeleteUserResponse {
                 rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
             }
             Self::Unauthorized(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
+            Self::Forbidden(body) => {
                 rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
             }
             Self::NotFound(body) => {
@@ -1549,6 +1668,8 @@ pub enum PatchUserResponse {
     BadRequest(ErrorResponse),
     /// 401 未授权或令牌无效
     Unauthorized(ErrorResponse),
+    /// 403 令牌有效, 但缺少此操作所需的权限范围
+    Forbidden(ErrorResponse),
     /// 404 资源不存在
     NotFound(ErrorResponse),
     /// 409 资源冲突(如用户名已存在)
@@ -1602,6 +1723,16 @@ impl ::poem_openapi::ApiResponse for PatchUserResponse {
                 ::poem_openapi::registry::MetaResponse {
                     description: "未授权或令牌无效",
                     status: ::std::option::Option::Some(401),
+                    status_range: ::std::option::Option::None,
+                    headers: ::std::vec![],
+                    content: ::std::vec![::poem_openapi::registry::MetaMediaType {
+                        content_type: "application/json",
+                        schema: <crate::models::ErrorResponse as ::poem_openapi::types::Type>::schema_ref()
+                    }],
+                },
+                ::poem_openapi::registry::MetaResponse {
+                    description: "令牌有效, 但缺少此操作所需的权限范围",
+                    status: ::std::option::Option::Some(403),
                     status_range: ::std::option::Option::None,
                     headers: ::std::vec![],
                     content: ::std::vec![::poem_openapi::registry::MetaMediaType {
@@ -1680,6 +1811,7 @@ impl ::poem::IntoResponse for PatchUserResponse {
             }
             Self::BadRequest(body) => rt::json_response(400, &body),
             Self::Unauthorized(body) => rt::json_response(401, &body),
+            Self::Forbidden(body) => rt::json_response(403, &body),
             Self::NotFound(body) => rt::json_response(404, &body),
             Self::Conflict(body) => rt::json_response(409, &body),
             Self::PreconditionFailed(body) => rt::json_response(412, &body),
@@ -1693,6 +1825,7 @@ impl crate::FromProblem for PatchUserResponse {
         match problem.status {
             400 => ::std::result::Result::Ok(Self::BadRequest(P::error_response(&problem))),
             401 => ::std::result::Result::Ok(Self::Unauthorized(P::error_response(&problem))),
+            403 => ::std::result::Result::Ok(Self::Forbidden(P::error_response(&problem))),
             404 => ::std::result::Result::Ok(Self::NotFound(P::error_response(&problem))),
             409 => ::std::result::Result::Ok(Self::Conflict(P::error_response(&problem))),
             412 => ::std::result::Result::Ok(Self::PreconditionFailed(P::error_response(&problem))),
@@ -1715,6 +1848,9 @@ impl PatchUserResponse {
                 rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
             }
             Self::Unauthorized(body) => {
+                rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
+            }
+            Self::Forbidden(body) => {
                 rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
             }
             Self::NotFound(body) => {
@@ -1866,7 +2002,7 @@ impl<A: UsersApi> UsersServer<A> {
                     let p = crate::verify_token_auth(
                         &*self.0,
                         &cred_token_auth.0,
-                        &rt::AuthContext { operation_id: "listUsers", scopes: &[] },
+                        &rt::AuthContext { operation_id: "listUsers", scopes: &["users:read"] },
                     )
                     .await?;
                     ::std::result::Result::Ok::<_, rt::Problem>(p)
@@ -1939,7 +2075,7 @@ impl<A: UsersApi> UsersServer<A> {
                     let p = crate::verify_token_auth(
                         &*self.0,
                         &cred_token_auth.0,
-                        &rt::AuthContext { operation_id: "createUser", scopes: &[] },
+                        &rt::AuthContext { operation_id: "createUser", scopes: &["users:write"] },
                     )
                     .await?;
                     ::std::result::Result::Ok::<_, rt::Problem>(p)
@@ -2016,7 +2152,7 @@ impl<A: UsersApi> UsersServer<A> {
                     let p = crate::verify_token_auth(
                         &*self.0,
                         &cred_token_auth.0,
-                        &rt::AuthContext { operation_id: "batchGetUsers", scopes: &[] },
+                        &rt::AuthContext { operation_id: "batchGetUsers", scopes: &["users:read"] },
                     )
                     .await?;
                     ::std::result::Result::Ok::<_, rt::Problem>(p)
@@ -2103,7 +2239,7 @@ impl<A: UsersApi> UsersServer<A> {
                     let p = crate::verify_token_auth(
                         &*self.0,
                         &cred_token_auth.0,
-                        &rt::AuthContext { operation_id: "batchCreateUsers", scopes: &[] },
+                        &rt::AuthContext { operation_id: "batchCreateUsers", scopes: &["users:write"] },
                     )
                     .await?;
                     ::std::result::Result::Ok::<_, rt::Problem>(p)
@@ -2186,7 +2322,7 @@ impl<A: UsersApi> UsersServer<A> {
                     let p = crate::verify_token_auth(
                         &*self.0,
                         &cred_token_auth.0,
-                        &rt::AuthContext { operation_id: "getUserById", scopes: &[] },
+                        &rt::AuthContext { operation_id: "getUserById", scopes: &["users:read"] },
                     )
                     .await?;
                     ::std::result::Result::Ok::<_, rt::Problem>(p)
@@ -2272,7 +2408,7 @@ impl<A: UsersApi> UsersServer<A> {
                             let p = crate::verify_token_auth(
                                 &*self.0,
                                 &cred_token_auth.0,
-                                &rt::AuthContext { operation_id: "updateUser", scopes: &[] },
+                                &rt::AuthContext { operation_id: "updateUser", scopes: &["users:write"] },
                             )
                             .await?;
                             ::std::result::Result::Ok::<_, rt::Problem>(p)
@@ -2369,7 +2505,7 @@ impl<A: UsersApi> UsersServer<A> {
                     let p = crate::verify_token_auth(
                         &*self.0,
                         &cred_token_auth.0,
-                        &rt::AuthContext { operation_id: "deleteUser", scopes: &[] },
+                        &rt::AuthContext { operation_id: "deleteUser", scopes: &["users:write"] },
                     )
                     .await?;
                     ::std::result::Result::Ok::<_, rt::Problem>(p)
@@ -2443,7 +2579,7 @@ impl<A: UsersApi> UsersServer<A> {
                     let p = crate::verify_token_auth(
                         &*self.0,
                         &cred_token_auth.0,
-                        &rt::AuthContext { operation_id: "patchUser", scopes: &[] },
+                        &rt::AuthContext { operation_id: "patchUser", scopes: &["users:write"] },
                     )
                     .await?;
                     ::std::result::Result::Ok::<_, rt::Problem>(p)

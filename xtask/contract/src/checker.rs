@@ -43,6 +43,8 @@ pub struct Operation {
     pub request_media: Option<String>,
     /// The header carrying the API key, when the operation is secured by one.
     pub auth_header: Option<String>,
+    /// The scopes the requirement naming that header's scheme lists (roles, for an API key).
+    pub scopes: Vec<String>,
     /// Documented responses in document order, keyed `200`, `4XX` or `default`.
     pub responses: Vec<(String, ResponseDef)>,
 }
@@ -178,14 +180,20 @@ impl Contract {
         let request_media = json_body.map(|(mt, _)| mt.clone());
         let request_body = json_body.and_then(|(_, media)| media.get("schema").cloned());
         let security = op.get("security").or_else(|| self.doc.get("security"));
-        let auth_header = security.and_then(Value::as_array).and_then(|reqs| {
-            reqs.iter().filter_map(Value::as_object).flat_map(|r| r.keys()).find_map(|scheme| {
+        let keyed = security.and_then(Value::as_array).and_then(|reqs| {
+            reqs.iter().filter_map(Value::as_object).flat_map(|r| r.iter()).find_map(|(scheme, scopes)| {
                 let s = self.resolve(&self.doc["components"]["securitySchemes"][scheme]);
                 let header =
                     s.get("type") == Some(&Value::from("apiKey")) && s.get("in") == Some(&Value::from("header"));
-                if header { s.get("name").and_then(Value::as_str).map(str::to_owned) } else { None }
+                let scopes: Vec<String> =
+                    scopes.as_array().into_iter().flatten().filter_map(Value::as_str).map(str::to_owned).collect();
+                if header { s.get("name").and_then(Value::as_str).map(|n| (n.to_owned(), scopes)) } else { None }
             })
         });
+        let (auth_header, scopes) = match keyed {
+            Some((header, scopes)) => (Some(header), scopes),
+            None => (None, Vec::new()),
+        };
         let mut responses = Vec::new();
         for (status, r) in op.get("responses").and_then(Value::as_object).into_iter().flatten() {
             let r = self.resolve(r);
@@ -222,6 +230,7 @@ impl Contract {
             request_body,
             request_media,
             auth_header,
+            scopes,
             responses,
         })
     }
@@ -650,7 +659,7 @@ mod tests {
         assert_eq!(
             check("createUser", 404, &body),
             [
-                "createUser 404 status: expected a documented status (200, 400, 401, 409, 431, 500), got 404 (not documented for createUser)"
+                "createUser 404 status: expected a documented status (200, 400, 401, 403, 409, 431, 500), got 404 (not documented for createUser)"
             ]
         );
     }
@@ -878,6 +887,7 @@ paths:
         let op = c.operation("createUser").unwrap();
         assert_eq!(op.auth_header.as_deref(), Some("token"));
         assert!(c.operation("healthCheck").unwrap().auth_header.is_none());
+        assert_eq!(op.scopes, ["users:write"]);
         assert_eq!(c.error_code("ExpiredToken").map(|c| (c.code, c.status)), Some((1006, 401)));
     }
 }

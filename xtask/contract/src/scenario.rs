@@ -32,6 +32,8 @@ const POLL_TIMEOUT: Duration = Duration::from_secs(20);
 pub trait Harness {
     /// A token of this deployment living `ttl` (used to obtain an expired one).
     fn issue_token(&mut self, ttl: Duration) -> Result<String>;
+    /// A token of this deployment limited to `scopes` (used to obtain the 403s).
+    fn issue_scoped_token(&mut self, scopes: &[&str]) -> Result<String>;
     fn stop_postgres(&mut self) -> Result<()>;
     fn start_postgres(&mut self) -> Result<()>;
     fn stop_redis(&mut self) -> Result<()>;
@@ -119,6 +121,10 @@ pub async fn run(contract: &Contract, opts: &Options, mut harness: Option<&mut d
         run.harness_failed("submitEmailTask", "resumes the worker", &e);
     }
     run.oversized_heads().await;
+    match harness.as_deref_mut() {
+        Some(h) => run.insufficient_scopes(h).await,
+        None => run.scopes_not_controlled(),
+    }
     let expired = match (&opts.expired_token, harness.as_deref_mut()) {
         (Some(t), _) => Some(t.clone()),
         (None, Some(h)) => run.expire_token(h).await,
@@ -954,6 +960,70 @@ impl Run<'_> {
         }
     }
 
+    /// Every secured operation documenting `403` gets a valid token short of
+    /// the scopes its requirement lists (one granting another scope of the
+    /// contract): a 403 naming them, before the parameters or the body are
+    /// looked at, so nothing is created or changed.
+    async fn insufficient_scopes(&mut self, h: &mut dyn Harness) {
+        let ops: Vec<Operation> = self
+            .contract
+            .operations()
+            .iter()
+            .filter(|o| o.auth_header.is_some() && o.responses.iter().any(|(s, _)| s == "403"))
+            .cloned()
+            .collect();
+        let mut all: Vec<String> = ops.iter().flat_map(|o| o.scopes.iter().cloned()).collect();
+        all.sort();
+        all.dedup();
+        let mut tokens: Vec<(String, String)> = Vec::new();
+        for op in ops {
+            // `admin` grants everything, so it is never the other scope.
+            let Some(other) = all.iter().find(|s| *s != "admin" && !op.scopes.contains(s)).cloned() else {
+                self.report.not_exercised(&op.id, 403, "the contract has no other scope to issue a token with");
+                continue;
+            };
+            let token = match tokens.iter().find(|(s, _)| *s == other) {
+                Some((_, t)) => t.clone(),
+                None => match blocking(|| h.issue_scoped_token(&[other.as_str()])) {
+                    Ok(t) => {
+                        tokens.push((other.clone(), t.clone()));
+                        t
+                    }
+                    Err(e) => {
+                        self.harness_failed(&op.id, &format!("issue a token with scope {other}"), &e);
+                        continue;
+                    }
+                },
+            };
+            let req = Request {
+                method: op.method.clone(),
+                path: sample_path(&op),
+                query: vec![],
+                headers: vec![],
+                body: None,
+            };
+            let b = self.request(&req, Some(&token), op.auth_header.as_deref());
+            let want = Want::new(&op.id, 403).code("InsufficientScope").field("/data/required", json!(op.scopes));
+            self.raw(&format!("a token with only {other}"), want, b).await;
+        }
+    }
+
+    /// Without a harness no token short of a scope can be issued.
+    fn scopes_not_controlled(&mut self) {
+        let reason = "needs a token short of the operation's scope; this run cannot issue one";
+        let ops: Vec<String> = self
+            .contract
+            .operations()
+            .iter()
+            .filter(|o| o.auth_header.is_some() && o.responses.iter().any(|(s, _)| s == "403"))
+            .map(|o| o.id.clone())
+            .collect();
+        for op in ops {
+            self.report.unreachable(&op, 403, reason);
+            self.report.skip(&op, format!("{op} 403 insufficient scope"), reason);
+        }
+    }
+
     /// Every operation documenting `431` gets a request whose headers are
     /// far over any sensible limit (32 KiB of padding), with a valid token.
     async fn oversized_heads(&mut self) {
@@ -966,21 +1036,9 @@ impl Run<'_> {
             .cloned()
             .collect();
         for op in ops {
-            let mut path = op.path.clone();
-            for p in op.parameters.iter().filter(|p| p.location == "path") {
-                let sample = match (
-                    p.schema.get("type").and_then(Value::as_str),
-                    p.schema.get("format").and_then(Value::as_str),
-                ) {
-                    (_, Some("uuid")) => uuid::Uuid::new_v4().to_string(),
-                    (Some("integer"), _) => "1".to_owned(),
-                    _ => "x".to_owned(),
-                };
-                path = path.replace(&format!("{{{}}}", p.name), &sample);
-            }
             let req = Request {
                 method: op.method.clone(),
-                path,
+                path: sample_path(&op),
                 query: vec![],
                 headers: vec![("x-padding".into(), padding.clone())],
                 body: None,
@@ -1180,6 +1238,21 @@ impl Run<'_> {
             self.typed(&format!("cleanup: deletes user {id}"), Want::new("deleteUser", 200), r);
         }
     }
+}
+
+/// `op`'s path with a value of the right type in each path parameter.
+fn sample_path(op: &Operation) -> String {
+    let mut path = op.path.clone();
+    for p in op.parameters.iter().filter(|p| p.location == "path") {
+        let sample =
+            match (p.schema.get("type").and_then(Value::as_str), p.schema.get("format").and_then(Value::as_str)) {
+                (_, Some("uuid")) => uuid::Uuid::new_v4().to_string(),
+                (Some("integer"), _) => "1".to_owned(),
+                _ => "x".to_owned(),
+            };
+        path = path.replace(&format!("{{{}}}", p.name), &sample);
+    }
+    path
 }
 
 /// User ids travel as `u64` in the typed client (`minimum: 1`).

@@ -208,9 +208,16 @@ pub fn parse_spec(text: &str) -> Result<openapiv3::OpenAPI> {
 /// printing them.
 pub fn parse_spec_with_warnings(text: &str) -> Result<(openapiv3::OpenAPI, Vec<String>)> {
     let mut tree: serde_yaml::Value = serde_yaml::from_str(text)?;
-    let warnings = openapi31::normalize(&mut tree)?;
+    // Asked before normalizing, which makes every document say 3.0.3.
+    let says_30 = tree.get("openapi").and_then(serde_yaml::Value::as_str).is_some_and(|v| v.starts_with("3.0"));
+    let mut warnings = openapi31::normalize(&mut tree)?;
     match serde_yaml::from_value(tree) {
-        Ok(doc) => Ok((doc, warnings)),
+        Ok(doc) => {
+            if says_30 {
+                warnings.extend(ir::security::role_scope_warnings(&doc));
+            }
+            Ok((doc, warnings))
+        }
         // A tree has lost the line numbers; reading the text again gives
         // the same error with its location (for a 3.1 document it may
         // instead be the version the text says, so the tree's is kept).

@@ -1,6 +1,7 @@
 //! Security: the schemes of `components/securitySchemes`, typed as OpenAPI
 //! defines them, and each operation's requirements — alternatives (OR), each
-//! a set of schemes that must all pass (AND), with the scopes they need.
+//! a set of schemes that must all pass (AND), with the scopes they need
+//! (OAuth 2.0 scopes, or the roles a 3.1 document may list for any scheme).
 
 use anyhow::{Result, bail};
 use openapiv3 as oa;
@@ -54,13 +55,6 @@ pub enum OAuth2FlowKind {
     Password,
     ClientCredentials,
     AuthorizationCode,
-}
-
-impl SchemeKind {
-    /// Whether the scheme grants scopes a requirement can ask for.
-    pub fn has_scopes(&self) -> bool {
-        matches!(self, SchemeKind::OAuth2 { .. } | SchemeKind::OpenIdConnect { .. })
-    }
 }
 
 /// One alternative of an operation's `security`: every scheme listed must
@@ -198,15 +192,63 @@ pub fn requirements(
     let at = if op.security.is_some() { format!("{pointer}/security") } else { "#/security".to_owned() };
     for (i, r) in requirements.iter().enumerate() {
         for u in &r.schemes {
-            let Some(s) = schemes.iter().find(|s| s.name == u.scheme) else {
+            // Scopes are accepted for every kind of scheme: on one other than
+            // oauth2 and openIdConnect they are roles (OpenAPI 3.1 §4.8.30),
+            // handed to the verifier in `AuthContext::scopes` all the same.
+            // 3.0 wants that list empty: see `role_scope_warnings`.
+            if !schemes.iter().any(|s| s.name == u.scheme) {
                 bail!("{at}/{i}: unknown security scheme {:?}", u.scheme);
-            };
-            // OpenAPI 3.0: scopes are only meaningful for oauth2 and
-            // openIdConnect; elsewhere the list must be empty.
-            if !u.scopes.is_empty() && !s.kind.has_scopes() {
-                bail!("{at}/{i}/{}: scopes are given for a scheme without scopes", pointer_segment(&u.scheme));
             }
         }
     }
     Ok(requirements)
+}
+
+/// The warning for a 3.0 document whose requirements list scopes for a
+/// scheme without them (apiKey, http), naming each, or none. OpenAPI 3.0
+/// says that list must be empty; 3.1 allows it as the roles the request
+/// needs, which is how the generator reads it either way. The caller knows
+/// the document's version (a 3.1 document reaches the IR already rewritten
+/// as 3.0.3).
+pub fn role_scope_warnings(doc: &oa::OpenAPI) -> Vec<String> {
+    let kinds: Vec<(&str, bool)> = doc
+        .components
+        .iter()
+        .flat_map(|c| &c.security_schemes)
+        .map(|(name, s)| {
+            let oauth_like = matches!(
+                s,
+                oa::ReferenceOr::Item(oa::SecurityScheme::OAuth2 { .. } | oa::SecurityScheme::OpenIDConnect { .. })
+            );
+            (name.as_str(), oauth_like)
+        })
+        .collect();
+    let without_scopes = |scheme: &str| kinds.iter().any(|(n, oauth_like)| *n == scheme && !oauth_like);
+    let mut places: Vec<(String, &[oa::SecurityRequirement])> = Vec::new();
+    if let Some(global) = &doc.security {
+        places.push(("#/security".to_owned(), global));
+    }
+    for (path, method, op) in doc.operations() {
+        if let Some(own) = &op.security {
+            places.push((format!("#/paths/{}/{method}/security", pointer_segment(path)), own));
+        }
+    }
+    let mut at_fault = Vec::new();
+    for (at, requirements) in places {
+        for (i, r) in requirements.iter().enumerate() {
+            for (scheme, scopes) in r {
+                if !scopes.is_empty() && without_scopes(scheme) {
+                    at_fault.push(format!("{at}/{i}/{}", pointer_segment(scheme)));
+                }
+            }
+        }
+    }
+    if at_fault.is_empty() {
+        return Vec::new();
+    }
+    vec![format!(
+        "OpenAPI 3.0 allows scopes only for oauth2 and openIdConnect schemes; these are passed to the \
+         verifier as roles in AuthContext::scopes, as OpenAPI 3.1 reads them:\n  {}",
+        at_fault.join("\n  ")
+    )]
 }
