@@ -3742,6 +3742,7 @@ impl rt::Model for GetTask200Response {
             access: rt::Access::ReadWrite,
         },
     ]);
+    const RENAMES: &'static [(&'static str, &'static str)] = &[("type_", "type")];
 }
 rt::impl_type!(
     GetTask200Response,

@@ -396,6 +396,8 @@ pub fn validate_value<T: Model>(mut value: Value, base: &str, errs: &mut FieldEr
             if errs.listed.len() < MAX_LISTED_ERRORS {
                 let path = rename_path(&path.to_string(), T::RENAMES);
                 let path = if base.is_empty() { path } else { join(base, &path) };
+                // A failure of the whole value (a scalar or array body) is the body's.
+                let path = if path.is_empty() { "body".to_owned() } else { path };
                 errs.push(path, error.message().to_string());
             } else {
                 errs.total += 1;
@@ -409,23 +411,15 @@ fn rename_path(path: &str, renames: &[(&str, &str)]) -> String {
     if renames.is_empty() {
         return path.to_owned();
     }
-    // A newtype's one field: garde names it as index 0 when the error is on
-    // the wrapped value itself, which is the value the newtype stands for.
-    if let Some(rest) = path.strip_prefix("[0]")
-        && let Some((_, json)) = renames.iter().find(|(r, _)| *r == "0")
-    {
-        let rest = rest.strip_prefix('.').unwrap_or(rest);
-        let renamed = rename_path(rest, renames);
-        return match (json.is_empty(), renamed.is_empty()) {
-            (true, _) => renamed,
-            (false, true) => (*json).to_owned(),
-            (false, false) => format!("{json}.{renamed}"),
-        };
-    }
     let mut out = String::with_capacity(path.len());
     let mut ident = String::new();
+    // An ident renamed to nothing (a flattened map's field) leaves no
+    // segment: `labels.additional_properties.legs` is `labels.legs`.
     let flush = |ident: &mut String, out: &mut String| {
         let json = renames.iter().find(|(r, _)| *r == ident.as_str()).map_or(ident.as_str(), |(_, j)| *j);
+        if json.is_empty() && !ident.is_empty() && out.ends_with('.') {
+            out.pop();
+        }
         out.push_str(json);
         ident.clear();
     };
@@ -443,7 +437,9 @@ fn rename_path(path: &str, renames: &[(&str, &str)]) -> String {
             }
             '.' if !in_index => {
                 flush(&mut ident, &mut out);
-                out.push(c);
+                if !out.is_empty() {
+                    out.push(c);
+                }
             }
             _ if in_index => out.push(c),
             _ => ident.push(c),
@@ -526,6 +522,14 @@ mod tests {
         let renames = &[("user_name", "userName")];
         assert_eq!(rename_path("user_name", renames), "userName");
         assert_eq!(rename_path("items[1].user_name", renames), "items[1].userName");
+    }
+
+    #[test]
+    fn a_flattened_map_leaves_no_segment() {
+        let renames = &[("additional_properties", ""), ("type_", "type")];
+        assert_eq!(rename_path("labels.additional_properties.legs", renames), "labels.legs");
+        assert_eq!(rename_path("additional_properties.legs", renames), "legs");
+        assert_eq!(rename_path("data.type_", renames), "data.type");
     }
 
     static CC: Shape = Shape::Object(&[Prop {

@@ -593,12 +593,15 @@ pub(super) fn struct_def(
     })
 }
 
-/// A request body that is not an object: the value itself, validated as a
-/// field would be (garde reports its paths under `0`, renamed to the root).
+/// A value standing for its one field (a request body that is not an
+/// object, a constrained map value): validated as a field would be, and
+/// `garde(transparent)`, so its errors are at the value's own path.
 fn newtype_def(api: &Api, t: &TypeDef, f: &Field, doc: &TokenStream, type_impl: &TokenStream) -> Result<TokenStream> {
     let name = ident(&t.rust_name);
     let ty = field_type(f);
     let garde_attr = garde_rules(api, f)?;
+    // garde counts only checked fields: a skipped one leaves nothing to be transparent over.
+    let transparent = if garde_attr.to_string().contains("skip") { quote!() } else { quote!(#[garde(transparent)]) };
     let mut shape = super::validation::shape_of_field_type(api, f);
     if f.nullable {
         shape = quote!(rt::Shape::Nullable(&#shape));
@@ -608,6 +611,7 @@ fn newtype_def(api: &Api, t: &TypeDef, f: &Field, doc: &TokenStream, type_impl: 
         #doc
         #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::garde::Validate)]
         #[serde(transparent)]
+        #transparent
         pub struct #name(#garde_attr pub #ty);
         #shape_static
         impl rt::Model for #name {
@@ -679,17 +683,47 @@ fn struct_field(api: &Api, t: &TypeDef, f: &Field, request: bool) -> Result<Stru
     })
 }
 
+/// The Rust → JSON names of `fields` and of every struct they lead to:
+/// garde reports a nested failure by Rust names all the way down, and only
+/// the outermost model's table is consulted. A flattened map's field has no
+/// JSON name (its keys are the object's own). The first spelling of a Rust
+/// name wins (two structs naming one Rust field differently on the wire
+/// would need per-path tables; the generator derives Rust names from JSON
+/// names, so that takes two JSON names converting alike).
+fn collect_renames(api: &Api, fields: &[Field], out: &mut Vec<(String, String)>, seen: &mut BTreeSet<String>) {
+    fn walk(api: &Api, t: &RustType, out: &mut Vec<(String, String)>, seen: &mut BTreeSet<String>) {
+        match t {
+            RustType::Named(n) if seen.insert(n.clone()) => match api.types.get(n).map(|t| &t.kind) {
+                Some(TypeKind::Struct(fs)) => collect_renames(api, fs, out, seen),
+                Some(TypeKind::Newtype(f)) => walk(api, &f.ty, out, seen),
+                Some(TypeKind::Union(vs)) => vs.iter().for_each(|v| walk(api, &v.ty, out, seen)),
+                _ => {}
+            },
+            RustType::Vec(i) | RustType::Map(i) => walk(api, i, out, seen),
+            _ => {}
+        }
+    }
+    for f in fields {
+        let json = if f.flatten { String::new() } else { f.json_name.clone() };
+        if f.rust_name != json && !out.iter().any(|(r, _)| *r == f.rust_name) {
+            out.push((f.rust_name.clone(), json));
+        }
+        walk(api, &f.ty, out, seen);
+    }
+}
+
 /// `rt::Model`: the shape checked before garde, and the Rust → JSON names
 /// that let garde's paths be reported in the contract's spelling.
 fn model_impl(api: &Api, t: &TypeDef, fields: &[Field]) -> TokenStream {
     let name = ident(&t.rust_name);
     let shape = shape_of_fields(api, fields, t.node.additional_properties == Some(AdditionalProperties::Forbidden));
     let shape = super::validation::property_count(&t.node, shape);
-    let renames: Vec<TokenStream> = fields
+    let mut pairs = Vec::new();
+    collect_renames(api, fields, &mut pairs, &mut BTreeSet::new());
+    let renames: Vec<TokenStream> = pairs
         .iter()
-        .filter(|f| f.rust_name != f.json_name)
-        .map(|f| {
-            let (r, j) = (lit(&f.rust_name), lit(&f.json_name));
+        .map(|(r, j)| {
+            let (r, j) = (lit(r), lit(j));
             quote!((#r, #j))
         })
         .collect();

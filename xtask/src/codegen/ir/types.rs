@@ -256,7 +256,7 @@ impl<'a> TypeBuilder<'a> {
             }
             Some(JsonType::Object) if node.properties.is_empty() => match &node.additional_properties {
                 Some(AdditionalProperties::Schema(v)) => {
-                    RustType::Map(Box::new(self.rust_type(v, &format!("{hint}Value"), None)?))
+                    RustType::Map(Box::new(self.map_value(v, &format!("{hint}Value"))?))
                 }
                 _ => RustType::JsonObject,
             },
@@ -266,6 +266,33 @@ impl<'a> TypeBuilder<'a> {
                 RustType::Named(name)
             }
         })
+    }
+
+    /// The Rust type of a map's values. garde checks a map's values only
+    /// by diving into them, so a value with constraints of its own (a
+    /// length, pattern, range, format, item count) becomes a newtype
+    /// carrying them (`serde(transparent)`: the JSON is unchanged).
+    fn map_value(&mut self, schema: &Schema, hint: &str) -> Result<RustType> {
+        let ty = self.rust_type(schema, hint, None)?;
+        let n = self.resolver.resolve(schema)?;
+        let constrained = n.min_length.is_some()
+            || n.max_length.is_some()
+            || n.pattern.is_some()
+            || n.minimum.is_some()
+            || n.maximum.is_some()
+            || n.multiple_of.is_some()
+            || n.min_items.is_some()
+            || n.max_items.is_some()
+            || n.unique_items
+            || matches!(n.format.as_deref(), Some("email" | "uri" | "ipv4" | "ipv6" | "hostname" | "byte"));
+        if matches!(ty, RustType::Named(_)) || !constrained {
+            return Ok(ty);
+        }
+        let name = self.unique_name(hint.to_owned());
+        let mut field = self.field("", schema, true, &name)?;
+        field.rust_name = "0".into();
+        self.synthetic_newtype(&name, field, n);
+        Ok(RustType::Named(name))
     }
 
     fn inline_enum(&mut self, node: &SchemaNode, hint: &str, prop: Option<&str>) -> Result<String> {
@@ -401,7 +428,7 @@ impl<'a> TypeBuilder<'a> {
             fields.push(f);
         }
         if let Some(AdditionalProperties::Schema(rest)) = &node.additional_properties {
-            let item = self.rust_type(rest, &format!("{name}Value"), None)?;
+            let item = self.map_value(rest, &format!("{name}Value"))?;
             let mut rust_name = "additional_properties".to_owned();
             while fields.iter().any(|f| f.rust_name == rust_name) {
                 rust_name.push('_');
