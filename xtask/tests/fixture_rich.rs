@@ -594,6 +594,12 @@ async fn json_and_form_bodies_of_one_schema() {
     let (s, b) = send(cli.post("/v2/feedback").content_type(form).body("stars=9&happy=maybe")).await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
     assert_eq!(fields(&b), vec!["happy".to_owned(), "stars".to_owned()], "{b}");
+    // A boolean enum: `agreed` may only be true.
+    let (s, b) = send(cli.post("/v2/feedback").body_json(&json!({"stars": 5, "agreed": true}))).await;
+    assert_eq!((s, b), (StatusCode::OK, json!({"stars": 5, "agreed": true})));
+    let (s, b) = send(cli.post("/v2/feedback").content_type(form).body("stars=5&agreed=false")).await;
+    assert_eq!((s, fields(&b)), (StatusCode::BAD_REQUEST, vec!["agreed".to_owned()]), "{b}");
+
     let (s, b) = send(cli.post("/v2/feedback").content_type("text/plain").body("stars=4")).await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
     assert!(b.to_string().contains("application/json or application/x-www-form-urlencoded"), "{b}");
@@ -627,9 +633,14 @@ async fn read_only_and_write_only_properties() {
     let (s, b) = send(cli.post("/v2/pets").body_json(&pet(json!({"label": "x"})))).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert_eq!(fields(&b), vec!["badge.pin"], "{b}");
+    // `additionalProperties: false` without properties: only `{}`.
+    let (s, b) = send(cli.post("/v2/pets").body_json(&pet(json!({"pin": "12345", "nothing": {}})))).await;
+    assert_eq!((s, &b["badge"]["nothing"]), (StatusCode::CREATED, &json!({})), "{b}");
+    let (s, b) = send(cli.post("/v2/pets").body_json(&pet(json!({"pin": "12345", "nothing": {"a": 1}})))).await;
+    assert_eq!((s, fields(&b)), (StatusCode::BAD_REQUEST, vec!["badge.nothing.a".to_owned()]), "{b}");
     // A response without the required readOnly serial breaks the spec.
     let mut p = pet_value();
-    p.badge = Some(Badge { serial: None, pin: Some("1234".into()), label: None });
+    p.badge = Some(Badge { serial: None, pin: Some("1234".into()), label: None, nothing: None });
     let mut errs = rt::FieldErrors::default();
     GetPetResponse::Ok { body: p, etag: "e".into(), x_rate_limit_remaining: None }.check(&mut errs);
     let fields: Vec<String> = errs.into_vec().into_iter().map(|e| e.field).collect();

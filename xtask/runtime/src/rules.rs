@@ -101,6 +101,38 @@ pub fn unique_items<T: Items>(value: &T, _: &()) -> garde::Result {
     value.unique()
 }
 
+/// A boolean field, or an optional one.
+pub trait Bools {
+    fn each(&self, f: &mut dyn FnMut(bool) -> garde::Result) -> garde::Result;
+}
+
+impl Bools for bool {
+    fn each(&self, f: &mut dyn FnMut(bool) -> garde::Result) -> garde::Result {
+        f(*self)
+    }
+}
+
+impl<T: Bools> Bools for Option<T> {
+    fn each(&self, f: &mut dyn FnMut(bool) -> garde::Result) -> garde::Result {
+        self.as_ref().map_or(Ok(()), |v| v.each(f))
+    }
+}
+
+impl<T: Bools> Bools for Vec<T> {
+    fn each(&self, f: &mut dyn FnMut(bool) -> garde::Result) -> garde::Result {
+        self.iter().try_for_each(|v| v.each(f))
+    }
+}
+
+/// `enum` of booleans (`[true]`: a flag that must be set).
+pub fn bool_in<T: Bools>(allowed: &'static [bool]) -> impl FnOnce(&T, &()) -> garde::Result {
+    move |value, _| {
+        value.each(&mut |v| {
+            if allowed.contains(&v) { Ok(()) } else { Err(garde::Error::new(format!("must be one of {allowed:?}"))) }
+        })
+    }
+}
+
 /// A string field, or an optional one.
 pub trait Texts {
     fn each(&self, f: &mut dyn FnMut(&str) -> garde::Result) -> garde::Result;

@@ -74,6 +74,10 @@ fn value_rules(api: &Api, ty: &RustType, n: &SchemaNode) -> Result<Vec<TokenStre
         }
         // Bytes are a whole non-JSON body: nothing in them to check.
         RustType::Map(item) => map_rules(api, item, n),
+        RustType::Bool if !n.enum_values.is_empty() => {
+            let allowed = n.enum_values.iter().filter_map(serde_json::Value::as_bool);
+            Ok(vec![quote!(custom(rt::rules::bool_in(&[#(#allowed),*])))])
+        }
         RustType::JsonObject | RustType::Any | RustType::Bool | RustType::Bytes | RustType::Unit | RustType::File => {
             Ok(Vec::new())
         }

@@ -408,8 +408,11 @@ impl<'a> Resolver<'a> {
             oa::Type::Integer(x) => integer(x, n, pointer)?,
             oa::Type::Boolean(b) => {
                 n.ty = Some(JsonType::Boolean);
-                if !b.enumeration.is_empty() {
-                    bail!("{pointer}/enum: enums of booleans are not supported");
+                // `enum: [true]` (a flag that must be set): a `bool` with a
+                // rule; `null` in the list is `nullable`'s business.
+                n.enum_values = b.enumeration.iter().flatten().map(|v| Value::Bool(*v)).collect();
+                if !b.enumeration.is_empty() && n.enum_values.is_empty() {
+                    bail!("{pointer}/enum: `null` enum values are not supported");
                 }
             }
             oa::Type::Array(a) => {
@@ -440,14 +443,8 @@ impl<'a> Resolver<'a> {
         n.additional_properties = match &o.additional_properties {
             None => None,
             Some(oa::AdditionalProperties::Any(true)) => Some(AdditionalProperties::Any),
-            Some(oa::AdditionalProperties::Any(false)) => {
-                if o.properties.is_empty() {
-                    bail!(
-                        "{pointer}: `additionalProperties: false` without properties admits only `{{}}`; not supported"
-                    );
-                }
-                Some(AdditionalProperties::Forbidden)
-            }
+            // Without properties, only `{}`: a struct with no fields, closed.
+            Some(oa::AdditionalProperties::Any(false)) => Some(AdditionalProperties::Forbidden),
             Some(oa::AdditionalProperties::Schema(s)) => {
                 Some(AdditionalProperties::Schema(self.convert(s, &format!("{pointer}/additionalProperties"))?))
             }

@@ -254,12 +254,17 @@ impl<'a> TypeBuilder<'a> {
                 let items = node.items.as_ref().context("array without items")?;
                 RustType::Vec(Box::new(self.rust_type(items, &format!("{hint}Item"), None)?))
             }
-            Some(JsonType::Object) if node.properties.is_empty() => match &node.additional_properties {
-                Some(AdditionalProperties::Schema(v)) => {
-                    RustType::Map(Box::new(self.map_value(v, &format!("{hint}Value"))?))
+            Some(JsonType::Object)
+                if node.properties.is_empty()
+                    && node.additional_properties != Some(AdditionalProperties::Forbidden) =>
+            {
+                match &node.additional_properties {
+                    Some(AdditionalProperties::Schema(v)) => {
+                        RustType::Map(Box::new(self.map_value(v, &format!("{hint}Value"))?))
+                    }
+                    _ => RustType::JsonObject,
                 }
-                _ => RustType::JsonObject,
-            },
+            }
             Some(JsonType::Object) => {
                 let name = self.unique_name(node.title.as_deref().map_or_else(|| hint.to_owned(), type_name));
                 self.object(node, &name, None)?;
