@@ -435,11 +435,11 @@ async fn responses_are_checked_against_the_spec() {
     let mut p = pet("x");
     p.tags = Some(vec![Tag { label: "far too long a label".into(), weight: Some(9) }]);
     let mut errs = rt::FieldErrors::default();
-    GetPetResponse::Ok { body: p, etag: "e".into(), x_rate_limit_remaining: None }.check(&mut errs);
+    GetPetResponse::Ok { body: p, etag: "\"e\"".into(), x_rate_limit_remaining: None }.check(&mut errs);
     let fields: Vec<String> = errs.into_vec().into_iter().map(|e| e.field).collect();
     assert_eq!(fields, ["tags[0].label", "tags[0].weight"]);
     let mut errs = rt::FieldErrors::default();
-    GetPetResponse::Ok { body: pet("fine"), etag: "e".into(), x_rate_limit_remaining: None }.check(&mut errs);
+    GetPetResponse::Ok { body: pet("fine"), etag: "\"e\"".into(), x_rate_limit_remaining: None }.check(&mut errs);
     assert!(errs.is_empty());
 }
 
@@ -642,9 +642,15 @@ async fn read_only_and_write_only_properties() {
     let mut p = pet_value();
     p.badge = Some(Badge { serial: None, pin: Some("1234".into()), label: None, nothing: None });
     let mut errs = rt::FieldErrors::default();
-    GetPetResponse::Ok { body: p, etag: "e".into(), x_rate_limit_remaining: None }.check(&mut errs);
+    GetPetResponse::Ok { body: p.clone(), etag: "\"e\"".into(), x_rate_limit_remaining: None }.check(&mut errs);
     let fields: Vec<String> = errs.into_vec().into_iter().map(|e| e.field).collect();
     assert_eq!(fields, ["badge.serial"]);
+    // Headers are checked against their schemas too.
+    p.badge = None;
+    let mut errs = rt::FieldErrors::default();
+    GetPetResponse::Ok { body: p, etag: "e".into(), x_rate_limit_remaining: Some(-1) }.check(&mut errs);
+    let fields: Vec<String> = errs.into_vec().into_iter().map(|e| e.field).collect();
+    assert_eq!(fields, ["header ETag", "header X-Rate-Limit-Remaining"]);
 }
 
 fn pet_value() -> Pet {

@@ -82,7 +82,7 @@ impl crate::FromProblem for HealthCheckResponse {
     }
 }
 impl HealthCheckResponse {
-    /// Checks the body against the spec (see `rt::response_checks`).
+    /// Checks the body and headers against the spec (see `rt::response_checks`).
     #[doc(hidden)]
     pub fn check(&self, errs: &mut rt::FieldErrors) {
         let _ = &errs;

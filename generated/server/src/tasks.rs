@@ -199,7 +199,7 @@ impl crate::FromProblem for SubmitEmailTaskResponse {
     }
 }
 impl SubmitEmailTaskResponse {
-    /// Checks the body against the spec (see `rt::response_checks`).
+    /// Checks the body and headers against the spec (see `rt::response_checks`).
     #[doc(hidden)]
     pub fn check(&self, errs: &mut rt::FieldErrors) {
         let _ = &errs;
@@ -383,7 +383,7 @@ impl crate::FromProblem for SubmitEmailTaskBatchResponse {
     }
 }
 impl SubmitEmailTaskBatchResponse {
-    /// Checks the body against the spec (see `rt::response_checks`).
+    /// Checks the body and headers against the spec (see `rt::response_checks`).
     #[doc(hidden)]
     pub fn check(&self, errs: &mut rt::FieldErrors) {
         let _ = &errs;
@@ -539,7 +539,7 @@ impl crate::FromProblem for SubmitSyncTaskResponse {
     }
 }
 impl SubmitSyncTaskResponse {
-    /// Checks the body against the spec (see `rt::response_checks`).
+    /// Checks the body and headers against the spec (see `rt::response_checks`).
     #[doc(hidden)]
     pub fn check(&self, errs: &mut rt::FieldErrors) {
         let _ = &errs;
@@ -735,7 +735,7 @@ impl crate::FromProblem for GetTaskResponse {
     }
 }
 impl GetTaskResponse {
-    /// Checks the body against the spec (see `rt::response_checks`).
+    /// Checks the body and headers against the spec (see `rt::response_checks`).
     #[doc(hidden)]
     pub fn check(&self, errs: &mut rt::FieldErrors) {
         let _ = &errs;

@@ -270,7 +270,7 @@ impl crate::FromProblem for ListUsersResponse {
     }
 }
 impl ListUsersResponse {
-    /// Checks the body against the spec (see `rt::response_checks`).
+    /// Checks the body and headers against the spec (see `rt::response_checks`).
     #[doc(hidden)]
     pub fn check(&self, errs: &mut rt::FieldErrors) {
         let _ = &errs;
@@ -525,7 +525,7 @@ impl crate::FromProblem for CreateUserResponse {
     }
 }
 impl CreateUserResponse {
-    /// Checks the body against the spec (see `rt::response_checks`).
+    /// Checks the body and headers against the spec (see `rt::response_checks`).
     #[doc(hidden)]
     pub fn check(&self, errs: &mut rt::FieldErrors) {
         let _ = &errs;
@@ -670,7 +670,7 @@ impl crate::FromProblem for BatchGetUsersResponse {
     }
 }
 impl BatchGetUsersResponse {
-    /// Checks the body against the spec (see `rt::response_checks`).
+    /// Checks the body and headers against the spec (see `rt::response_checks`).
     #[doc(hidden)]
     pub fn check(&self, errs: &mut rt::FieldErrors) {
         let _ = &errs;
@@ -813,7 +813,7 @@ impl crate::FromProblem for BatchCreateUsersResponse {
     }
 }
 impl BatchCreateUsersResponse {
-    /// Checks the body against the spec (see `rt::response_checks`).
+    /// Checks the body and headers against the spec (see `rt::response_checks`).
     #[doc(hidden)]
     pub fn check(&self, errs: &mut rt::FieldErrors) {
         let _ = &errs;
@@ -1039,13 +1039,27 @@ impl crate::FromProblem for GetUserByIdResponse {
     }
 }
 impl GetUserByIdResponse {
-    /// Checks the body against the spec (see `rt::response_checks`).
+    /// Checks the body and headers against the spec (see `rt::response_checks`).
     #[doc(hidden)]
     pub fn check(&self, errs: &mut rt::FieldErrors) {
         let _ = &errs;
         match self {
-            Self::Ok { body, .. } => {
+            Self::Ok { body, etag, .. } => {
                 rt::check_response::<crate::models::GetUserById200Response>(body, "", errs);
+                #[derive(::garde::Validate)]
+                struct Headers {
+                    #[garde(pattern("^\"v[0-9]+\"$"))]
+                    etag: ::std::string::String,
+                }
+                rt::check_headers(&Headers { etag: ::std::clone::Clone::clone(etag) }, &[("etag", "ETag")], errs);
+            }
+            Self::NotModified { etag, .. } => {
+                #[derive(::garde::Validate)]
+                struct Headers {
+                    #[garde(pattern("^\"v[0-9]+\"$"))]
+                    etag: ::std::string::String,
+                }
+                rt::check_headers(&Headers { etag: ::std::clone::Clone::clone(etag) }, &[("etag", "ETag")], errs);
             }
             Self::BadRequest(body) => {
                 rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
@@ -1319,13 +1333,19 @@ impl crate::FromProblem for UpdateUserResponse {
     }
 }
 impl UpdateUserResponse {
-    /// Checks the body against the spec (see `rt::response_checks`).
+    /// Checks the body and headers against the spec (see `rt::response_checks`).
     #[doc(hidden)]
     pub fn check(&self, errs: &mut rt::FieldErrors) {
         let _ = &errs;
         match self {
-            Self::Ok { body, .. } => {
+            Self::Ok { body, etag, .. } => {
                 rt::check_response::<crate::models::UpdateUser200Response>(body, "", errs);
+                #[derive(::garde::Validate)]
+                struct Headers {
+                    #[garde(pattern("^\"v[0-9]+\"$"))]
+                    etag: ::std::string::String,
+                }
+                rt::check_headers(&Headers { etag: ::std::clone::Clone::clone(etag) }, &[("etag", "ETag")], errs);
             }
             Self::BadRequest(body) => {
                 rt::check_response::<crate::models::ErrorResponse>(body, "", errs);
@@ -1558,7 +1578,7 @@ impl crate::FromProblem for DeleteUserResponse {
     }
 }
 impl DeleteUserResponse {
-    /// Checks the body against the spec (see `rt::response_checks`).
+    /// Checks the body and headers against the spec (see `rt::response_checks`).
     #[doc(hidden)]
     pub fn check(&self, errs: &mut rt::FieldErrors) {
         let _ = &errs;
@@ -1836,13 +1856,19 @@ impl crate::FromProblem for PatchUserResponse {
     }
 }
 impl PatchUserResponse {
-    /// Checks the body against the spec (see `rt::response_checks`).
+    /// Checks the body and headers against the spec (see `rt::response_checks`).
     #[doc(hidden)]
     pub fn check(&self, errs: &mut rt::FieldErrors) {
         let _ = &errs;
         match self {
-            Self::Ok { body, .. } => {
+            Self::Ok { body, etag, .. } => {
                 rt::check_response::<crate::models::PatchUser200Response>(body, "", errs);
+                #[derive(::garde::Validate)]
+                struct Headers {
+                    #[garde(pattern("^\"v[0-9]+\"$"))]
+                    etag: ::std::string::String,
+                }
+                rt::check_headers(&Headers { etag: ::std::clone::Clone::clone(etag) }, &[("etag", "ETag")], errs);
             }
             Self::BadRequest(body) => {
                 rt::check_response::<crate::models::ErrorResponse>(body, "", errs);

@@ -48,7 +48,7 @@ pub use problem::{Answer, Fault, PROBLEM_JSON, Problem, RawAnswer, RawOperation}
 pub use routing::{AllowTable, DocPatches, api_routes, envelope_errors, served_document};
 pub use security::{AuthContext, BasicCredentials, Credential, CredentialIn, SchemeCredential, SchemeSpec};
 pub use shape::{
-    Access, Model, Prop, Shape, StrFormat, check_response, report_invalid_response, response_checks,
+    Access, Model, Prop, Shape, StrFormat, check_headers, check_response, report_invalid_response, response_checks,
     set_response_checks, validate_value,
 };
 pub use stream::{Binary, ByteStream};

@@ -477,6 +477,21 @@ pub fn check_response<T: Model + serde::Serialize>(body: &T, base: &str, errs: &
     errs.responding = was;
 }
 
+/// Checks the headers a handler set against their schemas: `headers` is a
+/// generated struct of their values with the schemas' garde rules, and
+/// `names` maps its fields to the header names, each failure reported as
+/// `header <Name>`.
+pub fn check_headers<T: garde::Validate<Context = ()>>(headers: &T, names: &[(&str, &str)], errs: &mut FieldErrors) {
+    if let Err(report) = headers.validate() {
+        for (path, error) in report.iter() {
+            let field = path.to_string();
+            let first = field.split(['.', '[']).next().unwrap_or_default();
+            let name = names.iter().find(|(f, _)| *f == first).map_or(first, |(_, n)| *n);
+            errs.push(format!("header {name}"), error.message().to_string());
+        }
+    }
+}
+
 /// Logs a response that broke the spec: the operation and every failing
 /// JSON path. The generated operation answers its 500 instead, since the
 /// fault is the server's, not the client's.

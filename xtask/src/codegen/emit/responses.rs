@@ -192,7 +192,7 @@ pub(super) fn response_enum(api: &Api, op: &Operation, checked: &BTreeSet<String
     let regs = registrations(api, &responses);
     let into_arms = responses.iter().map(into_response_arm);
     let from_problem = from_problem_impl(&name, &responses);
-    let check = check_impl(&name, &responses, checked);
+    let check = check_impl(api, &name, &responses, checked);
     let conditional = crate::codegen::ir::conditional::conditional_get(op).map(|c| {
         let keep = if c.not_modified_etag { quote!(Self::NotModified { etag }) } else { quote!(Self::NotModified) };
         let f = ident(&c.ok_etag_field);
@@ -244,30 +244,54 @@ pub(super) fn response_enum(api: &Api, op: &Operation, checked: &BTreeSet<String
 }
 
 /// `check`: the variant's body against its schema (the same structural
-/// pass and rules as requests), every failure under its JSON path. Bodies
-/// of types without checks (recursive ones, bare scalars) pass; a
-/// negotiated body is checked in its JSON variants.
-fn check_impl(name: &proc_macro2::Ident, responses: &[Documented<'_>], checked: &BTreeSet<String>) -> TokenStream {
+/// pass and rules as requests), every failure under its JSON path, and its
+/// headers against theirs (`header <Name>`). Bodies of types without checks
+/// (recursive ones, bare scalars) pass; a negotiated body is checked in its
+/// JSON variants.
+fn check_impl(
+    api: &Api,
+    name: &proc_macro2::Ident,
+    responses: &[Documented<'_>],
+    checked: &BTreeSet<String>,
+) -> TokenStream {
     let mut arms = Vec::new();
     for r in responses {
-        match &r.response.negotiated {
+        let headers = header_checks(api, r);
+        let bodies: Vec<(TokenStream, &MediaType)> = match &r.response.negotiated {
             Some(n) => {
                 let t = ident(&n.type_name);
-                for (v, m) in n.variants.iter().zip(&r.response.content) {
-                    let v = ident(v);
-                    arms.extend(check_arm(r, m, quote!(#t::#v(body)), checked));
-                }
+                n.variants
+                    .iter()
+                    .zip(&r.response.content)
+                    .map(|(v, m)| {
+                        let v = ident(v);
+                        (quote!(#t::#v(body)), m)
+                    })
+                    .collect()
             }
-            None => {
-                if let Some(m) = r.body {
-                    arms.extend(check_arm(r, m, quote!(body), checked));
-                }
+            None => r.body.map(|m| (quote!(body), m)).into_iter().collect(),
+        };
+        let mut any_body = false;
+        for (inner, m) in &bodies {
+            if let Some(call) = body_check(m, checked) {
+                any_body = true;
+                let bound = headers.as_ref().map_or(&[][..], |(f, _)| f.as_slice());
+                let pat = variant_pattern(r, Some(inner), bound);
+                let hs = headers.as_ref().map(|(_, stmt)| stmt.clone());
+                arms.push(quote!(#pat => { #call; #hs }));
+            }
+        }
+        if let Some((bound, stmt)) = &headers {
+            // Bodies without checks, or no body: the headers still are.
+            let pat = variant_pattern(r, None, bound);
+            if !any_body || bodies.len() > 1 {
+                arms.push(quote!(#pat => { #stmt }));
             }
         }
     }
     quote! {
         impl #name {
-            /// Checks the body against the spec (see `rt::response_checks`).
+            /// Checks the body and headers against the spec (see `rt::response_checks`).
             #[doc(hidden)]
             pub fn check(&self, errs: &mut rt::FieldErrors) {
                 let _ = &errs;
@@ -281,33 +305,83 @@ fn check_impl(name: &proc_macro2::Ident, responses: &[Documented<'_>], checked: 
     }
 }
 
-/// The `check` arm of one body of `r`, bound to `body` by the pattern
-/// `inner`.
-fn check_arm(r: &Documented<'_>, m: &MediaType, inner: TokenStream, checked: &BTreeSet<String>) -> Option<TokenStream> {
+/// The pattern of `r`'s variant binding `body` (by `inner`) when given and
+/// the header fields `headers`.
+fn variant_pattern(r: &Documented<'_>, inner: Option<&TokenStream>, headers: &[proc_macro2::Ident]) -> TokenStream {
     let v = r.variant();
-    let call = match &m.rust_type {
+    if !r.response.headers.is_empty() {
+        let body = match inner {
+            Some(i) if r.response.negotiated.is_some() => quote!(body: #i,),
+            Some(_) => quote!(body,),
+            None => quote!(),
+        };
+        return quote!(Self::#v { #body #(#headers,)* .. });
+    }
+    match (inner, r.carries_status()) {
+        (Some(i), true) => quote!(Self::#v(_, #i)),
+        (Some(i), false) => quote!(Self::#v(#i)),
+        (None, true) => quote!(Self::#v(..)),
+        (None, false) => quote!(Self::#v { .. }),
+    }
+}
+
+/// The check of one body bound to `body`, if its type has one.
+fn body_check(m: &MediaType, checked: &BTreeSet<String>) -> Option<TokenStream> {
+    match &m.rust_type {
         RustType::Named(t) if checked.contains(t) => {
             let t = ident(t);
-            quote!(rt::check_response::<crate::models::#t>(body, "", errs))
+            Some(quote!(rt::check_response::<crate::models::#t>(body, "", errs)))
         }
         RustType::Vec(item) => match item.as_ref() {
             RustType::Named(t) if checked.contains(t) => {
                 let t = ident(t);
-                quote!(for (i, item) in body.iter().enumerate() {
+                Some(quote!(for (i, item) in body.iter().enumerate() {
                     rt::check_response::<crate::models::#t>(item, &::std::format!("[{i}]"), errs);
-                })
+                }))
             }
-            _ => return None,
+            _ => None,
         },
-        _ => return None,
+        _ => None,
+    }
+}
+
+/// The checks of `r`'s headers that have rules (length, pattern, range,
+/// format, enum): a struct of their values with those garde rules, checked
+/// by `rt::check_headers`. `None` when no header has one.
+fn header_checks(api: &Api, r: &Documented<'_>) -> Option<(Vec<proc_macro2::Ident>, TokenStream)> {
+    let mut fields = Vec::new();
+    let mut names = Vec::new();
+    let mut used = Vec::new();
+    for h in &r.response.headers {
+        let node = super::validation::node_of(api, &h.schema);
+        let rules = super::validation::value_rules(api, &h.rust_type, &node).ok()?;
+        if rules.is_empty() {
+            continue;
+        }
+        let f = ident(&h.field);
+        let t = rust_type_tokens(&h.rust_type);
+        let t = if h.required { t } else { quote!(::std::option::Option<#t>) };
+        // An optional header: rules on items go one `inner` deeper (garde
+        // applies the others through the Option).
+        let rules: Vec<TokenStream> = if h.required {
+            rules
+        } else {
+            rules.into_iter().map(|r| if r.to_string().starts_with("inner") { quote!(inner(#r)) } else { r }).collect()
+        };
+        fields.push(quote!(#[garde(#(#rules),*)] #f: #t,));
+        let (fl, nl) = (lit(&h.field), lit(&h.name));
+        names.push(quote!((#fl, #nl)));
+        used.push(f);
+    }
+    if used.is_empty() {
+        return None;
+    }
+    let stmt = quote! {
+        #[derive(::garde::Validate)]
+        struct Headers { #(#fields)* }
+        rt::check_headers(&Headers { #(#used: ::std::clone::Clone::clone(#used)),* }, &[#(#names),*], errs);
     };
-    let bound = if r.response.negotiated.is_some() { quote!(body: #inner) } else { quote!(body) };
-    let pat = match (r.response.headers.is_empty(), r.carries_status()) {
-        (false, _) => quote!(Self::#v { #bound, .. }),
-        (true, true) => quote!(Self::#v(_, #inner)),
-        (true, false) => quote!(Self::#v(#inner)),
-    };
-    Some(quote!(#pat => { #call; }))
+    Some((used, stmt))
 }
 
 fn response_meta(api: &Api, r: &Documented<'_>) -> TokenStream {

@@ -47,7 +47,7 @@ pub(super) fn garde_rules(api: &Api, f: &Field) -> Result<TokenStream> {
 
 /// garde rules for a value of type `ty` constrained by `n`. A constraint
 /// neither garde nor the shape can check exactly is refused.
-fn value_rules(api: &Api, ty: &RustType, n: &SchemaNode) -> Result<Vec<TokenStream>> {
+pub(super) fn value_rules(api: &Api, ty: &RustType, n: &SchemaNode) -> Result<Vec<TokenStream>> {
     match ty {
         // An `If-Match` is checked as the string the client sent.
         RustType::String | RustType::Password | RustType::IfMatch => Ok(string_rules(n)),
@@ -194,7 +194,7 @@ fn map_rules(api: &Api, item: &RustType, n: &SchemaNode) -> Result<Vec<TokenStre
 }
 
 /// The node whose constraints apply to a schema: inline, or its component's.
-fn node_of(api: &Api, s: &Schema) -> SchemaNode {
+pub(super) fn node_of(api: &Api, s: &Schema) -> SchemaNode {
     match s {
         Schema::Inline(i) => (**i).clone(),
         Schema::Ref(name) => api
