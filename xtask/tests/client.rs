@@ -464,6 +464,11 @@ fn client_generation_names_what_the_client_cannot_send() {
         // Named like the path parameter: progenitor keys parameters by name.
         delete.parameters.clear();
     }
+    // progenitor types parameters by `schema` only: `content` is refused,
+    // never sent in some other encoding.
+    let e = format!("{:#}", xtask::codegen::render_client(&doc, std::path::Path::new("r"), "c", &deps).unwrap_err());
+    assert!(e.contains("#/paths/~1pets~1search/get/parameters/0/content") && e.contains("--server"), "{e}");
+    doc.paths.paths.shift_remove("/pets/search");
     let files = xtask::codegen::render_client(&doc, std::path::Path::new("r"), "c", &deps).unwrap();
     let lib = &files.iter().find(|(p, _)| p.ends_with("lib.rs")).unwrap().1;
     assert!(lib.contains("fn send_feedback"), "{lib}");

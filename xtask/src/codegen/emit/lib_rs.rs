@@ -407,6 +407,15 @@ fn doc_patches(api: &Api) -> Vec<TokenStream> {
         // style; the extractors come in `params` order.
         for (i, p) in o.params.iter().enumerate() {
             use crate::codegen::ir::params::ParamStyle;
+            // poem-openapi has no `content` on parameters: as the spec
+            // writes it, in place of the schema and the style it implies.
+            if let Some(c) = &p.content {
+                for k in ["schema", "style", "explode"] {
+                    patches.push((format!("{at}/parameters/{i}/{k}"), serde_json::Value::Null));
+                }
+                patches.push((format!("{at}/parameters/{i}/content"), c.document.clone()));
+                continue;
+            }
             if matches!(p.style, ParamStyle::SpaceDelimited | ParamStyle::PipeDelimited | ParamStyle::DeepObject) {
                 patches.push((format!("{at}/parameters/{i}/style"), serde_json::json!(p.style.to_string())));
                 patches.push((format!("{at}/parameters/{i}/explode"), serde_json::json!(p.explode)));

@@ -184,7 +184,10 @@ fn headers(b: &mut TypeBuilder<'_>, doc: &oa::OpenAPI, resp: &oa::Response, rp: 
         };
         let schema = match &h.format {
             oa::ParameterSchemaOrContent::Schema(s) => b.resolver.convert(s, &format!("{hp}/schema"))?,
-            oa::ParameterSchemaOrContent::Content(_) => bail!("{hp}: headers with `content` are not supported"),
+            oa::ParameterSchemaOrContent::Content(_) => bail!(
+                "{hp}/content: response headers with `content` (a JSON-encoded value) are not supported; \
+                 declare the header with a scalar `schema`"
+            ),
         };
         let rust_type = b.rust_type(&schema, "Header", None)?;
         let scalar = |t: &RustType| {
