@@ -69,14 +69,21 @@ impl PetsApi for Stub {
     async fn search_pets(&self, params: SearchPetsParams) -> Result<SearchPetsResponse, Problem> {
         let w = params.where_;
         let kinds: Vec<String> = w.kinds.unwrap_or_default().iter().map(ToString::to_string).collect();
-        let page = params.x_page.map_or("-".to_owned(), |p| format!("{:?}/{:?}", p.after, p.size));
-        Ok(SearchPetsResponse::Ok(format!(
-            "{} {} {} {page} {}",
-            w.owner,
-            w.max_age.map_or("-".to_owned(), |a| a.to_string()),
-            kinds.join("+"),
-            params.note.as_deref().unwrap_or("-")
-        )))
+        let page = params.x_page.as_ref().map_or("-".to_owned(), |p| format!("{:?}/{:?}", p.after, p.size));
+        let next = params
+            .x_page
+            .and_then(|p| p.after)
+            .map(|a| SearchPets200XNextPageHeader { after: Some(a + 1), owner: Some(w.owner.clone()) });
+        Ok(SearchPetsResponse::Ok {
+            body: format!(
+                "{} {} {} {page} {}",
+                w.owner,
+                w.max_age.map_or("-".to_owned(), |a| a.to_string()),
+                kinds.join("+"),
+                params.note.as_deref().unwrap_or("-")
+            ),
+            x_next_page: next,
+        })
     }
 
     async fn create_pet(&self, body: NewPet) -> Result<CreatePetResponse, Problem> {
@@ -541,6 +548,17 @@ async fn json_content_parameters() {
         send(cli.get(format!("/v2/pets/search?where={}", enc(r#"{"owner":"bo"}"#))).header("x-page", r#"{"after":7}"#))
             .await;
     assert_eq!((s, b), (StatusCode::OK, json!("bo -  Some(7)/None -")));
+    // A response header with JSON `content` is compact JSON, ASCII only.
+    let resp = cli
+        .get(format!("/v2/pets/search?where={}", enc(r#"{"owner":"zoë"}"#)))
+        .header("x-page", r#"{"after":7}"#)
+        .send()
+        .await
+        .0;
+    let next = resp.headers().get("x-next-page").map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!(next.as_deref(), Some(r#"{"after":8,"owner":"zo\u00eb"}"#));
+    let next: Value = serde_json::from_str(&next.unwrap()).unwrap();
+    assert_eq!(next["owner"], json!("zoë"));
 
     // Every constraint of the schema, each named by its path in the value.
     let bad = enc(r#"{"owner":"a-very-long-owner","max_age":-1,"kinds":["cat","cow"],"color":"red"}"#);
@@ -575,6 +593,8 @@ async fn json_content_parameters() {
     let p = &doc["paths"]["/pets/search"]["get"]["parameters"][0];
     assert_eq!(p["content"]["application/json"]["schema"]["properties"]["owner"]["maxLength"], json!(10), "{p}");
     assert!(p.get("schema").is_none() && p.get("explode").is_none(), "{p}");
+    let h = &doc["paths"]["/pets/search"]["get"]["responses"]["200"]["headers"]["X-Next-Page"];
+    assert!(h["content"]["application/json"]["schema"].is_object() && h.get("schema").is_none(), "{h}");
 }
 
 /// `multipart/form-data`: text parts coerced and validated like form

@@ -425,8 +425,16 @@ fn doc_patches(api: &Api) -> Vec<TokenStream> {
         for (k, v) in o.deprecation.iter().flat_map(|d| &d.extensions) {
             patches.push((format!("{at}/{k}"), v.clone()));
         }
-        // poem-openapi has no response links: as the spec writes them.
+        // poem-openapi has no response links, nor `content` on headers: as
+        // the spec writes them.
         for r in &o.responses {
+            for h in &r.headers {
+                if let Some(c) = &h.content {
+                    let hp = format!("{at}/responses/{}/headers/{}", r.status, pointer_segment(&h.name));
+                    patches.push((format!("{hp}/schema"), serde_json::Value::Null));
+                    patches.push((format!("{hp}/content"), c.document.clone()));
+                }
+            }
             if let Some(links) = &r.links {
                 patches.push((format!("{at}/responses/{}/links", r.status), links.clone()));
             }

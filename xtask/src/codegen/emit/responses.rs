@@ -486,11 +486,14 @@ fn into_response_with_headers(r: &Documented<'_>) -> TokenStream {
     let sets = r.response.headers.iter().map(|h| {
         let f = ident(&h.field);
         let n = lit(&h.name);
+        let json = h.content.as_ref().is_some_and(|c| c.json);
+        let value = if json { quote!(&rt::JsonHeader(value)) } else { quote!(value) };
         if h.required {
-            quote!(if let ::std::result::Result::Err(p) = rt::set_header(&mut response, #n, &#f) { return p.to_problem_json(); })
+            let value = if json { quote!(&rt::JsonHeader(&#f)) } else { quote!(&#f) };
+            quote!(if let ::std::result::Result::Err(p) = rt::set_header(&mut response, #n, #value) { return p.to_problem_json(); })
         } else {
             quote!(if let ::std::option::Option::Some(value) = &#f {
-                if let ::std::result::Result::Err(p) = rt::set_header(&mut response, #n, value) { return p.to_problem_json(); }
+                if let ::std::result::Result::Err(p) = rt::set_header(&mut response, #n, #value) { return p.to_problem_json(); }
             })
         }
     });

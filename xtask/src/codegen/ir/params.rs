@@ -65,14 +65,15 @@ pub struct Parameter {
     pub content: Option<ParamContent>,
 }
 
-/// A parameter's one `content` entry: the raw value is a JSON document
-/// (parsed, then checked like a body) or, for other media types, a string.
+/// A parameter's (or response header's) one `content` entry: the raw value
+/// is a JSON document (parsed, then checked like a body) or, for other
+/// media types, a string.
 #[derive(Debug, Clone)]
 pub struct ParamContent {
     pub media_type: String,
     pub json: bool,
     /// `content` as the spec writes it, for the served document:
-    /// poem-openapi can only describe a parameter by `schema`.
+    /// poem-openapi can only describe parameters and headers by `schema`.
     pub document: serde_json::Value,
 }
 
@@ -239,22 +240,23 @@ fn parameter(b: &mut TypeBuilder<'_>, p: &oa::Parameter, pointer: String, op_typ
     })
 }
 
-/// `content` on a parameter: exactly one media type (OpenAPI says so), JSON
-/// with any schema, or another type whose schema is a string, taken as is.
-fn content_schema(
+/// `content` on a parameter or a response header: exactly one media type
+/// (OpenAPI says so), JSON with any schema, or another type whose schema is
+/// a string, taken as is.
+pub(super) fn content_schema(
     b: &mut TypeBuilder<'_>,
     content: &indexmap::IndexMap<String, oa::MediaType>,
     pointer: &str,
 ) -> Result<(Schema, ParamContent)> {
     let [(media_type, media)] = content.iter().collect::<Vec<_>>()[..] else {
-        bail!("{pointer}: a parameter's `content` must hold exactly one media type, not {}", content.len());
+        bail!("{pointer}: `content` must hold exactly one media type, not {}", content.len());
     };
     let at = format!("{pointer}/{}", super::names::pointer_segment(media_type));
-    let s = media.schema.as_ref().with_context(|| format!("{at}: a parameter's media type needs a `schema`"))?;
+    let s = media.schema.as_ref().with_context(|| format!("{at}: needs a `schema`"))?;
     let schema = b.resolver.convert(s, &format!("{at}/schema"))?;
     let json = super::media::is_json(media_type);
     if !json && b.resolver.resolve(&schema)?.ty != Some(JsonType::String) {
-        bail!("{at}/schema: a parameter in `{media_type}` is read as its raw text, so its schema must be a string");
+        bail!("{at}/schema: a value in `{media_type}` is its raw text, so its schema must be a string");
     }
     let document = serde_json::to_value(content).with_context(|| format!("{pointer}: cannot be written back"))?;
     Ok((schema, ParamContent { media_type: media_type.clone(), json, document }))
