@@ -270,4 +270,16 @@ mod tests {
         let none = params_object(&[("n", vec![], Coerce::OneOrMany(&Coerce::Integer, &Coerce::Integer))]);
         assert_eq!(none, serde_json::json!({}));
     }
+
+    #[test]
+    fn json_parameters_are_documents() {
+        let v = params_object(&[
+            ("f", vec![r#"{"a":[1,"x"]}"#.into(), "ignored".into()], Coerce::Json),
+            ("g", vec!["{".into()], Coerce::Json),
+            ("h", vec![], Coerce::Json),
+        ]);
+        // A malformed one stays text for the structural pass to refuse;
+        // validate_params reports it as not JSON instead.
+        assert_eq!(v, serde_json::json!({"f": {"a": [1, "x"]}, "g": "{"}));
+    }
 }
