@@ -153,6 +153,27 @@ fn unsupported_constructs_fail_with_their_pointer() {
         "    A: {anyOf: [{$ref: '#/components/schemas/B'}, {type: string}]}\n    B: {anyOf: [{$ref: '#/components/schemas/A'}, {type: integer}]}",
     ));
     assert!(e.contains("#/components/schemas/A") && e.contains("no finite value"), "{e}");
+    // A parameter's `content` holds one media type, and one not JSON is
+    // read as raw text, so its schema must be a string.
+    let e = gen_error(&tiny(
+        "  /a:\n    get:\n      operationId: a\n      parameters: [{name: q, in: query, content: {application/json: {schema: {type: object}}, text/plain: {schema: {type: string}}}}]\n      responses:\n        '200': {description: ok}",
+        "    X: {type: object, properties: {a: {type: string}}}",
+    ));
+    assert!(e.contains("#/paths/~1a/get/parameters/0/content") && e.contains("exactly one media type"), "{e}");
+    let e = gen_error(&tiny(
+        "  /a:\n    get:\n      operationId: a\n      parameters: [{name: q, in: header, content: {text/plain: {schema: {type: integer}}}}]\n      responses:\n        '200': {description: ok}",
+        "    X: {type: object, properties: {a: {type: string}}}",
+    ));
+    assert!(e.contains("#/paths/~1a/get/parameters/0/content/text~1plain/schema") && e.contains("raw text"), "{e}");
+    let e = gen_error(&tiny(
+        "  /a:\n    get:\n      operationId: a\n      responses:\n        '200': {description: ok, headers: {X-Obj: {content: {text/plain: {schema: {type: object}}}}}}",
+        "    X: {type: object, properties: {a: {type: string}}}",
+    ));
+    assert!(
+        e.contains("#/paths/~1a/get/responses/200/headers/X-Obj/content/text~1plain/schema") && e.contains("raw text"),
+        "{e}"
+    );
+
     // An operation the generator cannot type names the way out: a raw handler.
     let e = gen_error(&tiny(
         "  /a:\n    get:\n      operationId: a\n      parameters: [{name: q, in: query, schema: {type: object, properties: {x: {type: string}}}}]\n      responses:\n        '200': {description: ok}",

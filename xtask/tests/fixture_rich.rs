@@ -66,6 +66,26 @@ impl PetsApi for Stub {
         Ok(ListPetsResponse::Ok(vec![p]))
     }
 
+    async fn search_pets(&self, params: SearchPetsParams) -> Result<SearchPetsResponse, Problem> {
+        let w = params.where_;
+        let kinds: Vec<String> = w.kinds.unwrap_or_default().iter().map(ToString::to_string).collect();
+        let page = params.x_page.as_ref().map_or("-".to_owned(), |p| format!("{:?}/{:?}", p.after, p.size));
+        let next = params
+            .x_page
+            .and_then(|p| p.after)
+            .map(|a| SearchPets200XNextPageHeader { after: Some(a + 1), owner: Some(w.owner.clone()) });
+        Ok(SearchPetsResponse::Ok {
+            body: format!(
+                "{} {} {} {page} {}",
+                w.owner,
+                w.max_age.map_or("-".to_owned(), |a| a.to_string()),
+                kinds.join("+"),
+                params.note.as_deref().unwrap_or("-")
+            ),
+            x_next_page: next,
+        })
+    }
+
     async fn create_pet(&self, body: NewPet) -> Result<CreatePetResponse, Problem> {
         let mut p = pet(&body.name);
         p.shape = body.shape.map(|s| match s {
@@ -508,6 +528,78 @@ async fn deep_object_query_parameters() {
     let mut f = fields(&b);
     f.sort();
     assert_eq!(f, ["filter.color", "filter.kinds[0]", "filter.max_age"], "{b}");
+}
+
+/// Percent-encodes every byte outside RFC 3986's unreserved set.
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// `content: {application/json: …}`: the raw value is a JSON document,
+/// checked like a body (errors under the parameter's name); a `text/plain`
+/// one is the raw text.
+#[tokio::test]
+async fn json_content_parameters() {
+    let (cli, _) = client();
+    let w = enc(r#"{"owner":"ann","max_age":3,"kinds":["cat","dog"]}"#);
+    let (s, b) = send(cli.get(format!("/v2/pets/search?where={w}&note={}", enc("hi there")))).await;
+    assert_eq!((s, b), (StatusCode::OK, json!("ann 3 cat+dog - hi there")));
+    let (s, b) =
+        send(cli.get(format!("/v2/pets/search?where={}", enc(r#"{"owner":"bo"}"#))).header("x-page", r#"{"after":7}"#))
+            .await;
+    assert_eq!((s, b), (StatusCode::OK, json!("bo -  Some(7)/None -")));
+    // A response header with JSON `content` is compact JSON, ASCII only.
+    let resp = cli
+        .get(format!("/v2/pets/search?where={}", enc(r#"{"owner":"zoë"}"#)))
+        .header("x-page", r#"{"after":7}"#)
+        .send()
+        .await
+        .0;
+    let next = resp.headers().get("x-next-page").map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!(next.as_deref(), Some(r#"{"after":8,"owner":"zo\u00eb"}"#));
+    let next: Value = serde_json::from_str(&next.unwrap()).unwrap();
+    assert_eq!(next["owner"], json!("zoë"));
+
+    // Every constraint of the schema, each named by its path in the value.
+    let bad = enc(r#"{"owner":"a-very-long-owner","max_age":-1,"kinds":["cat","cow"],"color":"red"}"#);
+    let (s, b) = send(cli.get(format!("/v2/pets/search?where={bad}")).header("x-page", r#"{"size":0}"#)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    let mut f = fields(&b);
+    f.sort();
+    assert_eq!(f, ["where.color", "where.kinds[1]", "where.max_age", "where.owner", "x-page.size"], "{b}");
+    let (s, b) = send(cli.get(format!("/v2/pets/search?where={}", enc(r#"{"kinds":["cat","dog","cat"]}"#)))).await;
+    let mut f = fields(&b);
+    f.sort();
+    assert_eq!((s, f), (StatusCode::BAD_REQUEST, vec!["where.kinds".to_owned(), "where.owner".to_owned()]), "{b}");
+    let (s, b) = send(cli.get(format!("/v2/pets/search?where={}", enc("[1]")))).await;
+    assert_eq!((s, fields(&b)), (StatusCode::BAD_REQUEST, vec!["where".to_owned()]), "{b}");
+
+    // Not JSON: one error, naming the parameter, and the others still checked.
+    let (s, b) = send(
+        cli.get(format!("/v2/pets/search?where={}&note={}", enc("{owner:"), "x".repeat(21))).header("x-page", "{"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    let errors = b["data"]["errors"].as_array().unwrap();
+    assert_eq!(fields(&b), ["where", "x-page", "note"], "{b}");
+    assert!(errors[0]["message"].as_str().unwrap().contains("not valid JSON"), "{b}");
+
+    let (s, b) = send(cli.get("/v2/pets/search")).await;
+    assert_eq!((s, fields(&b)), (StatusCode::BAD_REQUEST, vec!["where".to_owned()]), "{b}");
+    assert_eq!(b["data"]["errors"][0]["message"], json!("is required"), "{b}");
+
+    // The served document describes them by `content`, as the spec does.
+    let doc = document(Arc::new(Stub::default()));
+    let p = &doc["paths"]["/pets/search"]["get"]["parameters"][0];
+    assert_eq!(p["content"]["application/json"]["schema"]["properties"]["owner"]["maxLength"], json!(10), "{p}");
+    assert!(p.get("schema").is_none() && p.get("explode").is_none(), "{p}");
+    let h = &doc["paths"]["/pets/search"]["get"]["responses"]["200"]["headers"]["X-Next-Page"];
+    assert!(h["content"]["application/json"]["schema"].is_object() && h.get("schema").is_none(), "{h}");
 }
 
 /// `multipart/form-data`: text parts coerced and validated like form

@@ -855,9 +855,8 @@ impl<A: TasksApi> TasksServer<A> {
             );
         };
         let mut errs = rt::FieldErrors::default();
-        let params = rt::validate_value::<SubmitEmailTaskParams>(
-            rt::params_object(&[("Idempotency-Key", p_idempotency_key.0, rt::Coerce::String)]),
-            "",
+        let params = rt::validate_params::<SubmitEmailTaskParams>(
+            &[("Idempotency-Key", p_idempotency_key.0, rt::Coerce::String)],
             &mut errs,
         );
         let body = match body.read(&mut errs).await {
@@ -1028,9 +1027,8 @@ impl<A: TasksApi> TasksServer<A> {
             );
         };
         let mut errs = rt::FieldErrors::default();
-        let params = rt::validate_value::<SubmitSyncTaskParams>(
-            rt::params_object(&[("Idempotency-Key", p_idempotency_key.0, rt::Coerce::String)]),
-            "",
+        let params = rt::validate_params::<SubmitSyncTaskParams>(
+            &[("Idempotency-Key", p_idempotency_key.0, rt::Coerce::String)],
             &mut errs,
         );
         let body = match body.read(&mut errs).await {
@@ -1109,11 +1107,7 @@ impl<A: TasksApi> TasksServer<A> {
             );
         };
         let mut errs = rt::FieldErrors::default();
-        let params = rt::validate_value::<GetTaskParams>(
-            rt::params_object(&[("task_id", p_task_id.0, rt::Coerce::String)]),
-            "",
-            &mut errs,
-        );
+        let params = rt::validate_params::<GetTaskParams>(&[("task_id", p_task_id.0, rt::Coerce::String)], &mut errs);
         let (::std::option::Option::Some(params),) = (params,) else {
             return crate::answer::<GetTaskResponse, A>(
                 crate::fault(rt::Fault::ValidationFailed).with_field_errors(&errs),

@@ -2045,14 +2045,13 @@ impl<A: UsersApi> UsersServer<A> {
             );
         };
         let mut errs = rt::FieldErrors::default();
-        let params = rt::validate_value::<ListUsersParams>(
-            rt::params_object(&[
+        let params = rt::validate_params::<ListUsersParams>(
+            &[
                 ("page", p_page.0, rt::Coerce::Integer),
                 ("page_size", p_page_size.0, rt::Coerce::Integer),
                 ("status", p_status.0, rt::Coerce::String),
                 ("page_token", p_page_token.0, rt::Coerce::String),
-            ]),
-            "",
+            ],
             &mut errs,
         );
         let (::std::option::Option::Some(params),) = (params,) else {
@@ -2365,12 +2364,8 @@ impl<A: UsersApi> UsersServer<A> {
             );
         };
         let mut errs = rt::FieldErrors::default();
-        let params = rt::validate_value::<GetUserByIdParams>(
-            rt::params_object(&[
-                ("id", p_id.0, rt::Coerce::Integer),
-                ("If-None-Match", p_if_none_match.0, rt::Coerce::String),
-            ]),
-            "",
+        let params = rt::validate_params::<GetUserByIdParams>(
+            &[("id", p_id.0, rt::Coerce::Integer), ("If-None-Match", p_if_none_match.0, rt::Coerce::String)],
             &mut errs,
         );
         let (::std::option::Option::Some(params),) = (params,) else {
@@ -2451,12 +2446,8 @@ impl<A: UsersApi> UsersServer<A> {
                     );
                 };
                 let mut errs = rt::FieldErrors::default();
-                let params = rt::validate_value::<UpdateUserParams>(
-                    rt::params_object(&[
-                        ("id", p_id.0, rt::Coerce::Integer),
-                        ("If-Match", p_if_match.0, rt::Coerce::String),
-                    ]),
-                    "",
+                let params = rt::validate_params::<UpdateUserParams>(
+                    &[("id", p_id.0, rt::Coerce::Integer), ("If-Match", p_if_match.0, rt::Coerce::String)],
                     &mut errs,
                 );
                 let body = match body.read(&mut errs).await {
@@ -2548,9 +2539,8 @@ impl<A: UsersApi> UsersServer<A> {
             );
         };
         let mut errs = rt::FieldErrors::default();
-        let params = rt::validate_value::<DeleteUserParams>(
-            rt::params_object(&[("id", p_id.0, rt::Coerce::Integer), ("If-Match", p_if_match.0, rt::Coerce::String)]),
-            "",
+        let params = rt::validate_params::<DeleteUserParams>(
+            &[("id", p_id.0, rt::Coerce::Integer), ("If-Match", p_if_match.0, rt::Coerce::String)],
             &mut errs,
         );
         let (::std::option::Option::Some(params),) = (params,) else {
@@ -2622,9 +2612,8 @@ impl<A: UsersApi> UsersServer<A> {
             );
         };
         let mut errs = rt::FieldErrors::default();
-        let params = rt::validate_value::<PatchUserParams>(
-            rt::params_object(&[("id", p_id.0, rt::Coerce::Integer), ("If-Match", p_if_match.0, rt::Coerce::String)]),
-            "",
+        let params = rt::validate_params::<PatchUserParams>(
+            &[("id", p_id.0, rt::Coerce::Integer), ("If-Match", p_if_match.0, rt::Coerce::String)],
             &mut errs,
         );
         let body = match body.read(&mut errs).await {

@@ -24,6 +24,42 @@ macro_rules! display_text {
 }
 display_text!(String, i32, i64, f32, f64, bool, uuid::Uuid, chrono::NaiveDate);
 
+/// A header declared with JSON `content`: compact JSON, with non-ASCII
+/// characters escaped (`\u00e9`), since a header value is visible ASCII.
+pub struct JsonHeader<'a, T>(pub &'a T);
+
+impl<T: serde::Serialize> HeaderText for JsonHeader<'_, T> {
+    fn header_text(&self) -> String {
+        let mut out = Vec::new();
+        let mut ser = serde_json::Serializer::with_formatter(&mut out, AsciiJson);
+        match self.0.serialize(&mut ser) {
+            Ok(()) => String::from_utf8(out).unwrap_or_default(),
+            // A line break is no header value: `set_header` answers the
+            // 500 of a value the protocol cannot carry.
+            Err(_) => "\n".to_owned(),
+        }
+    }
+}
+
+/// serde_json's compact output, every non-ASCII character as `\uXXXX`
+/// (UTF-16 units, as JSON spells them).
+struct AsciiJson;
+
+impl serde_json::ser::Formatter for AsciiJson {
+    fn write_string_fragment<W: ?Sized + std::io::Write>(&mut self, w: &mut W, fragment: &str) -> std::io::Result<()> {
+        for (i, c) in fragment.char_indices() {
+            if c.is_ascii() {
+                w.write_all(&fragment.as_bytes()[i..i + 1])?;
+            } else {
+                for unit in c.encode_utf16(&mut [0; 2]) {
+                    write!(w, "\\u{unit:04x}")?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// `format: date-time` is RFC 3339, as in bodies.
 impl HeaderText for chrono::DateTime<chrono::Utc> {
     fn header_text(&self) -> String {

@@ -41,9 +41,9 @@ pub use body::{
     MAX_MULTIPART_PARTS, MULTIPART, MultipartBody, MultipartModel, RawBody, RawBodySpec,
 };
 pub use field_errors::{FieldError, FieldErrors, MAX_LISTED_ERRORS};
-pub use headers::{HeaderText, WithHeaders, set_header};
+pub use headers::{HeaderText, JsonHeader, WithHeaders, set_header};
 pub use negotiate::Accept;
-pub use params::{Coerce, Cookie, DeepQuery, Header, ParamSet, Path, Query, params_object};
+pub use params::{Coerce, Cookie, DeepQuery, Header, ParamSet, Path, Query, params_object, validate_params};
 pub use problem::{Answer, Fault, PROBLEM_JSON, Problem, RawAnswer, RawOperation};
 pub use routing::{AllowTable, DocPatches, api_routes, envelope_errors, served_document};
 pub use security::{AuthContext, BasicCredentials, Credential, CredentialIn, SchemeCredential, SchemeSpec};

@@ -125,6 +125,17 @@ impl Shape {
         }
     }
 
+    /// The placeholder of property `name` of an object shape.
+    pub(crate) fn property_placeholder(&self, name: &str) -> Option<Value> {
+        match self {
+            Shape::Object(props) | Shape::ClosedObject(props) | Shape::ObjectRest(props, _) => {
+                props.iter().find(|p| p.name == name).map(|p| p.shape.placeholder())
+            }
+            Shape::PropertyCount { inner, .. } => inner.property_placeholder(name),
+            _ => None,
+        }
+    }
+
     /// Checks `value` in place. Bad members are reported and replaced by
     /// placeholders; returns false when `value` itself has the wrong type.
     /// Time is linear in the size of `value` (times the nesting of oneOf

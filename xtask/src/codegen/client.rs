@@ -26,6 +26,7 @@ use super::ir::names::fallback_operation_id;
 pub fn preprocess(doc: &oa::OpenAPI) -> Result<oa::OpenAPI> {
     let mut doc = doc.clone();
     let shared_responses = doc.components.as_ref().map(|c| c.responses.clone()).unwrap_or_default();
+    let shared_params = doc.components.as_ref().map(|c| c.parameters.clone()).unwrap_or_default();
     let mut hoisted: Vec<(String, oa::Schema)> = Vec::new();
     let existing: Vec<String> =
         doc.components.as_ref().map(|c| c.schemas.keys().cloned().collect()).unwrap_or_default();
@@ -62,7 +63,11 @@ pub fn preprocess(doc: &oa::OpenAPI) -> Result<oa::OpenAPI> {
             // The server names such an operation the same way.
             let op_id = op.operation_id.get_or_insert_with(|| fallback_operation_id(method, path)).clone();
             split_default(&mut op.responses);
-            client_can_send(op, &format!("#/paths/{}/{method}", super::ir::names::pointer_segment(path)))?;
+            client_can_send(
+                op,
+                &shared_params,
+                &format!("#/paths/{}/{method}", super::ir::names::pointer_segment(path)),
+            )?;
             for (status, resp) in op.responses.responses.iter_mut() {
                 // A shared response whose schema is inline would be hoisted
                 // once per use; copy it into the operation first.
@@ -148,7 +153,11 @@ pub fn json_body_type(op: &oa::Operation) -> Option<String> {
 /// What progenitor 0.15 cannot send is refused here with its pointer
 /// (progenitor itself would fail without one, or panic); a body offered in
 /// JSON and other types is sent as JSON, which the server takes too.
-fn client_can_send(op: &mut oa::Operation, pointer: &str) -> Result<()> {
+fn client_can_send(
+    op: &mut oa::Operation,
+    shared: &indexmap::IndexMap<String, oa::ReferenceOr<oa::Parameter>>,
+    pointer: &str,
+) -> Result<()> {
     let hint = "generate the server alone (`--server`), or serve this operation as a raw handler";
     for (i, p) in op.parameters.iter().enumerate() {
         if let oa::ReferenceOr::Item(oa::Parameter::Query { style, .. }) = p
@@ -166,6 +175,21 @@ fn client_can_send(op: &mut oa::Operation, pointer: &str) -> Result<()> {
             bail!(
                 "{pointer}/parameters/{i}: the generated client (progenitor) cannot send two parameters named {:?}; {hint}",
                 q.parameter_data_ref().name
+            );
+        }
+        // progenitor types a parameter by its `schema` only; it would fail
+        // on `content` or send the value in some other encoding.
+        let resolved = match p {
+            oa::ReferenceOr::Item(q) => Some(q),
+            oa::ReferenceOr::Reference { reference } => {
+                reference.strip_prefix("#/components/parameters/").and_then(|n| shared.get(n)).and_then(|q| q.as_item())
+            }
+        };
+        if let Some(q) = resolved
+            && let oa::ParameterSchemaOrContent::Content(_) = q.parameter_data_ref().format
+        {
+            bail!(
+                "{pointer}/parameters/{i}/content: the generated client (progenitor) cannot send parameters with `content`; {hint}"
             );
         }
         if let oa::ReferenceOr::Item(oa::Parameter::Cookie { .. }) = p {

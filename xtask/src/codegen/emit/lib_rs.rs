@@ -407,6 +407,15 @@ fn doc_patches(api: &Api) -> Vec<TokenStream> {
         // style; the extractors come in `params` order.
         for (i, p) in o.params.iter().enumerate() {
             use crate::codegen::ir::params::ParamStyle;
+            // poem-openapi has no `content` on parameters: as the spec
+            // writes it, in place of the schema and the style it implies.
+            if let Some(c) = &p.content {
+                for k in ["schema", "style", "explode"] {
+                    patches.push((format!("{at}/parameters/{i}/{k}"), serde_json::Value::Null));
+                }
+                patches.push((format!("{at}/parameters/{i}/content"), c.document.clone()));
+                continue;
+            }
             if matches!(p.style, ParamStyle::SpaceDelimited | ParamStyle::PipeDelimited | ParamStyle::DeepObject) {
                 patches.push((format!("{at}/parameters/{i}/style"), serde_json::json!(p.style.to_string())));
                 patches.push((format!("{at}/parameters/{i}/explode"), serde_json::json!(p.explode)));
@@ -416,8 +425,16 @@ fn doc_patches(api: &Api) -> Vec<TokenStream> {
         for (k, v) in o.deprecation.iter().flat_map(|d| &d.extensions) {
             patches.push((format!("{at}/{k}"), v.clone()));
         }
-        // poem-openapi has no response links: as the spec writes them.
+        // poem-openapi has no response links, nor `content` on headers: as
+        // the spec writes them.
         for r in &o.responses {
+            for h in &r.headers {
+                if let Some(c) = &h.content {
+                    let hp = format!("{at}/responses/{}/headers/{}", r.status, pointer_segment(&h.name));
+                    patches.push((format!("{hp}/schema"), serde_json::Value::Null));
+                    patches.push((format!("{hp}/content"), c.document.clone()));
+                }
+            }
             if let Some(links) = &r.links {
                 patches.push((format!("{at}/responses/{}/links", r.status), links.clone()));
             }

@@ -461,7 +461,7 @@ fn extract_params(api: &Api, op: &Operation, glue: &mut Glue) -> Result<()> {
         entries.push(quote!((#json, #arg.0, #coerce)));
     }
     glue.prelude.push(quote! {
-        let params = rt::validate_value::<#pt_i>(rt::params_object(&[#(#entries),*]), "", &mut errs);
+        let params = rt::validate_params::<#pt_i>(&[#(#entries),*], &mut errs);
     });
     glue.call.push(quote!(params));
     glue.validated.push(quote!(params));

@@ -55,6 +55,9 @@ pub(super) fn params_def(api: &Api, op: &Operation) -> Result<TokenStream> {
 /// space or a pipe for `spaceDelimited`/`pipeDelimited` without explode).
 pub(super) fn param_coerce(api: &crate::codegen::ir::Api, p: &crate::codegen::ir::params::Parameter) -> TokenStream {
     use crate::codegen::ir::params::ParamStyle;
+    if p.content.as_ref().is_some_and(|c| c.json) {
+        return quote!(rt::Coerce::Json);
+    }
     if p.style == ParamStyle::DeepObject
         && let RustType::Named(n) = &p.field.ty
         && let Some(crate::codegen::ir::types::TypeKind::Struct(fields)) = api.types.get(n).map(|t| &t.kind)

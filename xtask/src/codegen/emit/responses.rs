@@ -353,6 +353,12 @@ fn header_checks(api: &Api, r: &Documented<'_>) -> Option<(Vec<proc_macro2::Iden
     let mut names = Vec::new();
     let mut used = Vec::new();
     for h in &r.response.headers {
+        // A JSON (`content`) header of a generated type is checked by its
+        // type only: response-only models carry no garde derive.
+        let named = |t: &RustType| matches!(t, RustType::Named(_));
+        if named(&h.rust_type) || matches!(&h.rust_type, RustType::Vec(i) if named(i)) {
+            continue;
+        }
         let node = super::validation::node_of(api, &h.schema);
         let rules = super::validation::value_rules(api, &h.rust_type, &node).ok()?;
         if rules.is_empty() {
@@ -560,11 +566,14 @@ fn into_response_with_headers(r: &Documented<'_>) -> TokenStream {
     let sets = r.response.headers.iter().map(|h| {
         let f = ident(&h.field);
         let n = lit(&h.name);
+        let json = h.content.as_ref().is_some_and(|c| c.json);
+        let value = if json { quote!(&rt::JsonHeader(value)) } else { quote!(value) };
         if h.required {
-            quote!(if let ::std::result::Result::Err(p) = rt::set_header(&mut response, #n, &#f) { return p.to_problem_json(); })
+            let value = if json { quote!(&rt::JsonHeader(&#f)) } else { quote!(&#f) };
+            quote!(if let ::std::result::Result::Err(p) = rt::set_header(&mut response, #n, #value) { return p.to_problem_json(); })
         } else {
             quote!(if let ::std::option::Option::Some(value) = &#f {
-                if let ::std::result::Result::Err(p) = rt::set_header(&mut response, #n, value) { return p.to_problem_json(); }
+                if let ::std::result::Result::Err(p) = rt::set_header(&mut response, #n, #value) { return p.to_problem_json(); }
             })
         }
     });

@@ -61,6 +61,20 @@ pub struct Parameter {
     pub pointer: String,
     /// `oneOf: [scalar, array]`: the scalar's and the items' types.
     pub one_or_many: Option<(JsonType, JsonType)>,
+    /// Declared with `content` instead of `schema`.
+    pub content: Option<ParamContent>,
+}
+
+/// A parameter's (or response header's) one `content` entry: the raw value
+/// is a JSON document (parsed, then checked like a body) or, for other
+/// media types, a string.
+#[derive(Debug, Clone)]
+pub struct ParamContent {
+    pub media_type: String,
+    pub json: bool,
+    /// `content` as the spec writes it, for the served document:
+    /// poem-openapi can only describe parameters and headers by `schema`.
+    pub document: serde_json::Value,
 }
 
 /// The parameters of one operation, path-level first, operation-level
@@ -180,25 +194,36 @@ fn location_and_style(p: &oa::Parameter) -> (ParamLocation, ParamStyle) {
 fn parameter(b: &mut TypeBuilder<'_>, p: &oa::Parameter, pointer: String, op_type: &str) -> Result<Parameter> {
     let (location, style) = location_and_style(p);
     let data = p.parameter_data_ref();
-    let schema = match &data.format {
-        oa::ParameterSchemaOrContent::Schema(s) => b.resolver.convert(s, &format!("{pointer}/schema"))?,
-        oa::ParameterSchemaOrContent::Content(_) => bail!("{pointer}: parameters with `content` are not supported"),
+    let (schema, content) = match &data.format {
+        oa::ParameterSchemaOrContent::Schema(s) => (b.resolver.convert(s, &format!("{pointer}/schema"))?, None),
+        oa::ParameterSchemaOrContent::Content(c) => {
+            let (schema, content) = content_schema(b, c, &format!("{pointer}/content"))?;
+            (schema, Some(content))
+        }
     };
-    if style == ParamStyle::DeepObject {
-        require_flat_object(b, &schema, &pointer)?;
+    // A JSON document may hold any value, so the scalar rule and the
+    // style rules (which say how raw strings split) apply to `schema` only.
+    let one_or_many = if content.is_some() {
+        None
     } else {
-        require_scalar_or_array(b, &schema, &pointer)?;
-    }
-    let one_or_many = one_or_many(b, &b.resolver.resolve(&schema)?)?;
+        if style == ParamStyle::DeepObject {
+            require_flat_object(b, &schema, &pointer)?;
+        } else {
+            require_scalar_or_array(b, &schema, &pointer)?;
+        }
+        one_or_many(b, &b.resolver.resolve(&schema)?)?
+    };
     let mut field = b.field(&data.name, &schema, data.required, &format!("{op_type}Params"))?;
     if location == ParamLocation::Path && !data.required {
         bail!("{pointer}: path parameters must be required");
     }
-    require_default_style(location, style, &pointer)?;
-    if matches!(style, ParamStyle::SpaceDelimited | ParamStyle::PipeDelimited)
-        && !matches!(field.ty, super::types::RustType::Vec(_))
-    {
-        bail!("{pointer}/style: `{style}` applies to arrays only");
+    if content.is_none() {
+        require_default_style(location, style, &pointer)?;
+        if matches!(style, ParamStyle::SpaceDelimited | ParamStyle::PipeDelimited)
+            && !matches!(field.ty, super::types::RustType::Vec(_))
+        {
+            bail!("{pointer}/style: `{style}` applies to arrays only");
+        }
     }
     field.required = data.required;
     Ok(Parameter {
@@ -211,7 +236,30 @@ fn parameter(b: &mut TypeBuilder<'_>, p: &oa::Parameter, pointer: String, op_typ
         deprecated: data.deprecated.unwrap_or(false),
         pointer,
         one_or_many,
+        content,
     })
+}
+
+/// `content` on a parameter or a response header: exactly one media type
+/// (OpenAPI says so), JSON with any schema, or another type whose schema is
+/// a string, taken as is.
+pub(super) fn content_schema(
+    b: &mut TypeBuilder<'_>,
+    content: &indexmap::IndexMap<String, oa::MediaType>,
+    pointer: &str,
+) -> Result<(Schema, ParamContent)> {
+    let [(media_type, media)] = content.iter().collect::<Vec<_>>()[..] else {
+        bail!("{pointer}: `content` must hold exactly one media type, not {}", content.len());
+    };
+    let at = format!("{pointer}/{}", super::names::pointer_segment(media_type));
+    let s = media.schema.as_ref().with_context(|| format!("{at}: needs a `schema`"))?;
+    let schema = b.resolver.convert(s, &format!("{at}/schema"))?;
+    let json = super::media::is_json(media_type);
+    if !json && b.resolver.resolve(&schema)?.ty != Some(JsonType::String) {
+        bail!("{at}/schema: a value in `{media_type}` is its raw text, so its schema must be a string");
+    }
+    let document = serde_json::to_value(content).with_context(|| format!("{pointer}: cannot be written back"))?;
+    Ok((schema, ParamContent { media_type: media_type.clone(), json, document }))
 }
 
 /// `oneOf: [scalar, array of scalars]` (either order): the scalar's and the

@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use openapiv3 as oa;
 
 use super::media::{MediaType, is_json, is_text};
-use super::names::{field_name, pointer_segment};
+use super::names::{field_name, pointer_segment, type_name};
 use super::schema::Schema;
 use super::types::{RustType, TypeBuilder};
 
@@ -111,6 +111,9 @@ pub struct ResponseHeader {
     pub rust_type: RustType,
     /// The Rust field of the response variant that carries it.
     pub field: String,
+    /// Declared with `content` instead of `schema`: sent as compact JSON
+    /// when the media type is JSON.
+    pub content: Option<super::params::ParamContent>,
 }
 
 /// The responses of one operation, sorted by status. Each is checked before
@@ -139,7 +142,7 @@ pub fn responses(
     let mut out = Vec::new();
     for (status, rp, resp) in keyed {
         let resp = dereference(doc, resp, &rp)?;
-        let headers = headers(b, doc, resp, &rp)?;
+        let headers = headers(b, doc, resp, &rp, &format!("{op_type}{status}"))?;
         let content = content(b, resp, &rp, status, op_type)?;
         let negotiated = negotiated(b, &content, &rp, status, op_type)?;
         let links = links(doc, resp, &rp)?;
@@ -159,7 +162,13 @@ pub fn responses(
 
 /// OpenAPI: a header named `Content-Type` is ignored (the media type says
 /// it). Field names avoid the variant's own `status` and `body`.
-fn headers(b: &mut TypeBuilder<'_>, doc: &oa::OpenAPI, resp: &oa::Response, rp: &str) -> Result<Vec<ResponseHeader>> {
+fn headers(
+    b: &mut TypeBuilder<'_>,
+    doc: &oa::OpenAPI,
+    resp: &oa::Response,
+    rp: &str,
+    hint: &str,
+) -> Result<Vec<ResponseHeader>> {
     let mut out: Vec<ResponseHeader> = Vec::new();
     for (name, h) in &resp.headers {
         if name.eq_ignore_ascii_case("content-type") {
@@ -182,11 +191,14 @@ fn headers(b: &mut TypeBuilder<'_>, doc: &oa::OpenAPI, resp: &oa::Response, rp: 
                 }
             }
         };
-        let schema = match &h.format {
-            oa::ParameterSchemaOrContent::Schema(s) => b.resolver.convert(s, &format!("{hp}/schema"))?,
-            oa::ParameterSchemaOrContent::Content(_) => bail!("{hp}: headers with `content` are not supported"),
+        let (schema, content) = match &h.format {
+            oa::ParameterSchemaOrContent::Schema(s) => (b.resolver.convert(s, &format!("{hp}/schema"))?, None),
+            oa::ParameterSchemaOrContent::Content(c) => {
+                let (schema, content) = super::params::content_schema(b, c, &format!("{hp}/content"))?;
+                (schema, Some(content))
+            }
         };
-        let rust_type = b.rust_type(&schema, "Header", None)?;
+        let rust_type = b.rust_type(&schema, &format!("{hint}{}Header", type_name(name)), None)?;
         let scalar = |t: &RustType| {
             matches!(
                 t,
@@ -205,7 +217,8 @@ fn headers(b: &mut TypeBuilder<'_>, doc: &oa::OpenAPI, resp: &oa::Response, rp: 
             RustType::Vec(item) => scalar(item),
             t => scalar(t),
         };
-        if !ok {
+        // A JSON document may hold any value.
+        if !ok && !content.as_ref().is_some_and(|c| c.json) {
             bail!("{hp}/schema: response headers must be scalars or arrays of scalars");
         }
         // Header names are case-insensitive: `ETag` is the field `etag`.
@@ -222,6 +235,7 @@ fn headers(b: &mut TypeBuilder<'_>, doc: &oa::OpenAPI, resp: &oa::Response, rp: 
             schema,
             rust_type,
             field,
+            content,
         });
     }
     Ok(out)
