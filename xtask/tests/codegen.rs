@@ -115,6 +115,12 @@ fn unsupported_constructs_fail_with_their_pointer() {
         "    X:\n      not: {type: string}",
     ));
     assert!(e.contains("#/components/schemas/X") && e.contains("`not`"), "{e}");
+    // Beside a type too (openapiv3 reads that as an untyped schema).
+    let e = gen_error(&tiny(
+        "  /a:\n    get:\n      operationId: a\n      responses:\n        '200': {description: ok}",
+        "    X: {type: string, not: {enum: [admin]}}",
+    ));
+    assert!(e.contains("#/components/schemas/X/not") && e.contains("`not`"), "{e}");
 
     let e = gen_error(&tiny(
         "  /a:\n    get:\n      operationId: a\n      responses:\n        '200': {description: ok, headers: {X-Obj: {schema: {type: object, properties: {a: {type: string}}}}}}",

@@ -281,6 +281,11 @@ impl<'a> Resolver<'a> {
                 }
             }
             oa::SchemaKind::Not { .. } => bail!("{pointer}: `not` is not supported by the generator"),
+            oa::SchemaKind::Any(a) if a.not.is_some() => {
+                // Beside `type`, `not` makes openapiv3 read the schema as
+                // "any": name the keyword rather than a mix of types.
+                bail!("{pointer}/not: `not` is not supported by the generator")
+            }
             oa::SchemaKind::Any(a) => {
                 // `oneOf: [{}]` (exactly one of "anything") and an `anyOf`
                 // holding `{}` accept every value: they constrain nothing.
