@@ -163,6 +163,10 @@ impl PetsApi for Stub {
         Ok(GetPetCardResponse::Ok(format!("{} says hi", params.name)))
     }
 
+    async fn set_pet_mood(&self, params: SetPetMoodParams, body: String) -> Result<SetPetMoodResponse, Problem> {
+        Ok(SetPetMoodResponse::Ok(format!("{} is {body}", params.name)))
+    }
+
     async fn set_pet_card(&self, params: SetPetCardParams, body: String) -> Result<SetPetCardResponse, Problem> {
         Ok(SetPetCardResponse::Ok(format!("{}: {body}", params.name)))
     }
@@ -762,6 +766,12 @@ async fn binary_and_text_requests() {
     resp.assert_status(StatusCode::BAD_REQUEST);
     let (s, b) = send(cli.put("/v2/pets/rex/card").content_type("text/plain")).await;
     assert_eq!((s, fields(&b)), (StatusCode::BAD_REQUEST, vec!["body".to_owned()]));
+    // A text body with an enum: one of its values, as sent.
+    let resp = cli.put("/v2/pets/rex/mood").content_type("text/plain").body("sleepy").send().await;
+    resp.assert_status_is_ok();
+    resp.assert_text("rex is sleepy").await;
+    let (s, b) = send(cli.put("/v2/pets/rex/mood").content_type("text/plain").body("grumpy")).await;
+    assert_eq!((s, fields(&b)), (StatusCode::BAD_REQUEST, vec!["body".to_owned()]), "{b}");
     // The text's schema: 2–10 characters (not bytes: "héllo" is 6 bytes, 5
     // characters), not starting with white space.
     for bad in ["x", "eleven chars", " hello"] {

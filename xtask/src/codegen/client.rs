@@ -210,8 +210,8 @@ fn client_can_send(
             body.content.insert("application/json".to_owned(), media);
         }
         // A binary body's `maxLength` is the server's byte limit, which the
-        // server enforces while streaming, and a text body's lengths and
-        // pattern the server checks before its handler runs; progenitor
+        // server enforces while streaming, and a text body's lengths,
+        // pattern and enum the server checks before its handler runs; progenitor
         // refuses those keywords on a raw body, and the client sends the
         // text or bytes either way (a violation is the server's 400).
         for (t, media) in body.content.iter_mut() {
@@ -222,6 +222,7 @@ fn client_can_send(
                     st.max_length = None;
                 } else if super::ir::media::is_text(t) {
                     (st.min_length, st.max_length, st.pattern) = (None, None, None);
+                    st.enumeration.clear();
                 }
             }
         }

@@ -490,7 +490,14 @@ fn read_body(api: &Api, op: &Operation, glue: &mut Glue, extra: &mut Vec<TokenSt
         glue.args.push(quote!(#bdoc body: rt::RawBody<#spec>));
         let read = if *raw == RustType::String && !rb.model.is_empty() {
             let m = ident(&rb.model);
-            quote!(body.read_text_as::<crate::models::#m>(&mut errs, |m| m.0).await)
+            // An enum's value goes back to the text it was read from.
+            let text = match api.types.get(&rb.model).map(|t| &t.kind) {
+                Some(crate::codegen::ir::types::TypeKind::Newtype(f)) if matches!(f.ty, RustType::Named(_)) => {
+                    quote!(|m| ::std::string::ToString::to_string(&m.0))
+                }
+                _ => quote!(|m| m.0),
+            };
+            quote!(body.read_text_as::<crate::models::#m>(&mut errs, #text).await)
         } else if *raw == RustType::String {
             quote!(body.read_text().await)
         } else {

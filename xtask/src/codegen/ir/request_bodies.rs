@@ -77,11 +77,11 @@ pub fn request_body(
         // text body is checked as the string it is (length in characters,
         // pattern) through a newtype of its schema. Anything else would not
         // be checked, so it is refused rather than silently ignored.
-        let binary_unchecked = node.min_length.is_some() || node.pattern.is_some();
-        if !node.enum_values.is_empty() || (!is_text(mt) && binary_unchecked) {
+        let binary_unchecked = node.min_length.is_some() || node.pattern.is_some() || !node.enum_values.is_empty();
+        if !is_text(mt) && binary_unchecked {
             bail!(
                 "{mp}/schema: constraints on a {mt} body are not checked (only `maxLength` of a binary body, as its \
-                 byte limit, and lengths and patterns of a text body)"
+                 byte limit, and lengths, patterns and enums of a text body)"
             );
         }
         let text_checked = is_text(mt) && (binary_unchecked || node.max_length.is_some());
