@@ -200,11 +200,12 @@ fn unsupported_constructs_fail_with_their_pointer() {
     ));
     assert!(e.contains("ApplicationJson") && e.contains("cannot be told apart"), "{e}");
 
-    // A constraint on map values garde cannot check is refused, not dropped
-    // (the values' own constraints are a newtype's; their items' are not).
+    // A constraint on map values garde cannot reach is refused, not dropped
+    // (the values' own constraints and their items' are a newtype's; deeper
+    // ones are not).
     let e = gen_error(&tiny(
         "  /a:\n    post:\n      operationId: a\n      requestBody: {content: {application/json: {schema: {$ref: '#/components/schemas/X'}}}}\n      responses:\n        '200': {description: ok}\n        '400': {description: bad}",
-        "    X: {type: object, properties: {m: {type: object, additionalProperties: {type: array, items: {type: string, maxLength: 3}}}}}",
+        "    X: {type: object, properties: {m: {type: object, additionalProperties: {type: array, items: {type: array, items: {type: string, maxLength: 3}}}}}}",
     ));
     assert!(
         e.contains("#/components/schemas/X/properties/m/additionalProperties") && e.contains("values of a map"),

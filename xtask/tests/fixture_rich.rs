@@ -508,6 +508,18 @@ async fn typed_extra_properties_and_property_counts() {
     assert_eq!((s, &b["attributes"]), (StatusCode::CREATED, &json!({"legs": "4"})), "{b}");
     let (s, b) = send(cli.post("/v2/pets").body_json(&with(json!({"legs": "four"})))).await;
     assert_eq!((s, fields(&b)), (StatusCode::BAD_REQUEST, vec!["labels.legs".to_owned()]), "{b}");
+    // Arrays as map values: their own and their items' constraints.
+    let aliases = |a: Value| {
+        let mut p = with(json!({"owner": "ann"}));
+        p["aliases"] = a;
+        p
+    };
+    let (s, b) = send(cli.post("/v2/pets").body_json(&aliases(json!({"ann": ["rex", "r"]})))).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let (s, b) = send(cli.post("/v2/pets").body_json(&aliases(json!({"ann": ["rex", "toolong"]})))).await;
+    assert_eq!((s, fields(&b)), (StatusCode::BAD_REQUEST, vec!["aliases.ann[1]".to_owned()]), "{b}");
+    let (s, b) = send(cli.post("/v2/pets").body_json(&aliases(json!({"ann": ["a", "b", "c"]})))).await;
+    assert_eq!((s, fields(&b)), (StatusCode::BAD_REQUEST, vec!["aliases.ann".to_owned()]), "{b}");
     // The values' own range (a newtype carries it, as garde checks map values by diving).
     for legs in [-1, 100] {
         let (s, b) = send(cli.post("/v2/pets").body_json(&with(json!({"legs": legs})))).await;

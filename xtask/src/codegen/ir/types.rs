@@ -280,16 +280,24 @@ impl<'a> TypeBuilder<'a> {
     fn map_value(&mut self, schema: &Schema, hint: &str) -> Result<RustType> {
         let ty = self.rust_type(schema, hint, None)?;
         let n = self.resolver.resolve(schema)?;
-        let constrained = n.min_length.is_some()
-            || n.max_length.is_some()
-            || n.pattern.is_some()
-            || n.minimum.is_some()
-            || n.maximum.is_some()
-            || n.multiple_of.is_some()
-            || n.min_items.is_some()
-            || n.max_items.is_some()
-            || n.unique_items
-            || matches!(n.format.as_deref(), Some("email" | "uri" | "ipv4" | "ipv6" | "hostname" | "byte"));
+        let own = |n: &SchemaNode| {
+            n.min_length.is_some()
+                || n.max_length.is_some()
+                || n.pattern.is_some()
+                || n.minimum.is_some()
+                || n.maximum.is_some()
+                || n.multiple_of.is_some()
+                || n.min_items.is_some()
+                || n.max_items.is_some()
+                || n.unique_items
+                || matches!(n.format.as_deref(), Some("email" | "uri" | "ipv4" | "ipv6" | "hostname" | "byte"))
+        };
+        // An array's items' constraints are the newtype's `inner` rules.
+        let items_constrained = match &n.items {
+            Some(i) => own(&self.resolver.resolve(i)?),
+            None => false,
+        };
+        let constrained = own(&n) || items_constrained;
         if matches!(ty, RustType::Named(_)) || !constrained {
             return Ok(ty);
         }
