@@ -942,6 +942,12 @@ async fn label_and_matrix_path_parameters() {
         assert_eq!((s, fields(&b)), (StatusCode::BAD_REQUEST, vec![field.to_owned()]), "{uri}: {b}");
         assert_eq!(b["code"], json!(1001), "{uri}: {b}");
     }
+    // The style's own refusal says what was expected; an item's is the
+    // structural pass's.
+    let (_, b) = send(cli.get("/v2/tickets/by-ids/;id=3")).await;
+    assert_eq!(b["data"]["errors"][0]["message"], json!("must be in matrix style (`;ids=value`)"), "{b}");
+    let (_, b) = send(cli.get("/v2/tickets/5")).await;
+    assert_eq!(b["data"]["errors"][0]["message"], json!("must be in label style (`.value`)"), "{b}");
 }
 
 /// multipleOf, exclusive bounds on numbers and uniqueItems.
