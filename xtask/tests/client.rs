@@ -475,6 +475,14 @@ fn client_generation_names_what_the_client_cannot_send() {
     {
         get.parameters.clear();
     }
+    // progenitor sends path values in `simple` style only: a label or
+    // matrix parameter is refused, never sent in the wrong encoding.
+    let e = format!("{:#}", xtask::codegen::render_client(&doc, std::path::Path::new("r"), "c", &deps).unwrap_err());
+    assert!(e.contains("#/paths/~1tickets~1{id}/get/parameters/0/style") && e.contains("--server"), "{e}");
+    doc.paths.paths.shift_remove("/tickets/{id}");
+    let e = format!("{:#}", xtask::codegen::render_client(&doc, std::path::Path::new("r"), "c", &deps).unwrap_err());
+    assert!(e.contains("#/paths/~1tickets~1by-ids~1{ids}/get/parameters/0/style") && e.contains("Matrix"), "{e}");
+    doc.paths.paths.retain(|path, _| !path.starts_with("/tickets/"));
     let files = xtask::codegen::render_client(&doc, std::path::Path::new("r"), "c", &deps).unwrap();
     let lib = &files.iter().find(|(p, _)| p.ends_with("lib.rs")).unwrap().1;
     assert!(lib.contains("fn send_feedback") && lib.contains("fn search_pets"), "{lib}");

@@ -180,6 +180,20 @@ fn unsupported_constructs_fail_with_their_pointer() {
         "{e}"
     );
 
+    // A label or matrix path value is a scalar or an array of scalars:
+    // objects (`.a=1.b=2`) are not read, and a one-or-many union could not
+    // tell `.3` the scalar from `.3` the one-item array.
+    let e = gen_error(&tiny(
+        "  /a/{p}:\n    get:\n      operationId: a\n      parameters: [{name: p, in: path, required: true, style: label, schema: {type: object, properties: {x: {type: string}}}}]\n      responses:\n        '200': {description: ok}",
+        "    X: {type: object, properties: {a: {type: string}}}",
+    ));
+    assert!(e.contains("#/paths/~1a~1{p}/get/parameters/0") && e.contains("scalars or arrays of scalars"), "{e}");
+    let e = gen_error(&tiny(
+        "  /a/{p}:\n    get:\n      operationId: a\n      parameters: [{name: p, in: path, required: true, style: matrix, schema: {oneOf: [{type: integer}, {type: array, items: {type: integer}}]}}]\n      responses:\n        '200': {description: ok}",
+        "    X: {type: object, properties: {a: {type: string}}}",
+    ));
+    assert!(e.contains("#/paths/~1a~1{p}/get/parameters/0/style") && e.contains("`oneOf`"), "{e}");
+
     // An operation the generator cannot type names the way out: a raw handler.
     let e = gen_error(&tiny(
         "  /a:\n    get:\n      operationId: a\n      parameters: [{name: q, in: query, schema: {type: object, properties: {x: {type: string}}}}]\n      responses:\n        '200': {description: ok}",

@@ -1,6 +1,7 @@
 //! In-process tests of the crate generated from the rich fixture spec:
-//! query arrays, header parameters, string path parameters, 201/204,
-//! oneOf/anyOf, nested objects, arrays of objects, absent vs null.
+//! query arrays, header parameters, string, label and matrix path
+//! parameters, 201/204, oneOf/anyOf, nested objects, arrays of objects,
+//! absent vs null.
 
 // Helpers outside #[test] fns unwrap too: a panic is a failure with a location.
 #![allow(clippy::unwrap_used)]
@@ -157,6 +158,21 @@ impl PetsApi for Stub {
             }
         };
         Ok(GetPetSummaryResponse::Ok(body))
+    }
+
+    async fn get_ticket(&self, params: GetTicketParams) -> Result<GetTicketResponse, Problem> {
+        Ok(GetTicketResponse::Ok(params.id))
+    }
+
+    async fn get_tickets_by_ids(&self, params: GetTicketsByIdsParams) -> Result<GetTicketsByIdsResponse, Problem> {
+        Ok(GetTicketsByIdsResponse::Ok(params.ids))
+    }
+
+    async fn get_tickets_by_codes(
+        &self,
+        params: GetTicketsByCodesParams,
+    ) -> Result<GetTicketsByCodesResponse, Problem> {
+        Ok(GetTicketsByCodesResponse::Ok(params.codes))
     }
 
     async fn get_pet_card(&self, params: GetPetCardParams) -> Result<GetPetCardResponse, Problem> {
@@ -909,6 +925,51 @@ async fn delimited_arrays_and_cookie_parameters() {
     let mut f = fields(&b);
     f.sort();
     assert_eq!(f, vec!["colors[1]", "theme"], "{b}");
+}
+
+/// `label` and `matrix` path values: the prefix is stripped and the items
+/// split as declared, then coerced and checked like a `simple` value; a
+/// value not in its style is a 400 naming the parameter.
+#[tokio::test]
+async fn label_and_matrix_path_parameters() {
+    let (cli, _) = client();
+    let ok = |uri: &'static str, want: Value| {
+        let cli = &cli;
+        async move {
+            let (s, b) = send(cli.get(uri)).await;
+            assert_eq!((s, &b), (StatusCode::OK, &want), "{uri}");
+        }
+    };
+    ok("/v2/tickets/.5", json!(5)).await;
+    ok("/v2/tickets/by-ids/;ids=3;ids=4;ids=5", json!([3, 4, 5])).await;
+    ok("/v2/tickets/by-ids/;ids=7", json!([7])).await;
+    ok("/v2/tickets/by-codes/;codes=a,b%20c", json!(["a", "b c"])).await;
+    for (uri, field) in [
+        // No prefix, the wrong one, another parameter's name.
+        ("/v2/tickets/5", "id"),
+        ("/v2/tickets/;id=5", "id"),
+        ("/v2/tickets/by-ids/3;ids=4", "ids"),
+        ("/v2/tickets/by-ids/;id=3", "ids"),
+        ("/v2/tickets/by-ids/;ids=3;idx=4", "ids"),
+        ("/v2/tickets/by-codes/;code=a", "codes"),
+        // A bad item, a constraint on the value and on an item.
+        ("/v2/tickets/.x", "id"),
+        ("/v2/tickets/.0", "id"),
+        ("/v2/tickets/by-ids/;ids=3;ids=x", "ids[1]"),
+        ("/v2/tickets/by-ids/;ids=3;ids=100", "ids[1]"),
+        ("/v2/tickets/by-codes/;codes=a,long", "codes[1]"),
+        ("/v2/tickets/by-codes/;codes=a,b,c,d", "codes"),
+    ] {
+        let (s, b) = send(cli.get(uri)).await;
+        assert_eq!((s, fields(&b)), (StatusCode::BAD_REQUEST, vec![field.to_owned()]), "{uri}: {b}");
+        assert_eq!(b["code"], json!(1001), "{uri}: {b}");
+    }
+    // The style's own refusal says what was expected; an item's is the
+    // structural pass's.
+    let (_, b) = send(cli.get("/v2/tickets/by-ids/;id=3")).await;
+    assert_eq!(b["data"]["errors"][0]["message"], json!("must be in matrix style (`;ids=value`)"), "{b}");
+    let (_, b) = send(cli.get("/v2/tickets/5")).await;
+    assert_eq!(b["data"]["errors"][0]["message"], json!("must be in label style (`.value`)"), "{b}");
 }
 
 /// multipleOf, exclusive bounds on numbers and uniqueItems.

@@ -148,29 +148,37 @@ pub enum Coerce {
     /// A parameter declared with JSON `content`: the raw value is a JSON
     /// document, parsed once and then checked like a body.
     Json,
+    /// A `style: label` path value: `.5`, an array `.3.4.5` (explode) or
+    /// `.3,4,5`; the scalar or [`Coerce::Array`] inside says which.
+    Label(&'static Coerce, bool),
+    /// A `style: matrix` path value named by the parameter's wire name:
+    /// `;id=5`, an array `;id=3;id=4` (explode) or `;id=3,4`.
+    Matrix(&'static str, &'static Coerce, bool),
 }
 
 /// Builds the JSON object the structural pass checks for a parameter set.
-/// A JSON parameter that does not parse stays a string here (for the
-/// structural pass to report); [`validate_params`] names the parse error.
+/// A JSON parameter that does not parse, or a label or matrix value
+/// without its prefix, stays a string here (for the structural pass to
+/// report); [`validate_params`] names the problem.
 pub fn params_object(values: &[(&'static str, Vec<String>, Coerce)]) -> Value {
     build_object(values, &mut |_, s, _| Value::from(s))
 }
 
 /// Parses and validates an operation's parameters into `T`. A JSON
-/// parameter that is not JSON is reported as such, by its name, and a
-/// placeholder stands in for it so the other parameters are still checked
-/// and it is not also reported as missing or mistyped.
+/// parameter that is not JSON, or a label or matrix value not in its
+/// style, is reported as such, by its name, and a placeholder stands in
+/// for it so the other parameters are still checked and it is not also
+/// reported as missing or mistyped.
 pub fn validate_params<T: Model>(values: &[(&'static str, Vec<String>, Coerce)], errs: &mut FieldErrors) -> Option<T> {
     let value = build_object(values, &mut |name, _, e| {
         let root = Loc::root("", errs);
-        errs.fail(&root.child(Seg::Key(name), errs), format_args!("is not valid JSON: {e}"));
+        errs.fail(&root.child(Seg::Key(name), errs), format_args!("{e}"));
         T::SHAPE.property_placeholder(name).unwrap_or(Value::Null)
     });
     validate_value(value, "", errs)
 }
 
-type Malformed<'a> = dyn FnMut(&'static str, &str, serde_json::Error) -> Value + 'a;
+type Malformed<'a> = dyn FnMut(&'static str, &str, String) -> Value + 'a;
 
 fn build_object(values: &[(&'static str, Vec<String>, Coerce)], malformed: &mut Malformed<'_>) -> Value {
     let mut map = Map::new();
@@ -214,7 +222,23 @@ fn build_object(values: &[(&'static str, Vec<String>, Coerce)], malformed: &mut 
                 many => Value::Array(many.iter().map(|s| coerce_one(s, item)).collect()),
             },
             Coerce::Json => match raw.first() {
-                Some(s) => serde_json::from_str(s).unwrap_or_else(|e| malformed(name, s, e)),
+                Some(s) => {
+                    serde_json::from_str(s).unwrap_or_else(|e| malformed(name, s, format!("is not valid JSON: {e}")))
+                }
+                None => continue,
+            },
+            Coerce::Label(inner, explode) => match raw.first() {
+                Some(s) => match s.strip_prefix('.') {
+                    Some(rest) => styled(rest, inner, if *explode { '.' } else { ',' }),
+                    None => malformed(name, s, "must be in label style (`.value`)".to_owned()),
+                },
+                None => continue,
+            },
+            Coerce::Matrix(wire, inner, explode) => match raw.first() {
+                Some(s) => match matrix(s, wire, inner, *explode) {
+                    Some(v) => v,
+                    None => malformed(name, s, format!("must be in matrix style (`;{wire}=value`)")),
+                },
                 None => continue,
             },
             Coerce::Split(item, sep) => match raw.first() {
@@ -249,8 +273,42 @@ fn coerce_one(s: &str, coerce: &Coerce) -> Value {
         | Coerce::Split(..)
         | Coerce::OneOrMany(..)
         | Coerce::Deep(_)
-        | Coerce::Json => Value::from(s),
+        | Coerce::Json
+        | Coerce::Label(..)
+        | Coerce::Matrix(..) => Value::from(s),
     }
+}
+
+/// A label or matrix value without its prefix: a scalar whole, an array
+/// split at `sep`, each item coerced.
+fn styled(s: &str, inner: &Coerce, sep: char) -> Value {
+    match inner {
+        Coerce::Array(c) => Value::Array(s.split(sep).map(|p| coerce_one(p, c)).collect()),
+        c => coerce_one(s, c),
+    }
+}
+
+/// `;name=value` (`;name` for an empty scalar, as RFC 6570 writes it); an
+/// exploded array repeats `;name=` before every item. `None` when a name
+/// is missing or another's. One pass over `s`.
+fn matrix(s: &str, wire: &str, inner: &Coerce, explode: bool) -> Option<Value> {
+    let rest = s.strip_prefix(';')?.strip_prefix(wire)?;
+    let rest = match rest.strip_prefix('=') {
+        Some(r) => r,
+        None if rest.is_empty() && !matches!(inner, Coerce::Array(_)) => rest,
+        None => return None,
+    };
+    let Coerce::Array(item) = inner else { return Some(coerce_one(rest, inner)) };
+    if !explode {
+        return Some(styled(rest, inner, ','));
+    }
+    let mut items = Vec::new();
+    for (i, part) in rest.split(';').enumerate() {
+        // The first item's name was stripped above.
+        let value = if i == 0 { part } else { part.strip_prefix(wire)?.strip_prefix('=')? };
+        items.push(coerce_one(value, item));
+    }
+    Some(Value::Array(items))
 }
 
 #[cfg(test)]
@@ -281,5 +339,35 @@ mod tests {
         // A malformed one stays text for the structural pass to refuse;
         // validate_params reports it as not JSON instead.
         assert_eq!(v, serde_json::json!({"f": {"a": [1, "x"]}, "g": "{"}));
+    }
+
+    #[test]
+    fn label_and_matrix_values_lose_their_prefix() {
+        const INTS: Coerce = Coerce::Array(&Coerce::Integer);
+        let v = params_object(&[
+            ("a", vec![".5".into()], Coerce::Label(&Coerce::Integer, false)),
+            ("b", vec![".3.4.5".into()], Coerce::Label(&INTS, true)),
+            ("c", vec![".3,x".into()], Coerce::Label(&INTS, false)),
+            ("d", vec![";d=1.5".into()], Coerce::Matrix("d", &Coerce::Number, false)),
+            ("e", vec![";e=3;e=4".into()], Coerce::Matrix("e", &INTS, true)),
+            ("f", vec![";f=3,4".into()], Coerce::Matrix("f", &INTS, false)),
+            ("g", vec![";g".into()], Coerce::Matrix("g", &Coerce::String, false)),
+            ("h", vec![".a.b".into()], Coerce::Label(&Coerce::String, true)),
+        ]);
+        let want = serde_json::json!({
+            "a": 5, "b": [3, 4, 5], "c": [3, "x"], "d": 1.5, "e": [3, 4], "f": [3, 4], "g": "", "h": "a.b"
+        });
+        assert_eq!(v, want);
+        for (raw, c) in [
+            ("5", Coerce::Label(&Coerce::Integer, false)),
+            ("id=5", Coerce::Matrix("id", &Coerce::Integer, false)),
+            (";idx=5", Coerce::Matrix("id", &Coerce::Integer, false)),
+            (";other=5", Coerce::Matrix("id", &Coerce::Integer, false)),
+            (";id=3;other=4", Coerce::Matrix("id", &INTS, true)),
+            (";id", Coerce::Matrix("id", &INTS, true)),
+        ] {
+            // Left as the raw string, for validate_params to name.
+            assert_eq!(params_object(&[("id", vec![raw.into()], c)]), serde_json::json!({"id": raw}), "{raw}");
+        }
     }
 }

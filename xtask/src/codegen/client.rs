@@ -192,6 +192,15 @@ fn client_can_send(
                 "{pointer}/parameters/{i}/content: the generated client (progenitor) cannot send parameters with `content`; {hint}"
             );
         }
+        // progenitor sends path values in `simple` style only (`5`, not
+        // `.5` or `;id=5`), which a label or matrix route would refuse.
+        if let Some(oa::Parameter::Path { style, .. }) = resolved
+            && !matches!(style, oa::PathStyle::Simple)
+        {
+            bail!(
+                "{pointer}/parameters/{i}/style: the generated client (progenitor) cannot send path style {style:?}; {hint}"
+            );
+        }
         if let oa::ReferenceOr::Item(oa::Parameter::Cookie { .. }) = p {
             bail!("{pointer}/parameters/{i}: the generated client (progenitor) cannot send cookie parameters; {hint}");
         }

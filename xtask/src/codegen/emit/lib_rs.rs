@@ -416,7 +416,14 @@ fn doc_patches(api: &Api) -> Vec<TokenStream> {
                 patches.push((format!("{at}/parameters/{i}/content"), c.document.clone()));
                 continue;
             }
-            if matches!(p.style, ParamStyle::SpaceDelimited | ParamStyle::PipeDelimited | ParamStyle::DeepObject) {
+            if matches!(
+                p.style,
+                ParamStyle::SpaceDelimited
+                    | ParamStyle::PipeDelimited
+                    | ParamStyle::DeepObject
+                    | ParamStyle::Label
+                    | ParamStyle::Matrix
+            ) {
                 patches.push((format!("{at}/parameters/{i}/style"), serde_json::json!(p.style.to_string())));
                 patches.push((format!("{at}/parameters/{i}/explode"), serde_json::json!(p.explode)));
             }

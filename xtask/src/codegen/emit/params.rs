@@ -52,7 +52,8 @@ pub(super) fn params_def(api: &Api, op: &Operation) -> Result<TokenStream> {
 
 /// The coercion of a parameter: its type, and for arrays how the values
 /// arrive (repeated or comma-separated for `form`; one value split at a
-/// space or a pipe for `spaceDelimited`/`pipeDelimited` without explode).
+/// space or a pipe for `spaceDelimited`/`pipeDelimited` without explode;
+/// one path segment with its prefix for `label`/`matrix`).
 pub(super) fn param_coerce(api: &crate::codegen::ir::Api, p: &crate::codegen::ir::params::Parameter) -> TokenStream {
     use crate::codegen::ir::params::ParamStyle;
     if p.content.as_ref().is_some_and(|c| c.json) {
@@ -67,6 +68,17 @@ pub(super) fn param_coerce(api: &crate::codegen::ir::Api, p: &crate::codegen::ir
             quote!((#name, #c))
         });
         return quote!(rt::Coerce::Deep(&[#(#entries),*]));
+    }
+    if matches!(p.style, ParamStyle::Label | ParamStyle::Matrix) {
+        // Array or scalar, the runtime strips the prefix and splits.
+        let (inner, explode) = (coerce_of(&p.field.ty), p.explode);
+        return match p.style {
+            ParamStyle::Label => quote!(rt::Coerce::Label(&#inner, #explode)),
+            _ => {
+                let wire = crate::codegen::emit::lit(&p.name);
+                quote!(rt::Coerce::Matrix(#wire, &#inner, #explode))
+            }
+        };
     }
     let sep = match p.style {
         ParamStyle::SpaceDelimited if !p.explode => Some(' '),

@@ -211,7 +211,13 @@ fn parameter(b: &mut TypeBuilder<'_>, p: &oa::Parameter, pointer: String, op_typ
         } else {
             require_scalar_or_array(b, &schema, &pointer)?;
         }
-        one_or_many(b, &b.resolver.resolve(&schema)?)?
+        let one_or_many = one_or_many(b, &b.resolver.resolve(&schema)?)?;
+        // One `.3` could be the scalar or a one-item array: nothing in the
+        // value says which, so the union is refused rather than guessed.
+        if one_or_many.is_some() && matches!(style, ParamStyle::Label | ParamStyle::Matrix) {
+            bail!("{pointer}/style: `{style}` does not apply to `oneOf` a scalar or an array");
+        }
+        one_or_many
     };
     let mut field = b.field(&data.name, &schema, data.required, &format!("{op_type}Params"))?;
     if location == ParamLocation::Path && !data.required {
@@ -313,14 +319,18 @@ fn require_scalar_or_array(b: &TypeBuilder<'_>, schema: &Schema, pointer: &str) 
 }
 
 /// The runtime reads query arrays as repeated keys or one comma list, which
-/// is `form` either way explode is set, and path/header values as `simple`.
-/// Any other style would be misread, so it is refused.
+/// is `form` either way explode is set, header values as `simple`, and path
+/// values as `simple`, `label` or `matrix`. Any other style would be
+/// misread, so it is refused.
 fn require_default_style(location: ParamLocation, style: ParamStyle, pointer: &str) -> Result<()> {
     // Arrays in one value split at a space or a pipe are read as declared
     // (an array schema is checked by require_scalar_or_array's caller).
     if location == ParamLocation::Query
         && matches!(style, ParamStyle::SpaceDelimited | ParamStyle::PipeDelimited | ParamStyle::DeepObject)
     {
+        return Ok(());
+    }
+    if location == ParamLocation::Path && matches!(style, ParamStyle::Label | ParamStyle::Matrix) {
         return Ok(());
     }
     let expected = match location {
