@@ -28,6 +28,18 @@ pub struct Exchange {
     pub error: Option<String>,
 }
 
+impl Exchange {
+    /// The response as the checker reads it.
+    pub fn response(&self) -> super::checker::Response<'_> {
+        super::checker::Response {
+            status: self.status,
+            content_type: self.content_type.as_deref(),
+            body: &self.body,
+            headers: &self.headers,
+        }
+    }
+}
+
 /// Stops serving when dropped.
 pub struct Recorder {
     base_url: String,

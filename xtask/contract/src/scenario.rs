@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use spec_api_client::{Client, Credentials, Error as ClientError, ResponseValue, types};
 
 use super::{
-    checker::{Contract, Operation, Response},
+    checker::{Contract, Operation},
     negative::{Case, Generator, Request, TokenUse, VALIDATION_FAILED},
     recorder::{Exchange, Recorder},
     report::{Check, Outcome, Report},
@@ -250,13 +250,7 @@ impl Run<'_> {
         }
         v.status = Some(ex.status);
         self.last_headers.clone_from(&ex.headers);
-        let resp = Response {
-            status: ex.status,
-            content_type: ex.content_type.as_deref(),
-            body: &ex.body,
-            headers: &ex.headers,
-        };
-        if let Err(mismatches) = self.contract.check_request(&ex.method, &ex.path, resp) {
+        if let Err(mismatches) = self.contract.check_request(&ex.method, &ex.path, ex.response()) {
             v.contract.extend(mismatches.iter().map(ToString::to_string));
         }
         match self.contract.find(&ex.method, &ex.path) {
@@ -605,13 +599,7 @@ impl Run<'_> {
             reasons.push(format!("expected one 200 and one 412, got {statuses:?}"));
         }
         for ex in &exchanges {
-            let resp = Response {
-                status: ex.status,
-                content_type: ex.content_type.as_deref(),
-                body: &ex.body,
-                headers: &ex.headers,
-            };
-            if let Err(m) = self.contract.check_request(&ex.method, &ex.path, resp) {
+            if let Err(m) = self.contract.check_request(&ex.method, &ex.path, ex.response()) {
                 reasons.extend(m.iter().map(ToString::to_string));
             }
         }

@@ -184,29 +184,40 @@ impl<T: Model + Send + 'static, M: BodyMedia, const REQUIRED: bool> JsonBody<T, 
             return Ok(BodyOutcome::Empty);
         };
         let form = M::TYPES.iter().any(|d| *d == FORM && accepts(&self.content_type, d)).then_some(M::FORM);
-        if bytes.len() < INLINE_PARSE_LIMIT {
-            return parse_and_validate(&bytes, form, errs);
+        let large = bytes.len() >= INLINE_PARSE_LIMIT;
+        checked(large, errs, move |errs| parse_and_validate::<T>(&bytes, form, errs)).await?
+    }
+}
+
+/// Runs `check` (parsing and validating a body into `errs`) in place, or,
+/// when the body is `large`, on the blocking pool within the parse permits,
+/// so a big body never holds an async thread.
+async fn checked<R: Send + 'static>(
+    large: bool,
+    errs: &mut FieldErrors,
+    check: impl FnOnce(&mut FieldErrors) -> R + Send + 'static,
+) -> Result<R, BodyError> {
+    if !large {
+        return Ok(check(errs));
+    }
+    let permit = parse_permits().acquire().await.map_err(|_| BodyError::Read("the server is shutting down".into()))?;
+    let mut moved = std::mem::take(errs);
+    let joined = tokio::task::spawn_blocking(move || {
+        let outcome = check(&mut moved);
+        (outcome, moved)
+    })
+    .await;
+    drop(permit);
+    match joined {
+        Ok((outcome, back)) => {
+            *errs = back;
+            Ok(outcome)
         }
-        let permit =
-            parse_permits().acquire().await.map_err(|_| BodyError::Read("the server is shutting down".into()))?;
-        let mut moved = std::mem::take(errs);
-        let job = tokio::task::spawn_blocking(move || {
-            let outcome = parse_and_validate::<T>(&bytes, form, &mut moved);
-            (outcome, moved)
-        });
-        let joined = job.await;
-        drop(permit);
-        match joined {
-            Ok((outcome, back)) => {
-                *errs = back;
-                outcome
-            }
-            // A panic in validation is a bug: let the panic middleware answer 500.
-            Err(e) => match e.try_into_panic() {
-                Ok(panic) => std::panic::resume_unwind(panic),
-                Err(_) => Err(BodyError::Read("the server is shutting down".into())),
-            },
-        }
+        // A panic in validation is a bug: let the panic middleware answer 500.
+        Err(e) => match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(_) => Err(BodyError::Read("the server is shutting down".into())),
+        },
     }
 }
 
@@ -414,32 +425,12 @@ impl<S: RawBodySpec> RawBody<S> {
             BodyOutcome::Valid(s) => s,
             other => return Ok(other),
         };
-        let check = move |s: String, errs: &mut FieldErrors| match validate_value::<M>(Value::String(s), "body", errs) {
+        let large = s.len() >= INLINE_PARSE_LIMIT;
+        checked(large, errs, move |errs| match validate_value::<M>(Value::String(s), "body", errs) {
             Some(m) => BodyOutcome::Valid(text(m)),
             None => BodyOutcome::Invalid,
-        };
-        if s.len() < INLINE_PARSE_LIMIT {
-            return Ok(check(s, errs));
-        }
-        let permit =
-            parse_permits().acquire().await.map_err(|_| BodyError::Read("the server is shutting down".into()))?;
-        let mut moved = std::mem::take(errs);
-        let joined = tokio::task::spawn_blocking(move || {
-            let outcome = check(s, &mut moved);
-            (outcome, moved)
         })
-        .await;
-        drop(permit);
-        match joined {
-            Ok((outcome, back)) => {
-                *errs = back;
-                Ok(outcome)
-            }
-            Err(e) => match e.try_into_panic() {
-                Ok(panic) => std::panic::resume_unwind(panic),
-                Err(_) => Err(BodyError::Read("the server is shutting down".into())),
-            },
-        }
+        .await
     }
 }
 
