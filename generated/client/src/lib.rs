@@ -2060,6 +2060,64 @@ pub mod types {
             value.parse()
         }
     }
+    ///A member of `UserResponse`, for a field mask (`fields=`).
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+    pub enum UserField {
+        #[serde(rename = "id")]
+        Id,
+        #[serde(rename = "username")]
+        Username,
+        #[serde(rename = "email")]
+        Email,
+        #[serde(rename = "status")]
+        Status,
+        #[serde(rename = "created_at")]
+        CreatedAt,
+        #[serde(rename = "updated_at")]
+        UpdatedAt,
+        #[serde(rename = "last_login_at")]
+        LastLoginAt,
+    }
+    impl ::std::fmt::Display for UserField {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            match *self {
+                Self::Id => f.write_str("id"),
+                Self::Username => f.write_str("username"),
+                Self::Email => f.write_str("email"),
+                Self::Status => f.write_str("status"),
+                Self::CreatedAt => f.write_str("created_at"),
+                Self::UpdatedAt => f.write_str("updated_at"),
+                Self::LastLoginAt => f.write_str("last_login_at"),
+            }
+        }
+    }
+    impl ::std::str::FromStr for UserField {
+        type Err = self::error::ConversionError;
+        fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+            match value {
+                "id" => Ok(Self::Id),
+                "username" => Ok(Self::Username),
+                "email" => Ok(Self::Email),
+                "status" => Ok(Self::Status),
+                "created_at" => Ok(Self::CreatedAt),
+                "updated_at" => Ok(Self::UpdatedAt),
+                "last_login_at" => Ok(Self::LastLoginAt),
+                _ => Err("invalid value".into()),
+            }
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for UserField {
+        type Error = self::error::ConversionError;
+        fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for UserField {
+        type Error = self::error::ConversionError;
+        fn try_from(value: ::std::string::String) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
     /**The members of a user a merge patch may set (RFC 7396); anything
     else is refused, and none of them can be cleared with `null`.
     */

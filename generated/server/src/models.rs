@@ -494,6 +494,87 @@ rt::impl_type!(
     ::poem_openapi::registry::MetaSchema::ANY } });
     }
 );
+/// A member of `UserResponse`, for a field mask (`fields=`).
+///
+/// Schema `#/components/schemas/UserField`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, ::serde::Serialize, ::serde::Deserialize)]
+pub enum UserField {
+    #[serde(rename = "id")]
+    Id,
+    #[serde(rename = "username")]
+    Username,
+    #[serde(rename = "email")]
+    Email,
+    #[serde(rename = "status")]
+    Status,
+    #[serde(rename = "created_at")]
+    CreatedAt,
+    #[serde(rename = "updated_at")]
+    UpdatedAt,
+    #[serde(rename = "last_login_at")]
+    LastLoginAt,
+}
+impl UserField {
+    /// Every value, in the contract's order.
+    pub const ALL: &'static [Self] =
+        &[Self::Id, Self::Username, Self::Email, Self::Status, Self::CreatedAt, Self::UpdatedAt, Self::LastLoginAt];
+    /// The wire value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Id => "id",
+            Self::Username => "username",
+            Self::Email => "email",
+            Self::Status => "status",
+            Self::CreatedAt => "created_at",
+            Self::UpdatedAt => "updated_at",
+            Self::LastLoginAt => "last_login_at",
+        }
+    }
+}
+impl ::std::fmt::Display for UserField {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+impl ::std::str::FromStr for UserField {
+    type Err = ::std::string::String;
+    fn from_str(s: &str) -> ::std::result::Result<Self, Self::Err> {
+        match s {
+            "id" => ::std::result::Result::Ok(Self::Id),
+            "username" => ::std::result::Result::Ok(Self::Username),
+            "email" => ::std::result::Result::Ok(Self::Email),
+            "status" => ::std::result::Result::Ok(Self::Status),
+            "created_at" => ::std::result::Result::Ok(Self::CreatedAt),
+            "updated_at" => ::std::result::Result::Ok(Self::UpdatedAt),
+            "last_login_at" => ::std::result::Result::Ok(Self::LastLoginAt),
+            other => ::std::result::Result::Err(::std::format!("unknown value {other:?}")),
+        }
+    }
+}
+rt::impl_type!(
+    UserField,
+    "UserField",
+    ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from("UserField")),
+    |registry| {
+        registry.create_schema::<UserField, _>(::std::string::String::from("UserField"), |registry| {
+            let _ = &registry;
+            ::poem_openapi::registry::MetaSchema {
+                ty: "string",
+                description: ::std::option::Option::Some("A member of `UserResponse`, for a field mask (`fields=`)."),
+                enum_items: ::std::vec![
+                    crate::rt::json("\"id\""),
+                    crate::rt::json("\"username\""),
+                    crate::rt::json("\"email\""),
+                    crate::rt::json("\"status\""),
+                    crate::rt::json("\"created_at\""),
+                    crate::rt::json("\"updated_at\""),
+                    crate::rt::json("\"last_login_at\"")
+                ],
+                ..::poem_openapi::registry::MetaSchema::ANY
+            }
+        });
+    }
+);
 /// Schema `#/components/schemas/UserResponse`.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::garde::Validate)]
 pub struct UserResponse {

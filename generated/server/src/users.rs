@@ -247,8 +247,15 @@ impl ::poem_openapi::ApiResponse for ListUsersResponse {
 }
 impl ::poem::IntoResponse for ListUsersResponse {
     fn into_response(self) -> ::poem::Response {
+        self.render(::std::option::Option::None)
+    }
+}
+impl ListUsersResponse {
+    /// The response with only the members `mask` names in
+    /// its success body (see `x-field-mask`); `None` sends it whole.
+    pub fn render(self, mask: ::std::option::Option<&rt::FieldMask>) -> ::poem::Response {
         match self {
-            Self::Ok(body) => rt::json_response(200, &body),
+            Self::Ok(body) => rt::masked_json_response(200, &body, "application/json", mask),
             Self::BadRequest(body) => rt::json_response(400, &body),
             Self::Unauthorized(body) => rt::json_response(401, &body),
             Self::Forbidden(body) => rt::json_response(403, &body),
@@ -313,6 +320,9 @@ pub struct ListUsersParams {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[garde(length(chars, min = 1, max = 200))]
     pub page_token: ::std::option::Option<::std::string::String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[garde(length(min = 1, max = 16))]
+    pub fields: ::std::option::Option<::std::vec::Vec<UserField>>,
 }
 fn default_list_users_params_page() -> i64 {
     1
@@ -346,10 +356,24 @@ impl rt::Model for ListUsersParams {
             shape: &rt::Shape::String(rt::StrFormat::Plain),
             access: rt::Access::ReadWrite,
         },
+        rt::Prop {
+            name: "fields",
+            required: false,
+            shape: &rt::Shape::Array(&rt::Shape::Enum(&[
+                "id",
+                "username",
+                "email",
+                "status",
+                "created_at",
+                "updated_at",
+                "last_login_at",
+            ])),
+            access: rt::Access::ReadWrite,
+        },
     ]);
 }
 impl rt::ParamSet for ListUsersParams {
-    const REQUIRED: &'static [bool] = &[false, false, false, false];
+    const REQUIRED: &'static [bool] = &[false, false, false, false, false];
     fn schema(index: usize) -> ::poem_openapi::registry::MetaSchemaRef {
         match index {
             0 => ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
@@ -388,6 +412,17 @@ impl rt::ParamSet for ListUsersParams {
                     ..::poem_openapi::registry::MetaSchema::ANY
                 },
             )),
+            4 => ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                ::poem_openapi::registry::MetaSchema {
+                    ty: "array",
+                    items: ::std::option::Option::Some(::std::boxed::Box::new(
+                        ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from("UserField")),
+                    )),
+                    min_items: ::std::option::Option::Some(1usize),
+                    max_items: ::std::option::Option::Some(16usize),
+                    ..::poem_openapi::registry::MetaSchema::ANY
+                },
+            )),
             _ => ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
                 ::poem_openapi::registry::MetaSchema::ANY,
             )),
@@ -395,6 +430,7 @@ impl rt::ParamSet for ListUsersParams {
     }
     fn register(registry: &mut ::poem_openapi::registry::Registry) {
         let _ = &registry;
+        <crate::models::UserField as ::poem_openapi::types::Type>::register(registry);
     }
 }
 /// Every response `createUser` documents, one variant per status.
@@ -996,9 +1032,16 @@ impl ::poem_openapi::ApiResponse for GetUserByIdResponse {
 }
 impl ::poem::IntoResponse for GetUserByIdResponse {
     fn into_response(self) -> ::poem::Response {
+        self.render(::std::option::Option::None)
+    }
+}
+impl GetUserByIdResponse {
+    /// The response with only the members `mask` names in
+    /// its success body (see `x-field-mask`); `None` sends it whole.
+    pub fn render(self, mask: ::std::option::Option<&rt::FieldMask>) -> ::poem::Response {
         match self {
             Self::Ok { body, etag } => {
-                let mut response = rt::json_response(200, &body);
+                let mut response = rt::masked_json_response(200, &body, "application/json", mask);
                 if let ::std::result::Result::Err(p) = rt::set_header(&mut response, "ETag", &etag) {
                     return p.to_problem_json();
                 }
@@ -1104,6 +1147,9 @@ pub struct GetUserByIdParams {
     #[serde(rename = "If-None-Match", default, skip_serializing_if = "Option::is_none")]
     #[garde(length(chars, max = 1024))]
     pub if_none_match: ::std::option::Option<::std::string::String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[garde(length(min = 1, max = 16))]
+    pub fields: ::std::option::Option<::std::vec::Vec<UserField>>,
 }
 impl rt::Model for GetUserByIdParams {
     const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[
@@ -1119,11 +1165,25 @@ impl rt::Model for GetUserByIdParams {
             shape: &rt::Shape::String(rt::StrFormat::Plain),
             access: rt::Access::ReadWrite,
         },
+        rt::Prop {
+            name: "fields",
+            required: false,
+            shape: &rt::Shape::Array(&rt::Shape::Enum(&[
+                "id",
+                "username",
+                "email",
+                "status",
+                "created_at",
+                "updated_at",
+                "last_login_at",
+            ])),
+            access: rt::Access::ReadWrite,
+        },
     ]);
     const RENAMES: &'static [(&'static str, &'static str)] = &[("if_none_match", "If-None-Match")];
 }
 impl rt::ParamSet for GetUserByIdParams {
-    const REQUIRED: &'static [bool] = &[true, false];
+    const REQUIRED: &'static [bool] = &[true, false, false];
     fn schema(index: usize) -> ::poem_openapi::registry::MetaSchemaRef {
         match index {
             0 => ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
@@ -1140,6 +1200,17 @@ impl rt::ParamSet for GetUserByIdParams {
                     ..::poem_openapi::registry::MetaSchema::ANY
                 },
             )),
+            2 => ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                ::poem_openapi::registry::MetaSchema {
+                    ty: "array",
+                    items: ::std::option::Option::Some(::std::boxed::Box::new(
+                        ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from("UserField")),
+                    )),
+                    min_items: ::std::option::Option::Some(1usize),
+                    max_items: ::std::option::Option::Some(16usize),
+                    ..::poem_openapi::registry::MetaSchema::ANY
+                },
+            )),
             _ => ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
                 ::poem_openapi::registry::MetaSchema::ANY,
             )),
@@ -1147,6 +1218,7 @@ impl rt::ParamSet for GetUserByIdParams {
     }
     fn register(registry: &mut ::poem_openapi::registry::Registry) {
         let _ = &registry;
+        <crate::models::UserField as ::poem_openapi::types::Type>::register(registry);
     }
 }
 /// Every response `updateUser` documents, one variant per status.
@@ -2020,6 +2092,12 @@ impl<A: UsersApi> UsersServer<A> {
         /// `status` filter it was issued for.
         #[oai(name = "page_token")]
         p_page_token: rt::Query<ListUsersParams, 3>,
+        /// Partial response (field mask): only these members of each user in
+        /// `data.users` are sent, e.g. `fields=id,username`; the page's own
+        /// members (`page`, `total`, `next_page_token` …) always are. An
+        /// unknown name is a 400 (code 1001) naming it. Omitted: whole users.
+        #[oai(name = "fields")]
+        p_fields: rt::Query<ListUsersParams, 4>,
     ) -> rt::Answer<ListUsersResponse> {
         let principal = 'auth: {
             let mut rejected: ::std::option::Option<rt::Problem> = ::std::option::Option::None;
@@ -2051,6 +2129,7 @@ impl<A: UsersApi> UsersServer<A> {
                 ("page_size", p_page_size.0, rt::Coerce::Integer),
                 ("status", p_status.0, rt::Coerce::String),
                 ("page_token", p_page_token.0, rt::Coerce::String),
+                ("fields", p_fields.0, rt::Coerce::Array(&rt::Coerce::String)),
             ],
             &mut errs,
         );
@@ -2064,6 +2143,10 @@ impl<A: UsersApi> UsersServer<A> {
                 crate::fault(rt::Fault::ValidationFailed).with_field_errors(&errs),
             );
         }
+        let mask = rt::FieldMask::of(
+            &[rt::MaskStep::Key("data"), rt::MaskStep::Key("users"), rt::MaskStep::Each],
+            &params.fields,
+        );
         match UsersApi::list_users(&*self.0, principal, params).await {
             ::std::result::Result::Ok(r) => {
                 if rt::response_checks() {
@@ -2074,7 +2157,7 @@ impl<A: UsersApi> UsersServer<A> {
                         return crate::answer::<ListUsersResponse, A>(crate::fault(rt::Fault::Internal));
                     }
                 }
-                rt::Answer::Documented(r)
+                rt::Answer::Rendered(r.render(mask.as_ref()))
             }
             ::std::result::Result::Err(problem) => crate::answer::<ListUsersResponse, A>(problem),
         }
@@ -2339,6 +2422,13 @@ impl<A: UsersApi> UsersServer<A> {
         /// 或为 `*` 时, 应答 304 且没有主体。
         #[oai(name = "If-None-Match")]
         p_if_none_match: rt::Header<GetUserByIdParams, 1>,
+        /// Partial response (field mask): only these members of the user in
+        /// `data` are sent, e.g. `fields=id,email`; members the schema
+        /// requires are absent when not named (`x-field-mask` says where).
+        /// An unknown name is a 400 (code 1001) naming it. Omitted: the whole
+        /// user. The `ETag` is the user's either way.
+        #[oai(name = "fields")]
+        p_fields: rt::Query<GetUserByIdParams, 2>,
     ) -> rt::Answer<GetUserByIdResponse> {
         let principal = 'auth: {
             let mut rejected: ::std::option::Option<rt::Problem> = ::std::option::Option::None;
@@ -2365,7 +2455,11 @@ impl<A: UsersApi> UsersServer<A> {
         };
         let mut errs = rt::FieldErrors::default();
         let params = rt::validate_params::<GetUserByIdParams>(
-            &[("id", p_id.0, rt::Coerce::Integer), ("If-None-Match", p_if_none_match.0, rt::Coerce::String)],
+            &[
+                ("id", p_id.0, rt::Coerce::Integer),
+                ("If-None-Match", p_if_none_match.0, rt::Coerce::String),
+                ("fields", p_fields.0, rt::Coerce::Array(&rt::Coerce::String)),
+            ],
             &mut errs,
         );
         let (::std::option::Option::Some(params),) = (params,) else {
@@ -2379,6 +2473,7 @@ impl<A: UsersApi> UsersServer<A> {
             );
         }
         let if_none_match = params.if_none_match.clone();
+        let mask = rt::FieldMask::of(&[rt::MaskStep::Key("data")], &params.fields);
         match UsersApi::get_user_by_id(&*self.0, principal, params).await {
             ::std::result::Result::Ok(r) => {
                 let r = r.not_modified_for(if_none_match.as_deref());
@@ -2390,7 +2485,7 @@ impl<A: UsersApi> UsersServer<A> {
                         return crate::answer::<GetUserByIdResponse, A>(crate::fault(rt::Fault::Internal));
                     }
                 }
-                rt::Answer::Documented(r)
+                rt::Answer::Rendered(r.render(mask.as_ref()))
             }
             ::std::result::Result::Err(problem) => crate::answer::<GetUserByIdResponse, A>(problem),
         }

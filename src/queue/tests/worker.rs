@@ -308,13 +308,21 @@ async fn graceful_shutdown_lets_running_tasks_finish() {
     let w = spawn_worker(&q, handler, fast_worker());
     let id = q.enqueue(NewTask::new("k", serde_json::json!(0))).await.unwrap().id;
     eventually(10, "running", || async { !started.lock().unwrap().is_empty() }).await;
-    let stopping = tokio::spawn(w.shutdown());
-    // The worker is now draining; no new task may start.
+    let mut w = w;
+    // Signalled before the next task exists, so the worker is draining
+    // when it arrives: it must not start it. (A dequeue already under way
+    // when the signal lands may still lease it, unstarted, for its lease to
+    // give back: so the check is that it never ran, not its state.)
+    if let Some(tx) = w.stop.take() {
+        let _ = tx.send(());
+    }
     let later = q.enqueue(NewTask::new("k", serde_json::json!(1))).await.unwrap().id;
+    let stopping = tokio::spawn(w.shutdown());
     release_tx.send(true).unwrap();
     stopping.await.unwrap();
     assert_eq!(state(&q, id).await, Some(TaskState::Completed));
-    assert_eq!(state(&q, later).await, Some(TaskState::Pending));
+    assert!(started.lock().unwrap().iter().all(|(t, _)| *t != later), "the draining worker started a new task");
+    assert_ne!(state(&q, later).await, Some(TaskState::Completed));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

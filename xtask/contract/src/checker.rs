@@ -47,6 +47,9 @@ pub struct Operation {
     pub scopes: Vec<String>,
     /// Documented responses in document order, keyed `200`, `4XX` or `default`.
     pub responses: Vec<(String, ResponseDef)>,
+    /// A query parameter with `x-field-mask`: its name and the pointer to
+    /// the objects whose members it selects (`*` = every array item).
+    pub field_mask: Option<(String, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -56,6 +59,9 @@ pub struct Parameter {
     pub location: String,
     pub required: bool,
     pub schema: Value,
+    /// `explode`, with OpenAPI's default (true for `form`, the default style
+    /// of query parameters): an array goes as repeated keys, else comma-joined.
+    pub explode: bool,
 }
 
 /// What one documented status may carry: media types (without parameters,
@@ -91,6 +97,9 @@ pub struct Response<'a> {
     pub body: &'a [u8],
     /// Every header, `(name, value)`; names in any case.
     pub headers: &'a [(String, String)],
+    /// The request's query string (without `?`): a field mask in it
+    /// decides which required members may be absent.
+    pub query: &'a str,
 }
 
 /// One way a response breaks the contract.
@@ -155,6 +164,7 @@ impl Contract {
         };
         // Path-level parameters apply unless the operation redefines them.
         let mut parameters: Vec<Parameter> = Vec::new();
+        let mut field_mask = None;
         let own = op.get("parameters").and_then(Value::as_array).into_iter().flatten();
         let shared = item.get("parameters").and_then(Value::as_array).into_iter().flatten();
         for p in own.chain(shared) {
@@ -164,7 +174,15 @@ impl Contract {
             if parameters.iter().any(|q| q.name == name && q.location == location) {
                 continue;
             }
+            if let Some(at) = p.get("x-field-mask").and_then(Value::as_str).filter(|_| location == "query") {
+                field_mask = Some((name.clone(), at.to_owned()));
+            }
+            let form = p
+                .get("style")
+                .and_then(Value::as_str)
+                .map_or(location == "query" || location == "cookie", |s| s == "form");
             parameters.push(Parameter {
+                explode: p.get("explode").and_then(Value::as_bool).unwrap_or(form),
                 required: p.get("required").and_then(Value::as_bool).unwrap_or(location == "path"),
                 schema: p.get("schema").cloned().unwrap_or(Value::Object(Map::new())),
                 name,
@@ -232,6 +250,7 @@ impl Contract {
             auth_header,
             scopes,
             responses,
+            field_mask,
         })
     }
 
@@ -414,8 +433,15 @@ impl Contract {
         if let Some(schema) = schema.filter(|_| is_json(&mt)) {
             match serde_json::from_slice::<Value>(resp.body) {
                 Ok(body) => {
+                    let mask = if resp.status < 400 { field_mask(op, resp.query, &body) } else { None };
                     for p in self.validate(&schema, &body, Direction::Response) {
+                        if mask.as_ref().is_some_and(|m| m.excuses(&p)) {
+                            continue;
+                        }
                         out.push(mismatch(&p.pointer, p.expected, p.actual));
+                    }
+                    if let Some(m) = &mask {
+                        m.check(&mut |at, e, a| out.push(mismatch(at, e, a)));
                     }
                     self.check_error_code(resp.status, &body, &mut |at, e, a| out.push(mismatch(at, e, a)));
                 }
@@ -524,6 +550,80 @@ fn describe_bytes(body: &[u8]) -> String {
     format!("text {}", short_str(&text))
 }
 
+/// A request's field mask applied to its response body: the masked
+/// objects' pointers and the names asked for.
+struct AppliedMask {
+    names: Vec<String>,
+    objects: Vec<(String, Map<String, Value>)>,
+}
+
+impl AppliedMask {
+    /// A required member not asked for is absent by design.
+    fn excuses(&self, p: &Problem) -> bool {
+        p.expected == "the required property"
+            && self.objects.iter().any(|(at, _)| {
+                p.pointer
+                    .strip_prefix(at.as_str())
+                    .and_then(|rest| rest.strip_prefix('/'))
+                    .is_some_and(|name| !name.contains('/') && !self.names.iter().any(|n| escape(n) == name))
+            })
+    }
+
+    /// A member not asked for must not be sent.
+    fn check(&self, report: &mut dyn FnMut(&str, String, String)) {
+        for (at, object) in &self.objects {
+            for (k, v) in object {
+                if !self.names.contains(k) {
+                    report(
+                        &format!("{at}/{}", escape(k)),
+                        format!("only the requested fields ({}), by x-field-mask", self.names.join(", ")),
+                        short(v),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The mask of `op` named in `query` (`fields=a,b` or `fields=a&fields=b`),
+/// with the objects it selects in `body`.
+fn field_mask(op: &Operation, query: &str, body: &Value) -> Option<AppliedMask> {
+    let (param, at) = op.field_mask.as_ref()?;
+    let mut names: Vec<String> = Vec::new();
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        if k == param.as_str() {
+            names.extend(v.split(',').map(str::to_owned));
+        }
+    }
+    if names.is_empty() {
+        return None;
+    }
+    let mut objects = Vec::new();
+    let steps: Vec<String> = at.split('/').skip(1).map(|s| s.replace("~1", "/").replace("~0", "~")).collect();
+    select(body, "", &steps, &mut objects);
+    Some(AppliedMask { names, objects })
+}
+
+fn select(v: &Value, ptr: &str, steps: &[String], out: &mut Vec<(String, Map<String, Value>)>) {
+    match steps.split_first() {
+        None => {
+            if let Value::Object(m) = v {
+                out.push((ptr.to_owned(), m.clone()));
+            }
+        }
+        Some((s, rest)) if s == "*" => {
+            for (i, item) in v.as_array().into_iter().flatten().enumerate() {
+                select(item, &format!("{ptr}/{i}"), rest, out);
+            }
+        }
+        Some((s, rest)) => {
+            if let Some(child) = v.get(s.as_str()) {
+                select(child, &format!("{ptr}/{}", escape(s)), rest, out);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -563,8 +663,13 @@ mod tests {
         // Every response documenting an ETag gets a valid one; the header
         // checks have their own test.
         let headers = [("ETag".to_owned(), "\"v1\"".to_owned())];
-        let resp =
-            Response { status, content_type: Some("application/json; charset=utf-8"), body: &bytes, headers: &headers };
+        let resp = Response {
+            status,
+            content_type: Some("application/json; charset=utf-8"),
+            body: &bytes,
+            headers: &headers,
+            query: "",
+        };
         match contract().check_id(op, resp) {
             Ok(()) => vec![],
             Err(m) => m.iter().map(ToString::to_string).collect(),
@@ -575,7 +680,7 @@ mod tests {
         let bytes = body.map(|b| serde_json::to_vec(b).unwrap()).unwrap_or_default();
         let headers: Vec<(String, String)> = headers.iter().map(|(n, v)| ((*n).to_owned(), (*v).to_owned())).collect();
         let content_type = body.map(|_| "application/json");
-        let resp = Response { status, content_type, body: &bytes, headers: &headers };
+        let resp = Response { status, content_type, body: &bytes, headers: &headers, query: "" };
         match contract().check_id(op, resp) {
             Ok(()) => vec![],
             Err(m) => m.iter().map(ToString::to_string).collect(),
@@ -671,6 +776,7 @@ mod tests {
             content_type: Some("text/plain; charset=utf-8"),
             body: b"Internal Server Error",
             headers: &[],
+            query: "",
         };
         let got: Vec<String> =
             contract().check_id("listUsers", resp).unwrap_err().iter().map(ToString::to_string).collect();
@@ -818,7 +924,7 @@ paths:
     fn small(status: u16, content_type: &str, body: &Value) -> Vec<String> {
         let c = Contract::from_yaml(SMALL).unwrap();
         let bytes = if body.is_null() { vec![] } else { serde_json::to_vec(body).unwrap() };
-        let resp = Response { status, content_type: Some(content_type), body: &bytes, headers: &[] };
+        let resp = Response { status, content_type: Some(content_type), body: &bytes, headers: &[], query: "" };
         match c.check_request("GET", "/base/things/9", resp) {
             Ok(()) => vec![],
             Err(m) => m.iter().map(ToString::to_string).collect(),

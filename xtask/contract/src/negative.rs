@@ -179,7 +179,7 @@ impl<'a> Generator<'a> {
                     name: format!("{} 400 {} {}", op.id, p.name, v.label),
                     request: b.request(op),
                     token: TokenUse::Valid,
-                    expect: Expect::Invalid { field: p.name.clone() },
+                    expect: Expect::Invalid { field: v.field.unwrap_or_else(|| p.name.clone()) },
                 });
             }
         }
@@ -217,7 +217,9 @@ impl<'a> Generator<'a> {
         let mut params = Vec::new();
         for p in &op.parameters {
             let v = self.valid(&p.schema, &p.name).ok_or_else(|| format!("no valid value for parameter {}", p.name))?;
-            params.push(Some(param_string(&v).ok_or_else(|| format!("parameter {} is not a scalar", p.name))?));
+            params.push(Some(param_text(p, &v).ok_or_else(|| {
+                format!("parameter {}: no valid value is a scalar or a list that fits one query key", p.name)
+            })?));
         }
         let body = match &op.request_body {
             Some(schema) => Some(self.valid(schema, "").ok_or_else(|| "no valid request body".to_owned())?),
@@ -347,10 +349,13 @@ impl<'a> Generator<'a> {
     fn parameter_violations(&self, p: &Parameter, base: &Option<String>) -> Vec<ParamViolation> {
         let mut out = Vec::new();
         if p.required && p.location != "path" {
-            out.push(ParamViolation { label: "required".into(), value: None });
+            out.push(ParamViolation { label: "required".into(), field: None, value: None });
         }
         let Some(base) = base else { return out };
         let schema = self.contract.resolve(&p.schema);
+        if schema.get("type").and_then(Value::as_str) == Some("array") {
+            return self.array_violations(p, schema, base, out);
+        }
         let typed = coerce(schema, base);
         let is_string = schema.get("type").and_then(Value::as_str) == Some("string");
         for v in self.scalar_violations(&p.schema, &typed) {
@@ -371,7 +376,47 @@ impl<'a> Generator<'a> {
             if p.location == "path" && text.is_empty() {
                 continue;
             }
-            out.push(ParamViolation { label: v.label, value: Some(text) });
+            out.push(ParamViolation { label: v.label, field: None, value: Some(text) });
+        }
+        out
+    }
+
+    /// An array parameter's violations: one item that breaks the items'
+    /// schema beside the valid one (alone, when exploded: a one-item list
+    /// is the same in either style), and one item too many.
+    fn array_violations(
+        &self,
+        p: &Parameter,
+        schema: &Value,
+        base: &str,
+        mut out: Vec<ParamViolation>,
+    ) -> Vec<ParamViolation> {
+        let Some(items) = schema.get("items") else { return out };
+        let first = base.split(',').next().unwrap_or(base);
+        let typed = coerce(self.contract.resolve(items), first);
+        let invalid = |text: &str| {
+            let list = if p.explode { vec![text] } else { text.split(',').collect() };
+            let reparsed = Value::Array(list.iter().map(|t| coerce(self.contract.resolve(items), t)).collect());
+            !self.contract.validate(&p.schema, &reparsed, Direction::Request).is_empty()
+        };
+        let is_string = self.contract.resolve(items).get("type").and_then(Value::as_str) == Some("string");
+        for v in self.scalar_violations(items, &typed) {
+            let Change::Set(value) = v.change else { continue };
+            if is_string && v.label.starts_with("type") {
+                continue;
+            }
+            let Some(bad) = param_string(&value).filter(|b| !b.is_empty() && !b.contains(',')) else { continue };
+            let (text, at) = if p.explode { (bad, 0) } else { (format!("{base},{bad}"), base.split(',').count()) };
+            if invalid(&text) {
+                let field = Some(format!("{}[{at}]", p.name));
+                out.push(ParamViolation { label: format!("items {}", v.label), field, value: Some(text) });
+            }
+        }
+        if let Some(max) = schema.get("maxItems").and_then(Value::as_u64).filter(|_| !p.explode) {
+            let text = vec![first; max as usize + 1].join(",");
+            if invalid(&text) {
+                out.push(ParamViolation { label: "maxItems".into(), field: None, value: Some(text) });
+            }
         }
         out
     }
@@ -584,6 +629,8 @@ struct BodyViolation {
 
 struct ParamViolation {
     label: String,
+    /// The name the 400 must give, when not the parameter's own (an item: `fields[1]`).
+    field: Option<String>,
     /// `None` leaves the parameter out.
     value: Option<String>,
 }
@@ -624,6 +671,19 @@ fn apply(body: &Value, pointer: &str, change: Change) -> Value {
 }
 
 /// A scalar as it travels in a path, query or header.
+/// A valid parameter value on the wire: a scalar as its text, a list of
+/// scalars comma-joined (or its one item, for an exploded parameter).
+fn param_text(p: &Parameter, v: &Value) -> Option<String> {
+    match v.as_array() {
+        Some(items) if !p.explode => items.iter().map(param_string).collect::<Option<Vec<_>>>().map(|t| t.join(",")),
+        Some(items) => match items.as_slice() {
+            [one] => param_string(one),
+            _ => None,
+        },
+        None => param_string(v),
+    }
+}
+
 fn param_string(v: &Value) -> Option<String> {
     match v {
         Value::String(s) => Some(s.clone()),

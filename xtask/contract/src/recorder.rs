@@ -36,6 +36,7 @@ impl Exchange {
             content_type: self.content_type.as_deref(),
             body: &self.body,
             headers: &self.headers,
+            query: self.path.split_once('?').map_or("", |(_, q)| q),
         }
     }
 }

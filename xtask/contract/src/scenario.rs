@@ -434,6 +434,7 @@ impl Run<'_> {
         let r = self.api.list_users().page(1u64).page_size(100u64).status(types::ListUsersStatus::Active).send().await;
         self.typed("lists active users", want, r);
         self.cursor_pages().await;
+        self.field_masks(a_id).await;
 
         let want = Want::new("updateUser", 200).field("/data/status", json!("inactive"));
         let body = types::UpdateUserRequest::builder().status(Some(types::UpdateUserRequestStatus::Inactive));
@@ -722,6 +723,64 @@ impl Run<'_> {
         self.typed("page_token the server never issued", bad(), r);
         let r = self.api.list_users().page_token(token.as_str()).status(types::ListUsersStatus::Suspended).send().await;
         self.typed("page_token of another status filter", bad(), r);
+    }
+
+    /// Partial responses (`x-field-mask`): `fields=` keeps only the named
+    /// members of the user on a get and of each user on a list page (the
+    /// checker reports any other member); an unknown name is a 400 naming it.
+    async fn field_masks(&mut self, a_id: u64) {
+        let (Some(get), Some(list)) =
+            (self.contract.operation("getUserById").cloned(), self.contract.operation("listUsers").cloned())
+        else {
+            return;
+        };
+        let (Some((get_param, _)), Some((list_param, _))) = (get.field_mask.clone(), list.field_mask.clone()) else {
+            self.report.skip("getUserById", "field masks".into(), "the contract declares no x-field-mask");
+            return;
+        };
+        let req = |op: &Operation, path: String, query: Vec<(String, String)>| Request {
+            method: op.method.clone(),
+            path,
+            query,
+            headers: vec![],
+            body: None,
+        };
+        let keys = |v: Option<&Value>| -> Vec<String> {
+            let mut k: Vec<String> = v.and_then(Value::as_object).into_iter().flat_map(|m| m.keys().cloned()).collect();
+            k.sort();
+            k
+        };
+        let path = get.path.replace("{id}", &a_id.to_string());
+        let q = vec![(get_param.clone(), "email,id".to_owned())];
+        let want = Want::new("getUserById", 200).check(move |b| match keys(b.pointer("/data")).as_slice() {
+            [e, i] if e == "email" && i == "id" => Ok(()),
+            other => Err(format!("fields=email,id sent the members {other:?}")),
+        });
+        let b = self.request(&req(&get, path.clone(), q), Some(&self.token), get.auth_header.as_deref());
+        self.raw("fields=email,id on a user", want, b).await;
+
+        let q = vec![(list_param, "id,username".to_owned()), ("page_size".to_owned(), "3".to_owned())];
+        let want = Want::new("listUsers", 200).field("/data/page_size", json!(3)).check(move |b| {
+            let users = b.pointer("/data/users").and_then(Value::as_array).cloned().unwrap_or_default();
+            match users.iter().map(|u| keys(Some(u))).find(|k| k.as_slice() != ["id", "username"]) {
+                None if !users.is_empty() => Ok(()),
+                None => Err("an empty page".into()),
+                Some(k) => Err(format!("fields=id,username sent a user with {k:?}")),
+            }
+        });
+        let b = self.request(&req(&list, list.path.clone(), q), Some(&self.token), list.auth_header.as_deref());
+        self.raw("fields=id,username on a list page", want, b).await;
+
+        let q = vec![(get_param, "id,password_hash".to_owned())];
+        let want = Want::new("getUserById", 400).code("ValidationFailed").check(|b| {
+            if b.to_string().contains("password_hash") {
+                Ok(())
+            } else {
+                Err("the 400 does not name the unknown field password_hash".into())
+            }
+        });
+        let b = self.request(&req(&get, path, q), Some(&self.token), get.auth_header.as_deref());
+        self.raw("fields= naming an unknown member", want, b).await;
     }
 
     /// Batch read in request order with a missing id reported in place, and a batch create

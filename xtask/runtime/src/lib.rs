@@ -25,6 +25,7 @@ mod body;
 pub mod etag;
 mod field_errors;
 mod headers;
+pub mod mask;
 pub mod negotiate;
 mod params;
 mod problem;
@@ -42,6 +43,7 @@ pub use body::{
 };
 pub use field_errors::{FieldError, FieldErrors, MAX_LISTED_ERRORS};
 pub use headers::{HeaderText, JsonHeader, WithHeaders, set_header};
+pub use mask::{FieldMask, MaskStep, masked_json_response};
 pub use negotiate::Accept;
 pub use params::{Coerce, Cookie, DeepQuery, Header, ParamSet, Path, Query, params_object, validate_params};
 pub use problem::{Answer, Fault, PROBLEM_JSON, Problem, RawAnswer, RawOperation};

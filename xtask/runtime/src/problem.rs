@@ -203,6 +203,9 @@ impl Problem {
 pub enum Answer<R> {
     Documented(R),
     Undocumented(Problem),
+    /// A documented response already rendered (a partial response, see
+    /// [`crate::FieldMask`]): the glue renders it once the mask is known.
+    Rendered(Response),
 }
 
 impl<R: ApiResponse> ApiResponse for Answer<R> {
@@ -220,6 +223,7 @@ impl<R: IntoResponse> IntoResponse for Answer<R> {
         match self {
             Answer::Documented(r) => r.into_response(),
             Answer::Undocumented(p) => p.to_problem_json(),
+            Answer::Rendered(r) => r,
         }
     }
 }

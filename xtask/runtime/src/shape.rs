@@ -194,10 +194,15 @@ impl Shape {
                     ),
                 },
             },
-            Shape::Enum(values) => {
-                let ok = value.as_str().is_some_and(|s| values.contains(&s));
-                expect(ok, loc, format_args!("must be one of: {}", values.join(", ")), errs)
-            }
+            Shape::Enum(values) => match value.as_str() {
+                Some(s) if values.contains(&s) => true,
+                // The value is named (shortened: it is the client's input),
+                // so an unknown name in a list says which one it was.
+                Some(s) => {
+                    expect(false, loc, format_args!("{:?} is not one of: {}", Short(s), values.join(", ")), errs)
+                }
+                None => expect(false, loc, format_args!("must be one of: {}", values.join(", ")), errs),
+            },
             Shape::Array(item) => {
                 let Some(items) = value.as_array_mut() else {
                     return expect(false, loc, "must be an array", errs);
@@ -513,6 +518,18 @@ pub fn report_invalid_response(operation: &'static str, errs: &FieldErrors) {
         .map(|e| format!("{}: {}", if e.field.is_empty() { "(body)" } else { &e.field }, e.message))
         .collect();
     tracing::error!(operation, failures = %failures.join("; "), "the handler's response does not match the spec");
+}
+
+/// At most 64 characters of a client's string, for an error message.
+struct Short<'a>(&'a str);
+
+impl std::fmt::Debug for Short<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.char_indices().nth(64) {
+            None => write!(f, "{:?}", self.0),
+            Some((i, _)) => write!(f, "{:?}…", &self.0[..i]),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -60,6 +60,10 @@ pub fn preprocess(doc: &oa::OpenAPI) -> Result<oa::OpenAPI> {
                     op.parameters.insert(0, p.clone());
                 }
             }
+            // A field mask makes required members absent, which the typed
+            // response would fail to decode: the typed client always asks
+            // for whole objects (`x-field-mask`, ir/field_mask.rs).
+            op.parameters.retain(|p| !is_field_mask(p, &shared_params));
             // The server names such an operation the same way.
             let op_id = op.operation_id.get_or_insert_with(|| fallback_operation_id(method, path)).clone();
             split_default(&mut op.responses);
@@ -102,6 +106,22 @@ pub fn preprocess(doc: &oa::OpenAPI) -> Result<oa::OpenAPI> {
     // progenitor would otherwise reject the extension-carrying document? No:
     // extensions are ignored; they are kept so the client sees the registry.
     Ok(doc)
+}
+
+fn is_field_mask(
+    p: &oa::ReferenceOr<oa::Parameter>,
+    shared: &indexmap::IndexMap<String, oa::ReferenceOr<oa::Parameter>>,
+) -> bool {
+    let p = match p {
+        oa::ReferenceOr::Item(p) => Some(p),
+        oa::ReferenceOr::Reference { reference } => {
+            match reference.strip_prefix("#/components/parameters/").and_then(|n| shared.get(n)) {
+                Some(oa::ReferenceOr::Item(p)) => Some(p),
+                _ => None,
+            }
+        }
+    };
+    p.is_some_and(|p| p.parameter_data_ref().extensions.contains_key(super::ir::field_mask::EXTENSION))
 }
 
 /// Replaces a `default` response by `4XX` and `5XX` when the operation

@@ -199,11 +199,30 @@ fn server_method(api: &Api, op: &Operation, extra: &mut Vec<TokenStream>) -> Res
         }
         None => (quote!(), quote!()),
     };
+    // A partial response: the mask is read before the handler takes the params.
+    let (keep_mask, answer) = match &op.field_mask {
+        Some(m) => {
+            let f = ident(&m.param_field);
+            let steps = m.steps.iter().map(|s| match s {
+                crate::codegen::ir::field_mask::Step::Key(k) => {
+                    let k = lit(k);
+                    quote!(rt::MaskStep::Key(#k))
+                }
+                crate::codegen::ir::field_mask::Step::Each => quote!(rt::MaskStep::Each),
+            });
+            (
+                quote!(let mask = rt::FieldMask::of(&[#(#steps),*], &params.#f);),
+                quote!(rt::Answer::Rendered(r.render(mask.as_ref()))),
+            )
+        }
+        None => (quote!(), quote!(rt::Answer::Documented(r))),
+    };
     let body = quote! {
             #(#prelude)*
             #checks
             #negotiate
             #keep_condition
+            #keep_mask
             match #trait_name::#m(&*self.0, #(#call),*).await {
                 ::std::result::Result::Ok(r) => {
                     #apply_condition
@@ -215,7 +234,7 @@ fn server_method(api: &Api, op: &Operation, extra: &mut Vec<TokenStream>) -> Res
                             return crate::answer::<#resp, A>(crate::fault(rt::Fault::Internal));
                         }
                     }
-                    rt::Answer::Documented(r)
+                    #answer
                 }
                 ::std::result::Result::Err(problem) => crate::answer::<#resp, A>(problem),
             }

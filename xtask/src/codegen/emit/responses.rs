@@ -68,6 +68,9 @@ struct Documented<'a> {
     /// The body, or the first of a negotiated one's media types.
     body: Option<&'a MediaType>,
     response: &'a Response,
+    /// A success response of an operation with a field mask: its JSON is
+    /// written through the request's mask (`mask` in scope).
+    masked: bool,
 }
 
 impl Documented<'_> {
@@ -151,7 +154,13 @@ fn media_enums(op: &Operation) -> TokenStream {
 fn documented(op: &Operation) -> Vec<Documented<'_>> {
     op.responses
         .iter()
-        .map(|r| Documented { key: r.status, description: &r.description, body: r.body(), response: r })
+        .map(|r| Documented {
+            key: r.status,
+            description: &r.description,
+            body: r.body(),
+            response: r,
+            masked: op.field_mask.is_some() && !r.is_error(),
+        })
         .collect()
 }
 
@@ -191,6 +200,30 @@ pub(super) fn response_enum(api: &Api, op: &Operation, checked: &BTreeSet<String
     let metas = responses.iter().map(|r| response_meta(api, r));
     let regs = registrations(api, &responses);
     let into_arms = responses.iter().map(into_response_arm);
+    let into_response = if op.field_mask.is_some() {
+        quote! {
+            impl ::poem::IntoResponse for #name {
+                fn into_response(self) -> ::poem::Response {
+                    self.render(::std::option::Option::None)
+                }
+            }
+            impl #name {
+                /// The response with only the members `mask` names in
+                /// its success body (see `x-field-mask`); `None` sends it whole.
+                pub fn render(self, mask: ::std::option::Option<&rt::FieldMask>) -> ::poem::Response {
+                    match self { #(#into_arms)* }
+                }
+            }
+        }
+    } else {
+        quote! {
+            impl ::poem::IntoResponse for #name {
+                fn into_response(self) -> ::poem::Response {
+                    match self { #(#into_arms)* }
+                }
+            }
+        }
+    };
     let from_problem = from_problem_impl(&name, &responses);
     let check = check_impl(api, &name, &responses, checked);
     let conditional = crate::codegen::ir::conditional::conditional_get(op).map(|c| {
@@ -231,11 +264,7 @@ pub(super) fn response_enum(api: &Api, op: &Operation, checked: &BTreeSet<String
             }
         }
 
-        impl ::poem::IntoResponse for #name {
-            fn into_response(self) -> ::poem::Response {
-                match self { #(#into_arms)* }
-            }
-        }
+        #into_response
         #from_problem
         #check
         #conditional
@@ -510,12 +539,12 @@ fn into_response_arm(r: &Documented<'_>) -> TokenStream {
 /// depended on it.
 fn write_body(status: TokenStream, r: &Documented<'_>) -> TokenStream {
     let Some(n) = &r.response.negotiated else {
-        return r.body.map_or_else(|| quote!(rt::json_response(#status, &body)), |m| write_media(&status, m));
+        return r.body.map_or_else(|| quote!(rt::json_response(#status, &body)), |m| write_media(&status, m, r.masked));
     };
     let t = ident(&n.type_name);
     let arms = n.variants.iter().zip(&r.response.content).map(|(v, m)| {
         let v = ident(v);
-        let w = write_media(&status, m);
+        let w = write_media(&status, m, r.masked);
         quote!(#t::#v(body) => #w,)
     });
     quote!({
@@ -528,13 +557,18 @@ fn write_body(status: TokenStream, r: &Documented<'_>) -> TokenStream {
     })
 }
 
-/// `body` serialized as media type `m`.
-fn write_media(status: &TokenStream, m: &MediaType) -> TokenStream {
+/// `body` serialized as media type `m` (through the request's field mask
+/// when `masked`).
+fn write_media(status: &TokenStream, m: &MediaType, masked: bool) -> TokenStream {
     match (m.media_type.as_str(), &m.rust_type) {
         // Text and bytes go out as they are, with the declared media type.
         (mt, RustType::String | RustType::Bytes) if !crate::codegen::ir::media::is_json(mt) => {
             let mt = lit(mt);
             quote!(rt::raw_response(#status, #mt, body))
+        }
+        (mt, _) if masked => {
+            let mt = lit(mt);
+            quote!(rt::masked_json_response(#status, &body, #mt, mask))
         }
         (mt, _) if mt != "application/json" => {
             let mt = lit(mt);

@@ -5,6 +5,7 @@
 
 pub mod conditional;
 pub mod errors;
+pub mod field_mask;
 pub mod media;
 pub mod names;
 pub mod operations;

@@ -7,6 +7,7 @@ use heck::ToSnakeCase;
 use openapiv3 as oa;
 
 use super::conditional;
+use super::field_mask::{self, FieldMask};
 use super::names::{fallback_operation_id, type_name};
 use super::params::{self, Parameter};
 use super::request_bodies::{self, RequestBody};
@@ -46,6 +47,8 @@ pub struct Operation {
     pub deprecation: Option<Deprecation>,
     /// Set when a response is in several media types (see [`OperationMedia`]).
     pub media: Option<OperationMedia>,
+    /// A parameter selecting the members of the success bodies to send.
+    pub field_mask: Option<FieldMask>,
 }
 
 /// The media types an operation's negotiated success responses are offered in, in
@@ -233,6 +236,7 @@ pub fn operation(
     let security = security::requirements(doc, op, pointer, schemes)?;
     let deprecation = deprecation(op, pointer)?;
     let media = operation_media(b, &responses, &op_type);
+    let field_mask = field_mask::field_mask(&b.resolver, &params, &responses)?;
 
     let operation = Operation {
         fn_name: id.to_snake_case(),
@@ -253,6 +257,7 @@ pub fn operation(
         raw,
         deprecation,
         media,
+        field_mask,
     };
     Ok(operation)
 }

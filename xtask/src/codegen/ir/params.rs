@@ -63,6 +63,10 @@ pub struct Parameter {
     pub one_or_many: Option<(JsonType, JsonType)>,
     /// Declared with `content` instead of `schema`.
     pub content: Option<ParamContent>,
+    /// Its schema (the `content` entry's, for one declared that way).
+    pub schema: Schema,
+    /// `x-field-mask` as written (see [`super::field_mask`]).
+    pub field_mask: Option<serde_json::Value>,
 }
 
 /// A parameter's (or response header's) one `content` entry: the raw value
@@ -243,6 +247,8 @@ fn parameter(b: &mut TypeBuilder<'_>, p: &oa::Parameter, pointer: String, op_typ
         pointer,
         one_or_many,
         content,
+        schema,
+        field_mask: data.extensions.get(super::field_mask::EXTENSION).cloned(),
     })
 }
 
