@@ -39,6 +39,8 @@ pub const ALLOW: rt::AllowTable = &[
 /// without a summary), as the spec writes it.
 pub const DOC_PATCHES: rt::DocPatches = &[
     ("/paths/~1users/get/security", "[{\"TokenAuth\":[\"users:read\"]}]"),
+    ("/paths/~1users/get/parameters/4/explode", "false"),
+    ("/paths/~1users/get/parameters/4/x-field-mask", "\"/data/users/*\""),
     ("/paths/~1users/post/security", "[{\"TokenAuth\":[\"users:write\"]}]"),
     (
         "/paths/~1users/post/responses/200/links",
@@ -47,6 +49,8 @@ pub const DOC_PATCHES: rt::DocPatches = &[
     ("/paths/~1users~1batch-get/post/security", "[{\"TokenAuth\":[\"users:read\"]}]"),
     ("/paths/~1users~1batch-create/post/security", "[{\"TokenAuth\":[\"users:write\"]}]"),
     ("/paths/~1users~1{id}/get/security", "[{\"TokenAuth\":[\"users:read\"]}]"),
+    ("/paths/~1users~1{id}/get/parameters/2/explode", "false"),
+    ("/paths/~1users~1{id}/get/parameters/2/x-field-mask", "\"/data\""),
     ("/paths/~1users~1{id}/put/security", "[{\"TokenAuth\":[\"users:write\"]}]"),
     ("/paths/~1users~1{id}/put/x-deprecated-at", "\"2026-12-02\""),
     ("/paths/~1users~1{id}/put/x-sunset", "\"2027-06-30\""),

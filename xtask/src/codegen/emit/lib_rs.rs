@@ -426,6 +426,15 @@ fn doc_patches(api: &Api) -> Vec<TokenStream> {
             ) {
                 patches.push((format!("{at}/parameters/{i}/style"), serde_json::json!(p.style.to_string())));
                 patches.push((format!("{at}/parameters/{i}/explode"), serde_json::json!(p.explode)));
+            } else if !p.explode && p.style == ParamStyle::Form {
+                // poem-openapi writes every form parameter exploded.
+                patches.push((format!("{at}/parameters/{i}/explode"), serde_json::json!(false)));
+            }
+            if let Some(mask) = &p.field_mask {
+                patches.push((
+                    format!("{at}/parameters/{i}/{}", crate::codegen::ir::field_mask::EXTENSION),
+                    mask.clone(),
+                ));
             }
         }
         // The deprecation extensions, which poem-openapi does not write.
