@@ -244,6 +244,66 @@ fn unsupported_constructs_fail_with_their_pointer() {
     assert!(!files.iter().any(|(p, _)| p.ends_with("error_codes.rs")), "no registry, no ErrorCode");
 }
 
+/// `x-field-mask` is checked against every JSON success body: a pointer
+/// that leads nowhere, a name the masked object lacks, a value that is not
+/// an enum of names, a second mask or one outside the query all stop
+/// generation with the parameter's pointer.
+#[test]
+fn field_masks_are_refused_where_they_cannot_hold() {
+    let spec = |param: &str, body: &str| {
+        tiny(
+            &format!(
+                "  /a:\n    get:\n      operationId: a\n      parameters: [{param}]\n      responses:\n        '200': {{description: ok, content: {{application/json: {{schema: {body}}}}}}}\n        '400': {{description: bad}}"
+            ),
+            "    U: {type: object, required: [id], properties: {id: {type: string}, name: {type: string}}}\n    L: {type: object, properties: {items: {type: array, items: {$ref: '#/components/schemas/U'}}}}",
+        )
+    };
+    let names = "{type: array, items: {type: string, enum: [id, name]}}";
+    let at = "#/paths/~1a/get/parameters/0";
+    // Accepted: a list's items, and the body itself.
+    for (mask, body) in [("/items/*", "{$ref: '#/components/schemas/L'}"), ("", "{$ref: '#/components/schemas/U'}")] {
+        let doc = codegen::parse_spec(&spec(
+            &format!("{{name: f, in: query, style: form, explode: false, x-field-mask: '{mask}', schema: {names}}}"),
+            body,
+        ))
+        .unwrap();
+        codegen::render_server(&doc, Path::new("s.yaml"), "x").unwrap();
+    }
+    let cases = [
+        // The pointer names a property the body lacks.
+        ("{name: f, in: query, x-field-mask: /nope, schema: NAMES}", "L", "no property \"nope\""),
+        // `*` on something that is not an array.
+        ("{name: f, in: query, x-field-mask: '/*', schema: NAMES}", "U", "not an array"),
+        // It ends on a string, not an object.
+        ("{name: f, in: query, x-field-mask: /id, schema: NAMES}", "U", "an object with properties"),
+        // A name the masked object does not have.
+        (
+            "{name: f, in: query, x-field-mask: '', schema: {type: array, items: {type: string, enum: [id, email]}}}",
+            "U",
+            "\"email\" is not a property",
+        ),
+        // Free text could name anything.
+        ("{name: f, in: query, x-field-mask: '', schema: {type: string}}", "U", "string enum of property names"),
+        // Not a pointer.
+        ("{name: f, in: query, x-field-mask: data, schema: NAMES}", "U", "starts with `/`"),
+        ("{name: f, in: query, x-field-mask: 3, schema: NAMES}", "U", "JSON pointer string"),
+        // Only a query parameter masks.
+        ("{name: f, in: header, x-field-mask: '', schema: NAMES}", "U", "must be a query parameter"),
+    ];
+    for (param, body, needle) in cases {
+        let e = gen_error(&spec(&param.replace("NAMES", names), &format!("{{$ref: '#/components/schemas/{body}'}}")));
+        assert!(e.contains(at) && e.contains(needle), "{param}: {e}");
+    }
+    let two = spec(
+        &format!(
+            "{{name: f, in: query, x-field-mask: '', schema: {names}}}, {{name: g, in: query, x-field-mask: '', schema: {names}}}"
+        ),
+        "{$ref: '#/components/schemas/U'}",
+    );
+    let e = gen_error(&two);
+    assert!(e.contains("#/paths/~1a/get/parameters/1/x-field-mask") && e.contains("a second field mask"), "{e}");
+}
+
 /// A status the framework must send but the spec does not document is a
 /// warning, answered as problem+json; `--strict` makes it an error naming
 /// the operation and the status.

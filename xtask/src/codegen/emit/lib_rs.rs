@@ -431,10 +431,8 @@ fn doc_patches(api: &Api) -> Vec<TokenStream> {
                 patches.push((format!("{at}/parameters/{i}/explode"), serde_json::json!(false)));
             }
             if let Some(mask) = &p.field_mask {
-                patches.push((
-                    format!("{at}/parameters/{i}/{}", crate::codegen::ir::field_mask::EXTENSION),
-                    mask.clone(),
-                ));
+                patches
+                    .push((format!("{at}/parameters/{i}/{}", crate::codegen::ir::field_mask::EXTENSION), mask.clone()));
             }
         }
         // The deprecation extensions, which poem-openapi does not write.
