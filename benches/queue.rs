@@ -6,6 +6,9 @@
 //! - `enqueue`: tasks/s from 50 concurrent producers calling `Queue::enqueue` — vs `LPUSH`/s.
 //! - `processed`: tasks/s of `Worker::run` (concurrency 50, no-op handler: lease, ack, retention)
 //!   draining that backlog — vs `RPOP`/s draining the LPUSH list.
+//! - `processed.redis_cpu_us`: Redis CPU (user + system, from `INFO cpu`) per processed task —
+//!   vs per `RPOP`; the queue's ceiling on one Redis core. The scripts' own share (`INFO
+//!   commandstats`, microseconds per call and calls) goes to stderr.
 //! - `critical_pickup_p50`/`_p99`: ms from `enqueue` of a critical task to its handler starting,
 //!   while the worker churns through 100k pending low tasks — vs `LPUSH` → `BRPOP` hand-off on a
 //!   separate list while 50 connections `RPOP` a 100k list (a two-list priority queue).
@@ -72,22 +75,29 @@ async fn run(url: &str) -> Result<()> {
         Ok(())
     })
     .await?;
+    let cpu0 = redis_cpu(&pool).await?;
     let rpop = per_connection(&pool, TASKS, |mut c, _| async move {
         while redis::cmd("RPOP").arg("base:list").query_async::<Option<String>>(&mut c).await?.is_some() {}
         Ok(())
     })
     .await?;
+    let rpop_cpu_us = (redis_cpu(&pool).await? - cpu0) * 1e6 / TASKS as f64;
 
     let queue = Queue::new(pool.clone(), QueueConfig::new("bench:full"));
     let enqueue = enqueue_all(&queue, TASKS, Priority::Default, "noop").await?;
     let noop: Arc<dyn Handler> = Arc::new(FnHandler(|_t: Leased| async { Ok::<_, TaskError>(None) }));
+    reset_commandstats(&pool).await?;
+    let cpu0 = redis_cpu(&pool).await?;
     let t = Instant::now();
     let (stop, worker) = start_worker(&queue, noop);
     wait_for(&queue, TASKS).await?;
     let processed = TASKS as f64 / t.elapsed().as_secs_f64();
+    let processed_cpu_us = (redis_cpu(&pool).await? - cpu0) * 1e6 / TASKS as f64;
     stop_worker(stop, worker).await?;
+    print_commandstats(&pool, TASKS).await?;
     emit("enqueue", enqueue, "tasks/s", lpush);
     emit("processed", processed, "tasks/s", rpop);
+    emit("processed.redis_cpu_us", processed_cpu_us, "us/task", rpop_cpu_us);
 
     let (base_p50, base_p99) = handoff_baseline(&pool).await?;
     let (p50, p99, low_left) = critical_pickup(&pool).await?;
@@ -100,6 +110,45 @@ async fn run(url: &str) -> Result<()> {
     );
     if low_left == 0 {
         eprintln!("warning: the low backlog drained before the last critical task; pickup was not all under load");
+    }
+    Ok(())
+}
+
+/// Seconds of CPU (user + system) the Redis server has used.
+async fn redis_cpu(pool: &Pool) -> Result<f64> {
+    let mut c = pool.get().await?;
+    let info: String = redis::cmd("INFO").arg("cpu").query_async(&mut *c).await?;
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(':')))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .with_context(|| format!("INFO cpu has no {name}"))
+    };
+    Ok(field("used_cpu_user")? + field("used_cpu_sys")?)
+}
+
+async fn reset_commandstats(pool: &Pool) -> Result<()> {
+    let mut c = pool.get().await?;
+    redis::cmd("CONFIG").arg("RESETSTAT").query_async::<()>(&mut *c).await?;
+    Ok(())
+}
+
+/// Each command's calls and microseconds per call since the last reset, and its time per task.
+async fn print_commandstats(pool: &Pool, tasks: usize) -> Result<()> {
+    let mut c = pool.get().await?;
+    let info: String = redis::cmd("INFO").arg("commandstats").query_async(&mut *c).await?;
+    for line in info.lines().filter_map(|l| l.strip_prefix("cmdstat_")) {
+        let Some((name, fields)) = line.split_once(':') else { continue };
+        let get = |k: &str| {
+            fields.split(',').find_map(|f| f.strip_prefix(k).and_then(|v| v.strip_prefix('='))).unwrap_or("0")
+        };
+        let usec: f64 = get("usec").parse().unwrap_or(0.0);
+        eprintln!(
+            "redis {name}: {} calls, {} us/call, {:.2} us/task",
+            get("calls"),
+            get("usec_per_call"),
+            usec / tasks as f64
+        );
     }
     Ok(())
 }

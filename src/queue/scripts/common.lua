@@ -40,6 +40,30 @@ local function clock(arg)
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- A dequeue call's record (its call key): the lease deadline it set and the
+-- ids it leased, in lease-token order. Written as the bare id list before
+-- the deadline was kept, which lives at most one lease length.
+local function call_record(raw)
+  local r = cmsgpack.unpack(raw)
+  if type(r[1]) == 'number' then
+    return r[1], r[2]
+  end
+  return nil, r
+end
+
+-- Each id's lease score (its deadline) or false: ZMSCORE (Redis 6.2+), or
+-- one ZSCORE per id before it.
+local function lease_scores(ids)
+  local scores = redis.pcall('ZMSCORE', K_LEASE, unpack(ids))
+  if type(scores) == 'table' and scores.err then
+    scores = {}
+    for i, id in ipairs(ids) do
+      scores[i] = redis.call('ZSCORE', K_LEASE, id)
+    end
+  end
+  return scores
+end
+
 local function load(id)
   local raw = redis.call('HGET', K_META, id)
   if not raw then

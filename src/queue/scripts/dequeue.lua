@@ -4,8 +4,8 @@
 -- up to n tasks, each marked unstarted until the worker confirms (started.lua).
 -- Returns 7 fields per task: id, token, attempt, priority, timeout_ms,
 -- max_retries, data. The call key (`token_base`, chosen by the caller)
--- remembers what this call leased for a lease length, so a repeat after a
--- lost reply returns the same leases instead of leasing more.
+-- remembers what this call leased and until when, for a lease length, so a
+-- repeat after a lost reply returns the same leases instead of leasing more.
 local K_CALL = KEYS[18]
 local now = clock(ARGV[1])
 local n = tonumber(ARGV[2])
@@ -16,7 +16,7 @@ local limit = tonumber(ARGV[6])
 
 local prev = redis.call('GET', K_CALL)
 if prev then
-  local ids = cmsgpack.unpack(prev)
+  local _, ids = call_record(prev)
   local out = {}
   local metas = redis.call('HMGET', K_META, unpack(ids))
   local datas = redis.call('HMGET', K_DATA, unpack(ids))
@@ -149,6 +149,6 @@ if #hset > 0 then
   redis.call('HSET', K_META, unpack(hset))
   redis.call('ZADD', K_LEASE, unpack(zadd))
   redis.call('SADD', K_UNSTARTED, unpack(started))
-  redis.call('SET', K_CALL, cmsgpack.pack(ids), 'PX', lease_ms)
+  redis.call('SET', K_CALL, cmsgpack.pack({ deadline, ids }), 'PX', lease_ms)
 end
 return out

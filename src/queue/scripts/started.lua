@@ -2,23 +2,38 @@
 -- about to run the tasks one dequeue call leased to it. Returns per leased
 -- position 1 (confirmed: an expiry now counts as an attempt) or 0 (no
 -- longer this call's lease: do not run it). Repeating it changes nothing.
+-- A task is still this call's lease while its lease score is the deadline
+-- the call set: every end of a lease (ack, fail, requeue, reap) removes the
+-- score, and a later lease of the task ends later. So no record is read.
 local K_CALL = KEYS[18]
 local base = ARGV[1]
 local prev = redis.call('GET', K_CALL)
 if not prev then
   return {}
 end
-local ids = cmsgpack.unpack(prev)
-local metas = redis.call('HMGET', K_META, unpack(ids))
+local deadline, ids = call_record(prev)
 local out = {}
 local ok = {}
-for i, id in ipairs(ids) do
-  out[i] = 0
-  if metas[i] then
-    local m = unpack_meta(metas[i])
-    if m.state == 'active' and m.token == base .. ':' .. i then
+if deadline then
+  local scores = lease_scores(ids)
+  for i, id in ipairs(ids) do
+    out[i] = 0
+    if scores[i] and tonumber(scores[i]) == deadline then
       out[i] = 1
       ok[#ok + 1] = id
+    end
+  end
+else
+  -- A call key from before the deadline was kept in it: check the records.
+  local metas = redis.call('HMGET', K_META, unpack(ids))
+  for i, id in ipairs(ids) do
+    out[i] = 0
+    if metas[i] then
+      local m = unpack_meta(metas[i])
+      if m.state == 'active' and m.token == base .. ':' .. i then
+        out[i] = 1
+        ok[#ok + 1] = id
+      end
     end
   end
 end
