@@ -86,10 +86,19 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Breaking-change check between two OpenAPI documents (files or git
+    /// `REV:PATH`): every change rated ERR, WARN or INFO by a rule (`--rules`
+    /// lists them); exit 1 when one is at or above `--fail-on`, 2 when a
+    /// document cannot be read.
+    SpecDiff(xtask::spec_diff::Args),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // spec-diff has its own exit statuses (1 findings, 2 unreadable input).
+    if let Cmd::SpecDiff(args) = &cli.command {
+        return std::process::ExitCode::from(xtask::spec_diff::cli(args));
+    }
     let result = match cli.command {
         Cmd::Codegen { check, spec, out, name, server, client, strict, raw } => match (spec, out) {
             (Some(spec), Some(out)) => {
@@ -103,6 +112,7 @@ fn main() -> std::process::ExitCode {
         Cmd::Bench { which, args } => xtask::ci::bench(&which, &args),
         Cmd::Contract { args } => xtask::ci::contract(&args),
         Cmd::Chaos { secs } => xtask::chaos::run(secs),
+        Cmd::SpecDiff(_) => unreachable!("handled above"),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

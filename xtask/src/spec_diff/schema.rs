@@ -1,0 +1,456 @@
+//! Schema comparison. Both sides are resolved through local `$ref`s and
+//! flattened through `allOf`, then compared keyword by keyword and
+//! recursively through properties, items, additionalProperties and
+//! oneOf/anyOf members. A change is rated by direction: in a request a
+//! narrowed constraint refuses what old clients send, in a response a
+//! widened one sends what old clients do not expect.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value;
+
+use super::{Ctx, Dir, Ptr, resolve};
+
+/// Deep enough for any real document; a bound so a pathological one
+/// (refs that only cycle through inline schemas on one side) still ends.
+pub const MAX_DEPTH: usize = 64;
+
+/// A schema with its `allOf` members merged: properties and `required`
+/// united, any other keyword taken from the first schema that has it.
+/// Each value keeps the pointer of the schema it came from.
+struct Flat {
+    ptr: Ptr,
+    kw: BTreeMap<String, (Value, Ptr)>,
+    props: BTreeMap<String, (Value, Ptr)>,
+    required: BTreeSet<String>,
+}
+
+impl Flat {
+    fn get(&self, k: &str) -> Option<&Value> {
+        self.kw.get(k).map(|(v, _)| v)
+    }
+
+    /// Where keyword `k` is written, or the schema itself when it is not.
+    fn at(&self, k: &str) -> Ptr {
+        match self.kw.get(k) {
+            Some((_, p)) => p.push(k),
+            None => self.ptr.clone(),
+        }
+    }
+
+    fn str(&self, k: &str) -> Option<&str> {
+        self.get(k).and_then(Value::as_str)
+    }
+
+    fn flag(&self, k: &str) -> bool {
+        self.get(k).and_then(Value::as_bool).unwrap_or(false)
+    }
+}
+
+fn flatten(doc: &Value, v: &Value, ptr: &Ptr) -> Flat {
+    let (v, ptr) = resolve(doc, v, ptr);
+    let mut flat = Flat { ptr: ptr.clone(), kw: BTreeMap::new(), props: BTreeMap::new(), required: BTreeSet::new() };
+    merge(doc, v, &ptr, &mut flat, 0);
+    flat
+}
+
+fn merge(doc: &Value, v: &Value, ptr: &Ptr, flat: &mut Flat, depth: usize) {
+    let Some(o) = v.as_object() else { return };
+    if depth > MAX_DEPTH {
+        return;
+    }
+    // The schema's own keywords win over its allOf members'.
+    for (k, val) in o {
+        match k.as_str() {
+            "allOf" | "$ref" => {}
+            "properties" => {
+                for (name, p) in val.as_object().into_iter().flatten() {
+                    flat.props.entry(name.clone()).or_insert_with(|| (p.clone(), ptr.push("properties").push(name)));
+                }
+            }
+            "required" => {
+                flat.required.extend(val.as_array().into_iter().flatten().filter_map(Value::as_str).map(String::from))
+            }
+            _ => {
+                flat.kw.entry(k.clone()).or_insert_with(|| (val.clone(), ptr.clone()));
+            }
+        }
+    }
+    for (i, m) in o.get("allOf").and_then(Value::as_array).into_iter().flatten().enumerate() {
+        let (m, mptr) = resolve(doc, m, &ptr.push("allOf").idx(i));
+        merge(doc, m, &mptr, flat, depth + 1);
+    }
+}
+
+/// The non-null types a schema allows; `None` when it does not say (any type).
+fn types(f: &Flat) -> Option<BTreeSet<String>> {
+    let t = f.get("type")?;
+    let set: BTreeSet<String> = match t {
+        Value::String(s) => [s.clone()].into(),
+        Value::Array(a) => a.iter().filter_map(Value::as_str).filter(|s| *s != "null").map(String::from).collect(),
+        _ => return None,
+    };
+    Some(set)
+}
+
+fn nullable(f: &Flat) -> bool {
+    f.flag("nullable")
+        || f.get("type").and_then(Value::as_array).is_some_and(|a| a.iter().any(|t| t.as_str() == Some("null")))
+}
+
+/// Whether every type in `small` is allowed by `big` (a number accepts integers).
+fn covers(big: &Option<BTreeSet<String>>, small: &Option<BTreeSet<String>>) -> bool {
+    match (big, small) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(b), Some(s)) => s.iter().all(|t| b.contains(t) || (t == "integer" && b.contains("number"))),
+    }
+}
+
+fn show_types(t: &Option<BTreeSet<String>>) -> String {
+    match t {
+        None => "any".into(),
+        Some(s) => s.iter().cloned().collect::<Vec<_>>().join("|"),
+    }
+}
+
+pub fn compare(ctx: &mut Ctx, b: &Value, bptr: &Ptr, h: &Value, hptr: &Ptr, dir: Dir, depth: usize) {
+    let (base, head) = (ctx.base, ctx.head);
+    if depth > MAX_DEPTH {
+        ctx.report("schema-depth-exceeded", bptr, hptr, format!("schemas nested deeper than {MAX_DEPTH} not compared"));
+        return;
+    }
+    let bf = flatten(base, b, bptr);
+    let hf = flatten(head, h, hptr);
+    // Resolved pointers name each schema pair uniquely: comparing a pair
+    // again (a cycle, or a component used twice) can only repeat findings.
+    if !ctx.visited.insert((bf.ptr.as_str().to_string(), hf.ptr.as_str().to_string(), dir)) {
+        return;
+    }
+    // A boolean schema or a non-object has nothing to compare keyword-wise.
+    if !b.is_object() || !h.is_object() {
+        return;
+    }
+    let req = dir == Dir::Request;
+    type_and_nullable(ctx, &bf, &hf, req);
+    format(ctx, &bf, &hf, req);
+    enums(ctx, &bf, &hf, req);
+    pattern(ctx, &bf, &hf, req);
+    bounds(ctx, &bf, &hf, req);
+    if let (Some(bd), Some(hd)) = (bf.get("default"), hf.get("default")) {
+        if bd != hd {
+            ctx.report("default-changed", &bf.at("default"), &hf.at("default"), format!("default {bd} became {hd}"));
+        }
+    } else if let Some(bd) = bf.get("default") {
+        ctx.report("default-removed", &bf.at("default"), &hf.ptr, format!("default {bd} removed"));
+    } else if let Some(hd) = hf.get("default") {
+        ctx.report("default-added", &bf.ptr, &hf.at("default"), format!("default {hd} added"));
+    }
+    if !bf.flag("deprecated") && hf.flag("deprecated") {
+        ctx.report("deprecated-added", &bf.ptr, &hf.at("deprecated"), "schema deprecated");
+    }
+    properties(ctx, &bf, &hf, dir, depth);
+    additional(ctx, &bf, &hf, dir, depth);
+    if let (Some(bi), Some(hi)) = (bf.get("items"), hf.get("items")) {
+        let (bi, hi) = (bi.clone(), hi.clone());
+        compare(ctx, &bi, &bf.at("items"), &hi, &hf.at("items"), dir, depth + 1);
+    }
+    for kw in ["oneOf", "anyOf"] {
+        unions(ctx, &bf, &hf, kw, dir, depth);
+    }
+}
+
+fn type_and_nullable(ctx: &mut Ctx, bf: &Flat, hf: &Flat, req: bool) {
+    let (bt, ht) = (types(bf), types(hf));
+    if bt != ht {
+        let msg = format!("type {} became {}", show_types(&bt), show_types(&ht));
+        let rule = match (req, covers(&ht, &bt), covers(&bt, &ht)) {
+            (true, true, _) => "request-type-widened",
+            (true, false, _) => "request-type-changed",
+            (false, _, true) => "response-type-narrowed",
+            (false, _, false) => "response-type-changed",
+        };
+        ctx.report(rule, &bf.at("type"), &hf.at("type"), msg);
+    }
+    let (bn, hn) = (nullable(bf), nullable(hf));
+    let at = |f: &Flat| if f.get("nullable").is_some() { f.at("nullable") } else { f.at("type") };
+    match (req, bn, hn) {
+        (true, true, false) => ctx.report("request-nullable-removed", &at(bf), &at(hf), "null no longer accepted"),
+        (true, false, true) => ctx.report("request-nullable-added", &at(bf), &at(hf), "null now accepted"),
+        (false, false, true) => ctx.report("response-nullable-added", &at(bf), &at(hf), "null may now be sent"),
+        (false, true, false) => ctx.report("response-nullable-removed", &at(bf), &at(hf), "null no longer sent"),
+        _ => {}
+    }
+}
+
+fn format(ctx: &mut Ctx, bf: &Flat, hf: &Flat, req: bool) {
+    let (b, h) = (bf.str("format"), hf.str("format"));
+    if b == h {
+        return;
+    }
+    let msg = format!("format {} became {}", b.unwrap_or("(none)"), h.unwrap_or("(none)"));
+    let rule = match (req, b.is_some(), h.is_some()) {
+        (true, _, true) => "request-format-changed",
+        (true, _, false) => "request-format-removed",
+        (false, false, _) => "response-format-added",
+        (false, true, _) => "response-format-changed",
+    };
+    ctx.report(rule, &bf.at("format"), &hf.at("format"), msg);
+}
+
+fn enums(ctx: &mut Ctx, bf: &Flat, hf: &Flat, req: bool) {
+    let (b, h) = (bf.get("enum").and_then(Value::as_array), hf.get("enum").and_then(Value::as_array));
+    match (b, h) {
+        (None, None) => {}
+        (Some(_), None) => {
+            let rule = if req { "request-enum-removed" } else { "response-enum-removed" };
+            ctx.report(rule, &bf.at("enum"), &hf.ptr, "enum removed: any value of the type allowed");
+        }
+        (None, Some(_)) => {
+            let rule = if req { "request-enum-added" } else { "response-enum-added" };
+            ctx.report(rule, &bf.ptr, &hf.at("enum"), "enum added");
+        }
+        (Some(b), Some(h)) => {
+            for (i, v) in b.iter().enumerate() {
+                if !h.contains(v) {
+                    let rule = if req { "request-enum-value-removed" } else { "response-enum-value-removed" };
+                    ctx.report(rule, &bf.at("enum").idx(i), &hf.at("enum"), format!("enum value {v} removed"));
+                }
+            }
+            for (i, v) in h.iter().enumerate() {
+                if !b.contains(v) {
+                    let rule = if req { "request-enum-value-added" } else { "response-enum-value-added" };
+                    ctx.report(rule, &bf.at("enum"), &hf.at("enum").idx(i), format!("enum value {v} added"));
+                }
+            }
+        }
+    }
+}
+
+fn pattern(ctx: &mut Ctx, bf: &Flat, hf: &Flat, req: bool) {
+    let (b, h) = (bf.str("pattern"), hf.str("pattern"));
+    if b == h {
+        return;
+    }
+    let msg = format!("pattern {} became {}", b.unwrap_or("(none)"), h.unwrap_or("(none)"));
+    let rule = match (req, b.is_some(), h.is_some()) {
+        (false, _, _) => "response-pattern-changed",
+        (true, false, _) => "request-pattern-added",
+        (true, true, true) => "request-pattern-changed",
+        (true, true, false) => "request-pattern-removed",
+    };
+    ctx.report(rule, &bf.at("pattern"), &hf.at("pattern"), msg);
+}
+
+/// A bound: its value and whether it is exclusive. `None` is unbounded.
+type Bound = Option<(f64, bool)>;
+
+fn number(v: Option<&Value>) -> Option<f64> {
+    v.and_then(Value::as_f64)
+}
+
+/// `maximum` with 3.0's boolean `exclusiveMaximum` or 3.1's numeric one.
+fn numeric_bound(f: &Flat, kw: &str, excl: &str) -> Bound {
+    if let Some(n) = number(f.get(excl)) {
+        return Some((n, true));
+    }
+    number(f.get(kw)).map(|n| (n, f.flag(excl)))
+}
+
+/// A zero lower bound on a length or count is no bound.
+fn count_bound(f: &Flat, kw: &str) -> Bound {
+    number(f.get(kw)).filter(|n| !(kw.starts_with("min") && *n == 0.0)).map(|n| (n, false))
+}
+
+/// Whether `h` is stricter than `b` (Some(true)), looser (Some(false)) or the same (None).
+/// `upper` flips the sense: a smaller upper bound is stricter, a larger lower one is.
+fn stricter(b: Bound, h: Bound, upper: bool) -> Option<bool> {
+    match (b, h) {
+        (None, None) => None,
+        (None, Some(_)) => Some(true),
+        (Some(_), None) => Some(false),
+        (Some((bv, be)), Some((hv, he))) => {
+            if bv == hv {
+                (be != he).then_some(he)
+            } else {
+                Some((hv < bv) == upper)
+            }
+        }
+    }
+}
+
+fn show(b: Bound) -> String {
+    match b {
+        None => "(none)".into(),
+        Some((v, e)) => format!("{}{v}", if e { "exclusive " } else { "" }),
+    }
+}
+
+fn bounds(ctx: &mut Ctx, bf: &Flat, hf: &Flat, req: bool) {
+    // (keyword, rule when stricter, rule when looser, upper bound?)
+    let checks = [
+        ("maxLength", "request-max-length-decreased", "request-max-length-increased", true),
+        ("minLength", "request-min-length-increased", "request-min-length-decreased", false),
+        ("maxItems", "request-max-items-decreased", "request-max-items-increased", true),
+        ("minItems", "request-min-items-increased", "request-min-items-decreased", false),
+        ("maximum", "request-maximum-decreased", "request-maximum-increased", true),
+        ("minimum", "request-minimum-increased", "request-minimum-decreased", false),
+    ];
+    for (kw, narrowed, widened, upper) in checks {
+        let (b, h) = match kw {
+            "maximum" => (numeric_bound(bf, kw, "exclusiveMaximum"), numeric_bound(hf, kw, "exclusiveMaximum")),
+            "minimum" => (numeric_bound(bf, kw, "exclusiveMinimum"), numeric_bound(hf, kw, "exclusiveMinimum")),
+            _ => (count_bound(bf, kw), count_bound(hf, kw)),
+        };
+        let Some(strict) = stricter(b, h, upper) else { continue };
+        let rule = match (req, strict) {
+            (true, true) => narrowed,
+            (true, false) => widened,
+            (false, true) => "response-constraint-narrowed",
+            (false, false) => "response-constraint-widened",
+        };
+        ctx.report(rule, &bf.at(kw), &hf.at(kw), format!("{kw} {} became {}", show(b), show(h)));
+    }
+}
+
+/// Members a client never sees in this direction: readOnly ones are not
+/// sent in requests, writeOnly ones not in responses.
+fn hidden(f: &Flat, doc: &Value, name: &str, dir: Dir) -> bool {
+    let Some((v, p)) = f.props.get(name) else { return false };
+    let (v, _) = resolve(doc, v, p);
+    let flag = if dir == Dir::Request { "readOnly" } else { "writeOnly" };
+    v.get(flag).and_then(Value::as_bool).unwrap_or(false)
+}
+
+fn properties(ctx: &mut Ctx, bf: &Flat, hf: &Flat, dir: Dir, depth: usize) {
+    let (base, head) = (ctx.base, ctx.head);
+    let req = dir == Dir::Request;
+    for (name, (bv, bp)) in &bf.props {
+        if hidden(bf, base, name, dir) {
+            continue;
+        }
+        let Some((hv, hp)) = hf.props.get(name) else {
+            let rule = if req { "request-property-removed" } else { "response-property-removed" };
+            ctx.report(rule, bp, &hf.ptr.push("properties"), format!("property {name} removed"));
+            continue;
+        };
+        let (breq, hreq) = (bf.required.contains(name), hf.required.contains(name));
+        let rule = match (req, breq, hreq) {
+            (true, false, true) => Some("request-property-became-required"),
+            (true, true, false) => Some("request-property-became-optional"),
+            (false, true, false) => Some("response-property-became-optional"),
+            (false, false, true) => Some("response-property-became-required"),
+            _ => None,
+        };
+        if let Some(rule) = rule {
+            let word = if hreq { "required" } else { "optional" };
+            ctx.report(rule, bp, hp, format!("property {name} became {word}"));
+        }
+        compare(ctx, bv, bp, hv, hp, dir, depth + 1);
+    }
+    let closed = bf.get("additionalProperties") == Some(&Value::Bool(false));
+    for (name, (_, hp)) in &hf.props {
+        if bf.props.contains_key(name) || hidden(hf, head, name, dir) {
+            continue;
+        }
+        let rule = match (req, hf.required.contains(name), closed) {
+            (true, true, _) => "request-property-required-added",
+            (true, false, _) => "request-property-added",
+            (false, _, true) => "response-property-added-closed",
+            (false, _, false) => "response-property-added",
+        };
+        ctx.report(rule, &bf.ptr.push("properties"), hp, format!("property {name} added"));
+    }
+}
+
+fn additional(ctx: &mut Ctx, bf: &Flat, hf: &Flat, dir: Dir, depth: usize) {
+    let (b, h) = (bf.get("additionalProperties"), hf.get("additionalProperties"));
+    let closed = |v: Option<&Value>| v == Some(&Value::Bool(false));
+    let (bc, hc) = (closed(b), closed(h));
+    let (bp, hp) = (bf.at("additionalProperties"), hf.at("additionalProperties"));
+    match (dir, bc, hc) {
+        (Dir::Request, false, true) => {
+            ctx.report("request-additional-properties-closed", &bp, &hp, "additionalProperties: false added")
+        }
+        (Dir::Request, true, false) => {
+            ctx.report("request-additional-properties-opened", &bp, &hp, "additionalProperties: false removed")
+        }
+        (Dir::Response, true, false) => {
+            ctx.report("response-additional-properties-opened", &bp, &hp, "additionalProperties: false removed")
+        }
+        (Dir::Response, false, true) => {
+            ctx.report("response-additional-properties-closed", &bp, &hp, "additionalProperties: false added")
+        }
+        _ => {
+            if let (Some(b), Some(h)) = (b, h)
+                && b.is_object()
+                && h.is_object()
+            {
+                let (b, h) = (b.clone(), h.clone());
+                compare(ctx, &b, &bp, &h, &hp, dir, depth + 1);
+            }
+        }
+    }
+}
+
+/// A member fully resolved, for matching members that are the same schema
+/// under another component name.
+fn resolved_deep(doc: &Value, v: &Value, depth: usize) -> Value {
+    if depth > 8 {
+        return v.clone();
+    }
+    match v {
+        Value::Object(o) => {
+            if let Some(r) = o.get("$ref").and_then(Value::as_str)
+                && let Some(t) = r.strip_prefix('#').and_then(|f| doc.pointer(f))
+            {
+                return resolved_deep(doc, t, depth + 1);
+            }
+            Value::Object(o.iter().map(|(k, v)| (k.clone(), resolved_deep(doc, v, depth + 1))).collect())
+        }
+        Value::Array(a) => Value::Array(a.iter().map(|v| resolved_deep(doc, v, depth + 1)).collect()),
+        _ => v.clone(),
+    }
+}
+
+fn unions(ctx: &mut Ctx, bf: &Flat, hf: &Flat, kw: &str, dir: Dir, depth: usize) {
+    let (Some(b), Some(h)) = (bf.get(kw).and_then(Value::as_array), hf.get(kw).and_then(Value::as_array)) else {
+        return;
+    };
+    let (b, h) = (b.clone(), h.clone());
+    let (base, head) = (ctx.base, ctx.head);
+    let (bp, hp) = (bf.at(kw), hf.at(kw));
+    let mut pairs: Vec<(usize, usize)> = Vec::new();
+    let mut bleft: Vec<usize> = (0..b.len()).collect();
+    let mut hleft: Vec<usize> = (0..h.len()).collect();
+    // Match by the same $ref, then by the same resolved schema, then by position.
+    let by_ref = |v: &Value| v.get("$ref").and_then(Value::as_str).map(String::from);
+    let passes: [&dyn Fn(usize, usize) -> bool; 2] =
+        [&|i, j| by_ref(&b[i]).is_some() && by_ref(&b[i]) == by_ref(&h[j]), &|i, j| {
+            resolved_deep(base, &b[i], 0) == resolved_deep(head, &h[j], 0)
+        }];
+    for pass in passes {
+        bleft.retain(|&i| match hleft.iter().position(|&j| pass(i, j)) {
+            Some(k) => {
+                pairs.push((i, hleft.remove(k)));
+                false
+            }
+            None => true,
+        });
+    }
+    let n = bleft.len().min(hleft.len());
+    pairs.extend(bleft.drain(..n).zip(hleft.drain(..n)));
+    for (i, j) in pairs {
+        compare(ctx, &b[i], &bp.idx(i), &h[j], &hp.idx(j), dir, depth + 1);
+    }
+    let (removed, added) = match dir {
+        Dir::Request => ("request-union-member-removed", "request-union-member-added"),
+        Dir::Response => ("response-union-member-removed", "response-union-member-added"),
+    };
+    for i in bleft {
+        ctx.report(removed, &bp.idx(i), &hp, format!("{kw} member {i} removed"));
+    }
+    for j in hleft {
+        ctx.report(added, &bp, &hp.idx(j), format!("{kw} member {j} added"));
+    }
+}
