@@ -1,0 +1,514 @@
+//! `cargo xtask spec-diff`: the fixture corpus (one base/head pair per rule,
+//! compared exactly), the invariances (identical, reordered, renamed refs),
+//! recursion, the output formats, exit statuses, git revisions and the CI gate.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+use xtask::spec_diff::{self, Finding, Level, report, rules};
+
+fn root() -> PathBuf {
+    xtask::codegen::workspace_root()
+}
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/spec_diff")
+}
+
+fn parse(text: &str) -> Value {
+    spec_diff::parse(text).expect("fixture parses")
+}
+
+fn lines(findings: &[Finding]) -> Vec<String> {
+    let mut l: Vec<_> = findings.iter().map(Finding::key_line).collect();
+    l.sort();
+    l
+}
+
+fn diff_text(base: &str, head: &str) -> Vec<Finding> {
+    spec_diff::diff(&parse(base), &parse(head))
+}
+
+#[test]
+fn every_fixture_pair_gives_exactly_its_expected_findings() {
+    let mut failures = Vec::new();
+    let mut seen = Vec::new();
+    for entry in std::fs::read_dir(fixtures()).expect("fixture dir") {
+        let dir = entry.expect("entry").path();
+        let rule = dir.file_name().and_then(|n| n.to_str()).expect("name").to_string();
+        let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_else(|e| panic!("{rule}/{f}: {e}"));
+        let got = lines(&diff_text(&read("base.yaml"), &read("head.yaml")));
+        let mut want: Vec<String> =
+            read("expected.txt").lines().filter(|l| !l.trim().is_empty()).map(String::from).collect();
+        want.sort();
+        if got != want {
+            failures.push(format!("{rule}:\n  want {want:#?}\n  got  {got:#?}"));
+        }
+        if !got.iter().any(|l| l.split(' ').nth(1) == Some(rule.as_str())) {
+            failures.push(format!("{rule}: the pair does not produce its own rule"));
+        }
+        seen.push(rule);
+    }
+    for r in rules::RULES {
+        if !seen.iter().any(|s| s == r.id) {
+            failures.push(format!("rule {} has no fixture pair in tests/fixtures/spec_diff/{}", r.id, r.id));
+        }
+    }
+    for s in &seen {
+        if !rules::RULES.iter().any(|r| r.id == s) {
+            failures.push(format!("fixture {s} names no rule"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn rule_table_is_unique_kebab_case_and_explained() {
+    let mut ids: Vec<_> = rules::RULES.iter().map(|r| r.id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), rules::RULES.len(), "duplicate rule id");
+    for r in rules::RULES {
+        assert!(r.id.chars().all(|c| c.is_ascii_lowercase() || c == '-'), "{}", r.id);
+        assert!(r.why.ends_with('.') && r.why.len() > 20, "{}: why {:?}", r.id, r.why);
+    }
+    let table = rules::table();
+    assert_eq!(table.lines().count(), rules::RULES.len());
+    assert!(table.contains("ERR  path-removed"));
+}
+
+#[test]
+fn the_repository_spec_against_itself_has_no_findings() {
+    let doc = spec_diff::load(&root().join("spec/openapi.yaml").to_string_lossy()).expect("spec loads");
+    let findings = spec_diff::diff(&doc.value, &doc.value);
+    assert!(findings.is_empty(), "{findings:#?}");
+}
+
+const ORDERED: &str = r#"
+openapi: 3.0.3
+info: {title: t, version: '1'}
+paths:
+  /users/{id}:
+    parameters:
+      - {name: id, in: path, required: true, schema: {type: string}}
+    get:
+      operationId: getUser
+      parameters:
+        - {name: a, in: query, schema: {type: string, enum: [x, y, z]}}
+        - {name: X-B, in: header, schema: {type: integer, minimum: 1}}
+      responses:
+        '200':
+          description: ok
+          content:
+            application/json:
+              schema: {$ref: '#/components/schemas/User'}
+        '404': {description: missing}
+components:
+  schemas:
+    User:
+      type: object
+      required: [id, name]
+      properties:
+        id: {type: string}
+        name: {type: string, maxLength: 10}
+"#;
+
+const REORDERED: &str = r#"
+components:
+  schemas:
+    User:
+      properties:
+        name: {maxLength: 10, type: string}
+        id: {type: string}
+      required: [name, id]
+      type: object
+paths:
+  /users/{userId}:
+    get:
+      responses:
+        '404': {description: missing}
+        '200':
+          content:
+            application/json:
+              schema: {$ref: '#/components/schemas/User'}
+          description: ok
+      parameters:
+        - {in: header, name: x-b, schema: {minimum: 1, type: integer}}
+        - {schema: {enum: [z, y, x], type: string}, in: query, name: a}
+      operationId: getUser
+    parameters:
+      - {schema: {type: string}, required: true, in: path, name: userId}
+info: {version: '1', title: t}
+openapi: 3.0.3
+"#;
+
+#[test]
+fn identical_and_reordered_documents_have_no_findings() {
+    assert!(diff_text(ORDERED, ORDERED).is_empty());
+    // Keys, parameters, required and enum lists in another order; a path
+    // parameter renamed with its template; a header name in another case.
+    let f = diff_text(ORDERED, REORDERED);
+    assert!(f.is_empty(), "{f:#?}");
+    let f = diff_text(REORDERED, ORDERED);
+    assert!(f.is_empty(), "{f:#?}");
+}
+
+#[test]
+fn a_renamed_component_with_the_same_schema_has_no_findings() {
+    let renamed = ORDERED.replace("schemas/User", "schemas/Person").replace("    User:", "    Person:");
+    assert_ne!(renamed, ORDERED);
+    let f = diff_text(ORDERED, &renamed);
+    assert!(f.is_empty(), "{f:#?}");
+    // Inline on one side, a reference on the other: the same.
+    let inline = ORDERED.replace(
+        "schema: {$ref: '#/components/schemas/User'}",
+        "schema: {type: object, required: [id, name], properties: {id: {type: string}, name: {type: string, maxLength: 10}}}",
+    );
+    let f = diff_text(ORDERED, &inline);
+    assert!(f.is_empty(), "{f:#?}");
+}
+
+#[test]
+fn a_change_inside_a_referenced_component_points_at_the_component() {
+    let head = ORDERED.replace("maxLength: 10", "maxLength: 20");
+    assert_eq!(
+        lines(&diff_text(ORDERED, &head)),
+        [
+            "WARN response-constraint-widened #/components/schemas/User/properties/name/maxLength #/components/schemas/User/properties/name/maxLength"
+        ]
+    );
+}
+
+const TREE: &str = r#"
+openapi: 3.0.3
+info: {title: t, version: '1'}
+paths:
+  /tree:
+    post:
+      requestBody:
+        content:
+          application/json:
+            schema: {$ref: '#/components/schemas/Node'}
+      responses:
+        '200':
+          description: ok
+          content:
+            application/json:
+              schema: {$ref: '#/components/schemas/Node'}
+components:
+  schemas:
+    Node:
+      type: object
+      properties:
+        label: {type: string}
+        parent: {$ref: '#/components/schemas/Node'}
+        children: {type: array, items: {$ref: '#/components/schemas/Edge'}}
+    Edge:
+      allOf:
+        - {$ref: '#/components/schemas/Node'}
+        - {type: object, properties: {weight: {type: number}}}
+"#;
+
+#[test]
+fn recursive_schemas_terminate_and_report_once_per_direction() {
+    assert!(diff_text(TREE, TREE).is_empty());
+    let head = TREE.replace("label: {type: string}", "label: {type: string, enum: [a]}");
+    assert_eq!(
+        lines(&diff_text(TREE, &head)),
+        [
+            "ERR request-enum-added #/components/schemas/Node/properties/label #/components/schemas/Node/properties/label/enum",
+            "INFO response-enum-added #/components/schemas/Node/properties/label #/components/schemas/Node/properties/label/enum",
+        ]
+    );
+    // Renamed on one side only, so the pairs of refs never repeat exactly.
+    let renamed = TREE.replace("schemas/Node", "schemas/Tree").replace("    Node:", "    Tree:");
+    assert!(diff_text(TREE, &renamed).is_empty());
+}
+
+#[test]
+fn all_of_members_are_merged_before_comparing() {
+    let base = r#"
+openapi: 3.0.3
+info: {title: t, version: '1'}
+paths:
+  /x:
+    get:
+      responses:
+        '200':
+          description: ok
+          content:
+            application/json:
+              schema:
+                allOf:
+                  - {type: object, required: [a], properties: {a: {type: string}}}
+                  - {type: object, properties: {b: {type: string}}}
+"#;
+    let merged = base.replace(
+        "allOf:\n                  - {type: object, required: [a], properties: {a: {type: string}}}\n                  - {type: object, properties: {b: {type: string}}}",
+        "{type: object, required: [a], properties: {a: {type: string}, b: {type: string}}}",
+    );
+    assert_ne!(merged, base);
+    assert!(diff_text(base, &merged).is_empty());
+    let dropped = base.replace("required: [a], ", "");
+    assert_eq!(
+        lines(&diff_text(base, &dropped)),
+        [
+            "ERR response-property-became-optional #/paths/~1x/get/responses/200/content/application~1json/schema/allOf/0/properties/a #/paths/~1x/get/responses/200/content/application~1json/schema/allOf/0/properties/a"
+        ]
+    );
+}
+
+#[test]
+fn json_pointers_escape_slash_and_tilde() {
+    let base = r#"
+openapi: 3.0.3
+info: {title: t, version: '1'}
+paths:
+  /a~b/{id}:
+    get:
+      responses: {'200': {description: ok}}
+"#;
+    let head = base.replace("/a~b/{id}", "/c");
+    let l = lines(&diff_text(base, &head));
+    assert!(l.contains(&"ERR path-removed #/paths/~1a~0b~1{id} #/paths".to_string()), "{l:#?}");
+}
+
+fn sample() -> Vec<Finding> {
+    let dir = fixtures();
+    let read = |r: &str, f: &str| std::fs::read_to_string(dir.join(r).join(f)).expect("fixture");
+    let mut all =
+        diff_text(&read("response-enum-value-added", "base.yaml"), &read("response-enum-value-added", "head.yaml"));
+    all.extend(diff_text(&read("path-removed", "base.yaml"), &read("path-removed", "head.yaml")));
+    all.extend(diff_text(&read("path-added", "base.yaml"), &read("path-added", "head.yaml")));
+    // Most severe first, as `diff` orders one document pair's findings.
+    all.sort_by_key(|f| std::cmp::Reverse(f.level));
+    all
+}
+
+fn meta(fail_on: Level) -> report::Meta<'static> {
+    report::Meta { base: "base.yaml", head: "head <&> \"x\".yaml", head_file: "spec/openapi.yaml", fail_on }
+}
+
+#[test]
+fn json_report_parses_and_carries_every_finding() {
+    let f = sample();
+    let out = report::render(report::Format::Json, &f, &meta(Level::Err));
+    let v: Value = serde_json::from_str(&out).expect("json report parses");
+    let items = v["findings"].as_array().expect("findings array");
+    assert_eq!(items.len(), 3);
+    assert_eq!(v["failed"], Value::Bool(true));
+    for (item, f) in items.iter().zip(&f) {
+        assert_eq!(item["rule"], f.rule);
+        assert_eq!(item["level"], f.level.as_str());
+        assert_eq!(item["base_pointer"], f.base.as_str());
+        assert_eq!(item["head_pointer"], f.head.as_str());
+        assert!(item["why"].as_str().is_some_and(|w| !w.is_empty()));
+    }
+}
+
+/// Just enough XML to check well-formedness: balanced, properly nested
+/// tags, quoted attributes, no bare `<` or `&` in text.
+fn check_xml(s: &str) -> Result<Vec<String>, String> {
+    let mut stack: Vec<String> = Vec::new();
+    let mut names = Vec::new();
+    let mut rest = s.strip_prefix("<?xml").and_then(|r| r.split_once("?>")).map(|(_, r)| r).ok_or("no declaration")?;
+    while let Some(i) = rest.find('<') {
+        let text = &rest[..i];
+        if text.contains('>') {
+            return Err(format!("bare > in {text:?}"));
+        }
+        for (j, _) in text.match_indices('&') {
+            let ent = &text[j..];
+            if !["&amp;", "&lt;", "&gt;", "&quot;", "&apos;"].iter().any(|e| ent.starts_with(e)) {
+                return Err(format!("bad entity in {text:?}"));
+            }
+        }
+        let end = rest[i..].find('>').ok_or("unterminated tag")? + i;
+        let tag = &rest[i + 1..end];
+        rest = &rest[end + 1..];
+        if let Some(name) = tag.strip_prefix('/') {
+            if stack.pop().as_deref() != Some(name) {
+                return Err(format!("mismatched </{name}>"));
+            }
+            continue;
+        }
+        let self_closing = tag.ends_with('/');
+        let tag = tag.trim_end_matches('/');
+        let name = tag.split_whitespace().next().ok_or("empty tag")?.to_string();
+        if tag[name.len()..].matches('"').count() % 2 != 0 || tag.contains('<') {
+            return Err(format!("bad attributes in <{tag}>"));
+        }
+        names.push(name.clone());
+        if !self_closing {
+            stack.push(name);
+        }
+    }
+    if !stack.is_empty() {
+        return Err(format!("unclosed {stack:?}"));
+    }
+    Ok(names)
+}
+
+#[test]
+fn junit_report_is_well_formed_with_a_testcase_per_finding() {
+    let f = sample();
+    let out = report::render(report::Format::Junit, &f, &meta(Level::Err));
+    let names = check_xml(&out).unwrap_or_else(|e| panic!("{e}\n{out}"));
+    assert_eq!(names.iter().filter(|n| *n == "testcase").count(), 3);
+    assert_eq!(names.iter().filter(|n| *n == "failure").count(), 1, "only the ERR fails at --fail-on ERR");
+    let out = report::render(report::Format::Junit, &f, &meta(Level::Warn));
+    let names = check_xml(&out).unwrap_or_else(|e| panic!("{e}\n{out}"));
+    assert_eq!(names.iter().filter(|n| *n == "failure").count(), 2, "ERR and WARN fail at --fail-on WARN");
+    assert!(check_xml("<?xml ?><a><b></a></b>").is_err());
+}
+
+#[test]
+fn github_text_and_markdown_reports() {
+    let f = sample();
+    let gh = report::render(report::Format::Github, &f, &meta(Level::Err));
+    let gh_lines: Vec<_> = gh.lines().collect();
+    assert_eq!(gh_lines.len(), 3);
+    assert!(gh_lines[0].starts_with("::error file=spec/openapi.yaml,title=spec-diff path-removed::"), "{gh}");
+    assert!(gh_lines[1].starts_with("::warning file=spec/openapi.yaml,title=spec-diff response-enum-value-added::"));
+    assert!(gh_lines[2].starts_with("::notice "));
+    let text = report::render(report::Format::Text, &f, &meta(Level::Err));
+    assert!(text.starts_with("ERR  path-removed: path /b removed\n     #/paths/~1b -> #/paths\n"), "{text}");
+    assert!(text.ends_with("1 ERR, 1 WARN, 1 INFO\n"));
+    let md = report::render(report::Format::Markdown, &f, &meta(Level::Err));
+    assert!(md.contains("| Level | Rule | Change | Base | Head |"));
+    assert_eq!(
+        md.lines().filter(|l| l.starts_with("| ERR") || l.starts_with("| WARN") || l.starts_with("| INFO")).count(),
+        3
+    );
+}
+
+#[test]
+fn exit_code_follows_fail_on() {
+    let f = sample();
+    assert_eq!(spec_diff::exit_code(&f, Level::Err), 1);
+    let no_err: Vec<_> = f.iter().filter(|f| f.level != Level::Err).cloned().collect();
+    assert_eq!(spec_diff::exit_code(&no_err, Level::Err), 0);
+    assert_eq!(spec_diff::exit_code(&no_err, Level::Warn), 1);
+    let info: Vec<_> = f.iter().filter(|f| f.level == Level::Info).cloned().collect();
+    assert_eq!(spec_diff::exit_code(&info, Level::Warn), 0);
+    assert_eq!(spec_diff::exit_code(&[], Level::Warn), 0);
+}
+
+fn xtask(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .arg("spec-diff")
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("xtask runs");
+    let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code().unwrap_or(-1), s(&out.stdout), s(&out.stderr))
+}
+
+#[test]
+fn the_binary_exits_0_1_or_2() {
+    let fx = |r: &str, f: &str| fixtures().join(r).join(f).to_string_lossy().into_owned();
+    let (code, out, _) = xtask(&[&fx("path-removed", "base.yaml"), &fx("path-removed", "head.yaml")]);
+    assert_eq!(code, 1, "{out}");
+    let (code, out, _) =
+        xtask(&[&fx("response-enum-value-added", "base.yaml"), &fx("response-enum-value-added", "head.yaml")]);
+    assert_eq!(code, 0, "a WARN passes by default: {out}");
+    let (code, _, _) = xtask(&[
+        "--fail-on",
+        "WARN",
+        &fx("response-enum-value-added", "base.yaml"),
+        &fx("response-enum-value-added", "head.yaml"),
+    ]);
+    assert_eq!(code, 1, "a WARN fails at --fail-on WARN");
+    let (code, out, _) = xtask(&["--format", "json", &fx("path-added", "base.yaml"), &fx("path-added", "head.yaml")]);
+    assert_eq!(code, 0);
+    assert!(serde_json::from_str::<Value>(&out).is_ok());
+    let (code, _, err) = xtask(&["no/such/file.yaml", &fx("path-added", "head.yaml")]);
+    assert_eq!(code, 2);
+    assert!(err.contains("loading BASE"), "{err}");
+    let not_yaml = std::env::temp_dir().join(format!("spec-diff-bad-{}.yaml", std::process::id()));
+    std::fs::write(&not_yaml, "paths: [unclosed").expect("write");
+    let (code, _, err) = xtask(&[&fx("path-added", "base.yaml"), &not_yaml.to_string_lossy()]);
+    let _ = std::fs::remove_file(&not_yaml);
+    assert_eq!(code, 2);
+    assert!(err.contains("loading HEAD") && err.contains("parsing"), "{err}");
+    let (code, _, _) = xtask(&["only-one"]);
+    assert_eq!(code, 2, "clap usage error");
+    let (code, out, _) = xtask(&["--rules"]);
+    assert_eq!(code, 0);
+    assert_eq!(out.lines().count(), rules::RULES.len());
+}
+
+#[test]
+fn git_revision_form_reads_the_committed_spec() {
+    if Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(root())
+        .output()
+        .map(|o| !o.status.success())
+        .unwrap_or(true)
+    {
+        eprintln!("skipped: not a git checkout");
+        return;
+    }
+    let (code, out, err) = xtask(&["HEAD:spec/openapi.yaml", "HEAD:spec/openapi.yaml"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("0 ERR, 0 WARN, 0 INFO"), "{out}");
+    let (code, _, err) = xtask(&["HEAD:spec/no-such.yaml", "spec/openapi.yaml"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("git show"), "{err}");
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let st = Command::new("git")
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "commit.gpgsign=false"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git runs");
+    assert!(st.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&st.stderr));
+}
+
+#[test]
+fn the_gate_needs_a_breaking_mark_for_breaking_changes() {
+    if Command::new("git").arg("--version").output().is_err() {
+        eprintln!("skipped: no git");
+        return;
+    }
+    if std::env::var_os("SPEC_DIFF_BASE").is_some() {
+        eprintln!("skipped: SPEC_DIFF_BASE is set and would override the scratch repository's base");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("spec-diff-gate-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("spec")).expect("mkdir");
+    // No parent commit yet: skipped, not failed.
+    git(&dir, &["init", "-q", "-b", "main"]);
+    std::fs::write(dir.join("spec/openapi.yaml"), ORDERED).expect("write");
+    std::fs::write(dir.join("spec/CHANGELOG.md"), "# Contract changelog\n").expect("write");
+    git(&dir, &["add", "."]);
+    git(&dir, &["commit", "-qm", "one"]);
+    spec_diff::gate::spec_gate(&dir).expect("skipped without a parent");
+    git(&dir, &["commit", "-qm", "two", "--allow-empty"]);
+    spec_diff::gate::spec_gate(&dir).expect("no change");
+    // A compatible change passes, a breaking one fails until the changelog says so.
+    std::fs::write(dir.join("spec/openapi.yaml"), ORDERED.replace("maxLength: 10", "maxLength: 5")).expect("write");
+    spec_diff::gate::spec_gate(&dir).expect("narrowed response is INFO");
+    std::fs::write(dir.join("spec/openapi.yaml"), ORDERED.replace("        '404': {description: missing}\n", ""))
+        .expect("write");
+    let err = format!("{:#}", spec_diff::gate::spec_gate(&dir).expect_err("404 removed is breaking"));
+    assert!(err.contains("response-status-removed") && err.contains("**breaking**"), "{err}");
+    std::fs::write(
+        dir.join("spec/CHANGELOG.md"),
+        "# Contract changelog\n\n- **breaking**: getUser no longer documents 404.\n",
+    )
+    .expect("write");
+    spec_diff::gate::spec_gate(&dir).expect("marked breaking");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_gate_passes_on_this_repository() {
+    spec_diff::gate::spec_gate(&root()).expect("the repository's own spec history passes the gate");
+}
