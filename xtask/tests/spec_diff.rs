@@ -512,3 +512,83 @@ fn the_gate_needs_a_breaking_mark_for_breaking_changes() {
 fn the_gate_passes_on_this_repository() {
     spec_diff::gate::spec_gate(&root()).expect("the repository's own spec history passes the gate");
 }
+
+const UNION: &str = r#"
+openapi: 3.0.3
+info: {title: t, version: '1'}
+paths:
+  /pets:
+    post:
+      requestBody:
+        $ref: '#/components/requestBodies/Pet'
+      responses:
+        '200':
+          description: ok
+          content:
+            application/json:
+              schema:
+                oneOf:
+                  - {$ref: '#/components/schemas/Cat'}
+                  - {$ref: '#/components/schemas/Dog'}
+components:
+  requestBodies:
+    Pet:
+      required: true
+      content:
+        application/json:
+          schema: {$ref: '#/components/schemas/Cat'}
+  schemas:
+    Cat:
+      properties:
+        name: {type: string}
+        friends: {type: array, items: {oneOf: [{$ref: '#/components/schemas/Cat'}, {$ref: '#/components/schemas/Dog'}]}}
+    Dog:
+      type: object
+      properties:
+        bark: {type: boolean}
+        friends: {type: array, items: {oneOf: [{$ref: '#/components/schemas/Cat'}, {$ref: '#/components/schemas/Dog'}]}}
+"#;
+
+#[test]
+fn union_members_match_by_ref_then_by_schema() {
+    // Members reordered, one renamed, and `type: object` written beside
+    // properties that already implied it.
+    let head = UNION
+        .replace("schemas/Cat", "schemas/Kitten")
+        .replace("    Cat:\n      properties:", "    Kitten:\n      type: object\n      properties:")
+        .replace(
+            "                  - {$ref: '#/components/schemas/Kitten'}\n                  - {$ref: '#/components/schemas/Dog'}",
+            "                  - {$ref: '#/components/schemas/Dog'}\n                  - {$ref: '#/components/schemas/Kitten'}",
+        );
+    assert_ne!(head, UNION);
+    let f = diff_text(UNION, &head);
+    assert!(f.is_empty(), "{f:#?}");
+    // A change inside the shared request body points into components/requestBodies.
+    let head = UNION.replace("name: {type: string}", "name: {type: string, minLength: 1}");
+    let l = lines(&diff_text(UNION, &head));
+    assert!(l.contains(&"ERR request-min-length-increased #/components/schemas/Cat/properties/name #/components/schemas/Cat/properties/name/minLength".to_string()), "{l:#?}");
+    let head = UNION.replace("      required: true\n", "");
+    assert!(diff_text(UNION, &head).is_empty(), "a body that became optional is compatible");
+}
+
+#[test]
+fn wide_recursive_unions_compare_quickly() {
+    // Ten members that each refer to all ten: expanding them naively is 10^depth.
+    let mut schemas = String::new();
+    let members: Vec<String> = (0..10).map(|i| format!("{{$ref: '#/components/schemas/S{i}'}}")).collect();
+    for i in 0..10 {
+        schemas.push_str(&format!(
+            "    S{i}:\n      type: object\n      properties:\n        v{i}: {{type: string}}\n        next: {{oneOf: [{}]}}\n",
+            members.join(", ")
+        ));
+    }
+    let base = format!(
+        "openapi: 3.0.3\ninfo: {{title: t, version: '1'}}\npaths:\n  /x:\n    get:\n      responses:\n        '200':\n          description: ok\n          content:\n            application/json:\n              schema: {{oneOf: [{}]}}\ncomponents:\n  schemas:\n{schemas}",
+        members.join(", ")
+    );
+    let head = base.replace("schemas/S", "schemas/T").replace("    S", "    T");
+    let start = std::time::Instant::now();
+    let f = diff_text(&base, &head);
+    assert!(f.is_empty(), "{f:#?}");
+    assert!(start.elapsed() < std::time::Duration::from_secs(20), "took {:?}", start.elapsed());
+}

@@ -85,6 +85,9 @@ pub struct Ctx<'a> {
     /// `(base ref, head ref, direction)` already compared: stops recursion
     /// through cyclic schemas and compares a shared component once.
     pub visited: HashSet<(String, String, Dir)>,
+    /// What the schema being compared belongs to (`POST /items: request
+    /// body application/json`), for schema findings' messages.
+    pub scope: String,
 }
 
 impl Ctx<'_> {
@@ -97,6 +100,12 @@ impl Ctx<'_> {
             head: head.as_str().to_string(),
             message: message.into(),
         });
+    }
+
+    /// A schema finding: the message prefixed with the scope.
+    pub fn note(&mut self, rule: &'static str, base: &Ptr, head: &Ptr, message: impl Into<String>) {
+        let message = format!("{}: {}", self.scope, message.into());
+        self.report(rule, base, head, message);
     }
 }
 
@@ -124,7 +133,6 @@ pub fn load(arg: &str) -> Result<Doc> {
             bail!("`git show {arg}` failed: {}", String::from_utf8_lossy(&out.stderr).trim());
         }
         let text = String::from_utf8(out.stdout).with_context(|| format!("{arg} is not UTF-8"))?;
-        let _ = rev;
         (text, file.to_string())
     } else {
         bail!("{arg}: no such file, and not a git `REV:PATH`");
@@ -184,7 +192,7 @@ fn yaml_to_json(v: serde_yaml::Value) -> Result<Value> {
 
 /// Every finding from BASE to HEAD, sorted (most severe first), without duplicates.
 pub fn diff(base: &Value, head: &Value) -> Vec<Finding> {
-    let mut ctx = Ctx { base, head, findings: Vec::new(), visited: HashSet::new() };
+    let mut ctx = Ctx { base, head, findings: Vec::new(), visited: HashSet::new(), scope: String::new() };
     paths(&mut ctx);
     security_schemes(&mut ctx);
     let mut f = std::mem::take(&mut ctx.findings);
@@ -421,6 +429,7 @@ fn parameters(ctx: &mut Ctx, op: &Op) {
         }
         match (bp.get("schema"), hp.get("schema")) {
             (Some(bs), Some(hs)) => {
+                ctx.scope = format!("{name}: parameter {hlabel}");
                 schema::compare(ctx, bs, &bptr.push("schema"), hs, &hptr.push("schema"), Dir::Request, 0)
             }
             _ => content(ctx, bp, bptr, hp, hptr, Dir::Request, &format!("{name}: parameter {hlabel}")),
@@ -461,6 +470,7 @@ fn content(ctx: &mut Ctx, b: &Value, bptr: &Ptr, h: &Value, hptr: &Ptr, dir: Dir
             Some(hk) => {
                 let hm = &hc[hk.as_str()];
                 if let (Some(bs), Some(hs)) = (bm.get("schema"), hm.get("schema")) {
+                    ctx.scope = format!("{what} {hk}");
                     schema::compare(ctx, bs, &bcp.push(bk).push("schema"), hs, &hcp.push(hk).push("schema"), dir, 0);
                 }
             }
@@ -494,8 +504,9 @@ fn request_body(ctx: &mut Ctx, op: &Op) {
             }
         }
         (Some(bb), Some(hb)) => {
-            let (bb, _) = resolve(ctx.base, bb, &bptr);
-            let (hb, _) = resolve(ctx.head, hb, &hptr);
+            // Pointers into a shared `components/requestBodies` entry, where the change is.
+            let (bb, bptr) = resolve(ctx.base, bb, &bptr);
+            let (hb, hptr) = resolve(ctx.head, hb, &hptr);
             if !is_true(bb.get("required")) && is_true(hb.get("required")) {
                 ctx.report(
                     "request-body-became-required",
@@ -551,6 +562,7 @@ fn headers(ctx: &mut Ctx, b: &Value, bptr: &Ptr, h: &Value, hptr: &Ptr, what: &s
         let (bv, bvp) = resolve(ctx.base, bv, &bhp.push(bk));
         let (hv, hvp) = resolve(ctx.head, &hh[hk.as_str()], &hhp.push(hk));
         if let (Some(bs), Some(hs)) = (bv.get("schema"), hv.get("schema")) {
+            ctx.scope = format!("{what}: header {hk}");
             schema::compare(ctx, bs, &bvp.push("schema"), hs, &hvp.push("schema"), Dir::Response, 0);
         }
     }

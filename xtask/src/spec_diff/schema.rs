@@ -84,7 +84,14 @@ fn merge(doc: &Value, v: &Value, ptr: &Ptr, flat: &mut Flat, depth: usize) {
 
 /// The non-null types a schema allows; `None` when it does not say (any type).
 fn types(f: &Flat) -> Option<BTreeSet<String>> {
-    let t = f.get("type")?;
+    // Without `type`, members or items still say what clients send and
+    // expect; inferring it keeps `type: object` added beside them quiet.
+    let Some(t) = f.get("type") else {
+        if !f.props.is_empty() || f.get("additionalProperties").is_some() {
+            return Some(["object".to_string()].into());
+        }
+        return f.get("items").map(|_| ["array".to_string()].into());
+    };
     let set: BTreeSet<String> = match t {
         Value::String(s) => [s.clone()].into(),
         Value::Array(a) => a.iter().filter_map(Value::as_str).filter(|s| *s != "null").map(String::from).collect(),
@@ -117,7 +124,7 @@ fn show_types(t: &Option<BTreeSet<String>>) -> String {
 pub fn compare(ctx: &mut Ctx, b: &Value, bptr: &Ptr, h: &Value, hptr: &Ptr, dir: Dir, depth: usize) {
     let (base, head) = (ctx.base, ctx.head);
     if depth > MAX_DEPTH {
-        ctx.report("schema-depth-exceeded", bptr, hptr, format!("schemas nested deeper than {MAX_DEPTH} not compared"));
+        ctx.note("schema-depth-exceeded", bptr, hptr, format!("schemas nested deeper than {MAX_DEPTH} not compared"));
         return;
     }
     let bf = flatten(base, b, bptr);
@@ -139,15 +146,15 @@ pub fn compare(ctx: &mut Ctx, b: &Value, bptr: &Ptr, h: &Value, hptr: &Ptr, dir:
     bounds(ctx, &bf, &hf, req);
     if let (Some(bd), Some(hd)) = (bf.get("default"), hf.get("default")) {
         if bd != hd {
-            ctx.report("default-changed", &bf.at("default"), &hf.at("default"), format!("default {bd} became {hd}"));
+            ctx.note("default-changed", &bf.at("default"), &hf.at("default"), format!("default {bd} became {hd}"));
         }
     } else if let Some(bd) = bf.get("default") {
-        ctx.report("default-removed", &bf.at("default"), &hf.ptr, format!("default {bd} removed"));
+        ctx.note("default-removed", &bf.at("default"), &hf.ptr, format!("default {bd} removed"));
     } else if let Some(hd) = hf.get("default") {
-        ctx.report("default-added", &bf.ptr, &hf.at("default"), format!("default {hd} added"));
+        ctx.note("default-added", &bf.ptr, &hf.at("default"), format!("default {hd} added"));
     }
     if !bf.flag("deprecated") && hf.flag("deprecated") {
-        ctx.report("deprecated-added", &bf.ptr, &hf.at("deprecated"), "schema deprecated");
+        ctx.note("deprecated-added", &bf.ptr, &hf.at("deprecated"), "schema deprecated");
     }
     properties(ctx, &bf, &hf, dir, depth);
     additional(ctx, &bf, &hf, dir, depth);
@@ -170,15 +177,15 @@ fn type_and_nullable(ctx: &mut Ctx, bf: &Flat, hf: &Flat, req: bool) {
             (false, _, true) => "response-type-narrowed",
             (false, _, false) => "response-type-changed",
         };
-        ctx.report(rule, &bf.at("type"), &hf.at("type"), msg);
+        ctx.note(rule, &bf.at("type"), &hf.at("type"), msg);
     }
     let (bn, hn) = (nullable(bf), nullable(hf));
     let at = |f: &Flat| if f.get("nullable").is_some() { f.at("nullable") } else { f.at("type") };
     match (req, bn, hn) {
-        (true, true, false) => ctx.report("request-nullable-removed", &at(bf), &at(hf), "null no longer accepted"),
-        (true, false, true) => ctx.report("request-nullable-added", &at(bf), &at(hf), "null now accepted"),
-        (false, false, true) => ctx.report("response-nullable-added", &at(bf), &at(hf), "null may now be sent"),
-        (false, true, false) => ctx.report("response-nullable-removed", &at(bf), &at(hf), "null no longer sent"),
+        (true, true, false) => ctx.note("request-nullable-removed", &at(bf), &at(hf), "null no longer accepted"),
+        (true, false, true) => ctx.note("request-nullable-added", &at(bf), &at(hf), "null now accepted"),
+        (false, false, true) => ctx.note("response-nullable-added", &at(bf), &at(hf), "null may now be sent"),
+        (false, true, false) => ctx.note("response-nullable-removed", &at(bf), &at(hf), "null no longer sent"),
         _ => {}
     }
 }
@@ -195,7 +202,7 @@ fn format(ctx: &mut Ctx, bf: &Flat, hf: &Flat, req: bool) {
         (false, false, _) => "response-format-added",
         (false, true, _) => "response-format-changed",
     };
-    ctx.report(rule, &bf.at("format"), &hf.at("format"), msg);
+    ctx.note(rule, &bf.at("format"), &hf.at("format"), msg);
 }
 
 fn enums(ctx: &mut Ctx, bf: &Flat, hf: &Flat, req: bool) {
@@ -204,23 +211,23 @@ fn enums(ctx: &mut Ctx, bf: &Flat, hf: &Flat, req: bool) {
         (None, None) => {}
         (Some(_), None) => {
             let rule = if req { "request-enum-removed" } else { "response-enum-removed" };
-            ctx.report(rule, &bf.at("enum"), &hf.ptr, "enum removed: any value of the type allowed");
+            ctx.note(rule, &bf.at("enum"), &hf.ptr, "enum removed: any value of the type allowed");
         }
         (None, Some(_)) => {
             let rule = if req { "request-enum-added" } else { "response-enum-added" };
-            ctx.report(rule, &bf.ptr, &hf.at("enum"), "enum added");
+            ctx.note(rule, &bf.ptr, &hf.at("enum"), "enum added");
         }
         (Some(b), Some(h)) => {
             for (i, v) in b.iter().enumerate() {
                 if !h.contains(v) {
                     let rule = if req { "request-enum-value-removed" } else { "response-enum-value-removed" };
-                    ctx.report(rule, &bf.at("enum").idx(i), &hf.at("enum"), format!("enum value {v} removed"));
+                    ctx.note(rule, &bf.at("enum").idx(i), &hf.at("enum"), format!("enum value {v} removed"));
                 }
             }
             for (i, v) in h.iter().enumerate() {
                 if !b.contains(v) {
                     let rule = if req { "request-enum-value-added" } else { "response-enum-value-added" };
-                    ctx.report(rule, &bf.at("enum"), &hf.at("enum").idx(i), format!("enum value {v} added"));
+                    ctx.note(rule, &bf.at("enum"), &hf.at("enum").idx(i), format!("enum value {v} added"));
                 }
             }
         }
@@ -239,7 +246,7 @@ fn pattern(ctx: &mut Ctx, bf: &Flat, hf: &Flat, req: bool) {
         (true, true, true) => "request-pattern-changed",
         (true, true, false) => "request-pattern-removed",
     };
-    ctx.report(rule, &bf.at("pattern"), &hf.at("pattern"), msg);
+    ctx.note(rule, &bf.at("pattern"), &hf.at("pattern"), msg);
 }
 
 /// A bound: its value and whether it is exclusive. `None` is unbounded.
@@ -309,7 +316,7 @@ fn bounds(ctx: &mut Ctx, bf: &Flat, hf: &Flat, req: bool) {
             (false, true) => "response-constraint-narrowed",
             (false, false) => "response-constraint-widened",
         };
-        ctx.report(rule, &bf.at(kw), &hf.at(kw), format!("{kw} {} became {}", show(b), show(h)));
+        ctx.note(rule, &bf.at(kw), &hf.at(kw), format!("{kw} {} became {}", show(b), show(h)));
     }
 }
 
@@ -331,7 +338,7 @@ fn properties(ctx: &mut Ctx, bf: &Flat, hf: &Flat, dir: Dir, depth: usize) {
         }
         let Some((hv, hp)) = hf.props.get(name) else {
             let rule = if req { "request-property-removed" } else { "response-property-removed" };
-            ctx.report(rule, bp, &hf.ptr.push("properties"), format!("property {name} removed"));
+            ctx.note(rule, bp, &hf.ptr.push("properties"), format!("property {name} removed"));
             continue;
         };
         let (breq, hreq) = (bf.required.contains(name), hf.required.contains(name));
@@ -344,7 +351,7 @@ fn properties(ctx: &mut Ctx, bf: &Flat, hf: &Flat, dir: Dir, depth: usize) {
         };
         if let Some(rule) = rule {
             let word = if hreq { "required" } else { "optional" };
-            ctx.report(rule, bp, hp, format!("property {name} became {word}"));
+            ctx.note(rule, bp, hp, format!("property {name} became {word}"));
         }
         compare(ctx, bv, bp, hv, hp, dir, depth + 1);
     }
@@ -359,7 +366,7 @@ fn properties(ctx: &mut Ctx, bf: &Flat, hf: &Flat, dir: Dir, depth: usize) {
             (false, _, true) => "response-property-added-closed",
             (false, _, false) => "response-property-added",
         };
-        ctx.report(rule, &bf.ptr.push("properties"), hp, format!("property {name} added"));
+        ctx.note(rule, &bf.ptr.push("properties"), hp, format!("property {name} added"));
     }
 }
 
@@ -370,16 +377,16 @@ fn additional(ctx: &mut Ctx, bf: &Flat, hf: &Flat, dir: Dir, depth: usize) {
     let (bp, hp) = (bf.at("additionalProperties"), hf.at("additionalProperties"));
     match (dir, bc, hc) {
         (Dir::Request, false, true) => {
-            ctx.report("request-additional-properties-closed", &bp, &hp, "additionalProperties: false added")
+            ctx.note("request-additional-properties-closed", &bp, &hp, "additionalProperties: false added")
         }
         (Dir::Request, true, false) => {
-            ctx.report("request-additional-properties-opened", &bp, &hp, "additionalProperties: false removed")
+            ctx.note("request-additional-properties-opened", &bp, &hp, "additionalProperties: false removed")
         }
         (Dir::Response, true, false) => {
-            ctx.report("response-additional-properties-opened", &bp, &hp, "additionalProperties: false removed")
+            ctx.note("response-additional-properties-opened", &bp, &hp, "additionalProperties: false removed")
         }
         (Dir::Response, false, true) => {
-            ctx.report("response-additional-properties-closed", &bp, &hp, "additionalProperties: false added")
+            ctx.note("response-additional-properties-closed", &bp, &hp, "additionalProperties: false added")
         }
         _ => {
             if let (Some(b), Some(h)) = (b, h)
@@ -394,23 +401,45 @@ fn additional(ctx: &mut Ctx, bf: &Flat, hf: &Flat, dir: Dir, depth: usize) {
 }
 
 /// A member fully resolved, for matching members that are the same schema
-/// under another component name.
-fn resolved_deep(doc: &Value, v: &Value, depth: usize) -> Value {
-    if depth > 8 {
-        return v.clone();
+/// under another component name. A ref back into its own expansion stays a
+/// placeholder (so cycles end, whatever the names), and a budget of nodes
+/// keeps wide recursive schemas from expanding exponentially.
+fn resolved_deep(doc: &Value, v: &Value, stack: &mut Vec<String>, budget: &mut usize) -> Value {
+    if *budget == 0 {
+        return Value::String("(budget)".into());
     }
+    *budget -= 1;
     match v {
         Value::Object(o) => {
-            if let Some(r) = o.get("$ref").and_then(Value::as_str)
-                && let Some(t) = r.strip_prefix('#').and_then(|f| doc.pointer(f))
-            {
-                return resolved_deep(doc, t, depth + 1);
+            if let Some(r) = o.get("$ref").and_then(Value::as_str) {
+                if stack.iter().any(|s| s == r) {
+                    return Value::String("(cycle)".into());
+                }
+                if let Some(t) = r.strip_prefix('#').and_then(|f| doc.pointer(f)) {
+                    stack.push(r.to_string());
+                    let out = resolved_deep(doc, t, stack, budget);
+                    stack.pop();
+                    return out;
+                }
             }
-            Value::Object(o.iter().map(|(k, v)| (k.clone(), resolved_deep(doc, v, depth + 1))).collect())
+            Value::Object(o.iter().map(|(k, v)| (k.clone(), resolved_deep(doc, v, stack, budget))).collect())
         }
-        Value::Array(a) => Value::Array(a.iter().map(|v| resolved_deep(doc, v, depth + 1)).collect()),
+        Value::Array(a) => Value::Array(a.iter().map(|v| resolved_deep(doc, v, stack, budget)).collect()),
         _ => v.clone(),
     }
+}
+
+/// Each member's full expansion, or `None` when it ran out of budget (then
+/// it matches nothing by content).
+fn expansions(doc: &Value, members: &[Value]) -> Vec<Option<Value>> {
+    members
+        .iter()
+        .map(|m| {
+            let mut budget = 10_000;
+            let v = resolved_deep(doc, m, &mut Vec::new(), &mut budget);
+            (budget > 0).then_some(v)
+        })
+        .collect()
 }
 
 fn unions(ctx: &mut Ctx, bf: &Flat, hf: &Flat, kw: &str, dir: Dir, depth: usize) {
@@ -425,10 +454,9 @@ fn unions(ctx: &mut Ctx, bf: &Flat, hf: &Flat, kw: &str, dir: Dir, depth: usize)
     let mut hleft: Vec<usize> = (0..h.len()).collect();
     // Match by the same $ref, then by the same resolved schema, then by position.
     let by_ref = |v: &Value| v.get("$ref").and_then(Value::as_str).map(String::from);
+    let (bx, hx) = (expansions(base, &b), expansions(head, &h));
     let passes: [&dyn Fn(usize, usize) -> bool; 2] =
-        [&|i, j| by_ref(&b[i]).is_some() && by_ref(&b[i]) == by_ref(&h[j]), &|i, j| {
-            resolved_deep(base, &b[i], 0) == resolved_deep(head, &h[j], 0)
-        }];
+        [&|i, j| by_ref(&b[i]).is_some() && by_ref(&b[i]) == by_ref(&h[j]), &|i, j| bx[i].is_some() && bx[i] == hx[j]];
     for pass in passes {
         bleft.retain(|&i| match hleft.iter().position(|&j| pass(i, j)) {
             Some(k) => {
@@ -448,9 +476,9 @@ fn unions(ctx: &mut Ctx, bf: &Flat, hf: &Flat, kw: &str, dir: Dir, depth: usize)
         Dir::Response => ("response-union-member-removed", "response-union-member-added"),
     };
     for i in bleft {
-        ctx.report(removed, &bp.idx(i), &hp, format!("{kw} member {i} removed"));
+        ctx.note(removed, &bp.idx(i), &hp, format!("{kw} member {i} removed"));
     }
     for j in hleft {
-        ctx.report(added, &bp, &hp.idx(j), format!("{kw} member {j} added"));
+        ctx.note(added, &bp, &hp.idx(j), format!("{kw} member {j} added"));
     }
 }
