@@ -592,3 +592,25 @@ fn wide_recursive_unions_compare_quickly() {
     assert!(f.is_empty(), "{f:#?}");
     assert!(start.elapsed() < std::time::Duration::from_secs(20), "took {:?}", start.elapsed());
 }
+
+#[test]
+fn every_rule_id_the_checker_names_is_in_the_table() {
+    // `rules::rule` panics on an unknown id; a typo would only show on the
+    // input that reaches it, so the sources are searched for rule-like literals.
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/spec_diff");
+    let prefixes = ["path-", "operation-", "request-", "response-", "security-", "default-", "deprecated-", "schema-"];
+    let (mut unknown, mut found) = (Vec::new(), 0);
+    for file in ["mod.rs", "schema.rs"] {
+        let src = std::fs::read_to_string(dir.join(file)).expect("source");
+        for lit in src.split('"').skip(1).step_by(2) {
+            let rule_like =
+                prefixes.iter().any(|p| lit.starts_with(p)) && lit.chars().all(|c| c.is_ascii_lowercase() || c == '-');
+            found += usize::from(rule_like);
+            if rule_like && !rules::RULES.iter().any(|r| r.id == lit) {
+                unknown.push(format!("{file}: {lit}"));
+            }
+        }
+    }
+    assert!(unknown.is_empty(), "{unknown:#?}");
+    assert!(found >= rules::RULES.len(), "the search found only {found} ids");
+}

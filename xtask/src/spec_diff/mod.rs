@@ -745,6 +745,7 @@ pub struct Args {
     /// Print the rule table (id, level, why) and exit.
     #[arg(long)]
     pub rules: bool,
+    /// How to print the findings (github: workflow annotations on HEAD's file).
     #[arg(long, value_enum, default_value = "text")]
     pub format: report::Format,
     /// Exit 1 when a finding is at or above this level.
