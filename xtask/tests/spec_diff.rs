@@ -614,3 +614,24 @@ fn every_rule_id_the_checker_names_is_in_the_table() {
     assert!(unknown.is_empty(), "{unknown:#?}");
     assert!(found >= rules::RULES.len(), "the search found only {found} ids");
 }
+
+#[test]
+fn a_schema_that_becomes_a_union_gains_members() {
+    let union = "              schema:\n                oneOf:\n                  - {$ref: '#/components/schemas/Cat'}\n                  - {$ref: '#/components/schemas/Dog'}\n";
+    assert!(UNION.contains(union));
+    let plain = UNION.replace(union, "              schema: {$ref: '#/components/schemas/Dog'}\n");
+    let at = "#/paths/~1pets/post/responses/200/content/application~1json/schema";
+    assert_eq!(
+        lines(&diff_text(&plain, UNION)),
+        [format!("WARN response-union-member-added {at} {at}/oneOf/0")],
+        "Dog matched by its ref, Cat added"
+    );
+    assert_eq!(lines(&diff_text(UNION, &plain)), [format!("INFO response-union-member-removed {at}/oneOf/0 {at}")]);
+    // In a request the same change is the other way round.
+    let body = "          schema: {$ref: '#/components/schemas/Cat'}\n";
+    let req_union =
+        UNION.replace(body, "          schema: {anyOf: [{$ref: '#/components/schemas/Cat'}, {type: string}]}\n");
+    let at = "#/components/requestBodies/Pet/content/application~1json/schema";
+    assert_eq!(lines(&diff_text(&req_union, UNION)), [format!("ERR request-union-member-removed {at}/anyOf/1 {at}")]);
+    assert_eq!(lines(&diff_text(UNION, &req_union)), [format!("INFO request-union-member-added {at} {at}/anyOf/1")]);
+}

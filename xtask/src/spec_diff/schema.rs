@@ -138,6 +138,9 @@ pub fn compare(ctx: &mut Ctx, b: &Value, bptr: &Ptr, h: &Value, hptr: &Ptr, dir:
     if !b.is_object() || !h.is_object() {
         return;
     }
+    if lone_union(ctx, (b, bptr, &bf), (h, hptr, &hf), dir, depth) {
+        return;
+    }
     let req = dir == Dir::Request;
     type_and_nullable(ctx, &bf, &hf, req);
     format(ctx, &bf, &hf, req);
@@ -447,14 +450,58 @@ fn unions(ctx: &mut Ctx, bf: &Flat, hf: &Flat, kw: &str, dir: Dir, depth: usize)
         return;
     };
     let (b, h) = (b.clone(), h.clone());
+    let (b, h) = (Members { list: &b, at: bf.at(kw), alone: false }, Members { list: &h, at: hf.at(kw), alone: false });
+    members(ctx, kw, &b, &h, dir, depth);
+}
+
+/// One side's members: a union's list at `at/0`, `at/1` …, or (`alone`) a
+/// plain schema standing for a union of itself, at `at`.
+struct Members<'a> {
+    list: &'a [Value],
+    at: Ptr,
+    alone: bool,
+}
+
+impl Members<'_> {
+    fn ptr(&self, i: usize) -> Ptr {
+        if self.alone { self.at.clone() } else { self.at.idx(i) }
+    }
+}
+
+/// A bare union (oneOf/anyOf and nothing else that constrains) on one side
+/// and a schema without one on the other: the plain schema is compared as
+/// a union of itself alone, so turning a schema into `oneOf: [it, other]`
+/// is a member added rather than a type change.
+fn lone_union(ctx: &mut Ctx, b: (&Value, &Ptr, &Flat), h: (&Value, &Ptr, &Flat), dir: Dir, depth: usize) -> bool {
+    let union = |f: &Flat| ["oneOf", "anyOf"].into_iter().find(|k| f.get(k).is_some_and(Value::is_array));
+    let bare = |f: &Flat| f.get("type").is_none() && f.props.is_empty();
+    match (union(b.2), union(h.2)) {
+        (None, Some(kw)) if bare(h.2) => {
+            let hm = h.2.get(kw).and_then(Value::as_array).cloned().unwrap_or_default();
+            let bm = Members { list: std::slice::from_ref(b.0), at: b.1.clone(), alone: true };
+            members(ctx, kw, &bm, &Members { list: &hm, at: h.2.at(kw), alone: false }, dir, depth);
+            true
+        }
+        (Some(kw), None) if bare(b.2) => {
+            let bm = b.2.get(kw).and_then(Value::as_array).cloned().unwrap_or_default();
+            let hm = Members { list: std::slice::from_ref(h.0), at: h.1.clone(), alone: true };
+            members(ctx, kw, &Members { list: &bm, at: b.2.at(kw), alone: false }, &hm, dir, depth);
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Matches two member lists and compares the pairs.
+fn members(ctx: &mut Ctx, kw: &str, bm: &Members, hm: &Members, dir: Dir, depth: usize) {
+    let (b, h) = (bm.list, hm.list);
     let (base, head) = (ctx.base, ctx.head);
-    let (bp, hp) = (bf.at(kw), hf.at(kw));
     let mut pairs: Vec<(usize, usize)> = Vec::new();
     let mut bleft: Vec<usize> = (0..b.len()).collect();
     let mut hleft: Vec<usize> = (0..h.len()).collect();
     // Match by the same $ref, then by the same resolved schema, then by position.
     let by_ref = |v: &Value| v.get("$ref").and_then(Value::as_str).map(String::from);
-    let (bx, hx) = (expansions(base, &b), expansions(head, &h));
+    let (bx, hx) = (expansions(base, b), expansions(head, h));
     let passes: [&dyn Fn(usize, usize) -> bool; 2] =
         [&|i, j| by_ref(&b[i]).is_some() && by_ref(&b[i]) == by_ref(&h[j]), &|i, j| bx[i].is_some() && bx[i] == hx[j]];
     for pass in passes {
@@ -469,16 +516,16 @@ fn unions(ctx: &mut Ctx, bf: &Flat, hf: &Flat, kw: &str, dir: Dir, depth: usize)
     let n = bleft.len().min(hleft.len());
     pairs.extend(bleft.drain(..n).zip(hleft.drain(..n)));
     for (i, j) in pairs {
-        compare(ctx, &b[i], &bp.idx(i), &h[j], &hp.idx(j), dir, depth + 1);
+        compare(ctx, &b[i], &bm.ptr(i), &h[j], &hm.ptr(j), dir, depth + 1);
     }
     let (removed, added) = match dir {
         Dir::Request => ("request-union-member-removed", "request-union-member-added"),
         Dir::Response => ("response-union-member-removed", "response-union-member-added"),
     };
     for i in bleft {
-        ctx.note(removed, &bp.idx(i), &hp, format!("{kw} member {i} removed"));
+        ctx.note(removed, &bm.ptr(i), &hm.at, format!("{kw} member {i} removed"));
     }
     for j in hleft {
-        ctx.note(added, &bp, &hp.idx(j), format!("{kw} member {j} added"));
+        ctx.note(added, &bm.at, &hm.ptr(j), format!("{kw} member {j} added"));
     }
 }
