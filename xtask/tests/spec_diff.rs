@@ -287,7 +287,13 @@ fn sample() -> Vec<Finding> {
 }
 
 fn meta(fail_on: Level) -> report::Meta<'static> {
-    report::Meta { base: "base.yaml", head: "head <&> \"x\".yaml", head_file: "spec/openapi.yaml", fail_on }
+    report::Meta {
+        base: "base.yaml",
+        head: "head <&> \"x\".yaml",
+        head_file: "spec/openapi.yaml",
+        head_text: None,
+        fail_on,
+    }
 }
 
 #[test]
@@ -634,4 +640,26 @@ fn a_schema_that_becomes_a_union_gains_members() {
     let at = "#/components/requestBodies/Pet/content/application~1json/schema";
     assert_eq!(lines(&diff_text(&req_union, UNION)), [format!("ERR request-union-member-removed {at}/anyOf/1 {at}")]);
     assert_eq!(lines(&diff_text(UNION, &req_union)), [format!("INFO request-union-member-added {at} {at}/anyOf/1")]);
+}
+
+#[test]
+fn github_annotations_carry_the_line_of_the_change() {
+    let yaml = "openapi: 3.0.3\npaths:\n  /a:\n    get:\n      parameters:\n      - name: q\n        in: query\n        schema:\n          type: string\n          maxLength: 5\n      responses:\n        '404':\n          description: x\n";
+    assert_eq!(report::locate(yaml, "#/paths/~1a/get/parameters/query:q/schema/maxLength"), Some(10));
+    assert_eq!(report::locate(yaml, "#/paths/~1a/get/responses/404"), Some(12));
+    assert_eq!(report::locate(yaml, "#/paths/~1a/get/parameters/query:q/schema/enum/1"), Some(8), "up to what exists");
+    assert_eq!(report::locate(yaml, "#/paths/~1b"), Some(2));
+    let json = serde_json::to_string_pretty(&parse(yaml)).expect("json");
+    let line = report::locate(&json, "#/paths/~1a/get/responses/404").expect("found");
+    assert_eq!(json.lines().nth(line - 1).map(str::trim), Some("\"404\": {"));
+    let f = vec![Finding {
+        level: Level::Err,
+        rule: "request-max-length-decreased",
+        base: "#/x".into(),
+        head: "#/paths/~1a/get/parameters/query:q/schema/maxLength".into(),
+        message: "m".into(),
+    }];
+    let meta = report::Meta { head_text: Some(yaml), ..meta(Level::Err) };
+    let gh = report::render(report::Format::Github, &f, &meta);
+    assert!(gh.starts_with("::error file=spec/openapi.yaml,line=10,title="), "{gh}");
 }

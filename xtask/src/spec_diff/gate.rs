@@ -70,7 +70,7 @@ pub fn spec_gate(root: &Path) -> Result<()> {
     let head_path = root.join(SPEC);
     let head_doc = super::load(&head_path.to_string_lossy())?;
     let findings = super::diff(&base_doc, &head_doc.value);
-    let meta = report::Meta { base: &base_spec, head: SPEC, head_file: SPEC, fail_on: Level::Err };
+    let meta = report::Meta { base: &base_spec, head: SPEC, head_file: SPEC, head_text: None, fail_on: Level::Err };
     print!("{}", report::render(report::Format::Text, &findings, &meta));
     println!("(base {base}: {how})");
     let errs: Vec<_> = findings.iter().filter(|f| f.level == Level::Err).collect();

@@ -115,6 +115,7 @@ pub struct Doc {
     pub name: String,
     /// The file a GitHub annotation should point at.
     pub file: String,
+    pub text: String,
 }
 
 /// Reads `arg`: an existing file, or else `REV:PATH` through `git show`.
@@ -141,7 +142,7 @@ pub fn load(arg: &str) -> Result<Doc> {
     if !value.is_object() {
         bail!("{arg}: not an OpenAPI document (the top level is not a mapping)");
     }
-    Ok(Doc { value, name: arg.to_string(), file })
+    Ok(Doc { value, name: arg.to_string(), file, text })
 }
 
 /// JSON or YAML text as JSON. YAML goes through `serde_yaml::Value` because
@@ -775,7 +776,13 @@ fn run(args: &Args) -> Result<u8> {
     let head = load(h).context("loading HEAD")?;
     let findings = diff(&base.value, &head.value);
     let fail_on = Level::from(args.fail_on);
-    let meta = report::Meta { base: &base.name, head: &head.name, head_file: &head.file, fail_on };
+    let meta = report::Meta {
+        base: &base.name,
+        head: &head.name,
+        head_file: &head.file,
+        head_text: Some(&head.text),
+        fail_on,
+    };
     print!("{}", report::render(args.format, &findings, &meta));
     Ok(exit_code(&findings, fail_on))
 }

@@ -18,6 +18,8 @@ pub struct Meta<'a> {
     pub base: &'a str,
     pub head: &'a str,
     pub head_file: &'a str,
+    /// HEAD's text, to put annotations on the line of the change.
+    pub head_text: Option<&'a str>,
     pub fail_on: Level,
 }
 
@@ -145,12 +147,55 @@ fn github(findings: &[Finding], meta: &Meta) -> String {
             Level::Warn => "warning",
             Level::Info => "notice",
         };
+        let line = meta.head_text.and_then(|t| locate(t, &f.head)).map(|l| format!(",line={l}")).unwrap_or_default();
         out.push_str(&format!(
-            "::{cmd} file={},title={}::{}\n",
+            "::{cmd} file={}{line},title={}::{}\n",
             gh_prop(meta.head_file),
             gh_prop(&format!("spec-diff {}", f.rule)),
             gh_data(&format!("{} ({} -> {})", f.message, f.base, f.head))
         ));
     }
     out
+}
+
+/// The 1-based line where `pointer` is written in a block-style YAML or
+/// pretty-printed JSON document, as near as keys on their own lines tell:
+/// each segment is the first key of that name below the previous one and
+/// indented deeper. An array index is skipped (the line stays at the
+/// array), `in:name` parameter segments look for the `name:` line, and the
+/// walk stops at the deepest segment found (a flow-style `{…}` line).
+pub fn locate(text: &str, pointer: &str) -> Option<usize> {
+    let lines: Vec<&str> = text.lines().collect();
+    // A sequence item's `- ` counts as one more column: the item's first key
+    // sits inside its parent even where the dash is not indented, and the
+    // next item's dash ends the previous item.
+    let indent = |l: &str| l.len() - l.trim_start().len() + usize::from(l.trim_start().starts_with("- "));
+    let (mut at, mut depth): (Option<usize>, Option<usize>) = (None, None);
+    for seg in pointer.trim_start_matches('#').split('/').skip(1) {
+        let seg = seg.replace("~1", "/").replace("~0", "~");
+        let start = at.map_or(0, |a| a + 1);
+        let keys: Vec<String> = match seg.split_once(':') {
+            Some((_, name)) if at.is_some_and(|a| lines[a].trim_start().starts_with("parameters")) => {
+                [format!("name: {name}"), format!("- name: {name}"), format!("\"name\": \"{name}\"")].into()
+            }
+            _ => [format!("{seg}:"), format!("'{seg}':"), format!("\"{seg}\":")].into(),
+        };
+        let found = lines.iter().enumerate().skip(start).find(|(_, l)| {
+            let t = l.trim_start().trim_start_matches("- ");
+            depth.is_none_or(|d| indent(l) > d) && keys.iter().any(|k| t.starts_with(k.trim_start_matches("- ")))
+        });
+        // Leaving the parent's block (a line indented no deeper) ends the search.
+        let within =
+            |i: usize| depth.is_none_or(|d| lines[start..i].iter().all(|l| l.trim().is_empty() || indent(l) > d));
+        match found {
+            Some((i, l)) if within(i) => {
+                at = Some(i);
+                depth = Some(indent(l));
+            }
+            // A status code is a key, an index is not: skipped, the line stays at the array.
+            _ if seg.parse::<usize>().is_ok() => {}
+            _ => break,
+        }
+    }
+    at.map(|a| a + 1)
 }
