@@ -663,3 +663,43 @@ fn github_annotations_carry_the_line_of_the_change() {
     let gh = report::render(report::Format::Github, &f, &meta);
     assert!(gh.starts_with("::error file=spec/openapi.yaml,line=10,title="), "{gh}");
 }
+
+#[test]
+fn openapi_31_spellings_and_json_input() {
+    let yaml = r#"
+openapi: 3.1.0
+info: {title: t, version: '1'}
+paths:
+  /x:
+    post:
+      requestBody:
+        content:
+          application/json:
+            schema:
+              type: object
+              properties:
+                n: {type: [integer, 'null'], exclusiveMinimum: 0}
+      responses:
+        200: {description: ok}
+"#;
+    let json = serde_json::to_string_pretty(&parse(yaml)).expect("json");
+    assert!(json.contains("\"200\""), "a numeric YAML key becomes a string");
+    assert!(spec_diff::diff(&parse(yaml), &parse(&json)).is_empty());
+    let head = yaml.replace("{type: [integer, 'null'], exclusiveMinimum: 0}", "{type: integer, exclusiveMinimum: 1}");
+    let at = "#/paths/~1x/post/requestBody/content/application~1json/schema/properties/n";
+    assert_eq!(
+        lines(&diff_text(&json, &head)),
+        [
+            format!("ERR request-minimum-increased {at}/exclusiveMinimum {at}/exclusiveMinimum"),
+            format!("ERR request-nullable-removed {at}/type {at}/type"),
+        ]
+    );
+    let head = yaml.replace("{type: [integer, 'null'], exclusiveMinimum: 0}", "{type: [number, 'null'], minimum: 0}");
+    assert_eq!(
+        lines(&diff_text(yaml, &head)),
+        [
+            format!("INFO request-minimum-decreased {at}/exclusiveMinimum {at}/minimum"),
+            format!("INFO request-type-widened {at}/type {at}/type"),
+        ]
+    );
+}

@@ -319,7 +319,15 @@ fn bounds(ctx: &mut Ctx, bf: &Flat, hf: &Flat, req: bool) {
             (false, true) => "response-constraint-narrowed",
             (false, false) => "response-constraint-widened",
         };
-        ctx.note(rule, &bf.at(kw), &hf.at(kw), format!("{kw} {} became {}", show(b), show(h)));
+        // A 3.1 numeric exclusive bound is written under its own keyword.
+        let at = |f: &Flat| match kw {
+            "maximum" | "minimum" => {
+                let excl = if kw == "maximum" { "exclusiveMaximum" } else { "exclusiveMinimum" };
+                if number(f.get(excl)).is_some() { f.at(excl) } else { f.at(kw) }
+            }
+            _ => f.at(kw),
+        };
+        ctx.note(rule, &at(bf), &at(hf), format!("{kw} {} became {}", show(b), show(h)));
     }
 }
 
