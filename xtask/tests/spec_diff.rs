@@ -703,3 +703,19 @@ paths:
         ]
     );
 }
+
+#[test]
+fn edits_of_the_repository_spec_are_found_through_its_envelopes() {
+    // The spec's responses are `allOf: [SuccessResponse, {properties: {data: $ref X}}]`,
+    // where SuccessResponse declares `data: {type: object}` too: both apply.
+    let text = std::fs::read_to_string(root().join("spec/openapi.yaml")).expect("spec");
+    let at = text.find("    UserResponse:\n").expect("UserResponse");
+    let (before, after) = text.split_at(at);
+    let edited = format!("{before}{}", after.replacen("        - updated_at\n", "", 1));
+    assert_ne!(edited, text);
+    let l = lines(&diff_text(&text, &edited));
+    let want = "ERR response-property-became-optional #/components/schemas/UserResponse/properties/updated_at #/components/schemas/UserResponse/properties/updated_at";
+    assert_eq!(l, [want]);
+    let f = diff_text(&text, &edited);
+    assert!(f[0].message.contains("updated_at became optional"), "{}", f[0].message);
+}

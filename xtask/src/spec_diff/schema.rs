@@ -15,13 +15,22 @@ use super::{Ctx, Dir, Ptr, resolve};
 /// (refs that only cycle through inline schemas on one side) still ends.
 pub const MAX_DEPTH: usize = 64;
 
+/// A schema and where it is written.
+type Src = (Value, Ptr);
+
 /// A schema with its `allOf` members merged: properties and `required`
 /// united, any other keyword taken from the first schema that has it.
-/// Each value keeps the pointer of the schema it came from.
+/// Each value keeps the pointer of the schema it came from. A property
+/// declared by several members keeps every declaration: all of them apply
+/// (`data: {type: object}` in an envelope and `data: {$ref: User}` beside
+/// it are one property, a `User`).
 struct Flat {
+    /// The schema's location: its last source's, the most specific.
     ptr: Ptr,
-    kw: BTreeMap<String, (Value, Ptr)>,
-    props: BTreeMap<String, (Value, Ptr)>,
+    /// Every source's location, naming the schema in the visited set.
+    key: String,
+    kw: BTreeMap<String, Src>,
+    props: BTreeMap<String, Vec<Src>>,
     required: BTreeSet<String>,
 }
 
@@ -47,10 +56,22 @@ impl Flat {
     }
 }
 
-fn flatten(doc: &Value, v: &Value, ptr: &Ptr) -> Flat {
-    let (v, ptr) = resolve(doc, v, ptr);
-    let mut flat = Flat { ptr: ptr.clone(), kw: BTreeMap::new(), props: BTreeMap::new(), required: BTreeSet::new() };
-    merge(doc, v, &ptr, &mut flat, 0);
+fn flatten(doc: &Value, srcs: &[Src]) -> Flat {
+    let mut flat = Flat {
+        ptr: Ptr::root(),
+        key: String::new(),
+        kw: BTreeMap::new(),
+        props: BTreeMap::new(),
+        required: BTreeSet::new(),
+    };
+    let mut key = Vec::new();
+    for (v, ptr) in srcs {
+        let (v, ptr) = resolve(doc, v, ptr);
+        merge(doc, v, &ptr, &mut flat, 0);
+        key.push(ptr.as_str().to_string());
+        flat.ptr = ptr;
+    }
+    flat.key = key.join(" & ");
     flat
 }
 
@@ -65,7 +86,7 @@ fn merge(doc: &Value, v: &Value, ptr: &Ptr, flat: &mut Flat, depth: usize) {
             "allOf" | "$ref" => {}
             "properties" => {
                 for (name, p) in val.as_object().into_iter().flatten() {
-                    flat.props.entry(name.clone()).or_insert_with(|| (p.clone(), ptr.push("properties").push(name)));
+                    flat.props.entry(name.clone()).or_default().push((p.clone(), ptr.push("properties").push(name)));
                 }
             }
             "required" => {
@@ -122,23 +143,31 @@ fn show_types(t: &Option<BTreeSet<String>>) -> String {
 }
 
 pub fn compare(ctx: &mut Ctx, b: &Value, bptr: &Ptr, h: &Value, hptr: &Ptr, dir: Dir, depth: usize) {
+    compare_all(ctx, &[(b.clone(), bptr.clone())], &[(h.clone(), hptr.clone())], dir, depth);
+}
+
+/// Compares the schema that is all of `b` with the one that is all of `h`.
+fn compare_all(ctx: &mut Ctx, b: &[Src], h: &[Src], dir: Dir, depth: usize) {
     let (base, head) = (ctx.base, ctx.head);
+    let (Some((_, bptr)), Some((_, hptr))) = (b.last(), h.last()) else { return };
     if depth > MAX_DEPTH {
         ctx.note("schema-depth-exceeded", bptr, hptr, format!("schemas nested deeper than {MAX_DEPTH} not compared"));
         return;
     }
-    let bf = flatten(base, b, bptr);
-    let hf = flatten(head, h, hptr);
+    let bf = flatten(base, b);
+    let hf = flatten(head, h);
     // Resolved pointers name each schema pair uniquely: comparing a pair
     // again (a cycle, or a component used twice) can only repeat findings.
-    if !ctx.visited.insert((bf.ptr.as_str().to_string(), hf.ptr.as_str().to_string(), dir)) {
+    if !ctx.visited.insert((bf.key.clone(), hf.key.clone(), dir)) {
         return;
     }
     // A boolean schema or a non-object has nothing to compare keyword-wise.
-    if !b.is_object() || !h.is_object() {
+    if !b.iter().chain(h).all(|(v, _)| v.is_object()) {
         return;
     }
-    if lone_union(ctx, (b, bptr, &bf), (h, hptr, &hf), dir, depth) {
+    if let ([b], [h]) = (b, h)
+        && lone_union(ctx, (&b.0, &b.1, &bf), (&h.0, &h.1, &hf), dir, depth)
+    {
         return;
     }
     let req = dir == Dir::Request;
@@ -334,24 +363,32 @@ fn bounds(ctx: &mut Ctx, bf: &Flat, hf: &Flat, req: bool) {
 /// Members a client never sees in this direction: readOnly ones are not
 /// sent in requests, writeOnly ones not in responses.
 fn hidden(f: &Flat, doc: &Value, name: &str, dir: Dir) -> bool {
-    let Some((v, p)) = f.props.get(name) else { return false };
-    let (v, _) = resolve(doc, v, p);
     let flag = if dir == Dir::Request { "readOnly" } else { "writeOnly" };
-    v.get(flag).and_then(Value::as_bool).unwrap_or(false)
+    f.props.get(name).into_iter().flatten().any(|(v, p)| {
+        let (v, _) = resolve(doc, v, p);
+        v.get(flag).and_then(Value::as_bool).unwrap_or(false)
+    })
+}
+
+/// Where a property is declared: its last (most specific) declaration.
+fn declared(srcs: &[Src], f: &Flat) -> Ptr {
+    srcs.last().map_or_else(|| f.ptr.push("properties"), |(_, p)| p.clone())
 }
 
 fn properties(ctx: &mut Ctx, bf: &Flat, hf: &Flat, dir: Dir, depth: usize) {
     let (base, head) = (ctx.base, ctx.head);
     let req = dir == Dir::Request;
-    for (name, (bv, bp)) in &bf.props {
+    for (name, bsrcs) in &bf.props {
         if hidden(bf, base, name, dir) {
             continue;
         }
-        let Some((hv, hp)) = hf.props.get(name) else {
+        let bp = declared(bsrcs, bf);
+        let Some(hsrcs) = hf.props.get(name) else {
             let rule = if req { "request-property-removed" } else { "response-property-removed" };
-            ctx.note(rule, bp, &hf.ptr.push("properties"), format!("property {name} removed"));
+            ctx.note(rule, &bp, &hf.ptr.push("properties"), format!("property {name} removed"));
             continue;
         };
+        let hp = declared(hsrcs, hf);
         let (breq, hreq) = (bf.required.contains(name), hf.required.contains(name));
         let rule = match (req, breq, hreq) {
             (true, false, true) => Some("request-property-became-required"),
@@ -362,12 +399,12 @@ fn properties(ctx: &mut Ctx, bf: &Flat, hf: &Flat, dir: Dir, depth: usize) {
         };
         if let Some(rule) = rule {
             let word = if hreq { "required" } else { "optional" };
-            ctx.note(rule, bp, hp, format!("property {name} became {word}"));
+            ctx.note(rule, &bp, &hp, format!("property {name} became {word}"));
         }
-        compare(ctx, bv, bp, hv, hp, dir, depth + 1);
+        compare_all(ctx, bsrcs, hsrcs, dir, depth + 1);
     }
     let closed = bf.get("additionalProperties") == Some(&Value::Bool(false));
-    for (name, (_, hp)) in &hf.props {
+    for (name, hsrcs) in &hf.props {
         if bf.props.contains_key(name) || hidden(hf, head, name, dir) {
             continue;
         }
@@ -377,7 +414,7 @@ fn properties(ctx: &mut Ctx, bf: &Flat, hf: &Flat, dir: Dir, depth: usize) {
             (false, _, true) => "response-property-added-closed",
             (false, _, false) => "response-property-added",
         };
-        ctx.note(rule, &bf.ptr.push("properties"), hp, format!("property {name} added"));
+        ctx.note(rule, &bf.ptr.push("properties"), &declared(hsrcs, hf), format!("property {name} added"));
     }
 }
 
