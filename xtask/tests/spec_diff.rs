@@ -511,7 +511,27 @@ fn the_gate_needs_a_breaking_mark_for_breaking_changes() {
     )
     .expect("write");
     spec_diff::gate::spec_gate(&dir).expect("marked breaking");
+    std::fs::write(dir.join("spec/CHANGELOG.md"), "# Contract changelog\n\n- **breaking (status removed)**: no 404.\n")
+        .expect("write");
+    spec_diff::gate::spec_gate(&dir).expect("marked breaking with its kind");
+    // Only lines added since the base count: a mark committed with the base does not.
+    git(&dir, &["commit", "-qam", "three"]);
+    git(&dir, &["commit", "-qm", "four", "--allow-empty"]);
+    spec_diff::gate::spec_gate(&dir).expect("no change since HEAD~1");
+    std::fs::write(dir.join("spec/openapi.yaml"), ORDERED.replace("      operationId: getUser\n", "")).expect("write");
+    spec_diff::gate::spec_gate(&dir).expect("a removed operationId is not an ERR");
+    std::fs::write(dir.join("spec/openapi.yaml"), ORDERED.replace("maxLength: 10", "maxLength: 10, nullable: true"))
+        .expect("write");
+    assert!(spec_diff::gate::spec_gate(&dir).is_err(), "the old mark does not cover a new breaking change");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn breaking_marks() {
+    assert!(spec_diff::gate::marks_breaking("+- **breaking**: x"));
+    assert!(spec_diff::gate::marks_breaking("+- **breaking (request constraint narrowed)**: x"));
+    assert!(!spec_diff::gate::marks_breaking("+- breaking: x"));
+    assert!(!spec_diff::gate::marks_breaking("+- Changes are compatible"));
 }
 
 #[test]
@@ -718,4 +738,12 @@ fn edits_of_the_repository_spec_are_found_through_its_envelopes() {
     assert_eq!(l, [want]);
     let f = diff_text(&text, &edited);
     assert!(f[0].message.contains("updated_at became optional"), "{}", f[0].message);
+}
+
+#[test]
+fn an_operation_id_removed_or_added_renames_generated_methods() {
+    let without = ORDERED.replace("      operationId: getUser\n", "");
+    let at = "#/paths/~1users~1{id}/get";
+    assert_eq!(lines(&diff_text(ORDERED, &without)), [format!("WARN operation-id-changed {at}/operationId {at}")]);
+    assert_eq!(lines(&diff_text(&without, ORDERED)), [format!("WARN operation-id-changed {at} {at}/operationId")]);
 }

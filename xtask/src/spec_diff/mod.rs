@@ -317,14 +317,16 @@ fn is_true(v: Option<&Value>) -> bool {
 fn operation(ctx: &mut Ctx, op: &Op) {
     let name = op.name();
     let (bid, hid) = (op.bop.get("operationId"), op.hop.get("operationId"));
-    if let (Some(b), Some(h)) = (bid, hid)
-        && b != h
-    {
+    // Added or removed counts too: without one, generators name the method
+    // after the method and path instead.
+    if bid != hid {
+        let show = |v: Option<&Value>| v.map_or_else(|| "(none)".to_string(), Value::to_string);
+        let at = |v: Option<&Value>, p: &Ptr| if v.is_some() { p.push("operationId") } else { p.clone() };
         ctx.report(
             "operation-id-changed",
-            &op.bptr.push("operationId"),
-            &op.hptr.push("operationId"),
-            format!("{name}: operationId {b} became {h}"),
+            &at(bid, &op.bptr),
+            &at(hid, &op.hptr),
+            format!("{name}: operationId {} became {}", show(bid), show(hid)),
         );
     }
     if !is_true(op.bop.get("deprecated")) && is_true(op.hop.get("deprecated")) {
