@@ -523,6 +523,23 @@ fn the_gate_needs_a_breaking_mark_for_breaking_changes() {
     std::fs::write(dir.join("spec/openapi.yaml"), ORDERED.replace("maxLength: 10", "maxLength: 10, nullable: true"))
         .expect("write");
     assert!(spec_diff::gate::spec_gate(&dir).is_err(), "the old mark does not cover a new breaking change");
+    // A fresh clone has origin/main: the merge base is HEAD itself, and the
+    // clone's own breaking edit is measured from there.
+    let clone = dir.with_extension("clone");
+    let _ = std::fs::remove_dir_all(&clone);
+    git(&dir, &["checkout", "-q", "--", "spec/openapi.yaml"]);
+    git(&dir, &["clone", "-q", &dir.to_string_lossy(), &clone.to_string_lossy()]);
+    let (base, how) = spec_diff::gate::base_rev(&clone).expect("a base");
+    assert!(how.contains("merge-base"), "{how}");
+    assert_eq!(base.len(), 40, "{base}");
+    spec_diff::gate::spec_gate(&clone).expect("HEAD is origin/main");
+    std::fs::write(
+        clone.join("spec/openapi.yaml"),
+        ORDERED.replace("      operationId: getUser\n", "").replace("/users/{id}", "/people/{id}"),
+    )
+    .expect("write");
+    assert!(spec_diff::gate::spec_gate(&clone).is_err(), "path removed");
+    let _ = std::fs::remove_dir_all(&clone);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
