@@ -185,6 +185,11 @@ pub const RULES: &[Rule] = &[
     r("default-changed", Warn, "Clients that omit the value get different behaviour, or read a different value."),
     r("default-removed", Warn, "Clients that relied on the documented default can no longer count on it."),
     r("default-added", Info, "Documenting a default for an absent value does not change any value sent."),
+    r(
+        "schema-ref-unresolved",
+        Warn,
+        "A $ref outside the document (or dangling) changed and cannot be compared; check its target by hand.",
+    ),
     r("schema-depth-exceeded", Warn, "The comparison stopped at its depth bound, so deeper changes were not checked."),
     // Security.
     r("security-added", Err, "Clients calling without credentials are answered 401."),

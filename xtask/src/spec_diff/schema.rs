@@ -161,6 +161,17 @@ fn compare_all(ctx: &mut Ctx, b: &[Src], h: &[Src], dir: Dir, depth: usize) {
     if !ctx.visited.insert((bf.key.clone(), hf.key.clone(), dir)) {
         return;
     }
+    // What `resolve` could not follow is compared by its text alone.
+    let unresolved = |doc: &Value, srcs: &[Src]| -> Vec<String> {
+        srcs.iter()
+            .filter_map(|(v, p)| resolve(doc, v, p).0.get("$ref").and_then(Value::as_str).map(String::from))
+            .collect()
+    };
+    let (bu, hu) = (unresolved(base, b), unresolved(head, h));
+    if bu != hu {
+        let show = |u: &[String]| if u.is_empty() { "(none)".to_string() } else { u.join(", ") };
+        ctx.note("schema-ref-unresolved", &bf.ptr, &hf.ptr, format!("$ref {} became {}", show(&bu), show(&hu)));
+    }
     // A boolean schema or a non-object has nothing to compare keyword-wise.
     if !b.iter().chain(h).all(|(v, _)| v.is_object()) {
         return;
