@@ -46,7 +46,8 @@ enum Cmd {
         raw: Vec<String>,
     },
     /// Everything CI runs, in order: fmt --check, clippy -D warnings,
-    /// codegen --check, and the whole test suite (starting private
+    /// codegen --check, the spec-diff gate (breaking spec changes need a
+    /// `**breaking**` CHANGELOG line), and the whole test suite (starting private
     /// PostgreSQL/Redis instances when no URLs are configured).
     Ci,
     /// Run the service for development: private PostgreSQL/Redis when
