@@ -4,4 +4,5 @@
 pub mod chaos;
 pub mod ci;
 pub mod codegen;
+pub mod spec_diff;
 pub mod spec_norm;

@@ -46,7 +46,8 @@ enum Cmd {
         raw: Vec<String>,
     },
     /// Everything CI runs, in order: fmt --check, clippy -D warnings,
-    /// codegen --check, and the whole test suite (starting private
+    /// codegen --check, the spec-diff gate (breaking spec changes need a
+    /// `**breaking**` CHANGELOG line), and the whole test suite (starting private
     /// PostgreSQL/Redis instances when no URLs are configured).
     Ci,
     /// Run the service for development: private PostgreSQL/Redis when
@@ -86,6 +87,11 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Breaking-change check between two OpenAPI documents (files or git
+    /// `REV:PATH`): every change rated ERR, WARN or INFO by a rule (`--rules`
+    /// lists them); exit 1 when one is at or above `--fail-on`, 2 when a
+    /// document cannot be read.
+    SpecDiff(xtask::spec_diff::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -103,6 +109,8 @@ fn main() -> std::process::ExitCode {
         Cmd::Bench { which, args } => xtask::ci::bench(&which, &args),
         Cmd::Contract { args } => xtask::ci::contract(&args),
         Cmd::Chaos { secs } => xtask::chaos::run(secs),
+        // Its own exit statuses: 1 for findings, 2 for unreadable input.
+        Cmd::SpecDiff(args) => return std::process::ExitCode::from(xtask::spec_diff::cli(&args)),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
