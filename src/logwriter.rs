@@ -22,6 +22,10 @@ pub const MAX_QUEUED_LINES: usize = 65_536;
 /// Bytes gathered before a write when lines arrive faster than they are written.
 const WRITE_BUFFER: usize = 64 * 1024;
 
+/// How long the writer lets lines gather after the first before writing them all: how late a
+/// line can appear, and the least time between two writes.
+const GATHER: Duration = Duration::from_millis(5);
+
 /// How long dropping the [`FlushGuard`] waits for the queued lines to be written.
 const FLUSH_WAIT: Duration = Duration::from_secs(2);
 
@@ -59,6 +63,11 @@ fn write_lines<W: Write>(rx: Receiver<Msg>, out: W, dropped: &AtomicU64) {
     let mut acks = Vec::new();
     // A failed write (stdout closed) cannot be reported anywhere better; the lines are lost.
     while let Ok(first) = rx.recv() {
+        // Lines logged meanwhile are written with this one, so under load the thread wakes
+        // (and writes) a few hundred times a second instead of once per line, and a sender
+        // seldom finds it waiting: a wake-up is a futex call and a context switch, a write
+        // another system call, which cost a busy server as much as formatting the line.
+        std::thread::sleep(GATHER);
         let mut next = Some(first);
         while let Some(msg) = next {
             match msg {
