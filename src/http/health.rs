@@ -40,6 +40,7 @@ impl HealthApi for App {
                 status: Some(HealthOk::Ok),
                 postgres: Some(DependencyState::Up),
                 redis: Some(DependencyState::Up),
+                replicas: None,
             }));
         }
         let mut errors = Vec::new();
@@ -56,6 +57,7 @@ impl HealthApi for App {
             status: Some(status),
             postgres: Some(state(&pg)),
             redis: Some(state(&redis)),
+            replicas: None,
             error: Some(errors.join("; ")),
         }))
     }

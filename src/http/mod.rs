@@ -86,6 +86,7 @@ impl api_server::ErrorPolicy for App {
             status: Some(HealthDegraded::Unavailable),
             postgres: None,
             redis: None,
+            replicas: None,
             error: Some(problem.message().to_owned()),
         }
     }
