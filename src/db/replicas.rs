@@ -40,6 +40,10 @@ pub const RECENT_WRITERS_MAX: usize = 100_000;
 /// a check interval of a few ms would otherwise fail every check on a busy machine.
 const CHECK_TIMEOUT_FLOOR: Duration = Duration::from_millis(250);
 
+/// Added to the pool's acquire and statement timeouts for a replica read's own deadline, so
+/// the server's `statement_timeout` (an error naming the cause) fires first when it can.
+const READ_TIMEOUT_MARGIN: Duration = Duration::from_millis(250);
+
 /// How long a `PUBLISH` of a write marker may take before it is given up (logged).
 const PUBLISH_TIMEOUT: Duration = Duration::from_millis(500);
 
@@ -55,6 +59,10 @@ struct Inner {
     /// Round-robin position among fresh replicas.
     next: AtomicUsize,
     max_lag: Duration,
+    /// Longest a replica read may take (a connection, then the statement) before it counts as
+    /// failed. PostgreSQL's `statement_timeout` cannot fire on a server that hangs (frozen,
+    /// or its network gone), so without this a read would wait for TCP to give up.
+    read_timeout: Duration,
     /// How long after a write a token's reads stay on the primary.
     window: Duration,
     writes: Mutex<RecentWrites>,
@@ -118,6 +126,7 @@ pub enum ReplicaStatus {
 #[derive(Clone)]
 pub struct ReplicaPools {
     settings: ReplicaSettings,
+    read_timeout: Duration,
     primary_check: Pool,
     replicas: Vec<(String, Pool, Pool)>,
 }
@@ -147,7 +156,8 @@ impl ReplicaPools {
                 Ok((name, pool, check))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        Ok(ReplicaPools { settings, primary_check, replicas })
+        let read_timeout = acquire_timeout + statement_timeout + READ_TIMEOUT_MARGIN;
+        Ok(ReplicaPools { settings, read_timeout, primary_check, replicas })
     }
 
     /// The handle, with (when there are replicas) the lag checker and the write-marker
@@ -174,6 +184,7 @@ impl ReplicaPools {
                 .collect(),
             next: AtomicUsize::new(0),
             max_lag: s.max_lag,
+            read_timeout: self.read_timeout,
             window: s.max_lag + 2 * s.check_interval,
             writes: Mutex::new(RecentWrites::new(RECENT_WRITERS_MAX)),
             broadcast: Some(Broadcast { redis, channel: channel.clone() }),
@@ -212,6 +223,7 @@ impl Db {
                 replicas: Vec::new(),
                 next: AtomicUsize::new(0),
                 max_lag: Duration::ZERO,
+                read_timeout: Duration::ZERO,
                 window: Duration::ZERO,
                 writes: Mutex::new(RecentWrites::new(0)),
                 broadcast: None,
@@ -237,7 +249,7 @@ impl Db {
 
     /// Runs a read on the pool [`Db::read`] picks; when a replica fails with
     /// [`StoreError::Unavailable`] (stopped, restarting, query cancelled by a replay
-    /// conflict) it is skipped until its next good check and the read runs on the primary,
+    /// conflict) or hangs past `PG_ACQUIRE_TIMEOUT_MS` + `PG_STATEMENT_TIMEOUT_MS`, it is skipped until its next good check and the read runs on the primary,
     /// so a replica going away costs a retry, never an error.
     ///
     /// `read` is handed a clone of the pool (an `Arc`), not a reference: its future then has
@@ -251,7 +263,11 @@ impl Db {
             return read(self.inner.primary.clone()).await;
         };
         let replica = &self.inner.replicas[i];
-        match read(replica.pool.clone()).await {
+        let on_replica = tokio::time::timeout(self.inner.read_timeout, read(replica.pool.clone()));
+        let answer = on_replica.await.unwrap_or_else(|_| {
+            Err(StoreError::Unavailable(format!("no answer within {:?}", self.inner.read_timeout)))
+        });
+        match answer {
             Err(StoreError::Unavailable(why)) => {
                 tracing::warn!(replica = %replica.name, error = %why, "replica read failed; skipping it until its next good check and reading from the primary");
                 replica.set(Observed::Down(why));

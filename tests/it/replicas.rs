@@ -57,19 +57,28 @@ struct Instance {
 }
 
 fn config(c: &Cluster, max_lag_ms: u64, interval_ms: u64) -> Config {
+    config_with(c, max_lag_ms, interval_ms, &[])
+}
+
+fn config_with(c: &Cluster, max_lag_ms: u64, interval_ms: u64, more: &[&str]) -> Config {
     let (lag, interval, replica) = (max_lag_ms.to_string(), interval_ms.to_string(), c.replica.url());
-    let mut cfg = Config::from_flags(&[
-        "--database-url",
-        &c.primary.url(),
-        "--redis-url",
-        c.redis.url(),
-        "--database-replica-urls",
-        &replica,
-        "--replica-max-lag-ms",
-        &lag,
-        "--replica-check-interval-ms",
-        &interval,
-    ])
+    let mut cfg = Config::from_flags(
+        &[
+            "--database-url",
+            &c.primary.url(),
+            "--redis-url",
+            c.redis.url(),
+            "--database-replica-urls",
+            &replica,
+            "--replica-max-lag-ms",
+            &lag,
+            "--replica-check-interval-ms",
+            &interval,
+        ]
+        .into_iter()
+        .chain(more.iter().copied())
+        .collect::<Vec<_>>(),
+    )
     .unwrap();
     cfg.redis_prefix = c.redis.prefix().trim_end_matches(':').to_owned();
     cfg
@@ -277,4 +286,31 @@ async fn a_stopped_replica_is_skipped_without_errors() {
     tokio::task::block_in_place(|| c.replica.start_again()).unwrap();
     one.wait_until("the restarted replica is up again", async |i| i.replica_state().await == "up").await;
     assert_eq!(one.email(&b, id).await, "stop@example.com");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_replica_costs_a_bounded_wait_not_an_error() {
+    let c = cluster().await;
+    // Short pool timeouts, so a read stuck on the frozen replica gives up within ~1.2 s.
+    let cfg = config_with(&c, 1000, 250, &["--pg-acquire-timeout-ms", "500", "--pg-statement-timeout-ms", "500"]);
+    let one = instance(&cfg).await;
+    let b = token(&one, "reader").await;
+    let id = one.create(&b, "hang").await;
+    wait_replayed(&c).await;
+    // Warm the replica pool, so the frozen server holds established connections too.
+    for _ in 0..4 {
+        assert_eq!(one.email(&b, id).await, "hang@example.com");
+    }
+    c.replica.pause();
+    let started = Instant::now();
+    for _ in 0..4 {
+        assert_eq!(one.email(&b, id).await, "hang@example.com");
+    }
+    assert!(started.elapsed() < Duration::from_secs(10), "reads waited {:?}", started.elapsed());
+    one.wait_until("the frozen replica is reported down", async |i| i.replica_state().await == "down").await;
+    let started = Instant::now();
+    assert_eq!(one.email(&b, id).await, "hang@example.com");
+    assert!(started.elapsed() < Duration::from_millis(500), "skipped once down: {:?}", started.elapsed());
+    c.replica.resume();
+    one.wait_until("the resumed replica is up again", async |i| i.replica_state().await == "up").await;
 }
