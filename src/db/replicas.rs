@@ -196,7 +196,7 @@ impl ReplicaPools {
             s.check_interval,
             s.check_interval.max(CHECK_TIMEOUT_FLOOR),
         ));
-        tokio::spawn(listen_for_writes(client, channel, Arc::downgrade(&inner)));
+        tokio::spawn(crate::pubsub::follow(client, channel, "write markers", Arc::downgrade(&inner)));
         Ok(Db { inner })
     }
 }
@@ -532,38 +532,23 @@ async fn replica_replay_lsn(pool: &Pool) -> Result<Option<PgLsn>, StoreError> {
     Ok(if in_recovery { replay } else { None })
 }
 
-/// Keeps `inner` subscribed to write markers until the [`Db`] is dropped, reconnecting with
-/// backoff, as the token revocations are (`auth.rs`).
-async fn listen_for_writes(client: redis::Client, channel: String, inner: Weak<Inner>) {
-    use futures_util::StreamExt;
-    let mut backoff = Duration::from_millis(50);
-    loop {
-        match client.get_async_pubsub().await {
-            Ok(mut pubsub) => match pubsub.subscribe(&channel).await {
-                Ok(()) => {
-                    let Some(db) = inner.upgrade() else { return };
-                    db.listening.store(true, Ordering::Release);
-                    drop(db);
-                    backoff = Duration::from_millis(50);
-                    let mut messages = pubsub.on_message();
-                    while let Some(msg) = messages.next().await {
-                        let Some(db) = inner.upgrade() else { return };
-                        match msg.get_payload::<i64>() {
-                            Ok(token_id) => db.mark(token_id),
-                            Err(e) => tracing::debug!(error = %e, "ignoring a malformed write marker"),
-                        }
-                    }
-                    tracing::warn!("write-marker listener disconnected; reads go to the primary until it is back");
-                }
-                Err(e) => tracing::warn!(error = %e, "cannot subscribe to write markers"),
-            },
-            Err(e) => tracing::debug!(error = %e, "cannot connect the write-marker listener"),
+/// Write markers from every instance (this one's too, which only renews its own marker).
+/// Markers published while unsubscribed are lost, so reads stay on the primary until the
+/// subscription is back ([`Db::read`]).
+impl crate::pubsub::Subscriber for Inner {
+    fn subscribed(&self) {
+        self.listening.store(true, Ordering::Release);
+    }
+
+    fn message(&self, msg: &redis::Msg) {
+        match msg.get_payload::<i64>() {
+            Ok(token_id) => self.mark(token_id),
+            Err(e) => tracing::debug!(error = %e, "ignoring a malformed write marker"),
         }
-        let Some(db) = inner.upgrade() else { return };
-        db.listening.store(false, Ordering::Release);
-        drop(db);
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+
+    fn unsubscribed(&self) {
+        self.listening.store(false, Ordering::Release);
     }
 }
 
