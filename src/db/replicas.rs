@@ -44,8 +44,9 @@ const CHECK_TIMEOUT_FLOOR: Duration = Duration::from_millis(250);
 /// the server's `statement_timeout` (an error naming the cause) fires first when it can.
 const READ_TIMEOUT_MARGIN: Duration = Duration::from_millis(250);
 
-/// How long a `PUBLISH` of a write marker may take before it is given up (logged).
-const PUBLISH_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long a `PUBLISH` of a write marker may delay a write's answer before it is given up
+/// (logged). Short: Redis being slow must not make writes slow.
+const PUBLISH_TIMEOUT: Duration = Duration::from_millis(200);
 
 /// The database: the primary, and the replicas with what the last check found.
 #[derive(Clone)]
@@ -249,8 +250,9 @@ impl Db {
 
     /// Runs a read on the pool [`Db::read`] picks; when a replica fails with
     /// [`StoreError::Unavailable`] (stopped, restarting, query cancelled by a replay
-    /// conflict) or hangs past `PG_ACQUIRE_TIMEOUT_MS` + `PG_STATEMENT_TIMEOUT_MS`, it is skipped until its next good check and the read runs on the primary,
-    /// so a replica going away costs a retry, never an error.
+    /// conflict) or hangs past `PG_ACQUIRE_TIMEOUT_MS` + `PG_STATEMENT_TIMEOUT_MS`, it is
+    /// skipped until its next good check and the read runs on the primary, so a replica
+    /// going away costs a retry, never an error.
     ///
     /// `read` is handed a clone of the pool (an `Arc`), not a reference: its future then has
     /// one nameable type, which keeps the handlers' futures `Send`.
@@ -278,36 +280,31 @@ impl Db {
     }
 
     /// Records that `token_id` wrote (or tried to: a write whose answer was lost may have
-    /// committed), here and, over Redis pub/sub, on every other instance.
-    pub fn wrote(&self, token_id: i64) {
+    /// committed), here and, over Redis pub/sub, on every other instance. Awaited before the
+    /// write is answered, so the marker is on its way to the other instances before the client
+    /// can send them its next read; bounded by [`PUBLISH_TIMEOUT`], and a failure is only
+    /// logged: the write has happened, and a lost marker only lets another instance serve this
+    /// token a replica's bounded-stale view.
+    pub async fn wrote(&self, token_id: i64) {
         let inner = &self.inner;
         if inner.replicas.is_empty() {
             return;
         }
         inner.mark(token_id);
         let Some(b) = &inner.broadcast else { return };
-        let (redis, channel) = (b.redis.clone(), b.channel.clone());
-        // Not awaited: the write has happened; a lost marker only lets another instance serve
-        // this token a replica's (bounded-stale) view.
-        tokio::spawn(async move {
-            let publish = async {
-                let mut conn = redis.get().await.context("getting a Redis connection")?;
-                let _: i64 = redis::cmd("PUBLISH")
-                    .arg(&channel)
-                    .arg(token_id)
-                    .query_async(&mut *conn)
-                    .await
-                    .context("PUBLISH")?;
-                anyhow::Ok(())
-            };
-            match tokio::time::timeout(PUBLISH_TIMEOUT, publish).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::warn!(error = %format!("{e:#}"), "cannot broadcast a write marker"),
-                Err(_) => {
-                    tracing::warn!("cannot broadcast a write marker: no answer from Redis within {PUBLISH_TIMEOUT:?}")
-                }
+        let publish = async {
+            let mut conn = b.redis.get().await.context("getting a Redis connection")?;
+            let _: i64 =
+                redis::cmd("PUBLISH").arg(&b.channel).arg(token_id).query_async(&mut *conn).await.context("PUBLISH")?;
+            anyhow::Ok(())
+        };
+        match tokio::time::timeout(PUBLISH_TIMEOUT, publish).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %format!("{e:#}"), "cannot broadcast a write marker"),
+            Err(_) => {
+                tracing::warn!("cannot broadcast a write marker: no answer from Redis within {PUBLISH_TIMEOUT:?}")
             }
-        });
+        }
     }
 
     /// Each replica as the last check (or a failed read since) found it; empty without replicas.

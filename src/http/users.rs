@@ -154,7 +154,7 @@ impl UsersApi for App {
             users::hash_password(body.password.expose().to_owned()).await.map_err(|e| internal("createUser", &e))?;
         let new = NewUser { username: body.username, email: body.email, password_hash };
         let created = users::user_create(self.db.primary(), new).await;
-        self.db.wrote(who.token_id);
+        self.db.wrote(who.token_id).await;
         let u = created.map_err(|e| store_error("createUser", e))?;
         Ok(CreateUserResponse::Ok(success!(CreateUser200Response, user_response(u))))
     }
@@ -197,27 +197,32 @@ impl UsersApi for App {
     ) -> Result<BatchCreateUsersResponse, Problem> {
         // Per item, in order (the contract's documented choice): a conflict fails that item
         // only, and an earlier item of the batch can be what a later one conflicts with.
-        let mut results = Vec::with_capacity(body.users.len());
-        for (index, item) in body.users.into_iter().enumerate() {
-            let index = i64::try_from(index).unwrap_or(i64::MAX);
-            let password_hash = users::hash_password(item.password.expose().to_owned())
-                .await
-                .map_err(|e| internal("batchCreateUsers", &e))?;
-            let new = NewUser { username: item.username, email: item.email, password_hash };
-            let created = users::user_create(self.db.primary(), new).await;
-            self.db.wrote(who.token_id);
-            results.push(match created {
-                Ok(u) => BatchCreateUserResult { index, user: Some(user_response(u)), error: None },
-                // Only a conflict is the item's fault; anything else fails the request (500),
-                // the items before it staying created, as the contract says.
-                Err(e @ StoreError::Conflict { .. }) => BatchCreateUserResult {
-                    index,
-                    user: None,
-                    error: Some(item_error(&store_error("batchCreateUsers", e))),
-                },
-                Err(e) => return Err(store_error("batchCreateUsers", e)),
-            });
+        let created = async {
+            let mut results = Vec::with_capacity(body.users.len());
+            for (index, item) in body.users.into_iter().enumerate() {
+                let index = i64::try_from(index).unwrap_or(i64::MAX);
+                let password_hash = users::hash_password(item.password.expose().to_owned())
+                    .await
+                    .map_err(|e| internal("batchCreateUsers", &e))?;
+                let new = NewUser { username: item.username, email: item.email, password_hash };
+                results.push(match users::user_create(self.db.primary(), new).await {
+                    Ok(u) => BatchCreateUserResult { index, user: Some(user_response(u)), error: None },
+                    // Only a conflict is the item's fault; anything else fails the request (500),
+                    // the items before it staying created, as the contract says.
+                    Err(e @ StoreError::Conflict { .. }) => BatchCreateUserResult {
+                        index,
+                        user: None,
+                        error: Some(item_error(&store_error("batchCreateUsers", e))),
+                    },
+                    Err(e) => return Err(store_error("batchCreateUsers", e)),
+                });
+            }
+            Ok(results)
         }
+        .await;
+        // Once for the batch, whatever happened: a failure midway leaves earlier items created.
+        self.db.wrote(who.token_id).await;
+        let results = created?;
         Ok(BatchCreateUsersResponse::Ok(success!(
             BatchCreateUsers200Response,
             BatchCreateUsersResponseBody { results }
@@ -248,7 +253,7 @@ impl UsersApi for App {
         let versions = versions_named(params.if_match.as_ref());
         let updated =
             users::user_update(self.db.primary(), params.id, body.email, status, if_version(versions.as_deref())).await;
-        self.db.wrote(who.token_id);
+        self.db.wrote(who.token_id).await;
         let u = updated.map_err(|e| store_error("updateUser", e))?;
         let etag = etag(&u);
         Ok(UpdateUserResponse::Ok { body: success!(UpdateUser200Response, user_response(u)), etag })
@@ -267,7 +272,7 @@ impl UsersApi for App {
         let versions = versions_named(params.if_match.as_ref());
         let updated =
             users::user_update(self.db.primary(), params.id, body.email, status, if_version(versions.as_deref())).await;
-        self.db.wrote(who.token_id);
+        self.db.wrote(who.token_id).await;
         let u = updated.map_err(|e| store_error("patchUser", e))?;
         let etag = etag(&u);
         Ok(PatchUserResponse::Ok { body: success!(PatchUser200Response, user_response(u)), etag })
@@ -276,7 +281,7 @@ impl UsersApi for App {
     async fn delete_user(&self, who: Principal, params: DeleteUserParams) -> Result<DeleteUserResponse, Problem> {
         let versions = versions_named(params.if_match.as_ref());
         let deleted = users::user_delete(self.db.primary(), params.id, if_version(versions.as_deref())).await;
-        self.db.wrote(who.token_id);
+        self.db.wrote(who.token_id).await;
         deleted.map_err(|e| store_error("deleteUser", e))?;
         // No `data` at all: the contract's `data` is a non-nullable object.
         Ok(DeleteUserResponse::Ok(SuccessResponse {
