@@ -596,6 +596,58 @@ mod tests {
         assert_eq!(s.ring.front().map(|&(t, _)| t), Some(t0 + ms(750)));
     }
 
+    /// Two replicas over pools that never connect (routing only reads the observed state).
+    fn db_with_two_replicas() -> Db {
+        let pool = || {
+            super::super::pool("postgres://u@127.0.0.1:1/x", 1, Duration::from_secs(1), Duration::from_secs(1)).unwrap()
+        };
+        let replica = |name: &str| Replica {
+            name: name.to_owned(),
+            pool: pool(),
+            check: pool(),
+            observed: Mutex::new(Observed::Down("not checked yet".to_owned())),
+        };
+        Db {
+            inner: Arc::new(Inner {
+                primary: pool(),
+                replicas: vec![replica("r0"), replica("r1")],
+                next: AtomicUsize::new(0),
+                max_lag: Duration::from_secs(1),
+                read_timeout: Duration::from_secs(1),
+                window: Duration::from_millis(1500),
+                writes: Mutex::new(RecentWrites::new(RECENT_WRITERS_MAX)),
+                broadcast: None,
+                listening: AtomicBool::new(true),
+            }),
+        }
+    }
+
+    #[test]
+    fn reads_pick_fresh_replicas_unless_the_token_wrote_or_markers_are_not_received() {
+        let db = db_with_two_replicas();
+        let r = &db.inner.replicas;
+        assert_eq!(db.pick(1), None, "unchecked replicas serve nothing");
+        r[0].set(Observed::CaughtUpTo(Instant::now()));
+        assert_eq!((db.pick(1), db.pick(1)), (Some(0), Some(0)), "the only fresh one");
+        r[1].set(Observed::CaughtUpTo(Instant::now()));
+        let picks: Vec<_> = (0..4).filter_map(|_| db.pick(1)).collect();
+        assert!(picks.contains(&0) && picks.contains(&1), "round robin: {picks:?}");
+        // Fresh at its check but too long ago: the bound has grown past the limit.
+        r[0].set(Observed::CaughtUpTo(Instant::now() - Duration::from_millis(1100)));
+        r[1].set(Observed::Behind { oldest_sample: Instant::now() });
+        assert_eq!(db.pick(1), None);
+        r[1].set(Observed::CaughtUpTo(Instant::now()));
+        db.inner.mark(7);
+        assert_eq!(db.pick(7), None, "a token that wrote reads from the primary");
+        assert_eq!(db.pick(8), Some(1), "others do not");
+        db.inner.listening.store(false, Ordering::Release);
+        assert_eq!(db.pick(8), None, "without other instances' markers, only the primary");
+        let health = db.replica_health();
+        assert!(matches!(health[0].status, ReplicaStatus::Lagging { lag } if lag > Duration::from_secs(1)));
+        assert!(matches!(health[1].status, ReplicaStatus::Up { .. }));
+        assert_eq!(health[1].name, "r1");
+    }
+
     #[test]
     fn replica_names_carry_no_credentials() {
         assert_eq!(replica_name("postgres://u:secret@db-2.internal:6543/app").unwrap(), "db-2.internal:6543");
