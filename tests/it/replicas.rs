@@ -2,6 +2,7 @@
 //! (`PrivatePostgres::start_replica`). Which server answered is proved by pausing the
 //! replica's WAL replay (`pg_wal_replay_pause()`): it then serves an older snapshot, so a read
 //! that sees the new row came from the primary and one that sees the old row from the replica.
+//! Also: a lagging, a stopped and a frozen replica, and the real binary's settings.
 
 // Helpers outside #[test] fns unwrap too: a panic is a failure with a location.
 #![allow(clippy::unwrap_used)]
@@ -313,4 +314,59 @@ async fn a_hung_replica_costs_a_bounded_wait_not_an_error() {
     assert!(started.elapsed() < Duration::from_millis(500), "skipped once down: {:?}", started.elapsed());
     c.replica.resume();
     one.wait_until("the resumed replica is up again", async |i| i.replica_state().await == "up").await;
+}
+
+/// The body of `GET path` over a bare HTTP/1.1 connection (`Connection: close`), if any.
+fn http_get(port: u16, path: &str) -> Option<Value> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).ok()?;
+    serde_json::from_str(raw.split_once("\r\n\r\n")?.1).ok()
+}
+
+/// The real binary takes `DATABASE_REPLICA_URLS` from the environment as a comma-separated
+/// list, refuses a check interval over half the lag limit, and lists each replica on `/health`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_reads_replica_settings_from_the_environment() {
+    use spec_server::devsvc::Ready;
+    let c = cluster().await;
+    let env = [
+        ("DATABASE_URL", c.primary.url()),
+        ("REDIS_URL", c.redis.url().to_owned()),
+        ("REDIS_PREFIX", c.redis.prefix().trim_end_matches(':').to_owned()),
+        ("REDIS_ALLOW_VOLATILE", "true".to_owned()),
+        ("DATABASE_REPLICA_URLS", format!("{0}, {0},", c.replica.url())),
+        ("LOG", "warn".to_owned()),
+    ];
+    let refused = crate::support::spec_server(&["migrate"])
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env("REPLICA_CHECK_INTERVAL_MS", "600")
+        .output()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("REPLICA_CHECK_INTERVAL_MS (600) must be at most half of REPLICA_MAX_LAG_MS (1000)"),
+        "{refused}"
+    );
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let logs = tempfile::tempdir().unwrap();
+    let mut server = crate::support::spec_server(&["serve"])
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .log_to(logs.path().join("server.log"))
+        .spawn()
+        .unwrap();
+    let mut both_up = || {
+        http_get(port, "/api/v1/health").is_some_and(|h| {
+            let states: Vec<_> = h["replicas"].as_array().into_iter().flatten().map(|r| r["state"].clone()).collect();
+            states == [json!("up"), json!("up")]
+        })
+    };
+    tokio::task::block_in_place(|| server.wait_ready(Ready::Probe(&mut both_up), Duration::from_secs(30))).unwrap();
+    let h = http_get(port, "/api/v1/health").unwrap();
+    assert_eq!(h["replicas"][0]["name"], format!("127.0.0.1:{}", c.replica.port()), "{h}");
 }
