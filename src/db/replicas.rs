@@ -1,18 +1,21 @@
 //! Read replicas: [`Db`] is the handle the HTTP layer holds instead of a bare pool. Writes,
 //! conditional reads and everything that must see the latest row go to [`Db::primary`];
-//! reads that may be slightly stale go through [`Db::read`], which picks a fresh replica
-//! unless the token wrote recently (read-your-writes), and falls back to the primary when
-//! the replica fails.
+//! reads that may be slightly stale go through [`Db::reading`], on the pool [`Db::read`]
+//! picks (a fresh replica unless the token wrote recently: read-your-writes), run again on
+//! the primary when the replica fails.
 //!
 //! Freshness is measured, not assumed. Every check interval a background task samples the
 //! primary's `pg_current_wal_flush_lsn()` and keeps a short ring of (time the query was sent,
 //! LSN). A replica whose `pg_last_wal_replay_lsn()` has passed a sample holds everything the
 //! primary had flushed when that sample was taken, so its staleness *now* is at most
-//! `now − sample time` for the newest such sample: that bound is kept as the replica's
-//! `caught_up_to` and judged at each request, so a stuck checker makes replicas stale instead
+//! `now − sample time` for the newest such sample: that sample's time is kept
+//! (`Observed::CaughtUpTo`) and judged at each request, so a stuck checker makes replicas stale instead
 //! of trusted forever. Nothing here runs on the request path but reading that state.
 //! (The flush LSN bounds what a client was told is committed because commits are synchronous,
 //! PostgreSQL's default: a commit returns only once its WAL is flushed.)
+//!
+//! Size: about 550 lines; the rest is its unit tests (routing, the marker map, the
+//! lag arithmetic), which need its private state.
 
 use std::{
     collections::{HashMap, VecDeque},
