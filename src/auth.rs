@@ -13,7 +13,7 @@
 use std::{
     collections::HashMap,
     sync::{
-        Arc, Mutex, Weak,
+        Arc, Mutex,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
@@ -213,40 +213,25 @@ impl LocalCache {
     }
 }
 
-/// Keeps `local` subscribed to revocations until the verifier is dropped, reconnecting with
-/// backoff; while disconnected the local layer is off.
-async fn listen_for_revocations(client: redis::Client, channel: String, local: Weak<LocalCache>) {
-    use futures_util::StreamExt;
-    let mut backoff = Duration::from_millis(50);
-    loop {
-        match client.get_async_pubsub().await {
-            Ok(mut pubsub) => match pubsub.subscribe(&channel).await {
-                Ok(()) => {
-                    let Some(cache) = local.upgrade() else { return };
-                    cache.invalidate(None);
-                    cache.live.store(true, Ordering::Release);
-                    drop(cache);
-                    backoff = Duration::from_millis(50);
-                    let mut messages = pubsub.on_message();
-                    while let Some(msg) = messages.next().await {
-                        let Some(cache) = local.upgrade() else { return };
-                        match msg.get_payload::<String>() {
-                            Ok(hash) => cache.invalidate(Some(&hash)),
-                            Err(_) => cache.invalidate(None),
-                        }
-                    }
-                    tracing::warn!("token revocation listener disconnected; local token cache off");
-                }
-                Err(e) => tracing::warn!(error = %e, "cannot subscribe to token revocations"),
-            },
-            Err(e) => tracing::debug!(error = %e, "cannot connect the token revocation listener"),
+/// The revocation channel's events: while subscribed, each message drops one token (or, if
+/// unreadable, all); a (re)subscription or a lost one empties the layer, since revocations may
+/// have been missed, and only a live subscription lets it be trusted.
+impl crate::pubsub::Subscriber for LocalCache {
+    fn subscribed(&self) {
+        self.invalidate(None);
+        self.live.store(true, Ordering::Release);
+    }
+
+    fn message(&self, msg: &redis::Msg) {
+        match msg.get_payload::<String>() {
+            Ok(hash) => self.invalidate(Some(&hash)),
+            Err(_) => self.invalidate(None),
         }
-        let Some(cache) = local.upgrade() else { return };
-        cache.live.store(false, Ordering::Release);
-        cache.invalidate(None);
-        drop(cache);
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+
+    fn unsubscribed(&self) {
+        self.live.store(false, Ordering::Release);
+        self.invalidate(None);
     }
 }
 
@@ -285,7 +270,12 @@ impl TokenVerifier {
     /// bounds how long an entry can outlive a lost message. Must be called inside a Tokio runtime.
     pub fn with_local_cache(mut self, redis_url: &str, ttl: Duration) -> anyhow::Result<Self> {
         let client = redis::Client::open(redis_url).context("parsing the Redis URL for revocations")?;
-        tokio::spawn(listen_for_revocations(client, self.revocation_channel(), Arc::downgrade(&self.local)));
+        tokio::spawn(crate::pubsub::follow(
+            client,
+            self.revocation_channel(),
+            "token revocations",
+            Arc::downgrade(&self.local),
+        ));
         self.local_ttl = ttl;
         Ok(self)
     }

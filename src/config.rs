@@ -32,6 +32,23 @@ pub struct Config {
     #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:8080")]
     pub listen_addr: SocketAddr,
 
+    /// PostgreSQL read replicas, comma-separated URLs (streaming standbys of
+    /// `DATABASE_URL`). Reads that may be slightly stale go to a fresh one;
+    /// see the README's "Read replicas". Unset: every query goes to the primary.
+    #[arg(long, env = "DATABASE_REPLICA_URLS", value_delimiter = ',', hide_env_values = true)]
+    pub database_replica_urls: Vec<String>,
+
+    /// A replica further behind the primary than this, in ms, serves no reads
+    /// until it catches up.
+    #[arg(long, env = "REPLICA_MAX_LAG_MS", default_value_t = 1000)]
+    pub replica_max_lag_ms: u64,
+
+    /// How often each replica's lag is checked, in ms; at most half of
+    /// `REPLICA_MAX_LAG_MS`, so a replica falling behind is noticed before
+    /// its lag can pass the limit unseen.
+    #[arg(long, env = "REPLICA_CHECK_INTERVAL_MS", default_value_t = 250)]
+    pub replica_check_interval_ms: u64,
+
     /// Most PostgreSQL connections in the pool.
     #[arg(long, env = "PG_POOL_MAX", default_value_t = 25)]
     pub pg_pool_max: usize,
@@ -176,6 +193,14 @@ pub struct Config {
     pub page_token_key: Option<String>,
 }
 
+/// The read-replica settings, validated ([`Config::replicas`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaSettings {
+    pub urls: Vec<String>,
+    pub max_lag: Duration,
+    pub check_interval: Duration,
+}
+
 /// `Config` on its own, for [`Config::from_flags`].
 #[derive(clap::Parser)]
 struct Standalone {
@@ -195,6 +220,32 @@ impl Config {
 
     pub fn pg_acquire_timeout(&self) -> Duration {
         Duration::from_millis(self.pg_acquire_timeout_ms)
+    }
+
+    /// The replica settings, checked: the configured URLs without blanks
+    /// (a trailing comma is not a replica), the lag limit and check interval.
+    pub fn replicas(&self) -> anyhow::Result<ReplicaSettings> {
+        let urls: Vec<String> =
+            self.database_replica_urls.iter().map(|u| u.trim()).filter(|u| !u.is_empty()).map(str::to_owned).collect();
+        if self.replica_max_lag_ms == 0 {
+            anyhow::bail!("REPLICA_MAX_LAG_MS must be more than 0");
+        }
+        if self.replica_check_interval_ms == 0 {
+            anyhow::bail!("REPLICA_CHECK_INTERVAL_MS must be more than 0");
+        }
+        if self.replica_check_interval_ms.saturating_mul(2) > self.replica_max_lag_ms {
+            anyhow::bail!(
+                "REPLICA_CHECK_INTERVAL_MS ({}) must be at most half of REPLICA_MAX_LAG_MS ({}): a replica is \
+                 judged only at each check, so a longer interval would let its lag pass the limit unseen",
+                self.replica_check_interval_ms,
+                self.replica_max_lag_ms
+            );
+        }
+        Ok(ReplicaSettings {
+            urls,
+            max_lag: Duration::from_millis(self.replica_max_lag_ms),
+            check_interval: Duration::from_millis(self.replica_check_interval_ms),
+        })
     }
 
     pub fn pg_statement_timeout(&self) -> Duration {
@@ -221,7 +272,9 @@ impl Config {
     /// connections, the pools and a margin fit in the open-file limit: past
     /// it `accept` would fail with EMFILE instead of connections waiting.
     pub fn listener_limits(&self) -> listener::Limits {
-        let reserved = self.pg_pool_max + self.redis_pool_max as usize + 64;
+        // Each replica has a request pool as large as the primary's and a check connection.
+        let replica_files = self.database_replica_urls.len() * (self.pg_pool_max + 1);
+        let reserved = self.pg_pool_max + replica_files + self.redis_pool_max as usize + 64;
         let files = open_file_limit();
         let max_connections = match files {
             Some(n) if self.max_connections + reserved > n => {
@@ -278,5 +331,25 @@ mod tests {
         assert_eq!(cfg.queue_config().response_timeout, Duration::from_millis(750));
         let default = Config::from_flags(&[]).expect("flags parse");
         assert_eq!(default.queue_config().response_timeout, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn replica_settings_are_validated() {
+        let none = Config::from_flags(&[]).expect("flags parse").replicas().expect("defaults are valid");
+        assert!(none.urls.is_empty());
+        assert_eq!((none.max_lag, none.check_interval), (Duration::from_secs(1), Duration::from_millis(250)));
+        let two = Config::from_flags(&["--database-replica-urls", "postgres://a/x, postgres://b/x,"])
+            .expect("flags parse")
+            .replicas()
+            .expect("valid");
+        assert_eq!(two.urls, ["postgres://a/x", "postgres://b/x"]);
+        let slow = Config::from_flags(&["--replica-max-lag-ms", "1000", "--replica-check-interval-ms", "501"])
+            .expect("flags parse")
+            .replicas()
+            .expect_err("an interval over half the lag is refused");
+        assert!(slow.to_string().contains("at most half of REPLICA_MAX_LAG_MS"), "{slow}");
+        let half = Config::from_flags(&["--replica-max-lag-ms", "1000", "--replica-check-interval-ms", "500"])
+            .expect("flags parse");
+        assert!(half.replicas().is_ok());
     }
 }

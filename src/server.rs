@@ -78,6 +78,8 @@ pub struct Pools {
     pub redis: RedisPool,
     health_pg: db::Pool,
     health_redis: RedisPool,
+    /// The read replicas' pools (`DATABASE_REPLICA_URLS`); started with the application.
+    replicas: db::replicas::ReplicaPools,
     /// For the connections a pool cannot lend: the token revocation subscription.
     redis_url: String,
 }
@@ -97,7 +99,14 @@ impl Pools {
             .max_size(HEALTH_POOL_MAX as u32)
             .connection_timeout(cfg.health_timeout())
             .build_unchecked(manager);
-        Ok(Pools { pg, redis, health_pg, health_redis, redis_url: b.redis_url.clone() })
+        let replicas = db::replicas::ReplicaPools::new(
+            &b.database_url,
+            cfg.replicas()?,
+            cfg.pg_pool_max,
+            cfg.pg_acquire_timeout(),
+            cfg.pg_statement_timeout(),
+        )?;
+        Ok(Pools { pg, redis, health_pg, health_redis, replicas, redis_url: b.redis_url.clone() })
     }
 
     /// Refuses (unless `REDIS_ALLOW_VOLATILE`) a Redis that may lose
@@ -172,8 +181,9 @@ impl Pools {
                 "PAGE_TOKEN_KEY is not set: page tokens are signed with a random key of this process and stop working at a restart or on another instance"
             ),
         }
+        let db = self.replicas.start(self.pg.clone(), self.redis.clone(), &self.redis_url, &cfg.redis_prefix)?;
         Ok(App {
-            pg: self.pg.clone(),
+            db,
             redis: self.redis.clone(),
             health_pg: self.health_pg.clone(),
             health_redis: self.health_redis.clone(),

@@ -1,7 +1,9 @@
-//! PostgreSQL access: the pool, migrations and one store module per table (`users`, `tokens`).
+//! PostgreSQL access: the pool, migrations, the read-replica router (`replicas`: [`replicas::Db`]) and
+//! one store module per table (`users`, `tokens`, `sync`).
 //! Store functions return [`StoreError`]; database errors are classified here, in one place.
 
 pub mod migrate;
+pub mod replicas;
 pub mod sync;
 pub mod tokens;
 pub mod users;

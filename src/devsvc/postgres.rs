@@ -79,6 +79,38 @@ pub(super) fn pg_accepts_logins(port: u16) -> bool {
 impl PrivatePostgres {
     /// Runs `initdb` into a fresh temp dir and starts `postgres` on a free loopback port.
     pub fn start() -> anyhow::Result<Self> {
+        let mut pg = Self::unstarted()?;
+        pg.initdb()?;
+        start_on_free_port("postgres", |port| {
+            pg.port = port;
+            pg.spawn_and_wait()
+        })?;
+        Ok(pg)
+    }
+
+    /// A streaming replica of `primary` (hot standby): `pg_basebackup -R -X stream` into a
+    /// fresh temp dir, started on a free loopback port with the primary's settings. The
+    /// primary allows it as started by [`PrivatePostgres::start`]: `wal_level=replica`,
+    /// `max_wal_senders`, and initdb's `host replication all 127.0.0.1/32 trust` line.
+    pub fn start_replica(primary: &PrivatePostgres) -> anyhow::Result<Self> {
+        let mut pg = Self::unstarted()?;
+        pg.command("pg_basebackup")
+            .arg("-D")
+            .arg(pg.data_dir())
+            .args(["-R", "-X", "stream", "-c", "fast", "--no-sync", "-h", "127.0.0.1", "-U", "postgres"])
+            .arg("-p")
+            .arg(primary.port.to_string())
+            .output()
+            .with_context(|| format!("copying the primary on port {} for a replica", primary.port))?;
+        start_on_free_port("postgres (replica)", |port| {
+            pg.port = port;
+            pg.spawn_and_wait()
+        })?;
+        Ok(pg)
+    }
+
+    /// The temp dir (owned by `postgres` when we are root) and its watchdog, nothing running.
+    fn unstarted() -> anyhow::Result<Self> {
         let bindir = pg_bindir()?;
         let run_as_postgres = geteuid().is_root();
         let dir = tempfile::Builder::new().prefix("spec-pg-").tempdir().context("creating the PostgreSQL temp dir")?;
@@ -90,13 +122,9 @@ impl PrivatePostgres {
                 .context("handing the temp dir to the postgres user")?;
         }
         let mut pg = Self { port: 0, bindir, run_as_postgres, child: None, watchdog: None, dir };
-        // Before initdb, so that even a death during initdb leaves no temp dir behind.
+        // Before initdb or a base backup, so that even a death during either leaves no temp
+        // dir behind.
         pg.watchdog = Some(Watchdog::spawn(&pg.pid_file(), pg.dir.path(), "QUIT")?);
-        pg.initdb()?;
-        start_on_free_port("postgres", |port| {
-            pg.port = port;
-            pg.spawn_and_wait()
-        })?;
         Ok(pg)
     }
 
@@ -241,6 +269,10 @@ impl PrivatePostgres {
             // they return, so `kill_hard` loses nothing (synchronous_commit=off would).
             .args(["-c", "fsync=off", "-c", "full_page_writes=off"])
             .args(["-c", "max_connections=300"])
+            // Spelled out (they are the defaults) because `start_replica` needs them: a base
+            // backup and streaming need WAL senders and replica-level WAL. A standby gets the
+            // same values, which it requires to be at least the primary's.
+            .args(["-c", "wal_level=replica", "-c", "max_wal_senders=10"])
             .log_to(self.log_file())
             // Out of the terminal's process group: a Ctrl-C kills the tests, and the watchdog
             // then stops this server in an orderly way.

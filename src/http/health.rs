@@ -2,13 +2,17 @@
 //! own timeout and on connections of its own (not the request pools, which
 //! a load can exhaust), so a hung dependency still gets an answer in time.
 //! Like every handler it runs no SQL and no Redis command itself: the checks
-//! are `db::ping` and `queue::ping`, handed the health pools.
+//! are `db::ping` and `queue::ping`, handed the health pools. Read replicas are reported as
+//! the lag checker last found them (no query here): one lagging or down sends reads to the
+//! primary, so it does not make the service unhealthy.
 
 use super::App;
 use api_server::{
     DependencyState, HealthApi, HealthCheck200Response, HealthCheck503Response, HealthCheckResponse, HealthDegraded,
-    HealthOk, rt::Problem,
+    HealthOk, ReplicaHealth, ReplicaState, rt::Problem,
 };
+
+use crate::db::replicas::ReplicaStatus;
 
 impl App {
     async fn postgres_up(&self) -> Result<(), String> {
@@ -28,6 +32,30 @@ impl App {
     }
 }
 
+fn ms(d: std::time::Duration) -> Option<i64> {
+    Some(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Each replica as the last lag check found it; absent (not an empty list) without replicas.
+fn replicas(app: &App) -> Option<Vec<ReplicaHealth>> {
+    let reports = app.db.replica_health();
+    if reports.is_empty() {
+        return None;
+    }
+    let health = reports
+        .into_iter()
+        .map(|r| {
+            let (state, lag_ms) = match r.status {
+                ReplicaStatus::Up { lag } => (ReplicaState::Up, ms(lag)),
+                ReplicaStatus::Lagging { lag } => (ReplicaState::Lagging, ms(lag)),
+                ReplicaStatus::Down { .. } => (ReplicaState::Down, None),
+            };
+            ReplicaHealth { name: r.name, state, lag_ms }
+        })
+        .collect();
+    Some(health)
+}
+
 fn state(r: &Result<(), String>) -> DependencyState {
     if r.is_ok() { DependencyState::Up } else { DependencyState::Down }
 }
@@ -40,6 +68,7 @@ impl HealthApi for App {
                 status: Some(HealthOk::Ok),
                 postgres: Some(DependencyState::Up),
                 redis: Some(DependencyState::Up),
+                replicas: replicas(self),
             }));
         }
         let mut errors = Vec::new();
@@ -56,6 +85,7 @@ impl HealthApi for App {
             status: Some(status),
             postgres: Some(state(&pg)),
             redis: Some(state(&redis)),
+            replicas: replicas(self),
             error: Some(errors.join("; ")),
         }))
     }

@@ -17,14 +17,16 @@ pub use page_token::PageTokenKey;
 
 use crate::{
     auth::{AuthError, Principal, TokenVerifier},
-    db::{Pool, Resource, StoreError},
+    db::{Pool, Resource, StoreError, replicas::Db},
     error_chain,
     queue::Queue,
 };
 
 /// Everything a request may need; cheap to share behind an `Arc`.
 pub struct App {
-    pub pg: Pool,
+    /// The primary and the read replicas: `db.primary()` for writes and reads that must be
+    /// current, `db.reading(token, …)` for reads that may be slightly stale.
+    pub db: Db,
     pub redis: RedisPool,
     /// `/health`'s own connections, apart from the request pools.
     pub health_pg: Pool,
@@ -86,6 +88,7 @@ impl api_server::ErrorPolicy for App {
             status: Some(HealthDegraded::Unavailable),
             postgres: None,
             redis: None,
+            replicas: None,
             error: Some(problem.message().to_owned()),
         }
     }

@@ -1,4 +1,10 @@
 //! Users CRUD over `db::users`; soft-deleted users are invisible everywhere.
+//!
+//! Where each query goes (the README's "Read replicas" table): `listUsers`, `batchGetUsers`
+//! and an unconditional `getUserById` read through `db.reading` (a fresh replica unless the
+//! token wrote within the window); a `getUserById` with `If-None-Match` reads the primary,
+//! since a 304 from a stale replica would tell the client its outdated copy is current; every
+//! write runs on the primary and marks its token as having written.
 
 use std::collections::HashMap;
 
@@ -83,7 +89,7 @@ fn item_error(p: &Problem) -> BatchItemError {
 }
 
 impl UsersApi for App {
-    async fn list_users(&self, _who: Principal, params: ListUsersParams) -> Result<ListUsersResponse, Problem> {
+    async fn list_users(&self, who: Principal, params: ListUsersParams) -> Result<ListUsersResponse, Problem> {
         let status = params.status.map(store_status);
         let page_size = params.page_size;
         let (users, page, total, more) = match params.page_token.as_deref() {
@@ -95,7 +101,11 @@ impl UsersApi for App {
                     ErrorCode::InvalidPageToken.problem().with_data(serde_json::json!({ "field": "page_token" }))
                 })?;
                 let after = (cursor.after_created_at, cursor.after_id);
-                let mut rows = users::users_list_after(&self.pg, after, page_size.saturating_add(1), status)
+                let mut rows = self
+                    .db
+                    .reading(who.token_id, |pg| async move {
+                        users::users_list_after(&pg, after, page_size.saturating_add(1), status).await
+                    })
                     .await
                     .map_err(|e| store_error("listUsers", e))?;
                 let more = rows.len() as i64 > page_size;
@@ -103,7 +113,10 @@ impl UsersApi for App {
                 (rows, cursor.page, cursor.total, more)
             }
             None => {
-                let (rows, total) = users::users_list(&self.pg, params.page, page_size, status)
+                let page = params.page;
+                let (rows, total) = self
+                    .db
+                    .reading(who.token_id, |pg| async move { users::users_list(&pg, page, page_size, status).await })
                     .await
                     .map_err(|e| store_error("listUsers", e))?;
                 // Page and total come from one snapshot, so this is exact.
@@ -135,22 +148,29 @@ impl UsersApi for App {
         )))
     }
 
-    async fn create_user(&self, _who: Principal, body: CreateUserRequest) -> Result<CreateUserResponse, Problem> {
+    async fn create_user(&self, who: Principal, body: CreateUserRequest) -> Result<CreateUserResponse, Problem> {
         // argon2id runs on a blocking thread inside hash_password.
         let password_hash =
             users::hash_password(body.password.expose().to_owned()).await.map_err(|e| internal("createUser", &e))?;
         let new = NewUser { username: body.username, email: body.email, password_hash };
-        let u = users::user_create(&self.pg, new).await.map_err(|e| store_error("createUser", e))?;
+        let created = users::user_create(self.db.primary(), new).await;
+        self.db.wrote(who.token_id).await;
+        let u = created.map_err(|e| store_error("createUser", e))?;
         Ok(CreateUserResponse::Ok(success!(CreateUser200Response, user_response(u))))
     }
 
     async fn batch_get_users(
         &self,
-        _who: Principal,
+        who: Principal,
         body: BatchGetUsersRequest,
     ) -> Result<BatchGetUsersResponse, Problem> {
         // The contract caps `ids` at 100, so this is one bounded statement.
-        let found = users::users_get_many(&self.pg, &body.ids).await.map_err(|e| store_error("batchGetUsers", e))?;
+        let ids = &body.ids;
+        let found = self
+            .db
+            .reading(who.token_id, |pg| async move { users::users_get_many(&pg, ids).await })
+            .await
+            .map_err(|e| store_error("batchGetUsers", e))?;
         let by_id: HashMap<i64, User> = found.into_iter().map(|u| (u.id, u)).collect();
         let results = body
             .ids
@@ -172,38 +192,52 @@ impl UsersApi for App {
 
     async fn batch_create_users(
         &self,
-        _who: Principal,
+        who: Principal,
         body: BatchCreateUsersRequest,
     ) -> Result<BatchCreateUsersResponse, Problem> {
         // Per item, in order (the contract's documented choice): a conflict fails that item
         // only, and an earlier item of the batch can be what a later one conflicts with.
-        let mut results = Vec::with_capacity(body.users.len());
-        for (index, item) in body.users.into_iter().enumerate() {
-            let index = i64::try_from(index).unwrap_or(i64::MAX);
-            let password_hash = users::hash_password(item.password.expose().to_owned())
-                .await
-                .map_err(|e| internal("batchCreateUsers", &e))?;
-            let new = NewUser { username: item.username, email: item.email, password_hash };
-            results.push(match users::user_create(&self.pg, new).await {
-                Ok(u) => BatchCreateUserResult { index, user: Some(user_response(u)), error: None },
-                // Only a conflict is the item's fault; anything else fails the request (500),
-                // the items before it staying created, as the contract says.
-                Err(e @ StoreError::Conflict { .. }) => BatchCreateUserResult {
-                    index,
-                    user: None,
-                    error: Some(item_error(&store_error("batchCreateUsers", e))),
-                },
-                Err(e) => return Err(store_error("batchCreateUsers", e)),
-            });
+        let created = async {
+            let mut results = Vec::with_capacity(body.users.len());
+            for (index, item) in body.users.into_iter().enumerate() {
+                let index = i64::try_from(index).unwrap_or(i64::MAX);
+                let password_hash = users::hash_password(item.password.expose().to_owned())
+                    .await
+                    .map_err(|e| internal("batchCreateUsers", &e))?;
+                let new = NewUser { username: item.username, email: item.email, password_hash };
+                results.push(match users::user_create(self.db.primary(), new).await {
+                    Ok(u) => BatchCreateUserResult { index, user: Some(user_response(u)), error: None },
+                    // Only a conflict is the item's fault; anything else fails the request (500),
+                    // the items before it staying created, as the contract says.
+                    Err(e @ StoreError::Conflict { .. }) => BatchCreateUserResult {
+                        index,
+                        user: None,
+                        error: Some(item_error(&store_error("batchCreateUsers", e))),
+                    },
+                    Err(e) => return Err(store_error("batchCreateUsers", e)),
+                });
+            }
+            Ok(results)
         }
+        .await;
+        // Once for the batch, whatever happened: a failure midway leaves earlier items created.
+        self.db.wrote(who.token_id).await;
+        let results = created?;
         Ok(BatchCreateUsersResponse::Ok(success!(
             BatchCreateUsers200Response,
             BatchCreateUsersResponseBody { results }
         )))
     }
 
-    async fn get_user_by_id(&self, _who: Principal, params: GetUserByIdParams) -> Result<GetUserByIdResponse, Problem> {
-        let u = users::user_get(&self.pg, params.id).await.map_err(|e| store_error("getUserById", e))?;
+    async fn get_user_by_id(&self, who: Principal, params: GetUserByIdParams) -> Result<GetUserByIdResponse, Problem> {
+        let id = params.id;
+        let found = if params.if_none_match.is_some() {
+            // Conditional: the answer may be a 304, which must mean "yours is the latest".
+            users::user_get(self.db.primary(), id).await
+        } else {
+            self.db.reading(who.token_id, |pg| async move { users::user_get(&pg, id).await }).await
+        };
+        let u = found.map_err(|e| store_error("getUserById", e))?;
         // A 200 naming the request's If-None-Match becomes the 304 in the generated glue.
         let etag = etag(&u);
         Ok(GetUserByIdResponse::Ok { body: success!(GetUserById200Response, user_response(u)), etag })
@@ -211,15 +245,16 @@ impl UsersApi for App {
 
     async fn update_user(
         &self,
-        _who: Principal,
+        who: Principal,
         params: UpdateUserParams,
         body: UpdateUserRequest,
     ) -> Result<UpdateUserResponse, Problem> {
         let status = body.status.map(store_status);
         let versions = versions_named(params.if_match.as_ref());
-        let u = users::user_update(&self.pg, params.id, body.email, status, if_version(versions.as_deref()))
-            .await
-            .map_err(|e| store_error("updateUser", e))?;
+        let updated =
+            users::user_update(self.db.primary(), params.id, body.email, status, if_version(versions.as_deref())).await;
+        self.db.wrote(who.token_id).await;
+        let u = updated.map_err(|e| store_error("updateUser", e))?;
         let etag = etag(&u);
         Ok(UpdateUserResponse::Ok { body: success!(UpdateUser200Response, user_response(u)), etag })
     }
@@ -229,24 +264,25 @@ impl UsersApi for App {
     /// members, any media type but merge-patch and a malformed `If-Match`).
     async fn patch_user(
         &self,
-        _who: Principal,
+        who: Principal,
         params: PatchUserParams,
         body: UserMergePatch,
     ) -> Result<PatchUserResponse, Problem> {
         let status = body.status.map(store_status);
         let versions = versions_named(params.if_match.as_ref());
-        let u = users::user_update(&self.pg, params.id, body.email, status, if_version(versions.as_deref()))
-            .await
-            .map_err(|e| store_error("patchUser", e))?;
+        let updated =
+            users::user_update(self.db.primary(), params.id, body.email, status, if_version(versions.as_deref())).await;
+        self.db.wrote(who.token_id).await;
+        let u = updated.map_err(|e| store_error("patchUser", e))?;
         let etag = etag(&u);
         Ok(PatchUserResponse::Ok { body: success!(PatchUser200Response, user_response(u)), etag })
     }
 
-    async fn delete_user(&self, _who: Principal, params: DeleteUserParams) -> Result<DeleteUserResponse, Problem> {
+    async fn delete_user(&self, who: Principal, params: DeleteUserParams) -> Result<DeleteUserResponse, Problem> {
         let versions = versions_named(params.if_match.as_ref());
-        users::user_delete(&self.pg, params.id, if_version(versions.as_deref()))
-            .await
-            .map_err(|e| store_error("deleteUser", e))?;
+        let deleted = users::user_delete(self.db.primary(), params.id, if_version(versions.as_deref())).await;
+        self.db.wrote(who.token_id).await;
+        deleted.map_err(|e| store_error("deleteUser", e))?;
         // No `data` at all: the contract's `data` is a non-nullable object.
         Ok(DeleteUserResponse::Ok(SuccessResponse {
             code: 0,

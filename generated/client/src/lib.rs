@@ -854,6 +854,12 @@ pub mod types {
         ///Redis 连接状态
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub redis: ::std::option::Option<DependencyState>,
+        /**Each configured PostgreSQL read replica (`DATABASE_REPLICA_URLS`), as the
+        last lag check found it. Absent when none is configured. A replica that is
+        lagging or down does not make the service unhealthy: reads go to the primary.
+        */
+        #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
+        pub replicas: ::std::vec::Vec<ReplicaHealth>,
         ///系统整体状态
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub status: ::std::option::Option<HealthOk>,
@@ -873,6 +879,9 @@ pub mod types {
         pub postgres: ::std::option::Option<DependencyState>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub redis: ::std::option::Option<DependencyState>,
+        ///Each configured PostgreSQL read replica, as in the 200 answer.
+        #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
+        pub replicas: ::std::vec::Vec<ReplicaHealth>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub status: ::std::option::Option<HealthDegraded>,
     }
@@ -1214,6 +1223,70 @@ pub mod types {
             ::std::string::String::deserialize(deserializer)?
                 .parse()
                 .map_err(|e: self::error::ConversionError| <D::Error as ::serde::de::Error>::custom(e.to_string()))
+        }
+    }
+    ///One PostgreSQL read replica as the server's last lag check found it.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct ReplicaHealth {
+        ///How far behind the primary it was at the last check, in ms (absent when down).
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub lag_ms: ::std::option::Option<i64>,
+        ///The replica's host and port (never its credentials).
+        pub name: ::std::string::String,
+        /**`up`: serves reads (its lag is within `REPLICA_MAX_LAG_MS`); `lagging`: reachable
+        but further behind, reads go to the primary; `down`: unreachable, erroring or not
+        in recovery, reads go to the primary.
+        */
+        pub state: ReplicaState,
+    }
+    impl ReplicaHealth {
+        pub fn builder() -> builder::ReplicaHealth {
+            Default::default()
+        }
+    }
+    /**`up`: serves reads (its lag is within `REPLICA_MAX_LAG_MS`); `lagging`: reachable
+    but further behind, reads go to the primary; `down`: unreachable, erroring or not
+    in recovery, reads go to the primary.
+    */
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+    pub enum ReplicaState {
+        #[serde(rename = "up")]
+        Up,
+        #[serde(rename = "lagging")]
+        Lagging,
+        #[serde(rename = "down")]
+        Down,
+    }
+    impl ::std::fmt::Display for ReplicaState {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            match *self {
+                Self::Up => f.write_str("up"),
+                Self::Lagging => f.write_str("lagging"),
+                Self::Down => f.write_str("down"),
+            }
+        }
+    }
+    impl ::std::str::FromStr for ReplicaState {
+        type Err = self::error::ConversionError;
+        fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+            match value {
+                "up" => Ok(Self::Up),
+                "lagging" => Ok(Self::Lagging),
+                "down" => Ok(Self::Down),
+                _ => Err("invalid value".into()),
+            }
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for ReplicaState {
+        type Error = self::error::ConversionError;
+        fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for ReplicaState {
+        type Error = self::error::ConversionError;
+        fn try_from(value: ::std::string::String) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
         }
     }
     ///`SubmitEmailTask200Body`
@@ -3160,11 +3233,17 @@ pub mod types {
         pub struct HealthCheck200Body {
             postgres: ::std::result::Result<::std::option::Option<super::DependencyState>, ::std::string::String>,
             redis: ::std::result::Result<::std::option::Option<super::DependencyState>, ::std::string::String>,
+            replicas: ::std::result::Result<::std::vec::Vec<super::ReplicaHealth>, ::std::string::String>,
             status: ::std::result::Result<::std::option::Option<super::HealthOk>, ::std::string::String>,
         }
         impl ::std::default::Default for HealthCheck200Body {
             fn default() -> Self {
-                Self { postgres: Ok(Default::default()), redis: Ok(Default::default()), status: Ok(Default::default()) }
+                Self {
+                    postgres: Ok(Default::default()),
+                    redis: Ok(Default::default()),
+                    replicas: Ok(Default::default()),
+                    status: Ok(Default::default()),
+                }
             }
         }
         impl HealthCheck200Body {
@@ -3185,6 +3264,15 @@ pub mod types {
                 self.redis = value.try_into().map_err(|e| format!("error converting supplied value for redis: {e}"));
                 self
             }
+            pub fn replicas<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<super::ReplicaHealth>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.replicas =
+                    value.try_into().map_err(|e| format!("error converting supplied value for replicas: {e}"));
+                self
+            }
             pub fn status<T>(mut self, value: T) -> Self
             where
                 T: ::std::convert::TryInto<::std::option::Option<super::HealthOk>>,
@@ -3197,12 +3285,22 @@ pub mod types {
         impl ::std::convert::TryFrom<HealthCheck200Body> for super::HealthCheck200Body {
             type Error = super::error::ConversionError;
             fn try_from(value: HealthCheck200Body) -> ::std::result::Result<Self, super::error::ConversionError> {
-                Ok(Self { postgres: value.postgres?, redis: value.redis?, status: value.status? })
+                Ok(Self {
+                    postgres: value.postgres?,
+                    redis: value.redis?,
+                    replicas: value.replicas?,
+                    status: value.status?,
+                })
             }
         }
         impl ::std::convert::From<super::HealthCheck200Body> for HealthCheck200Body {
             fn from(value: super::HealthCheck200Body) -> Self {
-                Self { postgres: Ok(value.postgres), redis: Ok(value.redis), status: Ok(value.status) }
+                Self {
+                    postgres: Ok(value.postgres),
+                    redis: Ok(value.redis),
+                    replicas: Ok(value.replicas),
+                    status: Ok(value.status),
+                }
             }
         }
         #[derive(Clone, Debug)]
@@ -3210,6 +3308,7 @@ pub mod types {
             error: ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
             postgres: ::std::result::Result<::std::option::Option<super::DependencyState>, ::std::string::String>,
             redis: ::std::result::Result<::std::option::Option<super::DependencyState>, ::std::string::String>,
+            replicas: ::std::result::Result<::std::vec::Vec<super::ReplicaHealth>, ::std::string::String>,
             status: ::std::result::Result<::std::option::Option<super::HealthDegraded>, ::std::string::String>,
         }
         impl ::std::default::Default for HealthCheck503Body {
@@ -3218,6 +3317,7 @@ pub mod types {
                     error: Ok(Default::default()),
                     postgres: Ok(Default::default()),
                     redis: Ok(Default::default()),
+                    replicas: Ok(Default::default()),
                     status: Ok(Default::default()),
                 }
             }
@@ -3248,6 +3348,15 @@ pub mod types {
                 self.redis = value.try_into().map_err(|e| format!("error converting supplied value for redis: {e}"));
                 self
             }
+            pub fn replicas<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<super::ReplicaHealth>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.replicas =
+                    value.try_into().map_err(|e| format!("error converting supplied value for replicas: {e}"));
+                self
+            }
             pub fn status<T>(mut self, value: T) -> Self
             where
                 T: ::std::convert::TryInto<::std::option::Option<super::HealthDegraded>>,
@@ -3260,7 +3369,13 @@ pub mod types {
         impl ::std::convert::TryFrom<HealthCheck503Body> for super::HealthCheck503Body {
             type Error = super::error::ConversionError;
             fn try_from(value: HealthCheck503Body) -> ::std::result::Result<Self, super::error::ConversionError> {
-                Ok(Self { error: value.error?, postgres: value.postgres?, redis: value.redis?, status: value.status? })
+                Ok(Self {
+                    error: value.error?,
+                    postgres: value.postgres?,
+                    redis: value.redis?,
+                    replicas: value.replicas?,
+                    status: value.status?,
+                })
             }
         }
         impl ::std::convert::From<super::HealthCheck503Body> for HealthCheck503Body {
@@ -3269,6 +3384,7 @@ pub mod types {
                     error: Ok(value.error),
                     postgres: Ok(value.postgres),
                     redis: Ok(value.redis),
+                    replicas: Ok(value.replicas),
                     status: Ok(value.status),
                 }
             }
@@ -3496,6 +3612,58 @@ pub mod types {
         impl ::std::convert::From<super::PatchUser200Body> for PatchUser200Body {
             fn from(value: super::PatchUser200Body) -> Self {
                 Self { code: Ok(value.code), data: Ok(value.data), msg: Ok(value.msg), timestamp: Ok(value.timestamp) }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct ReplicaHealth {
+            lag_ms: ::std::result::Result<::std::option::Option<i64>, ::std::string::String>,
+            name: ::std::result::Result<::std::string::String, ::std::string::String>,
+            state: ::std::result::Result<super::ReplicaState, ::std::string::String>,
+        }
+        impl ::std::default::Default for ReplicaHealth {
+            fn default() -> Self {
+                Self {
+                    lag_ms: Ok(Default::default()),
+                    name: Err("no value supplied for name".to_string()),
+                    state: Err("no value supplied for state".to_string()),
+                }
+            }
+        }
+        impl ReplicaHealth {
+            pub fn lag_ms<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<i64>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.lag_ms = value.try_into().map_err(|e| format!("error converting supplied value for lag_ms: {e}"));
+                self
+            }
+            pub fn name<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.name = value.try_into().map_err(|e| format!("error converting supplied value for name: {e}"));
+                self
+            }
+            pub fn state<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::ReplicaState>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.state = value.try_into().map_err(|e| format!("error converting supplied value for state: {e}"));
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<ReplicaHealth> for super::ReplicaHealth {
+            type Error = super::error::ConversionError;
+            fn try_from(value: ReplicaHealth) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self { lag_ms: value.lag_ms?, name: value.name?, state: value.state? })
+            }
+        }
+        impl ::std::convert::From<super::ReplicaHealth> for ReplicaHealth {
+            fn from(value: super::ReplicaHealth) -> Self {
+                Self { lag_ms: Ok(value.lag_ms), name: Ok(value.name), state: Ok(value.state) }
             }
         }
         #[derive(Clone, Debug)]

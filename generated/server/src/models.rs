@@ -5,6 +5,135 @@
 #![allow(clippy::large_enum_variant, clippy::derivable_impls)]
 #[allow(unused_imports)]
 use crate::rt;
+/// One PostgreSQL read replica as the server's last lag check found it.
+///
+/// Schema `#/components/schemas/ReplicaHealth`.
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::garde::Validate)]
+pub struct ReplicaHealth {
+    /// The replica's host and port (never its credentials).
+    #[garde(skip)]
+    pub name: ::std::string::String,
+    /// `up`: serves reads (its lag is within `REPLICA_MAX_LAG_MS`); `lagging`: reachable
+    /// but further behind, reads go to the primary; `down`: unreachable, erroring or not
+    /// in recovery, reads go to the primary.
+    #[garde(skip)]
+    pub state: ReplicaState,
+    /// How far behind the primary it was at the last check, in ms (absent when down).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[garde(range(min = 0))]
+    pub lag_ms: ::std::option::Option<i64>,
+}
+impl rt::Model for ReplicaHealth {
+    const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[
+        rt::Prop {
+            name: "name",
+            required: true,
+            shape: &rt::Shape::String(rt::StrFormat::Plain),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "state",
+            required: true,
+            shape: &rt::Shape::Enum(&["up", "lagging", "down"]),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "lag_ms",
+            required: false,
+            shape: &rt::Shape::Integer { min: -9223372036854775808, max: 9223372036854775807 },
+            access: rt::Access::ReadWrite,
+        },
+    ]);
+}
+rt::impl_type!(
+    ReplicaHealth,
+    "ReplicaHealth",
+    ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from("ReplicaHealth")),
+    |registry| {
+        registry.create_schema:: < ReplicaHealth, _ >
+    (::std::string::String::from("ReplicaHealth"), | registry | { let _ = & registry;
+    ::poem_openapi::registry::MetaSchema { ty : "object", description :
+    ::std::option::Option::Some("One PostgreSQL read replica as the server's last lag check found it."),
+    required : ::std::vec!["name", "state"], properties : ::std::vec![("name",
+    ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(::poem_openapi::registry::MetaSchema
+    { ty : "string", description :
+    ::std::option::Option::Some("The replica's host and port (never its credentials)."),
+    example : ::std::option::Option::Some(crate ::rt::json("\"10.0.0.7:5432\"")), ..
+    ::poem_openapi::registry::MetaSchema::ANY }))), ("state",
+    ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(::poem_openapi::registry::MetaSchema
+    { ty : "string", title :
+    ::std::option::Option::Some(::std::string::String::from("ReplicaState")), description
+    :
+    ::std::option::Option::Some("`up`: serves reads (its lag is within `REPLICA_MAX_LAG_MS`); `lagging`: reachable\nbut further behind, reads go to the primary; `down`: unreachable, erroring or not\nin recovery, reads go to the primary.\n"),
+    enum_items : ::std::vec![crate ::rt::json("\"up\""), crate ::rt::json("\"lagging\""),
+    crate ::rt::json("\"down\"")], .. ::poem_openapi::registry::MetaSchema::ANY }))),
+    ("lag_ms",
+    ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(::poem_openapi::registry::MetaSchema
+    { ty : "integer", format : ::std::option::Option::Some("int64"), description :
+    ::std::option::Option::Some("How far behind the primary it was at the last check, in ms (absent when down)."),
+    minimum : ::std::option::Option::Some(0f64), ..
+    ::poem_openapi::registry::MetaSchema::ANY })))], ..
+    ::poem_openapi::registry::MetaSchema::ANY } });
+    }
+);
+/// `up`: serves reads (its lag is within `REPLICA_MAX_LAG_MS`); `lagging`: reachable
+/// but further behind, reads go to the primary; `down`: unreachable, erroring or not
+/// in recovery, reads go to the primary.
+///
+/// Inline schema at `#/components/schemas/ReplicaHealth/properties/state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, ::serde::Serialize, ::serde::Deserialize)]
+pub enum ReplicaState {
+    #[serde(rename = "up")]
+    Up,
+    #[serde(rename = "lagging")]
+    Lagging,
+    #[serde(rename = "down")]
+    Down,
+}
+impl ReplicaState {
+    /// Every value, in the contract's order.
+    pub const ALL: &'static [Self] = &[Self::Up, Self::Lagging, Self::Down];
+    /// The wire value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Up => "up",
+            Self::Lagging => "lagging",
+            Self::Down => "down",
+        }
+    }
+}
+impl ::std::fmt::Display for ReplicaState {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+impl ::std::str::FromStr for ReplicaState {
+    type Err = ::std::string::String;
+    fn from_str(s: &str) -> ::std::result::Result<Self, Self::Err> {
+        match s {
+            "up" => ::std::result::Result::Ok(Self::Up),
+            "lagging" => ::std::result::Result::Ok(Self::Lagging),
+            "down" => ::std::result::Result::Ok(Self::Down),
+            other => ::std::result::Result::Err(::std::format!("unknown value {other:?}")),
+        }
+    }
+}
+rt::impl_type!(
+    ReplicaState,
+    "ReplicaState",
+    ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(::poem_openapi::registry::MetaSchema {
+        ty: "string",
+        title: ::std::option::Option::Some(::std::string::String::from("ReplicaState")),
+        description: ::std::option::Option::Some(
+            "`up`: serves reads (its lag is within `REPLICA_MAX_LAG_MS`); `lagging`: reachable\nbut further behind, reads go to the primary; `down`: unreachable, erroring or not\nin recovery, reads go to the primary.\n"
+        ),
+        enum_items: ::std::vec![crate::rt::json("\"up\""), crate::rt::json("\"lagging\""), crate::rt::json("\"down\"")],
+        ..::poem_openapi::registry::MetaSchema::ANY
+    })),
+    |registry| {
+        let _ = &registry;
+    }
+);
 /// Schema `#/components/schemas/SuccessResponse`.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::garde::Validate)]
 pub struct SuccessResponse {
@@ -2511,6 +2640,12 @@ pub struct HealthCheck200Response {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[garde(skip)]
     pub redis: ::std::option::Option<DependencyState>,
+    /// Each configured PostgreSQL read replica (`DATABASE_REPLICA_URLS`), as the
+    /// last lag check found it. Absent when none is configured. A replica that is
+    /// lagging or down does not make the service unhealthy: reads go to the primary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[garde(dive)]
+    pub replicas: ::std::option::Option<::std::vec::Vec<ReplicaHealth>>,
 }
 impl rt::Model for HealthCheck200Response {
     const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[
@@ -2525,6 +2660,12 @@ impl rt::Model for HealthCheck200Response {
             name: "redis",
             required: false,
             shape: &rt::Shape::Enum(&["up", "down"]),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "replicas",
+            required: false,
+            shape: &rt::Shape::Array(&*<ReplicaHealth as rt::Model>::SHAPE),
             access: rt::Access::ReadWrite,
         },
     ]);
@@ -2570,12 +2711,30 @@ rt::impl_type!(
                         ..::poem_openapi::registry::MetaSchema::ANY
                     }
                 ))
+            ),
+            (
+                "replicas",
+                ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                    ::poem_openapi::registry::MetaSchema {
+                        ty: "array",
+                        description: ::std::option::Option::Some(
+                            "Each configured PostgreSQL read replica (`DATABASE_REPLICA_URLS`), as the\nlast lag check found it. Absent when none is configured. A replica that is\nlagging or down does not make the service unhealthy: reads go to the primary.\n"
+                        ),
+                        items: ::std::option::Option::Some(::std::boxed::Box::new(
+                            ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from(
+                                "ReplicaHealth"
+                            ))
+                        )),
+                        ..::poem_openapi::registry::MetaSchema::ANY
+                    }
+                ))
             )
         ],
         ..::poem_openapi::registry::MetaSchema::ANY
     })),
     |registry| {
         let _ = &registry;
+        <crate::models::ReplicaHealth as ::poem_openapi::types::Type>::register(registry);
     }
 );
 /// 系统整体状态
@@ -2686,6 +2845,10 @@ pub struct HealthCheck503Response {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[garde(skip)]
     pub redis: ::std::option::Option<DependencyState>,
+    /// Each configured PostgreSQL read replica, as in the 200 answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[garde(dive)]
+    pub replicas: ::std::option::Option<::std::vec::Vec<ReplicaHealth>>,
     /// 错误详情
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[garde(skip)]
@@ -2709,6 +2872,12 @@ impl rt::Model for HealthCheck503Response {
             name: "redis",
             required: false,
             shape: &rt::Shape::Enum(&["up", "down"]),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "replicas",
+            required: false,
+            shape: &rt::Shape::Array(&*<ReplicaHealth as rt::Model>::SHAPE),
             access: rt::Access::ReadWrite,
         },
         rt::Prop {
@@ -2759,6 +2928,23 @@ rt::impl_type!(
                 ))
             ),
             (
+                "replicas",
+                ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                    ::poem_openapi::registry::MetaSchema {
+                        ty: "array",
+                        description: ::std::option::Option::Some(
+                            "Each configured PostgreSQL read replica, as in the 200 answer."
+                        ),
+                        items: ::std::option::Option::Some(::std::boxed::Box::new(
+                            ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from(
+                                "ReplicaHealth"
+                            ))
+                        )),
+                        ..::poem_openapi::registry::MetaSchema::ANY
+                    }
+                ))
+            ),
+            (
                 "error",
                 ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
                     ::poem_openapi::registry::MetaSchema {
@@ -2773,6 +2959,7 @@ rt::impl_type!(
     })),
     |registry| {
         let _ = &registry;
+        <crate::models::ReplicaHealth as ::poem_openapi::types::Type>::register(registry);
     }
 );
 /// Inline schema at `#/paths/~1health/get/responses/503/content/application~1json/schema/properties/status`.
