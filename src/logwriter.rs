@@ -12,7 +12,8 @@ use std::{
     time::Duration,
 };
 
-use tracing_subscriber::fmt::MakeWriter;
+use chrono::{Datelike, Timelike};
+use tracing_subscriber::fmt::{MakeWriter, format::Writer, time::FormatTime};
 
 /// Most lines waiting to be written. Past it a line is dropped rather than making the request
 /// that logged it wait; the writer then says how many it dropped. At roughly 200 bytes a line
@@ -132,7 +133,37 @@ impl<'a> MakeWriter<'a> for LogWriter {
     type Writer = Line<'a>;
 
     fn make_writer(&'a self) -> Line<'a> {
-        Line { buf: Vec::new(), writer: self }
+        // Room for a typical line (an access line is about 150 bytes) without regrowing.
+        Line { buf: Vec::with_capacity(256), writer: self }
+    }
+}
+
+/// Each line's timestamp as tracing-subscriber's default writes it (`2026-12-03T10:04:09.343081Z`,
+/// UTC, microseconds), with the digits written directly: its `fmt`-based formatting was about
+/// 2,000 instructions of every access line.
+pub struct UtcMicros;
+
+impl FormatTime for UtcMicros {
+    fn format_time(&self, w: &mut Writer<'_>) -> std::fmt::Result {
+        let now = chrono::Utc::now();
+        let mut buf = *b"0000-00-00T00:00:00.000000Z";
+        let mut put = |at: std::ops::Range<usize>, mut n: u32| {
+            for d in buf[at].iter_mut().rev() {
+                // Below 10: a digit.
+                *d = b'0' + (n % 10) as u8;
+                n /= 10;
+            }
+        };
+        // Years past 9999 lose their leading digits; this clock does not reach them.
+        put(0..4, u32::try_from(now.year()).unwrap_or(0));
+        put(5..7, now.month());
+        put(8..10, now.day());
+        put(11..13, now.hour());
+        put(14..16, now.minute());
+        // A leap second shows as :59.999999 rather than :60.
+        put(17..19, now.second());
+        put(20..26, (now.nanosecond() / 1000).min(999_999));
+        w.write_str(std::str::from_utf8(&buf).map_err(|_| std::fmt::Error)?)
     }
 }
 
@@ -154,6 +185,17 @@ mod tests {
         fn flush(&mut self) -> io::Result<()> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn timestamps_look_like_the_default_ones() {
+        let mut text = String::new();
+        UtcMicros.format_time(&mut Writer::new(&mut text)).unwrap();
+        let parsed = chrono::DateTime::parse_from_rfc3339(&text).unwrap();
+        assert_eq!(text.len(), "2026-12-03T10:04:09.343081Z".len(), "{text}");
+        assert!(text.ends_with('Z'));
+        let age = chrono::Utc::now().signed_duration_since(parsed);
+        assert!(age >= chrono::Duration::zero() && age < chrono::Duration::seconds(5), "{text}");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use spec_server::{
         migrate,
         tokens::{self, Grant, Scope},
     },
-    logwriter::{FlushGuard, LogWriter},
+    logwriter::{FlushGuard, LogWriter, UtcMicros},
     server::{self, Backends, Pools},
     worker,
 };
@@ -78,7 +78,8 @@ fn init_logging() -> Option<FlushGuard> {
     // Colours only for a terminal: escape codes in a log file or pipe are noise, and styling
     // every line took a tenth of a request's instructions (callgrind).
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_ansi(ansi);
+    let fmt =
+        tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_ansi(ansi).with_timer(UtcMicros);
     match LogWriter::spawn(std::io::stdout()) {
         Ok((writer, guard)) => {
             fmt.with_writer(writer).init();

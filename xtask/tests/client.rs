@@ -67,6 +67,7 @@ impl ErrorPolicy for Scripted {
             status: Some(HealthDegraded::Unavailable),
             postgres: None,
             redis: None,
+            replicas: None,
             error: Some(problem.message().to_owned()),
         }
     }
@@ -86,6 +87,7 @@ impl HealthApi for Scripted {
                 status: Some(HealthDegraded::Degraded),
                 postgres: Some(DependencyState::Down),
                 redis: Some(DependencyState::Up),
+                replicas: None,
                 error: Some("数据库连接失败".into()),
             }))
         } else {
@@ -93,6 +95,7 @@ impl HealthApi for Scripted {
                 status: Some(HealthOk::Ok),
                 postgres: Some(DependencyState::Up),
                 redis: Some(DependencyState::Up),
+                replicas: None,
             }))
         }
     }

@@ -48,6 +48,7 @@ impl ErrorPolicy for Stub {
             status: Some(HealthDegraded::Unavailable),
             postgres: None,
             redis: None,
+            replicas: None,
             error: Some(problem.message().to_owned()),
         }
     }
@@ -85,6 +86,7 @@ impl HealthApi for Stub {
             status: Some(HealthOk::Ok),
             postgres: Some(DependencyState::Up),
             redis: Some(DependencyState::Up),
+            replicas: None,
         }))
     }
 }

@@ -148,6 +148,7 @@ pub struct SuccessResponse {
     #[garde(skip)]
     pub data: ::std::option::Option<::serde_json::Map<::std::string::String, ::serde_json::Value>>,
     /// 响应时间戳(ISO 8601 格式)
+    #[serde(serialize_with = "rt::datetime::serialize")]
     #[garde(skip)]
     pub timestamp: ::chrono::DateTime<::chrono::Utc>,
 }
@@ -254,6 +255,7 @@ pub struct ErrorResponse {
     #[garde(skip)]
     pub data:
         ::std::option::Option<::std::option::Option<::serde_json::Map<::std::string::String, ::serde_json::Value>>>,
+    #[serde(serialize_with = "rt::datetime::serialize")]
     #[garde(skip)]
     pub timestamp: ::chrono::DateTime<::chrono::Utc>,
 }
@@ -720,9 +722,11 @@ pub struct UserResponse {
     #[garde(skip)]
     pub status: Status,
     /// 创建时间
+    #[serde(serialize_with = "rt::datetime::serialize")]
     #[garde(skip)]
     pub created_at: ::chrono::DateTime<::chrono::Utc>,
     /// 更新时间
+    #[serde(serialize_with = "rt::datetime::serialize")]
     #[garde(skip)]
     pub updated_at: ::chrono::DateTime<::chrono::Utc>,
     /// 最后登录时间
@@ -2087,8 +2091,10 @@ pub struct TaskStatusResponse {
     #[serde(default, skip_serializing_if = "Option::is_none", with = "rt::double_option")]
     #[garde(skip)]
     pub result: ::std::option::Option<::std::option::Option<::std::string::String>>,
+    #[serde(serialize_with = "rt::datetime::serialize")]
     #[garde(skip)]
     pub created_at: ::chrono::DateTime<::chrono::Utc>,
+    #[serde(serialize_with = "rt::datetime::serialize")]
     #[garde(skip)]
     pub updated_at: ::chrono::DateTime<::chrono::Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none", with = "rt::double_option")]
@@ -2563,6 +2569,7 @@ pub struct TaskAttemptError {
     pub attempt: i64,
     #[garde(skip)]
     pub error: ::std::string::String,
+    #[serde(serialize_with = "rt::datetime::serialize")]
     #[garde(skip)]
     pub at: ::chrono::DateTime<::chrono::Utc>,
 }
@@ -3022,6 +3029,7 @@ pub struct ListUsers200Response {
     #[garde(dive)]
     pub data: ::std::option::Option<ListUsersResponseBody>,
     /// 响应时间戳(ISO 8601 格式)
+    #[serde(serialize_with = "rt::datetime::serialize")]
     #[garde(skip)]
     pub timestamp: ::chrono::DateTime<::chrono::Utc>,
 }
@@ -3119,6 +3127,7 @@ pub struct CreateUser200Response {
     #[garde(dive)]
     pub data: ::std::option::Option<UserResponse>,
     /// 响应时间戳(ISO 8601 格式)
+    #[serde(serialize_with = "rt::datetime::serialize")]
     #[garde(skip)]
     pub timestamp: ::chrono::DateTime<::chrono::Utc>,
 }
@@ -3213,6 +3222,7 @@ pub struct BatchGetUsers200Response {
     #[garde(dive)]
     pub data: ::std::option::Option<BatchGetUsersResponseBody>,
     /// 响应时间戳(ISO 8601 格式)
+    #[serde(serialize_with = "rt::datetime::serialize")]
     #[garde(skip)]
     pub timestamp: ::chrono::DateTime<::chrono::Utc>,
 }
@@ -3312,6 +3322,7 @@ pub struct BatchCreateUsers200Response {
     #[garde(dive)]
     pub data: ::std::option::Option<BatchCreateUsersResponseBody>,
     /// 响应时间戳(ISO 8601 格式)
+    #[serde(serialize_with = "rt::datetime::serialize")]
     #[garde(skip)]
     pub timestamp: ::chrono::DateTime<::chrono::Utc>,
 }
@@ -3411,6 +3422,7 @@ pub struct GetUserById200Response {
     #[garde(dive)]
     pub data: ::std::option::Option<UserResponse>,
     /// 响应时间戳(ISO 8601 格式)
+    #[serde(serialize_with = "rt::datetime::serialize")]
     #[garde(skip)]
     pub timestamp: ::chrono::DateTime<::chrono::Utc>,
 }
@@ -3505,6 +3517,7 @@ pub struct UpdateUser200Response {
     #[garde(dive)]
     pub data: ::std::option::Option<UserResponse>,
     /// 响应时间戳(ISO 8601 格式)
+    #[serde(serialize_with = "rt::datetime::serialize")]
     #[garde(skip)]
     pub timestamp: ::chrono::DateTime<::chrono::Utc>,
 }
@@ -3599,6 +3612,7 @@ pub struct PatchUser200Response {
     #[garde(dive)]
     pub data: ::std::option::Option<UserResponse>,
     /// 响应时间戳(ISO 8601 格式)
+    #[serde(serialize_with = "rt::datetime::serialize")]
     #[garde(skip)]
     pub timestamp: ::chrono::DateTime<::chrono::Utc>,
 }
@@ -3693,6 +3707,7 @@ pub struct SubmitEmailTask200Response {
     #[garde(dive)]
     pub data: ::std::option::Option<TaskResponse>,
     /// 响应时间戳(ISO 8601 格式)
+    #[serde(serialize_with = "rt::datetime::serialize")]
     #[garde(skip)]
     pub timestamp: ::chrono::DateTime<::chrono::Utc>,
 }
@@ -3787,6 +3802,7 @@ pub struct SubmitEmailTaskBatch200Response {
     #[garde(dive)]
     pub data: ::std::option::Option<EmailTaskBatchResponse>,
     /// 响应时间戳(ISO 8601 格式)
+    #[serde(serialize_with = "rt::datetime::serialize")]
     #[garde(skip)]
     pub timestamp: ::chrono::DateTime<::chrono::Utc>,
 }
@@ -3886,6 +3902,7 @@ pub struct SubmitSyncTask200Response {
     #[garde(dive)]
     pub data: ::std::option::Option<TaskResponse>,
     /// 响应时间戳(ISO 8601 格式)
+    #[serde(serialize_with = "rt::datetime::serialize")]
     #[garde(skip)]
     pub timestamp: ::chrono::DateTime<::chrono::Utc>,
 }
@@ -3980,6 +3997,7 @@ pub struct GetTask200Response {
     #[garde(dive)]
     pub data: ::std::option::Option<TaskStatusResponse>,
     /// 响应时间戳(ISO 8601 格式)
+    #[serde(serialize_with = "rt::datetime::serialize")]
     #[garde(skip)]
     pub timestamp: ::chrono::DateTime<::chrono::Utc>,
 }

@@ -22,6 +22,7 @@
 //! crate (through the application's error policy) builds the response.
 
 mod body;
+pub mod datetime;
 pub mod etag;
 mod field_errors;
 mod headers;

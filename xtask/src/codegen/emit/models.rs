@@ -660,6 +660,14 @@ fn struct_field(api: &Api, t: &TypeDef, f: &Field, request: bool) -> Result<Stru
     if f.flatten {
         serde_attrs.push(quote!(flatten));
     }
+    // The same text as chrono's `Serialize`, without its per-field `fmt` calls.
+    if f.ty == RustType::DateTime {
+        match f.optionality() {
+            Optionality::Plain => serde_attrs.push(quote!(serialize_with = "rt::datetime::serialize")),
+            Optionality::Option => serde_attrs.push(quote!(serialize_with = "rt::datetime::serialize_opt")),
+            Optionality::DoubleOption => {}
+        }
+    }
     if f.node.write_only {
         // Never in a response, whatever the handler sets.
         serde_attrs.retain(|a| !a.to_string().contains("skip_serializing_if"));
