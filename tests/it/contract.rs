@@ -169,7 +169,7 @@ fn the_server_conforms_to_the_contract() {
     let opts = Options { base_url, token: Some(token), expired_token: None };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let report = runtime.block_on(scenario::run(&contract, &opts, Some(&mut local))).unwrap();
-    spec_contract::print(&report);
+    spec_contract::print(&report, false);
     if let Some(path) = std::env::var_os("CONTRACT_JUNIT") {
         std::fs::write(&path, report.junit()).unwrap();
     }

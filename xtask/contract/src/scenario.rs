@@ -14,6 +14,7 @@ use spec_api_client::{Client, Credentials, Error as ClientError, ResponseValue, 
 
 use super::{
     checker::{Contract, Operation},
+    coverage::Sent,
     negative::{Case, Generator, Request, TokenUse, VALIDATION_FAILED},
     recorder::{Exchange, Recorder},
     report::{Check, Outcome, Report},
@@ -253,6 +254,7 @@ impl Run<'_> {
         if let Err(mismatches) = self.contract.check_request(&ex.method, &ex.path, ex.response()) {
             v.contract.extend(mismatches.iter().map(ToString::to_string));
         }
+        self.observe(ex);
         match self.contract.find(&ex.method, &ex.path) {
             Some(op) if op.id == want.op => {}
             other => v.expectation.push(format!(
@@ -307,6 +309,17 @@ impl Run<'_> {
         }
         v.body = body;
         v
+    }
+
+    /// Keyword coverage of one checked exchange: what its response shows
+    /// and, when it was accepted, which enum values its request used.
+    fn observe(&mut self, ex: &Exchange) {
+        let contract = self.contract;
+        let Some(op) = contract.find(&ex.method, &ex.path) else { return };
+        self.report.coverage.response(contract, op, ex.response());
+        if (200..300).contains(&ex.status) {
+            self.report.coverage.accepted(contract, op, &Sent::from_exchange(contract, op, ex));
+        }
     }
 
     fn record(&mut self, what: &str, want: &Want, v: Verdict) -> Option<Value> {
@@ -603,6 +616,7 @@ impl Run<'_> {
             if let Err(m) = self.contract.check_request(&ex.method, &ex.path, ex.response()) {
                 reasons.extend(m.iter().map(ToString::to_string));
             }
+            self.observe(ex);
         }
         let winner = exchanges.iter().find(|ex| ex.status == 200);
         let new_etag = winner.and_then(|ex| ex.headers.iter().find(|(n, _)| n == "etag")).map(|(_, v)| v.clone());
@@ -1167,6 +1181,14 @@ impl Run<'_> {
         let b = self.request(&case.request, token, header.as_deref());
         let what = case.name.splitn(3, ' ').nth(2).unwrap_or(&case.name).to_owned();
         self.raw(&what, want, b).await;
+        // Only a violation answered as documented exercises what it violates.
+        let answered = self.report.checks.last().is_some_and(|c| c.outcome == Outcome::Pass);
+        if answered && matches!(case.expect, super::negative::Expect::Invalid { .. }) {
+            let contract = self.contract;
+            if let Some(op) = contract.operation(&case.operation) {
+                self.report.coverage.rejected(contract, op, &Sent::from_request(contract, op, &case.request));
+            }
+        }
     }
 
     fn harness_failed(&mut self, op: &str, what: &str, e: &anyhow::Error) {
