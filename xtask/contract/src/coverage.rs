@@ -442,7 +442,8 @@ struct Inventory<'a> {
 
 impl Inventory<'_> {
     /// Request-side keywords of the schema at `at`. `text` says the value
-    /// travels as text (a parameter), where `type: string` cannot be violated.
+    /// travels as text (a parameter), where `type: string` cannot be
+    /// violated, nor `type: array` (any text is a list of one or more).
     fn request(&mut self, at: String, schema: &Value, text: bool, depth: usize) {
         let (at, s) = self.contract.resolve_at(schema, at);
         if depth > MAX_DEPTH || !self.seen.insert((true, at.clone())) {
@@ -451,7 +452,7 @@ impl Inventory<'_> {
         let Some(s) = s.as_object() else { return };
         let rc = Category::RequestConstraints;
         let ty = s.get("type").and_then(Value::as_str);
-        if let Some(ty) = ty.filter(|t| !(text && *t == "string")) {
+        if let Some(ty) = ty.filter(|t| !(text && matches!(*t, "string" | "array"))) {
             self.cov.add(rc, format!("{at}/type"), ty.to_owned());
         }
         if s.contains_key("nullable") {
@@ -914,6 +915,25 @@ components:
         );
         cov.status("#/paths/~1users/post", "409");
         assert_eq!(exercised(&cov, Category::Statuses), ["#/paths/~1users/post/responses/409"]);
+    }
+
+    #[test]
+    fn the_workspace_spec_has_an_inventory() {
+        let c = Contract::from_yaml(include_str!("../../../spec/openapi.yaml")).unwrap();
+        let cov = Coverage::inventory(&c);
+        let has = |cat: Category, p: &str| cov.items().iter().any(|i| i.category == cat && i.pointer == p);
+        assert!(has(Category::Statuses, "#/paths/~1users/post/responses/409"));
+        assert!(has(
+            Category::RequestConstraints,
+            "#/components/schemas/CreateUserRequest/properties/username/maxLength"
+        ));
+        assert!(has(Category::RequestConstraints, "#/components/schemas/CreateUserRequest/required/0"));
+        assert!(has(Category::RequestConstraints, "#/components/schemas/UserMergePatch/additionalProperties"));
+        for (cat, _, total) in cov.counts() {
+            assert!(total > 0, "no {} in the spec", cat.title());
+        }
+        let mut seen = HashSet::new();
+        assert!(cov.items().iter().all(|i| seen.insert((i.category, i.pointer.clone()))), "an item twice");
     }
 
     #[test]
