@@ -8,7 +8,7 @@
 //!
 //! "Exercised" means: a status was answered and conformed; a header was
 //! present; a request constraint was violated by a request that got the
-//! documented 400; a request enum value was used by a request that got a
+//! documented 400 `ValidationFailed`; a request enum value was used by a request that got a
 //! 2xx; a response enum value or optional property was seen in a response.
 
 use std::{

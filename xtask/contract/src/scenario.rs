@@ -82,6 +82,7 @@ pub async fn run(contract: &Contract, opts: &Options, mut harness: Option<&mut d
         email_task: None,
         answered: false,
         last_headers: Vec::new(),
+        last_rejected: None,
     };
     if !run.health_up("all dependencies up").await {
         let why = match run.report.failed_checks().next().map(|c| &c.outcome) {
@@ -211,6 +212,9 @@ struct Run<'a> {
     answered: bool,
     /// The headers of the last response.
     last_headers: Vec<(String, String)>,
+    /// What the last request answered with a 400 carried, and its
+    /// operation: recorded as a documented rejection, it exercises what it violates.
+    last_rejected: Option<(String, Sent)>,
 }
 
 fn blocking<T>(f: impl FnOnce() -> T) -> T {
@@ -236,6 +240,7 @@ impl Run<'_> {
     fn verdict(&mut self, want: &Want, send_error: Option<String>) -> Verdict {
         let exchanges = self.rec.take();
         self.answered = exchanges.last().is_some_and(|ex| ex.error.is_none());
+        self.last_rejected = None;
         let mut v = Verdict { status: None, contract: Vec::new(), expectation: Vec::new(), body: None };
         let Some(ex) = exchanges.last() else {
             let why = send_error.unwrap_or_else(|| "the client sent nothing".into());
@@ -319,6 +324,8 @@ impl Run<'_> {
         self.report.coverage.response(contract, op, ex.response());
         if (200..300).contains(&ex.status) {
             self.report.coverage.accepted(contract, op, &Sent::from_exchange(contract, op, ex));
+        } else if ex.status == 400 {
+            self.last_rejected = Some((op.id.clone(), Sent::from_exchange(contract, op, ex)));
         }
     }
 
@@ -326,6 +333,19 @@ impl Run<'_> {
         let mut reasons = v.contract;
         reasons.extend(v.expectation);
         let outcome = if reasons.is_empty() { Outcome::Pass } else { Outcome::Fail(reasons) };
+        // A generated negative case or a scenario step alike: only a
+        // validation failure answered as documented exercises what it violates.
+        if let Some((op_id, sent)) = self.last_rejected.take()
+            && outcome == Outcome::Pass
+            && want.status == 400
+            && want.code == Some(VALIDATION_FAILED)
+            && op_id == want.op
+        {
+            let contract = self.contract;
+            if let Some(op) = contract.operation(&op_id) {
+                self.report.coverage.rejected(contract, op, &sent);
+            }
+        }
         self.report.push(Check {
             name: format!("{} {} {what}", want.op, want.status),
             operation: want.op.clone(),
@@ -1181,14 +1201,6 @@ impl Run<'_> {
         let b = self.request(&case.request, token, header.as_deref());
         let what = case.name.splitn(3, ' ').nth(2).unwrap_or(&case.name).to_owned();
         self.raw(&what, want, b).await;
-        // Only a violation answered as documented exercises what it violates.
-        let answered = self.report.checks.last().is_some_and(|c| c.outcome == Outcome::Pass);
-        if answered && matches!(case.expect, super::negative::Expect::Invalid { .. }) {
-            let contract = self.contract;
-            if let Some(op) = contract.operation(&case.operation) {
-                self.report.coverage.rejected(contract, op, &Sent::from_request(contract, op, &case.request));
-            }
-        }
     }
 
     fn harness_failed(&mut self, op: &str, what: &str, e: &anyhow::Error) {
