@@ -918,6 +918,31 @@ components:
     }
 
     #[test]
+    fn a_recorded_exchange_reads_as_what_was_sent() {
+        let (c, mut cov) = inventory();
+        let op = c.operation("updateUser").unwrap().clone();
+        let ex = Exchange {
+            method: "PUT".into(),
+            path: "/base/users/0?x=1".into(),
+            status: 400,
+            content_type: None,
+            body: vec![],
+            headers: vec![],
+            error: None,
+            request_headers: vec![],
+            request_body: br#"{"username": "abc", "status": "gone"}"#.to_vec(),
+        };
+        let sent = Sent::from_exchange(&c, &op, &ex);
+        assert_eq!(sent.params, [Some(json!(0))]);
+        cov.rejected(&c, &op, &sent);
+        assert_eq!(
+            exercised(&cov, Category::RequestConstraints),
+            // In inventory order: createUser's body defined NewUser first.
+            ["#/components/schemas/Status/enum", "#/paths/~1users~1{id}/put/parameters/0/schema/minimum"]
+        );
+    }
+
+    #[test]
     fn the_workspace_spec_has_an_inventory() {
         let c = Contract::from_yaml(include_str!("../../../spec/openapi.yaml")).unwrap();
         let cov = Coverage::inventory(&c);
