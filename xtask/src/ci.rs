@@ -7,10 +7,15 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 fn cargo(args: &[&str]) -> Result<()> {
+    cargo_env(args, &[])
+}
+
+fn cargo_env(args: &[&str], env: &[(&str, &std::path::Path)]) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     println!("\n==> cargo {}", args.join(" "));
     let status = Command::new(&cargo)
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(crate::codegen::workspace_root())
         .status()
         .with_context(|| format!("running cargo {}", args.join(" ")))?;
@@ -26,8 +31,16 @@ pub fn run() -> Result<()> {
     println!("\n==> cargo xtask codegen --check");
     crate::codegen::codegen(true)?;
     spec_gate()?;
-    cargo(&["test", "--workspace", "--locked"])?;
-    Ok(())
+    // The contract suite writes its keyword-coverage table here; cargo
+    // hides a passing test's output, so it is shown after the tests, pass or fail.
+    let coverage = std::env::temp_dir().join(format!("contract-coverage-{}.txt", std::process::id()));
+    let _ = std::fs::remove_file(&coverage);
+    let tested = cargo_env(&["test", "--workspace", "--locked"], &[("CONTRACT_COVERAGE", &coverage)]);
+    if let Ok(table) = std::fs::read_to_string(&coverage) {
+        println!("\n==> contract keyword coverage (tests/it/contract.rs)\n{table}");
+        let _ = std::fs::remove_file(&coverage);
+    }
+    tested
 }
 
 /// Breaking changes to the spec since the base revision need a `**breaking**`

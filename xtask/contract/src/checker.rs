@@ -31,6 +31,8 @@ pub struct Contract {
 #[derive(Debug, Clone)]
 pub struct Operation {
     pub id: String,
+    /// Where it is defined, e.g. `#/paths/~1users/post` (coverage names items by pointer).
+    pub at: String,
     /// Upper case, e.g. `GET`.
     pub method: String,
     /// The path template, e.g. `/users/{id}`.
@@ -38,6 +40,8 @@ pub struct Operation {
     pub parameters: Vec<Parameter>,
     /// The JSON request body schema, if the operation takes one.
     pub request_body: Option<Value>,
+    /// The JSON pointer of that schema in the document (`""` without one).
+    pub request_body_at: String,
     /// Its media type as declared (`application/merge-patch+json`), which
     /// requests carrying it are sent with.
     pub request_media: Option<String>,
@@ -55,6 +59,8 @@ pub struct Operation {
 #[derive(Debug, Clone)]
 pub struct Parameter {
     pub name: String,
+    /// Where it is defined (its component when it is a `$ref`).
+    pub at: String,
     /// `path`, `query`, `header` or `cookie`.
     pub location: String,
     pub required: bool,
@@ -69,6 +75,8 @@ pub struct Parameter {
 #[derive(Debug, Clone, Default)]
 pub struct ResponseDef {
     pub content: Vec<(String, Option<Value>)>,
+    /// The JSON pointer of each schema of `content`, in the same order.
+    pub content_at: Vec<String>,
     /// Its documented headers (`Content-Type` is never one: OpenAPI ignores it there).
     pub headers: Vec<HeaderDef>,
 }
@@ -77,6 +85,8 @@ pub struct ResponseDef {
 #[derive(Debug, Clone)]
 pub struct HeaderDef {
     pub name: String,
+    /// Where it is defined (its component when it is a `$ref`).
+    pub at: String,
     pub required: bool,
     pub schema: Option<Value>,
 }
@@ -158,6 +168,7 @@ impl Contract {
 
     fn operation_at(&self, path: &str, method: &str) -> Result<Operation> {
         let item = &self.doc["paths"][path];
+        let op_at = format!("#/paths/{}/{method}", escape(path));
         let op = self.resolve(&item[method]);
         let Some(id) = op.get("operationId").and_then(Value::as_str) else {
             bail!("{} {path} has no operationId", method.to_uppercase());
@@ -165,10 +176,12 @@ impl Contract {
         // Path-level parameters apply unless the operation redefines them.
         let mut parameters: Vec<Parameter> = Vec::new();
         let mut field_mask = None;
-        let own = op.get("parameters").and_then(Value::as_array).into_iter().flatten();
-        let shared = item.get("parameters").and_then(Value::as_array).into_iter().flatten();
-        for p in own.chain(shared) {
-            let p = self.resolve(p);
+        let own = op.get("parameters").and_then(Value::as_array).into_iter().flatten().enumerate();
+        let own = own.map(|(i, p)| (format!("{op_at}/parameters/{i}"), p));
+        let shared = item.get("parameters").and_then(Value::as_array).into_iter().flatten().enumerate();
+        let shared = shared.map(|(i, p)| (format!("#/paths/{}/parameters/{i}", escape(path)), p));
+        for (at, p) in own.chain(shared) {
+            let (at, p) = self.resolve_at(p, at);
             let name = p.get("name").and_then(Value::as_str).unwrap_or_default().to_owned();
             let location = p.get("in").and_then(Value::as_str).unwrap_or_default().to_owned();
             if parameters.iter().any(|q| q.name == name && q.location == location) {
@@ -182,6 +195,7 @@ impl Contract {
                 .and_then(Value::as_str)
                 .map_or(location == "query" || location == "cookie", |s| s == "form");
             parameters.push(Parameter {
+                at,
                 explode: p.get("explode").and_then(Value::as_bool).unwrap_or(form),
                 required: p.get("required").and_then(Value::as_bool).unwrap_or(location == "path"),
                 schema: p.get("schema").cloned().unwrap_or(Value::Object(Map::new())),
@@ -189,14 +203,17 @@ impl Contract {
                 location,
             });
         }
-        let json_body = op
-            .get("requestBody")
-            .map(|b| self.resolve(b))
-            .and_then(|b| b.get("content"))
-            .and_then(Value::as_object)
-            .and_then(|c| c.iter().find(|(mt, _)| is_json(mt)));
-        let request_media = json_body.map(|(mt, _)| mt.clone());
-        let request_body = json_body.and_then(|(_, media)| media.get("schema").cloned());
+        let body_def = op.get("requestBody").map(|b| self.resolve_at(b, format!("{op_at}/requestBody")));
+        let json_body = body_def.as_ref().and_then(|(at, b)| {
+            let content = b.get("content").and_then(Value::as_object)?;
+            content
+                .iter()
+                .find(|(mt, _)| is_json(mt))
+                .map(|(mt, media)| (format!("{at}/content/{}", escape(mt)), mt, media))
+        });
+        let request_media = json_body.as_ref().map(|(_, mt, _)| (*mt).clone());
+        let request_body = json_body.as_ref().and_then(|(_, _, media)| media.get("schema").cloned());
+        let request_body_at = json_body.map(|(at, _, _)| format!("{at}/schema")).unwrap_or_default();
         let security = op.get("security").or_else(|| self.doc.get("security"));
         let keyed = security.and_then(Value::as_array).and_then(|reqs| {
             reqs.iter().filter_map(Value::as_object).flat_map(|r| r.iter()).find_map(|(scheme, scopes)| {
@@ -214,14 +231,10 @@ impl Contract {
         };
         let mut responses = Vec::new();
         for (status, r) in op.get("responses").and_then(Value::as_object).into_iter().flatten() {
-            let r = self.resolve(r);
-            let content = r
-                .get("content")
-                .and_then(Value::as_object)
-                .into_iter()
-                .flatten()
-                .map(|(mt, media)| (media_type(mt), media.get("schema").cloned()))
-                .collect();
+            let (r_at, r) = self.resolve_at(r, format!("{op_at}/responses/{}", escape(status)));
+            let media = r.get("content").and_then(Value::as_object).into_iter().flatten();
+            let content = media.clone().map(|(mt, media)| (media_type(mt), media.get("schema").cloned())).collect();
+            let content_at = media.map(|(mt, _)| format!("{r_at}/content/{}/schema", escape(mt))).collect();
             let headers = r
                 .get("headers")
                 .and_then(Value::as_object)
@@ -229,19 +242,22 @@ impl Contract {
                 .flatten()
                 .filter(|(name, _)| !name.eq_ignore_ascii_case("content-type"))
                 .map(|(name, h)| {
-                    let h = self.resolve(h);
+                    let (at, h) = self.resolve_at(h, format!("{r_at}/headers/{}", escape(name)));
                     HeaderDef {
+                        at,
                         name: name.clone(),
                         required: h.get("required").and_then(Value::as_bool).unwrap_or(false),
                         schema: h.get("schema").cloned(),
                     }
                 })
                 .collect();
-            responses.push((status.clone(), ResponseDef { content, headers }));
+            responses.push((status.clone(), ResponseDef { content, content_at, headers }));
         }
         responses.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(Operation {
             id: id.to_owned(),
+            at: op_at,
+            request_body_at,
             method: method.to_uppercase(),
             path: path.to_owned(),
             parameters,
@@ -352,6 +368,23 @@ impl Contract {
             }
         }
         cur
+    }
+
+    /// [`Contract::resolve`], also giving the pointer of what it lands on
+    /// (`at` itself when `v` is no reference), so shared components are
+    /// named where they are defined.
+    pub fn resolve_at<'a>(&'a self, v: &'a Value, at: String) -> (String, &'a Value) {
+        let (mut at, mut cur) = (at, v);
+        for _ in 0..MAX_DEPTH {
+            match cur.get("$ref").and_then(Value::as_str) {
+                Some(r) => match self.pointer(r) {
+                    Some(target) => (at, cur) = (r.to_owned(), target),
+                    None => return (r.to_owned(), &Value::Null),
+                },
+                None => break,
+            }
+        }
+        (at, cur)
     }
 
     pub(super) fn pointer(&self, reference: &str) -> Option<&Value> {
@@ -498,7 +531,7 @@ impl Contract {
 }
 
 /// The documented response for `status`: exact, then `4XX`-style, then `default`.
-fn response_for(op: &Operation, status: u16) -> Option<&ResponseDef> {
+pub(crate) fn response_for(op: &Operation, status: u16) -> Option<&ResponseDef> {
     let exact = status.to_string();
     let range = format!("{}XX", status / 100);
     let find = |key: &str| op.responses.iter().find(|(s, _)| s.eq_ignore_ascii_case(key)).map(|(_, d)| d);
@@ -531,7 +564,7 @@ pub fn media_type(header: &str) -> String {
     header.split(';').next().unwrap_or(header).trim().to_ascii_lowercase()
 }
 
-fn media_matches(documented: &str, actual: &str) -> bool {
+pub(crate) fn media_matches(documented: &str, actual: &str) -> bool {
     documented == actual
         || documented == "*/*"
         || documented.strip_suffix("/*").is_some_and(|major| actual.split('/').next() == Some(major))

@@ -7,6 +7,7 @@
 //! what was generated from the previous one.
 
 pub mod checker;
+pub mod coverage;
 pub mod negative;
 pub mod recorder;
 pub mod report;
@@ -18,6 +19,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 
 pub use checker::Contract;
+pub use coverage::{Coverage, Thresholds};
 pub use report::Report;
 pub use scenario::{Harness, Options};
 
@@ -29,7 +31,14 @@ pub fn workspace_root() -> PathBuf {
 
 /// `cargo xtask contract`: the scenario against any running deployment, with
 /// no control over its dependencies (the 5xx statuses are marked unreachable).
-pub fn command(opts: &Options, spec: Option<PathBuf>, junit: Option<PathBuf>) -> Result<()> {
+/// Below a keyword-coverage threshold of `min_coverage` the run fails.
+pub fn command(
+    opts: &Options,
+    spec: Option<PathBuf>,
+    junit: Option<PathBuf>,
+    min_coverage: &Thresholds,
+    coverage_details: bool,
+) -> Result<()> {
     let contract = match spec {
         Some(path) => Contract::load(&path)?,
         None => Contract::workspace()?,
@@ -39,8 +48,9 @@ pub fn command(opts: &Options, spec: Option<PathBuf>, junit: Option<PathBuf>) ->
         .enable_all()
         .build()
         .context("starting the Tokio runtime")?;
-    let report = runtime.block_on(scenario::run(&contract, opts, None))?;
-    print(&report);
+    let mut report = runtime.block_on(scenario::run(&contract, opts, None))?;
+    report.coverage.thresholds = min_coverage.clone();
+    print(&report, coverage_details);
     if let Some(path) = junit {
         std::fs::write(&path, report.junit()).with_context(|| format!("writing {}", path.display()))?;
         println!("JUnit XML: {}", path.display());
@@ -51,8 +61,9 @@ pub fn command(opts: &Options, spec: Option<PathBuf>, junit: Option<PathBuf>) ->
     Ok(())
 }
 
-/// The coverage table, then every failure and gap.
-pub fn print(report: &Report) {
+/// The coverage table, then every failure and gap, then the keyword
+/// coverage (with `details`, every item not exercised).
+pub fn print(report: &Report, details: bool) {
     println!("{}", report.table());
     for c in report.failed_checks() {
         if let report::Outcome::Fail(reasons) = &c.outcome {
@@ -65,5 +76,9 @@ pub fn print(report: &Report) {
     for gap in report.gaps() {
         println!("NOT EXERCISED {gap}");
     }
+    if details {
+        print!("{}", report.coverage.details());
+    }
+    println!("{}", report.coverage.table());
     println!("{}", report.summary());
 }

@@ -24,15 +24,36 @@ struct Cli {
     /// The contract to check against (default: spec/openapi.yaml).
     #[arg(long)]
     spec: Option<std::path::PathBuf>,
-    /// Also write JUnit XML here (one testcase per check and per documented status).
+    /// Also write JUnit XML here (one testcase per check and per documented
+    /// status, and a `keyword-coverage` testsuite).
     #[arg(long)]
     junit: Option<std::path::PathBuf>,
+    /// Fail when keyword coverage is below PCT percent: `PCT` for every
+    /// category, or `CATEGORY=PCT` for one (statuses, headers, constraints,
+    /// enums, responses). Repeatable.
+    #[arg(long, value_name = "PCT", value_parser = threshold)]
+    min_coverage: Vec<String>,
+    /// List every keyword-coverage item not exercised, by JSON pointer.
+    #[arg(long)]
+    coverage_details: bool,
+}
+
+/// One `--min-coverage` value, checked when the arguments are parsed.
+fn threshold(s: &str) -> Result<String, String> {
+    spec_contract::Thresholds::default().add(s).map(|()| s.to_owned())
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let opts = spec_contract::Options { base_url: cli.base_url, token: cli.token, expired_token: cli.expired_token };
-    match spec_contract::command(&opts, cli.spec, cli.junit) {
+    let mut min = spec_contract::Thresholds::default();
+    for t in &cli.min_coverage {
+        if let Err(e) = min.add(t) {
+            eprintln!("error: --min-coverage {t}: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    }
+    match spec_contract::command(&opts, cli.spec, cli.junit, &min, cli.coverage_details) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -695,7 +695,7 @@ fn param_string(v: &Value) -> Option<String> {
 
 /// A parameter string read the way its schema types it (what the server
 /// does before validating); unparseable text stays a string.
-fn coerce(schema: &Value, text: &str) -> Value {
+pub(crate) fn coerce(schema: &Value, text: &str) -> Value {
     match schema.get("type").and_then(Value::as_str) {
         Some("integer") => text
             .parse::<i64>()

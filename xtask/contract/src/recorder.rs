@@ -26,6 +26,9 @@ pub struct Exchange {
     pub headers: Vec<(String, String)>,
     /// Set when the upstream could not be reached; `status` is then 0.
     pub error: Option<String>,
+    /// What was sent, for keyword coverage (which enum values a request used).
+    pub request_headers: Vec<(String, String)>,
+    pub request_body: Vec<u8>,
 }
 
 impl Exchange {
@@ -140,6 +143,7 @@ impl Endpoint for Forward {
         let mut headers = req.headers().clone();
         strip_hop_by_hop(&mut headers);
         let body = req.into_body().into_bytes().await?;
+        let request = Sent { headers: pairs(&headers), body: body.to_vec() };
         let sent = self
             .http
             .request(method.clone(), format!("{}{path}", self.origin))
@@ -149,13 +153,15 @@ impl Endpoint for Forward {
             .await;
         let upstream = match sent {
             Ok(r) => r,
-            Err(e) => return Ok(self.failed(method.as_str(), path, format!("{e}"))),
+            Err(e) => return Ok(self.failed(method.as_str(), path, format!("{e}"), request)),
         };
         let status = upstream.status();
         let mut headers = upstream.headers().clone();
         let bytes = match upstream.bytes().await {
             Ok(b) => b,
-            Err(e) => return Ok(self.failed(method.as_str(), path, format!("reading the response body: {e}"))),
+            Err(e) => {
+                return Ok(self.failed(method.as_str(), path, format!("reading the response body: {e}"), request));
+            }
         };
         self.record(Exchange {
             method: method.as_str().to_owned(),
@@ -163,11 +169,10 @@ impl Endpoint for Forward {
             status: status.as_u16(),
             content_type: headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned),
             body: bytes.to_vec(),
-            headers: headers
-                .iter()
-                .map(|(n, v)| (n.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
-                .collect(),
+            headers: pairs(&headers),
             error: None,
+            request_headers: request.headers,
+            request_body: request.body,
         });
         strip_hop_by_hop(&mut headers);
         let mut resp = Response::builder().status(status).body(bytes);
@@ -177,7 +182,7 @@ impl Endpoint for Forward {
 }
 
 impl Forward {
-    fn failed(&self, method: &str, path: String, error: String) -> Response {
+    fn failed(&self, method: &str, path: String, error: String, sent: Sent) -> Response {
         self.record(Exchange {
             method: method.to_owned(),
             path,
@@ -186,7 +191,20 @@ impl Forward {
             body: Vec::new(),
             headers: Vec::new(),
             error: Some(error.clone()),
+            request_headers: sent.headers,
+            request_body: sent.body,
         });
         Response::builder().status(StatusCode::BAD_GATEWAY).body(error)
     }
+}
+
+/// The request as forwarded.
+struct Sent {
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+/// Headers as `(lower-case name, value)`; a value that is not visible ASCII is read lossily.
+fn pairs(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers.iter().map(|(n, v)| (n.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned())).collect()
 }

@@ -1,10 +1,10 @@
 //! What a contract run found: one check per request (passed, failed or
-//! skipped with a reason) and the coverage of operation × documented status,
-//! rendered as a table for people and as JUnit XML for CI.
+//! skipped with a reason), the coverage of operation × documented status and
+//! the keyword coverage, rendered as tables for people and as JUnit XML for CI.
 
 use std::fmt::Write as _;
 
-use super::checker::Contract;
+use super::{checker::Contract, coverage::Coverage};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -37,6 +37,8 @@ struct Cell {
 
 struct Row {
     operation: String,
+    /// The operation's pointer, for keyword coverage.
+    at: String,
     /// Documented status keys (`200`, `4XX`, `default`) and their cells.
     cells: Vec<(String, Cell)>,
 }
@@ -44,6 +46,8 @@ struct Row {
 pub struct Report {
     pub checks: Vec<Check>,
     rows: Vec<Row>,
+    /// Which keywords of the contract the run exercised (thresholds included).
+    pub coverage: Coverage,
 }
 
 impl Report {
@@ -54,28 +58,37 @@ impl Report {
             .iter()
             .map(|op| Row {
                 operation: op.id.clone(),
+                at: op.at.clone(),
                 cells: op.responses.iter().map(|(s, _)| (s.clone(), Cell::default())).collect(),
             })
             .collect();
-        Report { checks: Vec::new(), rows }
+        Report { checks: Vec::new(), rows, coverage: Coverage::inventory(contract) }
     }
 
     fn cell(&mut self, operation: &str, status: u16) -> Option<&mut Cell> {
+        self.cell_at(operation, status).map(|(_, _, cell)| cell)
+    }
+
+    /// The cell with its operation's pointer and its status key.
+    fn cell_at(&mut self, operation: &str, status: u16) -> Option<(&str, &str, &mut Cell)> {
         let row = self.rows.iter_mut().find(|r| r.operation == operation)?;
         let exact = status.to_string();
         let range = format!("{}XX", status / 100);
         let i = [exact.as_str(), range.as_str(), "default"]
             .iter()
             .find_map(|key| row.cells.iter().position(|(s, _)| s.eq_ignore_ascii_case(key)))?;
-        Some(&mut row.cells[i].1)
+        let (key, cell) = &mut row.cells[i];
+        Some((row.at.as_str(), key.as_str(), cell))
     }
 
     pub fn push(&mut self, check: Check) {
         if let Some(status) = check.status {
             let passed = check.outcome == Outcome::Pass;
-            if let Some(cell) = self.cell(&check.operation, status) {
+            if let Some((at, key, cell)) = self.cell_at(&check.operation, status) {
                 if passed {
                     cell.passed += 1;
+                    let (at, key) = (at.to_owned(), key.to_owned());
+                    self.coverage.status(&at, &key);
                 } else {
                     cell.failed += 1;
                 }
@@ -131,22 +144,28 @@ impl Report {
         out
     }
 
-    /// True when every check passed (or was skipped) and every documented
-    /// status was exercised or marked unreachable.
+    /// True when every check passed (or was skipped), every documented
+    /// status was exercised or marked unreachable, and keyword coverage
+    /// reached its thresholds.
     pub fn passed(&self) -> bool {
-        self.failed_checks().next().is_none() && self.gaps().is_empty()
+        self.failed_checks().next().is_none() && self.gaps().is_empty() && self.coverage.shortfalls().is_empty()
     }
 
     pub fn summary(&self) -> String {
         let count = |f: fn(&Outcome) -> bool| self.checks.iter().filter(|c| f(&c.outcome)).count();
-        format!(
+        let mut out = format!(
             "{} checks: {} passed, {} failed, {} skipped; {} documented statuses not exercised",
             self.checks.len(),
             count(|o| *o == Outcome::Pass),
             count(|o| matches!(o, Outcome::Fail(_))),
             count(|o| matches!(o, Outcome::Skip(_))),
             self.gaps().len()
-        )
+        );
+        for s in self.coverage.shortfalls() {
+            out.push_str("; ");
+            out.push_str(&s);
+        }
+        out
     }
 
     /// Operation × status, `✓n` exercised n times, `✗` only failed attempts,
@@ -242,14 +261,16 @@ impl Report {
             }
         }
         let total = self.checks.len();
+        let (keywords, kw_total, kw_failures) = self.coverage.junit_suite();
         format!(
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
              <testsuites name=\"contract\" tests=\"{}\" failures=\"{}\" skipped=\"{}\">\n\
              \x20 <testsuite name=\"contract.checks\" tests=\"{total}\" failures=\"{failures}\" skipped=\"{skipped}\">\n{cases}  </testsuite>\n\
              \x20 <testsuite name=\"contract.coverage\" tests=\"{cov_total}\" failures=\"{cov_failures}\" skipped=\"{cov_skipped}\">\n{coverage}  </testsuite>\n\
+             {keywords}\
              </testsuites>\n",
-            total + cov_total,
-            failures + cov_failures,
+            total + cov_total + kw_total,
+            failures + cov_failures + kw_failures,
             skipped + cov_skipped,
         )
     }

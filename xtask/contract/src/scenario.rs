@@ -14,6 +14,7 @@ use spec_api_client::{Client, Credentials, Error as ClientError, ResponseValue, 
 
 use super::{
     checker::{Contract, Operation},
+    coverage::Sent,
     negative::{Case, Generator, Request, TokenUse, VALIDATION_FAILED},
     recorder::{Exchange, Recorder},
     report::{Check, Outcome, Report},
@@ -81,6 +82,7 @@ pub async fn run(contract: &Contract, opts: &Options, mut harness: Option<&mut d
         email_task: None,
         answered: false,
         last_headers: Vec::new(),
+        last_rejected: None,
     };
     if !run.health_up("all dependencies up").await {
         let why = match run.report.failed_checks().next().map(|c| &c.outcome) {
@@ -210,6 +212,9 @@ struct Run<'a> {
     answered: bool,
     /// The headers of the last response.
     last_headers: Vec<(String, String)>,
+    /// What the last request answered with a 400 carried, and its
+    /// operation: recorded as a documented rejection, it exercises what it violates.
+    last_rejected: Option<(String, Sent)>,
 }
 
 fn blocking<T>(f: impl FnOnce() -> T) -> T {
@@ -235,6 +240,7 @@ impl Run<'_> {
     fn verdict(&mut self, want: &Want, send_error: Option<String>) -> Verdict {
         let exchanges = self.rec.take();
         self.answered = exchanges.last().is_some_and(|ex| ex.error.is_none());
+        self.last_rejected = None;
         let mut v = Verdict { status: None, contract: Vec::new(), expectation: Vec::new(), body: None };
         let Some(ex) = exchanges.last() else {
             let why = send_error.unwrap_or_else(|| "the client sent nothing".into());
@@ -253,6 +259,7 @@ impl Run<'_> {
         if let Err(mismatches) = self.contract.check_request(&ex.method, &ex.path, ex.response()) {
             v.contract.extend(mismatches.iter().map(ToString::to_string));
         }
+        self.observe(ex);
         match self.contract.find(&ex.method, &ex.path) {
             Some(op) if op.id == want.op => {}
             other => v.expectation.push(format!(
@@ -309,10 +316,36 @@ impl Run<'_> {
         v
     }
 
+    /// Keyword coverage of one checked exchange: what its response shows
+    /// and, when it was accepted, which enum values its request used.
+    fn observe(&mut self, ex: &Exchange) {
+        let contract = self.contract;
+        let Some(op) = contract.find(&ex.method, &ex.path) else { return };
+        self.report.coverage.response(contract, op, ex.response());
+        if (200..300).contains(&ex.status) {
+            self.report.coverage.accepted(contract, op, &Sent::from_exchange(contract, op, ex));
+        } else if ex.status == 400 {
+            self.last_rejected = Some((op.id.clone(), Sent::from_exchange(contract, op, ex)));
+        }
+    }
+
     fn record(&mut self, what: &str, want: &Want, v: Verdict) -> Option<Value> {
         let mut reasons = v.contract;
         reasons.extend(v.expectation);
         let outcome = if reasons.is_empty() { Outcome::Pass } else { Outcome::Fail(reasons) };
+        // A generated negative case or a scenario step alike: only a
+        // validation failure answered as documented exercises what it violates.
+        if let Some((op_id, sent)) = self.last_rejected.take()
+            && outcome == Outcome::Pass
+            && want.status == 400
+            && want.code == Some(VALIDATION_FAILED)
+            && op_id == want.op
+        {
+            let contract = self.contract;
+            if let Some(op) = contract.operation(&op_id) {
+                self.report.coverage.rejected(contract, op, &sent);
+            }
+        }
         self.report.push(Check {
             name: format!("{} {} {what}", want.op, want.status),
             operation: want.op.clone(),
@@ -603,6 +636,7 @@ impl Run<'_> {
             if let Err(m) = self.contract.check_request(&ex.method, &ex.path, ex.response()) {
                 reasons.extend(m.iter().map(ToString::to_string));
             }
+            self.observe(ex);
         }
         let winner = exchanges.iter().find(|ex| ex.status == 200);
         let new_etag = winner.and_then(|ex| ex.headers.iter().find(|(n, _)| n == "etag")).map(|(_, v)| v.clone());
