@@ -17,8 +17,9 @@ use crate::{
     devsvc::{PrivatePostgres, PrivateRedis},
     http::{App, PageTokenKey},
     listener,
+    queue::Backend,
     queue::Queue,
-    redis_pool::{RedisManager, RedisPool},
+    redis_pool::{RedisManager, RedisPool, RedisTarget},
 };
 
 /// The URLs in use, and the private instances behind them when none were
@@ -82,6 +83,8 @@ pub struct Pools {
     replicas: db::replicas::ReplicaPools,
     /// For the connections a pool cannot lend: the token revocation subscription.
     redis_url: String,
+    /// `REDIS_URL`, parsed: the queue's backend depends on it.
+    redis_target: RedisTarget,
 }
 
 impl Pools {
@@ -89,7 +92,9 @@ impl Pools {
     /// server starts (and `/health` reports) even with a dependency down.
     pub fn new(cfg: &Config, b: &Backends) -> Result<Pools> {
         let pg = db::pool(&b.database_url, cfg.pg_pool_max, cfg.pg_acquire_timeout(), cfg.pg_statement_timeout())?;
-        let manager = RedisManager::new(b.redis_url.as_str()).context("parsing REDIS_URL")?;
+        let redis_target = RedisTarget::parse(&b.redis_url)?;
+        let manager = RedisManager::for_target(&redis_target, cfg.queue_config().response_timeout)
+            .context("parsing REDIS_URL")?;
         let redis = bb8::Pool::builder()
             .max_size(cfg.redis_pool_max)
             .connection_timeout(cfg.pg_acquire_timeout())
@@ -106,7 +111,7 @@ impl Pools {
             cfg.pg_acquire_timeout(),
             cfg.pg_statement_timeout(),
         )?;
-        Ok(Pools { pg, redis, health_pg, health_redis, replicas, redis_url: b.redis_url.clone() })
+        Ok(Pools { pg, redis, health_pg, health_redis, replicas, redis_url: b.redis_url.clone(), redis_target })
     }
 
     /// Refuses (unless `REDIS_ALLOW_VOLATILE`) a Redis that may lose
@@ -159,8 +164,18 @@ impl Pools {
         db::migrate::migrate(&mut client).await
     }
 
-    pub fn queue(&self, cfg: &Config) -> Queue {
-        Queue::new(self.redis.clone(), cfg.queue_config())
+    /// The task queue: over the pool for one server; on a cluster over a cluster connection
+    /// of its own (`Backend::cluster_lazy`), whose client also opens the workers' blocking
+    /// connections with a response timeout longer than their wait.
+    pub fn queue(&self, cfg: &Config) -> Result<Queue> {
+        let q = cfg.queue_config();
+        let backend = match &self.redis_target {
+            RedisTarget::Single(_) => Backend::from(self.redis.clone()),
+            RedisTarget::Cluster(seeds) => Backend::cluster_lazy(
+                RedisTarget::cluster_client(seeds, q.response_timeout, None).context("REDIS_URL cluster client")?,
+            ),
+        };
+        Ok(Queue::new(backend, q))
     }
 
     pub fn tokens(&self, cfg: &Config) -> TokenVerifier {
@@ -188,7 +203,7 @@ impl Pools {
             health_pg: self.health_pg.clone(),
             health_redis: self.health_redis.clone(),
             tokens,
-            queue: self.queue(cfg),
+            queue: self.queue(cfg)?,
             health_timeout: cfg.health_timeout(),
             throughput: Arc::new(crate::queue::eta::Throughput::default()),
             page_tokens: PageTokenKey::new(cfg.page_token_key.as_deref()),

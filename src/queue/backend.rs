@@ -42,8 +42,9 @@ enum Conn {
     /// which is how the queue survives a Redis restart.
     Pool(RedisPool),
     /// Redis Cluster: the connection is multiplexed and reconnects itself;
-    /// the client is kept to open blocking connections.
-    Cluster(Box<(ClusterClient, ClusterConnection)>),
+    /// the client is kept to open blocking connections. Opened at the first
+    /// call ([`Backend::cluster_lazy`]) or at once ([`Backend::cluster`]).
+    Cluster(std::sync::Arc<(ClusterClient, tokio::sync::OnceCell<ClusterConnection>)>),
 }
 
 impl fmt::Debug for Backend {
@@ -65,7 +66,20 @@ impl Backend {
     /// Connects to a Redis Cluster through the given client.
     pub async fn cluster(client: ClusterClient) -> Result<Self> {
         let conn = client.get_async_connection().await?;
-        Ok(Backend(Conn::Cluster(Box::new((client, conn))), Tuning::default()))
+        let cell = tokio::sync::OnceCell::new_with(Some(conn));
+        Ok(Backend(Conn::Cluster(std::sync::Arc::new((client, cell))), Tuning::default()))
+    }
+
+    /// A cluster backend that connects at its first call, so a server starts (and reports on
+    /// `/health`) while the cluster is unreachable; a failed connect is tried again by the
+    /// next call.
+    pub fn cluster_lazy(client: ClusterClient) -> Self {
+        Backend(Conn::Cluster(std::sync::Arc::new((client, tokio::sync::OnceCell::new()))), Tuning::default())
+    }
+
+    /// The shared cluster connection, connecting it first if no call has yet.
+    async fn cluster_conn(c: &(ClusterClient, tokio::sync::OnceCell<ClusterConnection>)) -> Result<ClusterConnection> {
+        Ok(c.1.get_or_try_init(|| c.0.get_async_connection()).await?.clone())
     }
 
     /// The response timeout of every call (on a cluster, the cluster
@@ -86,7 +100,7 @@ impl Backend {
                     conn.set_response_timeout(self.1.response_timeout);
                     Ok(inv.invoke_async(&mut *conn).await?)
                 }
-                Conn::Cluster(c) => Ok(inv.invoke_async(&mut c.1.clone()).await?),
+                Conn::Cluster(c) => Ok(inv.invoke_async(&mut Self::cluster_conn(c).await?).await?),
             }
         })
         .await
@@ -101,7 +115,7 @@ impl Backend {
                     conn.set_response_timeout(self.1.response_timeout);
                     Ok(cmd.query_async(&mut *conn).await?)
                 }
-                Conn::Cluster(c) => Ok(cmd.query_async(&mut c.1.clone()).await?),
+                Conn::Cluster(c) => Ok(cmd.query_async(&mut Self::cluster_conn(c).await?).await?),
             }
         })
         .await
