@@ -86,6 +86,18 @@ pub struct Config {
     #[arg(long, env = "REDIS_RESPONSE_TIMEOUT_MS", default_value_t = 2000)]
     pub redis_response_timeout_ms: u64,
 
+    /// Replicas that must acknowledge each task submission before it is answered: after the
+    /// enqueue script, `WAIT n REDIS_WAIT_TIMEOUT_MS` on the same connection (on a cluster, on
+    /// the master holding the queue). 0 = answer once the master has it; a failover can then
+    /// lose the last writes (see the README's "Redis Cluster").
+    #[arg(long, env = "REDIS_WAIT_REPLICAS", default_value_t = 0)]
+    pub redis_wait_replicas: u32,
+
+    /// Longest `WAIT` for `REDIS_WAIT_REPLICAS`, in ms; fewer acknowledgements in time fail
+    /// the submission (an error answer, though the task may still run).
+    #[arg(long, env = "REDIS_WAIT_TIMEOUT_MS", default_value_t = 500)]
+    pub redis_wait_timeout_ms: u64,
+
     /// Prefix of every Redis key this service writes (queue and token cache).
     #[arg(long, env = "REDIS_PREFIX", default_value = "spec-server")]
     pub redis_prefix: String,
@@ -317,6 +329,8 @@ impl Config {
         let mut q = QueueConfig::new(format!("{}:queue", self.redis_prefix));
         q.lease = Duration::from_secs(self.queue_lease_secs.max(1));
         q.response_timeout = Duration::from_millis(self.redis_response_timeout_ms.max(1));
+        q.wait_replicas = self.redis_wait_replicas;
+        q.wait_timeout = Duration::from_millis(self.redis_wait_timeout_ms.max(1));
         q
     }
 }

@@ -171,9 +171,14 @@ impl Pools {
         let q = cfg.queue_config();
         let backend = match &self.redis_target {
             RedisTarget::Single(_) => Backend::from(self.redis.clone()),
-            RedisTarget::Cluster(seeds) => Backend::cluster_lazy(
-                RedisTarget::cluster_client(seeds, q.response_timeout, None).context("REDIS_URL cluster client")?,
-            ),
+            // The shared connection's timeout also covers each enqueue's WAIT.
+            RedisTarget::Cluster(seeds) => {
+                let wait = if q.wait_replicas > 0 { q.wait_timeout } else { std::time::Duration::ZERO };
+                Backend::cluster_lazy(
+                    RedisTarget::cluster_client(seeds, q.response_timeout + wait, None)
+                        .context("REDIS_URL cluster client")?,
+                )
+            }
         };
         Ok(Queue::new(backend, q))
     }

@@ -44,15 +44,26 @@ impl PrivateRedisCluster {
         self.nodes.iter().map(PrivateRedis::url).collect()
     }
 
-    /// Waits until every running node reports `cluster_state:ok` and knows all the others.
+    /// Waits until every running node reports `cluster_state:ok` and knows all the others,
+    /// and every replica is in sync with its master (until then a `WAIT` counts no replica).
     pub fn wait_until_ok(&self, timeout: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + timeout;
         let known = format!("cluster_known_nodes:{}", self.nodes.len());
         loop {
             let infos: Vec<Option<String>> =
                 self.nodes.iter().filter(|n| n.pid().is_some()).map(|n| cluster_info(n.port())).collect();
-            if infos.iter().all(|i| i.as_deref().is_some_and(|i| i.contains("cluster_state:ok") && i.contains(&known)))
-            {
+            let clustered = infos
+                .iter()
+                .all(|i| i.as_deref().is_some_and(|i| i.contains("cluster_state:ok") && i.contains(&known)));
+            let synced = || {
+                self.nodes.iter().filter(|n| n.pid().is_some()).all(|n| {
+                    info(n.port(), "replication").is_some_and(|r| {
+                        r.contains("role:master")
+                            || (r.contains("master_link_status:up") && r.contains("master_sync_in_progress:0"))
+                    })
+                })
+            };
+            if clustered && synced() {
                 return Ok(());
             }
             if Instant::now() > deadline {
@@ -61,6 +72,14 @@ impl PrivateRedisCluster {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// `INFO section` of the node on `port`, `None` if it does not answer.
+pub fn info(port: u16, section: &str) -> Option<String> {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).ok()?;
+    let mut conn = client.get_connection_with_timeout(Duration::from_millis(500)).ok()?;
+    conn.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
+    redis::cmd("INFO").arg(section).query(&mut conn).ok()
 }
 
 /// `CLUSTER INFO` of the node on `port`, `None` if it does not answer.

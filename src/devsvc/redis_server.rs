@@ -142,6 +142,8 @@ impl PrivateRedis {
             // A small node timeout so a killed master is replaced within about a second.
             launch = launch
                 .args(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"])
+                // A replica's first sync would otherwise wait 5 s for more replicas to join it.
+                .args(["--repl-diskless-sync-delay", "0"])
                 .args(["--cluster-node-timeout", "1000", "--cluster-port"])
                 .arg(bus.to_string());
         }

@@ -88,9 +88,9 @@ fn records(Query(_q): Query<HashMap<String, String>>) -> Response {
         .body(json!({ "records": records, "next_cursor": null }).to_string())
 }
 
-fn submit(port: u16, token: &str, path: &str, body: Value) -> String {
-    let (status, resp) = http(port, "POST", path, Some(token), Some(&body)).unwrap();
-    assert_eq!(status, 200, "{path}: {resp}");
+fn submit(server: (&Launched, u16), token: &str, path: &str, body: Value) -> String {
+    let (status, resp) = http(server.1, "POST", path, Some(token), Some(&body)).unwrap();
+    assert_eq!(status, 200, "{path}: {resp}\n{}", server.0.log_tail());
     resp["data"]["task_id"].as_str().unwrap().to_owned()
 }
 
@@ -132,6 +132,9 @@ async fn serve_and_worker_run_on_a_redis_cluster() {
         // Long enough that only the revocation message can explain a prompt refusal.
         ("TOKEN_LOCAL_CACHE_MS", "600000".to_owned()),
         ("QUEUE_LEASE_SECS", "2".to_owned()),
+        // Each submission waits for the queue master's replica (WAIT routed by the hash tag).
+        ("REDIS_WAIT_REPLICAS", "1".to_owned()),
+        ("REDIS_WAIT_TIMEOUT_MS", "2000".to_owned()),
         ("LOG", "info".to_owned()),
     ]
     .into_iter()
@@ -161,9 +164,10 @@ async fn serve_and_worker_run_on_a_redis_cluster() {
         assert_eq!((status, health["redis"].as_str()), (200, Some("up")), "{health}");
 
         // Tasks submitted to either server complete.
-        let email = submit(pa, &token, "/tasks/email", json!({"to": "a@example.com", "subject": "s", "body": "b"}));
+        let email =
+            submit((&a, pa), &token, "/tasks/email", json!({"to": "a@example.com", "subject": "s", "body": "b"}));
         let sync = submit(
-            pb,
+            (&b, pb),
             &token,
             "/tasks/sync",
             json!({"sync_type": "sim_status", "start_date": "2025-11-01", "end_date": "2025-11-02", "priority": "critical"}),
