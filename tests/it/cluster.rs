@@ -66,6 +66,65 @@ fn start_server(env: &[(String, String)], dir: &Path, name: &str) -> (Launched, 
     (server, port)
 }
 
+/// `spec-server worker` with `env`, its log in `dir/<name>.log`.
+fn start_worker(env: &[(String, String)], dir: &Path, name: &str) -> Launched {
+    spec_server(&["worker"])
+        .env_remove("SMTP_URL")
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .log_to(dir.join(format!("{name}.log")))
+        .spawn()
+        .unwrap()
+}
+
+/// The deployment's settings: the database, the cluster, a fresh prefix, mail to `dir/mail`.
+fn deployment_env(
+    db_url: &str,
+    cluster: &PrivateRedisCluster,
+    dir: &Path,
+    more: &[(&str, &str)],
+) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = [
+        ("DATABASE_URL", db_url.to_owned()),
+        ("REDIS_URL", cluster.url()),
+        ("REDIS_PREFIX", format!("cl{}", uuid::Uuid::new_v4().simple())),
+        ("MAIL_DIR", dir.join("mail").display().to_string()),
+        ("QUEUE_LEASE_SECS", "2".to_owned()),
+        // Each submission waits for the queue master's replica (WAIT routed by the hash tag).
+        ("REDIS_WAIT_REPLICAS", "1".to_owned()),
+        ("REDIS_WAIT_TIMEOUT_MS", "2000".to_owned()),
+        ("LOG", "info".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    env.extend(more.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+    env
+}
+
+/// Starts the cluster, or `None` (after saying why) where redis-server cannot run one.
+async fn start_cluster() -> Option<PrivateRedisCluster> {
+    match tokio::task::spawn_blocking(|| PrivateRedisCluster::start(3, 1)).await.unwrap() {
+        Ok(c) => Some(c),
+        Err(e) if format!("{e:#}").contains("cluster-enabled") || format!("{e:#}").contains("redis-cli") => {
+            println!("skipping the Redis Cluster test: this redis-server cannot run a cluster: {e:#}");
+            None
+        }
+        Err(e) => panic!("starting the Redis Cluster: {e:#}"),
+    }
+}
+
+/// The index of the master node owning `key`'s slot: the one node that answers a plain
+/// (non-cluster) `TYPE key` instead of redirecting.
+fn owner_of(cluster: &PrivateRedisCluster, key: &str) -> Option<usize> {
+    cluster.nodes.iter().position(|n| {
+        n.pid().is_some()
+            && redis::Client::open(n.url())
+                .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(300)))
+                .and_then(|mut conn| redis::cmd("TYPE").arg(key).query::<String>(&mut conn))
+                .is_ok()
+    })
+}
+
 fn wait_for(what: &str, timeout: Duration, logs: &[&Launched], mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !done() {
@@ -102,14 +161,7 @@ fn task_state(port: u16, token: &str, id: &str) -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_and_worker_run_on_a_redis_cluster() {
     let started = Instant::now();
-    let cluster = match tokio::task::spawn_blocking(|| PrivateRedisCluster::start(3, 1)).await.unwrap() {
-        Ok(c) => c,
-        Err(e) if format!("{e:#}").contains("cluster-enabled") || format!("{e:#}").contains("redis-cli") => {
-            println!("skipping the Redis Cluster test: this redis-server cannot run a cluster: {e:#}");
-            return;
-        }
-        Err(e) => panic!("starting the Redis Cluster: {e:#}"),
-    };
+    let Some(cluster) = start_cluster().await else { return };
     println!("cluster up in {:?}", started.elapsed());
     let db = test_database().await.unwrap();
     let (_, token) = tokens::token_issue(db.pool(), "cluster", None, None).await.unwrap();
@@ -123,34 +175,20 @@ async fn serve_and_worker_run_on_a_redis_cluster() {
 
     let dir = tempfile::tempdir().unwrap();
     let mail = dir.path().join("mail");
-    let env: Vec<(String, String)> = [
-        ("DATABASE_URL", db.url().to_owned()),
-        ("REDIS_URL", cluster.url()),
-        ("REDIS_PREFIX", format!("cl{}", uuid::Uuid::new_v4().simple())),
-        ("MAIL_DIR", mail.display().to_string()),
-        ("SYNC_SOURCE_URL", format!("http://{upstream}")),
-        // Long enough that only the revocation message can explain a prompt refusal.
-        ("TOKEN_LOCAL_CACHE_MS", "600000".to_owned()),
-        ("QUEUE_LEASE_SECS", "2".to_owned()),
-        // Each submission waits for the queue master's replica (WAIT routed by the hash tag).
-        ("REDIS_WAIT_REPLICAS", "1".to_owned()),
-        ("REDIS_WAIT_TIMEOUT_MS", "2000".to_owned()),
-        ("LOG", "info".to_owned()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
+    let source = format!("http://{upstream}");
+    // A local cache long enough that only the revocation message can explain a prompt refusal.
+    let env = deployment_env(
+        db.url(),
+        &cluster,
+        dir.path(),
+        &[("SYNC_SOURCE_URL", &source), ("TOKEN_LOCAL_CACHE_MS", "600000")],
+    );
     let env_clone = env.clone();
     let dir_path = dir.path().to_owned();
     let (a, b, worker) = tokio::task::spawn_blocking(move || {
         let (a, pa) = start_server(&env_clone, &dir_path, "serve-a");
         let (b, pb) = start_server(&env_clone, &dir_path, "serve-b");
-        let worker = spec_server(&["worker"])
-            .env_remove("SMTP_URL")
-            .envs(env_clone.iter().map(|(k, v)| (k, v)))
-            .log_to(dir_path.join("worker.log"))
-            .spawn()
-            .unwrap();
+        let worker = start_worker(&env_clone, &dir_path, "worker");
         ((a, pa), (b, pb), worker)
     })
     .await
@@ -200,4 +238,60 @@ async fn serve_and_worker_run_on_a_redis_cluster() {
     drop((a, b, worker));
     upstream_task.abort();
     drop(cluster);
+}
+
+/// A master killed (SIGKILL) with acknowledged tasks on it: its replica takes over and every
+/// task submitted before the kill (each acknowledged after `WAIT 1`) completes; the old master,
+/// restarted, rejoins as a replica, and submissions acknowledged by it work again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_acknowledged_task_is_lost_when_the_queue_master_fails_over() {
+    let started = Instant::now();
+    let Some(mut cluster) = start_cluster().await else { return };
+    let db = test_database().await.unwrap();
+    let (_, token) = tokens::token_issue(db.pool(), "failover", None, None).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let env = deployment_env(db.url(), &cluster, dir.path(), &[]);
+    let prefix = env.iter().find(|(k, _)| k == "REDIS_PREFIX").unwrap().1.clone();
+    let queue_key = format!("{{{prefix}:queue}}");
+    tokio::task::block_in_place(|| {
+        let (a, pa) = start_server(&env, dir.path(), "serve");
+        let email = |n: usize| json!({"to": "a@example.com", "subject": format!("s{n}"), "body": "b"});
+        // No worker yet: the tasks wait in the queue, on its master.
+        let ids: Vec<String> = (0..20).map(|n| submit((&a, pa), &token, "/tasks/email", email(n))).collect();
+        let master = owner_of(&cluster, &queue_key).expect("a master owns the queue's slot");
+        let pid = cluster.nodes[master].pid().unwrap();
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap()), nix::sys::signal::SIGKILL)
+            .unwrap();
+        let killed_at = Instant::now();
+        wait_for("a replica owns the queue's slot", Duration::from_secs(20), &[&a], || {
+            owner_of(&cluster, &queue_key).is_some_and(|m| m != master)
+        });
+        println!("replica promoted {:?} after the kill", killed_at.elapsed());
+
+        let worker = start_worker(&env, dir.path(), "worker");
+        for id in &ids {
+            wait_for(
+                &format!("task {id} completed after the failover"),
+                Duration::from_secs(20),
+                &[&a, &worker],
+                || task_state(pa, &token, id).as_deref() == Some("completed"),
+            );
+        }
+        println!("all 20 tasks acknowledged before the kill completed at {:?}", started.elapsed());
+
+        // The promoted master has no replica now, so WAIT 1 cannot succeed: the old master,
+        // restarted from its AOF and nodes.conf, rejoins as its replica.
+        cluster.nodes[master].restart().unwrap();
+        cluster.wait_until_ok(Duration::from_secs(20)).unwrap();
+        let after = submit((&a, pa), &token, "/tasks/email", email(99));
+        wait_for("the task submitted after the failover completed", Duration::from_secs(20), &[&a, &worker], || {
+            task_state(pa, &token, &after).as_deref() == Some("completed")
+        });
+        let t = Instant::now();
+        wait_for("/health reports Redis up again", Duration::from_secs(20), &[&a], || {
+            http(pa, "GET", "/health", None, None).is_some_and(|(s, h)| s == 200 && h["redis"] == "up")
+        });
+        println!("health up after {:?}", t.elapsed());
+    });
+    println!("total {:?}", started.elapsed());
 }
