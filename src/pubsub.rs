@@ -161,3 +161,91 @@ async fn follow_cluster<S: Subscriber>(seeds: &[String], channel: &str, what: &s
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use std::sync::{Arc, Mutex};
+    use std::time::Instant;
+
+    use super::*;
+    use crate::devsvc::PrivateRedisCluster;
+    use crate::redis_pool::{RedisManager, RedisPool};
+
+    #[derive(Default)]
+    struct Recorder(Mutex<(bool, Vec<String>)>);
+
+    impl Subscriber for Recorder {
+        fn subscribed(&self) {
+            self.0.lock().unwrap().0 = true;
+        }
+        fn message(&self, msg: &redis::Msg) {
+            self.0.lock().unwrap().1.push(msg.get_payload().unwrap());
+        }
+        fn unsubscribed(&self) {
+            self.0.lock().unwrap().0 = false;
+        }
+    }
+
+    async fn until(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting until {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Publishes `payload` until the recorder has it (a message published while the
+    /// subscription moves is lost by design; the owner is told it is unsubscribed meanwhile).
+    async fn delivered(pool: &RedisPool, channel: &str, rec: &Recorder, payload: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(mut conn) = pool.get().await {
+                let _ = conn.publish(channel, payload).await;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if rec.0.lock().unwrap().1.iter().any(|p| p == payload) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{payload} never arrived");
+        }
+    }
+
+    /// Sharded pub/sub on a cluster, and again after the master owning the channel's slot
+    /// is SIGKILLed and its replica promoted: the owner is told it was unsubscribed, then
+    /// subscribed again, and messages flow once more.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_cluster_subscription_survives_a_failover() {
+        let mut cluster = tokio::task::spawn_blocking(|| PrivateRedisCluster::start(3, 1)).await.unwrap().unwrap();
+        let url = cluster.url();
+        let RedisTarget::Cluster(seeds) = RedisTarget::parse(&url).unwrap() else { panic!("{url} is a cluster") };
+        let channel = format!("t{}:chan", uuid::Uuid::new_v4().simple());
+        let rec = Arc::new(Recorder::default());
+        tokio::spawn(follow(Source::open(&url).unwrap(), channel.clone(), "test messages", Arc::downgrade(&rec)));
+        let manager = RedisManager::for_target(&RedisTarget::Cluster(seeds), Duration::from_secs(2)).unwrap();
+        let pool: RedisPool = bb8::Pool::builder().max_size(2).build_unchecked(manager);
+        until("subscribed", 10, || rec.0.lock().unwrap().0).await;
+        delivered(&pool, &channel, &rec, "before").await;
+
+        // The master that answers PUBSUB SHARDNUMSUB for the channel with 1 holds it.
+        let owner = cluster
+            .nodes
+            .iter()
+            .position(|n| {
+                let mut c = redis::Client::open(n.url()).unwrap().get_connection().unwrap();
+                let v: Vec<redis::Value> =
+                    redis::cmd("PUBSUB").arg("SHARDNUMSUB").arg(&channel).query(&mut c).unwrap_or_default();
+                matches!(v.get(1), Some(redis::Value::Int(1)))
+            })
+            .expect("a node has the subscriber");
+        let pid = cluster.nodes[owner].pid().unwrap();
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap()), nix::sys::signal::SIGKILL)
+            .unwrap();
+        until("told it is unsubscribed", 10, || !rec.0.lock().unwrap().0).await;
+        let killed = Instant::now();
+        delivered(&pool, &channel, &rec, "after").await;
+        assert!(rec.0.lock().unwrap().0, "subscribed again");
+        println!("messages flow again {:?} after the subscription was lost", killed.elapsed());
+        cluster.nodes[owner].stop().ok();
+    }
+}
