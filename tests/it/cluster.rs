@@ -3,7 +3,9 @@
 //! `REDIS_URL=redis+cluster://…`. Email and sync tasks submitted over HTTP complete; a token
 //! revoked through the CLI is refused at once by a server that had it in its process-local
 //! cache (the revocation travels over sharded pub/sub); `/health` reports Redis up; and after
-//! the master holding the queue is killed and its replica promoted, new tasks still complete.
+//! the master holding the queue is killed and its replica promoted, every task acknowledged
+//! before (under `WAIT 1`) completes, a submission no replica can acknowledge is refused, and
+//! once the old master is back as a replica submissions work again.
 
 // Helpers outside #[test] fns unwrap too: a panic is a failure with a location.
 #![allow(clippy::unwrap_used)]
@@ -91,7 +93,7 @@ fn deployment_env(
         ("QUEUE_LEASE_SECS", "2".to_owned()),
         // Each submission waits for the queue master's replica (WAIT routed by the hash tag).
         ("REDIS_WAIT_REPLICAS", "1".to_owned()),
-        ("REDIS_WAIT_TIMEOUT_MS", "2000".to_owned()),
+        ("REDIS_WAIT_TIMEOUT_MS", "1000".to_owned()),
         ("LOG", "info".to_owned()),
     ]
     .into_iter()
@@ -241,8 +243,9 @@ async fn serve_and_worker_run_on_a_redis_cluster() {
 }
 
 /// A master killed (SIGKILL) with acknowledged tasks on it: its replica takes over and every
-/// task submitted before the kill (each acknowledged after `WAIT 1`) completes; the old master,
-/// restarted, rejoins as a replica, and submissions acknowledged by it work again.
+/// task submitted before the kill (each acknowledged after `WAIT 1`) completes; with no
+/// replica left a submission is refused; the old master, restarted, rejoins as a replica,
+/// and submissions acknowledged by it work again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_acknowledged_task_is_lost_when_the_queue_master_fails_over() {
     let started = Instant::now();
@@ -279,8 +282,14 @@ async fn no_acknowledged_task_is_lost_when_the_queue_master_fails_over() {
         }
         println!("all 20 tasks acknowledged before the kill completed at {:?}", started.elapsed());
 
-        // The promoted master has no replica now, so WAIT 1 cannot succeed: the old master,
-        // restarted from its AOF and nodes.conf, rejoins as its replica.
+        // The promoted master has no replica now, so WAIT 1 cannot succeed: the submission
+        // is refused rather than acknowledged unsafely.
+        let (status, resp) = http(pa, "POST", "/tasks/email", Some(&token), Some(&email(98))).unwrap();
+        assert_eq!((status, resp["code"].as_i64()), (500, Some(5000)), "{resp}");
+        wait_for("the refusal is logged", Duration::from_secs(5), &[&a], || {
+            a.log().contains("within the WAIT timeout")
+        });
+        // The old master, restarted from its AOF and nodes.conf, rejoins as its replica.
         cluster.nodes[master].restart().unwrap();
         cluster.wait_until_ok(Duration::from_secs(20)).unwrap();
         let after = submit((&a, pa), &token, "/tasks/email", email(99));
