@@ -24,7 +24,10 @@ pub struct Config {
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<String>,
 
-    /// Redis URL. Unset: a private redis-server is started likewise.
+    /// Redis URL: `redis://host:port` for one server, or
+    /// `redis+cluster://host1:port1,host2:port2` (seed nodes) for a Redis Cluster, which
+    /// every Redis user of the binary then goes through. Unset: a private redis-server is
+    /// started likewise.
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: Option<String>,
 
@@ -61,7 +64,8 @@ pub struct Config {
     #[arg(long, env = "PG_STATEMENT_TIMEOUT_MS", default_value_t = 5000)]
     pub pg_statement_timeout_ms: u64,
 
-    /// Most Redis connections in the pool (blocking worker connections are extra).
+    /// Most Redis connections in the pool (blocking worker connections are extra). On a
+    /// cluster, most concurrent checkouts of the one shared cluster connection.
     #[arg(long, env = "REDIS_POOL_MAX", default_value_t = 32)]
     pub redis_pool_max: u32,
 
