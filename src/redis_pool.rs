@@ -154,6 +154,25 @@ impl RedisConn {
         }
     }
 
+    /// `CONFIG GET name` on every node: `[("", value)]` for one server, `(address, value)` for
+    /// each master of a cluster (redis-rs fans out only to nodes it holds connections to,
+    /// which without `read_from_replicas` are the masters).
+    pub async fn config_get_everywhere(&mut self, name: &str) -> RedisResult<Vec<(String, String)>> {
+        let mut cmd = redis::cmd("CONFIG");
+        cmd.arg("GET").arg(name);
+        let value_of = |pair: Vec<String>| pair.get(1).cloned().unwrap_or_default();
+        match &mut self.inner {
+            Inner::Single(c) => Ok(vec![(String::new(), value_of(cmd.query_async(c).await?))]),
+            Inner::Cluster(c) => {
+                use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo};
+                let reply =
+                    c.route_command(cmd, RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None))).await?;
+                let per_node: Vec<(String, Vec<String>)> = redis::from_redis_value(reply)?;
+                Ok(per_node.into_iter().map(|(node, pair)| (node, value_of(pair))).collect())
+            }
+        }
+    }
+
     /// PUBLISH `payload` on `channel`, or SPUBLISH on a cluster: a sharded channel lives on
     /// the one shard owning its slot instead of being broadcast over the cluster bus to every
     /// node, and subscribers ([`crate::pubsub::follow`]) SSUBSCRIBE there. A cluster older

@@ -5,7 +5,6 @@ use std::{future::Future, sync::Arc, time::Instant};
 
 use anyhow::{Context, Result};
 use api_server::{ErrorCode, rt};
-use bb8_redis::redis;
 use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response, http::HeaderValue};
 use tokio::net::TcpListener;
 use tracing::Instrument;
@@ -121,27 +120,35 @@ impl Pools {
     /// managed services), a warning instead.
     pub async fn check_redis_durability(&self, cfg: &Config) -> Result<()> {
         let mut conn = self.redis.get().await.context("connecting to Redis to check its settings")?;
-        let mut get = async |name: &str| -> redis::RedisResult<String> {
-            let pair: Vec<String> = redis::cmd("CONFIG").arg("GET").arg(name).query_async(&mut *conn).await?;
-            Ok(pair.get(1).cloned().unwrap_or_default())
-        };
-        let (policy, aof, save) = match (get("maxmemory-policy").await, get("appendonly").await, get("save").await) {
-            (Ok(p), Ok(a), Ok(s)) => (p, a, s),
-            (Err(e), ..) | (_, Err(e), _) | (.., Err(e)) => {
-                tracing::warn!(error = %e, "cannot read the Redis configuration (CONFIG GET refused?): make sure it runs with maxmemory-policy noeviction and AOF or snapshots, or accepted tasks can be lost");
-                return Ok(());
+        // On a cluster every master is asked (the queue lives on one of them); replicas are
+        // not, as the cluster connection holds connections to masters only.
+        let mut nodes: std::collections::BTreeMap<String, [String; 3]> = Default::default();
+        for (i, name) in ["maxmemory-policy", "appendonly", "save"].into_iter().enumerate() {
+            match conn.config_get_everywhere(name).await {
+                Ok(values) => {
+                    for (node, value) in values {
+                        nodes.entry(node).or_default()[i] = value;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the Redis configuration (CONFIG GET refused?): make sure it runs with maxmemory-policy noeviction and AOF or snapshots, or accepted tasks can be lost");
+                    return Ok(());
+                }
             }
-        };
-        let mut problems = Vec::new();
-        if policy != "noeviction" {
-            problems.push(format!(
-                "maxmemory-policy is {policy:?} (it must be \"noeviction\": any other policy may delete queued tasks)"
-            ));
         }
-        if aof != "yes" && save.trim().is_empty() {
-            problems.push(
-                "neither appendonly (AOF) nor save (RDB snapshots) is on, so a restart loses every task".to_owned(),
-            );
+        let mut problems = Vec::new();
+        for (node, [policy, aof, save]) in &nodes {
+            let on = if node.is_empty() { String::new() } else { format!("on {node}: ") };
+            if policy != "noeviction" {
+                problems.push(format!(
+                    "{on}maxmemory-policy is {policy:?} (it must be \"noeviction\": any other policy may delete queued tasks)"
+                ));
+            }
+            if aof != "yes" && save.trim().is_empty() {
+                problems.push(format!(
+                    "{on}neither appendonly (AOF) nor save (RDB snapshots) is on, so a restart loses every task"
+                ));
+            }
         }
         if problems.is_empty() {
             return Ok(());

@@ -238,6 +238,22 @@ async fn serve_and_worker_run_on_a_redis_cluster() {
         println!("revocation reached B after {:?}", revoked_at.elapsed());
         assert_eq!(http(pa, "GET", "/users", Some(&token), None).unwrap().0, 200, "other tokens still work");
     });
+
+    // The settings check asks every master: one without persistence is named.
+    let master = cluster.nodes.first().unwrap();
+    let mut conn = redis::Client::open(master.url()).unwrap().get_connection().unwrap();
+    let _: () = redis::cmd("CONFIG").arg("SET").arg("appendonly").arg("no").query(&mut conn).unwrap();
+    let _: () = redis::cmd("CONFIG").arg("SET").arg("save").arg("").query(&mut conn).unwrap();
+    let mut refused = spec_server(&["worker"])
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .log_to(dir.path().join("refused.log"))
+        .spawn()
+        .unwrap();
+    let status = refused.wait_exit(Duration::from_secs(20));
+    let log = refused.log();
+    assert!(status.is_some_and(|s| !s.success()), "a volatile master is refused: {log}");
+    assert!(log.contains(&format!("on 127.0.0.1:{}: neither appendonly", master.port())), "{log}");
+
     println!("total {:?}", started.elapsed());
     drop((a, b, worker));
     upstream_task.abort();
