@@ -269,9 +269,9 @@ impl TokenVerifier {
     /// within milliseconds; while the subscription is down the local cache is off, and `ttl`
     /// bounds how long an entry can outlive a lost message. Must be called inside a Tokio runtime.
     pub fn with_local_cache(mut self, redis_url: &str, ttl: Duration) -> anyhow::Result<Self> {
-        let client = redis::Client::open(redis_url).context("parsing the Redis URL for revocations")?;
+        let source = crate::pubsub::Source::open(redis_url).context("parsing the Redis URL for revocations")?;
         tokio::spawn(crate::pubsub::follow(
-            client,
+            source,
             self.revocation_channel(),
             "token revocations",
             Arc::downgrade(&self.local),
@@ -433,12 +433,7 @@ impl TokenVerifier {
     async fn publish_revocation(&self, hash: &str) -> anyhow::Result<()> {
         let publish = async {
             let mut conn = self.redis.get().await.context("getting a Redis connection")?;
-            let _: i64 = redis::cmd("PUBLISH")
-                .arg(self.revocation_channel())
-                .arg(hash)
-                .query_async(&mut *conn)
-                .await
-                .context("PUBLISH")?;
+            let _: i64 = conn.publish(&self.revocation_channel(), hash).await.context("PUBLISH")?;
             Ok(())
         };
         tokio::time::timeout(REVOKE_REDIS_TIMEOUT, publish)

@@ -24,7 +24,10 @@ pub struct Config {
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<String>,
 
-    /// Redis URL. Unset: a private redis-server is started likewise.
+    /// Redis URL: `redis://host:port` for one server, or
+    /// `redis+cluster://host1:port1,host2:port2` (seed nodes) for a Redis Cluster, which
+    /// every Redis user of the binary then goes through. Unset: a private redis-server is
+    /// started likewise.
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: Option<String>,
 
@@ -61,7 +64,8 @@ pub struct Config {
     #[arg(long, env = "PG_STATEMENT_TIMEOUT_MS", default_value_t = 5000)]
     pub pg_statement_timeout_ms: u64,
 
-    /// Most Redis connections in the pool (blocking worker connections are extra).
+    /// Most Redis connections in the pool (blocking worker connections are extra). On a
+    /// cluster, most concurrent checkouts of the one shared cluster connection.
     #[arg(long, env = "REDIS_POOL_MAX", default_value_t = 32)]
     pub redis_pool_max: u32,
 
@@ -85,6 +89,18 @@ pub struct Config {
     /// which an fsync stall or a long script can exceed on a healthy server.
     #[arg(long, env = "REDIS_RESPONSE_TIMEOUT_MS", default_value_t = 2000)]
     pub redis_response_timeout_ms: u64,
+
+    /// Replicas that must acknowledge each task submission before it is answered: after the
+    /// enqueue script, `WAIT n REDIS_WAIT_TIMEOUT_MS` on the same connection (on a cluster, on
+    /// the master holding the queue). 0 = answer once the master has it; a failover can then
+    /// lose the last writes (see the README's "Redis Cluster").
+    #[arg(long, env = "REDIS_WAIT_REPLICAS", default_value_t = 0)]
+    pub redis_wait_replicas: u32,
+
+    /// Longest `WAIT` for `REDIS_WAIT_REPLICAS`, in ms; fewer acknowledgements in time fail
+    /// the submission (an error answer, though the task may still run).
+    #[arg(long, env = "REDIS_WAIT_TIMEOUT_MS", default_value_t = 500)]
+    pub redis_wait_timeout_ms: u64,
 
     /// Prefix of every Redis key this service writes (queue and token cache).
     #[arg(long, env = "REDIS_PREFIX", default_value = "spec-server")]
@@ -317,6 +333,8 @@ impl Config {
         let mut q = QueueConfig::new(format!("{}:queue", self.redis_prefix));
         q.lease = Duration::from_secs(self.queue_lease_secs.max(1));
         q.response_timeout = Duration::from_millis(self.redis_response_timeout_ms.max(1));
+        q.wait_replicas = self.redis_wait_replicas;
+        q.wait_timeout = Duration::from_millis(self.redis_wait_timeout_ms.max(1));
         q
     }
 }

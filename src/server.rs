@@ -5,7 +5,6 @@ use std::{future::Future, sync::Arc, time::Instant};
 
 use anyhow::{Context, Result};
 use api_server::{ErrorCode, rt};
-use bb8_redis::redis;
 use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response, http::HeaderValue};
 use tokio::net::TcpListener;
 use tracing::Instrument;
@@ -17,8 +16,9 @@ use crate::{
     devsvc::{PrivatePostgres, PrivateRedis},
     http::{App, PageTokenKey},
     listener,
+    queue::Backend,
     queue::Queue,
-    redis_pool::{RedisManager, RedisPool},
+    redis_pool::{RedisManager, RedisPool, RedisTarget},
 };
 
 /// The URLs in use, and the private instances behind them when none were
@@ -82,6 +82,8 @@ pub struct Pools {
     replicas: db::replicas::ReplicaPools,
     /// For the connections a pool cannot lend: the token revocation subscription.
     redis_url: String,
+    /// `REDIS_URL`, parsed: the queue's backend depends on it.
+    redis_target: RedisTarget,
 }
 
 impl Pools {
@@ -89,7 +91,9 @@ impl Pools {
     /// server starts (and `/health` reports) even with a dependency down.
     pub fn new(cfg: &Config, b: &Backends) -> Result<Pools> {
         let pg = db::pool(&b.database_url, cfg.pg_pool_max, cfg.pg_acquire_timeout(), cfg.pg_statement_timeout())?;
-        let manager = RedisManager::new(b.redis_url.as_str()).context("parsing REDIS_URL")?;
+        let redis_target = RedisTarget::parse(&b.redis_url)?;
+        let manager = RedisManager::for_target(&redis_target, cfg.queue_config().response_timeout)
+            .context("parsing REDIS_URL")?;
         let redis = bb8::Pool::builder()
             .max_size(cfg.redis_pool_max)
             .connection_timeout(cfg.pg_acquire_timeout())
@@ -106,7 +110,7 @@ impl Pools {
             cfg.pg_acquire_timeout(),
             cfg.pg_statement_timeout(),
         )?;
-        Ok(Pools { pg, redis, health_pg, health_redis, replicas, redis_url: b.redis_url.clone() })
+        Ok(Pools { pg, redis, health_pg, health_redis, replicas, redis_url: b.redis_url.clone(), redis_target })
     }
 
     /// Refuses (unless `REDIS_ALLOW_VOLATILE`) a Redis that may lose
@@ -116,27 +120,35 @@ impl Pools {
     /// managed services), a warning instead.
     pub async fn check_redis_durability(&self, cfg: &Config) -> Result<()> {
         let mut conn = self.redis.get().await.context("connecting to Redis to check its settings")?;
-        let mut get = async |name: &str| -> redis::RedisResult<String> {
-            let pair: Vec<String> = redis::cmd("CONFIG").arg("GET").arg(name).query_async(&mut *conn).await?;
-            Ok(pair.get(1).cloned().unwrap_or_default())
-        };
-        let (policy, aof, save) = match (get("maxmemory-policy").await, get("appendonly").await, get("save").await) {
-            (Ok(p), Ok(a), Ok(s)) => (p, a, s),
-            (Err(e), ..) | (_, Err(e), _) | (.., Err(e)) => {
-                tracing::warn!(error = %e, "cannot read the Redis configuration (CONFIG GET refused?): make sure it runs with maxmemory-policy noeviction and AOF or snapshots, or accepted tasks can be lost");
-                return Ok(());
+        // On a cluster every master is asked (the queue lives on one of them); replicas are
+        // not, as the cluster connection holds connections to masters only.
+        let mut nodes: std::collections::BTreeMap<String, [String; 3]> = Default::default();
+        for (i, name) in ["maxmemory-policy", "appendonly", "save"].into_iter().enumerate() {
+            match conn.config_get_everywhere(name).await {
+                Ok(values) => {
+                    for (node, value) in values {
+                        nodes.entry(node).or_default()[i] = value;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the Redis configuration (CONFIG GET refused?): make sure it runs with maxmemory-policy noeviction and AOF or snapshots, or accepted tasks can be lost");
+                    return Ok(());
+                }
             }
-        };
-        let mut problems = Vec::new();
-        if policy != "noeviction" {
-            problems.push(format!(
-                "maxmemory-policy is {policy:?} (it must be \"noeviction\": any other policy may delete queued tasks)"
-            ));
         }
-        if aof != "yes" && save.trim().is_empty() {
-            problems.push(
-                "neither appendonly (AOF) nor save (RDB snapshots) is on, so a restart loses every task".to_owned(),
-            );
+        let mut problems = Vec::new();
+        for (node, [policy, aof, save]) in &nodes {
+            let on = if node.is_empty() { String::new() } else { format!("on {node}: ") };
+            if policy != "noeviction" {
+                problems.push(format!(
+                    "{on}maxmemory-policy is {policy:?} (it must be \"noeviction\": any other policy may delete queued tasks)"
+                ));
+            }
+            if aof != "yes" && save.trim().is_empty() {
+                problems.push(format!(
+                    "{on}neither appendonly (AOF) nor save (RDB snapshots) is on, so a restart loses every task"
+                ));
+            }
         }
         if problems.is_empty() {
             return Ok(());
@@ -159,8 +171,23 @@ impl Pools {
         db::migrate::migrate(&mut client).await
     }
 
-    pub fn queue(&self, cfg: &Config) -> Queue {
-        Queue::new(self.redis.clone(), cfg.queue_config())
+    /// The task queue: over the pool for one server; on a cluster over a cluster connection
+    /// of its own (`Backend::cluster_lazy`), whose client also opens the workers' blocking
+    /// connections with a response timeout longer than their wait.
+    pub fn queue(&self, cfg: &Config) -> Result<Queue> {
+        let q = cfg.queue_config();
+        let backend = match &self.redis_target {
+            RedisTarget::Single(_) => Backend::from(self.redis.clone()),
+            // The shared connection's timeout also covers each enqueue's WAIT.
+            RedisTarget::Cluster(seeds) => {
+                let wait = if q.wait_replicas > 0 { q.wait_timeout } else { std::time::Duration::ZERO };
+                Backend::cluster_lazy(
+                    RedisTarget::cluster_client(seeds, q.response_timeout + wait, None)
+                        .context("REDIS_URL cluster client")?,
+                )
+            }
+        };
+        Ok(Queue::new(backend, q))
     }
 
     pub fn tokens(&self, cfg: &Config) -> TokenVerifier {
@@ -188,7 +215,7 @@ impl Pools {
             health_pg: self.health_pg.clone(),
             health_redis: self.health_redis.clone(),
             tokens,
-            queue: self.queue(cfg),
+            queue: self.queue(cfg)?,
             health_timeout: cfg.health_timeout(),
             throughput: Arc::new(crate::queue::eta::Throughput::default()),
             page_tokens: PageTokenKey::new(cfg.page_token_key.as_deref()),

@@ -5,7 +5,7 @@ use std::{future::Future, sync::Arc};
 
 use crate::{
     config::Config,
-    queue::{Queue, Worker, WorkerConfig},
+    queue::{Worker, WorkerConfig},
     server::Pools,
     tasks::Tasks,
 };
@@ -20,7 +20,7 @@ pub fn worker_config(cfg: &Config) -> WorkerConfig {
 /// database outages are waited out.
 pub async fn run(pools: &Pools, cfg: &Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let handler = Arc::new(Tasks::from_config(cfg, pools.pg.clone())?);
-    let queue = Queue::new(pools.redis.clone(), cfg.queue_config());
+    let queue = pools.queue(cfg)?;
     let wc = worker_config(cfg);
     tracing::info!(concurrency = wc.concurrency, lease_secs = queue.config().lease.as_secs(), "worker started");
     Worker::run(queue, handler, wc, shutdown).await;

@@ -172,7 +172,7 @@ impl ReplicaPools {
             return Ok(Db::primary_only(primary));
         }
         let channel = format!("{prefix}:db:wrote");
-        let client = redis::Client::open(redis_url).context("parsing the Redis URL for write markers")?;
+        let source = crate::pubsub::Source::open(redis_url).context("parsing the Redis URL for write markers")?;
         let s = &self.settings;
         let inner = Arc::new(Inner {
             primary,
@@ -200,7 +200,7 @@ impl ReplicaPools {
             s.check_interval,
             s.check_interval.max(CHECK_TIMEOUT_FLOOR),
         ));
-        tokio::spawn(crate::pubsub::follow(client, channel, "write markers", Arc::downgrade(&inner)));
+        tokio::spawn(crate::pubsub::follow(source, channel, "write markers", Arc::downgrade(&inner)));
         Ok(Db { inner })
     }
 }
@@ -297,8 +297,7 @@ impl Db {
         let Some(b) = &inner.broadcast else { return };
         let publish = async {
             let mut conn = b.redis.get().await.context("getting a Redis connection")?;
-            let _: i64 =
-                redis::cmd("PUBLISH").arg(&b.channel).arg(token_id).query_async(&mut *conn).await.context("PUBLISH")?;
+            let _: i64 = conn.publish(&b.channel, &token_id.to_string()).await.context("PUBLISH")?;
             anyhow::Ok(())
         };
         match tokio::time::timeout(PUBLISH_TIMEOUT, publish).await {

@@ -2,7 +2,7 @@
 //! benches. Every server gets a free loopback port, its own temp dir and a watchdog that stops
 //! it when we die. One file per job: `launcher` (the one way any process is started, for
 //! `dev` and every test), `process` (supervision: watchdog, ports, signals to children),
-//! `postgres`, `redis_server`, and `fixtures` (the shared test instances behind `test_database()` and
+//! `postgres`, `redis_server`, `redis_cluster`, and `fixtures` (the shared test instances behind `test_database()` and
 //! `test_redis()`, compiled only for tests and the `test-fixtures` feature, so the release
 //! binary carries no test code).
 
@@ -36,6 +36,7 @@ mod fixtures;
 mod launcher;
 mod postgres;
 mod process;
+mod redis_cluster;
 mod redis_server;
 
 #[cfg(any(test, feature = "test-fixtures"))]
@@ -43,6 +44,7 @@ pub use fixtures::*;
 pub use launcher::*;
 pub use postgres::*;
 use process::*;
+pub use redis_cluster::*;
 pub use redis_server::*;
 
 #[cfg(test)]

@@ -7,6 +7,8 @@ pub struct PrivateRedis {
     port: u16,
     program: PathBuf,
     persistent: bool,
+    /// Cluster mode: the cluster bus port (`cluster-port`), kept across restarts.
+    cluster_bus: Option<u16>,
     /// Killed when dropped, before the watchdog and the dir (fields drop in order).
     child: Option<Launched>,
     watchdog: Option<Watchdog>,
@@ -40,8 +42,27 @@ impl PrivateRedis {
     }
 
     pub(super) fn start_with(program: &OsStr, persistent: bool) -> anyhow::Result<Self> {
+        Self::start_node(program, persistent, false)
+    }
+
+    /// A cluster-enabled node (`cluster-enabled yes`, its `nodes.conf` in the temp dir), not
+    /// yet part of any cluster: [`PrivateRedisCluster`] joins them.
+    pub fn cluster_node(persistent: bool) -> anyhow::Result<Self> {
+        Self::start_node(OsStr::new("redis-server"), persistent, true)
+    }
+
+    fn start_node(program: &OsStr, persistent: bool, cluster: bool) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("spec-redis-").tempdir().context("creating the Redis temp dir")?;
-        let mut redis = Self { port: 0, program: PathBuf::from(program), persistent, child: None, watchdog: None, dir };
+        let cluster_bus = if cluster { Some(free_port()?) } else { None };
+        let mut redis = Self {
+            port: 0,
+            program: PathBuf::from(program),
+            persistent,
+            cluster_bus,
+            child: None,
+            watchdog: None,
+            dir,
+        };
         redis.watchdog = Some(Watchdog::spawn(&redis.pid_file(), redis.dir.path(), "KILL")?);
         start_on_free_port("redis-server", |port| {
             redis.port = port;
@@ -104,7 +125,7 @@ impl PrivateRedis {
     }
 
     fn spawn_and_wait(&mut self) -> Result<(), LaunchError> {
-        let launch = Launch::new(&self.program)
+        let mut launch = Launch::new(&self.program)
             .named("redis-server")
             .hint(INSTALL_HINT)
             .arg("--port")
@@ -117,6 +138,15 @@ impl PrivateRedis {
             .current_dir(self.dir.path())
             .log_to(self.log_file())
             .own_process_group();
+        if let Some(bus) = self.cluster_bus {
+            // A small node timeout so a killed master is replaced within about a second.
+            launch = launch
+                .args(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"])
+                // A replica's first sync would otherwise wait 5 s for more replicas to join it.
+                .args(["--repl-diskless-sync-delay", "0"])
+                .args(["--cluster-node-timeout", "1000", "--cluster-port"])
+                .arg(bus.to_string());
+        }
         let port = self.port;
         self.child = Some(track_until_ready(launch, &self.pid_file(), || redis_answers_ping(port))?);
         Ok(())

@@ -13,7 +13,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, FromRedisValue, ScriptInvocation};
 use tokio::time::Instant;
 
-use super::error::Result;
+use super::error::{QueueError, Result};
 use crate::redis_pool::{RedisConn, RedisPool};
 
 /// Connection source for a `Queue`: `Backend::from(pool)` (or pass the pool
@@ -26,11 +26,19 @@ pub struct Backend(Conn, Tuning);
 struct Tuning {
     response_timeout: Duration,
     retry_window: Duration,
+    /// `WAIT replicas timeout` after each enqueue; 0 replicas = no WAIT.
+    wait_replicas: u32,
+    wait_timeout: Duration,
 }
 
 impl Default for Tuning {
     fn default() -> Self {
-        Tuning { response_timeout: Duration::from_secs(2), retry_window: Duration::from_secs(5) }
+        Tuning {
+            response_timeout: Duration::from_secs(2),
+            retry_window: Duration::from_secs(5),
+            wait_replicas: 0,
+            wait_timeout: Duration::from_millis(500),
+        }
     }
 }
 
@@ -42,8 +50,9 @@ enum Conn {
     /// which is how the queue survives a Redis restart.
     Pool(RedisPool),
     /// Redis Cluster: the connection is multiplexed and reconnects itself;
-    /// the client is kept to open blocking connections.
-    Cluster(Box<(ClusterClient, ClusterConnection)>),
+    /// the client is kept to open blocking connections. Opened at the first
+    /// call ([`Backend::cluster_lazy`]) or at once ([`Backend::cluster`]).
+    Cluster(std::sync::Arc<(ClusterClient, tokio::sync::OnceCell<ClusterConnection>)>),
 }
 
 impl fmt::Debug for Backend {
@@ -65,15 +74,86 @@ impl Backend {
     /// Connects to a Redis Cluster through the given client.
     pub async fn cluster(client: ClusterClient) -> Result<Self> {
         let conn = client.get_async_connection().await?;
-        Ok(Backend(Conn::Cluster(Box::new((client, conn))), Tuning::default()))
+        let cell = tokio::sync::OnceCell::new_with(Some(conn));
+        Ok(Backend(Conn::Cluster(std::sync::Arc::new((client, cell))), Tuning::default()))
+    }
+
+    /// A cluster backend that connects at its first call, so a server starts (and reports on
+    /// `/health`) while the cluster is unreachable; a failed connect is tried again by the
+    /// next call.
+    pub fn cluster_lazy(client: ClusterClient) -> Self {
+        Backend(Conn::Cluster(std::sync::Arc::new((client, tokio::sync::OnceCell::new()))), Tuning::default())
+    }
+
+    /// The shared cluster connection, connecting it first if no call has yet.
+    async fn cluster_conn(c: &(ClusterClient, tokio::sync::OnceCell<ClusterConnection>)) -> Result<ClusterConnection> {
+        Ok(c.1.get_or_try_init(|| c.0.get_async_connection()).await?.clone())
     }
 
     /// The response timeout of every call (on a cluster, the cluster
     /// client's own setting governs the shared connection) and how long a
     /// call failing in transit is retried.
-    pub(crate) fn tuned(mut self, response_timeout: Duration, retry_window: Duration) -> Self {
-        self.1 = Tuning { response_timeout: response_timeout.max(Duration::from_millis(1)), retry_window };
+    pub(crate) fn tuned(
+        mut self,
+        response_timeout: Duration,
+        retry_window: Duration,
+        wait_replicas: u32,
+        wait_timeout: Duration,
+    ) -> Self {
+        self.1 = Tuning {
+            response_timeout: response_timeout.max(Duration::from_millis(1)),
+            retry_window,
+            wait_replicas,
+            wait_timeout,
+        };
         self
+    }
+
+    /// Like [`Backend::invoke`], then (with `wait_replicas` set) `WAIT n timeout` on the same
+    /// connection as the script, so the reply comes only once that many replicas hold the
+    /// write: a master failing now cannot take it with it. On a cluster the WAIT goes to the
+    /// master owning `tag_key`'s slot, where the script ran (redis-rs would send a keyless
+    /// WAIT to every master). Fewer acknowledgements in time are an error: the write may
+    /// survive, but it was not made safe.
+    pub(crate) async fn invoke_replicated<T: FromRedisValue>(
+        &self,
+        inv: &ScriptInvocation<'_>,
+        tag_key: &str,
+    ) -> Result<T> {
+        let (wanted, timeout) = (self.1.wait_replicas, self.1.wait_timeout);
+        if wanted == 0 {
+            return self.invoke(inv).await;
+        }
+        let mut wait = redis::cmd("WAIT");
+        wait.arg(wanted).arg(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX));
+        self.retrying(|| async {
+            let (out, acked): (T, i64) = match &self.0 {
+                Conn::Pool(pool) => {
+                    let mut conn = pool.get().await?;
+                    conn.set_response_timeout(self.1.response_timeout + timeout);
+                    let out = inv.invoke_async(&mut *conn).await?;
+                    (out, wait.query_async(&mut *conn).await?)
+                }
+                Conn::Cluster(c) => {
+                    use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, Slot, SlotAddr};
+                    let mut conn = Self::cluster_conn(c).await?;
+                    let out = inv.invoke_async(&mut conn).await?;
+                    let route = Route::with_slot(Slot::for_key(tag_key), SlotAddr::Master);
+                    let reply = conn
+                        .route_command(
+                            wait.clone(),
+                            RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route)),
+                        )
+                        .await?;
+                    (out, i64::from_redis_value(reply).map_err(redis::RedisError::from)?)
+                }
+            };
+            if acked < i64::from(wanted) {
+                return Err(QueueError::NotReplicated { wanted, acked });
+            }
+            Ok(out)
+        })
+        .await
     }
 
     /// EVALSHA, loading the script on NOSCRIPT (handled by `redis::Script`),
@@ -86,7 +166,7 @@ impl Backend {
                     conn.set_response_timeout(self.1.response_timeout);
                     Ok(inv.invoke_async(&mut *conn).await?)
                 }
-                Conn::Cluster(c) => Ok(inv.invoke_async(&mut c.1.clone()).await?),
+                Conn::Cluster(c) => Ok(inv.invoke_async(&mut Self::cluster_conn(c).await?).await?),
             }
         })
         .await
@@ -101,7 +181,7 @@ impl Backend {
                     conn.set_response_timeout(self.1.response_timeout);
                     Ok(cmd.query_async(&mut *conn).await?)
                 }
-                Conn::Cluster(c) => Ok(cmd.query_async(&mut c.1.clone()).await?),
+                Conn::Cluster(c) => Ok(cmd.query_async(&mut Self::cluster_conn(c).await?).await?),
             }
         })
         .await

@@ -79,7 +79,7 @@ fn bad(script: &'static str, e: impl std::fmt::Display) -> QueueError {
 impl Queue {
     /// Creates the queue handle and spawns its enqueue and ack batchers.
     pub fn new(backend: impl Into<Backend>, cfg: QueueConfig) -> Queue {
-        let backend = backend.into().tuned(cfg.response_timeout, cfg.retry_window);
+        let backend = backend.into().tuned(cfg.response_timeout, cfg.retry_window, cfg.wait_replicas, cfg.wait_timeout);
         let keys = Keys::new(&cfg.prefix);
         let enqueue = {
             let (backend, keys, clock) = (backend.clone(), keys.clone(), cfg.fake_clock.clone());
@@ -500,7 +500,9 @@ async fn run_enqueue(
             .arg(it.delay_ms)
             .arg(&it.kind);
     }
-    let out: Vec<Value> = backend.invoke(&inv).await?;
+    // Every key shares the queue's hash tag, so any of them names the master that ran it.
+    let tag_key = keys.all.first().map_or("", String::as_str);
+    let out: Vec<Value> = backend.invoke_replicated(&inv, tag_key).await?;
     let n = items.len();
     if out.len() != n + 5 {
         return Err(bad("enqueue", format!("{} fields for {n} tasks", out.len())));

@@ -93,6 +93,11 @@ pub struct QueueConfig {
     /// Redis loading) is retried. Every script is safe to repeat: a retry
     /// after a lost reply has the effect of one call.
     pub retry_window: Duration,
+    /// Replicas that must acknowledge each enqueue (`WAIT`) before it is answered;
+    /// 0 = none (the enqueue is answered once the master has it).
+    pub wait_replicas: u32,
+    /// Longest `WAIT` for them; fewer in time fail the enqueue (`QueueError::NotReplicated`).
+    pub wait_timeout: Duration,
     /// Tests only: the time every script uses instead of Redis `TIME`.
     pub fake_clock: Option<FakeClock>,
 }
@@ -122,6 +127,8 @@ impl Default for QueueConfig {
             wake_cap: 256,
             response_timeout: Duration::from_secs(2),
             retry_window: Duration::from_secs(5),
+            wait_replicas: 0,
+            wait_timeout: Duration::from_millis(500),
             fake_clock: None,
         }
     }

@@ -22,6 +22,9 @@ pub enum QueueError {
     /// The task is not valid (e.g. an empty kind).
     #[error("invalid task: {0}")]
     Invalid(&'static str),
+    /// `WAIT` (`QueueConfig::wait_replicas`) saw fewer replicas acknowledge the write in time.
+    #[error("the write reached {acked} of the {wanted} replicas required within the WAIT timeout")]
+    NotReplicated { wanted: u32, acked: i64 },
     /// The queue's background batcher has stopped (runtime shutting down).
     #[error("the queue's background batcher has stopped")]
     Closed,

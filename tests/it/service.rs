@@ -510,7 +510,7 @@ async fn idempotency_keys_are_per_token_and_refuse_a_different_body() {
     assert_eq!(s, StatusCode::OK, "{theirs}");
     assert_ne!(theirs["data"]["task_id"], id);
     assert_eq!(theirs["data"]["queue"], "critical");
-    let stats = h.pools.queue(&h.cfg).stats().await.unwrap();
+    let stats = h.pools.queue(&h.cfg).unwrap().stats().await.unwrap();
     assert_eq!(stats.pending.values().sum::<u64>(), 2);
 }
 

@@ -7,37 +7,21 @@ use std::time::Duration;
 use redis::cluster::ClusterClient;
 use uuid::Uuid;
 
-use super::server::{RedisServer, raw_command};
 use super::worker::eventually;
+use crate::devsvc::PrivateRedisCluster;
 use crate::queue::*;
 
-/// Starts three cluster-enabled nodes and joins them; `Err` says why
-/// cluster mode is unavailable here.
-async fn start_cluster() -> Result<Vec<RedisServer>, String> {
-    let nodes: Vec<RedisServer> = (0..3).map(|_| RedisServer::start_cluster_node()).collect();
-    let addrs: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
-    crate::devsvc::Launch::new("redis-cli")
-        .args(["--cluster", "create"])
-        .args(&addrs)
-        .args(["--cluster-replicas", "0", "--cluster-yes"])
-        .output()
-        .map_err(|e| crate::error_chain(&e))?;
-    let ports: Vec<u16> = nodes.iter().map(|n| n.port).collect();
-    eventually(30, "cluster state ok on every node", || {
-        let ports = ports.clone();
-        async move {
-            ports.iter().all(|p| {
-                raw_command(*p, "CLUSTER INFO")
-                    .is_some_and(|i| i.contains("cluster_state:ok") && i.contains("cluster_known_nodes:3"))
-            })
-        }
-    })
-    .await;
-    Ok(nodes)
+/// Three masters without replicas (`devsvc::PrivateRedisCluster`); `Err` says why cluster
+/// mode is unavailable here.
+async fn start_cluster() -> Result<PrivateRedisCluster, String> {
+    tokio::task::spawn_blocking(|| PrivateRedisCluster::start(3, 0))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("{e:#}"))
 }
 
-async fn cluster_queue(nodes: &[RedisServer], name: &str) -> Queue {
-    let urls: Vec<String> = nodes.iter().map(|n| n.url()).collect();
+async fn cluster_queue(cluster: &PrivateRedisCluster, name: &str) -> Queue {
+    let urls = cluster.node_urls();
     let client = ClusterClient::new(urls).expect("cluster client");
     let backend = Backend::cluster(client).await.expect("cluster connection");
     let mut cfg = QueueConfig::new(format!("c-{name}-{}", Uuid::new_v4().simple()));

@@ -814,3 +814,16 @@ async fn one_priority_left_is_popped_in_one_go_in_fifo_order() {
     default.extend(rest);
     assert_eq!(default, (0..20).collect::<Vec<_>>());
 }
+
+#[tokio::test]
+async fn an_enqueue_not_acknowledged_by_enough_replicas_fails() {
+    // No replica at all: WAIT 1 can only time out.
+    let (_server, q, _clock) = setup("wait", |c| {
+        c.wait_replicas = 1;
+        c.wait_timeout = Duration::from_millis(50);
+    })
+    .await;
+    let err = q.enqueue(task("k", 1)).await.expect_err("no replica acknowledged it");
+    assert!(matches!(err, QueueError::NotReplicated { wanted: 1, acked: 0 }), "{err:?}");
+    assert!(!err.is_transient(), "not repeated: the script ran, repeating it would not help");
+}

@@ -14,19 +14,10 @@ use crate::devsvc::{Launch, LaunchError, Launched, Ready};
 /// Longest wait for a redis-server to answer PING.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A port that was free a moment ago (and, for cluster nodes, whose cluster
-/// bus port +10000 too). Start-up retries with another port if it was taken.
-fn free_port(with_bus: bool) -> u16 {
-    loop {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-        let port = l.local_addr().expect("local addr").port();
-        if !with_bus {
-            return port;
-        }
-        if port < 55_000 && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
-            return port;
-        }
-    }
+/// A port that was free a moment ago. Start-up retries with another port if it was taken.
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    l.local_addr().expect("local addr").port()
 }
 
 /// Sends one inline command and returns the raw reply (test-only RESP).
@@ -43,36 +34,28 @@ pub struct RedisServer {
     child: Option<Launched>,
     pub port: u16,
     extra: Vec<String>,
-    /// Its log and, with persistence or cluster mode, the AOF / cluster
-    /// config; removed on drop, after the server (fields drop in order).
+    /// Its log and, with persistence, the AOF; removed on drop, after the server (fields drop in order).
     dir: tempfile::TempDir,
 }
 
 impl RedisServer {
     /// No persistence: the fastest start.
     pub fn start() -> Self {
-        Self::launch(vec!["--save", "", "--appendonly", "no"], false)
+        Self::launch(vec!["--save", "", "--appendonly", "no"])
     }
 
     /// AOF fsynced on every write, so a SIGKILL loses nothing acknowledged.
     pub fn start_persistent() -> Self {
-        Self::launch(vec!["--save", "", "--appendonly", "yes", "--appendfsync", "always"], false)
+        Self::launch(vec!["--save", "", "--appendonly", "yes", "--appendfsync", "always"])
     }
 
-    pub fn start_cluster_node() -> Self {
-        Self::launch(
-            vec!["--save", "", "--appendonly", "no", "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"],
-            true,
-        )
-    }
-
-    fn launch(extra: Vec<&str>, cluster: bool) -> Self {
+    fn launch(extra: Vec<&str>) -> Self {
         let extra: Vec<String> = extra.into_iter().map(str::to_owned).collect();
         let mut last = None;
         for _ in 0..10 {
             let mut server = RedisServer {
                 child: None,
-                port: free_port(cluster),
+                port: free_port(),
                 extra: extra.clone(),
                 dir: tempfile::tempdir().expect("a temp dir for redis-server"),
             };
