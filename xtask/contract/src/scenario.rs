@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use spec_api_client::{Client, Credentials, Error as ClientError, ResponseValue, types};
 
 use super::{
-    checker::{Contract, Operation},
+    checker::{Class, Contract, FieldFormat, Operation},
     coverage::Sent,
     negative::{Case, Generator, Request, TokenUse, VALIDATION_FAILED},
     recorder::{Exchange, Recorder},
@@ -58,6 +58,10 @@ pub struct Options {
     pub token: Option<String>,
     /// An expired token, for runs without a harness to issue one.
     pub expired_token: Option<String>,
+    /// How failing fields are named, for a spec that declares no
+    /// `x-error-field-format` (which wins otherwise); with neither, the
+    /// naming of fields is not checked.
+    pub field_format: Option<FieldFormat>,
 }
 
 /// Runs everything against `opts.base_url`; `Err` only when the run could
@@ -77,6 +81,7 @@ pub async fn run(contract: &Contract, opts: &Options, mut harness: Option<&mut d
         token,
         unique,
         report: Report::new(contract),
+        field_format: contract.field_format().or(opts.field_format),
         created: Vec::new(),
         gone_user: None,
         email_task: None,
@@ -152,13 +157,46 @@ struct Want {
     op: String,
     status: u16,
     /// An `x-error-codes` name; its number is looked up in the contract.
+    /// A convention: checked only when the registry has the name.
     code: Option<&'static str>,
     body: Vec<BodyCheck>,
+    /// Expectations the spec does not make (registry codes inside a body,
+    /// the naming of a failing field): convention findings, not failures.
+    conventions: Vec<BodyCheck>,
 }
 
 impl Want {
     fn new(op: &str, status: u16) -> Want {
-        Want { op: op.to_owned(), status, code: None, body: Vec::new() }
+        Want { op: op.to_owned(), status, code: None, body: Vec::new(), conventions: Vec::new() }
+    }
+
+    fn convention(mut self, f: impl Fn(&Value) -> Result<(), String> + 'static) -> Want {
+        self.conventions.push(Box::new(f));
+        self
+    }
+
+    /// The value at `pointer` is the code `x-error-codes` registers as
+    /// `name`; without such an entry the spec declares no such convention.
+    fn registered(self, contract: &Contract, pointer: &'static str, name: &str) -> Want {
+        match contract.error_code(name) {
+            Some(c) => {
+                let code = c.code;
+                self.convention(move |b| expect_at(b, pointer, &json!(code)))
+            }
+            None => self,
+        }
+    }
+
+    /// The string at `pointer` names the failing field `name` (json-name
+    /// form) as `format` writes it; without a declared format, unchecked.
+    fn names_field(self, format: Option<FieldFormat>, pointer: &'static str, name: &str) -> Want {
+        match format {
+            Some(f) => {
+                let expected = json!(f.render(name));
+                self.convention(move |b| expect_at(b, pointer, &expected))
+            }
+            None => self,
+        }
     }
 
     fn code(mut self, name: &'static str) -> Want {
@@ -168,12 +206,7 @@ impl Want {
 
     /// The value at `pointer` in the body must be `expected`.
     fn field(mut self, pointer: &'static str, expected: Value) -> Want {
-        self.body.push(Box::new(move |b: &Value| match b.pointer(pointer) {
-            Some(v) if *v == expected => Ok(()),
-            got => {
-                Err(format!("{pointer}: expected {expected}, got {}", got.map_or("nothing".into(), Value::to_string)))
-            }
-        }));
+        self.body.push(Box::new(move |b: &Value| expect_at(b, pointer, &expected)));
         self
     }
 
@@ -183,11 +216,21 @@ impl Want {
     }
 }
 
+/// `Err` unless the value at `pointer` in `body` is `expected`.
+fn expect_at(body: &Value, pointer: &str, expected: &Value) -> Result<(), String> {
+    match body.pointer(pointer) {
+        Some(v) if v == expected => Ok(()),
+        got => Err(format!("{pointer}: expected {expected}, got {}", got.map_or("nothing".into(), Value::to_string))),
+    }
+}
+
 /// What one exchange showed.
 struct Verdict {
     status: Option<u16>,
     /// Contract mismatches: never tolerated, not even while polling.
     contract: Vec<String>,
+    /// Departures from a convention the spec declares (see [`Class`]).
+    convention: Vec<String>,
     /// The step's own expectations (status, code, values).
     expectation: Vec<String>,
     body: Option<Value>,
@@ -203,6 +246,8 @@ struct Run<'a> {
     token: String,
     unique: String,
     report: Report,
+    /// How validation errors name failing fields, when declared.
+    field_format: Option<FieldFormat>,
     /// Users this run created and has not deleted yet.
     created: Vec<i64>,
     /// A user this run deleted: known not to exist.
@@ -241,7 +286,8 @@ impl Run<'_> {
         let exchanges = self.rec.take();
         self.answered = exchanges.last().is_some_and(|ex| ex.error.is_none());
         self.last_rejected = None;
-        let mut v = Verdict { status: None, contract: Vec::new(), expectation: Vec::new(), body: None };
+        let mut v =
+            Verdict { status: None, contract: Vec::new(), convention: Vec::new(), expectation: Vec::new(), body: None };
         let Some(ex) = exchanges.last() else {
             let why = send_error.unwrap_or_else(|| "the client sent nothing".into());
             v.expectation.push(format!("no request reached the server: {why}"));
@@ -257,7 +303,12 @@ impl Run<'_> {
         v.status = Some(ex.status);
         self.last_headers.clone_from(&ex.headers);
         if let Err(mismatches) = self.contract.check_request(&ex.method, &ex.path, ex.response()) {
-            v.contract.extend(mismatches.iter().map(ToString::to_string));
+            for m in &mismatches {
+                match m.class {
+                    Class::Spec => v.contract.push(m.to_string()),
+                    Class::Convention => v.convention.push(m.to_string()),
+                }
+            }
         }
         self.observe(ex);
         match self.contract.find(&ex.method, &ex.path) {
@@ -274,21 +325,26 @@ impl Run<'_> {
             v.expectation.push(format!("expected status {}, got {}: {}", want.status, ex.status, body_text(ex)));
         }
         let body: Option<Value> = serde_json::from_slice(&ex.body).ok();
-        if let Some(name) = want.code {
-            match (self.contract.error_code(name), body.as_ref().and_then(|b| b.get("code"))) {
-                (None, _) => v.expectation.push(format!("x-error-codes has no {name}")),
-                (Some(c), got) if got.and_then(Value::as_i64) != Some(c.code) => v.expectation.push(format!(
-                    "/code: expected {} ({name}), got {}",
-                    c.code,
-                    got.map_or("nothing".into(), Value::to_string)
-                )),
-                _ => {}
+        // Which registry code a situation gets is this project's choice: the
+        // spec only pairs codes with statuses (the checker's convention).
+        if let Some(name) = want.code
+            && let Some(c) = self.contract.error_code(name)
+        {
+            let got = body.as_ref().and_then(|b| b.get("code"));
+            if got.and_then(Value::as_i64) != Some(c.code) {
+                let got = got.map_or("nothing".into(), Value::to_string);
+                v.convention.push(format!("/code: expected {} ({name}), got {got}", c.code));
             }
         }
         if ex.status == want.status {
             for check in &want.body {
                 if let Err(e) = body.as_ref().map_or_else(|| Err("the body is not JSON".to_owned()), check) {
                     v.expectation.push(e);
+                }
+            }
+            for check in &want.conventions {
+                if let Err(e) = body.as_ref().map_or_else(|| Err("the body is not JSON".to_owned()), check) {
+                    v.convention.push(e);
                 }
             }
         }
@@ -351,6 +407,7 @@ impl Run<'_> {
             operation: want.op.clone(),
             status: Some(want.status),
             outcome,
+            conventions: v.convention,
         });
         v.body
     }
@@ -648,6 +705,7 @@ impl Run<'_> {
             operation: "updateUser".into(),
             status: None,
             outcome: if reasons.is_empty() { Outcome::Pass } else { Outcome::Fail(reasons) },
+            conventions: Vec::new(),
         });
 
         if let Some(current) = new_etag {
@@ -717,7 +775,13 @@ impl Run<'_> {
             Ok(_) => crate::report::Outcome::Pass,
             Err(e) => crate::report::Outcome::Fail(vec![format!("{e:#}")]),
         };
-        self.report.push(crate::report::Check { name, operation: op.to_owned(), status: None, outcome });
+        self.report.push(crate::report::Check {
+            name,
+            operation: op.to_owned(),
+            status: None,
+            outcome,
+            conventions: Vec::new(),
+        });
         found.ok()
     }
 
@@ -806,7 +870,7 @@ impl Run<'_> {
         self.raw("fields=id,username on a list page", want, b).await;
 
         let q = vec![(get_param, "id,password_hash".to_owned())];
-        let want = Want::new("getUserById", 400).code("ValidationFailed").check(|b| {
+        let want = Want::new("getUserById", 400).code("ValidationFailed").convention(|b| {
             if b.to_string().contains("password_hash") {
                 Ok(())
             } else {
@@ -828,8 +892,8 @@ impl Run<'_> {
         let want = Want::new("batchGetUsers", 200)
             .field("/data/results/0/user/id", json!(a_id))
             .field("/data/results/1/id", json!(unknown))
-            .field("/data/results/1/error/code", json!(1003))
-            .field("/data/results/2/user/id", json!(a_id));
+            .field("/data/results/2/user/id", json!(a_id))
+            .registered(self.contract, "/data/results/1/error/code", "UserNotFound");
         let r = self.api.batch_get_users().body(types::BatchGetUsersRequest::builder().ids(ids)).send().await;
         self.typed("reads users in request order, a missing one in place", want, r);
 
@@ -855,11 +919,11 @@ impl Run<'_> {
         let want = Want::new("batchCreateUsers", 200)
             .field("/data/results/0/index", json!(0))
             .field("/data/results/0/user/username", json!(format!("ct_{u}_e")))
-            .field("/data/results/1/error/code", json!(1004))
-            .field("/data/results/1/error/data/field", json!("username"))
-            .field("/data/results/2/error/code", json!(1004))
-            .field("/data/results/2/error/data/field", json!("email"))
-            .field("/data/results/3/user/username", json!(format!("ct_{u}_h")));
+            .field("/data/results/3/user/username", json!(format!("ct_{u}_h")))
+            .registered(self.contract, "/data/results/1/error/code", "Conflict")
+            .registered(self.contract, "/data/results/2/error/code", "Conflict")
+            .names_field(self.field_format, "/data/results/1/error/data/field", "username")
+            .names_field(self.field_format, "/data/results/2/error/data/field", "email");
         let r = self.api.batch_create_users().body(types::BatchCreateUsersRequest::builder().users(items)).send().await;
         self.typed("creates items 0 and 3; 1 and 2 conflict (with A, with item 0)", want, r);
 
@@ -964,14 +1028,11 @@ impl Run<'_> {
             body: Some(body),
         };
         let b = self.request(&req, Some(&self.token), self.secured("submitSyncTask").as_deref());
-        let want = Want::new("submitSyncTask", 400).code(VALIDATION_FAILED).check(|b| {
-            let named = b.pointer("/data/errors/0/field").and_then(Value::as_str);
-            if named == Some("end_date") {
-                Ok(())
-            } else {
-                Err(format!("data.errors[0].field: expected \"end_date\", got {named:?}"))
-            }
-        });
+        let want = Want::new("submitSyncTask", 400).code(VALIDATION_FAILED).names_field(
+            self.field_format,
+            "/data/errors/0/field",
+            "end_date",
+        );
         self.raw("end_date before start_date", want, b).await;
     }
 
@@ -1165,6 +1226,7 @@ impl Run<'_> {
                 operation: op,
                 status: None,
                 outcome: Outcome::Fail(vec![why]),
+                conventions: Vec::new(),
             });
         }
         if expired.is_none() {
@@ -1197,7 +1259,10 @@ impl Run<'_> {
             super::negative::Expect::Unauthorized { code } => code,
         };
         let check = case.clone();
-        let want = Want::new(&case.operation, case.status()).code(code).check(move |b| check.check_body(b));
+        let mut want = Want::new(&case.operation, case.status()).code(code);
+        if let Some(format) = self.field_format {
+            want = want.convention(move |b| check.check_body(b, format));
+        }
         let b = self.request(&case.request, token, header.as_deref());
         let what = case.name.splitn(3, ' ').nth(2).unwrap_or(&case.name).to_owned();
         self.raw(&what, want, b).await;
@@ -1209,6 +1274,7 @@ impl Run<'_> {
             operation: op.to_owned(),
             status: None,
             outcome: Outcome::Fail(vec![format!("{e:#}")]),
+            conventions: Vec::new(),
         });
     }
 
