@@ -280,6 +280,58 @@ fn client_error<E>(e: &ClientError<E>) -> String {
     }
 }
 
+/// Judges one answered exchange against the spec and the step's
+/// expectations, each finding in its class; returns the body, if JSON.
+fn judge(contract: &Contract, want: &Want, ex: &Exchange, v: &mut Verdict) -> Option<Value> {
+    v.status = Some(ex.status);
+    if let Err(mismatches) = contract.check_request(&ex.method, &ex.path, ex.response()) {
+        for m in &mismatches {
+            match m.class {
+                Class::Spec => v.contract.push(m.to_string()),
+                Class::Convention => v.convention.push(m.to_string()),
+            }
+        }
+    }
+    match contract.find(&ex.method, &ex.path) {
+        Some(op) if op.id == want.op => {}
+        other => v.expectation.push(format!(
+            "{} {}: expected operation {}, got {}",
+            ex.method,
+            ex.path,
+            want.op,
+            other.map_or("none", |o| o.id.as_str())
+        )),
+    }
+    if ex.status != want.status {
+        v.expectation.push(format!("expected status {}, got {}: {}", want.status, ex.status, body_text(ex)));
+    }
+    let body: Option<Value> = serde_json::from_slice(&ex.body).ok();
+    // Which registry code a situation gets is this project's choice: the
+    // spec only pairs codes with statuses (the checker's convention).
+    if let Some(name) = want.code
+        && let Some(c) = contract.error_code(name)
+    {
+        let got = body.as_ref().and_then(|b| b.get("code"));
+        if got.and_then(Value::as_i64) != Some(c.code) {
+            let got = got.map_or("nothing".into(), Value::to_string);
+            v.convention.push(format!("/code: expected {} ({name}), got {got}", c.code));
+        }
+    }
+    if ex.status == want.status {
+        for check in &want.body {
+            if let Err(e) = body.as_ref().map_or_else(|| Err("the body is not JSON".to_owned()), check) {
+                v.expectation.push(e);
+            }
+        }
+        for check in &want.conventions {
+            if let Err(e) = body.as_ref().map_or_else(|| Err("the body is not JSON".to_owned()), check) {
+                v.convention.push(e);
+            }
+        }
+    }
+    body
+}
+
 impl Run<'_> {
     /// Judges the one exchange the last request made (without recording it).
     fn verdict(&mut self, want: &Want, send_error: Option<String>) -> Verdict {
@@ -300,54 +352,9 @@ impl Run<'_> {
             v.expectation.push(format!("no response from the server: {e}"));
             return v;
         }
-        v.status = Some(ex.status);
         self.last_headers.clone_from(&ex.headers);
-        if let Err(mismatches) = self.contract.check_request(&ex.method, &ex.path, ex.response()) {
-            for m in &mismatches {
-                match m.class {
-                    Class::Spec => v.contract.push(m.to_string()),
-                    Class::Convention => v.convention.push(m.to_string()),
-                }
-            }
-        }
         self.observe(ex);
-        match self.contract.find(&ex.method, &ex.path) {
-            Some(op) if op.id == want.op => {}
-            other => v.expectation.push(format!(
-                "{} {}: expected operation {}, got {}",
-                ex.method,
-                ex.path,
-                want.op,
-                other.map_or("none", |o| o.id.as_str())
-            )),
-        }
-        if ex.status != want.status {
-            v.expectation.push(format!("expected status {}, got {}: {}", want.status, ex.status, body_text(ex)));
-        }
-        let body: Option<Value> = serde_json::from_slice(&ex.body).ok();
-        // Which registry code a situation gets is this project's choice: the
-        // spec only pairs codes with statuses (the checker's convention).
-        if let Some(name) = want.code
-            && let Some(c) = self.contract.error_code(name)
-        {
-            let got = body.as_ref().and_then(|b| b.get("code"));
-            if got.and_then(Value::as_i64) != Some(c.code) {
-                let got = got.map_or("nothing".into(), Value::to_string);
-                v.convention.push(format!("/code: expected {} ({name}), got {got}", c.code));
-            }
-        }
-        if ex.status == want.status {
-            for check in &want.body {
-                if let Err(e) = body.as_ref().map_or_else(|| Err("the body is not JSON".to_owned()), check) {
-                    v.expectation.push(e);
-                }
-            }
-            for check in &want.conventions {
-                if let Err(e) = body.as_ref().map_or_else(|| Err("the body is not JSON".to_owned()), check) {
-                    v.convention.push(e);
-                }
-            }
-        }
+        let body = judge(self.contract, want, ex, &mut v);
         // Whatever created a user (a wrongly accepted negative case
         // included) is deleted at the end.
         if ex.status == 200 {
@@ -1254,15 +1261,7 @@ impl Run<'_> {
             TokenUse::Wrong => Some(wrong.as_str()),
             TokenUse::Expired => expired,
         };
-        let code = match &case.expect {
-            super::negative::Expect::Invalid { .. } => VALIDATION_FAILED,
-            super::negative::Expect::Unauthorized { code } => code,
-        };
-        let check = case.clone();
-        let mut want = Want::new(&case.operation, case.status()).code(code);
-        if let Some(format) = self.field_format {
-            want = want.convention(move |b| check.check_body(b, format));
-        }
+        let want = negative_want(case, self.field_format);
         let b = self.request(&case.request, token, header.as_deref());
         let what = case.name.splitn(3, ' ').nth(2).unwrap_or(&case.name).to_owned();
         self.raw(&what, want, b).await;
@@ -1388,6 +1387,23 @@ impl Run<'_> {
 }
 
 /// `op`'s path with a value of the right type in each path parameter.
+/// A generated case's expectations: its documented status (spec), its
+/// registry code and the naming of its field (conventions).
+fn negative_want(case: &Case, format: Option<FieldFormat>) -> Want {
+    let code = match &case.expect {
+        super::negative::Expect::Invalid { .. } => VALIDATION_FAILED,
+        super::negative::Expect::Unauthorized { code } => code,
+    };
+    let want = Want::new(&case.operation, case.status()).code(code);
+    match format {
+        Some(format) => {
+            let check = case.clone();
+            want.convention(move |b| check.check_body(b, format))
+        }
+        None => want,
+    }
+}
+
 fn sample_path(op: &Operation) -> String {
     let mut path = op.path.clone();
     for p in op.parameters.iter().filter(|p| p.location == "path") {
@@ -1421,5 +1437,85 @@ fn body_text(ex: &Exchange) -> String {
         format!("{}…", text.chars().take(200).collect::<String>())
     } else {
         text.into_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    const SPEC: &str = include_str!("../../../spec/openapi.yaml");
+
+    fn exchange(method: &str, path: &str, status: u16, body: &Value) -> Exchange {
+        Exchange {
+            method: method.into(),
+            path: path.into(),
+            status,
+            content_type: Some("application/json".into()),
+            body: serde_json::to_vec(body).unwrap(),
+            headers: vec![],
+            error: None,
+            request_headers: vec![],
+            request_body: vec![],
+        }
+    }
+
+    fn verdict(contract: &Contract, want: &Want, ex: &Exchange) -> Verdict {
+        let mut v =
+            Verdict { status: None, contract: Vec::new(), convention: Vec::new(), expectation: Vec::new(), body: None };
+        v.body = judge(contract, want, ex, &mut v);
+        v
+    }
+
+    /// An independent implementation answering a generated 400 with its
+    /// own conventions: `field` as a JSON pointer, a code of its own.
+    #[test]
+    fn a_deployment_differing_only_in_conventions_has_no_spec_failures() {
+        let contract = Contract::from_yaml(SPEC).unwrap();
+        let cases = Generator::new(&contract, "u", vec![("id".into(), json!(7))]).cases(false).cases;
+        let case = cases.iter().find(|c| c.name == "createUser 400 email format").unwrap();
+        let body = json!({
+            "code": 4000,
+            "msg": "invalid request",
+            "data": {"errors": [{"field": "/email", "message": "must be an email address"}]},
+            "timestamp": "2025-11-12T16:00:00Z"
+        });
+        let ex = exchange("POST", "/api/v1/users", 400, &body);
+        for format in [Some(FieldFormat::JsonName), None] {
+            let v = verdict(&contract, &negative_want(case, format), &ex);
+            assert_eq!((v.contract.clone(), v.expectation.clone()), (vec![], vec![]), "{format:?}");
+            // The registry pairing and the code asked for, and the naming when declared.
+            let want = if format.is_some() { 3 } else { 2 };
+            assert_eq!(v.convention.len(), want, "{format:?}: {:#?}", v.convention);
+        }
+        // Declared as pointers, `/email` is what the convention asks for.
+        let v = verdict(&contract, &negative_want(case, Some(FieldFormat::JsonPointer)), &ex);
+        assert!(v.convention.iter().all(|c| !c.contains("data.errors")), "{:#?}", v.convention);
+
+        // The same answer checked against a spec with neither registry nor
+        // declared field format: nothing at all to report.
+        let bare: serde_json::Value = serde_yaml::from_str(SPEC).unwrap();
+        let mut bare = bare;
+        bare.as_object_mut().unwrap().remove("x-error-codes");
+        let bare = Contract::from_yaml(&serde_json::to_string(&bare).unwrap()).unwrap();
+        let v = verdict(&bare, &negative_want(case, bare.field_format()), &ex);
+        assert_eq!((v.contract, v.expectation, v.convention), (vec![], vec![], vec![]));
+    }
+
+    #[test]
+    fn an_undocumented_answer_for_an_unknown_id_is_a_spec_failure() {
+        let contract = Contract::from_yaml(SPEC).unwrap();
+        let want = Want::new("getUserById", 404).code("UserNotFound");
+        let body = json!({"code": 1000, "msg": "boom", "timestamp": "2025-11-12T16:00:00Z"});
+        let v = verdict(&contract, &want, &exchange("GET", "/api/v1/users/99", 500, &body));
+        assert!(v.expectation.iter().any(|e| e.starts_with("expected status 404, got 500")), "{:#?}", v.expectation);
+        // A plain-text 500 breaks the documented media type and schema too.
+        let mut text = exchange("GET", "/api/v1/users/99", 500, &json!(null));
+        text.content_type = Some("text/plain".into());
+        text.body = b"Internal Server Error".to_vec();
+        let v = verdict(&contract, &want, &text);
+        assert_eq!(v.contract.len(), 2, "{:#?}", v.contract);
     }
 }
