@@ -8,7 +8,8 @@ use clap::Parser;
 /// response checked, plus negative cases generated from the spec. Creates
 /// and deletes only its own users; the API cannot delete tasks, so the email
 /// task (to an @example.com address) and the sync task (one day in 2099) it
-/// submits stay. Exit code 0 only when everything conforms.
+/// submits stay. Exit code 0 only when everything conforms to the spec
+/// (and, with --strict-conventions, to the conventions it declares).
 #[derive(Parser)]
 #[command(name = "cargo xtask contract")]
 struct Cli {
@@ -25,7 +26,8 @@ struct Cli {
     #[arg(long)]
     spec: Option<std::path::PathBuf>,
     /// Also write JUnit XML here (one testcase per check and per documented
-    /// status, and a `keyword-coverage` testsuite).
+    /// status, a `contract-conventions` testsuite of the convention findings
+    /// and a `keyword-coverage` testsuite).
     #[arg(long)]
     junit: Option<std::path::PathBuf>,
     /// Fail when keyword coverage is below PCT percent: `PCT` for every
