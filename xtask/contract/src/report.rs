@@ -171,13 +171,13 @@ impl Report {
     pub fn summary(&self) -> String {
         let count = |f: fn(&Outcome) -> bool| self.checks.iter().filter(|c| f(&c.outcome)).count();
         let mut out = format!(
-            "{} spec failures, {} convention findings{} in {} checks ({} passed, {} skipped); {} documented statuses not exercised",
+            "{} spec failures, {} convention findings in {} checks ({} passed, {} skipped{}); {} documented statuses not exercised",
             count(|o| matches!(o, Outcome::Fail(_))),
             self.convention_findings().count(),
-            if self.strict_conventions { " (strict)" } else { "" },
             self.checks.len(),
             count(|o| *o == Outcome::Pass),
             count(|o| matches!(o, Outcome::Skip(_))),
+            if self.strict_conventions { "; conventions strict" } else { "" },
             self.gaps().len()
         );
         for s in self.coverage.shortfalls() {
