@@ -18,7 +18,7 @@ use std::{
 };
 
 use anyhow::{Context, Result};
-use spec_contract::{Contract, Harness, Options, scenario};
+use spec_contract::{Contract, FieldFormat, Harness, Options, scenario};
 use spec_server::devsvc::{Launched, PrivatePostgres, PrivateRedis, Ready};
 
 use crate::support::spec_server;
@@ -173,10 +173,12 @@ fn the_server_conforms_to_the_contract() {
     local.start_worker(logs.path()).unwrap();
 
     let contract = Contract::workspace().unwrap();
-    let opts = Options { base_url, token: Some(token), expired_token: None };
+    // This project's server follows its own conventions: held to them, strictly.
+    let opts = Options { base_url, token: Some(token), expired_token: None, field_format: Some(FieldFormat::JsonName) };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let mut report = runtime.block_on(scenario::run(&contract, &opts, Some(&mut local))).unwrap();
     report.coverage.thresholds = MIN_COVERAGE.parse().unwrap();
+    report.strict_conventions = true;
     spec_contract::print(&report, false);
     let table = std::env::var_os("CONTRACT_COVERAGE")
         .map_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("contract-coverage.txt"), Into::into);

@@ -24,6 +24,7 @@ pub struct Contract {
     ops: Vec<Operation>,
     codes: Vec<RegisteredCode>,
     base_path: String,
+    field_format: Option<FieldFormat>,
 }
 
 /// One operation, with `$ref`s of parameters, bodies and responses resolved
@@ -112,9 +113,64 @@ pub struct Response<'a> {
     pub query: &'a str,
 }
 
+/// What a finding holds a deployment to. A deployment of the spec by
+/// someone else must pass every `Spec` check; `Convention` findings are about
+/// what this project's server does on top, checked only where the spec
+/// declares the convention (an extension such as `x-error-codes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// The documented status, media type, body schema, required headers.
+    Spec,
+    /// A registry code, the naming of a failing field, an expected value.
+    Convention,
+}
+
+/// How `field` inside a validation error names the failing member:
+/// `x-error-field-format` at the top level of the spec, or
+/// `--error-field-format` for a spec that does not declare it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldFormat {
+    /// `email`, `cc[0]`, `address.city` (this project's server).
+    JsonName,
+    /// `/email`, `/cc/0`, `/address/city` (RFC 6901).
+    JsonPointer,
+}
+
+impl FieldFormat {
+    pub fn parse(s: &str) -> Result<FieldFormat, String> {
+        match s {
+            "json-name" => Ok(FieldFormat::JsonName),
+            "json-pointer" => Ok(FieldFormat::JsonPointer),
+            other => Err(format!("expected json-name or json-pointer, got {other:?}")),
+        }
+    }
+
+    /// `name` (in json-name form, as the generator and scenario spell
+    /// fields) as this format writes it.
+    pub fn render(self, name: &str) -> String {
+        match self {
+            FieldFormat::JsonName => name.to_owned(),
+            FieldFormat::JsonPointer => {
+                let mut out = String::new();
+                for part in name.split('.') {
+                    let (head, indexes) = part.split_once('[').map_or((part, ""), |(h, rest)| (h, rest));
+                    out.push('/');
+                    out.push_str(&head.replace('~', "~0").replace('/', "~1"));
+                    for i in indexes.split('[').filter(|i| !i.is_empty()) {
+                        out.push('/');
+                        out.push_str(i.trim_end_matches(']'));
+                    }
+                }
+                out
+            }
+        }
+    }
+}
+
 /// One way a response breaks the contract.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mismatch {
+    pub class: Class,
     pub operation: String,
     pub status: u16,
     /// `status`, `Content-Type`, or a JSON pointer into the body (`""` = the body itself).
@@ -158,7 +214,17 @@ impl Contract {
                 }
             }
         }
-        let mut contract = Contract { ops: Vec::new(), codes: registry(&doc)?, base_path: base_path(&doc), doc };
+        let field_format = match doc.get("x-error-field-format") {
+            None => None,
+            Some(v) => Some(
+                v.as_str()
+                    .ok_or_else(|| "not a string".to_owned())
+                    .and_then(FieldFormat::parse)
+                    .map_err(|e| anyhow::anyhow!("/x-error-field-format: {e}"))?,
+            ),
+        };
+        let mut contract =
+            Contract { ops: Vec::new(), codes: registry(&doc)?, base_path: base_path(&doc), field_format, doc };
         for (path, method) in order {
             let op = contract.operation_at(&path, &method)?;
             contract.ops.push(op);
@@ -345,6 +411,11 @@ impl Contract {
             .map(|(_, o)| o)
     }
 
+    /// The spec's `x-error-field-format`, if it declares one.
+    pub fn field_format(&self) -> Option<FieldFormat> {
+        self.field_format
+    }
+
     /// The `x-error-codes` registry, in document order.
     pub fn error_codes(&self) -> &[RegisteredCode] {
         &self.codes
@@ -396,6 +467,7 @@ impl Contract {
         match self.operation(operation_id) {
             Some(op) => self.check(op, resp),
             None => Err(vec![Mismatch {
+                class: Class::Spec,
                 operation: operation_id.to_owned(),
                 status: resp.status,
                 at: "operation".into(),
@@ -410,6 +482,7 @@ impl Contract {
         match self.find(method, path) {
             Some(op) => self.check(op, resp),
             None => Err(vec![Mismatch {
+                class: Class::Spec,
                 operation: format!("{method} {path}"),
                 status: resp.status,
                 at: "operation".into(),
@@ -422,6 +495,7 @@ impl Contract {
     /// Status, Content-Type and body of `resp` against `op`'s documentation.
     pub fn check(&self, op: &Operation, resp: Response<'_>) -> Result<(), Vec<Mismatch>> {
         let mismatch = |at: &str, expected: String, actual: String| Mismatch {
+            class: Class::Spec,
             operation: op.id.clone(),
             status: resp.status,
             at: at.to_owned(),
@@ -474,9 +548,13 @@ impl Contract {
                         out.push(mismatch(&p.pointer, p.expected, p.actual));
                     }
                     if let Some(m) = &mask {
-                        m.check(&mut |at, e, a| out.push(mismatch(at, e, a)));
+                        // Members beyond the mask break an extension, not the schema.
+                        m.check(&mut |at, e, a| out.push(Mismatch { class: Class::Convention, ..mismatch(at, e, a) }));
                     }
-                    self.check_error_code(resp.status, &body, &mut |at, e, a| out.push(mismatch(at, e, a)));
+                    // The registry is an extension: what it pairs goes beyond the schema.
+                    self.check_error_code(resp.status, &body, &mut |at, e, a| {
+                        out.push(Mismatch { class: Class::Convention, ..mismatch(at, e, a) });
+                    });
                 }
                 Err(e) => {
                     out.push(mismatch("", "a JSON document".into(), format!("{} ({e})", describe_bytes(resp.body))))
@@ -919,6 +997,33 @@ mod tests {
             "{}",
             got[0]
         );
+    }
+
+    #[test]
+    fn registry_pairings_are_conventions_an_undocumented_status_is_spec() {
+        let c = contract();
+        let classes = |op: &str, status: u16, body: &Value| -> Vec<Class> {
+            let bytes = serde_json::to_vec(body).unwrap();
+            let resp =
+                Response { status, content_type: Some("application/json"), body: &bytes, headers: &[], query: "" };
+            c.check_id(op, resp).err().unwrap_or_default().iter().map(|m| m.class).collect()
+        };
+        let unregistered = json!({"code": 4242, "msg": "x", "timestamp": "2025-11-12T16:00:00Z"});
+        assert_eq!(classes("getUserById", 404, &unregistered), [Class::Convention]);
+        assert_eq!(classes("getUserById", 500, &unregistered), [Class::Convention]);
+        assert_eq!(classes("createUser", 404, &unregistered), [Class::Spec]);
+    }
+
+    #[test]
+    fn field_formats_render_names() {
+        assert_eq!(FieldFormat::JsonPointer.render("email"), "/email");
+        assert_eq!(FieldFormat::JsonPointer.render("cc[0]"), "/cc/0");
+        assert_eq!(FieldFormat::JsonPointer.render("a.b[1][2]"), "/a/b/1/2");
+        assert_eq!(FieldFormat::JsonName.render("cc[0]"), "cc[0]");
+        assert!(FieldFormat::parse("camel").is_err());
+        assert_eq!(contract().field_format(), None);
+        let declared = SMALL.replacen("paths:", "x-error-field-format: json-pointer\npaths:", 1);
+        assert_eq!(Contract::from_yaml(&declared).unwrap().field_format(), Some(FieldFormat::JsonPointer));
     }
 
     const SMALL: &str = r#"

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-pub use checker::Contract;
+pub use checker::{Class, Contract, FieldFormat};
 pub use coverage::{Coverage, Thresholds};
 pub use report::Report;
 pub use scenario::{Harness, Options};
@@ -38,6 +38,7 @@ pub fn command(
     junit: Option<PathBuf>,
     min_coverage: &Thresholds,
     coverage_details: bool,
+    strict_conventions: bool,
 ) -> Result<()> {
     let contract = match spec {
         Some(path) => Contract::load(&path)?,
@@ -50,6 +51,7 @@ pub fn command(
         .context("starting the Tokio runtime")?;
     let mut report = runtime.block_on(scenario::run(&contract, opts, None))?;
     report.coverage.thresholds = min_coverage.clone();
+    report.strict_conventions = strict_conventions;
     print(&report, coverage_details);
     if let Some(path) = junit {
         std::fs::write(&path, report.junit()).with_context(|| format!("writing {}", path.display()))?;
@@ -71,6 +73,14 @@ pub fn print(report: &Report, details: bool) {
             for r in reasons {
                 println!("     {r}");
             }
+        }
+    }
+    // Apart from the failures: a deployment following other conventions
+    // conforms to the spec all the same.
+    for c in report.convention_findings() {
+        println!("CONVENTION {}", c.name);
+        for r in &c.conventions {
+            println!("     {r}");
         }
     }
     for gap in report.gaps() {

@@ -8,7 +8,8 @@ use clap::Parser;
 /// response checked, plus negative cases generated from the spec. Creates
 /// and deletes only its own users; the API cannot delete tasks, so the email
 /// task (to an @example.com address) and the sync task (one day in 2099) it
-/// submits stay. Exit code 0 only when everything conforms.
+/// submits stay. Exit code 0 only when everything conforms to the spec
+/// (and, with --strict-conventions, to the conventions it declares).
 #[derive(Parser)]
 #[command(name = "cargo xtask contract")]
 struct Cli {
@@ -25,7 +26,8 @@ struct Cli {
     #[arg(long)]
     spec: Option<std::path::PathBuf>,
     /// Also write JUnit XML here (one testcase per check and per documented
-    /// status, and a `keyword-coverage` testsuite).
+    /// status, a `contract-conventions` testsuite of the convention findings
+    /// and a `keyword-coverage` testsuite).
     #[arg(long)]
     junit: Option<std::path::PathBuf>,
     /// Fail when keyword coverage is below PCT percent: `PCT` for every
@@ -36,6 +38,16 @@ struct Cli {
     /// List every keyword-coverage item not exercised, by JSON pointer.
     #[arg(long)]
     coverage_details: bool,
+    /// Convention findings (registry codes, the naming of failing fields)
+    /// fail the run too; without it they are reported apart and only spec
+    /// failures fail it.
+    #[arg(long)]
+    strict_conventions: bool,
+    /// How validation errors name failing fields (`json-name`: `cc[0]`;
+    /// `json-pointer`: `/cc/0`), for a spec without `x-error-field-format`.
+    /// With neither, field naming is not checked.
+    #[arg(long, value_name = "FORMAT", value_parser = spec_contract::FieldFormat::parse)]
+    error_field_format: Option<spec_contract::FieldFormat>,
 }
 
 /// One `--min-coverage` value, checked when the arguments are parsed.
@@ -45,7 +57,12 @@ fn threshold(s: &str) -> Result<String, String> {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let opts = spec_contract::Options { base_url: cli.base_url, token: cli.token, expired_token: cli.expired_token };
+    let opts = spec_contract::Options {
+        base_url: cli.base_url,
+        token: cli.token,
+        expired_token: cli.expired_token,
+        field_format: cli.error_field_format,
+    };
     let mut min = spec_contract::Thresholds::default();
     for t in &cli.min_coverage {
         if let Err(e) = min.add(t) {
@@ -53,7 +70,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     }
-    match spec_contract::command(&opts, cli.spec, cli.junit, &min, cli.coverage_details) {
+    match spec_contract::command(&opts, cli.spec, cli.junit, &min, cli.coverage_details, cli.strict_conventions) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

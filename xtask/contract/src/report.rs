@@ -21,7 +21,12 @@ pub struct Check {
     pub operation: String,
     /// The documented status this check aims at (credited only if it passed).
     pub status: Option<u16>,
+    /// Against the spec alone: only this decides `Fail` and the coverage credit.
     pub outcome: Outcome,
+    /// Where the response departs from a convention the spec declares (a
+    /// registry code, the naming of a failing field, an expected value):
+    /// reported apart, failing the run only with `strict_conventions`.
+    pub conventions: Vec<String>,
 }
 
 /// One cell of the coverage table.
@@ -48,6 +53,8 @@ pub struct Report {
     rows: Vec<Row>,
     /// Which keywords of the contract the run exercised (thresholds included).
     pub coverage: Coverage,
+    /// Convention findings fail the run too (`--strict-conventions`).
+    pub strict_conventions: bool,
 }
 
 impl Report {
@@ -62,7 +69,7 @@ impl Report {
                 cells: op.responses.iter().map(|(s, _)| (s.clone(), Cell::default())).collect(),
             })
             .collect();
-        Report { checks: Vec::new(), rows, coverage: Coverage::inventory(contract) }
+        Report { checks: Vec::new(), rows, coverage: Coverage::inventory(contract), strict_conventions: false }
     }
 
     fn cell(&mut self, operation: &str, status: u16) -> Option<&mut Cell> {
@@ -104,6 +111,7 @@ impl Report {
             operation: operation.to_owned(),
             status: None,
             outcome: Outcome::Skip(reason.into()),
+            conventions: Vec::new(),
         });
     }
 
@@ -123,6 +131,11 @@ impl Report {
 
     pub fn failed_checks(&self) -> impl Iterator<Item = &Check> {
         self.checks.iter().filter(|c| matches!(c.outcome, Outcome::Fail(_)))
+    }
+
+    /// Checks whose response departs from a declared convention.
+    pub fn convention_findings(&self) -> impl Iterator<Item = &Check> {
+        self.checks.iter().filter(|c| !c.conventions.is_empty())
     }
 
     /// `operation status: reason` for every documented status neither
@@ -146,19 +159,25 @@ impl Report {
 
     /// True when every check passed (or was skipped), every documented
     /// status was exercised or marked unreachable, and keyword coverage
-    /// reached its thresholds.
+    /// reached its thresholds; with `strict_conventions`, also when no
+    /// response departed from a declared convention.
     pub fn passed(&self) -> bool {
-        self.failed_checks().next().is_none() && self.gaps().is_empty() && self.coverage.shortfalls().is_empty()
+        self.failed_checks().next().is_none()
+            && self.gaps().is_empty()
+            && self.coverage.shortfalls().is_empty()
+            && !(self.strict_conventions && self.convention_findings().next().is_some())
     }
 
     pub fn summary(&self) -> String {
         let count = |f: fn(&Outcome) -> bool| self.checks.iter().filter(|c| f(&c.outcome)).count();
         let mut out = format!(
-            "{} checks: {} passed, {} failed, {} skipped; {} documented statuses not exercised",
+            "{} spec failures, {} convention findings in {} checks ({} passed, {} skipped{}); {} documented statuses not exercised",
+            count(|o| matches!(o, Outcome::Fail(_))),
+            self.convention_findings().count(),
             self.checks.len(),
             count(|o| *o == Outcome::Pass),
-            count(|o| matches!(o, Outcome::Fail(_))),
             count(|o| matches!(o, Outcome::Skip(_))),
+            if self.strict_conventions { "; conventions strict" } else { "" },
             self.gaps().len()
         );
         for s in self.coverage.shortfalls() {
@@ -262,17 +281,51 @@ impl Report {
         }
         let total = self.checks.len();
         let (keywords, kw_total, kw_failures) = self.coverage.junit_suite();
+        let (conventions, conv_total, conv_failures) = self.junit_conventions();
         format!(
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
              <testsuites name=\"contract\" tests=\"{}\" failures=\"{}\" skipped=\"{}\">\n\
              \x20 <testsuite name=\"contract.checks\" tests=\"{total}\" failures=\"{failures}\" skipped=\"{skipped}\">\n{cases}  </testsuite>\n\
              \x20 <testsuite name=\"contract.coverage\" tests=\"{cov_total}\" failures=\"{cov_failures}\" skipped=\"{cov_skipped}\">\n{coverage}  </testsuite>\n\
+             {conventions}\
              {keywords}\
              </testsuites>\n",
-            total + cov_total + kw_total,
-            failures + cov_failures + kw_failures,
+            total + cov_total + kw_total + conv_total,
+            failures + cov_failures + kw_failures + conv_failures,
             skipped + cov_skipped,
         )
+    }
+}
+
+impl Report {
+    /// The `contract-conventions` testsuite: one testcase per check that
+    /// departed from a convention, a failure only when strict (else the
+    /// findings go to `system-out`, so CI shows them without failing).
+    fn junit_conventions(&self) -> (String, usize, usize) {
+        let mut cases = String::new();
+        let mut n = 0;
+        for c in self.convention_findings() {
+            n += 1;
+            let _ = write!(
+                cases,
+                r#"    <testcase classname="conventions.{}" name="{}">"#,
+                xml(&c.operation),
+                xml(&c.name)
+            );
+            let all = xml(&c.conventions.join("\n"));
+            if self.strict_conventions {
+                let first = c.conventions.first().map(String::as_str).unwrap_or("convention");
+                let _ = write!(cases, r#"<failure message="{}">{all}</failure>"#, xml(first));
+            } else {
+                let _ = write!(cases, "<system-out>{all}</system-out>");
+            }
+            cases.push_str("</testcase>\n");
+        }
+        let failures = if self.strict_conventions { n } else { 0 };
+        let suite = format!(
+            "  <testsuite name=\"contract-conventions\" tests=\"{n}\" failures=\"{failures}\" skipped=\"0\">\n{cases}  </testsuite>\n"
+        );
+        (suite, n, failures)
     }
 }
 
@@ -317,6 +370,7 @@ mod tests {
                         operation: op.id.clone(),
                         status: Some(status),
                         outcome: Outcome::Pass,
+                        conventions: Vec::new(),
                     });
                 }
             }
@@ -328,10 +382,35 @@ mod tests {
             operation: "createUser".into(),
             status: Some(200),
             outcome: Outcome::Fail(vec!["createUser 200 /data/id: expected integer, got null".into()]),
+            conventions: Vec::new(),
         });
         assert!(!r.passed());
         let junit = r.junit();
         assert!(junit.contains(r#"name="createUser 200 &lt;x&gt; &amp; &quot;y&quot;"><failure message="createUser 200 /data/id: expected integer, got null">"#), "{junit}");
         assert!(junit.contains(r#"<skipped message="not reachable: dependencies not controlled"/>"#));
+    }
+
+    #[test]
+    fn convention_findings_fail_only_when_strict() {
+        let contract = Contract::from_yaml(SPEC).unwrap();
+        let mut r = Report::new(&contract);
+        r.push(Check {
+            name: "getUserById 404 unknown id".into(),
+            operation: "getUserById".into(),
+            status: Some(404),
+            outcome: Outcome::Pass,
+            conventions: vec!["/code: expected 1003 (UserNotFound), got 4242".into()],
+        });
+        // Convention findings still credit the status: the spec was met.
+        assert!(r.table().contains("✓1"), "{}", r.table());
+        assert!(r.summary().starts_with("0 spec failures, 1 convention findings in 1 checks"), "{}", r.summary());
+        let junit = r.junit();
+        assert!(junit.contains(r#"<testsuite name="contract-conventions" tests="1" failures="0""#), "{junit}");
+        assert!(junit.contains("<system-out>/code: expected 1003 (UserNotFound), got 4242</system-out>"));
+        let gaps_only = r.failed_checks().next().is_none();
+        assert!(gaps_only);
+        r.strict_conventions = true;
+        assert!(r.junit().contains(r#"<testsuite name="contract-conventions" tests="1" failures="1""#));
+        assert!(!r.passed());
     }
 }

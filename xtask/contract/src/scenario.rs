@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use spec_api_client::{Client, Credentials, Error as ClientError, ResponseValue, types};
 
 use super::{
-    checker::{Contract, Operation},
+    checker::{Class, Contract, FieldFormat, Operation},
     coverage::Sent,
     negative::{Case, Generator, Request, TokenUse, VALIDATION_FAILED},
     recorder::{Exchange, Recorder},
@@ -58,6 +58,10 @@ pub struct Options {
     pub token: Option<String>,
     /// An expired token, for runs without a harness to issue one.
     pub expired_token: Option<String>,
+    /// How failing fields are named, for a spec that declares no
+    /// `x-error-field-format` (which wins otherwise); with neither, the
+    /// naming of fields is not checked.
+    pub field_format: Option<FieldFormat>,
 }
 
 /// Runs everything against `opts.base_url`; `Err` only when the run could
@@ -77,6 +81,7 @@ pub async fn run(contract: &Contract, opts: &Options, mut harness: Option<&mut d
         token,
         unique,
         report: Report::new(contract),
+        field_format: contract.field_format().or(opts.field_format),
         created: Vec::new(),
         gone_user: None,
         email_task: None,
@@ -152,13 +157,52 @@ struct Want {
     op: String,
     status: u16,
     /// An `x-error-codes` name; its number is looked up in the contract.
+    /// A convention: checked only when the registry has the name.
     code: Option<&'static str>,
     body: Vec<BodyCheck>,
+    /// Expectations the spec does not make (registry codes inside a body,
+    /// the naming of a failing field): convention findings, not failures.
+    conventions: Vec<BodyCheck>,
 }
 
 impl Want {
     fn new(op: &str, status: u16) -> Want {
-        Want { op: op.to_owned(), status, code: None, body: Vec::new() }
+        Want { op: op.to_owned(), status, code: None, body: Vec::new(), conventions: Vec::new() }
+    }
+
+    /// [`Want::field`] for what only the registry's prose promises
+    /// (`data.required` of an `InsufficientScope`).
+    fn convention_field(self, pointer: &'static str, expected: Value) -> Want {
+        self.convention(move |b| expect_at(b, pointer, &expected))
+    }
+
+    fn convention(mut self, f: impl Fn(&Value) -> Result<(), String> + 'static) -> Want {
+        self.conventions.push(Box::new(f));
+        self
+    }
+
+    /// The value at `pointer` is the code `x-error-codes` registers as
+    /// `name`; without such an entry the spec declares no such convention.
+    fn registered(self, contract: &Contract, pointer: &'static str, name: &str) -> Want {
+        match contract.error_code(name) {
+            Some(c) => {
+                let code = c.code;
+                self.convention(move |b| expect_at(b, pointer, &json!(code)))
+            }
+            None => self,
+        }
+    }
+
+    /// The string at `pointer` names the failing field `name` (json-name
+    /// form) as `format` writes it; without a declared format, unchecked.
+    fn names_field(self, format: Option<FieldFormat>, pointer: &'static str, name: &str) -> Want {
+        match format {
+            Some(f) => {
+                let expected = json!(f.render(name));
+                self.convention(move |b| expect_at(b, pointer, &expected))
+            }
+            None => self,
+        }
     }
 
     fn code(mut self, name: &'static str) -> Want {
@@ -168,12 +212,7 @@ impl Want {
 
     /// The value at `pointer` in the body must be `expected`.
     fn field(mut self, pointer: &'static str, expected: Value) -> Want {
-        self.body.push(Box::new(move |b: &Value| match b.pointer(pointer) {
-            Some(v) if *v == expected => Ok(()),
-            got => {
-                Err(format!("{pointer}: expected {expected}, got {}", got.map_or("nothing".into(), Value::to_string)))
-            }
-        }));
+        self.body.push(Box::new(move |b: &Value| expect_at(b, pointer, &expected)));
         self
     }
 
@@ -183,11 +222,21 @@ impl Want {
     }
 }
 
+/// `Err` unless the value at `pointer` in `body` is `expected`.
+fn expect_at(body: &Value, pointer: &str, expected: &Value) -> Result<(), String> {
+    match body.pointer(pointer) {
+        Some(v) if v == expected => Ok(()),
+        got => Err(format!("{pointer}: expected {expected}, got {}", got.map_or("nothing".into(), Value::to_string))),
+    }
+}
+
 /// What one exchange showed.
 struct Verdict {
     status: Option<u16>,
     /// Contract mismatches: never tolerated, not even while polling.
     contract: Vec<String>,
+    /// Departures from a convention the spec declares (see [`Class`]).
+    convention: Vec<String>,
     /// The step's own expectations (status, code, values).
     expectation: Vec<String>,
     body: Option<Value>,
@@ -203,6 +252,8 @@ struct Run<'a> {
     token: String,
     unique: String,
     report: Report,
+    /// How validation errors name failing fields, when declared.
+    field_format: Option<FieldFormat>,
     /// Users this run created and has not deleted yet.
     created: Vec<i64>,
     /// A user this run deleted: known not to exist.
@@ -235,13 +286,66 @@ fn client_error<E>(e: &ClientError<E>) -> String {
     }
 }
 
+/// Judges one answered exchange against the spec and the step's
+/// expectations, each finding in its class; returns the body, if JSON.
+fn judge(contract: &Contract, want: &Want, ex: &Exchange, v: &mut Verdict) -> Option<Value> {
+    v.status = Some(ex.status);
+    if let Err(mismatches) = contract.check_request(&ex.method, &ex.path, ex.response()) {
+        for m in &mismatches {
+            match m.class {
+                Class::Spec => v.contract.push(m.to_string()),
+                Class::Convention => v.convention.push(m.to_string()),
+            }
+        }
+    }
+    match contract.find(&ex.method, &ex.path) {
+        Some(op) if op.id == want.op => {}
+        other => v.expectation.push(format!(
+            "{} {}: expected operation {}, got {}",
+            ex.method,
+            ex.path,
+            want.op,
+            other.map_or("none", |o| o.id.as_str())
+        )),
+    }
+    if ex.status != want.status {
+        v.expectation.push(format!("expected status {}, got {}: {}", want.status, ex.status, body_text(ex)));
+    }
+    let body: Option<Value> = serde_json::from_slice(&ex.body).ok();
+    // Which registry code a situation gets is this project's choice: the
+    // spec only pairs codes with statuses (the checker's convention).
+    if let Some(name) = want.code
+        && let Some(c) = contract.error_code(name)
+    {
+        let got = body.as_ref().and_then(|b| b.get("code"));
+        if got.and_then(Value::as_i64) != Some(c.code) {
+            let got = got.map_or("nothing".into(), Value::to_string);
+            v.convention.push(format!("/code: expected {} ({name}), got {got}", c.code));
+        }
+    }
+    if ex.status == want.status {
+        for check in &want.body {
+            if let Err(e) = body.as_ref().map_or_else(|| Err("the body is not JSON".to_owned()), check) {
+                v.expectation.push(e);
+            }
+        }
+        for check in &want.conventions {
+            if let Err(e) = body.as_ref().map_or_else(|| Err("the body is not JSON".to_owned()), check) {
+                v.convention.push(e);
+            }
+        }
+    }
+    body
+}
+
 impl Run<'_> {
     /// Judges the one exchange the last request made (without recording it).
     fn verdict(&mut self, want: &Want, send_error: Option<String>) -> Verdict {
         let exchanges = self.rec.take();
         self.answered = exchanges.last().is_some_and(|ex| ex.error.is_none());
         self.last_rejected = None;
-        let mut v = Verdict { status: None, contract: Vec::new(), expectation: Vec::new(), body: None };
+        let mut v =
+            Verdict { status: None, contract: Vec::new(), convention: Vec::new(), expectation: Vec::new(), body: None };
         let Some(ex) = exchanges.last() else {
             let why = send_error.unwrap_or_else(|| "the client sent nothing".into());
             v.expectation.push(format!("no request reached the server: {why}"));
@@ -254,44 +358,9 @@ impl Run<'_> {
             v.expectation.push(format!("no response from the server: {e}"));
             return v;
         }
-        v.status = Some(ex.status);
         self.last_headers.clone_from(&ex.headers);
-        if let Err(mismatches) = self.contract.check_request(&ex.method, &ex.path, ex.response()) {
-            v.contract.extend(mismatches.iter().map(ToString::to_string));
-        }
         self.observe(ex);
-        match self.contract.find(&ex.method, &ex.path) {
-            Some(op) if op.id == want.op => {}
-            other => v.expectation.push(format!(
-                "{} {}: expected operation {}, got {}",
-                ex.method,
-                ex.path,
-                want.op,
-                other.map_or("none", |o| o.id.as_str())
-            )),
-        }
-        if ex.status != want.status {
-            v.expectation.push(format!("expected status {}, got {}: {}", want.status, ex.status, body_text(ex)));
-        }
-        let body: Option<Value> = serde_json::from_slice(&ex.body).ok();
-        if let Some(name) = want.code {
-            match (self.contract.error_code(name), body.as_ref().and_then(|b| b.get("code"))) {
-                (None, _) => v.expectation.push(format!("x-error-codes has no {name}")),
-                (Some(c), got) if got.and_then(Value::as_i64) != Some(c.code) => v.expectation.push(format!(
-                    "/code: expected {} ({name}), got {}",
-                    c.code,
-                    got.map_or("nothing".into(), Value::to_string)
-                )),
-                _ => {}
-            }
-        }
-        if ex.status == want.status {
-            for check in &want.body {
-                if let Err(e) = body.as_ref().map_or_else(|| Err("the body is not JSON".to_owned()), check) {
-                    v.expectation.push(e);
-                }
-            }
-        }
+        let body = judge(self.contract, want, ex, &mut v);
         // Whatever created a user (a wrongly accepted negative case
         // included) is deleted at the end.
         if ex.status == 200 {
@@ -351,6 +420,7 @@ impl Run<'_> {
             operation: want.op.clone(),
             status: Some(want.status),
             outcome,
+            conventions: v.convention,
         });
         v.body
     }
@@ -648,6 +718,7 @@ impl Run<'_> {
             operation: "updateUser".into(),
             status: None,
             outcome: if reasons.is_empty() { Outcome::Pass } else { Outcome::Fail(reasons) },
+            conventions: Vec::new(),
         });
 
         if let Some(current) = new_etag {
@@ -693,10 +764,12 @@ impl Run<'_> {
                 (problem, None)
             }
         };
-        // The body is judged against the contract as every answer is.
+        // The body is judged against the contract as every answer is; the
+        // headers are declared only in prose and by `x-sunset`, not as
+        // documented response headers: a convention.
         let want = Want::new(op_id, 200);
         let mut v = self.verdict(&want, send_error);
-        v.expectation.extend(problem);
+        v.convention.extend(problem);
         self.record("deprecated: Deprecation and Sunset headers", &want, v);
     }
 
@@ -717,7 +790,13 @@ impl Run<'_> {
             Ok(_) => crate::report::Outcome::Pass,
             Err(e) => crate::report::Outcome::Fail(vec![format!("{e:#}")]),
         };
-        self.report.push(crate::report::Check { name, operation: op.to_owned(), status: None, outcome });
+        self.report.push(crate::report::Check {
+            name,
+            operation: op.to_owned(),
+            status: None,
+            outcome,
+            conventions: Vec::new(),
+        });
         found.ok()
     }
 
@@ -786,7 +865,8 @@ impl Run<'_> {
         };
         let path = get.path.replace("{id}", &a_id.to_string());
         let q = vec![(get_param.clone(), "email,id".to_owned())];
-        let want = Want::new("getUserById", 200).check(move |b| match keys(b.pointer("/data")).as_slice() {
+        // What a mask keeps is `x-field-mask`'s promise, not the schema's.
+        let want = Want::new("getUserById", 200).convention(move |b| match keys(b.pointer("/data")).as_slice() {
             [e, i] if e == "email" && i == "id" => Ok(()),
             other => Err(format!("fields=email,id sent the members {other:?}")),
         });
@@ -794,7 +874,7 @@ impl Run<'_> {
         self.raw("fields=email,id on a user", want, b).await;
 
         let q = vec![(list_param, "id,username".to_owned()), ("page_size".to_owned(), "3".to_owned())];
-        let want = Want::new("listUsers", 200).field("/data/page_size", json!(3)).check(move |b| {
+        let want = Want::new("listUsers", 200).field("/data/page_size", json!(3)).convention(move |b| {
             let users = b.pointer("/data/users").and_then(Value::as_array).cloned().unwrap_or_default();
             match users.iter().map(|u| keys(Some(u))).find(|k| k.as_slice() != ["id", "username"]) {
                 None if !users.is_empty() => Ok(()),
@@ -806,7 +886,7 @@ impl Run<'_> {
         self.raw("fields=id,username on a list page", want, b).await;
 
         let q = vec![(get_param, "id,password_hash".to_owned())];
-        let want = Want::new("getUserById", 400).code("ValidationFailed").check(|b| {
+        let want = Want::new("getUserById", 400).code("ValidationFailed").convention(|b| {
             if b.to_string().contains("password_hash") {
                 Ok(())
             } else {
@@ -828,8 +908,8 @@ impl Run<'_> {
         let want = Want::new("batchGetUsers", 200)
             .field("/data/results/0/user/id", json!(a_id))
             .field("/data/results/1/id", json!(unknown))
-            .field("/data/results/1/error/code", json!(1003))
-            .field("/data/results/2/user/id", json!(a_id));
+            .field("/data/results/2/user/id", json!(a_id))
+            .registered(self.contract, "/data/results/1/error/code", "UserNotFound");
         let r = self.api.batch_get_users().body(types::BatchGetUsersRequest::builder().ids(ids)).send().await;
         self.typed("reads users in request order, a missing one in place", want, r);
 
@@ -855,11 +935,11 @@ impl Run<'_> {
         let want = Want::new("batchCreateUsers", 200)
             .field("/data/results/0/index", json!(0))
             .field("/data/results/0/user/username", json!(format!("ct_{u}_e")))
-            .field("/data/results/1/error/code", json!(1004))
-            .field("/data/results/1/error/data/field", json!("username"))
-            .field("/data/results/2/error/code", json!(1004))
-            .field("/data/results/2/error/data/field", json!("email"))
-            .field("/data/results/3/user/username", json!(format!("ct_{u}_h")));
+            .field("/data/results/3/user/username", json!(format!("ct_{u}_h")))
+            .registered(self.contract, "/data/results/1/error/code", "Conflict")
+            .registered(self.contract, "/data/results/2/error/code", "Conflict")
+            .names_field(self.field_format, "/data/results/1/error/data/field", "username")
+            .names_field(self.field_format, "/data/results/2/error/data/field", "email");
         let r = self.api.batch_create_users().body(types::BatchCreateUsersRequest::builder().users(items)).send().await;
         self.typed("creates items 0 and 3; 1 and 2 conflict (with A, with item 0)", want, r);
 
@@ -964,14 +1044,11 @@ impl Run<'_> {
             body: Some(body),
         };
         let b = self.request(&req, Some(&self.token), self.secured("submitSyncTask").as_deref());
-        let want = Want::new("submitSyncTask", 400).code(VALIDATION_FAILED).check(|b| {
-            let named = b.pointer("/data/errors/0/field").and_then(Value::as_str);
-            if named == Some("end_date") {
-                Ok(())
-            } else {
-                Err(format!("data.errors[0].field: expected \"end_date\", got {named:?}"))
-            }
-        });
+        let want = Want::new("submitSyncTask", 400).code(VALIDATION_FAILED).names_field(
+            self.field_format,
+            "/data/errors/0/field",
+            "end_date",
+        );
         self.raw("end_date before start_date", want, b).await;
     }
 
@@ -1084,7 +1161,8 @@ impl Run<'_> {
                 body: None,
             };
             let b = self.request(&req, Some(&token), op.auth_header.as_deref());
-            let want = Want::new(&op.id, 403).code("InsufficientScope").field("/data/required", json!(op.scopes));
+            let want =
+                Want::new(&op.id, 403).code("InsufficientScope").convention_field("/data/required", json!(op.scopes));
             self.raw(&format!("a token with only {other}"), want, b).await;
         }
     }
@@ -1165,6 +1243,7 @@ impl Run<'_> {
                 operation: op,
                 status: None,
                 outcome: Outcome::Fail(vec![why]),
+                conventions: Vec::new(),
             });
         }
         if expired.is_none() {
@@ -1192,12 +1271,7 @@ impl Run<'_> {
             TokenUse::Wrong => Some(wrong.as_str()),
             TokenUse::Expired => expired,
         };
-        let code = match &case.expect {
-            super::negative::Expect::Invalid { .. } => VALIDATION_FAILED,
-            super::negative::Expect::Unauthorized { code } => code,
-        };
-        let check = case.clone();
-        let want = Want::new(&case.operation, case.status()).code(code).check(move |b| check.check_body(b));
+        let want = negative_want(case, self.field_format);
         let b = self.request(&case.request, token, header.as_deref());
         let what = case.name.splitn(3, ' ').nth(2).unwrap_or(&case.name).to_owned();
         self.raw(&what, want, b).await;
@@ -1209,6 +1283,7 @@ impl Run<'_> {
             operation: op.to_owned(),
             status: None,
             outcome: Outcome::Fail(vec![format!("{e:#}")]),
+            conventions: Vec::new(),
         });
     }
 
@@ -1322,6 +1397,23 @@ impl Run<'_> {
 }
 
 /// `op`'s path with a value of the right type in each path parameter.
+/// A generated case's expectations: its documented status (spec), its
+/// registry code and the naming of its field (conventions).
+fn negative_want(case: &Case, format: Option<FieldFormat>) -> Want {
+    let code = match &case.expect {
+        super::negative::Expect::Invalid { .. } => VALIDATION_FAILED,
+        super::negative::Expect::Unauthorized { code } => code,
+    };
+    let want = Want::new(&case.operation, case.status()).code(code);
+    match format {
+        Some(format) => {
+            let check = case.clone();
+            want.convention(move |b| check.check_body(b, format))
+        }
+        None => want,
+    }
+}
+
 fn sample_path(op: &Operation) -> String {
     let mut path = op.path.clone();
     for p in op.parameters.iter().filter(|p| p.location == "path") {
@@ -1355,5 +1447,85 @@ fn body_text(ex: &Exchange) -> String {
         format!("{}…", text.chars().take(200).collect::<String>())
     } else {
         text.into_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    const SPEC: &str = include_str!("../../../spec/openapi.yaml");
+
+    fn exchange(method: &str, path: &str, status: u16, body: &Value) -> Exchange {
+        Exchange {
+            method: method.into(),
+            path: path.into(),
+            status,
+            content_type: Some("application/json".into()),
+            body: serde_json::to_vec(body).unwrap(),
+            headers: vec![],
+            error: None,
+            request_headers: vec![],
+            request_body: vec![],
+        }
+    }
+
+    fn verdict(contract: &Contract, want: &Want, ex: &Exchange) -> Verdict {
+        let mut v =
+            Verdict { status: None, contract: Vec::new(), convention: Vec::new(), expectation: Vec::new(), body: None };
+        v.body = judge(contract, want, ex, &mut v);
+        v
+    }
+
+    /// An independent implementation answering a generated 400 with its
+    /// own conventions: `field` as a JSON pointer, a code of its own.
+    #[test]
+    fn a_deployment_differing_only_in_conventions_has_no_spec_failures() {
+        let contract = Contract::from_yaml(SPEC).unwrap();
+        let cases = Generator::new(&contract, "u", vec![("id".into(), json!(7))]).cases(false).cases;
+        let case = cases.iter().find(|c| c.name == "createUser 400 email format").unwrap();
+        let body = json!({
+            "code": 4000,
+            "msg": "invalid request",
+            "data": {"errors": [{"field": "/email", "message": "must be an email address"}]},
+            "timestamp": "2025-11-12T16:00:00Z"
+        });
+        let ex = exchange("POST", "/api/v1/users", 400, &body);
+        for format in [Some(FieldFormat::JsonName), None] {
+            let v = verdict(&contract, &negative_want(case, format), &ex);
+            assert_eq!((v.contract.clone(), v.expectation.clone()), (vec![], vec![]), "{format:?}");
+            // The registry pairing and the code asked for, and the naming when declared.
+            let want = if format.is_some() { 3 } else { 2 };
+            assert_eq!(v.convention.len(), want, "{format:?}: {:#?}", v.convention);
+        }
+        // Declared as pointers, `/email` is what the convention asks for.
+        let v = verdict(&contract, &negative_want(case, Some(FieldFormat::JsonPointer)), &ex);
+        assert!(v.convention.iter().all(|c| !c.contains("data.errors")), "{:#?}", v.convention);
+
+        // The same answer checked against a spec with neither registry nor
+        // declared field format: nothing at all to report.
+        let bare: serde_json::Value = serde_yaml::from_str(SPEC).unwrap();
+        let mut bare = bare;
+        bare.as_object_mut().unwrap().remove("x-error-codes");
+        let bare = Contract::from_yaml(&serde_json::to_string(&bare).unwrap()).unwrap();
+        let v = verdict(&bare, &negative_want(case, bare.field_format()), &ex);
+        assert_eq!((v.contract, v.expectation, v.convention), (vec![], vec![], vec![]));
+    }
+
+    #[test]
+    fn an_undocumented_answer_for_an_unknown_id_is_a_spec_failure() {
+        let contract = Contract::from_yaml(SPEC).unwrap();
+        let want = Want::new("getUserById", 404).code("UserNotFound");
+        let body = json!({"code": 1000, "msg": "boom", "timestamp": "2025-11-12T16:00:00Z"});
+        let v = verdict(&contract, &want, &exchange("GET", "/api/v1/users/99", 500, &body));
+        assert!(v.expectation.iter().any(|e| e.starts_with("expected status 404, got 500")), "{:#?}", v.expectation);
+        // A plain-text 500 breaks the documented media type and schema too.
+        let mut text = exchange("GET", "/api/v1/users/99", 500, &json!(null));
+        text.content_type = Some("text/plain".into());
+        text.body = b"Internal Server Error".to_vec();
+        let v = verdict(&contract, &want, &text);
+        assert_eq!(v.contract.len(), 2, "{:#?}", v.contract);
     }
 }
