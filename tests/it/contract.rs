@@ -18,7 +18,7 @@ use std::{
 };
 
 use anyhow::{Context, Result};
-use spec_contract::{Contract, FieldFormat, Harness, Options, scenario};
+use spec_contract::{Contract, Harness, Options, scenario};
 use spec_server::devsvc::{Launched, PrivatePostgres, PrivateRedis, Ready};
 
 use crate::support::spec_server;
@@ -174,7 +174,8 @@ fn the_server_conforms_to_the_contract() {
 
     let contract = Contract::workspace().unwrap();
     // This project's server follows its own conventions: held to them, strictly.
-    let opts = Options { base_url, token: Some(token), expired_token: None, field_format: Some(FieldFormat::JsonName) };
+    // The field naming comes from the spec's `x-error-field-format`.
+    let opts = Options { base_url, token: Some(token), expired_token: None, field_format: None };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let mut report = runtime.block_on(scenario::run(&contract, &opts, Some(&mut local))).unwrap();
     report.coverage.thresholds = MIN_COVERAGE.parse().unwrap();
