@@ -166,12 +166,20 @@ async fn a_scaled_deployment_survives_a_master_and_a_worker_dying_under_load() {
         }
         println!("all {} accepted tasks completed at {:?}", accepted.len(), started.elapsed());
 
-        // Isolation: concurrent clients each create a user on one server and read it back
-        // through the other, seeing only their own row.
-        let readers: Vec<_> = (0..8)
+        // Isolation: concurrent clients, each with a token of its own, create a user on one
+        // server and read it back through the other: at once (its own write window, so from
+        // the primary, the window having crossed over as a write marker) and once the window
+        // is over (from the replica, which both servers report fresh). Each sees only its row.
+        for (server, port) in [(&a, pa), (&b, pb)] {
+            wait_for(&format!("{} sees the replica up", server.name()), START_TIMEOUT, &[server], || {
+                http(port, "GET", "/health", None, None).is_some_and(|(_, h)| h["replicas"][0]["state"] == "up")
+            });
+        }
+        let readers: Vec<_> = (0..6)
             .map(|i| {
-                let token = token.clone();
+                let env = env.clone();
                 std::thread::spawn(move || {
+                    let token = cli(&env, &["token", "issue", "--name", &format!("scale-client-{i}")]);
                     let (write, read) = if i % 2 == 0 { (pa, pb) } else { (pb, pa) };
                     let name = format!("scale_{}_{i}", uuid::Uuid::new_v4().simple());
                     let body =
@@ -180,11 +188,15 @@ async fn a_scaled_deployment_survives_a_master_and_a_worker_dying_under_load() {
                     assert!((200..300).contains(&s), "createUser: {s} {r}");
                     let id = r["data"]["id"].clone();
                     let path = format!("/users/{}", id.as_str().map_or_else(|| id.to_string(), str::to_owned));
-                    for _ in 0..5 {
+                    let read_back = || {
                         let (s, r) = http(read, "GET", &path, Some(&token), None).unwrap();
                         assert_eq!(s, 200, "{r}");
                         assert_eq!((&r["data"]["id"], &r["data"]["username"]), (&id, &json!(name)), "{r}");
-                    }
+                    };
+                    read_back();
+                    // REPLICA_MAX_LAG_MS (1000) + 2 × REPLICA_CHECK_INTERVAL_MS (250), and a margin.
+                    std::thread::sleep(Duration::from_millis(1700));
+                    read_back();
                 })
             })
             .collect();
