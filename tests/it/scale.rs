@@ -28,9 +28,11 @@ use crate::{
 /// Submissions per load client; two clients, each alternating between the servers.
 const SUBMISSIONS: usize = 60;
 
-/// `spec-server ARGS…` to completion: its stdout, which at `LOG=warn` holds only the answer.
+/// `spec-server ARGS…` to completion: the last line of its stdout, the answer (log lines come
+/// first: CLIs started together wait for each other's migration lock, and say so at `warn`).
 fn cli(env: &[(String, String)], args: &[&str]) -> String {
-    spec_server(args).envs(env.iter().map(|(k, v)| (k, v))).env("LOG", "warn").output().unwrap().trim().to_owned()
+    let out = spec_server(args).envs(env.iter().map(|(k, v)| (k, v))).env("LOG", "warn").output().unwrap();
+    out.trim().lines().last().unwrap_or_default().to_owned()
 }
 
 /// The states of `ids` read through `port`, one `getTask` each.
