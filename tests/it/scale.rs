@@ -28,11 +28,17 @@ use crate::{
 /// Submissions per load client; two clients, each alternating between the servers.
 const SUBMISSIONS: usize = 60;
 
-/// `spec-server ARGS…` to completion: the last line of its stdout, the answer (log lines come
-/// first: CLIs started together wait for each other's migration lock, and say so at `warn`).
+/// `spec-server ARGS…` to completion: its stdout.
 fn cli(env: &[(String, String)], args: &[&str]) -> String {
-    let out = spec_server(args).envs(env.iter().map(|(k, v)| (k, v))).env("LOG", "warn").output().unwrap();
-    out.trim().lines().last().unwrap_or_default().to_owned()
+    spec_server(args).envs(env.iter().map(|(k, v)| (k, v))).env("LOG", "warn").output().unwrap()
+}
+
+/// A new token named `name`: the one `sk_` line of `token issue`'s stdout, which the log
+/// shares (CLIs started together wait for each other's migration lock, and say so).
+fn issue(env: &[(String, String)], name: &str) -> String {
+    let out = cli(env, &["token", "issue", "--name", name]);
+    let token = out.lines().map(str::trim).find(|l| l.starts_with("sk_"));
+    token.unwrap_or_else(|| panic!("no token in {out:?}")).to_owned()
 }
 
 /// The states of `ids` read through `port`, one `getTask` each.
@@ -78,7 +84,7 @@ async fn a_scaled_deployment_survives_a_master_and_a_worker_dying_under_load() {
         let (b, pb) = start_server(&env, dir.path(), "serve-b");
         let workers: Vec<Launched> = (0..3).map(|i| start_worker(&env, dir.path(), &format!("worker-{i}"))).collect();
         println!("2 servers and 3 workers up at {:?}", started.elapsed());
-        let token = cli(&env, &["token", "issue", "--name", "scale"]);
+        let token = issue(&env, "scale");
 
         // The contract against each server in turn.
         let contract = Contract::workspace().unwrap();
@@ -181,13 +187,13 @@ async fn a_scaled_deployment_survives_a_master_and_a_worker_dying_under_load() {
             .map(|i| {
                 let env = env.clone();
                 std::thread::spawn(move || {
-                    let token = cli(&env, &["token", "issue", "--name", &format!("scale-client-{i}")]);
+                    let token = issue(&env, &format!("scale-client-{i}"));
                     let (write, read) = if i % 2 == 0 { (pa, pb) } else { (pb, pa) };
                     let name = format!("scale_{}_{i}", uuid::Uuid::new_v4().simple());
                     let body =
                         json!({"username": name, "email": format!("{name}@example.com"), "password": "password123"});
                     let (s, r) = http(write, "POST", "/users", Some(&token), Some(&body)).unwrap();
-                    assert!((200..300).contains(&s), "createUser: {s} {r}");
+                    assert!((200..300).contains(&s), "createUser with {token:?}: {s} {r}");
                     let id = r["data"]["id"].clone();
                     let path = format!("/users/{}", id.as_str().map_or_else(|| id.to_string(), str::to_owned));
                     let read_back = || {
@@ -215,7 +221,7 @@ async fn a_scaled_deployment_survives_a_master_and_a_worker_dying_under_load() {
         assert_eq!(s, 200, "B accepts A's page token: {second}");
 
         // Revocation through the CLI against the primary reaches both servers.
-        let doomed = cli(&env, &["token", "issue", "--name", "scale-doomed"]);
+        let doomed = issue(&env, "scale-doomed");
         for (server, port) in [(&a, pa), (&b, pb)] {
             wait_for(&format!("{} subscribed to token revocations", server.name()), START_TIMEOUT, &[server], || {
                 server.log().contains("subscribed to token revocations")
