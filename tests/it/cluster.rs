@@ -27,14 +27,20 @@ use spec_server::{
 
 use crate::support::spec_server;
 
-const START_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const START_TIMEOUT: Duration = Duration::from_secs(30);
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap().port()
 }
 
 /// One HTTP/1.1 request over a bare connection: (status, JSON body or Null).
-fn http(port: u16, method: &str, path: &str, token: Option<&str>, body: Option<&Value>) -> Option<(u16, Value)> {
+pub(crate) fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> Option<(u16, Value)> {
     let mut s = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     let body = body.map(Value::to_string).unwrap_or_default();
@@ -55,7 +61,7 @@ fn http(port: u16, method: &str, path: &str, token: Option<&str>, body: Option<&
 }
 
 /// `spec-server serve` on a free port, ready once `/health` answers.
-fn start_server(env: &[(String, String)], dir: &Path, name: &str) -> (Launched, u16) {
+pub(crate) fn start_server(env: &[(String, String)], dir: &Path, name: &str) -> (Launched, u16) {
     let port = free_port();
     let mut server = spec_server(&["serve"])
         .envs(env.iter().map(|(k, v)| (k, v)))
@@ -69,7 +75,7 @@ fn start_server(env: &[(String, String)], dir: &Path, name: &str) -> (Launched, 
 }
 
 /// `spec-server worker` with `env`, its log in `dir/<name>.log`.
-fn start_worker(env: &[(String, String)], dir: &Path, name: &str) -> Launched {
+pub(crate) fn start_worker(env: &[(String, String)], dir: &Path, name: &str) -> Launched {
     spec_server(&["worker"])
         .env_remove("SMTP_URL")
         .envs(env.iter().map(|(k, v)| (k, v)))
@@ -79,7 +85,7 @@ fn start_worker(env: &[(String, String)], dir: &Path, name: &str) -> Launched {
 }
 
 /// The deployment's settings: the database, the cluster, a fresh prefix, mail to `dir/mail`.
-fn deployment_env(
+pub(crate) fn deployment_env(
     db_url: &str,
     cluster: &PrivateRedisCluster,
     dir: &Path,
@@ -104,7 +110,7 @@ fn deployment_env(
 }
 
 /// Starts the cluster, or `None` (after saying why) where redis-server cannot run one.
-async fn start_cluster() -> Option<PrivateRedisCluster> {
+pub(crate) async fn start_cluster() -> Option<PrivateRedisCluster> {
     match tokio::task::spawn_blocking(|| PrivateRedisCluster::start(3, 1)).await.unwrap() {
         Ok(c) => Some(c),
         // Only a missing redis-cli or a redis-server without cluster mode (it refuses the
@@ -119,7 +125,7 @@ async fn start_cluster() -> Option<PrivateRedisCluster> {
 
 /// The index of the master node owning `key`'s slot: the one node that answers a plain
 /// (non-cluster) `TYPE key` instead of redirecting.
-fn owner_of(cluster: &PrivateRedisCluster, key: &str) -> Option<usize> {
+pub(crate) fn owner_of(cluster: &PrivateRedisCluster, key: &str) -> Option<usize> {
     cluster.nodes.iter().position(|n| {
         n.pid().is_some()
             && redis::Client::open(n.url())
@@ -129,7 +135,7 @@ fn owner_of(cluster: &PrivateRedisCluster, key: &str) -> Option<usize> {
     })
 }
 
-fn wait_for(what: &str, timeout: Duration, logs: &[&Launched], mut done: impl FnMut() -> bool) {
+pub(crate) fn wait_for(what: &str, timeout: Duration, logs: &[&Launched], mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !done() {
         if Instant::now() > deadline {
@@ -142,7 +148,7 @@ fn wait_for(what: &str, timeout: Duration, logs: &[&Launched], mut done: impl Fn
 
 /// A sync upstream with one page of three records.
 #[handler]
-fn records(Query(_q): Query<HashMap<String, String>>) -> Response {
+pub(crate) fn records(Query(_q): Query<HashMap<String, String>>) -> Response {
     let records: Vec<_> = (0..3)
         .map(|i| json!({ "id": format!("r{i}"), "updated_at": "2025-11-01T00:00:00Z", "data": { "i": i } }))
         .collect();
@@ -157,7 +163,7 @@ fn submit(server: (&Launched, u16), token: &str, path: &str, body: Value) -> Str
     resp["data"]["task_id"].as_str().unwrap().to_owned()
 }
 
-fn task_state(port: u16, token: &str, id: &str) -> Option<String> {
+pub(crate) fn task_state(port: u16, token: &str, id: &str) -> Option<String> {
     let (_, resp) = http(port, "GET", &format!("/tasks/{id}"), Some(token), None)?;
     resp["data"]["state"].as_str().map(str::to_owned)
 }

@@ -1,7 +1,7 @@
 //! The integration tests, one binary so the service links once: the service
 //! over real PostgreSQL and Redis (`service`), the real binary checked
 //! against the contract (`contract`), the binary on a Redis Cluster (`cluster`), read replicas over a streaming standby
-//! (`replicas`), worker crashes and Redis restarts (`worker_crash`), and the
+//! (`replicas`), the whole scaled deployment under load and failures (`scale`), worker crashes and Redis restarts (`worker_crash`), and the
 //! ignored failure drill behind `cargo xtask chaos` (`chaos`). `support`
 //! starts the `spec-server` binary for them.
 
@@ -9,6 +9,7 @@ mod chaos;
 mod cluster;
 mod contract;
 mod replicas;
+mod scale;
 mod service;
 mod support;
 mod worker_crash;
