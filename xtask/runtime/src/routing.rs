@@ -15,6 +15,31 @@ use crate::{Fallback, Fault};
 /// base path; used for 405's `Allow` header.
 pub type AllowTable = &'static [(&'static str, &'static str)];
 
+/// Every operation as `(method, path template, operationId)`, relative to
+/// the base path; the generated crate's `OPERATIONS`.
+pub type OperationTable = &'static [(&'static str, &'static str, &'static str)];
+
+/// The index in `table` of the operation `method` and `path` reach, if
+/// any. No allocation: it runs once per request (metrics), so segments are
+/// compared in lockstep rather than collected.
+pub fn operation_for(table: OperationTable, base: &str, method: &str, path: &str) -> Option<usize> {
+    let rel = path.strip_prefix(base)?.trim_end_matches('/');
+    table.iter().position(|(m, template, _)| {
+        if !m.eq_ignore_ascii_case(method) {
+            return false;
+        }
+        let mut segs = rel.split('/');
+        let mut tsegs = template.trim_end_matches('/').split('/');
+        loop {
+            match (tsegs.next(), segs.next()) {
+                (None, None) => return true,
+                (Some(t), Some(s)) if (t.starts_with('{') && t.ends_with('}') && !s.is_empty()) || t == s => {}
+                _ => return false,
+            }
+        }
+    })
+}
+
 fn allow_for(path: &str, base: &str, table: AllowTable) -> Option<&'static str> {
     let rel = path.strip_prefix(base).unwrap_or(path);
     let rel = rel.trim_end_matches('/');
@@ -136,5 +161,25 @@ fn error_to_envelope<P: Fallback>(err: poem::Error, path: &str, base: &str, allo
             P::respond(P::problem(Fault::ValidationFailed).with_data(data))
         }
         _ => answer(Fault::Internal),
+    }
+}
+
+#[cfg(test)]
+mod operation_tests {
+    use super::operation_for;
+
+    const T: super::OperationTable =
+        &[("GET", "/users", "listUsers"), ("GET", "/users/{id}", "getUser"), ("DELETE", "/users/{id}", "deleteUser")];
+
+    #[test]
+    fn operations_are_found_by_method_and_template() {
+        assert_eq!(operation_for(T, "/api", "GET", "/api/users"), Some(0));
+        assert_eq!(operation_for(T, "/api", "GET", "/api/users/"), Some(0));
+        assert_eq!(operation_for(T, "/api", "GET", "/api/users/7"), Some(1));
+        assert_eq!(operation_for(T, "/api", "DELETE", "/api/users/7"), Some(2));
+        assert_eq!(operation_for(T, "/api", "POST", "/api/users/7"), None);
+        assert_eq!(operation_for(T, "/api", "GET", "/api/users/7/x"), None);
+        assert_eq!(operation_for(T, "/api", "GET", "/api/users//"), Some(0));
+        assert_eq!(operation_for(T, "/api", "GET", "/other/users"), None);
     }
 }
