@@ -363,7 +363,7 @@ impl Queue {
         let mut inv = SCRIPTS.stats.prepare_invoke();
         inv.key(&self.inner.keys.all);
         let v: Vec<Value> = self.inner.backend.invoke(&inv).await?;
-        if v.len() != 10 {
+        if v.len() != 11 {
             return Err(bad("stats", format!("{} fields", v.len())));
         }
         let n = |i: usize| -> Result<u64> { field(&v[i], "stats") };
@@ -386,6 +386,7 @@ impl Queue {
             total_failed: counter("failed"),
             total_dead: counter("dead"),
             total_unstarted: counter("unstarted"),
+            oldest_pending_age: Duration::from_millis(n(10)?),
         })
     }
 

@@ -423,7 +423,13 @@ async fn run_task(
 ) {
     let task = &lease.task;
     // Inside an async block so a panic while creating the future is caught too.
-    let handled = AssertUnwindSafe(async { handler.handle(task).await }).catch_unwind();
+    let handled = AssertUnwindSafe(async {
+        let started = Instant::now();
+        let r = handler.handle(task).await;
+        crate::metrics::record_handler(&task.kind, started.elapsed());
+        r
+    })
+    .catch_unwind();
     let work = tokio::time::timeout(task.timeout, handled);
     let beat = keep_lease(&queue, &lease);
     let interrupted = async {
