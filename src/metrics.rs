@@ -97,6 +97,8 @@ pub struct Metrics {
     queue_oldest_age: Gauge<f64, std::sync::atomic::AtomicU64>,
     queue_totals: Family<StateLabels, Gauge>,
     queue_up: Gauge,
+    enqueued: Counter,
+    reaped: Counter,
 }
 
 static METRICS: OnceLock<Metrics> = OnceLock::new();
@@ -180,8 +182,22 @@ impl Metrics {
             "1 if the last read of the queue's stats from Redis succeeded",
             queue_up.clone(),
         );
+        let enqueued = Counter::default();
+        registry.register(
+            "queue_enqueued",
+            "Tasks this process stored in the queue (duplicates of a held unique key not included)",
+            enqueued.clone(),
+        );
+        let reaped = Counter::default();
+        registry.register(
+            "queue_lease_reaps",
+            "Expired leases this process's reaper returned to the queue",
+            reaped.clone(),
+        );
         Metrics {
             registry,
+            enqueued,
+            reaped,
             requests,
             operations,
             handler_latency,
@@ -241,6 +257,20 @@ pub fn record_handler(kind: &str, took: Duration) {
     if let Some(m) = METRICS.get() {
         // Task kinds are few and a task takes far longer than this lookup; no need to pre-register.
         m.handler_latency.get_or_create(&KindLabels { kind: kind.to_owned() }).observe(took.as_secs_f64());
+    }
+}
+
+/// Called by the queue for the tasks an enqueue stored.
+pub fn record_enqueued(n: usize) {
+    if let Some(m) = METRICS.get() {
+        m.enqueued.inc_by(u64::try_from(n).unwrap_or(u64::MAX));
+    }
+}
+
+/// Called by the worker's maintenance with how many expired leases a reap returned.
+pub fn record_reaped(n: usize) {
+    if let Some(m) = METRICS.get() {
+        m.reaped.inc_by(u64::try_from(n).unwrap_or(u64::MAX));
     }
 }
 

@@ -115,7 +115,11 @@ impl Queue {
     pub async fn enqueue(&self, task: NewTask) -> Result<Enqueued> {
         let (id, item) = self.enqueue_item(task)?;
         let (dup, backlog) = self.inner.enqueue.submit(item).await?;
-        enqueued(id, dup, backlog)
+        let e = enqueued(id, dup, backlog)?;
+        if e.duplicate_of.is_none() {
+            crate::metrics::record_enqueued(1);
+        }
+        Ok(e)
     }
 
     /// Stores every task in one script call, hence one Redis round trip (repeated as a whole
@@ -147,7 +151,10 @@ impl Queue {
         if dups.len() != n {
             return Err(bad("enqueue", format!("{} replies for {n} items", dups.len())));
         }
-        ids.into_iter().zip(dups).map(|(id, (dup, backlog))| enqueued(id, dup, backlog)).collect()
+        let out: Vec<Enqueued> =
+            ids.into_iter().zip(dups).map(|(id, (dup, backlog))| enqueued(id, dup, backlog)).collect::<Result<_>>()?;
+        crate::metrics::record_enqueued(out.iter().filter(|e| e.duplicate_of.is_none()).count());
+        Ok(out)
     }
 
     /// A task's id and its arguments to the enqueue script.

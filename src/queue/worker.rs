@@ -353,8 +353,9 @@ async fn pause<S: Future<Output = ()>>(shutdown: &mut Pin<&mut S>, d: Duration) 
 }
 
 async fn maintenance(queue: &Queue) {
-    if let Err(e) = queue.reap().await {
-        tracing::warn!(error = %e, "reap failed");
+    match queue.reap().await {
+        Ok(reaped) => crate::metrics::record_reaped(reaped.unwrap_or(0)),
+        Err(e) => tracing::warn!(error = %e, "reap failed"),
     }
     if let Err(e) = queue.janitor().await {
         tracing::warn!(error = %e, "janitor failed");

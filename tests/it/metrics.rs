@@ -135,6 +135,7 @@ fn serve_and_worker_expose_metrics() {
         assert!(value(&s, &format!("spec_server_queue_outcomes{{state=\"{state}\"}}")).is_some(), "{state}");
     }
     assert!(value(&s, "spec_server_queue_oldest_pending_age_seconds").is_some_and(|age| age >= 0.0));
+    assert_eq!(value(&s, "spec_server_queue_enqueued_total"), Some(1.0));
 
     let worker_metrics = free_port();
     let mut worker = spec_server(&["worker"])
@@ -151,6 +152,8 @@ fn serve_and_worker_expose_metrics() {
         if ran == Some(1.0) {
             assert!(has_family(&w, "spec_server_task_handler_duration_seconds_bucket{"));
             assert!(value(&w, r#"spec_server_pool_connections{pool="primary",backend="postgres"}"#).is_some());
+            // Counted by whichever process reaps; none expired here.
+            assert_eq!(value(&w, "spec_server_queue_lease_reaps_total"), Some(0.0));
             break;
         }
         assert!(Instant::now() < deadline, "the email task did not run: {w:?}\n{}", worker.log_tail());
