@@ -368,7 +368,7 @@ impl Queue {
     /// Queue depth per priority and counts per state.
     pub async fn stats(&self) -> Result<Stats> {
         let mut inv = SCRIPTS.stats.prepare_invoke();
-        inv.key(&self.inner.keys.all);
+        inv.key(&self.inner.keys.all).arg(self.now());
         let v: Vec<Value> = self.inner.backend.invoke(&inv).await?;
         if v.len() != 11 {
             return Err(bad("stats", format!("{} fields", v.len())));

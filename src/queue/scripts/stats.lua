@@ -1,9 +1,9 @@
--- stats: no ARGV. Returns {llen critical, default, low, scheduled, retry,
+-- stats: ARGV now ('' = Redis TIME). Returns {llen critical, default, low, scheduled, retry,
 -- active, completed, dead, paused names, counters (flat field/value list),
 -- age in ms of the oldest pending task (0 when none)}.
 -- Lists are FIFO (RPUSH, LPOP), so each head is its priority's oldest: three
 -- LINDEX and record reads, whatever the depth.
-local now = clock('')
+local now = clock(ARGV[1])
 local oldest = now
 for p = 1, 3 do
   local id = redis.call('LINDEX', K_LISTS[p], 0)
