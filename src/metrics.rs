@@ -30,6 +30,10 @@ const LATENCY_BUCKETS: [f64; 14] =
 /// Task handlers send mail and page through upstreams: tens of ms to minutes.
 const HANDLER_BUCKETS: [f64; 12] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0, 60.0];
 
+/// A checkout from a pool with idle connections takes microseconds; waits end at
+/// `PG_ACQUIRE_TIMEOUT_MS` (2 s by default).
+const CHECKOUT_BUCKETS: [f64; 12] = [0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.0];
+
 /// Statuses given a series of their own at start-up, so counting one needs no label lookup;
 /// any other status (rare) goes through the family's map.
 const COMMON_STATUSES: [u16; 19] =
@@ -99,6 +103,7 @@ pub struct Metrics {
     queue_up: Gauge,
     enqueued: Counter,
     reaped: Counter,
+    pg_checkout: Histogram,
 }
 
 static METRICS: OnceLock<Metrics> = OnceLock::new();
@@ -194,8 +199,15 @@ impl Metrics {
             "Expired leases this process's reaper returned to the queue",
             reaped.clone(),
         );
+        let pg_checkout = Histogram::new(CHECKOUT_BUCKETS);
+        registry.register(
+            "pg_checkout_wait_seconds",
+            "Time store calls waited for a PostgreSQL connection (any request pool), failed waits included",
+            pg_checkout.clone(),
+        );
         Metrics {
             registry,
+            pg_checkout,
             enqueued,
             reaped,
             requests,
@@ -257,6 +269,13 @@ pub fn record_handler(kind: &str, took: Duration) {
     if let Some(m) = METRICS.get() {
         // Task kinds are few and a task takes far longer than this lookup; no need to pre-register.
         m.handler_latency.get_or_create(&KindLabels { kind: kind.to_owned() }).observe(took.as_secs_f64());
+    }
+}
+
+/// Called where store calls take a PostgreSQL connection (`db::conn`).
+pub fn record_pg_checkout(waited: Duration) {
+    if let Some(m) = METRICS.get() {
+        m.pg_checkout.observe(waited.as_secs_f64());
     }
 }
 

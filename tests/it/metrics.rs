@@ -136,6 +136,8 @@ fn serve_and_worker_expose_metrics() {
     }
     assert!(value(&s, "spec_server_queue_oldest_pending_age_seconds").is_some_and(|age| age >= 0.0));
     assert_eq!(value(&s, "spec_server_queue_enqueued_total"), Some(1.0));
+    // The token's verification read PostgreSQL through the store.
+    assert!(value(&s, "spec_server_pg_checkout_wait_seconds_count").is_some_and(|n| n >= 1.0), "{s:?}");
 
     let worker_metrics = free_port();
     let mut worker = spec_server(&["worker"])
