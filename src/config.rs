@@ -35,6 +35,11 @@ pub struct Config {
     #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:8080")]
     pub listen_addr: SocketAddr,
 
+    /// Address of the Prometheus `/metrics` listener, apart from `LISTEN_ADDR` so metrics stay
+    /// off the public port and out of the contract. Unset: no metrics listener.
+    #[arg(long, env = "METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+
     /// PostgreSQL read replicas, comma-separated URLs (streaming standbys of
     /// `DATABASE_URL`). Reads that may be slightly stale go to a fresh one;
     /// see the README's "Read replicas". Unset: every query goes to the primary.

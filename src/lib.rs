@@ -9,6 +9,7 @@ pub mod devsvc;
 pub mod http;
 pub mod listener;
 pub mod logwriter;
+pub mod metrics;
 pub mod pubsub;
 pub mod queue;
 pub mod redis_pool;

@@ -128,7 +128,10 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Token(t) => token(&pools, &cfg, t).await,
         Cmd::Serve => serve(&pools, &cfg, None, false).await,
-        Cmd::Worker => worker::run(&pools, &cfg, server::shutdown_signal()).await,
+        Cmd::Worker => {
+            server::start_metrics(&cfg, &pools, vec![("primary".to_owned(), pools.pg.clone())]).await?;
+            worker::run(&pools, &cfg, server::shutdown_signal()).await
+        }
         Cmd::Dev => {
             let name = format!("dev-{}", chrono::Utc::now().format("%Y%m%d%H%M%S%3f"));
             let (_, token) = tokens::token_issue(&pools.pg, &name, Some(Duration::from_secs(24 * 3600)), None)
@@ -150,6 +153,7 @@ async fn serve(pools: &Pools, cfg: &Config, dev_token: Option<String>, with_work
         println!("Try:     curl -H 'token: {token}' {base}{}/users", api_server::BASE_PATH);
     }
     let app = Arc::new(pools.app(cfg)?);
+    server::start_metrics(cfg, pools, app.db.pools()).await?;
     if !with_worker {
         return server::serve(acceptor, app, cfg, server::shutdown_signal()).await;
     }

@@ -280,8 +280,11 @@ async fn access_log<E: Endpoint<Output = Response>>(next: Arc<E>, req: Request) 
     let uri = req.uri().clone();
     let start = Instant::now();
     let mut resp = next.get_response(req).instrument(span.clone()).await.into_response();
+    let latency = start.elapsed();
+    let status = resp.status().as_u16();
+    crate::metrics::record_request(&method, uri.path(), status, latency);
     if tracing::enabled!(tracing::Level::INFO) {
-        let line = access_line(&method, uri.path(), resp.status().as_u16(), start.elapsed());
+        let line = access_line(&method, uri.path(), status, latency);
         span.in_scope(|| tracing::info!("{line}"));
     }
     resp.headers_mut().insert("x-request-id", request_id);
@@ -337,6 +340,16 @@ fn new_request_id() -> HeaderValue {
     let id = crate::new_uuid().hyphenated().encode_lower(&mut buf);
     // Hex digits and hyphens are always a valid header value.
     HeaderValue::from_str(id).unwrap_or(HeaderValue::from_static("-"))
+}
+
+/// Starts the `/metrics` listener when `METRICS_ADDR` is set; `pg` names the PostgreSQL
+/// request pools it reports (the server's primary and replicas, or the worker's primary).
+pub async fn start_metrics(cfg: &Config, pools: &Pools, pg: Vec<(String, db::Pool)>) -> Result<()> {
+    if let Some(addr) = cfg.metrics_addr {
+        let sources = crate::metrics::Sources::new(pg, pools.redis.clone(), cfg.redis_pool_max, pools.queue(cfg));
+        crate::metrics::spawn(addr, sources).await?;
+    }
+    Ok(())
 }
 
 /// A bound listener, so callers (and tests, with port 0) know the address

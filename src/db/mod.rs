@@ -178,7 +178,10 @@ impl From<PoolError> for StoreError {
 
 /// A pooled connection, with pool errors classified.
 pub(crate) async fn conn(pool: &Pool) -> Result<Object, StoreError> {
-    Ok(pool.get().await?)
+    let started = std::time::Instant::now();
+    let got = pool.get().await;
+    crate::metrics::record_pg_checkout(started.elapsed());
+    Ok(got?)
 }
 
 /// Runs one query future, logging it when slower than [`SLOW_QUERY`]. `name` identifies the

@@ -309,6 +309,13 @@ impl Db {
         }
     }
 
+    /// Every request pool by name: `primary`, then each replica as its URL's host names it
+    /// (the names `replica_health` reports), for the metrics' pool gauges.
+    pub fn pools(&self) -> Vec<(String, Pool)> {
+        let replicas = self.inner.replicas.iter().map(|r| (r.name.clone(), r.pool.clone()));
+        std::iter::once(("primary".to_owned(), self.inner.primary.clone())).chain(replicas).collect()
+    }
+
     /// Each replica as the last check (or a failed read since) found it; empty without replicas.
     pub fn replica_health(&self) -> Vec<ReplicaReport> {
         let now = Instant::now();

@@ -115,7 +115,11 @@ impl Queue {
     pub async fn enqueue(&self, task: NewTask) -> Result<Enqueued> {
         let (id, item) = self.enqueue_item(task)?;
         let (dup, backlog) = self.inner.enqueue.submit(item).await?;
-        enqueued(id, dup, backlog)
+        let e = enqueued(id, dup, backlog)?;
+        if e.duplicate_of.is_none() {
+            crate::metrics::record_enqueued(1);
+        }
+        Ok(e)
     }
 
     /// Stores every task in one script call, hence one Redis round trip (repeated as a whole
@@ -147,7 +151,10 @@ impl Queue {
         if dups.len() != n {
             return Err(bad("enqueue", format!("{} replies for {n} items", dups.len())));
         }
-        ids.into_iter().zip(dups).map(|(id, (dup, backlog))| enqueued(id, dup, backlog)).collect()
+        let out: Vec<Enqueued> =
+            ids.into_iter().zip(dups).map(|(id, (dup, backlog))| enqueued(id, dup, backlog)).collect::<Result<_>>()?;
+        crate::metrics::record_enqueued(out.iter().filter(|e| e.duplicate_of.is_none()).count());
+        Ok(out)
     }
 
     /// A task's id and its arguments to the enqueue script.
@@ -361,9 +368,9 @@ impl Queue {
     /// Queue depth per priority and counts per state.
     pub async fn stats(&self) -> Result<Stats> {
         let mut inv = SCRIPTS.stats.prepare_invoke();
-        inv.key(&self.inner.keys.all);
+        inv.key(&self.inner.keys.all).arg(self.now());
         let v: Vec<Value> = self.inner.backend.invoke(&inv).await?;
-        if v.len() != 10 {
+        if v.len() != 11 {
             return Err(bad("stats", format!("{} fields", v.len())));
         }
         let n = |i: usize| -> Result<u64> { field(&v[i], "stats") };
@@ -386,6 +393,7 @@ impl Queue {
             total_failed: counter("failed"),
             total_dead: counter("dead"),
             total_unstarted: counter("unstarted"),
+            oldest_pending_age: Duration::from_millis(n(10)?),
         })
     }
 

@@ -239,6 +239,9 @@ pub struct Stats {
     pub total_failed: u64,
     pub total_dead: u64,
     pub total_unstarted: u64,
+    /// How long the oldest pending task (the head of any priority) has
+    /// waited since it was enqueued; zero when none is pending.
+    pub oldest_pending_age: std::time::Duration,
 }
 
 impl Stats {

@@ -353,8 +353,9 @@ async fn pause<S: Future<Output = ()>>(shutdown: &mut Pin<&mut S>, d: Duration) 
 }
 
 async fn maintenance(queue: &Queue) {
-    if let Err(e) = queue.reap().await {
-        tracing::warn!(error = %e, "reap failed");
+    match queue.reap().await {
+        Ok(reaped) => crate::metrics::record_reaped(reaped.unwrap_or(0)),
+        Err(e) => tracing::warn!(error = %e, "reap failed"),
     }
     if let Err(e) = queue.janitor().await {
         tracing::warn!(error = %e, "janitor failed");
@@ -423,7 +424,13 @@ async fn run_task(
 ) {
     let task = &lease.task;
     // Inside an async block so a panic while creating the future is caught too.
-    let handled = AssertUnwindSafe(async { handler.handle(task).await }).catch_unwind();
+    let handled = AssertUnwindSafe(async {
+        let started = Instant::now();
+        let r = handler.handle(task).await;
+        crate::metrics::record_handler(&task.kind, started.elapsed());
+        r
+    })
+    .catch_unwind();
     let work = tokio::time::timeout(task.timeout, handled);
     let beat = keep_lease(&queue, &lease);
     let interrupted = async {

@@ -1,13 +1,15 @@
 //! The integration tests, one binary so the service links once: the service
 //! over real PostgreSQL and Redis (`service`), the real binary checked
 //! against the contract (`contract`), the binary on a Redis Cluster (`cluster`), read replicas over a streaming standby
-//! (`replicas`), the whole scaled deployment under load and failures (`scale`), worker crashes and Redis restarts (`worker_crash`), and the
+//! (`replicas`), the whole scaled deployment under load and failures (`scale`), worker crashes and Redis restarts
+//! (`worker_crash`), `/metrics` of `serve` and `worker` (`metrics`), and the
 //! ignored failure drill behind `cargo xtask chaos` (`chaos`). `support`
 //! starts the `spec-server` binary for them.
 
 mod chaos;
 mod cluster;
 mod contract;
+mod metrics;
 mod replicas;
 mod scale;
 mod service;

@@ -34,6 +34,24 @@ pub const ALLOW: rt::AllowTable = &[
     ("/tasks/sync", "POST"),
     ("/tasks/{task_id}", "GET"),
 ];
+/// Every operation as `(method, path template, operationId)`, in
+/// the contract's order: how middleware names the operation a
+/// request reached (`rt::operation_for`) without strings of its own.
+pub const OPERATIONS: rt::OperationTable = &[
+    ("GET", "/health", "healthCheck"),
+    ("GET", "/users", "listUsers"),
+    ("POST", "/users", "createUser"),
+    ("POST", "/users/batch-get", "batchGetUsers"),
+    ("POST", "/users/batch-create", "batchCreateUsers"),
+    ("GET", "/users/{id}", "getUserById"),
+    ("PUT", "/users/{id}", "updateUser"),
+    ("DELETE", "/users/{id}", "deleteUser"),
+    ("PATCH", "/users/{id}", "patchUser"),
+    ("POST", "/tasks/email", "submitEmailTask"),
+    ("POST", "/tasks/email/batch", "submitEmailTaskBatch"),
+    ("POST", "/tasks/sync", "submitSyncTask"),
+    ("GET", "/tasks/{task_id}", "getTask"),
+];
 /// What the served document says about operations that
 /// poem-openapi cannot express (AND of schemes, a description
 /// without a summary), as the spec writes it.

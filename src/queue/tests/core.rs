@@ -191,6 +191,23 @@ async fn exact_retry_schedule_then_dead_with_history() {
 }
 
 #[tokio::test]
+async fn stats_report_the_oldest_pending_age() {
+    let (_s, q, clock) = setup("oldest", |c| c.mode = PriorityMode::Strict).await;
+    assert_eq!(q.stats().await.unwrap().oldest_pending_age, Duration::ZERO);
+    q.enqueue(task("email", 1).priority(Priority::Low)).await.unwrap();
+    clock.advance(Duration::from_millis(300));
+    q.enqueue(task("email", 2).priority(Priority::Critical)).await.unwrap();
+    clock.advance(Duration::from_millis(200));
+    // The oldest head of any priority, not the one that runs next.
+    assert_eq!(q.stats().await.unwrap().oldest_pending_age, Duration::from_millis(500));
+    let leased = q.dequeue(1).await.unwrap();
+    assert_eq!(n_of(&leased[0]), 2);
+    assert_eq!(q.stats().await.unwrap().oldest_pending_age, Duration::from_millis(500));
+    q.dequeue(1).await.unwrap();
+    assert_eq!(q.stats().await.unwrap().oldest_pending_age, Duration::ZERO);
+}
+
+#[tokio::test]
 async fn backoff_cap_and_jitter_bounds() {
     let (_s, q, clock) = setup("jitter", |c| {
         c.retry = RetryPolicy {

@@ -48,7 +48,9 @@ pub use mask::{FieldMask, MaskStep, masked_json_response};
 pub use negotiate::Accept;
 pub use params::{Coerce, Cookie, DeepQuery, Header, ParamSet, Path, Query, params_object, validate_params};
 pub use problem::{Answer, Fault, PROBLEM_JSON, Problem, RawAnswer, RawOperation};
-pub use routing::{AllowTable, DocPatches, api_routes, envelope_errors, served_document};
+pub use routing::{
+    AllowTable, DocPatches, OperationTable, api_routes, envelope_errors, operation_for, served_document,
+};
 pub use security::{AuthContext, BasicCredentials, Credential, CredentialIn, SchemeCredential, SchemeSpec};
 pub use shape::{
     Access, Model, Prop, Shape, StrFormat, check_headers, check_response, report_invalid_response, response_checks,

@@ -15,6 +15,46 @@ use crate::{Fallback, Fault};
 /// base path; used for 405's `Allow` header.
 pub type AllowTable = &'static [(&'static str, &'static str)];
 
+/// Every operation as `(method, path template, operationId)`, relative to
+/// the base path; the generated crate's `OPERATIONS`.
+pub type OperationTable = &'static [(&'static str, &'static str, &'static str)];
+
+/// The index in `table` of the operation `method` and `path` reach, if
+/// any; of several templates that match, the one with the fewest
+/// parameters, as the router prefers literal segments (`/users/batch-get`
+/// over `/users/{id}`). No allocation: it runs once per request (metrics),
+/// so segments are compared in lockstep rather than collected.
+pub fn operation_for(table: OperationTable, base: &str, method: &str, path: &str) -> Option<usize> {
+    let rel = path.strip_prefix(base)?.trim_end_matches('/');
+    let mut best: Option<(usize, usize)> = None;
+    for (i, (m, template, _)) in table.iter().enumerate() {
+        if !m.eq_ignore_ascii_case(method) {
+            continue;
+        }
+        if let Some(params) = template_params(template, rel)
+            && best.is_none_or(|(_, fewest)| params < fewest)
+        {
+            best = Some((i, params));
+        }
+    }
+    best.map(|(i, _)| i)
+}
+
+/// How many parameters `template` binds if it matches `rel`.
+fn template_params(template: &str, rel: &str) -> Option<usize> {
+    let mut segs = rel.split('/');
+    let mut tsegs = template.trim_end_matches('/').split('/');
+    let mut params = 0;
+    loop {
+        match (tsegs.next(), segs.next()) {
+            (None, None) => return Some(params),
+            (Some(t), Some(s)) if t.starts_with('{') && t.ends_with('}') && !s.is_empty() => params += 1,
+            (Some(t), Some(s)) if t == s => {}
+            _ => return None,
+        }
+    }
+}
+
 fn allow_for(path: &str, base: &str, table: AllowTable) -> Option<&'static str> {
     let rel = path.strip_prefix(base).unwrap_or(path);
     let rel = rel.trim_end_matches('/');
@@ -136,5 +176,31 @@ fn error_to_envelope<P: Fallback>(err: poem::Error, path: &str, base: &str, allo
             P::respond(P::problem(Fault::ValidationFailed).with_data(data))
         }
         _ => answer(Fault::Internal),
+    }
+}
+
+#[cfg(test)]
+mod operation_tests {
+    use super::operation_for;
+
+    const T: super::OperationTable = &[
+        ("GET", "/users", "listUsers"),
+        ("GET", "/users/{id}", "getUser"),
+        ("DELETE", "/users/{id}", "deleteUser"),
+        ("GET", "/users/me", "me"),
+    ];
+
+    #[test]
+    fn operations_are_found_by_method_and_template() {
+        assert_eq!(operation_for(T, "/api", "GET", "/api/users"), Some(0));
+        assert_eq!(operation_for(T, "/api", "GET", "/api/users/"), Some(0));
+        assert_eq!(operation_for(T, "/api", "GET", "/api/users/7"), Some(1));
+        assert_eq!(operation_for(T, "/api", "DELETE", "/api/users/7"), Some(2));
+        assert_eq!(operation_for(T, "/api", "POST", "/api/users/7"), None);
+        assert_eq!(operation_for(T, "/api", "GET", "/api/users/7/x"), None);
+        assert_eq!(operation_for(T, "/api", "GET", "/api/users//"), Some(0));
+        assert_eq!(operation_for(T, "/api", "GET", "/other/users"), None);
+        // A literal segment wins over a parameter, wherever the table lists it.
+        assert_eq!(operation_for(T, "/api", "GET", "/api/users/me"), Some(3));
     }
 }

@@ -31,6 +31,7 @@ pub(super) fn lib_rs(api: &Api) -> TokenStream {
     let auth = auth(api);
     let policy = policy(api);
     let allow_entries = allow_table(api);
+    let operation_entries = operation_table(api);
     let doc_patches = doc_patches(api);
     let registry = if api.error_codes.is_empty() {
         quote!()
@@ -62,6 +63,10 @@ pub(super) fn lib_rs(api: &Api) -> TokenStream {
         pub const BASE_PATH: &str = #base;
         /// Documented methods per path, for 405 answers' `Allow` header.
         pub const ALLOW: rt::AllowTable = &[#(#allow_entries),*];
+        /// Every operation as `(method, path template, operationId)`, in
+        /// the contract's order: how middleware names the operation a
+        /// request reached (`rt::operation_for`) without strings of its own.
+        pub const OPERATIONS: rt::OperationTable = &[#(#operation_entries),*];
         /// What the served document says about operations that
         /// poem-openapi cannot express (AND of schemes, a description
         /// without a summary), as the spec writes it.
@@ -478,6 +483,18 @@ fn doc_patches(api: &Api) -> Vec<TokenStream> {
 }
 
 /// Documented methods per path, in the spec's order, for 405 answers.
+fn operation_table(api: &Api) -> Vec<TokenStream> {
+    api.operations
+        .iter()
+        .map(|op| {
+            let m = lit(&op.method.to_uppercase());
+            let p = lit(&op.path);
+            let id = lit(&op.id);
+            quote!((#m, #p, #id))
+        })
+        .collect()
+}
+
 fn allow_table(api: &Api) -> Vec<TokenStream> {
     struct Allowed<'a> {
         path: &'a str,
