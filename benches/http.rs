@@ -25,14 +25,9 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
-use common::{emit, get, post, roundtrip};
+use common::{emit, free_port, get, post, prepare, roundtrip, run_wrk, wrk_path};
 use nix::sys::signal::Signal;
-use spec_server::{
-    config::Config,
-    db::{tokens, users},
-    devsvc::{self, Launch, Launched, PrivatePostgres, PrivateRedis, Ready},
-    server::{Backends, Pools},
-};
+use spec_server::devsvc::{self, Launch, Launched, PrivatePostgres, PrivateRedis, Ready};
 
 const SEED_USERS: i64 = 2000;
 /// Each wrk measurement, after a warm-up of its own.
@@ -105,55 +100,6 @@ impl Op {
     }
 }
 
-/// What wrk reported.
-struct WrkResult {
-    rps: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-    errors: u64,
-}
-
-fn wrk_path() -> Result<PathBuf> {
-    which("wrk").context("wrk is not installed: `apt-get update && apt-get install -y wrk`")
-}
-
-fn which(program: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")?.to_str()?.split(':').map(|d| Path::new(d).join(program)).find(|p| p.is_file())
-}
-
-/// `12.34us`, `1.20ms`, `2.00s` → ms.
-fn wrk_ms(v: &str) -> Option<f64> {
-    let (num, scale) = if let Some(n) = v.strip_suffix("us") {
-        (n, 0.001)
-    } else if let Some(n) = v.strip_suffix("ms") {
-        (n, 1.0)
-    } else if let Some(n) = v.strip_suffix('s') {
-        (n, 1000.0)
-    } else {
-        (v, 1.0)
-    };
-    num.parse::<f64>().ok().map(|x| x * scale)
-}
-
-fn run_wrk(port: u16, conns: usize, duration: &str, script: &Path) -> Result<WrkResult> {
-    let text = Launch::new(wrk_path()?)
-        .args(["-t2", "--latency", "-d", duration, "-s"])
-        .arg(script)
-        .arg(format!("-c{conns}"))
-        .arg(format!("http://127.0.0.1:{port}"))
-        .output()
-        .context("running wrk")?;
-    let line = |prefix: &str| text.lines().map(str::trim).find_map(|l| l.strip_prefix(prefix).map(str::trim));
-    let rps = line("Requests/sec:").and_then(|v| v.parse().ok()).with_context(|| format!("wrk printed:\n{text}"))?;
-    let p50 = line("50%").and_then(wrk_ms).context("wrk printed no p50")?;
-    let p99 = line("99%").and_then(wrk_ms).context("wrk printed no p99")?;
-    let non_2xx = line("Non-2xx or 3xx responses:").and_then(|v| v.parse().ok()).unwrap_or(0);
-    let socket_errors: u64 = line("Socket errors:")
-        .map(|v| v.split(',').filter_map(|kv| kv.split_whitespace().last()?.parse::<u64>().ok()).sum())
-        .unwrap_or(0);
-    Ok(WrkResult { rps, p50_ms: p50, p99_ms: p99, errors: non_2xx + socket_errors })
-}
-
 /// `pgbench -S -M prepared` TPS at `clients`, on its own database of the same server.
 fn pgbench(pg: &PrivatePostgres, clients: usize) -> Result<f64> {
     let bin = devsvc::pg_bindir()?.join("pgbench");
@@ -200,31 +146,6 @@ fn evalsha(redis: &PrivateRedis, clients: usize) -> Result<f64> {
         .filter(|l| l.starts_with("\"EVALSHA"))
         .find_map(|l| l.split("\",\"").nth(1).and_then(|v| v.trim_matches('"').parse::<f64>().ok()))
         .with_context(|| format!("redis-benchmark printed:\n{text}"))
-}
-
-/// Migrations, seeded users and a token, through the library (as `spec-server` would).
-async fn prepare(pg: &PrivatePostgres, redis: &PrivateRedis) -> Result<String> {
-    let mut cfg = Config::from_flags(&["--listen-addr", "127.0.0.1:0"])?;
-    cfg.database_url = Some(pg.url());
-    cfg.redis_url = Some(redis.url());
-    let backends =
-        Backends { database_url: pg.url(), redis_url: redis.url(), private_postgres: None, private_redis: None };
-    let pools = Pools::new(&cfg, &backends)?;
-    pools.migrate().await?;
-    for i in 0..SEED_USERS {
-        let new = users::NewUser {
-            username: format!("seed{i}"),
-            email: format!("seed{i}@example.com"),
-            password_hash: "x".into(),
-        };
-        users::user_create(&pools.pg, new).await?;
-    }
-    let (_, token) = tokens::token_issue(&pools.pg, "bench", None, None).await?;
-    Ok(token)
-}
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// One `spec-server serve` (optionally under callgrind) on the shared databases.
@@ -357,7 +278,7 @@ async fn main() -> Result<()> {
     eprintln!("starting private PostgreSQL and Redis… (logs and scripts in {})", dir.path().display());
     let pg = tokio::task::spawn_blocking(PrivatePostgres::start).await??;
     let redis = tokio::task::spawn_blocking(PrivateRedis::start).await??;
-    let token = prepare(&pg, &redis).await?;
+    let token = prepare(&pg, &redis, SEED_USERS).await?;
 
     // pgbench's own database, initialised at scale 10.
     let bindir = devsvc::pg_bindir()?;

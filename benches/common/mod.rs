@@ -1,11 +1,13 @@
 //! Shared by the HTTP benchmarks: a minimal HTTP/1.1 load generator on its
 //! own runtime (so it competes with the server in the OS's scheduler, as a
-//! separate process would) and the one-JSON-object-per-line output.
+//! separate process would), wrk runs against a `spec-server serve` child,
+//! seeding a private PostgreSQL, and the one-JSON-object-per-line output.
 
 // Each benchmark target compiles this module and uses a different part of it.
 #![allow(dead_code)]
 
 use std::{
+    path::{Path, PathBuf},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -15,7 +17,7 @@ use serde_json::json;
 use spec_server::{
     config::Config,
     db::{tokens, users},
-    devsvc::{PrivatePostgres, PrivateRedis},
+    devsvc::{Launch, PrivatePostgres, PrivateRedis},
     server::{self, Backends, Pools},
 };
 
@@ -227,4 +229,78 @@ pub fn pct(sorted: &[u64], p: f64) -> f64 {
     }
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i] as f64 / 1000.0
+}
+
+/// What wrk reported.
+pub struct WrkResult {
+    pub rps: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub errors: u64,
+}
+
+pub fn wrk_path() -> Result<PathBuf> {
+    which("wrk").context("wrk is not installed: `apt-get update && apt-get install -y wrk`")
+}
+
+pub fn which(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?.to_str()?.split(':').map(|d| Path::new(d).join(program)).find(|p| p.is_file())
+}
+
+/// `12.34us`, `1.20ms`, `2.00s` → ms.
+fn wrk_ms(v: &str) -> Option<f64> {
+    let (num, scale) = if let Some(n) = v.strip_suffix("us") {
+        (n, 0.001)
+    } else if let Some(n) = v.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = v.strip_suffix('s') {
+        (n, 1000.0)
+    } else {
+        (v, 1.0)
+    };
+    num.parse::<f64>().ok().map(|x| x * scale)
+}
+
+pub fn run_wrk(port: u16, conns: usize, duration: &str, script: &Path) -> Result<WrkResult> {
+    let text = Launch::new(wrk_path()?)
+        .args(["-t2", "--latency", "-d", duration, "-s"])
+        .arg(script)
+        .arg(format!("-c{conns}"))
+        .arg(format!("http://127.0.0.1:{port}"))
+        .output()
+        .context("running wrk")?;
+    let line = |prefix: &str| text.lines().map(str::trim).find_map(|l| l.strip_prefix(prefix).map(str::trim));
+    let rps = line("Requests/sec:").and_then(|v| v.parse().ok()).with_context(|| format!("wrk printed:\n{text}"))?;
+    let p50 = line("50%").and_then(wrk_ms).context("wrk printed no p50")?;
+    let p99 = line("99%").and_then(wrk_ms).context("wrk printed no p99")?;
+    let non_2xx = line("Non-2xx or 3xx responses:").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let socket_errors: u64 = line("Socket errors:")
+        .map(|v| v.split(',').filter_map(|kv| kv.split_whitespace().last()?.parse::<u64>().ok()).sum())
+        .unwrap_or(0);
+    Ok(WrkResult { rps, p50_ms: p50, p99_ms: p99, errors: non_2xx + socket_errors })
+}
+
+/// Migrations, seeded users and a token, through the library (as `spec-server` would).
+pub async fn prepare(pg: &PrivatePostgres, redis: &PrivateRedis, seed_users: i64) -> Result<String> {
+    let mut cfg = Config::from_flags(&["--listen-addr", "127.0.0.1:0"])?;
+    cfg.database_url = Some(pg.url());
+    cfg.redis_url = Some(redis.url());
+    let backends =
+        Backends { database_url: pg.url(), redis_url: redis.url(), private_postgres: None, private_redis: None };
+    let pools = Pools::new(&cfg, &backends)?;
+    pools.migrate().await?;
+    for i in 0..seed_users {
+        let new = users::NewUser {
+            username: format!("seed{i}"),
+            email: format!("seed{i}@example.com"),
+            password_hash: "x".into(),
+        };
+        users::user_create(&pools.pg, new).await?;
+    }
+    let (_, token) = tokens::token_issue(&pools.pg, "bench", None, None).await?;
+    Ok(token)
+}
+
+pub fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }

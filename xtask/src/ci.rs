@@ -59,12 +59,12 @@ pub fn dev(args: &[String]) -> Result<()> {
 /// `cargo xtask bench NAME [ARGS]`: the `benches/NAME.rs` target, optimized, with ARGS.
 pub fn bench(which: &str, args: &[String]) -> Result<()> {
     match which {
-        "http" | "queue" | "abuse" | "list_users" => {
+        "http" | "queue" | "abuse" | "list_users" | "scale" => {
             let mut all = vec!["bench", "-p", "spec-server", "--bench", which, "--"];
             all.extend(args.iter().map(String::as_str));
             cargo(&all)
         }
-        other => bail!("unknown benchmark {other:?}: expected `http`, `queue`, `abuse` or `list_users`"),
+        other => bail!("unknown benchmark {other:?}: expected `http`, `queue`, `abuse`, `list_users` or `scale`"),
     }
 }
 

@@ -62,7 +62,8 @@ enum Cmd {
     Bench {
         /// Which: `http` (getUserById and submitEmailTask vs pgbench and raw EVALSHA, with
         /// instructions per request and server RSS), `queue` (vs raw Redis), `abuse` (attack
-        /// costs vs quiet baselines) or `list_users` (1M users: cursor vs offset pages, vs pgbench).
+        /// costs vs quiet baselines), `list_users` (1M users: cursor vs offset pages, vs pgbench)
+        /// or `scale` (1, 2 and 3 worker processes; getUserById on the primary vs a replica).
         which: String,
         /// Passed to the benchmark; `http` takes `--baseline-bin PATH` (an older `spec-server`
         /// measured beside this one on the same databases), `--soak` (the 60 s RSS run) and
