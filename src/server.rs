@@ -346,7 +346,7 @@ fn new_request_id() -> HeaderValue {
 /// request pools it reports (the server's primary and replicas, or the worker's primary).
 pub async fn start_metrics(cfg: &Config, pools: &Pools, pg: Vec<(String, db::Pool)>) -> Result<()> {
     if let Some(addr) = cfg.metrics_addr {
-        let sources = crate::metrics::Sources::new(pg, pools.redis.clone(), cfg.redis_pool_max, pools.queue(cfg));
+        let sources = crate::metrics::Sources::new(pg, pools.redis.clone(), cfg.redis_pool_max, pools.queue(cfg)?);
         crate::metrics::spawn(addr, sources).await?;
     }
     Ok(())
