@@ -1021,7 +1021,8 @@ mod tests {
         assert_eq!(FieldFormat::JsonPointer.render("a.b[1][2]"), "/a/b/1/2");
         assert_eq!(FieldFormat::JsonName.render("cc[0]"), "cc[0]");
         assert!(FieldFormat::parse("camel").is_err());
-        assert_eq!(contract().field_format(), None);
+        // This repository's spec declares how it names fields.
+        assert_eq!(contract().field_format(), Some(FieldFormat::JsonName));
         let declared = SMALL.replacen("paths:", "x-error-field-format: json-pointer\npaths:", 1);
         assert_eq!(Contract::from_yaml(&declared).unwrap().field_format(), Some(FieldFormat::JsonPointer));
     }
