@@ -36,22 +36,7 @@ impl BenchServer {
         eprintln!("starting private PostgreSQL and Redis…");
         let pg = tokio::task::spawn_blocking(PrivatePostgres::start).await??;
         let redis = tokio::task::spawn_blocking(PrivateRedis::start).await??;
-        let mut cfg = Config::from_flags(&["--listen-addr", "127.0.0.1:0"])?;
-        cfg.database_url = Some(pg.url());
-        cfg.redis_url = Some(redis.url());
-        let backends =
-            Backends { database_url: pg.url(), redis_url: redis.url(), private_postgres: None, private_redis: None };
-        let pools = Pools::new(&cfg, &backends)?;
-        pools.migrate().await?;
-        for i in 0..seed_users {
-            let new = users::NewUser {
-                username: format!("seed{i}"),
-                email: format!("seed{i}@example.com"),
-                password_hash: "x".into(),
-            };
-            users::user_create(&pools.pg, new).await?;
-        }
-        let (_, token) = tokens::token_issue(&pools.pg, "bench", None, None).await?;
+        let (cfg, pools, token) = seeded(&pg, &redis, seed_users).await?;
         // The real listener, with its limits, as `spec-server serve` runs it.
         let listener = server::bind(&cfg).await?;
         let addr = listener.local_addr()?;
@@ -282,6 +267,11 @@ pub fn run_wrk(port: u16, conns: usize, duration: &str, script: &Path) -> Result
 
 /// Migrations, seeded users and a token, through the library (as `spec-server` would).
 pub async fn prepare(pg: &PrivatePostgres, redis: &PrivateRedis, seed_users: i64) -> Result<String> {
+    Ok(seeded(pg, redis, seed_users).await?.2)
+}
+
+/// What [`prepare`] does, keeping the config and pools for a server in this process.
+async fn seeded(pg: &PrivatePostgres, redis: &PrivateRedis, seed_users: i64) -> Result<(Config, Pools, String)> {
     let mut cfg = Config::from_flags(&["--listen-addr", "127.0.0.1:0"])?;
     cfg.database_url = Some(pg.url());
     cfg.redis_url = Some(redis.url());
@@ -298,7 +288,7 @@ pub async fn prepare(pg: &PrivatePostgres, redis: &PrivateRedis, seed_users: i64
         users::user_create(&pools.pg, new).await?;
     }
     let (_, token) = tokens::token_issue(&pools.pg, "bench", None, None).await?;
-    Ok(token)
+    Ok((cfg, pools, token))
 }
 
 pub fn free_port() -> Result<u16> {
