@@ -1,4 +1,4 @@
-//! `cargo xtask bench http [-- --baseline-bin PATH] [--soak] [--no-callgrind]`: the two hot
+//! `cargo xtask bench http [-- --baseline-bin PATH] [--soak] [--no-callgrind | --callgrind-only]`: the two hot
 //! paths, getUserById (one indexed SELECT) and submitEmailTask (one queue script), through the
 //! real `spec-server serve` binary with its default logging, measured with `wrk -t2` at 64 and
 //! 256 connections beside `pgbench -S -M prepared` and a raw Redis `EVALSHA` (redis-benchmark),
@@ -11,7 +11,8 @@
 //!   vs EVALSHA for submitEmailTask) and latency in ms; `<server>` is `new`, or `old` for the
 //!   `--baseline-bin` binary, whose figures are also printed as the baseline of `new.*.vs_old`;
 //! - `<server>.<op>.instructions`: instructions per request under callgrind (the difference of
-//!   two runs of different lengths, so start-up cancels out);
+//!   two runs of different lengths, so start-up cancels out); `--callgrind-only` measures just
+//!   these (no wrk, pgbench or redis-benchmark: stable on a loaded machine);
 //! - `<server>.rss.idle|load_c256`: the server's resident memory in MB, before any load and the
 //!   most seen while 256 connections run getUserById; with `--soak`, `new.rss.soak.t<N>s` every
 //!   10 s of a 60 s 256-connection run and `new.rss.soak.growth_from_10s|20s` (the last sample
@@ -44,10 +45,12 @@ struct Options {
     baseline_bin: Option<PathBuf>,
     soak: bool,
     callgrind: bool,
+    /// Only the callgrind figures: no load runs.
+    loads: bool,
 }
 
 fn options() -> Result<Options> {
-    let mut o = Options { baseline_bin: None, soak: false, callgrind: true };
+    let mut o = Options { baseline_bin: None, soak: false, callgrind: true, loads: true };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -55,8 +58,11 @@ fn options() -> Result<Options> {
             "--bench" => {}
             "--soak" => o.soak = true,
             "--no-callgrind" => o.callgrind = false,
+            "--callgrind-only" => o.loads = false,
             "--baseline-bin" => o.baseline_bin = Some(args.next().context("--baseline-bin needs a path")?.into()),
-            other => bail!("unknown argument {other:?} (expected --baseline-bin PATH, --soak, --no-callgrind)"),
+            other => bail!(
+                "unknown argument {other:?} (expected --baseline-bin PATH, --soak, --no-callgrind, --callgrind-only)"
+            ),
         }
     }
     Ok(o)
@@ -272,8 +278,9 @@ fn flush_redis(redis: &PrivateRedis) -> Result<()> {
 #[tokio::main]
 async fn main() -> Result<()> {
     let opts = options()?;
-    let wrk = wrk_path()?;
-    eprintln!("wrk: {}", wrk.display());
+    if opts.loads {
+        eprintln!("wrk: {}", wrk_path()?.display());
+    }
     let dir = tempfile::tempdir()?;
     eprintln!("starting private PostgreSQL and Redis… (logs and scripts in {})", dir.path().display());
     let pg = tokio::task::spawn_blocking(PrivatePostgres::start).await??;
@@ -281,14 +288,16 @@ async fn main() -> Result<()> {
     let token = prepare(&pg, &redis, SEED_USERS).await?;
 
     // pgbench's own database, initialised at scale 10.
-    let bindir = devsvc::pg_bindir()?;
-    let admin = devsvc::url_with_database(&pg.url(), "postgres")?;
-    Launch::new(bindir.join("psql")).arg(&admin).args(["-qc", "CREATE DATABASE pgbench"]).output()?;
-    Launch::new(bindir.join("pgbench"))
-        .named("pgbench -i")
-        .args(["-i", "-q", "-s", "10"])
-        .arg(devsvc::url_with_database(&pg.url(), "pgbench")?)
-        .output()?;
+    if opts.loads {
+        let bindir = devsvc::pg_bindir()?;
+        let admin = devsvc::url_with_database(&pg.url(), "postgres")?;
+        Launch::new(bindir.join("psql")).arg(&admin).args(["-qc", "CREATE DATABASE pgbench"]).output()?;
+        Launch::new(bindir.join("pgbench"))
+            .named("pgbench -i")
+            .args(["-i", "-q", "-s", "10"])
+            .arg(devsvc::url_with_database(&pg.url(), "pgbench")?)
+            .output()?;
+    }
 
     let new_bin = PathBuf::from(env!("CARGO_BIN_EXE_spec-server"));
     let mut servers: Vec<(&str, PathBuf)> = vec![("new", new_bin.clone())];
@@ -304,7 +313,8 @@ async fn main() -> Result<()> {
         .collect::<Result<_, _>>()?;
 
     let started = Instant::now();
-    for conns in [64usize, 256] {
+    let load_conns: &[usize] = if opts.loads { &[64, 256] } else { &[] };
+    for &conns in load_conns {
         eprintln!("baselines at {conns} connections…");
         let pg_tps = if conns == 64 { Some(pgbench(&pg, conns)?) } else { None };
         if let Some(tps) = pg_tps {
@@ -359,7 +369,7 @@ async fn main() -> Result<()> {
     }
     eprintln!("load runs took {:.0} s", started.elapsed().as_secs_f64());
 
-    if opts.soak {
+    if opts.soak && opts.loads {
         eprintln!("soak: getUserById at 256 connections for {} s, sampling RSS…", SOAK.as_secs());
         let server = start_server(&new_bin, "soak", &pg, &redis, dir.path(), None)?;
         let script = &scripts[0].1;

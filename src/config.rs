@@ -16,6 +16,13 @@ fn open_file_limit() -> Option<usize> {
     usize::try_from(soft).ok()
 }
 
+/// How log lines are written (`LOG_FORMAT`); any other value is refused at start-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
 /// Settings shared by every subcommand.
 #[derive(Debug, Clone, Args)]
 pub struct Config {
@@ -39,6 +46,23 @@ pub struct Config {
     /// off the public port and out of the contract. Unset: no metrics listener.
     #[arg(long, env = "METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
+
+    /// OTLP/HTTP (protobuf) collector base URL, e.g. `http://127.0.0.1:4318` (Jaeger's or the
+    /// OpenTelemetry Collector's OTLP HTTP port); spans go to `<url>/v1/traces`
+    /// (`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, read by the exporter, names the full URL instead).
+    /// Unset: no spans are made at all, so tracing costs the request path nothing.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otel_exporter_otlp_endpoint: Option<String>,
+
+    /// `service.name` of the exported spans. Unset: `spec-server`, or `spec-server-worker`
+    /// for the `worker` subcommand.
+    #[arg(long, env = "OTEL_SERVICE_NAME")]
+    pub otel_service_name: Option<String>,
+
+    /// `text` (one human-readable line per event) or `json` (one JSON object per line). With
+    /// tracing on, both carry the trace and span ids of the span the event belongs to.
+    #[arg(long, env = "LOG_FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
 
     /// PostgreSQL read replicas, comma-separated URLs (streaming standbys of
     /// `DATABASE_URL`). Reads that may be slightly stale go to a fresh one;

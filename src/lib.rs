@@ -15,6 +15,7 @@ pub mod queue;
 pub mod redis_pool;
 pub mod server;
 pub mod tasks;
+pub mod telemetry;
 pub mod worker;
 
 /// `outer: inner: innermost`: an error and its causes, the one way this

@@ -11,8 +11,8 @@ use spec_server::{
         migrate,
         tokens::{self, Grant, Scope},
     },
-    logwriter::{FlushGuard, LogWriter, UtcMicros},
     server::{self, Backends, Pools},
+    telemetry::{self, Role},
     worker,
 };
 
@@ -70,40 +70,28 @@ enum TokenCmd {
     Revoke { id_or_name: String },
 }
 
-/// Logs go to stdout through `LogWriter`, so no request waits on the write; the guard flushes
-/// what is queued when `main` returns.
-fn init_logging() -> Option<FlushGuard> {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tokio_postgres=warn"));
-    // Colours only for a terminal: escape codes in a log file or pipe are noise, and styling
-    // every line took a tenth of a request's instructions (callgrind).
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    let fmt =
-        tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_ansi(ansi).with_timer(UtcMicros);
-    match LogWriter::spawn(std::io::stdout()) {
-        Ok((writer, guard)) => {
-            fmt.with_writer(writer).init();
-            Some(guard)
-        }
-        Err(e) => {
-            fmt.init();
-            tracing::warn!(error = %e, "cannot start the log writer thread; writing logs synchronously");
-            None
-        }
-    }
-}
-
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let _flush_logs = init_logging();
     let cli = Cli::parse();
-    match run(cli).await {
+    let role = if matches!(cli.command, Some(Cmd::Worker)) { Role::Worker } else { Role::Server };
+    // Logs go to stdout through `LogWriter`, so no request waits on the write; the telemetry
+    // guard exports the queued spans and flushes the queued lines when `main` ends.
+    let telemetry = match telemetry::init(&cli.config, role) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let code = match run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
         }
-    }
+    };
+    telemetry.shutdown().await;
+    code
 }
 
 async fn run(cli: Cli) -> Result<()> {

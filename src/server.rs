@@ -268,13 +268,20 @@ async fn header_limit_check<E: Endpoint<Output = Response>>(
 static HEALTH_PATH: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| format!("{}/health", api_server::BASE_PATH));
 
+/// With tracing on, the span is the operation's (`telemetry::request_span`) and the line ends
+/// with its trace id.
 async fn access_log<E: Endpoint<Output = Response>>(next: Arc<E>, req: Request) -> poem::Result<Response> {
     // Kept as the header value it is echoed as: the client's is shared, not copied.
     let request_id = match req.headers().get("x-request-id") {
         Some(v) if v.len() <= 128 && v.to_str().is_ok() => v.clone(),
         _ => new_request_id(),
     };
-    let span = tracing::info_span!("request", request_id = %request_id.to_str().unwrap_or_default());
+    let span = if crate::telemetry::enabled() {
+        let id = request_id.to_str().unwrap_or_default();
+        crate::telemetry::request_span(id, req.method().as_str(), req.uri().path(), req.headers())
+    } else {
+        tracing::info_span!("request", request_id = %request_id.to_str().unwrap_or_default())
+    };
     // Both are shared with the request (a method and a refcounted URI), not copied.
     let method = req.method().clone();
     let uri = req.uri().clone();
@@ -283,6 +290,9 @@ async fn access_log<E: Endpoint<Output = Response>>(next: Arc<E>, req: Request) 
     let latency = start.elapsed();
     let status = resp.status().as_u16();
     crate::metrics::record_request(&method, uri.path(), status, latency);
+    if crate::telemetry::enabled() {
+        crate::telemetry::record_status(&span, status);
+    }
     if tracing::enabled!(tracing::Level::INFO) {
         let line = access_line(&method, uri.path(), status, latency);
         span.in_scope(|| tracing::info!("{line}"));

@@ -184,14 +184,24 @@ pub(crate) async fn conn(pool: &Pool) -> Result<Object, StoreError> {
     Ok(got?)
 }
 
-/// Runs one query future, logging it when slower than [`SLOW_QUERY`]. `name` identifies the
-/// statement in logs (`users.get`), so no SQL or parameters end up there.
+/// Runs one query future, logging it when slower than [`SLOW_QUERY`], in a span of its own
+/// when tracing is on. `name` identifies the statement in logs and traces (`users.get`), so no
+/// SQL or parameters end up there.
 async fn timed<T>(
     name: &'static str,
     query: impl Future<Output = Result<T, tokio_postgres::Error>>,
 ) -> Result<T, StoreError> {
     let started = Instant::now();
-    let result = query.await;
+    let result = match crate::telemetry::sql_span(name) {
+        None => query.await,
+        Some(span) => {
+            let result = tracing::Instrument::instrument(query, span.clone()).await;
+            if result.is_err() {
+                crate::telemetry::record_error(&span);
+            }
+            result
+        }
+    };
     let elapsed = started.elapsed();
     if elapsed >= SLOW_QUERY {
         tracing::warn!(

@@ -14,7 +14,20 @@ use redis::{Cmd, FromRedisValue, ScriptInvocation};
 use tokio::time::Instant;
 
 use super::error::{QueueError, Result};
+use super::scripts::Invocation;
 use crate::redis_pool::{RedisConn, RedisPool};
+
+/// Runs one script call (with its repeats) in a `queue.<script>` span when tracing is on.
+async fn traced<T>(script: &'static str, call: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    let Some(span) = crate::telemetry::script_span(script) else {
+        return call.await;
+    };
+    let result = tracing::Instrument::instrument(call, span.clone()).await;
+    if result.is_err() {
+        crate::telemetry::record_error(&span);
+    }
+    result
+}
 
 /// Connection source for a `Queue`: `Backend::from(pool)` (or pass the pool
 /// to `Queue::new` directly) or `Backend::cluster(client)`.
@@ -115,15 +128,21 @@ impl Backend {
     /// master owning `tag_key`'s slot, where the script ran (redis-rs would send a keyless
     /// WAIT to every master). Fewer acknowledgements in time are an error: the write may
     /// survive, but it was not made safe.
-    pub(crate) async fn invoke_replicated<T: FromRedisValue>(
-        &self,
-        inv: &ScriptInvocation<'_>,
-        tag_key: &str,
-    ) -> Result<T> {
+    pub(crate) async fn invoke_replicated<T: FromRedisValue>(&self, inv: &Invocation<'_>, tag_key: &str) -> Result<T> {
         let (wanted, timeout) = (self.1.wait_replicas, self.1.wait_timeout);
         if wanted == 0 {
             return self.invoke(inv).await;
         }
+        traced(inv.name, self.invoke_waited(inv, tag_key, wanted, timeout)).await
+    }
+
+    async fn invoke_waited<T: FromRedisValue>(
+        &self,
+        inv: &ScriptInvocation<'_>,
+        tag_key: &str,
+        wanted: u32,
+        timeout: Duration,
+    ) -> Result<T> {
         let mut wait = redis::cmd("WAIT");
         wait.arg(wanted).arg(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX));
         self.retrying(|| async {
@@ -158,8 +177,8 @@ impl Backend {
 
     /// EVALSHA, loading the script on NOSCRIPT (handled by `redis::Script`),
     /// retried while it fails in transit.
-    pub(crate) async fn invoke<T: FromRedisValue>(&self, inv: &ScriptInvocation<'_>) -> Result<T> {
-        self.retrying(|| async {
+    pub(crate) async fn invoke<T: FromRedisValue>(&self, inv: &Invocation<'_>) -> Result<T> {
+        let call = self.retrying(|| async {
             match &self.0 {
                 Conn::Pool(pool) => {
                     let mut conn = pool.get().await?;
@@ -168,8 +187,8 @@ impl Backend {
                 }
                 Conn::Cluster(c) => Ok(inv.invoke_async(&mut Self::cluster_conn(c).await?).await?),
             }
-        })
-        .await
+        });
+        traced(inv.name, call).await
     }
 
     /// One command (all of them idempotent: SADD, SREM, LPUSH of a wake token).

@@ -11,9 +11,12 @@ use super::error::{QueueError, Result};
 
 type Reply<O> = oneshot::Sender<Result<O>>;
 
+/// An item, where its reply goes, and the caller's span (`Span::none()` without tracing).
+type Queued<I, O> = (I, Reply<O>, tracing::Span);
+
 /// Handle to a batching task; dropping every handle stops the task.
 pub(crate) struct Batcher<I, O> {
-    tx: mpsc::UnboundedSender<(I, Reply<O>)>,
+    tx: mpsc::UnboundedSender<Queued<I, O>>,
 }
 
 impl<I, O> Clone for Batcher<I, O> {
@@ -30,7 +33,7 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
         F: Fn(Vec<I>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Vec<O>>> + Send + 'static,
     {
-        let (tx, mut rx) = mpsc::unbounded_channel::<(I, Reply<O>)>();
+        let (tx, mut rx) = mpsc::unbounded_channel::<Queued<I, O>>();
         let max_batch = max_batch.max(1);
         let permits = Arc::new(Semaphore::new(inflight.max(1)));
         tokio::spawn(async move {
@@ -42,12 +45,14 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
                 };
                 let mut items = Vec::with_capacity(max_batch.min(64));
                 let mut replies = Vec::with_capacity(max_batch.min(64));
-                let (i, r) = first;
+                // The call is traced as part of the first caller's work (its span the parent of
+                // the script's); the others' spans cover their wait for it.
+                let (i, r, span) = first;
                 items.push(i);
                 replies.push(r);
                 while items.len() < max_batch {
                     match rx.try_recv() {
-                        Ok((i, r)) => {
+                        Ok((i, r, _)) => {
                             items.push(i);
                             replies.push(r);
                         }
@@ -55,7 +60,7 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
                     }
                 }
                 let n = items.len();
-                let fut = exec(items);
+                let fut = tracing::Instrument::instrument(exec(items), span);
                 tokio::spawn(async move {
                     let result = fut.await;
                     drop(permit);
@@ -85,7 +90,8 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
 
     pub(crate) async fn submit(&self, item: I) -> Result<O> {
         let (tx, rx) = oneshot::channel();
-        self.tx.send((item, tx)).map_err(|_| QueueError::Closed)?;
+        let span = if crate::telemetry::enabled() { tracing::Span::current() } else { tracing::Span::none() };
+        self.tx.send((item, tx, span)).map_err(|_| QueueError::Closed)?;
         rx.await.map_err(|_| QueueError::Closed)?
     }
 }

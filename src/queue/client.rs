@@ -60,6 +60,8 @@ struct EnqueueItem {
     unique: String,
     run_at: i64,
     delay_ms: u64,
+    /// '' = none.
+    traceparent: String,
 }
 
 struct AckItem {
@@ -113,6 +115,13 @@ impl Queue {
     /// Stores a task (pending, or scheduled if it runs later). Concurrent
     /// calls are coalesced into one script call.
     pub async fn enqueue(&self, task: NewTask) -> Result<Enqueued> {
+        let Some(span) = crate::telemetry::enqueue_span(&task.kind, 1) else {
+            return self.enqueue_one(task).await;
+        };
+        tracing::Instrument::instrument(self.enqueue_one(traced_task(task, &span)), span).await
+    }
+
+    async fn enqueue_one(&self, task: NewTask) -> Result<Enqueued> {
         let (id, item) = self.enqueue_item(task)?;
         let (dup, backlog) = self.inner.enqueue.submit(item).await?;
         let e = enqueued(id, dup, backlog)?;
@@ -127,6 +136,15 @@ impl Queue {
     /// the tasks are not split between calls. Results in the order of `tasks`. Bounded by the
     /// caller (the HTTP layer accepts at most 100 tasks a request).
     pub async fn enqueue_many(&self, tasks: Vec<NewTask>) -> Result<Vec<Enqueued>> {
+        let kind = tasks.first().map_or("", |t| t.kind.as_str());
+        let Some(span) = crate::telemetry::enqueue_span(kind, tasks.len()) else {
+            return self.enqueue_all(tasks).await;
+        };
+        let tasks = tasks.into_iter().map(|t| traced_task(t, &span)).collect();
+        tracing::Instrument::instrument(self.enqueue_all(tasks), span).await
+    }
+
+    async fn enqueue_all(&self, tasks: Vec<NewTask>) -> Result<Vec<Enqueued>> {
         let mut ids = Vec::with_capacity(tasks.len());
         let mut items = Vec::with_capacity(tasks.len());
         for task in tasks {
@@ -176,6 +194,7 @@ impl Queue {
             unique: task.unique_key.unwrap_or_default(),
             run_at: task.run_at.map(|t| t.timestamp_millis()).unwrap_or(0),
             delay_ms: task.run_after.map(ms).unwrap_or(0),
+            traceparent: task.traceparent.unwrap_or_default(),
         };
         Ok((id, item))
     }
@@ -205,11 +224,12 @@ impl Queue {
             .arg(orders)
             .arg(STEP_LIMIT);
         let reply: Vec<Value> = self.inner.backend.invoke(&inv).await?;
-        if !reply.len().is_multiple_of(7) {
+        if !reply.len().is_multiple_of(8) {
             return Err(bad("dequeue", format!("{} fields", reply.len())));
         }
-        let mut out = Vec::with_capacity(reply.len() / 7);
-        for f in reply.chunks_exact(7) {
+        let mut out = Vec::with_capacity(reply.len() / 8);
+        for f in reply.chunks_exact(8) {
+            let traceparent: String = field(&f[7], "dequeue")?;
             let id: String = field(&f[0], "dequeue")?;
             let data: String = field(&f[6], "dequeue")?;
             let data: Data = serde_json::from_str(&data).map_err(|e| bad("dequeue", e))?;
@@ -224,6 +244,7 @@ impl Queue {
                 attempt: field(&f[2], "dequeue")?,
                 max_retries: field(&f[5], "dequeue")?,
                 timeout: if timeout_ms > 0 { Duration::from_millis(timeout_ms as u64) } else { cfg.default_timeout },
+                traceparent: (!traceparent.is_empty()).then_some(traceparent),
             });
         }
         Ok(out)
@@ -471,6 +492,14 @@ fn priority_orders(mode: PriorityMode, n: usize) -> String {
     s
 }
 
+/// The task, carrying `span`'s context unless the caller gave it one.
+fn traced_task(mut task: NewTask, span: &tracing::Span) -> NewTask {
+    if task.traceparent.is_none() {
+        task.traceparent = crate::telemetry::traceparent(span);
+    }
+    task
+}
+
 /// What the enqueue script said of one task: nothing (stored), or the holder of its unique
 /// key (`!` first when the holder's request differs).
 fn enqueued(id: Uuid, dup: Option<String>, backlog: Backlog) -> Result<Enqueued> {
@@ -506,7 +535,8 @@ async fn run_enqueue(
             .arg(&it.unique)
             .arg(it.run_at)
             .arg(it.delay_ms)
-            .arg(&it.kind);
+            .arg(&it.kind)
+            .arg(&it.traceparent);
     }
     // Every key shares the queue's hash tag, so any of them names the master that ran it.
     let tag_key = keys.all.first().map_or("", String::as_str);

@@ -4,7 +4,7 @@
 
 use std::sync::LazyLock;
 
-use redis::Script;
+use redis::{Script, ScriptInvocation};
 
 const COMMON: &str = include_str!("scripts/common.lua");
 
@@ -12,32 +12,68 @@ fn with_prelude(body: &str) -> Script {
     Script::new(&format!("{COMMON}\n{body}"))
 }
 
+/// A script with the name its calls are traced under (`queue.<name>` spans).
+pub(crate) struct Named {
+    pub name: &'static str,
+    script: Script,
+}
+
+fn named(name: &'static str, script: Script) -> Named {
+    Named { name, script }
+}
+
+impl Named {
+    pub fn prepare_invoke(&self) -> Invocation<'_> {
+        Invocation { name: self.name, inv: self.script.prepare_invoke() }
+    }
+}
+
+/// A prepared call of a [`Named`] script: keys and arguments are added to it as to redis'
+/// `ScriptInvocation`, which it derefs to.
+pub(crate) struct Invocation<'a> {
+    pub name: &'static str,
+    inv: ScriptInvocation<'a>,
+}
+
+impl<'a> std::ops::Deref for Invocation<'a> {
+    type Target = ScriptInvocation<'a>;
+    fn deref(&self) -> &ScriptInvocation<'a> {
+        &self.inv
+    }
+}
+
+impl std::ops::DerefMut for Invocation<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.inv
+    }
+}
+
 pub(crate) struct Scripts {
-    pub enqueue: Script,
-    pub dequeue: Script,
-    pub ack: Script,
-    pub fail: Script,
-    pub extend: Script,
-    pub requeue: Script,
-    pub started: Script,
-    pub reap: Script,
-    pub janitor: Script,
-    pub get: Script,
-    pub stats: Script,
+    pub enqueue: Named,
+    pub dequeue: Named,
+    pub ack: Named,
+    pub fail: Named,
+    pub extend: Named,
+    pub requeue: Named,
+    pub started: Named,
+    pub reap: Named,
+    pub janitor: Named,
+    pub get: Named,
+    pub stats: Named,
 }
 
 pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
-    enqueue: with_prelude(include_str!("scripts/enqueue.lua")),
-    dequeue: with_prelude(include_str!("scripts/dequeue.lua")),
-    ack: with_prelude(include_str!("scripts/ack.lua")),
-    fail: with_prelude(include_str!("scripts/fail.lua")),
-    extend: with_prelude(include_str!("scripts/extend.lua")),
-    requeue: with_prelude(include_str!("scripts/requeue.lua")),
-    started: with_prelude(include_str!("scripts/started.lua")),
-    reap: with_prelude(include_str!("scripts/reap.lua")),
-    janitor: with_prelude(include_str!("scripts/janitor.lua")),
-    get: with_prelude(include_str!("scripts/get.lua")),
-    stats: with_prelude(include_str!("scripts/stats.lua")),
+    enqueue: named("enqueue", with_prelude(include_str!("scripts/enqueue.lua"))),
+    dequeue: named("dequeue", with_prelude(include_str!("scripts/dequeue.lua"))),
+    ack: named("ack", with_prelude(include_str!("scripts/ack.lua"))),
+    fail: named("fail", with_prelude(include_str!("scripts/fail.lua"))),
+    extend: named("extend", with_prelude(include_str!("scripts/extend.lua"))),
+    requeue: named("requeue", with_prelude(include_str!("scripts/requeue.lua"))),
+    started: named("started", with_prelude(include_str!("scripts/started.lua"))),
+    reap: named("reap", with_prelude(include_str!("scripts/reap.lua"))),
+    janitor: named("janitor", with_prelude(include_str!("scripts/janitor.lua"))),
+    get: named("get", with_prelude(include_str!("scripts/get.lua"))),
+    stats: named("stats", with_prelude(include_str!("scripts/stats.lua"))),
 });
 
 /// Key names, in the order `common.lua` reads them from KEYS. Every script

@@ -87,6 +87,9 @@ pub struct NewTask {
     /// Delay from enqueue time (in Redis time); the later of
     /// `run_at` and `now + run_after` wins when both are set.
     pub run_after: Option<Duration>,
+    /// The W3C `traceparent` the task's run continues. Unset, `Queue::enqueue` fills in its
+    /// own span's when tracing is on.
+    pub traceparent: Option<String>,
 }
 
 impl NewTask {
@@ -100,6 +103,7 @@ impl NewTask {
             unique_key: None,
             run_at: None,
             run_after: None,
+            traceparent: None,
         }
     }
     pub fn priority(mut self, p: Priority) -> Self {
@@ -168,6 +172,9 @@ pub struct Leased {
     pub attempt: u32,
     pub max_retries: u32,
     pub timeout: Duration,
+    /// The trace the enqueuing request was part of (W3C `traceparent`); `None` for tasks
+    /// enqueued without tracing or before records carried one.
+    pub traceparent: Option<String>,
 }
 
 /// Outcome of `fail`.

@@ -289,8 +289,18 @@ impl Lane {
                     backoff.reset();
                     // Unused permits go back to the semaphore when dropped.
                     for (task, permit) in tasks.into_iter().zip(permits) {
+                        let span = crate::telemetry::task_span(
+                            &task.id,
+                            &task.kind,
+                            task.attempt,
+                            task.traceparent.as_deref(),
+                        );
                         let lease = Lease { task, valid_until: asked + queue.config().lease, heartbeat };
-                        running.spawn(run_task(queue.clone(), handler.clone(), lease, permit, stop_rx.clone()));
+                        let run = run_task(queue.clone(), handler.clone(), lease, permit, stop_rx.clone());
+                        match span {
+                            None => running.spawn(run),
+                            Some(span) => running.spawn(tracing::Instrument::instrument(run, span)),
+                        };
                     }
                 }
                 Ok(_) => {
@@ -450,6 +460,10 @@ async fn run_task(
 
     // The slot bounds running handlers; the (batched) ack need not hold it.
     drop(slot);
+    if matches!(outcome, Outcome::Done(Err(_)) | Outcome::TimedOut) && crate::telemetry::enabled() {
+        // The task's span (`telemetry::task_span`) is the current one here.
+        crate::telemetry::record_error(&tracing::Span::current());
+    }
 
     // Finishing calls are safe to repeat, so they are retried (on top of the
     // backend's own retries) for half a lease; if they still fail the lease

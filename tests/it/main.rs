@@ -2,7 +2,8 @@
 //! over real PostgreSQL and Redis (`service`), the real binary checked
 //! against the contract (`contract`), the binary on a Redis Cluster (`cluster`), read replicas over a streaming standby
 //! (`replicas`), the whole scaled deployment under load and failures (`scale`), worker crashes and Redis restarts
-//! (`worker_crash`), `/metrics` of `serve` and `worker` (`metrics`), and the
+//! (`worker_crash`), `/metrics` of `serve` and `worker` (`metrics`), one trace across server
+//! and worker exported to an in-test OTLP collector (`traces`), and the
 //! ignored failure drill behind `cargo xtask chaos` (`chaos`). `support`
 //! starts the `spec-server` binary for them.
 
@@ -14,4 +15,5 @@ mod replicas;
 mod scale;
 mod service;
 mod support;
+mod traces;
 mod worker_crash;

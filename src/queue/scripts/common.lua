@@ -94,7 +94,8 @@ local function delete_tasks(ids)
   end
 end
 
--- The fields a dequeue returns per leased task.
+-- The fields a dequeue returns per leased task; the traceparent is '' for a task
+-- enqueued without one (and for records from before they carried one).
 local function emit(out, id, m, data)
   local o = #out
   out[o + 1] = id
@@ -104,6 +105,7 @@ local function emit(out, id, m, data)
   out[o + 5] = m.timeout
   out[o + 6] = m.max_retries
   out[o + 7] = data
+  out[o + 8] = m.tp or ''
 end
 
 -- Removes dead tasks, keeping the byte count of the dead set true.

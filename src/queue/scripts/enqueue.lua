@@ -1,6 +1,8 @@
--- enqueue: ARGV now, count, unique_ttl_ms, wake_cap, then per task 9 fields:
+-- enqueue: ARGV now, count, unique_ttl_ms, wake_cap, then per task 10 fields:
 -- id, data, priority (0..2), max_retries, timeout_ms, unique key ('' = none),
--- run_at ms (0 = now), delay_ms (run no earlier than now + this), kind.
+-- run_at ms (0 = now), delay_ms (run no earlier than now + this), kind,
+-- traceparent ('' = none; kept in the record, not the data, so it never makes a
+-- repeated request look different to the unique-key check).
 -- Returns per task '' (stored) or the id of the task holding its unique key
 -- (rejected duplicate), prefixed with '!' when that task was enqueued with
 -- other data or another priority (checked here, atomically: the holder's data
@@ -16,7 +18,7 @@ local wake_cap = tonumber(ARGV[4])
 local out = {}
 local ready = 0
 for i = 0, n - 1 do
-  local b = 5 + i * 9
+  local b = 5 + i * 10
   local id = ARGV[b]
   local prio = tonumber(ARGV[b + 2])
   local unique = ARGV[b + 5]
@@ -57,6 +59,9 @@ for i = 0, n - 1 do
       created = now,
       updated = now,
     }
+    if ARGV[b + 9] ~= '' then
+      m.tp = ARGV[b + 9]
+    end
     if unique ~= '' then
       m.unique = unique
       local start = run_at
