@@ -75,6 +75,26 @@ async fn enqueue_dequeue_ack_round_trip() {
 }
 
 #[tokio::test]
+async fn a_traceparent_travels_in_the_record_without_changing_the_unique_check() {
+    let (_s, q, _) = setup("traceparent", |_| {}).await;
+    let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let mut traced = task("email", 1).unique_key("mail:1");
+    traced.traceparent = Some(tp.to_owned());
+    let first = q.enqueue(traced).await.unwrap();
+    // The same request again, from another trace: still a repeat of the first, not a conflict.
+    let mut again = task("email", 1).unique_key("mail:1");
+    again.traceparent = Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_owned());
+    let dup = q.enqueue(again).await.unwrap();
+    assert_eq!((dup.duplicate_of, dup.duplicate_differs), (Some(first.id), false));
+    // Without one (as every record from before traceparents): none comes back.
+    let plain = q.enqueue(task("email", 2)).await.unwrap();
+    let leased = q.dequeue(10).await.unwrap();
+    let by_id: HashMap<Uuid, Option<&str>> = leased.iter().map(|t| (t.id, t.traceparent.as_deref())).collect();
+    assert_eq!(by_id.get(&first.id), Some(&Some(tp)));
+    assert_eq!(by_id.get(&plain.id), Some(&None));
+}
+
+#[tokio::test]
 async fn strict_priority_order_and_fifo() {
     let (_s, q, _) = setup("strict", |c| c.mode = PriorityMode::Strict).await;
     let mut n = 0;
