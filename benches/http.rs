@@ -12,7 +12,8 @@
 //!   `--baseline-bin` binary, whose figures are also printed as the baseline of `new.*.vs_old`;
 //! - `<server>.<op>.instructions`: instructions per request under callgrind (the difference of
 //!   two runs of different lengths, so start-up cancels out); `--callgrind-only` measures just
-//!   these (no wrk, pgbench or redis-benchmark: stable on a loaded machine);
+//!   these (no wrk, pgbench or redis-benchmark: stable on a loaded machine); `SPEC_SERVER_BIN`
+//!   names the `new` binary instead of this build's;
 //! - `<server>.rss.idle|load_c256`: the server's resident memory in MB, before any load and the
 //!   most seen while 256 connections run getUserById; with `--soak`, `new.rss.soak.t<N>s` every
 //!   10 s of a 60 s 256-connection run and `new.rss.soak.growth_from_10s|20s` (the last sample
@@ -299,7 +300,11 @@ async fn main() -> Result<()> {
             .output()?;
     }
 
-    let new_bin = PathBuf::from(env!("CARGO_BIN_EXE_spec-server"));
+    // `SPEC_SERVER_BIN` names another build (a release binary beside a debug-built harness:
+    // callgrind counts only the server's instructions).
+    let new_bin = PathBuf::from(
+        std::env::var("SPEC_SERVER_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_spec-server").to_owned()),
+    );
     let mut servers: Vec<(&str, PathBuf)> = vec![("new", new_bin.clone())];
     if let Some(old) = &opts.baseline_bin {
         servers.push(("old", old.clone()));
