@@ -192,16 +192,7 @@ async fn timed<T>(
     query: impl Future<Output = Result<T, tokio_postgres::Error>>,
 ) -> Result<T, StoreError> {
     let started = Instant::now();
-    let result = match crate::telemetry::sql_span(name) {
-        None => query.await,
-        Some(span) => {
-            let result = tracing::Instrument::instrument(query, span.clone()).await;
-            if result.is_err() {
-                crate::telemetry::record_error(&span);
-            }
-            result
-        }
-    };
+    let result = crate::telemetry::in_span(crate::telemetry::sql_span(name), query).await;
     let elapsed = started.elapsed();
     if elapsed >= SLOW_QUERY {
         tracing::warn!(

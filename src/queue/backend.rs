@@ -18,15 +18,11 @@ use super::scripts::Invocation;
 use crate::redis_pool::{RedisConn, RedisPool};
 
 /// Runs one script call (with its repeats) in a `queue.<script>` span when tracing is on.
-async fn traced<T>(script: &'static str, call: impl std::future::Future<Output = Result<T>>) -> Result<T> {
-    let Some(span) = crate::telemetry::script_span(script) else {
-        return call.await;
-    };
-    let result = tracing::Instrument::instrument(call, span.clone()).await;
-    if result.is_err() {
-        crate::telemetry::record_error(&span);
-    }
-    result
+fn traced<'a, T>(
+    script: &'static str,
+    call: impl std::future::Future<Output = Result<T>> + 'a,
+) -> impl std::future::Future<Output = Result<T>> + 'a {
+    crate::telemetry::in_span(crate::telemetry::script_span(script), call)
 }
 
 /// Connection source for a `Queue`: `Backend::from(pool)` (or pass the pool
