@@ -1,4 +1,5 @@
-//! `cargo xtask bench http [-- --baseline-bin PATH] [--soak] [--no-callgrind]`: the two hot
+//! `cargo xtask bench http [-- --baseline-bin PATH] [--baseline-env K=V …] [--only OP] [--soak]
+//! [--no-callgrind]`: the two hot
 //! paths, getUserById (one indexed SELECT) and submitEmailTask (one queue script), through the
 //! real `spec-server serve` binary with its default logging, measured with `wrk -t2` at 64 and
 //! 256 connections beside `pgbench -S -M prepared` and a raw Redis `EVALSHA` (redis-benchmark),
@@ -9,9 +10,16 @@
 //! - `pgbench.select_only.c64`, `redis.evalsha.c64|c256`: the baselines;
 //! - `<server>.<op>.c64|c256.throughput|p50|p99`: req/s (ratio vs pgbench for getUserById and
 //!   vs EVALSHA for submitEmailTask) and latency in ms; `<server>` is `new`, or `old` for the
-//!   `--baseline-bin` binary, whose figures are also printed as the baseline of `new.*.vs_old`;
+//!   `--baseline-bin` binary (by default this one: with `--baseline-env` alone, the same binary
+//!   under other settings, e.g. `PG_PIPELINE_CONNECTIONS=0`), whose figures are also printed as
+//!   the baseline of `new.*.vs_old`; `--only get_user_by_id|submit_email_task` measures one;
 //! - `<server>.<op>.instructions`: instructions per request under callgrind (the difference of
 //!   two runs of different lengths, so start-up cancels out);
+//! - `<server>.<op>.c64|c256.cpu_us.server|postgres`: CPU time (user + system, from `/proc`)
+//!   per request of the server process and of all PostgreSQL processes during the wrk run:
+//!   on a shared machine throughput follows what the neighbours leave, CPU per request much
+//!   less so (a server with fewer PostgreSQL backends gets a smaller share of a contended
+//!   machine, so its req/s can fall while its cost falls too);
 //! - `<server>.rss.idle|load_c256`: the server's resident memory in MB, before any load and the
 //!   most seen while 256 connections run getUserById; with `--soak`, `new.rss.soak.t<N>s` every
 //!   10 s of a 60 s 256-connection run and `new.rss.soak.growth_from_10s|20s` (the last sample
@@ -32,6 +40,7 @@ use spec_server::devsvc::{self, Launch, Launched, PrivatePostgres, PrivateRedis,
 const SEED_USERS: i64 = 2000;
 /// Each wrk measurement, after a warm-up of its own.
 const WRK_RUN: &str = "5s";
+const WRK_RUN_SECS: f64 = 5.0;
 const WRK_WARMUP: &str = "1s";
 const SOAK: Duration = Duration::from_secs(60);
 /// Requests of the short and the long callgrind run; their difference is what is divided.
@@ -42,12 +51,15 @@ const EMAIL_BODY: &str =
 
 struct Options {
     baseline_bin: Option<PathBuf>,
+    /// Settings of the baseline server only (after the shared ones, so they win).
+    baseline_env: Vec<(String, String)>,
+    only: Option<String>,
     soak: bool,
     callgrind: bool,
 }
 
 fn options() -> Result<Options> {
-    let mut o = Options { baseline_bin: None, soak: false, callgrind: true };
+    let mut o = Options { baseline_bin: None, baseline_env: Vec::new(), only: None, soak: false, callgrind: true };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -56,7 +68,22 @@ fn options() -> Result<Options> {
             "--soak" => o.soak = true,
             "--no-callgrind" => o.callgrind = false,
             "--baseline-bin" => o.baseline_bin = Some(args.next().context("--baseline-bin needs a path")?.into()),
-            other => bail!("unknown argument {other:?} (expected --baseline-bin PATH, --soak, --no-callgrind)"),
+            "--baseline-env" => {
+                let kv = args.next().context("--baseline-env needs K=V")?;
+                let (k, v) = kv.split_once('=').with_context(|| format!("--baseline-env {kv:?}: expected K=V"))?;
+                o.baseline_env.push((k.to_owned(), v.to_owned()));
+            }
+            "--only" => {
+                let op = args.next().context("--only needs an operation")?;
+                if !["get_user_by_id", "submit_email_task"].contains(&op.as_str()) {
+                    bail!("--only {op:?}: expected get_user_by_id or submit_email_task");
+                }
+                o.only = Some(op);
+            }
+            other => bail!(
+                "unknown argument {other:?} (expected --baseline-bin PATH, --baseline-env K=V, --only OP, --soak, \
+                 --no-callgrind)"
+            ),
         }
     }
     Ok(o)
@@ -161,6 +188,7 @@ fn start_server(
     redis: &PrivateRedis,
     dir: &Path,
     callgrind_out: Option<&Path>,
+    env: &[(String, String)],
 ) -> Result<Server> {
     let port = free_port()?;
     let launch = match callgrind_out {
@@ -171,16 +199,18 @@ fn start_server(
             .arg(bin),
         None => Launch::new(bin),
     };
-    let mut proc = launch
+    let mut launch = launch
         .named(format!("{label} spec-server serve"))
         .arg("serve")
         .env("DATABASE_URL", pg.url())
         .env("REDIS_URL", redis.url())
         .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
         .env("REDIS_ALLOW_VOLATILE", "true")
-        .env("LOG", "info")
-        .log_to(dir.join(format!("{label}.log")))
-        .spawn()?;
+        .env("LOG", "info");
+    for (k, v) in env {
+        launch = launch.env(k, v);
+    }
+    let mut proc = launch.log_to(dir.join(format!("{label}.log"))).spawn()?;
     let wait = if callgrind_out.is_some() { Duration::from_secs(180) } else { Duration::from_secs(60) };
     proc.wait_ready(Ready::Port(port), wait)?;
     Ok(Server { proc, port })
@@ -203,6 +233,36 @@ impl Server {
             .context("no VmRSS")?;
         Ok(kb / 1024.0)
     }
+}
+
+/// A server measured: its label, binary and settings of its own.
+type Measured<'a> = (&'a str, PathBuf, &'a [(String, String)]);
+
+/// User + system CPU ticks of these processes (those gone since are not counted).
+fn cpu_ticks(pids: &[u32]) -> u64 {
+    pids.iter()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+        .filter_map(|stat| {
+            // Fields after the command, which is in parentheses and may hold spaces.
+            let rest = stat.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+        })
+        .sum()
+}
+
+/// Microseconds per clock tick of `/proc/PID/stat`: `USER_HZ`, which Linux fixes at 100 for
+/// user space whatever the kernel's own tick rate.
+fn tick_us() -> f64 {
+    10_000.0
+}
+
+/// The private PostgreSQL's postmaster and its children (the backends).
+fn postgres_pids(pg: &PrivatePostgres) -> Vec<u32> {
+    let Some(postmaster) = pg.pid() else { return Vec::new() };
+    let children =
+        std::fs::read_to_string(format!("/proc/{postmaster}/task/{postmaster}/children")).unwrap_or_default();
+    std::iter::once(postmaster).chain(children.split_whitespace().filter_map(|p| p.parse().ok())).collect()
 }
 
 /// `total` requests of `op` over `CALLGRIND_CONNS` keep-alive connections; fails on any non-200.
@@ -242,7 +302,7 @@ fn callgrind_total(path: &Path) -> Result<f64> {
 /// Instructions per request of `op`: two callgrind runs of the server, the long one minus the
 /// short one over the difference in requests, so start-up and shutdown cancel out.
 async fn instructions(
-    bin: &Path,
+    (bin, env): (&Path, &[(String, String)]),
     label: &str,
     op: Op,
     token: &str,
@@ -252,7 +312,7 @@ async fn instructions(
     let mut totals = Vec::new();
     for n in [CALLGRIND_RUNS.0, CALLGRIND_RUNS.1] {
         let out = dir.join(format!("callgrind.{label}.{}.{n}", op.name()));
-        let server = start_server(bin, &format!("{label}-callgrind"), pg, redis, dir, Some(&out))?;
+        let server = start_server(bin, &format!("{label}-callgrind"), pg, redis, dir, Some(&out), env)?;
         // The first requests load the token cache and prepare statements: counted in both runs.
         drive(server.port, op, token, CALLGRIND_CONNS).await?;
         drive(server.port, op, token, n).await?;
@@ -291,12 +351,18 @@ async fn main() -> Result<()> {
         .output()?;
 
     let new_bin = PathBuf::from(env!("CARGO_BIN_EXE_spec-server"));
-    let mut servers: Vec<(&str, PathBuf)> = vec![("new", new_bin.clone())];
-    if let Some(old) = &opts.baseline_bin {
-        servers.push(("old", old.clone()));
+    let mut servers: Vec<Measured> = vec![("new", new_bin.clone(), &[])];
+    if opts.baseline_bin.is_some() || !opts.baseline_env.is_empty() {
+        let old = opts.baseline_bin.clone().unwrap_or_else(|| new_bin.clone());
+        servers.push(("old", old, &opts.baseline_env));
     }
-    let scripts: Vec<(Op, PathBuf)> = [Op::GetUser, Op::SubmitEmail]
+    let ops: Vec<Op> = [Op::GetUser, Op::SubmitEmail]
         .into_iter()
+        .filter(|op| opts.only.as_deref().is_none_or(|only| only == op.name()))
+        .collect();
+    let scripts: Vec<(Op, PathBuf)> = ops
+        .iter()
+        .copied()
         .map(|op| {
             let path = dir.path().join(format!("{}.lua", op.name()));
             std::fs::write(&path, op.wrk_script(&token)).map(|()| (op, path))
@@ -321,18 +387,20 @@ async fn main() -> Result<()> {
             let mut rates = Vec::new();
             // Back to back within one connection count, so drift in the machine's load hits
             // both, and in the other order at 256 connections, so neither always goes first.
-            let order: Vec<&(&str, PathBuf)> =
+            let order: Vec<&Measured> =
                 if conns == 256 { servers.iter().rev().collect() } else { servers.iter().collect() };
-            for (label, bin) in order {
+            for (label, bin, env) in order {
                 flush_redis(&redis)?;
-                let server = start_server(bin, label, &pg, &redis, dir.path(), None)?;
+                let server = start_server(bin, label, &pg, &redis, dir.path(), None, env)?;
                 let idle = server.rss_mb()?;
                 run_wrk(server.port, conns, WRK_WARMUP, script)?;
+                let cpu_before = (cpu_ticks(&[server.proc.pid()]), cpu_ticks(&postgres_pids(&pg)));
                 let (result, peak) = std::thread::scope(|s| {
                     let sampler = s.spawn(|| peak_rss_while(&server, Duration::from_secs(6)));
                     let r = run_wrk(server.port, conns, WRK_RUN, script);
                     (r, sampler.join().ok().and_then(Result::ok))
                 });
+                let cpu_after = (cpu_ticks(&[server.proc.pid()]), cpu_ticks(&postgres_pids(&pg)));
                 let r = result?;
                 server.stop()?;
                 let name = format!("{label}.{}.c{conns}", op.name());
@@ -341,6 +409,12 @@ async fn main() -> Result<()> {
                 emit(&format!("{name}.p99"), r.p99_ms, "ms", None);
                 if r.errors > 0 {
                     emit(&format!("{name}.errors"), r.errors as f64, "count", None);
+                }
+                let requests = r.rps * WRK_RUN_SECS;
+                if requests > 0.0 {
+                    let per_req = |before: u64, after: u64| after.saturating_sub(before) as f64 * tick_us() / requests;
+                    emit(&format!("{name}.cpu_us.server"), per_req(cpu_before.0, cpu_after.0), "µs/req", None);
+                    emit(&format!("{name}.cpu_us.postgres"), per_req(cpu_before.1, cpu_after.1), "µs/req", None);
                 }
                 if matches!(op, Op::GetUser) {
                     if conns == 64 {
@@ -361,8 +435,12 @@ async fn main() -> Result<()> {
 
     if opts.soak {
         eprintln!("soak: getUserById at 256 connections for {} s, sampling RSS…", SOAK.as_secs());
-        let server = start_server(&new_bin, "soak", &pg, &redis, dir.path(), None)?;
-        let script = &scripts[0].1;
+        let server = start_server(&new_bin, "soak", &pg, &redis, dir.path(), None, &[])?;
+        let script = &scripts
+            .iter()
+            .find(|(op, _)| matches!(op, Op::GetUser))
+            .context("--soak runs getUserById: do not leave it out with --only")?
+            .1;
         let (wrk_result, samples) = std::thread::scope(|s| {
             let wrk = s.spawn(|| run_wrk(server.port, 256, &format!("{}s", SOAK.as_secs()), script));
             let mut samples = Vec::new();
@@ -392,11 +470,11 @@ async fn main() -> Result<()> {
     }
 
     if opts.callgrind {
-        for (label, bin) in &servers {
-            for op in [Op::GetUser, Op::SubmitEmail] {
+        for (label, bin, env) in &servers {
+            for &op in &ops {
                 eprintln!("{label}: {} under callgrind…", op.name());
                 flush_redis(&redis)?;
-                let n = instructions(bin, label, op, &token, (&pg, &redis), dir.path()).await?;
+                let n = instructions((bin, env), label, op, &token, (&pg, &redis), dir.path()).await?;
                 emit(&format!("{label}.{}.instructions", op.name()), n, "instr/req", None);
             }
         }

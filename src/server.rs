@@ -90,7 +90,13 @@ impl Pools {
     /// Builds both pools lazily: nothing connects until first use, so the
     /// server starts (and `/health` reports) even with a dependency down.
     pub fn new(cfg: &Config, b: &Backends) -> Result<Pools> {
-        let pg = db::pool(&b.database_url, cfg.pg_pool_max, cfg.pg_acquire_timeout(), cfg.pg_statement_timeout())?;
+        let pg = db::pool_pipelined(
+            &b.database_url,
+            cfg.pg_pool_max,
+            cfg.pg_acquire_timeout(),
+            cfg.pg_statement_timeout(),
+            cfg.pg_pipeline_connections,
+        )?;
         let redis_target = RedisTarget::parse(&b.redis_url)?;
         let manager = RedisManager::for_target(&redis_target, cfg.queue_config().response_timeout)
             .context("parsing REDIS_URL")?;
@@ -107,6 +113,7 @@ impl Pools {
             &b.database_url,
             cfg.replicas()?,
             cfg.pg_pool_max,
+            cfg.pg_pipeline_connections,
             cfg.pg_acquire_timeout(),
             cfg.pg_statement_timeout(),
         )?;
