@@ -129,6 +129,20 @@ impl Report {
         }
     }
 
+    /// Marks every documented status that no check got, and none aimed at
+    /// and failed, as not reachable: the generic scenario knows no way to
+    /// provoke it, which is a gap in the scenario, not in the deployment. A
+    /// reason already given (`not_exercised`) is kept.
+    pub fn unreached_not_failing(&mut self, reason: &str) {
+        for row in &mut self.rows {
+            for (_, cell) in &mut row.cells {
+                if cell.passed == 0 && cell.failed == 0 && cell.unreachable.is_none() {
+                    cell.unreachable = Some(cell.missing.take().unwrap_or_else(|| reason.to_owned()));
+                }
+            }
+        }
+    }
+
     pub fn failed_checks(&self) -> impl Iterator<Item = &Check> {
         self.checks.iter().filter(|c| matches!(c.outcome, Outcome::Fail(_)))
     }
