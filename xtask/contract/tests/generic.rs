@@ -472,3 +472,144 @@ fn auto_picks_the_project_scenario_for_the_project_spec() {
     assert_eq!(Scenario::parse("auto"), Ok(Scenario::Auto));
     assert!(Scenario::parse("other").is_err());
 }
+
+mod security {
+    use fixture_security_server::{rt, *};
+
+    /// Accepts the one token `u:p` through every scheme (as `u`/`p` for
+    /// basic), with every scope and role.
+    pub struct Guard;
+
+    fn check(t: &str) -> Result<String, rt::Problem> {
+        if t == "u:p" { Ok(t.to_owned()) } else { Err(rt::Problem::unauthorized().with_detail("bad credential")) }
+    }
+
+    impl Auth for Guard {
+        type Principal = String;
+        async fn authenticate_key_header(&self, k: &str, _: &rt::AuthContext) -> Result<String, rt::Problem> {
+            check(k)
+        }
+        async fn authenticate_key_query(&self, k: &str, _: &rt::AuthContext) -> Result<String, rt::Problem> {
+            check(k)
+        }
+        async fn authenticate_key_cookie(&self, k: &str, _: &rt::AuthContext) -> Result<String, rt::Problem> {
+            check(k)
+        }
+        async fn authenticate_bearer(&self, t: &str, _: &rt::AuthContext) -> Result<String, rt::Problem> {
+            check(t)
+        }
+        async fn authenticate_basic(
+            &self,
+            c: &rt::BasicCredentials,
+            _: &rt::AuthContext,
+        ) -> Result<String, rt::Problem> {
+            check(&format!("{}:{}", c.username, c.password))
+        }
+        async fn authenticate_oauth(&self, t: &str, _: &rt::AuthContext) -> Result<String, rt::Problem> {
+            check(t)
+        }
+        async fn authenticate_oidc(&self, t: &str, _: &rt::AuthContext) -> Result<String, rt::Problem> {
+            check(t)
+        }
+    }
+
+    impl ErrorPolicy for Guard {
+        fn problem(p: &rt::Problem) -> Problem {
+            Problem { error: p.title.clone(), detail: p.detail.clone() }
+        }
+    }
+
+    fn who(p: Option<String>) -> Who {
+        Who { principal: p }
+    }
+
+    impl DefaultApi for Guard {
+        async fn open(&self) -> Result<OpenResponse, rt::Problem> {
+            Ok(OpenResponse::Ok(who(None)))
+        }
+        async fn global_default(&self, p: String) -> Result<GlobalDefaultResponse, rt::Problem> {
+            Ok(GlobalDefaultResponse::Ok(who(Some(p))))
+        }
+        async fn api_key_header(&self, p: String) -> Result<ApiKeyHeaderResponse, rt::Problem> {
+            Ok(ApiKeyHeaderResponse::Ok(who(Some(p))))
+        }
+        async fn api_key_query(&self, p: String) -> Result<ApiKeyQueryResponse, rt::Problem> {
+            Ok(ApiKeyQueryResponse::Ok(who(Some(p))))
+        }
+        async fn api_key_cookie(&self, p: String) -> Result<ApiKeyCookieResponse, rt::Problem> {
+            Ok(ApiKeyCookieResponse::Ok(who(Some(p))))
+        }
+        async fn bearer_only(&self, p: String) -> Result<BearerOnlyResponse, rt::Problem> {
+            Ok(BearerOnlyResponse::Ok(who(Some(p))))
+        }
+        async fn basic_only(&self, p: String) -> Result<BasicOnlyResponse, rt::Problem> {
+            Ok(BasicOnlyResponse::Ok(who(Some(p))))
+        }
+        async fn list_items(&self, p: String, _: ListItemsParams) -> Result<ListItemsResponse, rt::Problem> {
+            Ok(ListItemsResponse::Ok(who(Some(p))))
+        }
+        async fn create_item(&self, p: String, _: CreateItemRequest) -> Result<CreateItemResponse, rt::Problem> {
+            Ok(CreateItemResponse::Created(who(Some(p))))
+        }
+        async fn admin_only(&self, p: String) -> Result<AdminOnlyResponse, rt::Problem> {
+            Ok(AdminOnlyResponse::Ok(who(Some(p))))
+        }
+        async fn either(&self, p: String) -> Result<EitherResponse, rt::Problem> {
+            Ok(EitherResponse::Ok(who(Some(p))))
+        }
+        async fn both(&self, p: String) -> Result<BothResponse, rt::Problem> {
+            Ok(BothResponse::Ok(who(Some(p))))
+        }
+        async fn optional(&self, p: Option<String>) -> Result<OptionalResponse, rt::Problem> {
+            Ok(OptionalResponse::Ok(who(p)))
+        }
+        async fn oidc(&self, p: String) -> Result<OidcResponse, rt::Problem> {
+            Ok(OidcResponse::Ok(who(Some(p))))
+        }
+        async fn undocumented(&self, p: String, _: UndocumentedRequest) -> Result<UndocumentedResponse, rt::Problem> {
+            Ok(UndocumentedResponse::Created(who(Some(p))))
+        }
+    }
+}
+
+/// The token goes where each operation's requirement says: apiKey in a
+/// header, the query and a cookie, bearer, basic (`user:password`),
+/// OAuth2 and OpenID Connect as bearer, AND of two keys; without it, or
+/// with a wrong one, each operation documenting a 401 gets it.
+#[tokio::test]
+async fn every_security_kind_carries_the_token() {
+    let base = serve(fixture_security_server::app(Arc::new(security::Guard))).await;
+    let contract =
+        Contract::load(&spec_contract::workspace_root().join("xtask/tests/fixtures/security/openapi.yaml")).unwrap();
+    // The base URL names the base path, as the spec's server URL does.
+    let opts = Options { base_url: format!("{base}/v2"), token: Some("u:p".into()), ..Options::default() };
+    let report = generic::run(&contract, &opts).await.unwrap();
+    spec_contract::print(&report, false);
+    assert_eq!(failures(&report), Vec::<String>::new());
+    assert!(report.passed(), "{}", report.summary());
+    let ok = passed(&report);
+    for op in [
+        "globalDefault",
+        "apiKeyHeader",
+        "apiKeyQuery",
+        "apiKeyCookie",
+        "bearerOnly",
+        "basicOnly",
+        "listItems",
+        "adminOnly",
+        "either",
+        "both",
+        "optional",
+        "oidc",
+    ] {
+        let accepted = format!("{op} 200 a request synthesized from the spec");
+        assert!(ok.contains(&accepted.as_str()), "{accepted:?} not among {ok:#?}");
+        if op != "optional" {
+            for how in ["no credential", "wrong credential"] {
+                assert!(ok.iter().any(|n| n.starts_with(op) && n.ends_with(how)), "{op} {how}: {ok:#?}");
+            }
+        }
+    }
+    assert!(ok.contains(&"createItem 201 a request synthesized from the spec"), "{ok:#?}");
+    assert!(ok.contains(&"createItem 400 invalid: name maxLength"), "{ok:#?}");
+}
