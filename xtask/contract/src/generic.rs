@@ -1000,3 +1000,99 @@ fn wrong(token: &str) -> String {
     }
     t.into_iter().collect()
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::checker::Direction;
+
+    fn generic(contract: &Contract) -> Generic<'_> {
+        Generic {
+            contract,
+            http: reqwest::Client::new(),
+            base: "http://127.0.0.1:9".into(),
+            token: Some("t".into()),
+            nonce: "n1".into(),
+            report: Report::new(contract),
+            field_format: None,
+            created: Vec::new(),
+            done: vec![false; contract.operations().len()],
+        }
+    }
+
+    fn public(name: &str) -> Contract {
+        Contract::load(&crate::workspace_root().join("xtask/tests/fixtures/public").join(name)).unwrap()
+    }
+
+    /// Every operation of every public spec and of this project's gets a
+    /// request valid against its schemas, whatever its body's media type.
+    #[test]
+    fn every_operation_of_the_public_specs_gets_a_request() {
+        for name in ["keeper.json", "param-collision.json", "museum.yaml", "propolis-server.json", "buildomat.json"] {
+            let c = public(name);
+            let g = generic(&c);
+            let gen_ = g.generator(true, "n1", true);
+            for (i, op) in c.operations().iter().enumerate() {
+                let (req, payload) = g.build(i, &gen_).unwrap_or_else(|e| panic!("{name} {}: {e}", op.id));
+                if let (Some(schema), Some(body)) = (&op.request_body, &req.body) {
+                    assert_eq!(c.validate(schema, body, Direction::Request), vec![], "{name} {}", op.id);
+                }
+                assert!(!req.path.contains('{'), "{name} {}: {}", op.id, req.path);
+                if op.id == "whoami_put_name" {
+                    assert!(matches!(&payload, Payload::Raw { media, .. } if media == "text/plain"), "{payload:?}");
+                }
+                if op.id == "worker_task_upload_chunk" {
+                    let Payload::Raw { media, .. } = &payload else { panic!("{payload:?}") };
+                    assert_eq!(media, "application/octet-stream");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn examples_come_first_and_writes_get_absent_ids() {
+        let c = public("museum.yaml");
+        let g = generic(&c);
+        let i = c.operations().iter().position(|o| o.id == "createSpecialEvent").unwrap();
+        let (req, _) = g.build(i, &g.generator(true, "n1", true)).unwrap();
+        assert_eq!(req.body.unwrap()["name"], "Mermaid Treasure Identification and Analysis");
+        let d = c.operations().iter().position(|o| o.id == "deleteSpecialEvent").unwrap();
+        let (req, _) = g.build(d, &g.generator(true, "n1", true)).unwrap();
+        assert_eq!(req.path, "/special-events/00000000-0000-4000-8000-00c0ffee0000");
+    }
+
+    #[test]
+    fn crud_groups_by_path_pattern() {
+        let c = public("museum.yaml");
+        let groups = generic(&c).groups();
+        assert_eq!(groups.len(), 1, "{groups:?}");
+        let id = |i: Option<usize>| i.map(|i| c.operations()[i].id.as_str());
+        let g = &groups[0];
+        assert_eq!((g.collection.as_str(), g.param.as_str()), ("/special-events", "eventId"));
+        assert_eq!(id(Some(g.create)), Some("createSpecialEvent"));
+        assert_eq!(id(g.read), Some("getSpecialEvent"));
+        assert_eq!(id(g.delete), Some("deleteSpecialEvent"));
+        assert_eq!(id(g.list), Some("listSpecialEvents"));
+        assert_eq!(
+            g.updates.iter().map(|u| c.operations()[*u].id.as_str()).collect::<Vec<_>>(),
+            ["updateSpecialEvent"]
+        );
+        // This project's users are a group too (batch paths are not items).
+        let c = Contract::workspace().unwrap();
+        let groups = generic(&c).groups();
+        assert!(groups.iter().any(|g| g.collection == "/users" && g.param == "id"), "{groups:?}");
+    }
+
+    #[test]
+    fn read_back_compares_what_both_schemas_define() {
+        let c = public("museum.yaml");
+        let sent = serde_json::json!({"name": "a", "price": 25, "dates": ["2025-01-01"], "eventId": "x"});
+        let req = serde_json::json!({"$ref": "#/components/schemas/SpecialEvent"});
+        let got = serde_json::json!({"name": "b", "price": 25.0, "eventId": "y"});
+        let m = read_back_mismatches(&c, &sent, &req, &got, &req, "eventId");
+        assert_eq!(m, ["/dates: sent [\"2025-01-01\"], the read-back lacks it", "/name: sent \"a\", read back \"b\""]);
+        assert!(same(&serde_json::json!("2025-01-01T00:00:00Z"), &serde_json::json!("2025-01-01T00:00:00+00:00")));
+    }
+}
