@@ -8,8 +8,10 @@ use clap::Parser;
 /// response checked, plus negative cases generated from the spec. Creates
 /// and deletes only its own users; the API cannot delete tasks, so the email
 /// task (to an @example.com address) and the sync task (one day in 2099) it
-/// submits stay. Exit code 0 only when everything conforms to the spec
-/// (and, with --strict-conventions, to the conventions it declares).
+/// submits stay. On any other spec (--spec, without this project's
+/// operations) the generic scenario runs instead: see --scenario. Exit code
+/// 0 only when everything conforms to the spec (and, with
+/// --strict-conventions, to the conventions it declares).
 #[derive(Parser)]
 #[command(name = "cargo xtask contract")]
 struct Cli {
