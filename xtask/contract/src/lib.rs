@@ -1,6 +1,8 @@
 //! Contract verification: responses of a running deployment checked against
-//! `spec/openapi.yaml` as read at run time, by a scenario that drives every
-//! operation to every documented status (`cargo xtask contract`, `tests/contract.rs`).
+//! `spec/openapi.yaml` (or any spec) as read at run time, by a scenario that
+//! drives every operation to every documented status (`cargo xtask contract`,
+//! `tests/it/contract.rs`): this project's (`scenario.rs`), or for any other
+//! spec the generic one (`generic.rs`).
 //!
 //! A crate of its own, apart from `xtask`: it uses the generated client, and
 //! `cargo xtask codegen` must build even when a spec change has just broken
