@@ -1006,6 +1006,8 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+    use serde_json::json;
+
     use crate::checker::Direction;
 
     fn generic(contract: &Contract) -> Generic<'_> {
@@ -1057,7 +1059,12 @@ mod tests {
         let g = generic(&c);
         let i = c.operations().iter().position(|o| o.id == "createSpecialEvent").unwrap();
         let (req, _) = g.build(i, &g.generator(true, "n1", true)).unwrap();
-        assert_eq!(req.body.unwrap()["name"], "Mermaid Treasure Identification and Analysis");
+        let body = req.body.unwrap();
+        // Free text is generated (unique per run), other scalars are the spec's examples.
+        assert_eq!(
+            (&body["name"], &body["price"], &body["dates"]),
+            (&json!("ctn1"), &json!(25), &json!(["2023-10-29"]))
+        );
         let d = c.operations().iter().position(|o| o.id == "deleteSpecialEvent").unwrap();
         let (req, _) = g.build(d, &g.generator(true, "n1", true)).unwrap();
         assert_eq!(req.path, "/special-events/00000000-0000-4000-8000-00c0ffee0000");

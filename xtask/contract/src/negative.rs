@@ -142,9 +142,12 @@ pub struct Generator<'a> {
     /// Values generation cannot know, by field or parameter name (e.g. an
     /// `id` known not to exist, so a wrongly accepted request harms nothing).
     overrides: Vec<(String, Value)>,
-    /// Try the spec's examples of parameters and request bodies before
-    /// generated values (the generic scenario: a foreign server's own rules
-    /// are likelier to accept what its authors wrote down).
+    /// Try the spec's examples before generated values for scalars other
+    /// than free text (the generic scenario: a foreign server's own rules
+    /// about a `uri`, a price or a date are likelier to accept what its
+    /// authors wrote down; free text stays generated, with `unique` in it,
+    /// so reruns do not collide on unique names). Objects are generated
+    /// member by member; a whole-body example is the fallback.
     examples_first: bool,
     /// Path parameter values chosen by the caller (an id it created, or one
     /// unlikely to exist), as text; `None` leaves the parameter to generation.
@@ -160,7 +163,8 @@ impl<'a> Generator<'a> {
         Generator { contract, unique, overrides, examples_first: false, path_values: None }
     }
 
-    /// Prefers the spec's examples (when valid) over generated values.
+    /// Prefers the spec's examples (when valid) over generated values, for
+    /// scalars other than free text.
     pub fn with_examples_first(mut self) -> Self {
         self.examples_first = true;
         self
@@ -260,13 +264,12 @@ impl<'a> Generator<'a> {
                 params.push(Some(text));
                 continue;
             }
-            let example = if self.examples_first {
-                p.examples.iter().find(|v| ok(&p.schema, v) && param_text(p, v).is_some()).cloned()
-            } else {
-                None
-            };
-            let v = example
+            let usable = |v: &&Value| ok(&p.schema, v) && param_text(p, v).is_some();
+            let example = || p.examples.iter().find(usable).cloned();
+            let first = if self.prefers_example(&p.schema) { example() } else { None };
+            let v = first
                 .or_else(|| self.valid(&p.schema, &p.name))
+                .or_else(|| if self.examples_first { example() } else { None })
                 .ok_or_else(|| format!("no valid value for parameter {}", p.name))?;
             params.push(Some(param_text(p, &v).ok_or_else(|| {
                 format!("parameter {}: no valid value is a scalar or a list that fits one query key", p.name)
@@ -274,12 +277,10 @@ impl<'a> Generator<'a> {
         }
         let body = match &op.request_body {
             Some(schema) => {
-                let example = if self.examples_first {
-                    op.request_examples.iter().find(|v| ok(schema, v)).cloned()
-                } else {
-                    None
+                let example = || {
+                    if self.examples_first { op.request_examples.iter().find(|v| ok(schema, v)).cloned() } else { None }
                 };
-                Some(example.or_else(|| self.valid(schema, "")).ok_or_else(|| "no valid request body".to_owned())?)
+                Some(self.valid(schema, "").or_else(example).ok_or_else(|| "no valid request body".to_owned())?)
             }
             None => None,
         };
@@ -301,7 +302,7 @@ impl<'a> Generator<'a> {
         }
         let s = self.contract.resolve(schema);
         let mut candidates = Vec::new();
-        if self.examples_first {
+        if self.prefers_example(s) {
             candidates.extend(s.get("example").cloned());
             candidates.extend(s.get("default").cloned());
         }
@@ -309,6 +310,18 @@ impl<'a> Generator<'a> {
         candidates.extend(s.get("example").cloned());
         candidates.extend(s.get("default").cloned());
         candidates.into_iter().find(ok)
+    }
+
+    /// Whether the spec's example goes before generation (see `examples_first`).
+    fn prefers_example(&self, schema: &Value) -> bool {
+        let s = self.contract.resolve(schema);
+        let free_text = s.get("format").is_none() && s.get("enum").is_none();
+        self.examples_first
+            && match s.get("type").and_then(Value::as_str) {
+                Some("integer" | "number" | "boolean") => true,
+                Some("string") => !free_text,
+                _ => false,
+            }
     }
 
     fn generate(&self, s: &Value, name: &str, depth: usize) -> Option<Value> {
