@@ -100,6 +100,7 @@ pub async fn run(contract: &Contract, opts: &Options) -> Result<Report> {
         field_format: contract.field_format().or(opts.field_format),
         created: Vec::new(),
         done: vec![false; contract.operations().len()],
+        posted: Vec::new(),
     };
     let groups = g.groups();
     for group in &groups {
@@ -160,6 +161,18 @@ enum Aim {
     Rejection,
 }
 
+/// Which values path parameters get.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ids {
+    /// Ids this run created; else generated (a read may guess).
+    Known,
+    /// Ids this run created; else one unlikely to exist (a write must not guess).
+    KnownOrAbsent,
+    /// One unlikely to exist (an invalid request, one without credential,
+    /// a read of what does not exist: if wrongly accepted, nothing happens).
+    Absent,
+}
+
 /// A request built for an operation, or why none could be.
 type Built = Result<(Request, Payload), String>;
 
@@ -213,6 +226,10 @@ struct Generic<'a> {
     created: Vec<Created>,
     /// Operations a CRUD step already drove.
     done: Vec<bool>,
+    /// The bodies of 2xx answers to POSTs outside CRUD groups (at most one
+    /// per operation): a path parameter no group names may be a member of
+    /// one (`{task_id}` from a `POST /tasks/email` answer).
+    posted: Vec<Value>,
 }
 
 impl<'a> Generic<'a> {
@@ -258,7 +275,10 @@ impl<'a> Generic<'a> {
     /// (`/things` for `{id}` in `/things/{id}/parts`).
     fn known_id(&self, op: &Operation, p: &Parameter) -> Option<String> {
         let prefix = op.path.split(&format!("/{{{}}}", p.name)).next()?;
-        self.created.iter().rev().find(|c| c.collection == prefix && c.param == p.name).map(|c| c.id.clone())
+        let created = self.created.iter().rev().find(|c| c.collection == prefix && c.param == p.name);
+        // Only a member named exactly like the parameter: `id` alone says
+        // nothing about which resource it names.
+        created.map(|c| c.id.clone()).or_else(|| self.posted.iter().rev().find_map(|b| find_named(b, &p.name)))
     }
 
     /// A path value unlikely to name anything that exists, so that a
@@ -282,19 +302,23 @@ impl<'a> Generic<'a> {
     }
 
     /// The generator for one request: the spec's examples first; path
-    /// parameters from what this run created, else (`absent`) a value
-    /// unlikely to exist.
-    fn generator(&self, examples: bool, unique: &str, absent: bool) -> Generator<'a> {
+    /// parameters as `ids` says; optional parameters only with `optional`.
+    fn generator(&self, examples: bool, unique: &str, ids: Ids, optional: bool) -> Generator<'a> {
         let mut known: Vec<(String, String, Option<String>)> = Vec::new();
         for op in self.ops() {
             for p in op.parameters.iter().filter(|p| p.location == "path") {
-                let v = self.known_id(op, p).or_else(|| absent.then(|| self.absent_value(p)).flatten());
+                let v = match ids {
+                    Ids::Known => self.known_id(op, p),
+                    Ids::KnownOrAbsent => self.known_id(op, p).or_else(|| self.absent_value(p)),
+                    Ids::Absent => self.absent_value(p),
+                };
                 known.push((op.id.clone(), p.name.clone(), v));
             }
         }
         let g = Generator::new(self.contract, unique, Vec::new()).with_path_values(move |op, p| {
             known.iter().find(|(o, n, _)| *o == op.id && *n == p.name).and_then(|(_, _, v)| v.clone())
         });
+        let g = if optional { g } else { g.with_required_params_only() };
         if examples { g.with_examples_first() } else { g }
     }
 
@@ -596,7 +620,7 @@ impl<'a> Generic<'a> {
         if !self.can_send(group.create, "creates an item") {
             return;
         }
-        let g = self.generator(true, &self.nonce, false);
+        let g = self.generator(true, &self.nonce, Ids::Known, false);
         let (req, payload) = match self.build(group.create, &g) {
             Ok(r) => r,
             Err(e) => return self.report.skip(&create.id, format!("{} creates an item", create.id), e),
@@ -626,7 +650,7 @@ impl<'a> Generic<'a> {
         }
         if let Some(l) = group.list.filter(|l| self.can_send(*l, "lists the items")) {
             self.done[l] = true;
-            let g = self.generator(true, &self.nonce, false);
+            let g = self.generator(true, &self.nonce, Ids::Known, false);
             match self.build(l, &g) {
                 Ok((req, payload)) => {
                     if let Some((s, body)) =
@@ -647,7 +671,7 @@ impl<'a> Generic<'a> {
             }
             self.done[u] = true;
             // Generated values first, so the update differs from the create's examples.
-            let g = self.generator(false, &format!("{}u", self.nonce), false);
+            let g = self.generator(false, &format!("{}u", self.nonce), Ids::Known, false);
             let (mut req, payload) = match self.build(u, &g) {
                 Ok(r) => r,
                 Err(e) => {
@@ -690,7 +714,7 @@ impl<'a> Generic<'a> {
             return;
         }
         self.done[r] = true;
-        let g = self.generator(true, &self.nonce, false);
+        let g = self.generator(true, &self.nonce, Ids::Known, false);
         let (req, payload) = match self.build(r, &g) {
             Ok(x) => x,
             Err(e) => return self.report.skip(&self.ops()[r].id, format!("{} {what}", self.ops()[r].id), e),
@@ -721,7 +745,7 @@ impl<'a> Generic<'a> {
         }
         self.done[d] = true;
         // Every request is built while the id is still known.
-        let g = self.generator(true, &self.nonce, false);
+        let g = self.generator(true, &self.nonce, Ids::Known, false);
         let delete = self.build(d, &g);
         let after: Vec<(usize, Built)> =
             group.read.iter().chain(&group.updates).chain([d].iter()).map(|&i| (i, self.build(i, &g))).collect();
@@ -774,7 +798,8 @@ impl<'a> Generic<'a> {
             }
             let op = &self.ops()[i];
             // Only reads may guess at ids; writes use ids this run created or none that exist.
-            let g = self.generator(true, &self.nonce, op.method != "GET" && op.method != "HEAD");
+            let reads = op.method == "GET" || op.method == "HEAD";
+            let g = self.generator(true, &self.nonce, if reads { Ids::Known } else { Ids::KnownOrAbsent }, true);
             let (req, payload) = match self.build(i, &g) {
                 Ok(x) => x,
                 Err(e) => {
@@ -783,11 +808,22 @@ impl<'a> Generic<'a> {
                 }
             };
             self.done[i] = true;
-            if let Some((s, body)) = self.step(i, what, &req, &payload, Cred::Valid, Aim::Any, None).await
+            // A read that found its id among this run's answers is also sent
+            // an id that does not exist, when it documents a status for that.
+            let known = op.parameters.iter().any(|p| p.location == "path" && self.known_id(op, p).is_some());
+            let unknown = (known && op.method == "GET" && documents_rejection(op, &[404, 410]))
+                .then(|| self.build(i, &self.generator(true, &self.nonce, Ids::Absent, false)).ok())
+                .flatten();
+            let answer = self.step(i, what, &req, &payload, Cred::Valid, Aim::Any, None).await;
+            if let Some((req, payload)) = unknown {
+                self.step(i, "an id that does not exist", &req, &payload, Cred::Valid, Aim::Rejection, None).await;
+            }
+            if let Some((s, body)) = answer
                 && op.method == "POST"
                 && !op.path.ends_with('}')
                 && (200..300).contains(&s)
             {
+                self.posted.push(body.clone());
                 // Ids a later path may need (`/things/{thing}/parts`).
                 for p in self.ops().iter().flat_map(|o| o.parameters.iter()).filter(|p| p.location == "path") {
                     let nested = self.ops().iter().any(|o| o.path.starts_with(&format!("{}/{{{}}}", op.path, p.name)));
@@ -807,7 +843,7 @@ impl<'a> Generic<'a> {
     /// The spec-generated negative cases (invalid parameters and bodies),
     /// each expecting a documented 4xx; only for operations documenting one.
     async fn negatives(&mut self) {
-        let g = self.generator(true, &self.nonce, true);
+        let g = self.generator(true, &self.nonce, Ids::Absent, true);
         let built = g.cases(false);
         for (op, why) in built.problems {
             let name = format!("{op} negative cases");
@@ -858,7 +894,7 @@ impl<'a> Generic<'a> {
                 self.report.skip(&op.id, name, "the spec documents no 401, 403, 4XX or default for it");
                 continue;
             }
-            let g = self.generator(true, &self.nonce, true);
+            let g = self.generator(true, &self.nonce, Ids::Absent, false);
             let (req, payload) = match self.build(i, &g) {
                 Ok(x) => x,
                 Err(e) => {
@@ -887,6 +923,12 @@ fn documents_rejection(op: &Operation, preferred: &[u16]) -> bool {
 /// parameter, else `id`, at the top level or one object down (an envelope).
 fn find_id(body: &Value, param: &str) -> Option<String> {
     let at = |o: &Value| [param, "id"].iter().find_map(|k| o.get(*k).and_then(id_text));
+    at(body).or_else(|| body.as_object()?.values().filter(|v| v.is_object()).find_map(at))
+}
+
+/// The member named `name`, at the top level or one object down.
+fn find_named(body: &Value, name: &str) -> Option<String> {
+    let at = |o: &Value| o.get(name).and_then(id_text);
     at(body).or_else(|| body.as_object()?.values().filter(|v| v.is_object()).find_map(at))
 }
 
@@ -1021,6 +1063,7 @@ mod tests {
             field_format: None,
             created: Vec::new(),
             done: vec![false; contract.operations().len()],
+            posted: Vec::new(),
         }
     }
 
@@ -1035,7 +1078,7 @@ mod tests {
         for name in ["keeper.json", "param-collision.json", "museum.yaml", "propolis-server.json", "buildomat.json"] {
             let c = public(name);
             let g = generic(&c);
-            let gen_ = g.generator(true, "n1", true);
+            let gen_ = g.generator(true, "n1", Ids::KnownOrAbsent, true);
             for (i, op) in c.operations().iter().enumerate() {
                 let (req, payload) = g.build(i, &gen_).unwrap_or_else(|e| panic!("{name} {}: {e}", op.id));
                 if let (Some(schema), Some(body)) = (&op.request_body, &req.body) {
@@ -1058,7 +1101,7 @@ mod tests {
         let c = public("museum.yaml");
         let g = generic(&c);
         let i = c.operations().iter().position(|o| o.id == "createSpecialEvent").unwrap();
-        let (req, _) = g.build(i, &g.generator(true, "n1", true)).unwrap();
+        let (req, _) = g.build(i, &g.generator(true, "n1", Ids::KnownOrAbsent, true)).unwrap();
         let body = req.body.unwrap();
         // Free text is generated (unique per run), other scalars are the spec's examples.
         assert_eq!(
@@ -1066,7 +1109,7 @@ mod tests {
             (&json!("ctn1"), &json!(25), &json!(["2023-10-29"]))
         );
         let d = c.operations().iter().position(|o| o.id == "deleteSpecialEvent").unwrap();
-        let (req, _) = g.build(d, &g.generator(true, "n1", true)).unwrap();
+        let (req, _) = g.build(d, &g.generator(true, "n1", Ids::KnownOrAbsent, false)).unwrap();
         assert_eq!(req.path, "/special-events/00000000-0000-4000-8000-00c0ffee0000");
     }
 

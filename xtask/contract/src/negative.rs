@@ -152,6 +152,9 @@ pub struct Generator<'a> {
     /// Path parameter values chosen by the caller (an id it created, or one
     /// unlikely to exist), as text; `None` leaves the parameter to generation.
     path_values: Option<PathValues<'a>>,
+    /// Base requests leave optional parameters out (a step that must
+    /// succeed: an opaque `page_token` or an `If-Match` cannot be made up).
+    required_params_only: bool,
 }
 
 /// See [`Generator::with_path_values`].
@@ -160,13 +163,19 @@ type PathValues<'a> = Box<dyn Fn(&Operation, &Parameter) -> Option<String> + 'a>
 impl<'a> Generator<'a> {
     pub fn new(contract: &'a Contract, unique: &str, overrides: Vec<(String, Value)>) -> Self {
         let unique = unique.chars().filter(char::is_ascii_alphanumeric).collect();
-        Generator { contract, unique, overrides, examples_first: false, path_values: None }
+        Generator { contract, unique, overrides, examples_first: false, path_values: None, required_params_only: false }
     }
 
     /// Prefers the spec's examples (when valid) over generated values, for
     /// scalars other than free text.
     pub fn with_examples_first(mut self) -> Self {
         self.examples_first = true;
+        self
+    }
+
+    /// Base requests without optional parameters.
+    pub fn with_required_params_only(mut self) -> Self {
+        self.required_params_only = true;
         self
     }
 
@@ -262,6 +271,10 @@ impl<'a> Generator<'a> {
             };
             if let Some(text) = chosen {
                 params.push(Some(text));
+                continue;
+            }
+            if self.required_params_only && !p.required {
+                params.push(None);
                 continue;
             }
             let usable = |v: &&Value| ok(&p.schema, v) && param_text(p, v).is_some();

@@ -227,6 +227,7 @@ async fn museum_conforms_end_to_end() {
         "buyMuseumTickets 201 a request synthesized from the spec",
         // The ticket bought is the one whose code is asked for.
         "getTicketCode 200 a request synthesized from the spec",
+        "getTicketCode 404 an id that does not exist",
         "getMuseumHours 200 a request synthesized from the spec",
         "deleteSpecialEvent 401 no credential",
         "deleteSpecialEvent 401 wrong credential",
