@@ -21,7 +21,8 @@ struct Cli {
     /// A valid token (`spec-server token issue --name contract`). The
     /// generic scenario sends it as each operation's security requirement
     /// says: an API key's header, query parameter or cookie, HTTP bearer,
-    /// OAuth2/OpenID Connect as bearer, HTTP basic as `user:password`.
+    /// OAuth2/OpenID Connect as bearer, HTTP basic as `user:password` (a
+    /// token without a colon: the password of user `contract`).
     #[arg(long, env = "CONTRACT_TOKEN")]
     token: Option<String>,
     /// An expired token of the deployment, for the expired-token 401s.
