@@ -34,6 +34,9 @@ const FULL_DEPTH: usize = 3;
 /// as short as allowed; `$ref` chains longer than it are cut.
 const MAX_DEPTH: usize = 16;
 
+/// What plain strings are made of (with a serial, so they differ).
+const WORDS: &[&str] = &["alpha", "bravo", "delta", "echo", "golf", "kilo", "lima", "oscar", "tango", "zulu"];
+
 /// splitmix64: small, fast and the same on every platform, which is all a
 /// deterministic mock needs (nothing here is a secret).
 #[derive(Debug, Clone)]
@@ -243,6 +246,9 @@ impl Mock {
                 Stateful::Done(r) => return Ok(r),
                 Stateful::Missing => return Err(ctx.not_found()),
                 Stateful::NotApplicable => {}
+                Stateful::Refused(why) => {
+                    eprintln!("mock: {} {}: no stateful answer passed the checks, synthesized instead: {why}", op.method, op.template);
+                }
             }
         }
         let mut last = String::new();
@@ -293,6 +299,10 @@ enum Stateful<R> {
     /// The operation's shapes are not those of a resource (no id found):
     /// answered as any other.
     NotApplicable,
+    /// Every stateful answer failed the response's checks (the last
+    /// reason): answered as any other, and said on stderr, since the
+    /// resource is then not what the client sent.
+    Refused(String),
 }
 
 struct Ctx<'a> {
@@ -449,6 +459,7 @@ impl Ctx<'_> {
         match role {
             Role::Create { .. } => {
                 let n = st.store.next_id.get(&collection).copied().unwrap_or(0) + 1;
+                let mut last = String::from("every id drawn was taken");
                 for attempt in 0..ATTEMPTS {
                     let Ok(mut reply) = self.synthesized(st, attempt, None) else { return Stateful::NotApplicable };
                     let Some(resource) = get_at_mut(&mut reply.body, &at) else { return Stateful::NotApplicable };
@@ -467,18 +478,22 @@ impl Ctx<'_> {
                         m.insert(id_prop.clone(), id);
                     }
                     let stored = resource.clone();
-                    if let Ok(r) = build(&reply) {
-                        st.store.next_id.insert(collection.clone(), n);
-                        st.store.insert(key(id_text), stored);
-                        return Stateful::Done(r);
+                    match build(&reply) {
+                        Ok(r) => {
+                            st.store.next_id.insert(collection.clone(), n);
+                            st.store.insert(key(id_text), stored);
+                            return Stateful::Done(r);
+                        }
+                        Err(e) => last = e,
                     }
                 }
-                Stateful::NotApplicable
+                Stateful::Refused(last)
             }
             Role::Read | Role::Replace | Role::Update | Role::Delete => {
                 let Some(id) = id else { return Stateful::NotApplicable };
                 let Some(stored) = st.store.items.get(&key(id.clone())).cloned() else { return Stateful::Missing };
                 let mut changed = stored.clone();
+                let mut last = String::new();
                 if matches!(role, Role::Replace | Role::Update)
                     && let (Some(Value::Object(sent)), Value::Object(_)) = (&self.call.body, &changed)
                 {
@@ -490,18 +505,21 @@ impl Ctx<'_> {
                     let Ok(reply) = self.synthesized(st, attempt, Some((&at, resource.clone()))) else {
                         return Stateful::NotApplicable;
                     };
-                    if let Ok(r) = build(&reply) {
-                        match role {
-                            Role::Delete => {
-                                st.store.remove(&key(id));
+                    match build(&reply) {
+                        Ok(r) => {
+                            match role {
+                                Role::Delete => {
+                                    st.store.remove(&key(id));
+                                }
+                                Role::Replace | Role::Update => st.store.insert(key(id), resource),
+                                _ => {}
                             }
-                            Role::Replace | Role::Update => st.store.insert(key(id), resource),
-                            _ => {}
+                            return Stateful::Done(r);
                         }
-                        return Stateful::Done(r);
+                        Err(e) => last = e,
                     }
                 }
-                Stateful::NotApplicable
+                Stateful::Refused(last)
             }
             Role::List | Role::Other => Stateful::NotApplicable,
         }
@@ -557,15 +575,17 @@ impl Ctx<'_> {
         let take = limit.map_or(usize::MAX, |l| l as usize).min(max_items).min(MAX_LIST_ITEMS);
         let items: Vec<Value> =
             all.iter().skip(offset.unwrap_or(0) as usize).take(take).map(|v| (*v).clone()).collect();
+        let mut last = String::new();
         for attempt in 0..ATTEMPTS / 2 {
             let Ok(reply) = self.synthesized(st, attempt, Some((&at, Value::Array(items.clone())))) else {
                 return Stateful::NotApplicable;
             };
-            if let Ok(r) = build(&reply) {
-                return Stateful::Done(r);
+            match build(&reply) {
+                Ok(r) => return Stateful::Done(r),
+                Err(e) => last = e,
             }
         }
-        Stateful::NotApplicable
+        Stateful::Refused(last)
     }
 }
 
@@ -626,13 +646,14 @@ fn property_schema<'a>(doc: &'a Value, schema: &'a Value, at: &[String], name: &
     schema_at(doc, schema, at).and_then(|s| property(doc, s, name)).map_or(&Value::Null, |p| resolve(doc, p))
 }
 
-/// A property's schema, looking into `allOf` members.
+/// A property's schema, looking into `allOf` members: the schema's own
+/// declaration, else the last member declaring it, as in [`flatten`] (an
+/// envelope's generic `data` narrowed by a later member).
 fn property<'a>(doc: &'a Value, schema: &'a Value, name: &str) -> Option<&'a Value> {
     let s = resolve(doc, schema);
-    if let Some(p) = s.get("properties").and_then(|p| p.get(name)) {
-        return Some(p);
-    }
-    s.get("allOf")?.as_array()?.iter().find_map(|m| property(doc, m, name))
+    s.get("properties").and_then(|p| p.get(name)).or_else(|| {
+        s.get("allOf")?.as_array()?.iter().rev().find_map(|m| property(doc, m, name))
+    })
 }
 
 fn get_at_mut<'v>(v: &'v mut Value, at: &[String]) -> Option<&'v mut Value> {
@@ -797,7 +818,8 @@ fn flatten(doc: &Value, schema: &Value) -> Value {
 }
 
 /// Puts the problem's message and status into an error body's plain
-/// properties (`message`, `detail`, `title`, `error`; `status`, `code`),
+/// properties (`message`, `msg`, `detail`, `title`, `error`; `status`,
+/// `code`),
 /// where their schemas take any string or the number.
 fn overlay_problem(doc: &Value, schema: &Value, v: &mut Value, problem: &Problem) {
     let flat = flatten(doc, schema);
@@ -810,7 +832,7 @@ fn overlay_problem(doc: &Value, schema: &Value, v: &mut Value, problem: &Problem
                     .all(|k| p.get(*k).is_none())
         })
     };
-    for name in ["message", "detail", "title", "error"] {
+    for name in ["message", "msg", "detail", "title", "error"] {
         if m.contains_key(name) && plain(name, "string") {
             let text = if name == "title" { problem.title.clone() } else { problem.message().to_owned() };
             m.insert(name.to_owned(), Value::String(text));
@@ -877,8 +899,8 @@ impl Synth<'_> {
         if let Some(e) = s.get("enum").and_then(Value::as_array) {
             let choices: Vec<&Value> = e.iter().filter(|v| !v.is_null()).collect();
             if !choices.is_empty() {
-                return choices[(self.attempt as usize + self.rng.below(2) as usize * usize::from(!examples)) % choices.len()]
-                    .clone();
+                let i = (self.attempt as usize + self.rng.below(choices.len() as u64) as usize) % choices.len();
+                return choices[i].clone();
             }
         }
         for key in ["oneOf", "anyOf"] {
@@ -997,7 +1019,7 @@ impl Synth<'_> {
             "byte" => "bW9jaw==".to_owned(),
             "duration" => "PT1H".to_owned(),
             _ => match self.attempt / 2 % 4 {
-                0 => format!("mock{n}"),
+                0 => format!("{}{n}", WORDS[(r % WORDS.len() as u64) as usize]),
                 1 => "a".repeat(1 + (r % 8) as usize),
                 2 => format!("{}", 100 + r % 900),
                 _ => format!("Mock-{n}"),
