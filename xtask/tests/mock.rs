@@ -66,6 +66,10 @@ struct Client<'a> {
 
 impl Client<'_> {
     async fn send(&mut self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+        self.send_as(method, path, body, "application/json").await
+    }
+
+    async fn send_as(&mut self, method: &str, path: &str, body: Option<&Value>, media: &str) -> (u16, Value) {
         let url = format!("{}{path}", self.base);
         let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
         let mut req = self.http.request(m, &url);
@@ -73,12 +77,7 @@ impl Client<'_> {
             req = req.header(k, v);
         }
         if let Some(b) = body {
-            let ct = if method == "PATCH" && self.contract.doc_has_merge_patch() {
-                "application/merge-patch+json"
-            } else {
-                "application/json"
-            };
-            req = req.header("content-type", ct).body(b.to_string());
+            req = req.header("content-type", media).body(b.to_string());
         }
         let resp = req.send().await.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
         let status = resp.status().as_u16();
@@ -104,17 +103,6 @@ impl Client<'_> {
     }
 }
 
-trait MergePatch {
-    fn doc_has_merge_patch(&self) -> bool;
-}
-
-impl MergePatch for Contract {
-    /// This spec's `PATCH` takes `application/merge-patch+json`.
-    fn doc_has_merge_patch(&self) -> bool {
-        self.operation("patchUser").is_some()
-    }
-}
-
 fn fixture(name: &str) -> PathBuf {
     workspace_root().join("xtask/tests/fixtures/public").join(name)
 }
@@ -135,7 +123,7 @@ async fn crud(
     resource_at: &str,
     id_key: &str,
     create: Value,
-    update: (&str, Value),
+    update: (&str, &str, Value),
     changed: (&str, Value),
 ) {
     let (status, created) = c.send("POST", collection, Some(&create)).await;
@@ -153,8 +141,8 @@ async fn crud(
     assert_eq!(status, 200, "read: {read}");
     assert_eq!(read.pointer(resource_at), Some(&resource), "GET returns what POST created");
 
-    let (method, body) = update;
-    let (status, updated) = c.send(method, &item, Some(&body)).await;
+    let (method, media, body) = update;
+    let (status, updated) = c.send_as(method, &item, Some(&body), media).await;
     assert!((200..300).contains(&status), "update: {status} {updated}");
     let (_, read) = c.send("GET", &item, None).await;
     let (field, value) = changed;
@@ -212,10 +200,24 @@ async fn this_spec_crud_and_determinism() {
         "/data",
         "id",
         json!({"username": "mock_user", "email": "mock@example.com", "password": "password123"}),
-        ("PUT", json!({"email": "changed@example.com"})),
+        ("PATCH", "application/merge-patch+json", json!({"email": "changed@example.com"})),
         ("email", json!("changed@example.com")),
     )
     .await;
+    // PUT replaces what PATCH merges: the same store.
+    let (_, created) = c
+        .send(
+            "POST",
+            "/users",
+            Some(&json!({"username": "put_user", "email": "p@example.com", "password": "password123"})),
+        )
+        .await;
+    let item = format!("/users/{}", created["data"]["id"]);
+    let (status, _) = c.send("PUT", &item, Some(&json!({"status": "suspended"}))).await;
+    assert_eq!(status, 200);
+    let (_, read) = c.send("GET", &item, None).await;
+    assert_eq!(read["data"]["status"], "suspended", "PUT changed it: {read}");
+    assert_eq!(read["data"]["username"], "put_user");
     every_plain_get(&mut c, &contract).await;
     let mut anon = client(&contract, &run.base, None);
     let (status, _) = anon.send("GET", "/users", None).await;
@@ -234,7 +236,11 @@ async fn this_spec_crud_and_determinism() {
         let run = start(&m.binary, 7);
         let mut c = client(&contract, &run.base, bearer.clone());
         let (_, created) = c
-            .send("POST", "/users", Some(&json!({"username": "same_seed", "email": "s@example.com", "password": "password123"})))
+            .send(
+                "POST",
+                "/users",
+                Some(&json!({"username": "same_seed", "email": "s@example.com", "password": "password123"})),
+            )
             .await;
         let (_, health) = c.send("GET", "/health", None).await;
         bodies.push((created, health));
@@ -271,9 +277,9 @@ async fn public_specs() {
     for ((file, _), m) in specs.iter().zip(&mocks) {
         let contract = Contract::load(&fixture(file)).expect("contract");
         let run = start(&m.binary, 1);
-        let basic = format!("Basic {}", base64_basic("user", TOKEN));
+        // museum's scheme is HTTP basic: the token is the password.
         let auth = match *file {
-            "museum.yaml" => Some(("authorization", basic)),
+            "museum.yaml" => Some(("authorization", format!("Basic {}", basic("user", TOKEN)))),
             _ => Some(("authorization", format!("Bearer {TOKEN}"))),
         };
         let mut c = client(&contract, &run.base, auth);
@@ -290,7 +296,7 @@ async fn public_specs() {
                     "dates": ["2026-10-01"],
                     "price": 25
                 }),
-                ("PATCH", json!({"location": "Hall 2"})),
+                ("PATCH", "application/json", json!({"location": "Hall 2"})),
                 ("location", json!("Hall 2")),
             )
             .await;
@@ -300,20 +306,26 @@ async fn public_specs() {
     }
 }
 
-fn base64_basic(user: &str, password: &str) -> String {
+/// `user:password` in base64 (RFC 7617), small enough to spell out here.
+fn basic(user: &str, password: &str) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let input = format!("{user}:{password}").into_bytes();
     let mut out = String::new();
     for chunk in input.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [chunk[0], chunk.get(1).copied().unwrap_or(0), chunk.get(2).copied().unwrap_or(0)];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
             } else {
                 out.push('=');
             }
         }
     }
     out
+}
+
+#[test]
+fn basic_credentials_encode() {
+    assert_eq!(basic("Aladdin", "open sesame"), "QWxhZGRpbjpvcGVuIHNlc2FtZQ==");
 }

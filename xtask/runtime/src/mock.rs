@@ -111,7 +111,9 @@ impl Reply {
 #[derive(Debug, Clone, PartialEq)]
 enum Role {
     /// `POST` on a collection whose items have their own path.
-    Create { item: String },
+    Create {
+        item: String,
+    },
     /// `GET` on such a collection.
     List,
     Read,
@@ -138,23 +140,33 @@ struct Store {
     order: VecDeque<(String, String)>,
     /// Ids handed out per collection path.
     next_id: BTreeMap<String, u64>,
+    /// Each resource's version: 1 when created, one more per change; its
+    /// `ETag` is `"v<version>"`.
+    versions: BTreeMap<(String, String), u64>,
 }
 
 impl Store {
     fn insert(&mut self, key: (String, String), v: Value) {
+        *self.versions.entry(key.clone()).or_insert(0) += 1;
         if self.items.insert(key.clone(), v).is_none() {
             self.order.push_back(key);
         }
         while self.items.len() > MAX_RESOURCES {
             let Some(old) = self.order.pop_front() else { break };
             self.items.remove(&old);
+            self.versions.remove(&old);
         }
     }
 
     fn remove(&mut self, key: &(String, String)) -> Option<Value> {
         let v = self.items.remove(key)?;
+        self.versions.remove(key);
         self.order.retain(|k| k != key);
         Some(v)
+    }
+
+    fn etag(&self, key: &(String, String)) -> String {
+        format!("\"v{}\"", self.versions.get(key).copied().unwrap_or(1))
     }
 
     fn list(&self, collection: &str) -> Vec<&Value> {
@@ -245,9 +257,13 @@ impl Mock {
             match ctx.stateful(&role, st, &build) {
                 Stateful::Done(r) => return Ok(r),
                 Stateful::Missing => return Err(ctx.not_found()),
+                Stateful::Precondition => return Err(ctx.precondition_failed()),
                 Stateful::NotApplicable => {}
                 Stateful::Refused(why) => {
-                    eprintln!("mock: {} {}: no stateful answer passed the checks, synthesized instead: {why}", op.method, op.template);
+                    eprintln!(
+                        "mock: {} {}: no stateful answer passed the checks, synthesized instead: {why}",
+                        op.method, op.template
+                    );
                 }
             }
         }
@@ -264,24 +280,45 @@ impl Mock {
 
     /// A value of the schema at `pointer` (`#/components/schemas/X`) for an
     /// error body, with `problem`'s message and status where the schema has
-    /// plain properties for them; `accept` runs the type's checks. `None`
-    /// when no attempt passes (the start-up check reports it).
+    /// plain properties for them, else as [`Mock::plain_error_body`];
+    /// `accept` runs the type's checks.
     pub fn error_body<T: serde::de::DeserializeOwned>(
         &self,
         pointer: &str,
         problem: &Problem,
         accept: impl Fn(&T) -> bool,
     ) -> Option<T> {
-        let schema = self.doc.pointer(pointer.trim_start_matches('#'))?.clone();
-        // Its own generator: the same problem gets the same body whatever
-        // the requests before it, so error bodies stay deterministic.
+        let schema = self.doc.pointer(pointer.trim_start_matches('#'))?;
         let mut rng = Rng::new(u64::from(problem.status));
-        for attempt in 0..ATTEMPTS {
+        for attempt in 0..ATTEMPTS / 2 {
             let mut serial = 0;
-            let mut v = Synth { doc: &self.doc, rng: &mut rng, attempt, serial: &mut serial }.value(&schema, 0);
-            if attempt < ATTEMPTS / 2 {
-                overlay_problem(&self.doc, &schema, &mut v, problem);
+            let mut v = Synth { doc: &self.doc, rng: &mut rng, attempt, serial: &mut serial }.value(schema, 0);
+            overlay_problem(&self.doc, schema, &mut v, problem);
+            if let Ok(t) = serde_json::from_value::<T>(v)
+                && accept(&t)
+            {
+                return Some(t);
             }
+        }
+        self.plain_error_body(pointer, problem.status, accept)
+    }
+
+    /// An error body for `status` that owes nothing to the problem: its
+    /// own generator, seeded by the status, so the same status always gets
+    /// the same body whatever came before, and a start-up check of every
+    /// status proves the error policy always has one. `None` when no
+    /// attempt passes `accept`.
+    pub fn plain_error_body<T: serde::de::DeserializeOwned>(
+        &self,
+        pointer: &str,
+        status: u16,
+        accept: impl Fn(&T) -> bool,
+    ) -> Option<T> {
+        let schema = self.doc.pointer(pointer.trim_start_matches('#'))?;
+        let mut rng = Rng::new(u64::from(status) ^ 0x5eed);
+        for attempt in ATTEMPTS / 2..ATTEMPTS + ATTEMPTS / 2 {
+            let mut serial = 0;
+            let v = Synth { doc: &self.doc, rng: &mut rng, attempt, serial: &mut serial }.value(schema, 0);
             if let Ok(t) = serde_json::from_value::<T>(v)
                 && accept(&t)
             {
@@ -294,6 +331,8 @@ impl Mock {
 
 enum Stateful<R> {
     Done(R),
+    /// The request's `If-Match` names another version.
+    Precondition,
     /// The item the path names does not exist.
     Missing,
     /// The operation's shapes are not those of a resource (no id found):
@@ -355,6 +394,25 @@ impl Ctx<'_> {
         Problem::new(status).with_detail(format!("no such resource at {}", self.call.template))
     }
 
+    /// 412 for a stale `If-Match` ([`Ctx::if_match`] reads one only where
+    /// the operation documents it).
+    fn precondition_failed(&self) -> Problem {
+        Problem::new(412).with_detail("If-Match names another version")
+    }
+
+    /// The request's `If-Match`, when the operation takes one and
+    /// documents the 412 a stale one gets.
+    fn if_match(&self) -> Option<crate::etag::IfMatch> {
+        let documented =
+            self.responses().iter().any(|(k, _)| k == "412" || k.eq_ignore_ascii_case("4XX") || k == "default");
+        if !documented {
+            return None;
+        }
+        let params = self.call.params.as_object()?;
+        let (_, v) = params.iter().find(|(k, _)| k.eq_ignore_ascii_case("If-Match"))?;
+        crate::etag::IfMatch::parse(v.as_str()?)
+    }
+
     /// A body schema of `response` and its media type: the negotiated one,
     /// else the first JSON one, else the first.
     fn content<'r>(&self, response: &'r Value) -> Option<(String, &'r Value)> {
@@ -388,7 +446,9 @@ impl Ctx<'_> {
                 let h = resolve(self.doc, h);
                 let schema = h
                     .get("schema")
-                    .or_else(|| h.get("content").and_then(Value::as_object).and_then(|c| c.values().next()?.get("schema")))
+                    .or_else(|| {
+                        h.get("content").and_then(Value::as_object).and_then(|c| c.values().next()?.get("schema"))
+                    })
                     .unwrap_or(&Value::Null);
                 headers.insert(name.clone(), synth.value(schema, 0));
             }
@@ -454,7 +514,14 @@ impl Ctx<'_> {
         if *role == Role::List {
             return self.list(st, build, &schema, &collection);
         }
-        let Some((at, id_prop)) = locate(self.doc, &schema, &names) else { return Stateful::NotApplicable };
+        let Some((at, id_prop)) = locate(self.doc, &schema, &names) else {
+            // A `DELETE` answering a body without the resource (a status
+            // envelope) still deletes.
+            if *role == Role::Delete {
+                return self.bodiless(role, st, build, &collection, id);
+            }
+            return Stateful::NotApplicable;
+        };
         let key = |id: String| (collection.clone(), id);
         match role {
             Role::Create { .. } => {
@@ -478,6 +545,9 @@ impl Ctx<'_> {
                         m.insert(id_prop.clone(), id);
                     }
                     let stored = resource.clone();
+                    if attempt < ATTEMPTS / 2 {
+                        set_etag(&mut reply, "\"v1\"");
+                    }
                     match build(&reply) {
                         Ok(r) => {
                             st.store.next_id.insert(collection.clone(), n);
@@ -492,6 +562,20 @@ impl Ctx<'_> {
             Role::Read | Role::Replace | Role::Update | Role::Delete => {
                 let Some(id) = id else { return Stateful::NotApplicable };
                 let Some(stored) = st.store.items.get(&key(id.clone())).cloned() else { return Stateful::Missing };
+                let etag = st.store.etag(&key(id.clone()));
+                if *role != Role::Read
+                    && let Some(condition) = self.if_match()
+                    && !condition.matches(&etag)
+                {
+                    return Stateful::Precondition;
+                }
+                // What the resource's ETag is once this request changed it.
+                let next_etag = match role {
+                    Role::Replace | Role::Update => {
+                        format!("\"v{}\"", st.store.versions.get(&key(id.clone())).copied().unwrap_or(1) + 1)
+                    }
+                    _ => etag.clone(),
+                };
                 let mut changed = stored.clone();
                 let mut last = String::new();
                 if matches!(role, Role::Replace | Role::Update)
@@ -502,9 +586,12 @@ impl Ctx<'_> {
                 for attempt in 0..ATTEMPTS {
                     // Later attempts fall back to the stored resource unchanged.
                     let resource = if attempt < ATTEMPTS / 2 { changed.clone() } else { stored.clone() };
-                    let Ok(reply) = self.synthesized(st, attempt, Some((&at, resource.clone()))) else {
+                    let Ok(mut reply) = self.synthesized(st, attempt, Some((&at, resource.clone()))) else {
                         return Stateful::NotApplicable;
                     };
+                    if attempt < ATTEMPTS / 2 {
+                        set_etag(&mut reply, &next_etag);
+                    }
                     match build(&reply) {
                         Ok(r) => {
                             match role {
@@ -525,7 +612,8 @@ impl Ctx<'_> {
         }
     }
 
-    /// A stateful operation whose success has no body (a 204 `DELETE`).
+    /// A stateful operation whose success has no body (a 204 `DELETE`), or
+    /// a `DELETE` whose body does not carry the resource.
     fn bodiless<R>(
         &self,
         role: &Role,
@@ -540,6 +628,12 @@ impl Ctx<'_> {
         };
         if !st.store.items.contains_key(&key) {
             return Stateful::Missing;
+        }
+        if *role != Role::Read
+            && let Some(condition) = self.if_match()
+            && !condition.matches(&st.store.etag(&key))
+        {
+            return Stateful::Precondition;
         }
         for attempt in 0..ATTEMPTS {
             let Ok(reply) = self.synthesized(st, attempt, None) else { return Stateful::NotApplicable };
@@ -575,17 +669,68 @@ impl Ctx<'_> {
         let take = limit.map_or(usize::MAX, |l| l as usize).min(max_items).min(MAX_LIST_ITEMS);
         let items: Vec<Value> =
             all.iter().skip(offset.unwrap_or(0) as usize).take(take).map(|v| (*v).clone()).collect();
+        let total = all.len();
         let mut last = String::new();
         for attempt in 0..ATTEMPTS / 2 {
-            let Ok(reply) = self.synthesized(st, attempt, Some((&at, Value::Array(items.clone())))) else {
+            let Ok(mut reply) = self.synthesized(st, attempt, Some((&at, Value::Array(items.clone())))) else {
                 return Stateful::NotApplicable;
             };
+            if attempt < ATTEMPTS / 4
+                && let Some((_, parent_at)) = at.split_last()
+            {
+                page_members(self.doc, schema, parent_at, &mut reply.body, total, &self.call.params);
+            }
             match build(&reply) {
                 Ok(r) => return Stateful::Done(r),
                 Err(e) => last = e,
             }
         }
         Stateful::Refused(last)
+    }
+}
+
+/// The members beside a list's array: counts (`total`, `total_count`,
+/// `totalCount`) become what exists, paging members (`page`, `page_size`,
+/// `limit`, `offset` …) echo the request's, and optional cursors (a member
+/// named like `next…` or `…cursor`) are dropped, since the mock's pages
+/// are reached by offset only.
+fn page_members(doc: &Value, schema: &Value, parent_at: &[String], body: &mut Value, total: usize, params: &Value) {
+    let Some(parent_schema) = schema_at(doc, schema, parent_at) else { return };
+    let flat = flatten(doc, parent_schema);
+    let required: Vec<&str> =
+        flat.get("required").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
+    let Some(Value::Object(m)) = get_at_mut(body, parent_at) else { return };
+    for name in ["total", "total_count", "totalCount"] {
+        if m.get(name).is_some_and(Value::is_u64) {
+            m.insert(name.to_owned(), Value::from(total));
+        }
+    }
+    for name in ["page", "page_size", "pageSize", "per_page", "perPage", "limit", "offset"] {
+        if let Some(sent) = params.get(name).filter(|v| v.is_u64())
+            && m.get(name).is_some_and(Value::is_u64)
+        {
+            m.insert(name.to_owned(), sent.clone());
+        }
+    }
+    let cursors: Vec<String> = m
+        .keys()
+        .filter(|k| {
+            let lower = k.to_ascii_lowercase();
+            (lower.starts_with("next") || lower.ends_with("cursor")) && !required.contains(&k.as_str())
+        })
+        .cloned()
+        .collect();
+    for k in cursors {
+        m.remove(&k);
+    }
+}
+
+/// The reply's `ETag` header (if it documents one) as the resource's.
+fn set_etag(reply: &mut Reply, etag: &str) {
+    for (k, v) in reply.headers.iter_mut() {
+        if k.eq_ignore_ascii_case("etag") {
+            *v = Value::String(etag.to_owned());
+        }
     }
 }
 
@@ -651,9 +796,9 @@ fn property_schema<'a>(doc: &'a Value, schema: &'a Value, at: &[String], name: &
 /// envelope's generic `data` narrowed by a later member).
 fn property<'a>(doc: &'a Value, schema: &'a Value, name: &str) -> Option<&'a Value> {
     let s = resolve(doc, schema);
-    s.get("properties").and_then(|p| p.get(name)).or_else(|| {
-        s.get("allOf")?.as_array()?.iter().rev().find_map(|m| property(doc, m, name))
-    })
+    s.get("properties")
+        .and_then(|p| p.get(name))
+        .or_else(|| s.get("allOf")?.as_array()?.iter().rev().find_map(|m| property(doc, m, name)))
 }
 
 fn get_at_mut<'v>(v: &'v mut Value, at: &[String]) -> Option<&'v mut Value> {
@@ -682,7 +827,14 @@ fn set_at(v: &mut Value, at: &[String], new: Value) {
 /// Copies what the client sent into the resource: only members the
 /// resource's schema has and does not hide from responses (`writeOnly`);
 /// with `patch`, a `null` member removes an optional one (RFC 7396).
-fn merge(doc: &Value, body_schema: &Value, at: &[String], resource: &mut Value, sent: &Map<String, Value>, patch: bool) {
+fn merge(
+    doc: &Value,
+    body_schema: &Value,
+    at: &[String],
+    resource: &mut Value,
+    sent: &Map<String, Value>,
+    patch: bool,
+) {
     let Some(schema) = schema_at(doc, body_schema, at) else { return };
     let flat = flatten(doc, schema);
     let required: Vec<&str> =
@@ -691,7 +843,9 @@ fn merge(doc: &Value, body_schema: &Value, at: &[String], resource: &mut Value, 
     for (k, v) in sent {
         let Some(p) = property(doc, &flat, k) else { continue };
         let p = resolve(doc, p);
-        if p.get("writeOnly").and_then(Value::as_bool) == Some(true) || p.get("readOnly").and_then(Value::as_bool) == Some(true) {
+        if p.get("writeOnly").and_then(Value::as_bool) == Some(true)
+            || p.get("readOnly").and_then(Value::as_bool) == Some(true)
+        {
             continue;
         }
         if v.is_null() && patch {
@@ -1105,7 +1259,8 @@ mod tests {
                 "/things": {"post": {"responses": {"201": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Thing"}}}}}},
                             "get": {"responses": {"200": {"content": {"application/json": {"schema": {"type": "object", "required": ["items"], "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Thing"}}}}}}}}}},
                 "/things/{thingId}": {"get": {"responses": {"200": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Thing"}}}}, "404": {"description": "none"}}},
-                                       "delete": {"responses": {"204": {"description": "gone"}}}}
+                                       "delete": {"responses": {"204": {"description": "gone"}}},
+                                       "put": {"responses": {"200": {"headers": {"ETag": {"schema": {"type": "string"}}}, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Thing"}}}}, "412": {"description": "stale"}}}}
             },
             "components": {"schemas": {"Thing": {"type": "object", "required": ["thingId", "name"], "properties": {
                 "thingId": {"type": "integer", "minimum": 1},
@@ -1137,6 +1292,22 @@ mod tests {
         m.answer(call("delete", "/things/{thingId}", json!({"thingId": id}), None), |r| Ok(r.clone())).expect("gone");
         let again = m.answer(call("get", "/things/{thingId}", json!({"thingId": id}), None), |r| Ok(r.clone()));
         assert_eq!(again.expect_err("missing").status, 404);
+    }
+
+    #[test]
+    fn if_match_names_the_version() {
+        let m = Mock::new(doc(), 5).expect("mock");
+        let created = m.answer(call("post", "/things", json!({}), None), |r| Ok(r.clone())).expect("created");
+        let id = created.body["thingId"].clone();
+        let put = |tag: &str| {
+            let params = json!({"thingId": id, "If-Match": tag});
+            m.answer(call("put", "/things/{thingId}", params, Some(json!({"name": "new"}))), |r| Ok(r.clone()))
+        };
+        let first = put("\"v1\"").expect("the current version");
+        assert_eq!(first.headers["ETag"], "\"v2\"");
+        assert_eq!(first.body["name"], "new");
+        assert_eq!(put("\"v1\"").expect_err("stale").status, 412);
+        put("*").expect("any version");
     }
 
     #[test]

@@ -165,7 +165,8 @@ fn policy_impl(api: &Api, checked: &BTreeSet<String>) -> TokenStream {
             fn #m(problem: &rt::Problem) -> api::models::#ty {
                 match engine().error_body::<api::models::#ty>(#ptr, problem, #accept) {
                     Some(b) => b,
-                    // `self_check` tried every error status before serving.
+                    // Unreachable: `self_check` found a plain body for
+                    // every error status before serving.
                     None => panic!("no valid {} body for status {}", #ptr, problem.status),
                 }
             }
@@ -187,7 +188,7 @@ fn self_check(api: &Api, checked: &BTreeSet<String>) -> TokenStream {
         let accept = accept_closure(&t, checked);
         quote! {
             for status in 400u16..600 {
-                if engine().error_body::<api::models::#ty>(#ptr, &rt::Problem::new(status), #accept).is_none() {
+                if engine().plain_error_body::<api::models::#ty>(#ptr, status, #accept).is_none() {
                     return Err(format!("{}: no synthesized value passes its checks (status {status})", #ptr));
                 }
             }
@@ -315,11 +316,8 @@ fn operation(op: &Operation) -> TokenStream {
     });
     let arms = responses.iter().map(|r| response_arm(op, r));
     let has_default = responses.iter().any(|r| r.status == StatusKey::Default);
-    let rest = if has_default {
-        quote!()
-    } else {
-        quote!(other => return Err(format!("status {other} is not documented")),)
-    };
+    let rest =
+        if has_default { quote!() } else { quote!(other => return Err(format!("status {other} is not documented")),) };
     quote! {
         async fn #m(&self, #(#args)*) -> ::std::result::Result<api::#resp, rt::Problem> {
             let call = Call { method: #method, template: #template, params: #params, body: #body, media: #media };
