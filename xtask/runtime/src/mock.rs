@@ -278,6 +278,13 @@ impl Mock {
         Err(internal(format!("no synthesized answer of {} {} passed its checks: {last}", op.method, op.template)))
     }
 
+    /// The problem for an application failure with `status`: the spec's
+    /// registry entry for it when it has one (a credential that is not the
+    /// mock's token: `401`), else HTTP's.
+    pub fn problem(&self, status: u16) -> Problem {
+        registry_problem(&self.doc, status).unwrap_or_else(|| Problem::new(status))
+    }
+
     /// A value of the schema at `pointer` (`#/components/schemas/X`) for an
     /// error body, with `problem`'s message and status where the schema has
     /// plain properties for them, else as [`Mock::plain_error_body`];
@@ -391,13 +398,15 @@ impl Ctx<'_> {
         } else {
             rs.iter().find_map(|(k, _)| k.parse::<u16>().ok().filter(|c| (400..500).contains(c))).unwrap_or(404)
         };
-        Problem::new(status).with_detail(format!("no such resource at {}", self.call.template))
+        registry_problem(self.doc, status)
+            .unwrap_or_else(|| Problem::new(status).with_detail(format!("no such resource at {}", self.call.template)))
     }
 
     /// 412 for a stale `If-Match` ([`Ctx::if_match`] reads one only where
     /// the operation documents it).
     fn precondition_failed(&self) -> Problem {
-        Problem::new(412).with_detail("If-Match names another version")
+        registry_problem(self.doc, 412)
+            .unwrap_or_else(|| Problem::new(412).with_detail("If-Match names another version"))
     }
 
     /// The request's `If-Match`, when the operation takes one and
@@ -723,6 +732,37 @@ fn page_members(doc: &Value, schema: &Value, parent_at: &[String], body: &mut Va
     for k in cursors {
         m.remove(&k);
     }
+}
+
+/// Names of registry entries that stand for framework faults (the
+/// registry's convention, see the generator's `ir/registry.rs`): never the
+/// application's own failures.
+const FAULT_NAMES: &[&str] = &[
+    "ValidationFailed",
+    "MalformedBody",
+    "UnsupportedMediaType",
+    "PayloadTooLarge",
+    "MissingCredential",
+    "RouteNotFound",
+    "MethodNotAllowed",
+    "NotAcceptable",
+    "Internal",
+];
+
+/// The problem the spec's `x-error-codes` registry (if any) gives an
+/// application failure with `status`: its first entry of that status that
+/// is not a framework fault, with its code and message.
+fn registry_problem(doc: &Value, status: u16) -> Option<Problem> {
+    let entry = doc.get("x-error-codes")?.as_array()?.iter().find(|e| {
+        e.get("status").and_then(Value::as_u64) == Some(u64::from(status))
+            && e.get("fault").is_none()
+            && e.get("name").and_then(Value::as_str).is_some_and(|n| !FAULT_NAMES.contains(&n))
+    })?;
+    let mut p = Problem::new(status).with_code(entry.get("code")?.as_i64()?);
+    if let Some(m) = entry.get("message").and_then(Value::as_str) {
+        p = p.with_title(m);
+    }
+    Some(p)
 }
 
 /// The reply's `ETag` header (if it documents one) as the resource's.
