@@ -256,7 +256,14 @@ impl Mock {
         if let Some(role) = stateful {
             match ctx.stateful(&role, st, &build) {
                 Stateful::Done(r) => return Ok(r),
-                Stateful::Missing => return Err(ctx.not_found()),
+                // Where the spec documents no failure to say it with,
+                // the answer is a synthesized success instead: the mock
+                // never answers a status the operation does not document.
+                Stateful::Missing => {
+                    if let Some(p) = ctx.not_found() {
+                        return Err(p);
+                    }
+                }
                 Stateful::Precondition => return Err(ctx.precondition_failed()),
                 Stateful::NotApplicable => {}
                 Stateful::Refused(why) => {
@@ -388,18 +395,22 @@ impl Ctx<'_> {
     }
 
     /// The problem for a missing item: 404 when documented (exactly, by
-    /// `4XX` or by `default`), else the first documented 4xx code; the glue
-    /// answers it as the documented response through the error policy.
-    fn not_found(&self) -> Problem {
+    /// `4XX` or by `default`), else the first documented 4xx code, else
+    /// none; the glue answers it as the documented response through the
+    /// error policy.
+    fn not_found(&self) -> Option<Problem> {
         let rs = self.responses();
         let covered = rs.iter().any(|(k, _)| k == "404" || k.eq_ignore_ascii_case("4XX") || k == "default");
         let status = if covered {
             404
         } else {
-            rs.iter().find_map(|(k, _)| k.parse::<u16>().ok().filter(|c| (400..500).contains(c))).unwrap_or(404)
+            rs.iter().find_map(|(k, _)| k.parse::<u16>().ok().filter(|c| (400..500).contains(c)))?
         };
-        registry_problem(self.doc, status)
-            .unwrap_or_else(|| Problem::new(status).with_detail(format!("no such resource at {}", self.call.template)))
+        Some(
+            registry_problem(self.doc, status).unwrap_or_else(|| {
+                Problem::new(status).with_detail(format!("no such resource at {}", self.call.template))
+            }),
+        )
     }
 
     /// 412 for a stale `If-Match` ([`Ctx::if_match`] reads one only where
