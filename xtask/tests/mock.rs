@@ -210,7 +210,14 @@ fn param_value(contract: &Contract, schema: &Value) -> String {
 /// documented 404, or a synthesized success where the spec documents no
 /// failure for it).
 async fn every_get(c: &mut Client<'_>, contract: &Contract) {
-    let gets: Vec<_> = contract.operations().iter().filter(|o| o.method.eq_ignore_ascii_case("get")).cloned().collect();
+    // An operation documenting no response at all (buildomat's
+    // `task_output_download`) has no answer that conforms: skipped.
+    let gets: Vec<_> = contract
+        .operations()
+        .iter()
+        .filter(|o| o.method.eq_ignore_ascii_case("get") && !o.responses.is_empty())
+        .cloned()
+        .collect();
     for op in gets {
         let mut path = op.path.clone();
         let mut query = Vec::new();

@@ -1086,7 +1086,7 @@ impl Synth<'_> {
     }
 
     fn flat_value(&mut self, s: &Value, depth: usize) -> Value {
-        let examples = self.attempt % 2 == 0;
+        let examples = self.attempt.is_multiple_of(2);
         if examples {
             if let Some(ex) = s.get("example") {
                 return ex.clone();
@@ -1103,6 +1103,10 @@ impl Synth<'_> {
         }
         if let Some(e) = s.get("enum").and_then(Value::as_array) {
             let choices: Vec<&Value> = e.iter().filter(|v| !v.is_null()).collect();
+            // `enum: [null]`: only null (dropshot's empty body).
+            if choices.is_empty() && !e.is_empty() {
+                return Value::Null;
+            }
             if !choices.is_empty() {
                 let i = (self.attempt as usize + self.rng.below(choices.len() as u64) as usize) % choices.len();
                 return choices[i].clone();

@@ -212,15 +212,18 @@ fn auth_impl(api: &Api) -> TokenStream {
     let methods = api.security_schemes.iter().map(|s| {
         let m = auth_method(&s.name);
         let (arg, secret) = match &s.kind {
-            SchemeKind::Http { scheme: HttpScheme::Basic, .. } => {
-                (quote!(credentials: &rt::BasicCredentials), quote!(credentials.password.as_str()))
-            }
-            SchemeKind::ApiKey { .. } => (quote!(key: &str), quote!(key)),
-            _ => (quote!(token: &str), quote!(token)),
+            // Basic: the token as the password (any user), or as the
+            // whole `user:password`.
+            SchemeKind::Http { scheme: HttpScheme::Basic, .. } => (
+                quote!(credentials: &rt::BasicCredentials),
+                quote!(credentials.password == self.token || format!("{}:{}", credentials.username, credentials.password) == self.token),
+            ),
+            SchemeKind::ApiKey { .. } => (quote!(key: &str), quote!(key == self.token)),
+            _ => (quote!(token: &str), quote!(token == self.token)),
         };
         quote! {
             fn #m(&self, #arg, ctx: &rt::AuthContext) -> impl ::std::future::Future<Output = ::std::result::Result<(), rt::Problem>> + ::std::marker::Send {
-                let accepted = #secret == self.token;
+                let accepted = #secret;
                 async move {
                     if accepted {
                         Ok(())
