@@ -265,6 +265,10 @@ impl Mock {
                     }
                 }
                 Stateful::Precondition => return Err(ctx.precondition_failed()),
+                Stateful::BadCursor => {
+                    let p = registry_problem(&self.doc, 400).unwrap_or_else(|| Problem::new(400));
+                    return Err(p.with_detail("the page token is not one this mock issued"));
+                }
                 Stateful::NotApplicable => {}
                 Stateful::Refused(why) => {
                     eprintln!(
@@ -347,6 +351,8 @@ enum Stateful<R> {
     Done(R),
     /// The request's `If-Match` names another version.
     Precondition,
+    /// A list's cursor is not one this mock issued.
+    BadCursor,
     /// The item the path names does not exist.
     Missing,
     /// The operation's shapes are not those of a resource (no id found):
@@ -420,12 +426,19 @@ impl Ctx<'_> {
             .unwrap_or_else(|| Problem::new(412).with_detail("If-Match names another version"))
     }
 
+    /// Whether the operation documents `status` (exactly, by range or by
+    /// `default`).
+    fn documents(&self, status: u16) -> bool {
+        let range = format!("{}XX", status / 100);
+        self.responses()
+            .iter()
+            .any(|(k, _)| k.parse::<u16>() == Ok(status) || k.eq_ignore_ascii_case(&range) || k == "default")
+    }
+
     /// The request's `If-Match`, when the operation takes one and
     /// documents the 412 a stale one gets.
     fn if_match(&self) -> Option<crate::etag::IfMatch> {
-        let documented =
-            self.responses().iter().any(|(k, _)| k == "412" || k.eq_ignore_ascii_case("4XX") || k == "default");
-        if !documented {
+        if !self.documents(412) {
             return None;
         }
         let params = self.call.params.as_object()?;
@@ -681,15 +694,25 @@ impl Ctx<'_> {
         let max_items = array_schema.get("maxItems").and_then(Value::as_u64).map_or(MAX_LIST_ITEMS, |m| m as usize);
         let int = |names: &[&str]| names.iter().find_map(|n| self.call.params.get(*n).and_then(Value::as_u64));
         let limit = int(&["limit", "page_size", "pageSize", "per_page", "perPage", "size", "max", "count"]);
-        let offset = int(&["offset", "skip", "start"]).or_else(|| {
+        let mut offset = int(&["offset", "skip", "start"]).or_else(|| {
             let page = int(&["page"])?;
             Some(page.saturating_sub(1).saturating_mul(limit.unwrap_or(MAX_LIST_ITEMS as u64)))
         });
+        // A cursor is one this mock issued (`mock-offset-N`), else refused
+        // with the documented 400 (else ignored).
+        if let Some(token) = CURSOR_PARAMS.iter().find_map(|n| self.call.params.get(*n).and_then(Value::as_str)) {
+            match token.strip_prefix(CURSOR_PREFIX).and_then(|n| n.parse::<u64>().ok()) {
+                Some(n) => offset = Some(n),
+                None if self.documents(400) => return Stateful::BadCursor,
+                None => {}
+            }
+        }
         let all = st.store.list(collection);
         let take = limit.map_or(usize::MAX, |l| l as usize).min(max_items).min(MAX_LIST_ITEMS);
-        let items: Vec<Value> =
-            all.iter().skip(offset.unwrap_or(0) as usize).take(take).map(|v| (*v).clone()).collect();
+        let start = offset.unwrap_or(0) as usize;
+        let items: Vec<Value> = all.iter().skip(start).take(take).map(|v| (*v).clone()).collect();
         let total = all.len();
+        let next = (start + items.len() < total).then(|| format!("{CURSOR_PREFIX}{}", start + items.len()));
         let mut last = String::new();
         for attempt in 0..ATTEMPTS / 2 {
             let Ok(mut reply) = self.synthesized(st, attempt, Some((&at, Value::Array(items.clone())))) else {
@@ -698,7 +721,7 @@ impl Ctx<'_> {
             if attempt < ATTEMPTS / 4
                 && let Some((_, parent_at)) = at.split_last()
             {
-                page_members(self.doc, schema, parent_at, &mut reply.body, total, &self.call.params);
+                page_members(self.doc, schema, parent_at, &mut reply.body, total, &self.call.params, next.as_deref());
             }
             match build(&reply) {
                 Ok(r) => return Stateful::Done(r),
@@ -711,10 +734,18 @@ impl Ctx<'_> {
 
 /// The members beside a list's array: counts (`total`, `total_count`,
 /// `totalCount`) become what exists, paging members (`page`, `page_size`,
-/// `limit`, `offset` …) echo the request's, and optional cursors (a member
-/// named like `next…` or `…cursor`) are dropped, since the mock's pages
-/// are reached by offset only.
-fn page_members(doc: &Value, schema: &Value, parent_at: &[String], body: &mut Value, total: usize, params: &Value) {
+/// `limit`, `offset` …) echo the request's, and cursors (a member named
+/// like `next…` or `…cursor`) are `next` — a `mock-offset-N` the list reads
+/// back — when more follow, else dropped (optional ones).
+fn page_members(
+    doc: &Value,
+    schema: &Value,
+    parent_at: &[String],
+    body: &mut Value,
+    total: usize,
+    params: &Value,
+    next: Option<&str>,
+) {
     let Some(parent_schema) = schema_at(doc, schema, parent_at) else { return };
     let flat = flatten(doc, parent_schema);
     let required: Vec<&str> =
@@ -741,9 +772,22 @@ fn page_members(doc: &Value, schema: &Value, parent_at: &[String], body: &mut Va
         .cloned()
         .collect();
     for k in cursors {
-        m.remove(&k);
+        match next {
+            Some(n) if m.get(&k).is_some_and(Value::is_string) => {
+                m.insert(k, Value::String(n.to_owned()));
+            }
+            _ => {
+                m.remove(&k);
+            }
+        }
     }
 }
+
+/// What a cursor this mock issues looks like: the offset it continues at.
+const CURSOR_PREFIX: &str = "mock-offset-";
+/// Request parameters read as a cursor.
+const CURSOR_PARAMS: &[&str] =
+    &["page_token", "pageToken", "cursor", "next", "next_token", "nextToken", "continuation"];
 
 /// Names of registry entries that stand for framework faults (the
 /// registry's convention, see the generator's `ir/registry.rs`): never the
@@ -1312,7 +1356,7 @@ mod tests {
             "openapi": "3.0.3",
             "paths": {
                 "/things": {"post": {"responses": {"201": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Thing"}}}}}},
-                            "get": {"responses": {"200": {"content": {"application/json": {"schema": {"type": "object", "required": ["items"], "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Thing"}}}}}}}}}},
+                            "get": {"responses": {"200": {"content": {"application/json": {"schema": {"type": "object", "required": ["items"], "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Thing"}}, "next": {"type": "string"}, "total": {"type": "integer"}}}}}}, "400": {"description": "bad"}}}},
                 "/things/{thingId}": {"get": {"responses": {"200": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Thing"}}}}, "404": {"description": "none"}}},
                                        "delete": {"responses": {"204": {"description": "gone"}}},
                                        "put": {"responses": {"200": {"headers": {"ETag": {"schema": {"type": "string"}}}, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Thing"}}}}, "412": {"description": "stale"}}}}
@@ -1347,6 +1391,23 @@ mod tests {
         m.answer(call("delete", "/things/{thingId}", json!({"thingId": id}), None), |r| Ok(r.clone())).expect("gone");
         let again = m.answer(call("get", "/things/{thingId}", json!({"thingId": id}), None), |r| Ok(r.clone()));
         assert_eq!(again.expect_err("missing").status, 404);
+    }
+
+    #[test]
+    fn lists_page_by_the_cursors_they_issue() {
+        let m = Mock::new(doc(), 9).expect("mock");
+        for _ in 0..3 {
+            m.answer(call("post", "/things", json!({}), None), |r| Ok(r.clone())).expect("created");
+        }
+        let page = |params| m.answer(call("get", "/things", params, None), |r| Ok(r.body.clone()));
+        let first = page(json!({"limit": 2})).expect("first page");
+        assert_eq!(first["items"].as_array().map(Vec::len), Some(2));
+        assert_eq!(first["total"], 3);
+        let token = first["next"].as_str().expect("more follow").to_owned();
+        let second = page(json!({"limit": 2, "page_token": token})).expect("second page");
+        assert_eq!(second["items"].as_array().map(Vec::len), Some(1));
+        assert!(second.get("next").is_none(), "the last page: {second}");
+        assert_eq!(page(json!({"page_token": "forged"})).expect_err("not ours").status, 400);
     }
 
     #[test]
