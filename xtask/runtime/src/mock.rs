@@ -130,6 +130,20 @@ struct Op {
     role: Role,
     /// `/paths/…/{method}` in the document.
     pointer: String,
+    /// Links of its success answers to a read of one item: what it
+    /// creates there (`POST /tasks/email` → `GET /tasks/{task_id}`).
+    creates: Vec<LinkCreate>,
+}
+
+/// A response link `{operationId: <a GET of /things/{id}>, parameters:
+/// {id: "$response.body#/ptr"}}`: the answer's value at `ptr` names an item
+/// the answer created.
+#[derive(Debug, Clone)]
+struct LinkCreate {
+    /// Index of the target operation in `Mock::ops`.
+    target: usize,
+    /// The JSON pointer into the answer's body.
+    pointer: String,
 }
 
 #[derive(Debug, Default)]
@@ -231,9 +245,11 @@ impl Mock {
                     template: template.clone(),
                     role,
                     pointer: format!("/paths/{}/{method}", template.replace('~', "~0").replace('/', "~1")),
+                    creates: Vec::new(),
                 });
             }
         }
+        link_creates(&doc, &mut ops);
         Ok(Mock { doc, ops, state: Mutex::new(State { rng: Rng::new(seed), store: Store::default(), serial: 0 }) })
     }
 
@@ -282,11 +298,40 @@ impl Mock {
         for attempt in 0..ATTEMPTS {
             let reply = ctx.synthesized(st, attempt, None)?;
             match build(&reply) {
-                Ok(r) => return Ok(r),
+                Ok(r) => {
+                    self.follow_links(op, &reply, st);
+                    return Ok(r);
+                }
                 Err(e) => last = e,
             }
         }
         Err(internal(format!("no synthesized answer of {} {} passed its checks: {last}", op.method, op.template)))
+    }
+
+    /// Stores what `op`'s answer created through its links: a resource of
+    /// the target's answer, with the linked id.
+    fn follow_links(&self, op: &Op, reply: &Reply, st: &mut State) {
+        for link in &op.creates {
+            let Some(id) = reply.body.pointer(&link.pointer).and_then(scalar_text) else { continue };
+            let target = &self.ops[link.target];
+            let Some(collection) = parent(&target.template) else { continue };
+            let call = Call {
+                method: &target.method,
+                template: &target.template,
+                params: Value::Null,
+                body: None,
+                media: None,
+            };
+            let ctx = Ctx { doc: &self.doc, op: target, call: &call };
+            let Some(schema) = ctx.success_schema().cloned() else { continue };
+            let Some((at, id_prop)) = locate(&self.doc, &schema, &ctx.id_names()) else { continue };
+            let Ok(mut answer) = ctx.synthesized(st, 0, None) else { continue };
+            let Some(Value::Object(resource)) = get_at_mut(&mut answer.body, &at) else { continue };
+            let id_value = reply.body.pointer(&link.pointer).cloned().unwrap_or(Value::Null);
+            resource.insert(id_prop, id_value);
+            let resource = Value::Object(resource.clone());
+            st.store.insert((collection.to_owned(), id), resource);
+        }
     }
 
     /// The problem for an application failure with `status`: the spec's
@@ -826,6 +871,52 @@ fn set_etag(reply: &mut Reply, etag: &str) {
         if k.eq_ignore_ascii_case("etag") {
             *v = Value::String(etag.to_owned());
         }
+    }
+}
+
+/// Reads the success responses' links: a link to a `GET` of one item
+/// (`/things/{id}`, no other parameter) whose parameter is
+/// `$response.body#/ptr` makes that `GET` a read of what the linking
+/// operation created.
+fn link_creates(doc: &Value, ops: &mut [Op]) {
+    let ids: Vec<Option<String>> =
+        ops.iter().map(|o| doc.pointer(&o.pointer)?.get("operationId")?.as_str().map(str::to_owned)).collect();
+    for i in 0..ops.len() {
+        let Some(responses) = doc.pointer(&ops[i].pointer).and_then(|o| o.get("responses")).and_then(Value::as_object)
+        else {
+            continue;
+        };
+        let mut creates = Vec::new();
+        for (status, r) in responses {
+            if !status.starts_with('2') {
+                continue;
+            }
+            let r = resolve(doc, r);
+            for link in r.get("links").and_then(Value::as_object).into_iter().flat_map(|l| l.values()) {
+                let link = resolve(doc, link);
+                let Some(target_id) = link.get("operationId").and_then(Value::as_str) else { continue };
+                let Some(target) = ids.iter().position(|id| id.as_deref() == Some(target_id)) else { continue };
+                let t = &ops[target];
+                let single = t.template.matches('{').count() == 1;
+                let Some(param) = parent(&t.template).map(|p| t.template[p.len() + 1..].trim_matches(['{', '}']))
+                else {
+                    continue;
+                };
+                let expr = link.get("parameters").and_then(|p| p.get(param)).and_then(Value::as_str);
+                if let (true, "get", Some(ptr)) =
+                    (single, t.method.as_str(), expr.and_then(|e| e.strip_prefix("$response.body#")))
+                {
+                    creates.push(LinkCreate { target, pointer: ptr.to_owned() });
+                }
+            }
+        }
+        for c in &creates {
+            // The target reads what the store holds.
+            if ops[c.target].role == Role::Other {
+                ops[c.target].role = Role::Read;
+            }
+        }
+        ops[i].creates = creates;
     }
 }
 
@@ -1391,6 +1482,24 @@ mod tests {
         m.answer(call("delete", "/things/{thingId}", json!({"thingId": id}), None), |r| Ok(r.clone())).expect("gone");
         let again = m.answer(call("get", "/things/{thingId}", json!({"thingId": id}), None), |r| Ok(r.clone()));
         assert_eq!(again.expect_err("missing").status, 404);
+    }
+
+    #[test]
+    fn links_name_what_an_operation_created() {
+        let mut d = doc();
+        d["paths"]["/jobs"] = json!({"post": {"operationId": "submit", "responses": {"202": {
+            "content": {"application/json": {"schema": {"type": "object", "required": ["job"], "properties": {"job": {"type": "string", "format": "uuid"}}}}},
+            "links": {"Read": {"operationId": "getJob", "parameters": {"jobId": "$response.body#/job"}}}}}}});
+        d["paths"]["/jobs/{jobId}"] = json!({"get": {"operationId": "getJob", "responses": {
+            "200": {"content": {"application/json": {"schema": {"type": "object", "required": ["jobId", "state"], "properties": {"jobId": {"type": "string"}, "state": {"type": "string", "enum": ["queued"]}}}}}},
+            "404": {"description": "none"}}}});
+        let m = Mock::new(d, 2).expect("mock");
+        let submitted = m.answer(call("post", "/jobs", json!({}), None), |r| Ok(r.body.clone())).expect("submitted");
+        let job = submitted["job"].clone();
+        let read = m.answer(call("get", "/jobs/{jobId}", json!({"jobId": job}), None), |r| Ok(r.body.clone()));
+        assert_eq!(read.expect("linked")["jobId"], job);
+        let other = m.answer(call("get", "/jobs/{jobId}", json!({"jobId": "nope"}), None), |r| Ok(r.body.clone()));
+        assert_eq!(other.expect_err("never created").status, 404);
     }
 
     #[test]
