@@ -1238,8 +1238,16 @@ impl Synth<'_> {
         }
         if let Some(e) = s.get("enum").and_then(Value::as_array) {
             let choices: Vec<&Value> = e.iter().filter(|v| !v.is_null()).collect();
-            // `enum: [null]`: only null (dropshot's empty body).
-            if choices.is_empty() && !e.is_empty() {
+            // `enum: [null]`: only null (dropshot's empty body), where the
+            // type lets it be; with a `type` that does not (propolis's
+            // `type: string, enum: [null]`), the type's value, as
+            // validators that check the type first expect.
+            let null_allowed = match s.get("type") {
+                None => true,
+                Some(Value::Array(ts)) => ts.iter().any(|t| t == "null"),
+                Some(_) => s.get("nullable").and_then(Value::as_bool) == Some(true),
+            };
+            if choices.is_empty() && !e.is_empty() && null_allowed {
                 return Value::Null;
             }
             if !choices.is_empty() {
