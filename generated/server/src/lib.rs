@@ -245,9 +245,7 @@ pub enum ApiTags {
     /// 异步任务管理
     #[oai(rename = "Tasks")]
     Tasks,
-    /// Queue administration (token scope `admin`): depth and throughput, tasks by state,
-    /// one task's payload with secrets redacted, retry, delete, cancel, pause and resume.
-    /// The dashboard at `/admin` (outside the API base path, like `/docs`) calls these.
+    /// Queue administration (token scope `admin`): depth and throughput, tasks by state, one task's payload with secrets redacted, retry, delete, cancel, pause and resume. The dashboard at `/admin` (outside the API base path, like `/docs`) calls these.
     #[oai(rename = "Admin")]
     Admin,
 }
