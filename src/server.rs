@@ -238,8 +238,8 @@ const MIN_PAGE_TOKEN_KEY: usize = 32;
 const HEALTH_POOL_MAX: usize = 2;
 
 /// The whole HTTP endpoint: the generated application plus the body
-/// limits, the header limit and one access-log line per request, tagged
-/// with a request id.
+/// limits, the dashboard's static files (`/admin`), the header limit and one
+/// access-log line per request, tagged with a request id.
 pub fn endpoint(app: Arc<App>, cfg: &Config) -> impl Endpoint<Output = Response> + use<> {
     if let Some(on) = cfg.response_checks {
         rt::set_response_checks(on);
@@ -248,6 +248,8 @@ pub fn endpoint(app: Arc<App>, cfg: &Config) -> impl Endpoint<Output = Response>
     let header_limit = cfg.header_limit_bytes;
     api_server::app(app)
         .data(limits)
+        // The dashboard's static files at `/admin`, outside the API base path.
+        .around(crate::http::dashboard::serve)
         .around(move |next, req| header_limit_check(next, req, header_limit))
         .around(access_log)
 }

@@ -8,7 +8,7 @@ use redis::Script;
 
 const COMMON: &str = include_str!("scripts/common.lua");
 
-fn with_prelude(body: &str) -> Script {
+pub(super) fn with_prelude(body: &str) -> Script {
     Script::new(&format!("{COMMON}\n{body}"))
 }
 
