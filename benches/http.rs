@@ -1,4 +1,5 @@
-//! `cargo xtask bench http [-- --baseline-bin PATH] [--soak] [--no-callgrind | --callgrind-only]`: the two hot
+//! `cargo xtask bench http [-- --baseline-bin PATH] [--baseline-env K=V …] [--only OP] [--soak]
+//! [--no-callgrind]`: the two hot
 //! paths, getUserById (one indexed SELECT) and submitEmailTask (one queue script), through the
 //! real `spec-server serve` binary with its default logging, measured with `wrk -t2` at 64 and
 //! 256 connections beside `pgbench -S -M prepared` and a raw Redis `EVALSHA` (redis-benchmark),
@@ -9,11 +10,16 @@
 //! - `pgbench.select_only.c64`, `redis.evalsha.c64|c256`: the baselines;
 //! - `<server>.<op>.c64|c256.throughput|p50|p99`: req/s (ratio vs pgbench for getUserById and
 //!   vs EVALSHA for submitEmailTask) and latency in ms; `<server>` is `new`, or `old` for the
-//!   `--baseline-bin` binary, whose figures are also printed as the baseline of `new.*.vs_old`;
+//!   `--baseline-bin` binary (by default this one: with `--baseline-env` alone, the same binary
+//!   under other settings, e.g. `PG_PIPELINE_CONNECTIONS=0`), whose figures are also printed as
+//!   the baseline of `new.*.vs_old`; `--only get_user_by_id|submit_email_task` measures one;
 //! - `<server>.<op>.instructions`: instructions per request under callgrind (the difference of
-//!   two runs of different lengths, so start-up cancels out); `--callgrind-only` measures just
-//!   these (no wrk, pgbench or redis-benchmark: stable on a loaded machine); `SPEC_SERVER_BIN`
-//!   names the `new` binary instead of this build's;
+//!   two runs of different lengths, so start-up cancels out);
+//! - `<server>.<op>.c64|c256.cpu_us.server|postgres`: CPU time (user + system, from `/proc`)
+//!   per request of the server process and of all PostgreSQL processes during the wrk run:
+//!   on a shared machine throughput follows what the neighbours leave, CPU per request much
+//!   less so (a server with fewer PostgreSQL backends gets a smaller share of a contended
+//!   machine, so its req/s can fall while its cost falls too);
 //! - `<server>.rss.idle|load_c256`: the server's resident memory in MB, before any load and the
 //!   most seen while 256 connections run getUserById; with `--soak`, `new.rss.soak.t<N>s` every
 //!   10 s of a 60 s 256-connection run and `new.rss.soak.growth_from_10s|20s` (the last sample
@@ -34,6 +40,7 @@ use spec_server::devsvc::{self, Launch, Launched, PrivatePostgres, PrivateRedis,
 const SEED_USERS: i64 = 2000;
 /// Each wrk measurement, after a warm-up of its own.
 const WRK_RUN: &str = "5s";
+const WRK_RUN_SECS: f64 = 5.0;
 const WRK_WARMUP: &str = "1s";
 const SOAK: Duration = Duration::from_secs(60);
 /// Requests of the short and the long callgrind run; their difference is what is divided.
@@ -44,14 +51,15 @@ const EMAIL_BODY: &str =
 
 struct Options {
     baseline_bin: Option<PathBuf>,
+    /// Settings of the baseline server only (after the shared ones, so they win).
+    baseline_env: Vec<(String, String)>,
+    only: Option<String>,
     soak: bool,
     callgrind: bool,
-    /// Only the callgrind figures: no load runs.
-    loads: bool,
 }
 
 fn options() -> Result<Options> {
-    let mut o = Options { baseline_bin: None, soak: false, callgrind: true, loads: true };
+    let mut o = Options { baseline_bin: None, baseline_env: Vec::new(), only: None, soak: false, callgrind: true };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -59,10 +67,22 @@ fn options() -> Result<Options> {
             "--bench" => {}
             "--soak" => o.soak = true,
             "--no-callgrind" => o.callgrind = false,
-            "--callgrind-only" => o.loads = false,
             "--baseline-bin" => o.baseline_bin = Some(args.next().context("--baseline-bin needs a path")?.into()),
+            "--baseline-env" => {
+                let kv = args.next().context("--baseline-env needs K=V")?;
+                let (k, v) = kv.split_once('=').with_context(|| format!("--baseline-env {kv:?}: expected K=V"))?;
+                o.baseline_env.push((k.to_owned(), v.to_owned()));
+            }
+            "--only" => {
+                let op = args.next().context("--only needs an operation")?;
+                if !["get_user_by_id", "submit_email_task"].contains(&op.as_str()) {
+                    bail!("--only {op:?}: expected get_user_by_id or submit_email_task");
+                }
+                o.only = Some(op);
+            }
             other => bail!(
-                "unknown argument {other:?} (expected --baseline-bin PATH, --soak, --no-callgrind, --callgrind-only)"
+                "unknown argument {other:?} (expected --baseline-bin PATH, --baseline-env K=V, --only OP, --soak, \
+                 --no-callgrind)"
             ),
         }
     }
@@ -168,6 +188,7 @@ fn start_server(
     redis: &PrivateRedis,
     dir: &Path,
     callgrind_out: Option<&Path>,
+    env: &[(String, String)],
 ) -> Result<Server> {
     let port = free_port()?;
     let launch = match callgrind_out {
@@ -178,16 +199,18 @@ fn start_server(
             .arg(bin),
         None => Launch::new(bin),
     };
-    let mut proc = launch
+    let mut launch = launch
         .named(format!("{label} spec-server serve"))
         .arg("serve")
         .env("DATABASE_URL", pg.url())
         .env("REDIS_URL", redis.url())
         .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
         .env("REDIS_ALLOW_VOLATILE", "true")
-        .env("LOG", "info")
-        .log_to(dir.join(format!("{label}.log")))
-        .spawn()?;
+        .env("LOG", "info");
+    for (k, v) in env {
+        launch = launch.env(k, v);
+    }
+    let mut proc = launch.log_to(dir.join(format!("{label}.log"))).spawn()?;
     let wait = if callgrind_out.is_some() { Duration::from_secs(180) } else { Duration::from_secs(60) };
     proc.wait_ready(Ready::Port(port), wait)?;
     Ok(Server { proc, port })
@@ -210,6 +233,36 @@ impl Server {
             .context("no VmRSS")?;
         Ok(kb / 1024.0)
     }
+}
+
+/// A server measured: its label, binary and settings of its own.
+type Measured<'a> = (&'a str, PathBuf, &'a [(String, String)]);
+
+/// User + system CPU ticks of these processes (those gone since are not counted).
+fn cpu_ticks(pids: &[u32]) -> u64 {
+    pids.iter()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+        .filter_map(|stat| {
+            // Fields after the command, which is in parentheses and may hold spaces.
+            let rest = stat.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+        })
+        .sum()
+}
+
+/// Microseconds per clock tick of `/proc/PID/stat`: `USER_HZ`, which Linux fixes at 100 for
+/// user space whatever the kernel's own tick rate.
+fn tick_us() -> f64 {
+    10_000.0
+}
+
+/// The private PostgreSQL's postmaster and its children (the backends).
+fn postgres_pids(pg: &PrivatePostgres) -> Vec<u32> {
+    let Some(postmaster) = pg.pid() else { return Vec::new() };
+    let children =
+        std::fs::read_to_string(format!("/proc/{postmaster}/task/{postmaster}/children")).unwrap_or_default();
+    std::iter::once(postmaster).chain(children.split_whitespace().filter_map(|p| p.parse().ok())).collect()
 }
 
 /// `total` requests of `op` over `CALLGRIND_CONNS` keep-alive connections; fails on any non-200.
@@ -249,7 +302,7 @@ fn callgrind_total(path: &Path) -> Result<f64> {
 /// Instructions per request of `op`: two callgrind runs of the server, the long one minus the
 /// short one over the difference in requests, so start-up and shutdown cancel out.
 async fn instructions(
-    bin: &Path,
+    (bin, env): (&Path, &[(String, String)]),
     label: &str,
     op: Op,
     token: &str,
@@ -259,7 +312,7 @@ async fn instructions(
     let mut totals = Vec::new();
     for n in [CALLGRIND_RUNS.0, CALLGRIND_RUNS.1] {
         let out = dir.join(format!("callgrind.{label}.{}.{n}", op.name()));
-        let server = start_server(bin, &format!("{label}-callgrind"), pg, redis, dir, Some(&out))?;
+        let server = start_server(bin, &format!("{label}-callgrind"), pg, redis, dir, Some(&out), env)?;
         // The first requests load the token cache and prepare statements: counted in both runs.
         drive(server.port, op, token, CALLGRIND_CONNS).await?;
         drive(server.port, op, token, n).await?;
@@ -279,9 +332,8 @@ fn flush_redis(redis: &PrivateRedis) -> Result<()> {
 #[tokio::main]
 async fn main() -> Result<()> {
     let opts = options()?;
-    if opts.loads {
-        eprintln!("wrk: {}", wrk_path()?.display());
-    }
+    let wrk = wrk_path()?;
+    eprintln!("wrk: {}", wrk.display());
     let dir = tempfile::tempdir()?;
     eprintln!("starting private PostgreSQL and Redis… (logs and scripts in {})", dir.path().display());
     let pg = tokio::task::spawn_blocking(PrivatePostgres::start).await??;
@@ -289,28 +341,28 @@ async fn main() -> Result<()> {
     let token = prepare(&pg, &redis, SEED_USERS).await?;
 
     // pgbench's own database, initialised at scale 10.
-    if opts.loads {
-        let bindir = devsvc::pg_bindir()?;
-        let admin = devsvc::url_with_database(&pg.url(), "postgres")?;
-        Launch::new(bindir.join("psql")).arg(&admin).args(["-qc", "CREATE DATABASE pgbench"]).output()?;
-        Launch::new(bindir.join("pgbench"))
-            .named("pgbench -i")
-            .args(["-i", "-q", "-s", "10"])
-            .arg(devsvc::url_with_database(&pg.url(), "pgbench")?)
-            .output()?;
-    }
+    let bindir = devsvc::pg_bindir()?;
+    let admin = devsvc::url_with_database(&pg.url(), "postgres")?;
+    Launch::new(bindir.join("psql")).arg(&admin).args(["-qc", "CREATE DATABASE pgbench"]).output()?;
+    Launch::new(bindir.join("pgbench"))
+        .named("pgbench -i")
+        .args(["-i", "-q", "-s", "10"])
+        .arg(devsvc::url_with_database(&pg.url(), "pgbench")?)
+        .output()?;
 
-    // `SPEC_SERVER_BIN` names another build (a release binary beside a debug-built harness:
-    // callgrind counts only the server's instructions).
-    let new_bin = PathBuf::from(
-        std::env::var("SPEC_SERVER_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_spec-server").to_owned()),
-    );
-    let mut servers: Vec<(&str, PathBuf)> = vec![("new", new_bin.clone())];
-    if let Some(old) = &opts.baseline_bin {
-        servers.push(("old", old.clone()));
+    let new_bin = PathBuf::from(env!("CARGO_BIN_EXE_spec-server"));
+    let mut servers: Vec<Measured> = vec![("new", new_bin.clone(), &[])];
+    if opts.baseline_bin.is_some() || !opts.baseline_env.is_empty() {
+        let old = opts.baseline_bin.clone().unwrap_or_else(|| new_bin.clone());
+        servers.push(("old", old, &opts.baseline_env));
     }
-    let scripts: Vec<(Op, PathBuf)> = [Op::GetUser, Op::SubmitEmail]
+    let ops: Vec<Op> = [Op::GetUser, Op::SubmitEmail]
         .into_iter()
+        .filter(|op| opts.only.as_deref().is_none_or(|only| only == op.name()))
+        .collect();
+    let scripts: Vec<(Op, PathBuf)> = ops
+        .iter()
+        .copied()
         .map(|op| {
             let path = dir.path().join(format!("{}.lua", op.name()));
             std::fs::write(&path, op.wrk_script(&token)).map(|()| (op, path))
@@ -318,8 +370,7 @@ async fn main() -> Result<()> {
         .collect::<Result<_, _>>()?;
 
     let started = Instant::now();
-    let load_conns: &[usize] = if opts.loads { &[64, 256] } else { &[] };
-    for &conns in load_conns {
+    for conns in [64usize, 256] {
         eprintln!("baselines at {conns} connections…");
         let pg_tps = if conns == 64 { Some(pgbench(&pg, conns)?) } else { None };
         if let Some(tps) = pg_tps {
@@ -336,18 +387,20 @@ async fn main() -> Result<()> {
             let mut rates = Vec::new();
             // Back to back within one connection count, so drift in the machine's load hits
             // both, and in the other order at 256 connections, so neither always goes first.
-            let order: Vec<&(&str, PathBuf)> =
+            let order: Vec<&Measured> =
                 if conns == 256 { servers.iter().rev().collect() } else { servers.iter().collect() };
-            for (label, bin) in order {
+            for (label, bin, env) in order {
                 flush_redis(&redis)?;
-                let server = start_server(bin, label, &pg, &redis, dir.path(), None)?;
+                let server = start_server(bin, label, &pg, &redis, dir.path(), None, env)?;
                 let idle = server.rss_mb()?;
                 run_wrk(server.port, conns, WRK_WARMUP, script)?;
+                let cpu_before = (cpu_ticks(&[server.proc.pid()]), cpu_ticks(&postgres_pids(&pg)));
                 let (result, peak) = std::thread::scope(|s| {
                     let sampler = s.spawn(|| peak_rss_while(&server, Duration::from_secs(6)));
                     let r = run_wrk(server.port, conns, WRK_RUN, script);
                     (r, sampler.join().ok().and_then(Result::ok))
                 });
+                let cpu_after = (cpu_ticks(&[server.proc.pid()]), cpu_ticks(&postgres_pids(&pg)));
                 let r = result?;
                 server.stop()?;
                 let name = format!("{label}.{}.c{conns}", op.name());
@@ -356,6 +409,12 @@ async fn main() -> Result<()> {
                 emit(&format!("{name}.p99"), r.p99_ms, "ms", None);
                 if r.errors > 0 {
                     emit(&format!("{name}.errors"), r.errors as f64, "count", None);
+                }
+                let requests = r.rps * WRK_RUN_SECS;
+                if requests > 0.0 {
+                    let per_req = |before: u64, after: u64| after.saturating_sub(before) as f64 * tick_us() / requests;
+                    emit(&format!("{name}.cpu_us.server"), per_req(cpu_before.0, cpu_after.0), "µs/req", None);
+                    emit(&format!("{name}.cpu_us.postgres"), per_req(cpu_before.1, cpu_after.1), "µs/req", None);
                 }
                 if matches!(op, Op::GetUser) {
                     if conns == 64 {
@@ -374,10 +433,14 @@ async fn main() -> Result<()> {
     }
     eprintln!("load runs took {:.0} s", started.elapsed().as_secs_f64());
 
-    if opts.soak && opts.loads {
+    if opts.soak {
         eprintln!("soak: getUserById at 256 connections for {} s, sampling RSS…", SOAK.as_secs());
-        let server = start_server(&new_bin, "soak", &pg, &redis, dir.path(), None)?;
-        let script = &scripts[0].1;
+        let server = start_server(&new_bin, "soak", &pg, &redis, dir.path(), None, &[])?;
+        let script = &scripts
+            .iter()
+            .find(|(op, _)| matches!(op, Op::GetUser))
+            .context("--soak runs getUserById: do not leave it out with --only")?
+            .1;
         let (wrk_result, samples) = std::thread::scope(|s| {
             let wrk = s.spawn(|| run_wrk(server.port, 256, &format!("{}s", SOAK.as_secs()), script));
             let mut samples = Vec::new();
@@ -407,11 +470,11 @@ async fn main() -> Result<()> {
     }
 
     if opts.callgrind {
-        for (label, bin) in &servers {
-            for op in [Op::GetUser, Op::SubmitEmail] {
+        for (label, bin, env) in &servers {
+            for &op in &ops {
                 eprintln!("{label}: {} under callgrind…", op.name());
                 flush_redis(&redis)?;
-                let n = instructions(bin, label, op, &token, (&pg, &redis), dir.path()).await?;
+                let n = instructions((bin, env), label, op, &token, (&pg, &redis), dir.path()).await?;
                 emit(&format!("{label}.{}.instructions", op.name()), n, "instr/req", None);
             }
         }

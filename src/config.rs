@@ -85,6 +85,12 @@ pub struct Config {
     #[arg(long, env = "PG_POOL_MAX", default_value_t = 25)]
     pub pg_pool_max: usize,
 
+    /// Shared PostgreSQL connections (per database: the primary, each replica) that carry
+    /// many single-row reads at once (`getUserById`), beside the pool; 0 = reads take a pooled
+    /// connection each.
+    #[arg(long, env = "PG_PIPELINE_CONNECTIONS", default_value_t = 2)]
+    pub pg_pipeline_connections: usize,
+
     /// Longest wait for a pooled PostgreSQL connection (or a new one), in ms.
     #[arg(long, env = "PG_ACQUIRE_TIMEOUT_MS", default_value_t = 2000)]
     pub pg_acquire_timeout_ms: u64,
@@ -317,9 +323,11 @@ impl Config {
     /// connections, the pools and a margin fit in the open-file limit: past
     /// it `accept` would fail with EMFILE instead of connections waiting.
     pub fn listener_limits(&self) -> listener::Limits {
-        // Each replica has a request pool as large as the primary's and a check connection.
-        let replica_files = self.database_replica_urls.len() * (self.pg_pool_max + 1);
-        let reserved = self.pg_pool_max + replica_files + self.redis_pool_max as usize + 64;
+        // Each replica has a request pool as large as the primary's, its pipelined
+        // connections and a check connection.
+        let per_db = self.pg_pool_max + self.pg_pipeline_connections;
+        let replica_files = self.database_replica_urls.len() * (per_db + 1);
+        let reserved = per_db + replica_files + self.redis_pool_max as usize + 64;
         let files = open_file_limit();
         let max_connections = match files {
             Some(n) if self.max_connections + reserved > n => {

@@ -136,6 +136,7 @@ async fn serve(pools: &Pools, cfg: &Config, dev_token: Option<String>, with_work
     let base = format!("http://{}", cfg.listen_addr);
     println!("API:     {base}{}", api_server::BASE_PATH);
     println!("Docs:    {base}/docs");
+    println!("Queues:  {base}/admin   (the dashboard; paste a token with the admin scope)");
     if let Some(token) = dev_token {
         println!("Token:   {token}   (send it as the `token` header; valid 24 h)");
         println!("Try:     curl -H 'token: {token}' {base}{}/users", api_server::BASE_PATH);

@@ -93,6 +93,7 @@ pub struct Metrics {
     pool_available: Family<PoolLabels, Gauge>,
     pool_waiting: Family<PoolLabels, Gauge>,
     pool_max: Family<PoolLabels, Gauge>,
+    pool_pipelined: Family<PoolLabels, Gauge>,
     pool_waited: Family<PoolLabels, Gauge>,
     pool_wait_seconds: Family<PoolLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     pool_timed_out: Family<PoolLabels, Gauge>,
@@ -151,6 +152,10 @@ impl Metrics {
         let pool_available = gauge("pool_idle_connections", "Open connections not lent out");
         let pool_waiting = gauge("pool_waiting", "Requests waiting for a connection (PostgreSQL pools)");
         let pool_max = gauge("pool_max_connections", "Most connections the pool may open");
+        let pool_pipelined = gauge(
+            "pool_pipelined_connections",
+            "Shared pipelined connections open beside the pool (PostgreSQL: PG_PIPELINE_CONNECTIONS)",
+        );
         let pool_waited = gauge("pool_checkouts_waited", "Checkouts that had to wait for a connection (Redis pool)");
         let pool_timed_out =
             gauge("pool_checkouts_timed_out", "Checkouts that gave up waiting for a connection (Redis pool)");
@@ -217,6 +222,7 @@ impl Metrics {
             pool_available,
             pool_waiting,
             pool_max,
+            pool_pipelined,
             pool_waited,
             pool_wait_seconds,
             pool_timed_out,
@@ -347,6 +353,7 @@ impl Metrics {
             self.pool_available.get_or_create(&l).set(to_i64(s.available));
             self.pool_waiting.get_or_create(&l).set(to_i64(s.waiting));
             self.pool_max.get_or_create(&l).set(to_i64(s.max_size));
+            self.pool_pipelined.get_or_create(&l).set(to_i64(pool.pipelined_open()));
         }
         let s = src.redis.state();
         let l = PoolLabels { pool: "main".to_owned(), backend: "redis" };

@@ -90,7 +90,13 @@ impl Pools {
     /// Builds both pools lazily: nothing connects until first use, so the
     /// server starts (and `/health` reports) even with a dependency down.
     pub fn new(cfg: &Config, b: &Backends) -> Result<Pools> {
-        let pg = db::pool(&b.database_url, cfg.pg_pool_max, cfg.pg_acquire_timeout(), cfg.pg_statement_timeout())?;
+        let pg = db::pool_pipelined(
+            &b.database_url,
+            cfg.pg_pool_max,
+            cfg.pg_acquire_timeout(),
+            cfg.pg_statement_timeout(),
+            cfg.pg_pipeline_connections,
+        )?;
         let redis_target = RedisTarget::parse(&b.redis_url)?;
         let manager = RedisManager::for_target(&redis_target, cfg.queue_config().response_timeout)
             .context("parsing REDIS_URL")?;
@@ -107,6 +113,7 @@ impl Pools {
             &b.database_url,
             cfg.replicas()?,
             cfg.pg_pool_max,
+            cfg.pg_pipeline_connections,
             cfg.pg_acquire_timeout(),
             cfg.pg_statement_timeout(),
         )?;
@@ -231,8 +238,8 @@ const MIN_PAGE_TOKEN_KEY: usize = 32;
 const HEALTH_POOL_MAX: usize = 2;
 
 /// The whole HTTP endpoint: the generated application plus the body
-/// limits, the header limit and one access-log line per request, tagged
-/// with a request id.
+/// limits, the dashboard's static files (`/admin`), the header limit and one
+/// access-log line per request, tagged with a request id.
 pub fn endpoint(app: Arc<App>, cfg: &Config) -> impl Endpoint<Output = Response> + use<> {
     if let Some(on) = cfg.response_checks {
         rt::set_response_checks(on);
@@ -241,6 +248,8 @@ pub fn endpoint(app: Arc<App>, cfg: &Config) -> impl Endpoint<Output = Response>
     let header_limit = cfg.header_limit_bytes;
     api_server::app(app)
         .data(limits)
+        // The dashboard's static files at `/admin`, outside the API base path.
+        .around(crate::http::dashboard::serve)
         .around(move |next, req| header_limit_check(next, req, header_limit))
         .around(access_log)
 }

@@ -3,6 +3,7 @@
 //! Store functions return [`StoreError`]; database errors are classified here, in one place.
 
 pub mod migrate;
+mod pipeline;
 pub mod replicas;
 pub mod sync;
 pub mod tokens;
@@ -10,15 +11,16 @@ pub mod users;
 
 use std::{
     future::Future,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
 use anyhow::Context;
-pub use deadpool_postgres::Pool;
 use deadpool_postgres::{
-    HookError, Manager, ManagerConfig, Object, PoolError, RecyclingMethod, Runtime,
+    ClientWrapper, HookError, Manager, ManagerConfig, Object, PoolError, RecyclingMethod, Runtime,
     tokio_postgres::{self, Row, error::SqlState, types::ToSql},
 };
+pub use pipeline::Reader;
 
 /// Queries slower than this are logged with their name: well above an indexed lookup here
 /// (under 1 ms), well below what a client notices.
@@ -28,17 +30,53 @@ pub const SLOW_QUERY: Duration = Duration::from_millis(100);
 /// long-lived backend is returned and settings changes are picked up.
 pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(5 * 60);
 
-/// A pool of lazily opened connections: nothing connects until the first `get`.
-///
-/// `acquire_timeout` bounds both waiting for a free connection and opening a new one, so a
-/// dead or hanging server turns into [`StoreError::Unavailable`] instead of a stuck request.
-/// `statement_timeout` is set on every connection at start-up, so no query holds a pooled
-/// connection forever.
+/// The connections to one database: a pool of exclusive ones (transactions, writes, anything
+/// longer than a lookup) and, when turned on, a few shared pipelined ones for single-statement
+/// reads ([`reader`]). Clones share both. It derefs to the deadpool pool for its status.
+#[derive(Clone)]
+pub struct Pool {
+    pool: deadpool_postgres::Pool,
+    pipe: Arc<pipeline::Pipelined>,
+}
+
+impl std::ops::Deref for Pool {
+    type Target = deadpool_postgres::Pool;
+
+    fn deref(&self) -> &deadpool_postgres::Pool {
+        &self.pool
+    }
+}
+
+impl Pool {
+    /// Shared pipelined connections open now (for `/metrics`).
+    pub fn pipelined_open(&self) -> usize {
+        self.pipe.open()
+    }
+}
+
+/// A pool of lazily opened connections: nothing connects until the first `get`; no pipelined
+/// connections (see [`pool_pipelined`]).
 pub fn pool(
     url: &str,
     max_size: usize,
     acquire_timeout: Duration,
     statement_timeout: Duration,
+) -> anyhow::Result<Pool> {
+    pool_pipelined(url, max_size, acquire_timeout, statement_timeout, 0)
+}
+
+/// [`pool`], with `pipelined` shared connections (opened lazily too) for [`reader`].
+///
+/// `acquire_timeout` bounds both waiting for a free connection and opening a new one, so a
+/// dead or hanging server turns into [`StoreError::Unavailable`] instead of a stuck request.
+/// `statement_timeout` is set on every connection at start-up, so no query holds a pooled
+/// connection forever, nor delays a pipelined one for longer than that.
+pub fn pool_pipelined(
+    url: &str,
+    max_size: usize,
+    acquire_timeout: Duration,
+    statement_timeout: Duration,
+    pipelined: usize,
 ) -> anyhow::Result<Pool> {
     let mut config: tokio_postgres::Config = url.parse().context("parsing the PostgreSQL URL")?;
     let timeout_option = format!("-c statement_timeout={}", statement_timeout.as_millis());
@@ -50,6 +88,7 @@ pub fn pool(
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(acquire_timeout);
     }
+    let pipe = Arc::new(pipeline::Pipelined::new(config.clone(), pipelined, acquire_timeout));
     let manager = Manager::from_config(
         config,
         tokio_postgres::NoTls,
@@ -57,7 +96,7 @@ pub fn pool(
         // is classified `Unavailable`, and deadpool drops it because it is closed.
         ManagerConfig { recycling_method: RecyclingMethod::Fast },
     );
-    Pool::builder(manager)
+    let pool = deadpool_postgres::Pool::builder(manager)
         .max_size(max_size)
         .wait_timeout(Some(acquire_timeout))
         .create_timeout(Some(acquire_timeout))
@@ -71,7 +110,8 @@ pub fn pool(
             }
         }))
         .build()
-        .context("building the PostgreSQL pool")
+        .context("building the PostgreSQL pool")?;
+    Ok(Pool { pool, pipe })
 }
 
 /// One round trip to PostgreSQL on a connection of `pool` (for `/health`).
@@ -178,10 +218,20 @@ impl From<PoolError> for StoreError {
 
 /// A pooled connection, with pool errors classified.
 pub(crate) async fn conn(pool: &Pool) -> Result<Object, StoreError> {
+    checkout(&pool.pool).await
+}
+
+async fn checkout(pool: &deadpool_postgres::Pool) -> Result<Object, StoreError> {
     let started = std::time::Instant::now();
     let got = pool.get().await;
     crate::metrics::record_pg_checkout(started.elapsed());
     Ok(got?)
+}
+
+/// A connection for one short statement outside a transaction: a shared pipelined one when
+/// the pool has them, else an exclusive one from the pool.
+pub(crate) async fn reader(pool: &Pool) -> Result<Reader, StoreError> {
+    pipeline::reader(&pool.pipe, &pool.pool).await
 }
 
 /// Runs one query future, logging it when slower than [`SLOW_QUERY`], in a span of its own
@@ -207,7 +257,7 @@ async fn timed<T>(
 
 /// All rows of a statement, prepared through the connection's statement cache.
 pub(crate) async fn query(
-    client: &Object,
+    client: &ClientWrapper,
     name: &'static str,
     sql: &str,
     params: &[&(dyn ToSql + Sync)],
@@ -221,7 +271,7 @@ pub(crate) async fn query(
 
 /// At most one row (an error if the statement returns more).
 pub(crate) async fn query_opt(
-    client: &Object,
+    client: &ClientWrapper,
     name: &'static str,
     sql: &str,
     params: &[&(dyn ToSql + Sync)],
@@ -235,7 +285,7 @@ pub(crate) async fn query_opt(
 
 /// The number of rows a statement changed.
 pub(crate) async fn execute(
-    client: &Object,
+    client: &ClientWrapper,
     name: &'static str,
     sql: &str,
     params: &[&(dyn ToSql + Sync)],

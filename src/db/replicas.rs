@@ -136,12 +136,13 @@ pub struct ReplicaPools {
 }
 
 impl ReplicaPools {
-    /// One request pool per replica sized like the primary's (`pool_max`), one check
-    /// connection per replica and one for sampling the primary.
+    /// One request pool per replica sized like the primary's (`pool_max`, with `pipelined`
+    /// shared connections), one check connection per replica and one for sampling the primary.
     pub fn new(
         primary_url: &str,
         settings: ReplicaSettings,
         pool_max: usize,
+        pipelined: usize,
         acquire_timeout: Duration,
         statement_timeout: Duration,
     ) -> anyhow::Result<ReplicaPools> {
@@ -155,7 +156,8 @@ impl ReplicaPools {
             .map(|(i, url)| {
                 let what = || format!("replica {} of DATABASE_REPLICA_URLS", i + 1);
                 let name = replica_name(url).with_context(what)?;
-                let pool = super::pool(url, pool_max, acquire_timeout, statement_timeout).with_context(what)?;
+                let pool = super::pool_pipelined(url, pool_max, acquire_timeout, statement_timeout, pipelined)
+                    .with_context(what)?;
                 let check = super::pool(url, 1, check_timeout, check_timeout).with_context(what)?;
                 Ok((name, pool, check))
             })

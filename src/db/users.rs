@@ -8,7 +8,7 @@ use tokio_postgres::{
     types::{FromSql, IsNull, ToSql, Type, to_sql_checked},
 };
 
-use super::{Pool, Resource, StoreError, conn, execute, query, query_opt};
+use super::{Pool, Resource, StoreError, conn, execute, query, query_opt, reader};
 
 /// A user as the API sees it; the password hash never leaves the database layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,7 +118,7 @@ pub async fn user_create(pool: &Pool, new: NewUser) -> Result<User, StoreError> 
 
 /// A user that exists and is not deleted.
 pub async fn user_get(pool: &Pool, id: i64) -> Result<User, StoreError> {
-    let client = conn(pool).await?;
+    let client = reader(pool).await?;
     let row = query_opt(
         &client,
         "users.get",

@@ -4,6 +4,8 @@
 //! response. Store and queue errors become problems here, in one place, and
 //! [`App`]'s `ErrorPolicy` writes every problem as the contract's envelope.
 
+mod admin;
+pub mod dashboard;
 mod health;
 mod page_token;
 mod tasks;

@@ -22,7 +22,7 @@ use crate::{
     tasks::{EMAIL, SYNC, email::EmailPayload, sync::SyncPayload},
 };
 
-fn api_priority(p: Priority) -> ApiPriority {
+pub(super) fn api_priority(p: Priority) -> ApiPriority {
     match p {
         Priority::Critical => ApiPriority::Critical,
         Priority::Default => ApiPriority::Default,
@@ -37,7 +37,7 @@ fn unique_key(kind: &str, who: &Principal, key: &str) -> String {
     format!("{kind}:{}:{key}", who.token_id)
 }
 
-fn priority(p: ApiPriority) -> Priority {
+pub(super) fn priority(p: ApiPriority) -> Priority {
     match p {
         ApiPriority::Critical => Priority::Critical,
         ApiPriority::Default => Priority::Default,
@@ -170,22 +170,26 @@ impl TasksApi for App {
     }
 }
 
-/// The API view of a queue record; `None` for a kind the contract does not
-/// know (never written by this service).
-fn task_status(r: TaskRecord) -> Option<TaskStatusResponse> {
-    let kind = match r.kind.as_str() {
-        EMAIL => TaskType::Email,
-        SYNC => TaskType::Sync,
-        _ => return None,
-    };
-    let state = match r.state {
+pub(super) fn api_state(s: TaskState) -> ApiTaskState {
+    match s {
         TaskState::Pending => ApiTaskState::Pending,
         TaskState::Scheduled => ApiTaskState::Scheduled,
         TaskState::Active => ApiTaskState::Active,
         TaskState::Retry => ApiTaskState::Retry,
         TaskState::Completed => ApiTaskState::Completed,
         TaskState::Dead => ApiTaskState::Dead,
+    }
+}
+
+/// The API view of a queue record; `None` for a kind the contract does not
+/// know (never written by this service).
+pub(super) fn task_status(r: TaskRecord) -> Option<TaskStatusResponse> {
+    let kind = match r.kind.as_str() {
+        EMAIL => TaskType::Email,
+        SYNC => TaskType::Sync,
+        _ => return None,
     };
+    let state = api_state(r.state);
     Some(TaskStatusResponse {
         task_id: r.id,
         type_: kind,

@@ -74,7 +74,7 @@ fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-fn bad(script: &'static str, e: impl std::fmt::Display) -> QueueError {
+pub(super) fn bad(script: &'static str, e: impl std::fmt::Display) -> QueueError {
     QueueError::protocol(script, e.to_string())
 }
 
@@ -108,8 +108,17 @@ impl Queue {
 
     /// The `now` argument of a timed script: empty (the script reads Redis
     /// `TIME`) unless a test set a fake clock.
-    fn now(&self) -> String {
+    pub(super) fn now(&self) -> String {
         now_arg(self.inner.cfg.fake_clock.as_ref())
+    }
+
+    /// For the admin operations (`admin.rs`), which run their own scripts.
+    pub(super) fn backend(&self) -> &Backend {
+        &self.inner.backend
+    }
+
+    pub(super) fn keys(&self) -> &Keys {
+        &self.inner.keys
     }
 
     /// Stores a task (pending, or scheduled if it runs later). Concurrent
@@ -437,12 +446,12 @@ pub struct JanitorReport {
     pub unique_locks: u64,
 }
 
-fn field<T: redis::FromRedisValue>(v: &Value, script: &'static str) -> Result<T> {
+pub(super) fn field<T: redis::FromRedisValue>(v: &Value, script: &'static str) -> Result<T> {
     redis::from_redis_value_ref(v).map_err(|e| bad(script, e))
 }
 
 /// The arguments `policy` in common.lua reads.
-fn policy_args(inv: &mut redis::ScriptInvocation<'_>, r: &RetryPolicy, cfg: &QueueConfig) {
+pub(super) fn policy_args(inv: &mut redis::ScriptInvocation<'_>, r: &RetryPolicy, cfg: &QueueConfig) {
     inv.arg(ms(r.base))
         .arg(r.factor)
         .arg(ms(r.cap))

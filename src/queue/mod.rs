@@ -18,6 +18,9 @@
 //!   periodically by every worker, guarded to run once per interval.
 //! - [`Queue::get`]`(id) -> Option<TaskRecord>`, [`Queue::stats`],
 //!   [`Queue::pause`] / [`Queue::resume`] per priority.
+//! - Administration (`admin.rs`): [`Queue::list`] (one state, a page at a
+//!   time, from the state's own index), [`Queue::retry_dead`],
+//!   [`Queue::delete_pending`], [`Queue::cancel_active`].
 //! - [`Worker::run`]`(queue, Arc<dyn Handler>, WorkerConfig, shutdown)`.
 //! - [`ping`]`(pool)`: one `PING`, for `/health` (beside `db::ping`).
 //!
@@ -68,12 +71,13 @@
 //! a round trip per checkout.
 //!
 //! # Files
-//! `client.rs` (Queue), `worker.rs` (Worker, Handler), `eta.rs` (the wait
+//! `client.rs` (Queue), `admin.rs` (listing and the operator's actions), `worker.rs` (Worker, Handler), `eta.rs` (the wait
 //! of a new task from the backlog and completion rate), `task.rs` (API
 //! values), `config.rs` (config; the test clock is `crate::clock`), `backend.rs`
 //! (pool or cluster connections, `ping`), `batch.rs` (call coalescing), `scripts.rs` + `scripts/*.lua`,
 //! `error.rs`, `tests/` (against private redis-server instances).
 
+mod admin;
 mod backend;
 mod batch;
 mod client;
@@ -87,6 +91,7 @@ mod worker;
 #[cfg(test)]
 mod tests;
 
+pub use admin::{AdminOutcome, MAX_PAGE, PageCursor, TaskPage};
 pub use backend::{Backend, ping};
 pub use client::{JanitorReport, MAX_DEQUEUE, Queue};
 pub use config::{FakeClock, PriorityMode, QueueConfig, RetryPolicy};

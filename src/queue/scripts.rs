@@ -8,7 +8,7 @@ use redis::{Script, ScriptInvocation};
 
 const COMMON: &str = include_str!("scripts/common.lua");
 
-fn with_prelude(body: &str) -> Script {
+pub(super) fn with_prelude(body: &str) -> Script {
     Script::new(&format!("{COMMON}\n{body}"))
 }
 
@@ -18,7 +18,7 @@ pub(crate) struct Named {
     script: Script,
 }
 
-fn named(name: &'static str, script: Script) -> Named {
+pub(crate) fn named(name: &'static str, script: Script) -> Named {
     Named { name, script }
 }
 

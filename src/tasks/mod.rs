@@ -5,6 +5,7 @@
 //! API clients see); the technical detail is logged here, tagged with the task id.
 
 pub mod email;
+pub mod redact;
 pub mod sync;
 
 #[cfg(test)]

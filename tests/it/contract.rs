@@ -1,7 +1,7 @@
 //! The contract suite against the real `spec-server` binary: private PostgreSQL and Redis,
 //! migrations and tokens (scoped ones too) through the CLI, then the whole scenario of
 //! `spec_contract`, including PostgreSQL and Redis stopped and started again under the running
-//! server.
+//! server; then the generic scenario (`spec_contract::generic`), which reads nothing but the spec.
 //! `CONTRACT_JUNIT=<file>` also writes the report as JUnit XML. The keyword coverage must
 //! reach [`MIN_COVERAGE`]; its table (and every item not exercised) goes to
 //! `$CONTRACT_COVERAGE`, else `target/tmp/contract-coverage.txt`, which `cargo xtask ci`
@@ -188,6 +188,14 @@ fn the_server_conforms_to_the_contract() {
         std::fs::write(&path, report.junit()).unwrap();
     }
     assert!(report.passed(), "{}\nserver log (tail):\n{}", report.summary(), server.log_tail());
+    // The generic scenario, which knows nothing of this project, against the
+    // same server: what it synthesizes from the spec alone must be answered
+    // as the spec documents too.
+    let generic = runtime.block_on(spec_contract::generic::run(&contract, &opts)).unwrap();
+    spec_contract::print(&generic, false);
+    assert!(generic.passed(), "generic scenario: {}\nserver log (tail):\n{}", generic.summary(), server.log_tail());
+    let passed = generic.checks.iter().filter(|c| c.outcome == spec_contract::report::Outcome::Pass).count();
+    assert!(passed >= 100, "generic scenario: only {passed} checks passed: {}", generic.summary());
     // Both ran to the end: a crash midway would otherwise only show as failed checks.
     server.ensure_running().unwrap();
     if let Some(worker) = local.worker.as_mut() {

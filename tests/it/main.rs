@@ -1,4 +1,5 @@
-//! The integration tests, one binary so the service links once: the service
+//! The integration tests, one binary so the service links once: the queue admin API and
+//! its dashboard in headless Chromium (`admin`, `admin_browser`), the service
 //! over real PostgreSQL and Redis (`service`), the real binary checked
 //! against the contract (`contract`), the binary on a Redis Cluster (`cluster`), read replicas over a streaming standby
 //! (`replicas`), the whole scaled deployment under load and failures (`scale`), worker crashes and Redis restarts
@@ -7,6 +8,8 @@
 //! ignored failure drill behind `cargo xtask chaos` (`chaos`). `support`
 //! starts the `spec-server` binary for them.
 
+mod admin;
+mod admin_browser;
 mod chaos;
 mod cluster;
 mod contract;

@@ -99,6 +99,9 @@ fn serve_and_worker_expose_metrics() {
     let email = r#"{"to":"a@example.com","subject":"hi","body":"metrics test"}"#;
     let (status, body) = exchange(port, "POST", "/api/v1/tasks/email", &[("token", token)], email).unwrap();
     assert_eq!(status, 200, "{body}");
+    // A read on the shared pipelined connections (no user was created: a 404 all the same).
+    let (status, body) = exchange(port, "GET", "/api/v1/users/1", &[("token", token)], "").unwrap();
+    assert_eq!(status, 404, "{body}");
 
     let s = scrape(metrics_port);
     assert_eq!(
@@ -123,6 +126,8 @@ fn serve_and_worker_expose_metrics() {
         }
     }
     assert!(value(&s, r#"spec_server_pool_waiting{pool="primary",backend="postgres"}"#).is_some());
+    assert_eq!(value(&s, r#"spec_server_http_requests_total{operation="getUserById",status="404"}"#), Some(1.0));
+    assert_eq!(value(&s, r#"spec_server_pool_pipelined_connections{pool="primary",backend="postgres"}"#), Some(1.0));
     assert!(value(&s, r#"spec_server_pool_checkout_wait_seconds{pool="main",backend="redis"}"#).is_some());
     assert_eq!(value(&s, "spec_server_queue_stats_up"), Some(1.0));
     // No worker yet: the task waits.

@@ -4,5 +4,6 @@
 pub mod chaos;
 pub mod ci;
 pub mod codegen;
+pub mod mock;
 pub mod spec_diff;
 pub mod spec_norm;

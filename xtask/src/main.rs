@@ -44,7 +44,17 @@ enum Cmd {
         /// WebSocket upgrade). Same as `x-raw-handler: true` on it.
         #[arg(long = "raw", value_name = "OPERATION_ID", requires = "out")]
         raw: Vec<String>,
+        /// Also generate the mock server crate in `DIR/mock` (and the server
+        /// crate it implements): see `cargo xtask mock`.
+        #[arg(long, requires = "out")]
+        mock: bool,
     },
+    /// A mock server from the spec alone, no database: the generated glue
+    /// validates requests as the real server does, answers are schema-valid
+    /// and deterministic for a seed, and CRUD resources recognised by path
+    /// pattern are stateful (POST, GET, PUT/PATCH, DELETE, lists). Generated
+    /// and built under target/mock, then run in the foreground.
+    Mock(xtask::mock::Args),
     /// Everything CI runs, in order: fmt --check, clippy -D warnings,
     /// codegen --check, the spec-diff gate (breaking spec changes need a
     /// `**breaking**` CHANGELOG line), and the whole test suite (starting private
@@ -98,13 +108,14 @@ enum Cmd {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Cmd::Codegen { check, spec, out, name, server, client, strict, raw } => match (spec, out) {
+        Cmd::Codegen { check, spec, out, name, server, client, strict, raw, mock } => match (spec, out) {
             (Some(spec), Some(out)) => {
-                let opts = xtask::codegen::OutOptions { spec, out, name, server, client, check, strict, raw };
+                let opts = xtask::codegen::OutOptions { spec, out, name, server, client, check, strict, raw, mock };
                 xtask::codegen::codegen_out(&opts).map(|_| ())
             }
             _ => xtask::codegen::codegen(check).map(|_| ()),
         },
+        Cmd::Mock(args) => xtask::mock::run(&args),
         Cmd::Ci => xtask::ci::run(),
         Cmd::Dev { args } => xtask::ci::dev(&args),
         Cmd::Bench { which, args } => xtask::ci::bench(&which, &args),

@@ -24,6 +24,7 @@ fn opts(out: &Path, check: bool) -> OutOptions {
         check,
         strict: true,
         raw: Vec::new(),
+        mock: false,
     }
 }
 

@@ -151,6 +151,54 @@ const OPERATIONS: &[Operation] = &[
         security: &[&[Scheme::TokenAuth]],
         content_type: ::std::option::Option::None,
     },
+    Operation {
+        method: "GET",
+        template: "/admin/queue/stats",
+        security: &[&[Scheme::TokenAuth]],
+        content_type: ::std::option::Option::None,
+    },
+    Operation {
+        method: "GET",
+        template: "/admin/tasks",
+        security: &[&[Scheme::TokenAuth]],
+        content_type: ::std::option::Option::None,
+    },
+    Operation {
+        method: "GET",
+        template: "/admin/tasks/{task_id}",
+        security: &[&[Scheme::TokenAuth]],
+        content_type: ::std::option::Option::None,
+    },
+    Operation {
+        method: "DELETE",
+        template: "/admin/tasks/{task_id}",
+        security: &[&[Scheme::TokenAuth]],
+        content_type: ::std::option::Option::None,
+    },
+    Operation {
+        method: "POST",
+        template: "/admin/tasks/{task_id}/retry",
+        security: &[&[Scheme::TokenAuth]],
+        content_type: ::std::option::Option::None,
+    },
+    Operation {
+        method: "POST",
+        template: "/admin/tasks/{task_id}/cancel",
+        security: &[&[Scheme::TokenAuth]],
+        content_type: ::std::option::Option::None,
+    },
+    Operation {
+        method: "POST",
+        template: "/admin/queues/{priority}/pause",
+        security: &[&[Scheme::TokenAuth]],
+        content_type: ::std::option::Option::None,
+    },
+    Operation {
+        method: "POST",
+        template: "/admin/queues/{priority}/resume",
+        security: &[&[Scheme::TokenAuth]],
+        content_type: ::std::option::Option::None,
+    },
 ];
 /// A configured credential that cannot be put into a request (a
 /// character a header or cookie may not carry). The credential

@@ -24,6 +24,288 @@ use progenitor_client::{ClientHooks, OperationInfo, RequestBuilderExt, encode_pa
 /// Types used as operation parameters and responses.
 #[allow(clippy::all)]
 pub mod types {
+    ///One priority's ready tasks and whether workers take them.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct AdminQueue {
+        ///Workers take no task of this priority while true (`pauseQueue`).
+        pub paused: bool,
+        ///Ready tasks waiting in this priority (paused or not).
+        pub pending: i64,
+        pub priority: AdminQueuePriority,
+    }
+    impl AdminQueue {
+        pub fn builder() -> builder::AdminQueue {
+            Default::default()
+        }
+    }
+    ///`AdminQueuePriority`
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+    pub enum AdminQueuePriority {
+        #[serde(rename = "critical")]
+        Critical,
+        #[serde(rename = "default")]
+        Default,
+        #[serde(rename = "low")]
+        Low,
+    }
+    impl ::std::fmt::Display for AdminQueuePriority {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            match *self {
+                Self::Critical => f.write_str("critical"),
+                Self::Default => f.write_str("default"),
+                Self::Low => f.write_str("low"),
+            }
+        }
+    }
+    impl ::std::str::FromStr for AdminQueuePriority {
+        type Err = self::error::ConversionError;
+        fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+            match value {
+                "critical" => Ok(Self::Critical),
+                "default" => Ok(Self::Default),
+                "low" => Ok(Self::Low),
+                _ => Err("invalid value".into()),
+            }
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for AdminQueuePriority {
+        type Error = self::error::ConversionError;
+        fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for AdminQueuePriority {
+        type Error = self::error::ConversionError;
+        fn try_from(value: ::std::string::String) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    ///`AdminQueueStats`
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct AdminQueueStats {
+        pub active: i64,
+        ///Completed tasks still retained.
+        pub completed: i64,
+        ///Dead tasks still retained.
+        pub dead: i64,
+        ///How long the oldest ready task has waited (0 when none is).
+        pub oldest_pending_age_ms: i64,
+        ///One entry per priority, critical first.
+        pub queues: [AdminQueue; 3usize],
+        pub retry: i64,
+        ///When the server read this sample.
+        pub sampled_at: ::chrono::DateTime<::chrono::offset::Utc>,
+        pub scheduled: i64,
+        pub totals: AdminQueueTotals,
+    }
+    impl AdminQueueStats {
+        pub fn builder() -> builder::AdminQueueStats {
+            Default::default()
+        }
+    }
+    ///Counters since the queue was created; rates are differences of two samples.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct AdminQueueTotals {
+        pub completed: i64,
+        pub dead: i64,
+        ///Failed attempts, expired leases included.
+        pub failed: i64,
+        ///Expired leases whose handler never started (returned uncharged).
+        pub unstarted: i64,
+    }
+    impl AdminQueueTotals {
+        pub fn builder() -> builder::AdminQueueTotals {
+            Default::default()
+        }
+    }
+    ///`AdminTask`
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct AdminTask {
+        /**The payload as the handler reads it, secrets replaced by
+        `"[redacted]"` (see `getAdminTask`); null once completed.
+        */
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub payload: ::std::option::Option<::serde_json::Map<::std::string::String, ::serde_json::Value>>,
+        ///JSON pointers (into `payload`) of the redacted members.
+        pub redacted: ::std::vec::Vec<::std::string::String>,
+        pub task: TaskStatusResponse,
+    }
+    impl AdminTask {
+        pub fn builder() -> builder::AdminTask {
+            Default::default()
+        }
+    }
+    ///`AdminTaskPage`
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct AdminTaskPage {
+        ///Present when more entries follow; send it as `cursor`.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub next_cursor: ::std::option::Option<AdminTaskPageNextCursor>,
+        pub tasks: ::std::vec::Vec<AdminTaskSummary>,
+        /**Tasks in this state now (of this priority, for `pending` with
+        `priority`; of every priority otherwise).
+        */
+        pub total: i64,
+    }
+    impl AdminTaskPage {
+        pub fn builder() -> builder::AdminTaskPage {
+            Default::default()
+        }
+    }
+    ///Present when more entries follow; send it as `cursor`.
+    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+    #[serde(transparent)]
+    pub struct AdminTaskPageNextCursor(::std::string::String);
+    impl ::std::ops::Deref for AdminTaskPageNextCursor {
+        type Target = ::std::string::String;
+        fn deref(&self) -> &::std::string::String {
+            &self.0
+        }
+    }
+    impl ::std::convert::From<AdminTaskPageNextCursor> for ::std::string::String {
+        fn from(value: AdminTaskPageNextCursor) -> Self {
+            value.0
+        }
+    }
+    impl ::std::str::FromStr for AdminTaskPageNextCursor {
+        type Err = self::error::ConversionError;
+        fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+            if value.chars().count() > 200usize {
+                return Err("longer than 200 characters".into());
+            }
+            Ok(Self(value.to_string()))
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for AdminTaskPageNextCursor {
+        type Error = self::error::ConversionError;
+        fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for AdminTaskPageNextCursor {
+        type Error = self::error::ConversionError;
+        fn try_from(value: ::std::string::String) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl<'de> ::serde::Deserialize<'de> for AdminTaskPageNextCursor {
+        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+        where
+            D: ::serde::Deserializer<'de>,
+        {
+            ::std::string::String::deserialize(deserializer)?
+                .parse()
+                .map_err(|e: self::error::ConversionError| <D::Error as ::serde::de::Error>::custom(e.to_string()))
+        }
+    }
+    ///`AdminTaskSummary`
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct AdminTaskSummary {
+        pub attempts: u64,
+        pub created_at: ::chrono::DateTime<::chrono::offset::Utc>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub last_error: ::std::option::Option<::std::string::String>,
+        pub queue: AdminTaskSummaryQueue,
+        pub state: TaskState,
+        pub task_id: ::uuid::Uuid,
+        ///The task kind (`email`, `sync`).
+        #[serde(rename = "type")]
+        pub type_: AdminTaskSummaryType,
+        pub updated_at: ::chrono::DateTime<::chrono::offset::Utc>,
+    }
+    impl AdminTaskSummary {
+        pub fn builder() -> builder::AdminTaskSummary {
+            Default::default()
+        }
+    }
+    ///`AdminTaskSummaryQueue`
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+    pub enum AdminTaskSummaryQueue {
+        #[serde(rename = "critical")]
+        Critical,
+        #[serde(rename = "default")]
+        Default,
+        #[serde(rename = "low")]
+        Low,
+    }
+    impl ::std::fmt::Display for AdminTaskSummaryQueue {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            match *self {
+                Self::Critical => f.write_str("critical"),
+                Self::Default => f.write_str("default"),
+                Self::Low => f.write_str("low"),
+            }
+        }
+    }
+    impl ::std::str::FromStr for AdminTaskSummaryQueue {
+        type Err = self::error::ConversionError;
+        fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+            match value {
+                "critical" => Ok(Self::Critical),
+                "default" => Ok(Self::Default),
+                "low" => Ok(Self::Low),
+                _ => Err("invalid value".into()),
+            }
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for AdminTaskSummaryQueue {
+        type Error = self::error::ConversionError;
+        fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for AdminTaskSummaryQueue {
+        type Error = self::error::ConversionError;
+        fn try_from(value: ::std::string::String) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    ///The task kind (`email`, `sync`).
+    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+    #[serde(transparent)]
+    pub struct AdminTaskSummaryType(::std::string::String);
+    impl ::std::ops::Deref for AdminTaskSummaryType {
+        type Target = ::std::string::String;
+        fn deref(&self) -> &::std::string::String {
+            &self.0
+        }
+    }
+    impl ::std::convert::From<AdminTaskSummaryType> for ::std::string::String {
+        fn from(value: AdminTaskSummaryType) -> Self {
+            value.0
+        }
+    }
+    impl ::std::str::FromStr for AdminTaskSummaryType {
+        type Err = self::error::ConversionError;
+        fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+            if value.chars().count() > 64usize {
+                return Err("longer than 64 characters".into());
+            }
+            Ok(Self(value.to_string()))
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for AdminTaskSummaryType {
+        type Error = self::error::ConversionError;
+        fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for AdminTaskSummaryType {
+        type Error = self::error::ConversionError;
+        fn try_from(value: ::std::string::String) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl<'de> ::serde::Deserialize<'de> for AdminTaskSummaryType {
+        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+        where
+            D: ::serde::Deserializer<'de>,
+        {
+            ::std::string::String::deserialize(deserializer)?
+                .parse()
+                .map_err(|e: self::error::ConversionError| <D::Error as ::serde::de::Error>::custom(e.to_string()))
+        }
+    }
     ///`BatchCreateUserResult`
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct BatchCreateUserResult {
@@ -204,6 +486,53 @@ pub mod types {
     impl BatchItemError {
         pub fn builder() -> builder::BatchItemError {
             Default::default()
+        }
+    }
+    ///`CancelAdminTask200Body`
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct CancelAdminTask200Body {
+        ///响应码(0 表示成功)
+        pub code: CancelAdminTask200BodyCode,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub data: ::std::option::Option<AdminTaskSummary>,
+        ///响应消息
+        pub msg: ::std::string::String,
+        ///响应时间戳(ISO 8601 格式)
+        pub timestamp: ::chrono::DateTime<::chrono::offset::Utc>,
+    }
+    impl CancelAdminTask200Body {
+        pub fn builder() -> builder::CancelAdminTask200Body {
+            Default::default()
+        }
+    }
+    ///响应码(0 表示成功)
+    #[derive(::serde::Serialize, Clone, Debug, PartialEq)]
+    #[serde(transparent)]
+    pub struct CancelAdminTask200BodyCode(i64);
+    impl ::std::ops::Deref for CancelAdminTask200BodyCode {
+        type Target = i64;
+        fn deref(&self) -> &i64 {
+            &self.0
+        }
+    }
+    impl ::std::convert::From<CancelAdminTask200BodyCode> for i64 {
+        fn from(value: CancelAdminTask200BodyCode) -> Self {
+            value.0
+        }
+    }
+    impl ::std::convert::TryFrom<i64> for CancelAdminTask200BodyCode {
+        type Error = self::error::ConversionError;
+        fn try_from(value: i64) -> ::std::result::Result<Self, self::error::ConversionError> {
+            if ![0_i64].contains(&value) { Err("invalid value".into()) } else { Ok(Self(value)) }
+        }
+    }
+    impl<'de> ::serde::Deserialize<'de> for CancelAdminTask200BodyCode {
+        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+        where
+            D: ::serde::Deserializer<'de>,
+        {
+            Self::try_from(<i64>::deserialize(deserializer)?)
+                .map_err(|e| <D::Error as ::serde::de::Error>::custom(e.to_string()))
         }
     }
     ///`CreateUser200Body`
@@ -705,6 +1034,100 @@ pub mod types {
             Default::default()
         }
     }
+    ///`GetAdminTask200Body`
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct GetAdminTask200Body {
+        ///响应码(0 表示成功)
+        pub code: GetAdminTask200BodyCode,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub data: ::std::option::Option<AdminTask>,
+        ///响应消息
+        pub msg: ::std::string::String,
+        ///响应时间戳(ISO 8601 格式)
+        pub timestamp: ::chrono::DateTime<::chrono::offset::Utc>,
+    }
+    impl GetAdminTask200Body {
+        pub fn builder() -> builder::GetAdminTask200Body {
+            Default::default()
+        }
+    }
+    ///响应码(0 表示成功)
+    #[derive(::serde::Serialize, Clone, Debug, PartialEq)]
+    #[serde(transparent)]
+    pub struct GetAdminTask200BodyCode(i64);
+    impl ::std::ops::Deref for GetAdminTask200BodyCode {
+        type Target = i64;
+        fn deref(&self) -> &i64 {
+            &self.0
+        }
+    }
+    impl ::std::convert::From<GetAdminTask200BodyCode> for i64 {
+        fn from(value: GetAdminTask200BodyCode) -> Self {
+            value.0
+        }
+    }
+    impl ::std::convert::TryFrom<i64> for GetAdminTask200BodyCode {
+        type Error = self::error::ConversionError;
+        fn try_from(value: i64) -> ::std::result::Result<Self, self::error::ConversionError> {
+            if ![0_i64].contains(&value) { Err("invalid value".into()) } else { Ok(Self(value)) }
+        }
+    }
+    impl<'de> ::serde::Deserialize<'de> for GetAdminTask200BodyCode {
+        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+        where
+            D: ::serde::Deserializer<'de>,
+        {
+            Self::try_from(<i64>::deserialize(deserializer)?)
+                .map_err(|e| <D::Error as ::serde::de::Error>::custom(e.to_string()))
+        }
+    }
+    ///`GetQueueStats200Body`
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct GetQueueStats200Body {
+        ///响应码(0 表示成功)
+        pub code: GetQueueStats200BodyCode,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub data: ::std::option::Option<AdminQueueStats>,
+        ///响应消息
+        pub msg: ::std::string::String,
+        ///响应时间戳(ISO 8601 格式)
+        pub timestamp: ::chrono::DateTime<::chrono::offset::Utc>,
+    }
+    impl GetQueueStats200Body {
+        pub fn builder() -> builder::GetQueueStats200Body {
+            Default::default()
+        }
+    }
+    ///响应码(0 表示成功)
+    #[derive(::serde::Serialize, Clone, Debug, PartialEq)]
+    #[serde(transparent)]
+    pub struct GetQueueStats200BodyCode(i64);
+    impl ::std::ops::Deref for GetQueueStats200BodyCode {
+        type Target = i64;
+        fn deref(&self) -> &i64 {
+            &self.0
+        }
+    }
+    impl ::std::convert::From<GetQueueStats200BodyCode> for i64 {
+        fn from(value: GetQueueStats200BodyCode) -> Self {
+            value.0
+        }
+    }
+    impl ::std::convert::TryFrom<i64> for GetQueueStats200BodyCode {
+        type Error = self::error::ConversionError;
+        fn try_from(value: i64) -> ::std::result::Result<Self, self::error::ConversionError> {
+            if ![0_i64].contains(&value) { Err("invalid value".into()) } else { Ok(Self(value)) }
+        }
+    }
+    impl<'de> ::serde::Deserialize<'de> for GetQueueStats200BodyCode {
+        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+        where
+            D: ::serde::Deserializer<'de>,
+        {
+            Self::try_from(<i64>::deserialize(deserializer)?)
+                .map_err(|e| <D::Error as ::serde::de::Error>::custom(e.to_string()))
+        }
+    }
     ///`GetTask200Body`
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct GetTask200Body {
@@ -957,6 +1380,144 @@ pub mod types {
         }
     }
     impl ::std::convert::TryFrom<::std::string::String> for HealthOk {
+        type Error = self::error::ConversionError;
+        fn try_from(value: ::std::string::String) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    ///`ListAdminTasks200Body`
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct ListAdminTasks200Body {
+        ///响应码(0 表示成功)
+        pub code: ListAdminTasks200BodyCode,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub data: ::std::option::Option<AdminTaskPage>,
+        ///响应消息
+        pub msg: ::std::string::String,
+        ///响应时间戳(ISO 8601 格式)
+        pub timestamp: ::chrono::DateTime<::chrono::offset::Utc>,
+    }
+    impl ListAdminTasks200Body {
+        pub fn builder() -> builder::ListAdminTasks200Body {
+            Default::default()
+        }
+    }
+    ///响应码(0 表示成功)
+    #[derive(::serde::Serialize, Clone, Debug, PartialEq)]
+    #[serde(transparent)]
+    pub struct ListAdminTasks200BodyCode(i64);
+    impl ::std::ops::Deref for ListAdminTasks200BodyCode {
+        type Target = i64;
+        fn deref(&self) -> &i64 {
+            &self.0
+        }
+    }
+    impl ::std::convert::From<ListAdminTasks200BodyCode> for i64 {
+        fn from(value: ListAdminTasks200BodyCode) -> Self {
+            value.0
+        }
+    }
+    impl ::std::convert::TryFrom<i64> for ListAdminTasks200BodyCode {
+        type Error = self::error::ConversionError;
+        fn try_from(value: i64) -> ::std::result::Result<Self, self::error::ConversionError> {
+            if ![0_i64].contains(&value) { Err("invalid value".into()) } else { Ok(Self(value)) }
+        }
+    }
+    impl<'de> ::serde::Deserialize<'de> for ListAdminTasks200BodyCode {
+        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+        where
+            D: ::serde::Deserializer<'de>,
+        {
+            Self::try_from(<i64>::deserialize(deserializer)?)
+                .map_err(|e| <D::Error as ::serde::de::Error>::custom(e.to_string()))
+        }
+    }
+    ///`ListAdminTasksCursor`
+    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+    #[serde(transparent)]
+    pub struct ListAdminTasksCursor(::std::string::String);
+    impl ::std::ops::Deref for ListAdminTasksCursor {
+        type Target = ::std::string::String;
+        fn deref(&self) -> &::std::string::String {
+            &self.0
+        }
+    }
+    impl ::std::convert::From<ListAdminTasksCursor> for ::std::string::String {
+        fn from(value: ListAdminTasksCursor) -> Self {
+            value.0
+        }
+    }
+    impl ::std::str::FromStr for ListAdminTasksCursor {
+        type Err = self::error::ConversionError;
+        fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+            if value.chars().count() > 200usize {
+                return Err("longer than 200 characters".into());
+            }
+            if value.chars().count() < 1usize {
+                return Err("shorter than 1 characters".into());
+            }
+            Ok(Self(value.to_string()))
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for ListAdminTasksCursor {
+        type Error = self::error::ConversionError;
+        fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for ListAdminTasksCursor {
+        type Error = self::error::ConversionError;
+        fn try_from(value: ::std::string::String) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl<'de> ::serde::Deserialize<'de> for ListAdminTasksCursor {
+        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+        where
+            D: ::serde::Deserializer<'de>,
+        {
+            ::std::string::String::deserialize(deserializer)?
+                .parse()
+                .map_err(|e: self::error::ConversionError| <D::Error as ::serde::de::Error>::custom(e.to_string()))
+        }
+    }
+    ///`ListAdminTasksPriority`
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+    pub enum ListAdminTasksPriority {
+        #[serde(rename = "critical")]
+        Critical,
+        #[serde(rename = "default")]
+        Default,
+        #[serde(rename = "low")]
+        Low,
+    }
+    impl ::std::fmt::Display for ListAdminTasksPriority {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            match *self {
+                Self::Critical => f.write_str("critical"),
+                Self::Default => f.write_str("default"),
+                Self::Low => f.write_str("low"),
+            }
+        }
+    }
+    impl ::std::str::FromStr for ListAdminTasksPriority {
+        type Err = self::error::ConversionError;
+        fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+            match value {
+                "critical" => Ok(Self::Critical),
+                "default" => Ok(Self::Default),
+                "low" => Ok(Self::Low),
+                _ => Err("invalid value".into()),
+            }
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for ListAdminTasksPriority {
+        type Error = self::error::ConversionError;
+        fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for ListAdminTasksPriority {
         type Error = self::error::ConversionError;
         fn try_from(value: ::std::string::String) -> ::std::result::Result<Self, self::error::ConversionError> {
             value.parse()
@@ -1225,6 +1786,95 @@ pub mod types {
                 .map_err(|e: self::error::ConversionError| <D::Error as ::serde::de::Error>::custom(e.to_string()))
         }
     }
+    ///`PauseQueue200Body`
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct PauseQueue200Body {
+        ///响应码(0 表示成功)
+        pub code: PauseQueue200BodyCode,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub data: ::std::option::Option<AdminQueue>,
+        ///响应消息
+        pub msg: ::std::string::String,
+        ///响应时间戳(ISO 8601 格式)
+        pub timestamp: ::chrono::DateTime<::chrono::offset::Utc>,
+    }
+    impl PauseQueue200Body {
+        pub fn builder() -> builder::PauseQueue200Body {
+            Default::default()
+        }
+    }
+    ///响应码(0 表示成功)
+    #[derive(::serde::Serialize, Clone, Debug, PartialEq)]
+    #[serde(transparent)]
+    pub struct PauseQueue200BodyCode(i64);
+    impl ::std::ops::Deref for PauseQueue200BodyCode {
+        type Target = i64;
+        fn deref(&self) -> &i64 {
+            &self.0
+        }
+    }
+    impl ::std::convert::From<PauseQueue200BodyCode> for i64 {
+        fn from(value: PauseQueue200BodyCode) -> Self {
+            value.0
+        }
+    }
+    impl ::std::convert::TryFrom<i64> for PauseQueue200BodyCode {
+        type Error = self::error::ConversionError;
+        fn try_from(value: i64) -> ::std::result::Result<Self, self::error::ConversionError> {
+            if ![0_i64].contains(&value) { Err("invalid value".into()) } else { Ok(Self(value)) }
+        }
+    }
+    impl<'de> ::serde::Deserialize<'de> for PauseQueue200BodyCode {
+        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+        where
+            D: ::serde::Deserializer<'de>,
+        {
+            Self::try_from(<i64>::deserialize(deserializer)?)
+                .map_err(|e| <D::Error as ::serde::de::Error>::custom(e.to_string()))
+        }
+    }
+    ///`PauseQueuePriority`
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+    pub enum PauseQueuePriority {
+        #[serde(rename = "critical")]
+        Critical,
+        #[serde(rename = "default")]
+        Default,
+        #[serde(rename = "low")]
+        Low,
+    }
+    impl ::std::fmt::Display for PauseQueuePriority {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            match *self {
+                Self::Critical => f.write_str("critical"),
+                Self::Default => f.write_str("default"),
+                Self::Low => f.write_str("low"),
+            }
+        }
+    }
+    impl ::std::str::FromStr for PauseQueuePriority {
+        type Err = self::error::ConversionError;
+        fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+            match value {
+                "critical" => Ok(Self::Critical),
+                "default" => Ok(Self::Default),
+                "low" => Ok(Self::Low),
+                _ => Err("invalid value".into()),
+            }
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for PauseQueuePriority {
+        type Error = self::error::ConversionError;
+        fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for PauseQueuePriority {
+        type Error = self::error::ConversionError;
+        fn try_from(value: ::std::string::String) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
     ///One PostgreSQL read replica as the server's last lag check found it.
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct ReplicaHealth {
@@ -1287,6 +1937,142 @@ pub mod types {
         type Error = self::error::ConversionError;
         fn try_from(value: ::std::string::String) -> ::std::result::Result<Self, self::error::ConversionError> {
             value.parse()
+        }
+    }
+    ///`ResumeQueue200Body`
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct ResumeQueue200Body {
+        ///响应码(0 表示成功)
+        pub code: ResumeQueue200BodyCode,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub data: ::std::option::Option<AdminQueue>,
+        ///响应消息
+        pub msg: ::std::string::String,
+        ///响应时间戳(ISO 8601 格式)
+        pub timestamp: ::chrono::DateTime<::chrono::offset::Utc>,
+    }
+    impl ResumeQueue200Body {
+        pub fn builder() -> builder::ResumeQueue200Body {
+            Default::default()
+        }
+    }
+    ///响应码(0 表示成功)
+    #[derive(::serde::Serialize, Clone, Debug, PartialEq)]
+    #[serde(transparent)]
+    pub struct ResumeQueue200BodyCode(i64);
+    impl ::std::ops::Deref for ResumeQueue200BodyCode {
+        type Target = i64;
+        fn deref(&self) -> &i64 {
+            &self.0
+        }
+    }
+    impl ::std::convert::From<ResumeQueue200BodyCode> for i64 {
+        fn from(value: ResumeQueue200BodyCode) -> Self {
+            value.0
+        }
+    }
+    impl ::std::convert::TryFrom<i64> for ResumeQueue200BodyCode {
+        type Error = self::error::ConversionError;
+        fn try_from(value: i64) -> ::std::result::Result<Self, self::error::ConversionError> {
+            if ![0_i64].contains(&value) { Err("invalid value".into()) } else { Ok(Self(value)) }
+        }
+    }
+    impl<'de> ::serde::Deserialize<'de> for ResumeQueue200BodyCode {
+        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+        where
+            D: ::serde::Deserializer<'de>,
+        {
+            Self::try_from(<i64>::deserialize(deserializer)?)
+                .map_err(|e| <D::Error as ::serde::de::Error>::custom(e.to_string()))
+        }
+    }
+    ///`ResumeQueuePriority`
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+    pub enum ResumeQueuePriority {
+        #[serde(rename = "critical")]
+        Critical,
+        #[serde(rename = "default")]
+        Default,
+        #[serde(rename = "low")]
+        Low,
+    }
+    impl ::std::fmt::Display for ResumeQueuePriority {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            match *self {
+                Self::Critical => f.write_str("critical"),
+                Self::Default => f.write_str("default"),
+                Self::Low => f.write_str("low"),
+            }
+        }
+    }
+    impl ::std::str::FromStr for ResumeQueuePriority {
+        type Err = self::error::ConversionError;
+        fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+            match value {
+                "critical" => Ok(Self::Critical),
+                "default" => Ok(Self::Default),
+                "low" => Ok(Self::Low),
+                _ => Err("invalid value".into()),
+            }
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for ResumeQueuePriority {
+        type Error = self::error::ConversionError;
+        fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for ResumeQueuePriority {
+        type Error = self::error::ConversionError;
+        fn try_from(value: ::std::string::String) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    ///`RetryAdminTask200Body`
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct RetryAdminTask200Body {
+        ///响应码(0 表示成功)
+        pub code: RetryAdminTask200BodyCode,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub data: ::std::option::Option<AdminTaskSummary>,
+        ///响应消息
+        pub msg: ::std::string::String,
+        ///响应时间戳(ISO 8601 格式)
+        pub timestamp: ::chrono::DateTime<::chrono::offset::Utc>,
+    }
+    impl RetryAdminTask200Body {
+        pub fn builder() -> builder::RetryAdminTask200Body {
+            Default::default()
+        }
+    }
+    ///响应码(0 表示成功)
+    #[derive(::serde::Serialize, Clone, Debug, PartialEq)]
+    #[serde(transparent)]
+    pub struct RetryAdminTask200BodyCode(i64);
+    impl ::std::ops::Deref for RetryAdminTask200BodyCode {
+        type Target = i64;
+        fn deref(&self) -> &i64 {
+            &self.0
+        }
+    }
+    impl ::std::convert::From<RetryAdminTask200BodyCode> for i64 {
+        fn from(value: RetryAdminTask200BodyCode) -> Self {
+            value.0
+        }
+    }
+    impl ::std::convert::TryFrom<i64> for RetryAdminTask200BodyCode {
+        type Error = self::error::ConversionError;
+        fn try_from(value: i64) -> ::std::result::Result<Self, self::error::ConversionError> {
+            if ![0_i64].contains(&value) { Err("invalid value".into()) } else { Ok(Self(value)) }
+        }
+    }
+    impl<'de> ::serde::Deserialize<'de> for RetryAdminTask200BodyCode {
+        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+        where
+            D: ::serde::Deserializer<'de>,
+        {
+            Self::try_from(<i64>::deserialize(deserializer)?)
+                .map_err(|e| <D::Error as ::serde::de::Error>::custom(e.to_string()))
         }
     }
     ///`SubmitEmailTask200Body`
@@ -1756,7 +2542,7 @@ pub mod types {
             value.parse()
         }
     }
-    ///任务状态(dead 表示重试耗尽或永久失败)
+    ///`TaskState`
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
     pub enum TaskState {
         #[serde(rename = "pending")]
@@ -2366,6 +3152,509 @@ pub mod types {
     /// Types for composing complex structures.
     pub mod builder {
         #[derive(Clone, Debug)]
+        pub struct AdminQueue {
+            paused: ::std::result::Result<bool, ::std::string::String>,
+            pending: ::std::result::Result<i64, ::std::string::String>,
+            priority: ::std::result::Result<super::AdminQueuePriority, ::std::string::String>,
+        }
+        impl ::std::default::Default for AdminQueue {
+            fn default() -> Self {
+                Self {
+                    paused: Err("no value supplied for paused".to_string()),
+                    pending: Err("no value supplied for pending".to_string()),
+                    priority: Err("no value supplied for priority".to_string()),
+                }
+            }
+        }
+        impl AdminQueue {
+            pub fn paused<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<bool>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.paused = value.try_into().map_err(|e| format!("error converting supplied value for paused: {e}"));
+                self
+            }
+            pub fn pending<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<i64>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.pending =
+                    value.try_into().map_err(|e| format!("error converting supplied value for pending: {e}"));
+                self
+            }
+            pub fn priority<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::AdminQueuePriority>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.priority =
+                    value.try_into().map_err(|e| format!("error converting supplied value for priority: {e}"));
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<AdminQueue> for super::AdminQueue {
+            type Error = super::error::ConversionError;
+            fn try_from(value: AdminQueue) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self { paused: value.paused?, pending: value.pending?, priority: value.priority? })
+            }
+        }
+        impl ::std::convert::From<super::AdminQueue> for AdminQueue {
+            fn from(value: super::AdminQueue) -> Self {
+                Self { paused: Ok(value.paused), pending: Ok(value.pending), priority: Ok(value.priority) }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct AdminQueueStats {
+            active: ::std::result::Result<i64, ::std::string::String>,
+            completed: ::std::result::Result<i64, ::std::string::String>,
+            dead: ::std::result::Result<i64, ::std::string::String>,
+            oldest_pending_age_ms: ::std::result::Result<i64, ::std::string::String>,
+            queues: ::std::result::Result<[super::AdminQueue; 3usize], ::std::string::String>,
+            retry: ::std::result::Result<i64, ::std::string::String>,
+            sampled_at: ::std::result::Result<::chrono::DateTime<::chrono::offset::Utc>, ::std::string::String>,
+            scheduled: ::std::result::Result<i64, ::std::string::String>,
+            totals: ::std::result::Result<super::AdminQueueTotals, ::std::string::String>,
+        }
+        impl ::std::default::Default for AdminQueueStats {
+            fn default() -> Self {
+                Self {
+                    active: Err("no value supplied for active".to_string()),
+                    completed: Err("no value supplied for completed".to_string()),
+                    dead: Err("no value supplied for dead".to_string()),
+                    oldest_pending_age_ms: Err("no value supplied for oldest_pending_age_ms".to_string()),
+                    queues: Err("no value supplied for queues".to_string()),
+                    retry: Err("no value supplied for retry".to_string()),
+                    sampled_at: Err("no value supplied for sampled_at".to_string()),
+                    scheduled: Err("no value supplied for scheduled".to_string()),
+                    totals: Err("no value supplied for totals".to_string()),
+                }
+            }
+        }
+        impl AdminQueueStats {
+            pub fn active<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<i64>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.active = value.try_into().map_err(|e| format!("error converting supplied value for active: {e}"));
+                self
+            }
+            pub fn completed<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<i64>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.completed =
+                    value.try_into().map_err(|e| format!("error converting supplied value for completed: {e}"));
+                self
+            }
+            pub fn dead<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<i64>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.dead = value.try_into().map_err(|e| format!("error converting supplied value for dead: {e}"));
+                self
+            }
+            pub fn oldest_pending_age_ms<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<i64>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.oldest_pending_age_ms = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for oldest_pending_age_ms: {e}"));
+                self
+            }
+            pub fn queues<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<[super::AdminQueue; 3usize]>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.queues = value.try_into().map_err(|e| format!("error converting supplied value for queues: {e}"));
+                self
+            }
+            pub fn retry<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<i64>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.retry = value.try_into().map_err(|e| format!("error converting supplied value for retry: {e}"));
+                self
+            }
+            pub fn sampled_at<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::chrono::DateTime<::chrono::offset::Utc>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.sampled_at =
+                    value.try_into().map_err(|e| format!("error converting supplied value for sampled_at: {e}"));
+                self
+            }
+            pub fn scheduled<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<i64>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.scheduled =
+                    value.try_into().map_err(|e| format!("error converting supplied value for scheduled: {e}"));
+                self
+            }
+            pub fn totals<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::AdminQueueTotals>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.totals = value.try_into().map_err(|e| format!("error converting supplied value for totals: {e}"));
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<AdminQueueStats> for super::AdminQueueStats {
+            type Error = super::error::ConversionError;
+            fn try_from(value: AdminQueueStats) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    active: value.active?,
+                    completed: value.completed?,
+                    dead: value.dead?,
+                    oldest_pending_age_ms: value.oldest_pending_age_ms?,
+                    queues: value.queues?,
+                    retry: value.retry?,
+                    sampled_at: value.sampled_at?,
+                    scheduled: value.scheduled?,
+                    totals: value.totals?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::AdminQueueStats> for AdminQueueStats {
+            fn from(value: super::AdminQueueStats) -> Self {
+                Self {
+                    active: Ok(value.active),
+                    completed: Ok(value.completed),
+                    dead: Ok(value.dead),
+                    oldest_pending_age_ms: Ok(value.oldest_pending_age_ms),
+                    queues: Ok(value.queues),
+                    retry: Ok(value.retry),
+                    sampled_at: Ok(value.sampled_at),
+                    scheduled: Ok(value.scheduled),
+                    totals: Ok(value.totals),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct AdminQueueTotals {
+            completed: ::std::result::Result<i64, ::std::string::String>,
+            dead: ::std::result::Result<i64, ::std::string::String>,
+            failed: ::std::result::Result<i64, ::std::string::String>,
+            unstarted: ::std::result::Result<i64, ::std::string::String>,
+        }
+        impl ::std::default::Default for AdminQueueTotals {
+            fn default() -> Self {
+                Self {
+                    completed: Err("no value supplied for completed".to_string()),
+                    dead: Err("no value supplied for dead".to_string()),
+                    failed: Err("no value supplied for failed".to_string()),
+                    unstarted: Err("no value supplied for unstarted".to_string()),
+                }
+            }
+        }
+        impl AdminQueueTotals {
+            pub fn completed<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<i64>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.completed =
+                    value.try_into().map_err(|e| format!("error converting supplied value for completed: {e}"));
+                self
+            }
+            pub fn dead<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<i64>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.dead = value.try_into().map_err(|e| format!("error converting supplied value for dead: {e}"));
+                self
+            }
+            pub fn failed<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<i64>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.failed = value.try_into().map_err(|e| format!("error converting supplied value for failed: {e}"));
+                self
+            }
+            pub fn unstarted<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<i64>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.unstarted =
+                    value.try_into().map_err(|e| format!("error converting supplied value for unstarted: {e}"));
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<AdminQueueTotals> for super::AdminQueueTotals {
+            type Error = super::error::ConversionError;
+            fn try_from(value: AdminQueueTotals) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    completed: value.completed?,
+                    dead: value.dead?,
+                    failed: value.failed?,
+                    unstarted: value.unstarted?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::AdminQueueTotals> for AdminQueueTotals {
+            fn from(value: super::AdminQueueTotals) -> Self {
+                Self {
+                    completed: Ok(value.completed),
+                    dead: Ok(value.dead),
+                    failed: Ok(value.failed),
+                    unstarted: Ok(value.unstarted),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct AdminTask {
+            payload: ::std::result::Result<
+                ::std::option::Option<::serde_json::Map<::std::string::String, ::serde_json::Value>>,
+                ::std::string::String,
+            >,
+            redacted: ::std::result::Result<::std::vec::Vec<::std::string::String>, ::std::string::String>,
+            task: ::std::result::Result<super::TaskStatusResponse, ::std::string::String>,
+        }
+        impl ::std::default::Default for AdminTask {
+            fn default() -> Self {
+                Self {
+                    payload: Ok(Default::default()),
+                    redacted: Err("no value supplied for redacted".to_string()),
+                    task: Err("no value supplied for task".to_string()),
+                }
+            }
+        }
+        impl AdminTask {
+            pub fn payload<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<
+                        ::std::option::Option<::serde_json::Map<::std::string::String, ::serde_json::Value>>,
+                    >,
+                T::Error: ::std::fmt::Display,
+            {
+                self.payload =
+                    value.try_into().map_err(|e| format!("error converting supplied value for payload: {e}"));
+                self
+            }
+            pub fn redacted<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.redacted =
+                    value.try_into().map_err(|e| format!("error converting supplied value for redacted: {e}"));
+                self
+            }
+            pub fn task<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::TaskStatusResponse>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.task = value.try_into().map_err(|e| format!("error converting supplied value for task: {e}"));
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<AdminTask> for super::AdminTask {
+            type Error = super::error::ConversionError;
+            fn try_from(value: AdminTask) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self { payload: value.payload?, redacted: value.redacted?, task: value.task? })
+            }
+        }
+        impl ::std::convert::From<super::AdminTask> for AdminTask {
+            fn from(value: super::AdminTask) -> Self {
+                Self { payload: Ok(value.payload), redacted: Ok(value.redacted), task: Ok(value.task) }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct AdminTaskPage {
+            next_cursor:
+                ::std::result::Result<::std::option::Option<super::AdminTaskPageNextCursor>, ::std::string::String>,
+            tasks: ::std::result::Result<::std::vec::Vec<super::AdminTaskSummary>, ::std::string::String>,
+            total: ::std::result::Result<i64, ::std::string::String>,
+        }
+        impl ::std::default::Default for AdminTaskPage {
+            fn default() -> Self {
+                Self {
+                    next_cursor: Ok(Default::default()),
+                    tasks: Err("no value supplied for tasks".to_string()),
+                    total: Err("no value supplied for total".to_string()),
+                }
+            }
+        }
+        impl AdminTaskPage {
+            pub fn next_cursor<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<super::AdminTaskPageNextCursor>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.next_cursor =
+                    value.try_into().map_err(|e| format!("error converting supplied value for next_cursor: {e}"));
+                self
+            }
+            pub fn tasks<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<super::AdminTaskSummary>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.tasks = value.try_into().map_err(|e| format!("error converting supplied value for tasks: {e}"));
+                self
+            }
+            pub fn total<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<i64>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.total = value.try_into().map_err(|e| format!("error converting supplied value for total: {e}"));
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<AdminTaskPage> for super::AdminTaskPage {
+            type Error = super::error::ConversionError;
+            fn try_from(value: AdminTaskPage) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self { next_cursor: value.next_cursor?, tasks: value.tasks?, total: value.total? })
+            }
+        }
+        impl ::std::convert::From<super::AdminTaskPage> for AdminTaskPage {
+            fn from(value: super::AdminTaskPage) -> Self {
+                Self { next_cursor: Ok(value.next_cursor), tasks: Ok(value.tasks), total: Ok(value.total) }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct AdminTaskSummary {
+            attempts: ::std::result::Result<u64, ::std::string::String>,
+            created_at: ::std::result::Result<::chrono::DateTime<::chrono::offset::Utc>, ::std::string::String>,
+            last_error: ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
+            queue: ::std::result::Result<super::AdminTaskSummaryQueue, ::std::string::String>,
+            state: ::std::result::Result<super::TaskState, ::std::string::String>,
+            task_id: ::std::result::Result<::uuid::Uuid, ::std::string::String>,
+            type_: ::std::result::Result<super::AdminTaskSummaryType, ::std::string::String>,
+            updated_at: ::std::result::Result<::chrono::DateTime<::chrono::offset::Utc>, ::std::string::String>,
+        }
+        impl ::std::default::Default for AdminTaskSummary {
+            fn default() -> Self {
+                Self {
+                    attempts: Err("no value supplied for attempts".to_string()),
+                    created_at: Err("no value supplied for created_at".to_string()),
+                    last_error: Ok(Default::default()),
+                    queue: Err("no value supplied for queue".to_string()),
+                    state: Err("no value supplied for state".to_string()),
+                    task_id: Err("no value supplied for task_id".to_string()),
+                    type_: Err("no value supplied for type_".to_string()),
+                    updated_at: Err("no value supplied for updated_at".to_string()),
+                }
+            }
+        }
+        impl AdminTaskSummary {
+            pub fn attempts<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<u64>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.attempts =
+                    value.try_into().map_err(|e| format!("error converting supplied value for attempts: {e}"));
+                self
+            }
+            pub fn created_at<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::chrono::DateTime<::chrono::offset::Utc>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.created_at =
+                    value.try_into().map_err(|e| format!("error converting supplied value for created_at: {e}"));
+                self
+            }
+            pub fn last_error<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.last_error =
+                    value.try_into().map_err(|e| format!("error converting supplied value for last_error: {e}"));
+                self
+            }
+            pub fn queue<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::AdminTaskSummaryQueue>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.queue = value.try_into().map_err(|e| format!("error converting supplied value for queue: {e}"));
+                self
+            }
+            pub fn state<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::TaskState>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.state = value.try_into().map_err(|e| format!("error converting supplied value for state: {e}"));
+                self
+            }
+            pub fn task_id<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::uuid::Uuid>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.task_id =
+                    value.try_into().map_err(|e| format!("error converting supplied value for task_id: {e}"));
+                self
+            }
+            pub fn type_<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::AdminTaskSummaryType>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.type_ = value.try_into().map_err(|e| format!("error converting supplied value for type_: {e}"));
+                self
+            }
+            pub fn updated_at<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::chrono::DateTime<::chrono::offset::Utc>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.updated_at =
+                    value.try_into().map_err(|e| format!("error converting supplied value for updated_at: {e}"));
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<AdminTaskSummary> for super::AdminTaskSummary {
+            type Error = super::error::ConversionError;
+            fn try_from(value: AdminTaskSummary) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    attempts: value.attempts?,
+                    created_at: value.created_at?,
+                    last_error: value.last_error?,
+                    queue: value.queue?,
+                    state: value.state?,
+                    task_id: value.task_id?,
+                    type_: value.type_?,
+                    updated_at: value.updated_at?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::AdminTaskSummary> for AdminTaskSummary {
+            fn from(value: super::AdminTaskSummary) -> Self {
+                Self {
+                    attempts: Ok(value.attempts),
+                    created_at: Ok(value.created_at),
+                    last_error: Ok(value.last_error),
+                    queue: Ok(value.queue),
+                    state: Ok(value.state),
+                    task_id: Ok(value.task_id),
+                    type_: Ok(value.type_),
+                    updated_at: Ok(value.updated_at),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
         pub struct BatchCreateUserResult {
             error: ::std::result::Result<::std::option::Option<super::BatchItemError>, ::std::string::String>,
             index: ::std::result::Result<i64, ::std::string::String>,
@@ -2773,6 +4062,69 @@ pub mod types {
             }
         }
         #[derive(Clone, Debug)]
+        pub struct CancelAdminTask200Body {
+            code: ::std::result::Result<super::CancelAdminTask200BodyCode, ::std::string::String>,
+            data: ::std::result::Result<::std::option::Option<super::AdminTaskSummary>, ::std::string::String>,
+            msg: ::std::result::Result<::std::string::String, ::std::string::String>,
+            timestamp: ::std::result::Result<::chrono::DateTime<::chrono::offset::Utc>, ::std::string::String>,
+        }
+        impl ::std::default::Default for CancelAdminTask200Body {
+            fn default() -> Self {
+                Self {
+                    code: Err("no value supplied for code".to_string()),
+                    data: Ok(Default::default()),
+                    msg: Err("no value supplied for msg".to_string()),
+                    timestamp: Err("no value supplied for timestamp".to_string()),
+                }
+            }
+        }
+        impl CancelAdminTask200Body {
+            pub fn code<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::CancelAdminTask200BodyCode>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.code = value.try_into().map_err(|e| format!("error converting supplied value for code: {e}"));
+                self
+            }
+            pub fn data<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<super::AdminTaskSummary>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.data = value.try_into().map_err(|e| format!("error converting supplied value for data: {e}"));
+                self
+            }
+            pub fn msg<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.msg = value.try_into().map_err(|e| format!("error converting supplied value for msg: {e}"));
+                self
+            }
+            pub fn timestamp<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::chrono::DateTime<::chrono::offset::Utc>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.timestamp =
+                    value.try_into().map_err(|e| format!("error converting supplied value for timestamp: {e}"));
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<CancelAdminTask200Body> for super::CancelAdminTask200Body {
+            type Error = super::error::ConversionError;
+            fn try_from(value: CancelAdminTask200Body) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self { code: value.code?, data: value.data?, msg: value.msg?, timestamp: value.timestamp? })
+            }
+        }
+        impl ::std::convert::From<super::CancelAdminTask200Body> for CancelAdminTask200Body {
+            fn from(value: super::CancelAdminTask200Body) -> Self {
+                Self { code: Ok(value.code), data: Ok(value.data), msg: Ok(value.msg), timestamp: Ok(value.timestamp) }
+            }
+        }
+        #[derive(Clone, Debug)]
         pub struct CreateUser200Body {
             code: ::std::result::Result<super::CreateUser200BodyCode, ::std::string::String>,
             data: ::std::result::Result<::std::option::Option<super::UserResponse>, ::std::string::String>,
@@ -3104,6 +4456,132 @@ pub mod types {
             }
         }
         #[derive(Clone, Debug)]
+        pub struct GetAdminTask200Body {
+            code: ::std::result::Result<super::GetAdminTask200BodyCode, ::std::string::String>,
+            data: ::std::result::Result<::std::option::Option<super::AdminTask>, ::std::string::String>,
+            msg: ::std::result::Result<::std::string::String, ::std::string::String>,
+            timestamp: ::std::result::Result<::chrono::DateTime<::chrono::offset::Utc>, ::std::string::String>,
+        }
+        impl ::std::default::Default for GetAdminTask200Body {
+            fn default() -> Self {
+                Self {
+                    code: Err("no value supplied for code".to_string()),
+                    data: Ok(Default::default()),
+                    msg: Err("no value supplied for msg".to_string()),
+                    timestamp: Err("no value supplied for timestamp".to_string()),
+                }
+            }
+        }
+        impl GetAdminTask200Body {
+            pub fn code<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::GetAdminTask200BodyCode>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.code = value.try_into().map_err(|e| format!("error converting supplied value for code: {e}"));
+                self
+            }
+            pub fn data<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<super::AdminTask>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.data = value.try_into().map_err(|e| format!("error converting supplied value for data: {e}"));
+                self
+            }
+            pub fn msg<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.msg = value.try_into().map_err(|e| format!("error converting supplied value for msg: {e}"));
+                self
+            }
+            pub fn timestamp<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::chrono::DateTime<::chrono::offset::Utc>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.timestamp =
+                    value.try_into().map_err(|e| format!("error converting supplied value for timestamp: {e}"));
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<GetAdminTask200Body> for super::GetAdminTask200Body {
+            type Error = super::error::ConversionError;
+            fn try_from(value: GetAdminTask200Body) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self { code: value.code?, data: value.data?, msg: value.msg?, timestamp: value.timestamp? })
+            }
+        }
+        impl ::std::convert::From<super::GetAdminTask200Body> for GetAdminTask200Body {
+            fn from(value: super::GetAdminTask200Body) -> Self {
+                Self { code: Ok(value.code), data: Ok(value.data), msg: Ok(value.msg), timestamp: Ok(value.timestamp) }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct GetQueueStats200Body {
+            code: ::std::result::Result<super::GetQueueStats200BodyCode, ::std::string::String>,
+            data: ::std::result::Result<::std::option::Option<super::AdminQueueStats>, ::std::string::String>,
+            msg: ::std::result::Result<::std::string::String, ::std::string::String>,
+            timestamp: ::std::result::Result<::chrono::DateTime<::chrono::offset::Utc>, ::std::string::String>,
+        }
+        impl ::std::default::Default for GetQueueStats200Body {
+            fn default() -> Self {
+                Self {
+                    code: Err("no value supplied for code".to_string()),
+                    data: Ok(Default::default()),
+                    msg: Err("no value supplied for msg".to_string()),
+                    timestamp: Err("no value supplied for timestamp".to_string()),
+                }
+            }
+        }
+        impl GetQueueStats200Body {
+            pub fn code<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::GetQueueStats200BodyCode>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.code = value.try_into().map_err(|e| format!("error converting supplied value for code: {e}"));
+                self
+            }
+            pub fn data<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<super::AdminQueueStats>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.data = value.try_into().map_err(|e| format!("error converting supplied value for data: {e}"));
+                self
+            }
+            pub fn msg<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.msg = value.try_into().map_err(|e| format!("error converting supplied value for msg: {e}"));
+                self
+            }
+            pub fn timestamp<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::chrono::DateTime<::chrono::offset::Utc>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.timestamp =
+                    value.try_into().map_err(|e| format!("error converting supplied value for timestamp: {e}"));
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<GetQueueStats200Body> for super::GetQueueStats200Body {
+            type Error = super::error::ConversionError;
+            fn try_from(value: GetQueueStats200Body) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self { code: value.code?, data: value.data?, msg: value.msg?, timestamp: value.timestamp? })
+            }
+        }
+        impl ::std::convert::From<super::GetQueueStats200Body> for GetQueueStats200Body {
+            fn from(value: super::GetQueueStats200Body) -> Self {
+                Self { code: Ok(value.code), data: Ok(value.data), msg: Ok(value.msg), timestamp: Ok(value.timestamp) }
+            }
+        }
+        #[derive(Clone, Debug)]
         pub struct GetTask200Body {
             code: ::std::result::Result<super::GetTask200BodyCode, ::std::string::String>,
             data: ::std::result::Result<::std::option::Option<super::TaskStatusResponse>, ::std::string::String>,
@@ -3390,6 +4868,69 @@ pub mod types {
             }
         }
         #[derive(Clone, Debug)]
+        pub struct ListAdminTasks200Body {
+            code: ::std::result::Result<super::ListAdminTasks200BodyCode, ::std::string::String>,
+            data: ::std::result::Result<::std::option::Option<super::AdminTaskPage>, ::std::string::String>,
+            msg: ::std::result::Result<::std::string::String, ::std::string::String>,
+            timestamp: ::std::result::Result<::chrono::DateTime<::chrono::offset::Utc>, ::std::string::String>,
+        }
+        impl ::std::default::Default for ListAdminTasks200Body {
+            fn default() -> Self {
+                Self {
+                    code: Err("no value supplied for code".to_string()),
+                    data: Ok(Default::default()),
+                    msg: Err("no value supplied for msg".to_string()),
+                    timestamp: Err("no value supplied for timestamp".to_string()),
+                }
+            }
+        }
+        impl ListAdminTasks200Body {
+            pub fn code<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::ListAdminTasks200BodyCode>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.code = value.try_into().map_err(|e| format!("error converting supplied value for code: {e}"));
+                self
+            }
+            pub fn data<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<super::AdminTaskPage>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.data = value.try_into().map_err(|e| format!("error converting supplied value for data: {e}"));
+                self
+            }
+            pub fn msg<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.msg = value.try_into().map_err(|e| format!("error converting supplied value for msg: {e}"));
+                self
+            }
+            pub fn timestamp<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::chrono::DateTime<::chrono::offset::Utc>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.timestamp =
+                    value.try_into().map_err(|e| format!("error converting supplied value for timestamp: {e}"));
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<ListAdminTasks200Body> for super::ListAdminTasks200Body {
+            type Error = super::error::ConversionError;
+            fn try_from(value: ListAdminTasks200Body) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self { code: value.code?, data: value.data?, msg: value.msg?, timestamp: value.timestamp? })
+            }
+        }
+        impl ::std::convert::From<super::ListAdminTasks200Body> for ListAdminTasks200Body {
+            fn from(value: super::ListAdminTasks200Body) -> Self {
+                Self { code: Ok(value.code), data: Ok(value.data), msg: Ok(value.msg), timestamp: Ok(value.timestamp) }
+            }
+        }
+        #[derive(Clone, Debug)]
         pub struct ListUsers200Body {
             code: ::std::result::Result<super::ListUsers200BodyCode, ::std::string::String>,
             data: ::std::result::Result<::std::option::Option<super::ListUsersResponse>, ::std::string::String>,
@@ -3615,6 +5156,69 @@ pub mod types {
             }
         }
         #[derive(Clone, Debug)]
+        pub struct PauseQueue200Body {
+            code: ::std::result::Result<super::PauseQueue200BodyCode, ::std::string::String>,
+            data: ::std::result::Result<::std::option::Option<super::AdminQueue>, ::std::string::String>,
+            msg: ::std::result::Result<::std::string::String, ::std::string::String>,
+            timestamp: ::std::result::Result<::chrono::DateTime<::chrono::offset::Utc>, ::std::string::String>,
+        }
+        impl ::std::default::Default for PauseQueue200Body {
+            fn default() -> Self {
+                Self {
+                    code: Err("no value supplied for code".to_string()),
+                    data: Ok(Default::default()),
+                    msg: Err("no value supplied for msg".to_string()),
+                    timestamp: Err("no value supplied for timestamp".to_string()),
+                }
+            }
+        }
+        impl PauseQueue200Body {
+            pub fn code<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::PauseQueue200BodyCode>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.code = value.try_into().map_err(|e| format!("error converting supplied value for code: {e}"));
+                self
+            }
+            pub fn data<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<super::AdminQueue>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.data = value.try_into().map_err(|e| format!("error converting supplied value for data: {e}"));
+                self
+            }
+            pub fn msg<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.msg = value.try_into().map_err(|e| format!("error converting supplied value for msg: {e}"));
+                self
+            }
+            pub fn timestamp<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::chrono::DateTime<::chrono::offset::Utc>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.timestamp =
+                    value.try_into().map_err(|e| format!("error converting supplied value for timestamp: {e}"));
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<PauseQueue200Body> for super::PauseQueue200Body {
+            type Error = super::error::ConversionError;
+            fn try_from(value: PauseQueue200Body) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self { code: value.code?, data: value.data?, msg: value.msg?, timestamp: value.timestamp? })
+            }
+        }
+        impl ::std::convert::From<super::PauseQueue200Body> for PauseQueue200Body {
+            fn from(value: super::PauseQueue200Body) -> Self {
+                Self { code: Ok(value.code), data: Ok(value.data), msg: Ok(value.msg), timestamp: Ok(value.timestamp) }
+            }
+        }
+        #[derive(Clone, Debug)]
         pub struct ReplicaHealth {
             lag_ms: ::std::result::Result<::std::option::Option<i64>, ::std::string::String>,
             name: ::std::result::Result<::std::string::String, ::std::string::String>,
@@ -3664,6 +5268,132 @@ pub mod types {
         impl ::std::convert::From<super::ReplicaHealth> for ReplicaHealth {
             fn from(value: super::ReplicaHealth) -> Self {
                 Self { lag_ms: Ok(value.lag_ms), name: Ok(value.name), state: Ok(value.state) }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct ResumeQueue200Body {
+            code: ::std::result::Result<super::ResumeQueue200BodyCode, ::std::string::String>,
+            data: ::std::result::Result<::std::option::Option<super::AdminQueue>, ::std::string::String>,
+            msg: ::std::result::Result<::std::string::String, ::std::string::String>,
+            timestamp: ::std::result::Result<::chrono::DateTime<::chrono::offset::Utc>, ::std::string::String>,
+        }
+        impl ::std::default::Default for ResumeQueue200Body {
+            fn default() -> Self {
+                Self {
+                    code: Err("no value supplied for code".to_string()),
+                    data: Ok(Default::default()),
+                    msg: Err("no value supplied for msg".to_string()),
+                    timestamp: Err("no value supplied for timestamp".to_string()),
+                }
+            }
+        }
+        impl ResumeQueue200Body {
+            pub fn code<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::ResumeQueue200BodyCode>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.code = value.try_into().map_err(|e| format!("error converting supplied value for code: {e}"));
+                self
+            }
+            pub fn data<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<super::AdminQueue>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.data = value.try_into().map_err(|e| format!("error converting supplied value for data: {e}"));
+                self
+            }
+            pub fn msg<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.msg = value.try_into().map_err(|e| format!("error converting supplied value for msg: {e}"));
+                self
+            }
+            pub fn timestamp<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::chrono::DateTime<::chrono::offset::Utc>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.timestamp =
+                    value.try_into().map_err(|e| format!("error converting supplied value for timestamp: {e}"));
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<ResumeQueue200Body> for super::ResumeQueue200Body {
+            type Error = super::error::ConversionError;
+            fn try_from(value: ResumeQueue200Body) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self { code: value.code?, data: value.data?, msg: value.msg?, timestamp: value.timestamp? })
+            }
+        }
+        impl ::std::convert::From<super::ResumeQueue200Body> for ResumeQueue200Body {
+            fn from(value: super::ResumeQueue200Body) -> Self {
+                Self { code: Ok(value.code), data: Ok(value.data), msg: Ok(value.msg), timestamp: Ok(value.timestamp) }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct RetryAdminTask200Body {
+            code: ::std::result::Result<super::RetryAdminTask200BodyCode, ::std::string::String>,
+            data: ::std::result::Result<::std::option::Option<super::AdminTaskSummary>, ::std::string::String>,
+            msg: ::std::result::Result<::std::string::String, ::std::string::String>,
+            timestamp: ::std::result::Result<::chrono::DateTime<::chrono::offset::Utc>, ::std::string::String>,
+        }
+        impl ::std::default::Default for RetryAdminTask200Body {
+            fn default() -> Self {
+                Self {
+                    code: Err("no value supplied for code".to_string()),
+                    data: Ok(Default::default()),
+                    msg: Err("no value supplied for msg".to_string()),
+                    timestamp: Err("no value supplied for timestamp".to_string()),
+                }
+            }
+        }
+        impl RetryAdminTask200Body {
+            pub fn code<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::RetryAdminTask200BodyCode>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.code = value.try_into().map_err(|e| format!("error converting supplied value for code: {e}"));
+                self
+            }
+            pub fn data<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<super::AdminTaskSummary>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.data = value.try_into().map_err(|e| format!("error converting supplied value for data: {e}"));
+                self
+            }
+            pub fn msg<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.msg = value.try_into().map_err(|e| format!("error converting supplied value for msg: {e}"));
+                self
+            }
+            pub fn timestamp<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::chrono::DateTime<::chrono::offset::Utc>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.timestamp =
+                    value.try_into().map_err(|e| format!("error converting supplied value for timestamp: {e}"));
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<RetryAdminTask200Body> for super::RetryAdminTask200Body {
+            type Error = super::error::ConversionError;
+            fn try_from(value: RetryAdminTask200Body) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self { code: value.code?, data: value.data?, msg: value.msg?, timestamp: value.timestamp? })
+            }
+        }
+        impl ::std::convert::From<super::RetryAdminTask200Body> for RetryAdminTask200Body {
+            fn from(value: super::RetryAdminTask200Body) -> Self {
+                Self { code: Ok(value.code), data: Ok(value.data), msg: Ok(value.msg), timestamp: Ok(value.timestamp) }
             }
         }
         #[derive(Clone, Debug)]
@@ -5051,6 +6781,195 @@ impl Client {
     pub fn get_task(&self) -> builder::GetTask<'_> {
         builder::GetTask::new(self)
     }
+    /**Queue depth, states and throughput counters
+
+    One sample of the queue, read in one Redis script call: ready
+    tasks per priority (and whether it is paused), tasks per state,
+    and counters since the queue was created (completed tasks, failed
+    attempts, deaths, leases returned unstarted). Throughput is the
+    difference of two samples over their `sampled_at`; the dashboard
+    (`/admin`) polls this every 2 s and keeps the last 150 samples
+    client-side. Cost is constant, whatever the depth.
+
+
+    Sends a `GET` request to `/admin/queue/stats`
+
+    ```ignore
+    let response = client.get_queue_stats()
+        .send()
+        .await;
+    ```*/
+    pub fn get_queue_stats(&self) -> builder::GetQueueStats<'_> {
+        builder::GetQueueStats::new(self)
+    }
+    /**Tasks in one state, a page at a time
+
+    Tasks of one `state`, oldest first for `pending` (their priority's
+    FIFO order, critical then default then low) and by the state's
+    index otherwise (run time for `scheduled` and `retry`, lease
+    deadline for `active`, expiry for `completed`, death time for
+    `dead`). A page reads at most `limit` entries of the state's
+    index and their records, so its cost is linear in `limit`, not in
+    the queue; with `priority` on a state other than `pending` (whose
+    lists are per priority) the entries read are filtered, so a page
+    may hold fewer than `limit` tasks and still have a `next_cursor`.
+    Pages of `pending` are positions in a list that workers pop from
+    the head: tasks dequeued meanwhile shift later pages, which may
+    then skip tasks that were still waiting (never repeat one); the
+    other states' cursors name the last task seen and are stable.
+    Find one task by id with `getAdminTask`.
+
+
+    Sends a `GET` request to `/admin/tasks`
+
+    Arguments:
+    - `cursor`: `next_cursor` of the previous page (opaque); a cursor not issued
+    for this `state` and `priority` is a 400 (code 1016).
+
+    - `limit`: Most tasks in the page.
+    - `priority`: Only tasks of this priority.
+    - `state`
+    ```ignore
+    let response = client.list_admin_tasks()
+        .cursor(cursor)
+        .limit(limit)
+        .priority(priority)
+        .state(state)
+        .send()
+        .await;
+    ```*/
+    pub fn list_admin_tasks(&self) -> builder::ListAdminTasks<'_> {
+        builder::ListAdminTasks::new(self)
+    }
+    /**One task with its payload (secrets redacted)
+
+    What `getTask` answers (in `task`), plus the payload the handler will read,
+    with secrets replaced by `"[redacted]"` and their JSON pointers
+    listed in `redacted`: an email's `body` (it may carry reset links
+    or one-time codes) and, in any payload, a member whose name
+    contains `password`, `secret`, `token`, `authorization`,
+    `api_key` or `apikey` (any case). A sync payload has no secret
+    (type, dates, batch size). Completed tasks have no payload (it is
+    dropped at completion).
+
+
+    Sends a `GET` request to `/admin/tasks/{task_id}`
+
+    Arguments:
+    - `task_id`: The task's id.
+    ```ignore
+    let response = client.get_admin_task()
+        .task_id(task_id)
+        .send()
+        .await;
+    ```*/
+    pub fn get_admin_task(&self) -> builder::GetAdminTask<'_> {
+        builder::GetAdminTask::new(self)
+    }
+    /**Delete a pending task
+
+    Removes a `pending` task (its record, payload and unique key) so
+    that no worker runs it. Any other state is a 409 (code 1019,
+    `data.state` names it): cancel a running task instead. Costs one
+    scan of the task's priority list inside Redis (`LREM`), the one
+    admin action linear in the queue's depth.
+
+
+    Sends a `DELETE` request to `/admin/tasks/{task_id}`
+
+    Arguments:
+    - `task_id`: The task's id.
+    ```ignore
+    let response = client.delete_admin_task()
+        .task_id(task_id)
+        .send()
+        .await;
+    ```*/
+    pub fn delete_admin_task(&self) -> builder::DeleteAdminTask<'_> {
+        builder::DeleteAdminTask::new(self)
+    }
+    /**Run a dead task again
+
+    Moves a `dead` task to the tail of its priority as `pending`, with
+    its attempts reset to 0 (so it gets its `max_retries` again) and its
+    error history kept. It takes its unique key again (an
+    `Idempotency-Key`); when another task holds that key now, or the
+    task is not dead, the answer is a 409 (code 1019) and nothing
+    changes.
+
+
+    Sends a `POST` request to `/admin/tasks/{task_id}/retry`
+
+    Arguments:
+    - `task_id`: The task's id.
+    ```ignore
+    let response = client.retry_admin_task()
+        .task_id(task_id)
+        .send()
+        .await;
+    ```*/
+    pub fn retry_admin_task(&self) -> builder::RetryAdminTask<'_> {
+        builder::RetryAdminTask::new(self)
+    }
+    /**Cancel a running task
+
+    Ends the lease of an `active` task and moves it to `dead` with the
+    error `cancelled by an administrator` (retry it to run it again).
+    The worker running it learns at its next lease heartbeat (a third
+    of the lease, 10 s by default) that its lease token is stale and
+    cancels the handler; until then the handler may still be running,
+    and its ack or failure is refused (lease fencing), so nothing it
+    reports changes the task. Any other state is a 409 (code 1019).
+
+
+    Sends a `POST` request to `/admin/tasks/{task_id}/cancel`
+
+    Arguments:
+    - `task_id`: The task's id.
+    ```ignore
+    let response = client.cancel_admin_task()
+        .task_id(task_id)
+        .send()
+        .await;
+    ```*/
+    pub fn cancel_admin_task(&self) -> builder::CancelAdminTask<'_> {
+        builder::CancelAdminTask::new(self)
+    }
+    /**Stop workers taking tasks of one priority
+
+    Every worker stops dequeuing this priority (the flag lives in
+    Redis, read by each dequeue); tasks keep being accepted and wait.
+    Running tasks finish. Pausing a paused priority changes nothing.
+
+
+    Sends a `POST` request to `/admin/queues/{priority}/pause`
+
+    ```ignore
+    let response = client.pause_queue()
+        .priority(priority)
+        .send()
+        .await;
+    ```*/
+    pub fn pause_queue(&self) -> builder::PauseQueue<'_> {
+        builder::PauseQueue::new(self)
+    }
+    /**Let workers take tasks of one priority again
+
+    Clears the pause and wakes an idle worker. Resuming a priority that
+    is not paused changes nothing.
+
+
+    Sends a `POST` request to `/admin/queues/{priority}/resume`
+
+    ```ignore
+    let response = client.resume_queue()
+        .priority(priority)
+        .send()
+        .await;
+    ```*/
+    pub fn resume_queue(&self) -> builder::ResumeQueue<'_> {
+        builder::ResumeQueue::new(self)
+    }
 }
 /// Types for composing operation parameters.
 #[allow(clippy::all)]
@@ -6060,6 +7979,503 @@ pub mod builder {
                 401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 403u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 404u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                431u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                500u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::get_queue_stats`]
+
+    [`Client::get_queue_stats`]: super::Client::get_queue_stats*/
+    #[derive(Debug, Clone)]
+    pub struct GetQueueStats<'a> {
+        client: &'a super::Client,
+    }
+    impl<'a> GetQueueStats<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self { client: client }
+        }
+        ///Sends a `GET` request to `/admin/queue/stats`
+        pub async fn send(self) -> Result<ResponseValue<types::GetQueueStats200Body>, Error<types::ErrorResponse>> {
+            let Self { client } = self;
+            let url = format!("{}/admin/queue/stats", client.baseurl,);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map.append(
+                ::reqwest::header::HeaderName::from_static("api-version"),
+                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
+            );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .get(url)
+                .header(::reqwest::header::ACCEPT, ::reqwest::header::HeaderValue::from_static("application/json"))
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo { operation_id: "get_queue_stats" };
+            match (crate::auth::apply)(&client.inner, &mut request).await {
+                Ok(_) => {}
+                Err(e) => return Err(Error::Custom(e.to_string())),
+            }
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
+                401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                403u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                431u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                500u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::list_admin_tasks`]
+
+    [`Client::list_admin_tasks`]: super::Client::list_admin_tasks*/
+    #[derive(Debug, Clone)]
+    pub struct ListAdminTasks<'a> {
+        client: &'a super::Client,
+        cursor: Result<Option<types::ListAdminTasksCursor>, String>,
+        limit: Result<Option<::std::num::NonZeroU64>, String>,
+        priority: Result<Option<types::ListAdminTasksPriority>, String>,
+        state: Result<types::TaskState, String>,
+    }
+    impl<'a> ListAdminTasks<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                cursor: Ok(None),
+                limit: Ok(None),
+                priority: Ok(None),
+                state: Err("state was not initialized".to_string()),
+            }
+        }
+        pub fn cursor<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::ListAdminTasksCursor>,
+        {
+            self.cursor = value
+                .try_into()
+                .map(Some)
+                .map_err(|_| "conversion to `ListAdminTasksCursor` for cursor failed".to_string());
+            self
+        }
+        pub fn limit<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::std::num::NonZeroU64>,
+        {
+            self.limit = value
+                .try_into()
+                .map(Some)
+                .map_err(|_| "conversion to `:: std :: num :: NonZeroU64` for limit failed".to_string());
+            self
+        }
+        pub fn priority<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::ListAdminTasksPriority>,
+        {
+            self.priority = value
+                .try_into()
+                .map(Some)
+                .map_err(|_| "conversion to `ListAdminTasksPriority` for priority failed".to_string());
+            self
+        }
+        pub fn state<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::TaskState>,
+        {
+            self.state = value.try_into().map_err(|_| "conversion to `TaskState` for state failed".to_string());
+            self
+        }
+        ///Sends a `GET` request to `/admin/tasks`
+        pub async fn send(self) -> Result<ResponseValue<types::ListAdminTasks200Body>, Error<types::ErrorResponse>> {
+            let Self { client, cursor, limit, priority, state } = self;
+            let cursor = cursor.map_err(Error::InvalidRequest)?;
+            let limit = limit.map_err(Error::InvalidRequest)?;
+            let priority = priority.map_err(Error::InvalidRequest)?;
+            let state = state.map_err(Error::InvalidRequest)?;
+            let url = format!("{}/admin/tasks", client.baseurl,);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map.append(
+                ::reqwest::header::HeaderName::from_static("api-version"),
+                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
+            );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .get(url)
+                .header(::reqwest::header::ACCEPT, ::reqwest::header::HeaderValue::from_static("application/json"))
+                .query(&progenitor_client::QueryParam::new("cursor", &cursor))
+                .query(&progenitor_client::QueryParam::new("limit", &limit))
+                .query(&progenitor_client::QueryParam::new("priority", &priority))
+                .query(&progenitor_client::QueryParam::new("state", &state))
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo { operation_id: "list_admin_tasks" };
+            match (crate::auth::apply)(&client.inner, &mut request).await {
+                Ok(_) => {}
+                Err(e) => return Err(Error::Custom(e.to_string())),
+            }
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
+                400u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                403u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                431u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                500u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::get_admin_task`]
+
+    [`Client::get_admin_task`]: super::Client::get_admin_task*/
+    #[derive(Debug, Clone)]
+    pub struct GetAdminTask<'a> {
+        client: &'a super::Client,
+        task_id: Result<::uuid::Uuid, String>,
+    }
+    impl<'a> GetAdminTask<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self { client: client, task_id: Err("task_id was not initialized".to_string()) }
+        }
+        pub fn task_id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::uuid::Uuid>,
+        {
+            self.task_id =
+                value.try_into().map_err(|_| "conversion to `:: uuid :: Uuid` for task_id failed".to_string());
+            self
+        }
+        ///Sends a `GET` request to `/admin/tasks/{task_id}`
+        pub async fn send(self) -> Result<ResponseValue<types::GetAdminTask200Body>, Error<types::ErrorResponse>> {
+            let Self { client, task_id } = self;
+            let task_id = task_id.map_err(Error::InvalidRequest)?;
+            let url = format!("{}/admin/tasks/{}", client.baseurl, encode_path(&task_id.to_string()),);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map.append(
+                ::reqwest::header::HeaderName::from_static("api-version"),
+                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
+            );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .get(url)
+                .header(::reqwest::header::ACCEPT, ::reqwest::header::HeaderValue::from_static("application/json"))
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo { operation_id: "get_admin_task" };
+            match (crate::auth::apply)(&client.inner, &mut request).await {
+                Ok(_) => {}
+                Err(e) => return Err(Error::Custom(e.to_string())),
+            }
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
+                400u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                403u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                404u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                431u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                500u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::delete_admin_task`]
+
+    [`Client::delete_admin_task`]: super::Client::delete_admin_task*/
+    #[derive(Debug, Clone)]
+    pub struct DeleteAdminTask<'a> {
+        client: &'a super::Client,
+        task_id: Result<::uuid::Uuid, String>,
+    }
+    impl<'a> DeleteAdminTask<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self { client: client, task_id: Err("task_id was not initialized".to_string()) }
+        }
+        pub fn task_id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::uuid::Uuid>,
+        {
+            self.task_id =
+                value.try_into().map_err(|_| "conversion to `:: uuid :: Uuid` for task_id failed".to_string());
+            self
+        }
+        ///Sends a `DELETE` request to `/admin/tasks/{task_id}`
+        pub async fn send(self) -> Result<ResponseValue<types::SuccessResponse>, Error<types::ErrorResponse>> {
+            let Self { client, task_id } = self;
+            let task_id = task_id.map_err(Error::InvalidRequest)?;
+            let url = format!("{}/admin/tasks/{}", client.baseurl, encode_path(&task_id.to_string()),);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map.append(
+                ::reqwest::header::HeaderName::from_static("api-version"),
+                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
+            );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .delete(url)
+                .header(::reqwest::header::ACCEPT, ::reqwest::header::HeaderValue::from_static("application/json"))
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo { operation_id: "delete_admin_task" };
+            match (crate::auth::apply)(&client.inner, &mut request).await {
+                Ok(_) => {}
+                Err(e) => return Err(Error::Custom(e.to_string())),
+            }
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
+                400u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                403u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                404u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                409u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                431u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                500u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::retry_admin_task`]
+
+    [`Client::retry_admin_task`]: super::Client::retry_admin_task*/
+    #[derive(Debug, Clone)]
+    pub struct RetryAdminTask<'a> {
+        client: &'a super::Client,
+        task_id: Result<::uuid::Uuid, String>,
+    }
+    impl<'a> RetryAdminTask<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self { client: client, task_id: Err("task_id was not initialized".to_string()) }
+        }
+        pub fn task_id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::uuid::Uuid>,
+        {
+            self.task_id =
+                value.try_into().map_err(|_| "conversion to `:: uuid :: Uuid` for task_id failed".to_string());
+            self
+        }
+        ///Sends a `POST` request to `/admin/tasks/{task_id}/retry`
+        pub async fn send(self) -> Result<ResponseValue<types::RetryAdminTask200Body>, Error<types::ErrorResponse>> {
+            let Self { client, task_id } = self;
+            let task_id = task_id.map_err(Error::InvalidRequest)?;
+            let url = format!("{}/admin/tasks/{}/retry", client.baseurl, encode_path(&task_id.to_string()),);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map.append(
+                ::reqwest::header::HeaderName::from_static("api-version"),
+                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
+            );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .post(url)
+                .header(::reqwest::header::ACCEPT, ::reqwest::header::HeaderValue::from_static("application/json"))
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo { operation_id: "retry_admin_task" };
+            match (crate::auth::apply)(&client.inner, &mut request).await {
+                Ok(_) => {}
+                Err(e) => return Err(Error::Custom(e.to_string())),
+            }
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
+                400u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                403u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                404u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                409u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                431u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                500u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::cancel_admin_task`]
+
+    [`Client::cancel_admin_task`]: super::Client::cancel_admin_task*/
+    #[derive(Debug, Clone)]
+    pub struct CancelAdminTask<'a> {
+        client: &'a super::Client,
+        task_id: Result<::uuid::Uuid, String>,
+    }
+    impl<'a> CancelAdminTask<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self { client: client, task_id: Err("task_id was not initialized".to_string()) }
+        }
+        pub fn task_id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::uuid::Uuid>,
+        {
+            self.task_id =
+                value.try_into().map_err(|_| "conversion to `:: uuid :: Uuid` for task_id failed".to_string());
+            self
+        }
+        ///Sends a `POST` request to `/admin/tasks/{task_id}/cancel`
+        pub async fn send(self) -> Result<ResponseValue<types::CancelAdminTask200Body>, Error<types::ErrorResponse>> {
+            let Self { client, task_id } = self;
+            let task_id = task_id.map_err(Error::InvalidRequest)?;
+            let url = format!("{}/admin/tasks/{}/cancel", client.baseurl, encode_path(&task_id.to_string()),);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map.append(
+                ::reqwest::header::HeaderName::from_static("api-version"),
+                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
+            );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .post(url)
+                .header(::reqwest::header::ACCEPT, ::reqwest::header::HeaderValue::from_static("application/json"))
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo { operation_id: "cancel_admin_task" };
+            match (crate::auth::apply)(&client.inner, &mut request).await {
+                Ok(_) => {}
+                Err(e) => return Err(Error::Custom(e.to_string())),
+            }
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
+                400u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                403u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                404u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                409u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                431u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                500u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::pause_queue`]
+
+    [`Client::pause_queue`]: super::Client::pause_queue*/
+    #[derive(Debug, Clone)]
+    pub struct PauseQueue<'a> {
+        client: &'a super::Client,
+        priority: Result<types::PauseQueuePriority, String>,
+    }
+    impl<'a> PauseQueue<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self { client: client, priority: Err("priority was not initialized".to_string()) }
+        }
+        pub fn priority<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::PauseQueuePriority>,
+        {
+            self.priority =
+                value.try_into().map_err(|_| "conversion to `PauseQueuePriority` for priority failed".to_string());
+            self
+        }
+        ///Sends a `POST` request to `/admin/queues/{priority}/pause`
+        pub async fn send(self) -> Result<ResponseValue<types::PauseQueue200Body>, Error<types::ErrorResponse>> {
+            let Self { client, priority } = self;
+            let priority = priority.map_err(Error::InvalidRequest)?;
+            let url = format!("{}/admin/queues/{}/pause", client.baseurl, encode_path(&priority.to_string()),);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map.append(
+                ::reqwest::header::HeaderName::from_static("api-version"),
+                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
+            );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .post(url)
+                .header(::reqwest::header::ACCEPT, ::reqwest::header::HeaderValue::from_static("application/json"))
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo { operation_id: "pause_queue" };
+            match (crate::auth::apply)(&client.inner, &mut request).await {
+                Ok(_) => {}
+                Err(e) => return Err(Error::Custom(e.to_string())),
+            }
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
+                400u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                403u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                431u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                500u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::resume_queue`]
+
+    [`Client::resume_queue`]: super::Client::resume_queue*/
+    #[derive(Debug, Clone)]
+    pub struct ResumeQueue<'a> {
+        client: &'a super::Client,
+        priority: Result<types::ResumeQueuePriority, String>,
+    }
+    impl<'a> ResumeQueue<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self { client: client, priority: Err("priority was not initialized".to_string()) }
+        }
+        pub fn priority<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::ResumeQueuePriority>,
+        {
+            self.priority =
+                value.try_into().map_err(|_| "conversion to `ResumeQueuePriority` for priority failed".to_string());
+            self
+        }
+        ///Sends a `POST` request to `/admin/queues/{priority}/resume`
+        pub async fn send(self) -> Result<ResponseValue<types::ResumeQueue200Body>, Error<types::ErrorResponse>> {
+            let Self { client, priority } = self;
+            let priority = priority.map_err(Error::InvalidRequest)?;
+            let url = format!("{}/admin/queues/{}/resume", client.baseurl, encode_path(&priority.to_string()),);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map.append(
+                ::reqwest::header::HeaderName::from_static("api-version"),
+                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
+            );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .post(url)
+                .header(::reqwest::header::ACCEPT, ::reqwest::header::HeaderValue::from_static("application/json"))
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo { operation_id: "resume_queue" };
+            match (crate::auth::apply)(&client.inner, &mut request).await {
+                Ok(_) => {}
+                Err(e) => return Err(Error::Custom(e.to_string())),
+            }
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
+                400u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                403u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 431u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 500u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 _ => Err(Error::UnexpectedResponse(response)),

@@ -75,7 +75,7 @@ pub enum ErrorCode {
     HeadersTooLarge,
     /// 1016 — HTTP 400: 分页令牌无效
     ///
-    /// The page_token was not issued by this service, was altered, or was issued for another status filter.
+    /// The page_token (listUsers) or cursor (listAdminTasks) was not issued by this service, was altered, or was issued for another filter.
     InvalidPageToken,
     /// 1017 — HTTP 412: 资源已被修改
     ///
@@ -85,6 +85,10 @@ pub enum ErrorCode {
     ///
     /// The token is valid but lacks the scope the operation's security requirement lists (admin grants all); data.required names the scopes. Tokens issued without scopes have full access.
     InsufficientScope,
+    /// 1019 — HTTP 409: 任务状态不允许此操作
+    ///
+    /// An admin action needs another task state (retry: dead; delete: pending; cancel: active), or a retried task's unique key is held by another task; data.state names the task's state. Nothing changed.
+    TaskStateConflict,
 }
 impl ErrorCode {
     /// The whole registry, in the spec's order.
@@ -109,6 +113,7 @@ impl ErrorCode {
         Self::InvalidPageToken,
         Self::PreconditionFailed,
         Self::InsufficientScope,
+        Self::TaskStateConflict,
     ];
     /// The numeric code.
     pub const fn code(self) -> i64 {
@@ -133,6 +138,7 @@ impl ErrorCode {
             Self::InvalidPageToken => 1016,
             Self::PreconditionFailed => 1017,
             Self::InsufficientScope => 1018,
+            Self::TaskStateConflict => 1019,
         }
     }
     /// The HTTP status this code is answered with.
@@ -158,6 +164,7 @@ impl ErrorCode {
             Self::InvalidPageToken => 400,
             Self::PreconditionFailed => 412,
             Self::InsufficientScope => 403,
+            Self::TaskStateConflict => 409,
         }
     }
     /// The registry's message (a problem's title).
@@ -183,6 +190,7 @@ impl ErrorCode {
             Self::InvalidPageToken => "分页令牌无效",
             Self::PreconditionFailed => "资源已被修改",
             Self::InsufficientScope => "令牌权限不足",
+            Self::TaskStateConflict => "任务状态不允许此操作",
         }
     }
     /// This code as a problem: its status, code and message.

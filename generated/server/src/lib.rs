@@ -13,10 +13,12 @@ pub use health::*;
 pub mod users;
 pub use users::*;
 pub mod tasks;
+pub use tasks::*;
+pub mod admin;
+pub use admin::*;
 #[allow(unused_imports)]
 pub use models::*;
 pub use poem_openapi;
-pub use tasks::*;
 /// The API title and version from the contract's `info`.
 pub const TITLE: &str = "数据持久化与异步任务处理集成 API";
 pub const VERSION: &str = "1.0.0";
@@ -33,6 +35,13 @@ pub const ALLOW: rt::AllowTable = &[
     ("/tasks/email/batch", "POST"),
     ("/tasks/sync", "POST"),
     ("/tasks/{task_id}", "GET"),
+    ("/admin/queue/stats", "GET"),
+    ("/admin/tasks", "GET"),
+    ("/admin/tasks/{task_id}", "GET, DELETE"),
+    ("/admin/tasks/{task_id}/retry", "POST"),
+    ("/admin/tasks/{task_id}/cancel", "POST"),
+    ("/admin/queues/{priority}/pause", "POST"),
+    ("/admin/queues/{priority}/resume", "POST"),
 ];
 /// Every operation as `(method, path template, operationId)`, in
 /// the contract's order: how middleware names the operation a
@@ -51,6 +60,14 @@ pub const OPERATIONS: rt::OperationTable = &[
     ("POST", "/tasks/email/batch", "submitEmailTaskBatch"),
     ("POST", "/tasks/sync", "submitSyncTask"),
     ("GET", "/tasks/{task_id}", "getTask"),
+    ("GET", "/admin/queue/stats", "getQueueStats"),
+    ("GET", "/admin/tasks", "listAdminTasks"),
+    ("GET", "/admin/tasks/{task_id}", "getAdminTask"),
+    ("DELETE", "/admin/tasks/{task_id}", "deleteAdminTask"),
+    ("POST", "/admin/tasks/{task_id}/retry", "retryAdminTask"),
+    ("POST", "/admin/tasks/{task_id}/cancel", "cancelAdminTask"),
+    ("POST", "/admin/queues/{priority}/pause", "pauseQueue"),
+    ("POST", "/admin/queues/{priority}/resume", "resumeQueue"),
 ];
 /// What the served document says about operations that
 /// poem-openapi cannot express (AND of schemes, a description
@@ -86,6 +103,14 @@ pub const DOC_PATCHES: rt::DocPatches = &[
         "{\"GetTask\":{\"description\":\"查询刚提交的任务\",\"operationId\":\"getTask\",\"parameters\":{\"task_id\":\"$response.body#/data/task_id\"}}}",
     ),
     ("/paths/~1tasks~1{task_id}/get/security", "[{\"TokenAuth\":[\"tasks:read\"]}]"),
+    ("/paths/~1admin~1queue~1stats/get/security", "[{\"TokenAuth\":[\"admin\"]}]"),
+    ("/paths/~1admin~1tasks/get/security", "[{\"TokenAuth\":[\"admin\"]}]"),
+    ("/paths/~1admin~1tasks~1{task_id}/get/security", "[{\"TokenAuth\":[\"admin\"]}]"),
+    ("/paths/~1admin~1tasks~1{task_id}/delete/security", "[{\"TokenAuth\":[\"admin\"]}]"),
+    ("/paths/~1admin~1tasks~1{task_id}~1retry/post/security", "[{\"TokenAuth\":[\"admin\"]}]"),
+    ("/paths/~1admin~1tasks~1{task_id}~1cancel/post/security", "[{\"TokenAuth\":[\"admin\"]}]"),
+    ("/paths/~1admin~1queues~1{priority}~1pause/post/security", "[{\"TokenAuth\":[\"admin\"]}]"),
+    ("/paths/~1admin~1queues~1{priority}~1resume/post/security", "[{\"TokenAuth\":[\"admin\"]}]"),
     ("/components/schemas/UserMergePatch/additionalProperties", "false"),
 ];
 /// Verifies credentials for secured operations; runs before the
@@ -104,7 +129,7 @@ pub trait Auth: ::std::marker::Send + ::std::marker::Sync + 'static {
     /// - `users:write`: createUser, batchCreateUsers, updateUser, patchUser, deleteUser
     /// - `tasks:read`: getTask
     /// - `tasks:write`: submitEmailTask, submitEmailTaskBatch, submitSyncTask
-    /// - `admin`: 全部
+    /// - `admin`: 全部, 以及只有它能调用的队列管理操作 (tag Admin)
     ///
     /// 未指定范围签发的令牌 (包括引入范围之前签发的所有令牌) 拥有全部权限。
     /// 先认证后授权: 无效、过期或已撤销的令牌总是 401。
@@ -125,7 +150,7 @@ impl rt::SchemeSpec for TokenAuthScheme {
         ::poem_openapi::registry::MetaSecurityScheme {
             ty: "apiKey",
             description: ::std::option::Option::Some(
-                "认证令牌 (`spec-server token issue`)。每个操作的安全要求列出它需要的\n权限范围 (scope), 令牌缺少时应答 403 (code 1018, `data.required`\n列出所需范围):\n- `users:read`: getUserById, listUsers, batchGetUsers\n- `users:write`: createUser, batchCreateUsers, updateUser, patchUser, deleteUser\n- `tasks:read`: getTask\n- `tasks:write`: submitEmailTask, submitEmailTaskBatch, submitSyncTask\n- `admin`: 全部\n\n未指定范围签发的令牌 (包括引入范围之前签发的所有令牌) 拥有全部权限。\n先认证后授权: 无效、过期或已撤销的令牌总是 401。\n",
+                "认证令牌 (`spec-server token issue`)。每个操作的安全要求列出它需要的\n权限范围 (scope), 令牌缺少时应答 403 (code 1018, `data.required`\n列出所需范围):\n- `users:read`: getUserById, listUsers, batchGetUsers\n- `users:write`: createUser, batchCreateUsers, updateUser, patchUser, deleteUser\n- `tasks:read`: getTask\n- `tasks:write`: submitEmailTask, submitEmailTaskBatch, submitSyncTask\n- `admin`: 全部, 以及只有它能调用的队列管理操作 (tag Admin)\n\n未指定范围签发的令牌 (包括引入范围之前签发的所有令牌) 拥有全部权限。\n先认证后授权: 无效、过期或已撤销的令牌总是 401。\n",
             ),
             name: ::std::option::Option::Some("token"),
             key_in: ::std::option::Option::Some("header"),
@@ -164,7 +189,7 @@ pub trait ErrorPolicy: ::std::marker::Send + ::std::marker::Sync + 'static {
     fn health_check503_response(problem: &rt::Problem) -> crate::models::HealthCheck503Response;
     /// The `ErrorResponse` body for `problem` (its status is the response's).
     ///
-    /// Documented for: `listUsers` 400, `listUsers` 401, `listUsers` 403, `listUsers` 431, `listUsers` 500, `createUser` 400, `createUser` 401, `createUser` 403, `createUser` 409, `createUser` 431, `createUser` 500, `batchGetUsers` 400, `batchGetUsers` 401, `batchGetUsers` 403, `batchGetUsers` 431, `batchGetUsers` 500, `batchCreateUsers` 400, `batchCreateUsers` 401, `batchCreateUsers` 403, `batchCreateUsers` 431, `batchCreateUsers` 500, `getUserById` 400, `getUserById` 401, `getUserById` 403, `getUserById` 404, `getUserById` 431, `getUserById` 500, `updateUser` 400, `updateUser` 401, `updateUser` 403, `updateUser` 404, `updateUser` 409, `updateUser` 412, `updateUser` 431, `updateUser` 500, `deleteUser` 400, `deleteUser` 401, `deleteUser` 403, `deleteUser` 404, `deleteUser` 412, `deleteUser` 431, `deleteUser` 500, `patchUser` 400, `patchUser` 401, `patchUser` 403, `patchUser` 404, `patchUser` 409, `patchUser` 412, `patchUser` 431, `patchUser` 500, `submitEmailTask` 400, `submitEmailTask` 401, `submitEmailTask` 403, `submitEmailTask` 422, `submitEmailTask` 431, `submitEmailTask` 500, `submitEmailTaskBatch` 400, `submitEmailTaskBatch` 401, `submitEmailTaskBatch` 403, `submitEmailTaskBatch` 431, `submitEmailTaskBatch` 500, `submitSyncTask` 400, `submitSyncTask` 401, `submitSyncTask` 403, `submitSyncTask` 422, `submitSyncTask` 431, `submitSyncTask` 500, `getTask` 400, `getTask` 401, `getTask` 403, `getTask` 404, `getTask` 431, `getTask` 500.
+    /// Documented for: `listUsers` 400, `listUsers` 401, `listUsers` 403, `listUsers` 431, `listUsers` 500, `createUser` 400, `createUser` 401, `createUser` 403, `createUser` 409, `createUser` 431, `createUser` 500, `batchGetUsers` 400, `batchGetUsers` 401, `batchGetUsers` 403, `batchGetUsers` 431, `batchGetUsers` 500, `batchCreateUsers` 400, `batchCreateUsers` 401, `batchCreateUsers` 403, `batchCreateUsers` 431, `batchCreateUsers` 500, `getUserById` 400, `getUserById` 401, `getUserById` 403, `getUserById` 404, `getUserById` 431, `getUserById` 500, `updateUser` 400, `updateUser` 401, `updateUser` 403, `updateUser` 404, `updateUser` 409, `updateUser` 412, `updateUser` 431, `updateUser` 500, `deleteUser` 400, `deleteUser` 401, `deleteUser` 403, `deleteUser` 404, `deleteUser` 412, `deleteUser` 431, `deleteUser` 500, `patchUser` 400, `patchUser` 401, `patchUser` 403, `patchUser` 404, `patchUser` 409, `patchUser` 412, `patchUser` 431, `patchUser` 500, `submitEmailTask` 400, `submitEmailTask` 401, `submitEmailTask` 403, `submitEmailTask` 422, `submitEmailTask` 431, `submitEmailTask` 500, `submitEmailTaskBatch` 400, `submitEmailTaskBatch` 401, `submitEmailTaskBatch` 403, `submitEmailTaskBatch` 431, `submitEmailTaskBatch` 500, `submitSyncTask` 400, `submitSyncTask` 401, `submitSyncTask` 403, `submitSyncTask` 422, `submitSyncTask` 431, `submitSyncTask` 500, `getTask` 400, `getTask` 401, `getTask` 403, `getTask` 404, `getTask` 431, `getTask` 500, `getQueueStats` 401, `getQueueStats` 403, `getQueueStats` 431, `getQueueStats` 500, `listAdminTasks` 400, `listAdminTasks` 401, `listAdminTasks` 403, `listAdminTasks` 431, `listAdminTasks` 500, `getAdminTask` 400, `getAdminTask` 401, `getAdminTask` 403, `getAdminTask` 404, `getAdminTask` 431, `getAdminTask` 500, `deleteAdminTask` 400, `deleteAdminTask` 401, `deleteAdminTask` 403, `deleteAdminTask` 404, `deleteAdminTask` 409, `deleteAdminTask` 431, `deleteAdminTask` 500, `retryAdminTask` 400, `retryAdminTask` 401, `retryAdminTask` 403, `retryAdminTask` 404, `retryAdminTask` 409, `retryAdminTask` 431, `retryAdminTask` 500, `cancelAdminTask` 400, `cancelAdminTask` 401, `cancelAdminTask` 403, `cancelAdminTask` 404, `cancelAdminTask` 409, `cancelAdminTask` 431, `cancelAdminTask` 500, `pauseQueue` 400, `pauseQueue` 401, `pauseQueue` 403, `pauseQueue` 431, `pauseQueue` 500, `resumeQueue` 400, `resumeQueue` 401, `resumeQueue` 403, `resumeQueue` 431, `resumeQueue` 500.
     fn error_response(problem: &rt::Problem) -> crate::models::ErrorResponse;
 }
 /// Implemented by every operation's response enum: a problem as the
@@ -220,12 +245,15 @@ pub enum ApiTags {
     /// 异步任务管理
     #[oai(rename = "Tasks")]
     Tasks,
+    /// Queue administration (token scope `admin`): depth and throughput, tasks by state, one task's payload with secrets redacted, retry, delete, cancel, pause and resume. The dashboard at `/admin` (outside the API base path, like `/docs`) calls these.
+    #[oai(rename = "Admin")]
+    Admin,
 }
 /// Everything one application implements.
-pub trait Api: ErrorPolicy + HealthApi + UsersApi + TasksApi {}
-impl<A: ErrorPolicy + HealthApi + UsersApi + TasksApi> Api for A {}
+pub trait Api: ErrorPolicy + HealthApi + UsersApi + TasksApi + AdminApi {}
+impl<A: ErrorPolicy + HealthApi + UsersApi + TasksApi + AdminApi> Api for A {}
 /// The services of every tag over one application.
-pub type Services<A> = (HealthServer<A>, UsersServer<A>, TasksServer<A>);
+pub type Services<A> = (HealthServer<A>, UsersServer<A>, TasksServer<A>, AdminServer<A>);
 /// The document the application serves at
 /// `{BASE_PATH}/openapi.json`, as JSON.
 pub fn document<A: Api>(app: ::std::sync::Arc<A>) -> ::serde_json::Value {
@@ -238,6 +266,7 @@ pub fn openapi_service<A: Api>(app: ::std::sync::Arc<A>) -> ::poem_openapi::Open
             HealthServer(::std::clone::Clone::clone(&app)),
             UsersServer(::std::clone::Clone::clone(&app)),
             TasksServer(::std::clone::Clone::clone(&app)),
+            AdminServer(::std::clone::Clone::clone(&app)),
         ),
         TITLE,
         VERSION,

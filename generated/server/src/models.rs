@@ -5,6 +5,1370 @@
 #![allow(clippy::large_enum_variant, clippy::derivable_impls)]
 #[allow(unused_imports)]
 use crate::rt;
+/// One priority's ready tasks and whether workers take them.
+///
+/// Schema `#/components/schemas/AdminQueue`.
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::garde::Validate)]
+pub struct AdminQueue {
+    #[garde(skip)]
+    pub priority: Priority,
+    /// Ready tasks waiting in this priority (paused or not).
+    #[garde(range(min = 0))]
+    pub pending: i64,
+    /// Workers take no task of this priority while true (`pauseQueue`).
+    #[garde(skip)]
+    pub paused: bool,
+}
+impl rt::Model for AdminQueue {
+    const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[
+        rt::Prop {
+            name: "priority",
+            required: true,
+            shape: &rt::Shape::Enum(&["critical", "default", "low"]),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "pending",
+            required: true,
+            shape: &rt::Shape::Integer { min: -9223372036854775808, max: 9223372036854775807 },
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop { name: "paused", required: true, shape: &rt::Shape::Bool, access: rt::Access::ReadWrite },
+    ]);
+}
+rt::impl_type!(
+    AdminQueue,
+    "AdminQueue",
+    ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from("AdminQueue")),
+    |registry| {
+        registry.create_schema::<AdminQueue, _>(::std::string::String::from("AdminQueue"), |registry| {
+            let _ = &registry;
+            ::poem_openapi::registry::MetaSchema {
+                ty: "object",
+                description: ::std::option::Option::Some("One priority's ready tasks and whether workers take them."),
+                required: ::std::vec!["priority", "pending", "paused"],
+                properties: ::std::vec![
+                    (
+                        "priority",
+                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                            ::poem_openapi::registry::MetaSchema {
+                                ty: "string",
+                                enum_items: ::std::vec![
+                                    crate::rt::json("\"critical\""),
+                                    crate::rt::json("\"default\""),
+                                    crate::rt::json("\"low\"")
+                                ],
+                                ..::poem_openapi::registry::MetaSchema::ANY
+                            }
+                        ))
+                    ),
+                    (
+                        "pending",
+                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                            ::poem_openapi::registry::MetaSchema {
+                                ty: "integer",
+                                format: ::std::option::Option::Some("int64"),
+                                description: ::std::option::Option::Some(
+                                    "Ready tasks waiting in this priority (paused or not)."
+                                ),
+                                minimum: ::std::option::Option::Some(0f64),
+                                ..::poem_openapi::registry::MetaSchema::ANY
+                            }
+                        ))
+                    ),
+                    (
+                        "paused",
+                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                            ::poem_openapi::registry::MetaSchema {
+                                ty: "boolean",
+                                description: ::std::option::Option::Some(
+                                    "Workers take no task of this priority while true (`pauseQueue`)."
+                                ),
+                                ..::poem_openapi::registry::MetaSchema::ANY
+                            }
+                        ))
+                    )
+                ],
+                ..::poem_openapi::registry::MetaSchema::ANY
+            }
+        });
+    }
+);
+/// Inline schema at `#/components/schemas/AdminQueue/properties/priority`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, ::serde::Serialize, ::serde::Deserialize)]
+pub enum Priority {
+    #[serde(rename = "critical")]
+    Critical,
+    #[serde(rename = "default")]
+    Default,
+    #[serde(rename = "low")]
+    Low,
+}
+impl Priority {
+    /// Every value, in the contract's order.
+    pub const ALL: &'static [Self] = &[Self::Critical, Self::Default, Self::Low];
+    /// The wire value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Critical => "critical",
+            Self::Default => "default",
+            Self::Low => "low",
+        }
+    }
+}
+impl ::std::fmt::Display for Priority {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+impl ::std::str::FromStr for Priority {
+    type Err = ::std::string::String;
+    fn from_str(s: &str) -> ::std::result::Result<Self, Self::Err> {
+        match s {
+            "critical" => ::std::result::Result::Ok(Self::Critical),
+            "default" => ::std::result::Result::Ok(Self::Default),
+            "low" => ::std::result::Result::Ok(Self::Low),
+            other => ::std::result::Result::Err(::std::format!("unknown value {other:?}")),
+        }
+    }
+}
+rt::impl_type!(
+    Priority,
+    "Priority",
+    ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(::poem_openapi::registry::MetaSchema {
+        ty: "string",
+        enum_items: ::std::vec![
+            crate::rt::json("\"critical\""),
+            crate::rt::json("\"default\""),
+            crate::rt::json("\"low\"")
+        ],
+        ..::poem_openapi::registry::MetaSchema::ANY
+    })),
+    |registry| {
+        let _ = &registry;
+    }
+);
+/// Counters since the queue was created; rates are differences of two samples.
+///
+/// Schema `#/components/schemas/AdminQueueTotals`.
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::garde::Validate)]
+pub struct AdminQueueTotals {
+    #[garde(range(min = 0))]
+    pub completed: i64,
+    /// Failed attempts, expired leases included.
+    #[garde(range(min = 0))]
+    pub failed: i64,
+    #[garde(range(min = 0))]
+    pub dead: i64,
+    /// Expired leases whose handler never started (returned uncharged).
+    #[garde(range(min = 0))]
+    pub unstarted: i64,
+}
+impl rt::Model for AdminQueueTotals {
+    const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[
+        rt::Prop {
+            name: "completed",
+            required: true,
+            shape: &rt::Shape::Integer { min: -9223372036854775808, max: 9223372036854775807 },
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "failed",
+            required: true,
+            shape: &rt::Shape::Integer { min: -9223372036854775808, max: 9223372036854775807 },
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "dead",
+            required: true,
+            shape: &rt::Shape::Integer { min: -9223372036854775808, max: 9223372036854775807 },
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "unstarted",
+            required: true,
+            shape: &rt::Shape::Integer { min: -9223372036854775808, max: 9223372036854775807 },
+            access: rt::Access::ReadWrite,
+        },
+    ]);
+}
+rt::impl_type!(
+    AdminQueueTotals,
+    "AdminQueueTotals",
+    ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from("AdminQueueTotals")),
+    |registry| {
+        registry.create_schema::<AdminQueueTotals, _>(::std::string::String::from("AdminQueueTotals"), |registry| {
+            let _ = &registry;
+            ::poem_openapi::registry::MetaSchema {
+                ty: "object",
+                description: ::std::option::Option::Some(
+                    "Counters since the queue was created; rates are differences of two samples.",
+                ),
+                required: ::std::vec!["completed", "failed", "dead", "unstarted"],
+                properties: ::std::vec![
+                    (
+                        "completed",
+                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                            ::poem_openapi::registry::MetaSchema {
+                                ty: "integer",
+                                format: ::std::option::Option::Some("int64"),
+                                minimum: ::std::option::Option::Some(0f64),
+                                ..::poem_openapi::registry::MetaSchema::ANY
+                            }
+                        ))
+                    ),
+                    (
+                        "failed",
+                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                            ::poem_openapi::registry::MetaSchema {
+                                ty: "integer",
+                                format: ::std::option::Option::Some("int64"),
+                                description: ::std::option::Option::Some("Failed attempts, expired leases included."),
+                                minimum: ::std::option::Option::Some(0f64),
+                                ..::poem_openapi::registry::MetaSchema::ANY
+                            }
+                        ))
+                    ),
+                    (
+                        "dead",
+                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                            ::poem_openapi::registry::MetaSchema {
+                                ty: "integer",
+                                format: ::std::option::Option::Some("int64"),
+                                minimum: ::std::option::Option::Some(0f64),
+                                ..::poem_openapi::registry::MetaSchema::ANY
+                            }
+                        ))
+                    ),
+                    (
+                        "unstarted",
+                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                            ::poem_openapi::registry::MetaSchema {
+                                ty: "integer",
+                                format: ::std::option::Option::Some("int64"),
+                                description: ::std::option::Option::Some(
+                                    "Expired leases whose handler never started (returned uncharged)."
+                                ),
+                                minimum: ::std::option::Option::Some(0f64),
+                                ..::poem_openapi::registry::MetaSchema::ANY
+                            }
+                        ))
+                    )
+                ],
+                ..::poem_openapi::registry::MetaSchema::ANY
+            }
+        });
+    }
+);
+/// Schema `#/components/schemas/AdminQueueStats`.
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::garde::Validate)]
+pub struct AdminQueueStats {
+    /// One entry per priority, critical first.
+    #[garde(length(min = 3, max = 3), dive)]
+    pub queues: ::std::vec::Vec<AdminQueue>,
+    #[garde(range(min = 0))]
+    pub scheduled: i64,
+    #[garde(range(min = 0))]
+    pub retry: i64,
+    #[garde(range(min = 0))]
+    pub active: i64,
+    /// Completed tasks still retained.
+    #[garde(range(min = 0))]
+    pub completed: i64,
+    /// Dead tasks still retained.
+    #[garde(range(min = 0))]
+    pub dead: i64,
+    /// Counters since the queue was created; rates are differences of two samples.
+    #[garde(dive)]
+    pub totals: AdminQueueTotals,
+    /// How long the oldest ready task has waited (0 when none is).
+    #[garde(range(min = 0))]
+    pub oldest_pending_age_ms: i64,
+    /// When the server read this sample.
+    #[serde(serialize_with = "rt::datetime::serialize")]
+    #[garde(skip)]
+    pub sampled_at: ::chrono::DateTime<::chrono::Utc>,
+}
+impl rt::Model for AdminQueueStats {
+    const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[
+        rt::Prop {
+            name: "queues",
+            required: true,
+            shape: &rt::Shape::Array(&*<AdminQueue as rt::Model>::SHAPE),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "scheduled",
+            required: true,
+            shape: &rt::Shape::Integer { min: -9223372036854775808, max: 9223372036854775807 },
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "retry",
+            required: true,
+            shape: &rt::Shape::Integer { min: -9223372036854775808, max: 9223372036854775807 },
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "active",
+            required: true,
+            shape: &rt::Shape::Integer { min: -9223372036854775808, max: 9223372036854775807 },
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "completed",
+            required: true,
+            shape: &rt::Shape::Integer { min: -9223372036854775808, max: 9223372036854775807 },
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "dead",
+            required: true,
+            shape: &rt::Shape::Integer { min: -9223372036854775808, max: 9223372036854775807 },
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "totals",
+            required: true,
+            shape: &*<AdminQueueTotals as rt::Model>::SHAPE,
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "oldest_pending_age_ms",
+            required: true,
+            shape: &rt::Shape::Integer { min: -9223372036854775808, max: 9223372036854775807 },
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "sampled_at",
+            required: true,
+            shape: &rt::Shape::String(rt::StrFormat::DateTime),
+            access: rt::Access::ReadWrite,
+        },
+    ]);
+}
+rt::impl_type!(
+    AdminQueueStats,
+    "AdminQueueStats",
+    ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from("AdminQueueStats")),
+    |registry| {
+        registry.create_schema::<AdminQueueStats, _>(::std::string::String::from("AdminQueueStats"), |registry| {
+            let _ = &registry;
+            <crate::models::AdminQueue as ::poem_openapi::types::Type>::register(registry);
+            <crate::models::AdminQueueTotals as ::poem_openapi::types::Type>::register(registry);
+            ::poem_openapi::registry::MetaSchema {
+                ty: "object",
+                required: ::std::vec![
+                    "queues",
+                    "scheduled",
+                    "retry",
+                    "active",
+                    "completed",
+                    "dead",
+                    "totals",
+                    "oldest_pending_age_ms",
+                    "sampled_at"
+                ],
+                properties: ::std::vec![
+                    (
+                        "queues",
+                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                            ::poem_openapi::registry::MetaSchema {
+                                ty: "array",
+                                description: ::std::option::Option::Some("One entry per priority, critical first."),
+                                items: ::std::option::Option::Some(::std::boxed::Box::new(
+                                    ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from(
+                                        "AdminQueue"
+                                    ))
+                                )),
+                                min_items: ::std::option::Option::Some(3usize),
+                                max_items: ::std::option::Option::Some(3usize),
+                                ..::poem_openapi::registry::MetaSchema::ANY
+                            }
+                        ))
+                    ),
+                    (
+                        "scheduled",
+                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                            ::poem_openapi::registry::MetaSchema {
+                                ty: "integer",
+                                format: ::std::option::Option::Some("int64"),
+                                minimum: ::std::option::Option::Some(0f64),
+                                ..::poem_openapi::registry::MetaSchema::ANY
+                            }
+                        ))
+                    ),
+                    (
+                        "retry",
+                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                            ::poem_openapi::registry::MetaSchema {
+                                ty: "integer",
+                                format: ::std::option::Option::Some("int64"),
+                                minimum: ::std::option::Option::Some(0f64),
+                                ..::poem_openapi::registry::MetaSchema::ANY
+                            }
+                        ))
+                    ),
+                    (
+                        "active",
+                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                            ::poem_openapi::registry::MetaSchema {
+                                ty: "integer",
+                                format: ::std::option::Option::Some("int64"),
+                                minimum: ::std::option::Option::Some(0f64),
+                                ..::poem_openapi::registry::MetaSchema::ANY
+                            }
+                        ))
+                    ),
+                    (
+                        "completed",
+                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                            ::poem_openapi::registry::MetaSchema {
+                                ty: "integer",
+                                format: ::std::option::Option::Some("int64"),
+                                description: ::std::option::Option::Some("Completed tasks still retained."),
+                                minimum: ::std::option::Option::Some(0f64),
+                                ..::poem_openapi::registry::MetaSchema::ANY
+                            }
+                        ))
+                    ),
+                    (
+                        "dead",
+                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                            ::poem_openapi::registry::MetaSchema {
+                                ty: "integer",
+                                format: ::std::option::Option::Some("int64"),
+                                description: ::std::option::Option::Some("Dead tasks still retained."),
+                                minimum: ::std::option::Option::Some(0f64),
+                                ..::poem_openapi::registry::MetaSchema::ANY
+                            }
+                        ))
+                    ),
+                    (
+                        "totals",
+                        ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from(
+                            "AdminQueueTotals"
+                        ))
+                    ),
+                    (
+                        "oldest_pending_age_ms",
+                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                            ::poem_openapi::registry::MetaSchema {
+                                ty: "integer",
+                                format: ::std::option::Option::Some("int64"),
+                                description: ::std::option::Option::Some(
+                                    "How long the oldest ready task has waited (0 when none is)."
+                                ),
+                                minimum: ::std::option::Option::Some(0f64),
+                                ..::poem_openapi::registry::MetaSchema::ANY
+                            }
+                        ))
+                    ),
+                    (
+                        "sampled_at",
+                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                            ::poem_openapi::registry::MetaSchema {
+                                ty: "string",
+                                format: ::std::option::Option::Some("date-time"),
+                                description: ::std::option::Option::Some("When the server read this sample."),
+                                ..::poem_openapi::registry::MetaSchema::ANY
+                            }
+                        ))
+                    )
+                ],
+                ..::poem_openapi::registry::MetaSchema::ANY
+            }
+        });
+    }
+);
+/// Schema `#/components/schemas/AdminTaskSummary`.
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::garde::Validate)]
+pub struct AdminTaskSummary {
+    #[garde(skip)]
+    pub task_id: ::uuid::Uuid,
+    /// The task kind (`email`, `sync`).
+    #[serde(rename = "type")]
+    #[garde(length(chars, max = 64))]
+    pub type_: ::std::string::String,
+    #[garde(skip)]
+    pub state: TaskState,
+    #[garde(skip)]
+    pub queue: Priority,
+    #[garde(range(min = 0))]
+    pub attempts: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "rt::double_option")]
+    #[garde(skip)]
+    pub last_error: ::std::option::Option<::std::option::Option<::std::string::String>>,
+    #[serde(serialize_with = "rt::datetime::serialize")]
+    #[garde(skip)]
+    pub created_at: ::chrono::DateTime<::chrono::Utc>,
+    #[serde(serialize_with = "rt::datetime::serialize")]
+    #[garde(skip)]
+    pub updated_at: ::chrono::DateTime<::chrono::Utc>,
+}
+impl rt::Model for AdminTaskSummary {
+    const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[
+        rt::Prop {
+            name: "task_id",
+            required: true,
+            shape: &rt::Shape::String(rt::StrFormat::Uuid),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "type",
+            required: true,
+            shape: &rt::Shape::String(rt::StrFormat::Plain),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "state",
+            required: true,
+            shape: &rt::Shape::Enum(&["pending", "scheduled", "active", "retry", "completed", "dead"]),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "queue",
+            required: true,
+            shape: &rt::Shape::Enum(&["critical", "default", "low"]),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "attempts",
+            required: true,
+            shape: &rt::Shape::Integer { min: -9223372036854775808, max: 9223372036854775807 },
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "last_error",
+            required: false,
+            shape: &rt::Shape::Nullable(&rt::Shape::String(rt::StrFormat::Plain)),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "created_at",
+            required: true,
+            shape: &rt::Shape::String(rt::StrFormat::DateTime),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "updated_at",
+            required: true,
+            shape: &rt::Shape::String(rt::StrFormat::DateTime),
+            access: rt::Access::ReadWrite,
+        },
+    ]);
+    const RENAMES: &'static [(&'static str, &'static str)] = &[("type_", "type")];
+}
+rt::impl_type!(
+    AdminTaskSummary,
+    "AdminTaskSummary",
+    ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from("AdminTaskSummary")),
+    |registry| {
+        registry.create_schema::<AdminTaskSummary, _>(::std::string::String::from("AdminTaskSummary"), |registry| {
+            let _ = &registry;
+            ::poem_openapi::registry::MetaSchema {
+                ty: "object",
+                required: ::std::vec!["task_id", "type", "state", "queue", "attempts", "created_at", "updated_at"],
+                properties: ::std::vec![
+                    (
+                        "task_id",
+                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                            ::poem_openapi::registry::MetaSchema {
+                                ty: "string",
+                                format: ::std::option::Option::Some("uuid"),
+                                ..::poem_openapi::registry::MetaSchema::ANY
+                            }
+                        ))
+                    ),
+                    (
+                        "type",
+                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                            ::poem_openapi::registry::MetaSchema {
+                                ty: "string",
+                                description: ::std::option::Option::Some("The task kind (`email`, `sync`)."),
+                                max_length: ::std::option::Option::Some(64usize),
+                                ..::poem_openapi::registry::MetaSchema::ANY
+                            }
+                        ))
+                    ),
+                    (
+                        "state",
+                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                            ::poem_openapi::registry::MetaSchema {
+                                ty: "string",
+                                title: ::std::option::Option::Some(::std::string::String::from("TaskState")),
+                                enum_items: ::std::vec![
+                                    crate::rt::json("\"pending\""),
+                                    crate::rt::json("\"scheduled\""),
+                                    crate::rt::json("\"active\""),
+                                    crate::rt::json("\"retry\""),
+                                    crate::rt::json("\"completed\""),
+                                    crate::rt::json("\"dead\"")
+                                ],
+                                ..::poem_openapi::registry::MetaSchema::ANY
+                            }
+                        ))
+                    ),
+                    (
+                        "queue",
+                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                            ::poem_openapi::registry::MetaSchema {
+                                ty: "string",
+                                enum_items: ::std::vec![
+                                    crate::rt::json("\"critical\""),
+                                    crate::rt::json("\"default\""),
+                                    crate::rt::json("\"low\"")
+                                ],
+                                ..::poem_openapi::registry::MetaSchema::ANY
+                            }
+                        ))
+                    ),
+                    (
+                        "attempts",
+                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                            ::poem_openapi::registry::MetaSchema {
+                                ty: "integer",
+                                minimum: ::std::option::Option::Some(0f64),
+                                ..::poem_openapi::registry::MetaSchema::ANY
+                            }
+                        ))
+                    ),
+                    (
+                        "last_error",
+                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                            ::poem_openapi::registry::MetaSchema {
+                                ty: "string",
+                                nullable: true,
+                                ..::poem_openapi::registry::MetaSchema::ANY
+                            }
+                        ))
+                    ),
+                    (
+                        "created_at",
+                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                            ::poem_openapi::registry::MetaSchema {
+                                ty: "string",
+                                format: ::std::option::Option::Some("date-time"),
+                                ..::poem_openapi::registry::MetaSchema::ANY
+                            }
+                        ))
+                    ),
+                    (
+                        "updated_at",
+                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                            ::poem_openapi::registry::MetaSchema {
+                                ty: "string",
+                                format: ::std::option::Option::Some("date-time"),
+                                ..::poem_openapi::registry::MetaSchema::ANY
+                            }
+                        ))
+                    )
+                ],
+                ..::poem_openapi::registry::MetaSchema::ANY
+            }
+        });
+    }
+);
+/// Inline schema at `#/components/schemas/AdminTaskSummary/properties/state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, ::serde::Serialize, ::serde::Deserialize)]
+pub enum TaskState {
+    #[serde(rename = "pending")]
+    Pending,
+    #[serde(rename = "scheduled")]
+    Scheduled,
+    #[serde(rename = "active")]
+    Active,
+    #[serde(rename = "retry")]
+    Retry,
+    #[serde(rename = "completed")]
+    Completed,
+    #[serde(rename = "dead")]
+    Dead,
+}
+impl TaskState {
+    /// Every value, in the contract's order.
+    pub const ALL: &'static [Self] =
+        &[Self::Pending, Self::Scheduled, Self::Active, Self::Retry, Self::Completed, Self::Dead];
+    /// The wire value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Scheduled => "scheduled",
+            Self::Active => "active",
+            Self::Retry => "retry",
+            Self::Completed => "completed",
+            Self::Dead => "dead",
+        }
+    }
+}
+impl ::std::fmt::Display for TaskState {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+impl ::std::str::FromStr for TaskState {
+    type Err = ::std::string::String;
+    fn from_str(s: &str) -> ::std::result::Result<Self, Self::Err> {
+        match s {
+            "pending" => ::std::result::Result::Ok(Self::Pending),
+            "scheduled" => ::std::result::Result::Ok(Self::Scheduled),
+            "active" => ::std::result::Result::Ok(Self::Active),
+            "retry" => ::std::result::Result::Ok(Self::Retry),
+            "completed" => ::std::result::Result::Ok(Self::Completed),
+            "dead" => ::std::result::Result::Ok(Self::Dead),
+            other => ::std::result::Result::Err(::std::format!("unknown value {other:?}")),
+        }
+    }
+}
+rt::impl_type!(
+    TaskState,
+    "TaskState",
+    ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(::poem_openapi::registry::MetaSchema {
+        ty: "string",
+        title: ::std::option::Option::Some(::std::string::String::from("TaskState")),
+        enum_items: ::std::vec![
+            crate::rt::json("\"pending\""),
+            crate::rt::json("\"scheduled\""),
+            crate::rt::json("\"active\""),
+            crate::rt::json("\"retry\""),
+            crate::rt::json("\"completed\""),
+            crate::rt::json("\"dead\"")
+        ],
+        ..::poem_openapi::registry::MetaSchema::ANY
+    })),
+    |registry| {
+        let _ = &registry;
+    }
+);
+/// Schema `#/components/schemas/AdminTaskPage`.
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::garde::Validate)]
+pub struct AdminTaskPage {
+    #[garde(length(max = 100), dive)]
+    pub tasks: ::std::vec::Vec<AdminTaskSummary>,
+    /// Tasks in this state now (of this priority, for `pending` with
+    /// `priority`; of every priority otherwise).
+    #[garde(range(min = 0))]
+    pub total: i64,
+    /// Present when more entries follow; send it as `cursor`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[garde(length(chars, max = 200))]
+    pub next_cursor: ::std::option::Option<::std::string::String>,
+}
+impl rt::Model for AdminTaskPage {
+    const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[
+        rt::Prop {
+            name: "tasks",
+            required: true,
+            shape: &rt::Shape::Array(&*<AdminTaskSummary as rt::Model>::SHAPE),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "total",
+            required: true,
+            shape: &rt::Shape::Integer { min: -9223372036854775808, max: 9223372036854775807 },
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "next_cursor",
+            required: false,
+            shape: &rt::Shape::String(rt::StrFormat::Plain),
+            access: rt::Access::ReadWrite,
+        },
+    ]);
+    const RENAMES: &'static [(&'static str, &'static str)] = &[("type_", "type")];
+}
+rt::impl_type!(
+    AdminTaskPage,
+    "AdminTaskPage",
+    ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from("AdminTaskPage")),
+    |registry| {
+        registry.create_schema:: < AdminTaskPage, _ >
+    (::std::string::String::from("AdminTaskPage"), | registry | { let _ = & registry; <
+    crate ::models::AdminTaskSummary as ::poem_openapi::types::Type >
+    ::register(registry); ::poem_openapi::registry::MetaSchema { ty : "object", required
+    : ::std::vec!["tasks", "total"], properties : ::std::vec![("tasks",
+    ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(::poem_openapi::registry::MetaSchema
+    { ty : "array", items :
+    ::std::option::Option::Some(::std::boxed::Box::new(::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from("AdminTaskSummary")))),
+    max_items : ::std::option::Option::Some(100usize), ..
+    ::poem_openapi::registry::MetaSchema::ANY }))), ("total",
+    ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(::poem_openapi::registry::MetaSchema
+    { ty : "integer", format : ::std::option::Option::Some("int64"), description :
+    ::std::option::Option::Some("Tasks in this state now (of this priority, for `pending` with\n`priority`; of every priority otherwise).\n"),
+    minimum : ::std::option::Option::Some(0f64), ..
+    ::poem_openapi::registry::MetaSchema::ANY }))), ("next_cursor",
+    ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(::poem_openapi::registry::MetaSchema
+    { ty : "string", description :
+    ::std::option::Option::Some("Present when more entries follow; send it as `cursor`."),
+    max_length : ::std::option::Option::Some(200usize), ..
+    ::poem_openapi::registry::MetaSchema::ANY })))], ..
+    ::poem_openapi::registry::MetaSchema::ANY } });
+    }
+);
+/// Schema `#/components/schemas/AdminTask`.
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::garde::Validate)]
+pub struct AdminTask {
+    #[garde(dive)]
+    pub task: TaskStatusResponse,
+    /// The payload as the handler reads it, secrets replaced by
+    /// `"[redacted]"` (see `getAdminTask`); null once completed.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "rt::double_option")]
+    #[garde(skip)]
+    pub payload:
+        ::std::option::Option<::std::option::Option<::serde_json::Map<::std::string::String, ::serde_json::Value>>>,
+    /// JSON pointers (into `payload`) of the redacted members.
+    #[garde(skip)]
+    pub redacted: ::std::vec::Vec<::std::string::String>,
+}
+impl rt::Model for AdminTask {
+    const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[
+        rt::Prop {
+            name: "task",
+            required: true,
+            shape: &*<TaskStatusResponse as rt::Model>::SHAPE,
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "payload",
+            required: false,
+            shape: &rt::Shape::Nullable(&rt::Shape::Map(&rt::Shape::Any)),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "redacted",
+            required: true,
+            shape: &rt::Shape::Array(&rt::Shape::String(rt::StrFormat::Plain)),
+            access: rt::Access::ReadWrite,
+        },
+    ]);
+    const RENAMES: &'static [(&'static str, &'static str)] = &[("type_", "type")];
+}
+rt::impl_type!(
+    AdminTask,
+    "AdminTask",
+    ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from("AdminTask")),
+    |registry| {
+        registry.create_schema:: < AdminTask, _ >
+    (::std::string::String::from("AdminTask"), | registry | { let _ = & registry; < crate
+    ::models::TaskStatusResponse as ::poem_openapi::types::Type > ::register(registry);
+    ::poem_openapi::registry::MetaSchema { ty : "object", required : ::std::vec!["task",
+    "redacted"], properties : ::std::vec![("task",
+    ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from("TaskStatusResponse"))),
+    ("payload",
+    ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(::poem_openapi::registry::MetaSchema
+    { ty : "object", description :
+    ::std::option::Option::Some("The payload as the handler reads it, secrets replaced by\n`\"[redacted]\"` (see `getAdminTask`); null once completed.\n"),
+    nullable : true, .. ::poem_openapi::registry::MetaSchema::ANY }))), ("redacted",
+    ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(::poem_openapi::registry::MetaSchema
+    { ty : "array", description :
+    ::std::option::Option::Some("JSON pointers (into `payload`) of the redacted members."),
+    items :
+    ::std::option::Option::Some(::std::boxed::Box::new(::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(::poem_openapi::registry::MetaSchema
+    { ty : "string", .. ::poem_openapi::registry::MetaSchema::ANY })))), ..
+    ::poem_openapi::registry::MetaSchema::ANY })))], ..
+    ::poem_openapi::registry::MetaSchema::ANY } });
+    }
+);
+/// Schema `#/components/schemas/TaskStatusResponse`.
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::garde::Validate)]
+pub struct TaskStatusResponse {
+    /// 任务唯一 ID
+    #[garde(skip)]
+    pub task_id: ::uuid::Uuid,
+    /// 任务类型
+    #[serde(rename = "type")]
+    #[garde(skip)]
+    pub type_: TaskType,
+    /// 任务状态(dead 表示重试耗尽或永久失败)
+    #[garde(skip)]
+    pub state: TaskState,
+    /// 任务所在队列
+    #[garde(skip)]
+    pub queue: Priority,
+    /// 已开始的执行次数
+    #[garde(skip)]
+    pub attempts: i64,
+    /// 最多重试次数
+    #[garde(skip)]
+    pub max_retries: i64,
+    /// 最近一次失败的原因
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "rt::double_option")]
+    #[garde(skip)]
+    pub last_error: ::std::option::Option<::std::option::Option<::std::string::String>>,
+    /// 每次失败的记录
+    #[garde(dive)]
+    pub errors: ::std::vec::Vec<TaskAttemptError>,
+    /// 成功时的结果摘要
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "rt::double_option")]
+    #[garde(skip)]
+    pub result: ::std::option::Option<::std::option::Option<::std::string::String>>,
+    #[serde(serialize_with = "rt::datetime::serialize")]
+    #[garde(skip)]
+    pub created_at: ::chrono::DateTime<::chrono::Utc>,
+    #[serde(serialize_with = "rt::datetime::serialize")]
+    #[garde(skip)]
+    pub updated_at: ::chrono::DateTime<::chrono::Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "rt::double_option")]
+    #[garde(skip)]
+    pub started_at: ::std::option::Option<::std::option::Option<::chrono::DateTime<::chrono::Utc>>>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "rt::double_option")]
+    #[garde(skip)]
+    pub completed_at: ::std::option::Option<::std::option::Option<::chrono::DateTime<::chrono::Utc>>>,
+    /// 等待中的下一次执行时间
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "rt::double_option")]
+    #[garde(skip)]
+    pub run_at: ::std::option::Option<::std::option::Option<::chrono::DateTime<::chrono::Utc>>>,
+}
+impl rt::Model for TaskStatusResponse {
+    const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[
+        rt::Prop {
+            name: "task_id",
+            required: true,
+            shape: &rt::Shape::String(rt::StrFormat::Uuid),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "type",
+            required: true,
+            shape: &rt::Shape::Enum(&["email", "sync"]),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "state",
+            required: true,
+            shape: &rt::Shape::Enum(&["pending", "scheduled", "active", "retry", "completed", "dead"]),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "queue",
+            required: true,
+            shape: &rt::Shape::Enum(&["critical", "default", "low"]),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "attempts",
+            required: true,
+            shape: &rt::Shape::Integer { min: -9223372036854775808, max: 9223372036854775807 },
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "max_retries",
+            required: true,
+            shape: &rt::Shape::Integer { min: -9223372036854775808, max: 9223372036854775807 },
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "last_error",
+            required: false,
+            shape: &rt::Shape::Nullable(&rt::Shape::String(rt::StrFormat::Plain)),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "errors",
+            required: true,
+            shape: &rt::Shape::Array(&*<TaskAttemptError as rt::Model>::SHAPE),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "result",
+            required: false,
+            shape: &rt::Shape::Nullable(&rt::Shape::String(rt::StrFormat::Plain)),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "created_at",
+            required: true,
+            shape: &rt::Shape::String(rt::StrFormat::DateTime),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "updated_at",
+            required: true,
+            shape: &rt::Shape::String(rt::StrFormat::DateTime),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "started_at",
+            required: false,
+            shape: &rt::Shape::Nullable(&rt::Shape::String(rt::StrFormat::DateTime)),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "completed_at",
+            required: false,
+            shape: &rt::Shape::Nullable(&rt::Shape::String(rt::StrFormat::DateTime)),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "run_at",
+            required: false,
+            shape: &rt::Shape::Nullable(&rt::Shape::String(rt::StrFormat::DateTime)),
+            access: rt::Access::ReadWrite,
+        },
+    ]);
+    const RENAMES: &'static [(&'static str, &'static str)] = &[("type_", "type")];
+}
+rt::impl_type!(
+    TaskStatusResponse,
+    "TaskStatusResponse",
+    ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from("TaskStatusResponse")),
+    |registry| {
+        registry.create_schema::<TaskStatusResponse, _>(
+            ::std::string::String::from("TaskStatusResponse"),
+            |registry| {
+                let _ = &registry;
+                ::poem_openapi::registry::MetaSchema {
+                    ty: "object",
+                    required: ::std::vec![
+                        "task_id",
+                        "type",
+                        "state",
+                        "queue",
+                        "attempts",
+                        "max_retries",
+                        "errors",
+                        "created_at",
+                        "updated_at"
+                    ],
+                    properties: ::std::vec![
+                        (
+                            "task_id",
+                            ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                                ::poem_openapi::registry::MetaSchema {
+                                    ty: "string",
+                                    format: ::std::option::Option::Some("uuid"),
+                                    description: ::std::option::Option::Some("任务唯一 ID"),
+                                    ..::poem_openapi::registry::MetaSchema::ANY
+                                }
+                            ))
+                        ),
+                        (
+                            "type",
+                            ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                                ::poem_openapi::registry::MetaSchema {
+                                    ty: "string",
+                                    title: ::std::option::Option::Some(::std::string::String::from("TaskType")),
+                                    description: ::std::option::Option::Some("任务类型"),
+                                    enum_items: ::std::vec![crate::rt::json("\"email\""), crate::rt::json("\"sync\"")],
+                                    ..::poem_openapi::registry::MetaSchema::ANY
+                                }
+                            ))
+                        ),
+                        (
+                            "state",
+                            ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                                ::poem_openapi::registry::MetaSchema {
+                                    ty: "string",
+                                    title: ::std::option::Option::Some(::std::string::String::from("TaskState")),
+                                    description: ::std::option::Option::Some("任务状态(dead 表示重试耗尽或永久失败)"),
+                                    enum_items: ::std::vec![
+                                        crate::rt::json("\"pending\""),
+                                        crate::rt::json("\"scheduled\""),
+                                        crate::rt::json("\"active\""),
+                                        crate::rt::json("\"retry\""),
+                                        crate::rt::json("\"completed\""),
+                                        crate::rt::json("\"dead\"")
+                                    ],
+                                    ..::poem_openapi::registry::MetaSchema::ANY
+                                }
+                            ))
+                        ),
+                        (
+                            "queue",
+                            ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                                ::poem_openapi::registry::MetaSchema {
+                                    ty: "string",
+                                    description: ::std::option::Option::Some("任务所在队列"),
+                                    enum_items: ::std::vec![
+                                        crate::rt::json("\"critical\""),
+                                        crate::rt::json("\"default\""),
+                                        crate::rt::json("\"low\"")
+                                    ],
+                                    ..::poem_openapi::registry::MetaSchema::ANY
+                                }
+                            ))
+                        ),
+                        (
+                            "attempts",
+                            ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                                ::poem_openapi::registry::MetaSchema {
+                                    ty: "integer",
+                                    description: ::std::option::Option::Some("已开始的执行次数"),
+                                    ..::poem_openapi::registry::MetaSchema::ANY
+                                }
+                            ))
+                        ),
+                        (
+                            "max_retries",
+                            ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                                ::poem_openapi::registry::MetaSchema {
+                                    ty: "integer",
+                                    description: ::std::option::Option::Some("最多重试次数"),
+                                    ..::poem_openapi::registry::MetaSchema::ANY
+                                }
+                            ))
+                        ),
+                        (
+                            "last_error",
+                            ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                                ::poem_openapi::registry::MetaSchema {
+                                    ty: "string",
+                                    description: ::std::option::Option::Some("最近一次失败的原因"),
+                                    nullable: true,
+                                    ..::poem_openapi::registry::MetaSchema::ANY
+                                }
+                            ))
+                        ),
+                        (
+                            "errors",
+                            ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                                ::poem_openapi::registry::MetaSchema {
+                                    ty: "array",
+                                    description: ::std::option::Option::Some("每次失败的记录"),
+                                    items: ::std::option::Option::Some(::std::boxed::Box::new(
+                                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                                            ::poem_openapi::registry::MetaSchema {
+                                                ty: "object",
+                                                title: ::std::option::Option::Some(::std::string::String::from(
+                                                    "TaskAttemptError"
+                                                )),
+                                                required: ::std::vec!["attempt", "error", "at"],
+                                                properties: ::std::vec![
+                                                    (
+                                                        "attempt",
+                                                        ::poem_openapi::registry::MetaSchemaRef::Inline(
+                                                            ::std::boxed::Box::new(
+                                                                ::poem_openapi::registry::MetaSchema {
+                                                                    ty: "integer",
+                                                                    ..::poem_openapi::registry::MetaSchema::ANY
+                                                                }
+                                                            )
+                                                        )
+                                                    ),
+                                                    (
+                                                        "error",
+                                                        ::poem_openapi::registry::MetaSchemaRef::Inline(
+                                                            ::std::boxed::Box::new(
+                                                                ::poem_openapi::registry::MetaSchema {
+                                                                    ty: "string",
+                                                                    ..::poem_openapi::registry::MetaSchema::ANY
+                                                                }
+                                                            )
+                                                        )
+                                                    ),
+                                                    (
+                                                        "at",
+                                                        ::poem_openapi::registry::MetaSchemaRef::Inline(
+                                                            ::std::boxed::Box::new(
+                                                                ::poem_openapi::registry::MetaSchema {
+                                                                    ty: "string",
+                                                                    format: ::std::option::Option::Some("date-time"),
+                                                                    ..::poem_openapi::registry::MetaSchema::ANY
+                                                                }
+                                                            )
+                                                        )
+                                                    )
+                                                ],
+                                                ..::poem_openapi::registry::MetaSchema::ANY
+                                            }
+                                        ))
+                                    )),
+                                    ..::poem_openapi::registry::MetaSchema::ANY
+                                }
+                            ))
+                        ),
+                        (
+                            "result",
+                            ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                                ::poem_openapi::registry::MetaSchema {
+                                    ty: "string",
+                                    description: ::std::option::Option::Some("成功时的结果摘要"),
+                                    nullable: true,
+                                    ..::poem_openapi::registry::MetaSchema::ANY
+                                }
+                            ))
+                        ),
+                        (
+                            "created_at",
+                            ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                                ::poem_openapi::registry::MetaSchema {
+                                    ty: "string",
+                                    format: ::std::option::Option::Some("date-time"),
+                                    ..::poem_openapi::registry::MetaSchema::ANY
+                                }
+                            ))
+                        ),
+                        (
+                            "updated_at",
+                            ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                                ::poem_openapi::registry::MetaSchema {
+                                    ty: "string",
+                                    format: ::std::option::Option::Some("date-time"),
+                                    ..::poem_openapi::registry::MetaSchema::ANY
+                                }
+                            ))
+                        ),
+                        (
+                            "started_at",
+                            ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                                ::poem_openapi::registry::MetaSchema {
+                                    ty: "string",
+                                    format: ::std::option::Option::Some("date-time"),
+                                    nullable: true,
+                                    ..::poem_openapi::registry::MetaSchema::ANY
+                                }
+                            ))
+                        ),
+                        (
+                            "completed_at",
+                            ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                                ::poem_openapi::registry::MetaSchema {
+                                    ty: "string",
+                                    format: ::std::option::Option::Some("date-time"),
+                                    nullable: true,
+                                    ..::poem_openapi::registry::MetaSchema::ANY
+                                }
+                            ))
+                        ),
+                        (
+                            "run_at",
+                            ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                                ::poem_openapi::registry::MetaSchema {
+                                    ty: "string",
+                                    format: ::std::option::Option::Some("date-time"),
+                                    description: ::std::option::Option::Some("等待中的下一次执行时间"),
+                                    nullable: true,
+                                    ..::poem_openapi::registry::MetaSchema::ANY
+                                }
+                            ))
+                        )
+                    ],
+                    ..::poem_openapi::registry::MetaSchema::ANY
+                }
+            },
+        );
+    }
+);
+/// 任务类型
+///
+/// Inline schema at `#/components/schemas/TaskStatusResponse/properties/type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, ::serde::Serialize, ::serde::Deserialize)]
+pub enum TaskType {
+    #[serde(rename = "email")]
+    Email,
+    #[serde(rename = "sync")]
+    Sync,
+}
+impl TaskType {
+    /// Every value, in the contract's order.
+    pub const ALL: &'static [Self] = &[Self::Email, Self::Sync];
+    /// The wire value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Email => "email",
+            Self::Sync => "sync",
+        }
+    }
+}
+impl ::std::fmt::Display for TaskType {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+impl ::std::str::FromStr for TaskType {
+    type Err = ::std::string::String;
+    fn from_str(s: &str) -> ::std::result::Result<Self, Self::Err> {
+        match s {
+            "email" => ::std::result::Result::Ok(Self::Email),
+            "sync" => ::std::result::Result::Ok(Self::Sync),
+            other => ::std::result::Result::Err(::std::format!("unknown value {other:?}")),
+        }
+    }
+}
+rt::impl_type!(
+    TaskType,
+    "TaskType",
+    ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(::poem_openapi::registry::MetaSchema {
+        ty: "string",
+        title: ::std::option::Option::Some(::std::string::String::from("TaskType")),
+        description: ::std::option::Option::Some("任务类型"),
+        enum_items: ::std::vec![crate::rt::json("\"email\""), crate::rt::json("\"sync\"")],
+        ..::poem_openapi::registry::MetaSchema::ANY
+    })),
+    |registry| {
+        let _ = &registry;
+    }
+);
+/// Inline schema at `#/components/schemas/TaskStatusResponse/properties/errors/items`.
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::garde::Validate)]
+pub struct TaskAttemptError {
+    #[garde(skip)]
+    pub attempt: i64,
+    #[garde(skip)]
+    pub error: ::std::string::String,
+    #[serde(serialize_with = "rt::datetime::serialize")]
+    #[garde(skip)]
+    pub at: ::chrono::DateTime<::chrono::Utc>,
+}
+impl rt::Model for TaskAttemptError {
+    const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[
+        rt::Prop {
+            name: "attempt",
+            required: true,
+            shape: &rt::Shape::Integer { min: -9223372036854775808, max: 9223372036854775807 },
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "error",
+            required: true,
+            shape: &rt::Shape::String(rt::StrFormat::Plain),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "at",
+            required: true,
+            shape: &rt::Shape::String(rt::StrFormat::DateTime),
+            access: rt::Access::ReadWrite,
+        },
+    ]);
+}
+rt::impl_type!(
+    TaskAttemptError,
+    "TaskAttemptError",
+    ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(::poem_openapi::registry::MetaSchema {
+        ty: "object",
+        title: ::std::option::Option::Some(::std::string::String::from("TaskAttemptError")),
+        required: ::std::vec!["attempt", "error", "at"],
+        properties: ::std::vec![
+            (
+                "attempt",
+                ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                    ::poem_openapi::registry::MetaSchema { ty: "integer", ..::poem_openapi::registry::MetaSchema::ANY }
+                ))
+            ),
+            (
+                "error",
+                ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                    ::poem_openapi::registry::MetaSchema { ty: "string", ..::poem_openapi::registry::MetaSchema::ANY }
+                ))
+            ),
+            (
+                "at",
+                ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                    ::poem_openapi::registry::MetaSchema {
+                        ty: "string",
+                        format: ::std::option::Option::Some("date-time"),
+                        ..::poem_openapi::registry::MetaSchema::ANY
+                    }
+                ))
+            )
+        ],
+        ..::poem_openapi::registry::MetaSchema::ANY
+    })),
+    |registry| {
+        let _ = &registry;
+    }
+);
 /// One PostgreSQL read replica as the server's last lag check found it.
 ///
 /// Schema `#/components/schemas/ReplicaHealth`.
@@ -1590,69 +2954,6 @@ rt::impl_type!(
         });
     }
 );
-/// 任务优先级
-///
-/// Inline schema at `#/components/schemas/EmailTaskRequest/properties/priority`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, ::serde::Serialize, ::serde::Deserialize)]
-pub enum Priority {
-    #[serde(rename = "critical")]
-    Critical,
-    #[serde(rename = "default")]
-    Default,
-    #[serde(rename = "low")]
-    Low,
-}
-impl Priority {
-    /// Every value, in the contract's order.
-    pub const ALL: &'static [Self] = &[Self::Critical, Self::Default, Self::Low];
-    /// The wire value.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Critical => "critical",
-            Self::Default => "default",
-            Self::Low => "low",
-        }
-    }
-}
-impl ::std::fmt::Display for Priority {
-    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-impl ::std::str::FromStr for Priority {
-    type Err = ::std::string::String;
-    fn from_str(s: &str) -> ::std::result::Result<Self, Self::Err> {
-        match s {
-            "critical" => ::std::result::Result::Ok(Self::Critical),
-            "default" => ::std::result::Result::Ok(Self::Default),
-            "low" => ::std::result::Result::Ok(Self::Low),
-            other => ::std::result::Result::Err(::std::format!("unknown value {other:?}")),
-        }
-    }
-}
-impl ::std::default::Default for Priority {
-    fn default() -> Self {
-        Self::Default
-    }
-}
-rt::impl_type!(
-    Priority,
-    "Priority",
-    ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(::poem_openapi::registry::MetaSchema {
-        ty: "string",
-        description: ::std::option::Option::Some("任务优先级"),
-        default: ::std::option::Option::Some(crate::rt::json("\"default\"")),
-        enum_items: ::std::vec![
-            crate::rt::json("\"critical\""),
-            crate::rt::json("\"default\""),
-            crate::rt::json("\"low\"")
-        ],
-        ..::poem_openapi::registry::MetaSchema::ANY
-    })),
-    |registry| {
-        let _ = &registry;
-    }
-);
 /// Schema `#/components/schemas/EmailTaskBatchRequest`.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::garde::Validate)]
 pub struct EmailTaskBatchRequest {
@@ -2051,580 +3352,6 @@ rt::impl_type!(
             crate::rt::json("\"sim_status\""),
             crate::rt::json("\"flow_usage\""),
             crate::rt::json("\"real_name\"")
-        ],
-        ..::poem_openapi::registry::MetaSchema::ANY
-    })),
-    |registry| {
-        let _ = &registry;
-    }
-);
-/// Schema `#/components/schemas/TaskStatusResponse`.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::garde::Validate)]
-pub struct TaskStatusResponse {
-    /// 任务唯一 ID
-    #[garde(skip)]
-    pub task_id: ::uuid::Uuid,
-    /// 任务类型
-    #[serde(rename = "type")]
-    #[garde(skip)]
-    pub type_: TaskType,
-    /// 任务状态(dead 表示重试耗尽或永久失败)
-    #[garde(skip)]
-    pub state: TaskState,
-    /// 任务所在队列
-    #[garde(skip)]
-    pub queue: Priority,
-    /// 已开始的执行次数
-    #[garde(skip)]
-    pub attempts: i64,
-    /// 最多重试次数
-    #[garde(skip)]
-    pub max_retries: i64,
-    /// 最近一次失败的原因
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "rt::double_option")]
-    #[garde(skip)]
-    pub last_error: ::std::option::Option<::std::option::Option<::std::string::String>>,
-    /// 每次失败的记录
-    #[garde(dive)]
-    pub errors: ::std::vec::Vec<TaskAttemptError>,
-    /// 成功时的结果摘要
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "rt::double_option")]
-    #[garde(skip)]
-    pub result: ::std::option::Option<::std::option::Option<::std::string::String>>,
-    #[serde(serialize_with = "rt::datetime::serialize")]
-    #[garde(skip)]
-    pub created_at: ::chrono::DateTime<::chrono::Utc>,
-    #[serde(serialize_with = "rt::datetime::serialize")]
-    #[garde(skip)]
-    pub updated_at: ::chrono::DateTime<::chrono::Utc>,
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "rt::double_option")]
-    #[garde(skip)]
-    pub started_at: ::std::option::Option<::std::option::Option<::chrono::DateTime<::chrono::Utc>>>,
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "rt::double_option")]
-    #[garde(skip)]
-    pub completed_at: ::std::option::Option<::std::option::Option<::chrono::DateTime<::chrono::Utc>>>,
-    /// 等待中的下一次执行时间
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "rt::double_option")]
-    #[garde(skip)]
-    pub run_at: ::std::option::Option<::std::option::Option<::chrono::DateTime<::chrono::Utc>>>,
-}
-impl rt::Model for TaskStatusResponse {
-    const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[
-        rt::Prop {
-            name: "task_id",
-            required: true,
-            shape: &rt::Shape::String(rt::StrFormat::Uuid),
-            access: rt::Access::ReadWrite,
-        },
-        rt::Prop {
-            name: "type",
-            required: true,
-            shape: &rt::Shape::Enum(&["email", "sync"]),
-            access: rt::Access::ReadWrite,
-        },
-        rt::Prop {
-            name: "state",
-            required: true,
-            shape: &rt::Shape::Enum(&["pending", "scheduled", "active", "retry", "completed", "dead"]),
-            access: rt::Access::ReadWrite,
-        },
-        rt::Prop {
-            name: "queue",
-            required: true,
-            shape: &rt::Shape::Enum(&["critical", "default", "low"]),
-            access: rt::Access::ReadWrite,
-        },
-        rt::Prop {
-            name: "attempts",
-            required: true,
-            shape: &rt::Shape::Integer { min: -9223372036854775808, max: 9223372036854775807 },
-            access: rt::Access::ReadWrite,
-        },
-        rt::Prop {
-            name: "max_retries",
-            required: true,
-            shape: &rt::Shape::Integer { min: -9223372036854775808, max: 9223372036854775807 },
-            access: rt::Access::ReadWrite,
-        },
-        rt::Prop {
-            name: "last_error",
-            required: false,
-            shape: &rt::Shape::Nullable(&rt::Shape::String(rt::StrFormat::Plain)),
-            access: rt::Access::ReadWrite,
-        },
-        rt::Prop {
-            name: "errors",
-            required: true,
-            shape: &rt::Shape::Array(&*<TaskAttemptError as rt::Model>::SHAPE),
-            access: rt::Access::ReadWrite,
-        },
-        rt::Prop {
-            name: "result",
-            required: false,
-            shape: &rt::Shape::Nullable(&rt::Shape::String(rt::StrFormat::Plain)),
-            access: rt::Access::ReadWrite,
-        },
-        rt::Prop {
-            name: "created_at",
-            required: true,
-            shape: &rt::Shape::String(rt::StrFormat::DateTime),
-            access: rt::Access::ReadWrite,
-        },
-        rt::Prop {
-            name: "updated_at",
-            required: true,
-            shape: &rt::Shape::String(rt::StrFormat::DateTime),
-            access: rt::Access::ReadWrite,
-        },
-        rt::Prop {
-            name: "started_at",
-            required: false,
-            shape: &rt::Shape::Nullable(&rt::Shape::String(rt::StrFormat::DateTime)),
-            access: rt::Access::ReadWrite,
-        },
-        rt::Prop {
-            name: "completed_at",
-            required: false,
-            shape: &rt::Shape::Nullable(&rt::Shape::String(rt::StrFormat::DateTime)),
-            access: rt::Access::ReadWrite,
-        },
-        rt::Prop {
-            name: "run_at",
-            required: false,
-            shape: &rt::Shape::Nullable(&rt::Shape::String(rt::StrFormat::DateTime)),
-            access: rt::Access::ReadWrite,
-        },
-    ]);
-    const RENAMES: &'static [(&'static str, &'static str)] = &[("type_", "type")];
-}
-rt::impl_type!(
-    TaskStatusResponse,
-    "TaskStatusResponse",
-    ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from("TaskStatusResponse")),
-    |registry| {
-        registry.create_schema::<TaskStatusResponse, _>(
-            ::std::string::String::from("TaskStatusResponse"),
-            |registry| {
-                let _ = &registry;
-                ::poem_openapi::registry::MetaSchema {
-                    ty: "object",
-                    required: ::std::vec![
-                        "task_id",
-                        "type",
-                        "state",
-                        "queue",
-                        "attempts",
-                        "max_retries",
-                        "errors",
-                        "created_at",
-                        "updated_at"
-                    ],
-                    properties: ::std::vec![
-                        (
-                            "task_id",
-                            ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                                ::poem_openapi::registry::MetaSchema {
-                                    ty: "string",
-                                    format: ::std::option::Option::Some("uuid"),
-                                    description: ::std::option::Option::Some("任务唯一 ID"),
-                                    ..::poem_openapi::registry::MetaSchema::ANY
-                                }
-                            ))
-                        ),
-                        (
-                            "type",
-                            ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                                ::poem_openapi::registry::MetaSchema {
-                                    ty: "string",
-                                    title: ::std::option::Option::Some(::std::string::String::from("TaskType")),
-                                    description: ::std::option::Option::Some("任务类型"),
-                                    enum_items: ::std::vec![crate::rt::json("\"email\""), crate::rt::json("\"sync\"")],
-                                    ..::poem_openapi::registry::MetaSchema::ANY
-                                }
-                            ))
-                        ),
-                        (
-                            "state",
-                            ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                                ::poem_openapi::registry::MetaSchema {
-                                    ty: "string",
-                                    title: ::std::option::Option::Some(::std::string::String::from("TaskState")),
-                                    description: ::std::option::Option::Some("任务状态(dead 表示重试耗尽或永久失败)"),
-                                    enum_items: ::std::vec![
-                                        crate::rt::json("\"pending\""),
-                                        crate::rt::json("\"scheduled\""),
-                                        crate::rt::json("\"active\""),
-                                        crate::rt::json("\"retry\""),
-                                        crate::rt::json("\"completed\""),
-                                        crate::rt::json("\"dead\"")
-                                    ],
-                                    ..::poem_openapi::registry::MetaSchema::ANY
-                                }
-                            ))
-                        ),
-                        (
-                            "queue",
-                            ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                                ::poem_openapi::registry::MetaSchema {
-                                    ty: "string",
-                                    description: ::std::option::Option::Some("任务所在队列"),
-                                    enum_items: ::std::vec![
-                                        crate::rt::json("\"critical\""),
-                                        crate::rt::json("\"default\""),
-                                        crate::rt::json("\"low\"")
-                                    ],
-                                    ..::poem_openapi::registry::MetaSchema::ANY
-                                }
-                            ))
-                        ),
-                        (
-                            "attempts",
-                            ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                                ::poem_openapi::registry::MetaSchema {
-                                    ty: "integer",
-                                    description: ::std::option::Option::Some("已开始的执行次数"),
-                                    ..::poem_openapi::registry::MetaSchema::ANY
-                                }
-                            ))
-                        ),
-                        (
-                            "max_retries",
-                            ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                                ::poem_openapi::registry::MetaSchema {
-                                    ty: "integer",
-                                    description: ::std::option::Option::Some("最多重试次数"),
-                                    ..::poem_openapi::registry::MetaSchema::ANY
-                                }
-                            ))
-                        ),
-                        (
-                            "last_error",
-                            ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                                ::poem_openapi::registry::MetaSchema {
-                                    ty: "string",
-                                    description: ::std::option::Option::Some("最近一次失败的原因"),
-                                    nullable: true,
-                                    ..::poem_openapi::registry::MetaSchema::ANY
-                                }
-                            ))
-                        ),
-                        (
-                            "errors",
-                            ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                                ::poem_openapi::registry::MetaSchema {
-                                    ty: "array",
-                                    description: ::std::option::Option::Some("每次失败的记录"),
-                                    items: ::std::option::Option::Some(::std::boxed::Box::new(
-                                        ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                                            ::poem_openapi::registry::MetaSchema {
-                                                ty: "object",
-                                                title: ::std::option::Option::Some(::std::string::String::from(
-                                                    "TaskAttemptError"
-                                                )),
-                                                required: ::std::vec!["attempt", "error", "at"],
-                                                properties: ::std::vec![
-                                                    (
-                                                        "attempt",
-                                                        ::poem_openapi::registry::MetaSchemaRef::Inline(
-                                                            ::std::boxed::Box::new(
-                                                                ::poem_openapi::registry::MetaSchema {
-                                                                    ty: "integer",
-                                                                    ..::poem_openapi::registry::MetaSchema::ANY
-                                                                }
-                                                            )
-                                                        )
-                                                    ),
-                                                    (
-                                                        "error",
-                                                        ::poem_openapi::registry::MetaSchemaRef::Inline(
-                                                            ::std::boxed::Box::new(
-                                                                ::poem_openapi::registry::MetaSchema {
-                                                                    ty: "string",
-                                                                    ..::poem_openapi::registry::MetaSchema::ANY
-                                                                }
-                                                            )
-                                                        )
-                                                    ),
-                                                    (
-                                                        "at",
-                                                        ::poem_openapi::registry::MetaSchemaRef::Inline(
-                                                            ::std::boxed::Box::new(
-                                                                ::poem_openapi::registry::MetaSchema {
-                                                                    ty: "string",
-                                                                    format: ::std::option::Option::Some("date-time"),
-                                                                    ..::poem_openapi::registry::MetaSchema::ANY
-                                                                }
-                                                            )
-                                                        )
-                                                    )
-                                                ],
-                                                ..::poem_openapi::registry::MetaSchema::ANY
-                                            }
-                                        ))
-                                    )),
-                                    ..::poem_openapi::registry::MetaSchema::ANY
-                                }
-                            ))
-                        ),
-                        (
-                            "result",
-                            ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                                ::poem_openapi::registry::MetaSchema {
-                                    ty: "string",
-                                    description: ::std::option::Option::Some("成功时的结果摘要"),
-                                    nullable: true,
-                                    ..::poem_openapi::registry::MetaSchema::ANY
-                                }
-                            ))
-                        ),
-                        (
-                            "created_at",
-                            ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                                ::poem_openapi::registry::MetaSchema {
-                                    ty: "string",
-                                    format: ::std::option::Option::Some("date-time"),
-                                    ..::poem_openapi::registry::MetaSchema::ANY
-                                }
-                            ))
-                        ),
-                        (
-                            "updated_at",
-                            ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                                ::poem_openapi::registry::MetaSchema {
-                                    ty: "string",
-                                    format: ::std::option::Option::Some("date-time"),
-                                    ..::poem_openapi::registry::MetaSchema::ANY
-                                }
-                            ))
-                        ),
-                        (
-                            "started_at",
-                            ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                                ::poem_openapi::registry::MetaSchema {
-                                    ty: "string",
-                                    format: ::std::option::Option::Some("date-time"),
-                                    nullable: true,
-                                    ..::poem_openapi::registry::MetaSchema::ANY
-                                }
-                            ))
-                        ),
-                        (
-                            "completed_at",
-                            ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                                ::poem_openapi::registry::MetaSchema {
-                                    ty: "string",
-                                    format: ::std::option::Option::Some("date-time"),
-                                    nullable: true,
-                                    ..::poem_openapi::registry::MetaSchema::ANY
-                                }
-                            ))
-                        ),
-                        (
-                            "run_at",
-                            ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                                ::poem_openapi::registry::MetaSchema {
-                                    ty: "string",
-                                    format: ::std::option::Option::Some("date-time"),
-                                    description: ::std::option::Option::Some("等待中的下一次执行时间"),
-                                    nullable: true,
-                                    ..::poem_openapi::registry::MetaSchema::ANY
-                                }
-                            ))
-                        )
-                    ],
-                    ..::poem_openapi::registry::MetaSchema::ANY
-                }
-            },
-        );
-    }
-);
-/// 任务类型
-///
-/// Inline schema at `#/components/schemas/TaskStatusResponse/properties/type`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, ::serde::Serialize, ::serde::Deserialize)]
-pub enum TaskType {
-    #[serde(rename = "email")]
-    Email,
-    #[serde(rename = "sync")]
-    Sync,
-}
-impl TaskType {
-    /// Every value, in the contract's order.
-    pub const ALL: &'static [Self] = &[Self::Email, Self::Sync];
-    /// The wire value.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Email => "email",
-            Self::Sync => "sync",
-        }
-    }
-}
-impl ::std::fmt::Display for TaskType {
-    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-impl ::std::str::FromStr for TaskType {
-    type Err = ::std::string::String;
-    fn from_str(s: &str) -> ::std::result::Result<Self, Self::Err> {
-        match s {
-            "email" => ::std::result::Result::Ok(Self::Email),
-            "sync" => ::std::result::Result::Ok(Self::Sync),
-            other => ::std::result::Result::Err(::std::format!("unknown value {other:?}")),
-        }
-    }
-}
-rt::impl_type!(
-    TaskType,
-    "TaskType",
-    ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(::poem_openapi::registry::MetaSchema {
-        ty: "string",
-        title: ::std::option::Option::Some(::std::string::String::from("TaskType")),
-        description: ::std::option::Option::Some("任务类型"),
-        enum_items: ::std::vec![crate::rt::json("\"email\""), crate::rt::json("\"sync\"")],
-        ..::poem_openapi::registry::MetaSchema::ANY
-    })),
-    |registry| {
-        let _ = &registry;
-    }
-);
-/// 任务状态(dead 表示重试耗尽或永久失败)
-///
-/// Inline schema at `#/components/schemas/TaskStatusResponse/properties/state`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, ::serde::Serialize, ::serde::Deserialize)]
-pub enum TaskState {
-    #[serde(rename = "pending")]
-    Pending,
-    #[serde(rename = "scheduled")]
-    Scheduled,
-    #[serde(rename = "active")]
-    Active,
-    #[serde(rename = "retry")]
-    Retry,
-    #[serde(rename = "completed")]
-    Completed,
-    #[serde(rename = "dead")]
-    Dead,
-}
-impl TaskState {
-    /// Every value, in the contract's order.
-    pub const ALL: &'static [Self] =
-        &[Self::Pending, Self::Scheduled, Self::Active, Self::Retry, Self::Completed, Self::Dead];
-    /// The wire value.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Scheduled => "scheduled",
-            Self::Active => "active",
-            Self::Retry => "retry",
-            Self::Completed => "completed",
-            Self::Dead => "dead",
-        }
-    }
-}
-impl ::std::fmt::Display for TaskState {
-    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-impl ::std::str::FromStr for TaskState {
-    type Err = ::std::string::String;
-    fn from_str(s: &str) -> ::std::result::Result<Self, Self::Err> {
-        match s {
-            "pending" => ::std::result::Result::Ok(Self::Pending),
-            "scheduled" => ::std::result::Result::Ok(Self::Scheduled),
-            "active" => ::std::result::Result::Ok(Self::Active),
-            "retry" => ::std::result::Result::Ok(Self::Retry),
-            "completed" => ::std::result::Result::Ok(Self::Completed),
-            "dead" => ::std::result::Result::Ok(Self::Dead),
-            other => ::std::result::Result::Err(::std::format!("unknown value {other:?}")),
-        }
-    }
-}
-rt::impl_type!(
-    TaskState,
-    "TaskState",
-    ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(::poem_openapi::registry::MetaSchema {
-        ty: "string",
-        title: ::std::option::Option::Some(::std::string::String::from("TaskState")),
-        description: ::std::option::Option::Some("任务状态(dead 表示重试耗尽或永久失败)"),
-        enum_items: ::std::vec![
-            crate::rt::json("\"pending\""),
-            crate::rt::json("\"scheduled\""),
-            crate::rt::json("\"active\""),
-            crate::rt::json("\"retry\""),
-            crate::rt::json("\"completed\""),
-            crate::rt::json("\"dead\"")
-        ],
-        ..::poem_openapi::registry::MetaSchema::ANY
-    })),
-    |registry| {
-        let _ = &registry;
-    }
-);
-/// Inline schema at `#/components/schemas/TaskStatusResponse/properties/errors/items`.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::garde::Validate)]
-pub struct TaskAttemptError {
-    #[garde(skip)]
-    pub attempt: i64,
-    #[garde(skip)]
-    pub error: ::std::string::String,
-    #[serde(serialize_with = "rt::datetime::serialize")]
-    #[garde(skip)]
-    pub at: ::chrono::DateTime<::chrono::Utc>,
-}
-impl rt::Model for TaskAttemptError {
-    const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[
-        rt::Prop {
-            name: "attempt",
-            required: true,
-            shape: &rt::Shape::Integer { min: -9223372036854775808, max: 9223372036854775807 },
-            access: rt::Access::ReadWrite,
-        },
-        rt::Prop {
-            name: "error",
-            required: true,
-            shape: &rt::Shape::String(rt::StrFormat::Plain),
-            access: rt::Access::ReadWrite,
-        },
-        rt::Prop {
-            name: "at",
-            required: true,
-            shape: &rt::Shape::String(rt::StrFormat::DateTime),
-            access: rt::Access::ReadWrite,
-        },
-    ]);
-}
-rt::impl_type!(
-    TaskAttemptError,
-    "TaskAttemptError",
-    ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(::poem_openapi::registry::MetaSchema {
-        ty: "object",
-        title: ::std::option::Option::Some(::std::string::String::from("TaskAttemptError")),
-        required: ::std::vec!["attempt", "error", "at"],
-        properties: ::std::vec![
-            (
-                "attempt",
-                ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                    ::poem_openapi::registry::MetaSchema { ty: "integer", ..::poem_openapi::registry::MetaSchema::ANY }
-                ))
-            ),
-            (
-                "error",
-                ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                    ::poem_openapi::registry::MetaSchema { ty: "string", ..::poem_openapi::registry::MetaSchema::ANY }
-                ))
-            ),
-            (
-                "at",
-                ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
-                    ::poem_openapi::registry::MetaSchema {
-                        ty: "string",
-                        format: ::std::option::Option::Some("date-time"),
-                        ..::poem_openapi::registry::MetaSchema::ANY
-                    }
-                ))
-            )
         ],
         ..::poem_openapi::registry::MetaSchema::ANY
     })),
@@ -4081,5 +4808,685 @@ rt::impl_type!(
     |registry| {
         let _ = &registry;
         <crate::models::TaskStatusResponse as ::poem_openapi::types::Type>::register(registry);
+    }
+);
+/// Inline schema at `#/paths/~1admin~1queue~1stats/get/responses/200/content/application~1json/schema`.
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::garde::Validate)]
+pub struct GetQueueStats200Response {
+    /// 响应码(0 表示成功)
+    #[garde(skip)]
+    pub code: i64,
+    /// 响应消息
+    #[garde(skip)]
+    pub msg: ::std::string::String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[garde(dive)]
+    pub data: ::std::option::Option<AdminQueueStats>,
+    /// 响应时间戳(ISO 8601 格式)
+    #[serde(serialize_with = "rt::datetime::serialize")]
+    #[garde(skip)]
+    pub timestamp: ::chrono::DateTime<::chrono::Utc>,
+}
+impl rt::Model for GetQueueStats200Response {
+    const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[
+        rt::Prop {
+            name: "code",
+            required: true,
+            shape: &rt::Shape::Integer { min: 0, max: 0 },
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "msg",
+            required: true,
+            shape: &rt::Shape::String(rt::StrFormat::Plain),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "data",
+            required: false,
+            shape: &*<AdminQueueStats as rt::Model>::SHAPE,
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "timestamp",
+            required: true,
+            shape: &rt::Shape::String(rt::StrFormat::DateTime),
+            access: rt::Access::ReadWrite,
+        },
+    ]);
+}
+rt::impl_type!(
+    GetQueueStats200Response,
+    "GetQueueStats200Response",
+    ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(::poem_openapi::registry::MetaSchema {
+        ty: "object",
+        required: ::std::vec!["code", "msg", "timestamp"],
+        properties: ::std::vec![
+            (
+                "code",
+                ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                    ::poem_openapi::registry::MetaSchema {
+                        ty: "integer",
+                        description: ::std::option::Option::Some("响应码(0 表示成功)"),
+                        enum_items: ::std::vec![crate::rt::json("0")],
+                        ..::poem_openapi::registry::MetaSchema::ANY
+                    }
+                ))
+            ),
+            (
+                "msg",
+                ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                    ::poem_openapi::registry::MetaSchema {
+                        ty: "string",
+                        description: ::std::option::Option::Some("响应消息"),
+                        example: ::std::option::Option::Some(crate::rt::json("\"success\"")),
+                        ..::poem_openapi::registry::MetaSchema::ANY
+                    }
+                ))
+            ),
+            (
+                "data",
+                ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from("AdminQueueStats"))
+            ),
+            (
+                "timestamp",
+                ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                    ::poem_openapi::registry::MetaSchema {
+                        ty: "string",
+                        format: ::std::option::Option::Some("date-time"),
+                        description: ::std::option::Option::Some("响应时间戳(ISO 8601 格式)"),
+                        example: ::std::option::Option::Some(crate::rt::json("\"2025-11-12T16:00:00+08:00\"")),
+                        ..::poem_openapi::registry::MetaSchema::ANY
+                    }
+                ))
+            )
+        ],
+        ..::poem_openapi::registry::MetaSchema::ANY
+    })),
+    |registry| {
+        let _ = &registry;
+        <crate::models::AdminQueueStats as ::poem_openapi::types::Type>::register(registry);
+    }
+);
+/// Inline schema at `#/paths/~1admin~1tasks/get/responses/200/content/application~1json/schema`.
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::garde::Validate)]
+pub struct ListAdminTasks200Response {
+    /// 响应码(0 表示成功)
+    #[garde(skip)]
+    pub code: i64,
+    /// 响应消息
+    #[garde(skip)]
+    pub msg: ::std::string::String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[garde(dive)]
+    pub data: ::std::option::Option<AdminTaskPage>,
+    /// 响应时间戳(ISO 8601 格式)
+    #[serde(serialize_with = "rt::datetime::serialize")]
+    #[garde(skip)]
+    pub timestamp: ::chrono::DateTime<::chrono::Utc>,
+}
+impl rt::Model for ListAdminTasks200Response {
+    const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[
+        rt::Prop {
+            name: "code",
+            required: true,
+            shape: &rt::Shape::Integer { min: 0, max: 0 },
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "msg",
+            required: true,
+            shape: &rt::Shape::String(rt::StrFormat::Plain),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "data",
+            required: false,
+            shape: &*<AdminTaskPage as rt::Model>::SHAPE,
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "timestamp",
+            required: true,
+            shape: &rt::Shape::String(rt::StrFormat::DateTime),
+            access: rt::Access::ReadWrite,
+        },
+    ]);
+    const RENAMES: &'static [(&'static str, &'static str)] = &[("type_", "type")];
+}
+rt::impl_type!(
+    ListAdminTasks200Response,
+    "ListAdminTasks200Response",
+    ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(::poem_openapi::registry::MetaSchema {
+        ty: "object",
+        required: ::std::vec!["code", "msg", "timestamp"],
+        properties: ::std::vec![
+            (
+                "code",
+                ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                    ::poem_openapi::registry::MetaSchema {
+                        ty: "integer",
+                        description: ::std::option::Option::Some("响应码(0 表示成功)"),
+                        enum_items: ::std::vec![crate::rt::json("0")],
+                        ..::poem_openapi::registry::MetaSchema::ANY
+                    }
+                ))
+            ),
+            (
+                "msg",
+                ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                    ::poem_openapi::registry::MetaSchema {
+                        ty: "string",
+                        description: ::std::option::Option::Some("响应消息"),
+                        example: ::std::option::Option::Some(crate::rt::json("\"success\"")),
+                        ..::poem_openapi::registry::MetaSchema::ANY
+                    }
+                ))
+            ),
+            ("data", ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from("AdminTaskPage"))),
+            (
+                "timestamp",
+                ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                    ::poem_openapi::registry::MetaSchema {
+                        ty: "string",
+                        format: ::std::option::Option::Some("date-time"),
+                        description: ::std::option::Option::Some("响应时间戳(ISO 8601 格式)"),
+                        example: ::std::option::Option::Some(crate::rt::json("\"2025-11-12T16:00:00+08:00\"")),
+                        ..::poem_openapi::registry::MetaSchema::ANY
+                    }
+                ))
+            )
+        ],
+        ..::poem_openapi::registry::MetaSchema::ANY
+    })),
+    |registry| {
+        let _ = &registry;
+        <crate::models::AdminTaskPage as ::poem_openapi::types::Type>::register(registry);
+    }
+);
+/// Inline schema at `#/paths/~1admin~1tasks~1{task_id}/get/responses/200/content/application~1json/schema`.
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::garde::Validate)]
+pub struct GetAdminTask200Response {
+    /// 响应码(0 表示成功)
+    #[garde(skip)]
+    pub code: i64,
+    /// 响应消息
+    #[garde(skip)]
+    pub msg: ::std::string::String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[garde(dive)]
+    pub data: ::std::option::Option<AdminTask>,
+    /// 响应时间戳(ISO 8601 格式)
+    #[serde(serialize_with = "rt::datetime::serialize")]
+    #[garde(skip)]
+    pub timestamp: ::chrono::DateTime<::chrono::Utc>,
+}
+impl rt::Model for GetAdminTask200Response {
+    const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[
+        rt::Prop {
+            name: "code",
+            required: true,
+            shape: &rt::Shape::Integer { min: 0, max: 0 },
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "msg",
+            required: true,
+            shape: &rt::Shape::String(rt::StrFormat::Plain),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "data",
+            required: false,
+            shape: &*<AdminTask as rt::Model>::SHAPE,
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "timestamp",
+            required: true,
+            shape: &rt::Shape::String(rt::StrFormat::DateTime),
+            access: rt::Access::ReadWrite,
+        },
+    ]);
+    const RENAMES: &'static [(&'static str, &'static str)] = &[("type_", "type")];
+}
+rt::impl_type!(
+    GetAdminTask200Response,
+    "GetAdminTask200Response",
+    ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(::poem_openapi::registry::MetaSchema {
+        ty: "object",
+        required: ::std::vec!["code", "msg", "timestamp"],
+        properties: ::std::vec![
+            (
+                "code",
+                ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                    ::poem_openapi::registry::MetaSchema {
+                        ty: "integer",
+                        description: ::std::option::Option::Some("响应码(0 表示成功)"),
+                        enum_items: ::std::vec![crate::rt::json("0")],
+                        ..::poem_openapi::registry::MetaSchema::ANY
+                    }
+                ))
+            ),
+            (
+                "msg",
+                ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                    ::poem_openapi::registry::MetaSchema {
+                        ty: "string",
+                        description: ::std::option::Option::Some("响应消息"),
+                        example: ::std::option::Option::Some(crate::rt::json("\"success\"")),
+                        ..::poem_openapi::registry::MetaSchema::ANY
+                    }
+                ))
+            ),
+            ("data", ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from("AdminTask"))),
+            (
+                "timestamp",
+                ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                    ::poem_openapi::registry::MetaSchema {
+                        ty: "string",
+                        format: ::std::option::Option::Some("date-time"),
+                        description: ::std::option::Option::Some("响应时间戳(ISO 8601 格式)"),
+                        example: ::std::option::Option::Some(crate::rt::json("\"2025-11-12T16:00:00+08:00\"")),
+                        ..::poem_openapi::registry::MetaSchema::ANY
+                    }
+                ))
+            )
+        ],
+        ..::poem_openapi::registry::MetaSchema::ANY
+    })),
+    |registry| {
+        let _ = &registry;
+        <crate::models::AdminTask as ::poem_openapi::types::Type>::register(registry);
+    }
+);
+/// Inline schema at `#/paths/~1admin~1tasks~1{task_id}~1retry/post/responses/200/content/application~1json/schema`.
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::garde::Validate)]
+pub struct RetryAdminTask200Response {
+    /// 响应码(0 表示成功)
+    #[garde(skip)]
+    pub code: i64,
+    /// 响应消息
+    #[garde(skip)]
+    pub msg: ::std::string::String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[garde(dive)]
+    pub data: ::std::option::Option<AdminTaskSummary>,
+    /// 响应时间戳(ISO 8601 格式)
+    #[serde(serialize_with = "rt::datetime::serialize")]
+    #[garde(skip)]
+    pub timestamp: ::chrono::DateTime<::chrono::Utc>,
+}
+impl rt::Model for RetryAdminTask200Response {
+    const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[
+        rt::Prop {
+            name: "code",
+            required: true,
+            shape: &rt::Shape::Integer { min: 0, max: 0 },
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "msg",
+            required: true,
+            shape: &rt::Shape::String(rt::StrFormat::Plain),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "data",
+            required: false,
+            shape: &*<AdminTaskSummary as rt::Model>::SHAPE,
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "timestamp",
+            required: true,
+            shape: &rt::Shape::String(rt::StrFormat::DateTime),
+            access: rt::Access::ReadWrite,
+        },
+    ]);
+    const RENAMES: &'static [(&'static str, &'static str)] = &[("type_", "type")];
+}
+rt::impl_type!(
+    RetryAdminTask200Response,
+    "RetryAdminTask200Response",
+    ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(::poem_openapi::registry::MetaSchema {
+        ty: "object",
+        required: ::std::vec!["code", "msg", "timestamp"],
+        properties: ::std::vec![
+            (
+                "code",
+                ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                    ::poem_openapi::registry::MetaSchema {
+                        ty: "integer",
+                        description: ::std::option::Option::Some("响应码(0 表示成功)"),
+                        enum_items: ::std::vec![crate::rt::json("0")],
+                        ..::poem_openapi::registry::MetaSchema::ANY
+                    }
+                ))
+            ),
+            (
+                "msg",
+                ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                    ::poem_openapi::registry::MetaSchema {
+                        ty: "string",
+                        description: ::std::option::Option::Some("响应消息"),
+                        example: ::std::option::Option::Some(crate::rt::json("\"success\"")),
+                        ..::poem_openapi::registry::MetaSchema::ANY
+                    }
+                ))
+            ),
+            (
+                "data",
+                ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from("AdminTaskSummary"))
+            ),
+            (
+                "timestamp",
+                ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                    ::poem_openapi::registry::MetaSchema {
+                        ty: "string",
+                        format: ::std::option::Option::Some("date-time"),
+                        description: ::std::option::Option::Some("响应时间戳(ISO 8601 格式)"),
+                        example: ::std::option::Option::Some(crate::rt::json("\"2025-11-12T16:00:00+08:00\"")),
+                        ..::poem_openapi::registry::MetaSchema::ANY
+                    }
+                ))
+            )
+        ],
+        ..::poem_openapi::registry::MetaSchema::ANY
+    })),
+    |registry| {
+        let _ = &registry;
+        <crate::models::AdminTaskSummary as ::poem_openapi::types::Type>::register(registry);
+    }
+);
+/// Inline schema at `#/paths/~1admin~1tasks~1{task_id}~1cancel/post/responses/200/content/application~1json/schema`.
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::garde::Validate)]
+pub struct CancelAdminTask200Response {
+    /// 响应码(0 表示成功)
+    #[garde(skip)]
+    pub code: i64,
+    /// 响应消息
+    #[garde(skip)]
+    pub msg: ::std::string::String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[garde(dive)]
+    pub data: ::std::option::Option<AdminTaskSummary>,
+    /// 响应时间戳(ISO 8601 格式)
+    #[serde(serialize_with = "rt::datetime::serialize")]
+    #[garde(skip)]
+    pub timestamp: ::chrono::DateTime<::chrono::Utc>,
+}
+impl rt::Model for CancelAdminTask200Response {
+    const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[
+        rt::Prop {
+            name: "code",
+            required: true,
+            shape: &rt::Shape::Integer { min: 0, max: 0 },
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "msg",
+            required: true,
+            shape: &rt::Shape::String(rt::StrFormat::Plain),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "data",
+            required: false,
+            shape: &*<AdminTaskSummary as rt::Model>::SHAPE,
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "timestamp",
+            required: true,
+            shape: &rt::Shape::String(rt::StrFormat::DateTime),
+            access: rt::Access::ReadWrite,
+        },
+    ]);
+    const RENAMES: &'static [(&'static str, &'static str)] = &[("type_", "type")];
+}
+rt::impl_type!(
+    CancelAdminTask200Response,
+    "CancelAdminTask200Response",
+    ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(::poem_openapi::registry::MetaSchema {
+        ty: "object",
+        required: ::std::vec!["code", "msg", "timestamp"],
+        properties: ::std::vec![
+            (
+                "code",
+                ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                    ::poem_openapi::registry::MetaSchema {
+                        ty: "integer",
+                        description: ::std::option::Option::Some("响应码(0 表示成功)"),
+                        enum_items: ::std::vec![crate::rt::json("0")],
+                        ..::poem_openapi::registry::MetaSchema::ANY
+                    }
+                ))
+            ),
+            (
+                "msg",
+                ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                    ::poem_openapi::registry::MetaSchema {
+                        ty: "string",
+                        description: ::std::option::Option::Some("响应消息"),
+                        example: ::std::option::Option::Some(crate::rt::json("\"success\"")),
+                        ..::poem_openapi::registry::MetaSchema::ANY
+                    }
+                ))
+            ),
+            (
+                "data",
+                ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from("AdminTaskSummary"))
+            ),
+            (
+                "timestamp",
+                ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                    ::poem_openapi::registry::MetaSchema {
+                        ty: "string",
+                        format: ::std::option::Option::Some("date-time"),
+                        description: ::std::option::Option::Some("响应时间戳(ISO 8601 格式)"),
+                        example: ::std::option::Option::Some(crate::rt::json("\"2025-11-12T16:00:00+08:00\"")),
+                        ..::poem_openapi::registry::MetaSchema::ANY
+                    }
+                ))
+            )
+        ],
+        ..::poem_openapi::registry::MetaSchema::ANY
+    })),
+    |registry| {
+        let _ = &registry;
+        <crate::models::AdminTaskSummary as ::poem_openapi::types::Type>::register(registry);
+    }
+);
+/// Inline schema at `#/paths/~1admin~1queues~1{priority}~1pause/post/responses/200/content/application~1json/schema`.
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::garde::Validate)]
+pub struct PauseQueue200Response {
+    /// 响应码(0 表示成功)
+    #[garde(skip)]
+    pub code: i64,
+    /// 响应消息
+    #[garde(skip)]
+    pub msg: ::std::string::String,
+    /// One priority's ready tasks and whether workers take them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[garde(dive)]
+    pub data: ::std::option::Option<AdminQueue>,
+    /// 响应时间戳(ISO 8601 格式)
+    #[serde(serialize_with = "rt::datetime::serialize")]
+    #[garde(skip)]
+    pub timestamp: ::chrono::DateTime<::chrono::Utc>,
+}
+impl rt::Model for PauseQueue200Response {
+    const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[
+        rt::Prop {
+            name: "code",
+            required: true,
+            shape: &rt::Shape::Integer { min: 0, max: 0 },
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "msg",
+            required: true,
+            shape: &rt::Shape::String(rt::StrFormat::Plain),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "data",
+            required: false,
+            shape: &*<AdminQueue as rt::Model>::SHAPE,
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "timestamp",
+            required: true,
+            shape: &rt::Shape::String(rt::StrFormat::DateTime),
+            access: rt::Access::ReadWrite,
+        },
+    ]);
+}
+rt::impl_type!(
+    PauseQueue200Response,
+    "PauseQueue200Response",
+    ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(::poem_openapi::registry::MetaSchema {
+        ty: "object",
+        required: ::std::vec!["code", "msg", "timestamp"],
+        properties: ::std::vec![
+            (
+                "code",
+                ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                    ::poem_openapi::registry::MetaSchema {
+                        ty: "integer",
+                        description: ::std::option::Option::Some("响应码(0 表示成功)"),
+                        enum_items: ::std::vec![crate::rt::json("0")],
+                        ..::poem_openapi::registry::MetaSchema::ANY
+                    }
+                ))
+            ),
+            (
+                "msg",
+                ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                    ::poem_openapi::registry::MetaSchema {
+                        ty: "string",
+                        description: ::std::option::Option::Some("响应消息"),
+                        example: ::std::option::Option::Some(crate::rt::json("\"success\"")),
+                        ..::poem_openapi::registry::MetaSchema::ANY
+                    }
+                ))
+            ),
+            ("data", ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from("AdminQueue"))),
+            (
+                "timestamp",
+                ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                    ::poem_openapi::registry::MetaSchema {
+                        ty: "string",
+                        format: ::std::option::Option::Some("date-time"),
+                        description: ::std::option::Option::Some("响应时间戳(ISO 8601 格式)"),
+                        example: ::std::option::Option::Some(crate::rt::json("\"2025-11-12T16:00:00+08:00\"")),
+                        ..::poem_openapi::registry::MetaSchema::ANY
+                    }
+                ))
+            )
+        ],
+        ..::poem_openapi::registry::MetaSchema::ANY
+    })),
+    |registry| {
+        let _ = &registry;
+        <crate::models::AdminQueue as ::poem_openapi::types::Type>::register(registry);
+    }
+);
+/// Inline schema at `#/paths/~1admin~1queues~1{priority}~1resume/post/responses/200/content/application~1json/schema`.
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::garde::Validate)]
+pub struct ResumeQueue200Response {
+    /// 响应码(0 表示成功)
+    #[garde(skip)]
+    pub code: i64,
+    /// 响应消息
+    #[garde(skip)]
+    pub msg: ::std::string::String,
+    /// One priority's ready tasks and whether workers take them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[garde(dive)]
+    pub data: ::std::option::Option<AdminQueue>,
+    /// 响应时间戳(ISO 8601 格式)
+    #[serde(serialize_with = "rt::datetime::serialize")]
+    #[garde(skip)]
+    pub timestamp: ::chrono::DateTime<::chrono::Utc>,
+}
+impl rt::Model for ResumeQueue200Response {
+    const SHAPE: &'static rt::Shape = &rt::Shape::Object(&[
+        rt::Prop {
+            name: "code",
+            required: true,
+            shape: &rt::Shape::Integer { min: 0, max: 0 },
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "msg",
+            required: true,
+            shape: &rt::Shape::String(rt::StrFormat::Plain),
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "data",
+            required: false,
+            shape: &*<AdminQueue as rt::Model>::SHAPE,
+            access: rt::Access::ReadWrite,
+        },
+        rt::Prop {
+            name: "timestamp",
+            required: true,
+            shape: &rt::Shape::String(rt::StrFormat::DateTime),
+            access: rt::Access::ReadWrite,
+        },
+    ]);
+}
+rt::impl_type!(
+    ResumeQueue200Response,
+    "ResumeQueue200Response",
+    ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(::poem_openapi::registry::MetaSchema {
+        ty: "object",
+        required: ::std::vec!["code", "msg", "timestamp"],
+        properties: ::std::vec![
+            (
+                "code",
+                ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                    ::poem_openapi::registry::MetaSchema {
+                        ty: "integer",
+                        description: ::std::option::Option::Some("响应码(0 表示成功)"),
+                        enum_items: ::std::vec![crate::rt::json("0")],
+                        ..::poem_openapi::registry::MetaSchema::ANY
+                    }
+                ))
+            ),
+            (
+                "msg",
+                ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                    ::poem_openapi::registry::MetaSchema {
+                        ty: "string",
+                        description: ::std::option::Option::Some("响应消息"),
+                        example: ::std::option::Option::Some(crate::rt::json("\"success\"")),
+                        ..::poem_openapi::registry::MetaSchema::ANY
+                    }
+                ))
+            ),
+            ("data", ::poem_openapi::registry::MetaSchemaRef::Reference(::std::string::String::from("AdminQueue"))),
+            (
+                "timestamp",
+                ::poem_openapi::registry::MetaSchemaRef::Inline(::std::boxed::Box::new(
+                    ::poem_openapi::registry::MetaSchema {
+                        ty: "string",
+                        format: ::std::option::Option::Some("date-time"),
+                        description: ::std::option::Option::Some("响应时间戳(ISO 8601 格式)"),
+                        example: ::std::option::Option::Some(crate::rt::json("\"2025-11-12T16:00:00+08:00\"")),
+                        ..::poem_openapi::registry::MetaSchema::ANY
+                    }
+                ))
+            )
+        ],
+        ..::poem_openapi::registry::MetaSchema::ANY
+    })),
+    |registry| {
+        let _ = &registry;
+        <crate::models::AdminQueue as ::poem_openapi::types::Type>::register(registry);
     }
 );

@@ -55,6 +55,9 @@ pub struct Operation {
     /// A query parameter with `x-field-mask`: its name and the pointer to
     /// the objects whose members it selects (`*` = every array item).
     pub field_mask: Option<(String, String)>,
+    /// The examples the JSON request body's media type gives (`example`,
+    /// then each of `examples`), for a scenario that prefers them.
+    pub request_examples: Vec<Value>,
 }
 
 #[derive(Debug, Clone)]
@@ -69,6 +72,8 @@ pub struct Parameter {
     /// `explode`, with OpenAPI's default (true for `form`, the default style
     /// of query parameters): an array goes as repeated keys, else comma-joined.
     pub explode: bool,
+    /// The parameter's own `example`, then each of its `examples`.
+    pub examples: Vec<Value>,
 }
 
 /// What one documented status may carry: media types (without parameters,
@@ -236,8 +241,11 @@ impl Contract {
         let item = &self.doc["paths"][path];
         let op_at = format!("#/paths/{}/{method}", escape(path));
         let op = self.resolve(&item[method]);
-        let Some(id) = op.get("operationId").and_then(Value::as_str) else {
-            bail!("{} {path} has no operationId", method.to_uppercase());
+        // An operation without an operationId (allowed by OpenAPI) is named
+        // by its method and path, which reports read as well.
+        let id = match op.get("operationId").and_then(Value::as_str) {
+            Some(id) => id.to_owned(),
+            None => format!("{} {path}", method.to_uppercase()),
         };
         // Path-level parameters apply unless the operation redefines them.
         let mut parameters: Vec<Parameter> = Vec::new();
@@ -261,6 +269,7 @@ impl Contract {
                 .and_then(Value::as_str)
                 .map_or(location == "query" || location == "cookie", |s| s == "form");
             parameters.push(Parameter {
+                examples: self.examples(p),
                 at,
                 explode: p.get("explode").and_then(Value::as_bool).unwrap_or(form),
                 required: p.get("required").and_then(Value::as_bool).unwrap_or(location == "path"),
@@ -278,6 +287,7 @@ impl Contract {
                 .map(|(mt, media)| (format!("{at}/content/{}", escape(mt)), mt, media))
         });
         let request_media = json_body.as_ref().map(|(_, mt, _)| (*mt).clone());
+        let request_examples = json_body.as_ref().map(|(_, _, media)| self.examples(media)).unwrap_or_default();
         let request_body = json_body.as_ref().and_then(|(_, _, media)| media.get("schema").cloned());
         let request_body_at = json_body.map(|(at, _, _)| format!("{at}/schema")).unwrap_or_default();
         let security = op.get("security").or_else(|| self.doc.get("security"));
@@ -321,7 +331,8 @@ impl Contract {
         }
         responses.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(Operation {
-            id: id.to_owned(),
+            id,
+            request_examples,
             at: op_at,
             request_body_at,
             method: method.to_uppercase(),
@@ -360,6 +371,22 @@ impl Contract {
             params.push((p.clone(), v.clone()));
         }
         Ok((target.to_owned(), params))
+    }
+
+    /// `example`, then the `value` of each of `examples` (references
+    /// followed), of a parameter or media type object.
+    fn examples(&self, object: &Value) -> Vec<Value> {
+        let mut out: Vec<Value> = object.get("example").cloned().into_iter().collect();
+        for e in object.get("examples").and_then(Value::as_object).into_iter().flat_map(|m| m.values()) {
+            out.extend(self.resolve(e).get("value").cloned());
+        }
+        out
+    }
+
+    /// The whole document, for what the operation index does not carry
+    /// (security schemes, non-JSON request bodies).
+    pub fn doc(&self) -> &Value {
+        &self.doc
     }
 
     pub fn operations(&self) -> &[Operation] {

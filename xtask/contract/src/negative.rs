@@ -54,6 +54,12 @@ impl TokenUse {
     }
 }
 
+/// How deep generation follows schemas. A recursive union tries its
+/// recursive member first at every level, so the work is exponential in
+/// this bound: 10 keeps it near a thousand values while nesting deeper
+/// than any non-recursive body of the specs we know.
+const MAX_GENERATION_DEPTH: usize = 10;
+
 /// The registry entry of a failed validation.
 pub const VALIDATION_FAILED: &str = "ValidationFailed";
 
@@ -136,12 +142,48 @@ pub struct Generator<'a> {
     /// Values generation cannot know, by field or parameter name (e.g. an
     /// `id` known not to exist, so a wrongly accepted request harms nothing).
     overrides: Vec<(String, Value)>,
+    /// Try the spec's examples before generated values for scalars other
+    /// than free text (the generic scenario: a foreign server's own rules
+    /// about a `uri`, a price or a date are likelier to accept what its
+    /// authors wrote down; free text stays generated, with `unique` in it,
+    /// so reruns do not collide on unique names). Objects are generated
+    /// member by member; a whole-body example is the fallback.
+    examples_first: bool,
+    /// Path parameter values chosen by the caller (an id it created, or one
+    /// unlikely to exist), as text; `None` leaves the parameter to generation.
+    path_values: Option<PathValues<'a>>,
+    /// Base requests leave optional parameters out (a step that must
+    /// succeed: an opaque `page_token` or an `If-Match` cannot be made up).
+    required_params_only: bool,
 }
+
+/// See [`Generator::with_path_values`].
+type PathValues<'a> = Box<dyn Fn(&Operation, &Parameter) -> Option<String> + 'a>;
 
 impl<'a> Generator<'a> {
     pub fn new(contract: &'a Contract, unique: &str, overrides: Vec<(String, Value)>) -> Self {
         let unique = unique.chars().filter(char::is_ascii_alphanumeric).collect();
-        Generator { contract, unique, overrides }
+        Generator { contract, unique, overrides, examples_first: false, path_values: None, required_params_only: false }
+    }
+
+    /// Prefers the spec's examples (when valid) over generated values, for
+    /// scalars other than free text.
+    pub fn with_examples_first(mut self) -> Self {
+        self.examples_first = true;
+        self
+    }
+
+    /// Base requests without optional parameters.
+    pub fn with_required_params_only(mut self) -> Self {
+        self.required_params_only = true;
+        self
+    }
+
+    /// Path parameter values from `f` (checked against the schema like any
+    /// other value; an invalid one falls back to generation).
+    pub fn with_path_values(mut self, f: impl Fn(&Operation, &Parameter) -> Option<String> + 'a) -> Self {
+        self.path_values = Some(Box::new(f));
+        self
     }
 
     /// Every negative case of every operation. `expired` says whether an
@@ -219,14 +261,40 @@ impl<'a> Generator<'a> {
     /// A valid request for `op`: every parameter and body field given.
     pub fn base_request(&self, op: &Operation) -> Result<Base, String> {
         let mut params = Vec::new();
+        let ok = |schema: &Value, v: &Value| self.contract.validate(schema, v, Direction::Request).is_empty();
         for p in &op.parameters {
-            let v = self.valid(&p.schema, &p.name).ok_or_else(|| format!("no valid value for parameter {}", p.name))?;
+            let chosen = match (&self.path_values, p.location.as_str()) {
+                (Some(f), "path") => {
+                    f(op, p).filter(|text| ok(&p.schema, &coerce(self.contract.resolve(&p.schema), text)))
+                }
+                _ => None,
+            };
+            if let Some(text) = chosen {
+                params.push(Some(text));
+                continue;
+            }
+            if self.required_params_only && !p.required {
+                params.push(None);
+                continue;
+            }
+            let usable = |v: &&Value| ok(&p.schema, v) && param_text(p, v).is_some();
+            let example = || p.examples.iter().find(usable).cloned();
+            let first = if self.prefers_example(&p.schema) { example() } else { None };
+            let v = first
+                .or_else(|| self.valid(&p.schema, &p.name))
+                .or_else(|| if self.examples_first { example() } else { None })
+                .ok_or_else(|| format!("no valid value for parameter {}", p.name))?;
             params.push(Some(param_text(p, &v).ok_or_else(|| {
                 format!("parameter {}: no valid value is a scalar or a list that fits one query key", p.name)
             })?));
         }
         let body = match &op.request_body {
-            Some(schema) => Some(self.valid(schema, "").ok_or_else(|| "no valid request body".to_owned())?),
+            Some(schema) => {
+                let example = || {
+                    if self.examples_first { op.request_examples.iter().find(|v| ok(schema, v)).cloned() } else { None }
+                };
+                Some(self.valid(schema, "").or_else(example).ok_or_else(|| "no valid request body".to_owned())?)
+            }
             None => None,
         };
         Ok(Base { params, body })
@@ -235,20 +303,42 @@ impl<'a> Generator<'a> {
     /// A value valid for `schema`: an override, else generated, else the
     /// schema's example or default; checked with the validator.
     pub fn valid(&self, schema: &Value, name: &str) -> Option<Value> {
+        self.valid_at(schema, name, 0)
+    }
+
+    /// [`Generator::valid`] `depth` schemas down: recursive schemas (a
+    /// `oneOf` member holding its union) end at [`MAX_GENERATION_DEPTH`].
+    fn valid_at(&self, schema: &Value, name: &str, depth: usize) -> Option<Value> {
         let ok = |v: &Value| self.contract.validate(schema, v, Direction::Request).is_empty();
         if let Some((_, v)) = self.overrides.iter().find(|(n, _)| n == name) {
             return Some(v.clone()).filter(ok);
         }
         let s = self.contract.resolve(schema);
         let mut candidates = Vec::new();
-        candidates.extend(self.generate(s, name, 0));
+        if self.prefers_example(s) {
+            candidates.extend(s.get("example").cloned());
+            candidates.extend(s.get("default").cloned());
+        }
+        candidates.extend(self.generate(s, name, depth));
         candidates.extend(s.get("example").cloned());
         candidates.extend(s.get("default").cloned());
         candidates.into_iter().find(ok)
     }
 
+    /// Whether the spec's example goes before generation (see `examples_first`).
+    fn prefers_example(&self, schema: &Value) -> bool {
+        let s = self.contract.resolve(schema);
+        let free_text = s.get("format").is_none() && s.get("enum").is_none();
+        self.examples_first
+            && match s.get("type").and_then(Value::as_str) {
+                Some("integer" | "number" | "boolean") => true,
+                Some("string") => !free_text,
+                _ => false,
+            }
+    }
+
     fn generate(&self, s: &Value, name: &str, depth: usize) -> Option<Value> {
-        if depth > 16 {
+        if depth > MAX_GENERATION_DEPTH {
             return None;
         }
         let s = self.contract.resolve(s);
@@ -264,7 +354,7 @@ impl<'a> Generator<'a> {
         }
         for kw in ["oneOf", "anyOf"] {
             if let Some(alts) = s.get(kw).and_then(Value::as_array) {
-                return alts.iter().find_map(|a| self.valid(a, name));
+                return alts.iter().find_map(|a| self.valid_at(a, name, depth + 1));
             }
         }
         if let Some(first) = s.get("enum").and_then(Value::as_array).and_then(|e| e.first()) {
@@ -288,7 +378,7 @@ impl<'a> Generator<'a> {
             }
             "boolean" => Some(json!(true)),
             "array" => {
-                let item = self.valid(s.get("items")?, name)?;
+                let item = self.valid_at(s.get("items")?, name, depth + 1)?;
                 let min = s.get("minItems").and_then(Value::as_u64).unwrap_or(1).max(1);
                 let n = s.get("maxItems").and_then(Value::as_u64).map_or(min, |m| min.min(m));
                 Some(Value::Array((0..n).map(|_| item.clone()).collect()))
@@ -307,7 +397,7 @@ impl<'a> Generator<'a> {
                         continue;
                     }
                     // Optional properties are given too, so their constraints get tested.
-                    match self.valid(ps, prop) {
+                    match self.valid_at(ps, prop, depth + 1) {
                         Some(v) => {
                             out.insert(prop.clone(), v);
                         }
@@ -593,15 +683,19 @@ pub struct Base {
 impl Base {
     pub fn request(&self, op: &Operation) -> Request {
         let mut path = op.path.clone();
-        let (mut query, mut headers) = (Vec::new(), Vec::new());
+        let (mut query, mut headers, mut cookies) = (Vec::new(), Vec::new(), Vec::new());
         for (p, v) in op.parameters.iter().zip(&self.params) {
             let Some(v) = v else { continue };
             match p.location.as_str() {
                 "path" => path = path.replace(&format!("{{{}}}", p.name), &encode_segment(v)),
                 "query" => query.push((p.name.clone(), v.clone())),
                 "header" => headers.push((p.name.clone(), v.clone())),
+                "cookie" => cookies.push(format!("{}={}", p.name, encode_segment(v))),
                 _ => {}
             }
+        }
+        if !cookies.is_empty() {
+            headers.push(("cookie".to_owned(), cookies.join("; ")));
         }
         // The body goes as the media type the operation declares.
         if self.body.is_some()

@@ -129,6 +129,22 @@ impl Report {
         }
     }
 
+    /// Marks every documented status that no check got, and none aimed at
+    /// and failed, as not reachable: the generic scenario knows no way to
+    /// provoke it, which is a gap in the scenario, not in the deployment. A
+    /// reason already given (`not_exercised`) is kept. An operation with a
+    /// failed check keeps its gaps: what it answered instead may be why.
+    pub fn unreached_not_failing(&mut self, reason: &str) {
+        let failed: Vec<String> = self.failed_checks().map(|c| c.operation.clone()).collect();
+        for row in self.rows.iter_mut().filter(|r| !failed.contains(&r.operation)) {
+            for (_, cell) in &mut row.cells {
+                if cell.passed == 0 && cell.failed == 0 && cell.unreachable.is_none() {
+                    cell.unreachable = Some(cell.missing.take().unwrap_or_else(|| reason.to_owned()));
+                }
+            }
+        }
+    }
+
     pub fn failed_checks(&self) -> impl Iterator<Item = &Check> {
         self.checks.iter().filter(|c| matches!(c.outcome, Outcome::Fail(_)))
     }

@@ -12,6 +12,8 @@ use anyhow::{Context, Result};
 use serde_json::{Value, json};
 use spec_api_client::{Client, Credentials, Error as ClientError, ResponseValue, types};
 
+mod admin;
+
 use super::{
     checker::{Class, Contract, FieldFormat, Operation},
     coverage::Sent,
@@ -114,6 +116,7 @@ pub async fn run(contract: &Contract, opts: &Options, mut harness: Option<&mut d
     }
     run.users().await;
     run.tasks(harness.as_deref().is_some_and(|h| h.worker_running())).await;
+    run.admin().await;
     // With a harness the worker is held meanwhile, so the first task of a
     // reused key is still pending; without one, a fast worker may finish it
     // first, and the check tries a few keys.
@@ -1364,6 +1367,7 @@ impl Run<'_> {
         self.typed("Redis stopped", internal("submitEmailTaskBatch"), r);
         let r = self.api.get_task().task_id(self.email_task.unwrap_or_else(uuid::Uuid::new_v4)).send().await;
         self.typed("Redis stopped", internal("getTask"), r);
+        self.admin_redis_down().await;
         if let Err(e) = blocking(|| h.start_redis()) {
             self.harness_failed("healthCheck", "start Redis again", &e);
             return;

@@ -27,6 +27,7 @@ pub mod etag;
 mod field_errors;
 mod headers;
 pub mod mask;
+pub mod mock;
 pub mod negotiate;
 mod params;
 mod problem;

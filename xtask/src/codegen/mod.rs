@@ -32,6 +32,8 @@ pub use emit::{Deps, WORKSPACE_DEPS};
 pub enum Kind {
     Server,
     Client,
+    /// The mock server binary over the server crate beside it (`--mock`).
+    Mock,
 }
 
 /// One crate to generate.
@@ -276,6 +278,37 @@ pub fn render_client(
     Ok(files)
 }
 
+/// Generates the mock crate (`--mock`): `src/main.rs`, the spec it
+/// synthesizes from as `spec.json` (the normalized 3.0 document), and its
+/// `Cargo.toml`. Its crate is named `{server}-mock` after the server crate
+/// it implements, which is generated beside it (`../server`).
+pub fn render_mock(
+    doc: &openapiv3::OpenAPI,
+    spec_rel: &Path,
+    crate_name: &str,
+    deps: &Deps,
+) -> Result<Vec<(PathBuf, String)>> {
+    let server = crate_name
+        .strip_suffix("-mock")
+        .with_context(|| format!("mock crate {crate_name:?}: its name is the server crate's with `-mock`"))?;
+    let Deps::Standalone { runtime } = deps else {
+        bail!("mock crate {crate_name}: mocks are generated outside the workspace only (`--out DIR --mock`)");
+    };
+    let api = ir::build(doc)?;
+    let tokens = emit::mock::mock_main(&api, &server.replace('-', "_"))?;
+    let file: syn::File = syn::parse2(tokens).context("the generated mock is not valid Rust (generator bug)")?;
+    let main = format!("{}{}", header(spec_rel), rustfmt(&prettyplease::unparse(&file))?);
+    let mut spec = serde_json::to_string_pretty(doc).context("the spec as JSON")?;
+    spec.push('\n');
+    let mut files = vec![
+        (PathBuf::from("src/main.rs"), main),
+        (PathBuf::from("spec.json"), spec),
+        (PathBuf::from("Cargo.toml"), emit::mock::mock_cargo_toml(crate_name, server, spec_rel, runtime)),
+    ];
+    files.sort();
+    Ok(files)
+}
+
 /// Formats with the toolchain's rustfmt, so generated code passes
 /// `cargo fmt --check` like everything else.
 fn rustfmt(src: &str) -> Result<String> {
@@ -328,6 +361,7 @@ pub fn run_target(root: &Path, t: &Target, check: bool, outcome: &mut Outcome) -
     let files = match t.kind {
         Kind::Server => render_server_with(&doc, &t.spec, &t.crate_name, &t.deps)?,
         Kind::Client => render_client(&doc, &t.spec, &t.crate_name, &t.deps)?,
+        Kind::Mock => render_mock(&doc, &t.spec, &t.crate_name, &t.deps)?,
     };
     let out_dir = root.join(&t.out);
     // Files the generator no longer produces are stale too.

@@ -28,6 +28,9 @@ pub struct OutOptions {
     pub strict: bool,
     /// `--raw`: operation ids generated as raw handlers.
     pub raw: Vec<String>,
+    /// `--mock`: also the mock server crate in `DIR/mock` (implies the
+    /// server crate, which it implements).
+    pub mock: bool,
 }
 
 /// The targets of one `--out` run, in the order they are generated.
@@ -48,7 +51,13 @@ pub fn out_targets(opts: &OutOptions) -> Result<Vec<Target>> {
         bail!("--name {name:?}: a crate name is ASCII letters, digits, `-` and `_`, starting with a letter");
     }
     // Neither flag means both: the common case is "everything for this spec".
-    let (server, client) = if opts.server || opts.client { (opts.server, opts.client) } else { (true, true) };
+    let (server, client) = if opts.server || opts.client {
+        (opts.server || opts.mock, opts.client)
+    } else if opts.mock {
+        (true, false)
+    } else {
+        (true, true)
+    };
     let mut targets = Vec::new();
     let mut push = |kind, dir: &str, crate_name: String| -> Result<()> {
         let dir = out.join(dir);
@@ -69,6 +78,9 @@ pub fn out_targets(opts: &OutOptions) -> Result<Vec<Target>> {
     }
     if client {
         push(Kind::Client, "client", format!("{name}-client"))?;
+    }
+    if opts.mock {
+        push(Kind::Mock, "mock", format!("{name}-mock"))?;
     }
     Ok(targets)
 }

@@ -5,6 +5,7 @@
 mod cargo_toml;
 mod error_codes;
 mod lib_rs;
+pub mod mock;
 mod models;
 mod operations;
 mod params;

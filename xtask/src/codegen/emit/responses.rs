@@ -28,7 +28,7 @@ fn body_type(m: &crate::codegen::ir::media::MediaType) -> TokenStream {
 }
 
 /// The variant of a status, named as the HTTP reason phrase.
-fn variant_name(status: u16) -> String {
+pub(super) fn variant_name(status: u16) -> String {
     match status {
         200 => "Ok".into(),
         201 => "Created".into(),
