@@ -248,15 +248,15 @@ pub fn endpoint(app: Arc<App>, cfg: &Config) -> impl Endpoint<Output = Response>
     let header_limit = cfg.header_limit_bytes;
     api_server::app(app)
         .data(limits)
-        // The dashboard's static files at `/admin`, outside the API base path.
-        .around(crate::http::dashboard::serve)
         .around(move |next, req| header_limit_check(next, req, header_limit))
         .around(access_log)
 }
 
 /// Answers `431` in the contract's envelope when the request line and
 /// headers exceed `HEADER_LIMIT_BYTES`. `/health` documents no `431` and reads
-/// no header, so it is left to hyper's hard cap (`listener::Limits`).
+/// no header, so it is left to hyper's hard cap (`listener::Limits`). Then the
+/// dashboard's static files at `/admin`, outside the API base path, and
+/// everything else to the API.
 async fn header_limit_check<E: Endpoint<Output = Response>>(
     next: Arc<E>,
     req: Request,
@@ -270,6 +270,9 @@ async fn header_limit_check<E: Endpoint<Output = Response>>(
             .problem()
             .with_detail(format!("request line and headers take {size} bytes; at most {limit} are accepted"));
         return Ok(rt::json_response(problem.status, &crate::http::envelope(&problem)));
+    }
+    if let Some(asset) = crate::http::dashboard::answer(&req) {
+        return Ok(asset);
     }
     next.call(req).await
 }

@@ -3,9 +3,7 @@
 //! Swagger UI is at `/docs`. It is not an API operation: the page holds no data and needs no
 //! token; its script asks for an `admin` token and calls the admin operations of the contract.
 
-use std::sync::Arc;
-
-use poem::{Endpoint, IntoResponse, Request, Response, http::Method, http::StatusCode};
+use poem::{IntoResponse, Request, Response, http::Method, http::StatusCode};
 
 const INDEX: &str = include_str!("dashboard/index.html");
 const SCRIPT: &str = include_str!("dashboard/admin.js");
@@ -25,23 +23,22 @@ fn asset(path: &str) -> Option<(&'static str, &'static str)> {
     }
 }
 
-/// Answers a `GET`/`HEAD` of a dashboard asset; everything else goes on to `next` (the API,
-/// whose fallback answers unknown paths in the contract's envelope).
-pub async fn serve<E: Endpoint<Output = Response>>(next: Arc<E>, req: Request) -> poem::Result<Response> {
+/// The answer to a `GET`/`HEAD` of a dashboard asset; `None` for everything else, which goes
+/// on to the API (whose fallback answers unknown paths in the contract's envelope). A plain
+/// function rather than a middleware layer of its own: every API request passes here, and a
+/// layer costs each of them a future moved through it.
+pub fn answer(req: &Request) -> Option<Response> {
     let is_read = req.method() == Method::GET || req.method() == Method::HEAD;
-    match asset(req.uri().path()) {
-        Some((body, content_type)) if is_read => {
-            let body = if req.method() == Method::HEAD { "" } else { body };
-            Ok(body
-                .with_status(StatusCode::OK)
-                .with_content_type(content_type)
-                .with_header("content-security-policy", CSP)
-                .with_header("x-content-type-options", "nosniff")
-                .with_header("cache-control", "no-cache")
-                .into_response())
-        }
-        _ => next.call(req).await.map(IntoResponse::into_response),
-    }
+    let (body, content_type) = asset(req.uri().path()).filter(|_| is_read)?;
+    let body = if req.method() == Method::HEAD { "" } else { body };
+    Some(
+        body.with_status(StatusCode::OK)
+            .with_content_type(content_type)
+            .with_header("content-security-policy", CSP)
+            .with_header("x-content-type-options", "nosniff")
+            .with_header("cache-control", "no-cache")
+            .into_response(),
+    )
 }
 
 #[cfg(test)]
