@@ -78,8 +78,8 @@ pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
 
 /// Key names, in the order `common.lua` reads them from KEYS. Every script
 /// receives all of them, so no script can touch an undeclared key; `dequeue`
-/// and `started` also get their call's key (`Keys::call`) as KEYS[18].
-const NAMES: [&str; 17] = [
+/// and `started` also get their call's key (`Keys::call`) as KEYS[20].
+const NAMES: [&str; 19] = [
     "p:critical",
     "p:default",
     "p:low",
@@ -97,6 +97,8 @@ const NAMES: [&str; 17] = [
     "guards",
     "counters",
     "unstarted",
+    "active",
+    "fin",
 ];
 
 /// The keys of one queue, all under the hash tag `{<prefix>}`.

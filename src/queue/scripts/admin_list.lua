@@ -96,10 +96,10 @@ end
 if #ids == 0 then
   return out
 end
-local metas = redis.call('HMGET', K_META, unpack(ids))
+local records = load_many(ids)
 for i, id in ipairs(ids) do
-  if metas[i] then
-    local m = unpack_meta(metas[i])
+  if records[i] then
+    local m = records[i]
     if state ~= 'pending' and prio ~= '' and m.priority ~= tonumber(prio) then
       m = nil
     end

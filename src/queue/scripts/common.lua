@@ -22,6 +22,12 @@ local K_COUNTERS = KEYS[16]
 -- Ids leased by a dequeue whose handler has not been confirmed started:
 -- if such a lease expires, no handler ran, so no attempt is charged.
 local K_UNSTARTED = KEYS[17]
+-- The hot path's overlays on a record (see `overlay`): a lease and a
+-- completion are written here as short strings instead of unpacking and
+-- repacking the MessagePack record, which cost Redis more than every command
+-- of a dequeue and an ack together.
+local K_ACTIVE = KEYS[18]
+local K_FIN = KEYS[19]
 
 local PRIO_NAMES = { 'critical', 'default', 'low' }
 
@@ -64,16 +70,64 @@ local function lease_scores(ids)
   return scores
 end
 
+-- A record is its MessagePack base (K_META) plus at most one overlay. While
+-- leased, K_ACTIVE holds 'token|started ms|unique key' and the base still
+-- reads as it was before the lease (pending, the previous attempt's count);
+-- once acknowledged, K_FIN holds 'token|started ms|finished ms|result' ('' or
+-- '=' then the result) and the base is left as it was. `save` folds an
+-- overlay into the base and removes it, so only the hot path (dequeue, ack)
+-- writes overlays and every other script sees whole records through `load`.
+local function overlay(m, active, fin)
+  if active then
+    local token, started = string.match(active, '^([^|]*)|([^|]*)|')
+    m.state = 'active'
+    m.token = token
+    m.attempt = m.attempt + 1
+    m.started = tonumber(started)
+    m.updated = m.started
+    m.run_at = nil
+  elseif fin then
+    local token, started, finished, res = string.match(fin, '^([^|]*)|([^|]*)|([^|]*)|(.*)$')
+    m.state = 'completed'
+    m.token = nil
+    m.fin = token
+    m.fin_op = 'a'
+    m.attempt = m.attempt + 1
+    m.started = tonumber(started)
+    m.updated = tonumber(finished)
+    m.finished = m.updated
+    m.run_at = nil
+    if res ~= '' then
+      m.result = string.sub(res, 2)
+    end
+  end
+  return m
+end
+
 local function load(id)
   local raw = redis.call('HGET', K_META, id)
   if not raw then
     return nil
   end
-  return unpack_meta(raw)
+  return overlay(unpack_meta(raw), redis.call('HGET', K_ACTIVE, id), redis.call('HGET', K_FIN, id))
+end
+
+-- Whole records of `ids` (false where missing), overlays applied.
+local function load_many(ids)
+  local metas = redis.call('HMGET', K_META, unpack(ids))
+  local actives = redis.call('HMGET', K_ACTIVE, unpack(ids))
+  local fins = redis.call('HMGET', K_FIN, unpack(ids))
+  local out = {}
+  for i = 1, #ids do
+    out[i] = metas[i] and overlay(unpack_meta(metas[i]), actives[i], fins[i])
+  end
+  return out
 end
 
 local function save(id, m)
   redis.call('HSET', K_META, id, pack_meta(m))
+  redis.call('HDEL', K_ACTIVE, id)
+  redis.call('HDEL', K_FIN, id)
 end
 
 -- The lock is only released by the task holding it, so a newer holder
@@ -91,16 +145,19 @@ local function delete_tasks(ids)
   if #ids > 0 then
     redis.call('HDEL', K_META, unpack(ids))
     redis.call('HDEL', K_DATA, unpack(ids))
+    redis.call('HDEL', K_ACTIVE, unpack(ids))
+    redis.call('HDEL', K_FIN, unpack(ids))
   end
 end
 
--- The fields a dequeue returns per leased task; the traceparent is '' for a task
+-- The fields a dequeue returns per leased task, from the record's base as it
+-- was before this lease (hence attempt + 1); the traceparent is '' for a task
 -- enqueued without one (and for records from before they carried one).
-local function emit(out, id, m, data)
+local function emit(out, id, token, m, data)
   local o = #out
   out[o + 1] = id
-  out[o + 2] = m.token
-  out[o + 3] = m.attempt
+  out[o + 2] = token
+  out[o + 3] = m.attempt + 1
   out[o + 4] = m.priority
   out[o + 5] = m.timeout
   out[o + 6] = m.max_retries

@@ -2,11 +2,11 @@
 -- promote_limit. `orders` holds 3 digits (priority indexes) per slot, or 3
 -- digits used for every slot. Promotes due delayed/retry tasks, then leases
 -- up to n tasks, each marked unstarted until the worker confirms (started.lua).
--- Returns 7 fields per task: id, token, attempt, priority, timeout_ms,
--- max_retries, data. The call key (`token_base`, chosen by the caller)
+-- Returns 8 fields per task (see `emit`). A lease is written as the task's
+-- K_ACTIVE overlay; the record's base is not rewritten. The call key (`token_base`, chosen by the caller)
 -- remembers what this call leased and until when, for a lease length, so a
 -- repeat after a lost reply returns the same leases instead of leasing more.
-local K_CALL = KEYS[18]
+local K_CALL = KEYS[20]
 local now = clock(ARGV[1])
 local n = tonumber(ARGV[2])
 local lease_ms = tonumber(ARGV[3])
@@ -20,11 +20,12 @@ if prev then
   local out = {}
   local metas = redis.call('HMGET', K_META, unpack(ids))
   local datas = redis.call('HMGET', K_DATA, unpack(ids))
+  local actives = redis.call('HMGET', K_ACTIVE, unpack(ids))
   for i, id in ipairs(ids) do
-    if metas[i] and datas[i] then
-      local m = unpack_meta(metas[i])
-      if m.state == 'active' and m.token == token_base .. ':' .. i then
-        emit(out, id, m, datas[i])
+    if metas[i] and datas[i] and actives[i] then
+      local token = token_base .. ':' .. i
+      if string.sub(actives[i], 1, #token + 1) == token .. '|' then
+        emit(out, id, token, unpack_meta(metas[i]), datas[i])
       end
     end
   end
@@ -62,18 +63,13 @@ for p = 1, 3 do
   end
 end
 
--- With one priority left every remaining slot takes from it, whatever its
--- order says: one LPOP with a count (Redis 6.2+; one LPOP per slot before).
-local function pop_rest(ids, slot)
-  local p = 1
-  while skip[p] do
-    p = p + 1
-  end
-  local want = n - slot
-  local got = redis.pcall('LPOP', K_LISTS[p], want)
+-- Up to `want` ids from the head of a list: one LPOP with a count (Redis
+-- 6.2+; one LPOP per id before it).
+local function pop(key, want, ids)
+  local got = redis.pcall('LPOP', key, want)
   if type(got) == 'table' and got.err then
     for _ = 1, want do
-      local one = redis.call('LPOP', K_LISTS[p])
+      local one = redis.call('LPOP', key)
       if not one then
         return
       end
@@ -88,34 +84,42 @@ local function pop_rest(ids, slot)
   end
 end
 
+-- Each remaining slot wants the first priority of its order that is not
+-- skipped; each priority's wants are popped at once (a call per priority, not
+-- per slot). A list that falls short is empty: it is skipped and the slots it
+-- could not fill choose again. So the batch holds what slot-by-slot choosing
+-- would (grouped by priority), in at most four rounds.
 local ids = {}
-local slot = 0
-while slot < n and live > 0 do
-  if live == 1 then
-    pop_rest(ids, slot)
-    break
-  end
-  local off = 0
-  if #orders > 3 then
-    off = slot * 3
-  end
-  local got = nil
-  for j = 1, 3 do
-    local p = tonumber(string.sub(orders, off + j, off + j)) + 1
-    if not skip[p] then
-      got = redis.call('LPOP', K_LISTS[p])
-      if got then
+while #ids < n and live > 0 do
+  local want = { 0, 0, 0 }
+  for slot = #ids, n - 1 do
+    local off = 0
+    if #orders > 3 then
+      off = slot * 3
+    end
+    for j = 1, 3 do
+      local p = string.byte(orders, off + j) - 47
+      if not skip[p] then
+        want[p] = want[p] + 1
         break
       end
-      skip[p] = true
-      live = live - 1
     end
   end
-  if not got then
+  local short = false
+  for p = 1, 3 do
+    if want[p] > 0 then
+      local before = #ids
+      pop(K_LISTS[p], want[p], ids)
+      if #ids - before < want[p] then
+        skip[p] = true
+        live = live - 1
+        short = true
+      end
+    end
+  end
+  if not short then
     break
   end
-  ids[#ids + 1] = got
-  slot = slot + 1
 end
 
 local out = {}
@@ -127,28 +131,26 @@ local datas = redis.call('HMGET', K_DATA, unpack(ids))
 local hset = {}
 local zadd = {}
 local started = {}
-local deadline = now + lease_ms
+-- Converted once: a Lua number becomes a string at every use.
+local deadline = tostring(now + lease_ms)
+local since = '|' .. tostring(now) .. '|'
 for i, id in ipairs(ids) do
   -- A list entry without a record (deleted by hand) is dropped, not leased.
   if metas[i] and datas[i] then
     local m = unpack_meta(metas[i])
-    m.state = 'active'
-    m.attempt = m.attempt + 1
-    m.token = token_base .. ':' .. i
-    m.started = now
-    m.updated = now
+    local token = token_base .. ':' .. i
     hset[#hset + 1] = id
-    hset[#hset + 1] = pack_meta(m)
+    hset[#hset + 1] = token .. since .. (m.unique or '')
     zadd[#zadd + 1] = deadline
     zadd[#zadd + 1] = id
     started[#started + 1] = id
-    emit(out, id, m, datas[i])
+    emit(out, id, token, m, datas[i])
   end
 end
 if #hset > 0 then
-  redis.call('HSET', K_META, unpack(hset))
+  redis.call('HSET', K_ACTIVE, unpack(hset))
   redis.call('ZADD', K_LEASE, unpack(zadd))
   redis.call('SADD', K_UNSTARTED, unpack(started))
-  redis.call('SET', K_CALL, cmsgpack.pack({ deadline, ids }), 'PX', lease_ms)
+  redis.call('SET', K_CALL, cmsgpack.pack({ now + lease_ms, ids }), 'PX', lease_ms)
 end
 return out

@@ -1,6 +1,7 @@
--- get: ARGV id. Returns {meta as JSON, data} (false when missing).
-local raw = redis.call('HGET', K_META, ARGV[1])
-if raw then
-  raw = cjson.encode(unpack_meta(raw))
+-- get: ARGV id. Returns {record as JSON, data} (false when missing).
+local m = load(ARGV[1])
+local raw = false
+if m then
+  raw = cjson.encode(m)
 end
 return { raw, redis.call('HGET', K_DATA, ARGV[1]) }

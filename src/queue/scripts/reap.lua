@@ -16,6 +16,7 @@ for i, id in ipairs(ids) do
   if not m then
     redis.call('ZREM', K_LEASE, id)
     redis.call('SREM', K_UNSTARTED, id)
+    redis.call('HDEL', K_ACTIVE, id)
   elseif redis.call('SREM', K_UNSTARTED, id) == 1 then
     redis.call('ZREM', K_LEASE, id)
     m.state = 'pending'

@@ -5,7 +5,7 @@
 -- A task is still this call's lease while its lease score is the deadline
 -- the call set: every end of a lease (ack, fail, requeue, reap) removes the
 -- score, and a later lease of the task ends later. So no record is read.
-local K_CALL = KEYS[18]
+local K_CALL = KEYS[20]
 local base = ARGV[1]
 local prev = redis.call('GET', K_CALL)
 if not prev then
@@ -25,11 +25,11 @@ if deadline then
   end
 else
   -- A call key from before the deadline was kept in it: check the records.
-  local metas = redis.call('HMGET', K_META, unpack(ids))
+  local records = load_many(ids)
   for i, id in ipairs(ids) do
     out[i] = 0
-    if metas[i] then
-      local m = unpack_meta(metas[i])
+    local m = records[i]
+    if m then
       if m.state == 'active' and m.token == base .. ':' .. i then
         out[i] = 1
         ok[#ok + 1] = id
