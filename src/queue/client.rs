@@ -68,6 +68,8 @@ struct AckItem {
     id: String,
     token: String,
     result: Option<String>,
+    /// Released by the ack if this task still holds it.
+    unique: Option<String>,
 }
 
 fn ms(d: Duration) -> u64 {
@@ -233,27 +235,30 @@ impl Queue {
             .arg(orders)
             .arg(STEP_LIMIT);
         let reply: Vec<Value> = self.inner.backend.invoke(&inv).await?;
-        if !reply.len().is_multiple_of(8) {
+        if !reply.len().is_multiple_of(4) {
             return Err(bad("dequeue", format!("{} fields", reply.len())));
         }
-        let mut out = Vec::with_capacity(reply.len() / 8);
-        for f in reply.chunks_exact(8) {
-            let traceparent: String = field(&f[7], "dequeue")?;
+        let mut out = Vec::with_capacity(reply.len() / 4);
+        for f in reply.chunks_exact(4) {
             let id: String = field(&f[0], "dequeue")?;
-            let data: String = field(&f[6], "dequeue")?;
+            let meta: Vec<u8> = field(&f[2], "dequeue")?;
+            let rec = super::record::lease_fields(&meta).map_err(|e| bad("dequeue", format!("task {id}: {e}")))?;
+            let data: String = field(&f[3], "dequeue")?;
             let data: Data = serde_json::from_str(&data).map_err(|e| bad("dequeue", e))?;
-            let timeout_ms: i64 = field(&f[4], "dequeue")?;
-            let prio: i64 = field(&f[3], "dequeue")?;
             out.push(Leased {
                 id: Uuid::parse_str(&id).map_err(|e| bad("dequeue", e))?,
                 token: field(&f[1], "dequeue")?,
                 kind: data.kind,
                 payload: data.payload,
-                priority: Priority::from_index(prio).ok_or_else(|| bad("dequeue", "priority out of range"))?,
-                attempt: field(&f[2], "dequeue")?,
-                max_retries: field(&f[5], "dequeue")?,
-                timeout: if timeout_ms > 0 { Duration::from_millis(timeout_ms as u64) } else { cfg.default_timeout },
-                traceparent: (!traceparent.is_empty()).then_some(traceparent),
+                priority: Priority::from_index(rec.priority).ok_or_else(|| bad("dequeue", "priority out of range"))?,
+                attempt: rec.attempt.saturating_add(1),
+                max_retries: rec.max_retries,
+                timeout: match u64::try_from(rec.timeout_ms) {
+                    Ok(ms) if ms > 0 => Duration::from_millis(ms),
+                    _ => cfg.default_timeout,
+                },
+                traceparent: rec.traceparent.filter(|t| !t.is_empty()),
+                unique_key: rec.unique,
             });
         }
         Ok(out)
@@ -298,7 +303,15 @@ impl Queue {
     /// its payload dropped) and releases its unique key. Returns false if the
     /// token is stale; true again for a repeat with the same token. Batched.
     pub async fn ack(&self, task: &Leased, result: Option<String>) -> Result<bool> {
-        self.inner.ack.submit(AckItem { id: task.id.to_string(), token: task.token.clone(), result }).await
+        self.inner
+            .ack
+            .submit(AckItem {
+                id: task.id.to_string(),
+                token: task.token.clone(),
+                result,
+                unique: task.unique_key.clone(),
+            })
+            .await
     }
 
     /// Records a failed attempt: retry after the backoff, or move to dead
@@ -577,7 +590,7 @@ async fn run_ack(
     for it in &items {
         // '=' marks a present result so an empty string stays distinguishable.
         let result = it.result.as_ref().map(|r| format!("={r}")).unwrap_or_default();
-        inv.arg(&it.id).arg(&it.token).arg(result);
+        inv.arg(&it.id).arg(&it.token).arg(result).arg(it.unique.as_deref().unwrap_or_default());
     }
     let out: Vec<i64> = backend.invoke(&inv).await?;
     Ok(out.into_iter().map(|x| x == 1).collect())

@@ -61,8 +61,11 @@
 //! payload), `done` (zset by expiry), `dead` (zset by death time), `uniq` /
 //! `uniqexp` (unique locks and their expiry), `paused`, `wake` (list idle
 //! workers BLPOP), `guards`, `counters`, `unstarted` (leases not yet
-//! confirmed started), `call:<token>` (what one dequeue call leased, kept a
-//! lease length). Run Redis with
+//! confirmed started), `active` / `fin` (hash id → a lease's or a
+//! completion's overlay on the record: the hot path writes these short
+//! strings instead of rewriting the MessagePack record, and every other
+//! script folds them in when it reads or saves a record), `call:<token>`
+//! (what one dequeue call leased, kept a lease length). Run Redis with
 //! `maxmemory-policy noeviction` and AOF (`appendfsync everysec` or `always`).
 //! Build the pool over `redis_pool::RedisManager` and keep bb8's default
 //! `test_on_check_out(true)`: the manager drops a connection whose call failed
@@ -73,7 +76,7 @@
 //! # Files
 //! `client.rs` (Queue), `admin.rs` (listing and the operator's actions), `worker.rs` (Worker, Handler), `eta.rs` (the wait
 //! of a new task from the backlog and completion rate), `task.rs` (API
-//! values), `config.rs` (config; the test clock is `crate::clock`), `backend.rs`
+//! values), `record.rs` (the MessagePack record's lease fields, read by the worker), `config.rs` (config; the test clock is `crate::clock`), `backend.rs`
 //! (pool or cluster connections, `ping`), `batch.rs` (call coalescing), `scripts.rs` + `scripts/*.lua`,
 //! `error.rs`, `tests/` (against private redis-server instances).
 
@@ -84,6 +87,7 @@ mod client;
 mod config;
 mod error;
 pub mod eta;
+mod record;
 mod scripts;
 mod task;
 mod worker;

@@ -175,6 +175,8 @@ pub struct Leased {
     /// The trace the enqueuing request was part of (W3C `traceparent`); `None` for tasks
     /// enqueued without tracing or before records carried one.
     pub traceparent: Option<String>,
+    /// The task's unique key (`NewTask::unique_key`), if it has one.
+    pub unique_key: Option<String>,
 }
 
 /// Outcome of `fail`.

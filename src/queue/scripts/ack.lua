@@ -1,5 +1,6 @@
--- ack: ARGV now, retention_ms, n, then per task 3 fields: id, token, result
--- ('' = none, otherwise '=' followed by the result). Returns per task 1
+-- ack: ARGV now, retention_ms, n, then per task 4 fields: id, token, result
+-- ('' = none, otherwise '=' followed by the result), unique key ('' = none;
+-- released only if this task still holds it). Returns per task 1
 -- (completed, also when this lease already completed it: a repeat after a
 -- lost reply) or 0 (stale token: the lease was lost, nothing changed).
 -- The payload goes at once; the record stays for the retention, completed by
@@ -11,7 +12,7 @@ local retention = tonumber(ARGV[2])
 local n = tonumber(ARGV[3])
 local ids = {}
 for i = 0, n - 1 do
-  ids[i + 1] = ARGV[4 + i * 3]
+  ids[i + 1] = ARGV[4 + i * 4]
 end
 local actives = redis.call('HMGET', K_ACTIVE, unpack(ids))
 local finished = '|' .. tostring(now) .. '|'
@@ -24,14 +25,15 @@ local gone = {}
 local seen = {}
 for i = 1, n do
   local id = ids[i]
-  local token = ARGV[4 + (i - 1) * 3 + 1]
-  local res = ARGV[4 + (i - 1) * 3 + 2]
+  local token = ARGV[4 + (i - 1) * 4 + 1]
+  local res = ARGV[4 + (i - 1) * 4 + 2]
+  local unique = ARGV[4 + (i - 1) * 4 + 3]
   local a = actives[i]
   if seen[id] == token then
     out[i] = 1
   elseif a and not seen[id] and string.sub(a, 1, #token + 1) == token .. '|' then
     seen[id] = token
-    local started, unique = string.match(a, '^[^|]*|([^|]*)|(.*)$')
+    local started = string.sub(a, #token + 2)
     if unique ~= '' then
       release_unique(id, { unique = unique })
     end

@@ -71,7 +71,7 @@ local function lease_scores(ids)
 end
 
 -- A record is its MessagePack base (K_META) plus at most one overlay. While
--- leased, K_ACTIVE holds 'token|started ms|unique key' and the base still
+-- leased, K_ACTIVE holds 'token|started ms' and the base still
 -- reads as it was before the lease (pending, the previous attempt's count);
 -- once acknowledged, K_FIN holds 'token|started ms|finished ms|result' ('' or
 -- '=' then the result) and the base is left as it was. `save` folds an
@@ -79,7 +79,7 @@ end
 -- writes overlays and every other script sees whole records through `load`.
 local function overlay(m, active, fin)
   if active then
-    local token, started = string.match(active, '^([^|]*)|([^|]*)|')
+    local token, started = string.match(active, '^([^|]*)|(.*)$')
     m.state = 'active'
     m.token = token
     m.attempt = m.attempt + 1
@@ -150,19 +150,15 @@ local function delete_tasks(ids)
   end
 end
 
--- The fields a dequeue returns per leased task, from the record's base as it
--- was before this lease (hence attempt + 1); the traceparent is '' for a task
--- enqueued without one (and for records from before they carried one).
-local function emit(out, id, token, m, data)
+-- The fields a dequeue returns per leased task: the record's base as stored
+-- (MessagePack, read by the worker: unpacking it here cost more than the
+-- dequeue's commands) and the task data.
+local function emit(out, id, token, meta, data)
   local o = #out
   out[o + 1] = id
   out[o + 2] = token
-  out[o + 3] = m.attempt + 1
-  out[o + 4] = m.priority
-  out[o + 5] = m.timeout
-  out[o + 6] = m.max_retries
-  out[o + 7] = data
-  out[o + 8] = m.tp or ''
+  out[o + 3] = meta
+  out[o + 4] = data
 end
 
 -- Removes dead tasks, keeping the byte count of the dead set true.

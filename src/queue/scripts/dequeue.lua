@@ -2,7 +2,7 @@
 -- promote_limit. `orders` holds 3 digits (priority indexes) per slot, or 3
 -- digits used for every slot. Promotes due delayed/retry tasks, then leases
 -- up to n tasks, each marked unstarted until the worker confirms (started.lua).
--- Returns 8 fields per task (see `emit`). A lease is written as the task's
+-- Returns 4 fields per task (see `emit`). A lease is written as the task's
 -- K_ACTIVE overlay; the record's base is not rewritten. The call key (`token_base`, chosen by the caller)
 -- remembers what this call leased and until when, for a lease length, so a
 -- repeat after a lost reply returns the same leases instead of leasing more.
@@ -25,7 +25,7 @@ if prev then
     if metas[i] and datas[i] and actives[i] then
       local token = token_base .. ':' .. i
       if string.sub(actives[i], 1, #token + 1) == token .. '|' then
-        emit(out, id, token, unpack_meta(metas[i]), datas[i])
+        emit(out, id, token, metas[i], datas[i])
       end
     end
   end
@@ -133,18 +133,17 @@ local zadd = {}
 local started = {}
 -- Converted once: a Lua number becomes a string at every use.
 local deadline = tostring(now + lease_ms)
-local since = '|' .. tostring(now) .. '|'
+local since = '|' .. tostring(now)
 for i, id in ipairs(ids) do
   -- A list entry without a record (deleted by hand) is dropped, not leased.
   if metas[i] and datas[i] then
-    local m = unpack_meta(metas[i])
     local token = token_base .. ':' .. i
     hset[#hset + 1] = id
-    hset[#hset + 1] = token .. since .. (m.unique or '')
+    hset[#hset + 1] = token .. since
     zadd[#zadd + 1] = deadline
     zadd[#zadd + 1] = id
     started[#started + 1] = id
-    emit(out, id, token, m, datas[i])
+    emit(out, id, token, metas[i], datas[i])
   end
 end
 if #hset > 0 then

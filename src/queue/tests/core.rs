@@ -864,3 +864,52 @@ async fn an_enqueue_not_acknowledged_by_enough_replicas_fails() {
     assert!(matches!(err, QueueError::NotReplicated { wanted: 1, acked: 0 }), "{err:?}");
     assert!(!err.is_transient(), "not repeated: the script ran, repeating it would not help");
 }
+
+/// A lease an earlier version took wrote `active` and the token into the
+/// record itself (there was no lease overlay): this version still
+/// acknowledges it, once, and shows the task completed.
+#[tokio::test]
+async fn a_lease_in_the_earlier_record_layout_is_still_acknowledged() {
+    let (s, q, _clock) = setup("legacy-lease", |_| {}).await;
+    let e = q.enqueue(task("email", 3).unique_key("legacy-k")).await.unwrap();
+    let tag = format!("{{{}}}", q.config().prefix);
+    let pool = s.pool().await;
+    let mut c = pool.get().await.unwrap();
+    // What the earlier dequeue did: pop the id, rewrite the record, add the lease.
+    let _: i64 = redis::Script::new(
+        "local id = redis.call('LPOP', KEYS[1]) \
+         local m = cmsgpack.unpack(redis.call('HGET', KEYS[2], id)) \
+         m.state = 'active' m.token = 'legacy:1' m.attempt = 1 m.started = 1 m.updated = 1 \
+         redis.call('HSET', KEYS[2], id, cmsgpack.pack(m)) \
+         redis.call('ZADD', KEYS[3], 4102444800000, id) \
+         return 1",
+    )
+    .key(format!("{tag}:p:default"))
+    .key(format!("{tag}:meta"))
+    .key(format!("{tag}:lease"))
+    .invoke_async(&mut *c)
+    .await
+    .unwrap();
+    assert_eq!(state(&q, e.id).await, Some(TaskState::Active));
+    let leased = Leased {
+        id: e.id,
+        token: "legacy:1".into(),
+        kind: "email".into(),
+        payload: serde_json::json!({ "n": 3 }),
+        priority: Priority::Default,
+        attempt: 1,
+        max_retries: 5,
+        timeout: Duration::from_secs(30),
+        traceparent: None,
+        unique_key: Some("legacy-k".into()),
+    };
+    assert!(!q.ack(&Leased { token: "legacy:2".into(), ..leased.clone() }, None).await.unwrap(), "a stale token");
+    assert!(q.ack(&leased, Some("done".into())).await.unwrap());
+    assert!(q.ack(&leased, Some("done".into())).await.unwrap(), "a repeat answers as the first");
+    let rec = q.get(e.id).await.unwrap().unwrap();
+    assert_eq!((rec.state, rec.attempts, rec.result.as_deref()), (TaskState::Completed, 1, Some("done")));
+    let stats = q.stats().await.unwrap();
+    assert_eq!((stats.active, stats.total_completed), (0, 1));
+    // The unique key was released with the completion.
+    assert_eq!(q.enqueue(task("email", 4).unique_key("legacy-k")).await.unwrap().duplicate_of, None);
+}
