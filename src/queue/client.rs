@@ -96,7 +96,7 @@ impl Queue {
         let ack = {
             let (backend, keys, clock) = (backend.clone(), keys.clone(), cfg.fake_clock.clone());
             let retention = ms(cfg.completed_retention);
-            Batcher::spawn(cfg.max_batch, cfg.max_inflight_batches, move |items| {
+            Batcher::spawn(cfg.max_batch, cfg.max_inflight_acks, move |items| {
                 let (backend, keys, clock) = (backend.clone(), keys.clone(), clock.clone());
                 async move { run_ack(&backend, &keys, clock.as_ref(), retention, items).await }
             })
