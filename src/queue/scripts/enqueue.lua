@@ -81,7 +81,8 @@ for i = 0, n - 1 do
       redis.call('RPUSH', K_LISTS[prio + 1], id)
       ready = ready + 1
     end
-    save(id, m)
+    -- A new record has no overlays to fold in (`save` would delete them).
+    redis.call('HSET', K_META, id, pack_meta(m))
     out[i + 1] = ''
   end
 end
