@@ -239,27 +239,25 @@ impl Queue {
             return Err(bad("dequeue", format!("{} fields", reply.len())));
         }
         let mut out = Vec::with_capacity(reply.len() / 4);
+        let mut unreadable = Vec::new();
         for f in reply.chunks_exact(4) {
             let id: String = field(&f[0], "dequeue")?;
-            let meta: Vec<u8> = field(&f[2], "dequeue")?;
-            let rec = super::record::lease_fields(&meta).map_err(|e| bad("dequeue", format!("task {id}: {e}")))?;
-            let data: String = field(&f[3], "dequeue")?;
-            let data: Data = serde_json::from_str(&data).map_err(|e| bad("dequeue", e))?;
-            out.push(Leased {
-                id: Uuid::parse_str(&id).map_err(|e| bad("dequeue", e))?,
-                token: field(&f[1], "dequeue")?,
-                kind: data.kind,
-                payload: data.payload,
-                priority: Priority::from_index(rec.priority).ok_or_else(|| bad("dequeue", "priority out of range"))?,
-                attempt: rec.attempt.saturating_add(1),
-                max_retries: rec.max_retries,
-                timeout: match u64::try_from(rec.timeout_ms) {
-                    Ok(ms) if ms > 0 => Duration::from_millis(ms),
-                    _ => cfg.default_timeout,
-                },
-                traceparent: rec.traceparent.filter(|t| !t.is_empty()),
-                unique_key: rec.unique,
-            });
+            let token: String = field(&f[1], "dequeue")?;
+            match lease(&id, &token, &f[2], &f[3], cfg.default_timeout) {
+                Ok(t) => out.push(t),
+                Err(e) => unreadable.push((id, token, e)),
+            }
+        }
+        // One task this version cannot read must not hold back the ones leased with it (they
+        // would all return at the lease's end and be leased together again): it goes to dead,
+        // where an operator sees why.
+        for (id, token, e) in unreadable {
+            tracing::error!(task = %id, error = %e, "a leased task is unreadable; moved to dead");
+            let why = format!("its stored record could not be read ({e})");
+            if let Err(fe) = self.fail_token(&id, &token, &why, true).await {
+                // Its lease runs out unstarted and it is leased again (and failed again) later.
+                tracing::warn!(task = %id, error = %fe, "could not move an unreadable task to dead");
+            }
         }
         Ok(out)
     }
@@ -317,14 +315,17 @@ impl Queue {
     /// Records a failed attempt: retry after the backoff, or move to dead
     /// when retries are exhausted or `permanent` is set.
     pub async fn fail(&self, task: &Leased, error: &str, permanent: bool) -> Result<FailOutcome> {
+        self.fail_token(&task.id.to_string(), &task.token, error, permanent).await
+    }
+
+    async fn fail_token(&self, id: &str, token: &str, error: &str, permanent: bool) -> Result<FailOutcome> {
         let r = &self.inner.cfg.retry;
         let mut inv = SCRIPTS.fail.prepare_invoke();
-        inv.key(&self.inner.keys.all)
-            .arg(self.now())
-            .arg(task.id.to_string())
-            .arg(&task.token)
-            .arg(error)
-            .arg(if permanent { "1" } else { "0" });
+        inv.key(&self.inner.keys.all).arg(self.now()).arg(id).arg(token).arg(error).arg(if permanent {
+            "1"
+        } else {
+            "0"
+        });
         policy_args(&mut inv, r, &self.inner.cfg);
         let at: i64 = self.inner.backend.invoke(&inv).await?;
         Ok(match at {
@@ -457,6 +458,29 @@ pub struct JanitorReport {
     pub completed: u64,
     pub dead: u64,
     pub unique_locks: u64,
+}
+
+/// A lease from one task of a dequeue reply: its stored record (MessagePack) and data.
+fn lease(id: &str, token: &str, meta: &Value, data: &Value, default_timeout: Duration) -> Result<Leased> {
+    let meta: Vec<u8> = field(meta, "dequeue")?;
+    let rec = super::record::lease_fields(&meta).map_err(|e| bad("dequeue", format!("task {id}: {e}")))?;
+    let data: String = field(data, "dequeue")?;
+    let data: Data = serde_json::from_str(&data).map_err(|e| bad("dequeue", e))?;
+    Ok(Leased {
+        id: Uuid::parse_str(id).map_err(|e| bad("dequeue", e))?,
+        token: token.to_owned(),
+        kind: data.kind,
+        payload: data.payload,
+        priority: Priority::from_index(rec.priority).ok_or_else(|| bad("dequeue", "priority out of range"))?,
+        attempt: rec.attempt.saturating_add(1),
+        max_retries: rec.max_retries,
+        timeout: match u64::try_from(rec.timeout_ms) {
+            Ok(ms) if ms > 0 => Duration::from_millis(ms),
+            _ => default_timeout,
+        },
+        traceparent: rec.traceparent.filter(|t| !t.is_empty()),
+        unique_key: rec.unique,
+    })
 }
 
 pub(super) fn field<T: redis::FromRedisValue>(v: &Value, script: &'static str) -> Result<T> {

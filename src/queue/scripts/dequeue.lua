@@ -86,9 +86,13 @@ end
 
 -- Each remaining slot wants the first priority of its order that is not
 -- skipped; each priority's wants are popped at once (a call per priority, not
--- per slot). A list that falls short is empty: it is skipped and the slots it
--- could not fill choose again. So the batch holds what slot-by-slot choosing
--- would (grouped by priority), in at most four rounds.
+-- per slot). A list that falls short is empty: it is skipped and the
+-- remaining slots choose again, by the orders of the slots from the first
+-- unfilled one on (not exactly those that fell short). Orders are
+-- independent weighted draws, so a slot's next choice after a skipped
+-- priority is distributed as a fresh slot's first choice: the shares are
+-- those of slot-by-slot choosing, strict mode's exactly, and the batch is
+-- grouped by priority. At most four rounds.
 local ids = {}
 while #ids < n and live > 0 do
   local want = { 0, 0, 0 }

@@ -81,7 +81,9 @@ for i = 0, n - 1 do
       redis.call('RPUSH', K_LISTS[prio + 1], id)
       ready = ready + 1
     end
-    -- A new record has no overlays to fold in (`save` would delete them).
+    -- A new record has no overlays to fold in (`save` would delete them):
+    -- every script that deletes a record deletes its overlays with it. (A
+    -- record removed from `meta` by hand leaves them; remove them too.)
     redis.call('HSET', K_META, id, pack_meta(m))
     out[i + 1] = ''
   end

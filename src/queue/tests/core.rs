@@ -913,3 +913,30 @@ async fn a_lease_in_the_earlier_record_layout_is_still_acknowledged() {
     // The unique key was released with the completion.
     assert_eq!(q.enqueue(task("email", 4).unique_key("legacy-k")).await.unwrap().duplicate_of, None);
 }
+
+/// A record the worker cannot read (here an attempt count no version writes)
+/// goes to dead with the reason, and the tasks leased with it run.
+#[tokio::test]
+async fn an_unreadable_record_goes_to_dead_without_holding_back_its_batch() {
+    let (s, q, _clock) = setup("unreadable", |_| {}).await;
+    let bad = q.enqueue(task("email", 1)).await.unwrap().id;
+    let good = q.enqueue(task("email", 2)).await.unwrap().id;
+    let tag = format!("{{{}}}", q.config().prefix);
+    let pool = s.pool().await;
+    let mut c = pool.get().await.unwrap();
+    let _: i64 = redis::Script::new(
+        "local m = cmsgpack.unpack(redis.call('HGET', KEYS[1], ARGV[1])) m.attempt = -3 \
+         redis.call('HSET', KEYS[1], ARGV[1], cmsgpack.pack(m)) return 1",
+    )
+    .key(format!("{tag}:meta"))
+    .arg(bad.to_string())
+    .invoke_async(&mut *c)
+    .await
+    .unwrap();
+    let leased = q.dequeue(10).await.unwrap();
+    assert_eq!(leased.iter().map(|t| t.id).collect::<Vec<_>>(), vec![good]);
+    let rec = q.get(bad).await.unwrap().unwrap();
+    assert_eq!(rec.state, TaskState::Dead);
+    assert!(rec.last_error.as_deref().is_some_and(|e| e.contains("could not be read")), "{:?}", rec.last_error);
+    assert!(q.ack(&leased[0], None).await.unwrap());
+}
