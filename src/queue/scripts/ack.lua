@@ -23,6 +23,21 @@ local zrem = {}
 local zadd = {}
 local gone = {}
 local seen = {}
+-- Completes `id`: `overlay` is its `fin` entry, or nil when the record was
+-- saved whole (a lease of the earlier layout).
+local function complete(id, overlay)
+  zrem[#zrem + 1] = id
+  if retention > 0 then
+    if overlay then
+      fin[#fin + 1] = id
+      fin[#fin + 1] = overlay
+    end
+    zadd[#zadd + 1] = expires
+    zadd[#zadd + 1] = id
+  else
+    gone[#gone + 1] = id
+  end
+end
 for i = 1, n do
   local id = ids[i]
   local token = ARGV[4 + (i - 1) * 4 + 1]
@@ -37,15 +52,7 @@ for i = 1, n do
     if unique ~= '' then
       release_unique(id, { unique = unique })
     end
-    zrem[#zrem + 1] = id
-    if retention > 0 then
-      fin[#fin + 1] = id
-      fin[#fin + 1] = token .. '|' .. started .. finished .. res
-      zadd[#zadd + 1] = expires
-      zadd[#zadd + 1] = id
-    else
-      gone[#gone + 1] = id
-    end
+    complete(id, token .. '|' .. started .. finished .. res)
     out[i] = 1
   elseif a then
     -- Leased again since (this lease expired): stale.
@@ -72,14 +79,9 @@ for i = 1, n do
         if res ~= '' then
           m.result = string.sub(res, 2)
         end
-        zrem[#zrem + 1] = id
-        if retention > 0 then
-          save(id, m)
-          zadd[#zadd + 1] = expires
-          zadd[#zadd + 1] = id
-        else
-          gone[#gone + 1] = id
-        end
+        -- Saved even without retention: the batch's deletes below remove it.
+        save(id, m)
+        complete(id, nil)
         out[i] = 1
       elseif m and m.fin == token and m.fin_op == 'a' then
         out[i] = 1
