@@ -3,7 +3,9 @@
 //! (reads on the replica, `REDIS_URL=redis+cluster://…`, `WAIT 1` per submission) and three
 //! `worker` processes. The contract scenario passes against each server (one after the
 //! other: its `listUsers` paging checks compare totals between pages, which another run's
-//! users would change). Then, while two clients submit email tasks to both servers, the
+//! users would change), with a harness that issues tokens and holds the workers while a task
+//! must stay pending (a reused `Idempotency-Key`: three idle workers used to finish the first
+//! task before the second request arrived). Then, while two clients submit email tasks to both servers, the
 //! master owning the queue's hash tag and one worker are SIGKILLed: every submission answered
 //! 2xx completes. Concurrent clients each read back only their own user, through the other
 //! server; a page token signed by one server is accepted by the other (`PAGE_TOKEN_KEY`); and
@@ -16,8 +18,9 @@ use std::{
     time::{Duration, Instant},
 };
 
+use anyhow::{Result, bail};
 use serde_json::json;
-use spec_contract::{Contract, Options, scenario};
+use spec_contract::{Contract, Harness, Options, scenario};
 use spec_server::devsvc::{Launched, PrivatePostgres};
 
 use crate::{
@@ -35,8 +38,10 @@ fn cli(env: &[(String, String)], args: &[&str]) -> String {
 
 /// A new token named `name`: the one `sk_` line of `token issue`'s stdout, which the log
 /// shares (CLIs started together wait for each other's migration lock, and say so).
-fn issue(env: &[(String, String)], name: &str) -> String {
-    let out = cli(env, &["token", "issue", "--name", name]);
+fn issue(env: &[(String, String)], name: &str, more: &[&str]) -> String {
+    let mut args = vec!["token", "issue", "--name", name];
+    args.extend_from_slice(more);
+    let out = cli(env, &args);
     let token = out.lines().map(str::trim).find(|l| l.starts_with("sk_"));
     token.unwrap_or_else(|| panic!("no token in {out:?}")).to_owned()
 }
@@ -50,6 +55,53 @@ fn pending(port: u16, token: &str, ids: &[String]) -> Vec<String> {
         })
         .cloned()
         .collect()
+}
+
+/// What the contract scenario may do to this deployment beyond HTTP: issue tokens through the
+/// CLI and hold the workers (SIGSTOP) while a task must stay pending. Its dependencies are
+/// replicated, so stopping one node is no outage to provoke the 5xx checks with.
+struct Scale<'a> {
+    env: &'a [(String, String)],
+    workers: &'a [Launched],
+    issued: u32,
+}
+
+impl Harness for Scale<'_> {
+    fn issue_token(&mut self, ttl: Duration) -> Result<String> {
+        self.issued += 1;
+        let name = format!("scale-contract-short-lived-{}", self.issued);
+        Ok(issue(self.env, &name, &["--ttl", &format!("{}s", ttl.as_secs().max(1))]))
+    }
+    fn issue_scoped_token(&mut self, scopes: &[&str]) -> Result<String> {
+        self.issued += 1;
+        let name = format!("scale-contract-scoped-{}", self.issued);
+        let args: Vec<&str> = scopes.iter().flat_map(|s| ["--scope", s]).collect();
+        Ok(issue(self.env, &name, &args))
+    }
+    fn stop_postgres(&mut self) -> Result<()> {
+        bail!("this deployment's dependencies are not controlled")
+    }
+    fn start_postgres(&mut self) -> Result<()> {
+        bail!("this deployment's dependencies are not controlled")
+    }
+    fn stop_redis(&mut self) -> Result<()> {
+        bail!("this deployment's dependencies are not controlled")
+    }
+    fn start_redis(&mut self) -> Result<()> {
+        bail!("this deployment's dependencies are not controlled")
+    }
+    fn worker_running(&self) -> bool {
+        true
+    }
+    fn hold_worker(&mut self, held: bool) -> Result<()> {
+        for w in self.workers {
+            if held { w.pause() } else { w.resume() }
+        }
+        Ok(())
+    }
+    fn controls_dependencies(&self) -> bool {
+        false
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -84,11 +136,12 @@ async fn a_scaled_deployment_survives_a_master_and_a_worker_dying_under_load() {
         let (b, pb) = start_server(&env, dir.path(), "serve-b");
         let workers: Vec<Launched> = (0..3).map(|i| start_worker(&env, dir.path(), &format!("worker-{i}"))).collect();
         println!("2 servers and 3 workers up at {:?}", started.elapsed());
-        let token = issue(&env, "scale");
+        let token = issue(&env, "scale", &[]);
 
         // The contract against each server in turn.
         let contract = Contract::workspace().unwrap();
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let mut harness = Scale { env: &env, workers: &workers, issued: 0 };
         for (server, port) in [(&a, pa), (&b, pb)] {
             let opts = Options {
                 base_url: format!("http://127.0.0.1:{port}/api/v1"),
@@ -96,7 +149,7 @@ async fn a_scaled_deployment_survives_a_master_and_a_worker_dying_under_load() {
                 expired_token: None,
                 field_format: None,
             };
-            let mut report = runtime.block_on(scenario::run(&contract, &opts, None)).unwrap();
+            let mut report = runtime.block_on(scenario::run(&contract, &opts, Some(&mut harness))).unwrap();
             // Held to this project's conventions too, as in `contract.rs`.
             report.strict_conventions = true;
             if !report.passed() {
@@ -190,7 +243,7 @@ async fn a_scaled_deployment_survives_a_master_and_a_worker_dying_under_load() {
             .map(|i| {
                 let env = env.clone();
                 std::thread::spawn(move || {
-                    let token = issue(&env, &format!("scale-client-{i}"));
+                    let token = issue(&env, &format!("scale-client-{i}"), &[]);
                     let (write, read) = if i % 2 == 0 { (pa, pb) } else { (pb, pa) };
                     let name = format!("scale_{}_{i}", uuid::Uuid::new_v4().simple());
                     let body =
@@ -224,7 +277,7 @@ async fn a_scaled_deployment_survives_a_master_and_a_worker_dying_under_load() {
         assert_eq!(s, 200, "B accepts A's page token: {second}");
 
         // Revocation through the CLI against the primary reaches both servers.
-        let doomed = issue(&env, "scale-doomed");
+        let doomed = issue(&env, "scale-doomed", &[]);
         for (server, port) in [(&a, pa), (&b, pb)] {
             wait_for(&format!("{} subscribed to token revocations", server.name()), START_TIMEOUT, &[server], || {
                 server.log().contains("subscribed to token revocations")
