@@ -5,8 +5,8 @@
 //! other: its `listUsers` paging checks compare totals between pages, which another run's
 //! users would change), with a harness that issues tokens and holds the workers while a task
 //! must stay pending (a reused `Idempotency-Key`: three idle workers used to finish the first
-//! task before the second request arrived). Then, while two clients submit email tasks to both servers, the
-//! master owning the queue's hash tag and one worker are SIGKILLed: every submission answered
+//! task before the second request arrived). Then, while two clients submit email tasks to both
+//! servers, the master owning the queue's hash tag and one worker are SIGKILLed: every submission answered
 //! 2xx completes. Concurrent clients each read back only their own user, through the other
 //! server; a page token signed by one server is accepted by the other (`PAGE_TOKEN_KEY`); and
 //! a token revoked through the CLI against the primary is refused at once by both servers.
